@@ -1,0 +1,36 @@
+# pai_ros: the two commands a fresh machine needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+ENV := source scripts/env.sh
+# Each test file gets its own ROS domain; discovery never leaves this machine.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export ROS_LOCALHOST_ONLY ?= 1
+
+.PHONY: help setup demo demo-assets test test-unit build clean
+
+help:
+	@echo "make demo    set up if needed, then build the demo assets (dataset + trained ACT) and run the demo"
+	@echo "make test    set up if needed, then run all tests"
+	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
+	@echo "make build   colcon-build the package again (after adding files)"
+	@echo "make clean   remove build/ install/ and .pai/ (the cached venv stays)"
+
+# Setup is fast when nothing changed: the venv is keyed by the pins' hash, colcon is incremental.
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+
+demo: setup
+	@$(ENV) && pai demo-assets
+
+demo-assets: demo
+
+test: setup
+	@$(ENV) && bash scripts/run_tests.sh
+
+test-unit: setup
+	@$(ENV) && python -m pytest -q -m "not ros and not slow" test
+
+clean:
+	rm -rf build install log .pai

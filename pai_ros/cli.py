@@ -1,0 +1,64 @@
+"""The ``pai`` command line: one entry point, one subcommand per capability.
+
+Parsing must stay fast (``pai --help`` imports no torch), so each capability registers its
+subcommand from a light ``commands`` module and imports heavy code only inside its handler.
+User errors (:class:`pai_ros.errors.UserError`) and OS errors on user paths become one line on
+stderr and a non-zero exit; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from pai_ros import __version__
+from pai_ros.errors import UserError
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+def _registrations() -> list[Register]:
+    from pai_ros.demo import commands as demo_commands
+
+    return [demo_commands.register]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pai",
+        description=(
+            "Interpretability tools for LeRobot ACT policies: attention heatmaps, sparse-autoencoder "
+            "features and recordings, offline on datasets and bags. The live ROS 2 nodes are started "
+            "with `ros2 run pai_ros ...` (see README.md)."
+        ),
+        epilog="Run `pai <command> --help` for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"pai {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+    for register in _registrations():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"pai {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # permissions, full disks, missing files on user-given paths
+        print(f"pai {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"pai {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

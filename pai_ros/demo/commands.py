@@ -1,0 +1,37 @@
+"""``pai demo-assets``: build (or find) the embedded demo dataset and trained policy."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "demo-assets",
+        help="build the synthetic demo dataset and train the demo ACT policy (cached)",
+        description=(
+            "Generate the synthetic reaching dataset (LeRobotDataset v3.0 with MP4 videos, two cameras, "
+            "target pixel positions as ground truth) and train a small ACT on it with LeRobot's own "
+            "training entry point. Results are cached under the cache directory, keyed by the generator "
+            "version and settings; a second run returns at once. Nothing is downloaded."
+        ),
+    )
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="where to keep the assets (default: $PAI_CACHE_DIR or ~/.cache/pai_ros)")
+    p.add_argument("--rebuild", action="store_true", help="discard cached assets and build them again")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo setting)")
+    p.add_argument("--no-train", action="store_true", help="only generate the datasets")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pai_ros.demo.assets import DemoSettings, ensure_demo_assets
+
+    settings = DemoSettings()
+    if args.steps is not None:
+        settings = settings.with_steps(args.steps)
+    assets = ensure_demo_assets(cache_dir=args.cache_dir, settings=settings, rebuild=args.rebuild,
+                                train=not args.no_train)
+    print(assets.describe())
+    return 0

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# One-command set-up of the pai_ros development environment (what `make setup` runs).
+#
+#   1. pick a supported Python (3.10-3.12; PAI_PYTHON overrides)
+#   2. system packages (FFmpeg libraries for torchcodec), installed when running as root
+#   3. a virtual environment keyed by the hash of requirements.txt (PAI_VENV overrides), with
+#      the pinned packages; re-running with unchanged pins skips this step
+#   4. repair the ROS 2 wheels' CMake exports (they name the wheel builder's include paths)
+#   5. colcon build of this package (the message + the Python code) into ./install
+#   6. a smoke check that rclpy, LeRobot and pai_ros.msg import
+#
+# Idempotent and safe to interrupt: the venv is only marked complete after its install
+# finished, and colcon rebuilds what is missing. If a ROS 2 distro is already sourced
+# (ROS_DISTRO set, e.g. /opt/ros/jazzy/setup.bash), it is the underlay and the ROS wheels are
+# not installed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REQ="$ROOT/requirements.txt"
+STATE_DIR="$ROOT/.pai"          # per-checkout record of which venv/underlay setup chose
+mkdir -p "$STATE_DIR"
+
+say()  { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+fail() { # fail STEP FIX...
+    local step="$1"; shift
+    printf '\033[31m[setup] FAILED at step "%s":\033[0m %s\n' "$step" "$*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------- 1. Python
+STEP="python"
+pick_python() {
+    if [[ -n "${PAI_PYTHON:-}" ]]; then echo "$PAI_PYTHON"; return; fi
+    local c
+    for c in python3.11 python3.12 python3.10 python3; do
+        if command -v "$c" >/dev/null 2>&1; then echo "$c"; return; fi
+    done
+    echo ""
+}
+PY="$(pick_python)"
+[[ -n "$PY" ]] || fail "$STEP" "no python3 found; install Python 3.10-3.12 or set PAI_PYTHON=/path/to/python3.11"
+PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" \
+    || fail "$STEP" "'$PY' does not run; set PAI_PYTHON to a working Python 3.10-3.12"
+case "$PYVER" in
+    3.10|3.11|3.12) ;;
+    *) fail "$STEP" "Python $PYVER ($PY) is not supported: LeRobot 0.4.4 and the ROS 2 wheels need Python 3.10-3.12; set PAI_PYTHON=/path/to/python3.11" ;;
+esac
+say "python: $PY ($PYVER)"
+
+# ---------------------------------------------------------------- underlay choice
+if [[ -n "${ROS_DISTRO:-}" ]]; then
+    UNDERLAY="system-$ROS_DISTRO"
+    say "underlay: the sourced ROS 2 $ROS_DISTRO (${AMENT_PREFIX_PATH%%:*}); ROS wheels are not installed"
+else
+    UNDERLAY="wheels"
+    say "underlay: ROS 2 Kilted wheels inside the venv (no ROS 2 distro is sourced)"
+fi
+
+# ---------------------------------------------------------------- 2. system packages
+STEP="system packages"
+if ! command -v ffmpeg >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'; then
+    if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
+        say "installing FFmpeg (apt-get install -y ffmpeg) for video decoding"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; } \
+            || fail "$STEP" "apt-get install ffmpeg failed; run it by hand: sudo apt-get install -y ffmpeg"
+    else
+        say "FFmpeg libraries not found: video decoding falls back to PyAV. For torchcodec run: sudo apt-get install -y ffmpeg"
+    fi
+fi
+
+# ---------------------------------------------------------------- 3. venv
+STEP="virtual environment"
+PINS_HASH="$(sha256sum "$REQ" | cut -c1-12)"
+CACHE="${PAI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pai_ros}"
+VENV_NAME="venv-py${PYVER/./}-$PINS_HASH"
+[[ "$UNDERLAY" != wheels ]] && VENV_NAME="venv-py${PYVER/./}-${UNDERLAY}-$PINS_HASH"
+VENV="${PAI_VENV:-$CACHE/$VENV_NAME}"
+STAMP="$VENV/.pai-pins-complete"
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$PINS_HASH" ]]; then
+    say "venv: $VENV (pins unchanged, nothing to install)"
+else
+    say "venv: $VENV (installing the pins from requirements.txt; several GB, a few minutes the first time)"
+    mkdir -p "$(dirname "$VENV")" 2>/dev/null || fail "$STEP" "cannot create $(dirname "$VENV"); set PAI_VENV to a writable path"
+    if [[ ! -x "$VENV/bin/python" ]]; then
+        SYS_SITE=()
+        [[ "$UNDERLAY" != wheels ]] && SYS_SITE=(--system-site-packages)
+        "$PY" -m venv "${SYS_SITE[@]}" "$VENV" || fail "$STEP" "'$PY -m venv' failed; on Debian/Ubuntu install python3-venv"
+    fi
+    # Can we reach the package index at all? One small download tells, with a clear message
+    # instead of pip's retry storm.
+    PROBE_DIR="$(mktemp -d)"
+    if ! timeout 120 "$VENV/bin/pip" download -q --no-deps --no-cache-dir --retries 1 --timeout 15 \
+            -d "$PROBE_DIR" "tqdm==4.67.1" >/dev/null 2>&1; then
+        rm -rf "$PROBE_DIR"
+        fail "$STEP" "cannot reach the Python package index that pip is configured with (PIP_INDEX_URL / pip.conf); check the network or proxy and re-run make setup"
+    fi
+    rm -rf "$PROBE_DIR"
+    REQ_FILE="$REQ"
+    if [[ "$UNDERLAY" != wheels ]]; then
+        # The sourced distro provides rclpy, messages and the build tools.
+        REQ_FILE="$STATE_DIR/requirements-system-ros.txt"
+        grep -v -E '^ros-' "$REQ" > "$REQ_FILE"
+    fi
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null || fail "$STEP" "upgrading pip in the venv failed"
+    "$VENV/bin/python" -m pip install -q --progress-bar off -r "$REQ_FILE" \
+        || fail "$STEP" "pip install -r requirements.txt failed (see above); re-run make setup, it resumes"
+    echo "$PINS_HASH" > "$STAMP"
+    # Old venvs of earlier pins are several GB each: keep this one and the newest other.
+    ls -dt "$CACHE"/venv-* 2>/dev/null | grep -v -x "$VENV" | tail -n +2 | while read -r old; do
+        say "removing stale venv $old"; rm -rf "$old"
+    done
+fi
+echo "$VENV" > "$STATE_DIR/venv_path"
+echo "$UNDERLAY" > "$STATE_DIR/underlay"
+
+# The offline toolkit (`pai`) as an editable install, so the venv's `pai` runs this checkout.
+STEP="pai toolkit"
+if ! "$VENV/bin/python" -c 'import pai_ros.cli' >/dev/null 2>&1 || [[ ! -x "$VENV/bin/pai" ]]; then
+    say "installing the pai command (pip install -e . --no-deps)"
+    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .) \
+        || fail "$STEP" "pip install -e . failed (see above)"
+fi
+
+# ---------------------------------------------------------------- 4. CMake export repair
+STEP="repair ROS wheel CMake exports"
+if [[ "$UNDERLAY" == wheels ]]; then
+    "$VENV/bin/python" "$ROOT/scripts/fix_ros_wheel_cmake.py" "$VENV" \
+        || fail "$STEP" "could not rewrite the include paths in $VENV/share/**/*.cmake"
+fi
+
+# ---------------------------------------------------------------- 5. colcon build
+STEP="colcon build"
+say "building the pai_ros package with colcon (message + Python code) into $ROOT/install"
+(
+    cd "$ROOT"
+    # shellcheck disable=SC1091
+    source "$VENV/bin/activate"
+    if [[ "$UNDERLAY" == wheels ]]; then
+        export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+        export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+    fi
+    colcon --log-base build/log build --symlink-install --base-paths "$ROOT" \
+        --build-base build --install-base install \
+        --event-handlers console_cohesion- summary+ status- \
+        --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
+        > "$STATE_DIR/colcon-build.log" 2>&1
+) || { tail -n 30 "$STATE_DIR/colcon-build.log" >&2
+       fail "$STEP" "colcon build failed (full log: .pai/colcon-build.log); fix the error above and re-run make setup"; }
+
+# ---------------------------------------------------------------- 6. smoke check
+STEP="smoke check"
+(
+    # shellcheck disable=SC1091
+    source "$ROOT/scripts/env.sh"
+    python - <<'PY'
+import rclpy, lerobot, torch
+from pai_ros.msg import FeatureActivations
+import pai_ros
+print(f"[setup] ok: pai_ros {pai_ros.__version__}, lerobot {lerobot.__version__}, torch {torch.__version__}, rclpy + FeatureActivations importable")
+PY
+) || fail "$STEP" "the built environment does not import (see above); re-run make setup"
+say "done. Activate with: source scripts/env.sh"
