@@ -1,0 +1,1 @@
+"""Reading LeRobot datasets: video decoding and dataset opening shared by every tool."""

@@ -1,0 +1,312 @@
+"""The demo assets cache: build once, verify every time, never expose a half-built asset.
+
+Layout under ``<cache>/demo/v<GENERATOR_VERSION>-<settings hash>/``::
+
+    datasets/pai_demo_reach/            training episodes (LeRobotDataset v3.0)
+    datasets/pai_demo_reach_heldout/    held-out episodes, another seed
+    policy/                             the trained ACT checkpoint (pretrained_model)
+    train/                              lerobot-train's output dir and log (no optimiser state)
+    report/                             loss curve PNG, held-out evaluation, timings
+
+Each stage is built in a ``*.partial-<pid>`` directory and renamed into place only when it is
+complete, then sealed with a manifest of its files and sizes. A stage whose manifest does not
+match what is on disk is reported as corrupt and rebuilt; stale partial directories from an
+interrupted run are removed. A lock file serialises concurrent runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pai_ros.demo.dataset import DatasetSpec
+from pai_ros.demo.scene import SceneConfig
+from pai_ros.demo.train import TrainSettings
+from pai_ros.errors import UserError
+
+#: Bump when the scene renderer, the dataset writer or the training recipe changes meaning:
+#: every cache built by an older generator is then rebuilt.
+GENERATOR_VERSION = 1
+MANIFEST = ".pai-complete.json"
+TRAIN_REPO_ID = "pai/pai_demo_reach"
+HELDOUT_REPO_ID = "pai/pai_demo_reach_heldout"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    train_episodes: int = 40
+    heldout_episodes: int = 8
+    train_seed: int = 1
+    heldout_seed: int = 2
+    training: TrainSettings = field(default_factory=TrainSettings)
+
+    def with_steps(self, steps: int) -> DemoSettings:
+        if steps < 1:
+            raise UserError(f"--steps must be at least 1, got {steps}")
+        return dataclasses.replace(self, training=dataclasses.replace(self.training, steps=steps))
+
+    def key(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return f"v{GENERATOR_VERSION}-{hashlib.sha256(blob).hexdigest()[:10]}"
+
+    @property
+    def train_spec(self) -> DatasetSpec:
+        return DatasetSpec(TRAIN_REPO_ID, self.train_episodes, self.train_seed)
+
+    @property
+    def heldout_spec(self) -> DatasetSpec:
+        return DatasetSpec(HELDOUT_REPO_ID, self.heldout_episodes, self.heldout_seed)
+
+
+@dataclass
+class DemoAssets:
+    root: Path
+    settings: DemoSettings
+
+    @property
+    def dataset_root(self) -> Path:
+        return self.root / "datasets" / "pai_demo_reach"
+
+    @property
+    def heldout_root(self) -> Path:
+        return self.root / "datasets" / "pai_demo_reach_heldout"
+
+    @property
+    def policy_dir(self) -> Path:
+        return self.root / "policy"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def has_policy(self) -> bool:
+        return _is_sealed(self.policy_dir)
+
+    def describe(self) -> str:
+        lines = [f"demo assets ({self.settings.key()}) in {self.root}",
+                 f"  dataset:          {self.dataset_root}  (repo_id {TRAIN_REPO_ID})",
+                 f"  held-out dataset: {self.heldout_root}  (repo_id {HELDOUT_REPO_ID})"]
+        if self.has_policy():
+            lines.append(f"  policy:           {self.policy_dir}")
+            summary = self.report_dir / "summary.json"
+            if summary.is_file():
+                s = json.loads(summary.read_text())
+                ev = s.get("heldout", {})
+                lines.append(f"  report:           {self.report_dir}  (final training loss "
+                             f"{s.get('final_loss', float('nan')):.4f}, held-out action MAE "
+                             f"{ev.get('mae_policy', float('nan')):.4f} vs {ev.get('mae_images_swapped', float('nan')):.4f} "
+                             "with swapped images)")
+        else:
+            lines.append("  policy:           not trained (run without --no-train)")
+        return "\n".join(lines)
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("PAI_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pai_ros"
+
+
+# ------------------------------------------------------------------------------- sealing
+
+def _manifest(directory: Path) -> dict[str, int]:
+    return {str(p.relative_to(directory)): p.stat().st_size
+            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST}
+
+
+def _seal(directory: Path, info: dict | None = None) -> None:
+    payload = {"files": _manifest(directory), "info": info or {}, "sealed_at": time.time()}
+    tmp = directory / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, directory / MANIFEST)
+
+
+def _is_sealed(directory: Path) -> bool:
+    return (directory / MANIFEST).is_file()
+
+
+def verify_stage(directory: Path) -> str | None:
+    """``None`` when the sealed stage matches its manifest, else what is wrong (one line)."""
+    try:
+        recorded = json.loads((directory / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"unreadable manifest {directory / MANIFEST}"
+    actual = _manifest(directory)
+    for name, size in recorded.items():
+        if name not in actual:
+            return f"{directory / name} is missing"
+        if actual[name] != size:
+            return f"{directory / name} has {actual[name]} bytes, expected {size}"
+    return None
+
+
+def _say(msg: str) -> None:
+    print(f"[demo-assets] {msg}", file=sys.stderr, flush=True)
+
+
+def _build_stage(final: Path, build: Callable[[Path], dict | None]) -> None:
+    """Build into ``<final>.partial-<pid>``, seal it, then rename it into place atomically."""
+    partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        info = build(partial)
+        _seal(partial, info)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _ensure_stage(final: Path, label: str, build: Callable[[Path], dict | None], rebuild: bool) -> None:
+    if _is_sealed(final) and not rebuild:
+        problem = verify_stage(final)
+        if problem is None:
+            return
+        _say(f"cached {label} is corrupt ({problem}); rebuilding it")
+    elif final.exists() and not rebuild:
+        _say(f"found an unfinished {label} at {final}; rebuilding it")
+    _build_stage(final, build)
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _prepare_root(cache_dir: Path, key: str) -> Path:
+    root = cache_dir / "demo" / key
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        hint = "" if exc.errno == errno.ENOSPC else "; set PAI_CACHE_DIR or --cache-dir to a writable directory"
+        raise UserError(f"cannot write the demo cache at {root}: {reason}{hint}") from None
+    for stale in root.rglob("*.partial-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    return root
+
+
+# ------------------------------------------------------------------------------- stages
+
+def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | None = None, *,
+                       rebuild: bool = False, train: bool = True, progress: bool = True) -> DemoAssets:
+    """Return the demo assets, building whatever is missing or corrupt."""
+    settings = settings or DemoSettings()
+    root = _prepare_root(Path(cache_dir) if cache_dir else default_cache_dir(), settings.key())
+    assets = DemoAssets(root=root, settings=settings)
+    with _locked(root):
+        for final, spec in ((assets.dataset_root, settings.train_spec), (assets.heldout_root, settings.heldout_spec)):
+            _ensure_stage(final, f"dataset {spec.repo_id}",
+                          lambda tmp, spec=spec: _build_dataset(tmp, spec, settings.scene, progress), rebuild)
+        if train:
+            # Training depends on the dataset: a rebuilt dataset invalidates the policy.
+            stale = _is_sealed(assets.policy_dir) and (
+                assets.policy_dir / MANIFEST).stat().st_mtime < (assets.dataset_root / MANIFEST).stat().st_mtime
+            _ensure_stage(assets.policy_dir, "demo policy",
+                          lambda tmp: _build_policy(tmp, assets, progress), rebuild or stale)
+            _ensure_stage(assets.report_dir, "demo report",
+                          lambda tmp: _build_report(tmp, assets), rebuild or stale or _report_outdated(assets))
+    return assets
+
+
+def _report_outdated(assets: DemoAssets) -> bool:
+    return _is_sealed(assets.report_dir) and (
+        assets.report_dir / MANIFEST).stat().st_mtime < (assets.policy_dir / MANIFEST).stat().st_mtime
+
+
+def _build_dataset(tmp: Path, spec: DatasetSpec, scene: SceneConfig, progress: bool) -> dict:
+    from pai_ros.demo.dataset import write_dataset
+
+    start = time.monotonic()
+    _say(f"rendering {spec.num_episodes} episodes into {tmp.name} (LeRobotDataset v3.0, H.264 videos)")
+    write_dataset(tmp, spec, scene, progress=progress)
+    _check_dataset_loads(tmp, spec, scene)
+    return {"seconds": round(time.monotonic() - start, 1), "repo_id": spec.repo_id}
+
+
+def _check_dataset_loads(root: Path, spec: DatasetSpec, scene: SceneConfig) -> None:
+    """Only a dataset that LeRobot reads back in full gets sealed."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from pai_ros.data.video import video_backend
+
+    ds = LeRobotDataset(spec.repo_id, root=root, video_backend=video_backend())
+    expected = spec.num_episodes * scene.episode_length
+    if ds.num_episodes != spec.num_episodes or ds.num_frames != expected:
+        raise RuntimeError(f"dataset written with {ds.num_episodes} episodes / {ds.num_frames} frames, "
+                           f"expected {spec.num_episodes} / {expected}")
+    ds[len(ds) - 1]  # decodes the last frame of every camera
+
+
+def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
+    from pai_ros.data.video import video_backend
+    from pai_ros.demo.train import train_act
+
+    s = assets.settings.training
+    _say(f"training the demo ACT with lerobot-train: {s.steps} steps, batch {s.batch_size} "
+         f"(about {s.steps * 0.8 / 60:.0f} min on a 2-core CPU)")
+    work = assets.root / f"train.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    result = train_act(assets.dataset_root, TRAIN_REPO_ID, work, s, video_backend=video_backend(),
+                       progress=progress)
+    shutil.copytree(result.checkpoint_dir, tmp)
+    # Keep the run's log and config for reference; drop the optimiser state (hundreds of MB).
+    for state_dir in work.glob("checkpoints/*/training_state"):
+        shutil.rmtree(state_dir)
+    if assets.train_dir.exists():
+        shutil.rmtree(assets.train_dir)
+    os.replace(work, assets.train_dir)
+    os.replace(result.log_path, assets.train_dir / "lerobot-train.log")
+    return {"seconds": round(result.seconds, 1), "loss_curve": result.loss_curve, "settings": s.as_dict()}
+
+
+def _build_report(tmp: Path, assets: DemoAssets) -> dict:
+    from pai_ros.demo.evaluate import evaluate_heldout
+    from pai_ros.demo.report import plot_loss_curve
+
+    tmp.mkdir(parents=True)
+    policy_info = json.loads((assets.policy_dir / MANIFEST).read_text())["info"]
+    curve = [tuple(p) for p in policy_info.get("loss_curve", [])]
+    _say("evaluating the demo policy on the held-out episodes")
+    ev = evaluate_heldout(assets.policy_dir, assets.heldout_root, HELDOUT_REPO_ID)
+    if curve:
+        plot_loss_curve(curve, tmp / "training_loss.png")
+    summary = {
+        "settings_key": assets.settings.key(),
+        "training_seconds": policy_info.get("seconds"),
+        "training_steps": assets.settings.training.steps,
+        "final_loss": curve[-1][1] if curve else float("nan"),
+        "loss_curve": curve,
+        "heldout": ev.as_dict(),
+        "disk_bytes": {name: sum(p.stat().st_size for p in (assets.root / name).rglob("*") if p.is_file())
+                       for name in ("datasets", "policy", "train")},
+    }
+    (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+    return {"final_loss": summary["final_loss"], "mae_policy": ev.mae_policy}

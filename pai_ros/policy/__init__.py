@@ -1,0 +1,1 @@
+"""Loading LeRobot ACT checkpoints offline, and making small random ones for tests."""

@@ -1,0 +1,45 @@
+"""The `pai` command line: version, help, usage errors (real subprocesses)."""
+
+import re
+
+from conftest import REPO, run_pai
+
+import pai_ros
+
+
+def test_version_matches_package_xml_and_setup() -> None:
+    res = run_pai("--version")
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"pai {pai_ros.__version__}"
+    package_xml = (REPO / "package.xml").read_text()
+    assert f"<version>{pai_ros.__version__}</version>" in package_xml
+
+
+def test_help_lists_subcommands() -> None:
+    res = run_pai("--help")
+    assert res.returncode == 0
+    assert "demo-assets" in res.stdout
+    assert re.search(r"usage: pai ", res.stdout)
+
+
+def test_no_subcommand_is_a_usage_error() -> None:
+    res = run_pai()
+    assert res.returncode == 2
+    assert "usage: pai" in res.stderr
+
+
+def test_unknown_subcommand_is_one_clear_error() -> None:
+    res = run_pai("frobnicate")
+    assert res.returncode == 2
+    assert "invalid choice: 'frobnicate'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_help_does_not_import_torch() -> None:
+    # `pai --help` must stay instant: parsing imports no heavy library.
+    import subprocess
+    import sys
+
+    code = "import sys; from pai_ros.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "False"

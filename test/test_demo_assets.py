@@ -1,0 +1,98 @@
+"""The demo asset cache: the full pipeline at toy size, reuse, repair, refusal.
+
+The pipeline is the real one (LeRobot's writer, `lerobot-train` as a subprocess, held-out
+evaluation); only the sizes are tiny.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_pai
+from pai_ros.demo.assets import MANIFEST, DemoSettings, ensure_demo_assets, verify_stage
+from pai_ros.demo.scene import SceneConfig
+from pai_ros.demo.train import TrainSettings
+from pai_ros.errors import UserError
+
+TOY = DemoSettings(
+    scene=SceneConfig(front_hw=(64, 80), wrist_hw=(64, 80), episode_length=10),
+    train_episodes=2, heldout_episodes=2,
+    training=TrainSettings(steps=4, batch_size=4, dim_model=32, n_heads=2, dim_feedforward=64,
+                           n_encoder_layers=1, n_vae_encoder_layers=1, chunk_size=5, n_action_steps=5,
+                           log_freq=2, num_workers=0),
+)
+
+
+def _sealed_at(stage: Path) -> float:
+    return json.loads((stage / MANIFEST).read_text())["sealed_at"]
+
+
+@pytest.mark.slow
+def test_full_pipeline_then_instant_reuse(tmp_path: Path) -> None:
+    assets = ensure_demo_assets(tmp_path, TOY, progress=False)
+    for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir):
+        assert verify_stage(stage) is None, stage
+    summary = json.loads((assets.report_dir / "summary.json").read_text())
+    assert [s for s, _ in summary["loss_curve"]] == [2, 4]
+    assert summary["heldout"]["frames"] == 2 * 10
+    assert (assets.report_dir / "training_loss.png").stat().st_size > 1000
+    assert not list(assets.train_dir.rglob("training_state")), "optimiser state should be dropped"
+
+    from pai_ros.policy.loading import load_act_policy
+
+    loaded = load_act_policy(assets.policy_dir, "cpu")
+    assert loaded.camera_names == ["front", "wrist"] and loaded.config.chunk_size == 5
+
+    stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir)}
+    again = ensure_demo_assets(tmp_path, TOY, progress=False)
+    assert again.root == assets.root
+    assert {p: _sealed_at(p) for p in stamps} == stamps, "a second run must reuse, not rebuild"
+    assert "held-out action MAE" in again.describe()
+
+
+def test_corrupt_dataset_is_detected_and_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assets = ensure_demo_assets(tmp_path, TOY, train=False, progress=False)
+    video = next(assets.dataset_root.rglob("*.mp4"))
+    video.write_bytes(video.read_bytes()[:100])  # truncated, as by a full disk or a bad copy
+    assert "expected" in verify_stage(assets.dataset_root)
+    capsys.readouterr()
+    ensure_demo_assets(tmp_path, TOY, train=False, progress=False)
+    assert "is corrupt" in capsys.readouterr().err
+    assert verify_stage(assets.dataset_root) is None
+
+
+def test_interrupted_build_leaves_nothing_that_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pai_ros.demo.dataset as dataset_module
+
+    real_write = dataset_module.write_dataset
+
+    def write_then_die(root, spec, scene, **kw):
+        real_write(root, spec, scene, **kw)
+        raise KeyboardInterrupt  # the user pressed Ctrl-C after the files were written
+
+    monkeypatch.setattr(dataset_module, "write_dataset", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_demo_assets(tmp_path, TOY, train=False, progress=False)
+    root = tmp_path / "demo" / TOY.key() / "datasets"
+    assert not (root / "pai_demo_reach").exists()
+    assert not list(root.glob("*.partial-*"))
+
+
+def test_unwritable_cache_dir_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(UserError, match="cannot write the demo cache"):
+        ensure_demo_assets(blocker / "cache", TOY, train=False, progress=False)
+    res = run_pai("demo-assets", "--no-train", "--cache-dir", str(blocker / "cache"))
+    assert res.returncode == 1
+    assert res.stderr.strip().count("\n") == 0, res.stderr
+    assert res.stderr.startswith("pai demo-assets: error: cannot write the demo cache")
+    assert "PAI_CACHE_DIR" in res.stderr
+
+
+def test_settings_change_the_cache_key() -> None:
+    assert TOY.key() != TOY.with_steps(5).key()
+    assert TOY.key() == DemoSettings(**{f: getattr(TOY, f) for f in TOY.__dataclass_fields__}).key()
+    with pytest.raises(UserError):
+        TOY.with_steps(0)

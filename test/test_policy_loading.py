@@ -1,0 +1,103 @@
+"""Loading ACT checkpoints offline: the tiny random ACT works, bad checkpoints fail clearly."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_pai  # noqa: F401  (keeps conftest importable for helpers)
+from pai_ros.errors import UserError
+from pai_ros.policy.loading import load_act_policy
+
+
+def test_tiny_act_loads_offline_and_acts(tiny_act: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Any attempt to reach a hub would fail loudly here.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded = load_act_policy(tiny_act, "cpu")
+    assert loaded.camera_names == ["front", "wrist"]
+    assert loaded.config.pretrained_backbone_weights is None
+    obs = {"observation.state": torch.rand(3),
+           "observation.images.front": torch.rand(3, 64, 80),
+           "observation.images.wrist": torch.rand(3, 64, 80)}
+    with torch.inference_mode():
+        action = loaded.postprocessor(loaded.policy.select_action(loaded.preprocessor(obs)))
+        chunk = loaded.policy.predict_action_chunk(loaded.preprocessor(obs))
+    assert action.shape == (1, 3) and torch.isfinite(action).all()
+    assert chunk.shape == (1, 10, 3)
+
+
+def test_training_output_dir_is_accepted(tiny_act: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_act, run / "checkpoints" / "last" / "pretrained_model")
+    assert load_act_policy(run, "cpu").path == run / "checkpoints" / "last" / "pretrained_model"
+
+
+def _copy(tiny_act: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "ckpt"
+    shutil.copytree(tiny_act, dst)
+    return dst
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        load_act_policy(tmp_path / "nope", "cpu")
+
+
+def test_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="not a LeRobot checkpoint"):
+        load_act_policy(tmp_path, "cpu")
+
+
+def test_missing_weights(tiny_act: Path, tmp_path: Path) -> None:
+    ckpt = _copy(tiny_act, tmp_path)
+    (ckpt / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="incomplete: missing model.safetensors"):
+        load_act_policy(ckpt, "cpu")
+
+
+def test_missing_normalizer_state(tiny_act: Path, tmp_path: Path) -> None:
+    ckpt = _copy(tiny_act, tmp_path)
+    next(ckpt.glob("policy_preprocessor_*normalizer*.safetensors")).unlink()
+    with pytest.raises(UserError, match="policy_preprocessor.json needs"):
+        load_act_policy(ckpt, "cpu")
+
+
+def test_non_act_policy(tiny_act: Path, tmp_path: Path) -> None:
+    ckpt = _copy(tiny_act, tmp_path)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["type"] = "diffusion"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="'diffusion' policy; pai_ros supports ACT"):
+        load_act_policy(ckpt, "cpu")
+
+
+def test_corrupt_config_json(tiny_act: Path, tmp_path: Path) -> None:
+    ckpt = _copy(tiny_act, tmp_path)
+    (ckpt / "config.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_act_policy(ckpt, "cpu")
+
+
+def test_corrupt_weights(tiny_act: Path, tmp_path: Path) -> None:
+    ckpt = _copy(tiny_act, tmp_path)
+    (ckpt / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(UserError, match="safetensors"):
+        load_act_policy(ckpt, "cpu")
+
+
+def test_weights_of_another_architecture(tiny_act: Path, tmp_path: Path) -> None:
+    ckpt = _copy(tiny_act, tmp_path)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["dim_model"] = 48  # the saved weights are for 32
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="do not match"):
+        load_act_policy(ckpt, "cpu")
+
+
+def test_unavailable_device(tiny_act: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(UserError, match="CUDA is not available"):
+        load_act_policy(tiny_act, "cuda")
