@@ -38,5 +38,6 @@ if [[ -f "$_pai_root/install/local_setup.bash" ]]; then
 else
     echo "pai_ros: no colcon overlay in $_pai_root/install; run 'make setup'" >&2
 fi
+case ":$PATH:" in *":$_pai_root/.pai/bin:"*) ;; *) export PATH="$_pai_root/.pai/bin:$PATH";; esac
 export PAI_ROS_ROOT="$_pai_root"
 unset _pai_root _pai_venv _pai_underlay

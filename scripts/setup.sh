@@ -114,13 +114,15 @@ fi
 echo "$VENV" > "$STATE_DIR/venv_path"
 echo "$UNDERLAY" > "$STATE_DIR/underlay"
 
-# The offline toolkit (`pai`) as an editable install, so the venv's `pai` runs this checkout.
-STEP="pai toolkit"
-if ! "$VENV/bin/python" -c 'import pai_ros.cli' >/dev/null 2>&1 || [[ ! -x "$VENV/bin/pai" ]]; then
-    say "installing the pai command (pip install -e . --no-deps)"
-    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .) \
-        || fail "$STEP" "pip install -e . failed (see above)"
-fi
+# The `pai` command of this checkout. Not an editable install: the venv is shared between
+# checkouts (and CI clones), so the launcher lives in the checkout and env.sh puts it on PATH.
+mkdir -p "$STATE_DIR/bin"
+cat > "$STATE_DIR/bin/pai" <<LAUNCHER
+#!/usr/bin/env bash
+# Written by scripts/setup.sh: runs the pai command line of $ROOT.
+exec "$VENV/bin/python" -m pai_ros.cli "\$@"
+LAUNCHER
+chmod +x "$STATE_DIR/bin/pai"
 
 # ---------------------------------------------------------------- 4. CMake export repair
 STEP="repair ROS wheel CMake exports"
@@ -153,6 +155,7 @@ STEP="smoke check"
 (
     # shellcheck disable=SC1091
     source "$ROOT/scripts/env.sh"
+    cd /  # import from the overlay, not from the checkout in the current directory
     python - <<'PY'
 import rclpy, lerobot, torch
 from pai_ros.msg import FeatureActivations
