@@ -1,0 +1,1 @@
+"""Attention capture, attribution and rendering for ACT policies."""
