@@ -19,9 +19,10 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 
 def _registrations() -> list[Register]:
+    from pai_ros.attention import commands as attention_commands
     from pai_ros.demo import commands as demo_commands
 
-    return [demo_commands.register]
+    return [attention_commands.register, demo_commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,211 @@
+"""``pai attention``: run a policy over recorded episodes and save attention, actions and videos.
+
+Per episode, into ``<output>/episode_{E:06d}/``:
+
+* ``attention.parquet``: one row per frame and camera: ``frame_index``, ``timestamp``,
+  ``camera``, ``grid_h``, ``grid_w``, ``weights`` (raw per-cell weights, row-major, not
+  normalised), ``latent_share``, ``state_share``, ``env_state_share``, ``camera_share``, plus
+  the method, query selection and runner facts of that tick;
+* ``actions.parquet``: predicted (executed) vs recorded action per frame, with the error;
+* ``<camera>.mp4`` per camera and ``combined.mp4`` (H.264, dataset fps, correct colours);
+* ``summary.json``.
+
+The episode is written into a ``.partial`` directory and renamed into place only when every
+file is complete, so an interrupted run never leaves outputs that look finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from pai_ros import __version__
+from pai_ros.attention.attribution import QuerySelection
+from pai_ros.attention.integrated_gradients import IGConfig, integrated_gradients
+from pai_ros.attention.layout import ENV_STATE, LATENT, STATE
+from pai_ros.attention.maps import maps_for_tick
+from pai_ros.attention.render import Normalization, combined_panel, episode_range, normalize, overlay
+from pai_ros.data.episodes import camera_names, episode_length, iter_episode, read_info
+from pai_ros.errors import UserError
+from pai_ros.media.video import Mp4Writer, even_size
+from pai_ros.policy.observation import Observation
+from pai_ros.policy.runner import PolicyRunner
+
+ATTENTION_SCHEMA = pa.schema([
+    ("episode_index", pa.int32()), ("frame_index", pa.int32()), ("timestamp", pa.float64()),
+    ("camera", pa.string()), ("grid_h", pa.int16()), ("grid_w", pa.int16()),
+    ("weights", pa.list_(pa.float32())),
+    ("latent_share", pa.float32()), ("state_share", pa.float32()), ("env_state_share", pa.float32()),
+    ("camera_share", pa.float32()),
+    ("method", pa.string()), ("queries", pa.string()), ("executed_query", pa.int16()), ("fresh", pa.bool_()),
+])
+ACTIONS_SCHEMA = pa.schema([
+    ("episode_index", pa.int32()), ("frame_index", pa.int32()), ("timestamp", pa.float64()),
+    ("predicted", pa.list_(pa.float32())), ("recorded", pa.list_(pa.float32())),
+    ("abs_error", pa.list_(pa.float32())), ("mae", pa.float32()), ("executed_query", pa.int16()),
+])
+
+
+@dataclass
+class RenderOptions:
+    normalization: str = "episode"  # raw | frame | episode | percentile
+    colormap: str = "viridis"
+    alpha: float = 0.6
+    colorbar: bool = True
+    videos: bool = True
+
+
+@dataclass
+class EpisodeResult:
+    episode: int
+    directory: Path
+    frames: int
+    mae: float
+    seconds: float
+    mean_shares: dict[str, float] = field(default_factory=dict)
+
+
+def _nan_if_none(v: float | None) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, output_dir: Path, *,
+                    method: str = "cross_attention", selection: QuerySelection = QuerySelection(),
+                    ig: IGConfig | None = None, render: RenderOptions = RenderOptions(),
+                    progress: bool = True) -> EpisodeResult:
+    """Run ``runner`` over one episode and write its outputs (see the module docstring)."""
+    info = read_info(dataset_root)
+    fps = float(info["fps"])
+    missing = [c for c in runner.spec.cameras if c not in camera_names(info)]
+    if missing:
+        raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {dataset_root} has "
+                        f"{', '.join(camera_names(info)) or 'none'}")
+    final = output_dir / f"episode_{episode:06d}"
+    partial = output_dir / f"{final.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    start = time.monotonic()
+    try:
+        att_rows, act_rows, frame_grids, frame_shares = _run(runner, dataset_root, info, episode, method, selection,
+                                                             ig, progress)
+        if not act_rows["frame_index"]:
+            raise UserError(f"episode {episode} of {dataset_root} has no frames")
+        meta = {b"pai_ros_version": __version__.encode(), b"method": method.encode(),
+                b"queries": selection.label().encode(), b"runner_mode": runner.mode.encode(),
+                b"policy_path": str(runner.loaded.path).encode(), b"dataset_root": str(dataset_root).encode()}
+        pq.write_table(pa.Table.from_pydict(att_rows, schema=ATTENTION_SCHEMA.with_metadata(meta)),
+                       partial / "attention.parquet")
+        pq.write_table(pa.Table.from_pydict(act_rows, schema=ACTIONS_SCHEMA.with_metadata(meta)),
+                       partial / "actions.parquet")
+        if render.videos:
+            _write_videos(partial, dataset_root, info, episode, fps, frame_grids, frame_shares, render, method,
+                          selection, progress)
+        mae = float(np.nanmean(act_rows["mae"]))
+        keys = frame_shares[0].keys()
+        mean_shares = {k: float(np.mean([s[k] for s in frame_shares])) for k in keys}
+        summary = {"episode": episode, "frames": len(act_rows["frame_index"]), "method": method,
+                   "queries": selection.label(), "mode": runner.mode, "action_mae": mae,
+                   "mean_shares": mean_shares, "forwards": runner.stats.forwards,
+                   "wasted_forwards": runner.stats.wasted_forwards, "latency": runner.stats.latency_summary(),
+                   "seconds": round(time.monotonic() - start, 2)}
+        (partial / "summary.json").write_text(json.dumps(summary, indent=2))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return EpisodeResult(episode, final, summary["frames"], mae, summary["seconds"], mean_shares)
+
+
+def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str, selection: QuerySelection,
+         ig: IGConfig | None, progress: bool):
+    att: dict[str, list] = {name: [] for name in ATTENTION_SCHEMA.names}
+    act: dict[str, list] = {name: [] for name in ACTIONS_SCHEMA.names}
+    frame_grids: list[dict[str, np.ndarray]] = []
+    frame_shares: list[dict[str, float]] = []
+    runner.reset()
+    total = episode_length(info, root, episode)
+    live_method = "cross_attention" if method == "integrated_gradients" else method
+    for frame in tqdm(iter_episode(root, episode, info), total=total, desc=f"episode {episode}", unit="frame",
+                      disable=not progress):
+        obs = Observation(frame.images, frame.state, frame.env_state)
+        result = runner.step(obs)
+        maps = maps_for_tick(result, live_method, selection if method != "integrated_gradients" else QuerySelection())
+        if method == "integrated_gradients":
+            chunk = runner.chunk_size
+            q = selection.resolve(chunk, executed=result.executed_query)
+            igr = integrated_gradients(runner, obs, q, ig or IGConfig())
+            grids, shares = igr.grids, dict(igr.shares)
+            latent = state = env = None
+        else:
+            grids, shares = maps.grids, maps.shares
+            latent, state, env = shares.get(LATENT), shares.get(STATE), shares.get(ENV_STATE)
+        for cam, grid in grids.items():
+            att["episode_index"].append(episode)
+            att["frame_index"].append(frame.frame_index)
+            att["timestamp"].append(frame.timestamp)
+            att["camera"].append(cam)
+            att["grid_h"].append(grid.shape[0])
+            att["grid_w"].append(grid.shape[1])
+            att["weights"].append(grid.astype(np.float32).ravel())
+            att["latent_share"].append(_nan_if_none(latent))
+            att["state_share"].append(_nan_if_none(state))
+            att["env_state_share"].append(_nan_if_none(env))
+            att["camera_share"].append(shares[cam])
+            att["method"].append(method)
+            att["queries"].append(selection.label())
+            att["executed_query"].append(result.executed_query)
+            att["fresh"].append(bool(maps.fresh) if maps is not None else False)
+        recorded = frame.action if frame.action is not None else np.full_like(result.action, np.nan)
+        err = np.abs(result.action - recorded).astype(np.float32)
+        act["episode_index"].append(episode)
+        act["frame_index"].append(frame.frame_index)
+        act["timestamp"].append(frame.timestamp)
+        act["predicted"].append(result.action.astype(np.float32))
+        act["recorded"].append(recorded.astype(np.float32))
+        act["abs_error"].append(err)
+        act["mae"].append(float(err.mean()))
+        act["executed_query"].append(result.executed_query)
+        frame_grids.append(grids)
+        frame_shares.append(shares)
+    return att, act, frame_grids, frame_shares
+
+
+def _write_videos(out: Path, root: Path, info: dict, episode: int, fps: float, frame_grids, frame_shares,
+                  render: RenderOptions, method: str, selection: QuerySelection, progress: bool) -> None:
+    """Second pass over the episode's frames: decode again (bounded memory), render, encode."""
+    cams = list(frame_grids[0])
+    if render.normalization == "episode":
+        vmin, vmax = episode_range(frame_grids)
+        norm = Normalization(mode="episode", vmin=vmin, vmax=vmax)
+    elif render.normalization == "raw":
+        # A fixed scale from 0 to the episode's largest cell: comparable across frames.
+        norm = Normalization(mode="raw", vmax=max(episode_range(frame_grids)[1], 1e-12))
+    else:
+        norm = Normalization(mode=render.normalization)
+    writers = {c: Mp4Writer(out / f"{c}.mp4", fps) for c in cams}
+    combined = Mp4Writer(out / "combined.mp4", fps)
+    title = f"{method} / queries {selection.label()} / {render.normalization} scale"
+    try:
+        for i, frame in enumerate(tqdm(iter_episode(root, episode, info), total=len(frame_grids),
+                                       desc=f"videos {episode}", unit="frame", disable=not progress)):
+            if i >= len(frame_grids):
+                break
+            scaled = normalize(frame_grids[i], norm)
+            overlays = {c: overlay(frame.images[c], scaled[c], alpha=render.alpha, colormap=render.colormap,
+                                   colorbar=render.colorbar) for c in cams}
+            for c in cams:
+                writers[c].write(even_size(overlays[c]))
+            combined.write(combined_panel(overlays, frame_shares[i], title=f"{title} / frame {frame.frame_index}"))
+    finally:
+        for w in (*writers.values(), combined):
+            w.close()

@@ -1,0 +1,1 @@
+"""Writing pictures and videos people look at (MP4, PNG)."""

@@ -1,0 +1,126 @@
+"""`pai attention` end to end on the tiny dataset and tiny ACT (real subprocesses), and its errors."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_pai
+from pai_ros.media.video import count_frames
+
+
+@pytest.fixture(scope="module")
+def cross_attention_run(tiny_dataset, tiny_act, tmp_path_factory) -> Path:
+    root, _ = tiny_dataset
+    out = tmp_path_factory.mktemp("att")
+    res = run_pai("attention", "--dataset-root", str(root), "--episode", "0", "2", "--policy-path", str(tiny_act),
+                  "--output-dir", str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "pai attention: 2 episode(s), 24 frames" in res.stdout
+    return out
+
+
+def test_attention_parquet_schema_and_values(cross_attention_run: Path, tiny_scene) -> None:
+    table = pq.read_table(cross_attention_run / "episode_000000" / "attention.parquet")
+    for col in ("frame_index", "timestamp", "camera", "grid_h", "grid_w", "weights", "latent_share", "state_share"):
+        assert col in table.column_names
+    rows = table.to_pylist()
+    assert len(rows) == tiny_scene.episode_length * 2  # one row per frame and camera
+    assert {r["camera"] for r in rows} == {"front", "wrist"}
+    for r in rows:
+        assert len(r["weights"]) == r["grid_h"] * r["grid_w"] == 2 * 3  # 64x80 -> 2x3 tokens
+    # Raw cross-attention mass: per frame, both cameras + latent + state add up to 1 (rows of a softmax).
+    by_frame: dict[int, float] = {}
+    for r in rows:
+        by_frame[r["frame_index"]] = by_frame.get(r["frame_index"], r["latent_share"] + r["state_share"]) + sum(r["weights"])
+    assert all(abs(v - 1.0) < 1e-4 for v in by_frame.values()), by_frame
+    assert [r["frame_index"] for r in rows[::2]] == list(range(tiny_scene.episode_length))
+
+
+def test_actions_parquet_compares_predicted_and_recorded(cross_attention_run: Path, tiny_dataset) -> None:
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root, repo_id = tiny_dataset
+    rows = pq.read_table(cross_attention_run / "episode_000002" / "actions.parquet").to_pylist()
+    ds = LeRobotDataset(repo_id, root=root, episodes=[2])
+    assert len(rows) == len(ds)
+    for r, i in zip(rows, range(len(ds))):
+        assert np.allclose(r["recorded"], ds[i]["action"].numpy())
+        assert np.allclose(r["abs_error"], np.abs(np.array(r["predicted"]) - np.array(r["recorded"])), atol=1e-6)
+
+
+def test_videos_decode_with_one_frame_per_dataset_frame(cross_attention_run: Path, tiny_scene) -> None:
+    for name in ("front.mp4", "wrist.mp4", "combined.mp4"):
+        assert count_frames(cross_attention_run / "episode_000000" / name) == tiny_scene.episode_length
+    summary = json.loads((cross_attention_run / "episode_000000" / "summary.json").read_text())
+    assert summary["frames"] == tiny_scene.episode_length and summary["mode"] == "queue"
+
+
+def test_video_colours_are_rgb_not_bgr(cross_attention_run: Path, tiny_dataset) -> None:
+    import av
+
+    from pai_ros.data.episodes import iter_episode
+
+    root, _ = tiny_dataset
+    frame = next(iter_episode(root, 0))
+    u, v = frame.extras["annotation.target_px.front"].astype(int)
+    with av.open(str(cross_attention_run / "episode_000000" / "front.mp4")) as c:
+        decoded = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    # The red target stays red (R high, B low) under the overlay; a BGR swap would make it blue.
+    r, g, b = np.median(decoded[v - 2:v + 3, u - 2:u + 3].reshape(-1, 3), axis=0)
+    assert r > b + 60, (r, g, b)
+
+
+@pytest.mark.parametrize("method", ["rollout", "integrated_gradients"])
+def test_other_methods_write_the_same_schema(method: str, tiny_dataset, tiny_act, tmp_path: Path) -> None:
+    root, _ = tiny_dataset
+    res = run_pai("attention", "--dataset-root", str(root), "--episode", "1", "--policy-path", str(tiny_act),
+                  "--output-dir", str(tmp_path), "--method", method, "--queries", "executed", "--mode", "replan",
+                  "--no-videos", "--ig-steps", "4", "--quiet")
+    assert res.returncode == 0, res.stderr
+    table = pq.read_table(tmp_path / "episode_000001" / "attention.parquet")
+    assert set(table.column("method").to_pylist()) == {method}
+    weights = np.array(table.column("weights").to_pylist())
+    assert weights.shape == (24, 6) and np.all(np.isfinite(weights)) and np.all(weights >= 0)
+    assert not list(tmp_path.glob("episode_000001/*.mp4"))
+
+
+def test_bad_inputs_are_one_line_and_leave_no_output(tiny_dataset, tiny_act, tmp_path: Path) -> None:
+    root, _ = tiny_dataset
+    broken = tmp_path / "broken_ckpt"
+    shutil.copytree(tiny_act, broken)
+    (broken / "model.safetensors").unlink()
+    cases = [
+        (["--episode", "7"], "episode 7 is out of range"),
+        (["--dataset-root", str(tmp_path / "none")], "does not exist"),
+        (["--policy-path", str(broken)], "missing model.safetensors"),
+        (["--queries", "9:3"], "query selection '9:3'"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+    ]
+    for extra, message in cases:
+        args = {"--dataset-root": str(root), "--episode": "0", "--policy-path": str(tiny_act),
+                "--output-dir": str(tmp_path / "out")}
+        argv = ["attention", "--quiet"]
+        for k, v in args.items():
+            if k not in extra:
+                argv += [k, v]
+        res = run_pai(*argv, *extra)
+        assert res.returncode == 1, (extra, res.stderr)
+        assert message in res.stderr, (extra, res.stderr)
+        assert res.stderr.strip().count("\n") == 0 and "Traceback" not in res.stderr, res.stderr
+    assert not list((tmp_path / "out").glob("episode_*")) if (tmp_path / "out").exists() else True
+
+
+def test_policy_camera_missing_from_dataset(tiny_dataset, tmp_path: Path) -> None:
+    from pai_ros.policy.random_init import save_random_act
+
+    root, _ = tiny_dataset
+    ckpt = save_random_act(tmp_path / "act", {"front": (64, 80), "top": (64, 80)})
+    res = run_pai("attention", "--dataset-root", str(root), "--episode", "0", "--policy-path", str(ckpt),
+                  "--output-dir", str(tmp_path / "out"), "--quiet")
+    assert res.returncode == 1
+    assert "needs camera(s) top" in res.stderr
+    assert not (tmp_path / "out" / "episode_000000").exists()
