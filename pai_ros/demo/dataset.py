@@ -53,8 +53,10 @@ def write_dataset(root: Path, spec: DatasetSpec, cfg: SceneConfig, *, vcodec: st
     ``root`` must not exist yet (LeRobot refuses to overwrite). H.264 keeps decoding cheap on a
     CPU and plays in any browser.
     """
+    import av
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    av.logging.set_level(av.logging.ERROR)  # FFmpeg's per-file chatter is not for the user
     rng = np.random.default_rng(spec.seed)
     ds = LeRobotDataset.create(
         repo_id=spec.repo_id, fps=cfg.fps, features=dataset_features(cfg), root=root,

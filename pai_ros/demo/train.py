@@ -88,7 +88,8 @@ def train_act(dataset_root: Path, repo_id: str, output_dir: Path, settings: Trai
         f"--policy.device={device}", f"--output_dir={output_dir}",
         *settings.cli_args(),
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
+           "PYTHONUNBUFFERED": "1"}
     curve: list[tuple[int, float]] = []
     start = time.monotonic()
     with open(log_path, "w", encoding="utf-8") as log, tqdm(
@@ -100,6 +101,7 @@ def train_act(dataset_root: Path, repo_id: str, output_dir: Path, settings: Trai
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
+            log.flush()
             match = _LOSS_LINE.search(line)
             if match:
                 # LeRobot prints steps as 1K, 1.2K...: count log lines instead of parsing them.

@@ -28,8 +28,12 @@ def save_random_act(
     vision_backbone: str = "resnet18",
     use_vae: bool = True,
     seed: int = 0,
+    **overrides: object,
 ) -> Path:
-    """Build a small random ACT for ``cameras`` (name -> (H, W)) and save it to ``out_dir``."""
+    """Build a small random ACT for ``cameras`` (name -> (H, W)) and save it to ``out_dir``.
+
+    ``overrides`` set any other ``ACTConfig`` field (e.g. the default-size model for benchmarks).
+    """
     from lerobot.configs.types import FeatureType, PolicyFeature
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
@@ -64,6 +68,10 @@ def save_random_act(
         replace_final_stride_with_dilation=replace_final_stride_with_dilation,
         temporal_ensemble_coeff=temporal_ensemble_coeff, use_vae=use_vae,
     )
+    for name, value in overrides.items():
+        if not hasattr(cfg, name):
+            raise TypeError(f"ACTConfig has no field '{name}'")
+        setattr(cfg, name, value)
     policy = ACTPolicy(cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,48 @@
+"""Helpers shared by the benchmarks: robust timing summaries and the result table."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+
+def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int, per_round: int = 1) -> dict[str, list[float]]:
+    """Time several functions in alternating rounds so that machine noise hits all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] += time_calls(fn, per_round)
+    return times
+
+
+def summary_ms(samples: list[float]) -> tuple[float, float, float]:
+    ms = [s * 1000 for s in samples]
+    return statistics.median(ms), min(ms), max(ms)
+
+
+def machine() -> str:
+    import os
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def print_table(title: str, rows: list[tuple[str, str, str, str, str]]) -> None:
+    """rows: (figure, this project, reference, ratio, target)."""
+    header = ("figure", "this", "reference", "ratio", "target")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    print(f"\n{title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")

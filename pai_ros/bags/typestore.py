@@ -1,0 +1,162 @@
+"""The rosbags type store for everything pai_ros records or converts, without rclpy.
+
+Why a type store of our own: rosbags ships the standard ROS 2 message definitions (we use the
+Kilted store), but not ``pai_ros/msg/FeatureActivations``. Bags written by the recorder embed
+each type's definition, and the converter prefers definitions found in a bag, so this store is
+only the fallback for bags without them and the source of definitions when writing.
+
+The message text is found, in order, in the checkout (``<repo>/msg``), in a colcon overlay
+(``share/pai_ros/msg`` via ``ament_index_python``) and, for a plain ``pip install`` that ships
+no ``msg/`` folder, in the copy embedded below. ``test_bag_writer.py`` checks that the copy
+equals the file, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+if TYPE_CHECKING:
+    from rosbags.typesys.store import Typestore
+
+FEATURE_ACTIVATIONS_TYPE = "pai_ros/msg/FeatureActivations"
+
+# Kept byte-for-byte equal to msg/FeatureActivations.msg (enforced by a test).
+EMBEDDED_FEATURE_ACTIVATIONS_MSG = r"""# One policy tick's sparse-autoencoder (SAE) features.
+#
+# The SAE encodes every encoder token the ACT decoder reads (latent, state and camera-cell
+# tokens). This message reduces them to frame level: each feature that fired on at least one
+# token appears once, with its strongest activation over tokens. Entries are sorted strongest
+# first, and the three per-feature arrays below share that order and length.
+
+# stamp: the observation time the tick was computed from (the same stamp as the `action` it
+# explains, so the two can be joined); frame_id: the policy node's frame (usually empty).
+std_msgs/Header header
+
+# Identifies the dictionary: a content hash of the SAE's weights and cfg.json. Feature index i
+# of one sae_id has nothing to do with feature index i of another.
+string sae_id
+
+# Dictionary size F of that SAE; every index in feature_indices is < num_features.
+uint32 num_features
+
+# Active features, strongest first (after any top-N cut the node is configured with).
+uint32[] feature_indices
+
+# For each feature in feature_indices: its maximum activation over this tick's tokens.
+float32[] activations
+
+# For each feature in feature_indices: on how many of this tick's tokens it was active.
+uint32[] token_counts
+
+# How many tokens were encoded this tick (the denominator of token_counts).
+uint32 num_tokens
+
+# Mean number of active features per token this tick (the SAE's L0 on this frame).
+float32 mean_l0
+
+# Fraction of variance unexplained by the SAE's reconstruction of this tick's tokens
+# (sum of squared error / sum of squared deviation from the training mean). High values mean
+# the activations look unlike what the SAE was trained on.
+float32 reconstruction_error
+
+# Out-of-distribution threshold on reconstruction_error, as calibrated by `pai sae calibrate`;
+# NaN when the SAE has no calibration.
+float32 ood_threshold
+
+# True when reconstruction_error > ood_threshold (always false without a calibration).
+bool is_ood
+"""
+
+_CHECKOUT_MSG = Path(__file__).resolve().parents[2] / "msg" / "FeatureActivations.msg"
+
+
+def _share_dir(package: str) -> Path | None:
+    """The installed share/<package> directory, if ament_index_python knows the package."""
+    try:
+        ament_index_python = importlib.import_module("ament_index_python.packages")
+        return Path(ament_index_python.get_package_share_directory(package))
+    except Exception:  # not importable, package not installed, no AMENT_PREFIX_PATH
+        return None
+
+
+def _find_feature_activations_msg() -> tuple[str, str]:
+    """(definition text, where it came from): checkout, then overlay, then the embedded copy."""
+    if _CHECKOUT_MSG.is_file():
+        return _CHECKOUT_MSG.read_text(encoding="utf-8"), str(_CHECKOUT_MSG)
+    share = _share_dir("pai_ros")
+    if share is not None and (share / "msg" / "FeatureActivations.msg").is_file():
+        path = share / "msg" / "FeatureActivations.msg"
+        return path.read_text(encoding="utf-8"), str(path)
+    return EMBEDDED_FEATURE_ACTIVATIONS_MSG, "embedded copy in pai_ros.bags.typestore"
+
+
+FEATURE_ACTIVATIONS_MSG, FEATURE_ACTIVATIONS_MSG_SOURCE = _find_feature_activations_msg()
+
+
+@lru_cache(maxsize=1)
+def _base_fielddefs() -> dict:
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(get_types_from_msg(FEATURE_ACTIVATIONS_MSG, FEATURE_ACTIVATIONS_TYPE))
+    return dict(store.fielddefs)
+
+
+def typestore() -> Typestore:
+    """A fresh Kilted type store with ``pai_ros/msg/FeatureActivations`` registered.
+
+    Fresh on every call because callers register more types into it (bags' own definitions,
+    installed packages' messages) and must not affect each other.
+    """
+    store = get_typestore(Stores.EMPTY)
+    store.register(_base_fielddefs())
+    return store
+
+
+def _referenced_types(fielddef: tuple) -> set[str]:
+    """Names of the complex types a rosbags field definition refers to (recursively in arrays)."""
+    kind, detail = fielddef
+    if kind.name == "NAME":
+        return {detail}
+    if kind.name in ("ARRAY", "SEQUENCE"):
+        return _referenced_types(detail[0])
+    return set()
+
+
+def ensure_type(store: Typestore, msgtype: str) -> bool:
+    """Make ``msgtype`` (and the types it uses) known to ``store``; False when impossible.
+
+    Types outside the Kilted store (a robot's own messages) are loaded from the ``.msg`` files
+    that every installed ROS 2 package puts in ``share/<package>/msg/``, so the recorder can
+    embed their definitions in the bag without importing rclpy here.
+    """
+    pending = [msgtype]
+    found: dict = {}
+    while pending:
+        name = pending.pop()
+        if name in store.fielddefs or name in found:
+            continue
+        parts = name.split("/")
+        if len(parts) != 3 or parts[1] != "msg":
+            return False
+        share = _share_dir(parts[0])
+        path = share / "msg" / f"{parts[2]}.msg" if share is not None else None
+        if path is None or not path.is_file():
+            return False
+        try:
+            types = get_types_from_msg(path.read_text(encoding="utf-8"), name)
+        except Exception:  # a definition rosbags cannot parse
+            return False
+        found.update(types)
+        for _consts, fields in types.values():
+            for _fname, fielddef in fields:
+                pending.extend(_referenced_types(fielddef))
+    if found:
+        try:
+            store.register(found)
+        except Exception:
+            return False
+    return msgtype in store.fielddefs

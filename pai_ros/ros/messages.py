@@ -1,0 +1,71 @@
+"""Message <-> core conversions shared by the nodes (the thin part of the ROS adapters)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Header
+
+from pai_ros.imaging.convert import compressed_to_rgb, raw_to_rgb, rgb_to_raw
+
+
+def stamp_ns(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def to_stamp(ns: int) -> Time:
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+class ImageDecoder:
+    """Image/CompressedImage -> RGB array: cv_bridge where a ROS 2 install provides a working one.
+
+    The ``cv-bridge`` on the Python package index is the ROS 1 port and breaks on NumPy 2, so the
+    bridge is tried once on a tiny image and only used when it round-trips correctly.
+    """
+
+    def __init__(self) -> None:
+        self._bridge = _working_cv_bridge()
+
+    @property
+    def backend(self) -> str:
+        return "cv_bridge" if self._bridge is not None else "pai_ros"
+
+    def to_rgb(self, msg: Any) -> np.ndarray:
+        if isinstance(msg, CompressedImage):
+            return compressed_to_rgb(msg.format, msg.data)
+        if self._bridge is not None and msg.encoding.lower() in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
+            return np.ascontiguousarray(self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+
+
+def _working_cv_bridge() -> Any | None:
+    try:
+        from cv_bridge import CvBridge  # type: ignore[import-not-found]
+
+        bridge = CvBridge()
+        probe = Image(height=1, width=2, encoding="bgr8", step=6, data=bytes([0, 0, 255, 255, 0, 0]))
+        out = bridge.imgmsg_to_cv2(probe, desired_encoding="rgb8")
+        if out.shape == (1, 2, 3) and tuple(out[0, 0]) == (255, 0, 0):
+            return bridge
+    except Exception:  # missing, ROS 1 port, broken against NumPy 2: use our own conversion
+        return None
+    return None
+
+
+def rgb_image(rgb: np.ndarray, header: Header | None) -> Image:
+    enc, h, w, step, data = rgb_to_raw(rgb)
+    return Image(header=header if header is not None else Header(), height=h, width=w, encoding=enc,
+                 is_bigendian=0, step=step, data=data)
+
+
+def joint_state(names: list[str], values: np.ndarray, stamp: Time, frame_id: str = "") -> JointState:
+    msg = JointState()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.name = list(names)
+    msg.position = [float(v) for v in values]
+    return msg

@@ -1,0 +1,382 @@
+"""``policy_node``: run an ACT policy every control tick; publish actions, heatmaps and health.
+
+Subscribes (relative names, remappable): one image topic per camera (``sensor_msgs/Image``, or
+``CompressedImage`` with the ``:compressed`` suffix in ``cameras``), ``joint_states``.
+Publishes: ``action`` (``sensor_msgs/JointState``: ``name`` = action names, ``position`` =
+action vector, stamped with the observation time it was computed from), one
+``attention/<camera>/heatmap`` (``sensor_msgs/Image``, rgb8 overlay at camera resolution,
+header copied from the camera frame), ``attention/shares`` (``sensor_msgs/JointState`` used
+as named values: token type -> share of attention) and ``/diagnostics``.
+
+Callbacks only store the latest message of each input. A timer at the control rate hands a
+tick to one worker thread; a tick still busy when the next one is due is skipped and counted,
+never queued. No action is ever published from an input older than ``max_observation_age_s``,
+from a missing input, or from an observation the core refuses (wrong shape, NaN...): the tick
+is rejected, ``/diagnostics`` says why, and the next good tick recovers by itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from pai_ros.attention.attribution import LIVE_METHODS, QuerySelection
+from pai_ros.attention.capture import CaptureConfig
+from pai_ros.attention.maps import maps_for_tick
+from pai_ros.attention.render import COLORMAPS, NORMALIZATION_MODES, Normalization, normalize, overlay
+from pai_ros.errors import UserError
+from pai_ros.imaging.convert import ImageConversionError, resize_rgb
+from pai_ros.policy.loading import load_act_policy
+from pai_ros.policy.observation import Observation, ObservationError
+from pai_ros.policy.runner import MODES, PolicyRunner
+from pai_ros.ros.messages import ImageDecoder, joint_state, rgb_image, stamp_ns, to_stamp
+from pai_ros.ros.params import Param, declare
+
+PARAMS = [
+    Param("policy_path", "", "LeRobot ACT checkpoint directory (pretrained_model) or lerobot-train output dir",
+          read_only=True),
+    Param("device", "auto", "torch device: auto, cpu, cuda, cuda:N", read_only=True),
+    Param("cameras", [], "camera inputs as 'name:topic' or 'name:topic:compressed' (empty: every policy camera "
+          "NAME on camera/NAME/image_raw)", array_type="string", read_only=True),
+    Param("joint_states_topic", "joint_states", "sensor_msgs/JointState input with the robot state", read_only=True),
+    Param("state_joint_names", [], "joint names, in the policy's state order (empty: the JointState's order, "
+          "which must then have exactly the policy's state size)", array_type="string"),
+    Param("action_names", [], "names published in action.name (empty: state_joint_names if sizes match, "
+          "else action_0, action_1, ...)", array_type="string"),
+    Param("control_rate_hz", 30.0, "control ticks per second", min=0.1, max=1000.0),
+    Param("mode", "auto", f"runner mode: auto, {', '.join(MODES)} (auto: as the checkpoint's config says)",
+          read_only=True),
+    Param("max_observation_age_s", 0.25, "inputs older than this are stale: no action is published",
+          min=0.001, max=60.0),
+    Param("publish_actions", True, "false = observe-only: interpret the policy while something else drives"),
+    Param("action_min", [], "per-dimension lower clamp of published actions (empty: no clamp)", array_type="double"),
+    Param("action_max", [], "per-dimension upper clamp of published actions (empty: no clamp)", array_type="double"),
+    Param("publish_heatmaps", True, "publish attention/<camera>/heatmap images"),
+    Param("heatmap_cameras", [], "cameras that get a heatmap topic (empty: all)", array_type="string"),
+    Param("heatmap_method", "cross_attention", f"attribution method: {', '.join(LIVE_METHODS)}"),
+    Param("heatmap_queries", "mean", "decoder queries shown: mean, executed, K or A:B"),
+    Param("heatmap_normalization", "frame", f"colour scale: {', '.join(m for m in NORMALIZATION_MODES if m != 'episode')}"),
+    Param("heatmap_vmax", 0.0, "fixed scale maximum for heatmap_normalization=raw (0: per frame)", min=0.0),
+    Param("heatmap_alpha", 0.6, "overlay opacity at full attention", min=0.0, max=1.0),
+    Param("heatmap_colormap", "viridis", f"colormap: {', '.join(COLORMAPS)}"),
+    Param("sae_path", "", "sparse autoencoder directory for live features (not available in this version)",
+          read_only=True),
+    Param("diagnostics_period_s", 1.0, "period of /diagnostics messages", min=0.05, max=60.0),
+]
+
+RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@dataclass
+class CameraInput:
+    name: str
+    topic: str
+    compressed: bool
+    resize_warned: bool = False
+
+
+class Health:
+    """What /diagnostics reports: counters and the current reason not to act (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.ticks = self.actions = self.skipped = self.rejected = 0
+        self.level = DiagnosticStatus.WARN
+        self.message = "waiting for the first observation"
+        self.ages: dict[str, float] = {}
+
+    def reject(self, reason: str) -> None:
+        with self.lock:
+            self.rejected += 1
+            self.level, self.message = DiagnosticStatus.ERROR, f"no action: {reason}"
+
+    def ok(self, message: str) -> None:
+        with self.lock:
+            self.level, self.message = DiagnosticStatus.OK, message
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__("policy_node")
+        self.p = declare(self, PARAMS)
+        if self.p["sae_path"]:
+            raise UserError("sae_path is set, but live SAE features are not available in this version of pai_ros")
+        if not self.p["policy_path"]:
+            raise UserError("parameter policy_path is required (a LeRobot ACT checkpoint directory)")
+        for name, allowed in (("heatmap_method", LIVE_METHODS), ("heatmap_colormap", COLORMAPS),
+                              ("heatmap_normalization", ("raw", "frame", "percentile"))):
+            if self.p[name] not in allowed:
+                raise UserError(f"{name} '{self.p[name]}' is not one of {', '.join(allowed)}")
+        try:
+            self.selection = QuerySelection.parse(self.p["heatmap_queries"])
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+
+        loaded = load_act_policy(self.p["policy_path"], self.p["device"])
+        capture = CaptureConfig(encoder_self_attention=self.p["heatmap_method"] == "rollout", encoder_output=False)
+        self.runner = PolicyRunner(loaded, self.p["mode"], capture)
+        self.spec = self.runner.spec
+        self.cameras = self._camera_inputs()
+        self.heatmap_cameras = self.p["heatmap_cameras"] or list(self.cameras)
+        unknown = [c for c in self.heatmap_cameras if c not in self.cameras]
+        if unknown:
+            raise UserError(f"heatmap_cameras names unknown camera(s) {', '.join(unknown)} "
+                            f"(policy cameras: {', '.join(self.cameras)})")
+        self.state_dim = self.spec.state_dim or 0
+        action_dim = int(loaded.config.action_feature.shape[0])
+        self.action_names = self._action_names(action_dim)
+        self.clamp = self._clamp(action_dim)
+        self.decoder = ImageDecoder()
+
+        self._lock = threading.Lock()
+        self._latest: dict[str, tuple[Any, int]] = {}  # input -> (message, receive time ns)
+        for cam in self.cameras.values():
+            msg_type = CompressedImage if cam.compressed else Image
+            self.create_subscription(msg_type, cam.topic, lambda m, n=cam.name: self._store(n, m),
+                                     qos_profile_sensor_data)
+        self.create_subscription(JointState, self.p["joint_states_topic"], lambda m: self._store("joint_states", m),
+                                 qos_profile_sensor_data)
+        self.action_pub = self.create_publisher(JointState, "action", RELIABLE)
+        self.shares_pub = self.create_publisher(JointState, "attention/shares", RELIABLE)
+        self.heatmap_pubs = {c: self.create_publisher(Image, f"attention/{c}/heatmap", RELIABLE)
+                             for c in self.heatmap_cameras} if self.p["publish_heatmaps"] else {}
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+
+        self.health = Health()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pai_policy")
+        self._busy: Future | None = None
+        self.create_timer(1.0 / self.p["control_rate_hz"], self._on_tick)
+        self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
+        topics = ", ".join(f"{c.name}<-{self.resolve_topic_name(c.topic)}" for c in self.cameras.values())
+        self.get_logger().info(
+            f"ready: {loaded.path} on {loaded.device}, mode {self.runner.mode}, {self.p['control_rate_hz']} Hz, "
+            f"cameras {topics}, state <- {self.resolve_topic_name(self.p['joint_states_topic'])}, "
+            f"images via {self.decoder.backend}, actions {'published' if self.p['publish_actions'] else 'NOT published (observe-only)'}")
+
+    # ------------------------------------------------------------------ configuration
+
+    def _camera_inputs(self) -> dict[str, CameraInput]:
+        entries = self.p["cameras"] or [f"{name}:camera/{name}/image_raw" for name in self.spec.cameras]
+        cams: dict[str, CameraInput] = {}
+        for entry in entries:
+            parts = entry.split(":")
+            if len(parts) not in (2, 3) or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] != "compressed"):
+                raise UserError(f"cameras entry '{entry}' is not 'name:topic' or 'name:topic:compressed'")
+            cams[parts[0]] = CameraInput(parts[0], parts[1], len(parts) == 3)
+        missing = [n for n in self.spec.cameras if n not in cams]
+        if missing:
+            raise UserError(f"the policy needs camera(s) {', '.join(missing)}; add 'name:topic' entries to cameras")
+        extra = [n for n in cams if n not in self.spec.cameras]
+        if extra:
+            raise UserError(f"cameras names {', '.join(extra)}, which the policy does not use "
+                            f"(policy cameras: {', '.join(self.spec.cameras)})")
+        return cams
+
+    def _action_names(self, action_dim: int) -> list[str]:
+        names = self.p["action_names"]
+        if names:
+            if len(names) != action_dim:
+                raise UserError(f"action_names has {len(names)} names, the policy's action has {action_dim} dimensions")
+            return names
+        state_names = self.p["state_joint_names"]
+        if len(state_names) == action_dim:
+            return state_names
+        return [f"action_{i}" for i in range(action_dim)]
+
+    def _clamp(self, action_dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+        lo, hi = self.p["action_min"], self.p["action_max"]
+        if not lo and not hi:
+            return None
+        lo = np.asarray(lo or [-np.inf] * action_dim, dtype=np.float32)
+        hi = np.asarray(hi or [np.inf] * action_dim, dtype=np.float32)
+        if lo.shape != (action_dim,) or hi.shape != (action_dim,) or np.any(lo > hi):
+            raise UserError(f"action_min/action_max must have {action_dim} values each with min <= max")
+        return lo, hi
+
+    # ------------------------------------------------------------------ inputs
+
+    def _store(self, name: str, msg: Any) -> None:
+        now = self.get_clock().now().nanoseconds
+        with self._lock:
+            self._latest[name] = (msg, now)
+
+    def _on_tick(self) -> None:
+        if self._busy is not None and not self._busy.done():
+            with self.health.lock:
+                self.health.skipped += 1  # never queue ticks up: the next one reads fresher inputs
+            return
+        self._busy = self._worker.submit(self._tick)
+
+    def _input_age(self, msg: Any, recv_ns: int, now_ns: int) -> tuple[float, int]:
+        stamp = stamp_ns(msg.header.stamp)
+        if stamp == 0:  # unstamped publishers: fall back to when we received it
+            stamp = recv_ns
+        return (now_ns - stamp) / 1e9, stamp
+
+    def _tick(self) -> None:
+        try:
+            self._tick_inner()
+        except Exception as exc:  # keep the node alive; the reason goes to /diagnostics and the log
+            self.health.reject(f"internal error: {exc!r}")
+            self.get_logger().error(f"tick failed: {exc!r}")
+
+    def _tick_inner(self) -> None:
+        now_ns = self.get_clock().now().nanoseconds
+        with self._lock:
+            latest = dict(self._latest)
+        with self.health.lock:
+            self.health.ticks += 1
+        max_age = self.p["max_observation_age_s"]
+        inputs = [*self.cameras, "joint_states"] if self.state_dim else list(self.cameras)
+        stamps, ages = [], {}
+        for name in inputs:
+            if name not in latest:
+                topic = self.cameras[name].topic if name in self.cameras else self.p["joint_states_topic"]
+                self.health.reject(f"no message yet on {self.resolve_topic_name(topic)}")
+                return
+            age, stamp = self._input_age(*latest[name], now_ns)
+            ages[name] = age
+            stamps.append(stamp)
+        with self.health.lock:
+            self.health.ages = ages
+        stale = {n: a for n, a in ages.items() if a > max_age}
+        if stale:
+            worst = max(stale, key=stale.get)
+            self.health.reject(f"{worst} is {stale[worst]:.3f} s old (max_observation_age_s {max_age})")
+            return
+
+        images, camera_msgs = {}, {}
+        for name, cam in self.cameras.items():
+            msg = latest[name][0]
+            try:
+                rgb = self.decoder.to_rgb(msg)
+            except ImageConversionError as exc:
+                self.health.reject(f"camera {name}: {exc}")
+                return
+            _, h, w = self.spec.cameras[name]
+            if rgb.shape[:2] != (h, w) and not cam.resize_warned:
+                cam.resize_warned = True
+                self.get_logger().warning(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
+                                          f"was trained on {w}x{h}: resizing (warned once)")
+            camera_msgs[name] = (msg, rgb)
+            images[name] = resize_rgb(rgb, h, w)
+        state = None
+        if self.state_dim:
+            state = self._state_vector(latest["joint_states"][0])
+            if state is None:
+                return
+        try:
+            result = self.runner.step(Observation(images, state))
+        except ObservationError as exc:
+            self.health.reject(str(exc))
+            return
+
+        obs_stamp = to_stamp(min(stamps))  # an observation is as old as its oldest part
+        action = result.action
+        if self.clamp is not None:
+            action = np.clip(action, *self.clamp)
+        if self.p["publish_actions"]:
+            self.action_pub.publish(joint_state(self.action_names, action, obs_stamp))
+        maps = maps_for_tick(result, self.p["heatmap_method"], self.selection)
+        if maps is not None:
+            self.shares_pub.publish(joint_state(list(maps.shares), np.array(list(maps.shares.values())), obs_stamp))
+            if self.heatmap_pubs:
+                self._publish_heatmaps(maps.grids, camera_msgs)
+        with self.health.lock:
+            self.health.actions += int(self.p["publish_actions"])
+        self.health.ok("publishing actions" if self.p["publish_actions"] else "observe-only: interpreting, not acting")
+
+    def _state_vector(self, msg: JointState) -> np.ndarray | None:
+        names = self.p["state_joint_names"]
+        if names:
+            index = {n: i for i, n in enumerate(msg.name)}
+            missing = [n for n in names if n not in index]
+            if missing:
+                self.health.reject(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(msg.name)})")
+                return None
+            if len(msg.position) < len(msg.name):
+                self.health.reject(f"joint_states has {len(msg.name)} names but {len(msg.position)} positions")
+                return None
+            state = np.array([msg.position[index[n]] for n in names], dtype=np.float32)
+        else:
+            state = np.asarray(msg.position, dtype=np.float32)
+        if state.shape != (self.state_dim,):
+            self.health.reject(f"joint_states gives {state.size} positions, the policy needs {self.state_dim} "
+                               "(set state_joint_names)")
+            return None
+        if not np.all(np.isfinite(state)):
+            self.health.reject(f"joint_states contains NaN or inf: {state.tolist()}")
+            return None
+        return state
+
+    def _publish_heatmaps(self, grids: dict[str, np.ndarray], camera_msgs: dict[str, tuple[Any, np.ndarray]]) -> None:
+        mode = self.p["heatmap_normalization"]
+        vmax = self.p["heatmap_vmax"]
+        norm = Normalization("raw", vmax=vmax) if mode == "raw" and vmax > 0 else Normalization(
+            "frame" if mode == "raw" else mode)
+        scaled = normalize({c: grids[c] for c in self.heatmap_pubs}, norm)
+        for cam, pub in self.heatmap_pubs.items():
+            msg, rgb = camera_msgs[cam]
+            img = overlay(rgb, scaled[cam], alpha=self.p["heatmap_alpha"], colormap=self.p["heatmap_colormap"])
+            pub.publish(rgb_image(img, msg.header))  # same header: RViz lines the overlay up with the camera
+
+    # ------------------------------------------------------------------ health
+
+    def _publish_diagnostics(self) -> None:
+        stats = self.runner.stats
+        lat = stats.latency_summary()
+        with self.health.lock:
+            h = self.health
+            values = {
+                "ticks": h.ticks, "actions_published": h.actions, "skipped_ticks": h.skipped,
+                "rejected_ticks": h.rejected, "forwards": stats.forwards, "wasted_forwards": stats.wasted_forwards,
+                "latency_mean_ms": f"{lat['mean_ms']:.1f}", "latency_p99_ms": f"{lat['p99_ms']:.1f}",
+                "mode": self.runner.mode, "device": self.runner.device,
+                "publish_actions": self.p["publish_actions"],
+                **{f"age_{k}_s": f"{v:.3f}" for k, v in h.ages.items()},
+            }
+            status = DiagnosticStatus(level=h.level, name=f"{self.get_name()}: policy", message=h.message,
+                                      hardware_id=str(self.runner.loaded.path),
+                                      values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.diag_pub.publish(arr)
+
+    def shutdown(self) -> None:
+        self._worker.shutdown(wait=True, cancel_futures=True)
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PolicyNode()
+        rclpy.spin(node)
+    except UserError as exc:
+        print(f"policy_node: error: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

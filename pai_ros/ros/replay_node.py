@@ -1,0 +1,174 @@
+"""``replay_node``: play LeRobotDataset episodes as ROS topics at the dataset's frame rate.
+
+Publishes, per frame: one ``sensor_msgs/Image`` (rgb8, sensor QoS) per camera on
+``camera/<name>/image_raw`` (or ``camera/<name>/image_raw/compressed`` as JPEG
+``CompressedImage`` with ``compressed: true``), ``joint_states`` (``sensor_msgs/JointState``
+with the dataset's state names) and ``recorded_action`` (the action recorded in the dataset,
+so predicted and recorded actions can be compared live). All messages of a frame share one
+stamp (now), and each camera's frame_id is ``<name>_camera``. Frames are decoded ahead in a
+background thread so that the timer never waits for video decoding. At the end it stops
+cleanly (exit 0), or loops.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from pai_ros.data.episodes import DatasetFrame, check_episodes, iter_episode, read_info
+from pai_ros.errors import UserError
+from pai_ros.imaging.convert import rgb_to_jpeg
+from pai_ros.ros.messages import joint_state, rgb_image
+from pai_ros.ros.params import Param, declare
+
+PARAMS = [
+    Param("dataset_root", "", "LeRobotDataset v3.0 directory to replay", read_only=True),
+    Param("episodes", [], "episode indices to play in order (empty: all)", array_type="integer", read_only=True),
+    Param("loop", False, "start again after the last episode instead of exiting"),
+    Param("rate_factor", 1.0, "real-time factor: 2.0 plays twice as fast as recorded", min=0.01, max=100.0),
+    Param("compressed", False, "publish JPEG CompressedImage on camera/<name>/image_raw/compressed instead of raw"),
+    Param("jpeg_quality", 90, "JPEG quality with compressed: true", min=1, max=100),
+    Param("start_delay_s", 0.0, "wait this long before the first frame (lets subscribers connect)", min=0.0, max=60.0),
+]
+_END = object()
+
+
+class ReplayNode(Node):
+    def __init__(self) -> None:
+        super().__init__("replay_node")
+        self.p = declare(self, PARAMS)
+        if not self.p["dataset_root"]:
+            raise UserError("parameter dataset_root is required (a LeRobotDataset v3.0 directory)")
+        self.root = Path(self.p["dataset_root"]).expanduser()
+        self.info = read_info(self.root)
+        total = int(self.info["total_episodes"])
+        self.episodes = self.p["episodes"] or list(range(total))
+        check_episodes(self.info, self.episodes, self.root)
+        feats = self.info["features"]
+        self.cameras = [k.rsplit(".", 1)[-1] for k, f in feats.items()
+                        if k.startswith("observation.images.") and f.get("dtype") in ("video", "image")]
+        self.state_names = _names(feats.get("observation.state"), "joint")
+        self.action_names = _names(feats.get("action"), "action")
+        self.fps = float(self.info["fps"])
+
+        img_type = CompressedImage if self.p["compressed"] else Image
+        suffix = "/compressed" if self.p["compressed"] else ""
+        self.cam_pubs = {c: self.create_publisher(img_type, f"camera/{c}/image_raw{suffix}", qos_profile_sensor_data)
+                         for c in self.cameras}
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.state_pub = self.create_publisher(JointState, "joint_states", reliable)
+        self.action_pub = self.create_publisher(JointState, "recorded_action", reliable)
+
+        self.frames: queue.Queue = queue.Queue(maxsize=int(2 * self.fps) + 2)
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read_frames, name="pai_replay_reader", daemon=True)
+        self._reader.start()
+        self.published = 0
+        self.finished = False
+        self._timer = None
+        self._start = self.create_timer(max(self.p["start_delay_s"], 1e-3), self._begin)
+        self.get_logger().info(
+            f"replaying {self.root} episodes {self.episodes} at {self.fps * self.p['rate_factor']:.1f} Hz "
+            f"(dataset {self.fps:g} fps x {self.p['rate_factor']}), cameras {', '.join(self.cameras)}"
+            f"{' (JPEG)' if self.p['compressed'] else ''}")
+
+    def _begin(self) -> None:
+        self._start.cancel()
+        self._timer = self.create_timer(1.0 / (self.fps * self.p["rate_factor"]), self._publish_next)
+
+    def _read_frames(self) -> None:
+        try:
+            while not self._stop.is_set():
+                for ep in self.episodes:
+                    for frame in iter_episode(self.root, ep, self.info):
+                        while not self._stop.is_set():
+                            try:
+                                self.frames.put(frame, timeout=0.2)
+                                break
+                            except queue.Full:
+                                continue
+                        if self._stop.is_set():
+                            return
+                if not self.p["loop"]:
+                    break
+        except Exception as exc:  # decoding failed: report it and end the replay
+            self.get_logger().error(f"cannot read {self.root}: {exc}")
+        self.frames.put(_END)
+
+    def _publish_next(self) -> None:
+        try:
+            frame = self.frames.get_nowait()
+        except queue.Empty:
+            return  # decoding is behind: skip this slot rather than block the executor
+        if frame is _END:
+            self.get_logger().info(f"replay finished: {self.published} frames published")
+            self.finished = True
+            self._timer.cancel()
+            return
+        self._publish(frame)
+
+    def _publish(self, frame: DatasetFrame) -> None:
+        stamp = self.get_clock().now().to_msg()
+        for cam, pub in self.cam_pubs.items():
+            rgb = frame.images[cam]
+            if self.p["compressed"]:
+                msg = CompressedImage(format="jpeg", data=rgb_to_jpeg(rgb, self.p["jpeg_quality"]))
+                msg.header.stamp, msg.header.frame_id = stamp, f"{cam}_camera"
+            else:
+                img = rgb_image(rgb, None)
+                img.header.stamp, img.header.frame_id = stamp, f"{cam}_camera"
+                msg = img
+            pub.publish(msg)
+        if frame.state is not None:
+            self.state_pub.publish(joint_state(self.state_names, frame.state, stamp))
+        if frame.action is not None:
+            self.action_pub.publish(joint_state(self.action_names, frame.action, stamp))
+        self.published += 1
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+
+def _names(feature: dict | None, prefix: str) -> list[str]:
+    if not feature:
+        return []
+    names = feature.get("names")
+    if isinstance(names, dict):  # some datasets nest names per axis: {"motors": [...]}
+        names = next(iter(names.values()), None)
+    size = int(np.prod(feature["shape"]))
+    if isinstance(names, list) and len(names) == size and all(isinstance(n, str) for n in names):
+        return names
+    return [f"{prefix}_{i}" for i in range(size)]
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ReplayNode()
+        while rclpy.ok() and not node.finished:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except UserError as exc:
+        print(f"replay_node: error: {exc}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""An independent subscriber process for tests: prints one JSON line per received message.
+
+    python topic_probe.py TOPIC:TYPE [TOPIC:TYPE ...]
+TYPE is Image, CompressedImage, JointState, DiagnosticArray or FeatureActivations. The first
+line is READY once every subscription exists. Subscriptions are best effort (they match
+reliable and best-effort publishers alike).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
+         "DiagnosticArray": DiagnosticArray}
+
+
+def summary(topic: str, msg, now_ns: int) -> dict:
+    out = {"topic": topic, "recv_ns": now_ns}
+    header = getattr(msg, "header", None)
+    if header is not None:
+        out["stamp_ns"] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        out["frame_id"] = header.frame_id
+    if isinstance(msg, Image):
+        out.update(encoding=msg.encoding, height=msg.height, width=msg.width, step=msg.step, size=len(msg.data))
+        if msg.encoding == "rgb8" and msg.height and msg.width:
+            mid = (msg.height // 2 * msg.width + msg.width // 2) * 3
+            out["center_rgb"] = list(msg.data[mid:mid + 3])
+    elif isinstance(msg, JointState):
+        out.update(name=list(msg.name), position=[float(p) for p in msg.position])
+    elif isinstance(msg, DiagnosticArray):
+        out["status"] = [{"name": s.name, "level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes)
+                          else int(s.level), "message": s.message,
+                          "values": {kv.key: kv.value for kv in s.values}} for s in msg.status]
+    else:  # FeatureActivations
+        out.update(sae_id=msg.sae_id, feature_indices=list(msg.feature_indices))
+    return out
+
+
+def main(specs: list[str]) -> None:
+    rclpy.init()
+    node = rclpy.create_node("topic_probe")
+    for spec in specs:
+        topic, type_name = spec.rsplit(":", 1)
+        if type_name == "FeatureActivations":
+            from pai_ros.msg import FeatureActivations as msg_type
+        else:
+            msg_type = TYPES[type_name]
+        node.create_subscription(msg_type, topic, lambda m, t=topic: print(
+            json.dumps(summary(t, m, node.get_clock().now().nanoseconds)), flush=True), qos_profile_sensor_data)
+    print("READY", flush=True)
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
