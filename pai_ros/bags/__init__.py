@@ -1,0 +1,12 @@
+"""Bags: record ROS 2 traffic into rosbag2 (MCAP) bags and convert bags to Parquet and MP4.
+
+Pure core: nothing here imports rclpy (the live recorder node in ``pai_ros.ros.recorder_node``
+is a thin adapter over :class:`pai_ros.bags.writer.BagWriter`). Modules:
+
+* ``typestore``: rosbags type store with the project's ``FeatureActivations`` message;
+* ``writer``: :class:`~pai_ros.bags.writer.BagWriter`, raw CDR in, a playable bag out;
+* ``to_parquet``: :func:`~pai_ros.bags.to_parquet.bag_to_parquet`, bag in, tables and videos out;
+* ``commands``: the ``pai bag2parquet`` subcommand.
+
+Importing this package is cheap; import the submodule you need.
+"""

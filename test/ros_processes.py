@@ -1,0 +1,82 @@
+"""Start real ROS processes for integration tests and read their output with timeouts."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HELPERS = Path(__file__).parent / "helpers"
+
+
+class Proc:
+    """A subprocess whose stdout+stderr lines are collected by a reader thread."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+        self.name = name
+        self.popen = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      bufsize=1)
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._queue.put(line.rstrip("\n"))
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        for line in list(self.lines):
+            if predicate(line):
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if self.popen.poll() is not None and self._queue.empty():
+                    break
+                continue
+            if predicate(line):
+                return line
+        raise TimeoutError(f"{self.name}: no matching line within {timeout} s; output:\n" + "\n".join(self.lines[-30:]))
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._thread.join(timeout=5)
+        return self.popen.returncode
+
+
+class Probe(Proc):
+    """test/helpers/topic_probe.py: JSON lines per received message."""
+
+    def __init__(self, specs: list[str], env: dict[str, str]) -> None:
+        super().__init__([sys.executable, str(HELPERS / "topic_probe.py"), *specs], env, "probe")
+        self.wait_for_line(lambda line: line == "READY", 30)
+
+    def messages(self, topic: str | None = None) -> list[dict]:
+        out = []
+        for line in list(self.lines):
+            if line.startswith("{"):
+                msg = json.loads(line)
+                if topic is None or msg["topic"] == topic:
+                    out.append(msg)
+        return out
+
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float) -> dict:
+        line = self.wait_for_line(lambda s: s.startswith("{") and predicate(json.loads(s)), timeout)
+        return json.loads(line)

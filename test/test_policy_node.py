@@ -1,0 +1,119 @@
+"""policy_node as a real process: heatmaps, actions, diagnostics, and no action from bad data.
+
+Each test starts the node (tiny random ACT, 64x80 cameras), a scripted robot or the replay
+node, and an independent subscriber, all as separate processes on a domain of their own.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ros_processes import HELPERS, Probe, Proc
+
+pytestmark = pytest.mark.ros
+TOPICS = ["action:JointState", "attention/front/heatmap:Image", "attention/wrist/heatmap:Image",
+          "attention/shares:JointState", "/diagnostics:DiagnosticArray"]
+
+
+def start_node(tiny_act: Path, env: dict, *extra: str) -> Proc:
+    args = [sys.executable, "-m", "pai_ros.ros.policy_node", "--ros-args", "-p", f"policy_path:={tiny_act}",
+            "-p", "control_rate_hz:=10.0", "-p", "state_joint_names:=['x', 'y', 'gripper']",
+            "-p", "max_observation_age_s:=0.5", "-p", "diagnostics_period_s:=0.5", *extra]
+    node = Proc(args, env, "policy_node")
+    node.wait_for_line(lambda line: "ready:" in line, 90)
+    return node
+
+
+def start_robot(env: dict, fault: str = "none", start: float = 1e9, end: float = 1e9) -> Proc:
+    return Proc([sys.executable, str(HELPERS / "fake_robot.py"), "--fault", fault, "--fault-start", str(start),
+                 "--fault-end", str(end), "--seconds", "120"], env, "robot")
+
+
+def diag(msg: dict) -> dict:
+    return msg["status"][0]
+
+
+def test_heatmaps_actions_and_diagnostics(tiny_act: Path, ros_env: dict) -> None:
+    probe = Probe(TOPICS, ros_env)
+    node = start_node(tiny_act, ros_env)
+    robot = start_robot(ros_env)
+    try:
+        heatmap = probe.wait_for(lambda m: m["topic"] == "attention/front/heatmap", 60)
+        probe.wait_for(lambda m: m["topic"] == "attention/wrist/heatmap", 30)
+        # rgb8 overlay at camera resolution, header copied from the camera frame (RViz lines it up).
+        assert (heatmap["encoding"], heatmap["height"], heatmap["width"], heatmap["step"]) == ("rgb8", 64, 80, 240)
+        assert heatmap["frame_id"] == "front_camera" and heatmap["stamp_ns"] > 0
+        action = probe.wait_for(lambda m: m["topic"] == "action", 30)
+        assert action["name"] == ["x", "y", "gripper"] and len(action["position"]) == 3
+        # Stamped with the observation time: recent, never in the future of its arrival.
+        assert 0 <= action["recv_ns"] - action["stamp_ns"] < 2e9
+        shares = probe.wait_for(lambda m: m["topic"] == "attention/shares", 30)
+        assert set(shares["name"]) == {"latent", "state", "front", "wrist"}
+        assert abs(sum(shares["position"]) - 1.0) < 1e-4
+        ok = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and diag(m)["level"] == 0, 30)
+        values = diag(ok)["values"]
+        for key in ("latency_mean_ms", "latency_p99_ms", "skipped_ticks", "age_front_s", "mode", "device"):
+            assert key in values
+        # Actions keep coming at roughly the control rate (10 Hz): count over a window.
+        n0 = len(probe.messages("action"))
+        time.sleep(3.0)
+        assert len(probe.messages("action")) - n0 >= 10
+    finally:
+        for p in (robot, node, probe):
+            p.stop()
+    assert node.popen.returncode == 0, "\n".join(node.lines[-20:])
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("cameras_pause", "old (max_observation_age_s"),
+    ("nan_state", "NaN or inf"),
+    ("bad_encoding", "unsupported image encoding '16UC1'"),
+    ("missing_joint", "lacks joint(s) gripper"),
+])
+def test_no_action_from_bad_data_then_recovery(fault: str, reason: str, tiny_act: Path, ros_env: dict) -> None:
+    probe = Probe(TOPICS, ros_env)
+    node = start_node(tiny_act, ros_env)
+    robot = start_robot(ros_env, fault, start=6.0, end=11.0)
+    try:
+        robot.wait_for_line(lambda s: s.startswith("PHASE before"), 30)
+        probe.wait_for(lambda m: m["topic"] == "action", 60)  # healthy first
+        fault_ns = int(robot.wait_for_line(lambda s: s.startswith("PHASE fault"), 30).split()[2])
+        bad = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and reason in diag(m)["message"], 20)
+        assert diag(bad)["level"] == 2 and diag(bad)["message"].startswith("no action:")
+        after_ns = int(robot.wait_for_line(lambda s: s.startswith("PHASE after"), 30).split()[2])
+        # Recovery without restart: actions again, diagnostics OK again.
+        probe.wait_for(lambda m: m["topic"] == "action" and m["stamp_ns"] > after_ns, 30)
+        probe.wait_for(lambda m: m["topic"] == "/diagnostics" and diag(m)["level"] == 0 and m["recv_ns"] > after_ns, 30)
+        # No action was computed from an observation taken during the fault (one tick of slack
+        # for an observation stamped just before it began).
+        during = [m for m in probe.messages("action") if fault_ns + 0.2e9 < m["stamp_ns"] < after_ns]
+        assert not during, f"{len(during)} actions from observations made during the fault"
+    finally:
+        for p in (robot, node, probe):
+            p.stop()
+
+
+def test_bad_policy_path_exits_with_one_line(ros_env: dict, tmp_path: Path) -> None:
+    node = Proc([sys.executable, "-m", "pai_ros.ros.policy_node", "--ros-args", "-p",
+                 f"policy_path:={tmp_path / 'missing'}"], ros_env, "policy_node")
+    assert node.popen.wait(timeout=90) == 1
+    node.stop()
+    errors = [line for line in node.lines if "error" in line.lower()]
+    assert errors == [f"policy_node: error: policy path {tmp_path / 'missing'} does not exist"], node.lines
+    assert not any("Traceback" in line for line in node.lines)
+
+
+def test_observe_only_publishes_heatmaps_but_no_actions(tiny_act: Path, ros_env: dict) -> None:
+    probe = Probe(TOPICS, ros_env)
+    node = start_node(tiny_act, ros_env, "-p", "publish_actions:=false")
+    robot = start_robot(ros_env)
+    try:
+        probe.wait_for(lambda m: m["topic"] == "attention/front/heatmap", 60)
+        d = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and diag(m)["level"] == 0, 30)
+        assert "observe-only" in diag(d)["message"]
+        assert not probe.messages("action")
+    finally:
+        for p in (robot, node, probe):
+            p.stop()
