@@ -16,6 +16,7 @@ import queue
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rclpy
@@ -43,8 +44,8 @@ _END = object()
 
 
 class ReplayNode(Node):
-    def __init__(self) -> None:
-        super().__init__("replay_node")
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__("replay_node", **node_kwargs)
         self.p = declare(self, PARAMS)
         if not self.p["dataset_root"]:
             raise UserError("parameter dataset_root is required (a LeRobotDataset v3.0 directory)")

@@ -1,0 +1,271 @@
+"""``recorder_node``: record the policy's inputs and outputs into a rosbag2 (MCAP) bag.
+
+Why not ``ros2 bag record``: it is not available without a ROS distro (the wheels have no
+rosbag2), and this node knows which topics matter (its parameters name them relative to its
+namespace, so remapping and namespacing work as for the other pai_ros nodes).
+
+A thin adapter: it subscribes with ``raw=True`` (serialised CDR bytes, never deserialised) and
+hands every message with its receive time (node clock, ns) to
+:class:`pai_ros.bags.writer.BagWriter`, which owns the bag format.
+
+Discovery: a timer polls the ROS graph every ``discovery_period_s``; each configured topic is
+subscribed as soon as it has a publisher, so topics that appear late are recorded from then
+on (and added to the bag then).
+
+QoS, like ``ros2 bag record``: the subscription is RELIABLE when every publisher offers
+reliable (zero loss from reliable publishers, e.g. joint states, actions, features), BEST_EFFORT
+otherwise (cameras publish with the sensor-data profile, which is best effort; a reliable
+subscription would not match them at all); TRANSIENT_LOCAL only when every publisher offers it.
+The publishers' QoS profiles are stored in the bag so that ``ros2 bag play`` offers them again.
+
+Shutdown: SIGINT and SIGTERM both stop recording cleanly: the discovery timer stops, messages
+already received by DDS are drained, the bag is closed (readable by rosbags, the ``mcap``
+library and ``ros2 bag``), a per-topic summary of received vs written messages is logged (any
+difference as a WARN) and the exit status is 0. An existing ``output`` is never overwritten:
+one ERROR line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+
+from pai_ros.bags.writer import COMPRESSIONS, BagWriter
+from pai_ros.errors import UserError
+from pai_ros.ros.params import Param, declare
+
+DEFAULT_TOPICS = ["joint_states", "action", "features", "/diagnostics", "attention/shares"]
+HEATMAP_PATTERN = "attention/*/heatmap"
+
+PARAMS = [
+    Param("output", "", "bag directory to create (required; an existing path is never overwritten)", read_only=True),
+    Param("topics", list(DEFAULT_TOPICS), "topics to record; relative names resolve against the node namespace",
+          array_type="string", read_only=True),
+    Param("camera_topics", [], "camera image topics to record as well (sensor_msgs/Image or CompressedImage)",
+          array_type="string", read_only=True),
+    Param("record_heatmaps", False, f"also record every topic matching {HEATMAP_PATTERN} (the policy's overlays)",
+          read_only=True),
+    Param("compression", "none", "none, or zstd (MCAP chunk compression; playback needs no plugin)",
+          read_only=True),
+    Param("max_bag_size_mb", 0, "split into files of about this many MB of message data (0: one file)",
+          min=0, max=10**7, read_only=True),
+    Param("discovery_period_s", 0.5, "how often the ROS graph is checked for configured topics that appeared",
+          min=0.01, max=60.0, read_only=True),
+    Param("queue_depth", 100, "subscription queue depth (messages kept while the writer is busy)",
+          min=1, max=100000, read_only=True),
+]
+
+
+@dataclass
+class _Recorded:
+    """One subscribed topic and its counters."""
+
+    topic: str
+    msgtype: str
+    reliable: bool
+    subscription: Any = None
+    received: int = 0
+    failed: int = 0
+    matched: int = 0
+
+
+def _message_class(msgtype: str) -> Any:
+    """'sensor_msgs/msg/Image' -> the sensor_msgs.msg.Image class (for the type support only)."""
+    package, kind, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def _to_bag_qos(profile: Any) -> Any:
+    """An rclpy QoSProfile as the rosbags Qos that metadata.yaml stores (same enum values)."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    def t(duration: Any) -> QosTime:
+        ns = int(duration.nanoseconds)
+        return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+
+    return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
+               QosDurability(int(profile.durability)), t(profile.deadline), t(profile.lifespan),
+               QosLiveliness(int(profile.liveliness)), t(profile.liveliness_lease_duration),
+               bool(profile.avoid_ros_namespace_conventions))
+
+
+class RecorderNode(Node):
+    """Subscribes to the configured topics as they appear and writes them into one bag."""
+
+    def __init__(self) -> None:
+        super().__init__("recorder_node")
+        p = declare(self, PARAMS)
+        if not p["output"]:
+            raise UserError("parameter 'output' is required: the bag directory to create "
+                            "(--ros-args -p output:=/path/to/bag)")
+        if p["compression"] not in COMPRESSIONS:
+            raise UserError(f"parameter 'compression' must be one of {', '.join(COMPRESSIONS)}, got {p['compression']!r}")
+        self.queue_depth = int(p["queue_depth"])
+        self.wanted = {self._resolve(t) for t in [*p["topics"], *p["camera_topics"]] if t}
+        self.heatmaps = (re.compile("^" + re.escape(self._resolve("attention")) + r"/[^/]+/heatmap$")
+                         if p["record_heatmaps"] else None)
+        try:
+            self.writer = BagWriter(p["output"], compression=p["compression"], max_bag_size_mb=p["max_bag_size_mb"])
+        except OSError as exc:
+            raise UserError(f"cannot create the bag {p['output']}: {exc.strerror or exc}") from None
+        self.output = p["output"]
+        self.recorded: dict[str, _Recorded] = {}
+        self.refused: set[str] = set()
+        self._lock = threading.Lock()
+        self.timer = self.create_timer(float(p["discovery_period_s"]), self.discover)
+        what = sorted(self.wanted) + ([f"{self._resolve('attention')}/*/heatmap"] if self.heatmaps else [])
+        self.get_logger().info(f"recording to {self.output}: {', '.join(what)}")
+        self.discover()
+
+    # ------------------------------------------------------------------ discovery
+
+    def _resolve(self, name: str) -> str:
+        try:
+            return self.resolve_topic_name(name)
+        except Exception:  # an invalid name: let the graph simply never match it, but say so
+            self.get_logger().warn(f"cannot resolve topic name {name!r}; it will not be recorded")
+            return name
+
+    def _wants(self, topic: str) -> bool:
+        return topic in self.wanted or bool(self.heatmaps and self.heatmaps.match(topic))
+
+    def discover(self) -> None:
+        """Subscribe to configured topics that now have publishers; report new matches."""
+        for topic, types in self.get_topic_names_and_types():
+            if topic in self.recorded or topic in self.refused or not self._wants(topic):
+                continue
+            publishers = self.get_publishers_info_by_topic(topic)
+            if not publishers:
+                continue  # only subscribers so far: the publishers' QoS is not known yet
+            self._subscribe(topic, types, publishers)
+        for rec in self.recorded.values():
+            count = rec.subscription.get_publisher_count()
+            if count != rec.matched:
+                rec.matched = count
+                self.get_logger().info(f"matched {count} publisher(s) on {rec.topic}")
+                if rec.reliable:
+                    for info in self.get_publishers_info_by_topic(rec.topic):
+                        if info.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
+                            self.get_logger().warn(
+                                f"a best-effort publisher joined reliable-recorded {rec.topic}; its messages "
+                                "cannot be received (restart the recorder to record both)")
+                            break
+
+    def _subscribe(self, topic: str, types: list[str], publishers: list[Any]) -> None:
+        msgtype = types[0]
+        if len(types) > 1:
+            self.get_logger().warn(f"{topic} has several types {types}; recording {msgtype} only")
+        try:
+            cls = _message_class(msgtype)
+            self.writer.add_topic(topic, msgtype, [_to_bag_qos(i.qos_profile) for i in publishers])
+        except (ImportError, AttributeError, ValueError, UserError) as exc:
+            self.refused.add(topic)
+            self.get_logger().error(f"cannot record {topic} [{msgtype}]: {exc}")
+            return
+        reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in publishers)
+        latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in publishers)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.queue_depth,
+                         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+        rec = _Recorded(topic, msgtype, reliable)
+        rec.subscription = self.create_subscription(cls, topic, lambda raw, rec=rec: self._on_message(rec, raw),
+                                                    qos, raw=True)
+        self.recorded[topic] = rec
+        self.get_logger().info(f"subscribed to {topic} [{msgtype}] "
+                               f"{'reliable' if reliable else 'best effort'}{', transient local' if latched else ''}")
+
+    # ------------------------------------------------------------------ recording
+
+    def _on_message(self, rec: _Recorded, raw: bytes) -> None:
+        stamp = self.get_clock().now().nanoseconds
+        rec.received += 1
+        try:
+            self.writer.write(rec.topic, rec.msgtype, raw, stamp)
+        except Exception as exc:  # disk full, closed bag: keep the node alive, count and report
+            rec.failed += 1
+            if rec.failed == 1:
+                self.get_logger().error(f"cannot write a message of {rec.topic}: {exc}")
+
+    def total_received(self) -> int:
+        return sum(r.received for r in self.recorded.values())
+
+    def drain(self, executor: SingleThreadedExecutor, quiet_rounds: int = 3, limit_s: float = 10.0) -> None:
+        """Take what DDS already delivered: spin until nothing new arrives for a few rounds."""
+        self.timer.cancel()
+        idle, deadline = 0, time.monotonic() + limit_s
+        while idle < quiet_rounds and time.monotonic() < deadline:
+            before = self.total_received()
+            executor.spin_once(timeout_sec=0.05)
+            idle = idle + 1 if self.total_received() == before else 0
+
+    def finish(self) -> bool:
+        """Close the bag and log the per-topic summary; False if any message was lost here."""
+        self.writer.close()
+        written = self.writer.counts
+        log = self.get_logger()
+        ok = True
+        for topic in sorted(self.recorded):
+            rec = self.recorded[topic]
+            n = written.get(topic, 0)
+            line = f"summary {topic} [{rec.msgtype}]: received {rec.received}, written {n}"
+            if n != rec.received:
+                ok = False
+                log.warn(f"{line} ({rec.received - n} not written)")
+            else:
+                log.info(line)
+        for topic in sorted(self.wanted - set(self.recorded) - self.refused):
+            log.warn(f"summary {topic}: never published while recording; nothing recorded")
+        files = ", ".join(f.name for f in self.writer.files)
+        log.info(f"bag closed: {self.output} ({sum(written.values())} messages on {len(written)} topics; {files})")
+        return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run until SIGINT or SIGTERM; 0 after a clean close, 1 for a configuration error."""
+    # rclpy's own handlers would shut the context down at once (no draining, and SIGTERM would
+    # kill the process before the bag is closed): install ours for both signals instead.
+    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        try:
+            node = RecorderNode()
+        except UserError as exc:
+            rclpy.logging.get_logger("recorder_node").error(str(exc))
+            return 1
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        try:
+            while not stop.is_set():
+                executor.spin_once(timeout_sec=0.1)
+            node.get_logger().info("stopping: draining received messages and closing the bag")
+            node.drain(executor)
+        finally:
+            node.finish()
+            executor.remove_node(node)
+            node.destroy_node()
+        return 0
+    finally:
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

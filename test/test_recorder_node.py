@@ -1,0 +1,203 @@
+"""recorder_node records real DDS traffic from another process into a bag rosbags and mcap read.
+
+Two real processes (the recorder and test/helpers/ros_talker.py) over Fast DDS on a domain of
+this test's own; every wait is on a log line or an exit, with a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ros
+REPO = Path(__file__).resolve().parents[1]
+TALKER = Path(__file__).parent / "helpers" / "ros_talker.py"
+N = 20
+
+
+class _Proc:
+    """A subprocess whose output lines are read by a thread, so waits can time out."""
+
+    def __init__(self, args: list[str], env: dict[str, str], stdin: bool = False) -> None:
+        self.popen = subprocess.Popen(args, env=env, cwd=REPO, text=True, bufsize=1,
+                                      stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.lines: list[str] = []
+        self._new: queue.Queue[str] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.popen.stdout:
+            self.lines.append(line.rstrip("\n"))
+            self._new.put(line.rstrip("\n"))
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        seen = list(self.lines)
+        for line in seen:
+            if predicate(line):
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self._new.get(timeout=0.1)
+            except queue.Empty:
+                if self.popen.poll() is not None and self._new.empty():
+                    break
+                continue
+            if predicate(line):
+                return line
+        raise AssertionError("no expected line; output so far:\n" + "\n".join(self.lines[-40:]))
+
+    def send(self, line: str) -> None:
+        self.popen.stdin.write(line + "\n")
+        self.popen.stdin.flush()
+
+    def wait(self, timeout: float = 60) -> int:
+        rc = self.popen.wait(timeout=timeout)
+        self._reader.join(timeout=10)  # every line read before callers look at them
+        return rc
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+def _recorder(env: dict[str, str], out: Path, *extra: str) -> _Proc:
+    return _Proc([sys.executable, "-m", "pai_ros.ros.recorder_node", "--ros-args", "-p", f"output:={out}",
+                  "-p", "discovery_period_s:=0.1", *extra], env)
+
+
+def _read_rosbags(bag: Path) -> dict[str, list]:
+    from rosbags.rosbag2 import Reader
+
+    from pai_ros.bags.typestore import typestore
+
+    store = typestore()
+    out: dict[str, list] = {}
+    with Reader(bag) as reader:
+        for conn, _t, raw in reader.messages():
+            out.setdefault(conn.topic, []).append(store.deserialize_cdr(raw, conn.msgtype))
+    return out
+
+
+def _read_mcap(bag: Path) -> Counter:
+    from mcap_ros2.reader import read_ros2_messages
+
+    counts: Counter = Counter()
+    for f in sorted(bag.glob("*.mcap")):
+        for m in read_ros2_messages(str(f)):
+            counts[m.channel.topic] += 1
+    return counts
+
+
+def _record_session(ros_env: dict[str, str], tmp_path: Path, sig: int, ns: str = "") -> tuple[_Proc, Path, dict]:
+    """Recorder + talker: N messages on every topic, `features` appearing only later; stop with sig."""
+    out = tmp_path / "bag"
+    remap = ["-r", f"__ns:={ns}"] if ns else []
+    rec = _recorder(ros_env, out, "-p", "camera_topics:=[camera/front/image_raw]", "-p", "record_heatmaps:=true",
+                    *remap)
+    talker = None
+    prefix = ns or ""
+    try:
+        rec.wait_for(lambda s: "recording to" in s)
+        talker = _Proc([sys.executable, str(TALKER), "--count", str(N), "--delayed", "features",
+                        "--camera", "camera/front/image_raw", "--heatmap", "attention/front/heatmap",
+                        "--ros-args", *remap], ros_env, stdin=True)
+        talker.wait_for(lambda s: s.startswith("READY"))
+        first = [f"{prefix}/joint_states", f"{prefix}/action", "/diagnostics", f"{prefix}/camera/front/image_raw",
+                 f"{prefix}/attention/front/heatmap"]
+        for topic in first:
+            rec.wait_for(lambda s, t=topic: f"subscribed to {t} [" in s)
+            rec.wait_for(lambda s, t=topic: f"matched 1 publisher(s) on {t}" in s)
+        talker.send("GO")
+        talker.wait_for(lambda s: s.startswith("READY") and "features" in s)
+        rec.wait_for(lambda s: f"subscribed to {prefix}/features [pai_ros/msg/FeatureActivations]" in s)
+        rec.wait_for(lambda s: f"matched 1 publisher(s) on {prefix}/features" in s)
+        talker.send("GO")
+        assert talker.wait() == 0, "\n".join(talker.lines)
+        published = json.loads(talker.lines[-1])
+        rec.popen.send_signal(sig)
+        assert rec.wait() == 0, "\n".join(rec.lines)
+    finally:
+        rec.kill()
+        if talker:
+            talker.kill()
+    return rec, out, published
+
+
+def _check_bag(rec: _Proc, out: Path, published: dict, prefix: str = "") -> None:
+    topics = {f"{prefix}/joint_states", f"{prefix}/action", f"{prefix}/features", "/diagnostics",
+              f"{prefix}/camera/front/image_raw", f"{prefix}/attention/front/heatmap"}
+    assert set(published) == topics and set(published.values()) == {N}
+    msgs = _read_rosbags(out)
+    counts = {t: len(m) for t, m in msgs.items()}
+    # Reliable topics must be complete. Camera and heatmap topics are best effort: on localhost we
+    # expect every message too, and a loss fails here with the counts rather than being hidden.
+    assert counts == {t: N for t in topics}, counts
+    assert _read_mcap(out) == Counter(counts)
+    assert [m.header.stamp.sec for m in msgs[f"{prefix}/action"]] == list(range(1000, 1000 + N))
+    assert [list(m.position) for m in msgs[f"{prefix}/joint_states"]][3] == [3.0, 3.5, -3.0]
+    assert [int(m.feature_indices[0]) for m in msgs[f"{prefix}/features"]] == list(range(N))
+    assert msgs["/diagnostics"][5].status[0].name == "pai/test5"
+    img = msgs[f"{prefix}/camera/front/image_raw"][0]
+    assert (img.height, img.width, img.encoding, int(img.data[0])) == (48, 64, "rgb8", 7)
+    for topic in topics:
+        line = rec.wait_for(lambda s, t=topic: f"summary {t} [" in s, timeout=1)
+        assert f"received {N}, written {N}" in line and "[INFO]" in line
+    rec.wait_for(lambda s: f"summary {prefix}/attention/shares: never published" in s and "[WARN]" in s, timeout=1)
+    rec.wait_for(lambda s: "bag closed:" in s, timeout=1)
+    assert not any("Traceback" in s for s in rec.lines)
+    # The bag's metadata is what ros2 bag play reads: v8, mcap, cdr, QoS of the publishers.
+    meta = (out / "metadata.yaml").read_text()
+    assert "storage_identifier: mcap" in meta and "version: 8" in meta and "serialization_format: cdr" in meta
+
+
+def test_records_every_topic_including_late_ones_and_stops_on_sigint(ros_env: dict[str, str], tmp_path: Path) -> None:
+    rec, out, published = _record_session(ros_env, tmp_path, signal.SIGINT)
+    _check_bag(rec, out, published)
+    from rosbags.rosbag2 import Reader
+
+    with Reader(out) as reader:
+        qos = {c.topic: c.ext.offered_qos_profiles for c in reader.connections}
+    assert qos["/joint_states"][0].reliability.name == "RELIABLE"
+    assert qos["/camera/front/image_raw"][0].reliability.name == "BEST_EFFORT"
+
+
+def test_sigterm_closes_the_bag_too_and_namespacing_applies(ros_env: dict[str, str], tmp_path: Path) -> None:
+    rec, out, published = _record_session(ros_env, tmp_path, signal.SIGTERM, ns="/robot1")
+    _check_bag(rec, out, published, prefix="/robot1")
+
+
+def test_existing_output_is_refused_with_one_line(ros_env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "bag"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    rec = _recorder(ros_env, out)
+    try:
+        rc = rec.wait(timeout=60)
+    finally:
+        rec.kill()
+    assert rc == 1
+    lines = [s for s in rec.lines if s.strip()]
+    assert len(lines) == 1 and "[ERROR]" in lines[0] and "already exists" in lines[0], lines
+    assert (out / "keep.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_missing_output_parameter_is_one_line(ros_env: dict[str, str]) -> None:
+    proc = subprocess.run([str(REPO / "scripts" / "ros" / "recorder_node")], env=ros_env, capture_output=True,
+                          text=True, timeout=60, cwd=REPO)
+    assert proc.returncode == 1
+    lines = [s for s in (proc.stdout + proc.stderr).splitlines() if s.strip()]
+    assert len(lines) == 1 and "parameter 'output' is required" in lines[0], lines

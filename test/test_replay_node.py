@@ -1,0 +1,66 @@
+"""replay_node as a real process: a dataset episode becomes camera and joint topics at its fps."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ros_processes import Probe, Proc
+
+pytestmark = pytest.mark.ros
+TOPICS = ["camera/front/image_raw:Image", "camera/wrist/image_raw:Image", "joint_states:JointState",
+          "recorded_action:JointState"]
+
+
+def replay(env: dict, *params: str) -> Proc:
+    args = [sys.executable, "-m", "pai_ros.ros.replay_node", "--ros-args"]
+    for p in params:
+        args += ["-p", p]
+    return Proc(args, env, "replay_node")
+
+
+def test_replays_one_episode_then_exits(tiny_dataset, tiny_scene, ros_env: dict) -> None:
+    from pai_ros.data.episodes import iter_episode
+
+    root, _ = tiny_dataset
+    probe = Probe(TOPICS, ros_env)
+    node = replay(ros_env, f"dataset_root:={root}", "episodes:=[1]", "start_delay_s:=3.0")
+    try:
+        assert node.popen.wait(timeout=90) == 0, "\n".join(node.lines)
+        n = tiny_scene.episode_length
+        # Reliable joint topics must all arrive; images are best effort (sensor QoS) on loopback.
+        probe.wait_for_line(lambda s: len(probe.messages("recorded_action")) >= n, 20)
+        actions = probe.messages("recorded_action")
+    finally:
+        probe.stop()
+    assert len(actions) == n
+    frames = list(iter_episode(root, 1))
+    assert np.allclose([a["position"] for a in actions], [f.action for f in frames], atol=1e-6)
+    states = probe.messages("joint_states")
+    assert len(states) == n and states[0]["name"] == ["x", "y", "gripper"]
+    front = probe.messages("camera/front/image_raw")
+    assert len(front) >= n - 1 and front[0]["encoding"] == "rgb8" and front[0]["frame_id"] == "front_camera"
+    assert (front[0]["height"], front[0]["width"]) == tiny_scene.front_hw
+    # One stamp per frame, shared by every topic of that frame; frames spaced at the dataset's fps.
+    assert {m["stamp_ns"] for m in front} <= {m["stamp_ns"] for m in states}
+    gaps = np.diff([m["stamp_ns"] for m in states]) / 1e9
+    assert abs(np.median(gaps) - 1 / tiny_scene.fps) < 0.3 / tiny_scene.fps
+    assert any("replay finished: 12 frames published" in line for line in node.lines)
+
+
+@pytest.mark.parametrize("params, message", [
+    (["dataset_root:=/nonexistent/ds"], "dataset root /nonexistent/ds does not exist"),
+    (["episodes:=[9]"], "episode 9 is out of range"),
+])
+def test_bad_input_is_one_line(params, message, tiny_dataset, ros_env: dict) -> None:
+    root, _ = tiny_dataset
+    args = [p for p in params]
+    if not any(p.startswith("dataset_root") for p in args):
+        args.append(f"dataset_root:={root}")
+    node = replay(ros_env, *args)
+    assert node.popen.wait(timeout=90) == 1
+    node.stop()
+    errors = [line for line in node.lines if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("replay_node: error: ") and message in errors[0], node.lines
+    assert not any("Traceback" in line for line in node.lines)
