@@ -6,10 +6,10 @@ ENV := source scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_LOCALHOST_ONLY ?= 1
 
-.PHONY: help setup demo demo-assets test test-unit build clean
+.PHONY: help setup demo demo-assets test test-unit build bench clean
 
 help:
-	@echo "make demo    set up if needed, then build the demo assets (dataset + trained ACT) and run the demo"
+	@echo "make demo    set up if needed, build the demo assets (dataset + trained ACT), run the live demo into out/demo"
 	@echo "make test    set up if needed, then run all tests"
 	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
 	@echo "make build   colcon-build the package again (after adding files)"
@@ -22,15 +22,19 @@ setup:
 build: setup
 
 demo: setup
-	@$(ENV) && pai demo-assets
+	@$(ENV) && pai demo --output-dir out/demo --overwrite
 
-demo-assets: demo
+demo-assets: setup
+	@$(ENV) && pai demo-assets
 
 test: setup
 	@$(ENV) && bash scripts/run_tests.sh
 
 test-unit: setup
 	@$(ENV) && python -m pytest -q -m "not ros and not slow" test
+
+bench: setup
+	@$(ENV) && for b in bench/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
 
 clean:
 	rm -rf build install log .pai

@@ -22,7 +22,10 @@ def _registrations() -> list[Register]:
     from pai_ros.attention import commands as attention_commands
     from pai_ros.demo import commands as demo_commands
 
-    return [attention_commands.register, demo_commands.register]
+    from pai_ros.bags import commands as bag_commands
+
+    return [attention_commands.register, bag_commands.register, demo_commands.register_demo,
+            demo_commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,6 @@
 """replay_node as a real process: a dataset episode becomes camera and joint topics at its fps."""
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -42,6 +40,7 @@ from pai_ros.imaging.convert import ImageConversionError, resize_rgb
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation, ObservationError
 from pai_ros.policy.runner import MODES, PolicyRunner
+from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import ImageDecoder, joint_state, rgb_image, stamp_ns, to_stamp
 from pai_ros.ros.params import Param, declare
 
@@ -370,22 +369,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PolicyNode()
-        rclpy.spin(node)
-    except UserError as exc:
-        print(f"policy_node: error: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("policy_node", PolicyNode, args)
 
 
 if __name__ == "__main__":

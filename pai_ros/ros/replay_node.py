@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -28,6 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from pai_ros.data.episodes import DatasetFrame, check_episodes, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import rgb_to_jpeg
+from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import joint_state, rgb_image
 from pai_ros.ros.params import Param, declare
 
@@ -151,24 +151,13 @@ def _names(feature: dict | None, prefix: str) -> list[str]:
     return [f"{prefix}_{i}" for i in range(size)]
 
 
+def _spin_until_finished(node: ReplayNode) -> None:
+    while rclpy.ok() and not node.finished:
+        rclpy.spin_once(node, timeout_sec=0.1)
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ReplayNode()
-        while rclpy.ok() and not node.finished:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except UserError as exc:
-        print(f"replay_node: error: {exc}", file=sys.stderr)
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.shutdown()
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node("replay_node", ReplayNode, args, spin=_spin_until_finished)
 
 
 if __name__ == "__main__":
