@@ -81,3 +81,13 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_scene) -> tuple[
     root = tmp_path_factory.mktemp("tiny_dataset") / "ds"
     write_dataset(root, spec, tiny_scene, progress=False)
     return root, spec.repo_id
+
+
+@pytest.fixture(scope="session")
+def toy_assets(tmp_path_factory: pytest.TempPathFactory):
+    """The whole demo-asset pipeline at toy size: datasets, lerobot-train run, report."""
+    from pai_ros.demo.assets import ensure_demo_assets
+
+    from toy_settings import TOY
+
+    return ensure_demo_assets(tmp_path_factory.mktemp("cache"), TOY, progress=False)

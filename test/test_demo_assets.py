@@ -11,17 +11,9 @@ import pytest
 
 from conftest import run_pai
 from pai_ros.demo.assets import MANIFEST, DemoSettings, ensure_demo_assets, verify_stage
-from pai_ros.demo.scene import SceneConfig
-from pai_ros.demo.train import TrainSettings
 from pai_ros.errors import UserError
+from toy_settings import TOY
 
-TOY = DemoSettings(
-    scene=SceneConfig(front_hw=(64, 80), wrist_hw=(64, 80), episode_length=10),
-    train_episodes=2, heldout_episodes=2,
-    training=TrainSettings(steps=4, batch_size=4, dim_model=32, n_heads=2, dim_feedforward=64,
-                           n_encoder_layers=1, n_vae_encoder_layers=1, chunk_size=5, n_action_steps=5,
-                           log_freq=2, num_workers=0),
-)
 
 
 def _sealed_at(stage: Path) -> float:
@@ -29,8 +21,9 @@ def _sealed_at(stage: Path) -> float:
 
 
 @pytest.mark.slow
-def test_full_pipeline_then_instant_reuse(tmp_path: Path) -> None:
-    assets = ensure_demo_assets(tmp_path, TOY, progress=False)
+def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
+    assets = toy_assets
+    cache = assets.root.parents[1]
     for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir):
         assert verify_stage(stage) is None, stage
     summary = json.loads((assets.report_dir / "summary.json").read_text())
@@ -45,7 +38,7 @@ def test_full_pipeline_then_instant_reuse(tmp_path: Path) -> None:
     assert loaded.camera_names == ["front", "wrist"] and loaded.config.chunk_size == 5
 
     stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir)}
-    again = ensure_demo_assets(tmp_path, TOY, progress=False)
+    again = ensure_demo_assets(cache, TOY, progress=False)
     assert again.root == assets.root
     assert {p: _sealed_at(p) for p in stamps} == stamps, "a second run must reuse, not rebuild"
     assert "held-out action MAE" in again.describe()

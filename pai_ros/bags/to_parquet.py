@@ -20,6 +20,8 @@ complete, so an ``OUT`` directory is never half-written.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
@@ -100,7 +102,7 @@ class ConversionSummary:
     tables: dict[str, int] = field(default_factory=dict)          # file name -> rows
     videos: dict[str, VideoInfo] = field(default_factory=dict)    # topic -> its MP4
     skipped_frames: dict[str, dict[str, int]] = field(default_factory=dict)  # topic -> reason -> count
-    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)  # topic -> {type, messages}
+    unknown: dict[str, dict[str, Any]] = field(default_factory=dict)  # topic -> {type, messages, reason}
 
     def lines(self) -> list[str]:
         """One line per table and video, then skipped frames and unconverted topics."""
@@ -109,7 +111,7 @@ class ConversionSummary:
                 for topic, v in self.videos.items()]
         out += [f"skipped frames on {topic}: " + ", ".join(f"{n} {why}" for why, n in reasons.items())
                 for topic, reasons in self.skipped_frames.items()]
-        out += [f"not converted (unsupported type): {topic} [{u['type']}] {u['messages']} messages"
+        out += [f"not converted ({u['reason']}): {topic} [{u['type']}] {u['messages']} messages"
                 for topic, u in self.unknown.items()]
         return out
 
@@ -144,8 +146,11 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
         converter = _Converter(partial, summary, videos=videos, batch_rows=batch_rows)
         try:
             _convert(sources, bag, converter, progress)
-        finally:
-            converter.close()
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the original error, not a follow-up one
+                converter.close()
+            raise
+        converter.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         (partial / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
         _publish(partial, out)
@@ -217,29 +222,86 @@ def _corrupt(bag: Path, exc: BaseException) -> _CorruptBag:
 
 
 def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:
-    """The base store, with the bag's own embedded definitions taking precedence."""
+    """A store of just the converted types and their dependencies, the bag's own definitions first.
+
+    Small on purpose: compiling rosbags' message classes costs about 1 ms per type, and a bag
+    only needs the handful we convert. An embedded definition that does not parse, or a set
+    that clashes, falls back to the base definitions; whether the result still fits the
+    converter is checked per topic by :func:`_incompatibility`.
+    """
     from rosbags.interfaces import MessageDefinitionFormat
     from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
 
-    typs = dict(base.fielddefs)
-    seen: set[str] = set()
+    embedded: dict = {}
+    roots: list[str] = []
     for conn in connections:
-        fmt, data = conn.msgdef.format, conn.msgdef.data
-        if conn.msgtype in seen or fmt == MessageDefinitionFormat.NONE or not data:
+        if conn.msgtype not in HANDLED_TYPES or conn.msgtype in roots:
             continue
-        seen.add(conn.msgtype)
+        roots.append(conn.msgtype)
+        fmt, data = conn.msgdef.format, conn.msgdef.data
+        if fmt == MessageDefinitionFormat.NONE or not data:
+            continue
         try:
             if fmt == MessageDefinitionFormat.MSG:
-                typs.update(get_types_from_msg(data, conn.msgtype))
+                types = get_types_from_msg(data, conn.msgtype)
             else:
+                types = {}
                 sep = "=" * 80 + "\n"
                 for part in (data.split(sep)[1:] if data.startswith(sep + "IDL: ") else [data]):
-                    typs.update(get_types_from_idl(part.split("\n", 1)[1] if part.startswith("IDL: ") else part))
-        except Exception:  # an unparsable embedded definition: fall back to the base store's
+                    types.update(get_types_from_idl(part.split("\n", 1)[1] if part.startswith("IDL: ") else part))
+        except Exception:  # unparsable: keep the base definition
             continue
-    store = get_typestore(Stores.EMPTY)
-    store.register(typs)
-    return store
+        embedded.update(types)
+    for lookup in ({**base.fielddefs, **embedded}, base.fielddefs):
+        store = get_typestore(Stores.EMPTY)
+        try:
+            store.register({k: v for k, v in _closure(lookup, roots).items() if k not in store.fielddefs})
+            return store
+        except Exception:  # clashing embedded definitions: fall back to the base definitions
+            continue
+    raise AssertionError("the base type store does not register")  # pragma: no cover
+
+
+def _closure(lookup: dict, roots: list[str]) -> dict:
+    """``roots`` and every type they use, as found in ``lookup`` (missing ones are left out)."""
+    from pai_ros.bags.typestore import referenced_types
+
+    out: dict = {}
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in out or name not in lookup:
+            continue
+        out[name] = lookup[name]
+        for _fname, fielddef in lookup[name][1]:
+            pending.extend(referenced_types(fielddef))
+    return out
+
+
+def _incompatibility(store: Typestore, base: Typestore, msgtype: str) -> str | None:
+    """Why ``msgtype`` as defined in the bag cannot be converted (None: it can).
+
+    Every field the converter reads must exist with the same type as in our definition; extra
+    fields are fine (messages are extended, never renamed), missing or retyped ones are not.
+    """
+    from pai_ros.bags.typestore import referenced_types
+
+    pending, done = [msgtype], set()
+    while pending:
+        name = pending.pop()
+        if name in done:
+            continue
+        done.add(name)
+        if name not in store.fielddefs:
+            return f"no definition of {name}"
+        have = dict(store.fielddefs[name][1])
+        for field_name, fielddef in base.fielddefs[name][1]:
+            if field_name not in have:
+                return f"the bag's {name} has no field {field_name}"
+            if have[field_name] != fielddef:
+                return f"the bag's {name}.{field_name} has another type"
+            pending.extend(referenced_types(fielddef))
+    return None
 
 
 def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -> None:
@@ -249,7 +311,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
     from pai_ros.bags.typestore import typestore
 
     base = typestore()
-    readers: list[Any] = []
+    readers: list[tuple[Any, Typestore, list[Connection]]] = []
     try:
         for source in sources:
             try:
@@ -257,40 +319,44 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
                 reader.open()
             except Exception as exc:
                 raise _corrupt(bag, exc) from None
-            readers.append(reader)
-        total = sum(c.msgcount for r in readers for c in r.connections if c.msgtype in HANDLED_TYPES)
-        for reader in readers:
-            duration_s = max(reader.duration, 1) / 1e9 if reader.message_count else 0.0
-            conv.note_duration(duration_s)
+            try:
+                connections = list(reader.connections)
+                store = _bag_typestore(base, connections)
+                if reader.message_count:
+                    conv.note_duration(max(reader.duration, 1) / 1e9)
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    reader.close()
+                raise _corrupt(bag, exc) from None
+            wanted = []
+            for conn in connections:
+                why = (_incompatibility(store, base, conn.msgtype) if conn.msgtype in HANDLED_TYPES
+                       else "unsupported type")
+                if why is None:
+                    wanted.append(conn)
+                    conv.topic_count[conn.topic] = conv.topic_count.get(conn.topic, 0) + conn.msgcount
+                else:
+                    entry = conv.summary.unknown.setdefault(conn.topic, {"type": conn.msgtype, "messages": 0,
+                                                                         "reason": why})
+                    entry["messages"] += conn.msgcount
+            readers.append((reader, store, wanted))
+        total = sum(c.msgcount for _, _, wanted in readers for c in wanted)
         with tqdm(total=total, unit="msg", desc="bag2parquet", disable=not progress, file=sys.stderr,
                   dynamic_ncols=True) as bar:
-            for reader in readers:
-                try:
-                    store = _bag_typestore(base, reader.connections)
-                except Exception as exc:
-                    raise _corrupt(bag, exc) from None
-                wanted = []
-                for conn in reader.connections:
-                    if conn.msgtype in HANDLED_TYPES:
-                        wanted.append(conn)
-                        conv.topic_count[conn.topic] = conv.topic_count.get(conn.topic, 0) + conn.msgcount
-                    else:
-                        entry = conv.summary.unknown.setdefault(conn.topic, {"type": conn.msgtype, "messages": 0})
-                        entry["messages"] += conn.msgcount
+            for reader, store, wanted in readers:
                 if not wanted:
                     continue
                 for conn, recv_ns, msg in _messages(reader, wanted, store, bag):
                     conv.handle(conn.topic, conn.msgtype, recv_ns, msg)
                     bar.update()
     finally:
-        for reader in readers:
-            try:
+        for reader, _, _ in readers:
+            with contextlib.suppress(Exception):
                 reader.close()
-            except Exception:
-                pass
 
 
-def _messages(reader: Any, wanted: list[Connection], store: Typestore, bag: Path) -> Iterator[tuple[Connection, int, Any]]:
+def _messages(reader: Any, wanted: list[Connection], store: Typestore,
+              bag: Path) -> Iterator[tuple[Connection, int, Any]]:
     """Deserialised messages; any failure inside rosbags is reported as a corrupt bag."""
     it = reader.messages(connections=wanted)
     while True:
@@ -399,7 +465,7 @@ class _VideoTrack:
         from pai_ros.media.video import Mp4Writer
 
         stamps = [t for t, _ in self.buffer]
-        gaps = [b - a for a, b in zip(stamps, stamps[1:]) if b > a]
+        gaps = [b - a for a, b in itertools.pairwise(stamps) if b > a]
         if gaps:
             self.fps = min(240.0, max(1.0, 1e9 / statistics.median(gaps)))
         self.fps = round(self.fps, 3)
@@ -449,7 +515,8 @@ class _Converter:
             ood_threshold=m.ood_threshold, is_ood=bool(m.is_ood))
 
     def _joint_state(self, topic: str, recv_ns: int, m: Any) -> None:
-        common = dict(stamp_ns=self._stamp(m), recv_ns=recv_ns, topic=topic, name=list(m.name), position=m.position)
+        common = {"stamp_ns": self._stamp(m), "recv_ns": recv_ns, "topic": topic, "name": list(m.name),
+                  "position": m.position}
         if topic.rstrip("/").rsplit("/", 1)[-1] == "action":
             self.tables["actions"].append(**common)
         else:

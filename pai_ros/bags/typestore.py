@@ -98,31 +98,30 @@ def _find_feature_activations_msg() -> tuple[str, str]:
 FEATURE_ACTIVATIONS_MSG, FEATURE_ACTIVATIONS_MSG_SOURCE = _find_feature_activations_msg()
 
 
-@lru_cache(maxsize=1)
-def _base_fielddefs() -> dict:
-    store = get_typestore(Stores.ROS2_KILTED)
-    store.register(get_types_from_msg(FEATURE_ACTIVATIONS_MSG, FEATURE_ACTIVATIONS_TYPE))
-    return dict(store.fielddefs)
-
-
 def typestore() -> Typestore:
     """A fresh Kilted type store with ``pai_ros/msg/FeatureActivations`` registered.
 
-    Fresh on every call because callers register more types into it (bags' own definitions,
-    installed packages' messages) and must not affect each other.
+    Fresh on every call because callers register more types into it (installed packages'
+    messages) and must not affect each other. Cheap after the first call: rosbags' Kilted
+    store is static; only our one message is compiled into a class here.
     """
-    store = get_typestore(Stores.EMPTY)
-    store.register(_base_fielddefs())
+    store = get_typestore(Stores.ROS2_KILTED)
+    store.register(_feature_activations_fielddefs())
     return store
 
 
-def _referenced_types(fielddef: tuple) -> set[str]:
+@lru_cache(maxsize=1)
+def _feature_activations_fielddefs() -> dict:
+    return get_types_from_msg(FEATURE_ACTIVATIONS_MSG, FEATURE_ACTIVATIONS_TYPE)
+
+
+def referenced_types(fielddef: tuple) -> set[str]:
     """Names of the complex types a rosbags field definition refers to (recursively in arrays)."""
     kind, detail = fielddef
     if kind.name == "NAME":
         return {detail}
     if kind.name in ("ARRAY", "SEQUENCE"):
-        return _referenced_types(detail[0])
+        return referenced_types(detail[0])
     return set()
 
 
@@ -153,7 +152,7 @@ def ensure_type(store: Typestore, msgtype: str) -> bool:
         found.update(types)
         for _consts, fields in types.values():
             for _fname, fielddef in fields:
-                pending.extend(_referenced_types(fielddef))
+                pending.extend(referenced_types(fielddef))
     if found:
         try:
             store.register(found)

@@ -34,7 +34,8 @@ class DemoResult:
 
 
 def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = None, overwrite: bool = False,
-             progress: bool = True) -> DemoResult:
+             progress: bool = True, assets=None) -> DemoResult:
+    """Run the live demo into ``output_dir`` (``assets``: the demo assets; default: build or find them)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -52,7 +53,7 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
             raise UserError(f"output directory {out} is not empty (use --overwrite to replace it)")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    assets = ensure_demo_assets(progress=progress)
+    assets = assets or ensure_demo_assets(progress=progress)
     bag = out / "bag"
 
     rclpy.init()

@@ -158,7 +158,8 @@ class PolicyNode(Node):
         self.health = Health()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pai_policy")
         self._busy: Future | None = None
-        self.create_timer(1.0 / self.p["control_rate_hz"], self._on_tick)
+        self._closing = False
+        self._tick_timer = self.create_timer(1.0 / self.p["control_rate_hz"], self._on_tick)
         self.create_timer(self.p["diagnostics_period_s"], self._publish_diagnostics)
         topics = ", ".join(f"{c.name}<-{self.resolve_topic_name(c.topic)}" for c in self.cameras.values())
         self.get_logger().info(
@@ -214,6 +215,8 @@ class PolicyNode(Node):
             self._latest[name] = (msg, now)
 
     def _on_tick(self) -> None:
+        if self._closing:
+            return
         if self._busy is not None and not self._busy.done():
             with self.health.lock:
                 self.health.skipped += 1  # never queue ticks up: the next one reads fresher inputs
@@ -365,6 +368,9 @@ class PolicyNode(Node):
         self.diag_pub.publish(arr)
 
     def shutdown(self) -> None:
+        """Stop ticking and wait for the tick in progress (the node may keep spinning afterwards)."""
+        self._closing = True
+        self._tick_timer.cancel()
         self._worker.shutdown(wait=True, cancel_futures=True)
 
 

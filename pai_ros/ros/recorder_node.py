@@ -18,8 +18,15 @@ otherwise (cameras publish with the sensor-data profile, which is best effort; a
 subscription would not match them at all); TRANSIENT_LOCAL only when every publisher offers it.
 The publishers' QoS profiles are stored in the bag so that ``ros2 bag play`` offers them again.
 
+Best-effort camera frames can be lost before any subscriber sees them: with Fast DDS defaults
+(shared-memory segments of 512 KB), 480x640 rgb8 frames (921 KB) at 30 Hz lost about half on a
+loaded 2-core machine, for this node and a bare rclpy subscriber alike, while a Fast DDS profile
+with 32 MB shared-memory segments lost none (``bench/bench_recorder.py --transport shm32mb``).
+The per-topic summary shows what arrived; that everything which arrived is written is this
+node's job.
+
 Shutdown: SIGINT and SIGTERM both stop recording cleanly: the discovery timer stops, messages
-already received by DDS are drained, the bag is closed (readable by rosbags, the ``mcap``
+already received by DDS are drained (until quiet, at most 2 s), the bag is closed (readable by rosbags, the ``mcap``
 library and ``ros2 bag``), a per-topic summary of received vs written messages is logged (any
 difference as a WARN) and the exit status is 0. An existing ``output`` is never overwritten:
 one ERROR line and exit status 1.
@@ -104,8 +111,8 @@ def _to_bag_qos(profile: Any) -> Any:
 class RecorderNode(Node):
     """Subscribes to the configured topics as they appear and writes them into one bag."""
 
-    def __init__(self) -> None:
-        super().__init__("recorder_node")
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__("recorder_node", **node_kwargs)
         p = declare(self, PARAMS)
         if not p["output"]:
             raise UserError("parameter 'output' is required: the bag directory to create "
@@ -135,7 +142,7 @@ class RecorderNode(Node):
         try:
             return self.resolve_topic_name(name)
         except Exception:  # an invalid name: let the graph simply never match it, but say so
-            self.get_logger().warn(f"cannot resolve topic name {name!r}; it will not be recorded")
+            self.get_logger().warning(f"cannot resolve topic name {name!r}; it will not be recorded")
             return name
 
     def _wants(self, topic: str) -> bool:
@@ -158,7 +165,7 @@ class RecorderNode(Node):
                 if rec.reliable:
                     for info in self.get_publishers_info_by_topic(rec.topic):
                         if info.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
-                            self.get_logger().warn(
+                            self.get_logger().warning(
                                 f"a best-effort publisher joined reliable-recorded {rec.topic}; its messages "
                                 "cannot be received (restart the recorder to record both)")
                             break
@@ -166,7 +173,7 @@ class RecorderNode(Node):
     def _subscribe(self, topic: str, types: list[str], publishers: list[Any]) -> None:
         msgtype = types[0]
         if len(types) > 1:
-            self.get_logger().warn(f"{topic} has several types {types}; recording {msgtype} only")
+            self.get_logger().warning(f"{topic} has several types {types}; recording {msgtype} only")
         try:
             cls = _message_class(msgtype)
             self.writer.add_topic(topic, msgtype, [_to_bag_qos(i.qos_profile) for i in publishers])
@@ -201,8 +208,12 @@ class RecorderNode(Node):
     def total_received(self) -> int:
         return sum(r.received for r in self.recorded.values())
 
-    def drain(self, executor: SingleThreadedExecutor, quiet_rounds: int = 3, limit_s: float = 10.0) -> None:
-        """Take what DDS already delivered: spin until nothing new arrives for a few rounds."""
+    def drain(self, executor: SingleThreadedExecutor, quiet_rounds: int = 3, limit_s: float = 2.0) -> None:
+        """Take what DDS already delivered: spin until nothing new arrives for a few rounds.
+
+        Bounded by ``limit_s``: with publishers still running there is never a quiet round, and
+        stopping must not wait for them.
+        """
         self.timer.cancel()
         idle, deadline = 0, time.monotonic() + limit_s
         while idle < quiet_rounds and time.monotonic() < deadline:
@@ -222,11 +233,11 @@ class RecorderNode(Node):
             line = f"summary {topic} [{rec.msgtype}]: received {rec.received}, written {n}"
             if n != rec.received:
                 ok = False
-                log.warn(f"{line} ({rec.received - n} not written)")
+                log.warning(f"{line} ({rec.received - n} not written)")
             else:
                 log.info(line)
         for topic in sorted(self.wanted - set(self.recorded) - self.refused):
-            log.warn(f"summary {topic}: never published while recording; nothing recorded")
+            log.warning(f"summary {topic}: never published while recording; nothing recorded")
         files = ", ".join(f.name for f in self.writer.files)
         log.info(f"bag closed: {self.output} ({sum(written.values())} messages on {len(written)} topics; {files})")
         return ok

@@ -89,6 +89,8 @@ def main() -> int:
                     help="which of joint_states, action, features, diagnostics to publish")
     ap.add_argument("--delayed", default="", help="one of the kinds/topics, started after the others")
     ap.add_argument("--no-handshake", action="store_true", help="do not wait for GO lines on stdin")
+    ap.add_argument("--subscribers", type=int, default=1, help="matched subscriptions to wait for per topic")
+    ap.add_argument("--image-reliable", action="store_true", help="images reliable instead of the sensor-data QoS")
     args, ros_args = ap.parse_known_args()
     h, w = (int(v) for v in args.image.split("x"))
 
@@ -100,7 +102,8 @@ def main() -> int:
              "diagnostics": DiagnosticArray}
     kinds = [k for k in args.kinds.split(",") if k]
     plan = [(k, topics[k], types[k], RELIABLE) for k in kinds]
-    plan += [(t, t, Image, qos_profile_sensor_data) for t in args.camera + args.heatmap]
+    image_qos = QoSProfile(depth=30, reliability=ReliabilityPolicy.RELIABLE) if args.image_reliable else qos_profile_sensor_data
+    plan += [(t, t, Image, image_qos) for t in args.camera + args.heatmap]
     now = [p for p in plan if p[0] != args.delayed and p[1] != args.delayed]
     later = [p for p in plan if p not in now]
     published: dict[str, int] = {}
@@ -117,7 +120,7 @@ def main() -> int:
                     return 3
             # Writer-side match as well, so that no message goes to a reader we do not know yet.
             deadline = time.monotonic() + 60
-            while any(p.get_subscription_count() == 0 for _, p in pubs) and time.monotonic() < deadline:
+            while any(p.get_subscription_count() < args.subscribers for _, p in pubs) and time.monotonic() < deadline:
                 rclpy.spin_once(node, timeout_sec=0.02)
             period = 1.0 / args.rate
             start = time.monotonic()
@@ -132,7 +135,7 @@ def main() -> int:
                 if delay > 0:
                     time.sleep(delay)
             for kind, pub in pubs:
-                if kind in topics:  # reliable: every sample acknowledged before we go
+                if kind in topics or args.image_reliable:  # reliable: every sample acknowledged before we go
                     pub.wait_for_all_acked(Duration(seconds=30))
         print(json.dumps(published), flush=True)
         return 0

@@ -1,0 +1,112 @@
+"""The live graph as separate processes: replay -> policy (tiny ACT) -> recorder, checked from outside.
+
+Then the recorded bag is read back by rosbags and by the independent mcap library, converted
+with `pai bag2parquet`, and `pai demo` runs the same graph in one process on toy demo assets.
+"""
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_pai
+from ros_processes import Probe, Proc
+
+pytestmark = pytest.mark.ros
+
+
+def _node(module: str, env: dict, *params: str) -> Proc:
+    args = [sys.executable, "-m", f"pai_ros.ros.{module}", "--ros-args"]
+    for p in params:
+        args += ["-p", p]
+    return Proc(args, env, module)
+
+
+def test_replay_policy_recorder_processes(tiny_dataset, tiny_act: Path, tiny_scene, ros_env: dict,
+                                          tmp_path: Path) -> None:
+    from mcap_ros2.reader import read_ros2_messages
+    from rosbags.highlevel import AnyReader
+
+    root, _ = tiny_dataset
+    bag = tmp_path / "bag"
+    probe = Probe(["action:JointState", "attention/front/heatmap:Image", "recorded_action:JointState"], ros_env)
+    policy = _node("policy_node", ros_env, f"policy_path:={tiny_act}", "control_rate_hz:=15.0",
+                   "state_joint_names:=['x', 'y', 'gripper']", "max_observation_age_s:=0.5")
+    recorder = _node("recorder_node", ros_env, f"output:={bag}", "record_heatmaps:=true",
+                     "topics:=['joint_states', 'action', 'recorded_action', '/diagnostics', 'attention/shares']",
+                     "camera_topics:=['camera/front/image_raw', 'camera/wrist/image_raw']")
+    try:
+        policy.wait_for_line(lambda s: "ready:" in s, 90)
+        recorder.wait_for_line(lambda s: "recording to" in s, 60)
+        replay = _node("replay_node", ros_env, f"dataset_root:={root}", "episodes:=[0, 1]", "start_delay_s:=3.0")
+        assert replay.popen.wait(timeout=120) == 0, "\n".join(replay.lines)
+        probe.wait_for(lambda m: m["topic"] == "action", 30)
+        heat = probe.wait_for(lambda m: m["topic"] == "attention/front/heatmap", 30)
+        assert (heat["encoding"], heat["height"], heat["width"], heat["frame_id"]) == ("rgb8", 64, 80, "front_camera")
+        # Every action is stamped with the stamp of a replayed frame (the observation it came from).
+        replayed = {m["stamp_ns"] for m in probe.messages("recorded_action")}
+        actions = probe.messages("action")
+        assert actions and all(a["stamp_ns"] in replayed for a in actions)
+        assert actions[0]["name"] == ["x", "y", "gripper"]
+    finally:
+        policy.stop()
+        probe.stop()
+    assert recorder.stop(signal.SIGINT, timeout=60) == 0, "\n".join(recorder.lines)
+    assert any("bag closed" in line for line in recorder.lines)
+
+    with AnyReader([bag]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts["/recorded_action"] == 2 * tiny_scene.episode_length
+    assert counts["/action"] >= 1 and counts["/attention/front/heatmap"] >= 1 and counts["/diagnostics"] >= 1
+    mcap_file = next(bag.glob("*.mcap"))
+    mcap_topics = {m.channel.topic for m in read_ros2_messages(str(mcap_file))}
+    assert {"/action", "/recorded_action", "/camera/front/image_raw", "/attention/wrist/heatmap"} <= mcap_topics
+
+    out = tmp_path / "parquet"
+    res = run_pai("bag2parquet", str(bag), str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    actions = pq.read_table(out / "actions.parquet").to_pylist()
+    assert len(actions) == counts["/action"] and actions[0]["name"] == ["x", "y", "gripper"]
+    frames = pq.read_table(out / "frames.parquet").to_pylist()
+    assert {f["topic"] for f in frames} >= {"/camera/front/image_raw", "/attention/front/heatmap"}
+
+
+@pytest.mark.slow
+def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in ros_env.items():
+        monkeypatch.setenv(k, v)
+    # run in a subprocess: rclpy.init reads the domain from the environment at start
+    code = (
+        "import sys, json, pathlib\n"
+        "from pai_ros.demo.assets import ensure_demo_assets\n"
+        "sys.path.insert(0, 'test')\n"
+        "from toy_settings import TOY\n"
+        "from pai_ros.ros.demo import run_demo\n"
+        f"assets = ensure_demo_assets(pathlib.Path({str(toy_assets.root.parents[1])!r}), TOY, progress=False)\n"
+        f"res = run_demo(pathlib.Path({str(tmp_path / 'demo')!r}), episode=1, progress=False, assets=assets)\n"
+        "print(json.dumps(res.report))\n"
+    )
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code], env=ros_env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = tmp_path / "demo"
+    assert report["frames_replayed"] == 10 and report["actions_published"] >= 5
+    assert report["recorder_lossless"] is True
+    assert report["action_error"]["pairs"] >= 5 and np.isfinite(report["action_error"]["mae"])
+    assert (out / "bag" / "metadata.yaml").is_file()
+    assert (out / "parquet" / "actions.parquet").is_file()
+    from pai_ros.media.video import count_frames
+
+    assert count_frames(out / "heatmaps_combined.mp4") == report["heatmap_frames"] >= 5
+    import cv2
+
+    sheet = cv2.imread(str(out / "heatmaps_contact_sheet.png"))
+    assert sheet is not None and sheet.shape[1] == 4 * 2 * 80
+    assert json.loads((out / "report.json").read_text())["episode"] == 1
