@@ -37,8 +37,10 @@ from pai_ros.demo.dataset import TARGET_KEYS  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402
 from pai_ros.policy.runner import PolicyRunner  # noqa: E402
 
-RUNS = [("cross_attention", "mean"), ("cross_attention", "executed"), ("rollout", "mean"),
-        ("rollout", "executed"), ("integrated_gradients", "executed")]
+# (method, queries, integrated-gradients baseline)
+RUNS = [("cross_attention", "mean", None), ("cross_attention", "executed", None), ("rollout", "mean", None),
+        ("rollout", "executed", None), ("integrated_gradients", "executed", "blur"),
+        ("integrated_gradients", "executed", "black")]
 
 
 def target_cells(root: Path, episode: int, camera: str, hw: tuple[int, int], grid: tuple[int, int]) -> dict[int, int | None]:
@@ -70,14 +72,15 @@ def main() -> None:
     runner = PolicyRunner(loaded, "auto", CaptureConfig(encoder_self_attention=True, encoder_output=False))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for method, queries in RUNS:
+        for method, queries, baseline in RUNS:
             hits: dict[str, list[bool]] = {"front": [], "wrist": []}
             ratios: dict[str, list[float]] = {"front": [], "wrist": []}
             cells = {}
             for ep in episodes:
-                out = Path(tmp) / f"{method}-{queries}"
+                out = Path(tmp) / f"{method}-{queries}-{baseline}"
                 analyse_episode(runner, root, ep, out, method=method, selection=QuerySelection.parse(queries),
-                                ig=IGConfig(steps=args.ig_steps), render=RenderOptions(videos=False), progress=False)
+                                ig=IGConfig(steps=args.ig_steps, baseline=baseline or "blur"),
+                                render=RenderOptions(videos=False), progress=False)
                 rows = pq.read_table(out / f"episode_{ep:06d}" / "attention.parquet").to_pylist()
                 for cam in ("front", "wrist"):
                     cam_rows = [r for r in rows if r["camera"] == cam]
@@ -91,7 +94,7 @@ def main() -> None:
                         cells[cam] = len(wts)
                         hits[cam].append(int(np.argmax(wts)) == t)
                         ratios[cam].append(wts[t] / max(wts.sum(), 1e-12) * len(wts))
-            row = {"method": method, "queries": queries}
+            row = {"method": method if baseline is None else f"{method}[{baseline}]", "queries": queries}
             for cam in ("front", "wrist"):
                 row[cam] = {"frames": len(hits[cam]), "peak_hit_rate": float(np.mean(hits[cam])),
                             "chance": 1.0 / cells[cam], "mass_ratio_median": float(np.median(ratios[cam]))}

@@ -37,7 +37,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--alpha", type=float, default=0.6, help="overlay opacity at full attention")
     p.add_argument("--no-videos", action="store_true", help="only write the Parquet tables")
     p.add_argument("--ig-steps", type=int, default=20, help="integrated gradients: path steps")
-    p.add_argument("--ig-baseline", default="black", choices=("black", "blur", "mean"),
+    p.add_argument("--ig-baseline", default="blur", choices=("black", "blur", "mean"),
                    help="integrated gradients: baseline image")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run)

@@ -29,7 +29,10 @@ BASELINES = ("black", "blur", "mean")
 @dataclass(frozen=True)
 class IGConfig:
     steps: int = 20
-    baseline: str = "black"
+    # A blurred copy keeps the scene's coarse layout and removes its edges, so attributions go to
+    # the sharp structure the action depends on; measured on the demo (bench_attention_accuracy)
+    # it localises the target far better than a black image, which credits every bright region.
+    baseline: str = "blur"
     batch_size: int = 10
 
     def __post_init__(self) -> None:
