@@ -34,25 +34,8 @@ TALKER = REPO / "test" / "helpers" / "ros_talker.py"
 CAMERAS = ["camera/front/image_raw", "camera/wrist/image_raw"]
 HEATMAPS = ["attention/front/heatmap", "attention/wrist/heatmap"]
 
-SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>shm32mb</transport_id>
-        <type>SHM</type>
-        <segment_size>33554432</segment_size>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="shm32mb_participant" is_default_profile="true">
-      <rtps>
-        <userTransports><transport_id>shm32mb</transport_id></userTransports>
-        <useBuiltinTransports>true</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+# The shipped profile (config/fastdds_large_images.xml): one source for users and this benchmark.
+SHM_PROFILE_FILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_images.xml"
 
 # The reference: a bare rclpy subscriber (raw bytes, counting only) on the same topics with the
 # QoS the recorder picks, in its own process. What it misses, DDS lost before any recorder saw it.
@@ -148,9 +131,7 @@ def main() -> None:
     reliable_images = args.image_qos == "reliable"
     with tempfile.TemporaryDirectory() as tmp:
         if args.transport == "shm32mb":
-            profile = Path(tmp) / "fastdds_shm32mb.xml"
-            profile.write_text(SHM_PROFILE)
-            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(SHM_PROFILE_FILE)
         bag = Path(tmp) / "bag"
         rec = Proc([sys.executable, "-m", "pai_ros.ros.recorder_node", "--ros-args", "-p", f"output:={bag}",
                     "-p", f"camera_topics:=[{','.join(CAMERAS)}]", "-p", "record_heatmaps:=true",
