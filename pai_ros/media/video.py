@@ -18,6 +18,7 @@ class Mp4Writer:
     def __init__(self, path: str | Path, fps: float, crf: int = 23, preset: str = "veryfast") -> None:
         import av
 
+        av.logging.set_level(av.logging.ERROR)  # libx264's statistics are not for the user
         self.path = Path(path)
         self._container = av.open(str(self.path), mode="w", options={"movflags": "+faststart"})
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))

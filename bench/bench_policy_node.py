@@ -1,0 +1,67 @@
+"""ROS overhead of the policy node: its whole tick vs the core runner's step, in one run.
+
+Separate processes over real DDS on this machine: replay_node (the demo's held-out episodes,
+looping) -> policy_node (the demo policy) -> a probe on /diagnostics. The policy node reports
+both figures in /diagnostics: ``latency_*`` is the whole tick in the node (message conversion,
+policy, heatmaps for both cameras, publishing), ``policy_*`` the core runner alone (validation,
+preprocess, forward with capture, postprocess). Their ratio is the ROS overhead.
+
+Needs the demo assets (`pai demo-assets`). Usage: python bench/bench_policy_node.py [--seconds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
+from common import machine, print_table  # noqa: E402
+from ros_processes import Probe, Proc  # noqa: E402
+
+from pai_ros.demo.assets import ensure_demo_assets  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=40.0)
+    ap.add_argument("--rate", type=float, default=15.0, help="control rate of the policy node")
+    args = ap.parse_args()
+    assets = ensure_demo_assets()
+    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + (os.getpid() * 17) % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
+    probe = Probe(["/diagnostics:DiagnosticArray"], env)
+    policy = Proc([sys.executable, "-m", "pai_ros.ros.policy_node", "--ros-args", "-p", f"policy_path:={assets.policy_dir}",
+                   "-p", f"control_rate_hz:={args.rate}", "-p", "state_joint_names:=['x', 'y', 'gripper']",
+                   "-p", "max_observation_age_s:=0.5"], env, "policy_node")
+    policy.wait_for_line(lambda s: "ready:" in s, 120)
+    replay = Proc([sys.executable, "-m", "pai_ros.ros.replay_node", "--ros-args", "-p",
+                   f"dataset_root:={assets.heldout_root}", "-p", "loop:=true"], env, "replay_node")
+    try:
+        probe.wait_for(lambda m: int(m["status"][0]["values"].get("actions_published", "0")) > 0, 120)
+        time.sleep(args.seconds)  # the measurement window, once actions flow
+        last = probe.messages("/diagnostics")[-1]
+    finally:
+        for p in (replay, policy, probe):
+            p.stop()
+    v = last["status"][0]["values"]
+    node_mean, node_p99 = float(v["latency_mean_ms"]), float(v["latency_p99_ms"])
+    core_mean, core_p99 = float(v["policy_mean_ms"]), float(v["policy_p99_ms"])
+    rows = [
+        ("policy-node tick vs core runner step, mean", f"{node_mean:.1f} ms", f"{core_mean:.1f} ms",
+         f"{node_mean / core_mean:.3f}x", "<= 1.10x"),
+        ("same, p99", f"{node_p99:.1f} ms", f"{core_p99:.1f} ms", f"{node_p99 / core_p99:.3f}x", "-"),
+        ("actions published / skipped ticks / rejected ticks",
+         f"{v['actions_published']} / {v['skipped_ticks']} / {v['rejected_ticks']}", "-", "-", "-"),
+    ]
+    print_table(f"Policy node ROS overhead: demo policy, 2 x 128x160 cameras at {args.rate} Hz, replay in another "
+                f"process, {args.seconds:.0f} s; {machine()}", rows)
+    print(json.dumps(v))
+
+
+if __name__ == "__main__":
+    main()
