@@ -16,18 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import re
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 from common import machine, print_table  # noqa: E402
+from ros_processes import Proc  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TALKER = REPO / "test" / "helpers" / "ros_talker.py"
@@ -72,44 +71,6 @@ print(json.dumps(counts), flush=True)
 """
 
 
-class Proc:
-    """A subprocess with its output lines collected by a thread (so waits can time out)."""
-
-    def __init__(self, args: list[str], env: dict[str, str], stdin: bool = False) -> None:
-        self.popen = subprocess.Popen(args, env=env, cwd=REPO, text=True, bufsize=1, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
-        self.lines: list[str] = []
-        self.new: queue.Queue[str] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self.new.put(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        for line in list(self.lines):
-            if pattern in line:
-                return line
-        while time.monotonic() < deadline:
-            try:
-                line = self.new.get(timeout=0.2)
-            except queue.Empty:
-                if self.popen.poll() is not None:
-                    break
-                continue
-            if pattern in line:
-                return line
-        raise SystemExit(f"timed out waiting for {pattern!r}; output:\n" + "\n".join(self.lines[-30:]))
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the process so far (from /proc; Linux)."""
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0)
@@ -140,7 +101,7 @@ def main() -> None:
         spec = [["/action", "JointState", True]] + [[f"/{t}", "Image", reliable_images] for t in CAMERAS + HEATMAPS]
         probe = Proc([sys.executable, "-c", PROBE, json.dumps(spec)], env)
         try:
-            rec.wait_for("recording to")
+            rec.wait_for_line(lambda line: "recording to" in line)
             talker_args = [sys.executable, str(TALKER), "--seconds", str(args.seconds), "--rate", str(args.rate),
                            "--image", "480x640", "--kinds", "action", "--subscribers", "2"] + (["--image-reliable"] if reliable_images else [])
             for t in CAMERAS:
@@ -148,24 +109,24 @@ def main() -> None:
             for t in HEATMAPS:
                 talker_args += ["--heatmap", t]
             talker = Proc(talker_args, env, stdin=True)
-            talker.wait_for("READY")
+            talker.wait_for_line(lambda line: "READY" in line)
             for topic in ["/action", *(f"/{t}" for t in CAMERAS + HEATMAPS)]:
-                rec.wait_for(f"matched 1 publisher(s) on {topic}")
-                probe.wait_for(f"probe matched {topic}")
+                rec.wait_for_line(lambda line: f"matched 1 publisher(s) on {topic}" in line)
+                probe.wait_for_line(lambda line: f"probe matched {topic}" in line)
             cpu0, t0 = rec.cpu_seconds(), time.monotonic()
             talker.popen.stdin.write("GO\n")
             talker.popen.stdin.flush()
             if talker.popen.wait(timeout=args.seconds + 120) != 0:
                 raise SystemExit("talker failed:\n" + "\n".join(talker.lines[-20:]))
-            talker.reader.join(timeout=10)
+            talker.wait(timeout=10)
             cpu1, t1 = rec.cpu_seconds(), time.monotonic()
             published = json.loads(talker.lines[-1])
             rec.popen.send_signal(signal.SIGINT)
             probe.popen.send_signal(signal.SIGINT)
             rc = rec.popen.wait(timeout=120)
-            rec.reader.join(timeout=10)
+            rec.wait(timeout=10)
             probe.popen.wait(timeout=60)
-            probe.reader.join(timeout=10)
+            probe.wait(timeout=10)
             bare = json.loads(probe.lines[-1])
         finally:
             for p in (rec, talker, probe):

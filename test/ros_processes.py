@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
 import signal
 import subprocess
@@ -15,13 +16,17 @@ from pathlib import Path
 HELPERS = Path(__file__).parent / "helpers"
 
 
-class Proc:
-    """A subprocess whose stdout+stderr lines are collected by a reader thread."""
+REPO = Path(__file__).resolve().parents[1]
 
-    def __init__(self, args: list[str], env: dict[str, str], name: str) -> None:
+
+class Proc:
+    """A subprocess whose stdout+stderr lines are collected by a reader thread (so waits can time out)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], name: str = "process", stdin: bool = False) -> None:
         self.name = name
-        self.popen = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                      bufsize=1)
+        self.popen = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, bufsize=1,
+                                      stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
         self._thread = threading.Thread(target=self._read, daemon=True)
@@ -33,7 +38,7 @@ class Proc:
             self.lines.append(line.rstrip("\n"))
             self._queue.put(line.rstrip("\n"))
 
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float) -> str:
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
         for line in list(self.lines):
             if predicate(line):
@@ -48,6 +53,27 @@ class Proc:
             if predicate(line):
                 return line
         raise TimeoutError(f"{self.name}: no matching line within {timeout} s; output:\n" + "\n".join(self.lines[-30:]))
+
+    def send(self, line: str) -> None:
+        assert self.popen.stdin is not None, "start the process with stdin=True"
+        self.popen.stdin.write(line + "\n")
+        self.popen.stdin.flush()
+
+    def wait(self, timeout: float = 60) -> int:
+        """Exit status, once every output line has been read."""
+        rc = self.popen.wait(timeout=timeout)
+        self._thread.join(timeout=10)
+        return rc
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the process so far (from /proc; Linux)."""
+        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> int:
         if self.popen.poll() is None:

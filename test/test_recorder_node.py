@@ -7,17 +7,15 @@ this test's own; every wait is on a log line or an exit, with a timeout.
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from ros_processes import Proc
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
@@ -25,57 +23,8 @@ TALKER = Path(__file__).parent / "helpers" / "ros_talker.py"
 N = 20
 
 
-class _Proc:
-    """A subprocess whose output lines are read by a thread, so waits can time out."""
-
-    def __init__(self, args: list[str], env: dict[str, str], stdin: bool = False) -> None:
-        self.popen = subprocess.Popen(args, env=env, cwd=REPO, text=True, bufsize=1,
-                                      stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.lines: list[str] = []
-        self._new: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._new.put(line.rstrip("\n"))
-
-    def wait_for(self, predicate: Callable[[str], bool], timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        seen = list(self.lines)
-        for line in seen:
-            if predicate(line):
-                return line
-        while time.monotonic() < deadline:
-            try:
-                line = self._new.get(timeout=0.1)
-            except queue.Empty:
-                if self.popen.poll() is not None and self._new.empty():
-                    break
-                continue
-            if predicate(line):
-                return line
-        raise AssertionError("no expected line; output so far:\n" + "\n".join(self.lines[-40:]))
-
-    def send(self, line: str) -> None:
-        self.popen.stdin.write(line + "\n")
-        self.popen.stdin.flush()
-
-    def wait(self, timeout: float = 60) -> int:
-        rc = self.popen.wait(timeout=timeout)
-        self._reader.join(timeout=10)  # every line read before callers look at them
-        return rc
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
-
-
-def _recorder(env: dict[str, str], out: Path, *extra: str) -> _Proc:
-    return _Proc([sys.executable, "-m", "pai_ros.ros.recorder_node", "--ros-args", "-p", f"output:={out}",
+def _recorder(env: dict[str, str], out: Path, *extra: str) -> Proc:
+    return Proc([sys.executable, "-m", "pai_ros.ros.recorder_node", "--ros-args", "-p", f"output:={out}",
                   "-p", "discovery_period_s:=0.1", *extra], env)
 
 
@@ -105,7 +54,7 @@ def _read_mcap(bag: Path) -> Counter:
     return counts
 
 
-def _record_session(ros_env: dict[str, str], tmp_path: Path, sig: int, ns: str = "") -> tuple[_Proc, Path, dict]:
+def _record_session(ros_env: dict[str, str], tmp_path: Path, sig: int, ns: str = "") -> tuple[Proc, Path, dict]:
     """Recorder + talker: N messages on every topic, `features` appearing only later; stop with sig."""
     out = tmp_path / "bag"
     remap = ["-r", f"__ns:={ns}"] if ns else []
@@ -114,20 +63,20 @@ def _record_session(ros_env: dict[str, str], tmp_path: Path, sig: int, ns: str =
     talker = None
     prefix = ns or ""
     try:
-        rec.wait_for(lambda s: "recording to" in s)
-        talker = _Proc([sys.executable, str(TALKER), "--count", str(N), "--delayed", "features",
+        rec.wait_for_line(lambda s: "recording to" in s)
+        talker = Proc([sys.executable, str(TALKER), "--count", str(N), "--delayed", "features",
                         "--camera", "camera/front/image_raw", "--heatmap", "attention/front/heatmap",
                         "--ros-args", *remap], ros_env, stdin=True)
-        talker.wait_for(lambda s: s.startswith("READY"))
+        talker.wait_for_line(lambda s: s.startswith("READY"))
         first = [f"{prefix}/joint_states", f"{prefix}/action", "/diagnostics", f"{prefix}/camera/front/image_raw",
                  f"{prefix}/attention/front/heatmap"]
         for topic in first:
-            rec.wait_for(lambda s, t=topic: f"subscribed to {t} [" in s)
-            rec.wait_for(lambda s, t=topic: f"matched 1 publisher(s) on {t}" in s)
+            rec.wait_for_line(lambda s, t=topic: f"subscribed to {t} [" in s)
+            rec.wait_for_line(lambda s, t=topic: f"matched 1 publisher(s) on {t}" in s)
         talker.send("GO")
-        talker.wait_for(lambda s: s.startswith("READY") and "features" in s)
-        rec.wait_for(lambda s: f"subscribed to {prefix}/features [pai_ros/msg/FeatureActivations]" in s)
-        rec.wait_for(lambda s: f"matched 1 publisher(s) on {prefix}/features" in s)
+        talker.wait_for_line(lambda s: s.startswith("READY") and "features" in s)
+        rec.wait_for_line(lambda s: f"subscribed to {prefix}/features [pai_ros/msg/FeatureActivations]" in s)
+        rec.wait_for_line(lambda s: f"matched 1 publisher(s) on {prefix}/features" in s)
         talker.send("GO")
         assert talker.wait() == 0, "\n".join(talker.lines)
         published = json.loads(talker.lines[-1])
@@ -140,7 +89,7 @@ def _record_session(ros_env: dict[str, str], tmp_path: Path, sig: int, ns: str =
     return rec, out, published
 
 
-def _check_bag(rec: _Proc, out: Path, published: dict, prefix: str = "") -> None:
+def _check_bag(rec: Proc, out: Path, published: dict, prefix: str = "") -> None:
     topics = {f"{prefix}/joint_states", f"{prefix}/action", f"{prefix}/features", "/diagnostics",
               f"{prefix}/camera/front/image_raw", f"{prefix}/attention/front/heatmap"}
     assert set(published) == topics and set(published.values()) == {N}
@@ -157,10 +106,10 @@ def _check_bag(rec: _Proc, out: Path, published: dict, prefix: str = "") -> None
     img = msgs[f"{prefix}/camera/front/image_raw"][0]
     assert (img.height, img.width, img.encoding, int(img.data[0])) == (48, 64, "rgb8", 7)
     for topic in topics:
-        line = rec.wait_for(lambda s, t=topic: f"summary {t} [" in s, timeout=1)
+        line = rec.wait_for_line(lambda s, t=topic: f"summary {t} [" in s, timeout=1)
         assert f"received {N}, written {N}" in line and "[INFO]" in line
-    rec.wait_for(lambda s: f"summary {prefix}/attention/shares: never published" in s and "[WARN]" in s, timeout=1)
-    rec.wait_for(lambda s: "bag closed:" in s, timeout=1)
+    rec.wait_for_line(lambda s: f"summary {prefix}/attention/shares: never published" in s and "[WARN]" in s, timeout=1)
+    rec.wait_for_line(lambda s: "bag closed:" in s, timeout=1)
     assert not any("Traceback" in s or "DeprecationWarning" in s for s in rec.lines)
     # The bag's metadata is what ros2 bag play reads: v8, mcap, cdr, QoS of the publishers.
     meta = (out / "metadata.yaml").read_text()
