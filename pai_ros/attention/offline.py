@@ -94,6 +94,7 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     start = time.monotonic()
+    forwards0, wasted0 = runner.stats.forwards, runner.stats.wasted_forwards
     try:
         att_rows, act_rows, frame_grids, frame_shares = _run(runner, dataset_root, info, episode, method, selection,
                                                              ig, progress)
@@ -114,8 +115,9 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
         mean_shares = {k: float(np.mean([s[k] for s in frame_shares])) for k in keys}
         summary = {"episode": episode, "frames": len(act_rows["frame_index"]), "method": method,
                    "queries": selection.label(), "mode": runner.mode, "action_mae": mae,
-                   "mean_shares": mean_shares, "forwards": runner.stats.forwards,
-                   "wasted_forwards": runner.stats.wasted_forwards, "latency": runner.stats.latency_summary(),
+                   "mean_shares": mean_shares, "forwards": runner.stats.forwards - forwards0,
+                   "wasted_forwards": runner.stats.wasted_forwards - wasted0,
+                   "latency": runner.stats.latency_summary(),
                    "seconds": round(time.monotonic() - start, 2)}
         (partial / "summary.json").write_text(json.dumps(summary, indent=2))
         if final.exists():
