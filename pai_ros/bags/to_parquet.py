@@ -553,7 +553,7 @@ class _Converter:
         if self.videos:
             try:
                 rgb = (compressed_to_rgb(m.format, m.data) if compressed else
-                       raw_to_rgb(m.encoding, m.height, m.width, m.step, m.data, m.is_bigendian))
+                       raw_to_rgb(m.encoding, m.height, m.width, m.step, m.data))
             except ImageConversionError as exc:
                 self._skip(topic, str(exc))
                 return

@@ -26,9 +26,12 @@ class ImageConversionError(ValueError):
     """The message cannot be turned into an RGB image (unsupported or malformed)."""
 
 
-def raw_to_rgb(encoding: str, height: int, width: int, step: int, data: bytes | bytearray | memoryview | np.ndarray,
-               is_bigendian: int = 0) -> np.ndarray:
-    """``sensor_msgs/Image`` fields -> ``H x W x 3`` uint8 RGB (a new array)."""
+def raw_to_rgb(encoding: str, height: int, width: int, step: int,
+               data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
+    """``sensor_msgs/Image`` fields -> ``H x W x 3`` uint8 RGB (a new array).
+
+    Every accepted encoding has 8-bit channels, so the message's byte order does not matter.
+    """
     enc = encoding.lower()
     if enc not in RAW_ENCODINGS:
         raise ImageConversionError(f"unsupported image encoding '{encoding}' "

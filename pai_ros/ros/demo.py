@@ -157,7 +157,7 @@ def _render_heatmaps(bag: Path, out: Path, fps: float) -> tuple[Path, Path, int]
     combined_path, sheet_path = out / "heatmaps_combined.mp4", out / "heatmaps_contact_sheet.png"
     tiles = []
     with Mp4Writer(combined_path, fps) as writer:
-        for i, s in enumerate(complete):
+        for s in complete:
             row = np.concatenate([by_stamp[s][c] for c in cams], axis=1)
             writer.write(even_size(row))
             tiles.append(row)

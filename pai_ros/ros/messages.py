@@ -39,7 +39,7 @@ class ImageDecoder:
             return compressed_to_rgb(msg.format, msg.data)
         if self._bridge is not None and msg.encoding.lower() in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
             return np.ascontiguousarray(self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
-        return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+        return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
 
 
 def _working_cv_bridge() -> Any | None:
