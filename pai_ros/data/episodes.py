@@ -102,3 +102,11 @@ def episode_length(info: dict[str, Any], root: Path, episode: int) -> int | None
     except Exception:
         return None
     return None
+
+
+def select_episodes(info: dict[str, Any], root: Path, episodes: list[int] | None) -> list[int]:
+    """The chosen episodes (checked), or every episode of the dataset when none are chosen."""
+    if not episodes:
+        return list(range(int(info.get("total_episodes", 0))))
+    check_episodes(info, episodes, root)
+    return list(dict.fromkeys(episodes))

@@ -1,0 +1,255 @@
+"""Activation shards: what ``pai sae collect`` writes and ``pai sae train`` reads.
+
+A collection directory holds::
+
+    collect.json                          source (policy, dataset, hook), token layout, settings
+    episode_000003-part0000.safetensors   tensors of one episode, at most ``shard_tokens`` rows each
+    episode_000003.json                   written last: the episode is complete (parts, rows)
+
+Each shard has one row per stored token: ``activations [n, d]`` (float32 or float16) and the
+per-token metadata ``episode_index``, ``frame_index``, ``token_index`` (position in the encoder
+sequence), ``token_kind`` (see :data:`KIND_CODES`), ``camera_index`` (-1 for 1-D tokens),
+``row`` and ``col`` (-1 for 1-D tokens). An episode without its ``.json`` manifest is
+incomplete and is redone on the next run (resumable per episode); shard files are written to a
+temporary name and renamed, so no file that looks complete is ever partial.
+
+``pai sae train`` also accepts a single ``.safetensors`` file with a tensor ``activations
+[N, d]`` (any other tensors are ignored), for activations from elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pai_ros.attention.layout import CAMERA, ENV_STATE, LATENT, STATE, TokenLayout
+from pai_ros.errors import UserError
+from pai_ros.jsonfile import write_json_atomic
+
+COLLECT_FILE = "collect.json"
+KIND_CODES = {LATENT: 0, STATE: 1, ENV_STATE: 2, CAMERA: 3}
+META_TENSORS = ("episode_index", "frame_index", "token_index", "token_kind", "camera_index", "row", "col")
+_MANIFEST = re.compile(r"^episode_(\d{6})\.json$")
+
+
+def episode_stem(episode: int) -> str:
+    return f"episode_{episode:06d}"
+
+
+@dataclass(frozen=True)
+class TokenSelection:
+    """Which tokens of each frame are stored.
+
+    ``cell_stride`` keeps camera cells whose row and column are both multiples of it, so a
+    subsampled grid is still a grid (rows and camera boundaries are respected, not cut across).
+    """
+
+    kinds: tuple[str, ...] = (LATENT, STATE, ENV_STATE, CAMERA)
+    cell_stride: int = 1
+
+    def __post_init__(self) -> None:
+        bad = [k for k in self.kinds if k not in KIND_CODES]
+        if bad or not self.kinds:
+            raise UserError(f"unknown token kind(s) {', '.join(bad) or '(none given)'} "
+                            f"(choose from {', '.join(KIND_CODES)})")
+        if self.cell_stride < 1:
+            raise UserError(f"--cell-stride must be >= 1, got {self.cell_stride}")
+
+    def indices(self, layout: TokenLayout) -> np.ndarray:
+        table = layout.token_table()
+        keep = np.isin(table["kind"], list(self.kinds))
+        cams = table["kind"] == CAMERA
+        keep &= ~cams | ((table["row"] % self.cell_stride == 0) & (table["col"] % self.cell_stride == 0))
+        return np.flatnonzero(keep)
+
+
+def token_metadata(layout: TokenLayout, indices: np.ndarray) -> dict[str, np.ndarray]:
+    table = layout.token_table()
+    return {
+        "token_index": indices.astype(np.int32),
+        "token_kind": np.array([KIND_CODES[k] for k in table["kind"][indices]], dtype=np.int8),
+        "camera_index": table["camera_index"][indices].astype(np.int16),
+        "row": table["row"][indices].astype(np.int16),
+        "col": table["col"][indices].astype(np.int16),
+    }
+
+
+def layout_to_json(layout: TokenLayout) -> dict[str, Any]:
+    return {"has_state": layout.has_state, "has_env_state": layout.has_env_state, "num_tokens": layout.num_tokens,
+            "cameras": [{"name": c.name, "key": c.key, "grid_h": c.grid_h, "grid_w": c.grid_w, "offset": c.offset}
+                        for c in layout.cameras]}
+
+
+def layout_from_json(data: dict[str, Any]) -> TokenLayout:
+    cams = data["cameras"]
+    return TokenLayout.build(bool(data["has_state"]), bool(data["has_env_state"]), [c["key"] for c in cams],
+                             [(int(c["grid_h"]), int(c["grid_w"])) for c in cams])
+
+
+# ------------------------------------------------------------------------- writing
+
+
+class EpisodeShardWriter:
+    """Buffers one episode's token rows and writes them as bounded-size shards."""
+
+    def __init__(self, directory: Path, episode: int, shard_tokens: int, dtype: torch.dtype) -> None:
+        self.directory, self.episode, self.shard_tokens, self.dtype = directory, episode, shard_tokens, dtype
+        self.parts: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []
+        self._buffered = 0
+        self.total = 0
+        # A previous interrupted run may have left parts of this episode: they are overwritten.
+        for stale in directory.glob(f"{episode_stem(episode)}-part*.safetensors"):
+            stale.unlink()
+
+    def add(self, acts: torch.Tensor, frame_index: int, meta: dict[str, np.ndarray]) -> None:
+        n = acts.shape[0]
+        self._rows.append({"activations": acts.detach().to("cpu", self.dtype), "frame_index": frame_index,
+                           **meta})
+        self._buffered += n
+        self.total += n
+        if self._buffered >= self.shard_tokens:
+            self._flush()
+
+    def _flush(self) -> None:
+        from safetensors.torch import save_file
+
+        if not self._rows:
+            return
+        acts = torch.cat([r["activations"] for r in self._rows])
+        n = acts.shape[0]
+        tensors = {"activations": acts.contiguous(),
+                   "episode_index": torch.full((n,), self.episode, dtype=torch.int32),
+                   "frame_index": torch.from_numpy(np.concatenate(
+                       [np.full(len(r["token_index"]), r["frame_index"], dtype=np.int32) for r in self._rows]))}
+        for key in META_TENSORS[2:]:
+            tensors[key] = torch.from_numpy(np.concatenate([r[key] for r in self._rows]))
+        name = f"{episode_stem(self.episode)}-part{len(self.parts):04d}.safetensors"
+        tmp = self.directory / f".{name}.tmp-{os.getpid()}"
+        save_file(tensors, str(tmp))
+        os.replace(tmp, self.directory / name)
+        self.parts.append({"file": name, "rows": n})
+        self._rows, self._buffered = [], 0
+
+    def finish(self, frames: int) -> dict[str, Any]:
+        self._flush()
+        manifest = {"episode": self.episode, "frames": frames, "rows": self.total, "parts": self.parts}
+        path = self.directory / f"{episode_stem(self.episode)}.json"
+        write_json_atomic(path, manifest)
+        return manifest
+
+
+def complete_episodes(directory: Path) -> dict[int, dict[str, Any]]:
+    """Manifests of the episodes whose shards are all present."""
+    done: dict[int, dict[str, Any]] = {}
+    for path in sorted(directory.glob("episode_*.json")):
+        m = _MANIFEST.match(path.name)
+        if not m:
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+            parts = manifest["parts"]
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            continue  # a damaged manifest: the episode is collected again
+        if all((directory / p["file"]).is_file() for p in parts):
+            done[int(m.group(1))] = manifest
+    return done
+
+
+# ------------------------------------------------------------------------- reading
+
+
+@dataclass
+class ActivationSet:
+    """Activations ``[N, d]`` (float32, CPU) and, for collections, per-token metadata."""
+
+    activations: torch.Tensor
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] | None = None  # collect.json, when read from a collection
+    path: Path | None = None
+
+    @property
+    def d(self) -> int:
+        return int(self.activations.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.activations.shape[0])
+
+
+def read_activations(path: str | Path) -> ActivationSet:
+    """A collection directory or one ``.safetensors`` file with tensor ``activations [N, d]``."""
+    path = Path(path)
+    if path.is_dir():
+        return _read_collection(path)
+    if not path.exists():
+        raise UserError(f"activations not found: {path} (a `pai sae collect` directory or a .safetensors file)")
+    tensors = _load_safetensors(path)
+    if "activations" not in tensors:
+        raise UserError(f"{path} has no tensor 'activations' (has: {', '.join(sorted(tensors)) or 'none'})")
+    acts = _check_matrix(tensors["activations"], path)
+    return ActivationSet(acts, path=path)
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{path} is not a readable safetensors file ({exc})") from None
+
+
+def _check_matrix(acts: torch.Tensor, path: Path) -> torch.Tensor:
+    if acts.dim() != 2 or acts.shape[0] == 0 or acts.shape[1] == 0:
+        raise UserError(f"{path}: tensor 'activations' must be [N, d] with N, d > 0, got shape {list(acts.shape)}")
+    if not acts.is_floating_point():
+        raise UserError(f"{path}: tensor 'activations' must be floating point, got {acts.dtype}")
+    acts = acts.to(torch.float32)
+    if not torch.isfinite(acts).all():
+        raise UserError(f"{path}: tensor 'activations' contains NaN or inf")
+    return acts
+
+
+def read_collect_info(directory: Path) -> dict[str, Any]:
+    path = directory / COLLECT_FILE
+    if not path.is_file():
+        raise UserError(f"{directory} is not a `pai sae collect` directory (no {COLLECT_FILE})")
+    try:
+        info = json.loads(path.read_text())
+        int(info["d"])
+        info["layout"]["cameras"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc}); collect again into a new directory") \
+            from None
+    return info
+
+
+def _read_collection(directory: Path) -> ActivationSet:
+    info = read_collect_info(directory)
+    done = complete_episodes(directory)
+    if not done:
+        raise UserError(f"{directory} has no complete episodes (run `pai sae collect` to finish it)")
+    acts, meta = [], {k: [] for k in META_TENSORS}
+    for episode in sorted(done):
+        for part in done[episode]["parts"]:
+            shard = directory / part["file"]
+            tensors = _load_safetensors(shard)
+            missing = [k for k in ("activations", *META_TENSORS) if k not in tensors]
+            if missing:
+                raise UserError(f"{shard} is not a pai_ros activation shard (missing {', '.join(missing)})")
+            a = _check_matrix(tensors["activations"], shard)
+            if a.shape[1] != int(info["d"]) or a.shape[0] != int(part["rows"]):
+                raise UserError(f"{shard} holds {list(a.shape)} but its manifest says "
+                                f"[{part['rows']}, {info['d']}]: collect that episode again")
+            acts.append(a)
+            for k in META_TENSORS:
+                meta[k].append(tensors[k].numpy())
+    return ActivationSet(torch.cat(acts), {k: np.concatenate(v) for k, v in meta.items()}, info, directory)

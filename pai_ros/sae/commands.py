@@ -1,0 +1,167 @@
+"""``pai sae collect | train | calibrate``: sparse autoencoders over ACT's encoder tokens."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def register(sub: Sub) -> None:
+    p = sub.add_parser("sae", help="collect activations, train sparse autoencoders, calibrate the OOD threshold",
+                       description="Sparse autoencoders (SAEs) over the encoder tokens an ACT policy's decoder reads: "
+                                   "one activation vector per token (latent, state, each camera cell).")
+    inner = p.add_subparsers(dest="sae_command", metavar="<step>", title="steps", required=True)
+    _register_collect(inner)
+    _register_train(inner)
+    _register_calibrate(inner)
+
+
+def _common_policy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy-path", type=Path, required=True,
+                   help="ACT checkpoint dir (pretrained_model) or a lerobot-train output dir")
+    p.add_argument("--dataset-root", type=Path, required=True, help="LeRobotDataset v3.0 directory")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _register_collect(inner: Sub) -> None:
+    p = inner.add_parser(
+        "collect", help="run the policy over episodes and store its encoder output tokens in shards",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run the policy over dataset episodes (a fresh forward pass per frame, as live) and store "
+                    "every encoder output token with its metadata (episode, frame, token index, kind, camera "
+                    "row/col) in safetensors shards under OUTPUT. Resumable: finished episodes are skipped.")
+    _common_policy(p)
+    p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
+    p.add_argument("--output", type=Path, required=True, help="collection directory (created or resumed)")
+    p.add_argument("--frame-stride", type=int, default=1, help="keep every N-th frame")
+    p.add_argument("--cell-stride", type=int, default=1,
+                   help="keep camera cells whose row and column are multiples of N (a coarser grid)")
+    p.add_argument("--kinds", default="latent,state,env_state,camera",
+                   help="comma-separated token kinds to keep")
+    p.add_argument("--shard-tokens", type=int, default=262_144, help="rows per shard file (bounds memory)")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
+    p.set_defaults(handler=_collect)
+
+
+def _register_train(inner: Sub) -> None:
+    p = inner.add_parser(
+        "train", help="train a per-token SAE (TopK+AuxK or ReLU+L1) on collected activations",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a per-token sparse autoencoder. ACTIVATIONS is a `pai sae collect` directory or a "
+                    ".safetensors file with tensor 'activations' [N, d]. Writes OUTPUT/cfg.json, "
+                    "OUTPUT/sae_weights.safetensors (W_enc [d,F], W_dec [F,d], b_enc, b_dec: SAELens names), "
+                    "OUTPUT/metrics.json (held-out FVU, L0, dead/dense fractions, cosine, l2 ratio, action "
+                    "recovery when spliced into the policy) and OUTPUT/training_curves.png.")
+    p.add_argument("--activations", type=Path, required=True, help="collect directory or .safetensors file")
+    p.add_argument("--output", type=Path, required=True, help="SAE directory to write")
+    p.add_argument("--architecture", default="topk", choices=("topk", "relu"))
+    p.add_argument("--k", type=int, default=32, help="TopK: active features per token (= L0)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--num-features", type=int, help="dictionary size F")
+    size.add_argument("--expansion", type=int, default=8, help="F = expansion x d (when --num-features is not given)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3 topk, 3e-4 relu)")
+    p.add_argument("--l1-coeff", type=float, default=5.0, help="ReLU: decoder-norm-weighted L1 coefficient")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--holdout", type=float, default=0.1, help="share of episodes held out for the metrics")
+    p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced)")
+    p.add_argument("--eval-frames", type=int, default=64,
+                   help="held-out frames for the splice-into-policy action metric (0 skips it)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing SAE directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_train)
+
+
+def _register_calibrate(inner: Sub) -> None:
+    p = inner.add_parser(
+        "calibrate", help="fit the out-of-distribution threshold on held-out episodes",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run the policy and SAE over held-out in-distribution episodes, save the per-frame "
+                    "reconstruction errors' percentiles, mean + k sigma and the chosen threshold to SAE/ood.json "
+                    "(the policy node flags ticks above it). With --evaluate-episode, also compare clean frames "
+                    "of those episodes with the same frames under camera noise, occlusion and swapped cameras: "
+                    "AUROC and flagged fractions in SAE/ood_report.json and SAE/ood_errors.png.")
+    p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
+    _common_policy(p)
+    p.add_argument("--episode", type=int, nargs="+", metavar="E", help="calibration episodes; default: all")
+    p.add_argument("--evaluate-episode", type=int, nargs="+", metavar="E",
+                   help="episodes for the clean-vs-corrupted report (use ones not in --episode)")
+    p.add_argument("--threshold", default="p99", choices=("p95", "p99", "p99.9", "sigma"),
+                   help="threshold rule: a percentile of the calibration errors, or mean + --sigmas x std")
+    p.add_argument("--sigmas", type=float, default=3.0, help="k for the sigma rule")
+    p.set_defaults(handler=_calibrate)
+
+
+def _runner(policy_path: Path, device: str):
+    from pai_ros.attention.capture import CaptureConfig
+    from pai_ros.policy.loading import load_act_policy
+    from pai_ros.policy.runner import PolicyRunner
+
+    # A fresh forward per frame (replan): activations do not depend on how actions are executed.
+    return PolicyRunner(load_act_policy(policy_path, device), "replan",
+                        CaptureConfig(cross_attention=False, encoder_output=True))
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from pai_ros.data.episodes import read_info, select_episodes
+    from pai_ros.sae.activations import TokenSelection
+    from pai_ros.sae.collect import CollectSettings, collect_activations
+
+    settings = CollectSettings(TokenSelection(tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+                                              args.cell_stride),
+                               args.frame_stride, args.shard_tokens, args.dtype)
+    info = read_info(args.dataset_root)
+    episodes = select_episodes(info, args.dataset_root, args.episode)
+    runner = _runner(args.policy_path, args.device)
+    result = collect_activations(runner, args.dataset_root, episodes, args.output, settings, progress=not args.quiet)
+    skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
+    print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into {args.output}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pai_ros.sae.train import TrainSettings
+    from pai_ros.sae.train_output import run_training
+
+    settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
+                             expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                             seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
+                             max_tokens=args.max_tokens, device=args.device)
+    out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
+                          eval_frames=args.eval_frames, progress=not args.quiet)
+    recovered = m.get("action_recovered")
+    rec = f", action recovered {recovered:.3f}" if recovered is not None else ""
+    print(f"SAE {m['sae_id']} ({m['architecture']}, {m['d_in']}->{m['d_sae']}) in {out}: held-out FVU {m['fvu']:.4f}, "
+          f"L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}{rec}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from pai_ros.data.episodes import read_info, select_episodes
+    from pai_ros.errors import UserError
+    from pai_ros.sae.calibrate import calibrate, check_dimensions, write_calibration
+    from pai_ros.sae.model import load_sae
+
+    loaded = load_sae(args.sae)
+    info = read_info(args.dataset_root)
+    episodes = select_episodes(info, args.dataset_root, args.episode)
+    evaluate = select_episodes(info, args.dataset_root, args.evaluate_episode) if args.evaluate_episode else None
+    if evaluate and set(evaluate) & set(episodes):
+        raise UserError("--evaluate-episode overlaps --episode: evaluate on episodes the threshold was not fitted on")
+    runner = _runner(args.policy_path, args.device)
+    check_dimensions(runner, loaded)
+    result = calibrate(runner, loaded, args.dataset_root, episodes, rule=args.threshold, sigmas=args.sigmas,
+                       evaluate=evaluate, progress=not args.quiet)
+    written = write_calibration(loaded, result)
+    c = result.calibration
+    print(f"OOD threshold {c['threshold']:.4g} ({c['rule']}) from {c['frames']} frames -> {written[0]}")
+    if result.report:
+        for name, r in result.report["corruptions"].items():
+            print(f"  {name}: AUROC {r['auroc']:.3f}, flagged {r['flagged_fraction']:.1%} "
+                  f"(clean flagged {result.report['clean']['flagged_fraction']:.1%})")
+    return 0

@@ -1,0 +1,217 @@
+"""A per-token sparse autoencoder (SAE) and its files: ``cfg.json`` + ``sae_weights.safetensors``.
+
+One activation vector per encoder token goes in (``d_in`` = ACT's ``dim_model``); ``d_sae``
+features come out. Two architectures:
+
+* ``topk`` (Gao et al. 2024): ``f = TopK(ReLU((x - b_dec) W_enc + b_enc))``; k sets L0 directly,
+  so sparsity cannot be bought by shrinking activations as an L1 penalty can.
+* ``relu`` (Anthropic 2023/24): ``f = ReLU((x - b_dec) W_enc + b_enc)``, trained with an L1
+  penalty weighted by each feature's decoder norm (so shrinking codes while growing decoder
+  rows does not lower the penalty).
+
+Reconstruction is ``x_hat = f W_dec + b_dec`` (``b_dec`` is the pre-encoder bias, subtracted
+before encoding and added back after decoding).
+
+Inputs are scaled by one scalar (``scaling_factor`` in cfg.json) so that the mean squared norm
+of a training token is ``d_in``; the weights act on scaled inputs, and :meth:`encode` /
+:meth:`reconstruct` take raw activations and do the scaling themselves. The weight names and
+shapes follow SAELens (``W_enc [d_in, d_sae]``, ``W_dec [d_sae, d_in]``, ``b_enc``, ``b_dec``)
+so SAELens users can load them (multiplying their inputs by ``scaling_factor``).
+
+Only JSON and safetensors are read from disk: no pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pai_ros.errors import UserError
+from pai_ros.jsonfile import read_json, write_json_atomic
+
+ARCHITECTURES = ("topk", "relu")
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+WEIGHT_SHAPES = {"W_enc": ("d_in", "d_sae"), "W_dec": ("d_sae", "d_in"), "b_enc": ("d_sae",), "b_dec": ("d_in",)}
+FORMAT_VERSION = 1
+
+
+@dataclass
+class SaeConfig:
+    d_in: int
+    d_sae: int
+    architecture: str = "topk"
+    k: int | None = 32  # TopK only: active features per token
+    scaling_factor: float = 1.0  # raw activation * scaling_factor = what the weights see
+    # Mean of the raw training activations [d_in]: the reference for the fraction of variance
+    # unexplained (FVU) that the live node reports per frame.
+    input_mean: list[float] = field(default_factory=list)
+    source: dict[str, Any] = field(default_factory=dict)  # model, hook point, policy, dataset
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ARCHITECTURES:
+            raise UserError(f"unknown SAE architecture '{self.architecture}' (choose from {', '.join(ARCHITECTURES)})")
+        if self.d_in < 1 or self.d_sae < 1:
+            raise UserError(f"SAE sizes must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
+        if self.architecture == "topk":
+            if self.k is None or not 1 <= self.k <= self.d_sae:
+                raise UserError(f"TopK needs 1 <= k <= d_sae ({self.d_sae}), got k={self.k}")
+        if not (math.isfinite(self.scaling_factor) and self.scaling_factor > 0):
+            raise UserError(f"scaling_factor must be a positive number, got {self.scaling_factor}")
+        if self.input_mean and len(self.input_mean) != self.d_in:
+            raise UserError(f"input_mean has {len(self.input_mean)} values, expected d_in={self.d_in}")
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        # SAELens-style keys, so its tooling recognises the basics.
+        out.update({"model_class": "pai_ros.sae.SparseAutoencoder", "apply_b_dec_to_input": True,
+                    "normalize_activations": "expected_average_only_in", "dtype": "float32"})
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: str) -> SaeConfig:
+        try:
+            return cls(d_in=int(data["d_in"]), d_sae=int(data["d_sae"]),
+                       architecture=str(data.get("architecture", "topk")),
+                       k=None if data.get("k") is None else int(data["k"]),
+                       scaling_factor=float(data.get("scaling_factor", 1.0)),
+                       input_mean=[float(v) for v in data.get("input_mean") or []],
+                       source=dict(data.get("source") or {}),
+                       format_version=int(data.get("format_version", FORMAT_VERSION)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{where} is not a pai_ros SAE config ({type(exc).__name__}: {exc})") from None
+
+
+class SparseAutoencoder(nn.Module):
+    def __init__(self, cfg: SaeConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.W_enc = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(cfg.d_sae, cfg.d_in))
+        self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        mean = torch.tensor(cfg.input_mean, dtype=torch.float32) if cfg.input_mean else torch.zeros(cfg.d_in)
+        self.register_buffer("input_mean", mean, persistent=False)
+
+    @property
+    def d_in(self) -> int:
+        return self.cfg.d_in
+
+    @property
+    def d_sae(self) -> int:
+        return self.cfg.d_sae
+
+    # ---------------------------------------------------------------- scaled space (training)
+
+    def pre_activations(self, x_scaled: torch.Tensor) -> torch.Tensor:
+        return (x_scaled - self.b_dec) @ self.W_enc + self.b_enc
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """Feature activations from pre-activations: TopK of ReLU, or ReLU."""
+        if self.cfg.architecture == "relu":
+            return torch.relu(pre)
+        values, indices = torch.topk(pre, self.cfg.k, dim=-1, sorted=False)
+        return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+
+    def decode_scaled(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes @ self.W_dec + self.b_dec
+
+    def forward(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, codes), both in scaled space."""
+        codes = self.activate(self.pre_activations(x_scaled))
+        return self.decode_scaled(codes), codes
+
+    # ------------------------------------------------------------------ raw space (users)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Feature activations ``[..., d_sae]`` of raw activations ``[..., d_in]``."""
+        return self.activate(self.pre_activations(x * self.cfg.scaling_factor))
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Raw-space reconstruction of feature activations."""
+        return self.decode_scaled(codes) / self.cfg.scaling_factor
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(raw-space reconstruction, codes) of raw activations."""
+        codes = self.encode(x)
+        return self.decode(codes), codes
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Unit-norm decoder rows (each feature's direction)."""
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
+
+
+# ------------------------------------------------------------------------- files
+
+
+@dataclass
+class LoadedSae:
+    sae: SparseAutoencoder
+    directory: Path
+    sae_id: str  # content hash of cfg.json + weights: names the dictionary in messages and tables
+
+    @property
+    def cfg(self) -> SaeConfig:
+        return self.sae.cfg
+
+
+def content_id(directory: Path) -> str:
+    h = hashlib.sha256()
+    for name in (CFG_FILE, WEIGHTS_FILE):
+        h.update((directory / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def save_sae(sae: SparseAutoencoder, directory: Path) -> str:
+    """Write cfg.json and the weights (each via a temporary file + rename); returns the sae_id."""
+    from safetensors.torch import save_file
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous() for name in WEIGHT_SHAPES}
+    tmp = directory / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
+    save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "pai_ros"})
+    os.replace(tmp, directory / WEIGHTS_FILE)
+    write_json_atomic(directory / CFG_FILE, sae.cfg.to_json())
+    return content_id(directory)
+
+
+def load_sae(directory: str | Path, device: str = "cpu") -> LoadedSae:
+    """Load an SAE directory written by ``pai sae train`` (or SAELens-compatible with our cfg keys)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"SAE directory not found: {directory} (train one with `pai sae train`)")
+    cfg = SaeConfig.from_json(read_json(directory / CFG_FILE, "SAE config cfg.json"), str(directory / CFG_FILE))
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise UserError(f"SAE weights not found: {weights}")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"{weights} is not a readable safetensors file ({exc})") from None
+    sizes = {"d_in": cfg.d_in, "d_sae": cfg.d_sae}
+    sae = SparseAutoencoder(cfg)
+    for name, dims in WEIGHT_SHAPES.items():
+        if name not in tensors:
+            raise UserError(f"{weights} has no tensor '{name}' (has: {', '.join(sorted(tensors)) or 'none'})")
+        want = tuple(sizes[d] for d in dims)
+        got = tuple(tensors[name].shape)
+        if got != want:
+            raise UserError(f"{weights}: tensor '{name}' has shape {list(got)}, cfg.json says {list(want)}")
+        t = tensors[name].to(torch.float32)
+        if not torch.isfinite(t).all():
+            raise UserError(f"{weights}: tensor '{name}' contains NaN or inf")
+        getattr(sae, name).data.copy_(t)
+    sae.eval().requires_grad_(False)
+    return LoadedSae(sae.to(device), directory, content_id(directory))

@@ -1,0 +1,134 @@
+"""Out-of-distribution signal: the SAE's reconstruction error per frame, and its calibration.
+
+An SAE trained on the policy's in-distribution activations reconstructs familiar scenes well
+and unfamiliar ones badly, so a frame's fraction of variance unexplained (FVU, see
+:mod:`pai_ros.sae.frame`) is a cheap, label-free OOD score. ``pai sae calibrate`` runs the
+policy and SAE over held-out in-distribution episodes, saves the error distribution and a
+threshold to ``<sae>/ood.json`` (read by the policy node), and can measure how well the score
+separates those episodes from the same episodes with corrupted cameras (AUROC).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pai_ros.data.episodes import DatasetFrame
+from pai_ros.errors import UserError
+from pai_ros.jsonfile import read_json
+from pai_ros.policy.observation import Observation
+from pai_ros.policy.over_dataset import run_episode
+from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.frame import encode_frame
+from pai_ros.sae.model import LoadedSae
+
+OOD_FILE = "ood.json"
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+RULES = ("p95", "p99", "p99.9", "sigma")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    threshold: float
+    rule: str
+    sae_id: str
+
+
+def fit_threshold(errors: np.ndarray, rule: str = "p99", sigmas: float = 3.0) -> dict[str, Any]:
+    """Summary of calibration errors and the threshold ``rule`` picks from it."""
+    errors = np.asarray(errors, dtype=np.float64)
+    errors = errors[np.isfinite(errors)]
+    if errors.size < 2:
+        raise UserError(f"need at least 2 calibration frames with a finite error, got {errors.size}")
+    if rule not in RULES:
+        raise UserError(f"unknown threshold rule '{rule}' (choose from {', '.join(RULES)})")
+    pct = {f"p{p:g}": float(np.percentile(errors, p)) for p in PERCENTILES}
+    mean, std = float(errors.mean()), float(errors.std(ddof=1))
+    sigma_threshold = mean + sigmas * std
+    threshold = sigma_threshold if rule == "sigma" else pct[rule]
+    return {"frames": int(errors.size), "mean": mean, "std": std, "percentiles": pct, "sigmas": sigmas,
+            "mean_plus_k_sigma": sigma_threshold, "rule": rule, "threshold": float(threshold)}
+
+
+def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
+    """Probability that a positive (OOD) frame scores above a negative one (ties count half)."""
+    neg = np.asarray(negatives, dtype=np.float64)
+    pos = np.asarray(positives, dtype=np.float64)
+    if neg.size == 0 or pos.size == 0:
+        return float("nan")
+    scores = np.concatenate([neg, pos])
+    order = scores.argsort(kind="mergesort")
+    ranks = np.empty(scores.size, dtype=np.float64)
+    ranks[order] = np.arange(1, scores.size + 1)
+    # Average ranks over ties (Mann-Whitney U).
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    ranks = (sums / counts)[inverse]
+    u = ranks[neg.size:].sum() - pos.size * (pos.size + 1) / 2.0
+    return float(u / (neg.size * pos.size))
+
+
+def load_calibration(sae_dir: Path, sae_id: str) -> tuple[Calibration | None, str]:
+    """The calibration next to an SAE, or None and why not (missing, or made for other weights)."""
+    path = sae_dir / OOD_FILE
+    if not path.is_file():
+        return None, f"no {OOD_FILE} in {sae_dir}: run `pai sae calibrate` for an OOD threshold"
+    data = read_json(path, "OOD calibration")
+    try:
+        cal = Calibration(float(data["threshold"]), str(data["rule"]), str(data["sae_id"]))
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{path} is not a pai_ros OOD calibration; run `pai sae calibrate` again") from None
+    if cal.sae_id != sae_id:
+        return None, (f"{path} was calibrated for SAE {cal.sae_id}, not {sae_id} (retrained?): "
+                      "run `pai sae calibrate` again")
+    return cal, f"threshold {cal.threshold:.4g} ({cal.rule})"
+
+
+# --------------------------------------------------------------------------- corruptions
+
+Corruption = Callable[[DatasetFrame, Observation], Observation]
+
+
+def _noise(frame: DatasetFrame, obs: Observation) -> Observation:
+    rng = np.random.default_rng(frame.episode_index * 100_003 + frame.frame_index)
+    images = {c: np.clip(im.astype(np.float32) + rng.normal(0.0, 40.0, im.shape), 0, 255).astype(np.uint8)
+              for c, im in obs.images.items()}
+    return Observation(images, obs.state, obs.env_state)
+
+
+def _occlusion(_frame: DatasetFrame, obs: Observation) -> Observation:
+    images = {}
+    for c, im in obs.images.items():
+        im = im.copy()
+        h, w = im.shape[:2]
+        im[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 128  # a grey block over the middle quarter of the area
+        images[c] = im
+    return Observation(images, obs.state, obs.env_state)
+
+
+def _swap(_frame: DatasetFrame, obs: Observation) -> Observation:
+    names = list(obs.images)
+    rotated = names[1:] + names[:1]
+    return Observation({a: obs.images[b] for a, b in zip(names, rotated)}, obs.state, obs.env_state)
+
+
+def corruptions(cameras: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str, Corruption]:
+    out: dict[str, Corruption] = {"noise": _noise, "occlusion": _occlusion}
+    if len(cameras) >= 2 and len({shapes[c] for c in cameras}) == 1:
+        out["swapped_cameras"] = _swap
+    return out
+
+
+def episode_errors(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode: int, *,
+                   transform: Corruption | None = None, progress: bool = True, desc: str | None = None) -> np.ndarray:
+    """Per-frame reconstruction error (FVU) of ``episode``, optionally with corrupted observations."""
+    errors = []
+    for _frame, tick in run_episode(runner, root, episode, transform=transform, progress=progress, desc=desc):
+        if tick.capture is None or tick.capture.encoder_output is None:
+            raise RuntimeError("the runner did not capture the encoder output")
+        errors.append(encode_frame(loaded.sae, tick.capture.encoder_output[0]).reconstruction_error)
+    return np.asarray(errors, dtype=np.float64)

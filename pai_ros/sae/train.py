@@ -1,0 +1,241 @@
+"""Train a per-token SAE on a matrix of activations.
+
+TopK (default) follows Gao et al. 2024: normalised MSE, AuxK loss on dead latents (the top
+``aux_k`` pre-activations among latents that have not fired for ``dead_window`` tokens model
+the residual, coefficient 1/32), unit-norm decoder rows kept by removing the gradient
+component parallel to each row and renormalising after every step, encoder initialised as the
+decoder's transpose, pre-encoder bias initialised at the data mean.
+
+ReLU follows Anthropic's 2024 update: squared error plus an L1 penalty on each feature's
+activation times its decoder norm (decoder rows free), with the penalty warmed up over the first
+5% of steps.
+
+The learning rate decays linearly to zero over the last 20% of steps. Everything is seeded:
+the same data, settings and seed give the same weights on the same machine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pai_ros.errors import UserError
+from pai_ros.sae.activations import ActivationSet
+from pai_ros.sae.metrics import reconstruction_metrics
+from pai_ros.sae.model import SaeConfig, SparseAutoencoder
+
+
+@dataclass
+class TrainSettings:
+    architecture: str = "topk"
+    k: int = 32
+    num_features: int | None = None  # F; default expansion * d_in
+    expansion: int = 8
+    steps: int = 3000
+    batch_size: int = 1024
+    lr: float | None = None  # default: 1e-3 (topk), 3e-4 (relu)
+    seed: int = 0
+    l1_coeff: float = 5.0  # relu only
+    aux_k: int | None = None  # default d_in // 2
+    aux_coeff: float = 1.0 / 32.0
+    dead_window: int = 100_000  # tokens without firing after which a latent counts as dead
+    holdout: float = 0.1  # share of episodes (or of rows, without episode metadata) held out
+    max_tokens: int | None = None  # train on at most this many rows (evenly spaced), for memory
+    device: str = "cpu"
+
+    def check(self, d_in: int) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise UserError(f"--steps and --batch-size must be >= 1 (got {self.steps}, {self.batch_size})")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"--lr must be a positive number, got {self.lr}")
+        if self.num_features is not None and self.num_features < 1:
+            raise UserError(f"--num-features must be >= 1, got {self.num_features}")
+        if self.expansion < 1:
+            raise UserError(f"--expansion must be >= 1, got {self.expansion}")
+        if self.architecture == "topk" and not 1 <= self.k <= self.d_sae(d_in):
+            raise UserError(f"--k must be between 1 and the number of features ({self.d_sae(d_in)}), got {self.k}")
+        if not 0.0 < self.holdout < 1.0:
+            raise UserError(f"--holdout must be in (0, 1), got {self.holdout}")
+
+    def d_sae(self, d_in: int) -> int:
+        return self.num_features if self.num_features is not None else self.expansion * d_in
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else (1e-3 if self.architecture == "topk" else 3e-4)
+
+
+@dataclass
+class Split:
+    train: torch.Tensor  # row indices
+    heldout: torch.Tensor
+    by: str  # "episode" or "row"
+    heldout_episodes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    sae: SparseAutoencoder
+    history: dict[str, list[float]]
+    metrics: dict[str, Any]
+    split: Split
+    seconds: float
+    tokens_per_second: float
+
+
+def split_rows(data: ActivationSet, holdout: float, seed: int) -> Split:
+    """Hold out whole episodes when the rows say which episode they come from, else random rows."""
+    n = len(data)
+    if n < 2:
+        raise UserError(f"need at least 2 activation vectors to train and evaluate, got {n}")
+    episodes = data.meta.get("episode_index")
+    if episodes is not None:
+        unique = np.unique(episodes)
+        if len(unique) >= 2:
+            count = max(1, int(round(holdout * len(unique))))
+            held = unique[-count:]
+            mask = np.isin(episodes, held)
+            return Split(torch.from_numpy(np.flatnonzero(~mask)), torch.from_numpy(np.flatnonzero(mask)), "episode",
+                         [int(e) for e in held])
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n, generator=gen)
+    count = max(1, int(round(holdout * n)))
+    return Split(perm[count:].sort().values, perm[:count].sort().values, "row")
+
+
+def _evenly(indices: torch.Tensor, limit: int | None) -> torch.Tensor:
+    if limit is None or len(indices) <= limit:
+        return indices
+    pick = torch.linspace(0, len(indices) - 1, limit).round().long()
+    return indices[pick]
+
+
+def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str, Any] | None = None,
+              progress: bool = True, log_every: int = 50) -> TrainResult:
+    settings.check(data.d)
+    torch.manual_seed(settings.seed)
+    split = split_rows(data, settings.holdout, settings.seed)
+    train_idx = _evenly(split.train, settings.max_tokens)
+    device = torch.device(settings.device)
+    x_train = data.activations[train_idx].to(device)
+    x_held = data.activations[split.heldout].to(device)
+
+    mean_sq_norm = float((x_train ** 2).sum(dim=1).mean())
+    if not mean_sq_norm > 0:
+        raise UserError("the training activations are all zero: nothing to learn")
+    scale = math.sqrt(data.d / mean_sq_norm)
+    cfg = SaeConfig(d_in=data.d, d_sae=settings.d_sae(data.d), architecture=settings.architecture,
+                    k=settings.k if settings.architecture == "topk" else None, scaling_factor=scale,
+                    input_mean=[float(v) for v in x_train.mean(dim=0).cpu()], source=dict(source or {}))
+    sae = SparseAutoencoder(cfg).to(device)
+    _initialise(sae, x_train * scale, settings.seed)
+
+    history: dict[str, list[float]] = {"step": [], "loss": [], "fvu": [], "l0": [], "dead_fraction": []}
+    optimiser = torch.optim.Adam(sae.parameters(), lr=settings.learning_rate)
+    decay_from = int(settings.steps * 0.8)
+    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+    gen = torch.Generator(device="cpu").manual_seed(settings.seed)
+    order = torch.randperm(len(x_train), generator=gen)
+    cursor = 0
+    aux_k = settings.aux_k or max(1, data.d // 2)
+    start = time.perf_counter()
+    bar = tqdm(range(settings.steps), desc="training SAE", unit="step", disable=not progress)
+    for step in bar:
+        if cursor + settings.batch_size > len(order):
+            order = torch.randperm(len(x_train), generator=gen)
+            cursor = 0
+        rows = order[cursor:cursor + settings.batch_size]
+        cursor += settings.batch_size
+        x = x_train[rows] * scale
+
+        if step >= decay_from:
+            for group in optimiser.param_groups:
+                group["lr"] = settings.learning_rate * (settings.steps - step) / max(1, settings.steps - decay_from)
+        pre = sae.pre_activations(x)
+        codes = sae.activate(pre)
+        recon = sae.decode_scaled(codes)
+        err = x - recon
+        variance = ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
+        fvu = (err ** 2).sum(dim=1).mean() / variance
+        fired = (codes > 0).any(dim=0)
+        since_fired += len(rows)
+        since_fired[fired] = 0
+        dead = since_fired >= settings.dead_window
+        if settings.architecture == "topk":
+            loss = fvu
+            if dead.any():
+                loss = loss + settings.aux_coeff * _aux_loss(sae, pre, err, dead, aux_k)
+        else:
+            warm = min(1.0, (step + 1) / max(1, int(0.05 * settings.steps)))
+            sparsity = (codes * sae.W_dec.norm(dim=1)).sum(dim=1).mean()
+            loss = (err ** 2).sum(dim=1).mean() + warm * settings.l1_coeff * sparsity
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        if settings.architecture == "topk":
+            _remove_parallel_grad(sae)
+        optimiser.step()
+        if settings.architecture == "topk":
+            sae.normalize_decoder()
+        if step % log_every == 0 or step == settings.steps - 1:
+            l0 = float((codes > 0).sum(dim=1).float().mean())
+            history["step"].append(step)
+            history["loss"].append(float(loss.detach()))
+            history["fvu"].append(float(fvu.detach()))
+            history["l0"].append(l0)
+            history["dead_fraction"].append(float(dead.float().mean()))
+            bar.set_postfix(fvu=f"{float(fvu):.3f}", l0=f"{l0:.1f}")
+    seconds = time.perf_counter() - start
+    sae.eval().requires_grad_(False)
+    metrics = reconstruction_metrics(sae, x_held)
+    metrics.update({
+        # Dead: no firing on the last ``dead_window`` training tokens (the AuxK definition).
+        "dead_fraction": float((since_fired >= settings.dead_window).float().mean()),
+        "dead_window_tokens": settings.dead_window,
+        "train_tokens": int(len(x_train)), "heldout_tokens": int(len(x_held)), "split": split.by,
+        "heldout_episodes": split.heldout_episodes, "steps": settings.steps, "batch_size": settings.batch_size,
+        "train_seconds": round(seconds, 3),
+        "tokens_per_second": round(settings.steps * settings.batch_size / seconds, 1),
+        "settings": asdict(settings),
+    })
+    return TrainResult(sae, history, metrics, split, seconds, settings.steps * settings.batch_size / seconds)
+
+
+@torch.no_grad()
+def _initialise(sae: SparseAutoencoder, x_scaled: torch.Tensor, seed: int) -> None:
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    w = torch.randn(sae.d_sae, sae.d_in, generator=gen)
+    w /= w.norm(dim=1, keepdim=True)
+    if sae.cfg.architecture == "relu":
+        w *= 0.1  # small decoder rows: the L1 term starts gentle (Anthropic 2024)
+    sae.W_dec.copy_(w.to(sae.W_dec.device))
+    sae.W_enc.copy_(w.t().to(sae.W_enc.device))
+    sae.b_enc.zero_()
+    sae.b_dec.copy_(x_scaled.mean(dim=0))
+
+
+def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, err: torch.Tensor, dead: torch.Tensor, aux_k: int) -> torch.Tensor:
+    """AuxK: the dead latents' top pre-activations should model the main reconstruction's residual."""
+    k = min(aux_k, int(dead.sum()))
+    masked = pre.masked_fill(~dead, float("-inf"))
+    values, indices = torch.topk(masked, k, dim=-1)
+    aux_codes = torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+    residual = err.detach()
+    aux_recon = aux_codes @ sae.W_dec
+    denom = ((residual - residual.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
+    loss = ((residual - aux_recon) ** 2).sum(dim=1).mean() / denom
+    return torch.nan_to_num(loss, nan=0.0)
+
+
+def _remove_parallel_grad(sae: SparseAutoencoder) -> None:
+    """Keep decoder rows on the unit sphere: drop the gradient along each row."""
+    g = sae.W_dec.grad
+    if g is None:
+        return
+    w = sae.W_dec.data
+    g -= (g * w).sum(dim=1, keepdim=True) * w

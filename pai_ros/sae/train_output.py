@@ -1,0 +1,105 @@
+"""``pai sae train`` end to end: read activations, train, evaluate, write the SAE directory.
+
+The directory is assembled in ``DIR.partial-<pid>`` and renamed to ``DIR`` only when
+``cfg.json``, the weights, ``metrics.json`` and the PNG are all written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pai_ros import __version__
+from pai_ros.errors import UserError
+from pai_ros.jsonfile import write_json_atomic
+from pai_ros.sae.activations import ActivationSet, read_activations
+from pai_ros.sae.metrics import action_recovery
+from pai_ros.sae.model import CFG_FILE, SparseAutoencoder, save_sae
+from pai_ros.sae.plots import plot_training
+from pai_ros.sae.train import TrainResult, TrainSettings, train_sae
+
+METRICS_FILE = "metrics.json"
+CURVES_FILE = "training_curves.png"
+
+
+def _source(data: ActivationSet) -> dict[str, Any]:
+    if data.info is None:
+        return {"activations": str(data.path), "hook": "unknown (activations file)"}
+    return {**data.info["source"], "activations": str(data.path), "layout": data.info.get("layout"),
+            "collect_settings": data.info.get("settings")}
+
+
+def prepare_output(output: Path, overwrite: bool) -> Path:
+    if output.exists() and any(output.iterdir()):
+        if not overwrite:
+            raise UserError(f"{output} already exists and is not empty (use --overwrite to replace it)")
+        if not (output / CFG_FILE).is_file():
+            raise UserError(f"{output} exists but is not an SAE directory: refusing to overwrite it")
+    partial = output.with_name(f"{output.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def measure_action_recovery(sae: SparseAutoencoder, data: ActivationSet, result: TrainResult, frames: int,
+                            device: str) -> dict[str, Any]:
+    """Splice the SAE into the policy on held-out frames (collections only; else why not)."""
+    if frames <= 0:
+        return {"action_recovered": None, "action_recovery_note": "skipped (--eval-frames 0)"}
+    if data.info is None:
+        return {"action_recovered": None,
+                "action_recovery_note": "not measured: the activations file names no policy or dataset"}
+    src = data.info["source"]
+    policy_path, root = Path(src["policy_path"]), Path(src["dataset_root"])
+    if not policy_path.exists() or not root.exists():
+        return {"action_recovered": None,
+                "action_recovery_note": f"not measured: {policy_path} or {root} is gone"}
+    from pai_ros.attention.capture import CaptureConfig
+    from pai_ros.data.episodes import iter_episode
+    from pai_ros.policy.loading import load_act_policy
+    from pai_ros.policy.observation import Observation
+    from pai_ros.policy.runner import PolicyRunner
+
+    episodes = result.split.heldout_episodes or sorted({int(e) for e in np.unique(data.meta["episode_index"])})
+    # Choose the frames first (evenly over the held-out episodes), then decode only those.
+    held = np.isin(data.meta["episode_index"], episodes)
+    pairs = sorted({(int(e), int(f)) for e, f in zip(data.meta["episode_index"][held], data.meta["frame_index"][held])})
+    pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
+    loaded = load_act_policy(policy_path, device)
+    runner = PolicyRunner(loaded, "replan", CaptureConfig(cross_attention=False, encoder_output=False))
+    batches = []
+    try:
+        for episode in episodes:
+            for frame in iter_episode(root, episode):
+                if (episode, frame.frame_index) in pick:
+                    batches.append(runner.preprocess(Observation(frame.images, frame.state, frame.env_state)))
+    finally:
+        runner.close()
+    out = action_recovery(loaded.policy, sae.to(loaded.device), batches)
+    out["action_recovery_episodes"] = episodes
+    return out
+
+
+def run_training(activations: Path, output: Path, settings: TrainSettings, *, overwrite: bool = False,
+                 eval_frames: int = 64, progress: bool = True) -> tuple[Path, dict[str, Any]]:
+    data = read_activations(activations)
+    partial = prepare_output(output, overwrite)
+    try:
+        result = train_sae(data, settings, source=_source(data), progress=progress)
+        metrics = result.metrics
+        metrics.update(measure_action_recovery(result.sae, data, result, eval_frames, settings.device))
+        sae_id = save_sae(result.sae.cpu(), partial)
+        metrics.update({"sae_id": sae_id, "pai_ros_version": __version__, "d_in": data.d,
+                        "d_sae": result.sae.d_sae, "architecture": settings.architecture})
+        write_json_atomic(partial / METRICS_FILE, {"metrics": metrics, "history": result.history})
+        plot_training(result.history, metrics, partial / CURVES_FILE)
+        if output.exists():
+            shutil.rmtree(output)
+        os.replace(partial, output)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return output, metrics
