@@ -23,10 +23,11 @@ def _registrations() -> list[Register]:
     from pai_ros.demo import commands as demo_commands
 
     from pai_ros.bags import commands as bag_commands
+    from pai_ros.features import commands as feature_commands
     from pai_ros.sae import commands as sae_commands
 
     return [attention_commands.register, bag_commands.register, demo_commands.register_demo,
-            demo_commands.register, sae_commands.register]
+            demo_commands.register, sae_commands.register, feature_commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:

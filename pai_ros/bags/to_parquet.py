@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pai_ros.errors import UserError
+from pai_ros.features.tables import FEATURES_SCHEMA
 from pai_ros.imaging.convert import ImageConversionError, compressed_to_rgb, raw_to_rgb, resize_rgb
 
 if TYPE_CHECKING:
@@ -55,19 +56,13 @@ HANDLED_TYPES = (FEATURES, JOINT_STATE, IMAGE, COMPRESSED_IMAGE, DIAGNOSTICS)
 FPS_PROBE_FRAMES = 16
 DEFAULT_FPS = 30.0
 
-_LIST_U32 = pa.list_(pa.uint32())
-_LIST_F32 = pa.list_(pa.float32())
 _LIST_F64 = pa.list_(pa.float64())
 _LIST_STR = pa.list_(pa.string())
 _KEY_VALUES = pa.list_(pa.struct([("key", pa.string()), ("value", pa.string())]))
 
 _STAMPS = [("stamp_ns", pa.int64()), ("recv_ns", pa.int64()), ("topic", pa.string())]
 SCHEMAS: dict[str, pa.Schema] = {
-    "features": pa.schema(_STAMPS + [
-        ("sae_id", pa.string()), ("num_features", pa.uint32()), ("feature_indices", _LIST_U32),
-        ("activations", _LIST_F32), ("token_counts", _LIST_U32), ("num_tokens", pa.uint32()),
-        ("mean_l0", pa.float32()), ("reconstruction_error", pa.float32()), ("ood_threshold", pa.float32()),
-        ("is_ood", pa.bool_())]),
+    "features": FEATURES_SCHEMA,
     "actions": pa.schema(_STAMPS + [("name", _LIST_STR), ("position", _LIST_F64)]),
     "joint_states": pa.schema(_STAMPS + [("name", _LIST_STR), ("position", _LIST_F64), ("velocity", _LIST_F64),
                                          ("effort", _LIST_F64)]),

@@ -1,0 +1,51 @@
+"""Human names and descriptions of features, kept in ``names.json`` next to the results.
+
+Saved atomically (temporary file + rename) so a crash never leaves half a file, and validated on
+load so a hand-edited file with a mistake gives one clear line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Any
+
+from pai_ros.errors import UserError
+from pai_ros.jsonfile import read_json, write_json_atomic
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 5000
+
+
+def load_names(path: Path) -> dict[int, dict[str, Any]]:
+    if not path.is_file():
+        return {}
+    data = read_json(path, "feature names")
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a JSON object {{feature: {{name, description}}}}")
+    out: dict[int, dict[str, Any]] = {}
+    for key, entry in data.items():
+        try:
+            feature = int(key)
+        except ValueError:
+            raise UserError(f"{path}: '{key}' is not a feature index") from None
+        if not isinstance(entry, dict):
+            raise UserError(f"{path}: feature {key} must map to {{name, description}}")
+        out[feature] = {"name": str(entry.get("name", "")), "description": str(entry.get("description", "")),
+                        "updated": str(entry.get("updated", ""))}
+    return out
+
+
+def save_name(path: Path, feature: int, name: str, description: str) -> dict[int, dict[str, Any]]:
+    """Set (or, with both empty, remove) one feature's name; returns all names."""
+    name, description = name.strip(), description.strip()
+    if len(name) > MAX_NAME or len(description) > MAX_DESCRIPTION:
+        raise UserError(f"name (max {MAX_NAME}) or description (max {MAX_DESCRIPTION} characters) is too long")
+    names = load_names(path)
+    if name or description:
+        names[int(feature)] = {"name": name, "description": description,
+                               "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+    else:
+        names.pop(int(feature), None)
+    write_json_atomic(path, {str(k): v for k, v in sorted(names.items())})
+    return names

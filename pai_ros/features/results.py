@@ -1,0 +1,125 @@
+"""A feature results directory: what ``pai features record`` / ``pai bag2parquet`` leave, what
+``pai features analyse`` adds and what the feature browser reads and writes::
+
+    record.json                         (record) policy, SAE, dataset, token layout, episodes
+    episode_000003/features.parquet     (record) one row per frame, frame order
+    episode_000003/feature_tokens.parquet
+    features.parquet                    (bag2parquet) one row per FeatureActivations message
+    analysis/analysis.json              (analyse) ranking, statistics, top frames
+    analysis/thumbs/*.png               (analyse) top frames with the feature's heatmap
+    names.json                          (browser) {feature: {name, description, updated}}
+
+Every path handed out is resolved inside the directory: nothing outside it can be reached
+through a name taken from a file or the browser.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from pai_ros.errors import UserError
+from pai_ros.features.tables import FEATURES_FILE, FEATURES_SCHEMA, TOKENS_FILE, check_schema
+from pai_ros.jsonfile import read_json
+
+RECORD_FILE = "record.json"
+ANALYSIS_DIR = "analysis"
+ANALYSIS_FILE = "analysis.json"
+NAMES_FILE = "names.json"
+_EPISODE_DIR = re.compile(r"^episode_(\d{6})$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One features table: an episode of a recording, or a whole bag (episode 0)."""
+
+    episode: int
+    features: Path
+    tokens: Path | None  # token-level codes (records only)
+
+
+class ResultsDir:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise UserError(f"results directory not found: {self.root}")
+
+    # ------------------------------------------------------------------ contents
+
+    @property
+    def record(self) -> dict[str, Any] | None:
+        path = self.root / RECORD_FILE
+        return read_json(path, "record metadata") if path.is_file() else None
+
+    def sources(self) -> list[Source]:
+        found = []
+        for child in sorted(self.root.iterdir()):
+            m = _EPISODE_DIR.match(child.name)
+            if m and (child / FEATURES_FILE).is_file():
+                tokens = child / TOKENS_FILE
+                found.append(Source(int(m.group(1)), child / FEATURES_FILE, tokens if tokens.is_file() else None))
+        if not found and (self.root / FEATURES_FILE).is_file():
+            found.append(Source(0, self.root / FEATURES_FILE, None))
+        if not found:
+            raise UserError(f"{self.root} has no features.parquet (run `pai features record` or `pai bag2parquet`)")
+        return found
+
+    def source(self, episode: int) -> Source:
+        for s in self.sources():
+            if s.episode == episode:
+                return s
+        raise UserError(f"{self.root} has no episode {episode}")
+
+    @property
+    def analysis_dir(self) -> Path:
+        return self.root / ANALYSIS_DIR
+
+    def analysis(self) -> dict[str, Any]:
+        path = self.analysis_dir / ANALYSIS_FILE
+        if not path.is_file():
+            raise UserError(f"{self.root} has no analysis yet: run `pai features analyse {self.root}` first")
+        data = read_json(path, "analysis")
+        if not isinstance(data, dict) or "features" not in data:
+            raise UserError(f"{path} is not a pai_ros feature analysis; run `pai features analyse` again")
+        return data
+
+    @property
+    def names_path(self) -> Path:
+        return self.root / NAMES_FILE
+
+    def inside(self, relative: str | Path, base: Path | None = None) -> Path:
+        """``base / relative`` resolved, refused unless it stays inside the results directory."""
+        path = ((base or self.root) / relative).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise UserError(f"refusing a path outside the results directory: {relative}")
+        return path
+
+    # ------------------------------------------------------------------ reading
+
+    def timeline(self, episode: int, feature: int) -> tuple[np.ndarray, np.ndarray]:
+        """(frame number, the feature's frame-level activation; 0 where it did not fire)."""
+        pf = check_schema(self.source(episode).features, FEATURES_SCHEMA, "features table")
+        table = pf.read(columns=["feature_indices", "activations"])
+        indices = table.column("feature_indices").to_pylist()
+        values = table.column("activations").to_pylist()
+        out = np.zeros(len(indices), dtype=np.float32)
+        for i, (idx, act) in enumerate(zip(indices, values)):
+            for f, a in zip(idx, act):
+                if f == feature:
+                    out[i] = a
+                    break
+        return np.arange(len(out)), out
+
+
+def read_features_table(path: Path, columns: list[str] | None = None):
+    """A features table (checked against the contract schema) as a pyarrow Table."""
+    return check_schema(path, FEATURES_SCHEMA, "features table").read(columns=columns)
+
+
+def parquet_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows

@@ -1,0 +1,54 @@
+"""The feature tables: ``features.parquet`` (frame level) and ``feature_tokens.parquet`` (token level).
+
+``features.parquet`` is the same table whether it comes from a bag (``pai bag2parquet``, one row
+per ``FeatureActivations`` message) or from a dataset (``pai features record``, one row per
+frame), so one analysis reads both. ``feature_tokens.parquet`` is written by ``pai features
+record`` only: per frame, every non-zero (token, feature, activation) of the SAE codes, which is
+what spatial heatmaps of a feature are drawn from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pai_ros.errors import UserError
+
+FEATURES_FILE = "features.parquet"
+TOKENS_FILE = "feature_tokens.parquet"
+
+FEATURES_SCHEMA = pa.schema([
+    ("stamp_ns", pa.int64()), ("recv_ns", pa.int64()), ("topic", pa.string()),
+    ("sae_id", pa.string()), ("num_features", pa.uint32()), ("feature_indices", pa.list_(pa.uint32())),
+    ("activations", pa.list_(pa.float32())), ("token_counts", pa.list_(pa.uint32())), ("num_tokens", pa.uint32()),
+    ("mean_l0", pa.float32()), ("reconstruction_error", pa.float32()), ("ood_threshold", pa.float32()),
+    ("is_ood", pa.bool_()),
+])
+
+TOKENS_SCHEMA = pa.schema([
+    ("frame_index", pa.int32()), ("stamp_ns", pa.int64()),
+    ("token_index", pa.list_(pa.uint16())), ("feature_index", pa.list_(pa.uint32())),
+    ("activation", pa.list_(pa.float32())),
+])
+
+
+def check_schema(path: Path, expected: pa.Schema, what: str) -> pq.ParquetFile:
+    """Open ``path`` and check it has ``expected``'s columns and types (one line if not)."""
+    try:
+        pf = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise UserError(f"{what} not found: {path}") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserError(f"{path} is not a readable Parquet file ({exc})") from None
+    schema = pf.schema_arrow
+    problems = []
+    for field in expected:
+        if field.name not in schema.names:
+            problems.append(f"no column '{field.name}'")
+        elif not schema.field(field.name).type.equals(field.type):
+            problems.append(f"column '{field.name}' is {schema.field(field.name).type}, expected {field.type}")
+    if problems:
+        raise UserError(f"{path} is not a pai_ros {what} ({'; '.join(problems[:3])})")
+    return pf
