@@ -13,7 +13,90 @@ def register(sub: Sub) -> None:
                        description="Sparse-autoencoder features of an ACT policy: record them per frame, analyse "
                                    "(rank, top frames, heatmap thumbnails) and look at and name them in a browser.")
     inner = p.add_subparsers(dest="features_command", metavar="<step>", title="steps", required=True)
+    _register_record(inner)
+    _register_analyse(inner)
     _register_ui(inner)
+
+
+def _register_record(inner: Sub) -> None:
+    p = inner.add_parser(
+        "record", help="run policy + SAE over dataset episodes into features.parquet per episode",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run the policy and its SAE over dataset episodes, exactly as the live node would, and write "
+                    "OUTPUT/episode_EEEEEE/features.parquet (the same schema `pai bag2parquet` writes for the live "
+                    "features topic, one row per frame) and feature_tokens.parquet (token-level codes for spatial "
+                    "heatmaps), plus OUTPUT/record.json naming the policy, SAE and dataset.")
+    p.add_argument("--policy-path", type=Path, required=True,
+                   help="ACT checkpoint dir (pretrained_model) or a lerobot-train output dir")
+    p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
+    p.add_argument("--dataset-root", type=Path, required=True, help="LeRobotDataset v3.0 directory")
+    p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
+    p.add_argument("--output-dir", type=Path, required=True, help="results directory (created or extended)")
+    p.add_argument("--top-n", type=int, help="keep only the N strongest features per frame (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_record)
+
+
+def _register_analyse(inner: Sub) -> None:
+    p = inner.add_parser(
+        "analyse", aliases=["analyze"], help="rank features, find their top frames, draw heatmap thumbnails",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Stream over RESULTS' features tables (from `pai features record` or `pai bag2parquet`): "
+                    "per-feature statistics, a ranking, the top frames globally and per episode (adjacent frames "
+                    "de-duplicated), and for recordings a thumbnail per top frame and camera with the feature's "
+                    "heatmap. Writes RESULTS/analysis/analysis.json, ranking.png and thumbs/.")
+    p.add_argument("results", type=Path, help="results directory")
+    p.add_argument("--rank-by", default="variance", choices=("variance", "max", "firing_rate", "mean"))
+    p.add_argument("--top-features", type=int, default=32, help="how many ranked features to describe")
+    p.add_argument("--top-frames", type=int, default=8, help="top frames per feature, over all episodes")
+    p.add_argument("--per-episode", type=int, default=3, help="top frames per feature and episode")
+    p.add_argument("--dedup-window", type=int, default=2,
+                   help="skip frames within N frames of a stronger chosen frame of the same episode")
+    p.add_argument("--no-thumbnails", action="store_true", help="no images (faster)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_analyse)
+
+
+def _record(args: argparse.Namespace) -> int:
+    from pai_ros.data.episodes import read_info, select_episodes
+    from pai_ros.features.record import record_features
+    from pai_ros.sae.calibrate import check_dimensions
+    from pai_ros.sae.commands import runner_for_activations
+    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.ood import load_calibration
+
+    if args.top_n is not None and args.top_n < 1:
+        from pai_ros.errors import UserError
+        raise UserError(f"--top-n must be >= 1, got {args.top_n}")
+    loaded = load_sae(args.sae)
+    calibration, why = load_calibration(loaded.directory, loaded.sae_id)
+    info = read_info(args.dataset_root)
+    episodes = select_episodes(info, args.dataset_root, args.episode)
+    runner = runner_for_activations(args.policy_path, args.device)
+    check_dimensions(runner, loaded)
+    loaded.sae.to(runner.device)
+    if calibration is None:
+        print(f"note: {why}; is_ood will be false")
+    results = record_features(runner, loaded, args.dataset_root, episodes, args.output_dir, calibration=calibration,
+                              top_n=args.top_n, progress=not args.quiet)
+    frames = sum(r.frames for r in results)
+    ood = sum(r.ood_frames for r in results)
+    print(f"recorded {frames} frames of {len(results)} episode(s) into {args.output_dir} "
+          f"(SAE {loaded.sae_id}; {ood} frames over the OOD threshold)")
+    return 0
+
+
+def _analyse(args: argparse.Namespace) -> int:
+    from pai_ros.features.analyse import AnalyseSettings, analyse
+    from pai_ros.features.results import ResultsDir
+
+    settings = AnalyseSettings(rank_by=args.rank_by, top_features=args.top_features, top_frames=args.top_frames,
+                               per_episode=args.per_episode, dedup_window=args.dedup_window,
+                               thumbnails=not args.no_thumbnails)
+    path = analyse(ResultsDir(args.results), settings, progress=not args.quiet)
+    print(f"analysis written to {path}")
+    return 0
 
 
 def _register_ui(inner: Sub) -> None:

@@ -69,3 +69,24 @@ def joint_state(names: list[str], values: np.ndarray, stamp: Time, frame_id: str
     msg.name = list(names)
     msg.position = [float(v) for v in values]
     return msg
+
+
+def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Time, threshold: float | None,
+                        frame_id: str = "") -> Any:
+    """``pai_ros/msg/FeatureActivations`` from a :class:`pai_ros.sae.frame.FrameFeatures`."""
+    from pai_ros.msg import FeatureActivations
+
+    msg = FeatureActivations()
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.sae_id = sae_id
+    msg.num_features = int(num_features)
+    msg.feature_indices = features.feature_indices.astype(np.uint32)
+    msg.activations = features.activations.astype(np.float32)
+    msg.token_counts = features.token_counts.astype(np.uint32)
+    msg.num_tokens = int(features.num_tokens)
+    msg.mean_l0 = float(features.mean_l0)
+    msg.reconstruction_error = float(features.reconstruction_error)
+    msg.ood_threshold = float("nan") if threshold is None else float(threshold)
+    msg.is_ood = threshold is not None and features.reconstruction_error > threshold
+    return msg

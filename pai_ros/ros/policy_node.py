@@ -6,7 +6,10 @@ Publishes: ``action`` (``sensor_msgs/JointState``: ``name`` = action names, ``po
 action vector, stamped with the observation time it was computed from), one
 ``attention/<camera>/heatmap`` (``sensor_msgs/Image``, rgb8 overlay at camera resolution,
 header copied from the camera frame), ``attention/shares`` (``sensor_msgs/JointState`` used
-as named values: token type -> share of attention) and ``/diagnostics``.
+as named values: token type -> share of attention), with an SAE (``sae_path``) ``features``
+(``pai_ros/msg/FeatureActivations``: the tick's active features strongest first, the
+reconstruction error and the out-of-distribution flag) and optionally
+``features/feature_<F>/<camera>/heatmap`` for chosen features, and ``/diagnostics``.
 
 Callbacks only store the latest message of each input. A timer at the control rate hands a
 tick to one worker thread; a tick still busy when the next one is due is skipped and counted,
@@ -22,7 +25,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,8 +44,13 @@ from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation, ObservationError
 from pai_ros.policy.runner import MODES, PolicyRunner
 from pai_ros.ros.lifecycle import run_node
-from pai_ros.ros.messages import ImageDecoder, joint_state, rgb_image, stamp_ns, to_stamp
+from pai_ros.msg import FeatureActivations
+from pai_ros.ros.messages import ImageDecoder, feature_activations, joint_state, rgb_image, stamp_ns, to_stamp
 from pai_ros.ros.params import Param, declare
+from pai_ros.sae.calibrate import check_dimensions
+from pai_ros.sae.frame import encode_frame
+from pai_ros.sae.model import LoadedSae, load_sae
+from pai_ros.sae.ood import Calibration, load_calibration
 
 PARAMS = [
     Param("policy_path", "", "LeRobot ACT checkpoint directory (pretrained_model) or lerobot-train output dir",
@@ -71,8 +79,12 @@ PARAMS = [
     Param("heatmap_vmax", 0.0, "fixed scale maximum for heatmap_normalization=raw (0: per frame)", min=0.0),
     Param("heatmap_alpha", 0.6, "overlay opacity at full attention", min=0.0, max=1.0),
     Param("heatmap_colormap", "viridis", f"colormap: {', '.join(COLORMAPS)}"),
-    Param("sae_path", "", "sparse autoencoder directory for live features (not available in this version)",
+    Param("sae_path", "", "sparse autoencoder directory (from `pai sae train`) for live features; empty: none",
           read_only=True),
+    Param("features_top_n", 64, "at most this many features per features message (strongest first)",
+          min=1, max=1_000_000),
+    Param("feature_heatmaps", [], "SAE feature indices that get a features/feature_<F>/<camera>/heatmap topic",
+          array_type="integer", read_only=True),
     Param("diagnostics_period_s", 1.0, "period of /diagnostics messages", min=0.05, max=60.0),
 ]
 
@@ -107,13 +119,41 @@ class Health:
         with self.lock:
             self.level, self.message = DiagnosticStatus.OK, message
 
+    def warn(self, message: str) -> None:
+        with self.lock:
+            self.level, self.message = DiagnosticStatus.WARN, message
+
+
+@dataclass
+class LiveSae:
+    """The SAE a node encodes every tick with, its OOD calibration and what it last saw."""
+
+    loaded: LoadedSae
+    calibration: Calibration | None
+    last_error: float = float("nan")
+    last_ood: bool = False
+    ood_ticks: int = 0
+    encode_s: deque = field(default_factory=lambda: deque(maxlen=1000))
+
+    @property
+    def threshold(self) -> float | None:
+        return self.calibration.threshold if self.calibration else None
+
+    def describe(self) -> str:
+        ood = f"OOD threshold {self.threshold:.4g}" if self.calibration else "no OOD calibration"
+        return f"SAE {self.loaded.sae_id} ({self.loaded.cfg.d_sae} features, {ood})"
+
+    def diagnostics(self) -> dict[str, str]:
+        ms = np.asarray(self.encode_s) * 1000.0
+        return {"sae_id": self.loaded.sae_id, "reconstruction_error": f"{self.last_error:.5g}",
+                "ood_threshold": "none" if self.threshold is None else f"{self.threshold:.5g}",
+                "ood_ticks": str(self.ood_ticks), "sae_encode_mean_ms": f"{ms.mean():.2f}" if ms.size else "nan"}
+
 
 class PolicyNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("policy_node", **node_kwargs)
         self.p = declare(self, PARAMS)
-        if self.p["sae_path"]:
-            raise UserError("sae_path is set, but live SAE features are not available in this version of pai_ros")
         if not self.p["policy_path"]:
             raise UserError("parameter policy_path is required (a LeRobot ACT checkpoint directory)")
         for name, allowed in (("heatmap_method", LIVE_METHODS), ("heatmap_colormap", COLORMAPS),
@@ -126,8 +166,10 @@ class PolicyNode(Node):
             raise UserError(str(exc)) from None
 
         loaded = load_act_policy(self.p["policy_path"], self.p["device"])
-        capture = CaptureConfig(encoder_self_attention=self.p["heatmap_method"] == "rollout", encoder_output=False)
+        capture = CaptureConfig(encoder_self_attention=self.p["heatmap_method"] == "rollout",
+                                encoder_output=bool(self.p["sae_path"]))
         self.runner = PolicyRunner(loaded, self.p["mode"], capture)
+        self.sae = self._load_sae()
         self.spec = self.runner.spec
         self.cameras = self._camera_inputs()
         self.heatmap_cameras = self.p["heatmap_cameras"] or list(self.cameras)
@@ -154,6 +196,10 @@ class PolicyNode(Node):
         self.heatmap_pubs = {c: self.create_publisher(Image, f"attention/{c}/heatmap", RELIABLE)
                              for c in self.heatmap_cameras} if self.p["publish_heatmaps"] else {}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self.features_pub = self.create_publisher(FeatureActivations, "features", RELIABLE) if self.sae else None
+        self.feature_heatmap_pubs = {
+            (f, c): self.create_publisher(Image, f"features/feature_{f}/{c}/heatmap", RELIABLE)
+            for f in (self.p["feature_heatmaps"] if self.sae else []) for c in self.heatmap_cameras}
 
         self.health = Health()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pai_policy")
@@ -165,9 +211,24 @@ class PolicyNode(Node):
         self.get_logger().info(
             f"ready: {loaded.path} on {loaded.device}, mode {self.runner.mode}, {self.p['control_rate_hz']} Hz, "
             f"cameras {topics}, state <- {self.resolve_topic_name(self.p['joint_states_topic'])}, "
-            f"images via {self.decoder.backend}, actions {'published' if self.p['publish_actions'] else 'NOT published (observe-only)'}")
+            f"images via {self.decoder.backend}, {self.sae.describe() if self.sae else 'no SAE'}, actions {'published' if self.p['publish_actions'] else 'NOT published (observe-only)'}")
 
     # ------------------------------------------------------------------ configuration
+
+    def _load_sae(self) -> LiveSae | None:
+        if not self.p["sae_path"]:
+            if self.p["feature_heatmaps"]:
+                raise UserError("feature_heatmaps needs sae_path (an SAE directory)")
+            return None
+        loaded = load_sae(self.p["sae_path"], self.runner.device)
+        check_dimensions(self.runner, loaded)
+        bad = [f for f in self.p["feature_heatmaps"] if not 0 <= f < loaded.cfg.d_sae]
+        if bad:
+            raise UserError(f"feature_heatmaps {bad} out of range: the SAE has {loaded.cfg.d_sae} features")
+        calibration, why = load_calibration(loaded.directory, loaded.sae_id)
+        if calibration is None:
+            self.get_logger().warning(f"no OOD flag: {why}")
+        return LiveSae(loaded, calibration)
 
     def _camera_inputs(self) -> dict[str, CameraInput]:
         entries = self.p["cameras"] or [f"{name}:camera/{name}/image_raw" for name in self.spec.cameras]
@@ -294,6 +355,8 @@ class PolicyNode(Node):
             action = np.clip(action, *self.clamp)
         if self.p["publish_actions"]:
             self.action_pub.publish(joint_state(self.action_names, action, obs_stamp))
+        if self.sae is not None and result.capture is not None:
+            self._publish_features(result, obs_stamp, camera_msgs)
         maps = maps_for_tick(result, self.p["heatmap_method"], self.selection)
         if maps is not None:
             self.shares_pub.publish(joint_state(list(maps.shares), np.array(list(maps.shares.values())), obs_stamp))
@@ -302,7 +365,33 @@ class PolicyNode(Node):
         with self.health.lock:
             self.health.actions += int(self.p["publish_actions"])
             self.health.tick_s.append(time.perf_counter() - t0)
-        self.health.ok("publishing actions" if self.p["publish_actions"] else "observe-only: interpreting, not acting")
+        message = "publishing actions" if self.p["publish_actions"] else "observe-only: interpreting, not acting"
+        if self.sae is not None and self.sae.last_ood:
+            # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
+            self.health.warn(f"{message}; out of distribution: SAE reconstruction error "
+                             f"{self.sae.last_error:.4g} > threshold {self.sae.threshold:.4g}")
+        else:
+            self.health.ok(message)
+
+    def _publish_features(self, result: Any, stamp: Any, camera_msgs: dict[str, tuple[Any, np.ndarray]]) -> None:
+        sae = self.sae
+        t0 = time.perf_counter()
+        features = encode_frame(sae.loaded.sae, result.capture.encoder_output[0], self.p["features_top_n"])
+        sae.encode_s.append(time.perf_counter() - t0)
+        msg = feature_activations(features, sae.loaded.sae_id, sae.loaded.cfg.d_sae, stamp, sae.threshold)
+        sae.last_error, sae.last_ood = features.reconstruction_error, bool(msg.is_ood)
+        sae.ood_ticks += int(msg.is_ood)
+        self.features_pub.publish(msg)
+        if self.feature_heatmap_pubs:
+            for feature in self.p["feature_heatmaps"]:
+                grids = features.spatial_map(result.capture.layout, feature)
+                # One scale for all cameras of this feature and tick: 0 .. its strongest cell.
+                peak = max(float(g.max()) for g in grids.values())
+                for cam in self.heatmap_cameras:
+                    grid = grids[cam] / peak if peak > 0 else np.zeros_like(grids[cam])
+                    header, rgb = camera_msgs[cam][0].header, camera_msgs[cam][1]
+                    img = overlay(rgb, grid, alpha=self.p["heatmap_alpha"], colormap=self.p["heatmap_colormap"])
+                    self.feature_heatmap_pubs[(feature, cam)].publish(rgb_image(img, header))
 
     def _state_vector(self, msg: JointState) -> np.ndarray | None:
         names = self.p["state_joint_names"]
@@ -358,6 +447,7 @@ class PolicyNode(Node):
                 "mode": self.runner.mode, "device": self.runner.device,
                 "publish_actions": self.p["publish_actions"],
                 **{f"age_{k}_s": f"{v:.3f}" for k, v in h.ages.items()},
+                **(self.sae.diagnostics() if self.sae else {}),
             }
             status = DiagnosticStatus(level=h.level, name=f"{self.get_name()}: policy", message=h.message,
                                       hardware_id=str(self.runner.loaded.path),

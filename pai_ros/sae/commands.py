@@ -65,7 +65,7 @@ def _register_train(inner: Sub) -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3 topk, 3e-4 relu)")
-    p.add_argument("--l1-coeff", type=float, default=5.0, help="ReLU: decoder-norm-weighted L1 coefficient")
+    p.add_argument("--l1-coeff", type=float, default=1.0, help="ReLU: decoder-norm-weighted L1 coefficient")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", type=float, default=0.1, help="share of episodes held out for the metrics")
     p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced)")
@@ -97,7 +97,7 @@ def _register_calibrate(inner: Sub) -> None:
     p.set_defaults(handler=_calibrate)
 
 
-def _runner(policy_path: Path, device: str):
+def runner_for_activations(policy_path: Path, device: str):
     from pai_ros.attention.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.runner import PolicyRunner
@@ -117,7 +117,7 @@ def _collect(args: argparse.Namespace) -> int:
                                args.frame_stride, args.shard_tokens, args.dtype)
     info = read_info(args.dataset_root)
     episodes = select_episodes(info, args.dataset_root, args.episode)
-    runner = _runner(args.policy_path, args.device)
+    runner = runner_for_activations(args.policy_path, args.device)
     result = collect_activations(runner, args.dataset_root, episodes, args.output, settings, progress=not args.quiet)
     skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
     print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into {args.output}")
@@ -153,7 +153,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     evaluate = select_episodes(info, args.dataset_root, args.evaluate_episode) if args.evaluate_episode else None
     if evaluate and set(evaluate) & set(episodes):
         raise UserError("--evaluate-episode overlaps --episode: evaluate on episodes the threshold was not fitted on")
-    runner = _runner(args.policy_path, args.device)
+    runner = runner_for_activations(args.policy_path, args.device)
     check_dimensions(runner, loaded)
     result = calibrate(runner, loaded, args.dataset_root, episodes, rule=args.threshold, sigmas=args.sigmas,
                        evaluate=evaluate, progress=not args.quiet)

@@ -41,7 +41,7 @@ class TrainSettings:
     batch_size: int = 1024
     lr: float | None = None  # default: 1e-3 (topk), 3e-4 (relu)
     seed: int = 0
-    l1_coeff: float = 5.0  # relu only
+    l1_coeff: float = 1.0  # relu only
     aux_k: int | None = None  # default d_in // 2
     aux_coeff: float = 1.0 / 32.0
     dead_window: int = 100_000  # tokens without firing after which a latent counts as dead
@@ -189,7 +189,7 @@ def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str,
             history["fvu"].append(float(fvu.detach()))
             history["l0"].append(l0)
             history["dead_fraction"].append(float(dead.float().mean()))
-            bar.set_postfix(fvu=f"{float(fvu):.3f}", l0=f"{l0:.1f}")
+            bar.set_postfix(fvu=f"{float(fvu.detach()):.3f}", l0=f"{l0:.1f}")
     seconds = time.perf_counter() - start
     sae.eval().requires_grad_(False)
     metrics = reconstruction_metrics(sae, x_held)

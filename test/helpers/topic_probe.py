@@ -38,7 +38,11 @@ def summary(topic: str, msg, now_ns: int) -> dict:
                           else int(s.level), "message": s.message,
                           "values": {kv.key: kv.value for kv in s.values}} for s in msg.status]
     else:  # FeatureActivations
-        out.update(sae_id=msg.sae_id, feature_indices=list(msg.feature_indices))
+        out.update(sae_id=msg.sae_id, feature_indices=[int(i) for i in msg.feature_indices],
+                   activations=[float(a) for a in msg.activations], token_counts=[int(c) for c in msg.token_counts],
+                   num_features=int(msg.num_features), num_tokens=int(msg.num_tokens), mean_l0=float(msg.mean_l0),
+                   reconstruction_error=float(msg.reconstruction_error), ood_threshold=float(msg.ood_threshold),
+                   is_ood=bool(msg.is_ood))
     return out
 
 

@@ -1,0 +1,139 @@
+"""``pai features record``: a policy and its SAE over dataset episodes, as the live node would see them.
+
+Per episode, into ``OUTPUT/episode_{E:06d}/``: ``features.parquet`` (the schema ``pai bag2parquet``
+writes for the live ``features`` topic, one row per frame in frame order, ``stamp_ns`` = the
+frame's dataset timestamp) and ``feature_tokens.parquet`` (the token-level codes, for spatial
+heatmaps). ``OUTPUT/record.json`` names the policy, SAE, dataset and token layout, so the
+analysis and the browser find images without being told where they are.
+
+Each episode is written into a ``.partial`` directory and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pai_ros import __version__
+from pai_ros.data.episodes import read_info
+from pai_ros.errors import UserError
+from pai_ros.features.results import RECORD_FILE
+from pai_ros.features.tables import FEATURES_FILE, FEATURES_SCHEMA, TOKENS_FILE, TOKENS_SCHEMA
+from pai_ros.jsonfile import read_json, write_json_atomic
+from pai_ros.policy.over_dataset import check_cameras, run_episode
+from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.activations import episode_stem, layout_to_json
+from pai_ros.sae.frame import encode_frame
+from pai_ros.sae.model import LoadedSae
+from pai_ros.sae.ood import Calibration
+
+TOPIC = "features"
+
+
+@dataclass
+class RecordedEpisode:
+    episode: int
+    directory: Path
+    frames: int
+    ood_frames: int
+    mean_l0: float
+    mean_error: float
+
+
+def _record_header(runner: PolicyRunner, loaded: LoadedSae, root: Path, info: dict[str, Any],
+                   calibration: Calibration | None) -> dict[str, Any]:
+    return {"pai_ros_version": __version__, "sae_id": loaded.sae_id, "sae_path": str(loaded.directory.resolve()),
+            "num_features": loaded.cfg.d_sae, "policy_path": str(Path(runner.loaded.path).resolve()),
+            "dataset_root": str(root.resolve()), "fps": info.get("fps"), "runner_mode": runner.mode,
+            "ood_threshold": calibration.threshold if calibration else None}
+
+
+def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """Create ``out`` or check that what it already holds was made with the same SAE and policy."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RECORD_FILE
+    if path.is_file():
+        old = read_json(path, "record metadata")
+        for key in ("sae_id", "policy_path", "dataset_root"):
+            if old.get(key) != header[key]:
+                raise UserError(f"{out} holds features recorded with another {key.replace('_', ' ')} "
+                                f"({old.get(key)}); record into a new --output-dir")
+        header = {**old, **{k: v for k, v in header.items() if k != "episodes"}}
+    header.setdefault("episodes", [])
+    return header
+
+
+def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode: int, out: Path, *,
+                   calibration: Calibration | None = None, top_n: int | None = None,
+                   progress: bool = True) -> tuple[RecordedEpisode, dict[str, Any]]:
+    """Record one episode; returns its summary and the token layout (as JSON) it saw."""
+    features: dict[str, list] = {name: [] for name in FEATURES_SCHEMA.names}
+    tokens: dict[str, list] = {name: [] for name in TOKENS_SCHEMA.names}
+    threshold = calibration.threshold if calibration else math.nan
+    layout: dict[str, Any] | None = None
+    for frame, tick in run_episode(runner, root, episode, progress=progress):
+        cap = tick.capture
+        if cap is None or cap.encoder_output is None:
+            raise RuntimeError("the runner did not capture the encoder output")
+        layout = layout or layout_to_json(cap.layout)
+        ff = encode_frame(loaded.sae, cap.encoder_output[0], top_n)
+        stamp = int(round(frame.timestamp * 1e9))
+        row = {"stamp_ns": stamp, "recv_ns": stamp, "topic": TOPIC, "sae_id": loaded.sae_id,
+               "num_features": loaded.cfg.d_sae, "feature_indices": ff.feature_indices,
+               "activations": ff.activations, "token_counts": ff.token_counts, "num_tokens": ff.num_tokens,
+               "mean_l0": ff.mean_l0, "reconstruction_error": ff.reconstruction_error,
+               "ood_threshold": threshold, "is_ood": bool(calibration and ff.reconstruction_error > threshold)}
+        for key, value in row.items():
+            features[key].append(value)
+        token_index, feature_index, activation = ff.sparse_tokens()
+        for key, value in (("frame_index", frame.frame_index), ("stamp_ns", stamp), ("token_index", token_index),
+                           ("feature_index", feature_index), ("activation", activation)):
+            tokens[key].append(value)
+    frames = len(features["stamp_ns"])
+    if frames == 0 or layout is None:
+        raise UserError(f"episode {episode} of {root} has no frames")
+    final = out / episode_stem(episode)
+    partial = out / f"{final.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        meta = {b"pai_ros_version": __version__.encode(), b"episode_index": str(episode).encode(),
+                b"sae_id": loaded.sae_id.encode()}
+        pq.write_table(pa.Table.from_pydict(features, schema=FEATURES_SCHEMA.with_metadata(meta)),
+                       partial / FEATURES_FILE, compression="zstd")
+        pq.write_table(pa.Table.from_pydict(tokens, schema=TOKENS_SCHEMA.with_metadata(meta)),
+                       partial / TOKENS_FILE, compression="zstd")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    ood = sum(features["is_ood"])
+    return (RecordedEpisode(episode, final, frames, ood, sum(features["mean_l0"]) / frames,
+                            sum(features["reconstruction_error"]) / frames), layout)
+
+
+def record_features(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int], out: Path, *,
+                    calibration: Calibration | None = None, top_n: int | None = None,
+                    progress: bool = True) -> list[RecordedEpisode]:
+    info = read_info(root)
+    check_cameras(runner, info, root)
+    header = open_output(out, _record_header(runner, loaded, root, info, calibration))
+    results = []
+    for episode in episodes:
+        result, layout = record_episode(runner, loaded, root, episode, out, calibration=calibration, top_n=top_n,
+                                        progress=progress)
+        if header.get("layout") not in (None, layout):
+            raise UserError(f"episode {episode} gives a different token layout than the episodes already in {out}")
+        header["layout"] = layout
+        header["episodes"] = sorted(set(header["episodes"]) | {episode})
+        write_json_atomic(out / RECORD_FILE, header)
+        results.append(result)
+    return results
