@@ -1,0 +1,236 @@
+"""``pai sae`` and ``pai features`` end to end on a tiny policy and dataset, through the real CLI.
+
+collect -> train -> calibrate -> record -> analyse, plus resumption and the bad inputs the issue
+names: wrong tensor name or shape, SAE/policy dimension mismatch, empty or corrupt shards,
+Parquet of another schema, a results directory without analysis.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from conftest import run_pai
+
+
+def ok(result) -> str:
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def one_line_error(result, needle: str) -> None:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
+    assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tiny_act: Path, tiny_dataset, tmp_path_factory) -> dict[str, Path]:
+    root, _ = tiny_dataset
+    work = tmp_path_factory.mktemp("sae_pipeline")
+    acts, sae, results = work / "acts", work / "sae", work / "results"
+    ok(run_pai("sae", "collect", "--policy-path", str(tiny_act), "--dataset-root", str(root), "--output", str(acts),
+               "--quiet"))
+    ok(run_pai("sae", "train", "--activations", str(acts), "--output", str(sae), "--expansion", "4", "--k", "4",
+               "--steps", "150", "--batch-size", "64", "--eval-frames", "8", "--quiet"))
+    ok(run_pai("sae", "calibrate", "--sae", str(sae), "--policy-path", str(tiny_act), "--dataset-root", str(root),
+               "--episode", "0", "1", "--evaluate-episode", "2", "--quiet"))
+    ok(run_pai("features", "record", "--policy-path", str(tiny_act), "--sae", str(sae), "--dataset-root", str(root),
+               "--output-dir", str(results), "--quiet"))
+    ok(run_pai("features", "analyse", str(results), "--top-features", "5", "--top-frames", "4", "--dedup-window", "1",
+               "--quiet"))
+    return {"acts": acts, "sae": sae, "results": results, "root": root, "policy": tiny_act, "work": work}
+
+
+def test_collect_stores_every_token_with_metadata(pipeline) -> None:
+    from pai_ros.sae.activations import read_activations
+
+    data = read_activations(pipeline["acts"])
+    info = data.info
+    # tiny ACT: latent + state + two 2x3 camera grids = 14 tokens per frame, 3 episodes x 12 frames.
+    assert info["layout"]["num_tokens"] == 14 and data.d == 32
+    assert len(data) == 3 * 12 * 14
+    assert sorted(np.unique(data.meta["episode_index"]).tolist()) == [0, 1, 2]
+    frame0 = (data.meta["episode_index"] == 1) & (data.meta["frame_index"] == 5)
+    assert data.meta["token_index"][frame0].tolist() == list(range(14))
+    assert data.meta["token_kind"][frame0][:2].tolist() == [0, 1]  # latent, state
+    cams = data.meta["token_kind"][frame0] == 3
+    assert data.meta["row"][frame0][cams].tolist() == [0, 0, 0, 1, 1, 1] * 2
+    assert data.meta["camera_index"][frame0][cams].tolist() == [0] * 6 + [1] * 6
+
+
+def test_collect_resumes_per_episode_and_refuses_other_settings(pipeline, tmp_path) -> None:
+    import shutil
+
+    acts = tmp_path / "acts"
+    shutil.copytree(pipeline["acts"], acts)
+    (acts / "episode_000001.json").unlink()  # as if interrupted during episode 1
+    before = (acts / "episode_000000-part0000.safetensors").stat().st_mtime_ns
+    out = ok(run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
+                     str(pipeline["root"]), "--output", str(acts), "--quiet"))
+    assert "from 1 episode(s), 2 already complete" in out
+    assert (acts / "episode_000000-part0000.safetensors").stat().st_mtime_ns == before
+    assert (acts / "episode_000001.json").is_file()
+    other = run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
+                    str(pipeline["root"]), "--output", str(acts), "--cell-stride", "2", "--quiet")
+    one_line_error(other, "collected with other settings")
+
+
+def test_subsampling_keeps_grid_cells_on_a_coarser_grid(pipeline, tmp_path) -> None:
+    from pai_ros.sae.activations import read_activations
+
+    ok(run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root", str(pipeline["root"]),
+               "--episode", "0", "--output", str(tmp_path / "a"), "--cell-stride", "2", "--kinds", "camera",
+               "--frame-stride", "3", "--quiet"))
+    data = read_activations(tmp_path / "a")
+    assert sorted(set(data.meta["frame_index"].tolist())) == [0, 3, 6, 9]
+    assert set(data.meta["token_kind"].tolist()) == {3}
+    assert set(zip(data.meta["row"].tolist(), data.meta["col"].tolist())) == {(0, 0), (0, 2)}
+
+
+def test_train_writes_the_sae_directory_contract(pipeline) -> None:
+    sae = pipeline["sae"]
+    cfg = json.loads((sae / "cfg.json").read_text())
+    assert (cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"]) == (32, 128, "topk", 4)
+    assert cfg["scaling_factor"] > 0 and len(cfg["input_mean"]) == 32
+    assert cfg["source"]["policy_path"] == str(Path(pipeline["policy"]).resolve())
+    metrics = json.loads((sae / "metrics.json").read_text())["metrics"]
+    for key in ("fvu", "l0", "dead_fraction", "dense_fraction", "cos_sim", "l2_ratio", "action_recovered"):
+        assert key in metrics, key
+    assert metrics["l0"] == pytest.approx(4.0) and metrics["split"] == "episode"
+    assert metrics["action_recovered"] is not None and metrics["frames"] == 8
+    assert (sae / "training_curves.png").stat().st_size > 1000
+    assert not list(sae.parent.glob("*.partial-*"))
+
+
+def test_train_refuses_to_overwrite_and_takes_a_single_file(pipeline, tmp_path) -> None:
+    again = run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output", str(pipeline["sae"]),
+                    "--steps", "5", "--quiet")
+    one_line_error(again, "already exists")
+    path = tmp_path / "acts.safetensors"
+    save_file({"activations": torch.randn(300, 6)}, str(path))
+    out = ok(run_pai("sae", "train", "--activations", str(path), "--output", str(tmp_path / "s"), "--k", "2",
+                     "--steps", "20", "--batch-size", "32", "--quiet"))
+    assert "6->48" in out
+    metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())["metrics"]
+    assert metrics["split"] == "row" and metrics["action_recovered"] is None
+
+
+@pytest.mark.parametrize("tensors, needle", [
+    ({"acts": torch.zeros(10, 4)}, "has no tensor 'activations'"),
+    ({"activations": torch.zeros(2, 3, 4)}, "must be [N, d]"),
+])
+def test_train_bad_tensor_is_one_line_and_writes_nothing(tmp_path, tensors, needle) -> None:
+    path = tmp_path / "bad.safetensors"
+    save_file(tensors, str(path))
+    result = run_pai("sae", "train", "--activations", str(path), "--output", str(tmp_path / "out"), "--quiet")
+    one_line_error(result, needle)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out.partial-*"))
+
+
+def test_train_on_empty_or_corrupt_shards(pipeline, tmp_path) -> None:
+    import shutil
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "collect.json").write_text((pipeline["acts"] / "collect.json").read_text())
+    one_line_error(run_pai("sae", "train", "--activations", str(empty), "--output", str(tmp_path / "o1"), "--quiet"),
+                   "no complete episodes")
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(pipeline["acts"], corrupt)
+    (corrupt / "episode_000001-part0000.safetensors").write_bytes(b"garbage" * 10)
+    one_line_error(run_pai("sae", "train", "--activations", str(corrupt), "--output", str(tmp_path / "o2"),
+                           "--quiet"), "not a readable safetensors file")
+
+
+def test_dimension_mismatch_between_sae_and_policy(pipeline, tmp_path) -> None:
+    path = tmp_path / "a.safetensors"
+    save_file({"activations": torch.randn(200, 16)}, str(path))
+    ok(run_pai("sae", "train", "--activations", str(path), "--output", str(tmp_path / "s16"), "--k", "2",
+               "--steps", "5", "--quiet"))
+    for cmd in (["sae", "calibrate", "--sae", str(tmp_path / "s16")],
+                ["features", "record", "--sae", str(tmp_path / "s16"), "--output-dir", str(tmp_path / "r")]):
+        result = run_pai(*cmd, "--policy-path", str(pipeline["policy"]), "--dataset-root", str(pipeline["root"]),
+                         "--episode", "0", "--quiet")
+        one_line_error(result, "reads 16-dim activations but the policy's encoder outputs 32-dim")
+    assert not (tmp_path / "r" / "episode_000000").exists()
+
+
+def test_calibration_and_report(pipeline) -> None:
+    cal = json.loads((pipeline["sae"] / "ood.json").read_text())
+    sae_id = json.loads((pipeline["sae"] / "metrics.json").read_text())["metrics"]["sae_id"]
+    assert cal["sae_id"] == sae_id and cal["frames"] == 24 and cal["rule"] == "p99"
+    assert cal["percentiles"]["p50"] <= cal["percentiles"]["p99"] == cal["threshold"]
+    report = json.loads((pipeline["sae"] / "ood_report.json").read_text())
+    assert set(report["corruptions"]) == {"noise", "occlusion", "swapped_cameras"}
+    assert all(0.0 <= r["auroc"] <= 1.0 for r in report["corruptions"].values())
+    assert (pipeline["sae"] / "ood_errors.png").is_file()
+
+
+def test_record_matches_the_bag2parquet_schema_and_the_token_codes(pipeline) -> None:
+    from pai_ros.bags.to_parquet import SCHEMAS
+
+    ep = pipeline["results"] / "episode_000002"
+    table = pq.read_table(ep / "features.parquet")
+    assert table.schema.remove_metadata().equals(SCHEMAS["features"])
+    assert table.num_rows == 12
+    rows = table.to_pylist()
+    record = json.loads((pipeline["results"] / "record.json").read_text())
+    assert record["episodes"] == [0, 1, 2] and rows[0]["sae_id"] == record["sae_id"]
+    assert not np.isnan(rows[0]["ood_threshold"])  # calibrated SAE: the threshold is in every row
+    tokens = pq.read_table(ep / "feature_tokens.parquet").to_pylist()
+    for row, tok in zip(rows, tokens):
+        acts = np.asarray(row["activations"])
+        assert np.all(np.diff(acts) <= 0)  # strongest first
+        by_feature: dict[int, list[float]] = {}
+        for f, a in zip(tok["feature_index"], tok["activation"]):
+            by_feature.setdefault(f, []).append(a)
+        # Frame level = max over tokens, and the count of tokens it fired on.
+        assert sorted(row["feature_indices"]) == sorted(by_feature)
+        for f, a, c in zip(row["feature_indices"], row["activations"], row["token_counts"]):
+            assert a == pytest.approx(max(by_feature[f])) and c == len(by_feature[f])
+        assert row["mean_l0"] == pytest.approx(len(tok["feature_index"]) / row["num_tokens"])
+
+
+def test_analysis_ranks_deduplicates_and_draws(pipeline) -> None:
+    results = pipeline["results"]
+    analysis = json.loads((results / "analysis" / "analysis.json").read_text())
+    assert analysis["format"] == "pai_ros.features.analysis/1" and analysis["frames"] == 36
+    feats = analysis["features"]
+    assert len(feats) == 5 and [f["rank"] for f in feats] == [1, 2, 3, 4, 5]
+    scores = [f["stats"]["variance"] for f in feats]
+    assert scores == sorted(scores, reverse=True)
+    # Recompute the variance of the top feature from the tables: the ranking is on real numbers.
+    top = feats[0]["feature"]
+    values = []
+    for e in range(3):
+        for row in pq.read_table(results / f"episode_{e:06d}" / "features.parquet").to_pylist():
+            values.append(dict(zip(row["feature_indices"], row["activations"])).get(top, 0.0))
+    assert feats[0]["stats"]["variance"] == pytest.approx(np.var(values), rel=1e-4)
+    assert feats[0]["top_frames"][0]["activation"] == pytest.approx(max(values), rel=1e-6)
+    for f in feats:
+        frames = f["top_frames"]
+        acts = [t["activation"] for t in frames]
+        assert acts == sorted(acts, reverse=True) and len(frames) <= 4
+        for i, a in enumerate(frames):
+            for b in frames[i + 1:]:
+                assert a["episode"] != b["episode"] or abs(a["frame"] - b["frame"]) > 1  # de-duplicated
+        for t in frames:
+            for cam in ("front", "wrist"):
+                assert (results / "analysis" / t["thumbnails"][cam]).stat().st_size > 100
+    assert (results / "analysis" / "ranking.png").is_file()
+
+
+def test_analyse_bad_inputs(pipeline, tmp_path) -> None:
+    one_line_error(run_pai("features", "analyse", str(tmp_path), "--quiet"), "has no features.parquet")
+    other = tmp_path / "other"
+    (other / "episode_000000").mkdir(parents=True)
+    pq.write_table(pa.table({"stamp_ns": [1, 2], "x": [0.5, 0.7]}), other / "episode_000000" / "features.parquet")
+    one_line_error(run_pai("features", "analyse", str(other), "--quiet"), "is not a pai_ros features table")
+    one_line_error(run_pai("features", "ui", str(pipeline["work"] / "acts")), "has no analysis yet")
