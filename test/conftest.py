@@ -91,3 +91,22 @@ def toy_assets(tmp_path_factory: pytest.TempPathFactory):
     from toy_settings import TOY
 
     return ensure_demo_assets(tmp_path_factory.mktemp("cache"), TOY, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_sae(tiny_act: Path, tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TopK SAE (32 -> 128, k=4) trained on the tiny policy's own encoder tokens."""
+    from pai_ros.sae.activations import TokenSelection
+    from pai_ros.sae.collect import CollectSettings, collect_activations
+    from pai_ros.sae.commands import runner_for_activations
+    from pai_ros.sae.train import TrainSettings
+    from pai_ros.sae.train_output import run_training
+
+    root, _ = tiny_dataset
+    work = tmp_path_factory.mktemp("tiny_sae")
+    runner = runner_for_activations(tiny_act, "cpu")
+    collect_activations(runner, root, [0, 1, 2], work / "acts", CollectSettings(TokenSelection()), progress=False)
+    runner.close()
+    out, _ = run_training(work / "acts", work / "sae", TrainSettings(k=4, num_features=128, steps=100, batch_size=64),
+                          eval_frames=0, progress=False)
+    return out
