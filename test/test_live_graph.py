@@ -26,7 +26,7 @@ def _node(module: str, env: dict, *params: str) -> Proc:
     return Proc(args, env, module)
 
 
-def test_replay_policy_recorder_processes(tiny_dataset, tiny_act: Path, tiny_scene, ros_env: dict,
+def test_replay_policy_recorder_processes(tiny_dataset, tiny_act: Path, tiny_sae: Path, tiny_scene, ros_env: dict,
                                           tmp_path: Path) -> None:
     from mcap_ros2.reader import read_ros2_messages
     from rosbags.highlevel import AnyReader
@@ -35,9 +35,10 @@ def test_replay_policy_recorder_processes(tiny_dataset, tiny_act: Path, tiny_sce
     bag = tmp_path / "bag"
     probe = Probe(["action:JointState", "attention/front/heatmap:Image", "recorded_action:JointState"], ros_env)
     policy = _node("policy_node", ros_env, f"policy_path:={tiny_act}", "control_rate_hz:=15.0",
-                   "state_joint_names:=['x', 'y', 'gripper']", "max_observation_age_s:=0.5")
+                   "state_joint_names:=['x', 'y', 'gripper']", "max_observation_age_s:=0.5",
+                   f"sae_path:={tiny_sae}")
     recorder = _node("recorder_node", ros_env, f"output:={bag}", "record_heatmaps:=true",
-                     "topics:=['joint_states', 'action', 'recorded_action', '/diagnostics', 'attention/shares']",
+                     "topics:=['joint_states', 'action', 'recorded_action', '/diagnostics', 'attention/shares', 'features']",
                      "camera_topics:=['camera/front/image_raw', 'camera/wrist/image_raw']")
     try:
         policy.wait_for_line(lambda s: "ready:" in s, 90)
@@ -73,6 +74,16 @@ def test_replay_policy_recorder_processes(tiny_dataset, tiny_act: Path, tiny_sce
     assert len(actions) == counts["/action"] and actions[0]["name"] == ["x", "y", "gripper"]
     frames = pq.read_table(out / "frames.parquet").to_pylist()
     assert {f["topic"] for f in frames} >= {"/camera/front/image_raw", "/attention/front/heatmap"}
+    # Live SAE features go through the bag into the same table `pai features record` writes,
+    # and the same analysis reads them (no thumbnails: a bag has no token-level codes).
+    features = pq.read_table(out / "features.parquet").to_pylist()
+    assert counts["/features"] >= 1 and len(features) == counts["/features"]
+    assert {f["stamp_ns"] for f in features} <= replayed and features[0]["num_tokens"] == 14
+    res = run_pai("features", "analyse", str(out), "--top-features", "3", "--quiet")
+    assert res.returncode == 0, res.stderr
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert analysis["frames"] == len(features) and len(analysis["features"]) == 3
+    assert analysis["features"][0]["top_frames"] and analysis["cameras"] == []
 
 
 @pytest.mark.slow
