@@ -2,7 +2,8 @@
 # One-command set-up of the pai_ros development environment (what `make setup` runs).
 #
 #   1. pick a supported Python (3.10-3.12; PAI_PYTHON overrides)
-#   2. system packages (FFmpeg libraries for torchcodec), installed when running as root
+#   2. system packages (FFmpeg libraries for torchcodec, Chromium for the feature browser test),
+#      installed when running as root
 #   3. a virtual environment keyed by the hash of requirements.txt (PAI_VENV overrides), with
 #      the pinned packages; re-running with unchanged pins skips this step
 #   4. repair the ROS 2 wheels' CMake exports (they name the wheel builder's include paths)
@@ -58,13 +59,37 @@ fi
 
 # ---------------------------------------------------------------- 2. system packages
 STEP="system packages"
+APT_PKGS=()
 if ! command -v ffmpeg >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q 'libavcodec\.so'; then
+    APT_PKGS+=(ffmpeg)     # video decoding (torchcodec)
+fi
+if [[ ! -x /usr/bin/chromium ]]; then
+    APT_PKGS+=(chromium)   # the feature browser's real-browser test (Playwright drives it; nothing is downloaded)
+fi
+if [[ ${#APT_PKGS[@]} -gt 0 ]]; then
     if [[ "$(id -u)" == "0" ]] && command -v apt-get >/dev/null 2>&1; then
-        say "installing FFmpeg (apt-get install -y ffmpeg) for video decoding"
-        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; } \
-            || fail "$STEP" "apt-get install ffmpeg failed; run it by hand: sudo apt-get install -y ffmpeg"
+        say "installing ${APT_PKGS[*]} (apt-get install -y ${APT_PKGS[*]})"
+        apt-get update -qq || fail "$STEP" "apt-get update failed; run it by hand: sudo apt-get update && sudo apt-get install -y ${APT_PKGS[*]}"
+        if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PKGS[@]}" >/dev/null; then
+            # Chromium only serves one test and is not packaged under that name everywhere (Ubuntu
+            # ships it as a snap): without it that test is skipped, so it must not fail the set-up.
+            REQUIRED=()
+            for pkg in "${APT_PKGS[@]}"; do [[ "$pkg" == chromium ]] || REQUIRED+=("$pkg"); done
+            [[ ${#REQUIRED[@]} -lt ${#APT_PKGS[@]} ]] \
+                && say "apt-get install chromium failed: the feature browser test will be skipped (sudo apt-get install -y chromium)"
+            if [[ ${#REQUIRED[@]} -eq ${#APT_PKGS[@]} ]] \
+                    || { [[ ${#REQUIRED[@]} -gt 0 ]] \
+                         && ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${REQUIRED[@]}" >/dev/null; }; then
+                fail "$STEP" "apt-get install ${REQUIRED[*]} failed; run it by hand: sudo apt-get install -y ${REQUIRED[*]}"
+            fi
+        fi
     else
-        say "FFmpeg libraries not found: video decoding falls back to PyAV. For torchcodec run: sudo apt-get install -y ffmpeg"
+        for pkg in "${APT_PKGS[@]}"; do
+            case "$pkg" in
+                ffmpeg)   say "FFmpeg libraries not found: video decoding falls back to PyAV. For torchcodec run: sudo apt-get install -y ffmpeg" ;;
+                chromium) say "/usr/bin/chromium not found: the feature browser test (test/test_feature_browser.py) is skipped. To run it: sudo apt-get install -y chromium" ;;
+            esac
+        done
     fi
 fi
 

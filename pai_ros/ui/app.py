@@ -12,49 +12,31 @@ internet: analytics are off, there are no share links, fonts are the system's an
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
+import time
 from functools import wraps
 from typing import Any
 
 # Before gradio is imported: it reads this at import time (version checks, telemetry).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
-import gradio as gr  # noqa: E402
-from starlette.middleware import Middleware  # noqa: E402
+import gradio as gr
+from starlette.middleware import Middleware
 
-from pai_ros.errors import UserError  # noqa: E402
-from pai_ros.features.results import ResultsDir  # noqa: E402
-from pai_ros.ui.browser import FeatureBrowser  # noqa: E402
-from pai_ros.ui.offline import OfflinePageMiddleware  # noqa: E402
+from pai_ros.errors import UserError
+from pai_ros.features.names import MAX_DESCRIPTION, MAX_NAME
+from pai_ros.features.results import ResultsDir
+from pai_ros.ui.browser import FeatureBrowser
+from pai_ros.ui.offline import OfflinePageMiddleware
 
 TITLE = "pai feature browser"
 _SYSTEM_FONTS = ["ui-sans-serif", "system-ui", "sans-serif"]  # no Google Fonts download
 _MONO_FONTS = ["ui-monospace", "Consolas", "monospace"]
 # Gradio gives galleries a tall minimum height; a strip of thumbnails needs only its rows.
 _CSS = ".pai-gallery .grid-wrap { min-height: 0 !important; }"
-
-
-def _gallery_value(browser: FeatureBrowser, feature: int, camera: str) -> list[tuple[Any, str]]:
-    shown, _ = browser.thumbnails(feature, camera)
-    return [(t.image, t.caption) for t in shown]
-
-
-def _image_notice(browser: FeatureBrowser, feature: int) -> str:
-    """Why some or all thumbnails are missing (nothing when every one is shown)."""
-    problems: list[str] = []
-    any_shown = False
-    for camera in browser.cameras:
-        shown, missing = browser.thumbnails(feature, camera)
-        any_shown = any_shown or bool(shown)
-        problems += missing
-    lines = []
-    if not any_shown and not problems:
-        lines.append("*No thumbnails for this feature: the analysis had no camera images "
-                     "(a bag conversion, or the dataset was not found when it ran).*")
-    lines += [f"⚠ {p}" for p in problems]
-    return "\n\n".join(lines)
 
 
 def _as_gradio_error(fn):
@@ -93,15 +75,15 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
             with gr.Column(scale=4):
                 title = gr.Markdown(elem_id="feature-title")
                 with gr.Row(equal_height=True):
-                    name = gr.Textbox(label="Name", max_lines=1, max_length=200, scale=2, elem_id="feature-name",
+                    name = gr.Textbox(label="Name", max_lines=1, max_length=MAX_NAME, scale=2, elem_id="feature-name",
                                       placeholder="e.g. gripper closes")
-                    description = gr.Textbox(label="Description", lines=2, max_length=5000, scale=4,
+                    description = gr.Textbox(label="Description", lines=2, max_length=MAX_DESCRIPTION, scale=4,
                                              elem_id="feature-description",
                                              placeholder="what the feature responds to, how you know")
                     save = gr.Button("Save", variant="primary", scale=0, min_width=100, elem_id="save-name")
                 status = gr.Markdown(elem_id="save-status")
                 gr.Markdown("Top frames with this feature's heatmap; click one to enlarge it and mark it on the "
-                            "timeline.")
+                            "timeline.", visible=bool(browser.cameras))
                 with gr.Row():
                     galleries = {camera: _gallery(camera) for camera in browser.cameras}
                 notice = gr.Markdown(elem_id="image-notice")
@@ -124,12 +106,12 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
         def show_feature(feature: int) -> list[Any]:
             """Everything about one feature, names read fresh from names.json."""
             entry = browser.names().get(int(browser.entry(feature)["feature"]), {})
+            images, notice_text = browser.top_frame_images(feature)
             default_episode = browser.default_episode(feature)
             return [browser.title(feature), entry.get("name", ""), entry.get("description", ""), "",
-                    *(_gallery_value(browser, feature, c) for c in browser.cameras),
-                    _image_notice(browser, feature), default_episode,
-                    browser.timeline_figure(feature, default_episode), browser.statistics_markdown(feature),
-                    browser.top_frames_markdown(feature)]
+                    *([(t.image, t.caption) for t in images[c]] for c in browser.cameras), notice_text,
+                    default_episode, browser.timeline_figure(feature, default_episode),
+                    browser.statistics_markdown(feature), browser.top_frames_markdown(feature)]
 
         @_as_gradio_error
         def refresh_list() -> Any:
@@ -163,15 +145,37 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
         episode.input(show_episode, inputs=[feature_list, episode], outputs=timeline)
         for camera, gallery in galleries.items():
             gallery.select(frame_picker(camera), inputs=feature_list, outputs=[episode, timeline])
-        save.click(save_name, inputs=[feature_list, name, description], outputs=[status, feature_list, title])
+        save.click(save_name, inputs=[feature_list, name, description], outputs=[status, feature_list, title],
+                   concurrency_limit=1)  # one save at a time: names.json is read, changed, replaced
     return demo
 
 
-def _free_port(host: str) -> int:
-    """A port the kernel says is free on ``host`` (for ``--port 0``)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+def _bindable_port(host: str, port: int) -> int:
+    """``port`` (or, for 0, one the kernel picks) after checking it can be bound on ``host``.
+
+    Gradio's own message for a busy port talks about its environment variables and ``launch()``;
+    a command-line user needs to hear about ``--port`` and ``--host``.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+            sock.bind(address)
+            return int(sock.getsockname()[1])
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(f"port {port} on {host} is in use; pick another with --port (0: any free one)") from None
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host") from None
+
+
+def _wait_until_interrupted(demo: gr.Blocks) -> None:
+    """Serve until Ctrl-C, then stop the server (Gradio then deletes the thumbnails it cached)."""
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        demo.close()
+        print("feature browser stopped", flush=True)
 
 
 def serve(results: ResultsDir, host: str = "127.0.0.1", port: int = 7860) -> None:
@@ -179,7 +183,7 @@ def serve(results: ResultsDir, host: str = "127.0.0.1", port: int = 7860) -> Non
     browser = FeatureBrowser(results)
     demo = build_app(browser)
     demo.queue(default_concurrency_limit=4)
-    demo.launch(server_name=host, server_port=port or _free_port(host), share=False, inbrowser=False,
+    demo.launch(server_name=host, server_port=_bindable_port(host, port), share=False, inbrowser=False,
                 prevent_thread_lock=True, quiet=True, show_api=False, show_error=True, ssr_mode=False,
                 enable_monitoring=False, pwa=False, mcp_server=False, allowed_paths=[],
                 app_kwargs={"middleware": [Middleware(OfflinePageMiddleware)]})
@@ -187,4 +191,4 @@ def serve(results: ResultsDir, host: str = "127.0.0.1", port: int = 7860) -> Non
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: bound to {host}: anyone who can reach this machine can read and rename features",
               file=sys.stderr, flush=True)
-    demo.block_thread()
+    _wait_until_interrupted(demo)

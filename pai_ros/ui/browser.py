@@ -70,8 +70,12 @@ class FeatureBrowser:
         self.analysis = results.analysis()
         # analysis.json lists features in rank order; keep that order (dicts preserve it).
         self.features: dict[int, dict[str, Any]] = {}
-        for entry in self.analysis.get("features", []):
-            self.features[int(entry["feature"])] = entry
+        try:
+            for entry in self.analysis["features"]:
+                self.features[int(entry["feature"])] = entry
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{results.analysis_dir} has a damaged feature list; run `pai features analyse` "
+                            "again") from None
         if not self.features:
             raise UserError(f"{results.analysis_dir} lists no features; run `pai features analyse` again")
         self.cameras: list[str] = [str(c) for c in self.analysis.get("cameras") or []]
@@ -130,9 +134,24 @@ class FeatureBrowser:
             except UserError as exc:
                 problems.append(str(exc))
                 continue
-            caption = f"ep {episode} · frame {frame} · act {activation:.3g} · {camera}"  # short: thumbnails are small
+            # Short: thumbnails are small (the enlarged view shows the whole caption).
+            caption = f"ep {episode} · frame {frame} · act {activation:.3g} · {camera}"
             shown.append(Thumbnail(image, caption, episode, frame))
         return shown, problems
+
+    def top_frame_images(self, feature: int) -> tuple[dict[str, list[Thumbnail]], str]:
+        """Thumbnails per camera, and a Markdown note on the ones missing (empty when none is)."""
+        per_camera: dict[str, list[Thumbnail]] = {}
+        problems: list[str] = []
+        for camera in self.cameras:
+            per_camera[camera], missing = self.thumbnails(feature, camera)
+            problems += missing
+        lines = []
+        if not any(per_camera.values()) and not problems:
+            lines.append("*No thumbnails for this feature: the analysis had no camera images "
+                         "(a bag conversion, or the dataset was not found when it ran).*")
+        lines += [f"⚠ {p}" for p in problems]
+        return per_camera, "\n\n".join(lines)
 
     def statistics_markdown(self, feature: int) -> str:
         """The feature's statistics over all analysed frames, as a Markdown table."""

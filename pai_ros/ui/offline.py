@@ -68,7 +68,7 @@ class OfflinePageMiddleware:
                            if k.lower() != b"content-security-policy"]
                 headers.append((b"content-security-policy", CONTENT_SECURITY_POLICY.encode()))
                 message = {**message, "headers": headers}
-                content_type = dict((k.lower(), v) for k, v in headers).get(b"content-type", b"")
+                content_type = {k.lower(): v for k, v in headers}.get(b"content-type", b"")
                 if content_type.startswith(b"text/html"):
                     start = message  # hold it back: the length changes once the body is rewritten
                     return
