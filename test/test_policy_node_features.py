@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from ros_processes import Probe, Proc
+from safetensors.torch import save_file
 from test_policy_node import diag, start_node, start_robot
 
 pytestmark = pytest.mark.ros

@@ -13,9 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from safetensors.torch import save_file
-
 from conftest import run_pai
+from safetensors.torch import save_file
 
 
 def ok(result) -> str:

@@ -25,7 +25,12 @@ from pai_ros import __version__
 from pai_ros.data.episodes import read_info
 from pai_ros.errors import UserError
 from pai_ros.features.results import RECORD_FILE
-from pai_ros.features.tables import FEATURES_FILE, FEATURES_SCHEMA, TOKENS_FILE, TOKENS_SCHEMA
+from pai_ros.features.tables import (
+    FEATURES_FILE,
+    FEATURES_SCHEMA,
+    TOKENS_FILE,
+    TOKENS_SCHEMA,
+)
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.policy.over_dataset import check_cameras, run_episode
 from pai_ros.policy.runner import PolicyRunner

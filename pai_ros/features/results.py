@@ -24,7 +24,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from pai_ros.errors import UserError
-from pai_ros.features.tables import FEATURES_FILE, FEATURES_SCHEMA, TOKENS_FILE, check_schema
+from pai_ros.features.tables import (
+    FEATURES_FILE,
+    FEATURES_SCHEMA,
+    TOKENS_FILE,
+    check_schema,
+)
 from pai_ros.jsonfile import read_json
 
 RECORD_FILE = "record.json"

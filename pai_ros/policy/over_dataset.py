@@ -8,7 +8,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pai_ros.data.episodes import DatasetFrame, camera_names, episode_length, iter_episode, read_info
+from pai_ros.data.episodes import (
+    DatasetFrame,
+    camera_names,
+    episode_length,
+    iter_episode,
+    read_info,
+)
 from pai_ros.errors import UserError
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner, TickResult

@@ -37,15 +37,28 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from pai_ros.attention.attribution import LIVE_METHODS, QuerySelection
 from pai_ros.attention.capture import CaptureConfig
 from pai_ros.attention.maps import maps_for_tick
-from pai_ros.attention.render import COLORMAPS, NORMALIZATION_MODES, Normalization, normalize, overlay
+from pai_ros.attention.render import (
+    COLORMAPS,
+    NORMALIZATION_MODES,
+    Normalization,
+    normalize,
+    overlay,
+)
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, resize_rgb
+from pai_ros.msg import FeatureActivations
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation, ObservationError
 from pai_ros.policy.runner import MODES, PolicyRunner
 from pai_ros.ros.lifecycle import run_node
-from pai_ros.msg import FeatureActivations
-from pai_ros.ros.messages import ImageDecoder, feature_activations, joint_state, rgb_image, stamp_ns, to_stamp
+from pai_ros.ros.messages import (
+    ImageDecoder,
+    feature_activations,
+    joint_state,
+    rgb_image,
+    stamp_ns,
+    to_stamp,
+)
 from pai_ros.ros.params import Param, declare
 from pai_ros.sae.calibrate import check_dimensions
 from pai_ros.sae.frame import encode_frame

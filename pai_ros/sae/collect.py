@@ -25,8 +25,14 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.over_dataset import check_cameras, run_episode
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.sae.activations import (COLLECT_FILE, EpisodeShardWriter, TokenSelection, complete_episodes,
-                                     layout_to_json, token_metadata)
+from pai_ros.sae.activations import (
+    COLLECT_FILE,
+    EpisodeShardWriter,
+    TokenSelection,
+    complete_episodes,
+    layout_to_json,
+    token_metadata,
+)
 
 HOOK = "model.encoder output (the memory the ACT decoder cross-attends to), seq-first -> [tokens, dim_model]"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}

@@ -189,7 +189,9 @@ class FeatureBrowser:
 
     def timeline_figure(self, feature: int, episode: Any, highlight: int | None = None):
         """The feature's activation over every frame of an episode, its top frames marked."""
-        from matplotlib.figure import Figure  # no pyplot: no global figure registry in a server
+        from matplotlib.figure import (
+            Figure,  # no pyplot: no global figure registry in a server
+        )
 
         feature, episode = int(self.entry(feature)["feature"]), self.episode(episode)
         frames, values = self.results.timeline(episode, feature)
