@@ -24,8 +24,14 @@ def _sealed_at(stage: Path) -> float:
 def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assets = toy_assets
     cache = assets.root.parents[1]
-    for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir):
+    for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir, assets.sae_dir):
         assert verify_stage(stage) is None, stage
+    # The demo SAE: trained on the policy's tokens, calibrated on held-out episode 0, reported on 1.
+    from pai_ros.sae.model import load_sae
+
+    sae = load_sae(assets.sae_dir)
+    assert sae.cfg.d_in == 32 and json.loads((assets.sae_dir / "ood.json").read_text())["sae_id"] == sae.sae_id
+    assert json.loads((assets.sae_dir / "ood_report.json").read_text())["evaluation_episodes"] == [1]
     summary = json.loads((assets.report_dir / "summary.json").read_text())
     assert [s for s, _ in summary["loss_curve"]] == [2, 4]
     assert summary["heldout"]["frames"] == 2 * 10
@@ -37,7 +43,7 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     loaded = load_act_policy(assets.policy_dir, "cpu")
     assert loaded.camera_names == ["front", "wrist"] and loaded.config.chunk_size == 5
 
-    stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir)}
+    stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir, assets.sae_dir)}
     again = ensure_demo_assets(cache, TOY, progress=False)
     assert again.root == assets.root
     assert {p: _sealed_at(p) for p in stamps} == stamps, "a second run must reuse, not rebuild"

@@ -121,3 +121,7 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
     sheet = cv2.imread(str(out / "heatmaps_contact_sheet.png"))
     assert sheet is not None and sheet.shape[1] == 4 * 2 * 80
     assert json.loads((out / "report.json").read_text())["episode"] == 1
+    # The demo policy runs with the demo SAE: live features, recorded, converted and ranked.
+    feats = report["features"]
+    assert feats["messages"] >= 5 and feats["top_features"] and feats["ood_threshold"] > 0
+    assert (out / "parquet" / "analysis" / "analysis.json").is_file()

@@ -95,6 +95,13 @@ class DemoAssets:
     def report_dir(self) -> Path:
         return self.root / "report"
 
+    @property
+    def sae_dir(self) -> Path:
+        return self.root / "sae"
+
+    def has_sae(self) -> bool:
+        return _is_sealed(self.sae_dir)
+
     def has_policy(self) -> bool:
         return _is_sealed(self.policy_dir)
 
@@ -112,6 +119,8 @@ class DemoAssets:
                              f"{s.get('final_loss', float('nan')):.4f}, held-out action MAE "
                              f"{ev.get('mae_policy', float('nan')):.4f} vs {ev.get('mae_images_swapped', float('nan')):.4f} "
                              "with swapped images)")
+            if self.has_sae():
+                lines.append(f"  SAE:              {self.sae_dir}  (features for policy_node's sae_path)")
         else:
             lines.append("  policy:           not trained (run without --no-train)")
         return "\n".join(lines)
@@ -233,12 +242,17 @@ def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | N
                           lambda tmp: _build_policy(tmp, assets, progress), rebuild or stale)
             _ensure_stage(assets.report_dir, "demo report",
                           lambda tmp: _build_report(tmp, assets), rebuild or stale or _report_outdated(assets))
+            _ensure_stage(assets.sae_dir, "demo SAE", lambda tmp: _build_sae(tmp, assets, progress),
+                          rebuild or stale or _older_than_policy(assets.sae_dir, assets))
     return assets
 
 
 def _report_outdated(assets: DemoAssets) -> bool:
-    return _is_sealed(assets.report_dir) and (
-        assets.report_dir / MANIFEST).stat().st_mtime < (assets.policy_dir / MANIFEST).stat().st_mtime
+    return _older_than_policy(assets.report_dir, assets)
+
+
+def _older_than_policy(stage: Path, assets: DemoAssets) -> bool:
+    return _is_sealed(stage) and (stage / MANIFEST).stat().st_mtime < (assets.policy_dir / MANIFEST).stat().st_mtime
 
 
 def _build_dataset(tmp: Path, spec: DatasetSpec, scene: SceneConfig, progress: bool) -> dict:
@@ -310,3 +324,40 @@ def _build_report(tmp: Path, assets: DemoAssets) -> dict:
     }
     (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
     return {"final_loss": summary["final_loss"], "mae_policy": ev.mae_policy}
+
+
+# The demo SAE's settings live outside DemoSettings on purpose: changing them rebuilds the SAE
+# stage only, never the datasets or the (20-minute) policy.
+DEMO_SAE_STEPS = 3000
+
+
+def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
+    """Collect the policy's tokens on the training episodes, train a TopK SAE, calibrate its OOD
+    threshold on the first half of the held-out episodes and report on the second half."""
+    from pai_ros.data.episodes import read_info
+    from pai_ros.sae.calibrate import calibrate, write_calibration
+    from pai_ros.sae.collect import CollectSettings, collect_activations
+    from pai_ros.sae.commands import runner_for_activations
+    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.train import TrainSettings
+    from pai_ros.sae.train_output import run_training
+
+    _say("training the demo SAE: collect encoder tokens, train, calibrate (about 4 min on a 2-core CPU)")
+    runner = runner_for_activations(assets.policy_dir, "auto")
+    work = assets.root / f"activations.partial-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        episodes = list(range(int(read_info(assets.dataset_root)["total_episodes"])))
+        collect_activations(runner, assets.dataset_root, episodes, work, CollectSettings(), progress=progress)
+        _, metrics = run_training(work, tmp, TrainSettings(steps=DEMO_SAE_STEPS), progress=progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    loaded = load_sae(tmp)
+    held = list(range(int(read_info(assets.heldout_root)["total_episodes"])))
+    half = max(1, len(held) // 2)
+    result = calibrate(runner, loaded, assets.heldout_root, held[:half], evaluate=held[half:] or None,
+                       progress=progress)
+    write_calibration(loaded, result)
+    runner.close()
+    return {"sae_id": loaded.sae_id, "fvu": metrics["fvu"], "l0": metrics["l0"],
+            "dead_fraction": metrics["dead_fraction"], "ood_threshold": result.calibration["threshold"]}

@@ -77,6 +77,11 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"  parquet:        {res.parquet}")
     print(f"  heatmaps:       {res.combined_video}")
     print(f"  contact sheet:  {res.contact_sheet}")
+    feats = r["features"]
+    if feats.get("messages"):
+        print(f"  features:       {feats['messages']} FeatureActivations from SAE {feats['sae_id']}, "
+              f"{feats['ood_frames']} over the OOD threshold; ranking in {res.parquet / 'analysis'} "
+              f"(browse: pai features ui {res.parquet})")
     print(f"  report:         {res.output_dir / 'report.json'}")
     print("  live view on a ROS 2 install: run `pai demo` again and, on the same ROS_DOMAIN_ID, "
           "`ros2 run rqt_image_view rqt_image_view /attention/front/heatmap`")

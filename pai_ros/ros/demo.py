@@ -68,7 +68,8 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
             Parameter("policy_path", value=str(assets.policy_dir)),
             Parameter("state_joint_names", value=list(replay.state_names)),
             Parameter("action_names", value=list(replay.action_names)),
-            Parameter("control_rate_hz", value=float(fps)), Parameter("max_observation_age_s", value=0.5)])
+            Parameter("control_rate_hz", value=float(fps)), Parameter("max_observation_age_s", value=0.5),
+            Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")])
         recorder = RecorderNode(parameter_overrides=[
             Parameter("output", value=str(bag)), Parameter("record_heatmaps", value=True),
             Parameter("camera_topics", value=[f"camera/{c}/image_raw" for c in CAMERAS]),
@@ -98,7 +99,8 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     summary = bag_to_parquet(bag, parquet, progress=progress)
     combined, sheet, heatmap_frames = _render_heatmaps(bag, out, fps)
     report = {**live, "episode": episode, "heatmap_frames": heatmap_frames,
-              "action_error": _action_error(parquet), "converted": summary.lines(),
+              "action_error": _action_error(parquet), "features": _feature_summary(parquet, progress),
+              "converted": summary.lines(),
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return DemoResult(out, bag, parquet, combined, sheet, report)
@@ -115,6 +117,24 @@ def _live_stats(policy, replay, lossless: bool, seconds: float) -> dict:
         "policy_latency_ms": stats.latency_summary(), "recorder_lossless": lossless,
         "seconds": round(seconds, 1),
     }
+
+
+def _feature_summary(parquet: Path, progress: bool) -> dict:
+    """Rank the live features of the run (the same analysis as `pai features analyse`)."""
+    import pyarrow.parquet as pq
+
+    from pai_ros.features.analyse import AnalyseSettings, analyse
+    from pai_ros.features.results import ResultsDir
+
+    table = pq.read_table(parquet / "features.parquet")
+    if table.num_rows == 0:
+        return {"messages": 0, "note": "no SAE features (the demo assets have no SAE)"}
+    analysis = json.loads(analyse(ResultsDir(parquet), AnalyseSettings(top_features=10), progress=progress).read_text())
+    rows = table.to_pydict()
+    return {"messages": table.num_rows, "sae_id": rows["sae_id"][0], "ood_frames": int(sum(rows["is_ood"])),
+            "ood_threshold": rows["ood_threshold"][0],
+            "mean_reconstruction_error": float(sum(rows["reconstruction_error"]) / table.num_rows),
+            "top_features": [f["feature"] for f in analysis["features"]]}
 
 
 def _action_error(parquet: Path) -> dict:
