@@ -29,19 +29,22 @@ class FrameFeatures:
     num_tokens: int
     mean_l0: float
     reconstruction_error: float  # FVU of this frame's tokens against the SAE's training mean
-    token_codes: torch.Tensor  # [S, d_sae] dense codes on CPU (sparse in content)
+    # Every non-zero code of the frame, token-major: (token index, feature index, activation).
+    token_index: np.ndarray
+    token_feature: np.ndarray
+    token_activation: np.ndarray
 
     def spatial_map(self, layout: TokenLayout, feature: int) -> dict[str, np.ndarray]:
         """Per camera, the feature's activation on each cell, shaped (grid_h, grid_w)."""
-        column = self.token_codes[:, feature].numpy()
+        column = np.zeros(layout.num_tokens, dtype=np.float32)
+        sel = self.token_feature == feature
+        column[self.token_index[sel]] = self.token_activation[sel]
         return {cam.name: column[cam.slice].reshape(cam.grid_h, cam.grid_w) for cam in layout.cameras}
 
     def sparse_tokens(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(token_index, feature_index, activation) of every non-zero code, token-major."""
-        nz = torch.nonzero(self.token_codes, as_tuple=False)
-        values = self.token_codes[nz[:, 0], nz[:, 1]]
-        return (nz[:, 0].numpy().astype(np.uint16), nz[:, 1].numpy().astype(np.uint32),
-                values.numpy().astype(np.float32))
+        """(token_index uint16, feature_index uint32, activation float32) of every non-zero code."""
+        return (self.token_index.astype(np.uint16), self.token_feature.astype(np.uint32),
+                self.token_activation.astype(np.float32))
 
 
 @torch.inference_mode()
@@ -50,24 +53,31 @@ def encode_frame(sae: SparseAutoencoder, tokens: torch.Tensor, top_n: int | None
     if tokens.dim() != 2 or tokens.shape[1] != sae.d_in:
         raise ValueError(f"expected [S, {sae.d_in}] tokens, got {list(tokens.shape)}")
     x = tokens.to(sae.W_enc.device, torch.float32)
-    recon, codes = sae.reconstruct(x)
+    recon, values, indices = sae.reconstruct_sparse(x)
     err = float(((x - recon) ** 2).sum())
     dev = float(((x - sae.input_mean) ** 2).sum())
     fvu = err / dev if dev > 0 else (0.0 if err == 0 else math.inf)
-    active = codes > 0
-    counts = active.sum(dim=0)
-    peak = codes.max(dim=0).values
+    active = values > 0
+    s = x.shape[0]
+    token = torch.arange(s, device=x.device).unsqueeze(1).expand_as(indices)[active]
+    feature, value = indices[active], values[active]
+    # Token-major order (sorted by token, then feature), for stable tables.
+    order = torch.argsort(token * sae.d_sae + feature)
+    token, feature, value = token[order], feature[order], value[order]
+    counts = torch.bincount(feature, minlength=sae.d_sae)
+    peak = torch.zeros(sae.d_sae, device=x.device).scatter_reduce_(0, feature, value, "amax")
     fired = torch.nonzero(counts, as_tuple=False).squeeze(1)
-    order = torch.argsort(peak[fired], descending=True)
-    fired = fired[order]
+    fired = fired[torch.argsort(peak[fired], descending=True, stable=True)]
     if top_n is not None:
         fired = fired[:top_n]
     return FrameFeatures(
         feature_indices=fired.cpu().numpy().astype(np.uint32),
         activations=peak[fired].cpu().numpy().astype(np.float32),
         token_counts=counts[fired].cpu().numpy().astype(np.uint32),
-        num_tokens=int(x.shape[0]),
-        mean_l0=float(active.sum(dim=1).float().mean()),
+        num_tokens=s,
+        mean_l0=float(active.sum()) / s,
         reconstruction_error=float(fvu),
-        token_codes=codes.cpu(),
+        token_index=token.cpu().numpy(),
+        token_feature=feature.cpu().numpy(),
+        token_activation=value.cpu().numpy().astype(np.float32),
     )

@@ -121,8 +121,25 @@ class SparseAutoencoder(nn.Module):
         values, indices = torch.topk(pre, self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
 
+    def topk(self, pre: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """TopK as (values after ReLU, feature indices), each ``[..., k]``: the sparse form."""
+        values, indices = torch.topk(pre, k or self.cfg.k, dim=-1, sorted=False)
+        return torch.relu(values), indices
+
     def decode_scaled(self, codes: torch.Tensor) -> torch.Tensor:
         return codes @ self.W_dec + self.b_dec
+
+    def decode_sparse_scaled(self, values: torch.Tensor, indices: torch.Tensor, bias: bool = True) -> torch.Tensor:
+        """``sum_j values_j * W_dec[indices_j]`` (+ b_dec) without a dense ``[..., d_sae]`` code matrix.
+
+        With k of thousands of features active, gathering k decoder rows is far cheaper than a
+        dense matmul, forwards and backwards (embedding_bag fuses the gather and the sum).
+        """
+        k = values.shape[-1]
+        out = torch.nn.functional.embedding_bag(indices.reshape(-1, k), self.W_dec,
+                                                per_sample_weights=values.reshape(-1, k), mode="sum")
+        out = out.reshape(*values.shape[:-1], self.d_in)
+        return out + self.b_dec if bias else out
 
     def forward(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, codes), both in scaled space."""
@@ -140,9 +157,23 @@ class SparseAutoencoder(nn.Module):
         return self.decode_scaled(codes) / self.cfg.scaling_factor
 
     def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(raw-space reconstruction, codes) of raw activations."""
+        """(raw-space reconstruction, dense codes) of raw activations."""
         codes = self.encode(x)
         return self.decode(codes), codes
+
+    def reconstruct_sparse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(raw-space reconstruction, values, feature indices) of raw activations ``[N, d_in]``.
+
+        The per-tick path: TopK stays sparse end to end; ReLU codes are made sparse after the fact.
+        """
+        pre = self.pre_activations(x * self.cfg.scaling_factor)
+        if self.cfg.architecture == "topk":
+            values, indices = self.topk(pre)
+            return self.decode_sparse_scaled(values, indices) / self.cfg.scaling_factor, values, indices
+        codes = torch.relu(pre)
+        width = max(1, int((codes > 0).sum(dim=-1).max()))
+        values, indices = torch.topk(codes, width, dim=-1, sorted=False)
+        return self.decode_scaled(codes) / self.cfg.scaling_factor, values, indices
 
     @torch.no_grad()
     def normalize_decoder(self) -> None:

@@ -158,14 +158,21 @@ def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str,
             for group in optimiser.param_groups:
                 group["lr"] = settings.learning_rate * (settings.steps - step) / max(1, settings.steps - decay_from)
         pre = sae.pre_activations(x)
-        codes = sae.activate(pre)
-        recon = sae.decode_scaled(codes)
+        if settings.architecture == "topk":
+            values, indices = sae.topk(pre)
+            recon = sae.decode_sparse_scaled(values, indices)
+            active = values > 0
+            fired_idx = indices[active]
+        else:
+            codes = torch.relu(pre)
+            recon = sae.decode_scaled(codes)
+            active = codes > 0
+            fired_idx = torch.nonzero(active.any(dim=0), as_tuple=False).squeeze(1)
         err = x - recon
         variance = ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
         fvu = (err ** 2).sum(dim=1).mean() / variance
-        fired = (codes > 0).any(dim=0)
         since_fired += len(rows)
-        since_fired[fired] = 0
+        since_fired[fired_idx] = 0
         dead = since_fired >= settings.dead_window
         if settings.architecture == "topk":
             loss = fvu
@@ -183,7 +190,7 @@ def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str,
         if settings.architecture == "topk":
             sae.normalize_decoder()
         if step % log_every == 0 or step == settings.steps - 1:
-            l0 = float((codes > 0).sum(dim=1).float().mean())
+            l0 = float(active.sum(dim=1).float().mean())
             history["step"].append(step)
             history["loss"].append(float(loss.detach()))
             history["fvu"].append(float(fvu.detach()))
@@ -222,11 +229,9 @@ def _initialise(sae: SparseAutoencoder, x_scaled: torch.Tensor, seed: int) -> No
 def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, err: torch.Tensor, dead: torch.Tensor, aux_k: int) -> torch.Tensor:
     """AuxK: the dead latents' top pre-activations should model the main reconstruction's residual."""
     k = min(aux_k, int(dead.sum()))
-    masked = pre.masked_fill(~dead, float("-inf"))
-    values, indices = torch.topk(masked, k, dim=-1)
-    aux_codes = torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+    values, indices = sae.topk(pre.masked_fill(~dead, float("-inf")), k)
     residual = err.detach()
-    aux_recon = aux_codes @ sae.W_dec
+    aux_recon = sae.decode_sparse_scaled(values, indices, bias=False)
     denom = ((residual - residual.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
     loss = ((residual - aux_recon) ** 2).sum(dim=1).mean() / denom
     return torch.nan_to_num(loss, nan=0.0)
