@@ -327,8 +327,10 @@ def _build_report(tmp: Path, assets: DemoAssets) -> dict:
 
 
 # The demo SAE's settings live outside DemoSettings on purpose: changing them rebuilds the SAE
-# stage only, never the datasets or the (20-minute) policy.
+# stage only, never the datasets or the (20-minute) policy. At most 3000 steps or 50 passes over
+# the tokens, whichever is fewer (the toy assets of the tests have a few hundred tokens).
 DEMO_SAE_STEPS = 3000
+DEMO_SAE_EPOCHS = 50
 
 
 def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
@@ -348,8 +350,11 @@ def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     try:
         episodes = list(range(int(read_info(assets.dataset_root)["total_episodes"])))
-        collect_activations(runner, assets.dataset_root, episodes, work, CollectSettings(), progress=progress)
-        _, metrics = run_training(work, tmp, TrainSettings(steps=DEMO_SAE_STEPS), progress=progress)
+        tokens = collect_activations(runner, assets.dataset_root, episodes, work, CollectSettings(),
+                                     progress=progress).rows
+        settings = TrainSettings()
+        steps = min(DEMO_SAE_STEPS, max(100, DEMO_SAE_EPOCHS * tokens // settings.batch_size))
+        _, metrics = run_training(work, tmp, dataclasses.replace(settings, steps=steps), progress=progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     loaded = load_sae(tmp)
