@@ -6,7 +6,7 @@ ENV := source scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_LOCALHOST_ONLY ?= 1
 
-.PHONY: help setup demo demo-assets test test-unit build bench clean
+.PHONY: help setup demo demo-assets test test-unit build bench bench-deps clean
 
 help:
 	@echo "make demo    set up if needed, build the demo assets (dataset + trained ACT), run the live demo into out/demo"
@@ -14,6 +14,8 @@ help:
 	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
 	@echo "make build   colcon-build the package again (after adding files)"
 	@echo "make clean   remove build/ install/ and .pai/ (the cached venv stays)"
+	@echo "make bench   run every bench/bench_*.py (results: bench/RESULTS.md)"
+	@echo "make bench-deps  install bench_sae.py's optional comparison package (dictionary_learning, no deps)"
 
 # Setup is fast when nothing changed: the venv is keyed by the pins' hash, colcon is incremental.
 setup:
@@ -35,6 +37,10 @@ test-unit: setup
 
 bench: setup
 	@$(ENV) && for b in bench/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+
+# dictionary_learning 0.1.0 without its declared dependencies, into the cache (not the venv).
+bench-deps: setup
+	@$(ENV) && bash bench/install_compare_deps.sh
 
 clean:
 	rm -rf build install log .pai

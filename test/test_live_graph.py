@@ -43,7 +43,8 @@ def test_replay_policy_recorder_processes(tiny_dataset, tiny_act: Path, tiny_sae
     try:
         policy.wait_for_line(lambda s: "ready:" in s, 90)
         recorder.wait_for_line(lambda s: "recording to" in s, 60)
-        replay = _node("replay_node", ros_env, f"dataset_root:={root}", "episodes:=[0, 1]", "start_delay_s:=3.0")
+        replay = _node("replay_node", ros_env, f"dataset_root:={root}", "episodes:=[0, 1]", "start_delay_s:=1.0",
+                       "wait_for_subscribers:=2")  # recorder + (policy or probe) on every topic
         assert replay.popen.wait(timeout=120) == 0, "\n".join(replay.lines)
         probe.wait_for(lambda m: m["topic"] == "action", 30)
         heat = probe.wait_for(lambda m: m["topic"] == "attention/front/heatmap", 30)

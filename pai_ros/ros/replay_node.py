@@ -39,6 +39,9 @@ PARAMS = [
     Param("compressed", False, "publish JPEG CompressedImage on camera/<name>/image_raw/compressed instead of raw"),
     Param("jpeg_quality", 90, "JPEG quality with compressed: true", min=1, max=100),
     Param("start_delay_s", 0.0, "wait this long before the first frame (lets subscribers connect)", min=0.0, max=60.0),
+    Param("wait_for_subscribers", 0, "after start_delay_s, also wait until every published topic has at least "
+          "this many subscribers (e.g. a recorder that must not miss the first frames; 0: do not wait)",
+          min=0, max=1000),
 ]
 _END = object()
 
@@ -83,6 +86,10 @@ class ReplayNode(Node):
             f"{' (JPEG)' if self.p['compressed'] else ''}")
 
     def _begin(self) -> None:
+        wanted = self.p["wait_for_subscribers"]
+        pubs = [*self.cam_pubs.values(), self.state_pub, self.action_pub]
+        if wanted and any(pub.get_subscription_count() < wanted for pub in pubs):
+            return  # the start timer fires again; discovery under load can take seconds
         self._start.cancel()
         self._timer = self.create_timer(1.0 / (self.fps * self.p["rate_factor"]), self._publish_next)
 
