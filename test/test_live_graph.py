@@ -54,6 +54,9 @@ def test_replay_policy_recorder_processes(tiny_dataset, tiny_act: Path, tiny_sae
         actions = probe.messages("action")
         assert actions and all(a["stamp_ns"] in replayed for a in actions)
         assert actions[0]["name"] == ["x", "y", "gripper"]
+    except BaseException:
+        recorder.stop()  # a failed test must not leave the recorder running
+        raise
     finally:
         policy.stop()
         probe.stop()
