@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from pai_ros.errors import UserError
 from pai_ros.features.tables import (
@@ -120,11 +119,3 @@ class ResultsDir:
                     break
         return np.arange(len(out)), out
 
-
-def read_features_table(path: Path, columns: list[str] | None = None):
-    """A features table (checked against the contract schema) as a pyarrow Table."""
-    return check_schema(path, FEATURES_SCHEMA, "features table").read(columns=columns)
-
-
-def parquet_rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows

@@ -87,12 +87,6 @@ def layout_to_json(layout: TokenLayout) -> dict[str, Any]:
                         for c in layout.cameras]}
 
 
-def layout_from_json(data: dict[str, Any]) -> TokenLayout:
-    cams = data["cameras"]
-    return TokenLayout.build(bool(data["has_state"]), bool(data["has_env_state"]), [c["key"] for c in cams],
-                             [(int(c["grid_h"]), int(c["grid_w"])) for c in cams])
-
-
 # ------------------------------------------------------------------------- writing
 
 
