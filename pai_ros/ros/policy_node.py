@@ -26,10 +26,12 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -47,6 +49,7 @@ from pai_ros.attention.render import (
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, resize_rgb
 from pai_ros.msg import FeatureActivations
+from pai_ros.policy.freshness import FreshnessLimits, InputGate
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation, ObservationError
 from pai_ros.policy.runner import MODES, PolicyRunner
@@ -62,7 +65,7 @@ from pai_ros.ros.messages import (
 from pai_ros.ros.params import Param, declare
 from pai_ros.sae.calibrate import check_dimensions
 from pai_ros.sae.frame import encode_frame
-from pai_ros.sae.model import LoadedSae, load_sae
+from pai_ros.sae.model import CFG_FILE, WEIGHTS_FILE, LoadedSae, load_sae
 from pai_ros.sae.ood import Calibration, load_calibration
 
 PARAMS = [
@@ -81,6 +84,10 @@ PARAMS = [
           read_only=True),
     Param("max_observation_age_s", 0.25, "inputs older than this are stale: no action is published",
           min=0.001, max=60.0),
+    Param("max_clock_skew_s", 0.1, "inputs stamped further than this ahead of this node's clock are refused "
+          "(the robot's clock and this one disagree): no action is published", min=0.0, max=60.0),
+    Param("resize_images", False, "resize camera images whose size differs from the policy's input "
+          "(false: such images are refused and no action is published)"),
     Param("publish_actions", True, "false = observe-only: interpret the policy while something else drives"),
     Param("action_min", [], "per-dimension lower clamp of published actions (empty: no clamp)", array_type="double"),
     Param("action_max", [], "per-dimension upper clamp of published actions (empty: no clamp)", array_type="double"),
@@ -92,8 +99,8 @@ PARAMS = [
     Param("heatmap_vmax", 0.0, "fixed scale maximum for heatmap_normalization=raw (0: per frame)", min=0.0),
     Param("heatmap_alpha", 0.6, "overlay opacity at full attention", min=0.0, max=1.0),
     Param("heatmap_colormap", "viridis", f"colormap: {', '.join(COLORMAPS)}"),
-    Param("sae_path", "", "sparse autoencoder directory (from `pai sae train`) for live features; empty: none",
-          read_only=True),
+    Param("sae_path", "", "sparse autoencoder directory (from `pai sae train`) for live features; empty: none. "
+          "Setting it while running reloads the SAE (the node must have started with one)"),
     Param("features_top_n", 64, "at most this many features per features message (strongest first)",
           min=1, max=1_000_000),
     Param("feature_heatmaps", [], "SAE feature indices that get a features/feature_<F>/<camera>/heatmap topic",
@@ -122,11 +129,21 @@ class Health:
         self.message = "waiting for the first observation"
         self.ages: dict[str, float] = {}
         self.tick_s: deque[float] = deque(maxlen=1000)  # whole ticks that produced an action
+        # Every reason since the last /diagnostics message: a one-tick fault (a stamp that jumped back)
+        # must not vanish behind the next tick's message.
+        self.recent: dict[str, int] = {}
 
     def reject(self, reason: str) -> None:
         with self.lock:
             self.rejected += 1
             self.level, self.message = DiagnosticStatus.ERROR, f"no action: {reason}"
+            self.recent[reason] = self.recent.get(reason, 0) + 1
+
+    def take_recent(self) -> str:
+        """'N x reason; ...' since the previous call (caller holds the lock)."""
+        text = "; ".join(f"{n} x {reason}" for reason, n in self.recent.items())
+        self.recent = {}
+        return text
 
     def ok(self, message: str) -> None:
         with self.lock:
@@ -143,6 +160,7 @@ class LiveSae:
 
     loaded: LoadedSae
     calibration: Calibration | None
+    files: dict[Path, tuple[int, int]] = field(default_factory=dict)  # file -> (mtime ns, size) when loaded
     last_error: float = float("nan")
     last_ood: bool = False
     ood_ticks: int = 0
@@ -151,6 +169,33 @@ class LiveSae:
     @property
     def threshold(self) -> float | None:
         return self.calibration.threshold if self.calibration else None
+
+    @classmethod
+    def load(cls, path: str, device: str, runner: PolicyRunner, feature_heatmaps: list[int]) -> tuple[LiveSae, str | None]:
+        """Load and check an SAE for ``runner``; also returns why there is no OOD flag, if there is none."""
+        loaded = load_sae(path, device)
+        check_dimensions(runner, loaded)
+        bad = [f for f in feature_heatmaps if not 0 <= f < loaded.cfg.d_sae]
+        if bad:
+            raise UserError(f"feature_heatmaps {bad} out of range: the SAE has {loaded.cfg.d_sae} features")
+        calibration, why = load_calibration(loaded.directory, loaded.sae_id)
+        files = {}
+        for name in (CFG_FILE, WEIGHTS_FILE):
+            st = (loaded.directory / name).stat()
+            files[loaded.directory / name] = (st.st_mtime_ns, st.st_size)
+        return cls(loaded, calibration, files), why
+
+    def file_problem(self) -> str | None:
+        """Why the SAE on disk no longer matches the copy in use (the copy keeps working either way)."""
+        for path, (mtime, size) in self.files.items():
+            try:
+                st = path.stat()
+            except OSError:
+                return f"SAE file {path} has vanished; features continue from the copy loaded at start"
+            if (st.st_mtime_ns, st.st_size) != (mtime, size):
+                return (f"SAE file {path} changed on disk; features continue from the copy loaded at start "
+                        f"({self.loaded.sae_id}); set sae_path again to reload")
+        return None
 
     def describe(self) -> str:
         ood = f"OOD threshold {self.threshold:.4g}" if self.calibration else "no OOD calibration"
@@ -195,6 +240,7 @@ class PolicyNode(Node):
         self.action_names = self._action_names(action_dim)
         self.clamp = self._clamp(action_dim)
         self.decoder = ImageDecoder()
+        self.gate = InputGate(FreshnessLimits(self.p["max_observation_age_s"], self.p["max_clock_skew_s"]))
 
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[Any, int]] = {}  # input -> (message, receive time ns)
@@ -214,6 +260,7 @@ class PolicyNode(Node):
             (f, c): self.create_publisher(Image, f"features/feature_{f}/{c}/heatmap", RELIABLE)
             for f in (self.p["feature_heatmaps"] if self.sae else []) for c in self.heatmap_cameras}
 
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.health = Health()
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pai_policy")
         self._busy: Future | None = None
@@ -233,15 +280,27 @@ class PolicyNode(Node):
             if self.p["feature_heatmaps"]:
                 raise UserError("feature_heatmaps needs sae_path (an SAE directory)")
             return None
-        loaded = load_sae(self.p["sae_path"], self.runner.device)
-        check_dimensions(self.runner, loaded)
-        bad = [f for f in self.p["feature_heatmaps"] if not 0 <= f < loaded.cfg.d_sae]
-        if bad:
-            raise UserError(f"feature_heatmaps {bad} out of range: the SAE has {loaded.cfg.d_sae} features")
-        calibration, why = load_calibration(loaded.directory, loaded.sae_id)
-        if calibration is None:
+        sae, why = LiveSae.load(self.p["sae_path"], self.runner.device, self.runner, self.p["feature_heatmaps"])
+        if why:
             self.get_logger().warning(f"no OOD flag: {why}")
-        return LiveSae(loaded, calibration)
+        return sae
+
+    def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
+        """Reload the SAE when ``sae_path`` is set at run time; on any problem keep the one in use."""
+        for param in params:
+            if param.name != "sae_path" or param.value == self.p["sae_path"]:
+                continue
+            if self.sae is None:
+                return SetParametersResult(successful=False, reason="the node started without an SAE: "
+                                           "restart it with sae_path to publish features")
+            try:
+                sae, why = LiveSae.load(param.value, self.runner.device, self.runner, self.p["feature_heatmaps"])
+            except UserError as exc:
+                self.get_logger().error(f"SAE not reloaded, keeping {self.sae.loaded.sae_id}: {exc}")
+                return SetParametersResult(successful=False, reason=str(exc))
+            self.sae, self.p["sae_path"] = sae, param.value  # the next tick picks it up (one reference swap)
+            self.get_logger().info(f"reloaded {sae.describe()} from {param.value}" + (f"; no OOD flag: {why}" if why else ""))
+        return SetParametersResult(successful=True)
 
     def _camera_inputs(self) -> dict[str, CameraInput]:
         entries = self.p["cameras"] or [f"{name}:camera/{name}/image_raw" for name in self.spec.cameras]
@@ -287,6 +346,7 @@ class PolicyNode(Node):
         now = self.get_clock().now().nanoseconds
         with self._lock:
             self._latest[name] = (msg, now)
+        self.gate.received(name)  # input rates for /diagnostics: a 10x burst shows up there
 
     def _on_tick(self) -> None:
         if self._closing:
@@ -297,11 +357,10 @@ class PolicyNode(Node):
             return
         self._busy = self._worker.submit(self._tick)
 
-    def _input_age(self, msg: Any, recv_ns: int, now_ns: int) -> tuple[float, int]:
+    @staticmethod
+    def _input_stamp(msg: Any, recv_ns: int) -> int:
         stamp = stamp_ns(msg.header.stamp)
-        if stamp == 0:  # unstamped publishers: fall back to when we received it
-            stamp = recv_ns
-        return (now_ns - stamp) / 1e9, stamp
+        return stamp if stamp != 0 else recv_ns  # unstamped publishers: fall back to when we received it
 
     def _tick(self) -> None:
         try:
@@ -317,23 +376,19 @@ class PolicyNode(Node):
             latest = dict(self._latest)
         with self.health.lock:
             self.health.ticks += 1
-        max_age = self.p["max_observation_age_s"]
         inputs = [*self.cameras, "joint_states"] if self.state_dim else list(self.cameras)
-        stamps, ages = [], {}
+        stamps: dict[str, int] = {}
         for name in inputs:
             if name not in latest:
                 topic = self.cameras[name].topic if name in self.cameras else self.p["joint_states_topic"]
                 self.health.reject(f"no message yet on {self.resolve_topic_name(topic)}")
                 return
-            age, stamp = self._input_age(*latest[name], now_ns)
-            ages[name] = age
-            stamps.append(stamp)
+            stamps[name] = self._input_stamp(*latest[name])
+        verdict = self.gate.check(stamps, now_ns)
         with self.health.lock:
-            self.health.ages = ages
-        stale = {n: a for n, a in ages.items() if a > max_age}
-        if stale:
-            worst = max(stale, key=stale.get)
-            self.health.reject(f"{worst} is {stale[worst]:.3f} s old (max_observation_age_s {max_age})")
+            self.health.ages = verdict.ages_s
+        if verdict.reason is not None:
+            self.health.reject(verdict.reason)
             return
 
         images, camera_msgs = {}, {}
@@ -345,10 +400,17 @@ class PolicyNode(Node):
                 self.health.reject(f"camera {name}: {exc}")
                 return
             _, h, w = self.spec.cameras[name]
-            if rgb.shape[:2] != (h, w) and not cam.resize_warned:
-                cam.resize_warned = True
-                self.get_logger().warning(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
-                                          f"was trained on {w}x{h}: resizing (warned once)")
+            if rgb.shape[:2] != (h, w):
+                # A size the policy never saw usually means a misconfigured or swapped camera: refuse it
+                # unless the user chose to resize.
+                if not self.p["resize_images"]:
+                    self.health.reject(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
+                                       f"expects {w}x{h} (configure the camera, or set resize_images:=true)")
+                    return
+                if not cam.resize_warned:
+                    cam.resize_warned = True
+                    self.get_logger().warning(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the "
+                                              f"policy was trained on {w}x{h}: resizing (warned once)")
             camera_msgs[name] = (msg, rgb)
             images[name] = resize_rgb(rgb, h, w)
         state = None
@@ -362,14 +424,15 @@ class PolicyNode(Node):
             self.health.reject(str(exc))
             return
 
-        obs_stamp = to_stamp(min(stamps))  # an observation is as old as its oldest part
+        obs_stamp = to_stamp(min(stamps.values()))  # an observation is as old as its oldest part
         action = result.action
         if self.clamp is not None:
             action = np.clip(action, *self.clamp)
         if self.p["publish_actions"]:
             self.action_pub.publish(joint_state(self.action_names, action, obs_stamp))
-        if self.sae is not None and result.capture is not None:
-            self._publish_features(result, obs_stamp, camera_msgs)
+        sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
+        if sae is not None and result.capture is not None:
+            self._publish_features(sae, result, obs_stamp, camera_msgs)
         maps = maps_for_tick(result, self.p["heatmap_method"], self.selection)
         if maps is not None:
             self.shares_pub.publish(joint_state(list(maps.shares), np.array(list(maps.shares.values())), obs_stamp))
@@ -379,15 +442,15 @@ class PolicyNode(Node):
             self.health.actions += int(self.p["publish_actions"])
             self.health.tick_s.append(time.perf_counter() - t0)
         message = "publishing actions" if self.p["publish_actions"] else "observe-only: interpreting, not acting"
-        if self.sae is not None and self.sae.last_ood:
+        if sae is not None and sae.last_ood:
             # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
             self.health.warn(f"{message}; out of distribution: SAE reconstruction error "
-                             f"{self.sae.last_error:.4g} > threshold {self.sae.threshold:.4g}")
+                             f"{sae.last_error:.4g} > threshold {sae.threshold:.4g}")
         else:
             self.health.ok(message)
 
-    def _publish_features(self, result: Any, stamp: Any, camera_msgs: dict[str, tuple[Any, np.ndarray]]) -> None:
-        sae = self.sae
+    def _publish_features(self, sae: LiveSae, result: Any, stamp: Any,
+                          camera_msgs: dict[str, tuple[Any, np.ndarray]]) -> None:
         t0 = time.perf_counter()
         features = encode_frame(sae.loaded.sae, result.capture.encoder_output[0], self.p["features_top_n"])
         sae.encode_s.append(time.perf_counter() - t0)
@@ -445,6 +508,9 @@ class PolicyNode(Node):
     def _publish_diagnostics(self) -> None:
         stats = self.runner.stats
         lat = stats.latency_summary()
+        rates = self.gate.rates_hz(self.get_clock().now().nanoseconds)
+        sae = self.sae
+        sae_problem = sae.file_problem() if sae is not None else None
         with self.health.lock:
             h = self.health
             ticks_ms = np.asarray(h.tick_s) * 1000.0
@@ -460,9 +526,16 @@ class PolicyNode(Node):
                 "mode": self.runner.mode, "device": self.runner.device,
                 "publish_actions": self.p["publish_actions"],
                 **{f"age_{k}_s": f"{v:.3f}" for k, v in h.ages.items()},
-                **(self.sae.diagnostics() if self.sae else {}),
+                **{f"rate_{k}_hz": f"{v:.1f}" for k, v in rates.items()},
+                "rejections_since_last": h.take_recent(),
+                **(sae.diagnostics() if sae else {}),
             }
-            status = DiagnosticStatus(level=h.level, name=f"{self.get_name()}: policy", message=h.message,
+            level, message = h.level, h.message
+            if sae_problem:  # not a reason to stop acting, but the operator must know
+                values["sae_file"] = sae_problem
+                if level == DiagnosticStatus.OK:
+                    level, message = DiagnosticStatus.WARN, f"{message}; {sae_problem}"
+            status = DiagnosticStatus(level=level, name=f"{self.get_name()}: policy", message=message,
                                       hardware_id=str(self.runner.loaded.path),
                                       values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         arr = DiagnosticArray()
