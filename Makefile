@@ -14,7 +14,7 @@ help:
 	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
 	@echo "make build   colcon-build the package again (after adding files)"
 	@echo "make clean   remove build/ install/ and .pai/ (the cached venv stays)"
-	@echo "make bench   run every bench/bench_*.py (results: bench/RESULTS.md)"
+	@echo "make bench   run every benchmark, print one table, write it to bench/RESULTS.md (QUICK=1: a short smoke run)"
 	@echo "make bench-deps  install bench_sae.py's optional comparison package (dictionary_learning, no deps)"
 
 # Setup is fast when nothing changed: the venv is keyed by the pins' hash, colcon is incremental.
@@ -35,8 +35,10 @@ test: setup
 test-unit: setup
 	@$(ENV) && python -m pytest -q -m "not ros and not slow" test
 
+# The comparison package is optional: without it bench_sae.py says so and skips that figure.
 bench: setup
-	@$(ENV) && for b in bench/bench_*.py; do echo "== $$b"; python $$b || exit 1; done
+	@$(ENV) && (bash bench/install_compare_deps.sh || echo "make bench: dictionary_learning not installed; bench_sae skips the comparison")
+	@$(ENV) && python bench/run_all.py $(if $(QUICK),--quick)
 
 # dictionary_learning 0.1.0 without its declared dependencies, into the cache (not the venv).
 bench-deps: setup

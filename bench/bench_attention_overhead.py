@@ -7,7 +7,13 @@ interleaved rounds, same inputs:
 * reference A: ``policy.predict_action_chunk`` on an already preprocessed batch (bare model);
 * reference B: preprocess + ``predict_action_chunk`` + postprocess (what any deployment runs);
 * pai: ``PolicyRunner.step`` (validation, preprocess, forward with capture hooks, postprocess)
-  + cross-attention shares and grids + both heatmap overlays rendered at 480x640.
+  + cross-attention shares and grids + both heatmap overlays rendered at 480x640 + the ROS
+  messages the node publishes (action, shares, two heatmap Images), built and serialised to CDR;
+* pai + SAE: the same with the encoder output captured and encoded by a TopK SAE
+  (512 -> 4096, k 32) into a ``FeatureActivations`` message, also serialised.
+
+Serialising is what publishing costs the node's thread; the DDS transport itself is measured
+by bench_policy_node.py and bench_recorder.py.
 
 Usage: python bench/bench_attention_overhead.py [--rounds 12] [--device cpu]
 """
@@ -23,17 +29,51 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import interleaved, machine, print_table, summary_ms  # noqa: E402
+from common import fmt_ms, interleaved, machine, print_table, summary_ms  # noqa: E402
+from setups import (  # noqa: E402
+    DEFAULT_ACT,  # noqa: F401  (re-exported: older scripts import it from here)
+    FULL_SIZE,  # noqa: F401
+    default_act_checkpoint,
+    random_observation,
+    random_topk_sae,
+)
 
+from pai_ros.attention.capture import CaptureConfig  # noqa: E402
 from pai_ros.attention.maps import maps_for_tick  # noqa: E402
 from pai_ros.attention.render import Normalization, normalize, overlay  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402
 from pai_ros.policy.observation import Observation  # noqa: E402
 from pai_ros.policy.random_init import save_random_act  # noqa: E402
-from pai_ros.policy.runner import PolicyRunner  # noqa: E402
+from pai_ros.policy.runner import PolicyRunner, TickResult  # noqa: E402
+from pai_ros.sae.frame import encode_frame  # noqa: E402
 
-DEFAULT_ACT = dict(dim_model=512, n_heads=8, n_encoder_layers=4, chunk_size=100, n_action_steps=100)
-FULL_SIZE = dict(dim_feedforward=3200, n_vae_encoder_layers=4, latent_dim=32)
+
+def publish_cost() -> tuple[object, object]:
+    """Functions that build and serialise the node's messages (None, None without the ROS wheels)."""
+    try:
+        from rclpy.serialization import serialize_message
+        from std_msgs.msg import Header
+
+        from pai_ros.ros.messages import (
+            feature_activations,
+            joint_state,
+            rgb_image,
+            to_stamp,
+        )
+    except ImportError:
+        return None, None
+
+    def tick_messages(res: TickResult, overlays: list[np.ndarray], shares: dict[str, float]) -> None:
+        stamp = to_stamp(1)
+        serialize_message(joint_state([f"a{i}" for i in range(res.action.size)], res.action, stamp))
+        serialize_message(joint_state(list(shares), np.array(list(shares.values())), stamp))
+        for img in overlays:
+            serialize_message(rgb_image(img, Header(stamp=stamp, frame_id="camera")))
+
+    def feature_message(features: object) -> None:
+        serialize_message(feature_activations(features, "bench", 4096, to_stamp(1), 0.01))
+
+    return tick_messages, feature_message
 
 
 def main() -> None:
@@ -42,23 +82,26 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    cams = {"front": (480, 640), "wrist": (480, 640)}
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = save_random_act(Path(tmp) / "act", cams, state_dim=6, action_dim=6, **DEFAULT_ACT, **FULL_SIZE)
-        loaded = load_act_policy(ckpt, args.device)
-        plain = load_act_policy(ckpt, args.device)
+        ckpt = default_act_checkpoint(Path(tmp) / "act")
+        plain, loaded, loaded_sae = (load_act_policy(ckpt, args.device) for _ in range(3))
     params = sum(p.numel() for p in loaded.policy.parameters()) / 1e6
-    rng = np.random.default_rng(0)
-    obs = Observation({c: rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for c, hw in cams.items()},
-                      rng.normal(size=6).astype(np.float32))
+    obs = random_observation()
+    cams = list(obs.images)
     runner = PolicyRunner(loaded, "replan")
+    runner_sae = PolicyRunner(loaded_sae, "replan", CaptureConfig(encoder_output=True))
+    sae = random_topk_sae(512, 4096, 32).to(args.device)
     batch = runner.preprocess(obs)
+    tick_messages, feature_message = publish_cost()
+
+    def sync() -> None:
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
 
     def bare() -> None:
         with torch.inference_mode():
             plain.policy.predict_action_chunk(batch)
-        if args.device.startswith("cuda"):
-            torch.cuda.synchronize()
+        sync()
 
     def deployed() -> None:
         with torch.inference_mode():
@@ -67,22 +110,37 @@ def main() -> None:
             raw["observation.state"] = torch.from_numpy(obs.state)
             chunk = plain.policy.predict_action_chunk(plain.preprocessor(raw))
             plain.postprocessor(chunk[:, 0])
+        sync()
 
-    def pai_tick() -> None:
-        res = runner.step(obs)
+    def interpret(res: TickResult) -> None:
         maps = maps_for_tick(res)
         scaled = normalize(maps.grids, Normalization("frame"))
-        for c in cams:
-            overlay(obs.images[c], scaled[c])
+        overlays = [overlay(obs.images[c], scaled[c]) for c in cams]
+        if tick_messages is not None:
+            tick_messages(res, overlays, maps.shares)
 
-    for fn in (bare, deployed, pai_tick):  # warm-up
+    def pai_tick() -> None:
+        interpret(runner.step(obs))
+
+    def pai_tick_sae() -> None:
+        res = runner_sae.step(obs)
+        features = encode_frame(sae, res.capture.encoder_output[0], 64)
+        if feature_message is not None:
+            feature_message(features)
+        interpret(res)
+        sync()
+
+    fns = {"bare": bare, "deployed": deployed, "pai": pai_tick, "pai_sae": pai_tick_sae}
+    for fn in fns.values():  # warm-up
         fn()
-    times = interleaved({"bare": bare, "deployed": deployed, "pai": pai_tick}, args.rounds)
-    b, d, p = (summary_ms(times[k]) for k in ("bare", "deployed", "pai"))
-    fmt = lambda s: f"{s[0]:.1f} ms [{s[1]:.1f}-{s[2]:.1f}]"  # noqa: E731
+    times = interleaved(fns, args.rounds)
+    b, d, p, s = (summary_ms(times[k]) for k in fns)
+    what = "capture+shares+2 overlays+messages" if tick_messages else "capture+shares+2 overlays (no ROS wheels)"
     rows = [
-        ("tick with capture+shares+2 overlays vs bare predict_action_chunk", fmt(p), fmt(b), f"{p[0] / b[0]:.3f}x", "<= 1.05x"),
-        ("same vs preprocess+predict+postprocess", fmt(p), fmt(d), f"{p[0] / d[0]:.3f}x", "<= 1.05x"),
+        (f"tick with {what} vs bare predict_action_chunk", fmt_ms(p), fmt_ms(b), f"{p[0] / b[0]:.3f}x", "<= 1.05x"),
+        ("same vs preprocess+predict+postprocess", fmt_ms(p), fmt_ms(d), f"{p[0] / d[0]:.3f}x", "<= 1.05x"),
+        ("same + SAE encode (512->4096, k 32) + features message vs bare predict_action_chunk", fmt_ms(s), fmt_ms(b),
+         f"{s[0] / b[0]:.3f}x", "<= 1.10x"),
     ]
 
     # Wasted forwards per executed action, per mode (tiny model: only the counts matter).

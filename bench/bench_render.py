@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pai_ros.attention.render import Normalization, combined_panel, normalize, overlay
+sys.path.insert(0, str(Path(__file__).parent))
+from common import machine, print_table  # noqa: E402
+
+from pai_ros.attention.render import Normalization, combined_panel, normalize, overlay  # noqa: E402
 
 HEIGHT, WIDTH = 480, 640
 GRID = (15, 20)  # ACT with resnet18 (stride 32) on 480x640
@@ -70,19 +75,17 @@ def main() -> None:
         ref_tick += time_ms(reference, args.reps // rounds)
         this_panel += time_ms(lambda: combined_panel(overlays, SHARES), args.reps // rounds)
 
+    fmt = lambda t: f"{statistics.median(t):.2f} ms [{min(t):.2f}-{max(t):.2f}]"  # noqa: E731
     ref_median = statistics.median(ref_tick)
     rows = [
-        ("2-cam overlay tick, median", statistics.median(this_tick), ref_median),
-        ("2-cam overlay tick, min", min(this_tick), min(ref_tick)),
-        ("2-cam overlay tick, max", max(this_tick), max(ref_tick)),
-        ("combined panel, median", statistics.median(this_panel), ref_median),
+        ("2-cam overlay tick (normalise + colormap + blend) vs cv2.resize + cv2.addWeighted", fmt(this_tick),
+         fmt(ref_tick), f"{statistics.median(this_tick) / ref_median:.2f}x", "-"),
+        ("combined panel (both overlays + shares bar) vs the same reference", fmt(this_panel), fmt(ref_tick),
+         f"{statistics.median(this_panel) / ref_median:.2f}x", "-"),
     ]
-    print(f"render benchmark: {len(CAMERAS)} cameras {HEIGHT}x{WIDTH}, grid {GRID[0]}x{GRID[1]}, "
-          f"{len(this_tick)} reps, cv2 threads {cv2.getNumThreads()}")
-    print("reference: cv2.resize + cv2.addWeighted per camera (same sizes, same run)")
-    print(f"{'figure':<28} {'this ms':>9} {'ref ms':>9} {'ratio':>7}")
-    for name, this, ref in rows:
-        print(f"{name:<28} {this:9.3f} {ref:9.3f} {this / ref:7.2f}")
+    print_table(f"Heatmap rendering: {len(CAMERAS)} cameras {HEIGHT}x{WIDTH}, grid {GRID[0]}x{GRID[1]}, "
+                f"{len(this_tick)} reps in {rounds} interleaved rounds, cv2 threads {cv2.getNumThreads()}; {machine()}",
+                rows)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_attention_overhead import DEFAULT_ACT, FULL_SIZE  # noqa: E402
-from common import interleaved, machine, print_table, summary_ms  # noqa: E402
+from common import fmt_ms, interleaved, machine, print_table, summary_ms  # noqa: E402
+from setups import DEFAULT_ACT, FULL_SIZE, random_topk_sae  # noqa: E402
 
 from pai_ros.attention.capture import CaptureConfig  # noqa: E402
 from pai_ros.demo.assets import default_cache_dir, ensure_demo_assets  # noqa: E402
@@ -60,7 +60,7 @@ from pai_ros.policy.runner import PolicyRunner  # noqa: E402
 from pai_ros.sae.activations import ActivationSet, complete_episodes, read_activations  # noqa: E402
 from pai_ros.sae.frame import encode_frame  # noqa: E402
 from pai_ros.sae.metrics import reconstruction_metrics  # noqa: E402
-from pai_ros.sae.model import SaeConfig, SparseAutoencoder, load_sae  # noqa: E402
+from pai_ros.sae.model import load_sae  # noqa: E402
 from pai_ros.sae.train import TrainSettings, split_rows, train_sae  # noqa: E402
 from pai_ros.sae.train_output import run_training  # noqa: E402
 
@@ -68,27 +68,11 @@ DL_VERSION = "0.1.0"
 Row = tuple[str, str, str, str, str]
 
 
-def fmt_ms(s: tuple[float, float, float]) -> str:
-    return f"{s[0]:.1f} ms [{s[1]:.1f}-{s[2]:.1f}]"
-
-
 def fmt_rate(samples: list[float]) -> str:
     return f"{statistics.median(samples):,.0f} [{min(samples):,.0f}-{max(samples):,.0f}]"
 
 
 # ------------------------------------------------------------------ 1. per-tick encode cost
-
-
-def random_topk_sae(d_in: int, d_sae: int, k: int, seed: int = 0) -> SparseAutoencoder:
-    """Random unit-norm decoder, encoder = its transpose (the training initialisation)."""
-    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, k=k, input_mean=[0.0] * d_in))
-    gen = torch.Generator().manual_seed(seed)
-    w = torch.randn(d_sae, d_in, generator=gen)
-    w /= w.norm(dim=1, keepdim=True)
-    with torch.no_grad():
-        sae.W_dec.copy_(w)
-        sae.W_enc.copy_(w.t())
-    return sae.eval().requires_grad_(False)
 
 
 def encode_cost(rounds: int, device: str) -> tuple[list[Row], dict]:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+
+#: ``make bench`` (bench/run_all.py) sets this to a file; every table printed is also appended there.
+ROWS_ENV = "PAI_BENCH_ROWS"
 
 
 def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:
@@ -31,9 +36,12 @@ def summary_ms(samples: list[float]) -> tuple[float, float, float]:
     return statistics.median(ms), min(ms), max(ms)
 
 
-def machine() -> str:
-    import os
+def fmt_ms(s: tuple[float, float, float]) -> str:
+    """A ``summary_ms`` triple as 'median ms [min-max]'."""
+    return f"{s[0]:.1f} ms [{s[1]:.1f}-{s[2]:.1f}]"
 
+
+def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
@@ -46,3 +54,6 @@ def print_table(title: str, rows: list[tuple[str, str, str, str, str]]) -> None:
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in rows:
         print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+    if os.environ.get(ROWS_ENV):
+        with open(os.environ[ROWS_ENV], "a") as f:
+            f.write(json.dumps({"title": title, "rows": [list(r) for r in rows]}) + "\n")
