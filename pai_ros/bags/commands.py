@@ -1,4 +1,4 @@
-"""``pai bag2parquet``: a recorded bag as Parquet tables and MP4 videos, for analysis."""
+"""``pai bag2parquet`` (a recorded bag as Parquet tables and MP4 videos) and ``pai bag recover``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,51 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="write the Parquet tables only (no MP4s; frames.parquet indexes the image messages)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run)
+
+    bag = sub.add_parser("bag", help="bag maintenance: recover an interrupted recording",
+                         description="Bag maintenance commands.")
+    bag_sub = bag.add_subparsers(dest="bag_command", metavar="<bag command>", title="bag commands", required=True)
+    r = bag_sub.add_parser(
+        "recover",
+        help="make a complete bag of what an interrupted recording (killed recorder, full disk) left on disk",
+        description=(
+            "A recorder that was killed (SIGKILL, an out-of-memory kill, a crash) or ran out of disk "
+            "leaves MCAP files without summary and footer and no metadata.yaml; rosbag2 readers, ros2 bag play "
+            "and pai bag2parquet refuse such a bag. This reads every .mcap file of BAG sequentially (including "
+            "the unfinished BAG/BAG_k/BAG_k.mcap of recorder_node), stops each at its first truncated or "
+            "inconsistent record (a chunk counts whole or not at all), and writes what was readable as a new, "
+            "complete rosbag2 bag OUT (MCAP, metadata v8, the recorded message definitions and QoS). It prints "
+            "the messages recovered per topic and the bag time up to which the data is complete. BAG itself is "
+            "never modified; OUT is written under a temporary name and renamed when complete. recorder_node "
+            "flushes every flush_period_s (default 1 s), so a kill loses at most that last window."
+        ),
+    )
+    r.add_argument("bag", type=Path, metavar="BAG", help="bag directory, or a single .mcap file")
+    r.add_argument("-o", "--output", type=Path, metavar="OUT", default=None,
+                   help="new bag directory to write (default: BAG_recovered next to BAG)")
+    r.add_argument("--force", action="store_true",
+                   help="rewrite a bag even if it is already complete (metadata.yaml and every footer present)")
+    r.set_defaults(handler=_recover)
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from pai_ros.bags.recover import recover_bag
+
+    report = recover_bag(args.bag, args.output, force=args.force)
+    for line in report.lines():
+        print(f"  {line}")
+    if report.output is None:
+        print(f"pai bag recover: {args.bag} is complete (metadata.yaml and every file's footer are there); "
+              "nothing to recover (--force rewrites it anyway)")
+        return 0
+    until = report.complete_until_ns
+    when = ("" if until is None else
+            f" up to bag time {until} ns ({datetime.fromtimestamp(until / 1e9, timezone.utc):%Y-%m-%d %H:%M:%S.%f} UTC)")
+    topics = sum(1 for t in report.topics.values() if t.messages)
+    print(f"pai bag recover: {report.messages} messages on {topics} topics{when} -> {report.output}")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -15,6 +15,23 @@ Splitting counts the *uncompressed* payload bytes written into the current file 
 the files come out smaller than ``max_bag_size_mb``); a message is never split, and a single
 message larger than the limit gets a file of its own.
 
+Crash safety (``flush_period_s``, default 1 s): rosbags keeps the current MCAP chunk in memory
+until it holds 1 MiB, so a recorder killed with SIGKILL (or an OOM kill, or a power cut of the
+process) would lose minutes of low-rate topics and leave only whole chunks behind. This writer
+closes the pending chunk and flushes the file to the operating system whenever its oldest
+message is ``flush_period_s`` old (checked on every write and by :meth:`BagWriter.flush_if_due`,
+which the recorder calls from a timer), so a kill loses at most the last ``flush_period_s`` of
+data. Flushing is to the OS page cache, not ``fsync``: it survives the process dying, not the
+machine losing power. Each flush ends a chunk, so short periods mean more, smaller chunks (and
+less zstd gain); 1 s keeps the index small (3600 chunk entries per hour). What a killed
+recorder leaves (``OUT/OUT_k/OUT_k.mcap`` without summary or footer, no ``metadata.yaml``) is
+turned into a complete bag by ``pai bag recover`` (:mod:`pai_ros.bags.recover`).
+
+Write errors (disk full, I/O error): the first ``OSError`` while writing ends the bag. The
+current file is cut back to its last flushed byte (``os.truncate``, which works on a full disk),
+so what is on disk is an exact prefix that ``pai bag recover`` reads, and every later
+``write`` raises the same :class:`BagWriteError`; nothing is appended after a half-written record.
+
 Compression ``"zstd"`` is MCAP chunk compression (rosbags ``CompressionMode.STORAGE``), the
 same as ``ros2 bag record -s mcap --storage-preset-profile zstd_fast``: it is invisible in
 ``metadata.yaml`` (``compression_mode: ''``) and every MCAP reader decompresses it, so playback
@@ -44,9 +61,12 @@ can be installed on this machine).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from io import StringIO
@@ -55,6 +75,7 @@ from typing import TYPE_CHECKING
 
 from rosbags.rosbag2 import Writer
 from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+from rosbags.rosbag2.storage_mcap import McapWriter
 from ruamel.yaml import YAML
 
 from pai_ros import __version__
@@ -72,14 +93,28 @@ class UnknownMessageType(UserError):
     """No definition for a message type: it can be neither embedded nor played back."""
 
 
+class BagWriteError(UserError):
+    """Writing the bag failed (disk full, I/O error); the bag is closed as far as it can be.
+
+    ``errno`` is the operating system's error number (``errno.ENOSPC`` for a full disk).
+    """
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno_
+
+
 @dataclass
 class _Split:
     """One file of the bag while it is written."""
 
     index: int
     writer: Writer
+    storage: McapWriter
     payload_bytes: int = 0
     connections: dict[tuple[str, str], Connection] = field(default_factory=dict)
+    durable_bytes: int = 0  # the file up to here is flushed and ends on a record boundary
+    pending_since: float | None = None  # monotonic time of the oldest message not yet flushed
 
 
 class BagWriter:
@@ -90,7 +125,7 @@ class BagWriter:
     """
 
     def __init__(self, path: str | Path, *, compression: str = "none", max_bag_size_mb: float = 0,
-                 version: int = 8, store: Typestore | None = None) -> None:
+                 version: int = 8, store: Typestore | None = None, flush_period_s: float = 1.0) -> None:
         self.path = Path(path)
         if compression not in COMPRESSIONS:
             raise UserError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
@@ -98,11 +133,15 @@ class BagWriter:
             raise UserError(f"max_bag_size_mb must be >= 0 (0: no splitting), got {max_bag_size_mb}")
         if version not in (8, 9):
             raise UserError(f"rosbag2 metadata version must be 8 or 9, got {version}")
+        if not flush_period_s >= 0:
+            raise UserError(f"flush_period_s must be >= 0 (0: flush only full 1 MiB chunks), got {flush_period_s}")
         if self.path.exists() or self.path.is_symlink():
             raise UserError(f"{self.path} already exists; refusing to overwrite a bag (choose a new path)")
         self.compression = compression
         self.max_bytes = int(max_bag_size_mb * 1024 * 1024)
         self.version = version
+        self.flush_period_s = float(flush_period_s)
+        self.error: BagWriteError | None = None
         self.store = store if store is not None else typestore()
         self._lock = threading.Lock()
         self._qos: dict[str, list[Qos]] = {}
@@ -111,6 +150,10 @@ class BagWriter:
         self._done: list[dict] = []  # metadata of completed files
         self._files: list[Path] = []
         self._closed = False
+        self._durable_counts: dict[str, int] = {}
+        self._unflushed: dict[str, int] = {}
+        self._durable_until_ns: int | None = None
+        self._unflushed_last_ns: int | None = None
         try:
             self.path.mkdir(parents=True)
         except FileExistsError:
@@ -135,6 +178,24 @@ class BagWriter:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def durable_counts(self) -> dict[str, int]:
+        """Messages per topic that are on disk (flushed), i.e. survive the process being killed."""
+        with self._lock:
+            return dict(self._durable_counts)
+
+    @property
+    def durable_until_ns(self) -> int | None:
+        """Bag time of the newest flushed message (None: nothing flushed yet)."""
+        with self._lock:
+            return self._durable_until_ns
+
+    @property
+    def current_file(self) -> Path:
+        """The storage file being written (in its working directory until it is complete)."""
+        name = self._split_name(self._split.index)
+        return self.path / name / f"{name}.mcap"
+
     def add_topic(self, topic: str, msgtype: str, offered_qos: Sequence[Qos] = ()) -> None:
         """Declare a topic's type and publisher QoS ahead of its first message.
 
@@ -150,27 +211,71 @@ class BagWriter:
     def write(self, topic: str, msgtype: str, rawdata: bytes | memoryview, timestamp_ns: int) -> None:
         """Append one serialised (CDR) message as is; ``timestamp_ns`` is the bag (receive) time."""
         with self._lock:
+            if self.error is not None:
+                raise self.error
             if self._closed:
                 raise RuntimeError(f"bag {self.path} is closed")
             size = len(rawdata)
-            if self.max_bytes and self._split.payload_bytes and self._split.payload_bytes + size > self.max_bytes:
-                self._finish_split()
-                self._split = self._open_split(self._split.index + 1)
-            conn = self._split.connections.get((topic, msgtype))
-            if conn is None:
-                conn = self._connect(topic, msgtype)
-            self._split.writer.write(conn, int(timestamp_ns), rawdata)
-            self._split.payload_bytes += size
-            self._counts[topic] = self._counts.get(topic, 0) + 1
+            try:
+                if self.max_bytes and self._split.payload_bytes and self._split.payload_bytes + size > self.max_bytes:
+                    self._finish_split()
+                    self._split = self._open_split(self._split.index + 1)
+                conn = self._split.connections.get((topic, msgtype))
+                if conn is None:
+                    conn = self._connect(topic, msgtype)
+                split, chunks_before = self._split, len(self._split.storage.chunks)
+                split.writer.write(conn, int(timestamp_ns), rawdata)
+                split.payload_bytes += size
+                self._counts[topic] = self._counts.get(topic, 0) + 1
+                self._unflushed[topic] = self._unflushed.get(topic, 0) + 1
+                self._unflushed_last_ns = int(timestamp_ns)
+                if split.pending_since is None:
+                    split.pending_since = time.monotonic()
+                if len(split.storage.chunks) != chunks_before:  # rosbags closed a full chunk itself
+                    self._flush_locked()
+                elif self.flush_period_s and time.monotonic() - split.pending_since >= self.flush_period_s:
+                    self._flush_locked()
+            except OSError as exc:
+                raise self._fail(exc) from None
+
+    def flush(self) -> None:
+        """End the pending chunk and hand the file to the OS: what was written survives a kill."""
+        with self._lock:
+            if self._closed or self.error is not None or self._split.pending_since is None:
+                return  # nothing new since the last flush
+            try:
+                self._flush_locked()
+            except OSError as exc:
+                raise self._fail(exc) from None
+
+    def flush_if_due(self) -> None:
+        """:meth:`flush` if the oldest unflushed message is ``flush_period_s`` old (call from a timer)."""
+        with self._lock:
+            split = self._split
+            due = (self.flush_period_s and not self._closed and self.error is None
+                   and split.pending_since is not None
+                   and time.monotonic() - split.pending_since >= self.flush_period_s)
+        if due:
+            self.flush()
 
     def close(self) -> None:
         """Finish the last file and write ``metadata.yaml``; a second call does nothing."""
         with self._lock:
-            if self._closed:
+            if self._closed:  # also after a write error: the bag was closed as far as possible then
                 return
+            try:
+                self._finish_split()
+            except OSError as exc:
+                raise self._fail(exc) from None
             self._closed = True
-            self._finish_split()
-            self._write_metadata()
+            try:
+                self._write_metadata()
+            except OSError as exc:
+                (self.path / "metadata.yaml.tmp").unlink(missing_ok=True)
+                self.error = BagWriteError(
+                    f"cannot write {self.path / 'metadata.yaml'}: {exc.strerror or exc}; the storage files are "
+                    f"complete, `pai bag recover {self.path}` rebuilds the bag", exc.errno)
+                raise self.error from None
 
     def __enter__(self) -> BagWriter:
         return self
@@ -204,11 +309,55 @@ class BagWriter:
             writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         writer.set_custom_data("pai_ros.writer", f"pai_ros {__version__} BagWriter")
         writer.open()
-        return _Split(index, writer)
+        storage = writer.storage
+        # Flushing reaches into rosbags' MCAP writer (pinned in requirements.txt): fail loudly here,
+        # not silently lose crash safety, if a new rosbags changes it.
+        if not (isinstance(storage, McapWriter) and hasattr(storage, "close_chunk") and hasattr(storage, "bio")
+                and hasattr(storage, "chunks") and hasattr(storage.chunk, "msgs")):
+            raise RuntimeError("unsupported rosbags version: its MCAP writer has no close_chunk/bio/chunks")
+        storage.bio.flush()
+        return _Split(index, writer, storage, durable_bytes=storage.bio.tell())
+
+    def _flush_locked(self) -> None:
+        """Close the pending chunk (if it holds messages) and flush; caller holds the lock."""
+        split = self._split
+        storage = split.storage
+        if storage.chunk.msgs:
+            storage.close_chunk()
+        storage.bio.flush()
+        split.durable_bytes = storage.bio.tell()
+        split.pending_since = None
+        for topic, n in self._unflushed.items():
+            self._durable_counts[topic] = self._durable_counts.get(topic, 0) + n
+        self._unflushed.clear()
+        if self._unflushed_last_ns is not None:
+            self._durable_until_ns = max(self._durable_until_ns or 0, self._unflushed_last_ns)
+            self._unflushed_last_ns = None
+
+    def _fail(self, exc: OSError) -> BagWriteError:
+        """Stop writing for good after an OS error: cut the file back to its last flushed byte."""
+        split = self._split
+        if split.writer.storage is not None:  # the file is unfinished (rosbags drops it once complete)
+            with contextlib.suppress(OSError):
+                split.storage.bio.close()  # may try (and fail) to write its buffer: the truncate undoes it
+            with contextlib.suppress(OSError):
+                os.truncate(split.storage.path, split.durable_bytes)
+            split.writer.storage = None  # rosbags must not try to finish this file
+        self._closed = True
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            reason = "no space left on device"
+        self.error = BagWriteError(
+            f"cannot write the bag {self.path}: {reason}; recording stopped, "
+            f"{sum(self._durable_counts.values())} messages are on disk "
+            f"(`pai bag recover {self.path}` makes them a complete bag)", exc.errno)
+        return self.error
 
     def _finish_split(self) -> None:
         split = self._split
         workdir = self.path / self._split_name(split.index)
+        # Flush first: if writing the summary then fails, every message is still on disk.
+        self._flush_locked()
         split.writer.close()
         meta = _yaml_load((workdir / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
         (name,) = meta["relative_file_paths"]

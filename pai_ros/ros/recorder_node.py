@@ -25,6 +25,22 @@ with 32 MB shared-memory segments lost none (``bench/bench_recorder.py --transpo
 The per-topic summary shows what arrived; that everything which arrived is written is this
 node's job.
 
+Crash safety: the bag is flushed to the OS every ``flush_period_s`` (default 1 s; see
+:mod:`pai_ros.bags.writer`), so SIGKILL, an OOM kill or a crash loses at most the last
+``flush_period_s`` of messages. Such a bag has no ``metadata.yaml`` and its last file has no
+footer (it is still in ``OUT/OUT_k/``); ``pai bag recover OUT`` reads it up to its first damaged
+byte and writes a complete bag ``OUT_recovered`` (``pai bag2parquet`` refuses the unfinished bag
+with that hint).
+
+Write errors (disk full, I/O error): the first one stops recording for good. The file is cut
+back to its last flushed byte (an exact, recoverable prefix), one ERROR line names the bag and
+the cause (e.g. "no space left on device") and how many messages are on disk, a
+``diagnostic_msgs/DiagnosticArray`` with level ERROR (name ``recorder_node: bag``) is published
+on ``/diagnostics``, the per-topic summary gives received vs on-disk counts, and the node exits
+with status 1 (a recorder that keeps running without recording would hide the fault; a launch
+file's ``on_exit``/respawn sees the exit). ``/diagnostics`` is published only for such errors;
+the node's own publisher is not counted or recorded as a publisher of that topic.
+
 Shutdown: SIGINT and SIGTERM both stop recording cleanly: the discovery timer stops, messages
 already received by DDS are drained (until quiet, at most 2 s), the bag is closed (readable by rosbags, the ``mcap``
 library and ``ros2 bag``), a per-topic summary of received vs written messages is logged (any
@@ -44,12 +60,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from pai_ros.bags.writer import COMPRESSIONS, BagWriter
+from pai_ros.bags.writer import COMPRESSIONS, BagWriteError, BagWriter
 from pai_ros.errors import UserError
 from pai_ros.ros.params import Param, declare
 
@@ -72,7 +90,11 @@ PARAMS = [
           min=0.01, max=60.0, read_only=True),
     Param("queue_depth", 100, "subscription queue depth (messages kept while the writer is busy)",
           min=1, max=100000, read_only=True),
+    Param("flush_period_s", 1.0, "flush the bag to disk at least this often: a killed recorder loses at most "
+          "this much (recover the rest with `pai bag recover`); 0: only when a 1 MiB chunk is full",
+          min=0.0, max=3600.0, read_only=True),
 ]
+DIAGNOSTICS_TOPIC = "/diagnostics"
 
 
 @dataclass
@@ -124,10 +146,18 @@ class RecorderNode(Node):
         self.heatmaps = (re.compile("^" + re.escape(self._resolve("attention")) + r"/[^/]+/heatmap$")
                          if p["record_heatmaps"] else None)
         try:
-            self.writer = BagWriter(p["output"], compression=p["compression"], max_bag_size_mb=p["max_bag_size_mb"])
+            self.writer = BagWriter(p["output"], compression=p["compression"], max_bag_size_mb=p["max_bag_size_mb"],
+                                    flush_period_s=float(p["flush_period_s"]))
         except OSError as exc:
             raise UserError(f"cannot create the bag {p['output']}: {exc.strerror or exc}") from None
         self.output = p["output"]
+        self.fatal: BagWriteError | None = None
+        # Created now, used only for write errors: a monitor subscribed before the fault receives it.
+        self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
+                                              QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        self.diag_listeners = 0
+        period = float(p["flush_period_s"])
+        self.flush_timer = self.create_timer(period, self._flush) if period > 0 else None
         self.recorded: dict[str, _Recorded] = {}
         self.refused: set[str] = set()
         self._lock = threading.Lock()
@@ -148,22 +178,32 @@ class RecorderNode(Node):
     def _wants(self, topic: str) -> bool:
         return topic in self.wanted or bool(self.heatmaps and self.heatmaps.match(topic))
 
+    def _foreign_publishers(self, topic: str) -> list[Any]:
+        """Publishers on ``topic`` other than this node (its own /diagnostics publisher)."""
+        me = (self.get_name(), self.get_namespace())
+        return [i for i in self.get_publishers_info_by_topic(topic) if (i.node_name, i.node_namespace) != me]
+
     def discover(self) -> None:
         """Subscribe to configured topics that now have publishers; report new matches."""
         for topic, types in self.get_topic_names_and_types():
             if topic in self.recorded or topic in self.refused or not self._wants(topic):
                 continue
-            publishers = self.get_publishers_info_by_topic(topic)
+            publishers = self._foreign_publishers(topic)
             if not publishers:
                 continue  # only subscribers so far: the publishers' QoS is not known yet
             self._subscribe(topic, types, publishers)
+        # Who would hear about a write error (a monitor must be subscribed before the fault).
+        listeners = self.diag_pub.get_subscription_count() - (DIAGNOSTICS_TOPIC in self.recorded)
+        if listeners != self.diag_listeners:
+            self.diag_listeners = listeners
+            self.get_logger().info(f"{listeners} subscriber(s) for write-error reports on {DIAGNOSTICS_TOPIC}")
         for rec in self.recorded.values():
-            count = rec.subscription.get_publisher_count()
+            count = rec.subscription.get_publisher_count() - (rec.topic == DIAGNOSTICS_TOPIC)
             if count != rec.matched:
                 rec.matched = count
                 self.get_logger().info(f"matched {count} publisher(s) on {rec.topic}")
                 if rec.reliable:
-                    for info in self.get_publishers_info_by_topic(rec.topic):
+                    for info in self._foreign_publishers(rec.topic):
                         if info.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
                             self.get_logger().warning(
                                 f"a best-effort publisher joined reliable-recorded {rec.topic}; its messages "
@@ -198,12 +238,43 @@ class RecorderNode(Node):
     def _on_message(self, rec: _Recorded, raw: bytes) -> None:
         stamp = self.get_clock().now().nanoseconds
         rec.received += 1
+        if self.fatal is not None:
+            rec.failed += 1
+            return
         try:
             self.writer.write(rec.topic, rec.msgtype, raw, stamp)
-        except Exception as exc:  # disk full, closed bag: keep the node alive, count and report
+        except BagWriteError as exc:  # disk full, I/O error: the bag is closed as far as possible
+            rec.failed += 1
+            self._on_write_error(exc)
+        except Exception as exc:  # anything else: keep the node alive, count and report
             rec.failed += 1
             if rec.failed == 1:
                 self.get_logger().error(f"cannot write a message of {rec.topic}: {exc}")
+
+    def _flush(self) -> None:
+        try:
+            self.writer.flush()
+        except BagWriteError as exc:
+            self._on_write_error(exc)
+
+    def _on_write_error(self, exc: BagWriteError) -> None:
+        """First write error: say so once (log and /diagnostics); main() then stops with status 1."""
+        if self.fatal is not None:
+            return
+        self.fatal = exc
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+        self.get_logger().error(str(exc))
+        status = DiagnosticStatus(level=DiagnosticStatus.ERROR, name=f"{self.get_name()}: bag", message=str(exc),
+                                  hardware_id=str(self.output),
+                                  values=[KeyValue(key="output", value=str(self.output)),
+                                          KeyValue(key="errno", value=str(exc.errno)),
+                                          KeyValue(key="messages_on_disk",
+                                                   value=str(sum(self.writer.durable_counts.values())))])
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [status]
+        self.diag_pub.publish(arr)
 
     def total_received(self) -> int:
         return sum(r.received for r in self.recorded.values())
@@ -223,14 +294,20 @@ class RecorderNode(Node):
 
     def finish(self) -> bool:
         """Close the bag and log the per-topic summary; False if any message was lost here."""
-        self.writer.close()
-        written = self.writer.counts
+        if self.fatal is None:
+            try:
+                self.writer.close()
+            except BagWriteError as exc:  # e.g. the disk filled up while writing the summary
+                self._on_write_error(exc)
+        # After a write error only what was flushed is in the bag (and `pai bag recover` reads it).
+        written = self.writer.durable_counts if self.fatal is not None else self.writer.counts
+        what = "on disk" if self.fatal is not None else "written"
         log = self.get_logger()
-        ok = True
+        ok = self.fatal is None
         for topic in sorted(self.recorded):
             rec = self.recorded[topic]
             n = written.get(topic, 0)
-            line = f"summary {topic} [{rec.msgtype}]: received {rec.received}, written {n}"
+            line = f"summary {topic} [{rec.msgtype}]: received {rec.received}, {what} {n}"
             if n != rec.received:
                 ok = False
                 log.warning(f"{line} ({rec.received - n} not written)")
@@ -238,13 +315,17 @@ class RecorderNode(Node):
                 log.info(line)
         for topic in sorted(self.wanted - set(self.recorded) - self.refused):
             log.warning(f"summary {topic}: never published while recording; nothing recorded")
+        if self.fatal is not None:
+            log.warning(f"bag left unfinished: {self.output} ({sum(written.values())} messages on disk); "
+                        f"`pai bag recover {self.output}` writes them as a complete bag")
+            return ok
         files = ", ".join(f.name for f in self.writer.files)
         log.info(f"bag closed: {self.output} ({sum(written.values())} messages on {len(written)} topics; {files})")
         return ok
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run until SIGINT or SIGTERM; 0 after a clean close, 1 for a configuration error."""
+    """Run until SIGINT or SIGTERM; 0 after a clean close, 1 for a configuration or write error."""
     # rclpy's own handlers would shut the context down at once (no draining, and SIGTERM would
     # kill the process before the bag is closed): install ours for both signals instead.
     rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
@@ -264,15 +345,19 @@ def main(argv: list[str] | None = None) -> int:
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         try:
-            while not stop.is_set():
+            while not stop.is_set() and node.fatal is None:
                 executor.spin_once(timeout_sec=0.1)
-            node.get_logger().info("stopping: draining received messages and closing the bag")
-            node.drain(executor)
+            if node.fatal is None:
+                node.get_logger().info("stopping: draining received messages and closing the bag")
+                node.drain(executor)
         finally:
             node.finish()
+            if node.fatal is not None:
+                # Give the ERROR diagnostic to subscribers that matched before we exit.
+                node.diag_pub.wait_for_all_acked(Duration(seconds=2))
             executor.remove_node(node)
             node.destroy_node()
-        return 0
+        return 1 if node.fatal is not None else 0
     finally:
         if rclpy.ok():
             rclpy.shutdown()
