@@ -19,9 +19,9 @@ Crash safety (``flush_period_s``, default 1 s): rosbags keeps the current MCAP c
 until it holds 1 MiB, so a recorder killed with SIGKILL (or an OOM kill, or a power cut of the
 process) would lose minutes of low-rate topics and leave only whole chunks behind. This writer
 closes the pending chunk and flushes the file to the operating system whenever its oldest
-message is ``flush_period_s`` old (checked on every write and by :meth:`BagWriter.flush_if_due`,
-which the recorder calls from a timer), so a kill loses at most the last ``flush_period_s`` of
-data. Flushing is to the OS page cache, not ``fsync``: it survives the process dying, not the
+message is ``flush_period_s`` old (checked on every write), and whenever :meth:`BagWriter.flush`
+is called (the recorder calls it from a ``flush_period_s`` timer, for the quiet times between
+writes), so a kill loses at most the last ``flush_period_s`` of data. Flushing is to the OS page cache, not ``fsync``: it survives the process dying, not the
 machine losing power. Each flush ends a chunk, so short periods mean more, smaller chunks (and
 less zstd gain); 1 s keeps the index small (3600 chunk entries per hour). What a killed
 recorder leaves (``OUT/OUT_k/OUT_k.mcap`` without summary or footer, no ``metadata.yaml``) is
@@ -247,16 +247,6 @@ class BagWriter:
                 self._flush_locked()
             except OSError as exc:
                 raise self._fail(exc) from None
-
-    def flush_if_due(self) -> None:
-        """:meth:`flush` if the oldest unflushed message is ``flush_period_s`` old (call from a timer)."""
-        with self._lock:
-            split = self._split
-            due = (self.flush_period_s and not self._closed and self.error is None
-                   and split.pending_since is not None
-                   and time.monotonic() - split.pending_since >= self.flush_period_s)
-        if due:
-            self.flush()
 
     def close(self) -> None:
         """Finish the last file and write ``metadata.yaml``; a second call does nothing."""
