@@ -98,6 +98,8 @@ class ConversionSummary:
     videos: dict[str, VideoInfo] = field(default_factory=dict)    # topic -> its MP4
     skipped_frames: dict[str, dict[str, int]] = field(default_factory=dict)  # topic -> reason -> count
     unknown: dict[str, dict[str, Any]] = field(default_factory=dict)  # topic -> {type, messages, reason}
+    # topic -> {listed, read}: the bag's index promised other counts than the storage held
+    count_mismatch: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         """One line per table and video, then skipped frames and unconverted topics."""
@@ -108,6 +110,8 @@ class ConversionSummary:
                 for topic, reasons in self.skipped_frames.items()]
         out += [f"not converted ({u['reason']}): {topic} [{u['type']}] {u['messages']} messages"
                 for topic, u in self.unknown.items()]
+        out += [f"warning: the bag lists {c['listed']} messages on {topic} but holds {c['read']}"
+                for topic, c in self.count_mismatch.items()]
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -161,6 +165,10 @@ def find_sources(bag: Path) -> list[Path]:
         raise UserError(f"bag not found: {bag}")
     if bag.is_dir():
         if (bag / "metadata.yaml").is_file():
+            missing = _missing_storage_files(bag)
+            if missing:
+                raise UserError(f"bag {bag} is incomplete: metadata.yaml lists {', '.join(missing)}, which "
+                                f"{'is' if len(missing) == 1 else 'are'} not there (copy the whole bag directory)")
             return [bag]
         files = sorted(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
         if not files:
@@ -171,6 +179,21 @@ def find_sources(bag: Path) -> list[Path]:
     if bag.suffix in (".mcap", ".db3"):
         return [bag]
     raise UserError(f"{bag} is not a rosbag2 bag (expected a bag directory or a .mcap/.db3 file)")
+
+
+def _missing_storage_files(bag: Path) -> list[str]:
+    """Storage files that ``metadata.yaml`` lists but the directory lacks (a partly copied bag).
+
+    Anything unreadable in the metadata is left to rosbags, which reports it as corrupt.
+    """
+    from ruamel.yaml import YAML
+
+    try:
+        info = YAML(typ="safe").load((bag / "metadata.yaml").read_text(encoding="utf-8"))
+        names = [str(name) for name in info["rosbag2_bagfile_information"]["relative_file_paths"]]
+    except Exception:  # noqa: BLE001 - any malformed metadata: rosbags gives the precise reason
+        return []
+    return [name for name in names if not (bag / name).is_file()]
 
 
 def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
@@ -336,6 +359,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
                     entry["messages"] += conn.msgcount
             readers.append((reader, store, wanted))
         total = sum(c.msgcount for _, _, wanted in readers for c in wanted)
+        read: dict[str, int] = {}
         with tqdm(total=total, unit="msg", desc="bag2parquet", disable=not progress, file=sys.stderr,
                   dynamic_ncols=True) as bar:
             for reader, store, wanted in readers:
@@ -343,16 +367,36 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
                     continue
                 for conn, recv_ns, msg in _messages(reader, wanted, store, bag):
                     conv.handle(conn.topic, conn.msgtype, recv_ns, msg)
+                    read[conn.topic] = read.get(conn.topic, 0) + 1
                     bar.update()
+        _check_counts(bag, conv, read)
     finally:
         for reader, _, _ in readers:
             with contextlib.suppress(Exception):
                 reader.close()
 
 
+def _check_counts(bag: Path, conv: _Converter, read: dict[str, int]) -> None:
+    """Compare what the bag's index (metadata.yaml, MCAP summary) listed with what was read.
+
+    Nothing read at all while messages were listed means the index describes other files (or
+    other types) than the storage holds: an empty result would look like a complete conversion.
+    """
+    for topic, listed in conv.topic_count.items():
+        if read.get(topic, 0) != listed:
+            conv.summary.count_mismatch[topic] = {"listed": listed, "read": read.get(topic, 0)}
+    listed_total = sum(conv.topic_count.values())
+    if listed_total and not read:
+        raise UserError(f"cannot read bag {bag}: its index lists {listed_total} messages on "
+                        f"{', '.join(sorted(conv.topic_count))} but none are in the storage files "
+                        "(metadata.yaml does not match them; `ros2 bag reindex` rebuilds it)")
+
+
 def _messages(reader: Any, wanted: list[Connection], store: Typestore,
               bag: Path) -> Iterator[tuple[Connection, int, Any]]:
     """Deserialised messages; any failure inside rosbags is reported as a corrupt bag."""
+    from pai_ros.bags.typestore import deserialize
+
     it = reader.messages(connections=wanted)
     while True:
         try:
@@ -362,7 +406,7 @@ def _messages(reader: Any, wanted: list[Connection], store: Typestore,
         except Exception as exc:
             raise _corrupt(bag, exc) from None
         try:
-            msg = store.deserialize_cdr(raw, conn.msgtype)
+            msg = deserialize(store, raw, conn.msgtype)
         except Exception as exc:
             raise _corrupt(bag, exc) from None
         yield conn, recv_ns, msg

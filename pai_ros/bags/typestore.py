@@ -115,6 +115,25 @@ def _feature_activations_fielddefs() -> dict:
     return get_types_from_msg(FEATURE_ACTIVATIONS_MSG, FEATURE_ACTIVATIONS_TYPE)
 
 
+def deserialize(store: Typestore, rawdata: bytes | memoryview, msgtype: str) -> object:
+    """CDR bytes -> message, accepting padding after the message's last field.
+
+    Why not ``store.deserialize_cdr``: it refuses more than 3 bytes after the message, and
+    ``rclpy.serialization.serialize_message`` (what rosbag2_py users write into bags) leaves up
+    to 8 bytes of buffer padding behind every ``sensor_msgs/JointState`` in Kilted. DDS readers
+    and ``ros2 bag play`` ignore those bytes, so the converter does too. Malformed data still
+    raises (rosbags' SerdeError, struct.error, ValueError, UnicodeDecodeError).
+    """
+    from rosbags.serde import SerdeError
+
+    if len(rawdata) < 4 or bytes(rawdata[:2]) not in (b"\x00\x00", b"\x00\x01"):
+        raise SerdeError("invalid or unsupported CDR encapsulation")
+    msgdef = store.get_msgdef(msgtype)
+    func = msgdef.deserialize_cdr_le if rawdata[1] else msgdef.deserialize_cdr_be
+    message, _end = func(rawdata[4:], 0, msgdef.cls, store)
+    return message
+
+
 def referenced_types(fielddef: tuple) -> set[str]:
     """Names of the complex types a rosbags field definition refers to (recursively in arrays)."""
     kind, detail = fielddef

@@ -37,11 +37,18 @@ from tqdm import tqdm
 from pai_ros import __version__
 from pai_ros.errors import UserError
 from pai_ros.features.results import ANALYSIS_DIR, ANALYSIS_FILE, ResultsDir, Source
-from pai_ros.features.tables import FEATURES_SCHEMA, TOKENS_SCHEMA, check_schema
+from pai_ros.features.tables import (
+    FEATURES_SCHEMA,
+    TOKENS_SCHEMA,
+    check_no_nulls,
+    check_schema,
+    read_checked,
+)
 from pai_ros.jsonfile import write_json_atomic
 
 FORMAT = "pai_ros.features.analysis/1"
 RANK_BY = ("variance", "max", "firing_rate", "mean")
+MAX_DENSE_VALUES = 1 << 30  # per episode matrix (4 GiB of float32; two are held)
 
 
 @dataclass(frozen=True)
@@ -71,9 +78,17 @@ class AnalyseSettings:
 def _episode_matrix(source: Source, num_features: int | None) -> tuple[np.ndarray, np.ndarray, str, int]:
     """(activations [frames, F], token counts [frames, F], sae_id, F) of one features table."""
     pf = check_schema(source.features, FEATURES_SCHEMA, "features table")
-    table = pf.read(columns=["sae_id", "num_features", "feature_indices", "activations", "token_counts"])
+    table = read_checked(pf, source.features,
+                         ["sae_id", "num_features", "feature_indices", "activations", "token_counts"])
     if table.num_rows == 0:
         raise UserError(f"{source.features} has no rows")
+    check_no_nulls(table, source.features)
+    lengths = [np.diff(table.column(c).combine_chunks().offsets.to_numpy())
+               for c in ("feature_indices", "activations", "token_counts")]
+    if not (np.array_equal(lengths[0], lengths[1]) and np.array_equal(lengths[0], lengths[2])):
+        row = int(np.flatnonzero((lengths[0] != lengths[1]) | (lengths[0] != lengths[2]))[0])
+        raise UserError(f"{source.features} row {row}: feature_indices, activations and token_counts differ in "
+                        "length (they must share one order and length)")
     sae_ids = set(table.column("sae_id").unique().to_pylist())
     sizes = set(table.column("num_features").unique().to_pylist())
     if len(sae_ids) != 1 or len(sizes) != 1:
@@ -82,8 +97,15 @@ def _episode_matrix(source: Source, num_features: int | None) -> tuple[np.ndarra
     f = int(sizes.pop())
     if num_features is not None and f != num_features:
         raise UserError(f"{source.features} has {f} features, other tables have {num_features}")
-    acts = np.zeros((table.num_rows, f), dtype=np.float32)
-    counts = np.zeros((table.num_rows, f), dtype=np.float32)
+    if table.num_rows * f > MAX_DENSE_VALUES:  # num_features comes from the file; a damaged one asks for terabytes
+        raise UserError(f"{source.features}: {table.num_rows} frames x {f} features are too many for the in-memory "
+                        "analysis (is num_features right? otherwise analyse fewer episodes at a time)")
+    try:
+        acts = np.zeros((table.num_rows, f), dtype=np.float32)
+        counts = np.zeros((table.num_rows, f), dtype=np.float32)
+    except MemoryError:
+        raise UserError(f"{source.features}: {table.num_rows} frames x {f} features do not fit in memory "
+                        "(is num_features right?)") from None
     idx_col = table.column("feature_indices").combine_chunks()
     rows = np.repeat(np.arange(table.num_rows), np.diff(idx_col.offsets.to_numpy()))
     cols = idx_col.values.to_numpy().astype(np.int64)
@@ -208,13 +230,18 @@ def _token_codes(source: Source, frames: set[int]) -> dict[int, tuple[np.ndarray
     if source.tokens is None:
         return {}
     pf = check_schema(source.tokens, TOKENS_SCHEMA, "feature tokens table")
-    table = pf.read()
+    table = read_checked(pf, source.tokens)
+    check_no_nulls(table, source.tokens)
     out = {}
     for row in sorted(frames):
         if row < table.num_rows:
-            out[row] = (np.asarray(table.column("token_index")[row].as_py(), dtype=np.int64),
-                        np.asarray(table.column("feature_index")[row].as_py(), dtype=np.int64),
-                        np.asarray(table.column("activation")[row].as_py(), dtype=np.float32))
+            codes = (np.asarray(table.column("token_index")[row].as_py(), dtype=np.int64),
+                     np.asarray(table.column("feature_index")[row].as_py(), dtype=np.int64),
+                     np.asarray(table.column("activation")[row].as_py(), dtype=np.float32))
+            if not len(codes[0]) == len(codes[1]) == len(codes[2]):
+                raise UserError(f"{source.tokens} row {row}: token_index, feature_index and activation differ "
+                                "in length")
+            out[row] = codes
     return out
 
 
@@ -225,7 +252,7 @@ def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, li
     from pai_ros.attention.render import overlay
     from pai_ros.data.episodes import iter_episode, read_info
 
-    root = Path(record["dataset_root"])
+    root = Path(str(record.get("dataset_root") or ""))
     if not (root / "meta" / "info.json").is_file():
         print(f"pai features analyse: note: dataset {root} not found; no thumbnails")
         return {}

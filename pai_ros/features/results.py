@@ -28,6 +28,7 @@ from pai_ros.features.tables import (
     FEATURES_SCHEMA,
     TOKENS_FILE,
     check_schema,
+    read_checked,
 )
 from pai_ros.jsonfile import read_json
 
@@ -58,7 +59,16 @@ class ResultsDir:
     @property
     def record(self) -> dict[str, Any] | None:
         path = self.root / RECORD_FILE
-        return read_json(path, "record metadata") if path.is_file() else None
+        if not path.is_file():
+            return None
+        data = read_json(path, "record metadata")
+        layout = (data.get("layout") or {}) if isinstance(data, dict) else None
+        cams = layout.get("cameras", []) if isinstance(layout, dict) else None
+        if not isinstance(cams, list) or not all(
+                isinstance(c, dict) and {"name", "grid_h", "grid_w", "offset"} <= c.keys() for c in cams):
+            raise UserError(f"{path} is not a `pai features record` metadata file (its token layout is damaged); "
+                            "record again or remove it")
+        return data
 
     def sources(self) -> list[Source]:
         found = []
@@ -107,8 +117,9 @@ class ResultsDir:
 
     def timeline(self, episode: int, feature: int) -> tuple[np.ndarray, np.ndarray]:
         """(frame number, the feature's frame-level activation; 0 where it did not fire)."""
-        pf = check_schema(self.source(episode).features, FEATURES_SCHEMA, "features table")
-        table = pf.read(columns=["feature_indices", "activations"])
+        path = self.source(episode).features
+        table = read_checked(check_schema(path, FEATURES_SCHEMA, "features table"), path,
+                             ["feature_indices", "activations"])
         indices = table.column("feature_indices").to_pylist()
         values = table.column("activations").to_pylist()
         out = np.zeros(len(indices), dtype=np.float32)

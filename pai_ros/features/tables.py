@@ -41,7 +41,8 @@ def check_schema(path: Path, expected: pa.Schema, what: str) -> pq.ParquetFile:
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}") from None
     except (pa.ArrowInvalid, OSError) as exc:
-        raise UserError(f"{path} is not a readable Parquet file ({exc})") from None
+        detail = " ".join(str(exc).split())[:160]  # Arrow's messages can span lines
+        raise UserError(f"{path} is not a readable Parquet file ({detail})") from None
     schema = pf.schema_arrow
     problems = []
     for field in expected:
@@ -52,3 +53,25 @@ def check_schema(path: Path, expected: pa.Schema, what: str) -> pq.ParquetFile:
     if problems:
         raise UserError(f"{path} is not a pai_ros {what} ({'; '.join(problems[:3])})")
     return pf
+
+
+def read_checked(pf: pq.ParquetFile, path: Path, columns: list[str] | None = None) -> pa.Table:
+    """Read a file opened by :func:`check_schema`; damage found while reading is one line too.
+
+    A Parquet footer can be intact while its pages are not (a file cut or overwritten in the
+    middle): that only shows when the data is read.
+    """
+    try:
+        return pf.read(columns=columns)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:160]
+        raise UserError(f"{path} is damaged: its data cannot be read ({detail})") from None
+
+
+def check_no_nulls(table: pa.Table, path: Path) -> None:
+    """Refuse null values (also inside list columns): the pai_ros writers never produce them."""
+    for name in table.column_names:
+        col = table.column(name)
+        inner = col.combine_chunks().values.null_count if pa.types.is_list(col.type) else 0
+        if col.null_count or inner:
+            raise UserError(f"{path} has missing (null) values in column '{name}'; it was not written by pai_ros")

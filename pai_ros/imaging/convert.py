@@ -20,6 +20,12 @@ RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
     "mono8": (1, cv2.COLOR_GRAY2RGB),
 }
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
+#: Largest compressed image decoded (pixels). A few hundred corrupt bytes can claim 30000x30000
+#: pixels, and OpenCV then spends seconds and gigabytes decoding it; no camera stream is this big.
+MAX_COMPRESSED_PIXELS = 1 << 26
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); they carry the size.
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 class ImageConversionError(ValueError):
@@ -31,10 +37,16 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int,
     """``sensor_msgs/Image`` fields -> ``H x W x 3`` uint8 RGB (a new array).
 
     Every accepted encoding has 8-bit channels, so the message's byte order does not matter.
+    Anything malformed raises :class:`ImageConversionError` and nothing else, so callers (the
+    policy node, the bag converter) can skip one bad frame without guarding against more.
     """
+    if not isinstance(encoding, str):
+        raise ImageConversionError(f"image encoding must be a string, got {type(encoding).__name__}")
+    # Plain ints: sizes may arrive as NumPy uint32 (rosbags), whose products would wrap around.
+    height, width, step = _size(height, "height"), _size(width, "width"), _size(step, "step")
     enc = encoding.lower()
     if enc not in RAW_ENCODINGS:
-        raise ImageConversionError(f"unsupported image encoding '{encoding}' "
+        raise ImageConversionError(f"unsupported image encoding {encoding!r} "
                                    f"(supported: {', '.join(RAW_ENCODINGS)}, or CompressedImage jpeg/png)")
     channels, code = RAW_ENCODINGS[enc]
     if height <= 0 or width <= 0:
@@ -42,10 +54,11 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int,
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageConversionError(f"row step {step} is smaller than width x channels = {row_bytes}")
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
-    if buf.size < step * (height - 1) + row_bytes:
+    buf = _bytes_view(data)
+    needed = step * (height - 1) + row_bytes  # the last row needs no padding
+    if buf.size < needed:
         raise ImageConversionError(f"{encoding} image of {height}x{width} (step {step}) needs "
-                                   f"{step * height} bytes, got {buf.size}")
+                                   f"{needed} bytes, got {buf.size}")
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row_bytes), strides=(step, 1))
     img = rows.reshape(height, width, channels) if channels > 1 else rows.reshape(height, width)
     if code is None:
@@ -55,16 +68,90 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int,
 
 def compressed_to_rgb(fmt: str, data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` (JPEG or PNG) -> ``H x W x 3`` uint8 RGB."""
+    if not isinstance(fmt, str):
+        raise ImageConversionError(f"compressed image format must be a string, got {type(fmt).__name__}")
     f = fmt.lower()
     if not any(name in f for name in COMPRESSED_FORMATS):
-        raise ImageConversionError(f"unsupported compressed format '{fmt}' (supported: jpeg, png)")
-    buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).ravel()
+        raise ImageConversionError(f"unsupported compressed format {fmt!r} (supported: jpeg, png)")
+    buf = _bytes_view(data)
     if buf.size == 0:
         raise ImageConversionError("compressed image is empty")
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    _check_compressed_header(buf[:65536].tobytes(), buf.size, fmt)
+    # OpenCV logs its own complaint about broken data to stderr; our error says it in one line.
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # 0: silent
+    try:
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # e.g. a header that claims more pixels than OpenCV allows
+        reason = getattr(exc, "err", "") or "OpenCV error"  # the failed check, without file and line
+        raise ImageConversionError(f"compressed image ({fmt!r}, {buf.size} bytes) does not decode ({reason})") from None
+    finally:
+        cv2.setLogLevel(level)
     if bgr is None:
-        raise ImageConversionError(f"compressed image ({fmt}, {buf.size} bytes) does not decode")
+        raise ImageConversionError(f"compressed image ({fmt!r}, {buf.size} bytes) does not decode")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _check_compressed_header(head: bytes, total: int, fmt: str) -> None:
+    """Refuse, before OpenCV sees them, PNG/JPEG headers that claim more than the data can hold.
+
+    OpenCV trusts them: a PNG chunk length of 4 GB makes it allocate 4 GB, a JPEG frame of
+    30000x30000 is decoded into 2.7 GB. Only the headers are read here; anything this does not
+    recognise is left to OpenCV.
+    """
+    size: tuple[int, int] | None = None
+    if not head.startswith((_PNG_SIGNATURE, b"\xff\xd8")):
+        # OpenCV would sniff and decode BMP, TIFF, WebP, ... as well: decoders no camera needs.
+        raise ImageConversionError(f"compressed image ({fmt!r}, {total} bytes) is neither PNG nor JPEG data")
+    if head.startswith(_PNG_SIGNATURE):
+        pos = len(_PNG_SIGNATURE)
+        while pos + 8 <= len(head):
+            length = int.from_bytes(head[pos:pos + 4], "big")
+            kind = head[pos + 4:pos + 8]
+            if length > total - pos - 12:
+                raise ImageConversionError(f"PNG chunk {kind!r} at byte {pos} claims {length} bytes, only "
+                                           f"{max(0, total - pos - 12)} follow (truncated or corrupt)")
+            if kind == b"IHDR" and length >= 8:
+                size = (int.from_bytes(head[pos + 12:pos + 16], "big"), int.from_bytes(head[pos + 8:pos + 12], "big"))
+            if kind == b"IEND":
+                break
+            pos += 12 + length
+    else:
+        pos = 2
+        while pos + 4 <= len(head) and size is None:
+            if head[pos] != 0xFF:
+                break  # not at a marker: corrupt, OpenCV will say so
+            marker = head[pos + 1]
+            if marker == 0xFF:  # fill byte
+                pos += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+                pos += 2
+                continue
+            if marker == 0xDA:  # start of scan: the frame header would have come before
+                break
+            if marker in _JPEG_SOF and pos + 9 <= len(head):
+                size = (int.from_bytes(head[pos + 5:pos + 7], "big"), int.from_bytes(head[pos + 7:pos + 9], "big"))
+            pos += 2 + int.from_bytes(head[pos + 2:pos + 4], "big")
+    if size is not None and size[0] * size[1] > MAX_COMPRESSED_PIXELS:
+        raise ImageConversionError(f"compressed image ({fmt!r}) claims {size[0]}x{size[1]} pixels, more than "
+                                   f"{MAX_COMPRESSED_PIXELS} (corrupt, or not a camera image)")
+
+
+def _size(value: object, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ImageConversionError(f"image {name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _bytes_view(data: object) -> np.ndarray:
+    """The message's data field as a flat uint8 array (no copy where possible)."""
+    try:
+        if isinstance(data, np.ndarray):
+            return np.ascontiguousarray(data).view(np.uint8).ravel()
+        return np.frombuffer(data, dtype=np.uint8)  # bytes, bytearray, memoryview, array.array
+    except (TypeError, ValueError) as exc:
+        raise ImageConversionError(f"image data must be bytes, got {type(data).__name__} ({exc})") from None
 
 
 def rgb_to_raw(rgb: np.ndarray) -> tuple[str, int, int, int, bytes]:

@@ -53,6 +53,12 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     for candidate in (p, p / "pretrained_model", p / "checkpoints" / "last" / "pretrained_model"):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
+    checkpoints = p / "checkpoints" if (p / "checkpoints").is_dir() else p if p.name == "checkpoints" else None
+    if checkpoints is not None or p.parent.name == "checkpoints":
+        # A lerobot-train output whose pretrained_model is missing (an interrupted save, a partial copy).
+        step = checkpoints / "last" if checkpoints is not None else p
+        raise UserError(f"{p} looks like a lerobot-train output, but {step / 'pretrained_model' / CONFIG_FILE} is "
+                        "missing; pass a checkpoints/<step>/pretrained_model directory that has it")
     raise UserError(f"{p} is not a LeRobot checkpoint: no {CONFIG_FILE} (expected e.g. "
                     "outputs/train/<run>/checkpoints/last/pretrained_model)")
 
@@ -67,7 +73,10 @@ def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
     if policy_type != "act":
         raise UserError(f"checkpoint {ckpt} holds a '{policy_type}' policy; pai_ros supports ACT policies only")
     for proc in (PREPROCESSOR_FILE, POSTPROCESSOR_FILE):
-        for step in _read_json(ckpt / proc).get("steps", []):
+        steps = _read_json(ckpt / proc).get("steps", [])
+        if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+            raise UserError(f"{ckpt / proc} is not a LeRobot processor file ('steps' must be a list of objects)")
+        for step in steps:
             state_file = step.get("state_file")
             if state_file and not (ckpt / state_file).is_file():
                 raise UserError(f"checkpoint {ckpt} is incomplete: {proc} needs {state_file}, which is missing")

@@ -9,7 +9,12 @@ from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Header
 
-from pai_ros.imaging.convert import compressed_to_rgb, raw_to_rgb, rgb_to_raw
+from pai_ros.imaging.convert import (
+    ImageConversionError,
+    compressed_to_rgb,
+    raw_to_rgb,
+    rgb_to_raw,
+)
 
 
 def stamp_ns(stamp: Time) -> int:
@@ -35,10 +40,16 @@ class ImageDecoder:
         return "cv_bridge" if self._bridge is not None else "pai_ros"
 
     def to_rgb(self, msg: Any) -> np.ndarray:
+        """RGB array of ``msg``; a malformed message raises :class:`ImageConversionError` only."""
         if isinstance(msg, CompressedImage):
             return compressed_to_rgb(msg.format, msg.data)
         if self._bridge is not None and msg.encoding.lower() in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
-            return np.ascontiguousarray(self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+            try:
+                rgb = self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
+            except Exception as exc:  # noqa: BLE001 - CvBridgeError, TypeError, ...: whatever the bridge raises
+                raise ImageConversionError(f"cv_bridge cannot convert the {msg.encoding} image "
+                                           f"({msg.height}x{msg.width}, step {msg.step}): {exc}") from None
+            return np.ascontiguousarray(rgb)
         return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
 
 
@@ -76,6 +87,15 @@ def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Ti
     """``pai_ros/msg/FeatureActivations`` from a :class:`pai_ros.sae.frame.FrameFeatures`."""
     from pai_ros.msg import FeatureActivations
 
+    indices = np.asarray(features.feature_indices)
+    n = indices.shape[0] if indices.ndim == 1 else -1
+    # The message promises three arrays of one length and indices < num_features; a subscriber
+    # indexes its dictionary with them, so a broken frame must not leave this node.
+    if n < 0 or np.shape(features.activations) != (n,) or np.shape(features.token_counts) != (n,):
+        raise ValueError(f"feature arrays must be 1-D and of one length, got {indices.shape}, "
+                         f"{np.shape(features.activations)}, {np.shape(features.token_counts)}")
+    if n and (int(indices.min()) < 0 or int(indices.max()) >= num_features):
+        raise ValueError(f"feature indices must lie in [0, {num_features}), got {int(indices.min())}..{int(indices.max())}")
     msg = FeatureActivations()
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id

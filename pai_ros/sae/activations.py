@@ -150,6 +150,11 @@ def complete_episodes(directory: Path) -> dict[int, dict[str, Any]]:
         try:
             manifest = json.loads(path.read_text())
             parts = manifest["parts"]
+            # Each part names a shard file of this directory and its row count.
+            if not isinstance(parts, list) or not all(
+                    isinstance(p, dict) and isinstance(p.get("file"), str) and "/" not in p["file"]
+                    and "\\" not in p["file"] and isinstance(p.get("rows"), int) for p in parts):
+                continue
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             continue  # a damaged manifest: the episode is collected again
         if all((directory / p["file"]).is_file() for p in parts):
@@ -243,6 +248,10 @@ def _read_collection(directory: Path) -> ActivationSet:
             if a.shape[1] != int(info["d"]) or a.shape[0] != int(part["rows"]):
                 raise UserError(f"{shard} holds {list(a.shape)} but its manifest says "
                                 f"[{part['rows']}, {info['d']}]: collect that episode again")
+            short = [k for k in META_TENSORS if tuple(tensors[k].shape) != (a.shape[0],)]
+            if short:
+                raise UserError(f"{shard}: tensor(s) {', '.join(short)} do not have one value per row "
+                                f"({a.shape[0]}): collect that episode again")
             acts.append(a)
             for k in META_TENSORS:
                 meta[k].append(tensors[k].numpy())

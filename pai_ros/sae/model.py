@@ -232,7 +232,8 @@ def load_sae(directory: str | Path, device: str = "cpu") -> LoadedSae:
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"{weights} is not a readable safetensors file ({exc})") from None
     sizes = {"d_in": cfg.d_in, "d_sae": cfg.d_sae}
-    sae = SparseAutoencoder(cfg)
+    # Every tensor is checked before the model is built: cfg.json sizes are allocated as given,
+    # so a damaged cfg.json must fail here, not in a multi-gigabyte allocation.
     for name, dims in WEIGHT_SHAPES.items():
         if name not in tensors:
             raise UserError(f"{weights} has no tensor '{name}' (has: {', '.join(sorted(tensors)) or 'none'})")
@@ -240,9 +241,11 @@ def load_sae(directory: str | Path, device: str = "cpu") -> LoadedSae:
         got = tuple(tensors[name].shape)
         if got != want:
             raise UserError(f"{weights}: tensor '{name}' has shape {list(got)}, cfg.json says {list(want)}")
-        t = tensors[name].to(torch.float32)
-        if not torch.isfinite(t).all():
-            raise UserError(f"{weights}: tensor '{name}' contains NaN or inf")
-        getattr(sae, name).data.copy_(t)
+        if not (tensors[name].is_floating_point() and torch.isfinite(tensors[name]).all()):
+            raise UserError(f"{weights}: tensor '{name}' must hold finite floating-point numbers "
+                            f"(dtype {tensors[name].dtype}; NaN or inf are refused)")
+    sae = SparseAutoencoder(cfg)
+    for name in WEIGHT_SHAPES:
+        getattr(sae, name).data.copy_(tensors[name].to(torch.float32))
     sae.eval().requires_grad_(False)
     return LoadedSae(sae.to(device), directory, content_id(directory))
