@@ -170,6 +170,11 @@ def find_sources(bag: Path) -> list[Path]:
                 raise UserError(f"bag {bag} is incomplete: metadata.yaml lists {', '.join(missing)}, which "
                                 f"{'is' if len(missing) == 1 else 'are'} not there (copy the whole bag directory)")
             return [bag]
+        from pai_ros.bags.recover import unfinished_files
+
+        if unfinished_files(bag):  # a recorder stopped without closing the bag (killed, disk full)
+            raise UserError(f"{bag} is an unfinished recording (no metadata.yaml); run `pai bag recover {bag}` "
+                            "first and convert the recovered bag")
         files = sorted(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
         if not files:
             raise UserError(f"{bag} is not a rosbag2 bag (no metadata.yaml and no .mcap or .db3 file)")
@@ -236,7 +241,8 @@ def _corrupt(bag: Path, exc: BaseException) -> _CorruptBag:
     detail = " ".join(str(exc).split()) or type(exc).__name__
     if len(detail) > 160:
         detail = detail[:157] + "..."
-    return _CorruptBag(f"cannot read bag {bag}: truncated or corrupt ({detail})")
+    return _CorruptBag(f"cannot read bag {bag}: truncated or corrupt ({detail}); "
+                       f"`pai bag recover {bag}` salvages what is readable")
 
 
 def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:
