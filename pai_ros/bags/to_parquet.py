@@ -241,8 +241,9 @@ def _corrupt(bag: Path, exc: BaseException) -> _CorruptBag:
     detail = " ".join(str(exc).split()) or type(exc).__name__
     if len(detail) > 160:
         detail = detail[:157] + "..."
-    return _CorruptBag(f"cannot read bag {bag}: truncated or corrupt ({detail}); "
-                       f"`pai bag recover {bag}` salvages what is readable")
+    sqlite = bag.suffix == ".db3" or (bag.is_dir() and any(bag.glob("*.db3")))  # recover reads MCAP only
+    hint = "" if sqlite else f"; `pai bag recover {bag}` salvages what is readable"
+    return _CorruptBag(f"cannot read bag {bag}: truncated or corrupt ({detail}){hint}")
 
 
 def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:
