@@ -45,8 +45,10 @@ def register_demo(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") ->
             "Start the replay, policy and recorder nodes in one process on the embedded demo assets (built "
             "first if needed), on real DDS topics: watch them with rqt_image_view on attention/front/heatmap "
             "from a ROS 2 install on the same ROS_DOMAIN_ID. Afterwards write into OUTPUT: the MCAP bag, the "
-            "Parquet tables (pai bag2parquet), heatmaps_combined.mp4, heatmaps_contact_sheet.png and "
-            "report.json (ticks, latency, skipped ticks, predicted vs recorded action error)."
+            "Parquet tables (pai bag2parquet), heatmaps_combined.mp4, heatmaps_contact_sheet.png, "
+            "features/ (the demo SAE's features over 4 held-out episodes, ranked, with thumbnails: open it with "
+            "`pai features ui OUTPUT/features`) and report.json (ticks, latency, skipped ticks, predicted vs "
+            "recorded action error)."
         ),
     )
     p.add_argument("--output-dir", type=Path, default=Path("pai_demo_output"), help="where everything goes")
@@ -80,8 +82,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     feats = r["features"]
     if feats.get("messages"):
         print(f"  features:       {feats['messages']} FeatureActivations from SAE {feats['sae_id']}, "
-              f"{feats['ood_frames']} over the OOD threshold; ranking in {res.parquet / 'analysis'} "
-              f"(browse: pai features ui {res.parquet})")
+              f"{feats['ood_frames']} over the OOD threshold; ranking in {res.parquet / 'analysis'}")
+    if feats.get("dataset_recording"):
+        print(f"  feature browser: pai features ui {feats['dataset_recording']}  (then open http://127.0.0.1:7860)")
     print(f"  report:         {res.output_dir / 'report.json'}")
     print("  live view on a ROS 2 install: run `pai demo` again and, on the same ROS_DOMAIN_ID, "
           "`ros2 run rqt_image_view rqt_image_view /attention/front/heatmap`")

@@ -21,6 +21,7 @@ import numpy as np
 from pai_ros.errors import UserError
 
 CAMERAS = ("front", "wrist")
+DATASET_FEATURE_EPISODES = 4  # held-out episodes recorded for the feature browser (about 20 s on 2 cores)
 
 
 @dataclass
@@ -98,8 +99,11 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     parquet = out / "parquet"
     summary = bag_to_parquet(bag, parquet, progress=progress)
     combined, sheet, heatmap_frames = _render_heatmaps(bag, out, fps)
+    features = _feature_summary(parquet, progress)
+    if assets.has_sae():
+        features["dataset_recording"] = str(_record_dataset_features(assets, out / "features", progress))
     report = {**live, "episode": episode, "heatmap_frames": heatmap_frames,
-              "action_error": _action_error(parquet), "features": _feature_summary(parquet, progress),
+              "action_error": _action_error(parquet), "features": features,
               "converted": summary.lines(),
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -135,6 +139,31 @@ def _feature_summary(parquet: Path, progress: bool) -> dict:
             "ood_threshold": rows["ood_threshold"][0],
             "mean_reconstruction_error": float(sum(rows["reconstruction_error"]) / table.num_rows),
             "top_features": [f["feature"] for f in analysis["features"]]}
+
+
+def _record_dataset_features(assets, out: Path, progress: bool) -> Path:
+    """The SAE's features over held-out episodes, ranked with thumbnails: what `pai features ui` shows best.
+
+    The live bag has per-tick features only; a dataset recording also keeps token-level codes, so
+    the browser can show where in each image a feature fires.
+    """
+    from pai_ros.features.analyse import AnalyseSettings, analyse
+    from pai_ros.features.record import record_features
+    from pai_ros.features.results import ResultsDir
+    from pai_ros.sae.commands import runner_for_activations
+    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.ood import load_calibration
+
+    loaded = load_sae(assets.sae_dir)
+    calibration, _ = load_calibration(loaded.directory, loaded.sae_id)
+    runner = runner_for_activations(assets.policy_dir, "cpu")
+    try:
+        record_features(runner, loaded, assets.heldout_root, list(range(DATASET_FEATURE_EPISODES)), out,
+                        calibration=calibration, progress=progress)
+    finally:
+        runner.close()
+    analyse(ResultsDir(out), AnalyseSettings(top_features=32), progress=progress)
+    return out
 
 
 def _action_error(parquet: Path) -> dict:
