@@ -46,27 +46,8 @@ def build_assets(work: Path, hw: tuple[int, int], frames: int) -> tuple[Path, Pa
     return root, act
 
 
-# The same profile as in docs/multi_machine.md: UDP only, 4 MB socket buffers (the kernel doubles them).
-UDP_BIG_BUFFERS = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>udp_big_buffers</transport_id>
-        <type>UDPv4</type>
-        <sendBufferSize>4194304</sendBufferSize>
-        <receiveBufferSize>4194304</receiveBufferSize>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="udp_big_buffers" is_default_profile="true">
-      <rtps>
-        <userTransports><transport_id>udp_big_buffers</transport_id></userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
+# The shipped profile (docs/multi_machine.md): UDP only, 4 MB socket buffers (the kernel doubles them).
+UDP_BIG_BUFFERS = Path(__file__).resolve().parents[1] / "config" / "fastdds_udp_large_images.xml"
 
 
 def frame_delivery(net: TwoHosts, env: dict[str, str], domain: int, root: Path,
@@ -115,9 +96,7 @@ def main() -> None:
                                                window_actions=args.window, jpeg_quality=args.jpeg_quality,
                                                watch_heatmaps=heat)
             received, published = frame_delivery(net, env, domain, root)
-            profile = Path(tmp) / "udp_big_buffers.xml"
-            profile.write_text(UDP_BIG_BUFFERS)
-            received_big, published_big = frame_delivery(net, env, domain, root, str(profile))
+            received_big, published_big = frame_delivery(net, env, domain, root, str(UDP_BIG_BUFFERS))
     raw, jpeg, noheat = runs["raw"], runs["jpeg"], runs["raw_noheat"]
     fps = 15.0
     rows = [
