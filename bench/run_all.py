@@ -41,6 +41,7 @@ class Bench:
 BENCHES = [
     Bench("bench_attention_overhead.py", ("--rounds", "10"), ("--rounds", "3")),
     Bench("bench_render.py", (), ("--reps", "20")),
+    Bench("bench_attention_accuracy.py", (), ("--episodes", "0", "--ig-steps", "4")),
     Bench("bench_policy_node.py", ("--seconds", "40"), ("--seconds", "8")),
     Bench("bench_memory.py", ("--ticks", "10"), ("--ticks", "3")),
     Bench("bench_recorder.py", ("--seconds", "60", "--transport", "shm32mb"), ("--seconds", "5", "--transport", "shm32mb")),
@@ -64,7 +65,7 @@ def met(this: str, ratio: str, target: str) -> str:
     if t == "0":
         m = re.match(r"\s*(-?[\d.]+)", this)
         return ("yes" if float(m.group(1)) == 0 else "NO") if m else ""
-    m = re.match(r"(<=|>=)\s*([\d.]+)\s*(x|%)?\s*(\w+)?", t)
+    m = re.match(r"(<=|>=|<|>)\s*([\d.]+)\s*(x|%)?\s*(\w+)?", t)
     if not m:
         return ""
     op, bound, word = m.group(1), float(m.group(2)), m.group(4)
@@ -74,7 +75,8 @@ def met(this: str, ratio: str, target: str) -> str:
     if not value:
         return ""
     v = float(value.group(1))
-    return "yes" if (v <= bound if op == "<=" else v >= bound) else "NO"
+    ok = {"<=": v <= bound, ">=": v >= bound, "<": v < bound, ">": v > bound}[op]
+    return "yes" if ok else "NO"
 
 
 def run(bench: Bench, quick: bool) -> Outcome:

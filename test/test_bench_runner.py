@@ -20,6 +20,8 @@ import run_all  # noqa: E402
     ("0", "-", "0", "yes"),
     ("3", "-", "0", "NO"),
     ("0.950", "-", "-", ""),
+    ("10.5 kB", "0.011x", "< 1", "yes"),
+    ("2 kB", "1.5x", "< 1", "NO"),
     ("x", "-", "written = received = published", ""),
 ])
 def test_met_reads_the_target(this: str, ratio: str, target: str, expected: str) -> None:
