@@ -117,6 +117,12 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
     assert report["action_error"]["pairs"] >= 5 and np.isfinite(report["action_error"]["mae"])
     assert (out / "bag" / "metadata.yaml").is_file()
     assert (out / "parquet" / "actions.parquet").is_file()
+    # The dataset recording the feature browser opens: every held-out episode (the toy has 2), with thumbnails.
+    if report["features"].get("messages"):
+        analysis = json.loads((out / "features" / "analysis" / "analysis.json").read_text())
+        assert report["features"]["dataset_recording"] == str(out / "features")
+        assert analysis["episodes"] == [0, 1] and analysis["cameras"] == ["front", "wrist"]
+        assert list((out / "features" / "analysis" / "thumbs").glob("*"))
     from pai_ros.media.video import count_frames
 
     assert count_frames(out / "heatmaps_combined.mp4") == report["heatmap_frames"] >= 5

@@ -41,6 +41,8 @@ def _publisher(env: dict[str, str], rec: Proc, *extra: str, nth: int = 1) -> Pro
     for topic in TOPICS:
         _wait_until(lambda t=topic: _count(rec, f"matched 1 publisher(s) on {t}") >= nth,
                     f"the recorder matching publisher {nth} on {topic}", rec)
+    pub.send("MATCHED 1")  # and the publisher's side of the match: the graph can be ahead of DDS
+    pub.wait_for_line(lambda s: s == "MATCHED")
     return pub
 
 

@@ -154,11 +154,14 @@ def _record_dataset_features(assets, out: Path, progress: bool) -> Path:
     from pai_ros.sae.model import load_sae
     from pai_ros.sae.ood import load_calibration
 
+    from pai_ros.data.episodes import read_info
+
+    episodes = list(range(min(DATASET_FEATURE_EPISODES, int(read_info(assets.heldout_root)["total_episodes"]))))
     loaded = load_sae(assets.sae_dir)
     calibration, _ = load_calibration(loaded.directory, loaded.sae_id)
     runner = runner_for_activations(assets.policy_dir, "cpu")
     try:
-        record_features(runner, loaded, assets.heldout_root, list(range(DATASET_FEATURE_EPISODES)), out,
+        record_features(runner, loaded, assets.heldout_root, episodes, out,
                         calibration=calibration, progress=progress)
     finally:
         runner.close()

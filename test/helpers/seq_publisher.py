@@ -10,6 +10,9 @@ Prints ``READY <topics>`` once its (reliable) publishers exist, then reads comma
   ``effort`` to make the messages large (to fill a disk quickly).
 * ``WAIT``: wait until every subscriber acknowledged what was sent (``wait_for_all_acked``), then
   print ``ACKED``.
+* ``MATCHED N``: wait until every publisher is matched with at least N subscriptions (DDS
+  endpoint matching, which can lag behind the ROS graph the recorder sees), then print
+  ``MATCHED``; messages published before the match would be lost to a volatile subscriber.
 
 The process ends at end of input or when it is killed.
 """
@@ -57,6 +60,11 @@ def main() -> int:
                     if delay > 0:
                         time.sleep(delay)
                 print(f"SENT {sent}", flush=True)
+            elif cmd and cmd[0] == "MATCHED":
+                deadline = time.monotonic() + 60
+                while any(pub.get_subscription_count() < int(cmd[1]) for pub in pubs) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                print("MATCHED", flush=True)
             elif cmd and cmd[0] == "WAIT":
                 for pub in pubs:
                     pub.wait_for_all_acked(Duration(seconds=30))
