@@ -101,10 +101,10 @@ def main() -> None:
     fps = 15.0
     rows = [
         ("robot->gpu per camera image (JPEG vs raw)", kb(jpeg.up_per_camera_frame), kb(raw.up_per_camera_frame),
-         f"{jpeg.up_per_camera_frame / raw.up_per_camera_frame:.3f}x", "< 1"),
+         f"{jpeg.up_per_camera_frame / raw.up_per_camera_frame:.3f}x", "< 1x"),
         ("robot->gpu per frame (2 images + joint state; = per tick when ticks keep up)",
          kb(jpeg.up_per_camera_frame * 2), kb(raw.up_per_camera_frame * 2),
-         f"{jpeg.up_per_camera_frame / raw.up_per_camera_frame:.3f}x", "< 1"),
+         f"{jpeg.up_per_camera_frame / raw.up_per_camera_frame:.3f}x", "< 1x"),
         (f"robot->gpu per policy tick measured here (CPU policy: {raw.frames / raw.actions:.1f} / "
          f"{jpeg.frames / jpeg.actions:.1f} frames per tick raw / JPEG)", kb(jpeg.up_per_tick), kb(raw.up_per_tick),
          f"{jpeg.up_per_tick / raw.up_per_tick:.3f}x", "-"),

@@ -68,8 +68,9 @@ def met(this: str, ratio: str, target: str) -> str:
     m = re.match(r"(<=|>=|<|>)\s*([\d.]+)\s*(x|%)?\s*(\w+)?", t)
     if not m:
         return ""
-    op, bound, word = m.group(1), float(m.group(2)), m.group(4)
-    source = ratio if ratio.strip() not in ("", "-") else this
+    op, bound, unit, word = m.group(1), float(m.group(2)), m.group(3), m.group(4)
+    # A target with a unit (x, %) is about the ratio column; a bare number is about the figure itself.
+    source = ratio if unit and ratio.strip() not in ("", "-") else this
     value = re.search(rf"([\d.]+)\s*(?:x|%)?\s+{word}", source) if word else None
     value = value or re.search(r"([\d.]+)", source)
     if not value:

@@ -20,8 +20,11 @@ import run_all  # noqa: E402
     ("0", "-", "0", "yes"),
     ("3", "-", "0", "NO"),
     ("0.950", "-", "-", ""),
-    ("10.5 kB", "0.011x", "< 1", "yes"),
-    ("2 kB", "1.5x", "< 1", "NO"),
+    ("10.5 kB", "0.011x", "< 1x", "yes"),
+    ("2 kB", "1.5x", "< 1x", "NO"),
+    ("0.703", "14.1x chance; mass x10.43", ">= 0.70", "yes"),
+    ("0.0117", "-", "<= 0.2", "yes"),
+    ("1.0%", "-", "<= 5%", "yes"),
     ("x", "-", "written = received = published", ""),
 ])
 def test_met_reads_the_target(this: str, ratio: str, target: str, expected: str) -> None:
