@@ -15,7 +15,7 @@ interleaved rounds, same inputs:
 Serialising is what publishing costs the node's thread; the DDS transport itself is measured
 by bench_policy_node.py and bench_recorder.py.
 
-Usage: python bench/bench_attention_overhead.py [--rounds 12] [--device cpu]
+Usage: python bench/bench_attention_overhead.py [--rounds 20] [--device cpu]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import fmt_ms, interleaved, machine, print_table, summary_ms  # noqa: E402
+from common import fmt_ms, interleaved, machine, paired_ratio, print_table, summary_ms  # noqa: E402
 from setups import (  # noqa: E402
     DEFAULT_ACT,  # noqa: F401  (re-exported: older scripts import it from here)
     FULL_SIZE,  # noqa: F401
@@ -78,7 +78,7 @@ def publish_cost() -> tuple[object, object]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
@@ -136,11 +136,14 @@ def main() -> None:
     times = interleaved(fns, args.rounds)
     b, d, p, s = (summary_ms(times[k]) for k in fns)
     what = "capture+shares+2 overlays+messages" if tick_messages else "capture+shares+2 overlays (no ROS wheels)"
+    # Ratio: the median of per-round ratios (each round runs every variant back to back).
     rows = [
-        (f"tick with {what} vs bare predict_action_chunk", fmt_ms(p), fmt_ms(b), f"{p[0] / b[0]:.3f}x", "<= 1.05x"),
-        ("same vs preprocess+predict+postprocess", fmt_ms(p), fmt_ms(d), f"{p[0] / d[0]:.3f}x", "<= 1.05x"),
+        (f"tick with {what} vs bare predict_action_chunk", fmt_ms(p), fmt_ms(b),
+         paired_ratio(times["pai"], times["bare"]), "<= 1.05x"),
+        ("same vs preprocess+predict+postprocess", fmt_ms(p), fmt_ms(d), paired_ratio(times["pai"], times["deployed"]),
+         "<= 1.05x"),
         ("same + SAE encode (512->4096, k 32) + features message vs bare predict_action_chunk", fmt_ms(s), fmt_ms(b),
-         f"{s[0] / b[0]:.3f}x", "<= 1.10x"),
+         paired_ratio(times["pai_sae"], times["bare"]), "<= 1.10x"),
     ]
 
     # Wasted forwards per executed action, per mode (tiny model: only the counts matter).

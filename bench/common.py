@@ -23,12 +23,24 @@ def time_calls(fn: Callable[[], object], repeats: int) -> list[float]:
 
 
 def interleaved(fns: dict[str, Callable[[], object]], rounds: int, per_round: int = 1) -> dict[str, list[float]]:
-    """Time several functions in alternating rounds so that machine noise hits all alike."""
+    """Time several functions in alternating rounds so that machine noise hits all alike.
+
+    The order rotates from round to round, so no function always runs first (after an idle
+    moment) or last (after the others warmed the caches).
+    """
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            times[name] += time_calls(fn, per_round)
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name] += time_calls(fns[name], per_round)
     return times
+
+
+def paired_ratio(this: list[float], reference: list[float]) -> str:
+    """Median [min-max] of per-round ratios: each round's pair ran back to back, so slow drifts of
+    the machine cancel, which a ratio of two medians does not do."""
+    ratios = [a / b for a, b in zip(this, reference)]
+    return f"{statistics.median(ratios):.3f}x [{min(ratios):.2f}-{max(ratios):.2f}]"
 
 
 def summary_ms(samples: list[float]) -> tuple[float, float, float]:
