@@ -30,13 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import fmt_ms, interleaved, machine, paired_ratio, print_table, summary_ms  # noqa: E402
-from setups import (  # noqa: E402
-    DEFAULT_ACT,  # noqa: F401  (re-exported: older scripts import it from here)
-    FULL_SIZE,  # noqa: F401
-    default_act_checkpoint,
-    random_observation,
-    random_topk_sae,
-)
+from setups import default_act_checkpoint, random_observation, random_topk_sae  # noqa: E402
 
 from pai_ros.attention.capture import CaptureConfig  # noqa: E402
 from pai_ros.attention.maps import maps_for_tick  # noqa: E402

@@ -44,18 +44,15 @@ import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import fmt_ms, interleaved, machine, print_table, summary_ms  # noqa: E402
-from setups import DEFAULT_ACT, FULL_SIZE, random_topk_sae  # noqa: E402
+from setups import default_act_checkpoint, random_observation, random_topk_sae  # noqa: E402
 
 from pai_ros.attention.capture import CaptureConfig  # noqa: E402
 from pai_ros.demo.assets import default_cache_dir, ensure_demo_assets  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402
-from pai_ros.policy.observation import Observation  # noqa: E402
-from pai_ros.policy.random_init import save_random_act  # noqa: E402
 from pai_ros.policy.runner import PolicyRunner  # noqa: E402
 from pai_ros.sae.activations import ActivationSet, complete_episodes, read_activations  # noqa: E402
 from pai_ros.sae.frame import encode_frame  # noqa: E402
@@ -76,15 +73,11 @@ def fmt_rate(samples: list[float]) -> str:
 
 
 def encode_cost(rounds: int, device: str) -> tuple[list[Row], dict]:
-    cams = {"front": (480, 640), "wrist": (480, 640)}
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = save_random_act(Path(tmp) / "act", cams, state_dim=6, action_dim=6, **DEFAULT_ACT, **FULL_SIZE)
-        loaded = load_act_policy(ckpt, device)
+        loaded = load_act_policy(default_act_checkpoint(Path(tmp) / "act"), device)
     runner = PolicyRunner(loaded, "replan", CaptureConfig(encoder_output=True))
     sae = random_topk_sae(512, 4096, 32).to(device)
-    rng = np.random.default_rng(0)
-    obs = Observation({c: rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for c, hw in cams.items()},
-                      rng.normal(size=6).astype(np.float32))
+    obs = random_observation()
     last: dict[str, object] = {}
 
     def tick() -> None:
