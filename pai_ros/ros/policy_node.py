@@ -20,6 +20,7 @@ is rejected, ``/diagnostics`` says why, and the next good tick recovers by itsel
 
 from __future__ import annotations
 
+import re
 import sys
 import threading
 import time
@@ -109,6 +110,7 @@ PARAMS = [
 ]
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 @dataclass
@@ -131,17 +133,19 @@ class Health:
         self.tick_s: deque[float] = deque(maxlen=1000)  # whole ticks that produced an action
         # Every reason since the last /diagnostics message: a one-tick fault (a stamp that jumped back)
         # must not vanish behind the next tick's message.
-        self.recent: dict[str, int] = {}
+        # Keyed by the reason without its numbers, so that "0.41 s old", "0.44 s old", ... count as one.
+        self.recent: dict[str, tuple[int, str]] = {}  # kind -> (count, latest wording)
 
     def reject(self, reason: str) -> None:
         with self.lock:
             self.rejected += 1
             self.level, self.message = DiagnosticStatus.ERROR, f"no action: {reason}"
-            self.recent[reason] = self.recent.get(reason, 0) + 1
+            kind = _NUMBER.sub("#", reason)
+            self.recent[kind] = (self.recent.get(kind, (0, ""))[0] + 1, reason)
 
     def take_recent(self) -> str:
         """'N x reason; ...' since the previous call (caller holds the lock)."""
-        text = "; ".join(f"{n} x {reason}" for reason, n in self.recent.items())
+        text = "; ".join(f"{n} x {reason}" for n, reason in self.recent.values())
         self.recent = {}
         return text
 
