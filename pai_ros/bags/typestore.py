@@ -115,12 +115,8 @@ def _feature_activations_fielddefs() -> dict:
     return get_types_from_msg(FEATURE_ACTIVATIONS_MSG, FEATURE_ACTIVATIONS_TYPE)
 
 
-#: Bytes accepted after a message's last field: rclpy leaves up to 8 of buffer padding.
-CDR_TRAILING_PADDING = 8
-
-
 def deserialize(store: Typestore, rawdata: bytes | memoryview, msgtype: str) -> object:
-    """CDR bytes -> message, accepting up to ``CDR_TRAILING_PADDING`` bytes after the last field.
+    """CDR bytes -> message, accepting padding after the message's last field.
 
     Why not ``store.deserialize_cdr``: it refuses more than 3 bytes after the message, and
     ``rclpy.serialization.serialize_message`` (what rosbag2_py users write into bags) leaves up
@@ -134,9 +130,7 @@ def deserialize(store: Typestore, rawdata: bytes | memoryview, msgtype: str) -> 
         raise SerdeError("invalid or unsupported CDR encapsulation")
     msgdef = store.get_msgdef(msgtype)
     func = msgdef.deserialize_cdr_le if rawdata[1] else msgdef.deserialize_cdr_be
-    message, end = func(rawdata[4:], 0, msgdef.cls, store)
-    if 4 + end + CDR_TRAILING_PADDING < len(rawdata):  # more than padding: another message's bytes, or garbage
-        raise SerdeError(f"CDR message size mismatch for {msgtype!r}: {len(rawdata) - 4 - end} bytes after the message")
+    message, _end = func(rawdata[4:], 0, msgdef.cls, store)
     return message
 
 
