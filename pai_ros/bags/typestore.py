@@ -119,8 +119,10 @@ def deserialize(store: Typestore, rawdata: bytes | memoryview, msgtype: str) -> 
     """CDR bytes -> message, accepting padding after the message's last field.
 
     Why not ``store.deserialize_cdr``: it refuses more than 3 bytes after the message, and
-    ``rclpy.serialization.serialize_message`` (what rosbag2_py users write into bags) leaves up
-    to 8 bytes of buffer padding behind every ``sensor_msgs/JointState`` in Kilted. DDS readers
+    ``rclpy.serialization.serialize_message`` (what rosbag2_py users write into bags) leaves
+    buffer slack behind the message in Kilted: 8 to 12 bytes of uninitialised memory after a
+    ``sensor_msgs/JointState`` (measured), neither zeros nor of a fixed length, so no bound or
+    pattern tells it from other trailing bytes; trailing bytes are therefore accepted. DDS readers
     and ``ros2 bag play`` ignore those bytes, so the converter does too. Malformed data still
     raises (rosbags' SerdeError, struct.error, ValueError, UnicodeDecodeError).
     """
