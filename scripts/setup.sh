@@ -14,7 +14,7 @@
 # finished, and colcon rebuilds what is missing. If a ROS 2 distro is already sourced
 # (ROS_DISTRO set, e.g. /opt/ros/jazzy/setup.bash), it is the underlay and the ROS wheels are
 # not installed.
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQ="$ROOT/requirements.txt"
@@ -26,6 +26,34 @@ fail() { # fail STEP FIX...
     local step="$1"; shift
     printf '\033[31m[setup] FAILED at step "%s":\033[0m %s\n' "$step" "$*" >&2
     exit 1
+}
+
+# Any command that fails outside an explicit `fail` still says where and what: under `set -e`
+# a failing pipeline would otherwise end the script with no message at all.
+STEP="start"
+on_error() {
+    local rc=$? line=$1 cmd=$2
+    printf '\033[31m[setup] FAILED at step "%s" (scripts/setup.sh line %s, exit %s):\033[0m %s\n' \
+        "$STEP" "$line" "$rc" "$cmd" >&2
+    exit "$rc"
+}
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
+
+# Old venvs of earlier pins are several GB each: keep the current one and the newest other.
+# A glob, not `ls | grep`: with no other venv the grep pipeline returns 1, which under
+# `set -e -o pipefail` ended the script silently on a machine that never ran it.
+prune_stale_venvs() {
+    local old others=()
+    for old in "$CACHE"/venv-*; do
+        if [[ -d "$old" && "$old" != "$VENV" ]]; then others+=("$old"); fi
+    done
+    if [[ ${#others[@]} -le 1 ]]; then return 0; fi
+    # newest first; keep one
+    local sorted
+    mapfile -t sorted < <(stat -c '%Y %n' "${others[@]}" | sort -rn | cut -d' ' -f2-)
+    for old in "${sorted[@]:1}"; do
+        say "removing stale venv $old"; rm -rf "$old"
+    done
 }
 
 # ---------------------------------------------------------------- 1. Python
@@ -131,10 +159,7 @@ else
     "$VENV/bin/python" -m pip install -q --progress-bar off -r "$REQ_FILE" \
         || fail "$STEP" "pip install -r requirements.txt failed (see above); re-run make setup, it resumes"
     echo "$PINS_HASH" > "$STAMP"
-    # Old venvs of earlier pins are several GB each: keep this one and the newest other.
-    ls -dt "$CACHE"/venv-* 2>/dev/null | grep -v -x "$VENV" | tail -n +2 | while read -r old; do
-        say "removing stale venv $old"; rm -rf "$old"
-    done
+    prune_stale_venvs
 fi
 echo "$VENV" > "$STATE_DIR/venv_path"
 echo "$UNDERLAY" > "$STATE_DIR/underlay"
