@@ -28,6 +28,12 @@ fail() { # fail STEP FIX...
     exit 1
 }
 
+# The last lines of a log, without the per-package "Location ... is ignored" warnings that a
+# machine-wide pip.conf can add (they bury the real error).
+show_log_tail() {
+    { grep -v -E "^WARNING: Location '.*' is ignored" "$1" || true; } | tail -n 30 >&2
+}
+
 # Any command that fails outside an explicit `fail` still says where and what: under `set -e`
 # a failing pipeline would otherwise end the script with no message at all.
 STEP="start"
@@ -155,9 +161,18 @@ else
         REQ_FILE="$STATE_DIR/requirements-system-ros.txt"
         grep -v -E '^ros-' "$REQ" > "$REQ_FILE"
     fi
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null || fail "$STEP" "upgrading pip in the venv failed"
-    "$VENV/bin/python" -m pip install -q --progress-bar off -r "$REQ_FILE" \
-        || fail "$STEP" "pip install -r requirements.txt failed (see above); re-run make setup, it resumes"
+    # pip's own chatter (and a machine's pip.conf warnings, one per package) goes to a log; the
+    # terminal gets one line per phase, and the log's tail when something fails.
+    PIP_LOG="$STATE_DIR/pip-install.log"
+    : > "$PIP_LOG"
+    "$VENV/bin/python" -m pip install -q --upgrade pip >>"$PIP_LOG" 2>&1 \
+        || { show_log_tail "$PIP_LOG"; fail "$STEP" "upgrading pip in the venv failed (log: $PIP_LOG)"; }
+    PIP_START=$SECONDS
+    say "pip install -r $(basename "$REQ_FILE") ($(grep -c -E '^[A-Za-z]' "$REQ_FILE" || true) pins; log: .pai/pip-install.log)"
+    "$VENV/bin/python" -m pip install -q --progress-bar off -r "$REQ_FILE" >>"$PIP_LOG" 2>&1 \
+        || { show_log_tail "$PIP_LOG"
+             fail "$STEP" "pip install -r requirements.txt failed (full log: $PIP_LOG); re-run make setup, it resumes"; }
+    say "pins installed in $((SECONDS - PIP_START)) s"
     echo "$PINS_HASH" > "$STAMP"
     prune_stale_venvs
 fi
