@@ -109,4 +109,7 @@ def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Ti
     msg.reconstruction_error = float(features.reconstruction_error)
     msg.ood_threshold = float("nan") if threshold is None else float(threshold)
     msg.is_ood = threshold is not None and features.reconstruction_error > threshold
+    # Appended fields: NaN says "not computed" (0.0 would read as a perfectly in-distribution score).
+    msg.ood_score = float("nan")
+    msg.ood_score_threshold = float("nan")
     return msg
