@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table  # noqa: E402
 
 from pai_ros.attention.attribution import QuerySelection  # noqa: E402
-from pai_ros.attention.capture import CaptureConfig  # noqa: E402
+from pai_ros.policy.capture import CaptureConfig  # noqa: E402
 from pai_ros.attention.integrated_gradients import IGConfig  # noqa: E402
 from pai_ros.attention.offline import RenderOptions, analyse_episode  # noqa: E402
 from pai_ros.data.episodes import iter_episode, read_info  # noqa: E402

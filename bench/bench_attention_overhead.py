@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import fmt_ms, interleaved, machine, paired_ratio, print_table, summary_ms  # noqa: E402
 from setups import default_act_checkpoint, random_observation, random_topk_sae  # noqa: E402
 
-from pai_ros.attention.capture import CaptureConfig  # noqa: E402
+from pai_ros.policy.capture import CaptureConfig  # noqa: E402
 from pai_ros.attention.maps import maps_for_tick  # noqa: E402
 from pai_ros.attention.render import Normalization, normalize, overlay  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402

@@ -76,7 +76,10 @@ def build_bag(path: Path, ticks: int, compression: str) -> int:
             fa = T[FEATURE_ACTIVATIONS_TYPE](header=hdr(t), sae_id="sae-bench", num_features=4096, feature_indices=idx,
                                              activations=rng.random(64, dtype=np.float32),
                                              token_counts=rng.integers(1, 300, 64).astype(np.uint32), num_tokens=302,
-                                             mean_l0=31.5, reconstruction_error=0.1, ood_threshold=0.3, is_ood=False)
+                                             mean_l0=31.5, reconstruction_error=0.1, ood_threshold=0.3, is_ood=False,
+                                             ood_score=math.nan, ood_score_threshold=math.nan, steered=False,
+                                             steering_mode="", steered_features=np.zeros(0, np.uint32),
+                                             steering_values=np.zeros(0, np.float32), steering_remaining_s=0.0)
             w.write("/features", FEATURE_ACTIVATIONS_TYPE, ser(fa, FEATURE_ACTIVATIONS_TYPE), recv + 2)
             n += 5
             if t % 30 == 0:

@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from setups import random_observation
-from pai_ros.attention.capture import CaptureConfig
+from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.runner import PolicyRunner
 ckpt, sae_dir, ticks = sys.argv[2], sys.argv[3], int(sys.argv[4])

@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import fmt_ms, interleaved, machine, print_table, summary_ms  # noqa: E402
 from setups import default_act_checkpoint, random_observation, random_topk_sae  # noqa: E402
 
-from pai_ros.attention.capture import CaptureConfig  # noqa: E402
+from pai_ros.policy.capture import CaptureConfig  # noqa: E402
 from pai_ros.demo.assets import default_cache_dir, ensure_demo_assets  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402
 from pai_ros.policy.runner import PolicyRunner  # noqa: E402

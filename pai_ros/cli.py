@@ -20,14 +20,18 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 def _registrations() -> list[Register]:
     from pai_ros.attention import commands as attention_commands
-    from pai_ros.demo import commands as demo_commands
-
     from pai_ros.bags import commands as bag_commands
+    from pai_ros.demo import commands as demo_commands
     from pai_ros.features import commands as feature_commands
+    from pai_ros.ros import commands as ros_commands
     from pai_ros.sae import commands as sae_commands
+    from pai_ros.ui import commands as ui_commands
 
-    return [attention_commands.register, bag_commands.register, demo_commands.register_demo,
-            demo_commands.register, sae_commands.register, feature_commands.register]
+    def features_and_browser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        ui_commands.register(feature_commands.register(sub))
+
+    return [attention_commands.register, bag_commands.register, ros_commands.register,
+            demo_commands.register, sae_commands.register, features_and_browser]
 
 
 def build_parser() -> argparse.ArgumentParser:

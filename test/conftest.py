@@ -98,13 +98,13 @@ def tiny_sae(tiny_act: Path, tiny_dataset, tmp_path_factory: pytest.TempPathFact
     """A TopK SAE (32 -> 128, k=4) trained on the tiny policy's own encoder tokens."""
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
-    from pai_ros.sae.commands import runner_for_activations
+    from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
 
     root, _ = tiny_dataset
     work = tmp_path_factory.mktemp("tiny_sae")
-    runner = runner_for_activations(tiny_act, "cpu")
+    runner = activations_runner(tiny_act, "cpu")
     collect_activations(runner, root, [0, 1, 2], work / "acts", CollectSettings(TokenSelection()), progress=False)
     runner.close()
     out, _ = run_training(work / "acts", work / "sae", TrainSettings(k=4, num_features=128, steps=100, batch_size=64),

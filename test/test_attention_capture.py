@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from pai_ros.attention.attribution import QuerySelection, rollout_matrix, token_weights
-from pai_ros.attention.capture import ActCapture, CaptureConfig
-from pai_ros.attention.layout import CAMERA, LATENT, STATE, TokenLayout
+from pai_ros.policy.capture import ActCapture, CaptureConfig
+from pai_ros.policy.layout import CAMERA, LATENT, STATE, TokenLayout
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.random_init import save_random_act

@@ -23,7 +23,7 @@ from conftest import run_pai
 from safetensors.torch import save_file
 
 from pai_ros.errors import UserError
-from pai_ros.features.tables import FEATURES_SCHEMA
+from pai_ros.features.tables import FEATURES_REQUIRED
 
 
 def one_line_error(result, needle: str) -> str:
@@ -132,7 +132,7 @@ def features_table(rows: int = 4, num_features: int = 8) -> pa.Table:
         "stamp_ns": i, "recv_ns": i, "topic": "/features", "sae_id": "s", "num_features": num_features,
         "feature_indices": [i % num_features, (i + 1) % num_features], "activations": [2.0, 1.0],
         "token_counts": [3, 1], "num_tokens": 10, "mean_l0": 1.0, "reconstruction_error": 0.1,
-        "ood_threshold": float("nan"), "is_ood": False} for i in range(rows)], schema=FEATURES_SCHEMA)
+        "ood_threshold": float("nan"), "is_ood": False} for i in range(rows)], schema=FEATURES_REQUIRED)
 
 
 def test_analyse_accepts_the_reference_table(tmp_path: Path) -> None:

@@ -90,7 +90,10 @@ def write_full_bag(path: Path, **writer_kwargs) -> Path:
                 header=hdr(i), sae_id="sae-abc", num_features=4096, feature_indices=np.array([i, 7, 4095], np.uint32),
                 activations=np.array([3.5, 1.25, 0.125], np.float32), token_counts=np.array([12, 3, 1], np.uint32),
                 num_tokens=42, mean_l0=7.5, reconstruction_error=0.0625,
-                ood_threshold=math.nan if i % 2 else 0.5, is_ood=i % 2 == 0)
+                ood_threshold=math.nan if i % 2 else 0.5, is_ood=i % 2 == 0,
+                ood_score=1.5 * i, ood_score_threshold=4.0, steered=i == 3, steering_mode="ablate" if i == 3 else "",
+                steered_features=np.array([7] if i == 3 else [], np.uint32),
+                steering_values=np.array([0.0] if i == 3 else [], np.float32), steering_remaining_s=0.5)
             w.write("/features", FEATURE_ACTIVATIONS_TYPE, ser(fa, FEATURE_ACTIVATIONS_TYPE), t + 6)
             diag = T["diagnostic_msgs/msg/DiagnosticArray"](header=hdr(i), status=[
                 DS(level=2, name="pai/policy", message="stale", hardware_id="gpu0",
@@ -167,7 +170,8 @@ def test_features_table(converted) -> None:
         "stamp_ns:int64", "recv_ns:int64", "topic:string", "sae_id:string", "num_features:uint32",
         "feature_indices:list<element: uint32>", "activations:list<element: float>",
         "token_counts:list<element: uint32>", "num_tokens:uint32", "mean_l0:float", "reconstruction_error:float",
-        "ood_threshold:float", "is_ood:bool"]
+        "ood_threshold:float", "is_ood:bool", "ood_score:float", "ood_score_threshold:float", "steered:bool",
+        "steering_mode:string", "steered_features:list<element: uint32>", "steering_values:list<element: float>"]
     rows = table(out, "features")
     assert [r["stamp_ns"] for r in rows] == [stamp_ns(i) for i in range(N)]
     assert [r["recv_ns"] for r in rows] == [T0 + i * PERIOD_NS + 6 for i in range(N)]
@@ -176,6 +180,9 @@ def test_features_table(converted) -> None:
         "/features", "sae-abc", 4096, [3, 7, 4095], [3.5, 1.25, 0.125], [12, 3, 1])
     assert (r["num_tokens"], r["mean_l0"], r["reconstruction_error"], r["is_ood"]) == (42, 7.5, 0.0625, False)
     assert math.isnan(r["ood_threshold"]) and rows[2]["ood_threshold"] == 0.5 and rows[2]["is_ood"]
+    assert (r["ood_score"], r["ood_score_threshold"], r["steered"], r["steering_mode"], r["steered_features"],
+            r["steering_values"]) == (4.5, 4.0, True, "ablate", [7], [0.0])
+    assert not rows[2]["steered"] and rows[2]["steered_features"] == [] and rows[2]["steering_mode"] == ""
 
 
 def test_actions_and_joint_states_tables(converted) -> None:
@@ -300,6 +307,31 @@ def test_incompatible_definition_in_the_bag_is_listed_not_failed(tmp_path: Path)
     assert summary.tables == {"actions.parquet": 1}
     assert summary.unknown == {"/features": {"type": FEATURE_ACTIVATIONS_TYPE, "messages": 1, "reason":
                                              f"the bag's {FEATURE_ACTIVATIONS_TYPE} has no field activations"}}
+
+
+def test_bag_with_the_original_feature_message_converts_with_defaults(tmp_path: Path) -> None:
+    """Bags recorded before the appended fields existed: same table, NaN score, not steered."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    text = (Path(__file__).parents[1] / "msg" / "FeatureActivations.msg").read_text()
+    original = text.split("# ---- appended fields")[0]
+    old = get_typestore(Stores.ROS2_KILTED)
+    old.register(get_types_from_msg(original, FEATURE_ACTIVATIONS_TYPE))
+    msgdef, _ = old.generate_msgdef(FEATURE_ACTIVATIONS_TYPE, ros_version=2)
+    bag = tmp_path / "v1"
+    with Writer(bag, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        conn = w.add_connection("/features", FEATURE_ACTIVATIONS_TYPE, msgdef=msgdef,
+                                rihs01=old.hash_rihs01(FEATURE_ACTIVATIONS_TYPE))
+        msg = old.types[FEATURE_ACTIVATIONS_TYPE](
+            header=hdr(0), sae_id="s", num_features=8, feature_indices=np.array([1], np.uint32),
+            activations=np.array([2.0], np.float32), token_counts=np.array([3], np.uint32), num_tokens=5,
+            mean_l0=1.0, reconstruction_error=0.25, ood_threshold=0.5, is_ood=False)
+        w.write(conn, T0, bytes(old.serialize_cdr(msg, FEATURE_ACTIVATIONS_TYPE)))
+    bag_to_parquet(bag, tmp_path / "o", progress=False)
+    (row,) = table(tmp_path / "o", "features")
+    assert row["feature_indices"] == [1] and row["reconstruction_error"] == 0.25
+    assert math.isnan(row["ood_score"]) and not row["steered"] and row["steered_features"] == []
 
 
 def test_topic_file_names_are_safe() -> None:

@@ -18,6 +18,7 @@ from pai_ros.bags.typestore import (
 )
 from pai_ros.bags.writer import BagWriter
 from pai_ros.errors import UserError
+from helpers.feature_fields import appended_fields
 
 REPO = Path(__file__).resolve().parents[1]
 STORE = typestore()
@@ -43,7 +44,7 @@ def features(i: int):
     return T[FEATURE_ACTIVATIONS_TYPE](
         header=header(i), sae_id=f"sae-{i}", num_features=64, feature_indices=np.array([i, 3], np.uint32),
         activations=np.array([2.5, 0.5], np.float32), token_counts=np.array([4, 1], np.uint32), num_tokens=9,
-        mean_l0=1.25, reconstruction_error=0.5, ood_threshold=math.nan, is_ood=bool(i % 2))
+        mean_l0=1.25, reconstruction_error=0.5, ood_threshold=math.nan, is_ood=bool(i % 2), **appended_fields())
 
 
 def diagnostics(i: int):

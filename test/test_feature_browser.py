@@ -30,7 +30,7 @@ from ros_processes import Proc
 
 from pai_ros.errors import UserError
 from pai_ros.features.results import ResultsDir
-from pai_ros.features.tables import FEATURES_FILE, FEATURES_SCHEMA
+from pai_ros.features.tables import FEATURES_FILE, FEATURES_REQUIRED
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -66,7 +66,7 @@ def _write_features(path: Path, episode: int) -> None:
                      "token_counts": [2 for _ in fired], "num_tokens": 12, "mean_l0": float(len(fired)),
                      "reconstruction_error": 0.1, "ood_threshold": 1.0, "is_ood": False})
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=FEATURES_SCHEMA), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=FEATURES_REQUIRED), path)
 
 
 def _write_thumbnail(path: Path, rgb: tuple[int, int, int]) -> None:

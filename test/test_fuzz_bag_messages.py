@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from conftest import run_pai
+from helpers.feature_fields import appended_fields
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -66,7 +67,8 @@ def valid_message(msgtype: str, i: int = 0):
     if msgtype == FEATURE_ACTIVATIONS_TYPE:
         return T[msgtype](header=header(i), sae_id="sae", num_features=64, feature_indices=np.array([3, 9], np.uint32),
                           activations=np.array([2.0, 1.0], np.float32), token_counts=np.array([4, 1], np.uint32),
-                          num_tokens=12, mean_l0=2.5, reconstruction_error=0.1, ood_threshold=math.nan, is_ood=False)
+                          num_tokens=12, mean_l0=2.5, reconstruction_error=0.1, ood_threshold=math.nan, is_ood=False,
+                          **appended_fields())
     KV, DS = T["diagnostic_msgs/msg/KeyValue"], T["diagnostic_msgs/msg/DiagnosticStatus"]
     return T[DIAGNOSTICS](header=header(i), status=[DS(level=1, name="pai/x", message="m", hardware_id="h",
                                                        values=[KV(key="k", value="v")])])
@@ -203,14 +205,17 @@ def test_arrays_of_mismatched_lengths_and_non_finite_values_are_kept_as_recorded
                          activations=data.draw(hnp.arrays(np.float32, st.integers(0, 5))),
                          token_counts=data.draw(idx), num_tokens=data.draw(st.integers(0, 2**32 - 1)),
                          mean_l0=data.draw(st.floats(width=32)), reconstruction_error=data.draw(st.floats(width=32)),
-                         ood_threshold=data.draw(st.floats(width=32)), is_ood=data.draw(st.booleans()))
+                         ood_threshold=data.draw(st.floats(width=32)), is_ood=data.draw(st.booleans()),
+                         **{**appended_fields(), "ood_score": data.draw(st.floats(width=32)),
+                            "steered_features": data.draw(idx)})
     rows = check_outcome(msgtype, ser(msg, msgtype), videos=False)
     assert rows is not None
     row = rows[1]
-    fields = ("position", "velocity", "effort") if msgtype == JOINT_STATE else ("feature_indices", "activations")
+    fields = (("position", "velocity", "effort") if msgtype == JOINT_STATE
+              else ("feature_indices", "activations", "steered_features"))
     for name in fields:  # bit for bit, NaN included
         dtype = np.float64 if name != "activations" else np.float32
-        dtype = np.uint32 if name == "feature_indices" else dtype
+        dtype = np.uint32 if name in ("feature_indices", "steered_features") else dtype
         assert np.asarray(row[name], dtype).tobytes() == np.asarray(getattr(msg, name), dtype).tobytes()
 
 

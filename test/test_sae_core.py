@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pai_ros.attention.layout import TokenLayout
+from pai_ros.policy.layout import TokenLayout
 from pai_ros.errors import UserError
 from pai_ros.sae.activations import ActivationSet, TokenSelection, read_activations
 from pai_ros.sae.frame import encode_frame

@@ -85,7 +85,7 @@ def import_core(force_stand_ins: bool) -> tuple[SimpleNamespace, list[str]]:
         from lerobot.policies.act.configuration_act import ACTConfig
 
         from pai_ros.attention.attribution import QuerySelection
-        from pai_ros.attention.capture import CaptureConfig
+        from pai_ros.policy.capture import CaptureConfig
         from pai_ros.attention.maps import maps_for_tick
         from pai_ros.jsonfile import write_json_atomic
         from pai_ros.policy.loading import load_act_policy

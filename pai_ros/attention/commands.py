@@ -45,11 +45,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def _run(args: argparse.Namespace) -> int:
     from pai_ros.attention.attribution import QuerySelection
-    from pai_ros.attention.capture import CaptureConfig
     from pai_ros.attention.integrated_gradients import IGConfig
     from pai_ros.attention.offline import RenderOptions, analyse_episode
     from pai_ros.data.episodes import check_episodes, read_info
     from pai_ros.errors import UserError
+    from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.runner import PolicyRunner
 

@@ -17,8 +17,6 @@ file is complete, so an interrupted run never leaves outputs that look finished.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +29,21 @@ from tqdm import tqdm
 from pai_ros import __version__
 from pai_ros.attention.attribution import QuerySelection
 from pai_ros.attention.integrated_gradients import IGConfig, integrated_gradients
-from pai_ros.attention.layout import ENV_STATE, LATENT, STATE
 from pai_ros.attention.maps import maps_for_tick
-from pai_ros.attention.render import Normalization, combined_panel, episode_range, normalize, overlay
+from pai_ros.attention.render import (
+    Normalization,
+    combined_panel,
+    episode_range,
+    normalize,
+    overlay,
+)
 from pai_ros.data.episodes import camera_names, episode_length, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.media.video import Mp4Writer, even_size
+from pai_ros.policy.layout import ENV_STATE, LATENT, STATE
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.staging import staged_directory
 
 ATTENTION_SCHEMA = pa.schema([
     ("episode_index", pa.int32()), ("frame_index", pa.int32()), ("timestamp", pa.float64()),
@@ -90,12 +95,9 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
         raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {dataset_root} has "
                         f"{', '.join(camera_names(info)) or 'none'}")
     final = output_dir / f"episode_{episode:06d}"
-    partial = output_dir / f"{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     start = time.monotonic()
     forwards0, wasted0 = runner.stats.forwards, runner.stats.wasted_forwards
-    try:
+    with staged_directory(final) as partial:
         att_rows, act_rows, frame_grids, frame_shares = _run(runner, dataset_root, info, episode, method, selection,
                                                              ig, progress)
         if not act_rows["frame_index"]:
@@ -120,11 +122,6 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
                    "latency": runner.stats.latency_summary(),
                    "seconds": round(time.monotonic() - start, 2)}
         (partial / "summary.json").write_text(json.dumps(summary, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return EpisodeResult(episode, final, summary["frames"], mae, summary["seconds"], mean_shares)
 
 

@@ -23,9 +23,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import os
+import math
 import re
-import shutil
 import statistics
 import sys
 import time
@@ -40,7 +39,14 @@ import pyarrow.parquet as pq
 
 from pai_ros.errors import UserError
 from pai_ros.features.tables import FEATURES_SCHEMA
-from pai_ros.imaging.convert import ImageConversionError, compressed_to_rgb, raw_to_rgb, resize_rgb
+from pai_ros.imaging.convert import (
+    ImageConversionError,
+    compressed_to_rgb,
+    raw_to_rgb,
+    resize_rgb,
+)
+from pai_ros.staging import staged_directory
+from pai_ros.timestamps import header_ns
 
 if TYPE_CHECKING:
     from rosbags.interfaces import Connection
@@ -136,11 +142,7 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
     started = time.perf_counter()
     sources = find_sources(bag)
     _check_output(bag, out, overwrite)
-    partial = out.parent / f"{out.name}.partial-{os.getpid()}"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    try:
+    with staged_directory(out) as partial:
         summary = ConversionSummary(bag=str(bag), out=str(out))
         converter = _Converter(partial, summary, videos=videos, batch_rows=batch_rows)
         try:
@@ -152,10 +154,6 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
         converter.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         (partial / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
-        _publish(partial, out)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return summary
 
 
@@ -214,22 +212,6 @@ def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
         raise UserError(f"output {out} {what}; choose a new path or pass --overwrite")
 
 
-def _publish(partial: Path, out: Path) -> None:
-    """Move the finished ``partial`` directory to ``out``, replacing what was there."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        old = out.parent / f"{out.name}.old-{os.getpid()}"
-        os.replace(out, old)
-        os.replace(partial, out)
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-        return
-    if out.exists():
-        out.rmdir()
-    os.replace(partial, out)
-
-
 # ------------------------------------------------------------------ reading
 
 
@@ -255,7 +237,12 @@ def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:
     converter is checked per topic by :func:`_incompatibility`.
     """
     from rosbags.interfaces import MessageDefinitionFormat
-    from rosbags.typesys import Stores, get_types_from_idl, get_types_from_msg, get_typestore
+    from rosbags.typesys import (
+        Stores,
+        get_types_from_idl,
+        get_types_from_msg,
+        get_typestore,
+    )
 
     embedded: dict = {}
     roots: list[str] = []
@@ -303,6 +290,12 @@ def _closure(lookup: dict, roots: list[str]) -> dict:
     return out
 
 
+# Fields appended to our messages after their first release: bags recorded earlier lack them.
+APPENDED_FIELDS = {FEATURES: frozenset(
+    ("ood_score", "ood_score_threshold", "steered", "steering_mode", "steered_features", "steering_values",
+     "steering_remaining_s"))}
+
+
 def _incompatibility(store: Typestore, base: Typestore, msgtype: str) -> str | None:
     """Why ``msgtype`` as defined in the bag cannot be converted (None: it can).
 
@@ -321,6 +314,8 @@ def _incompatibility(store: Typestore, base: Typestore, msgtype: str) -> str | N
             return f"no definition of {name}"
         have = dict(store.fielddefs[name][1])
         for field_name, fielddef in base.fielddefs[name][1]:
+            if field_name not in have and field_name in APPENDED_FIELDS.get(name, ()):
+                continue  # recorded before the field was appended: the converter fills its default
             if field_name not in have:
                 return f"the bag's {name} has no field {field_name}"
             if have[field_name] != fielddef:
@@ -551,14 +546,19 @@ class _Converter:
 
     @staticmethod
     def _stamp(msg: Any) -> int:
-        return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+        return header_ns(msg)
 
     def _features(self, topic: str, recv_ns: int, m: Any) -> None:
         self.tables["features"].append(
             stamp_ns=self._stamp(m), recv_ns=recv_ns, topic=topic, sae_id=m.sae_id, num_features=m.num_features,
             feature_indices=m.feature_indices, activations=m.activations, token_counts=m.token_counts,
             num_tokens=m.num_tokens, mean_l0=m.mean_l0, reconstruction_error=m.reconstruction_error,
-            ood_threshold=m.ood_threshold, is_ood=bool(m.is_ood))
+            ood_threshold=m.ood_threshold, is_ood=bool(m.is_ood),
+            # Appended message fields: bags recorded with an older definition lack them.
+            ood_score=getattr(m, "ood_score", math.nan),
+            ood_score_threshold=getattr(m, "ood_score_threshold", math.nan),
+            steered=bool(getattr(m, "steered", False)), steering_mode=getattr(m, "steering_mode", ""),
+            steered_features=getattr(m, "steered_features", []), steering_values=getattr(m, "steering_values", []))
 
     def _joint_state(self, topic: str, recv_ns: int, m: Any) -> None:
         common = {"stamp_ns": self._stamp(m), "recv_ns": recv_ns, "topic": topic, "name": list(m.name),

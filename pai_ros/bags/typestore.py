@@ -70,6 +70,28 @@ float32 ood_threshold
 
 # True when reconstruction_error > ood_threshold (always false without a calibration).
 bool is_ood
+
+# ---- appended fields (older subscribers ignore what they do not know) ----
+
+# Per-position normalised out-of-distribution score of this tick: each token's reconstruction
+# error divided by what the calibration episodes showed at that token position, reduced over
+# the frame (see `pai sae calibrate`). NaN when the SAE's calibration has no such statistics.
+float32 ood_score
+
+# The threshold ood_score is compared with (from the calibration); NaN without one.
+float32 ood_score_threshold
+
+# True when this tick's forward pass ran with features steered through the `~/steer` service
+# (the actions published for this tick come from the steered policy).
+bool steered
+
+# The steering in force this tick: mode ("clamp", "scale" or "ablate"; empty when not steered),
+# the features changed and, for each, its value (clamp: the activation it was set to; scale:
+# the factor; ablate: 0), and how many seconds of steering remained when the tick ran.
+string steering_mode
+uint32[] steered_features
+float32[] steering_values
+float32 steering_remaining_s
 """
 
 _CHECKOUT_MSG = Path(__file__).resolve().parents[2] / "msg" / "FeatureActivations.msg"

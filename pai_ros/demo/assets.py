@@ -8,7 +8,7 @@ Layout under ``<cache>/demo/v<GENERATOR_VERSION>-<settings hash>/``::
     train/                              lerobot-train's output dir and log (no optimiser state)
     report/                             loss curve PNG, held-out evaluation, timings
 
-Each stage is built in a ``*.partial-<pid>`` directory and renamed into place only when it is
+Each stage is built in a ``.<stage>.partial-<pid>`` directory and swapped into place only when it is
 complete, then sealed with a manifest of its files and sizes. A stage whose manifest does not
 match what is on disk is reported as corrupt and rebuilt; stale partial directories from an
 interrupted run are removed. A lock file serialises concurrent runs.
@@ -34,6 +34,7 @@ from pai_ros.demo.dataset import DatasetSpec
 from pai_ros.demo.scene import SceneConfig
 from pai_ros.demo.train import TrainSettings
 from pai_ros.errors import UserError
+from pai_ros.staging import remove_stale_staging, staged_directory, staging_path, swap_into_place
 
 #: Bump when the scene renderer, the dataset writer or the training recipe changes meaning:
 #: every cache built by an older generator is then rebuilt.
@@ -171,17 +172,9 @@ def _say(msg: str) -> None:
 
 
 def _build_stage(final: Path, build: Callable[[Path], dict | None]) -> None:
-    """Build into ``<final>.partial-<pid>``, seal it, then rename it into place atomically."""
-    partial = final.with_name(f"{final.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        info = build(partial)
-        _seal(partial, info)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    """Build in a staging directory, seal it, then swap it into place."""
+    with staged_directory(final, create=False) as partial:
+        _seal(partial, build(partial))
 
 
 def _ensure_stage(final: Path, label: str, build: Callable[[Path], dict | None], rebuild: bool) -> None:
@@ -216,9 +209,7 @@ def _prepare_root(cache_dir: Path, key: str) -> Path:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         hint = "" if exc.errno == errno.ENOSPC else "; set PAI_CACHE_DIR or --cache-dir to a writable directory"
         raise UserError(f"cannot write the demo cache at {root}: {reason}{hint}") from None
-    for stale in root.rglob("*.partial-*"):
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_stale_staging(root)
     return root
 
 
@@ -286,7 +277,7 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     s = assets.settings.training
     _say(f"training the demo ACT with lerobot-train: {s.steps} steps, batch {s.batch_size} "
          f"(about {s.steps * 0.8 / 60:.0f} min on a 2-core CPU)")
-    work = assets.root / f"train.partial-{os.getpid()}"
+    work = staging_path(assets.train_dir)
     shutil.rmtree(work, ignore_errors=True)
     result = train_act(assets.dataset_root, TRAIN_REPO_ID, work, s, video_backend=video_backend(),
                        progress=progress)
@@ -294,10 +285,8 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     # Keep the run's log and config for reference; drop the optimiser state (hundreds of MB).
     for state_dir in work.glob("checkpoints/*/training_state"):
         shutil.rmtree(state_dir)
-    if assets.train_dir.exists():
-        shutil.rmtree(assets.train_dir)
-    os.replace(work, assets.train_dir)
-    os.replace(result.log_path, assets.train_dir / "lerobot-train.log")
+    os.replace(result.log_path, work / "lerobot-train.log")
+    swap_into_place(work, assets.train_dir)
     return {"seconds": round(result.seconds, 1), "loss_curve": result.loss_curve, "settings": s.as_dict()}
 
 
@@ -337,16 +326,16 @@ def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     """Collect the policy's tokens on the training episodes, train a TopK SAE, calibrate its OOD
     threshold on the first half of the held-out episodes and report on the second half."""
     from pai_ros.data.episodes import read_info
+    from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import calibrate, write_calibration
     from pai_ros.sae.collect import CollectSettings, collect_activations
-    from pai_ros.sae.commands import runner_for_activations
     from pai_ros.sae.model import load_sae
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
 
     _say("training the demo SAE: collect encoder tokens, train, calibrate (about 4 min on a 2-core CPU)")
-    runner = runner_for_activations(assets.policy_dir, "auto")
-    work = assets.root / f"activations.partial-{os.getpid()}"
+    runner = activations_runner(assets.policy_dir, "auto")
+    work = staging_path(assets.root / "activations")
     shutil.rmtree(work, ignore_errors=True)
     try:
         episodes = list(range(int(read_info(assets.dataset_root)["total_episodes"])))

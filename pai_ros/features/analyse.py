@@ -24,8 +24,6 @@ Output goes to ``RESULTS/analysis/`` (assembled in a ``.partial`` directory, the
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import shutil
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +34,16 @@ from tqdm import tqdm
 
 from pai_ros import __version__
 from pai_ros.errors import UserError
-from pai_ros.features.results import ANALYSIS_DIR, ANALYSIS_FILE, ResultsDir, Source
+from pai_ros.features.results import ANALYSIS_FILE, ResultsDir, Source
 from pai_ros.features.tables import (
-    FEATURES_SCHEMA,
+    FEATURES_REQUIRED,
     TOKENS_SCHEMA,
     check_no_nulls,
     check_schema,
     read_checked,
 )
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.staging import staged_directory
 
 FORMAT = "pai_ros.features.analysis/1"
 RANK_BY = ("variance", "max", "firing_rate", "mean")
@@ -77,7 +76,7 @@ class AnalyseSettings:
 
 def _episode_matrix(source: Source, num_features: int | None) -> tuple[np.ndarray, np.ndarray, str, int]:
     """(activations [frames, F], token counts [frames, F], sae_id, F) of one features table."""
-    pf = check_schema(source.features, FEATURES_SCHEMA, "features table")
+    pf = check_schema(source.features, FEATURES_REQUIRED, "features table")
     table = read_checked(pf, source.features,
                          ["sae_id", "num_features", "feature_indices", "activations", "token_counts"])
     if table.num_rows == 0:
@@ -140,10 +139,7 @@ def analyse(results: ResultsDir, settings: AnalyseSettings = AnalyseSettings(), 
     per_episode, top = _pass_top_frames(sources, ranked, settings, progress)
     record = results.record
     out = results.analysis_dir
-    partial = out.with_name(f"{ANALYSIS_DIR}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    try:
+    with staged_directory(out) as partial:
         cameras: list[str] = []
         thumbs: dict[tuple[int, int, int], dict[str, str]] = {}
         if settings.thumbnails and record is not None and record.get("layout"):
@@ -170,11 +166,6 @@ def analyse(results: ResultsDir, settings: AnalyseSettings = AnalyseSettings(), 
         }
         _plot_ranking(stats, ranked, settings.rank_by, partial / "ranking.png")
         write_json_atomic(partial / ANALYSIS_FILE, analysis)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(partial, out)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return out / ANALYSIS_FILE
 
 

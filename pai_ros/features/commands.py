@@ -1,4 +1,8 @@
-"""``pai features record | analyse | ui``: SAE features over datasets, their ranking, and a browser."""
+"""``pai features record | analyse``: SAE features over datasets and their ranking.
+
+``pai features ui`` (the browser) registers itself from :mod:`pai_ros.ui.commands` into the
+parser this module returns, so that features/ never imports the ui/ layer above it.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,14 @@ from pathlib import Path
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
-def register(sub: Sub) -> None:
+def register(sub: Sub) -> Sub:
     p = sub.add_parser("features", help="record SAE features over episodes, rank them, browse and name them",
                        description="Sparse-autoencoder features of an ACT policy: record them per frame, analyse "
                                    "(rank, top frames, heatmap thumbnails) and look at and name them in a browser.")
     inner = p.add_subparsers(dest="features_command", metavar="<step>", title="steps", required=True)
     _register_record(inner)
     _register_analyse(inner)
-    _register_ui(inner)
+    return inner
 
 
 def _register_record(inner: Sub) -> None:
@@ -61,8 +65,8 @@ def _register_analyse(inner: Sub) -> None:
 def _record(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.features.record import record_features
+    from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import check_dimensions
-    from pai_ros.sae.commands import runner_for_activations
     from pai_ros.sae.model import load_sae
     from pai_ros.sae.ood import load_calibration
 
@@ -73,7 +77,7 @@ def _record(args: argparse.Namespace) -> int:
     calibration, why = load_calibration(loaded.directory, loaded.sae_id)
     info = read_info(args.dataset_root)
     episodes = select_episodes(info, args.dataset_root, args.episode)
-    runner = runner_for_activations(args.policy_path, args.device)
+    runner = activations_runner(args.policy_path, args.device)
     check_dimensions(runner, loaded)
     loaded.sae.to(runner.device)
     if calibration is None:
@@ -96,29 +100,4 @@ def _analyse(args: argparse.Namespace) -> int:
                                thumbnails=not args.no_thumbnails)
     path = analyse(ResultsDir(args.results), settings, progress=not args.quiet)
     print(f"analysis written to {path}")
-    return 0
-
-
-def _register_ui(inner: Sub) -> None:
-    p = inner.add_parser(
-        "ui", help="open the feature browser (Gradio) on an analysed results directory",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        description="Serve a browser UI over RESULTS (a `pai features record` or `pai bag2parquet` directory on "
-                    "which `pai features analyse` has run): the ranked feature list (named features first), each "
-                    "feature's top frames with its heatmap per camera, its activation over an episode, its "
-                    "statistics, and name/description fields saved to RESULTS/names.json. Binds 127.0.0.1 unless "
-                    "--host says otherwise.")
-    p.add_argument("results", type=Path, help="results directory with analysis/analysis.json")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=7860, help="TCP port (0: pick a free one)")
-    p.set_defaults(handler=_ui)
-
-
-def _ui(args: argparse.Namespace) -> int:
-    from pai_ros.features.results import ResultsDir
-    from pai_ros.ui.app import serve
-
-    results = ResultsDir(args.results)
-    results.analysis()  # refuse early, with one line, when there is nothing to show
-    serve(results, host=args.host, port=args.port)
     return 0

@@ -12,8 +12,6 @@ Each episode is written into a ``.partial`` directory and renamed into place whe
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from pai_ros.features.results import RECORD_FILE
 from pai_ros.features.tables import (
     FEATURES_FILE,
     FEATURES_SCHEMA,
+    unsteered_defaults,
     TOKENS_FILE,
     TOKENS_SCHEMA,
 )
@@ -38,6 +37,7 @@ from pai_ros.sae.activations import episode_stem, layout_to_json
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.ood import Calibration
+from pai_ros.staging import staged_directory
 
 TOPIC = "features"
 
@@ -94,7 +94,8 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
                "num_features": loaded.cfg.d_sae, "feature_indices": ff.feature_indices,
                "activations": ff.activations, "token_counts": ff.token_counts, "num_tokens": ff.num_tokens,
                "mean_l0": ff.mean_l0, "reconstruction_error": ff.reconstruction_error,
-               "ood_threshold": threshold, "is_ood": bool(calibration and ff.reconstruction_error > threshold)}
+               "ood_threshold": threshold, "is_ood": bool(calibration and ff.reconstruction_error > threshold),
+               **unsteered_defaults()}
         for key, value in row.items():
             features[key].append(value)
         token_index, feature_index, activation = ff.sparse_tokens()
@@ -105,21 +106,13 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
     if frames == 0 or layout is None:
         raise UserError(f"episode {episode} of {root} has no frames")
     final = out / episode_stem(episode)
-    partial = out / f"{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
-    try:
+    with staged_directory(final) as partial:
         meta = {b"pai_ros_version": __version__.encode(), b"episode_index": str(episode).encode(),
                 b"sae_id": loaded.sae_id.encode()}
         pq.write_table(pa.Table.from_pydict(features, schema=FEATURES_SCHEMA.with_metadata(meta)),
                        partial / FEATURES_FILE, compression="zstd")
         pq.write_table(pa.Table.from_pydict(tokens, schema=TOKENS_SCHEMA.with_metadata(meta)),
                        partial / TOKENS_FILE, compression="zstd")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     ood = sum(features["is_ood"])
     return (RecordedEpisode(episode, final, frames, ood, sum(features["mean_l0"]) / frames,
                             sum(features["reconstruction_error"]) / frames), layout)

@@ -25,7 +25,7 @@ import numpy as np
 from pai_ros.errors import UserError
 from pai_ros.features.tables import (
     FEATURES_FILE,
-    FEATURES_SCHEMA,
+    FEATURES_REQUIRED,
     TOKENS_FILE,
     check_schema,
     read_checked,
@@ -118,7 +118,7 @@ class ResultsDir:
     def timeline(self, episode: int, feature: int) -> tuple[np.ndarray, np.ndarray]:
         """(frame number, the feature's frame-level activation; 0 where it did not fire)."""
         path = self.source(episode).features
-        table = read_checked(check_schema(path, FEATURES_SCHEMA, "features table"), path,
+        table = read_checked(check_schema(path, FEATURES_REQUIRED, "features table"), path,
                              ["feature_indices", "activations"])
         indices = table.column("feature_indices").to_pylist()
         values = table.column("activations").to_pylist()

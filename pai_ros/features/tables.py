@@ -19,13 +19,30 @@ from pai_ros.errors import UserError
 FEATURES_FILE = "features.parquet"
 TOKENS_FILE = "feature_tokens.parquet"
 
-FEATURES_SCHEMA = pa.schema([
+# The columns every features table has (all that pai_ros 0.1 wrote): readers require only these,
+# so tables from older recordings stay readable.
+FEATURES_REQUIRED = pa.schema([
     ("stamp_ns", pa.int64()), ("recv_ns", pa.int64()), ("topic", pa.string()),
     ("sae_id", pa.string()), ("num_features", pa.uint32()), ("feature_indices", pa.list_(pa.uint32())),
     ("activations", pa.list_(pa.float32())), ("token_counts", pa.list_(pa.uint32())), ("num_tokens", pa.uint32()),
     ("mean_l0", pa.float32()), ("reconstruction_error", pa.float32()), ("ood_threshold", pa.float32()),
     ("is_ood", pa.bool_()),
 ])
+# Appended with the message's appended fields (NaN / false / empty where not computed).
+FEATURES_APPENDED = [
+    ("ood_score", pa.float32()), ("ood_score_threshold", pa.float32()),
+    ("steered", pa.bool_()), ("steering_mode", pa.string()),
+    ("steered_features", pa.list_(pa.uint32())), ("steering_values", pa.list_(pa.float32())),
+]
+#: What the writers (``pai bag2parquet``, ``pai features record``) write.
+FEATURES_SCHEMA = pa.schema([*FEATURES_REQUIRED, *FEATURES_APPENDED])
+
+
+def unsteered_defaults() -> dict:
+    """Appended columns of a row without an OOD score or steering."""
+    nan = float("nan")
+    return {"ood_score": nan, "ood_score_threshold": nan, "steered": False, "steering_mode": "",
+            "steered_features": [], "steering_values": []}
 
 TOKENS_SCHEMA = pa.schema([
     ("frame_index", pa.int32()), ("stamp_ns", pa.int64()),

@@ -19,12 +19,13 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from pai_ros.attention.capture import ActCapture, CaptureConfig, ForwardCapture
 from pai_ros.errors import UserError
+from pai_ros.policy.capture import ActCapture, CaptureConfig, ForwardCapture
 from pai_ros.policy.loading import LoadedPolicy
 from pai_ros.policy.observation import Observation, ObservationSpec
 
@@ -162,3 +163,15 @@ class PolicyRunner:
         self._tick += 1
         return TickResult(action=action, tick=tick, ran_model=chunk_t is not None, capture=capture, chunk=chunk,
                           executed_query=executed, executed_capture=self._chunk_capture, latency_s=latency)
+
+
+def activations_runner(policy_path: str | Path, device: str = "auto") -> PolicyRunner:
+    """A runner for reading activations over a dataset (SAE collection, feature recording, calibration).
+
+    A fresh forward per frame (``replan``): activations do not depend on how actions are executed;
+    only the encoder output is captured.
+    """
+    from pai_ros.policy.loading import load_act_policy
+
+    return PolicyRunner(load_act_policy(policy_path, device), "replan",
+                        CaptureConfig(cross_attention=False, encoder_output=True))

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pai_ros.demo import outputs
 from pai_ros.errors import UserError
 
 CAMERAS = ("front", "wrist")
-DATASET_FEATURE_EPISODES = 4  # held-out episodes recorded for the feature browser (about 20 s on 2 cores)
 
 
 @dataclass
@@ -98,12 +98,12 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
 
     parquet = out / "parquet"
     summary = bag_to_parquet(bag, parquet, progress=progress)
-    combined, sheet, heatmap_frames = _render_heatmaps(bag, out, fps)
-    features = _feature_summary(parquet, progress)
+    combined, sheet, heatmap_frames = outputs.render_heatmaps_from_bag(bag, out, fps)
+    features = outputs.feature_summary(parquet, progress)
     if assets.has_sae():
-        features["dataset_recording"] = str(_record_dataset_features(assets, out / "features", progress))
+        features["dataset_recording"] = str(outputs.record_dataset_features(assets, out / "features", progress))
     report = {**live, "episode": episode, "heatmap_frames": heatmap_frames,
-              "action_error": _action_error(parquet), "features": features,
+              "action_error": outputs.action_error(parquet), "features": features,
               "converted": summary.lines(),
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
     (out / "report.json").write_text(json.dumps(report, indent=2))
@@ -121,107 +121,3 @@ def _live_stats(policy, replay, lossless: bool, seconds: float) -> dict:
         "policy_latency_ms": stats.latency_summary(), "recorder_lossless": lossless,
         "seconds": round(seconds, 1),
     }
-
-
-def _feature_summary(parquet: Path, progress: bool) -> dict:
-    """Rank the live features of the run (the same analysis as `pai features analyse`)."""
-    import pyarrow.parquet as pq
-
-    from pai_ros.features.analyse import AnalyseSettings, analyse
-    from pai_ros.features.results import ResultsDir
-
-    table = pq.read_table(parquet / "features.parquet")
-    if table.num_rows == 0:
-        return {"messages": 0, "note": "no SAE features (the demo assets have no SAE)"}
-    analysis = json.loads(analyse(ResultsDir(parquet), AnalyseSettings(top_features=10), progress=progress).read_text())
-    rows = table.to_pydict()
-    return {"messages": table.num_rows, "sae_id": rows["sae_id"][0], "ood_frames": int(sum(rows["is_ood"])),
-            "ood_threshold": rows["ood_threshold"][0],
-            "mean_reconstruction_error": float(sum(rows["reconstruction_error"]) / table.num_rows),
-            "top_features": [f["feature"] for f in analysis["features"]]}
-
-
-def _record_dataset_features(assets, out: Path, progress: bool) -> Path:
-    """The SAE's features over held-out episodes, ranked with thumbnails: what `pai features ui` shows best.
-
-    The live bag has per-tick features only; a dataset recording also keeps token-level codes, so
-    the browser can show where in each image a feature fires.
-    """
-    from pai_ros.features.analyse import AnalyseSettings, analyse
-    from pai_ros.features.record import record_features
-    from pai_ros.features.results import ResultsDir
-    from pai_ros.sae.commands import runner_for_activations
-    from pai_ros.sae.model import load_sae
-    from pai_ros.sae.ood import load_calibration
-
-    from pai_ros.data.episodes import read_info
-
-    episodes = list(range(min(DATASET_FEATURE_EPISODES, int(read_info(assets.heldout_root)["total_episodes"]))))
-    loaded = load_sae(assets.sae_dir)
-    calibration, _ = load_calibration(loaded.directory, loaded.sae_id)
-    runner = runner_for_activations(assets.policy_dir, "cpu")
-    try:
-        record_features(runner, loaded, assets.heldout_root, episodes, out,
-                        calibration=calibration, progress=progress)
-    finally:
-        runner.close()
-    analyse(ResultsDir(out), AnalyseSettings(top_features=32), progress=progress)
-    return out
-
-
-def _action_error(parquet: Path) -> dict:
-    """Predicted (action) vs recorded (recorded_action) actions joined on the observation stamp."""
-    import pyarrow.parquet as pq
-
-    actions_path, joints_path = parquet / "actions.parquet", parquet / "joint_states.parquet"
-    if not actions_path.is_file() or not joints_path.is_file():
-        return {"pairs": 0}
-    predicted = {r["stamp_ns"]: r["position"] for r in pq.read_table(actions_path).to_pylist()}
-    recorded = {r["stamp_ns"]: r["position"] for r in pq.read_table(joints_path).to_pylist()
-                if r["topic"].endswith("recorded_action")}
-    common = sorted(set(predicted) & set(recorded))
-    if not common:
-        return {"pairs": 0}
-    err = np.abs(np.array([predicted[s] for s in common]) - np.array([recorded[s] for s in common]))
-    return {"pairs": len(common), "mae": float(err.mean()), "mae_per_dim": err.mean(axis=0).tolist()}
-
-
-def _render_heatmaps(bag: Path, out: Path, fps: float) -> tuple[Path, Path, int]:
-    """Compose the recorded heatmap topics side by side: a combined MP4 and a contact sheet."""
-    import cv2
-    from rosbags.highlevel import AnyReader
-
-    from pai_ros.imaging.convert import raw_to_rgb
-    from pai_ros.media.video import Mp4Writer, even_size
-
-    by_stamp: dict[int, dict[str, np.ndarray]] = {}
-    with AnyReader([bag]) as reader:
-        conns = [c for c in reader.connections if c.topic.endswith("/heatmap")]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            cam = conn.topic.rstrip("/").split("/")[-2]
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            by_stamp.setdefault(stamp, {})[cam] = raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
-    cams = sorted({c for frames in by_stamp.values() for c in frames})
-    complete = [s for s in sorted(by_stamp) if all(c in by_stamp[s] for c in cams)]
-    if not complete:
-        raise UserError(f"no heatmap frames were recorded in {bag}; see the policy node's diagnostics in the bag")
-    combined_path, sheet_path = out / "heatmaps_combined.mp4", out / "heatmaps_contact_sheet.png"
-    tiles = []
-    with Mp4Writer(combined_path, fps) as writer:
-        for s in complete:
-            row = np.concatenate([by_stamp[s][c] for c in cams], axis=1)
-            writer.write(even_size(row))
-            tiles.append(row)
-    picks = np.linspace(0, len(tiles) - 1, num=min(12, len(tiles))).round().astype(int)
-    cols = 4
-    labelled = []
-    for i in picks:
-        t = tiles[i].copy()
-        cv2.putText(t, f"t={i / fps:.2f}s", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
-        labelled.append(t)
-    while len(labelled) % cols:
-        labelled.append(np.zeros_like(labelled[0]))
-    sheet = np.concatenate([np.concatenate(labelled[r:r + cols], axis=1) for r in range(0, len(labelled), cols)], axis=0)
-    cv2.imwrite(str(sheet_path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # the I/O edge: OpenCV writes BGR
-    return combined_path, sheet_path, len(complete)

@@ -15,14 +15,16 @@ from pai_ros.imaging.convert import (
     raw_to_rgb,
     rgb_to_raw,
 )
+from pai_ros.timestamps import ns_to_sec_nanosec, stamp_to_ns
 
 
 def stamp_ns(stamp: Time) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return stamp_to_ns(stamp)
 
 
 def to_stamp(ns: int) -> Time:
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+    sec, nanosec = ns_to_sec_nanosec(ns)
+    return Time(sec=sec, nanosec=nanosec)
 
 
 class ImageDecoder:

@@ -38,7 +38,6 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
 from pai_ros.attention.attribution import LIVE_METHODS, QuerySelection
-from pai_ros.attention.capture import CaptureConfig
 from pai_ros.attention.maps import maps_for_tick
 from pai_ros.attention.render import (
     COLORMAPS,
@@ -50,6 +49,7 @@ from pai_ros.attention.render import (
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, resize_rgb
 from pai_ros.msg import FeatureActivations
+from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.freshness import FreshnessLimits, InputGate
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation, ObservationError

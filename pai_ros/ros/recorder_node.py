@@ -120,9 +120,10 @@ def _to_bag_qos(profile: Any) -> Any:
     """An rclpy QoSProfile as the rosbags Qos that metadata.yaml stores (same enum values)."""
     from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 
+    from pai_ros.timestamps import ns_to_sec_nanosec
+
     def t(duration: Any) -> QosTime:
-        ns = int(duration.nanoseconds)
-        return QosTime(ns // 1_000_000_000, ns % 1_000_000_000)
+        return QosTime(*ns_to_sec_nanosec(duration.nanoseconds))
 
     return Qos(QosHistory(int(profile.history)), int(profile.depth), QosReliability(int(profile.reliability)),
                QosDurability(int(profile.durability)), t(profile.deadline), t(profile.lifespan),

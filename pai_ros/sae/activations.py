@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from pai_ros.attention.layout import CAMERA, ENV_STATE, LATENT, STATE, TokenLayout
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.policy.layout import CAMERA, ENV_STATE, LATENT, STATE, TokenLayout
 
 COLLECT_FILE = "collect.json"
 KIND_CODES = {LATENT: 0, STATE: 1, ENV_STATE: 2, CAMERA: 3}

@@ -97,18 +97,9 @@ def _register_calibrate(inner: Sub) -> None:
     p.set_defaults(handler=_calibrate)
 
 
-def runner_for_activations(policy_path: Path, device: str):
-    from pai_ros.attention.capture import CaptureConfig
-    from pai_ros.policy.loading import load_act_policy
-    from pai_ros.policy.runner import PolicyRunner
-
-    # A fresh forward per frame (replan): activations do not depend on how actions are executed.
-    return PolicyRunner(load_act_policy(policy_path, device), "replan",
-                        CaptureConfig(cross_attention=False, encoder_output=True))
-
-
 def _collect(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
+    from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
 
@@ -117,7 +108,7 @@ def _collect(args: argparse.Namespace) -> int:
                                args.frame_stride, args.shard_tokens, args.dtype)
     info = read_info(args.dataset_root)
     episodes = select_episodes(info, args.dataset_root, args.episode)
-    runner = runner_for_activations(args.policy_path, args.device)
+    runner = activations_runner(args.policy_path, args.device)
     result = collect_activations(runner, args.dataset_root, episodes, args.output, settings, progress=not args.quiet)
     skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
     print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into {args.output}")
@@ -144,6 +135,7 @@ def _train(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.errors import UserError
+    from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import calibrate, check_dimensions, write_calibration
     from pai_ros.sae.model import load_sae
 
@@ -153,7 +145,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     evaluate = select_episodes(info, args.dataset_root, args.evaluate_episode) if args.evaluate_episode else None
     if evaluate and set(evaluate) & set(episodes):
         raise UserError("--evaluate-episode overlaps --episode: evaluate on episodes the threshold was not fitted on")
-    runner = runner_for_activations(args.policy_path, args.device)
+    runner = activations_runner(args.policy_path, args.device)
     check_dimensions(runner, loaded)
     result = calibrate(runner, loaded, args.dataset_root, episodes, rule=args.threshold, sigmas=args.sigmas,
                        evaluate=evaluate, progress=not args.quiet)

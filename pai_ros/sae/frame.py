@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pai_ros.attention.layout import TokenLayout
+from pai_ros.policy.layout import TokenLayout
 from pai_ros.sae.model import SparseAutoencoder
 
 

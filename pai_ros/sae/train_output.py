@@ -6,8 +6,6 @@ The directory is assembled in ``DIR.partial-<pid>`` and renamed to ``DIR`` only 
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from pai_ros.sae.metrics import action_recovery
 from pai_ros.sae.model import CFG_FILE, SparseAutoencoder, save_sae
 from pai_ros.sae.plots import plot_training
 from pai_ros.sae.train import TrainResult, TrainSettings, train_sae
+from pai_ros.staging import staged_directory
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
@@ -33,16 +32,12 @@ def _source(data: ActivationSet) -> dict[str, Any]:
             "collect_settings": data.info.get("settings")}
 
 
-def prepare_output(output: Path, overwrite: bool) -> Path:
+def check_output(output: Path, overwrite: bool) -> None:
     if output.exists() and any(output.iterdir()):
         if not overwrite:
             raise UserError(f"{output} already exists and is not empty (use --overwrite to replace it)")
         if not (output / CFG_FILE).is_file():
             raise UserError(f"{output} exists but is not an SAE directory: refusing to overwrite it")
-    partial = output.with_name(f"{output.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    return partial
 
 
 def measure_action_recovery(sae: SparseAutoencoder, data: ActivationSet, result: TrainResult, frames: int,
@@ -58,8 +53,8 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ActivationSet, result:
     if not policy_path.exists() or not root.exists():
         return {"action_recovered": None,
                 "action_recovery_note": f"not measured: {policy_path} or {root} is gone"}
-    from pai_ros.attention.capture import CaptureConfig
     from pai_ros.data.episodes import iter_episode
+    from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.observation import Observation
     from pai_ros.policy.runner import PolicyRunner
@@ -87,8 +82,8 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ActivationSet, result:
 def run_training(activations: Path, output: Path, settings: TrainSettings, *, overwrite: bool = False,
                  eval_frames: int = 64, progress: bool = True) -> tuple[Path, dict[str, Any]]:
     data = read_activations(activations)
-    partial = prepare_output(output, overwrite)
-    try:
+    check_output(output, overwrite)
+    with staged_directory(output) as partial:
         result = train_sae(data, settings, source=_source(data), progress=progress)
         metrics = result.metrics
         metrics.update(measure_action_recovery(result.sae, data, result, eval_frames, settings.device))
@@ -97,9 +92,4 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
                         "d_sae": result.sae.d_sae, "architecture": settings.architecture})
         write_json_atomic(partial / METRICS_FILE, {"metrics": metrics, "history": result.history})
         plot_training(result.history, metrics, partial / CURVES_FILE)
-        if output.exists():
-            shutil.rmtree(output)
-        os.replace(partial, output)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return output, metrics

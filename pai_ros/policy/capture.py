@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from pai_ros.attention.layout import TokenLayout
+from pai_ros.policy.layout import TokenLayout
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,60 @@
+"""``pai demo``: the live graph on the demo assets (a ROS command: rclpy is imported in the handler only)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run replay -> policy -> recorder live on the demo assets, then convert and report",
+        description=(
+            "Start the replay, policy and recorder nodes in one process on the embedded demo assets (built "
+            "first if needed), on real DDS topics: watch them with rqt_image_view on attention/front/heatmap "
+            "from a ROS 2 install on the same ROS_DOMAIN_ID. Afterwards write into OUTPUT: the MCAP bag, the "
+            "Parquet tables (pai bag2parquet), heatmaps_combined.mp4, heatmaps_contact_sheet.png, "
+            "features/ (the demo SAE's features over 4 held-out episodes, ranked, with thumbnails: open it with "
+            "`pai features ui OUTPUT/features`) and report.json (ticks, latency, skipped ticks, predicted vs "
+            "recorded action error)."
+        ),
+    )
+    p.add_argument("--output-dir", type=Path, default=Path("pai_demo_output"), help="where everything goes")
+    p.add_argument("--episode", type=int, default=0, help="held-out demo episode to replay")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pai_ros.errors import UserError
+
+    try:
+        from pai_ros.ros.demo import run_demo
+    except ImportError as exc:
+        raise UserError(f"pai demo needs ROS 2 (rclpy and the built pai_ros overlay): {exc}; "
+                        "run `make setup` and `source scripts/env.sh`") from None
+    res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
+                   progress=not args.quiet)
+    r = res.report
+    err = r["action_error"]
+    print(f"pai demo: {r['frames_replayed']} frames replayed, {r['ticks']} ticks, {r['actions_published']} actions, "
+          f"{r['skipped_ticks']} skipped, {r['rejected_ticks']} rejected; tick latency mean "
+          f"{r['tick_latency_ms']['mean']:.1f} ms, p99 {r['tick_latency_ms']['p99']:.1f} ms; "
+          f"action MAE vs recorded {err.get('mae', float('nan')):.4f} over {err['pairs']} frames")
+    print(f"  bag:            {res.bag}  (ros2 bag play / Foxglove read it)")
+    print(f"  parquet:        {res.parquet}")
+    print(f"  heatmaps:       {res.combined_video}")
+    print(f"  contact sheet:  {res.contact_sheet}")
+    feats = r["features"]
+    if feats.get("messages"):
+        print(f"  features:       {feats['messages']} FeatureActivations from SAE {feats['sae_id']}, "
+              f"{feats['ood_frames']} over the OOD threshold; ranking in {res.parquet / 'analysis'}")
+    if feats.get("dataset_recording"):
+        print(f"  feature browser: pai features ui {feats['dataset_recording']}  (then open http://127.0.0.1:7860)")
+    print(f"  report:         {res.output_dir / 'report.json'}")
+    print("  live view on a ROS 2 install: run `pai demo` again and, on the same ROS_DOMAIN_ID, "
+          "`ros2 run rqt_image_view rqt_image_view /attention/front/heatmap`")
+    return 0

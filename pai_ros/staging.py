@@ -1,0 +1,78 @@
+"""Outputs that appear only when complete: build in a staging directory, then swap it in.
+
+Every writer of a directory output (attention episodes, feature recordings and analyses, SAE
+directories, Parquet conversions, demo assets, recovered bags) uses :func:`staged_directory`:
+the work happens in ``.<name>.partial-<pid>`` next to the final path, and only a finished
+directory replaces it. Replacing renames the old output aside first and deletes it last, so at
+every moment either the old or the new output is complete at the final path (never neither,
+as with delete-then-rename), and a crash leaves at worst a stale ``.partial`` or ``.old``
+directory, which the next run removes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def staging_path(final: Path, tag: str = "partial") -> Path:
+    """The hidden sibling ``.<name>.<tag>-<pid>`` that work for ``final`` is staged in."""
+    return final.parent / f".{final.name}.{tag}-{os.getpid()}"
+
+
+def swap_into_place(staged: Path, final: Path) -> None:
+    """Move the finished ``staged`` directory to ``final``, replacing what was there.
+
+    The old output is renamed aside, the new one renamed in, and only then is the old one
+    deleted: both renames are atomic on one filesystem.
+    """
+    if not final.exists() and not final.is_symlink():
+        os.replace(staged, final)
+        return
+    old = staging_path(final, "old")
+    _remove(old)
+    os.replace(final, old)
+    try:
+        os.replace(staged, final)
+    except BaseException:
+        os.replace(old, final)  # put the previous output back rather than leave nothing
+        raise
+    _remove(old)
+
+
+@contextmanager
+def staged_directory(final: Path, *, create: bool = True) -> Iterator[Path]:
+    """Yield a fresh staging path for ``final``; swap it in if the block succeeds.
+
+    ``create=False`` yields the path without creating it, for writers that insist on making
+    their directory themselves (LeRobot's dataset writer, ``shutil.copytree``). On any
+    exception the staging directory is removed and ``final`` is left as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = staging_path(final)
+    _remove(staged)
+    if create:
+        staged.mkdir()
+    try:
+        yield staged
+        swap_into_place(staged, final)
+    finally:
+        _remove(staged)
+
+
+def remove_stale_staging(directory: Path) -> None:
+    """Delete staging leftovers (``.*.partial-*``, ``.*.old-*``) of killed runs under ``directory``."""
+    for pattern in (".*.partial-*", ".*.old-*"):
+        for stale in Path(directory).rglob(pattern):
+            _remove(stale)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)

@@ -1,0 +1,38 @@
+"""``pai features ui``: the feature browser, registered under ``pai features``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def register(inner: Sub) -> None:
+    """Add ``ui`` to the ``pai features`` steps (``inner`` is what features' register returns)."""
+    _register_ui(inner)
+
+
+def _register_ui(inner: Sub) -> None:
+    p = inner.add_parser(
+        "ui", help="open the feature browser (Gradio) on an analysed results directory",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Serve a browser UI over RESULTS (a `pai features record` or `pai bag2parquet` directory on "
+                    "which `pai features analyse` has run): the ranked feature list (named features first), each "
+                    "feature's top frames with its heatmap per camera, its activation over an episode, its "
+                    "statistics, and name/description fields saved to RESULTS/names.json. Binds 127.0.0.1 unless "
+                    "--host says otherwise.")
+    p.add_argument("results", type=Path, help="results directory with analysis/analysis.json")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
+    p.add_argument("--port", type=int, default=7860, help="TCP port (0: pick a free one)")
+    p.set_defaults(handler=_ui)
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from pai_ros.features.results import ResultsDir
+    from pai_ros.ui.app import serve
+
+    results = ResultsDir(args.results)
+    results.analysis()  # refuse early, with one line, when there is nothing to show
+    serve(results, host=args.host, port=args.port)
+    return 0
