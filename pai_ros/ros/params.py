@@ -7,19 +7,11 @@ tests check that every YAML file only sets parameters the node declares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from pai_ros.paramspec import Param
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    default: Any  # its Python type fixes the parameter type; [] needs `array_type`
-    description: str
-    min: float | None = None
-    max: float | None = None
-    array_type: str | None = None  # "string", "double", "integer" for list parameters
-    read_only: bool = False
+__all__ = ["Param", "declare", "names"]
 
 
 def declare(node: Any, params: list[Param]) -> dict[str, Any]:
