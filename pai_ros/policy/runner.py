@@ -104,6 +104,17 @@ class PolicyRunner:
     def close(self) -> None:
         self.capture.detach()
 
+    @torch.inference_mode()
+    def queued_actions(self) -> np.ndarray:
+        """The actions still queued after this tick's, unnormalised ``(n, action_dim)`` (queue/chunk modes).
+
+        What the robot will execute next if nothing changes: a trajectory controller can be sent
+        the whole remaining plan instead of one point. Empty in ensemble and replan modes.
+        """
+        if not self._queue:
+            return np.zeros((0, self.policy.config.action_feature.shape[0]), dtype=np.float32)
+        return self._unnormalise(torch.stack(list(self._queue)).reshape(len(self._queue), -1))
+
     # ------------------------------------------------------------------ one tick
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ForwardCapture]:

@@ -111,13 +111,14 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
 
 
 def _live_stats(policy, replay, lossless: bool, seconds: float) -> dict:
-    h, stats = policy.health, policy.runner.stats
-    ticks_ms = np.asarray(h.tick_s) * 1000.0
+    live = policy.live
+    ticks, actions, skipped, rejected = live.health.counts
+    ticks_ms = live.health.tick_latencies_ms()
     return {
-        "frames_replayed": replay.published, "ticks": h.ticks, "actions_published": h.actions,
-        "skipped_ticks": h.skipped, "rejected_ticks": h.rejected, "mode": policy.runner.mode,
+        "frames_replayed": replay.published, "ticks": ticks, "actions_published": actions,
+        "skipped_ticks": skipped, "rejected_ticks": rejected, "mode": live.runner.mode,
         "tick_latency_ms": {"mean": float(ticks_ms.mean()) if ticks_ms.size else None,
                             "p99": float(np.percentile(ticks_ms, 99)) if ticks_ms.size else None},
-        "policy_latency_ms": stats.latency_summary(), "recorder_lossless": lossless,
+        "policy_latency_ms": live.runner.stats.latency_summary(), "recorder_lossless": lossless,
         "seconds": round(seconds, 1),
     }

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Time
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Header
+from std_msgs.msg import Float64MultiArray, Header, MultiArrayDimension
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from pai_ros.imaging.convert import (
     ImageConversionError,
@@ -115,3 +117,70 @@ def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Ti
     msg.ood_score = float("nan")
     msg.ood_score_threshold = float("nan")
     return msg
+
+
+# ------------------------------------------------------------------ live tick inputs and outputs
+
+
+def camera_frame(msg: Any, recv_ns: int, decoder: ImageDecoder) -> Any:
+    """A camera message as the live tick's input; decoded only if the tick uses it."""
+    from pai_ros.live.inputs import CameraFrame
+
+    return CameraFrame(stamp_to_ns(msg.header.stamp), recv_ns, lambda: decoder.to_rgb(msg), msg.header.frame_id)
+
+
+def joint_reading(msg: JointState, recv_ns: int) -> Any:
+    from pai_ros.live.inputs import JointReading
+
+    return JointReading(stamp_to_ns(msg.header.stamp), recv_ns, list(msg.name), msg.position)
+
+
+def vector_reading(msg: Any, recv_ns: int) -> Any:
+    """An environment state from a JointState (named, stamped) or a Float32MultiArray (no header)."""
+    from pai_ros.live.inputs import VectorReading
+
+    if isinstance(msg, JointState):
+        return VectorReading(stamp_to_ns(msg.header.stamp), recv_ns, msg.position, list(msg.name))
+    return VectorReading(0, recv_ns, msg.data)
+
+
+def header(stamp_ns: int, frame_id: str = "") -> Header:
+    return Header(stamp=to_stamp(stamp_ns), frame_id=frame_id)
+
+
+def duration(seconds: float) -> Duration:
+    sec, nanosec = ns_to_sec_nanosec(round(seconds * 1e9))
+    return Duration(sec=sec, nanosec=nanosec)
+
+
+def joint_trajectory(names: list[str], plan: np.ndarray, stamp: Time, period_s: float) -> JointTrajectory:
+    """``plan`` rows as points one control period apart (the first one period ahead).
+
+    ``header.stamp`` is the observation time, as for every other output of the tick; a
+    joint_trajectory_controller reads a stamp in the past as "start now".
+    """
+    msg = JointTrajectory()
+    msg.header.stamp = stamp
+    msg.joint_names = list(names)
+    msg.points = [JointTrajectoryPoint(positions=[float(v) for v in row], time_from_start=duration((i + 1) * period_s))
+                  for i, row in enumerate(np.atleast_2d(plan))]
+    return msg
+
+
+def float64_multi_array(values: np.ndarray, label: str = "joints") -> Float64MultiArray:
+    """The action as ``forward_position_controller`` expects it: one flat array in its joint order."""
+    msg = Float64MultiArray()
+    msg.layout.dim = [MultiArrayDimension(label=label, size=len(values), stride=len(values))]
+    msg.data = [float(v) for v in values]
+    return msg
+
+
+def diagnostic_array(name: str, level: int, message: str, values: dict[str, str], hardware_id: str,
+                     stamp: Time) -> DiagnosticArray:
+    # DiagnosticStatus.level is a ROS byte: rclpy wants a one-byte bytes value (as its OK/WARN/ERROR constants).
+    status = DiagnosticStatus(level=bytes([int(level)]), name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=v) for k, v in values.items()])
+    arr = DiagnosticArray()
+    arr.header.stamp = stamp
+    arr.status = [status]
+    return arr

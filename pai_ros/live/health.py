@@ -1,0 +1,109 @@
+"""What the live tick tells the operator: counters, the current reason not to act, recent rejections.
+
+Thread-safe by construction: the tick's worker thread reports through methods
+(:meth:`Health.tick_started`, :meth:`Health.reject`, :meth:`Health.acted`, ...) and the
+diagnostics timer reads one consistent :class:`HealthReport` with :meth:`Health.report`; no caller
+touches the fields or the lock.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import deque
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+class Level(IntEnum):
+    """Severity, with the values of ``diagnostic_msgs/DiagnosticStatus`` (so the node can copy it)."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """One consistent reading of :class:`Health` (what a /diagnostics message shows)."""
+
+    level: Level
+    message: str
+    ticks: int
+    actions: int
+    skipped: int
+    rejected: int
+    ages_s: dict[str, float]
+    rejections_since_last: str  # "N x reason; ..." since the previous report
+    tick_mean_ms: float
+    tick_p99_ms: float
+
+
+class Health:
+    """Counters and status of the live tick (see the module docstring for the threading rule)."""
+
+    def __init__(self, history: int = 1000) -> None:
+        self._lock = threading.Lock()
+        self._ticks = self._actions = self._skipped = self._rejected = 0
+        self._level, self._message = Level.WARN, "waiting for the first observation"
+        self._ages: dict[str, float] = {}
+        self._tick_s: deque[float] = deque(maxlen=history)  # whole ticks that produced an action
+        # Every reason since the last report: a one-tick fault (a stamp that jumped back) must not
+        # vanish behind the next tick's message. Keyed by the reason without its numbers, so that
+        # "0.41 s old", "0.44 s old", ... count as one kind.
+        self._recent: dict[str, tuple[int, str]] = {}
+
+    def tick_started(self) -> None:
+        with self._lock:
+            self._ticks += 1
+
+    def skipped(self) -> None:
+        """A tick came due while the previous one was still computing (never queued)."""
+        with self._lock:
+            self._skipped += 1
+
+    def reject(self, reason: str) -> None:
+        """No action this tick, and why."""
+        with self._lock:
+            self._rejected += 1
+            self._level, self._message = Level.ERROR, f"no action: {reason}"
+            kind = _NUMBER.sub("#", reason)
+            self._recent[kind] = (self._recent.get(kind, (0, ""))[0] + 1, reason)
+
+    def set_ages(self, ages_s: dict[str, float]) -> None:
+        with self._lock:
+            self._ages = dict(ages_s)
+
+    def acted(self, seconds: float, published: bool, level: Level, message: str) -> None:
+        """A tick produced an action (published or, observe-only, not) and the status it leaves."""
+        with self._lock:
+            self._actions += int(published)
+            self._tick_s.append(seconds)
+            self._level, self._message = level, message
+
+    @property
+    def counts(self) -> tuple[int, int, int, int]:
+        """(ticks, actions, skipped, rejected)"""
+        with self._lock:
+            return self._ticks, self._actions, self._skipped, self._rejected
+
+    def tick_latencies_ms(self) -> np.ndarray:
+        with self._lock:
+            return np.asarray(self._tick_s, dtype=np.float64) * 1000.0
+
+    def report(self) -> HealthReport:
+        """A consistent snapshot; also starts a new 'rejections since last' window."""
+        with self._lock:
+            ms = np.asarray(self._tick_s, dtype=np.float64) * 1000.0
+            recent = "; ".join(f"{n} x {reason}" for n, reason in self._recent.values())
+            self._recent = {}
+            return HealthReport(
+                level=self._level, message=self._message, ticks=self._ticks, actions=self._actions,
+                skipped=self._skipped, rejected=self._rejected, ages_s=dict(self._ages),
+                rejections_since_last=recent,
+                tick_mean_ms=float(ms.mean()) if ms.size else float("nan"),
+                tick_p99_ms=float(np.percentile(ms, 99)) if ms.size else float("nan"))

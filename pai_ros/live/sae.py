@@ -1,0 +1,120 @@
+"""The SAE a live tick encodes with: loading and checking it, its OOD calibration, its files' health.
+
+One :class:`LiveSae` is used for a whole tick; reloading builds a new one and swaps the
+reference between ticks, so a tick never sees half of one SAE and half of another.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pai_ros.errors import UserError
+from pai_ros.policy.layout import TokenLayout
+from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.calibrate import check_dimensions
+from pai_ros.sae.frame import FrameFeatures, encode_frame
+from pai_ros.sae.model import CFG_FILE, WEIGHTS_FILE, LoadedSae, load_sae
+from pai_ros.sae.ood import Calibration, load_calibration
+
+
+@dataclass
+class FeaturesOutput:
+    """One tick's features, ready for a ``FeatureActivations`` message."""
+
+    frame: FrameFeatures
+    sae_id: str
+    num_features: int
+    threshold: float | None  # OOD threshold on the reconstruction error (None: no calibration)
+    is_ood: bool
+
+
+@dataclass
+class LiveSae:
+    """An SAE checked against the running policy, with its calibration and what it last saw."""
+
+    loaded: LoadedSae
+    calibration: Calibration | None
+    files: dict[Path, tuple[int, int]] = field(default_factory=dict)  # file -> (mtime ns, size) when loaded
+    last_error: float = float("nan")
+    last_ood: bool = False
+    ood_ticks: int = 0
+    encode_s: deque = field(default_factory=lambda: deque(maxlen=1000))
+    # The colour scale of a feature's heatmap: its strongest activation seen so far. Offline
+    # thumbnails scale by the strongest activation over the recording; live, the recording is
+    # what the node has seen, so a weak firing looks weak in both, not stretched to full colour.
+    feature_peaks: dict[int, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, path: str, runner: PolicyRunner, feature_heatmaps: tuple[int, ...] = ()) -> tuple[LiveSae, str | None]:
+        """Load and check an SAE for ``runner``; also returns why there is no OOD flag, if there is none."""
+        loaded = load_sae(path, runner.device)
+        check_dimensions(runner, loaded)
+        bad = [f for f in feature_heatmaps if not 0 <= f < loaded.cfg.d_sae]
+        if bad:
+            raise UserError(f"feature_heatmaps {bad} out of range: the SAE has {loaded.cfg.d_sae} features")
+        calibration, why = load_calibration(loaded.directory, loaded.sae_id)
+        files = {}
+        for name in (CFG_FILE, WEIGHTS_FILE):
+            st = (loaded.directory / name).stat()
+            files[loaded.directory / name] = (st.st_mtime_ns, st.st_size)
+        return cls(loaded, calibration, files), why
+
+    @property
+    def threshold(self) -> float | None:
+        return self.calibration.threshold if self.calibration else None
+
+    @property
+    def num_features(self) -> int:
+        return self.loaded.cfg.d_sae
+
+    def encode(self, tokens: torch.Tensor, top_n: int) -> FeaturesOutput:
+        """Encode one forward pass's encoder tokens ``[S, d]`` and judge them against the calibration."""
+        t0 = time.perf_counter()
+        frame = encode_frame(self.loaded.sae, tokens, top_n)
+        is_ood = self.threshold is not None and frame.reconstruction_error > self.threshold
+        with self._lock:
+            self.encode_s.append(time.perf_counter() - t0)
+            self.last_error, self.last_ood = frame.reconstruction_error, is_ood
+            self.ood_ticks += int(is_ood)
+        return FeaturesOutput(frame, self.loaded.sae_id, self.num_features, self.threshold, is_ood)
+
+    def feature_grids(self, frame: FrameFeatures, layout: TokenLayout, feature: int) -> dict[str, np.ndarray]:
+        """Per camera, the feature's activation per cell scaled to [0, 1] by its strongest activation so far."""
+        grids = frame.spatial_map(layout, feature)
+        tick_peak = max((float(g.max()) for g in grids.values()), default=0.0)
+        with self._lock:
+            peak = max(self.feature_peaks.get(feature, 0.0), tick_peak)
+            self.feature_peaks[feature] = peak
+        return {cam: (g / peak if peak > 0 else np.zeros_like(g)) for cam, g in grids.items()}
+
+    def file_problem(self) -> str | None:
+        """Why the SAE on disk no longer matches the copy in use (the copy keeps working either way)."""
+        for path, (mtime, size) in self.files.items():
+            try:
+                st = path.stat()
+            except OSError:
+                return f"SAE file {path} has vanished; features continue from the copy loaded at start"
+            if (st.st_mtime_ns, st.st_size) != (mtime, size):
+                return (f"SAE file {path} changed on disk; features continue from the copy loaded at start "
+                        f"({self.loaded.sae_id}); set sae_path again to reload")
+        return None
+
+    def describe(self) -> str:
+        ood = f"OOD threshold {self.threshold:.4g}" if self.calibration else "no OOD calibration"
+        return f"SAE {self.loaded.sae_id} ({self.num_features} features, {ood})"
+
+    def diagnostics(self) -> dict[str, str]:
+        with self._lock:
+            ms = np.asarray(self.encode_s) * 1000.0
+            error, ood_ticks = self.last_error, self.ood_ticks
+        return {"sae_id": self.loaded.sae_id, "reconstruction_error": f"{error:.5g}",
+                "ood_threshold": "none" if self.threshold is None else f"{self.threshold:.5g}",
+                "ood_ticks": str(ood_ticks), "sae_encode_mean_ms": f"{ms.mean():.2f}" if ms.size else "nan"}

@@ -1,0 +1,360 @@
+"""One control tick of a live policy, without ROS: the latest inputs and a clock in, an action or a reason out.
+
+:meth:`LiveTick.step` does, in order: every input present; stamps fresh, not from the future and
+not going back (:class:`pai_ros.policy.freshness.InputGate`); images decodable and of the size
+the policy was trained on (or resized when allowed); the state and environment state complete
+and finite; then the policy's forward pass (:class:`pai_ros.policy.runner.PolicyRunner`), the
+clamped action and the actions planned after it, the attention maps as overlays, and with an
+SAE the tick's features. Any failure before the action is a :class:`Rejection` with the reason
+(also counted in :class:`pai_ros.live.health.Health`): **no action comes from stale or invalid
+data**. The ROS node converts messages into :class:`~pai_ros.live.inputs.TickInputs`, calls
+this and publishes :class:`TickOutput`; tests drive it directly with a fake clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pai_ros.attention.attribution import LIVE_METHODS
+from pai_ros.attention.maps import maps_for_tick
+from pai_ros.attention.render import normalize, overlay
+from pai_ros.errors import UserError
+from pai_ros.imaging.convert import ImageConversionError, resize_rgb
+from pai_ros.live.config import CameraInput, LiveConfig
+from pai_ros.live.health import Health, Level
+from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
+from pai_ros.live.sae import FeaturesOutput, LiveSae
+from pai_ros.policy.capture import CaptureConfig
+from pai_ros.policy.freshness import FreshnessLimits, InputGate
+from pai_ros.policy.loading import load_act_policy
+from pai_ros.policy.observation import Observation, ObservationError
+from pai_ros.policy.runner import PolicyRunner
+
+JOINT_STATES, ENVIRONMENT_STATE = "joint_states", "environment_state"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """No action this tick, and why (in the operator's words)."""
+
+    reason: str
+
+
+@dataclass
+class TickOutput:
+    """Everything one accepted tick produced; the node turns it into messages."""
+
+    stamp_ns: int  # the observation's time: its oldest input's stamp (every output carries it)
+    action: np.ndarray  # (action_dim,) float32, clamped: the action to execute now
+    action_names: tuple[str, ...]
+    plan: np.ndarray  # (n, action_dim) float32, clamped: this action, then the ones planned after it
+    heatmap_method: str
+    shares: dict[str, float]  # token type / camera -> share of the map's mass
+    heatmaps: dict[str, np.ndarray]  # camera -> RGB overlay at camera resolution
+    camera_frame_ids: dict[str, str]
+    camera_stamps_ns: dict[str, int]
+    features: FeaturesOutput | None = None
+    feature_heatmaps: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (feature, camera) -> RGB
+    latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    level: Level
+    message: str
+    values: dict[str, str]
+    hardware_id: str
+
+
+class LiveTick:
+    """The live pipeline of one policy (create with :meth:`create`; one :meth:`step` at a time)."""
+
+    def __init__(self, config: LiveConfig, runner: PolicyRunner, sae: LiveSae | None,
+                 resolve_topic: Callable[[str], str] = lambda t: t) -> None:
+        self.config = config
+        self.runner = runner
+        self.spec = runner.spec
+        self.sae = sae
+        self.health = Health()
+        self.gate = InputGate(FreshnessLimits(config.max_observation_age_s, config.max_clock_skew_s))
+        self.cameras = self._camera_inputs()
+        self.heatmap_cameras = self._heatmap_cameras()
+        self.action_dim = int(runner.loaded.config.action_feature.shape[0])
+        self.action_names = self._action_names()
+        self.clamp = self._clamp()
+        self.heatmap_method = config.heatmap_method
+        self.input_names: list[str] = [*self.cameras]
+        if self.spec.state_dim:
+            self.input_names.append(JOINT_STATES)
+        if self.spec.env_state_dim:
+            self.input_names.append(ENVIRONMENT_STATE)
+        topics = {JOINT_STATES: config.joint_states_topic, ENVIRONMENT_STATE: config.environment_state_topic,
+                  **{c.name: c.topic for c in self.cameras.values()}}
+        self.topics = {name: resolve_topic(topic) for name, topic in topics.items()}
+        self._resize_warned: set[str] = set()
+        self.warnings: list[str] = []  # one-off notes for the node's log (e.g. "resizing camera X")
+
+    @classmethod
+    def create(cls, config: LiveConfig, resolve_topic: Callable[[str], str] = lambda t: t) -> tuple[LiveTick, list[str]]:
+        """Load the policy (and SAE) that ``config`` names; also returns notes for the log."""
+        loaded = load_act_policy(config.policy_path, config.device)
+        # Encoder self-attention is captured whatever the method: the forward pass computes it
+        # anyway, and keeping it lets heatmap_method switch to rollout at run time for free.
+        capture = CaptureConfig(encoder_self_attention=True, encoder_output=bool(config.sae_path))
+        runner = PolicyRunner(loaded, config.mode, capture)
+        notes: list[str] = []
+        sae = None
+        try:
+            if config.sae_path:
+                sae, why = LiveSae.load(config.sae_path, runner, config.feature_heatmaps)
+                if why:
+                    notes.append(f"no OOD flag: {why}")
+            return cls(config, runner, sae, resolve_topic), notes
+        except BaseException:
+            runner.close()
+            raise
+
+    # ------------------------------------------------------------------ set-up checks
+
+    def _camera_inputs(self) -> dict[str, CameraInput]:
+        entries = self.config.cameras or tuple(CameraInput(n, f"camera/{n}/image_raw") for n in self.spec.cameras)
+        cams = {c.name: c for c in entries}
+        missing = [n for n in self.spec.cameras if n not in cams]
+        if missing:
+            raise UserError(f"the policy needs camera(s) {', '.join(missing)}; add 'name:topic' entries to cameras")
+        extra = [n for n in cams if n not in self.spec.cameras]
+        if extra:
+            raise UserError(f"cameras names {', '.join(extra)}, which the policy does not use "
+                            f"(policy cameras: {', '.join(self.spec.cameras)})")
+        return cams
+
+    def _heatmap_cameras(self) -> list[str]:
+        chosen = list(self.config.heatmap_cameras) or list(self.cameras)
+        unknown = [c for c in chosen if c not in self.cameras]
+        if unknown:
+            raise UserError(f"heatmap_cameras names unknown camera(s) {', '.join(unknown)} "
+                            f"(policy cameras: {', '.join(self.cameras)})")
+        return chosen if self.config.publish_heatmaps else []
+
+    def _action_names(self) -> tuple[str, ...]:
+        names = self.config.action_names
+        if names:
+            if len(names) != self.action_dim:
+                raise UserError(f"action_names has {len(names)} names, the policy's action has "
+                                f"{self.action_dim} dimensions")
+            return names
+        if len(self.config.state_joint_names) == self.action_dim:
+            return self.config.state_joint_names
+        return tuple(f"action_{i}" for i in range(self.action_dim))
+
+    def _clamp(self) -> tuple[np.ndarray, np.ndarray] | None:
+        lo, hi = self.config.action_min, self.config.action_max
+        if not lo and not hi:
+            return None
+        lo_a = np.asarray(lo or [-np.inf] * self.action_dim, dtype=np.float32)
+        hi_a = np.asarray(hi or [np.inf] * self.action_dim, dtype=np.float32)
+        if lo_a.shape != (self.action_dim,) or hi_a.shape != (self.action_dim,) or np.any(lo_a > hi_a):
+            raise UserError(f"action_min/action_max must have {self.action_dim} values each with min <= max")
+        return lo_a, hi_a
+
+    # ------------------------------------------------------------------ run-time changes
+
+    def received(self, name: str) -> None:
+        """Count one arrival of input ``name`` (input rates for /diagnostics; any thread)."""
+        self.gate.received(name)
+
+    def reload_sae(self, path: str) -> str:
+        """Load and check another SAE and swap it in between ticks; the old one stays on any problem."""
+        if self.sae is None:
+            raise UserError("the node started without an SAE: restart it with sae_path to publish features")
+        sae, why = LiveSae.load(path, self.runner, self.config.feature_heatmaps)
+        self.sae = sae  # one reference swap: the tick in progress keeps the SAE it started with
+        return sae.describe() + (f"; no OOD flag: {why}" if why else "")
+
+    def set_heatmap_method(self, method: str) -> None:
+        """Switch the live attribution method; on a problem the current one stays."""
+        if method not in LIVE_METHODS:
+            raise UserError(f"heatmap_method '{method}' is not one of {', '.join(LIVE_METHODS)}")
+        self.heatmap_method = method
+
+    # ------------------------------------------------------------------ the tick
+
+    def step(self, inputs: TickInputs, now_ns: int) -> TickOutput | Rejection:
+        """One tick at ``now_ns`` (the node's clock); never raises for bad data."""
+        start = time.perf_counter()
+        self.health.tick_started()
+        try:
+            outcome = self._step(inputs, now_ns, start)
+        except Exception as exc:  # noqa: BLE001 - a robot node keeps running; the reason is reported
+            outcome = Rejection(f"internal error: {exc!r}")
+        if isinstance(outcome, Rejection):
+            self.health.reject(outcome.reason)
+        return outcome
+
+    def _step(self, inputs: TickInputs, now_ns: int, start: float) -> TickOutput | Rejection:
+        present = {**inputs.cameras, JOINT_STATES: inputs.joint_states, ENVIRONMENT_STATE: inputs.environment_state}
+        stamps: dict[str, int] = {}
+        for name in self.input_names:
+            reading = present.get(name)
+            if reading is None:
+                return Rejection(f"no message yet on {self.topics[name]}")
+            stamps[name] = reading.effective_ns
+        verdict = self.gate.check(stamps, now_ns)
+        self.health.set_ages(verdict.ages_s)
+        if verdict.reason is not None:
+            return Rejection(verdict.reason)
+
+        camera_rgb: dict[str, np.ndarray] = {}
+        images: dict[str, np.ndarray] = {}
+        for name in self.cameras:
+            try:
+                rgb = inputs.cameras[name].decode()
+            except ImageConversionError as exc:
+                return Rejection(f"camera {name}: {exc}")
+            _, h, w = self.spec.cameras[name]
+            if rgb.shape[:2] != (h, w):
+                # A size the policy never saw usually means a misconfigured or swapped camera:
+                # refuse it unless the user chose to resize.
+                if not self.config.resize_images:
+                    return Rejection(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
+                                     f"expects {w}x{h} (configure the camera, or set resize_images:=true)")
+                if name not in self._resize_warned:
+                    self._resize_warned.add(name)
+                    self.warnings.append(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
+                                         f"was trained on {w}x{h}: resizing (warned once)")
+            camera_rgb[name] = rgb
+            images[name] = resize_rgb(rgb, h, w)
+        state = env_state = None
+        if self.spec.state_dim:
+            state = self._state_vector(inputs.joint_states)
+            if isinstance(state, Rejection):
+                return state
+        if self.spec.env_state_dim:
+            env_state = self._env_state_vector(inputs.environment_state)
+            if isinstance(env_state, Rejection):
+                return env_state
+        try:
+            result = self.runner.step(Observation(images, state, env_state))
+        except ObservationError as exc:
+            return Rejection(str(exc))
+
+        action = self._clamped(result.action)
+        plan = self._clamped(self._plan(result))
+        sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
+        features, feature_maps = None, {}
+        if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
+            features = sae.encode(result.capture.encoder_output[0], self.config.features_top_n)
+            for feature in self.config.feature_heatmaps:
+                grids = sae.feature_grids(features.frame, result.capture.layout, feature)
+                for cam in self.heatmap_cameras:
+                    feature_maps[(feature, cam)] = overlay(camera_rgb[cam], grids[cam], alpha=self.config.heatmap_alpha,
+                                                           colormap=self.config.heatmap_colormap)
+        method = self.heatmap_method
+        maps = maps_for_tick(result, method, self.config.heatmap_queries)
+        shares, heatmaps = {}, {}
+        if maps is not None:
+            shares = maps.shares
+            if self.heatmap_cameras:
+                scaled = normalize({c: maps.grids[c] for c in self.heatmap_cameras}, self.config.normalization)
+                heatmaps = {c: overlay(camera_rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
+                                       colormap=self.config.heatmap_colormap) for c in self.heatmap_cameras}
+        level, message = Level.OK, ("publishing actions" if self.config.publish_actions
+                                    else "observe-only: interpreting, not acting")
+        if features is not None and features.is_ood:
+            # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
+            level = Level.WARN
+            message += (f"; out of distribution: SAE reconstruction error {features.frame.reconstruction_error:.4g}"
+                        f" > threshold {features.threshold:.4g}")
+        latency = time.perf_counter() - start
+        self.health.acted(latency, self.config.publish_actions, level, message)
+        return TickOutput(
+            stamp_ns=min(stamps.values()),  # an observation is as old as its oldest part
+            action=action, action_names=self.action_names, plan=plan, heatmap_method=method, shares=shares,
+            heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
+            camera_stamps_ns={c: inputs.cameras[c].stamp_ns for c in self.cameras},
+            features=features, feature_heatmaps=feature_maps, latency_s=latency)
+
+    def _clamped(self, actions: np.ndarray) -> np.ndarray:
+        return np.clip(actions, *self.clamp) if self.clamp is not None else actions
+
+    def _plan(self, result) -> np.ndarray:
+        """This tick's action followed by what the policy plans to do next, one control period apart."""
+        if self.runner.mode in ("queue", "chunk"):  # exactly what will be executed if nothing changes
+            return np.concatenate([result.action[None], self.runner.queued_actions()])
+        if result.chunk is not None:  # ensemble/replan: the rest of this tick's chunk
+            return np.concatenate([result.action[None], result.chunk[result.executed_query + 1:]])
+        return result.action[None]
+
+    def _state_vector(self, reading: JointReading | None) -> np.ndarray | Rejection:
+        assert reading is not None  # checked with the other inputs
+        names = self.config.state_joint_names
+        if names:
+            index = {n: i for i, n in enumerate(reading.names)}
+            missing = [n for n in names if n not in index]
+            if missing:
+                return Rejection(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(reading.names)})")
+            if len(reading.positions) < len(reading.names):
+                return Rejection(f"joint_states has {len(reading.names)} names but {len(reading.positions)} positions")
+            state = np.array([reading.positions[index[n]] for n in names], dtype=np.float32)
+        else:
+            state = np.asarray(reading.positions, dtype=np.float32)
+        if state.shape != (self.spec.state_dim,):
+            return Rejection(f"joint_states gives {state.size} positions, the policy needs {self.spec.state_dim} "
+                             "(set state_joint_names)")
+        if not np.all(np.isfinite(state)):
+            return Rejection(f"joint_states contains NaN or inf: {state.tolist()}")
+        return state
+
+    def _env_state_vector(self, reading: VectorReading | None) -> np.ndarray | Rejection:
+        assert reading is not None
+        names = self.config.environment_state_names
+        if names:
+            index = {n: i for i, n in enumerate(reading.names)}
+            missing = [n for n in names if n not in index]
+            if missing or len(reading.values) < len(reading.names):
+                return Rejection(f"environment_state lacks value(s) {', '.join(missing) or '(positions)'} "
+                                 f"(has: {', '.join(reading.names)})")
+            env = np.array([reading.values[index[n]] for n in names], dtype=np.float32)
+        else:
+            env = np.asarray(reading.values, dtype=np.float32)
+        if env.shape != (self.spec.env_state_dim,):
+            return Rejection(f"environment_state gives {env.size} values, the policy needs {self.spec.env_state_dim}")
+        if not np.all(np.isfinite(env)):
+            return Rejection(f"environment_state contains NaN or inf: {env.tolist()}")
+        return env
+
+    # ------------------------------------------------------------------ reporting
+
+    def diagnostics(self, now_ns: int) -> Diagnostics:
+        """What /diagnostics says now: status, counters, latencies, input ages and rates, SAE state."""
+        stats = self.runner.stats
+        lat = stats.latency_summary()
+        report = self.health.report()
+        sae = self.sae
+        values = {
+            "ticks": report.ticks, "actions_published": report.actions, "skipped_ticks": report.skipped,
+            "rejected_ticks": report.rejected, "forwards": stats.forwards, "wasted_forwards": stats.wasted_forwards,
+            # latency_*: the whole tick (conversion, policy, heatmaps); policy_*: the core runner alone.
+            "latency_mean_ms": f"{report.tick_mean_ms:.1f}", "latency_p99_ms": f"{report.tick_p99_ms:.1f}",
+            "policy_mean_ms": f"{lat['mean_ms']:.1f}", "policy_p99_ms": f"{lat['p99_ms']:.1f}",
+            "mode": self.runner.mode, "device": self.runner.device, "publish_actions": self.config.publish_actions,
+            "heatmap_method": self.heatmap_method, "action_output": ",".join(self.config.action_output),
+            **{f"age_{k}_s": f"{v:.3f}" for k, v in report.ages_s.items()},
+            **{f"rate_{k}_hz": f"{v:.1f}" for k, v in self.gate.rates_hz(now_ns).items()},
+            "rejections_since_last": report.rejections_since_last,
+            **(sae.diagnostics() if sae else {}),
+        }
+        level, message = report.level, report.message
+        problem = sae.file_problem() if sae is not None else None
+        if problem:  # not a reason to stop acting, but the operator must know
+            values["sae_file"] = problem
+            if level == Level.OK:
+                level, message = Level.WARN, f"{message}; {problem}"
+        return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
+
+    def close(self) -> None:
+        self.runner.close()

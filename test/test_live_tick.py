@@ -1,0 +1,248 @@
+"""The live tick without ROS: the policy node's fault schedule, in process, with a fake clock.
+
+Each case is what test_policy_node_faults.py does with real processes (those stay, fewer of
+them), here in milliseconds: for every fault the tick (1) returns a Rejection, never an action,
+(2) says why in Health, and (3) acts again on the next good inputs. Plus the parts that need no
+network at all: clamping, the action plan behind a trajectory, observe-only accounting, SAE
+features and their reload, method switching.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pai_ros.errors import UserError
+from pai_ros.imaging.convert import ImageConversionError
+from pai_ros.live import (
+    CameraFrame,
+    JointReading,
+    Level,
+    LiveConfig,
+    LiveTick,
+    Rejection,
+    TickInputs,
+    TickOutput,
+)
+
+S = 1_000_000_000
+T0 = 1_000 * S  # the fake clock's start
+NAMES = ("x", "y", "gripper")
+
+
+def image(h: int = 64, w: int = 80, value: int = 120) -> np.ndarray:
+    rng = np.random.default_rng(value)
+    return rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+def frame(stamp: int, rgb: np.ndarray | None = None, error: str | None = None, recv: int | None = None) -> CameraFrame:
+    def decode() -> np.ndarray:
+        if error:
+            raise ImageConversionError(error)
+        return image() if rgb is None else rgb
+    return CameraFrame(stamp, stamp if recv is None else recv, decode, "front_camera")
+
+
+def inputs(stamp: int, *, state=(0.5, 0.5, 0.0), names=NAMES, front=None, front_error=None,
+           joint_stamp: int | None = None) -> TickInputs:
+    return TickInputs(
+        cameras={"front": frame(stamp, front, front_error), "wrist": frame(stamp)},
+        joint_states=JointReading(stamp if joint_stamp is None else joint_stamp, stamp, list(names), list(state)))
+
+
+@pytest.fixture(scope="module")
+def tick(tiny_act: Path) -> LiveTick:
+    live, notes = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES),
+                                                      max_observation_age_s=0.5, control_rate_hz=10.0))
+    assert notes == []
+    yield live
+    live.close()
+
+
+def test_good_inputs_give_an_action_stamped_with_the_oldest_input(tick: LiveTick) -> None:
+    out = tick.step(inputs(T0, joint_stamp=T0 - S // 10), T0 + S // 20)
+    assert isinstance(out, TickOutput)
+    assert out.action.shape == (3,) and out.action_names == NAMES
+    assert out.stamp_ns == T0 - S // 10
+    assert set(out.heatmaps) == {"front", "wrist"} and out.heatmaps["front"].shape == (64, 80, 3)
+    assert out.camera_frame_ids["front"] == "front_camera"
+    assert abs(sum(out.shares.values()) - 1) < 1e-5 and set(out.shares) == {"latent", "state", "front", "wrist"}
+    assert out.plan.shape[1] == 3 and np.array_equal(out.plan[0], out.action)
+
+
+# fault -> (inputs at now given the last good stamp, the reason's text); each is followed by good
+# ticks that must act again.
+FAULTS = {
+    "stamps_back": (lambda now, last: inputs(now - 5 * S), "stamp went back"),
+    "stamps_future": (lambda now, last: inputs(now + 3 * S), "in the future"),
+    # A joint_states publisher that stopped: the last message (and its stamp) is all there is.
+    "joints_pause": (lambda now, last: inputs(now, joint_stamp=last), "joint_states is 1.000 s old"),
+    "wrong_size": (lambda now, last: inputs(now, front=image(32, 40)), "sends 40x32 images, the policy expects 80x64"),
+    "truncated_image": (lambda now, last: inputs(now, front_error="rgb8 image of 64x80 needs 15360 bytes, got 9"),
+                        "camera front: rgb8 image of 64x80"),
+    "inf_state": (lambda now, last: inputs(now, state=(0.5, np.inf, 0.0)), "NaN or inf"),
+    "nan_state": (lambda now, last: inputs(now, state=(np.nan, 0.5, 0.0)), "NaN or inf"),
+    "missing_joint": (lambda now, last: inputs(now, names=("x", "y", "grip")), "lacks joint(s) gripper"),
+    "short_joint_message": (lambda now, last: inputs(now, state=(0.5,)), "3 names but 1 positions"),
+}
+
+
+def test_every_fault_is_rejected_explained_and_recovered_from(tick: LiveTick) -> None:
+    now = T0 + 10 * S
+    tick.health.report()  # start a fresh 'since last' window
+    for name, (make, reason) in FAULTS.items():
+        now += S
+        assert isinstance(tick.step(inputs(now), now), TickOutput), f"before {name}"
+        last, now = now, now + S
+        bad = tick.step(make(now, last), now)
+        assert isinstance(bad, Rejection), f"{name}: an action came from bad data"
+        assert reason in bad.reason, f"{name}: {bad.reason}"
+        report = tick.health.report()
+        assert report.level == Level.ERROR and reason in report.message
+        assert reason in report.rejections_since_last
+        now += S // 10
+        good = tick.step(inputs(now), now)
+        if name == "stamps_future":
+            # Back from the future is a stamp going back: one tick refused, then judged on age alone.
+            assert isinstance(good, Rejection) and "went back" in good.reason
+            now += S // 10
+            good = tick.step(inputs(now), now)
+        assert isinstance(good, TickOutput), f"{name}: no recovery: {getattr(good, 'reason', '')}"
+        assert tick.health.report().level == Level.OK
+
+
+def test_nothing_acts_before_every_input_arrived(tiny_act: Path) -> None:
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES)),
+                              resolve_topic=lambda t: f"/robot7/{t}")
+    try:
+        partial = TickInputs(cameras={"front": frame(T0)})
+        out = live.step(partial, T0)
+        assert isinstance(out, Rejection) and out.reason == "no message yet on /robot7/camera/wrist/image_raw"
+        report = live.health.report()
+        assert (report.ticks, report.actions, report.rejected) == (1, 0, 1)
+    finally:
+        live.close()
+
+
+def test_repeated_reasons_are_counted_once_per_kind(tick: LiveTick) -> None:
+    now = T0 + 100 * S
+    tick.step(inputs(now), now)
+    tick.health.report()
+    for i in range(1, 6):  # five different ages, one kind of reason
+        later = now + S + i * S // 10
+        tick.step(inputs(later, joint_stamp=now), later)
+    text = tick.health.report().rejections_since_last
+    assert text.startswith("5 x joint_states is") and text.count(" x ") == 1
+
+
+def test_input_rates_show_a_burst(tick: LiveTick) -> None:
+    tick.diagnostics(T0)  # opens the rate window
+    for _ in range(50):
+        tick.received("front")
+    for _ in range(5):
+        tick.received("wrist")
+    values = tick.diagnostics(T0 + S).values
+    assert float(values["rate_front_hz"]) == pytest.approx(50.0) and float(values["rate_wrist_hz"]) == pytest.approx(5)
+    for key in ("latency_mean_ms", "policy_p99_ms", "age_front_s", "heatmap_method", "action_output", "mode"):
+        assert key in values
+
+
+def test_actions_are_clamped_and_so_is_the_plan(tiny_act: Path) -> None:
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="chunk",
+                                                  action_min=[-0.01, -0.01, -0.01], action_max=[0.01, 0.01, 0.01]))
+    try:
+        first = live.step(inputs(T0), T0)
+        assert isinstance(first, TickOutput)
+        assert np.all(np.abs(first.action) <= 0.01) and np.all(np.abs(first.plan) <= 0.01)
+        # chunk mode: the plan is exactly the actions the next ticks will execute.
+        assert len(first.plan) == 10
+        second = live.step(inputs(T0 + S // 10), T0 + S // 10)
+        assert np.array_equal(second.action, first.plan[1]) and np.array_equal(second.plan, first.plan[1:])
+    finally:
+        live.close()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"action_output": ["joint_state", "twist"]}, "action_output 'twist' does not exist"),
+    ({"action_output": []}, "action_output is empty"),
+    ({"heatmap_method": "gradcam"}, "heatmap_method 'gradcam' is not one of"),
+    ({"cameras": ["front"]}, "is not 'name:topic'"),
+    ({"heatmap_queries": "7:3"}, "query selection '7:3'"),
+    ({"feature_heatmaps": [3]}, "feature_heatmaps needs sae_path"),
+    ({"allow_steering": True}, "allow_steering needs sae_path"),
+    ({"trajectory_points": "all"}, "trajectory_points 'all' is not one of"),
+    ({"speed": 3}, "unknown policy_node parameter(s): speed"),
+])
+def test_bad_configuration_is_one_line(overrides: dict, message: str) -> None:
+    with pytest.raises(UserError, match=None) as err:
+        LiveConfig.defaults("/some/policy", **overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"cameras": ["front:a", "side:b"]}, "the policy needs camera(s) wrist"),
+    ({"action_names": ["a", "b"]}, "action_names has 2 names, the policy's action has 3"),
+    ({"action_min": [0.0, 0.0]}, "action_min/action_max must have 3 values"),
+    ({"heatmap_cameras": ["side"]}, "heatmap_cameras names unknown camera(s) side"),
+])
+def test_configuration_that_does_not_fit_the_policy_is_refused(tiny_act: Path, overrides: dict, message: str) -> None:
+    with pytest.raises(UserError) as err:
+        LiveTick.create(LiveConfig.defaults(str(tiny_act), **overrides))
+    assert message in str(err.value)
+
+
+def test_observe_only_acts_without_counting_published_actions(tiny_act: Path) -> None:
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), publish_actions=False))
+    try:
+        out = live.step(inputs(T0), T0)
+        assert isinstance(out, TickOutput)
+        report = live.health.report()
+        assert report.actions == 0 and report.message.startswith("observe-only")
+    finally:
+        live.close()
+
+
+def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tick: LiveTick) -> None:
+    now = T0 + 200 * S
+    tick.set_heatmap_method("rollout")
+    out = tick.step(inputs(now), now)
+    assert out.heatmap_method == "rollout"
+    with pytest.raises(UserError, match="not one of"):
+        tick.set_heatmap_method("magic")
+    assert tick.heatmap_method == "rollout"
+    tick.set_heatmap_method("cross_attention")
+
+
+def test_features_every_tick_and_sae_reload_keeps_the_old_one_on_failure(tiny_act: Path, tiny_sae: Path,
+                                                                        tmp_path: Path) -> None:
+    from pai_ros.sae.model import content_id
+
+    live, notes = LiveTick.create(LiveConfig.defaults(str(tiny_act), sae_path=str(tiny_sae), features_top_n=5,
+                                                      feature_heatmaps=[3]))
+    try:
+        assert notes and "no OOD flag" in notes[0]
+        out = live.step(inputs(T0), T0)
+        f = out.features
+        assert f is not None and f.sae_id == content_id(tiny_sae) and f.num_features == 128
+        assert 1 <= len(f.frame.feature_indices) <= 5 and f.frame.num_tokens == 14 and not f.is_ood
+        assert set(out.feature_heatmaps) == {(3, "front"), (3, "wrist")}
+        with pytest.raises(UserError):
+            live.reload_sae(str(tmp_path / "nowhere"))
+        assert live.sae.loaded.sae_id == f.sae_id
+        # A calibrated copy: every frame is above its threshold -> flagged, WARN, still acting.
+        other = tmp_path / "sae"
+        shutil.copytree(tiny_sae, other)
+        (other / "ood.json").write_text(json.dumps({"sae_id": content_id(other), "threshold": 1e-9, "rule": "p99"}))
+        assert "OOD threshold" in live.reload_sae(str(other))
+        flagged = live.step(inputs(T0 + S), T0 + S)
+        assert isinstance(flagged, TickOutput) and flagged.features.is_ood
+        report = live.health.report()
+        assert report.level == Level.WARN and "out of distribution" in report.message
+        shutil.rmtree(other)
+        assert "has vanished" in live.diagnostics(T0 + 2 * S).values["sae_file"]
+    finally:
+        live.close()
