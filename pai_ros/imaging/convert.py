@@ -11,14 +11,28 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-#: Raw encodings accepted from cameras: name -> (channels, conversion to RGB or None).
+#: Raw encodings accepted from cameras: name -> (bytes per pixel, conversion to RGB or None).
+#: Names as in ROS's sensor_msgs/image_encodings.hpp. YUV 4:2:2 packs two pixels in four bytes
+#: (``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV: what USB cameras send); Bayer is the raw sensor
+#: mosaic, demosaiced here. OpenCV names a Bayer pattern by its second row's first two pixels,
+#: hence RGGB -> BayerBG (checked by test_image_encodings.py on synthetic mosaics).
 RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
     "rgb8": (3, None),
     "bgr8": (3, cv2.COLOR_BGR2RGB),
     "rgba8": (4, cv2.COLOR_RGBA2RGB),
     "bgra8": (4, cv2.COLOR_BGRA2RGB),
     "mono8": (1, cv2.COLOR_GRAY2RGB),
+    "yuv422": (2, cv2.COLOR_YUV2RGB_UYVY),
+    "uyvy": (2, cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": (2, cv2.COLOR_YUV2RGB_YUY2),
+    "yuyv": (2, cv2.COLOR_YUV2RGB_YUY2),
+    "bayer_rggb8": (1, cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": (1, cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": (1, cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": (1, cv2.COLOR_BayerGB2RGB),
 }
+_NEEDS_EVEN_WIDTH = {"yuv422", "uyvy", "yuv422_yuy2", "yuyv"}  # two pixels share one U and one V
+_NEEDS_2X2 = {name for name in RAW_ENCODINGS if name.startswith("bayer_")}  # one 2x2 cell per colour sample
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")
 #: Largest compressed image decoded (pixels). A few hundred corrupt bytes can claim 30000x30000
 #: pixels, and OpenCV then spends seconds and gigabytes decoding it; no camera stream is this big.
@@ -36,7 +50,7 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int,
                data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     """``sensor_msgs/Image`` fields -> ``H x W x 3`` uint8 RGB (a new array).
 
-    Every accepted encoding has 8-bit channels, so the message's byte order does not matter.
+    Every accepted encoding has 8-bit samples, so the message's byte order does not matter.
     Anything malformed raises :class:`ImageConversionError` and nothing else, so callers (the
     policy node, the bag converter) can skip one bad frame without guarding against more.
     """
@@ -47,10 +61,14 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int,
     enc = encoding.lower()
     if enc not in RAW_ENCODINGS:
         raise ImageConversionError(f"unsupported image encoding {encoding!r} "
-                                   f"(supported: {', '.join(RAW_ENCODINGS)}, or CompressedImage jpeg/png)")
+                                   f"(supported: {', '.join(RAW_ENCODINGS)}, or CompressedImage jpeg/png; "
+                                   "with a ROS 2 install, cv_bridge converts more)")
     channels, code = RAW_ENCODINGS[enc]
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image has no pixels ({height}x{width})")
+    if (enc in _NEEDS_EVEN_WIDTH and width % 2) or (enc in _NEEDS_2X2 and (width < 2 or height < 2)):
+        raise ImageConversionError(f"{encoding} image of {height}x{width}: "
+                                   f"{'YUV 4:2:2 needs an even width' if enc in _NEEDS_EVEN_WIDTH else 'a Bayer mosaic needs at least 2x2 pixels'}")
     row_bytes = width * channels
     if step < row_bytes:
         raise ImageConversionError(f"row step {step} is smaller than width x channels = {row_bytes}")

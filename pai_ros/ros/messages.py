@@ -12,6 +12,7 @@ from std_msgs.msg import Float64MultiArray, Header, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from pai_ros.imaging.convert import (
+    RAW_ENCODINGS,
     ImageConversionError,
     compressed_to_rgb,
     raw_to_rgb,
@@ -29,6 +30,9 @@ def to_stamp(ns: int) -> Time:
     return Time(sec=sec, nanosec=nanosec)
 
 
+_BRIDGE_FIRST = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+
+
 class ImageDecoder:
     """Image/CompressedImage -> RGB array: cv_bridge where a ROS 2 install provides a working one.
 
@@ -36,8 +40,9 @@ class ImageDecoder:
     bridge is tried once on a tiny image and only used when it round-trips correctly.
     """
 
-    def __init__(self) -> None:
-        self._bridge = _working_cv_bridge()
+    def __init__(self, bridge: Any = "auto") -> None:
+        """``bridge``: "auto" finds a working cv_bridge; None never uses one; or a CvBridge-like object."""
+        self._bridge = _working_cv_bridge() if bridge == "auto" else bridge
 
     @property
     def backend(self) -> str:
@@ -47,7 +52,9 @@ class ImageDecoder:
         """RGB array of ``msg``; a malformed message raises :class:`ImageConversionError` only."""
         if isinstance(msg, CompressedImage):
             return compressed_to_rgb(msg.format, msg.data)
-        if self._bridge is not None and msg.encoding.lower() in ("rgb8", "bgr8", "rgba8", "bgra8", "mono8"):
+        # A working cv_bridge (a ROS 2 install) converts what it knows, including encodings pai_ros
+        # does not (16-bit colour, more Bayer layouts); pai_ros's own conversion is the fallback.
+        if self._bridge is not None and (msg.encoding.lower() in _BRIDGE_FIRST or msg.encoding.lower() not in RAW_ENCODINGS):
             try:
                 rgb = self._bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
             except Exception as exc:  # noqa: BLE001 - CvBridgeError, TypeError, ...: whatever the bridge raises
