@@ -59,6 +59,7 @@ class LiveConfig:
     action_names: tuple[str, ...] = ()
     action_output: tuple[str, ...] = ("joint_state",)
     trajectory_points: str = "next"
+    controller: str = ""
     control_rate_hz: float = 30.0
     mode: str = "auto"
     max_observation_age_s: float = 0.25

@@ -41,6 +41,9 @@ PARAMS: list[Param] = [
           "forward_position_controller)", array_type="string", read_only=True),
     Param("trajectory_points", "next", "joint_trajectory output: next (one point, one control period ahead) or "
           "chunk (the actions planned from now on, one control period apart)", read_only=True),
+    Param("controller", "", "a ros2_control controller (node name, e.g. /arm_controller) whose 'joints' parameter "
+          "the action names must match: joint_trajectory and float64_multi_array outputs are held until it "
+          "answers and match (empty: no check)", read_only=True),
     Param("control_rate_hz", 30.0, "control ticks per second", min=0.1, max=1000.0, read_only=True),
     Param("mode", "auto", f"runner mode: auto, {', '.join(MODES)} (auto: as the checkpoint's config says)",
           read_only=True),

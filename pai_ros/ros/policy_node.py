@@ -30,9 +30,10 @@ from std_msgs.msg import Float32MultiArray, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory
 
 from pai_ros.errors import UserError
-from pai_ros.live import PARAMS, LiveConfig, LiveTick, TickInputs, TickOutput
+from pai_ros.live import PARAMS, Level, LiveConfig, LiveTick, TickInputs, TickOutput
 from pai_ros.live.tick import ENVIRONMENT_STATE, JOINT_STATES
 from pai_ros.msg import FeatureActivations
+from pai_ros.ros.controller_check import ControllerCheck
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import (
     ImageDecoder,
@@ -82,6 +83,9 @@ class PolicyNode(Node):
         self.feature_heatmap_pubs = {(f, c): self.create_publisher(Image, f"features/feature_{f}/{c}/heatmap", RELIABLE)
                                      for f in self.config.feature_heatmaps for c in self.live.heatmap_cameras}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        checked = [o for o in self.action_pubs if o != "joint_state"]
+        self.controller = (ControllerCheck(self, self.config.controller, checked, list(self.live.action_names))
+                           if self.config.controller and checked else None)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pai_policy")
         self._busy: Future | None = None
@@ -150,6 +154,8 @@ class PolicyNode(Node):
     def _publish(self, out: TickOutput) -> None:
         stamp, names = to_stamp(out.stamp_ns), list(out.action_names)
         for output, pub in self.action_pubs.items():
+            if output != "joint_state" and self.controller is not None and self.controller.problem:
+                continue  # the controller would refuse or misapply it: /diagnostics says why
             if output == "joint_state":
                 pub.publish(joint_state(names, out.action, stamp))
             elif output == "joint_trajectory":
@@ -171,7 +177,13 @@ class PolicyNode(Node):
     def _publish_diagnostics(self) -> None:
         now = self.get_clock().now()
         d = self.live.diagnostics(now.nanoseconds)
-        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: policy", d.level, d.message, d.values,
+        level, message, values = d.level, d.message, d.values
+        if self.controller is not None:
+            values["controller"] = self.controller.problem or f"{self.config.controller}: joints match"
+            if self.controller.problem:
+                level = max(level, Level.ERROR if self.controller.verified else Level.WARN)
+                message = f"{message}; not sending to the controller: {self.controller.problem}"
+        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: policy", level, message, values,
                                                d.hardware_id, now.to_msg()))
 
     def shutdown(self) -> None:

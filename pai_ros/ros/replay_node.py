@@ -3,8 +3,10 @@
 Publishes, per frame: one ``sensor_msgs/Image`` (rgb8, sensor QoS) per camera on
 ``camera/<name>/image_raw`` (or ``camera/<name>/image_raw/compressed`` as JPEG
 ``CompressedImage`` with ``compressed: true``), ``joint_states`` (``sensor_msgs/JointState``
-with the dataset's state names) and ``recorded_action`` (the action recorded in the dataset,
-so predicted and recorded actions can be compared live). All messages of a frame share one
+with the dataset's state names), for datasets with ``observation.environment_state`` an
+``environment_state`` topic (``std_msgs/Float32MultiArray``, or a ``JointState`` of named values
+with ``environment_state_type: joint_state``), and ``recorded_action`` (the action recorded in
+the dataset, so predicted and recorded actions can be compared live). All messages of a frame share one
 stamp (now), and each camera's frame_id is ``<name>_camera``. Frames are decoded ahead in a
 background thread so that the timer never waits for video decoding. At the end it stops
 cleanly (exit 0), or loops.
@@ -23,6 +25,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float32MultiArray
 
 from pai_ros.data.episodes import DatasetFrame, check_episodes, iter_episode, read_info
 from pai_ros.errors import UserError
@@ -42,7 +45,11 @@ PARAMS = [
     Param("wait_for_subscribers", 0, "after start_delay_s, also wait until every published topic has at least "
           "this many subscribers (e.g. a recorder that must not miss the first frames; 0: do not wait)",
           min=0, max=1000),
+    Param("environment_state_type", "float32_multi_array", "message type of environment_state (datasets with "
+          "observation.environment_state): float32_multi_array or joint_state (stamped, named values)",
+          read_only=True),
 ]
+ENV_STATE_TYPES = ("float32_multi_array", "joint_state")
 _END = object()
 
 
@@ -62,6 +69,10 @@ class ReplayNode(Node):
                         if k.startswith("observation.images.") and f.get("dtype") in ("video", "image")]
         self.state_names = _names(feats.get("observation.state"), "joint")
         self.action_names = _names(feats.get("action"), "action")
+        self.env_state_names = _names(feats.get("observation.environment_state"), "env")
+        if self.p["environment_state_type"] not in ENV_STATE_TYPES:
+            raise UserError(f"environment_state_type '{self.p['environment_state_type']}' is not one of "
+                            f"{', '.join(ENV_STATE_TYPES)}")
         self.fps = float(self.info["fps"])
 
         img_type = CompressedImage if self.p["compressed"] else Image
@@ -71,6 +82,9 @@ class ReplayNode(Node):
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.state_pub = self.create_publisher(JointState, "joint_states", reliable)
         self.action_pub = self.create_publisher(JointState, "recorded_action", reliable)
+        env_type = JointState if self.p["environment_state_type"] == "joint_state" else Float32MultiArray
+        self.env_pub = (self.create_publisher(env_type, "environment_state", reliable)
+                        if self.env_state_names else None)
 
         self.frames: queue.Queue = queue.Queue(maxsize=int(2 * self.fps) + 2)
         self._stop = threading.Event()
@@ -87,7 +101,7 @@ class ReplayNode(Node):
 
     def _begin(self) -> None:
         wanted = self.p["wait_for_subscribers"]
-        pubs = [*self.cam_pubs.values(), self.state_pub, self.action_pub]
+        pubs = [*self.cam_pubs.values(), self.state_pub, self.action_pub, *([self.env_pub] if self.env_pub else [])]
         if wanted and any(pub.get_subscription_count() < wanted for pub in pubs):
             return  # the start timer fires again; discovery under load can take seconds
         self._start.cancel()
@@ -140,6 +154,11 @@ class ReplayNode(Node):
             self.state_pub.publish(joint_state(self.state_names, frame.state, stamp))
         if frame.action is not None:
             self.action_pub.publish(joint_state(self.action_names, frame.action, stamp))
+        if self.env_pub is not None and frame.env_state is not None:
+            if self.p["environment_state_type"] == "joint_state":
+                self.env_pub.publish(joint_state(self.env_state_names, frame.env_state, stamp))
+            else:
+                self.env_pub.publish(Float32MultiArray(data=[float(v) for v in frame.env_state]))
         self.published += 1
 
     def shutdown(self) -> None:

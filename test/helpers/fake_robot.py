@@ -2,9 +2,11 @@
 
     python fake_robot.py --rate 20 [--fault NAME --fault-start 2.0 --fault-end 5.0]
                          [--schedule NAME:START:END,NAME:START:END,...] [--seconds 30]
+                         [--env-state N [--env-type float32_multi_array|joint_state]]
 
 Publishes camera/front/image_raw and camera/wrist/image_raw (64x80 rgb8, sensor QoS, stamped
-now, frame_id <name>_camera) and joint_states (x, y, gripper). During each fault's
+now, frame_id <name>_camera) and joint_states (x, y, gripper); with --env-state N also
+environment_state (N values: Float32MultiArray, or a stamped JointState named env_0..). During each fault's
 [start, end) (seconds since start) that fault is active; otherwise everything is healthy.
 Prints ``PHASE <name> <wall ns>`` at every change (``before``/``after`` for a single
 ``--fault``, ``ok`` between scheduled faults) and ``PHASE done <ns>`` at the end.
@@ -12,7 +14,7 @@ Prints ``PHASE <name> <wall ns>`` at every change (``before``/``after`` for a si
 Faults: cameras_pause, joints_pause, nan_state, inf_state, missing_joint, bad_encoding,
 wrong_size (front camera at half size), truncated_image (front data cut short), stamps_back
 (every stamp 5 s in the past: a clock jump back), stamps_future (5 s ahead), burst (front
-camera at 10x the rate).
+camera at 10x the rate), env_pause (environment_state stops).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float32MultiArray
 
 BURST = 10
 
@@ -51,6 +54,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--height", type=int, default=64)
     ap.add_argument("--width", type=int, default=80)
+    ap.add_argument("--env-state", type=int, default=0)
+    ap.add_argument("--env-type", default="float32_multi_array", choices=("float32_multi_array", "joint_state"))
     a = ap.parse_args()
     schedule = parse_schedule(a)
     single = not a.schedule
@@ -58,6 +63,9 @@ def main() -> None:
     node = rclpy.create_node("fake_robot")
     cams = {c: node.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data) for c in ("front", "wrist")}
     joints = node.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+    env_named = a.env_type == "joint_state"
+    env = (node.create_publisher(JointState if env_named else Float32MultiArray, "environment_state",
+                                 qos_profile_sensor_data) if a.env_state else None)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (a.height, a.width, 3), dtype=np.uint8)
     small = np.ascontiguousarray(frame[::2, ::2])
@@ -108,6 +116,14 @@ def main() -> None:
                 js.name, js.position = ["x", "y"], [0.5, 0.5]
             js.header.stamp = stamp
             joints.publish(js)
+        if env is not None and healthy_turn and fault != "env_pause":
+            values = [0.25 * i for i in range(a.env_state)]
+            if env_named:
+                em = JointState(name=[f"env_{i}" for i in range(a.env_state)], position=values)
+                em.header.stamp = stamp
+                env.publish(em)
+            else:
+                env.publish(Float32MultiArray(data=values))
         rclpy.spin_once(node, timeout_sec=0.0)
         turn += 1
         time.sleep(max(0.0, turn * period - (time.monotonic() - start)))

@@ -1,7 +1,8 @@
 """An independent subscriber process for tests: prints one JSON line per received message.
 
     python topic_probe.py TOPIC:TYPE [TOPIC:TYPE ...]
-TYPE is Image, CompressedImage, JointState, DiagnosticArray or FeatureActivations. The first
+TYPE is Image, CompressedImage, JointState, JointTrajectory, Float64MultiArray, Float32MultiArray,
+DiagnosticArray or FeatureActivations. The first
 line is READY once every subscription exists. Subscriptions are best effort (they match
 reliable and best-effort publishers alike).
 """
@@ -15,9 +16,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float32MultiArray, Float64MultiArray
+from trajectory_msgs.msg import JointTrajectory
 
 TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
-         "DiagnosticArray": DiagnosticArray}
+         "DiagnosticArray": DiagnosticArray, "JointTrajectory": JointTrajectory,
+         "Float64MultiArray": Float64MultiArray, "Float32MultiArray": Float32MultiArray}
 
 
 def summary(topic: str, msg, now_ns: int) -> dict:
@@ -33,6 +37,13 @@ def summary(topic: str, msg, now_ns: int) -> dict:
             out["center_rgb"] = list(msg.data[mid:mid + 3])
     elif isinstance(msg, JointState):
         out.update(name=list(msg.name), position=[float(p) for p in msg.position])
+    elif isinstance(msg, JointTrajectory):
+        out.update(joint_names=list(msg.joint_names), points=[
+            {"positions": [float(p) for p in pt.positions],
+             "time_from_start_ns": pt.time_from_start.sec * 1_000_000_000 + pt.time_from_start.nanosec}
+            for pt in msg.points])
+    elif isinstance(msg, (Float64MultiArray, Float32MultiArray)):
+        out.update(data=[float(v) for v in msg.data], dims=[(d.label, int(d.size)) for d in msg.layout.dim])
     elif isinstance(msg, DiagnosticArray):
         out["status"] = [{"name": s.name, "level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes)
                           else int(s.level), "message": s.message,
@@ -42,7 +53,10 @@ def summary(topic: str, msg, now_ns: int) -> dict:
                    activations=[float(a) for a in msg.activations], token_counts=[int(c) for c in msg.token_counts],
                    num_features=int(msg.num_features), num_tokens=int(msg.num_tokens), mean_l0=float(msg.mean_l0),
                    reconstruction_error=float(msg.reconstruction_error), ood_threshold=float(msg.ood_threshold),
-                   is_ood=bool(msg.is_ood))
+                   is_ood=bool(msg.is_ood), ood_score=float(msg.ood_score), steered=bool(msg.steered),
+                   steering_mode=msg.steering_mode, steered_features=[int(i) for i in msg.steered_features],
+                   steering_values=[float(v) for v in msg.steering_values],
+                   steering_remaining_s=float(msg.steering_remaining_s))
     return out
 
 

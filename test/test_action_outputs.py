@@ -1,0 +1,153 @@
+"""The policy node's action outputs for ros2_control and environment-state policies, as real processes.
+
+One subscriber per output type (JointState, JointTrajectory, Float64MultiArray): same stamp,
+same clamped values, and none of them from stale data. A stand-in controller (a real rclpy node
+with ros2_control's ``joints`` parameter) receives the trajectory through a remap, and one with
+other joint names receives nothing while /diagnostics says why. A policy with an environment
+state acts on the robot's and the environment's topics, and refuses when the environment state
+stops. The replay node publishes a dataset's environment state.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from ros_processes import HELPERS, Probe, Proc
+from test_policy_node import diag, start_node, start_robot
+
+pytestmark = pytest.mark.ros
+OUTPUTS = "action_output:=['joint_state', 'joint_trajectory', 'float64_multi_array']"
+TOPICS = ["action:JointState", "action_trajectory:JointTrajectory", "action_commands:Float64MultiArray",
+          "/diagnostics:DiagnosticArray"]
+PERIOD_NS = 100_000_000  # start_node runs the node at 10 Hz
+
+
+def test_every_output_type_carries_the_same_clamped_action(tiny_act: Path, ros_env: dict) -> None:
+    probe = Probe(TOPICS, ros_env)
+    node = start_node(tiny_act, ros_env, "-p", OUTPUTS, "-p", "trajectory_points:=chunk", "-p", "mode:=chunk",
+                      "-p", "action_min:=[-0.05, -0.05, -0.05]", "-p", "action_max:=[0.05, 0.05, 0.05]")
+    robot = start_robot(ros_env, "cameras_pause", start=8.0, end=12.0)
+    try:
+        traj = probe.wait_for(lambda m: m["topic"] == "action_trajectory", 60)
+        action = probe.wait_for(lambda m: m["topic"] == "action" and m["stamp_ns"] == traj["stamp_ns"], 10)
+        commands = probe.wait_for(lambda m: m["topic"] == "action_commands"
+                                  and m["data"] == action["position"], 10)
+        assert traj["joint_names"] == ["x", "y", "gripper"] and commands["dims"] == [["joints", 3]]
+        # chunk mode: the first point is the action sent now, the rest what the chunk will execute,
+        # one control period apart, every value inside the clamp.
+        points = traj["points"]
+        assert 1 <= len(points) <= 10 and points[0]["positions"] == pytest.approx(action["position"])
+        assert [p["time_from_start_ns"] for p in points] == [(i + 1) * PERIOD_NS for i in range(len(points))]
+        assert all(abs(v) <= 0.05 + 1e-6 for p in points for v in p["positions"])
+        robot.wait_for_line(lambda s: s.startswith("PHASE after"), 40)
+    finally:
+        phases = {line.split()[1]: int(line.split()[2]) for line in robot.lines if line.startswith("PHASE ")}
+        for p in (robot, node, probe):
+            p.stop()
+    start, end = phases["fault"], phases["after"]
+    # No output of any type from stale cameras (one in-flight tick of grace after the fault starts).
+    for topic in ("action", "action_trajectory", "action_commands"):
+        during = [m for m in probe.messages(topic) if start + 0.5e9 + 2 * PERIOD_NS < m["recv_ns"] < end]
+        assert not during, f"{topic}: {len(during)} messages while the cameras were stale"
+        assert any(m["recv_ns"] > end for m in probe.messages(topic)), f"{topic}: nothing after the fault"
+
+
+def test_a_controller_with_other_joints_gets_nothing_and_diagnostics_say_why(tiny_act: Path, ros_env: dict) -> None:
+    good = Proc([sys.executable, str(HELPERS / "fake_controller.py"), "arm_controller", "gripper", "y", "x"],
+                ros_env, "arm_controller")
+    bad = Proc([sys.executable, str(HELPERS / "fake_controller.py"), "other_controller", "joint1", "joint2", "joint3"],
+               ros_env, "other_controller")
+    probe = Probe(["/diagnostics:DiagnosticArray"], ros_env)
+    nodes = [start_robot(ros_env)]  # feeds both policy nodes
+    try:
+        for proc in (good, bad):
+            proc.wait_for_line(lambda s: s == "READY", 30)
+        # Remapped onto the controller's topic, the way a user wires it up.
+        nodes.append(start_node(tiny_act, ros_env, "-p", "action_output:=['joint_trajectory']",
+                                "-p", "controller:=/arm_controller",
+                                "-r", "action_trajectory:=/arm_controller/joint_trajectory"))
+        good.wait_for_line(lambda s: s.startswith("GOT trajectory 3"), 60)
+        nodes.append(start_node(tiny_act, ros_env, "-r", "__node:=policy_b",
+                                "-p", "action_output:=['joint_trajectory', 'float64_multi_array']",
+                                "-p", "controller:=/other_controller",
+                                "-r", "action_trajectory:=/other_controller/joint_trajectory",
+                                "-r", "action_commands:=/other_controller/commands"))
+        said = probe.wait_for(lambda m: m["status"][0]["name"].startswith("policy_b")
+                              and "refuses trajectories" in diag(m)["message"], 60)
+        assert diag(said)["level"] == 2 and "applies action_commands positionally" in diag(said)["values"]["controller"]
+        assert not any(line.startswith("GOT") for line in bad.lines)
+    finally:
+        for p in (*nodes, good, bad, probe):
+            p.stop()
+
+
+@pytest.fixture(scope="module")
+def env_act(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pai_ros.policy.random_init import save_random_act
+
+    return save_random_act(tmp_path_factory.mktemp("env_act"), {"front": (64, 80), "wrist": (64, 80)},
+                           state_dim=3, action_dim=3, env_state_dim=2, chunk_size=10, n_action_steps=10)
+
+
+@pytest.mark.parametrize("env_type", ["float32_multi_array", "joint_state"])
+def test_environment_state_policy_acts_and_refuses_when_it_stops(env_act: Path, ros_env: dict, env_type: str) -> None:
+    probe = Probe(["action:JointState", "/diagnostics:DiagnosticArray"], ros_env)
+    node = start_node(env_act, ros_env, "-p", f"environment_state_type:={env_type}")
+    robot = Proc([sys.executable, str(HELPERS / "fake_robot.py"), "--env-state", "2", "--env-type", env_type,
+                  "--fault", "env_pause", "--fault-start", "8", "--fault-end", "12", "--seconds", "60"],
+                 ros_env, "robot")
+    try:
+        assert "environment_state<-/environment_state" in "\n".join(node.lines)
+        probe.wait_for(lambda m: m["topic"] == "action", 60)
+        robot.wait_for_line(lambda s: s.startswith("PHASE fault"), 40)
+        said = probe.wait_for(lambda m: m["topic"] == "/diagnostics"
+                              and "environment_state is" in diag(m)["message"], 20)
+        assert diag(said)["level"] == 2
+        robot.wait_for_line(lambda s: s.startswith("PHASE after"), 20)
+    finally:
+        phases = {line.split()[1]: int(line.split()[2]) for line in robot.lines if line.startswith("PHASE ")}
+        for p in (robot, node, probe):
+            p.stop()
+    # Grace: max_observation_age_s (0.5 s) plus a tick that may still be computing on a loaded machine.
+    during = [m for m in probe.messages("action") if phases["fault"] + 1.5e9 < m["recv_ns"] < phases["after"]]
+    assert not during
+    assert any(m["recv_ns"] > phases["after"] for m in probe.messages("action"))
+
+
+def test_replay_publishes_the_environment_state_of_a_dataset(tmp_path: Path, ros_env: dict) -> None:
+    import numpy as np
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    root = tmp_path / "env_ds"
+    ds = LeRobotDataset.create(repo_id="pai/env_ds", fps=10, root=root, use_videos=False, features={
+        "observation.images.front": {"dtype": "image", "shape": (16, 20, 3), "names": ["height", "width", "channels"]},
+        "observation.state": {"dtype": "float32", "shape": (2,), "names": ["x", "y"]},
+        "observation.environment_state": {"dtype": "float32", "shape": (3,), "names": ["bx", "by", "bz"]},
+        "action": {"dtype": "float32", "shape": (2,), "names": ["x", "y"]}})
+    for i in range(5):
+        ds.add_frame({"observation.images.front": np.full((16, 20, 3), 40 * i, np.uint8),
+                      "observation.state": np.array([i, 0], np.float32),
+                      "observation.environment_state": np.array([i, 2 * i, 0.5], np.float32),
+                      "action": np.array([i, 1], np.float32), "task": "t"})
+    ds.save_episode()
+    ds.finalize()
+    for env_type, spec in (("float32_multi_array", "environment_state:Float32MultiArray"),
+                           ("joint_state", "environment_state:JointState")):
+        # Subscribed to every topic the replay publishes: it waits for one subscriber on each.
+        probe = Probe([spec, "camera/front/image_raw:Image", "joint_states:JointState",
+                       "recorded_action:JointState"], ros_env)
+        replay = Proc([sys.executable, "-m", "pai_ros.ros.replay_node", "--ros-args", "-p", f"dataset_root:={root}",
+                       "-p", f"environment_state_type:={env_type}", "-p", "wait_for_subscribers:=1"], ros_env, "replay")
+        try:
+            replay.wait_for_line(lambda s: "replay finished" in s, 60)
+            probe.wait_for(lambda m: True, 10)
+        finally:
+            for p in (replay, probe):
+                p.stop()
+        got = probe.messages("environment_state")
+        values = [m["data"] if env_type == "float32_multi_array" else m["position"] for m in got]
+        assert values and values[-1] == [4.0, 8.0, 0.5], values
+        if env_type == "joint_state":
+            assert got[0]["name"] == ["bx", "by", "bz"] and got[0]["stamp_ns"] > 0
