@@ -218,6 +218,7 @@ def _replay(env: dict, *params: str):
 
 
 @pytest.mark.ros
+@pytest.mark.slow
 def test_replay_node_plays_a_hub_dataset(tiny_dataset, hf_home: Path, ros_env: dict) -> None:
     root, _ = tiny_dataset
     snapshot = place_in_hub_cache(root, hf_home / "hub", DATASET, kind="dataset")
@@ -242,3 +243,32 @@ def test_replay_node_dataset_errors_are_one_line(params, message, hf_home: Path,
     node.stop()
     errors = [line for line in node.lines if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("replay_node: error: ") and message in errors[0], node.lines
+
+
+# ------------------------------------------------------------------ policy_node
+
+
+@pytest.mark.ros
+@pytest.mark.slow  # two node processes; the first loads the policy
+def test_policy_node_loads_a_hub_checkpoint(tiny_act: Path, hf_home: Path, ros_env: dict) -> None:
+    import sys
+
+    from ros_processes import Proc
+
+    snapshot = place_in_hub_cache(tiny_act, hf_home / "hub", MODEL)
+    env = {**ros_env, "HF_HOME": str(hf_home)}
+    node = Proc([sys.executable, "-m", "pai_ros.ros.policy_node", "--ros-args", "-p", f"policy_path:={MODEL}",
+                 "-p", "state_joint_names:=['x', 'y', 'gripper']", "-p", "device:=cpu"], env, "policy_node")
+    try:
+        node.wait_for_line(lambda line: "ready:" in line, 90)
+    finally:
+        node.stop()
+    assert any(f"ready: {snapshot} on cpu" in line for line in node.lines), node.lines
+
+    missing = Proc([sys.executable, "-m", "pai_ros.ros.policy_node", "--ros-args", "-p",
+                    "policy_path:=lerobot/act_not_downloaded"], env, "policy_node")
+    assert missing.popen.wait(timeout=90) == 1
+    missing.stop()
+    errors = [line for line in missing.lines if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("policy_node: error: 'lerobot/act_not_downloaded' is neither") \
+        and errors[0].endswith("hf download lerobot/act_not_downloaded"), missing.lines
