@@ -8,7 +8,7 @@
   0.1-0.3 wrote: the statistics as ``normalize_inputs.buffer_<feature>.<stat>``,
   ``normalize_targets.buffer_action.<stat>`` and ``unnormalize_outputs.buffer_action.<stat>``
   tensors in ``model.safetensors`` (only the statistics each feature's normalisation mode used,
-  images as ``[C, 1, 1]``), no processor files, and a config.json without the fields 0.4 added.
+  images as ``[C, 1, 1]``), no processor files, and a config.json in the oldest of those formats.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import json
 import os
 from pathlib import Path
 
-# Fields LeRobot 0.4 added to the policy config (absent from configs written by 0.1-0.3).
-FIELDS_ADDED_IN_04 = ("use_peft", "pretrained_path")
+# Policy-config fields added after the config format of January 2025 (LeRobot 0.1, the format of
+# the ALOHA sim checkpoints on the hub): device/use_amp (March 2025), the hub fields (June 2025),
+# use_peft/pretrained_path (0.4). Configs of every version in between are subsets of 0.4's.
+FIELDS_ADDED_AFTER_01 = ("device", "use_amp", "push_to_hub", "repo_id", "private", "tags", "license",
+                         "use_peft", "pretrained_path")
 _MODE_STATS = {"MEAN_STD": ("mean", "std"), "MIN_MAX": ("min", "max")}
 
 
@@ -46,7 +49,7 @@ def place_in_hub_cache(src: Path, cache: Path, repo_id: str, kind: str = "model"
 
 
 def make_pre_04_checkpoint(new: Path, old: Path) -> Path:
-    """Write checkpoint ``new`` (LeRobot 0.4 layout) to ``old`` as LeRobot 0.1-0.3 saved it."""
+    """Write checkpoint ``new`` (LeRobot 0.4 layout) to ``old`` as LeRobot 0.1 saved it."""
     from safetensors.torch import load_file, save_file
 
     config = json.loads((new / "config.json").read_text())
@@ -62,7 +65,7 @@ def make_pre_04_checkpoint(new: Path, old: Path) -> Path:
                 state[f"{prefix}.buffer_{key.replace('.', '_')}.{stat}"] = stats[f"{key}.{stat}"].clone()
     old.mkdir(parents=True)
     save_file(state, str(old / "model.safetensors"), metadata={"format": "pt"})
-    (old / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in FIELDS_ADDED_IN_04},
+    (old / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in FIELDS_ADDED_AFTER_01},
                                                 indent=4))
     return old
 
