@@ -101,3 +101,52 @@ def test_unavailable_device(tiny_act: Path) -> None:
         pytest.skip("CUDA is available here")
     with pytest.raises(UserError, match="CUDA is not available"):
         load_act_policy(tiny_act, "cuda")
+
+
+# ------------------------------------------------------------------ configs from a newer LeRobot
+
+
+def _with_config(tiny_act: Path, tmp_path: Path, **fields: object) -> Path:
+    ckpt = _copy(tiny_act, tmp_path)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg.update(fields)
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    return ckpt
+
+
+def test_newer_config_field_is_named_with_the_installed_lerobot(tiny_act: Path, tmp_path: Path) -> None:
+    import lerobot
+
+    # LeRobot 0.6 writes `pretrained_revision` into every policy config; 0.4.4 has no such field.
+    ckpt = _with_config(tiny_act, tmp_path, pretrained_revision=None)
+    with pytest.raises(UserError) as info:
+        load_act_policy(ckpt, "cpu")
+    message = str(info.value)
+    assert "has pretrained_revision, unknown to the LeRobot " + lerobot.__version__ + " installed here" in message
+    assert "upgrade LeRobot to the version that wrote it or remove those fields from config.json" in message
+    assert "\n" not in message
+
+
+def test_newer_config_names_the_lerobot_that_wrote_it(tiny_act: Path, tmp_path: Path) -> None:
+    # LeRobot 0.6's model card (README.md) has a "LeRobot version" row in its training table.
+    ckpt = _with_config(tiny_act, tmp_path, pretrained_revision=None, some_future_option=3)
+    (ckpt / "README.md").write_text("## Training Configuration\n\n| Setting | Value |\n| --- | --- |\n"
+                                    "| Training steps | 100000 |\n| LeRobot version | 0.6.1 |\n")
+    with pytest.raises(UserError) as info:
+        load_act_policy(ckpt, "cpu")
+    message = str(info.value)
+    assert "has pretrained_revision, some_future_option, unknown to the LeRobot" in message
+    assert "written by LeRobot 0.6.1 (per its README.md); upgrade LeRobot to 0.6.1" in message
+
+
+@pytest.mark.parametrize("fields, named", [
+    ({"normalization_mapping": {"VISUAL": "MEAN_STD", "STATE": "QUANTILE5", "ACTION": "MEAN_STD"}},
+     "normalization_mapping.STATE=QUANTILE5"),
+    ({"output_features": {"action": {"type": "JOINT_TORQUE", "shape": [3]}}}, "output_features.action.type=JOINT_TORQUE"),
+])
+def test_newer_config_values_are_named(fields: dict, named: str, tiny_act: Path, tmp_path: Path) -> None:
+    ckpt = _with_config(tiny_act, tmp_path, lerobot_version="0.7.0", **fields)
+    with pytest.raises(UserError) as info:
+        load_act_policy(ckpt, "cpu")
+    assert f"has lerobot_version, {named}, unknown to the LeRobot" in str(info.value)
+    assert "written by LeRobot 0.7.0 (per its config.json)" in str(info.value)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pai_ros.data.source import add_dataset_arguments
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
@@ -19,10 +21,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--dataset-root", type=Path, required=True, help="LeRobotDataset v3.0 directory (has meta/info.json)")
+    add_dataset_arguments(p)
     p.add_argument("--episode", type=int, nargs="+", required=True, metavar="E", help="episode index(es)")
     p.add_argument("--policy-path", type=Path, required=True,
-                   help="ACT checkpoint dir (pretrained_model) or a lerobot-train output dir")
+                   help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
+                        "already in the local Hugging Face cache")
     p.add_argument("--output-dir", type=Path, required=True, help="where episode_EEEEEE/ folders are written")
     p.add_argument("--method", default="cross_attention", choices=("cross_attention", "rollout", "integrated_gradients"),
                    help="attribution method (integrated_gradients runs backward passes: slow)")
@@ -48,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     from pai_ros.attention.integrated_gradients import IGConfig
     from pai_ros.attention.offline import RenderOptions, analyse_episode
     from pai_ros.data.episodes import check_episodes, read_info
+    from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
@@ -60,8 +64,9 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     if not 0.0 <= args.alpha <= 1.0:
         raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
-    info = read_info(args.dataset_root)
-    check_episodes(info, args.episode, args.dataset_root)
+    root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+    info = read_info(root)
+    check_episodes(info, args.episode, root)
     loaded = load_act_policy(args.policy_path, args.device)
     capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
     runner = PolicyRunner(loaded, args.mode, capture)
@@ -73,7 +78,7 @@ def _run(args: argparse.Namespace) -> int:
                            videos=not args.no_videos)
     results = []
     for episode in args.episode:
-        results.append(analyse_episode(runner, args.dataset_root, episode, args.output_dir, method=args.method,
+        results.append(analyse_episode(runner, root, episode, args.output_dir, method=args.method,
                                        selection=selection, ig=ig, render=render, progress=not args.quiet))
     frames = sum(r.frames for r in results)
     mae = sum(r.mae * r.frames for r in results) / frames

@@ -15,6 +15,9 @@ from pai_ros.data.video import video_backend
 from pai_ros.errors import UserError
 
 SUPPORTED_VERSION = "v3.0"
+# LeRobotDataset v3.0's file layout, for info.json files that do not spell it out.
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
 
 
 @dataclass
@@ -47,10 +50,57 @@ def read_info(root: Path) -> dict[str, Any]:
 
 
 def check_episodes(info: dict[str, Any], episodes: list[int], root: Path) -> None:
+    """Episodes in range, and their files on disk (LeRobot would otherwise try to download them)."""
     total = int(info.get("total_episodes", 0))
     for e in episodes:
         if not 0 <= e < total:
             raise UserError(f"episode {e} is out of range: {root} has {total} episodes (0-{total - 1})")
+    check_episode_files(info, episodes, root)
+
+
+def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -> None:
+    """Every file LeRobotDataset reads for ``episodes`` exists under ``root``.
+
+    LeRobot downloads only the episodes it is asked for, so a dataset directory can be partial;
+    for missing files LeRobotDataset would create folders in ``root`` and go to the network.
+    """
+    import pyarrow.parquet as pq
+
+    for rel in ("meta/tasks.parquet", "meta/episodes"):
+        if not (root / rel).exists():
+            raise UserError(f"{root} is an incomplete LeRobot dataset: {rel} is missing{_download_hint(root)}")
+    video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
+    wanted = set(episodes)
+    found: set[int] = set()
+    for f in sorted((root / "meta" / "episodes").rglob("*.parquet")):
+        columns = ["episode_index", "data/chunk_index", "data/file_index"]
+        columns += [f"videos/{k}/{c}" for k in video_keys for c in ("chunk_index", "file_index")]
+        try:
+            rows = pq.read_table(f, columns=columns).to_pylist()
+        except Exception as exc:  # a missing column or a damaged file: either way not readable
+            raise UserError(f"{f} is not LeRobotDataset v3.0 episode metadata ({str(exc).splitlines()[0]})") from None
+        for row in rows:
+            e = int(row["episode_index"])
+            if e not in wanted:
+                continue
+            found.add(e)
+            needed = [info.get("data_path", DATA_PATH).format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])]
+            needed += [info.get("video_path", VIDEO_PATH).format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
+                                                 file_index=row[f"videos/{k}/file_index"]) for k in video_keys]
+            for rel in needed:
+                if not (root / rel).is_file():
+                    raise UserError(f"{root} is incomplete: episode {e} needs {rel}, which is missing"
+                                    f"{_download_hint(root)}")
+    if wanted - found:
+        raise UserError(f"{root} is incomplete: meta/episodes has no entry for episode(s) "
+                        f"{', '.join(map(str, sorted(wanted - found)))}{_download_hint(root)}")
+
+
+def _download_hint(root: Path) -> str:
+    from pai_ros.hub import dataset_download_command, dataset_repo_of
+
+    repo_id = dataset_repo_of(root)
+    return f"; download the whole dataset with: {dataset_download_command(repo_id)}" if repo_id else ""
 
 
 def camera_names(info: dict[str, Any]) -> list[str]:
@@ -107,6 +157,8 @@ def episode_length(info: dict[str, Any], root: Path, episode: int) -> int | None
 def select_episodes(info: dict[str, Any], root: Path, episodes: list[int] | None) -> list[int]:
     """The chosen episodes (checked), or every episode of the dataset when none are chosen."""
     if not episodes:
-        return list(range(int(info.get("total_episodes", 0))))
+        every = list(range(int(info.get("total_episodes", 0))))
+        check_episode_files(info, every, root)
+        return every
     check_episodes(info, episodes, root)
     return list(dict.fromkeys(episodes))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pai_ros.data.source import add_dataset_arguments
+
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -31,9 +33,10 @@ def _register_record(inner: Sub) -> None:
                     "features topic, one row per frame) and feature_tokens.parquet (token-level codes for spatial "
                     "heatmaps), plus OUTPUT/record.json naming the policy, SAE and dataset.")
     p.add_argument("--policy-path", type=Path, required=True,
-                   help="ACT checkpoint dir (pretrained_model) or a lerobot-train output dir")
+                   help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
+                        "already in the local Hugging Face cache")
     p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
-    p.add_argument("--dataset-root", type=Path, required=True, help="LeRobotDataset v3.0 directory")
+    add_dataset_arguments(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
     p.add_argument("--output-dir", type=Path, required=True, help="results directory (created or extended)")
     p.add_argument("--top-n", type=int, help="keep only the N strongest features per frame (default: all)")
@@ -64,6 +67,7 @@ def _register_analyse(inner: Sub) -> None:
 
 def _record(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
+    from pai_ros.data.source import resolve_dataset_root
     from pai_ros.features.record import record_features
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import check_dimensions
@@ -75,14 +79,15 @@ def _record(args: argparse.Namespace) -> int:
         raise UserError(f"--top-n must be >= 1, got {args.top_n}")
     loaded = load_sae(args.sae)
     calibration, why = load_calibration(loaded.directory, loaded.sae_id)
-    info = read_info(args.dataset_root)
-    episodes = select_episodes(info, args.dataset_root, args.episode)
+    root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+    info = read_info(root)
+    episodes = select_episodes(info, root, args.episode)
     runner = activations_runner(args.policy_path, args.device)
     check_dimensions(runner, loaded)
     loaded.sae.to(runner.device)
     if calibration is None:
         print(f"note: {why}; is_ood will be false")
-    results = record_features(runner, loaded, args.dataset_root, episodes, args.output_dir, calibration=calibration,
+    results = record_features(runner, loaded, root, episodes, args.output_dir, calibration=calibration,
                               top_n=args.top_n, progress=not args.quiet)
     frames = sum(r.frames for r in results)
     ood = sum(r.ood_frames for r in results)

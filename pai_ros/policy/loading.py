@@ -2,24 +2,33 @@
 
 A checkpoint is what ``lerobot-train`` writes into ``checkpoints/<step>/pretrained_model``:
 ``config.json``, ``model.safetensors`` and the pre/post-processor JSON files with their
-normaliser safetensors. Only JSON and safetensors are read (no pickle). A training output
-directory (with ``checkpoints/last/pretrained_model``) is accepted too.
+normaliser safetensors. Only JSON and safetensors are read (no pickle). Also accepted: a
+training output directory (with ``checkpoints/last/pretrained_model``), a hub id such as
+``lerobot/act_aloha_sim_transfer_cube_human`` found in the local Hugging Face cache
+(:mod:`pai_ros.hub`), and checkpoints written before LeRobot 0.4, whose normalisation
+statistics live in ``model.safetensors`` (migrated in memory, :mod:`pai_ros.policy.legacy`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pai_ros.errors import UserError
+from pai_ros.hub import is_repo_id, resolve_model
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 POSTPROCESSOR_FILE = "policy_postprocessor.json"
 REQUIRED_FILES = (CONFIG_FILE, MODEL_FILE, PREPROCESSOR_FILE, POSTPROCESSOR_FILE)
+PROCESSOR_FILES = (PREPROCESSOR_FILE, POSTPROCESSOR_FILE)
+# Statistics each normalisation mode needs (LeRobot 0.4's NormalizationMode values).
+_NEEDED_STATS = {"MEAN_STD": ("mean", "std"), "MIN_MAX": ("min", "max"), "QUANTILES": ("q01", "q99"),
+                 "QUANTILE10": ("q10", "q90")}
 
 
 @dataclass
@@ -32,6 +41,7 @@ class LoadedPolicy:
     preprocessor: Any  # PolicyProcessorPipeline: rename -> batch -> device -> normalise
     postprocessor: Any  # PolicyProcessorPipeline: unnormalise -> cpu
     device: str
+    migrated: bool = False  # a pre-0.4 checkpoint, migrated in memory
 
     @property
     def camera_keys(self) -> list[str]:
@@ -44,8 +54,14 @@ class LoadedPolicy:
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """Find the ``pretrained_model`` directory that ``path`` names or contains."""
+    """Find the ``pretrained_model`` directory that ``path`` names or contains.
+
+    A path that does not exist but reads like a hub id (``org/name``) is looked up in the local
+    Hugging Face cache; a local directory of the same name wins, as in LeRobot.
+    """
     p = Path(path).expanduser()
+    if not p.exists() and is_repo_id(str(path)):
+        p = resolve_model(str(path))
     if not p.exists():
         raise UserError(f"policy path {p} does not exist")
     if not p.is_dir():
@@ -64,15 +80,33 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
 
 
 def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
-    """Check that every file the checkpoint needs exists; return the parsed config.json."""
+    """Check that every file the checkpoint needs exists; return the parsed config.json.
+
+    A checkpoint without both processor files is accepted when its ``model.safetensors`` holds
+    the normalisation statistics, as every checkpoint before LeRobot 0.4 did.
+    """
     missing = [name for name in REQUIRED_FILES if not (ckpt / name).is_file()]
+    if missing == list(PROCESSOR_FILES):
+        from pai_ros.policy.legacy import legacy_normalisation_keys
+
+        if legacy_normalisation_keys(ckpt / MODEL_FILE):
+            missing = []
+        else:
+            raise UserError(f"checkpoint {ckpt} is incomplete: it has neither {' nor '.join(PROCESSOR_FILES)} "
+                            f"(LeRobot >= 0.4) nor normalisation statistics in {MODEL_FILE} (LeRobot < 0.4), so "
+                            "its inputs and actions cannot be normalised")
     if missing:
         raise UserError(f"checkpoint {ckpt} is incomplete: missing {', '.join(missing)}")
     config = _read_json(ckpt / CONFIG_FILE)
     policy_type = config.get("type")
+    if policy_type is None and "input_shapes" in config:
+        raise UserError(f"{ckpt / CONFIG_FILE} is in the format of LeRobot before 0.1 (input_shapes, no 'type'); "
+                        "pai_ros reads checkpoints of LeRobot 0.1 and later")
     if policy_type != "act":
         raise UserError(f"checkpoint {ckpt} holds a '{policy_type}' policy; pai_ros supports ACT policies only")
-    for proc in (PREPROCESSOR_FILE, POSTPROCESSOR_FILE):
+    for proc in PROCESSOR_FILES:
+        if not (ckpt / proc).is_file():
+            continue
         steps = _read_json(ckpt / proc).get("steps", [])
         if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
             raise UserError(f"{ckpt / proc} is not a LeRobot processor file ('steps' must be a list of objects)")
@@ -81,6 +115,104 @@ def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
             if state_file and not (ckpt / state_file).is_file():
                 raise UserError(f"checkpoint {ckpt} is incomplete: {proc} needs {state_file}, which is missing")
     return config
+
+
+def is_legacy_checkpoint(ckpt: Path) -> bool:
+    """No processor files: normalisation lives in the weights (checked by check_checkpoint_files)."""
+    return not any((ckpt / name).is_file() for name in PROCESSOR_FILES)
+
+
+def check_config_fields(ckpt: Path, config: dict[str, Any]) -> None:
+    """Name config fields and values this LeRobot does not know (a newer LeRobot wrote them).
+
+    draccus would refuse them too, but with a parse error that names neither the LeRobot that
+    wrote the checkpoint nor what to do.
+    """
+    import dataclasses
+
+    import lerobot
+    from lerobot.configs.types import FeatureType, NormalizationMode
+    from lerobot.policies.act.configuration_act import ACTConfig
+
+    known = {f.name for f in dataclasses.fields(ACTConfig)} | {"type"}
+    unknown = [k for k in config if k not in known]
+    feature_types = {t.value for t in FeatureType}
+    for group in ("input_features", "output_features"):
+        for name, ft in (config.get(group) or {}).items():
+            if isinstance(ft, dict) and ft.get("type") not in feature_types:
+                unknown.append(f"{group}.{name}.type={ft.get('type')}")
+    modes = {m.value for m in NormalizationMode}
+    for ftype, mode in (config.get("normalization_mapping") or {}).items():
+        if ftype not in feature_types or mode not in modes:
+            unknown.append(f"normalization_mapping.{ftype}={mode}")
+    if not unknown:
+        return
+    writer = writer_version(ckpt)
+    by = f", written by LeRobot {writer[0]} (per its {writer[1]})" if writer else ""
+    raise UserError(f"{ckpt / CONFIG_FILE} has {', '.join(unknown)}, unknown to the LeRobot {lerobot.__version__} "
+                    f"installed here{by}; upgrade LeRobot to {writer[0] if writer else 'the version that wrote it'} "
+                    "or remove those fields from config.json")
+
+
+def writer_version(ckpt: Path) -> tuple[str, str] | None:
+    """The LeRobot version a checkpoint says wrote it, and the file that says so, if any does.
+
+    LeRobot 0.6 and later put it in the model card (README.md, "| LeRobot version | x |");
+    a ``lerobot_version`` entry in the JSON files or the safetensors metadata is honoured too.
+    """
+    for name in (CONFIG_FILE, "train_config.json"):
+        path = ckpt / name
+        if path.is_file():
+            try:
+                value = json.loads(path.read_text(encoding="utf-8")).get("lerobot_version")
+            except (ValueError, UnicodeDecodeError, AttributeError):
+                value = None
+            if isinstance(value, str) and value:
+                return value, name
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(ckpt / MODEL_FILE), framework="pt") as f:
+            value = (f.metadata() or {}).get("lerobot_version")
+        if value:
+            return value, MODEL_FILE
+    except Exception:  # unreadable weights are reported by the weight loading itself
+        pass
+    readme = ckpt / "README.md"
+    if readme.is_file():
+        match = re.search(r"LeRobot version\s*\|\s*v?([0-9][0-9A-Za-z.+-]*)",
+                          readme.read_text(encoding="utf-8", errors="replace"))
+        if match:
+            return match.group(1), "README.md"
+    return None
+
+
+def check_normalisation(ckpt: Path, *pipelines: Any) -> None:
+    """Every feature a normaliser step normalises has finite statistics of the kind its mode needs.
+
+    LeRobot's normaliser passes a feature through unchanged when its statistics are missing;
+    a policy fed raw values where it expects normalised ones acts on invalid data, so refuse.
+    """
+    import torch
+
+    for pipeline in pipelines:
+        for step in getattr(pipeline, "steps", []):
+            features, norm_map = getattr(step, "features", None), getattr(step, "norm_map", None)
+            if not isinstance(features, dict) or not isinstance(norm_map, dict):
+                continue
+            stats = getattr(step, "stats", None) or {}
+            for key, ft in features.items():
+                mode = norm_map.get(ft.type)
+                needed = _NEEDED_STATS.get(getattr(mode, "value", ""), ())
+                have = stats.get(key) or {}
+                absent = [s for s in needed if s not in have]
+                if absent:
+                    raise UserError(f"checkpoint {ckpt} has no normalisation statistics for {key} "
+                                    f"({mode.value} needs {', '.join(absent)}); refusing to run it un-normalised")
+                for s in needed:
+                    if not torch.isfinite(torch.as_tensor(have[s], dtype=torch.float64)).all():
+                        raise UserError(f"checkpoint {ckpt}: the '{s}' statistics of {key} are not finite "
+                                        "(never computed at training time?); refusing to run it")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -111,13 +243,18 @@ def resolve_device(device: str) -> str:
 def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
     """Load an ACT checkpoint for inference without touching any hub.
 
-    The config's ImageNet backbone weights are switched off before construction (otherwise
-    ACT's constructor downloads them only to overwrite them with the checkpoint's weights),
-    and the weights are loaded strictly: a checkpoint that does not match its config fails.
+    ``path`` is a checkpoint directory, a lerobot-train output directory, or a hub id found
+    in the local Hugging Face cache. The config's ImageNet backbone weights are switched off
+    before construction (otherwise ACT's constructor downloads them only to overwrite them
+    with the checkpoint's weights), and the weights are loaded strictly: a checkpoint that
+    does not match its config fails. Checkpoints from before LeRobot 0.4 are migrated in
+    memory; nothing is written anywhere.
     """
     ckpt = resolve_checkpoint_dir(path)
-    check_checkpoint_files(ckpt)
+    config = check_checkpoint_files(ckpt)
+    check_config_fields(ckpt, config)
     device = resolve_device(device)
+    legacy = is_legacy_checkpoint(ckpt)
 
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
@@ -129,20 +266,29 @@ def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
         raise UserError(f"cannot parse {ckpt / CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
     cfg.pretrained_backbone_weights = None
     cfg.device = device
-    try:
-        policy = ACTPolicy.from_pretrained(ckpt, config=cfg, strict=True, local_files_only=True)
-    except RuntimeError as exc:
-        raise UserError(f"weights in {ckpt / MODEL_FILE} do not match {CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # safetensors raises its own error type for corrupt files
-        if type(exc).__name__ in ("SafetensorError", "HeaderTooLarge", "HeaderTooSmall", "InvalidHeaderDeserialization"):
-            raise UserError(f"{ckpt / MODEL_FILE} is not a readable safetensors file ({exc})") from None
-        raise
-    policy.eval()
-    try:
-        pre, post = make_pre_post_processors(
-            cfg, pretrained_path=str(ckpt),
-            preprocessor_overrides={"device_processor": {"device": device}},
-        )
-    except Exception as exc:
-        raise UserError(f"cannot load the processors of {ckpt}: {str(exc).splitlines()[0]}") from None
-    return LoadedPolicy(path=ckpt, config=cfg, policy=policy, preprocessor=pre, postprocessor=post, device=device)
+    if legacy:
+        from pai_ros.policy.legacy import migrate_in_memory
+
+        policy, pre, post = migrate_in_memory(ckpt, ckpt / MODEL_FILE, cfg)
+    else:
+        try:
+            policy = ACTPolicy.from_pretrained(ckpt, config=cfg, strict=True, local_files_only=True)
+        except RuntimeError as exc:
+            raise UserError(f"weights in {ckpt / MODEL_FILE} do not match {CONFIG_FILE}: "
+                            f"{str(exc).splitlines()[0]}") from None
+        except Exception as exc:  # safetensors raises its own error type for corrupt files
+            if type(exc).__name__ in ("SafetensorError", "HeaderTooLarge", "HeaderTooSmall",
+                                      "InvalidHeaderDeserialization"):
+                raise UserError(f"{ckpt / MODEL_FILE} is not a readable safetensors file ({exc})") from None
+            raise
+        policy.eval()
+        try:
+            pre, post = make_pre_post_processors(
+                cfg, pretrained_path=str(ckpt),
+                preprocessor_overrides={"device_processor": {"device": device}},
+            )
+        except Exception as exc:
+            raise UserError(f"cannot load the processors of {ckpt}: {str(exc).splitlines()[0]}") from None
+    check_normalisation(ckpt, pre, post)
+    return LoadedPolicy(path=ckpt, config=cfg, policy=policy, preprocessor=pre, postprocessor=post, device=device,
+                        migrated=legacy)

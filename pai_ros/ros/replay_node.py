@@ -17,7 +17,6 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray
 
 from pai_ros.data.episodes import DatasetFrame, check_episodes, iter_episode, read_info
+from pai_ros.data.source import resolve_dataset_root
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import rgb_to_jpeg
 from pai_ros.ros.lifecycle import run_node
@@ -35,7 +35,9 @@ from pai_ros.ros.messages import joint_state, rgb_image
 from pai_ros.ros.params import Param, declare
 
 PARAMS = [
-    Param("dataset_root", "", "LeRobotDataset v3.0 directory to replay", read_only=True),
+    Param("dataset_root", "", "LeRobotDataset v3.0 directory to replay (or set dataset_repo_id)", read_only=True),
+    Param("dataset_repo_id", "", "hub dataset id (ORG/NAME) to replay instead of dataset_root, read from this "
+          "machine only: LeRobot's HF_LEROBOT_HOME/ORG/NAME, else the Hugging Face cache", read_only=True),
     Param("episodes", [], "episode indices to play in order (empty: all)", array_type="integer", read_only=True),
     Param("loop", False, "start again after the last episode instead of exiting"),
     Param("rate_factor", 1.0, "real-time factor: 2.0 plays twice as fast as recorded", min=0.01, max=100.0),
@@ -57,9 +59,12 @@ class ReplayNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("replay_node", **node_kwargs)
         self.p = declare(self, PARAMS)
-        if not self.p["dataset_root"]:
-            raise UserError("parameter dataset_root is required (a LeRobotDataset v3.0 directory)")
-        self.root = Path(self.p["dataset_root"]).expanduser()
+        if not self.p["dataset_root"] and not self.p["dataset_repo_id"]:
+            raise UserError("parameter dataset_root (a LeRobotDataset v3.0 directory) or dataset_repo_id "
+                            "(a hub dataset id in the local cache) is required")
+        if self.p["dataset_root"] and self.p["dataset_repo_id"]:
+            raise UserError("set dataset_root or dataset_repo_id, not both")
+        self.root = resolve_dataset_root(self.p["dataset_root"], self.p["dataset_repo_id"])
         self.info = read_info(self.root)
         total = int(self.info["total_episodes"])
         self.episodes = self.p["episodes"] or list(range(total))

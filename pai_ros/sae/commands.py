@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pai_ros.data.source import add_dataset_arguments
+
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -20,8 +22,9 @@ def register(sub: Sub) -> None:
 
 def _common_policy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy-path", type=Path, required=True,
-                   help="ACT checkpoint dir (pretrained_model) or a lerobot-train output dir")
-    p.add_argument("--dataset-root", type=Path, required=True, help="LeRobotDataset v3.0 directory")
+                   help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
+                        "already in the local Hugging Face cache")
+    add_dataset_arguments(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -99,6 +102,7 @@ def _register_calibrate(inner: Sub) -> None:
 
 def _collect(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
+    from pai_ros.data.source import resolve_dataset_root
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
@@ -106,10 +110,11 @@ def _collect(args: argparse.Namespace) -> int:
     settings = CollectSettings(TokenSelection(tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
                                               args.cell_stride),
                                args.frame_stride, args.shard_tokens, args.dtype)
-    info = read_info(args.dataset_root)
-    episodes = select_episodes(info, args.dataset_root, args.episode)
+    root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+    info = read_info(root)
+    episodes = select_episodes(info, root, args.episode)
     runner = activations_runner(args.policy_path, args.device)
-    result = collect_activations(runner, args.dataset_root, episodes, args.output, settings, progress=not args.quiet)
+    result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet)
     skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
     print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into {args.output}")
     return 0
@@ -134,20 +139,22 @@ def _train(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
+    from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import calibrate, check_dimensions, write_calibration
     from pai_ros.sae.model import load_sae
 
     loaded = load_sae(args.sae)
-    info = read_info(args.dataset_root)
-    episodes = select_episodes(info, args.dataset_root, args.episode)
-    evaluate = select_episodes(info, args.dataset_root, args.evaluate_episode) if args.evaluate_episode else None
+    root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+    info = read_info(root)
+    episodes = select_episodes(info, root, args.episode)
+    evaluate = select_episodes(info, root, args.evaluate_episode) if args.evaluate_episode else None
     if evaluate and set(evaluate) & set(episodes):
         raise UserError("--evaluate-episode overlaps --episode: evaluate on episodes the threshold was not fitted on")
     runner = activations_runner(args.policy_path, args.device)
     check_dimensions(runner, loaded)
-    result = calibrate(runner, loaded, args.dataset_root, episodes, rule=args.threshold, sigmas=args.sigmas,
+    result = calibrate(runner, loaded, root, episodes, rule=args.threshold, sigmas=args.sigmas,
                        evaluate=evaluate, progress=not args.quiet)
     written = write_calibration(loaded, result)
     c = result.calibration

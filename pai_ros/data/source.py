@@ -1,0 +1,35 @@
+"""Where a LeRobotDataset comes from: a directory, or a hub id found in the local caches.
+
+Light on purpose (argparse and pathlib only): the ``pai`` subcommands add these options at
+parse time, when nothing heavy may be imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pai_ros.errors import UserError
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dataset-root D`` or ``--dataset-repo-id ORG/NAME``: exactly one is required."""
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--dataset-root", type=Path, metavar="D",
+                       help="LeRobotDataset v3.0 directory (has meta/info.json)")
+    group.add_argument("--dataset-repo-id", metavar="ORG/NAME",
+                       help="hub dataset id, read from this machine only: LeRobot's HF_LEROBOT_HOME/ORG/NAME, "
+                            "else the Hugging Face cache (nothing is downloaded)")
+
+
+def resolve_dataset_root(root: str | Path | None, repo_id: str | None) -> Path:
+    """The dataset directory that ``root`` names, or where hub dataset ``repo_id`` lies locally."""
+    if root and repo_id:
+        raise UserError("give a dataset directory or a hub dataset id, not both")
+    if root:
+        return Path(root).expanduser()
+    if repo_id:
+        from pai_ros.hub import resolve_dataset
+
+        return resolve_dataset(repo_id)
+    raise UserError("no dataset given: pass a LeRobotDataset v3.0 directory or a hub dataset id")
