@@ -28,6 +28,7 @@ from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
 from pai_ros.live.sae import FeaturesOutput, LiveSae
+from pai_ros.live.steering import ActiveSteering, SteeringControl, SteeringHook
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.freshness import FreshnessLimits, InputGate
 from pai_ros.policy.loading import load_act_policy
@@ -59,6 +60,7 @@ class TickOutput:
     camera_stamps_ns: dict[str, int]
     features: FeaturesOutput | None = None
     feature_heatmaps: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (feature, camera) -> RGB
+    steering: ActiveSteering | None = None  # the steering of the forward pass this action came from
     latency_s: float = 0.0
 
 
@@ -97,6 +99,11 @@ class LiveTick:
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items()}
         self._resize_warned: set[str] = set()
         self.warnings: list[str] = []  # one-off notes for the node's log (e.g. "resizing camera X")
+        self.steering = SteeringControl(config.allow_steering, config.steering_max_value,
+                                        config.steering_max_duration_s)
+        # Registered after the runner's capture hooks: features describe the unsteered tokens.
+        self._steer_hook = SteeringHook(runner.policy.model.encoder) if config.allow_steering else None
+        self._chunk_steering: ActiveSteering | None = None  # queue/chunk modes: the executing chunk's
 
     @classmethod
     def create(cls, config: LiveConfig, resolve_topic: Callable[[str], str] = lambda t: t) -> tuple[LiveTick, list[str]]:
@@ -175,6 +182,12 @@ class LiveTick:
         self.sae = sae  # one reference swap: the tick in progress keeps the SAE it started with
         return sae.describe() + (f"; no OOD flag: {why}" if why else "")
 
+    def steer(self, features: list[int], mode: str, values: list[float], duration_s: float, now_ns: int) -> str:
+        """Apply a steering request (see :class:`SteeringControl`); raises :class:`UserError` why not."""
+        sae = self.sae
+        return self.steering.request(features, mode, values, duration_s, now_ns,
+                                     sae.loaded.sae_id if sae else None, sae.num_features if sae else 0)
+
     def set_heatmap_method(self, method: str) -> None:
         """Switch the live attribution method; on a problem the current one stays."""
         if method not in LIVE_METHODS:
@@ -237,14 +250,21 @@ class LiveTick:
             env_state = self._env_state_vector(inputs.environment_state)
             if isinstance(env_state, Rejection):
                 return env_state
+        sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
+        active = self.steering.current(now_ns, sae.loaded.sae_id if sae else None)
+        if self._steer_hook is not None:
+            self._steer_hook.arm(sae.loaded.sae if sae else None, active)
         try:
             result = self.runner.step(Observation(images, state, env_state))
         except ObservationError as exc:
             return Rejection(str(exc))
+        finally:
+            if self._steer_hook is not None:
+                self._steer_hook.disarm()
+        steering = self._executed_steering(result, active)
 
         action = self._clamped(result.action)
         plan = self._clamped(self._plan(result))
-        sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
         features, feature_maps = None, {}
         if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
             features = sae.encode(result.capture.encoder_output[0], self.config.features_top_n)
@@ -269,6 +289,10 @@ class LiveTick:
             level = Level.WARN
             message += (f"; out of distribution: SAE reconstruction error {features.frame.reconstruction_error:.4g}"
                         f" > threshold {features.threshold:.4g}")
+        if steering is not None:
+            # The robot is not running the policy it was trained as: nobody should miss that.
+            level, message = Level.WARN, f"{message}; STEERED: {steering.describe()}"
+            self.steering.steered_ticks += 1
         latency = time.perf_counter() - start
         self.health.acted(latency, self.config.publish_actions, level, message)
         return TickOutput(
@@ -276,7 +300,15 @@ class LiveTick:
             action=action, action_names=self.action_names, plan=plan, heatmap_method=method, shares=shares,
             heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
             camera_stamps_ns={c: inputs.cameras[c].stamp_ns for c in self.cameras},
-            features=features, feature_heatmaps=feature_maps, latency_s=latency)
+            features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency)
+
+    def _executed_steering(self, result, active: ActiveSteering | None) -> ActiveSteering | None:
+        """The steering behind the executed action: this forward's, or in queue/chunk modes its chunk's."""
+        if self.runner.mode not in ("queue", "chunk"):
+            return active if result.ran_model else None
+        if result.ran_model and result.executed_query == 0:  # a new chunk starts executing
+            self._chunk_steering = active
+        return self._chunk_steering
 
     def _clamped(self, actions: np.ndarray) -> np.ndarray:
         return np.clip(actions, *self.clamp) if self.clamp is not None else actions
@@ -343,6 +375,9 @@ class LiveTick:
             "policy_mean_ms": f"{lat['mean_ms']:.1f}", "policy_p99_ms": f"{lat['p99_ms']:.1f}",
             "mode": self.runner.mode, "device": self.runner.device, "publish_actions": self.config.publish_actions,
             "heatmap_method": self.heatmap_method, "action_output": ",".join(self.config.action_output),
+            "steering": (lambda a: a.describe() if a else "off")(
+                self.steering.current(now_ns, sae.loaded.sae_id if sae else None)),
+            "steered_ticks": self.steering.steered_ticks,
             **{f"age_{k}_s": f"{v:.3f}" for k, v in report.ages_s.items()},
             **{f"rate_{k}_hz": f"{v:.1f}" for k, v in self.gate.rates_hz(now_ns).items()},
             "rejections_since_last": report.rejections_since_last,
@@ -357,4 +392,6 @@ class LiveTick:
         return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
 
     def close(self) -> None:
+        if self._steer_hook is not None:
+            self._steer_hook.remove()
         self.runner.close()

@@ -191,3 +191,14 @@ def diagnostic_array(name: str, level: int, message: str, values: dict[str, str]
     arr.header.stamp = stamp
     arr.status = [status]
     return arr
+
+
+def mark_steering(msg: Any, steering: Any) -> Any:
+    """Fill a FeatureActivations' steering fields from the tick's :class:`~pai_ros.live.steering.ActiveSteering`."""
+    msg.steered = steering is not None
+    if steering is not None:
+        msg.steering_mode = steering.steering.mode
+        msg.steered_features = [int(f) for f in steering.steering.features]
+        msg.steering_values = [float(v) for v in steering.steering.values]
+        msg.steering_remaining_s = float(steering.remaining_s)
+    return msg

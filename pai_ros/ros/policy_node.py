@@ -27,6 +27,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from pai_ros.errors import UserError
@@ -45,11 +46,13 @@ from pai_ros.ros.messages import (
     joint_reading,
     joint_state,
     joint_trajectory,
+    mark_steering,
     rgb_image,
     to_stamp,
     vector_reading,
 )
 from pai_ros.ros.params import declare
+from pai_ros.srv import SteerFeatures
 
 __all__ = ["PARAMS", "PolicyNode", "main"]
 
@@ -87,6 +90,8 @@ class PolicyNode(Node):
         self.controller = (ControllerCheck(self, self.config.controller, checked, list(self.live.action_names))
                            if self.config.controller and checked else None)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_service(SteerFeatures, "~/steer", self._on_steer)
+        self.create_service(Trigger, "~/steer_clear", self._on_steer_clear)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pai_policy")
         self._busy: Future | None = None
         self._closing = False
@@ -123,6 +128,22 @@ class PolicyNode(Node):
                 self.get_logger().error(f"{param.name} not changed: {exc}")
                 return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
+
+    def _on_steer(self, request: Any, response: Any) -> Any:
+        try:
+            response.message = self.live.steer(list(request.feature_indices), request.mode, list(request.values),
+                                               request.duration_s, self.get_clock().now().nanoseconds)
+            response.accepted = True
+            self.get_logger().warning(response.message)
+        except UserError as exc:
+            response.accepted, response.message = False, str(exc)
+        return response
+
+    def _on_steer_clear(self, _request: Any, response: Any) -> Any:
+        was = self.live.steering.clear()
+        response.success, response.message = True, "steering cleared" if was else "no steering was in force"
+        self.get_logger().info(response.message)
+        return response
 
     # ------------------------------------------------------------------ ticks
 
@@ -169,7 +190,8 @@ class PolicyNode(Node):
             self.heatmap_pubs[cam].publish(rgb_image(rgb, header(out.camera_stamps_ns[cam], out.camera_frame_ids[cam])))
         if out.features is not None and self.features_pub is not None:
             f = out.features
-            self.features_pub.publish(feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold))
+            msg = feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold)
+            self.features_pub.publish(mark_steering(msg, out.steering))
         for (feature, cam), rgb in out.feature_heatmaps.items():
             msg = rgb_image(rgb, header(out.camera_stamps_ns[cam], out.camera_frame_ids[cam]))
             self.feature_heatmap_pubs[(feature, cam)].publish(msg)

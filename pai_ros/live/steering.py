@@ -1,0 +1,100 @@
+"""Live feature steering: requests with bounds and an expiry, and the hook that applies them.
+
+:class:`SteeringControl` holds the one steering in force (a new request replaces it; it expires
+on the tick clock) and is safe to call from a service thread while ticks run. The live tick reads
+it once per tick and arms :class:`SteeringHook` for that tick's forward pass only: a forward hook
+on the ACT encoder (the SAE's site) that returns the steered tokens, registered after the
+capture hooks so that the published features describe the scene as the policy saw it before
+steering. Disarmed, the hook returns at once (nothing computed, nothing changed).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from pai_ros.errors import UserError
+from pai_ros.sae.model import SparseAutoencoder
+from pai_ros.sae.steering import Steering, steered
+
+NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ActiveSteering:
+    """The steering of one tick, with how long it has left."""
+
+    steering: Steering
+    sae_id: str
+    remaining_s: float
+
+    def describe(self) -> str:
+        return f"{self.steering.describe()} ({self.remaining_s:.1f} s left)"
+
+
+class SteeringControl:
+    """The steering in force, set by requests and expiring by itself (thread-safe)."""
+
+    def __init__(self, allowed: bool, max_value: float, max_duration_s: float) -> None:
+        self.allowed, self.max_value, self.max_duration_s = allowed, max_value, max_duration_s
+        self._lock = threading.Lock()
+        self._current: tuple[Steering, str, int] | None = None  # steering, sae_id, expires at (ns)
+        self.steered_ticks = 0
+
+    def request(self, features: list[int], mode: str, values: list[float], duration_s: float, now_ns: int,
+                sae_id: str | None, num_features: int) -> str:
+        """Validate and apply a request; returns what was applied, raises :class:`UserError` why not."""
+        if not self.allowed:
+            raise UserError("steering is off: start the node with allow_steering:=true to allow it")
+        if sae_id is None:
+            raise UserError("steering needs an SAE: start the node with sae_path")
+        if not 0 < duration_s <= self.max_duration_s:
+            raise UserError(f"duration_s must be in (0, {self.max_duration_s:g}] (steering_max_duration_s), "
+                            f"got {duration_s:g}")
+        steering = Steering.build(features, mode, values, num_features=num_features, max_value=self.max_value)
+        with self._lock:
+            self._current = (steering, sae_id, now_ns + round(duration_s * NS))
+        return f"steering: {steering.describe()} for {duration_s:g} s"
+
+    def clear(self) -> bool:
+        """Stop steering now; True if something was in force."""
+        with self._lock:
+            was, self._current = self._current is not None, None
+        return was
+
+    def current(self, now_ns: int, sae_id: str | None) -> ActiveSteering | None:
+        """The steering for a tick at ``now_ns`` (None once expired, or when the SAE changed)."""
+        with self._lock:
+            if self._current is None:
+                return None
+            steering, for_sae, expires = self._current
+            if now_ns >= expires or for_sae != sae_id:  # another SAE's feature i means something else
+                self._current = None
+                return None
+        return ActiveSteering(steering, for_sae, (expires - now_ns) / NS)
+
+
+class SteeringHook:
+    """A forward hook on the ACT encoder that applies the armed steering to its output tokens."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        self._armed: tuple[SparseAutoencoder, Steering] | None = None
+        self._handle = encoder.register_forward_hook(self._hook)
+
+    def arm(self, sae: SparseAutoencoder | None, active: ActiveSteering | None) -> None:
+        self._armed = (sae, active.steering) if sae is not None and active is not None else None
+
+    def disarm(self) -> None:
+        self._armed = None
+
+    def _hook(self, _module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        armed = self._armed
+        if armed is None:
+            return None
+        return steered(armed[0], output, armed[1])
+
+    def remove(self) -> None:
+        self._handle.remove()
