@@ -209,7 +209,6 @@ def _prepare_root(cache_dir: Path, key: str) -> Path:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         hint = "" if exc.errno == errno.ENOSPC else "; set PAI_CACHE_DIR or --cache-dir to a writable directory"
         raise UserError(f"cannot write the demo cache at {root}: {reason}{hint}") from None
-    remove_stale_staging(root)
     return root
 
 
@@ -222,6 +221,8 @@ def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | N
     root = _prepare_root(Path(cache_dir) if cache_dir else default_cache_dir(), settings.key())
     assets = DemoAssets(root=root, settings=settings)
     with _locked(root):
+        # Only under the lock: outside it, a "stale" staging directory may be another process's build.
+        remove_stale_staging(root)
         for final, spec in ((assets.dataset_root, settings.train_spec), (assets.heldout_root, settings.heldout_spec)):
             _ensure_stage(final, f"dataset {spec.repo_id}",
                           lambda tmp, spec=spec: _build_dataset(tmp, spec, settings.scene, progress), rebuild)
