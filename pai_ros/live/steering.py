@@ -2,23 +2,20 @@
 
 :class:`SteeringControl` holds the one steering in force (a new request replaces it; it expires
 on the tick clock) and is safe to call from a service thread while ticks run. The live tick reads
-it once per tick and arms :class:`SteeringHook` for that tick's forward pass only: a forward hook
-on the ACT encoder (the SAE's site) that returns the steered tokens, registered after the
-capture hooks so that the published features describe the scene as the policy saw it before
-steering. Disarmed, the hook returns at once (nothing computed, nothing changed).
+it once per tick and arms :class:`pai_ros.sae.steering.SteeringHook` for that tick's forward pass
+only. The hook is registered after the capture hooks, so the published features describe the
+scene as the policy saw it before steering.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
-
-import torch
 
 from pai_ros.errors import UserError
-from pai_ros.sae.model import SparseAutoencoder
-from pai_ros.sae.steering import Steering, steered
+from pai_ros.sae.steering import Steering, SteeringHook
+
+__all__ = ["ActiveSteering", "SteeringControl", "SteeringHook"]
 
 NS = 1_000_000_000
 
@@ -75,26 +72,3 @@ class SteeringControl:
                 self._current = None
                 return None
         return ActiveSteering(steering, for_sae, (expires - now_ns) / NS)
-
-
-class SteeringHook:
-    """A forward hook on the ACT encoder that applies the armed steering to its output tokens."""
-
-    def __init__(self, encoder: torch.nn.Module) -> None:
-        self._armed: tuple[SparseAutoencoder, Steering] | None = None
-        self._handle = encoder.register_forward_hook(self._hook)
-
-    def arm(self, sae: SparseAutoencoder | None, active: ActiveSteering | None) -> None:
-        self._armed = (sae, active.steering) if sae is not None and active is not None else None
-
-    def disarm(self) -> None:
-        self._armed = None
-
-    def _hook(self, _module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
-        armed = self._armed
-        if armed is None:
-            return None
-        return steered(armed[0], output, armed[1])
-
-    def remove(self) -> None:
-        self._handle.remove()

@@ -253,7 +253,7 @@ class LiveTick:
         sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
         active = self.steering.current(now_ns, sae.loaded.sae_id if sae else None)
         if self._steer_hook is not None:
-            self._steer_hook.arm(sae.loaded.sae if sae else None, active)
+            self._steer_hook.arm(sae.loaded.sae if sae else None, active.steering if active else None)
         try:
             result = self.runner.step(Observation(images, state, env_state))
         except ObservationError as exc:

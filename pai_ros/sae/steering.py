@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -82,3 +83,30 @@ def steered(sae: SparseAutoencoder, x: torch.Tensor, steering: Steering) -> torc
         new = values.expand_as(codes) if steering.mode == "clamp" else codes * values
     delta = (new - codes) @ sae.W_dec[index] / sae.cfg.scaling_factor
     return x + delta.to(x.dtype)
+
+
+class SteeringHook:
+    """A forward hook on the ACT encoder (the SAE's site) that applies the armed steering to its tokens.
+
+    Disarmed, it returns at once: nothing computed, nothing changed.
+    """
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        self._armed: tuple[SparseAutoencoder, Steering] | None = None
+        self._handle = encoder.register_forward_hook(self._hook)
+
+    def arm(self, sae: SparseAutoencoder | None, steering: Steering | None) -> None:
+        """Apply ``steering`` with ``sae`` in the following forward passes (None: pass through)."""
+        self._armed = (sae, steering) if sae is not None and steering is not None else None
+
+    def disarm(self) -> None:
+        self._armed = None
+
+    def _hook(self, _module: Any, _inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+        armed = self._armed
+        if armed is None:
+            return None
+        return steered(armed[0], output, armed[1])
+
+    def remove(self) -> None:
+        self._handle.remove()
