@@ -7,6 +7,7 @@
     features.parquet                    (bag2parquet) one row per FeatureActivations message
     analysis/analysis.json              (analyse) ranking, statistics, top frames
     analysis/thumbs/*.png               (analyse) top frames with the feature's heatmap
+    analysis/effects.json, effects.png  (effects) what ablating / clamping each top feature does
     names.json                          (browser) {feature: {name, description, updated}}
 
 Every path handed out is resolved inside the directory: nothing outside it can be reached
@@ -36,6 +37,7 @@ RECORD_FILE = "record.json"
 ANALYSIS_DIR = "analysis"
 ANALYSIS_FILE = "analysis.json"
 NAMES_FILE = "names.json"
+EFFECTS_FILE = "effects.json"
 _EPISODE_DIR = re.compile(r"^episode_(\d{6})$")
 
 
@@ -130,3 +132,10 @@ class ResultsDir:
                     break
         return np.arange(len(out)), out
 
+    def effects(self) -> dict[str, Any] | None:
+        """``analysis/effects.json`` when it was measured for the current analysis (else None: stale or absent)."""
+        path = self.analysis_dir / EFFECTS_FILE
+        if not path.is_file():
+            return None
+        effects = read_json(path, "feature effects")
+        return effects if effects.get("analysis_created") == self.analysis().get("created") else None

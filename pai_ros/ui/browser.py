@@ -79,6 +79,10 @@ class FeatureBrowser:
         if not self.features:
             raise UserError(f"{results.analysis_dir} lists no features; run `pai features analyse` again")
         self.cameras: list[str] = [str(c) for c in self.analysis.get("cameras") or []]
+        # What each feature does to the actions (pai features effects), when measured for this analysis.
+        effects = results.effects()
+        self.effects_info = effects
+        self.effects: dict[int, dict[str, Any]] = {int(r["feature"]): r for r in (effects or {}).get("features", [])}
         self.episodes: list[int] = [s.episode for s in results.sources()]
 
     # ------------------------------------------------------------------ the feature list
@@ -159,6 +163,13 @@ class FeatureBrowser:
         keys = [k for k in _STAT_LABELS if k in stats] + [k for k in stats if k not in _STAT_LABELS]
         lines = ["| statistic | value |", "|---|---|"]
         lines += [f"| {_STAT_LABELS.get(k, k)} | {_number(stats[k])} |" for k in keys]
+        effect = self.effects.get(int(feature))
+        if effect is not None:
+            n = len(self.effects)
+            lines += [f"| action change when ablated | {_number(effect['ablate_effect'])} "
+                      f"(effect rank {effect['effect_rank']} of {n}) |",
+                      f"| action change when clamped at {_number(effect['clamp_value'])} | "
+                      f"{_number(effect['clamp_effect'])} |"]
         return "\n".join(lines)
 
     def top_frames_markdown(self, feature: int) -> str:
@@ -221,7 +232,10 @@ class FeatureBrowser:
         cameras = ", ".join(self.cameras) or "none"
         return (f"SAE `{a.get('sae_id', '?')}` · {len(self.features)} of {a.get('num_features', '?')} features "
                 f"analysed, ranked by {a.get('rank_by', '?')} · {a.get('frames', '?')} frames in "
-                f"{len(self.episodes)} episode(s) · cameras: {cameras} · results: `{self.results.root.name}`")
+                f"{len(self.episodes)} episode(s) · cameras: {cameras} · results: `{self.results.root.name}`"
+                + (f" · effects on the actions measured for {len(self.effects)} features over "
+                   f"{self.effects_info['frames']} frames (rank correlation with this ranking "
+                   f"{self.effects_info['rank_correlation_effect_vs_activation']:.2f})" if self.effects else ""))
 
     def ranking_image(self) -> np.ndarray | None:
         """The ranking plot of the analysis, when it has one that can be read."""

@@ -1,0 +1,175 @@
+"""What each feature does to the actions: ablate it, clamp it high, measure the change of the chunk.
+
+Ranking features by how strongly they fire says what the policy *sees*; ranking them by how much
+the predicted actions change when they are removed says what it *uses*. For each of the
+analysis's top features, over held-out frames of the recording (evenly spaced), the policy runs
+unchanged, with the feature ablated (zero on every token) and with it clamped to its strongest
+activation in the recording (on every token), at the SAE's site with the SAE's error term kept
+(:mod:`pai_ros.sae.steering`). The effect is the root-mean-square change of the predicted action
+chunk, in the policy's normalised action units (each dimension in units of its training standard
+deviation or range, so dimensions are comparable).
+
+Output: ``RESULTS/analysis/effects.json`` (per feature: both effects, its rank by effect and by
+activation, plus the rank correlation of the two rankings) and ``effects.png``. The browser shows
+the effect next to the activation statistics.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pai_ros import __version__
+from pai_ros.data.episodes import episode_length, iter_episode, read_info
+from pai_ros.errors import UserError
+from pai_ros.features.results import EFFECTS_FILE, ResultsDir
+from pai_ros.jsonfile import write_json_atomic
+from pai_ros.policy.observation import Observation
+from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.model import LoadedSae
+from pai_ros.sae.steering import Steering, SteeringHook
+
+EFFECTS_PLOT = "effects.png"
+
+
+@dataclass(frozen=True)
+class EffectSettings:
+    top_features: int = 32
+    frames: int = 64
+    clamp_scale: float = 1.0  # clamp to this times the feature's strongest activation in the recording
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("top_features", "frames", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not np.isfinite(self.clamp_scale) or self.clamp_scale <= 0:
+            raise UserError(f"--clamp-scale must be a positive number, got {self.clamp_scale}")
+
+
+def held_out_batches(runner: PolicyRunner, root: Path, episodes: list[int], frames: int,
+                     batch_size: int) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """``frames`` frames spread evenly over ``episodes``, preprocessed and stacked into batches (and how many)."""
+    info = read_info(root)
+    lengths = {e: episode_length(info, root, e) for e in episodes}
+    unknown = [e for e, n in lengths.items() if n is None]
+    if unknown:
+        raise UserError(f"cannot read the length of episode(s) {unknown} from {root / 'meta' / 'episodes'}")
+    pairs = [(e, f) for e in episodes for f in range(lengths[e])]
+    if not pairs:
+        raise UserError(f"the recorded episodes {episodes} of {root} have no frames")
+    pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
+    singles = []
+    for e in episodes:
+        for frame in iter_episode(root, e, info):
+            if (e, frame.frame_index) in pick:
+                singles.append(runner.preprocess(Observation(frame.images, frame.state, frame.env_state)))
+    # The preprocessor's batch also carries non-tensor entries (task text, complementary data): keep the first's.
+    batches = [{k: torch.cat([b[k] for b in singles[i:i + batch_size]]) if torch.is_tensor(v) else v
+                for k, v in singles[i].items()} for i in range(0, len(singles), batch_size)]
+    return batches, len(singles)
+
+
+@torch.inference_mode()
+def chunk_changes(runner: PolicyRunner, loaded: LoadedSae, batches: list[dict[str, torch.Tensor]],
+                  steerings: list[Steering], progress: bool = True) -> np.ndarray:
+    """RMS change of the normalised action chunk under each steering, averaged over frames ``[len(steerings)]``."""
+    policy, sae = runner.policy, loaded.sae.to(runner.device)
+    hook = SteeringHook(policy.model.encoder)
+    try:
+        base = [policy.predict_action_chunk(b) for b in batches]
+        out = np.zeros(len(steerings))
+        for i, steering in enumerate(tqdm(steerings, desc="feature effects", unit="steering", disable=not progress)):
+            hook.arm(sae, steering)
+            try:
+                diffs = [((policy.predict_action_chunk(b) - ref) ** 2).mean(dim=(1, 2)).sqrt()
+                         for b, ref in zip(batches, base)]
+            finally:
+                hook.disarm()
+            out[i] = float(torch.cat(diffs).mean())
+        return out
+    finally:
+        hook.remove()
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation (no ties expected in effects; ties broken by order)."""
+    if len(a) < 2:
+        return float("nan")
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae,
+                    settings: EffectSettings = EffectSettings(), *, progress: bool = True) -> Path:
+    """Measure and write ``analysis/effects.json`` + ``effects.png``; returns the JSON's path."""
+    analysis = results.analysis()
+    record = results.record
+    if record is None:
+        raise UserError(f"{results.root} has no record.json: effects need a `pai features record` directory "
+                        "(a bag's features have no frames to run the policy on)")
+    if analysis.get("sae_id") != loaded.sae_id:
+        raise UserError(f"the analysis in {results.root} is of SAE {analysis.get('sae_id')}, the SAE given is "
+                        f"{loaded.sae_id}")
+    ranked = analysis["features"][:settings.top_features]
+    if not ranked:
+        raise UserError(f"the analysis in {results.root} ranks no feature (none fired)")
+    episodes = [s.episode for s in results.sources()]
+    root = Path(record["dataset_root"])
+    batches, frames = held_out_batches(runner, root, episodes, settings.frames, settings.batch_size)
+    d_sae = loaded.cfg.d_sae
+    steerings = []
+    for f in ranked:
+        peak = float(f["stats"]["max"]) * settings.clamp_scale
+        steerings.append(Steering.build([f["feature"]], "ablate", [], num_features=d_sae, max_value=np.inf))
+        steerings.append(Steering.build([f["feature"]], "clamp", [peak], num_features=d_sae, max_value=np.inf))
+    change = chunk_changes(runner, loaded, batches, steerings, progress)
+    ablate, clamp = change[0::2], change[1::2]
+    by_effect = np.argsort(-ablate, kind="stable")
+    effect_rank = np.empty(len(ranked), int)
+    effect_rank[by_effect] = np.arange(1, len(ranked) + 1)
+    rows = [{"feature": int(f["feature"]), "activation_rank": int(f["rank"]), "effect_rank": int(effect_rank[i]),
+             "ablate_effect": float(ablate[i]), "clamp_effect": float(clamp[i]),
+             "clamp_value": float(steerings[2 * i + 1].values[0]), "activation_score": float(f["score"])}
+            for i, f in enumerate(ranked)]
+    out = {
+        "format": 1, "pai_ros_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "analysis_created": analysis.get("created"), "sae_id": loaded.sae_id, "rank_by": analysis.get("rank_by"),
+        "frames": frames, "episodes": episodes,
+        "clamp_scale": settings.clamp_scale, "units": "RMS change of the normalised action chunk",
+        "rank_correlation_effect_vs_activation": spearman(-ablate, -np.array([f["score"] for f in ranked])),
+        "features": sorted(rows, key=lambda r: r["effect_rank"]),
+    }
+    target = results.analysis_dir / EFFECTS_FILE
+    _plot(rows, results.analysis_dir / EFFECTS_PLOT)
+    write_json_atomic(target, out)
+    return target
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(rows, key=lambda r: r["activation_rank"])
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(rows) + 2), 3.6))
+    ax.bar(x - 0.2, [r["ablate_effect"] for r in rows], 0.4, label="ablated")
+    ax.bar(x + 0.2, [r["clamp_effect"] for r in rows], 0.4, label="clamped at its peak")
+    ax.set_xticks(x, [str(r["feature"]) for r in rows], rotation=90, fontsize=7)
+    ax.set_xlabel("feature (in order of the activation ranking)")
+    ax.set_ylabel("RMS change of the action chunk\n(normalised units)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,73 @@
+"""`pai features effects`: what each top feature does to the actions, next to how strongly it fires.
+
+Runs the real command line on a recording of the tiny policy and SAE. A feature that never fires
+on the chosen frames cannot change anything when ablated (exactly zero), clamping moves the
+actions, and the browser shows the effects only while they belong to the current analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import run_pai
+
+
+@pytest.fixture(scope="module")
+def recording(tiny_act: Path, tiny_sae: Path, tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root, _ = tiny_dataset
+    out = tmp_path_factory.mktemp("effects") / "rec"
+    for args in (("record", "--policy-path", str(tiny_act), "--sae", str(tiny_sae), "--dataset-root", str(root),
+                  "--episode", "0", "1", "--output-dir", str(out), "--device", "cpu", "--quiet"),
+                 ("analyse", str(out), "--top-features", "8", "--no-thumbnails", "--quiet")):
+        res = run_pai("features", *args)
+        assert res.returncode == 0, res.stderr
+    return out
+
+
+def test_effects_rank_features_by_what_they_do_to_the_actions(recording: Path) -> None:
+    res = run_pai("features", "effects", str(recording), "--top-features", "8", "--frames", "12", "--device", "cpu",
+                  "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "largest when ablated" in res.stdout and "rank correlation" in res.stdout
+    effects = json.loads((recording / "analysis" / "effects.json").read_text())
+    analysis = json.loads((recording / "analysis" / "analysis.json").read_text())
+    assert effects["analysis_created"] == analysis["created"] and effects["frames"] == 12
+    rows = effects["features"]
+    assert [r["feature"] for r in sorted(rows, key=lambda r: r["activation_rank"])] == \
+        [f["feature"] for f in analysis["features"][:8]]
+    assert [r["effect_rank"] for r in rows] == list(range(1, 9))
+    assert [r["ablate_effect"] for r in rows] == sorted((r["ablate_effect"] for r in rows), reverse=True)
+    assert rows[0]["ablate_effect"] > 0 and all(r["clamp_effect"] > 0 for r in rows)
+    assert all(r["clamp_value"] == pytest.approx(next(f["stats"]["max"] for f in analysis["features"]
+                                                       if f["feature"] == r["feature"])) for r in rows)
+    assert (recording / "analysis" / "effects.png").stat().st_size > 1000
+
+
+def test_the_browser_shows_effects_of_this_analysis_only(recording: Path, tmp_path: Path) -> None:
+    from pai_ros.features.results import ResultsDir
+    from pai_ros.ui.browser import FeatureBrowser
+
+    copy = tmp_path / "rec"
+    shutil.copytree(recording, copy)
+    browser = FeatureBrowser(ResultsDir(copy))
+    if not (copy / "analysis" / "effects.json").exists():
+        pytest.skip("needs the effects of the previous test")
+    feature = next(iter(browser.features))
+    assert "action change when ablated" in browser.statistics_markdown(feature)
+    assert "effects on the actions measured" in browser.summary_markdown()
+    # A new analysis makes the effects stale: they disappear rather than mislabel other features.
+    res = run_pai("features", "analyse", str(copy), "--top-features", "4", "--no-thumbnails", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "action change" not in FeatureBrowser(ResultsDir(copy)).statistics_markdown(feature)
+
+
+def test_effects_need_a_recording_with_frames(tmp_path: Path) -> None:
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "analysis.json").write_text(json.dumps({"features": [], "sae_id": "x"}))
+    res = run_pai("features", "effects", str(tmp_path))
+    assert res.returncode == 1 and "no record.json" in res.stderr and "Traceback" not in res.stderr
+    res = run_pai("features", "effects", str(tmp_path), "--frames", "0")
+    assert res.returncode == 1 and "--frames must be at least 1" in res.stderr
