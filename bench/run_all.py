@@ -41,6 +41,7 @@ class Bench:
 BENCHES = [
     Bench("bench_attention_overhead.py", ("--rounds", "20"), ("--rounds", "3")),
     Bench("bench_render.py", (), ("--reps", "20")),
+    Bench("bench_steering.py", ("--rounds", "10"), ("--rounds", "2")),
     Bench("bench_attention_accuracy.py", (), ("--episodes", "0", "--ig-steps", "4")),
     Bench("bench_policy_node.py", ("--seconds", "40"), ("--seconds", "8")),
     Bench("bench_memory.py", ("--ticks", "10"), ("--ticks", "3")),
