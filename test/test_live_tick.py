@@ -246,3 +246,24 @@ def test_features_every_tick_and_sae_reload_keeps_the_old_one_on_failure(tiny_ac
         assert "has vanished" in live.diagnostics(T0 + 2 * S).values["sae_file"]
     finally:
         live.close()
+
+
+def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> None:
+    """Radians on the robot, degrees in the policy (or any linear map): state in, actions out."""
+    common = dict(state_joint_names=list(NAMES), mode="replan")
+    converted, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_scale=[2.0, 2.0, 2.0],
+                                                       state_offset=[1.0, 0.0, 0.0], action_scale=[4.0, 4.0, 4.0],
+                                                       action_offset=[0.5, 0.5, 0.5], **common))
+    plain, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), **common))
+    try:
+        robot = converted.step(inputs(T0, state=(0.1, 0.2, 0.3)), T0)
+        policy = plain.step(inputs(T0, state=(1.2, 0.4, 0.6)), T0)  # what the policy saw: 2 x ROS + offset
+        assert np.allclose(robot.action, (policy.action - 0.5) / 4.0, atol=1e-6)
+        assert np.allclose(robot.plan, (policy.plan - 0.5) / 4.0, atol=1e-6)
+    finally:
+        converted.close()
+        plain.close()
+    with pytest.raises(UserError, match="state_scale/state_offset must have 3 values"):
+        LiveTick.create(LiveConfig.defaults(str(tiny_act), state_scale=[57.3]))
+    with pytest.raises(UserError, match="action_scale must not contain 0"):
+        LiveConfig.defaults(str(tiny_act), action_scale=[1.0, 0.0, 1.0])

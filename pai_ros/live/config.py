@@ -53,10 +53,14 @@ class LiveConfig:
     cameras: tuple[CameraInput, ...] = ()  # empty: every policy camera on camera/<name>/image_raw
     joint_states_topic: str = "joint_states"
     state_joint_names: tuple[str, ...] = ()
+    state_scale: tuple[float, ...] = ()
+    state_offset: tuple[float, ...] = ()
     environment_state_topic: str = "environment_state"
     environment_state_type: str = "float32_multi_array"
     environment_state_names: tuple[str, ...] = ()
     action_names: tuple[str, ...] = ()
+    action_scale: tuple[float, ...] = ()
+    action_offset: tuple[float, ...] = ()
     action_output: tuple[str, ...] = ("joint_state",)
     trajectory_points: str = "next"
     controller: str = ""
@@ -106,6 +110,12 @@ class LiveConfig:
         for label, values in (("action_min", self.action_min), ("action_max", self.action_max)):
             if any(math.isnan(v) for v in values):
                 raise UserError(f"{label} contains NaN")
+        for label in ("state_scale", "state_offset", "action_scale", "action_offset"):
+            values = getattr(self, label)
+            if not all(math.isfinite(v) for v in values):
+                raise UserError(f"{label} must hold finite numbers, got {list(values)}")
+            if label.endswith("scale") and any(v == 0 for v in values):
+                raise UserError(f"{label} must not contain 0 (a joint would be lost), got {list(values)}")
         if self.control_rate_hz <= 0:
             raise UserError(f"control_rate_hz must be positive, got {self.control_rate_hz}")
         if any(f < 0 for f in self.feature_heatmaps):
@@ -138,7 +148,7 @@ class LiveConfig:
                 value = queries
             elif f.name in tuples:
                 value = tuple(str(x) for x in value)
-            elif f.name in ("action_min", "action_max"):
+            elif f.name in ("action_min", "action_max", "state_scale", "state_offset", "action_scale", "action_offset"):
                 value = tuple(float(x) for x in value)
             elif f.name == "feature_heatmaps":
                 value = tuple(int(x) for x in value)

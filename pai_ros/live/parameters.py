@@ -26,6 +26,10 @@ PARAMS: list[Param] = [
     Param("joint_states_topic", "joint_states", "sensor_msgs/JointState input with the robot state", read_only=True),
     Param("state_joint_names", [], "joint names, in the policy's state order (empty: the JointState's order, "
           "which must then have exactly the policy's state size)", array_type="string", read_only=True),
+    Param("state_scale", [], "per state dimension: policy value = ROS value x scale + offset (e.g. 57.29578 for a "
+          "policy trained in degrees on a robot publishing radians; empty: 1)", array_type="double", read_only=True),
+    Param("state_offset", [], "per state dimension: added after state_scale (empty: 0)", array_type="double",
+          read_only=True),
     Param("environment_state_topic", "environment_state", "input for policies with observation.environment_state "
           "(ignored by other policies)", read_only=True),
     Param("environment_state_type", "float32_multi_array", "message type of environment_state_topic: "
@@ -35,6 +39,11 @@ PARAMS: list[Param] = [
           "order (empty: the message's order)", array_type="string", read_only=True),
     Param("action_names", [], "names published with the action (empty: state_joint_names if sizes match, "
           "else action_0, action_1, ...)", array_type="string", read_only=True),
+    Param("action_scale", [], "per action dimension: the policy's action = published value x scale + offset, so "
+          "published = (action - offset) / scale (empty: 1; clamps apply to published values)", array_type="double",
+          read_only=True),
+    Param("action_offset", [], "per action dimension: see action_scale (empty: 0)", array_type="double",
+          read_only=True),
     Param("action_output", ["joint_state"], "action topics to publish, one or more of: joint_state (action, "
           "sensor_msgs/JointState), joint_trajectory (action_trajectory, trajectory_msgs/JointTrajectory for "
           "joint_trajectory_controller), float64_multi_array (action_commands, std_msgs/Float64MultiArray for "

@@ -88,6 +88,9 @@ class LiveTick:
         self.action_dim = int(runner.loaded.config.action_feature.shape[0])
         self.action_names = self._action_names()
         self.clamp = self._clamp()
+        # Unit conversions between the robot's ROS values and the policy's (e.g. radians vs degrees).
+        self.state_units = self._units("state", config.state_scale, config.state_offset, self.spec.state_dim or 0)
+        self.action_units = self._units("action", config.action_scale, config.action_offset, self.action_dim)
         self.heatmap_method = config.heatmap_method
         self.input_names: list[str] = [*self.cameras]
         if self.spec.state_dim:
@@ -157,6 +160,18 @@ class LiveTick:
         if len(self.config.state_joint_names) == self.action_dim:
             return self.config.state_joint_names
         return tuple(f"action_{i}" for i in range(self.action_dim))
+
+    @staticmethod
+    def _units(what: str, scale: tuple[float, ...], offset: tuple[float, ...],
+               dim: int) -> tuple[np.ndarray, np.ndarray] | None:
+        if not scale and not offset:
+            return None
+        s = np.asarray(scale or [1.0] * dim, dtype=np.float32)
+        o = np.asarray(offset or [0.0] * dim, dtype=np.float32)
+        if s.shape != (dim,) or o.shape != (dim,):
+            raise UserError(f"{what}_scale/{what}_offset must have {dim} values each (the policy's {what} size), "
+                            f"got {len(scale)} and {len(offset)}")
+        return s, o
 
     def _clamp(self) -> tuple[np.ndarray, np.ndarray] | None:
         lo, hi = self.config.action_min, self.config.action_max
@@ -263,8 +278,8 @@ class LiveTick:
                 self._steer_hook.disarm()
         steering = self._executed_steering(result, active)
 
-        action = self._clamped(result.action)
-        plan = self._clamped(self._plan(result))
+        action = self._published(result.action)
+        plan = self._published(self._plan(result))
         features, feature_maps = None, {}
         if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
             features = sae.encode(result.capture.encoder_output[0], self.config.features_top_n)
@@ -310,7 +325,11 @@ class LiveTick:
             self._chunk_steering = active
         return self._chunk_steering
 
-    def _clamped(self, actions: np.ndarray) -> np.ndarray:
+    def _published(self, actions: np.ndarray) -> np.ndarray:
+        """Policy actions in the robot's units (``action_scale``/``action_offset``), clamped."""
+        if self.action_units is not None:
+            scale, offset = self.action_units
+            actions = ((actions - offset) / scale).astype(np.float32)
         return np.clip(actions, *self.clamp) if self.clamp is not None else actions
 
     def _plan(self, result) -> np.ndarray:
@@ -339,6 +358,8 @@ class LiveTick:
                              "(set state_joint_names)")
         if not np.all(np.isfinite(state)):
             return Rejection(f"joint_states contains NaN or inf: {state.tolist()}")
+        if self.state_units is not None:
+            state = (state * self.state_units[0] + self.state_units[1]).astype(np.float32)
         return state
 
     def _env_state_vector(self, reading: VectorReading | None) -> np.ndarray | Rejection:
