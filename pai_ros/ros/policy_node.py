@@ -125,7 +125,11 @@ class PolicyNode(Node):
                 elif param.name == "heatmap_method":
                     self.live.set_heatmap_method(param.value)
             except UserError as exc:
-                self.get_logger().error(f"{param.name} not changed: {exc}")
+                if param.name == "sae_path":
+                    kept = "SAE not reloaded" + (f", keeping {self.live.sae.loaded.sae_id}" if self.live.sae else "")
+                else:
+                    kept = f"heatmap_method not changed, keeping {self.live.heatmap_method}"
+                self.get_logger().error(f"{kept}: {exc}")
                 return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
