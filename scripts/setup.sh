@@ -39,6 +39,9 @@ show_log_tail() {
 STEP="start"
 on_error() {
     local rc=$? line=$1 cmd=$2
+    # errtrace (-E) also runs this trap inside $(...) and ( ... ): there it only passes the
+    # status up, so that the one line printed names the whole command of the main script.
+    if (( BASH_SUBSHELL > 0 )); then exit "$rc"; fi
     printf '\033[31m[setup] FAILED at step "%s" (scripts/setup.sh line %s, exit %s):\033[0m %s\n' \
         "$STEP" "$line" "$rc" "$cmd" >&2
     exit "$rc"
@@ -204,7 +207,10 @@ say "building the pai_ros package with colcon (message + Python code) into $ROOT
     # shellcheck disable=SC1091
     source "$VENV/bin/activate"
     if [[ "$UNDERLAY" == wheels ]]; then
+        # Local to this subshell on purpose: the venv prefix is only the underlay of the build.
+        # shellcheck disable=SC2030
         export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+        # shellcheck disable=SC2030
         export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
     fi
     colcon --log-base build/log build --symlink-install --base-paths "$ROOT" \
