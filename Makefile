@@ -6,11 +6,12 @@ ENV := source scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_LOCALHOST_ONLY ?= 1
 
-.PHONY: help setup demo demo-assets test test-unit build bench bench-deps clean
+.PHONY: help setup demo demo-assets test test-unit fuzz build bench bench-deps clean
 
 help:
 	@echo "make demo    set up if needed, build the demo assets (dataset + trained ACT), run the live demo into out/demo"
 	@echo "make test    set up if needed, then run all tests"
+	@echo "make fuzz    the exploratory fuzz run: every hypothesis test with 10x the examples, random seed (FUZZ_ARGS=... for pytest)"
 	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
 	@echo "make build   colcon-build the package again (after adding files)"
 	@echo "make clean   remove build/ install/ and .pai/ (the cached venv stays)"
@@ -31,6 +32,12 @@ demo-assets: setup
 
 test: setup
 	@$(ENV) && bash scripts/run_tests.sh
+
+# make test draws the same hypothesis examples every time (profile ci); this run explores with
+# fresh random ones and keeps what fails in ~/.cache/pai_ros/hypothesis-fuzz (replayed first next time).
+fuzz: setup
+	@$(ENV) && python -m pytest -q -p no:cacheprovider --hypothesis-profile=fuzz --hypothesis-show-statistics \
+		-m hypothesis $(FUZZ_ARGS) test
 
 test-unit: setup
 	@$(ENV) && python -m pytest -q -m "not ros and not slow" test
