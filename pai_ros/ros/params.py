@@ -3,12 +3,28 @@
 Each node lists its parameters once as :class:`Param` entries; the same list declares them
 (with descriptions and ranges that `ros2 param describe` shows), reads them back, and lets
 tests check that every YAML file only sets parameters the node declares.
+
+A parameter file that does not reach the node is the silent failure of ROS parameters: rcl
+applies a file's section only when its key matches the node's fully qualified name, so a
+file keyed ``policy_node:`` (read as ``/policy_node``) is ignored without a word when the node
+runs as ``/robot1/policy_node``, and a misspelt parameter name is dropped just as quietly.
+:func:`declare` therefore reads the ``--params-file`` arguments of the process and logs one
+line per such file or name (:func:`params_file_problems` finds them, without ROS).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+# Parameters that rclpy itself declares (qos_overrides.* come with publishers created later).
+_BUILTIN_PARAMS = {"use_sim_time", "start_type_description_service"}
+_BUILTIN_PREFIXES = ("qos_overrides.",)
 
 
 @dataclass(frozen=True)
@@ -22,8 +38,13 @@ class Param:
     read_only: bool = False
 
 
-def declare(node: Any, params: list[Param]) -> dict[str, Any]:
-    """Declare ``params`` on an rclpy node and return their current values by name."""
+def declare(node: Any, params: list[Param], argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Declare ``params`` on an rclpy node and return their current values by name.
+
+    Logs an error line for each ``--params-file`` in ``argv`` (default: ``sys.argv``, what the
+    nodes pass to ``rclpy.init``) that has no section for this node or sets a parameter the node
+    does not declare: rclpy ignores both without a word.
+    """
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.exceptions import ParameterUninitializedException
     from rclpy.parameter import Parameter
@@ -44,17 +65,121 @@ def declare(node: Any, params: list[Param]) -> dict[str, Any]:
             else:
                 desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
         if isinstance(p.default, list):
-            node.declare_parameter(p.name, p.default or array_types[p.array_type or "string"], desc)
-            try:
+            kind = array_types[p.array_type or "string"]
+            if p.default:
+                node.declare_parameter(p.name, p.default, desc)
                 value = node.get_parameter(p.name).value
-            except ParameterUninitializedException:
-                value = None
+            else:
+                # Declared by type only, an empty list stays "uninitialized", and GetParameters
+                # (`ros2 param get`, `ros2 param dump`) then answers nothing for the whole request.
+                # So it is declared writable, given the empty list it stands for, and made
+                # read-only afterwards where the spec says so.
+                writable = ParameterDescriptor(description=p.description)
+                node.declare_parameter(p.name, kind, writable)
+                try:
+                    value = node.get_parameter(p.name).value
+                except ParameterUninitializedException:
+                    node.set_parameters([Parameter(p.name, kind, [])])
+                    value = None
+                if p.read_only:
+                    node.set_descriptor(p.name, ParameterDescriptor(description=p.description, read_only=True,
+                                                                    type=kind.value))
             values[p.name] = list(value) if value is not None else []
         else:
             node.declare_parameter(p.name, p.default, desc)
             values[p.name] = node.get_parameter(p.name).value
+    for problem in params_file_problems(node.get_fully_qualified_name(), sys.argv if argv is None else argv,
+                                        names(params)):
+        node.get_logger().error(problem)
     return values
 
 
 def names(params: list[Param]) -> set[str]:
     return {p.name for p in params}
+
+
+# ------------------------------------------------------------------ parameter files vs the node
+
+def params_files(argv: Sequence[str]) -> list[str]:
+    """The ``--params-file`` paths among the ROS arguments of a command line, in order."""
+    files, in_ros_args, i = [], False, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--ros-args":
+            in_ros_args = True
+        elif arg == "--" and in_ros_args:
+            in_ros_args = False
+        elif in_ros_args and arg == "--params-file" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+            i += 1
+        i += 1
+    return files
+
+
+def key_matches(key: str, fqn: str) -> bool:
+    """Whether a parameter file's node key applies to the node ``fqn`` (rcl's rules).
+
+    A key without a leading slash is absolute all the same (``policy_node`` is ``/policy_node``);
+    ``*`` stands for exactly one name token, ``**`` for any number of them (none included).
+    """
+    pattern = [t for t in key.strip().split("/") if t]
+    name = [t for t in fqn.split("/") if t]
+
+    def match(pi: int, ni: int) -> bool:
+        if pi == len(pattern):
+            return ni == len(name)
+        if pattern[pi] == "**":
+            return any(match(pi + 1, k) for k in range(ni, len(name) + 1))
+        if ni < len(name) and pattern[pi] in ("*", name[ni]):
+            return match(pi + 1, ni + 1)
+        return False
+
+    return match(0, 0)
+
+
+def _flat_names(body: Any, prefix: str = "") -> list[str]:
+    """Parameter names of a ros__parameters mapping; nested mappings are dotted names."""
+    if not isinstance(body, dict):
+        return []
+    out = []
+    for key, value in body.items():
+        name = f"{prefix}{key}"
+        out.extend(_flat_names(value, name + ".") if isinstance(value, dict) else [name])
+    return out
+
+
+def _sections(content: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(node key, ros__parameters) of a parameter file; nested mappings above it are namespaces."""
+    if not isinstance(content, dict):
+        return []
+    out = []
+    for key, value in content.items():
+        if key == "ros__parameters":
+            out.append((prefix or "/", value))
+        elif isinstance(value, dict):
+            out.extend(_sections(value, f"{prefix}/{str(key).strip('/')}"))
+    return out
+
+
+def params_file_problems(fqn: str, argv: Sequence[str], declared: set[str]) -> list[str]:
+    """One line per parameter file of ``argv`` that misses node ``fqn``, or per undeclared name it sets."""
+    node_name = fqn.rsplit("/", 1)[-1]
+    problems = []
+    for path in params_files(argv):
+        try:
+            sections = _sections(yaml.safe_load(Path(path).read_text()))
+        except (OSError, yaml.YAMLError):
+            continue  # rcl has refused an unreadable file already, at init
+        matching = [body for key, body in sections if key_matches(key, fqn)]
+        if sections and not matching:
+            shown = ", ".join(f"'{key}'" for key, _ in sections)
+            problems.append(
+                f"parameter file {path} does not apply to this node ({fqn}): its section(s) {shown} name other "
+                f"nodes, so none of its values is used; key it '/**/{node_name}:' to apply in any namespace")
+            continue
+        unknown = sorted({n for body in matching for n in _flat_names(body)
+                          if n not in declared and n not in _BUILTIN_PARAMS and not n.startswith(_BUILTIN_PREFIXES)})
+        if unknown:
+            problems.append(f"parameter file {path} sets {', '.join(unknown)}, which {fqn} does not declare: "
+                            f"ignored (see `ros2 param list {fqn}`)")
+    return problems
