@@ -216,7 +216,7 @@ say "building the pai_ros package with colcon (message + Python code) into $ROOT
     colcon --log-base build/log build --symlink-install --base-paths "$ROOT" \
         --build-base build --install-base install \
         --event-handlers console_cohesion- summary+ status- \
-        --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
+        --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=ON \
         > "$STATE_DIR/colcon-build.log" 2>&1
 ) || { tail -n 30 "$STATE_DIR/colcon-build.log" >&2
        fail "$STEP" "colcon build failed (full log: .pai/colcon-build.log); fix the error above and re-run make setup"; }
