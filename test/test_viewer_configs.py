@@ -106,43 +106,78 @@ def test_foxglove_layout_names_published_topics_and_real_fields() -> None:
             topics.DIAGNOSTICS} <= named
 
 
-def _module_strings(tree: ast.Module) -> dict[str, str]:
-    return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)
-            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)}
+def _module_values(tree: ast.Module) -> dict[str, ast.expr]:
+    return {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
 
 
-def _topic_regex(arg: ast.expr, constants: dict[str, str]) -> str | None:
-    """A regex for the topic argument of create_publisher; None where it is a topics.* reference."""
+def _candidates(expr: ast.expr, module: dict[str, ast.expr]) -> list[ast.expr]:
+    """What an expression can be: names of module constants and subscripts of dicts/tuples resolved."""
+    if isinstance(expr, ast.Name) and expr.id in module:
+        return _candidates(module[expr.id], module)
+    if isinstance(expr, ast.Subscript):
+        out = []
+        for base in _candidates(expr.value, module):
+            key = expr.slice
+            if isinstance(base, ast.Dict):
+                out += [v for k, v in zip(base.keys, base.values)
+                        if not isinstance(key, ast.Constant) or (isinstance(k, ast.Constant) and k.value == key.value)]
+            elif isinstance(base, (ast.Tuple, ast.List)) and isinstance(key, ast.Constant):
+                out.append(base.elts[key.value])
+            else:
+                out.append(expr)
+        return [c for item in out for c in _candidates(item, module)]
+    return [expr]
+
+
+def _topic_regex(arg: ast.expr) -> str | None:
+    """A regex for one topic expression; None where it is a topics.* reference."""
     if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
         return re.escape(arg.value)
-    if isinstance(arg, ast.Name) and arg.id in constants:
-        return re.escape(constants[arg.id])
     if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name) and arg.value.id == "topics":
         assert hasattr(topics, arg.attr), arg.attr
         return None
     if isinstance(arg, ast.JoinedStr):
         return "".join(re.escape(v.value) if isinstance(v, ast.Constant) else ".*" for v in arg.values)
-    raise AssertionError(f"cannot read the topic of create_publisher(..., {ast.unparse(arg)}, ...)")
+    raise AssertionError(f"cannot read the topic {ast.unparse(arg)!r} of a create_publisher call")
 
 
 def _example(pattern: str) -> str:
     return pattern.format(camera=topics.DEMO_CAMERAS[0], feature=7)
 
 
-@pytest.mark.parametrize("node", ["policy_node", "replay_node", "recorder_node"])
-def test_every_topic_a_node_publishes_is_listed(node: str) -> None:
-    tree = ast.parse((REPO / "pai_ros" / "ros" / f"{node}.py").read_text())
-    constants = _module_strings(tree)
+def unlisted_publishers(node: str, source: str) -> list[str]:
+    """Topics that ``create_publisher`` calls in a node's source name and topics.py does not list."""
+    tree = ast.parse(source)
+    module = _module_values(tree)
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
              and n.func.attr == "create_publisher"]
     assert calls, f"no create_publisher in {node}"
+    missing = []
     for call in calls:
-        regex = _topic_regex(call.args[1], constants)
-        if regex is None:
-            continue
-        listed = [e for e in topics.PUBLISHED if re.fullmatch(regex, _example(e.pattern)) and node in e.nodes]
-        assert listed, f"{node} publishes {ast.unparse(call.args[1])}, which pai_ros/ros/topics.py does not list"
+        for arg in _candidates(call.args[1], module):
+            regex = _topic_regex(arg)
+            if regex is not None and not [e for e in topics.PUBLISHED
+                                          if re.fullmatch(regex, _example(e.pattern)) and node in e.nodes]:
+                missing.append(ast.unparse(arg))
+    return missing
+
+
+@pytest.mark.parametrize("node", ["policy_node", "replay_node", "recorder_node"])
+def test_every_topic_a_node_publishes_is_listed(node: str) -> None:
+    missing = unlisted_publishers(node, (REPO / "pai_ros" / "ros" / f"{node}.py").read_text())
+    assert not missing, f"{node} publishes {missing}, which pai_ros/ros/topics.py does not list"
+
+
+def test_topics_from_a_table_of_outputs_are_resolved() -> None:
+    """A publisher whose topic comes from a module-level table is read through the table."""
+    source = """
+OUTPUTS = {"joint_state": ("action", JointState), "commands": ("action_commands", X), "odd": ("not_listed", Y)}
+class N:
+    def __init__(self):
+        self.pubs = {o: self.create_publisher(OUTPUTS[o][1], OUTPUTS[o][0], 10) for o in OUTPUTS}
+"""
+    assert unlisted_publishers("policy_node", source) == ["'not_listed'"]
 
 
 def test_viewer_configs_are_installed_with_the_package() -> None:
