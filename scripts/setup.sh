@@ -177,7 +177,9 @@ else
              fail "$STEP" "pip install -r requirements.txt failed (full log: $PIP_LOG); re-run make setup, it resumes"; }
     say "pins installed in $((SECONDS - PIP_START)) s"
     echo "$PINS_HASH" > "$STAMP"
-    prune_stale_venvs
+    # Only among the cached venvs, and only when this one is one of them: a venv elsewhere
+    # (PAI_VENV, as CI's fresh one) must not count the cached ones as stale.
+    if [[ "$(dirname "$VENV")" == "$CACHE" ]]; then prune_stale_venvs; fi
 fi
 echo "$VENV" > "$STATE_DIR/venv_path"
 echo "$UNDERLAY" > "$STATE_DIR/underlay"

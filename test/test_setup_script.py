@@ -123,3 +123,21 @@ def test_stale_venv_pruning_keeps_the_current_and_the_newest_other(tmp_path: Pat
     left = sorted(p.name for p in cache.iterdir())
     expected = {0: ["venv-current"], 1: ["venv-current", "venv-old0"], 3: ["venv-current", "venv-old2"]}[others]
     assert left == expected
+
+
+def test_a_venv_outside_the_cache_prunes_nothing(tmp_path: Path) -> None:
+    """CI builds its venv elsewhere (PAI_VENV): the cached venvs of other checkouts are not stale."""
+    text = (REPO / "scripts" / "setup.sh").read_text()
+    guard = next(line.strip() for line in text.splitlines() if "prune_stale_venvs; fi" in line)
+    cache = tmp_path / "cache"
+    for i in range(3):
+        (cache / f"venv-{i}").mkdir(parents=True)
+    script = ("set -Eeuo pipefail\nsay() { echo \"$*\"; }\n" + _prune_function()
+              + f'CACHE="{cache}"; VENV="{tmp_path}/ci/venv"\n{guard}\necho done\n')
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and "done" in res.stdout, res.stderr
+    assert sorted(p.name for p in cache.iterdir()) == ["venv-0", "venv-1", "venv-2"]
+    # ... while the same guard with the venv in the cache does prune.
+    script = script.replace(f'VENV="{tmp_path}/ci/venv"', f'VENV="{cache}/venv-0"')
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True, timeout=30)
+    assert len(list(cache.iterdir())) == 2
