@@ -10,6 +10,7 @@ back from another process through the standard ``/robot7/<node>/get_parameters``
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -161,3 +162,17 @@ def test_a_file_keyed_for_another_namespace_is_one_error_line(ros_env: dict, tmp
     assert "'/**/recorder_node:'" in missed[0]
     unknown = [line for line in rec.lines if str(typo) in line]
     assert len(unknown) == 1 and "sets recrod_heatmaps" in unknown[0], rec.lines
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("node, arg, needle", [
+    ("replay_node", "rate_factor:=2", "parameter 'rate_factor' of /robot7/replay_node must be a double (write 2.0, "
+                                      "not 2); got 2 (integer)"),
+    ("recorder_node", "output:=123", "parameter 'output' of /robot7/recorder_node must be a string"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_and_exit_1(node: str, arg: str, needle: str, ros_env: dict) -> None:
+    """launch_ros and `-p` read values as YAML: 2 is an integer, 123 a number. One line, no traceback."""
+    res = subprocess.run([sys.executable, "-m", f"pai_ros.ros.{node}", "--ros-args", "-r", "__ns:=/robot7", "-p", arg],
+                         capture_output=True, text=True, env=ros_env, timeout=120, cwd=REPO)
+    lines = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
+    assert res.returncode == 1 and len(lines) == 1 and needle in lines[0], (res.returncode, lines)

@@ -14,6 +14,7 @@ line per such file or name (:func:`params_file_problems` finds them, without ROS
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pai_ros.errors import UserError
 
 # Parameters that rclpy itself declares (qos_overrides.* come with publishers created later).
 _BUILTIN_PARAMS = {"use_sim_time", "start_type_description_service"}
@@ -41,57 +44,79 @@ class Param:
 def declare(node: Any, params: list[Param], argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Declare ``params`` on an rclpy node and return their current values by name.
 
+    A value of the wrong type or outside its range (``-p rate_factor:=2`` is an integer where
+    the node declares a double) raises :class:`UserError` with one line, not rclpy's traceback.
     Logs an error line for each ``--params-file`` in ``argv`` (default: ``sys.argv``, what the
     nodes pass to ``rclpy.init``) that has no section for this node or sets a parameter the node
     does not declare: rclpy ignores both without a word.
     """
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-    from rclpy.exceptions import ParameterUninitializedException
-    from rclpy.parameter import Parameter
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
-    # An empty list has no element type, so list parameters are declared by type instead.
-    array_types = {"string": Parameter.Type.STRING_ARRAY, "double": Parameter.Type.DOUBLE_ARRAY,
-                   "integer": Parameter.Type.INTEGER_ARRAY}
     values = {}
     for p in params:
-        desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
-        if p.min is not None or p.max is not None:
-            lo = p.min if p.min is not None else -1e300
-            hi = p.max if p.max is not None else 1e300
-            if isinstance(p.default, bool):
-                pass
-            elif isinstance(p.default, int):
-                desc.integer_range = [IntegerRange(from_value=int(max(lo, -2**62)), to_value=int(min(hi, 2**62)), step=0)]
-            else:
-                desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-        if isinstance(p.default, list):
-            kind = array_types[p.array_type or "string"]
-            if p.default:
-                node.declare_parameter(p.name, p.default, desc)
-                value = node.get_parameter(p.name).value
-            else:
-                # Declared by type only, an empty list stays "uninitialized", and GetParameters
-                # (`ros2 param get`, `ros2 param dump`) then answers nothing for the whole request.
-                # So it is declared writable, given the empty list it stands for, and made
-                # read-only afterwards where the spec says so.
-                writable = ParameterDescriptor(description=p.description)
-                node.declare_parameter(p.name, kind, writable)
-                try:
-                    value = node.get_parameter(p.name).value
-                except ParameterUninitializedException:
-                    node.set_parameters([Parameter(p.name, kind, [])])
-                    value = None
-                if p.read_only:
-                    node.set_descriptor(p.name, ParameterDescriptor(description=p.description, read_only=True,
-                                                                    type=kind.value))
-            values[p.name] = list(value) if value is not None else []
-        else:
-            node.declare_parameter(p.name, p.default, desc)
-            values[p.name] = node.get_parameter(p.name).value
+        try:
+            values[p.name] = _declare_one(node, p)
+        except InvalidParameterTypeException as exc:
+            got = re.search(r"to '(.*)' of type '(\w+)'", str(exc))
+            given = f"got {got.group(1)} ({got.group(2).lower()})" if got else str(exc)
+            raise UserError(f"parameter '{p.name}' of {node.get_fully_qualified_name()} must be {_kind(p)}; "
+                            f"{given}") from None
+        except InvalidParameterValueException as exc:
+            lo = p.min if p.min is not None else "-inf"
+            hi = p.max if p.max is not None else "inf"
+            got = re.search(r"value \((.*?)\) for parameter", str(exc))
+            raise UserError(f"parameter '{p.name}' of {node.get_fully_qualified_name()} must lie in [{lo}, {hi}]; "
+                            f"got {got.group(1) if got else exc}") from None
     for problem in params_file_problems(node.get_fully_qualified_name(), sys.argv if argv is None else argv,
                                         names(params)):
         node.get_logger().error(problem)
     return values
+
+
+def _kind(p: Param) -> str:
+    if isinstance(p.default, list):
+        return f"a list of {p.array_type or 'string'}s"
+    return {bool: "true or false", int: "an integer", float: "a double (write 2.0, not 2)",
+            str: "a string (quote it: '123')"}[type(p.default)]
+
+
+def _declare_one(node: Any, p: Param) -> Any:
+    """Declare one parameter; its value (a list parameter's as a list)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.parameter import Parameter
+
+    desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    if p.min is not None or p.max is not None:
+        lo = p.min if p.min is not None else -1e300
+        hi = p.max if p.max is not None else 1e300
+        if isinstance(p.default, bool):
+            pass
+        elif isinstance(p.default, int):
+            desc.integer_range = [IntegerRange(from_value=int(max(lo, -2**62)), to_value=int(min(hi, 2**62)), step=0)]
+        else:
+            desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+    if not isinstance(p.default, list):
+        node.declare_parameter(p.name, p.default, desc)
+        return node.get_parameter(p.name).value
+    if p.default:
+        node.declare_parameter(p.name, p.default, desc)
+        return list(node.get_parameter(p.name).value)
+    # An empty list has no element type, so it is declared by type. Declared so, it would stay
+    # "uninitialized", and GetParameters (`ros2 param get`, `ros2 param dump`) then answers
+    # nothing for the whole request: it is declared writable, given the empty list it stands
+    # for, and made read-only afterwards where the spec says so.
+    kind = {"string": Parameter.Type.STRING_ARRAY, "double": Parameter.Type.DOUBLE_ARRAY,
+            "integer": Parameter.Type.INTEGER_ARRAY}[p.array_type or "string"]
+    node.declare_parameter(p.name, kind, ParameterDescriptor(description=p.description))
+    try:
+        value = list(node.get_parameter(p.name).value)
+    except ParameterUninitializedException:
+        node.set_parameters([Parameter(p.name, kind, [])])
+        value = []
+    if p.read_only:
+        node.set_descriptor(p.name, ParameterDescriptor(description=p.description, read_only=True, type=kind.value))
+    return value
 
 
 def names(params: list[Param]) -> set[str]:
