@@ -39,8 +39,10 @@ def test_rclpy_replaces_invalid_utf8_instead_of_raising() -> None:
 
 @pytest.mark.ros
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="policy_node does not check names yet: it reports 'lacks joint(s) gripper' "
-                                       "(lead: reject with pai_ros.ros.received_text.undecodable_reason)")
+# Not run until the policy node uses the helper (it says "lacks joint(s) gripper (has: x, y, gr\ufffdpper)"
+# today, verified with --runxfail): a minute of CI for a known result. Remove the marker with the fix.
+@pytest.mark.xfail(run=False, reason="policy_node does not name undecodable joint names yet "
+                                     "(reject with pai_ros.ros.received_text.undecodable_reason)")
 def test_policy_node_names_undecodable_joint_names_and_recovers(tiny_act: Path, ros_env: dict) -> None:
     from test_policy_node import TOPICS, diag, start_node, start_robot
 
