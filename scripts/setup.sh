@@ -7,7 +7,8 @@
 #   3. a virtual environment keyed by the hash of requirements.txt (PAI_VENV overrides), with
 #      the pinned packages; re-running with unchanged pins skips this step
 #   4. repair the ROS 2 wheels' CMake exports (they name the wheel builder's include paths)
-#   5. colcon build of this package (the message + the Python code) into ./install
+#   5. colcon build of this package (the message + the Python code) into ./install, with its unit
+#      tests registered for `colcon test`
 #   6. a smoke check that rclpy, LeRobot and pai_ros.msg import
 #
 # Idempotent and safe to interrupt: the venv is only marked complete after its install
