@@ -22,7 +22,7 @@ ROSDEP_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "pytho
 PIP_NAMES = {"torch": "torch", "torchvision": "torchvision", "lerobot": "lerobot", "torchcodec": "torchcodec",
              "av": "av", "rosbags": "rosbags", "mcap": "mcap", "mcap_ros2": "mcap-ros2-support", "pyarrow": "pyarrow",
              "safetensors": "safetensors", "lz4": "lz4", "gradio": "gradio", "starlette": "gradio",
-             "backports": "backports.zstd"}
+             "backports": "backports.zstd", "datasets": "datasets"}
 
 
 def _guarded(tree: ast.Module) -> set[int]:
