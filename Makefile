@@ -6,11 +6,13 @@ ENV := source scripts/env.sh
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_LOCALHOST_ONLY ?= 1
 
-.PHONY: help setup demo demo-assets test test-unit build bench bench-deps clean
+.PHONY: help setup demo demo-assets test test-unit colcon-test fuzz build bench bench-deps clean
 
 help:
 	@echo "make demo    set up if needed, build the demo assets (dataset + trained ACT), run the live demo into out/demo"
 	@echo "make test    set up if needed, then run all tests"
+	@echo "make colcon-test  what a ROS user runs: colcon test (the unit tests through ament_cmake_pytest) + colcon test-result"
+	@echo "make fuzz    the exploratory fuzz run: every hypothesis test with 10x the examples, random seed (FUZZ_ARGS=... for pytest)"
 	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
 	@echo "make build   colcon-build the package again (after adding files)"
 	@echo "make clean   remove build/ install/ and .pai/ (the cached venv stays)"
@@ -31,6 +33,19 @@ demo-assets: setup
 
 test: setup
 	@$(ENV) && bash scripts/run_tests.sh
+
+# The ROS way: colcon test runs the unit tests registered in CMakeLists.txt (ament_cmake_pytest);
+# colcon test-result fails when one of them failed (colcon test itself exits 0 either way).
+colcon-test: setup
+	@$(ENV) && colcon --log-base build/log test --base-paths . --build-base build --install-base install \
+		--packages-select pai_ros --event-handlers console_cohesion- summary+ status- \
+		&& colcon test-result --test-result-base build/pai_ros --verbose
+
+# make test draws the same hypothesis examples every time (profile ci); this run explores with
+# fresh random ones and keeps what fails in ~/.cache/pai_ros/hypothesis-fuzz (replayed first next time).
+fuzz: setup
+	@$(ENV) && python -m pytest -q -p no:cacheprovider --hypothesis-profile=fuzz --hypothesis-show-statistics \
+		-m hypothesis $(FUZZ_ARGS) test
 
 test-unit: setup
 	@$(ENV) && python -m pytest -q -m "not ros and not slow" test

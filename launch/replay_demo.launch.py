@@ -5,31 +5,50 @@
 The replay node plays the dataset's episodes on the camera and joint-state topics and the
 recorded action on recorded_action; the policy node interprets them live; the recorder keeps
 everything (heatmaps included) in an MCAP bag for `pai bag2parquet`.
+
+Values that become node parameters are wrapped in ParameterValue(..., value_type=...): launch_ros
+reads `name:=value` as YAML, so `rate_factor:=2` would otherwise arrive as an integer and be
+refused by the node's double parameter.
 """
+
+from datetime import datetime
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
 def generate_launch_description() -> LaunchDescription:
     config = PathJoinSubstitution([FindPackageShare("pai_ros"), "config"])
+    namespace = LaunchConfiguration("namespace")
+    # A new name per launch: the recorder never overwrites an existing bag.
+    default_bag = datetime.now().strftime("pai_replay_bag_%Y%m%d_%H%M%S")
     args = [
-        DeclareLaunchArgument("dataset_root", description="LeRobotDataset v3.0 directory to replay"),
-        DeclareLaunchArgument("policy_path", description="LeRobot ACT checkpoint directory (pretrained_model)"),
-        DeclareLaunchArgument("bag_path", default_value="pai_replay_bag", description="recorder output directory"),
-        DeclareLaunchArgument("rate_factor", default_value="1.0", description="replay speed (1.0 = recorded)"),
+        DeclareLaunchArgument("dataset_root", description="[string] LeRobotDataset v3.0 directory to replay"),
+        DeclareLaunchArgument("policy_path", description="[string] LeRobot ACT checkpoint directory (pretrained_model)"),
+        DeclareLaunchArgument("bag_path", default_value=default_bag,
+                              description="[string] bag directory the recorder creates (default: "
+                                          "pai_replay_bag_<date>_<time> in the current directory)"),
+        DeclareLaunchArgument("rate_factor", default_value="1.0",
+                              description="[float] replay speed (1.0 = as recorded, 2 = twice as fast)"),
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="[string] namespace for every node, e.g. robot1"),
     ]
-    replay = Node(package="pai_ros", executable="replay_node", name="replay_node", output="screen",
+    replay = Node(package="pai_ros", executable="replay_node", name="replay_node", namespace=namespace,
+                  output="screen",
                   parameters=[PathJoinSubstitution([config, "replay.yaml"]),
-                              {"dataset_root": LaunchConfiguration("dataset_root"),
-                               "rate_factor": LaunchConfiguration("rate_factor")}])
-    policy = Node(package="pai_ros", executable="policy_node", name="policy_node", output="screen",
+                              {"dataset_root": ParameterValue(LaunchConfiguration("dataset_root"), value_type=str),
+                               "rate_factor": ParameterValue(LaunchConfiguration("rate_factor"), value_type=float)}])
+    policy = Node(package="pai_ros", executable="policy_node", name="policy_node", namespace=namespace,
+                  output="screen",
                   parameters=[PathJoinSubstitution([config, "policy.yaml"]),
-                              {"policy_path": LaunchConfiguration("policy_path")}])
-    recorder = Node(package="pai_ros", executable="recorder_node", name="recorder_node", output="screen",
+                              {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str)}])
+    recorder = Node(package="pai_ros", executable="recorder_node", name="recorder_node", namespace=namespace,
+                    output="screen",
                     parameters=[PathJoinSubstitution([config, "recorder.yaml"]),
-                                {"output": LaunchConfiguration("bag_path"), "record_heatmaps": True}])
+                                {"output": ParameterValue(LaunchConfiguration("bag_path"), value_type=str),
+                                 "record_heatmaps": True}])
     return LaunchDescription([*args, replay, policy, recorder])

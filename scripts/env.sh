@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Source this file (from any directory) to use pai_ros:  source scripts/env.sh
 # It activates the virtual environment that `make setup` chose and the colcon overlay in
 # ./install, so that `pai`, `ros2 run pai_ros ...` style executables and
@@ -6,6 +7,8 @@
 _pai_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 if [[ ! -f "$_pai_root/.pai/venv_path" ]]; then
     echo "pai_ros: not set up yet; run 'make setup' in $_pai_root first" >&2
+    # `return` when sourced (the usual way); `exit` when someone runs it as a script.
+    # shellcheck disable=SC2317
     return 1 2>/dev/null || exit 1
 fi
 _pai_venv="$(cat "$_pai_root/.pai/venv_path")"
@@ -13,6 +16,8 @@ _pai_underlay="$(cat "$_pai_root/.pai/underlay" 2>/dev/null || echo wheels)"
 
 if [[ "$_pai_underlay" == system-* && -z "${ROS_DISTRO:-}" ]]; then
     echo "pai_ros: set up against ROS 2 ${_pai_underlay#system-}; source /opt/ros/${_pai_underlay#system-}/setup.bash first" >&2
+    # `return` when sourced (the usual way); `exit` when someone runs it as a script.
+    # shellcheck disable=SC2317
     return 1 2>/dev/null || exit 1
 fi
 

@@ -7,7 +7,8 @@
 #   3. a virtual environment keyed by the hash of requirements.txt (PAI_VENV overrides), with
 #      the pinned packages; re-running with unchanged pins skips this step
 #   4. repair the ROS 2 wheels' CMake exports (they name the wheel builder's include paths)
-#   5. colcon build of this package (the message + the Python code) into ./install
+#   5. colcon build of this package (the message + the Python code) into ./install, with its unit
+#      tests registered for `colcon test`
 #   6. a smoke check that rclpy, LeRobot and pai_ros.msg import
 #
 # Idempotent and safe to interrupt: the venv is only marked complete after its install
@@ -39,6 +40,9 @@ show_log_tail() {
 STEP="start"
 on_error() {
     local rc=$? line=$1 cmd=$2
+    # errtrace (-E) also runs this trap inside $(...) and ( ... ): there it only passes the
+    # status up, so that the one line printed names the whole command of the main script.
+    if (( BASH_SUBSHELL > 0 )); then exit "$rc"; fi
     printf '\033[31m[setup] FAILED at step "%s" (scripts/setup.sh line %s, exit %s):\033[0m %s\n' \
         "$STEP" "$line" "$rc" "$cmd" >&2
     exit "$rc"
@@ -174,7 +178,9 @@ else
              fail "$STEP" "pip install -r requirements.txt failed (full log: $PIP_LOG); re-run make setup, it resumes"; }
     say "pins installed in $((SECONDS - PIP_START)) s"
     echo "$PINS_HASH" > "$STAMP"
-    prune_stale_venvs
+    # Only among the cached venvs, and only when this one is one of them: a venv elsewhere
+    # (PAI_VENV, as CI's fresh one) must not count the cached ones as stale.
+    if [[ "$(dirname "$VENV")" == "$CACHE" ]]; then prune_stale_venvs; fi
 fi
 echo "$VENV" > "$STATE_DIR/venv_path"
 echo "$UNDERLAY" > "$STATE_DIR/underlay"
@@ -204,13 +210,16 @@ say "building the pai_ros package with colcon (message + Python code) into $ROOT
     # shellcheck disable=SC1091
     source "$VENV/bin/activate"
     if [[ "$UNDERLAY" == wheels ]]; then
+        # Local to this subshell on purpose: the venv prefix is only the underlay of the build.
+        # shellcheck disable=SC2030
         export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+        # shellcheck disable=SC2030
         export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
     fi
     colcon --log-base build/log build --symlink-install --base-paths "$ROOT" \
         --build-base build --install-base install \
         --event-handlers console_cohesion- summary+ status- \
-        --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=OFF \
+        --cmake-args -DPython3_EXECUTABLE="$VENV/bin/python" -DBUILD_TESTING=ON \
         > "$STATE_DIR/colcon-build.log" 2>&1
 ) || { tail -n 30 "$STATE_DIR/colcon-build.log" >&2
        fail "$STEP" "colcon build failed (full log: .pai/colcon-build.log); fix the error above and re-run make setup"; }

@@ -11,12 +11,30 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+# ------------------------------------------------------------------ hypothesis profiles
+# ci:   what `make test` and CI run (scripts/run_tests.sh passes --hypothesis-profile=ci): the
+#       examples are derived from each test's name (derandomize), no example database, so a green
+#       run stays green and a red one is red again on any machine.
+# fuzz: `make fuzz`, the exploratory run: random examples, ten times as many (see
+#       helpers/fuzzing.py examples()), failures kept in a database outside the clone and replayed
+#       first on the next fuzz run.
+# dev:  a plain `pytest` (the default): random examples, hypothesis's usual .hypothesis/ database.
+_CACHE = Path(os.environ.get("PAI_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+              / "pai_ros")
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("fuzz", max_examples=1000, print_blob=True,
+                          database=DirectoryBasedExampleDatabase(str(_CACHE / "hypothesis-fuzz")))
+settings.register_profile("dev")
 
 
 def pytest_configure(config: pytest.Config) -> None:

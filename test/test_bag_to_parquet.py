@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from helpers.fuzzing import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -489,7 +490,7 @@ def _convert_expecting_user_error_or_success(files: dict[str, bytes], target: st
         assert not list(root.glob("out.partial-*"))
 
 
-FUZZ = settings(max_examples=40, deadline=timedelta(seconds=30),
+FUZZ = settings(max_examples=examples(40), deadline=timedelta(seconds=30),
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 

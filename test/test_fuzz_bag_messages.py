@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_pai
 from helpers.feature_fields import appended_fields
+from helpers.fuzzing import examples, ros_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -40,7 +41,7 @@ TABLE = {JOINT_STATE: "joint_states", FEATURE_ACTIVATIONS_TYPE: "features", DIAG
          IMAGE: "frames", COMPRESSED: "frames"}
 T0 = 1_700_000_000_000_000_000
 
-FUZZ = settings(max_examples=60, deadline=timedelta(seconds=20),
+FUZZ = settings(max_examples=examples(60), deadline=timedelta(seconds=20),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
@@ -183,7 +184,7 @@ def odd_images(draw: st.DrawFn) -> tuple[str, bytes]:
     return COMPRESSED, ser(msg, COMPRESSED)
 
 
-@settings(FUZZ, max_examples=40)
+@settings(FUZZ, max_examples=examples(40))
 @given(case=odd_images())
 def test_images_with_lying_fields_are_skipped_frames_not_crashes(case) -> None:
     check_outcome(*case, videos=True)
@@ -196,11 +197,11 @@ def test_arrays_of_mismatched_lengths_and_non_finite_values_are_kept_as_recorded
     """bag2parquet saves raw numbers: odd but decodable arrays are written as they are."""
     floats = hnp.arrays(np.float64, st.integers(0, 5))
     if msgtype == JOINT_STATE:
-        msg = T[JOINT_STATE](header=header(1), name=data.draw(st.lists(st.text(max_size=4), max_size=4)),
+        msg = T[JOINT_STATE](header=header(1), name=data.draw(st.lists(ros_text(4), max_size=4)),
                              position=data.draw(floats), velocity=data.draw(floats), effort=data.draw(floats))
     else:
         idx = hnp.arrays(np.uint32, st.integers(0, 5))
-        msg = T[msgtype](header=header(1), sae_id=data.draw(st.text(max_size=8)),
+        msg = T[msgtype](header=header(1), sae_id=data.draw(ros_text(8)),
                          num_features=data.draw(st.integers(0, 2**32 - 1)), feature_indices=data.draw(idx),
                          activations=data.draw(hnp.arrays(np.float32, st.integers(0, 5))),
                          token_counts=data.draw(idx), num_tokens=data.draw(st.integers(0, 2**32 - 1)),

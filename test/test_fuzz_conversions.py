@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from helpers.fuzzing import examples, ros_text
 from hypothesis.extra import numpy as hnp
 
 from pai_ros.imaging.convert import (
@@ -32,7 +33,7 @@ from pai_ros.imaging.convert import (
     rgb_to_raw,
 )
 
-FUZZ = settings(max_examples=150, deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(150), deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
 
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 assert set(CHANNELS) == set(RAW_ENCODINGS)  # a new encoding needs an expectation here
@@ -74,8 +75,10 @@ def test_valid_raw_images_convert_exactly(image, upper: bool, as_array: bool, nu
     np.testing.assert_array_equal(rgb, expected_rgb(encoding, pixels))
 
 
-ENCODINGS = st.one_of(st.sampled_from([*CHANNELS, "RGB8", "16UC1", "32FC1", "mono16", "bayer_rggb8", "yuv422",
-                                       "8UC3", "", "jpeg"]), st.text(max_size=12))
+ENCODING_NAMES = st.sampled_from([*CHANNELS, "RGB8", "16UC1", "32FC1", "mono16", "bayer_rggb8", "yuv422", "8UC3", "",
+                                  "jpeg"])
+ENCODINGS = st.one_of(ENCODING_NAMES, st.text(max_size=12))   # any Python str: the pure converter
+ROS_ENCODINGS = st.one_of(ENCODING_NAMES, ros_text(12))       # what an Image message can carry
 SIZES = st.one_of(st.integers(-3, 40), st.integers(-(2 ** 64), 2 ** 64),
                   st.integers(0, 2 ** 32 - 1).map(np.uint32), st.sampled_from([2 ** 31, 2 ** 32 - 1, 2 ** 63]))
 
@@ -245,8 +248,7 @@ def _cdr_round_trip(msg, msgtype: str):
 
 @pytest.mark.ros
 @FUZZ
-@given(rgb=RGB_IMAGES, sliced=st.booleans(), frame_id=st.text(alphabet=st.characters(exclude_characters="\x00"),
-                                                               max_size=8))
+@given(rgb=RGB_IMAGES, sliced=st.booleans(), frame_id=ros_text(8))
 def test_rgb_image_round_trips_through_the_message_and_cdr(rgb: np.ndarray, sliced: bool, frame_id: str) -> None:
     from std_msgs.msg import Header
 
@@ -277,7 +279,7 @@ def test_image_decoder_ignores_byte_order_for_8_bit_encodings(image, bigendian: 
 
 @pytest.mark.ros
 @FUZZ
-@given(fields=st.tuples(ENCODINGS, st.integers(0, 40), st.integers(0, 40), st.integers(0, 200),
+@given(fields=st.tuples(ROS_ENCODINGS, st.integers(0, 40), st.integers(0, 40), st.integers(0, 200),
                         st.binary(max_size=300)))
 def test_image_decoder_raises_only_image_conversion_error(fields) -> None:
     from sensor_msgs.msg import Image
@@ -293,7 +295,39 @@ def test_image_decoder_raises_only_image_conversion_error(fields) -> None:
     assert rgb.shape == (h, w, 3)
 
 
-NAMES = st.lists(st.text(alphabet=st.characters(exclude_characters="\x00"), max_size=10), max_size=8)
+# Joint names as a peer can send them: UTF-8 without NUL. A lone surrogate ('\ud800') is not
+# encodable and was once drawn here (rclpy.serialize_message raised UnicodeEncodeError).
+NAMES = st.lists(ros_text(10), max_size=8)
+
+
+def test_make_test_runs_hypothesis_reproducibly() -> None:
+    """make test / CI: fixed examples and no database (a green run stays green); make fuzz explores."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    ci = settings.get_profile("ci")
+    assert ci.derandomize and ci.database is None
+    fuzz = settings.get_profile("fuzz")
+    assert not fuzz.derandomize and fuzz.max_examples >= 10 * ci.max_examples
+    assert not Path(fuzz.database.path).resolve().is_relative_to(repo)  # findings outlive the clone
+    assert "--hypothesis-profile=ci" in (repo / "scripts" / "run_tests.sh").read_text()
+    assert "--hypothesis-profile=fuzz" in (repo / "Makefile").read_text()
+
+
+def test_ros_text_draws_only_what_a_ros_string_can_hold() -> None:
+    """No surrogate and no NUL: hypothesis searches the strategy for one and must not find it."""
+    import unicodedata
+
+    from hypothesis import find
+    from hypothesis.errors import NoSuchExample
+
+    surrogate = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+    assert unicodedata.category(find(surrogate, lambda c: True)) == "Cs"  # such characters exist ...
+    with pytest.raises(UnicodeEncodeError):
+        "\ud800".encode("utf-8")                                         # ... and no message can carry one
+    for bad in (lambda s: any(unicodedata.category(c) == "Cs" for c in s), lambda s: "\x00" in s):
+        with pytest.raises(NoSuchExample):
+            find(ros_text(10), bad, settings=settings(max_examples=500, database=None))
 
 
 @pytest.mark.ros

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 import types
 from pathlib import Path
@@ -38,21 +39,28 @@ class LaunchConfiguration(_Recorder):
 
 
 class DeclareLaunchArgument(_Recorder):
-    def __init__(self, name: str, default_value=None, description: str = "", **kwargs) -> None:
+    def __init__(self, name: str, default_value=None, description: str = "", choices=None, **kwargs) -> None:
         super().__init__(name, **kwargs)
-        self.name, self.default_value, self.description = name, default_value, description
+        self.name, self.default_value, self.description, self.choices = name, default_value, description, choices
+
+
+class ParameterValue(_Recorder):
+    def __init__(self, value, *, value_type=None) -> None:
+        super().__init__(value, value_type=value_type)
+        self.value, self.value_type = value, value_type
 
 
 def _fake_modules() -> dict[str, types.ModuleType]:
     mods = {name: types.ModuleType(name) for name in (
         "launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch_ros",
-        "launch_ros.actions", "launch_ros.substitutions")}
+        "launch_ros.actions", "launch_ros.parameter_descriptions", "launch_ros.substitutions")}
     mods["launch"].LaunchDescription = type("LaunchDescription", (_Recorder,), {})
     mods["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
     mods["launch.conditions"].IfCondition = type("IfCondition", (_Recorder,), {})
     mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     mods["launch.substitutions"].PathJoinSubstitution = type("PathJoinSubstitution", (_Recorder,), {})
     mods["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
+    mods["launch_ros.parameter_descriptions"].ParameterValue = ParameterValue
     mods["launch_ros.substitutions"].FindPackageShare = type("FindPackageShare", (_Recorder,), {})
     return mods
 
@@ -88,6 +96,20 @@ def _declared_parameters(executable: str) -> set[str]:
     return {p.name if hasattr(p, "name") else p for p in module.PARAMS}
 
 
+def _declared_types(executable: str) -> dict[str, type]:
+    """The Python type launch_ros must coerce each parameter to (bool before int: bool is an int)."""
+    module = importlib.import_module(f"pai_ros.ros.{executable}")
+    out = {}
+    for p in module.PARAMS:
+        out[p.name] = next(t for t in (bool, int, float, str, list) if isinstance(p.default, t))
+    return out
+
+
+def _sections(file: Path) -> dict[str, dict]:
+    """node key -> ros__parameters of a parameter file."""
+    return {key: body["ros__parameters"] for key, body in yaml.safe_load(file.read_text()).items()}
+
+
 def test_there_are_launch_files() -> None:
     assert {p.name for p in LAUNCH_FILES} >= {"policy_with_attention.launch.py", "replay_demo.launch.py"}
 
@@ -116,19 +138,67 @@ def test_launch_file_references_exist(path: Path, monkeypatch: pytest.MonkeyPatc
             else:
                 file = _resolve_path(entry, arguments)
                 assert file.is_file(), f"{path.name}: parameter file {file} is not installed"
-                content = yaml.safe_load(file.read_text())
-                assert list(content) == [kw["name"]], f"{file.name} must hold parameters of {kw['name']} only"
-                keys = set(content[kw["name"]]["ros__parameters"])
+                sections = _sections(file)
+                # /**/<name>: the section applies under any namespace (a bare <name>: would not).
+                assert list(sections) == [f"/**/{kw['name']}"], \
+                    f"{file.name} must hold parameters of {kw['name']} only, keyed /**/{kw['name']}"
+                keys = set(sections[f"/**/{kw['name']}"])
             unknown = keys - declared
             assert not unknown, f"{path.name}: {kw['executable']} does not declare {sorted(unknown)}"
 
 
 def test_config_files_only_set_declared_parameters() -> None:
+    from pai_ros.ros.params import key_matches
+
     for file in sorted((REPO / "config").glob("*.yaml")):
-        content = yaml.safe_load(file.read_text())
-        for node_name, body in content.items():
+        for key, body in _sections(file).items():
+            node_name = key.rsplit("/", 1)[-1]
             declared = _declared_parameters(node_name)
-            assert set(body["ros__parameters"]) <= declared, (file.name, set(body["ros__parameters"]) - declared)
+            assert set(body) <= declared, (file.name, set(body) - declared)
+            # Applies to the node at the root and under any namespace.
+            for fqn in (f"/{node_name}", f"/robot1/{node_name}", f"/site/arm2/{node_name}"):
+                assert key_matches(key, fqn), f"{file.name}: section {key!r} does not apply to {fqn}"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_node_parameters_from_arguments_are_typed(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """launch_ros reads `name:=value` as YAML: `rate_factor:=2` would be an int, a path `123` a number.
+
+    Every launch argument that becomes a node parameter goes through ParameterValue with the
+    type that the node declares for it.
+    """
+    ld = _load(path, monkeypatch)
+    nodes = [e for e in ld.args[0] if type(e).__name__ == "Node"]
+    checked = 0
+    for node in nodes:
+        types_ = _declared_types(node.kwargs["executable"])
+        for entry in node.kwargs.get("parameters", []):
+            if not isinstance(entry, dict):
+                continue
+            for name, value in entry.items():
+                if isinstance(value, LaunchConfiguration):
+                    raise AssertionError(f"{path.name}: {node.kwargs['name']}.{name} takes launch argument "
+                                         f"{value.name!r} untyped: wrap it in ParameterValue(..., value_type=...)")
+                if isinstance(value, ParameterValue):
+                    assert value.value_type is types_[name], \
+                        f"{path.name}: {node.kwargs['name']}.{name} is a {types_[name].__name__}, coerced to {value.value_type}"
+                    checked += 1
+                else:  # a literal
+                    assert isinstance(value, types_[name]), (path.name, name, value)
+    assert checked, "no typed parameter found"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_bool_arguments_offer_choices_and_bag_default_is_fresh(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ld = _load(path, monkeypatch)
+    arguments = {e.name: e for e in ld.args[0] if isinstance(e, DeclareLaunchArgument)}
+    for arg in arguments.values():
+        assert re.match(r"\[(string|path|bool|float|int)\] ", arg.description), f"{arg.name}: say its type first"
+        if arg.description.startswith("[bool]"):
+            assert arg.choices == ["true", "false"] and arg.default_value in arg.choices, arg.name
+    # The recorder refuses an existing path: a fixed default would break every second launch.
+    bag = arguments["bag_path"].default_value
+    assert re.fullmatch(r"pai_(replay_)?bag_\d{8}_\d{6}", bag), bag
 
 
 def test_with_real_launch_ros_where_available() -> None:

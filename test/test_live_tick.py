@@ -88,6 +88,8 @@ FAULTS = {
     "nan_state": (lambda now, last: inputs(now, state=(np.nan, 0.5, 0.0)), "NaN or inf"),
     "missing_joint": (lambda now, last: inputs(now, names=("x", "y", "grip")), "lacks joint(s) gripper"),
     "short_joint_message": (lambda now, last: inputs(now, state=(0.5,)), "3 names but 1 positions"),
+    # What rclpy hands over when a peer sends invalid UTF-8: U+FFFD in place of the bad byte.
+    "undecodable_name": (lambda now, last: inputs(now, names=("x", "y", "gr\ufffdpper")), "not valid UTF-8"),
 }
 
 

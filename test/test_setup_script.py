@@ -74,3 +74,70 @@ def test_cmake_export_repair_is_idempotent(tmp_path: Path) -> None:
     assert numpy.get_include() in text and sysconfig.get_paths()["include"] in text
     second = subprocess.run([sys.executable, str(script), str(tmp_path / "venv")], capture_output=True, text=True)
     assert "0 file(s) repaired" in second.stdout
+
+
+def test_an_unexpected_failure_names_step_line_and_command(checkout: Path, tmp_path: Path) -> None:
+    """A command that fails outside the explicit `fail` calls still says where (the ERR trap).
+
+    A `sha256sum` that fails stands in for any broken tool: it runs in a command substitution
+    of step 3, the case that `set -e` used to end without a word.
+    """
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    (shims / "sha256sum").write_text("#!/bin/sh\necho 'sha256sum: simulated failure' >&2\nexit 3\n")
+    (shims / "sha256sum").chmod(0o755)
+    res = _run(checkout, PATH=f"{shims}:{os.environ['PATH']}", PAI_VENV=str(tmp_path / "venv"))
+    assert res.returncode == 3, res.stderr
+    failed = [line for line in res.stderr.splitlines() if "FAILED" in line]
+    # One line, naming the step, the script line and the whole command (not only the last
+    # command of the pipeline inside the substitution).
+    assert len(failed) == 1, res.stderr
+    assert 'FAILED at step "virtual environment" (scripts/setup.sh line ' in failed[0]
+    assert "exit 3" in failed[0] and 'PINS_HASH="$(sha256sum "$REQ" | cut -c1-12)"' in failed[0]
+    assert not (tmp_path / "venv").exists()
+
+
+def _prune_function() -> str:
+    text = (REPO / "scripts" / "setup.sh").read_text()
+    start = text.index("prune_stale_venvs() {")
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.parametrize("others", [0, 1, 3])
+def test_stale_venv_pruning_keeps_the_current_and_the_newest_other(tmp_path: Path, others: int) -> None:
+    """The function as setup.sh defines it, under the script's own `set -Eeuo pipefail`.
+
+    With no other venv it used to return 1 (a `grep` that selected nothing) and end the
+    script silently on a machine that never ran it.
+    """
+    cache = tmp_path / "cache"
+    (cache / "venv-current").mkdir(parents=True)
+    for i in range(others):
+        d = cache / f"venv-old{i}"
+        d.mkdir()
+        os.utime(d, (1_000_000 + i, 1_000_000 + i))  # old2 is the newest
+    script = ("set -Eeuo pipefail\nsay() { echo \"$*\"; }\n" + _prune_function()
+              + f'CACHE="{cache}"; VENV="{cache}/venv-current"\nprune_stale_venvs\necho pruned-ok\n')
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and "pruned-ok" in res.stdout, res.stderr
+    left = sorted(p.name for p in cache.iterdir())
+    expected = {0: ["venv-current"], 1: ["venv-current", "venv-old0"], 3: ["venv-current", "venv-old2"]}[others]
+    assert left == expected
+
+
+def test_a_venv_outside_the_cache_prunes_nothing(tmp_path: Path) -> None:
+    """CI builds its venv elsewhere (PAI_VENV): the cached venvs of other checkouts are not stale."""
+    text = (REPO / "scripts" / "setup.sh").read_text()
+    guard = next(line.strip() for line in text.splitlines() if "prune_stale_venvs; fi" in line)
+    cache = tmp_path / "cache"
+    for i in range(3):
+        (cache / f"venv-{i}").mkdir(parents=True)
+    script = ("set -Eeuo pipefail\nsay() { echo \"$*\"; }\n" + _prune_function()
+              + f'CACHE="{cache}"; VENV="{tmp_path}/ci/venv"\n{guard}\necho done\n')
+    res = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0 and "done" in res.stdout, res.stderr
+    assert sorted(p.name for p in cache.iterdir()) == ["venv-0", "venv-1", "venv-2"]
+    # ... while the same guard with the venv in the cache does prune.
+    script = script.replace(f'VENV="{tmp_path}/ci/venv"', f'VENV="{cache}/venv-0"')
+    subprocess.run(["bash", "-c", script], check=True, capture_output=True, timeout=30)
+    assert len(list(cache.iterdir())) == 2

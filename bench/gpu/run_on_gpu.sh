@@ -27,7 +27,8 @@ else
     # No pip: a wheel is a zip whose top level belongs in site-packages (none of these has .data).
     for whl in "$bundle"/*.whl; do "$py" -m zipfile -e "$whl" "$site"; done
 fi
-echo "run_on_gpu: installed $(ls "$bundle"/*.whl | wc -l) wheels into $site in $((SECONDS - start)) s"
+wheels=("$bundle"/*.whl)
+echo "run_on_gpu: installed ${#wheels[@]} wheels into $site in $((SECONDS - start)) s"
 
 json_args=()
 if [[ -n "${OUT:-}" ]]; then

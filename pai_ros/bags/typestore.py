@@ -85,12 +85,17 @@ float32 ood_score_threshold
 # (the actions published for this tick come from the steered policy).
 bool steered
 
-# The steering in force this tick: mode ("clamp", "scale" or "ablate"; empty when not steered),
-# the features changed and, for each, its value (clamp: the activation it was set to; scale:
-# the factor; ablate: 0), and how many seconds of steering remained when the tick ran.
+# The steering in force this tick: "clamp", "scale" or "ablate" (empty when not steered).
 string steering_mode
+
+# The features changed (empty when not steered).
 uint32[] steered_features
+
+# For each steered feature, its value: clamp: the activation it was set to; scale: the factor;
+# ablate: 0.
 float32[] steering_values
+
+# How many seconds of steering remained when the tick ran (0 when not steered).
 float32 steering_remaining_s
 """
 

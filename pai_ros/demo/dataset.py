@@ -9,6 +9,8 @@ ground truth that attention maps are checked against.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pai_ros.demo.scene import STATE_NAMES, SceneConfig, rollout, sample_episode
+from pai_ros.media.video import quiet_ffmpeg
 
 TASK = "Move the gripper to the red block and close it."
 CAMERAS = ("front", "wrist")
@@ -53,28 +56,43 @@ def write_dataset(root: Path, spec: DatasetSpec, cfg: SceneConfig, *, vcodec: st
     ``root`` must not exist yet (LeRobot refuses to overwrite). H.264 keeps decoding cheap on a
     CPU and plays in any browser.
     """
-    import av
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    av.logging.set_level(av.logging.ERROR)  # FFmpeg's per-file chatter is not for the user
-    rng = np.random.default_rng(spec.seed)
-    ds = LeRobotDataset.create(
-        repo_id=spec.repo_id, fps=cfg.fps, features=dataset_features(cfg), root=root,
-        robot_type=ROBOT_TYPE, use_videos=True, vcodec=vcodec,
-    )
-    for _ in tqdm(range(spec.num_episodes), desc=f"rendering {spec.repo_id}", unit="episode",
-                  disable=not progress):
-        episode = sample_episode(rng, cfg)
-        for frame in rollout(episode, rng, cfg):
-            ds.add_frame({
-                "observation.images.front": frame.front,
-                "observation.images.wrist": frame.wrist,
-                "observation.state": frame.state,
-                "action": frame.action,
-                TARGET_KEYS["front"]: frame.target_front_px,
-                TARGET_KEYS["wrist"]: frame.target_wrist_px,
-                "task": TASK,
-            })
-        ds.save_episode()
-    ds.finalize()
+    quiet_ffmpeg()  # FFmpeg's per-file chatter is not for the user
+    # ... nor a "Map: 100%" bar per episode from `datasets`: the episode bar below says it all.
+    with _quiet_hf_datasets():
+        rng = np.random.default_rng(spec.seed)
+        ds = LeRobotDataset.create(
+            repo_id=spec.repo_id, fps=cfg.fps, features=dataset_features(cfg), root=root,
+            robot_type=ROBOT_TYPE, use_videos=True, vcodec=vcodec,
+        )
+        for _ in tqdm(range(spec.num_episodes), desc=f"rendering {spec.repo_id}", unit="episode",
+                      disable=not progress):
+            episode = sample_episode(rng, cfg)
+            for frame in rollout(episode, rng, cfg):
+                ds.add_frame({
+                    "observation.images.front": frame.front,
+                    "observation.images.wrist": frame.wrist,
+                    "observation.state": frame.state,
+                    "action": frame.action,
+                    TARGET_KEYS["front"]: frame.target_front_px,
+                    TARGET_KEYS["wrist"]: frame.target_wrist_px,
+                    "task": TASK,
+                })
+            ds.save_episode()
+        ds.finalize()
     return root
+
+
+@contextmanager
+def _quiet_hf_datasets() -> Iterator[None]:
+    """Hide the progress bars of Hugging Face `datasets` that LeRobot's save_episode shows."""
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()

@@ -27,6 +27,7 @@ from pai_ros.imaging.convert import ImageConversionError, resize_rgb
 from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
+from pai_ros.live.received_text import undecodable_reason
 from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.steering import ActiveSteering, SteeringControl, SteeringHook
 from pai_ros.policy.capture import CaptureConfig
@@ -344,6 +345,9 @@ class LiveTick:
         assert reading is not None  # checked with the other inputs
         names = self.config.state_joint_names
         if names:
+            broken = undecodable_reason("joint_states name", reading.names)
+            if broken:  # else it would read as "lacks joint(s) ...", hiding the publisher's encoding bug
+                return Rejection(broken)
             index = {n: i for i, n in enumerate(reading.names)}
             missing = [n for n in names if n not in index]
             if missing:
@@ -366,6 +370,9 @@ class LiveTick:
         assert reading is not None
         names = self.config.environment_state_names
         if names:
+            broken = undecodable_reason("environment_state name", reading.names)
+            if broken:
+                return Rejection(broken)
             index = {n: i for i, n in enumerate(reading.names)}
             missing = [n for n in names if n not in index]
             if missing or len(reading.values) < len(reading.names):

@@ -9,6 +9,19 @@ from types import TracebackType
 import numpy as np
 
 
+def quiet_ffmpeg() -> None:
+    """Let FFmpeg (PyAV's libav) print errors only: no libx264 statistics, no muxer notes.
+
+    Two switches, because LeRobot's video encoder calls ``av.logging.restore_default_callback()``
+    after every file it writes, which hands logging back to FFmpeg's own callback: that one
+    prints whatever passes FFmpeg's global level (INFO by default, several lines per file).
+    """
+    import av
+
+    av.logging.set_level(av.logging.ERROR)
+    av.logging.set_libav_level(av.logging.ERROR)
+
+
 class Mp4Writer:
     """Append RGB uint8 frames to an H.264 (yuv420p, faststart) MP4 at a fixed frame rate.
 
@@ -18,7 +31,7 @@ class Mp4Writer:
     def __init__(self, path: str | Path, fps: float, crf: int = 23, preset: str = "veryfast") -> None:
         import av
 
-        av.logging.set_level(av.logging.ERROR)  # libx264's statistics are not for the user
+        quiet_ffmpeg()  # libx264's statistics are not for the user
         self.path = Path(path)
         self._container = av.open(str(self.path), mode="w", options={"movflags": "+faststart"})
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))

@@ -3,50 +3,200 @@
 Each node lists its parameters once as :class:`Param` entries; the same list declares them
 (with descriptions and ranges that `ros2 param describe` shows), reads them back, and lets
 tests check that every YAML file only sets parameters the node declares.
+
+A parameter file that does not reach the node is the silent failure of ROS parameters: rcl
+applies a file's section only when its key matches the node's fully qualified name, so a
+file keyed ``policy_node:`` (read as ``/policy_node``) is ignored without a word when the node
+runs as ``/robot1/policy_node``, and a misspelt parameter name is dropped just as quietly.
+:func:`declare` therefore reads the ``--params-file`` arguments of the process and logs one
+line per such file or name (:func:`params_file_problems` finds them, without ROS).
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import yaml
+
+from pai_ros.errors import UserError
 from pai_ros.paramspec import Param
+
+# Parameters that rclpy itself declares (qos_overrides.* come with publishers created later).
+_BUILTIN_PARAMS = {"use_sim_time", "start_type_description_service"}
+_BUILTIN_PREFIXES = ("qos_overrides.",)
+
 
 __all__ = ["Param", "declare", "names"]
 
 
-def declare(node: Any, params: list[Param]) -> dict[str, Any]:
-    """Declare ``params`` on an rclpy node and return their current values by name."""
+def declare(node: Any, params: list[Param], argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Declare ``params`` on an rclpy node and return their current values by name.
+
+    A value of the wrong type or outside its range (``-p rate_factor:=2`` is an integer where
+    the node declares a double) raises :class:`UserError` with one line, not rclpy's traceback.
+    Logs an error line for each ``--params-file`` in ``argv`` (default: ``sys.argv``, what the
+    nodes pass to ``rclpy.init``) that has no section for this node or sets a parameter the node
+    does not declare: rclpy ignores both without a word.
+    """
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+
+    values = {}
+    for p in params:
+        try:
+            values[p.name] = _declare_one(node, p)
+        except InvalidParameterTypeException as exc:
+            got = re.search(r"to '(.*)' of type '(\w+)'", str(exc))
+            given = f"got {got.group(1)} ({got.group(2).lower()})" if got else str(exc)
+            raise UserError(f"parameter '{p.name}' of {node.get_fully_qualified_name()} must be {_kind(p)}; "
+                            f"{given}") from None
+        except InvalidParameterValueException as exc:
+            lo = p.min if p.min is not None else "-inf"
+            hi = p.max if p.max is not None else "inf"
+            got = re.search(r"value \((.*?)\) for parameter", str(exc))
+            raise UserError(f"parameter '{p.name}' of {node.get_fully_qualified_name()} must lie in [{lo}, {hi}]; "
+                            f"got {got.group(1) if got else exc}") from None
+    for problem in params_file_problems(node.get_fully_qualified_name(), sys.argv if argv is None else argv,
+                                        names(params)):
+        node.get_logger().error(problem)
+    return values
+
+
+def _kind(p: Param) -> str:
+    if isinstance(p.default, list):
+        return f"a list of {p.array_type or 'string'}s"
+    return {bool: "true or false", int: "an integer", float: "a double (write 2.0, not 2)",
+            str: "a string (quote it: '123')"}[type(p.default)]
+
+
+def _declare_one(node: Any, p: Param) -> Any:
+    """Declare one parameter; its value (a list parameter's as a list)."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.exceptions import ParameterUninitializedException
     from rclpy.parameter import Parameter
 
-    # An empty list has no element type, so list parameters are declared by type instead.
-    array_types = {"string": Parameter.Type.STRING_ARRAY, "double": Parameter.Type.DOUBLE_ARRAY,
-                   "integer": Parameter.Type.INTEGER_ARRAY}
-    values = {}
-    for p in params:
-        desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
-        if p.min is not None or p.max is not None:
-            lo = p.min if p.min is not None else -1e300
-            hi = p.max if p.max is not None else 1e300
-            if isinstance(p.default, bool):
-                pass
-            elif isinstance(p.default, int):
-                desc.integer_range = [IntegerRange(from_value=int(max(lo, -2**62)), to_value=int(min(hi, 2**62)), step=0)]
-            else:
-                desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-        if isinstance(p.default, list):
-            node.declare_parameter(p.name, p.default or array_types[p.array_type or "string"], desc)
-            try:
-                value = node.get_parameter(p.name).value
-            except ParameterUninitializedException:
-                value = None
-            values[p.name] = list(value) if value is not None else []
+    desc = ParameterDescriptor(description=p.description, read_only=p.read_only)
+    if p.min is not None or p.max is not None:
+        lo = p.min if p.min is not None else -1e300
+        hi = p.max if p.max is not None else 1e300
+        if isinstance(p.default, bool):
+            pass
+        elif isinstance(p.default, int):
+            desc.integer_range = [IntegerRange(from_value=int(max(lo, -2**62)), to_value=int(min(hi, 2**62)), step=0)]
         else:
-            node.declare_parameter(p.name, p.default, desc)
-            values[p.name] = node.get_parameter(p.name).value
-    return values
+            desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+    if not isinstance(p.default, list):
+        node.declare_parameter(p.name, p.default, desc)
+        return node.get_parameter(p.name).value
+    if p.default:
+        node.declare_parameter(p.name, p.default, desc)
+        return list(node.get_parameter(p.name).value)
+    # An empty list has no element type, so it is declared by type. Declared so, it would stay
+    # "uninitialized", and GetParameters (`ros2 param get`, `ros2 param dump`) then answers
+    # nothing for the whole request: it is declared writable, given the empty list it stands
+    # for, and made read-only afterwards where the spec says so.
+    kind = {"string": Parameter.Type.STRING_ARRAY, "double": Parameter.Type.DOUBLE_ARRAY,
+            "integer": Parameter.Type.INTEGER_ARRAY}[p.array_type or "string"]
+    node.declare_parameter(p.name, kind, ParameterDescriptor(description=p.description))
+    try:
+        value = list(node.get_parameter(p.name).value)
+    except ParameterUninitializedException:
+        node.set_parameters([Parameter(p.name, kind, [])])
+        value = []
+    if p.read_only:
+        node.set_descriptor(p.name, ParameterDescriptor(description=p.description, read_only=True, type=kind.value))
+    return value
 
 
 def names(params: list[Param]) -> set[str]:
     return {p.name for p in params}
+
+
+# ------------------------------------------------------------------ parameter files vs the node
+
+def params_files(argv: Sequence[str]) -> list[str]:
+    """The ``--params-file`` paths among the ROS arguments of a command line, in order."""
+    files, in_ros_args, i = [], False, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--ros-args":
+            in_ros_args = True
+        elif arg == "--" and in_ros_args:
+            in_ros_args = False
+        elif in_ros_args and arg == "--params-file" and i + 1 < len(argv):
+            files.append(argv[i + 1])
+            i += 1
+        i += 1
+    return files
+
+
+def key_matches(key: str, fqn: str) -> bool:
+    """Whether a parameter file's node key applies to the node ``fqn`` (rcl's rules).
+
+    A key without a leading slash is absolute all the same (``policy_node`` is ``/policy_node``);
+    ``*`` stands for exactly one name token, ``**`` for any number of them (none included).
+    """
+    pattern = [t for t in key.strip().split("/") if t]
+    name = [t for t in fqn.split("/") if t]
+
+    def match(pi: int, ni: int) -> bool:
+        if pi == len(pattern):
+            return ni == len(name)
+        if pattern[pi] == "**":
+            return any(match(pi + 1, k) for k in range(ni, len(name) + 1))
+        if ni < len(name) and pattern[pi] in ("*", name[ni]):
+            return match(pi + 1, ni + 1)
+        return False
+
+    return match(0, 0)
+
+
+def _flat_names(body: Any, prefix: str = "") -> list[str]:
+    """Parameter names of a ros__parameters mapping; nested mappings are dotted names."""
+    if not isinstance(body, dict):
+        return []
+    out = []
+    for key, value in body.items():
+        name = f"{prefix}{key}"
+        out.extend(_flat_names(value, name + ".") if isinstance(value, dict) else [name])
+    return out
+
+
+def _sections(content: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(node key, ros__parameters) of a parameter file; nested mappings above it are namespaces."""
+    if not isinstance(content, dict):
+        return []
+    out = []
+    for key, value in content.items():
+        if key == "ros__parameters":
+            out.append((prefix or "/", value))
+        elif isinstance(value, dict):
+            out.extend(_sections(value, f"{prefix}/{str(key).strip('/')}"))
+    return out
+
+
+def params_file_problems(fqn: str, argv: Sequence[str], declared: set[str]) -> list[str]:
+    """One line per parameter file of ``argv`` that misses node ``fqn``, or per undeclared name it sets."""
+    node_name = fqn.rsplit("/", 1)[-1]
+    problems = []
+    for path in params_files(argv):
+        try:
+            sections = _sections(yaml.safe_load(Path(path).read_text()))
+        except (OSError, yaml.YAMLError):
+            continue  # rcl has refused an unreadable file already, at init
+        matching = [body for key, body in sections if key_matches(key, fqn)]
+        if sections and not matching:
+            shown = ", ".join(f"'{key}'" for key, _ in sections)
+            problems.append(
+                f"parameter file {path} does not apply to this node ({fqn}): its section(s) {shown} name other "
+                f"nodes, so none of its values is used; key it '/**/{node_name}:' to apply in any namespace")
+            continue
+        unknown = sorted({n for body in matching for n in _flat_names(body)
+                          if n not in declared and n not in _BUILTIN_PARAMS and not n.startswith(_BUILTIN_PREFIXES)})
+        if unknown:
+            problems.append(f"parameter file {path} sets {', '.join(unknown)}, which {fqn} does not declare: "
+                            f"ignored (see `ros2 param list {fqn}`)")
+    return problems

@@ -12,7 +12,9 @@ Prints ``PHASE <name> <wall ns>`` at every change (``before``/``after`` for a si
 ``--fault``, ``ok`` between scheduled faults) and ``PHASE done <ns>`` at the end.
 
 Faults: cameras_pause, joints_pause, nan_state, inf_state, missing_joint, bad_encoding,
-wrong_size (front camera at half size), truncated_image (front data cut short), stamps_back
+wrong_size (front camera at half size), truncated_image (front data cut short),
+undecodable_name (the joint name "gripper" arrives as the invalid UTF-8 bytes b"gr\\xffpper", sent as
+raw CDR, as a peer with a broken string encoding would), stamps_back
 (every stamp 5 s in the past: a clock jump back), stamps_future (5 s ahead), burst (front
 camera at 10x the rate), env_pause (environment_state stops).
 """
@@ -28,6 +30,7 @@ import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.duration import Duration
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float32MultiArray
 
@@ -115,7 +118,11 @@ def main() -> None:
             if fault == "missing_joint":
                 js.name, js.position = ["x", "y"], [0.5, 0.5]
             js.header.stamp = stamp
-            joints.publish(js)
+            if fault == "undecodable_name":  # rclpy publishes bytes as an already serialised message
+                raw = serialize_message(js)
+                joints.publish(raw.replace(b"gripper", b"gr\xffpper"))
+            else:
+                joints.publish(js)
         if env is not None and healthy_turn and fault != "env_pause":
             values = [0.25 * i for i in range(a.env_state)]
             if env_named:

@@ -1,0 +1,178 @@
+"""The shipped parameter files apply under a namespace, and a file that misses the node says so.
+
+rcl applies a parameter file's section only when its key matches the node's fully qualified
+name. The files in config/ are keyed ``/**/<node>``; keyed by the bare node name they were
+silently ignored under ``namespace:=robot1`` (the node ran on its defaults). Each node is started
+here as a real process with the shipped YAML in namespace /robot7, and its parameters are read
+back from another process through the standard ``/robot7/<node>/get_parameters`` service.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ros_processes import HELPERS, Proc
+
+from pai_ros.ros.params import key_matches, params_file_problems, params_files
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "config"
+
+
+# ------------------------------------------------------------------ without ROS
+
+def test_params_files_are_read_from_the_ros_arguments_only() -> None:
+    argv = ["node", "--params-file", "not_ros.yaml", "--ros-args", "-r", "__ns:=/a", "--params-file", "one.yaml",
+            "-p", "x:=1", "--", "--params-file", "user.yaml", "--ros-args", "--params-file", "two.yaml"]
+    assert params_files(argv) == ["one.yaml", "two.yaml"]
+
+
+@pytest.mark.parametrize("key, fqn, applies", [
+    ("/**", "/robot1/policy_node", True),
+    ("/**/policy_node", "/policy_node", True),
+    ("/**/policy_node", "/a/b/policy_node", True),
+    ("/**/policy_node", "/robot1/recorder_node", False),
+    ("policy_node", "/policy_node", True),            # a bare name is absolute ...
+    ("policy_node", "/robot1/policy_node", False),    # ... so it misses every namespace
+    ("/*/policy_node", "/robot1/policy_node", True),
+    ("/*/policy_node", "/policy_node", False),        # * is exactly one token
+    ("/robot1/policy_node", "/robot2/policy_node", False),
+    ("/robot*/policy_node", "/robot1/policy_node", False),  # no partial-token wildcards
+])
+def test_key_matching_follows_rcl(key: str, fqn: str, applies: bool) -> None:
+    assert key_matches(key, fqn) is applies
+
+
+def test_a_file_that_misses_the_node_or_sets_unknown_names_is_named(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("policy_node:\n  ros__parameters:\n    control_rate_hz: 15.0\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/**/policy_node:\n  ros__parameters:\n    contol_rate_hz: 15.0\n    qos_overrides:\n"
+                    "      /action:\n        publisher:\n          depth: 3\n")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("robot1:\n  policy_node:\n    ros__parameters:\n      control_rate_hz: 15.0\n")
+    declared = {"control_rate_hz"}
+
+    problems = params_file_problems("/robot1/policy_node", ["x", "--ros-args", "--params-file", str(bare)], declared)
+    assert len(problems) == 1 and "\n" not in problems[0]
+    for needle in (str(bare), "/robot1/policy_node", "'/policy_node'", "none of its values is used",
+                   "'/**/policy_node:'"):
+        assert needle in problems[0], (needle, problems[0])
+    assert params_file_problems("/policy_node", ["x", "--ros-args", "--params-file", str(bare)], declared) == []
+
+    problems = params_file_problems("/robot1/policy_node", ["x", "--ros-args", "--params-file", str(typo)], declared)
+    assert len(problems) == 1 and "sets contol_rate_hz" in problems[0] and "qos_overrides" not in problems[0]
+
+    # The nested form names the namespace by mapping levels: /robot1/policy_node.
+    args = ["x", "--ros-args", "--params-file", str(nested)]
+    assert params_file_problems("/robot1/policy_node", args, declared) == []
+    assert "'/robot1/policy_node'" in params_file_problems("/robot2/policy_node", args, declared)[0]
+
+
+def test_every_shipped_file_applies_in_any_namespace() -> None:
+    for file in sorted(CONFIG.glob("*.yaml")):
+        node = file.stem + "_node"
+        for fqn in (f"/{node}", f"/robot7/{node}", f"/lab/arm2/{node}"):
+            declared = set(_file_values(file))
+            assert params_file_problems(fqn, ["x", "--ros-args", "--params-file", str(file)], declared) == [], fqn
+
+
+def _file_values(file: Path) -> dict:
+    (body,) = yaml.safe_load(file.read_text()).values()
+    return body["ros__parameters"]
+
+
+# ------------------------------------------------------------------ real processes
+
+def _defaults(node: str) -> dict:
+    import importlib
+
+    return {p.name: p.default for p in importlib.import_module(f"pai_ros.ros.{node}").PARAMS}
+
+
+def _same(got, want) -> bool:
+    if isinstance(want, list):
+        return list(got) == want
+    if isinstance(want, float):
+        return isinstance(got, float) and got == want
+    return got == want and type(got) is type(want)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_each_node_applies_the_shipped_yaml_under_a_namespace(tiny_act: Path, tiny_dataset, ros_env: dict,
+                                                              tmp_path: Path) -> None:
+    dataset_root, _ = tiny_dataset
+    ns = "/robot7"
+    extra = {
+        "policy_node": ["-p", f"policy_path:={tiny_act}"],
+        # loop keeps the replay alive while its parameters are read (it exits at the end otherwise).
+        "replay_node": ["-p", f"dataset_root:={dataset_root}", "-p", "loop:=true"],
+        "recorder_node": ["-p", f"output:={tmp_path / 'bag'}"],
+    }
+    files = {"policy_node": "policy.yaml", "replay_node": "replay.yaml", "recorder_node": "recorder.yaml"}
+    expected = {node: {k: v for k, v in _file_values(CONFIG / f).items() if not (node == "replay_node" and k == "loop")}
+                for node, f in files.items()}
+    for node, values in expected.items():
+        # Else this test could not tell the file's values from the node's defaults.
+        assert any(not _same(_defaults(node)[k], v) for k, v in values.items()), f"{files[node]} sets only defaults"
+
+    procs = [Proc([sys.executable, "-m", f"pai_ros.ros.{node}", "--ros-args", "-r", f"__ns:={ns}",
+                   "--params-file", str(CONFIG / files[node]), *extra[node]], ros_env, node) for node in files]
+    try:
+        # Every declared parameter, not only the file's: GetParameters answers nothing at all when
+        # one name of the request has no value (an empty list declared by type only, once).
+        specs = [f"{ns}/{node}={','.join(_defaults(node))}" for node in expected]
+        reader = Proc([sys.executable, str(HELPERS / "get_params.py"), *specs, "--timeout", "120"], ros_env, "reader")
+        assert reader.wait(timeout=180) == 0, "\n".join(reader.lines)
+        results = {r["node"]: r for r in (json.loads(line) for line in reader.lines if line.startswith("{"))}
+    finally:
+        for p in procs:
+            p.stop()
+    for node, values in expected.items():
+        result = results[f"{ns}/{node}"]
+        assert "error" not in result, (result, "\n".join(next(p for p in procs if p.name == node).lines[-20:]))
+        wrong = {k: (result["values"][k], v) for k, v in values.items() if not _same(result["values"][k], v)}
+        assert not wrong, f"{ns}/{node} (got, file): {wrong}"
+    for p in procs:  # and none of them complained about its file
+        assert not [line for line in p.lines if "parameter file" in line], (p.name, p.lines)
+
+
+@pytest.mark.ros
+def test_a_file_keyed_for_another_namespace_is_one_error_line(ros_env: dict, tmp_path: Path) -> None:
+    """The namespace typo: the node says which file missed it and how to key it, and keeps going."""
+    bare = tmp_path / "recorder.yaml"
+    bare.write_text("recorder_node:\n  ros__parameters:\n    flush_period_s: 0.5\n    recrod_heatmaps: true\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/**/recorder_node:\n  ros__parameters:\n    recrod_heatmaps: true\n")
+    rec = Proc([sys.executable, "-m", "pai_ros.ros.recorder_node", "--ros-args", "-r", "__ns:=/robot7",
+                "--params-file", str(bare), "--params-file", str(typo), "-p", f"output:={tmp_path / 'bag'}"],
+               ros_env, "recorder_node")
+    try:
+        rec.wait_for_line(lambda s: "recording to" in s, 60)
+    finally:
+        rec.stop()
+    missed = [line for line in rec.lines if str(bare) in line]
+    assert len(missed) == 1 and "[ERROR]" in missed[0] and "/robot7/recorder_node" in missed[0], rec.lines
+    assert "'/**/recorder_node:'" in missed[0]
+    unknown = [line for line in rec.lines if str(typo) in line]
+    assert len(unknown) == 1 and "sets recrod_heatmaps" in unknown[0], rec.lines
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("node, arg, needle", [
+    ("replay_node", "rate_factor:=2", "parameter 'rate_factor' of /robot7/replay_node must be a double (write 2.0, "
+                                      "not 2); got 2 (integer)"),
+    ("recorder_node", "output:=123", "parameter 'output' of /robot7/recorder_node must be a string"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_and_exit_1(node: str, arg: str, needle: str, ros_env: dict) -> None:
+    """launch_ros and `-p` read values as YAML: 2 is an integer, 123 a number. One line, no traceback."""
+    res = subprocess.run([sys.executable, "-m", f"pai_ros.ros.{node}", "--ros-args", "-r", "__ns:=/robot7", "-p", arg],
+                         capture_output=True, text=True, env=ros_env, timeout=120, cwd=REPO)
+    lines = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
+    assert res.returncode == 1 and len(lines) == 1 and needle in lines[0], (res.returncode, lines)
