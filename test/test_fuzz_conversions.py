@@ -35,8 +35,11 @@ from pai_ros.imaging.convert import (
 
 FUZZ = settings(max_examples=examples(150), deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
 
+# Encodings whose pixels round-trip exactly. YUV 4:2:2 (shared chroma) and Bayer mosaics
+# (interpolated colours) cannot; test_image_encodings.py checks their colours instead.
 CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-assert set(CHANNELS) == set(RAW_ENCODINGS)  # a new encoding needs an expectation here
+INTERPOLATED = {"yuv422", "uyvy", "yuv422_yuy2", "yuyv", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8"}
+assert set(CHANNELS) | INTERPOLATED == set(RAW_ENCODINGS)  # a new encoding needs an expectation here
 
 
 def expected_rgb(encoding: str, pixels: np.ndarray) -> np.ndarray:
@@ -92,7 +95,7 @@ def test_arbitrary_raw_fields_convert_or_raise_image_conversion_error(encoding, 
         assert str(exc) and "\n" not in str(exc)
         return
     # Accepted: then it really was a well-formed image of a supported encoding.
-    ch = CHANNELS[encoding.lower()]
+    ch = RAW_ENCODINGS[encoding.lower()][0]  # bytes per pixel
     assert 0 < int(height) and 0 < int(width) and int(step) >= int(width) * ch
     assert len(data) >= int(step) * (int(height) - 1) + int(width) * ch
     assert rgb.shape == (int(height), int(width), 3) and rgb.dtype == np.uint8
