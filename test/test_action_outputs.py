@@ -42,16 +42,18 @@ def test_every_output_type_carries_the_same_clamped_action(tiny_act: Path, ros_e
         assert [p["time_from_start_ns"] for p in points] == [(i + 1) * PERIOD_NS for i in range(len(points))]
         assert all(abs(v) <= 0.05 + 1e-6 for p in points for v in p["positions"])
         robot.wait_for_line(lambda s: s.startswith("PHASE after"), 40)
-    finally:
         phases = {line.split()[1]: int(line.split()[2]) for line in robot.lines if line.startswith("PHASE ")}
+        start, end = phases["fault"], phases["after"]
+        # Every output resumes once the cameras are fresh again (waited for, not assumed).
+        for topic in ("action", "action_trajectory", "action_commands"):
+            probe.wait_for(lambda m, t=topic: m["topic"] == t and m["recv_ns"] > end, 30)
+    finally:
         for p in (robot, node, probe):
             p.stop()
-    start, end = phases["fault"], phases["after"]
     # No output of any type from stale cameras (one in-flight tick of grace after the fault starts).
     for topic in ("action", "action_trajectory", "action_commands"):
         during = [m for m in probe.messages(topic) if start + 0.5e9 + 2 * PERIOD_NS < m["recv_ns"] < end]
         assert not during, f"{topic}: {len(during)} messages while the cameras were stale"
-        assert any(m["recv_ns"] > end for m in probe.messages(topic)), f"{topic}: nothing after the fault"
 
 
 def test_a_controller_with_other_joints_gets_nothing_and_diagnostics_say_why(tiny_act: Path, ros_env: dict) -> None:
@@ -106,14 +108,15 @@ def test_environment_state_policy_acts_and_refuses_when_it_stops(env_act: Path, 
                               and "environment_state is" in diag(m)["message"], 20)
         assert diag(said)["level"] == 2
         robot.wait_for_line(lambda s: s.startswith("PHASE after"), 20)
-    finally:
         phases = {line.split()[1]: int(line.split()[2]) for line in robot.lines if line.startswith("PHASE ")}
+        # Actions resume once the environment state is fresh again (waited for, not assumed).
+        probe.wait_for(lambda m: m["topic"] == "action" and m["recv_ns"] > phases["after"], 30)
+    finally:
         for p in (robot, node, probe):
             p.stop()
     # Grace: max_observation_age_s (0.5 s) plus a tick that may still be computing on a loaded machine.
     during = [m for m in probe.messages("action") if phases["fault"] + 1.5e9 < m["recv_ns"] < phases["after"]]
     assert not during
-    assert any(m["recv_ns"] > phases["after"] for m in probe.messages("action"))
 
 
 def test_replay_publishes_the_environment_state_of_a_dataset(tmp_path: Path, ros_env: dict) -> None:
