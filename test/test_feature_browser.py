@@ -260,6 +260,7 @@ _CENTRE_COLOURS = """sel => [...document.querySelectorAll(sel)].map(img => {
 def _select_feature(page, label: str, feature: int) -> None:
     """Pick ``label`` in the feature list and wait until the page shows that feature."""
     from playwright.sync_api import expect
+    expect.set_options(timeout=30_000)  # a busy machine renders slowly; 5 s is the default
 
     field = page.locator("#feature-list input")
     field.blur()  # the list opens on focus: a click into a focused field would not open it
@@ -283,6 +284,7 @@ def _option_labels(page) -> list[str]:
 
 def test_browse_and_name_a_feature(server: tuple[str, Path, Proc]) -> None:
     from playwright.sync_api import expect, sync_playwright
+    expect.set_options(timeout=30_000)  # a busy machine renders slowly; 5 s is the default
 
     url, root, _ = server
     origin = urlparse(url).netloc

@@ -35,8 +35,11 @@ class DemoResult:
 
 
 def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = None, overwrite: bool = False,
-             progress: bool = True, assets=None) -> DemoResult:
-    """Run the live demo into ``output_dir`` (``assets``: the demo assets; default: build or find them)."""
+             progress: bool = True, assets=None, rate_factor: float = 1.0) -> DemoResult:
+    """Run the live demo into ``output_dir`` (``assets``: the demo assets; default: build or find them).
+
+    ``rate_factor`` < 1 replays (and ticks) slower than recorded, for machines too busy to keep up.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -63,13 +66,16 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     try:
         replay = ReplayNode(parameter_overrides=[
             Parameter("dataset_root", value=str(assets.heldout_root)), Parameter("episodes", value=[episode]),
-            Parameter("start_delay_s", value=2.0)])
+            Parameter("start_delay_s", value=2.0), Parameter("rate_factor", value=float(rate_factor))])
         fps = replay.fps
+        tick_hz = fps * rate_factor
         policy = PolicyNode(parameter_overrides=[
             Parameter("policy_path", value=str(assets.policy_dir)),
             Parameter("state_joint_names", value=list(replay.state_names)),
             Parameter("action_names", value=list(replay.action_names)),
-            Parameter("control_rate_hz", value=float(fps)), Parameter("max_observation_age_s", value=0.5),
+            Parameter("control_rate_hz", value=float(tick_hz)),
+            # Observations arrive every 1/tick_hz s: half a second, or two frames when slower than that.
+            Parameter("max_observation_age_s", value=max(0.5, 2.0 / tick_hz)),
             Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")])
         recorder = RecorderNode(parameter_overrides=[
             Parameter("output", value=str(bag)), Parameter("record_heatmaps", value=True),
