@@ -38,7 +38,6 @@ from common import machine, print_table
 from pai_ros.data.episodes import iter_episode, read_info
 from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.observation import Observation
-from pai_ros.policy.over_dataset import run_episode
 from pai_ros.policy.runner import PolicyRunner, activations_runner
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
@@ -54,11 +53,21 @@ def _brightness(_frame, obs: Observation) -> Observation:
 
 
 def measure(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int],
-            transform: Corruption | None = None) -> dict[str, np.ndarray]:
-    """Per frame: FVU, per-token squared errors, the predicted action chunk, the episode."""
+            transform: Corruption | None = None, stride: int = 1) -> dict[str, np.ndarray]:
+    """Per frame (every ``stride``-th): FVU, per-token squared errors, the predicted action chunk, the episode.
+
+    The runner replans every frame (``activations_runner``), so skipping frames changes nothing
+    about the ones kept.
+    """
     fvu, tokens, chunks, groups = [], [], [], []
+    info = read_info(root)
     for e in episodes:
-        for _frame, tick in run_episode(runner, root, e, transform=transform, progress=False):
+        runner.reset()
+        for frame in iter_episode(root, e, info):
+            if frame.frame_index % stride:
+                continue
+            obs = Observation(frame.images, frame.state, frame.env_state)
+            tick = runner.step(obs if transform is None else transform(frame, obs))
             ff = encode_frame(loaded.sae, tick.capture.encoder_output[0])
             fvu.append(ff.reconstruction_error)
             tokens.append(ff.token_errors.astype(np.float64))
@@ -84,6 +93,7 @@ def inputs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="2 calibration + 2 evaluation episodes")
+    ap.add_argument("--frame-stride", type=int, default=1, help="use every N-th frame (a busy machine)")
     ap.add_argument("--sae", type=Path, help="SAE directory (default: the demo assets' SAE)")
     ap.add_argument("--policy-path", type=Path, help="another ACT checkpoint instead of the demo policy")
     ap.add_argument("--heldout-root", type=Path, help="with --policy-path: held-out episodes (LeRobot dataset)")
@@ -100,12 +110,13 @@ def main() -> None:
     if args.quick:
         cal_eps, ev_eps = cal_eps[:2], ev_eps[:2]
 
-    cal = measure(runner, loaded, root, cal_eps)
-    clean = measure(runner, loaded, root, ev_eps)
+    stride = args.frame_stride
+    cal = measure(runner, loaded, root, cal_eps, stride=stride)
+    clean = measure(runner, loaded, root, ev_eps, stride=stride)
     first = next(iter_episode(root, ev_eps[0], read_info(root)))
     kinds = {**corruptions(list(runner.spec.cameras), {c: first.images[c].shape for c in runner.spec.cameras}),
              "brightness": _brightness}
-    bad = {name: measure(runner, loaded, root, ev_eps, fn) for name, fn in kinds.items()}
+    bad = {name: measure(runner, loaded, root, ev_eps, fn, stride) for name, fn in kinds.items()}
     runner.close()
 
     settings = ScoreSettings()

@@ -261,3 +261,22 @@ def test_the_message_carries_the_score_and_the_verdict() -> None:
     assert (msg.ood_score, msg.ood_score_threshold, msg.is_ood) == (7.0, 5.0, True)
     legacy = feature_activations(ff, "abc", 8, Time(), 0.25)
     assert np.isnan(legacy.ood_score) and np.isnan(legacy.ood_score_threshold) and legacy.is_ood
+
+
+def test_recorded_features_carry_the_score_as_the_live_message_does(calibrated, tiny_dataset, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from pai_ros.features.record import record_episode
+    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.ood import load_calibration
+
+    sae_dir, _, _, runner = calibrated
+    root, _ = tiny_dataset
+    loaded = load_sae(sae_dir)
+    cal, _ = load_calibration(sae_dir, loaded.sae_id)
+    rec, _ = record_episode(runner, loaded, root, 2, tmp_path / "rec", calibration=cal, progress=False)
+    rows = pq.read_table(rec.directory / "features.parquet").to_pylist()
+    assert len(rows) == 12
+    for r in rows:
+        assert np.isfinite(r["ood_score"]) and r["ood_score_threshold"] == pytest.approx(cal.score_threshold)
+        assert r["is_ood"] == (r["ood_score"] > r["ood_score_threshold"])
