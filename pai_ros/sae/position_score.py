@@ -7,8 +7,10 @@ error is naturally small. Here each token position ``p`` (latent, state, every c
 its own reference: the mean and standard deviation of ``log`` squared reconstruction error at
 ``p`` over in-distribution calibration frames. A frame's tokens are z-scored against those, and
 the frame's score is the mean of its largest ``top_fraction`` of position scores, so a local
-corruption is judged on the positions it touched. ``two_sided`` scores ``|z|``: a grey block can
-make a cell *easier* to reconstruct than it ever was, which is as unfamiliar as harder.
+corruption is judged on the positions it touched. ``two_sided`` scores ``|z|`` (a grey block can
+make a cell *easier* to reconstruct than it ever was); off by default, see :class:`ScoreSettings`.
+Each position's spread is shrunk toward the typical position's (``PRIOR_FRAMES``) so that tens
+of calibration frames do not give heavy-tailed z-scores.
 
 The threshold is cross-fitted: calibration episodes are split into folds, each fold is scored
 against statistics fitted on the other folds, and the threshold is the ``1 - target_fpr``
@@ -37,14 +39,18 @@ POSITIONS_FILE = "ood_positions.safetensors"
 MEAN, STD = "log_error_mean", "log_error_std"
 # Squared errors are floored before the log: an exact reconstruction (0) must not be -inf.
 ERROR_FLOOR = 1e-20
+PRIOR_FRAMES = 2  # pseudo-frames of the typical position's spread added to every position's
 
 
 @dataclass(frozen=True)
 class ScoreSettings:
     top_fraction: float = 0.1  # the frame's score: mean of this share of its highest position scores
-    two_sided: bool = True  # score |z| (unusually low error counts too) rather than z
+    # Score |z| (an unusually low error counts too) rather than z. Off by default: on the demo
+    # policy it mostly adds swapped cameras, which ACT cannot tell apart (its camera tokens share
+    # positional embeddings, so a swap only permutes them and leaves the actions unchanged).
+    two_sided: bool = False
     target_fpr: float = 0.01  # share of in-distribution frames the threshold may flag
-    folds: int = 2  # cross-fitting folds (by episode)
+    folds: int = 5  # cross-fitting folds (by episode; as many as there are episodes, up to this)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.top_fraction <= 1.0:
@@ -81,9 +87,16 @@ def fit_stats(token_errors: np.ndarray) -> PositionStats:
     if errors.ndim != 2 or errors.shape[0] < 2:
         raise UserError(f"position statistics need [frames >= 2, tokens] errors, got shape {list(errors.shape)}")
     logs = log_errors(errors)
-    mean, std = logs.mean(axis=0), logs.std(axis=0, ddof=1)
-    # A position that never varied (or barely) would turn any wobble into a huge z: floor its
-    # spread at a small share of the typical position's.
+    n = logs.shape[0]
+    mean, var = logs.mean(axis=0), logs.var(axis=0, ddof=1)
+    # Each position's variance is shrunk toward the typical position's, as if PRIOR_FRAMES more
+    # frames had shown the typical spread: with tens of calibration frames a position's own
+    # estimate is noisy, and an underestimated spread makes its z-scores (and the threshold)
+    # heavy-tailed. With thousands of frames the prior no longer matters.
+    pooled = float(np.median(var))
+    var = ((n - 1) * var + PRIOR_FRAMES * pooled) / (n - 1 + PRIOR_FRAMES)
+    # A position that never varied (or barely) would turn any wobble into a huge z: floor its spread.
+    std = np.sqrt(var)
     floor = max(1e-3, 0.05 * float(np.median(std)))
     return PositionStats(mean, np.maximum(std, floor))
 
@@ -105,8 +118,10 @@ def fold_of_groups(groups: np.ndarray, folds: int) -> np.ndarray:
     """Fold per frame: whole groups (episodes) per fold, or halves of the frames with one group."""
     groups = np.asarray(groups)
     unique = np.unique(groups)
-    if unique.size >= folds:
-        fold_of = {g: i % folds for i, g in enumerate(unique)}
+    if unique.size >= 2:
+        # More folds = statistics fitted on more of the frames, closer to the final ones fitted
+        # on all: the held-out scores then overstate live scores less.
+        fold_of = {g: i % min(folds, unique.size) for i, g in enumerate(unique)}
         return np.array([fold_of[g] for g in groups])
     # One episode only: contiguous blocks of frames (neighbouring frames are alike, so blocks
     # rather than alternate frames keep the held-out part honest).
