@@ -23,7 +23,7 @@ site="$("$BASE_PY" -c 'import site; print(site.getsitepackages()[0])')"
 "$BASE_PY" -m pip freeze --exclude-editable | grep -v ' @ ' > "$TARGET/constraints.txt"
 PIP=("$TARGET/bin/python" -m pip install --quiet)
 "${PIP[@]}" --no-deps sae-lens eai-sparsify "transformer-lens>=2.16.1,<4" simple-parsing schedulefree natsort \
-    beartype better-abc fancy-einsum typeguard jaxtyping wadler-lindig docstring-parser tenacity babe \
+    beartype better-abc fancy-einsum typeguard jaxtyping wadler-lindig docstring-parser tenacity "babe>=0.0.7,<0.0.8" \
     plotly-express python-dotenv nltk
 # transformers: resolved against the project's pins (huggingface-hub, tokenizers).
 "${PIP[@]}" -c "$TARGET/constraints.txt" transformers
