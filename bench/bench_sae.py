@@ -23,6 +23,10 @@
    features per sample, noise-free): mean over true atoms of the best cosine similarity with a
    learned decoder row.
 
+5. The same training against SAELens and EleutherAI's sparsify (``bench/sae_peers.py``, optional:
+   they live in their own venv, ``bench/install_peer_deps.sh``): tokens/s and held-out FVU at
+   equal L0, interleaved rounds.
+
 Needs the demo assets (`pai demo-assets`; built if missing, which trains the demo policy). The
 demo activations are collected once into the cache (a few minutes) and reused.
 
@@ -351,6 +355,23 @@ def main() -> None:
             lap("compare")
     finally:
         tmp.cleanup()
+
+    # 5. SAELens and sparsify (optional: their own venv, bench/install_peer_deps.sh): skipped with
+    # the reason when neither imports here.
+    if args.skip_compare:
+        results["peers"] = {"skipped": "--skip-compare"}
+    else:
+        from sae_peers import compare_peers, load_saelens, load_sparsify
+
+        why = [w for _, w in (load_saelens(), load_sparsify()) if w]
+        if len(why) == 2:
+            print(f"\nskipping the SAELens / sparsify comparison: {'; '.join(why)} (bench/install_peer_deps.sh)")
+            results["peers"] = {"skipped": why}
+        else:
+            title, rows, results["peers"] = compare_peers(acts, steps=steps, short_steps=100 if args.quick else 200,
+                                                          rounds=2 if args.quick else 3, device=args.device)
+            print_table(title, rows)
+            lap("peers")
 
     rows, results["recovery"] = recovery(2000, args.device)
     print_table("Dictionary recovery on synthetic data", rows)

@@ -96,6 +96,16 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
                "mean_l0": ff.mean_l0, "reconstruction_error": ff.reconstruction_error,
                "ood_threshold": threshold, "is_ood": bool(calibration and ff.reconstruction_error > threshold),
                **unsteered_defaults()}
+        if calibration is not None and calibration.has_score:
+            # As the live node does: the per-position score, and is_ood by it (when the frame's
+            # token count matches the calibration's; otherwise the frame-level flag stands).
+            try:
+                score = calibration.score(ff.token_errors)
+            except ValueError:
+                pass
+            else:
+                row.update(ood_score=score, ood_score_threshold=calibration.score_threshold,
+                           is_ood=score > calibration.score_threshold)
         for key, value in row.items():
             features[key].append(value)
         token_index, feature_index, activation = ff.sparse_tokens()

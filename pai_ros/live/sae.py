@@ -32,7 +32,16 @@ class FeaturesOutput:
     sae_id: str
     num_features: int
     threshold: float | None  # OOD threshold on the reconstruction error (None: no calibration)
-    is_ood: bool
+    is_ood: bool  # by the per-position score when calibrated with one, else by the reconstruction error
+    ood_score: float | None = None  # per-position score (None: no statistics, or they do not fit)
+    ood_score_threshold: float | None = None
+
+    def ood_reason(self) -> str:
+        """Why the tick is out of distribution, for the node's status line."""
+        if self.ood_score is not None and self.ood_score_threshold is not None:
+            return f"per-position OOD score {self.ood_score:.4g} > threshold {self.ood_score_threshold:.4g}"
+        return (f"SAE reconstruction error {self.frame.reconstruction_error:.4g} > threshold "
+                f"{self.threshold if self.threshold is not None else float('nan'):.4g}")
 
 
 @dataclass
@@ -43,6 +52,10 @@ class LiveSae:
     calibration: Calibration | None
     files: dict[Path, tuple[int, int]] = field(default_factory=dict)  # file -> (mtime ns, size) when loaded
     last_error: float = float("nan")
+    last_score: float = float("nan")
+    # Set when the frames have another number of tokens than the per-position statistics
+    # (calibrated with other camera sizes): the score is off, is_ood falls back to the error.
+    score_problem: str | None = None
     last_ood: bool = False
     ood_ticks: int = 0
     encode_s: deque = field(default_factory=lambda: deque(maxlen=1000))
@@ -65,11 +78,17 @@ class LiveSae:
         for name in (CFG_FILE, WEIGHTS_FILE):
             st = (loaded.directory / name).stat()
             files[loaded.directory / name] = (st.st_mtime_ns, st.st_size)
-        return cls(loaded, calibration, files), why
+        # ``why`` describes the calibration when there is one; callers want it only as the reason for none.
+        return cls(loaded, calibration, files), (None if calibration is not None else why)
 
     @property
     def threshold(self) -> float | None:
         return self.calibration.threshold if self.calibration else None
+
+    @property
+    def score_threshold(self) -> float | None:
+        cal = self.calibration
+        return cal.score_threshold if cal is not None and cal.has_score else None
 
     @property
     def num_features(self) -> int:
@@ -79,12 +98,25 @@ class LiveSae:
         """Encode one forward pass's encoder tokens ``[S, d]`` and judge them against the calibration."""
         t0 = time.perf_counter()
         frame = encode_frame(self.loaded.sae, tokens, top_n)
-        is_ood = self.threshold is not None and frame.reconstruction_error > self.threshold
+        score, score_threshold, problem = None, self.score_threshold, None
+        if score_threshold is not None and self.calibration is not None:
+            try:
+                score = self.calibration.score(frame.token_errors)
+            except ValueError as exc:
+                problem = f"per-position OOD score off: {exc} (recalibrate with this policy and cameras)"
+                score_threshold = None
+        if score is not None and score_threshold is not None:
+            is_ood = score > score_threshold
+        else:
+            is_ood = self.threshold is not None and frame.reconstruction_error > self.threshold
         with self._lock:
             self.encode_s.append(time.perf_counter() - t0)
             self.last_error, self.last_ood = frame.reconstruction_error, is_ood
+            self.last_score = float("nan") if score is None else score
+            self.score_problem = problem
             self.ood_ticks += int(is_ood)
-        return FeaturesOutput(frame, self.loaded.sae_id, self.num_features, self.threshold, is_ood)
+        return FeaturesOutput(frame, self.loaded.sae_id, self.num_features, self.threshold, is_ood,
+                              score, score_threshold)
 
     def feature_grids(self, frame: FrameFeatures, layout: TokenLayout, feature: int) -> dict[str, np.ndarray]:
         """Per camera, the feature's activation per cell scaled to [0, 1] by its strongest activation so far."""
@@ -109,12 +141,19 @@ class LiveSae:
 
     def describe(self) -> str:
         ood = f"OOD threshold {self.threshold:.4g}" if self.calibration else "no OOD calibration"
+        if self.score_threshold is not None:
+            ood += f", per-position OOD score threshold {self.score_threshold:.4g}"
         return f"SAE {self.loaded.sae_id} ({self.num_features} features, {ood})"
 
     def diagnostics(self) -> dict[str, str]:
         with self._lock:
             ms = np.asarray(self.encode_s) * 1000.0
-            error, ood_ticks = self.last_error, self.ood_ticks
-        return {"sae_id": self.loaded.sae_id, "reconstruction_error": f"{error:.5g}",
-                "ood_threshold": "none" if self.threshold is None else f"{self.threshold:.5g}",
-                "ood_ticks": str(ood_ticks), "sae_encode_mean_ms": f"{ms.mean():.2f}" if ms.size else "nan"}
+            error, ood_ticks, score, problem = self.last_error, self.ood_ticks, self.last_score, self.score_problem
+        values = {"sae_id": self.loaded.sae_id, "reconstruction_error": f"{error:.5g}",
+                  "ood_threshold": "none" if self.threshold is None else f"{self.threshold:.5g}",
+                  "ood_score": f"{score:.5g}",
+                  "ood_score_threshold": "none" if self.score_threshold is None else f"{self.score_threshold:.5g}",
+                  "ood_ticks": str(ood_ticks), "sae_encode_mean_ms": f"{ms.mean():.2f}" if ms.size else "nan"}
+        if problem:
+            values["ood_score_problem"] = problem
+        return values

@@ -303,8 +303,7 @@ class LiveTick:
         if features is not None and features.is_ood:
             # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
             level = Level.WARN
-            message += (f"; out of distribution: SAE reconstruction error {features.frame.reconstruction_error:.4g}"
-                        f" > threshold {features.threshold:.4g}")
+            message += f"; out of distribution: {features.ood_reason()}"
         if steering is not None:
             # The robot is not running the policy it was trained as: nobody should miss that.
             level, message = Level.WARN, f"{message}; STEERED: {steering.describe()}"
@@ -417,6 +416,9 @@ class LiveTick:
             values["sae_file"] = problem
             if level == Level.OK:
                 level, message = Level.WARN, f"{message}; {problem}"
+        score_problem = sae.score_problem if sae is not None else None
+        if score_problem and level == Level.OK:  # is_ood fell back to the reconstruction error
+            level, message = Level.WARN, f"{message}; {score_problem}"
         return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
 
     def close(self) -> None:

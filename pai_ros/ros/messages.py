@@ -94,8 +94,13 @@ def joint_state(names: list[str], values: np.ndarray, stamp: Time, frame_id: str
 
 
 def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Time, threshold: float | None,
-                        frame_id: str = "") -> Any:
-    """``pai_ros/msg/FeatureActivations`` from a :class:`pai_ros.sae.frame.FrameFeatures`."""
+                        frame_id: str = "", *, ood_score: float | None = None,
+                        ood_score_threshold: float | None = None, is_ood: bool | None = None) -> Any:
+    """``pai_ros/msg/FeatureActivations`` from a :class:`pai_ros.sae.frame.FrameFeatures`.
+
+    ``is_ood`` is the caller's verdict (the live SAE judges by the per-position score when it
+    has one); without it, the reconstruction error against ``threshold`` decides, as before.
+    """
     from pai_ros.msg import FeatureActivations
 
     indices = np.asarray(features.feature_indices)
@@ -119,10 +124,12 @@ def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Ti
     msg.mean_l0 = float(features.mean_l0)
     msg.reconstruction_error = float(features.reconstruction_error)
     msg.ood_threshold = float("nan") if threshold is None else float(threshold)
-    msg.is_ood = threshold is not None and features.reconstruction_error > threshold
+    if is_ood is None:
+        is_ood = threshold is not None and features.reconstruction_error > threshold
+    msg.is_ood = bool(is_ood)
     # Appended fields: NaN says "not computed" (0.0 would read as a perfectly in-distribution score).
-    msg.ood_score = float("nan")
-    msg.ood_score_threshold = float("nan")
+    msg.ood_score = float("nan") if ood_score is None else float(ood_score)
+    msg.ood_score_threshold = float("nan") if ood_score_threshold is None else float(ood_score_threshold)
     return msg
 
 

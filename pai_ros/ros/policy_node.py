@@ -194,7 +194,9 @@ class PolicyNode(Node):
             self.heatmap_pubs[cam].publish(rgb_image(rgb, header(out.camera_stamps_ns[cam], out.camera_frame_ids[cam])))
         if out.features is not None and self.features_pub is not None:
             f = out.features
-            msg = feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold)
+            msg = feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold,
+                                      ood_score=f.ood_score, ood_score_threshold=f.ood_score_threshold,
+                                      is_ood=f.is_ood)
             self.features_pub.publish(mark_steering(msg, out.steering))
         for (feature, cam), rgb in out.feature_heatmaps.items():
             msg = rgb_image(rgb, header(out.camera_stamps_ns[cam], out.camera_frame_ids[cam]))

@@ -159,8 +159,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     written = write_calibration(loaded, result)
     c = result.calibration
     print(f"OOD threshold {c['threshold']:.4g} ({c['rule']}) from {c['frames']} frames -> {written[0]}")
+    pos = c.get("position_score")
+    if pos:  # the per-position score (issue 14): is_ood follows it
+        print(f"per-position OOD score threshold {pos['threshold']:.4g} (target FPR {pos['target_fpr']:g}, "
+              f"cross-fitted on {pos['held_out_frames']} frames)")
     if result.report:
         for name, r in result.report["corruptions"].items():
+            score = f"; per-position score AUROC {r['score_auroc']:.3f}" if "score_auroc" in r else ""
             print(f"  {name}: AUROC {r['auroc']:.3f}, flagged {r['flagged_fraction']:.1%} "
-                  f"(clean flagged {result.report['clean']['flagged_fraction']:.1%})")
+                  f"(clean flagged {result.report['clean']['flagged_fraction']:.1%}){score}")
     return 0

@@ -12,7 +12,7 @@ map over each camera can be drawn without encoding again.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ class FrameFeatures:
     token_index: np.ndarray
     token_feature: np.ndarray
     token_activation: np.ndarray
+    # Squared reconstruction error of each token (raw space), [num_tokens] float32: the input of
+    # the per-position OOD score (pai_ros.sae.position_score).
+    token_errors: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
     def spatial_map(self, layout: TokenLayout, feature: int) -> dict[str, np.ndarray]:
         """Per camera, the feature's activation on each cell, shaped (grid_h, grid_w)."""
@@ -54,7 +57,8 @@ def encode_frame(sae: SparseAutoencoder, tokens: torch.Tensor, top_n: int | None
         raise ValueError(f"expected [S, {sae.d_in}] tokens, got {list(tokens.shape)}")
     x = tokens.to(sae.W_enc.device, torch.float32)
     recon, values, indices = sae.reconstruct_sparse(x)
-    err = float(((x - recon) ** 2).sum())
+    token_err = ((x - recon) ** 2).sum(dim=1)
+    err = float(token_err.sum())
     dev = float(((x - sae.input_mean) ** 2).sum())
     fvu = err / dev if dev > 0 else (0.0 if err == 0 else math.inf)
     active = values > 0
@@ -80,4 +84,5 @@ def encode_frame(sae: SparseAutoencoder, tokens: torch.Tensor, top_n: int | None
         token_index=token.cpu().numpy(),
         token_feature=feature.cpu().numpy(),
         token_activation=value.cpu().numpy().astype(np.float32),
+        token_errors=token_err.cpu().numpy().astype(np.float32),
     )

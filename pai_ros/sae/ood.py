@@ -6,6 +6,10 @@ and unfamiliar ones badly, so a frame's fraction of variance unexplained (FVU, s
 policy and SAE over held-out in-distribution episodes, saves the error distribution and a
 threshold to ``<sae>/ood.json`` (read by the policy node), and can measure how well the score
 separates those episodes from the same episodes with corrupted cameras (AUROC).
+
+A stronger score, normalised per token position, is calibrated alongside it when the
+calibration has enough frames (:mod:`pai_ros.sae.position_score`); when ``ood.json`` carries
+it, the node's ``is_ood`` follows that score, otherwise the frame-level error as before.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from pai_ros.policy.over_dataset import run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
+from pai_ros.sae.position_score import (
+    PositionStats,
+    ScoreSettings,
+    frame_scores,
+    load_stats,
+)
 
 OOD_FILE = "ood.json"
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -33,9 +43,25 @@ RULES = ("p95", "p99", "p99.9", "sigma")
 
 @dataclass(frozen=True)
 class Calibration:
-    threshold: float
+    threshold: float  # on the frame-level reconstruction error (FVU)
     rule: str
     sae_id: str
+    # The per-position score (None for calibrations made before it, or without enough frames).
+    positions: PositionStats | None = None
+    score_settings: ScoreSettings | None = None
+    score_threshold: float | None = None
+
+    @property
+    def has_score(self) -> bool:
+        return self.positions is not None and self.score_threshold is not None
+
+    def score(self, token_errors: np.ndarray) -> float:
+        """The per-position score of one frame's per-token squared errors ``[S]``.
+
+        Raises ValueError when the frame has another number of tokens than the calibration.
+        """
+        assert self.positions is not None and self.score_settings is not None
+        return float(frame_scores(self.positions, token_errors, self.score_settings)[0])
 
 
 def fit_threshold(errors: np.ndarray, rule: str = "p99", sigmas: float = 3.0) -> dict[str, Any]:
@@ -73,19 +99,32 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
 
 
 def load_calibration(sae_dir: Path, sae_id: str) -> tuple[Calibration | None, str]:
-    """The calibration next to an SAE, or None and why not (missing, or made for other weights)."""
+    """The calibration next to an SAE, or None and why not (missing, or made for other weights).
+
+    A damaged file, or per-position statistics that do not match their description, are a
+    :class:`UserError`: a silently dropped score would quietly change what ``is_ood`` means.
+    """
     path = sae_dir / OOD_FILE
     if not path.is_file():
         return None, f"no {OOD_FILE} in {sae_dir}: run `pai sae calibrate` for an OOD threshold"
     data = read_json(path, "OOD calibration")
     try:
         cal = Calibration(float(data["threshold"]), str(data["rule"]), str(data["sae_id"]))
-    except (KeyError, TypeError, ValueError):
+        pos = data.get("position_score")
+        if pos is not None:
+            settings = ScoreSettings(top_fraction=float(pos["top_fraction"]), two_sided=bool(pos["two_sided"]),
+                                     target_fpr=float(pos["target_fpr"]), folds=int(pos["folds"]))
+            score_threshold = float(pos["threshold"])
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise UserError(f"{path} is not a pai_ros OOD calibration; run `pai sae calibrate` again") from None
     if cal.sae_id != sae_id:
         return None, (f"{path} was calibrated for SAE {cal.sae_id}, not {sae_id} (retrained?): "
                       "run `pai sae calibrate` again")
-    return cal, f"threshold {cal.threshold:.4g} ({cal.rule})"
+    if pos is None:
+        return cal, f"threshold {cal.threshold:.4g} ({cal.rule})"
+    stats = load_stats(sae_dir, pos, sae_id)
+    cal = Calibration(cal.threshold, cal.rule, cal.sae_id, stats, settings, score_threshold)
+    return cal, f"per-position score threshold {score_threshold:.4g} (FPR {settings.target_fpr:g})"
 
 
 # --------------------------------------------------------------------------- corruptions
@@ -123,12 +162,23 @@ def corruptions(cameras: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[
     return out
 
 
-def episode_errors(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode: int, *,
-                   transform: Corruption | None = None, progress: bool = True, desc: str | None = None) -> np.ndarray:
-    """Per-frame reconstruction error (FVU) of ``episode``, optionally with corrupted observations."""
-    errors = []
+def episode_token_errors(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode: int, *,
+                         transform: Corruption | None = None, progress: bool = True,
+                         desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame of ``episode``: the reconstruction error (FVU) ``[F]`` and each token's squared
+    error ``[F, S]``, optionally with corrupted observations."""
+    errors, tokens = [], []
     for _frame, tick in run_episode(runner, root, episode, transform=transform, progress=progress, desc=desc):
         if tick.capture is None or tick.capture.encoder_output is None:
             raise RuntimeError("the runner did not capture the encoder output")
-        errors.append(encode_frame(loaded.sae, tick.capture.encoder_output[0]).reconstruction_error)
-    return np.asarray(errors, dtype=np.float64)
+        ff = encode_frame(loaded.sae, tick.capture.encoder_output[0])
+        errors.append(ff.reconstruction_error)
+        tokens.append(ff.token_errors)
+    width = tokens[0].shape[0] if tokens else 0
+    return np.asarray(errors, dtype=np.float64), np.asarray(tokens, dtype=np.float64).reshape(len(tokens), width)
+
+
+def episode_errors(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode: int, *,
+                   transform: Corruption | None = None, progress: bool = True, desc: str | None = None) -> np.ndarray:
+    """Per-frame reconstruction error (FVU) of ``episode``, optionally with corrupted observations."""
+    return episode_token_errors(runner, loaded, root, episode, transform=transform, progress=progress, desc=desc)[0]
