@@ -71,7 +71,10 @@ def _register_train(inner: Sub) -> None:
     p.add_argument("--l1-coeff", type=float, default=1.0, help="ReLU: decoder-norm-weighted L1 coefficient")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", type=float, default=0.1, help="share of episodes held out for the metrics")
-    p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced)")
+    p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced pieces)")
+    p.add_argument("--shuffle-buffer", type=int, default=65_536,
+                   help="tokens held in memory per process: batches are drawn at random from this buffer, "
+                        "refilled from shards read as training goes (bounds memory, not the collection size)")
     p.add_argument("--eval-frames", type=int, default=64,
                    help="held-out frames for the splice-into-policy action metric (0 skips it)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
@@ -121,19 +124,30 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pai_ros.sae.distributed import rank_device, world_from_env
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
 
-    settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
-                             expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                             seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
-                             max_tokens=args.max_tokens, device=args.device)
-    out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
-                          eval_frames=args.eval_frames, progress=not args.quiet)
+    world = world_from_env(args.device)
+    try:
+        # Under torchrun every rank must train the same thing: refuse before any work if not.
+        world.check_same({k: str(v) for k, v in vars(args).items() if k not in ("handler", "quiet")})
+        settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
+                                 expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                 seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
+                                 max_tokens=args.max_tokens, device=rank_device(args.device, world))
+        out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
+                              eval_frames=args.eval_frames, progress=not args.quiet,
+                              buffer_tokens=args.shuffle_buffer, world=world)
+    finally:
+        world.close()
+    if not world.is_main:
+        return 0
     recovered = m.get("action_recovered")
     rec = f", action recovered {recovered:.3f}" if recovered is not None else ""
-    print(f"SAE {m['sae_id']} ({m['architecture']}, {m['d_in']}->{m['d_sae']}) in {out}: held-out FVU {m['fvu']:.4f}, "
-          f"L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}{rec}")
+    ranks = f" on {world.size} ranks" if world.size > 1 else ""
+    print(f"SAE {m['sae_id']} ({m['architecture']}, {m['d_in']}->{m['d_sae']}) in {out}{ranks}: held-out FVU "
+          f"{m['fvu']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}{rec}")
     return 0
 
 
