@@ -176,3 +176,60 @@ def test_torchrun_ranks_with_different_arguments_are_refused(tmp_path: Path) -> 
     lines = [line for line in r.stderr.splitlines() if line.startswith("pai sae: error:")]
     assert len(lines) == 2 and all("different arguments" in line for line in lines), r.stderr[-3000:]
     assert not (tmp_path / "s").exists()
+
+
+# ----------------------------------------------------------------------------- collection
+
+
+def test_collect_estimates_refuses_over_max_disk_and_stores_float16(tiny_act: Path, tiny_dataset, tmp_path) -> None:
+    from conftest import run_pai
+
+    root, _ = tiny_dataset
+    base = ["sae", "collect", "--policy-path", str(tiny_act), "--dataset-root", str(root), "--quiet"]
+    # 3 episodes x 12 frames x 14 tokens x (32 x 2 bytes + 19 bytes of metadata) = 41,832 bytes.
+    refused = run_pai(*base, "--output", str(tmp_path / "big"), "--max-disk", "40kB")
+    lines = [line for line in refused.stderr.strip().splitlines() if line.strip()]
+    assert refused.returncode == 1 and len(lines) == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "41.8 kB" in lines[0] and "more than --max-disk 40.0 kB" in lines[0]
+    assert not list((tmp_path / "big").glob("*.safetensors")) and not (tmp_path / "big" / COLLECT_FILE).exists()
+    bad = run_pai(*base, "--output", str(tmp_path / "bad"), "--max-disk", "lots")
+    assert bad.returncode == 1 and "cannot read 'lots' as a size" in bad.stderr
+    ok = run_pai(*base, "--output", str(tmp_path / "ok"), "--max-disk", "1MB")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "estimate for 3 episode(s): 36 frames x 14 tokens = 504 tokens of width 32: about 41.8 kB" in ok.stdout
+    data = open_shards(tmp_path / "ok")
+    assert data.dtype == "float16" and data.rows == 504
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "ok").glob("*.safetensors"))
+    assert 41_832 <= on_disk < 41_832 * 1.2  # the estimate is the data; shard headers add a little
+
+
+def test_torchrun_collect_splits_episodes_and_redoes_a_killed_ranks_episode(tiny_act: Path, tiny_dataset,
+                                                                           tmp_path: Path) -> None:
+    """Two gloo ranks collect what one process does; a rank's unfinished episode is redone once."""
+    from conftest import run_pai
+
+    root, _ = tiny_dataset
+    args = ["sae", "collect", "--policy-path", str(tiny_act), "--dataset-root", str(root), "--quiet",
+            "--shard-tokens", "100", "--device", "cpu"]
+    one = run_pai(*args, "--output", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "-m", "pai_ros.cli", *args, "--output", str(tmp_path / "two")]
+    two = subprocess.run(torchrun, capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "collected 504 tokens from 3 episode(s) into" in two.stdout and "on 2 ranks" in two.stdout
+    a, b = read_activations(tmp_path / "one"), read_activations(tmp_path / "two")
+    assert torch.equal(a.activations, b.activations)
+    # What a rank killed in the middle of episode 1 leaves: some parts, no manifest, a temp file.
+    manifest = json.loads((tmp_path / "two" / "episode_000001.json").read_text())
+    (tmp_path / "two" / "episode_000001.json").unlink()
+    (tmp_path / "two" / manifest["parts"][-1]["file"]).unlink()
+    (tmp_path / "two" / ".episode_000001-part0001.safetensors.tmp-99999").write_bytes(b"partial")
+    again = subprocess.run(torchrun, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "from 1 episode(s), 2 already complete" in again.stdout
+    c = read_activations(tmp_path / "two")
+    assert torch.equal(a.activations, c.activations)  # nothing missing, nothing twice
+    assert sorted(p.name for p in (tmp_path / "two").glob("episode_000001-part*")) == \
+        [p["file"] for p in manifest["parts"]]

@@ -45,7 +45,12 @@ def _register_collect(inner: Sub) -> None:
     p.add_argument("--kinds", default="latent,state,env_state,camera",
                    help="comma-separated token kinds to keep")
     p.add_argument("--shard-tokens", type=int, default=262_144, help="rows per shard file (bounds memory)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
+    p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"),
+                   help="stored precision (float16: half of float32's disk at the same SAE FVU; bfloat16 for "
+                        "activations beyond +-65504)")
+    p.add_argument("--max-disk", metavar="SIZE",
+                   help="refuse up front when the estimated collection is larger (e.g. 20GB, 500MiB); the free "
+                        "disk space is always checked")
     p.set_defaults(handler=_collect)
 
 
@@ -109,17 +114,29 @@ def _collect(args: argparse.Namespace) -> int:
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
+    from pai_ros.sae.distributed import rank_device, world_from_env
+    from pai_ros.sae.sizing import parse_size
 
-    settings = CollectSettings(TokenSelection(tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
-                                              args.cell_stride),
-                               args.frame_stride, args.shard_tokens, args.dtype)
-    root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
-    info = read_info(root)
-    episodes = select_episodes(info, root, args.episode)
-    runner = activations_runner(args.policy_path, args.device)
-    result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet)
-    skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
-    print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into {args.output}")
+    world = world_from_env(args.device)
+    try:
+        world.check_same({k: str(v) for k, v in vars(args).items() if k not in ("handler", "quiet")})
+        settings = CollectSettings(TokenSelection(tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+                                                  args.cell_stride),
+                                   args.frame_stride, args.shard_tokens, args.dtype)
+        max_disk = parse_size(args.max_disk) if args.max_disk else None
+        root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+        info = read_info(root)
+        episodes = select_episodes(info, root, args.episode)
+        runner = activations_runner(args.policy_path, rank_device(args.device, world))
+        result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet,
+                                     max_disk=max_disk, world=world, report=print)
+    finally:
+        world.close()
+    if world.is_main:
+        skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
+        ranks = f" on {world.size} ranks" if world.size > 1 else ""
+        print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into "
+              f"{args.output}{ranks}")
     return 0
 
 

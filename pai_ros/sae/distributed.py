@@ -158,7 +158,8 @@ def world_from_env(device: str) -> World:
 
 
 def rank_device(device: str, world: World) -> str:
-    """``cuda`` -> ``cuda:LOCAL_RANK`` under torchrun (one GPU per rank); other values unchanged."""
-    if world.distributed and device == "cuda":
-        return f"cuda:{world.local_rank}"
+    """``cuda`` (and ``auto`` on a machine with GPUs) -> ``cuda:LOCAL_RANK`` under torchrun, one GPU
+    per rank; other values unchanged (``cuda:N`` pins every rank to GPU N, as asked)."""
+    if world.distributed and (device == "cuda" or (device == "auto" and torch.cuda.is_available())):
+        return f"cuda:{world.local_rank % max(1, torch.cuda.device_count())}"
     return device
