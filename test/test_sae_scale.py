@@ -13,7 +13,11 @@ import torch
 from safetensors.torch import save_file
 
 from pai_ros.errors import UserError
-from pai_ros.sae.activations import COLLECT_FILE, ActivationSet, EpisodeShardWriter, read_activations
+from pai_ros.sae.activations import (
+    COLLECT_FILE,
+    EpisodeShardWriter,
+    read_activations,
+)
 from pai_ros.sae.metrics import ReconstructionAccumulator, reconstruction_metrics
 from pai_ros.sae.model import SaeConfig, SparseAutoencoder
 from pai_ros.sae.shards import open_shards
@@ -140,11 +144,11 @@ def test_data_parallel_training_under_torchrun_matches_one_process(tmp_path: Pat
             "--steps", "400", "--batch-size", "256", "--eval-frames", "0", "--quiet", "--shuffle-buffer", "1024"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, "-m", "pai_ros.cli", *args, "--output", str(tmp_path / "one")],
-                         capture_output=True, text=True, env=env, timeout=600)
+                         check=False, capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                           "-m", "pai_ros.cli", *args, "--output", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
+                         check=False, capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "on 2 ranks" in two.stdout
     m1 = json.loads((tmp_path / "one" / "metrics.json").read_text())["metrics"]
@@ -169,7 +173,7 @@ def test_torchrun_ranks_with_different_arguments_are_refused(tmp_path: Path) -> 
         f"sys.exit(main(['sae', 'train', '--activations', {str(tmp_path / 'c')!r}, '--output', "
         f"{str(tmp_path / 's')!r}, '--k', '2', '--expansion', '2', '--steps', steps, '--quiet']))\n")
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                        str(script)], capture_output=True, text=True, timeout=600,
+                        str(script)], check=False, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode != 0
     # Each rank prints the one line (torchrun then adds its own failure summary).
@@ -216,7 +220,7 @@ def test_torchrun_collect_splits_episodes_and_redoes_a_killed_ranks_episode(tiny
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                 "-m", "pai_ros.cli", *args, "--output", str(tmp_path / "two")]
-    two = subprocess.run(torchrun, capture_output=True, text=True, env=env, timeout=600)
+    two = subprocess.run(torchrun, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "collected 504 tokens from 3 episode(s) into" in two.stdout and "on 2 ranks" in two.stdout
     a, b = read_activations(tmp_path / "one"), read_activations(tmp_path / "two")
@@ -226,7 +230,7 @@ def test_torchrun_collect_splits_episodes_and_redoes_a_killed_ranks_episode(tiny
     (tmp_path / "two" / "episode_000001.json").unlink()
     (tmp_path / "two" / manifest["parts"][-1]["file"]).unlink()
     (tmp_path / "two" / ".episode_000001-part0001.safetensors.tmp-99999").write_bytes(b"partial")
-    again = subprocess.run(torchrun, capture_output=True, text=True, env=env, timeout=600)
+    again = subprocess.run(torchrun, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "from 1 episode(s), 2 already complete" in again.stdout
     c = read_activations(tmp_path / "two")

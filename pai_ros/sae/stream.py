@@ -141,7 +141,7 @@ class _Prefetcher:
                         continue
                 if self._stop.is_set():
                     return
-        except BaseException as exc:  # handed to the consumer, which raises it in the main thread
+        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, which raises it in the main thread
             self._queue.put(exc)
 
     def get(self) -> torch.Tensor:

@@ -20,7 +20,13 @@ from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import ReconstructionAccumulator
 from pai_ros.sae.model import SparseAutoencoder
 from pai_ros.sae.shards import ShardSet
-from pai_ros.sae.stream import BUFFER_TOKENS, BatchStream, StreamSplit, iter_heldout, plan_split
+from pai_ros.sae.stream import (
+    BUFFER_TOKENS,
+    BatchStream,
+    StreamSplit,
+    iter_heldout,
+    plan_split,
+)
 from pai_ros.sae.train import InputStats, TrainSettings, fit_sae, summary
 
 
