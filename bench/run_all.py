@@ -49,6 +49,7 @@ BENCHES = [
     Bench("bench_bag2parquet.py", ("--rounds", "3"), ("--ticks", "60", "--rounds", "1")),
     Bench("bench_sae.py", (), ("--quick",)),
     Bench("bench_ood.py", (), ("--quick",)),
+    Bench("bench_sae_scale.py", (), ("--quick",)),
     Bench("bench_two_hosts.py", (), ("--quick",), needs="root"),
 ]
 

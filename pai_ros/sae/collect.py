@@ -11,6 +11,7 @@ stopped. See :mod:`pai_ros.sae.activations` for the file format.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from pai_ros import __version__
-from pai_ros.data.episodes import read_info
+from pai_ros.data.episodes import episode_length, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.over_dataset import check_cameras, run_episode
@@ -33,9 +34,14 @@ from pai_ros.sae.activations import (
     layout_to_json,
     token_metadata,
 )
+from pai_ros.sae.distributed import World
+from pai_ros.sae.sizing import Estimate, check_fits
 
 HOOK = "model.encoder output (the memory the ACT decoder cross-attends to), seq-first -> [tokens, dim_model]"
-DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# float16 by default: half the disk of float32 at the same held-out FVU (bench_sae_scale.py);
+# bfloat16 for activations beyond float16's range (+-65504), refused rather than stored as inf.
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+FLOAT16_MAX = 65504.0
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,7 @@ class CollectSettings:
     selection: TokenSelection = TokenSelection()
     frame_stride: int = 1
     shard_tokens: int = 262_144
-    dtype: str = "float32"
+    dtype: str = "float16"
 
     def __post_init__(self) -> None:
         if self.frame_stride < 1:
@@ -73,8 +79,27 @@ def _source(runner: PolicyRunner, dataset_root: Path, info: dict[str, Any]) -> d
             "runner_mode": runner.mode}
 
 
+def _frames(info: dict[str, Any], root: Path, episodes: list[int], stride: int) -> int:
+    """Frames kept of ``episodes`` (lengths from the episodes metadata; the mean when unreadable)."""
+    mean = int(info.get("total_frames", 0)) / max(1, int(info.get("total_episodes", 1)))
+    total = 0
+    for e in episodes:
+        n = episode_length(info, root, e)
+        n = int(round(mean)) if n is None else n
+        total += -(-n // stride)
+    return total
+
+
 def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list[int], out: Path,
-                        settings: CollectSettings, *, progress: bool = True) -> CollectResult:
+                        settings: CollectSettings, *, progress: bool = True, max_disk: int | None = None,
+                        world: World | None = None, report: Callable[[str], None] | None = None) -> CollectResult:
+    """Collect ``episodes`` into ``out``; under torchrun the episodes still to do are shared by the ranks.
+
+    Before the first shard is written (after one forward pass, which gives the token layout)
+    the size of the whole collection is estimated, handed to ``report`` and checked against
+    ``max_disk`` and the free disk space.
+    """
+    world = world or World()
     info = read_info(dataset_root)
     check_cameras(runner, info, dataset_root)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,12 +117,16 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
                 raise UserError(f"{out} already holds activations collected with other {key} "
                                 f"({COLLECT_FILE}); use a new --output directory")
         header["layout"] = old.get("layout")
-    done = complete_episodes(out)
-    skipped = [e for e in episodes if e in done]
-    todo = [e for e in episodes if e not in done]
+    # Rank 0 decides what is left to do (an episode without its manifest, e.g. of a rank killed
+    # mid-episode, is redone; its stale parts are overwritten) and every rank takes a stride.
+    done = complete_episodes(out) if world.is_main else {}
+    todo = world.broadcast_ints([e for e in episodes if e not in done] if world.is_main else None)
+    skipped = [e for e in episodes if e not in set(todo)]
+    mine = todo[world.rank::world.size]
     rows = 0
     dtype = DTYPES[settings.dtype]
-    for episode in tqdm(todo, desc="collecting", unit="episode", disable=not progress or len(todo) < 2):
+    checked = False
+    for episode in tqdm(mine, desc="collecting", unit="episode", disable=not progress or len(mine) < 2):
         writer = EpisodeShardWriter(out, episode, settings.shard_tokens, dtype)
         frames = 0
         selected: np.ndarray | None = None
@@ -112,6 +141,13 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
                 selected = settings.selection.indices(cap.layout)
                 if selected.size == 0:
                     raise UserError("the token selection keeps no tokens of this policy (check --kinds)")
+                if not checked:
+                    estimate = Estimate(_frames(info, dataset_root, todo, settings.frame_stride), int(selected.size),
+                                        header["d"], settings.dtype)
+                    if report is not None and world.is_main:
+                        report(f"estimate for {len(todo)} episode(s): {estimate.line()}")
+                    check_fits(estimate, out, max_disk)
+                    checked = True
                 meta = token_metadata(cap.layout, selected)
                 if header.get("layout") is None:
                     header["layout"] = layout_to_json(cap.layout)
@@ -120,12 +156,17 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
                     raise UserError(f"episode {episode} gives a different token layout than the episodes "
                                     f"already in {out} (image sizes changed?)")
             tokens = cap.encoder_output[0, torch.from_numpy(selected).to(cap.encoder_output.device)]
+            if dtype == torch.float16 and float(tokens.abs().max()) > FLOAT16_MAX:
+                raise UserError(f"episode {episode} frame {frame.frame_index}: activations exceed float16's range "
+                                f"(|x| > {FLOAT16_MAX:g}); collect with --dtype bfloat16 or float32")
             writer.add(tokens, frame.frame_index, meta)
             frames += 1
         if frames == 0:
             raise UserError(f"episode {episode} of {dataset_root} has no frames")
         rows += writer.finish(frames)["rows"]
-    if not existing.is_file():
+    counts = torch.tensor([rows], dtype=torch.long)
+    world.all_reduce_([counts])
+    world.barrier()  # every rank's episodes are complete before rank 0 reports
+    if world.is_main and not existing.is_file():
         write_json_atomic(existing, header)
-    return CollectResult(out, todo, skipped, rows)
-
+    return CollectResult(out, todo, skipped, int(counts[0]))

@@ -45,7 +45,12 @@ def _register_collect(inner: Sub) -> None:
     p.add_argument("--kinds", default="latent,state,env_state,camera",
                    help="comma-separated token kinds to keep")
     p.add_argument("--shard-tokens", type=int, default=262_144, help="rows per shard file (bounds memory)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float16"), help="stored precision")
+    p.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"),
+                   help="stored precision (float16: half of float32's disk at the same SAE FVU; bfloat16 for "
+                        "activations beyond +-65504)")
+    p.add_argument("--max-disk", metavar="SIZE",
+                   help="refuse up front when the estimated collection is larger (e.g. 20GB, 500MiB); the free "
+                        "disk space is always checked")
     p.set_defaults(handler=_collect)
 
 
@@ -71,7 +76,10 @@ def _register_train(inner: Sub) -> None:
     p.add_argument("--l1-coeff", type=float, default=1.0, help="ReLU: decoder-norm-weighted L1 coefficient")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--holdout", type=float, default=0.1, help="share of episodes held out for the metrics")
-    p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced)")
+    p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced pieces)")
+    p.add_argument("--shuffle-buffer", type=int, default=65_536,
+                   help="tokens held in memory per process: batches are drawn at random from this buffer, "
+                        "refilled from shards read as training goes (bounds memory, not the collection size)")
     p.add_argument("--eval-frames", type=int, default=64,
                    help="held-out frames for the splice-into-policy action metric (0 skips it)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
@@ -106,34 +114,57 @@ def _collect(args: argparse.Namespace) -> int:
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
+    from pai_ros.sae.distributed import rank_device, world_from_env
+    from pai_ros.sae.sizing import parse_size
 
-    settings = CollectSettings(TokenSelection(tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
-                                              args.cell_stride),
-                               args.frame_stride, args.shard_tokens, args.dtype)
-    root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
-    info = read_info(root)
-    episodes = select_episodes(info, root, args.episode)
-    runner = activations_runner(args.policy_path, args.device)
-    result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet)
-    skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
-    print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into {args.output}")
+    world = world_from_env(args.device)
+    try:
+        world.check_same({k: str(v) for k, v in vars(args).items() if k not in ("handler", "quiet")})
+        settings = CollectSettings(TokenSelection(tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
+                                                  args.cell_stride),
+                                   args.frame_stride, args.shard_tokens, args.dtype)
+        max_disk = parse_size(args.max_disk) if args.max_disk else None
+        root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+        info = read_info(root)
+        episodes = select_episodes(info, root, args.episode)
+        runner = activations_runner(args.policy_path, rank_device(args.device, world))
+        result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet,
+                                     max_disk=max_disk, world=world, report=print)
+    finally:
+        world.close()
+    if world.is_main:
+        skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
+        ranks = f" on {world.size} ranks" if world.size > 1 else ""
+        print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into "
+              f"{args.output}{ranks}")
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pai_ros.sae.distributed import rank_device, world_from_env
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
 
-    settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
-                             expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                             seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
-                             max_tokens=args.max_tokens, device=args.device)
-    out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
-                          eval_frames=args.eval_frames, progress=not args.quiet)
+    world = world_from_env(args.device)
+    try:
+        # Under torchrun every rank must train the same thing: refuse before any work if not.
+        world.check_same({k: str(v) for k, v in vars(args).items() if k not in ("handler", "quiet")})
+        settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
+                                 expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                 seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
+                                 max_tokens=args.max_tokens, device=rank_device(args.device, world))
+        out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
+                              eval_frames=args.eval_frames, progress=not args.quiet,
+                              buffer_tokens=args.shuffle_buffer, world=world)
+    finally:
+        world.close()
+    if not world.is_main:
+        return 0
     recovered = m.get("action_recovered")
     rec = f", action recovered {recovered:.3f}" if recovered is not None else ""
-    print(f"SAE {m['sae_id']} ({m['architecture']}, {m['d_in']}->{m['d_sae']}) in {out}: held-out FVU {m['fvu']:.4f}, "
-          f"L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}{rec}")
+    ranks = f" on {world.size} ranks" if world.size > 1 else ""
+    print(f"SAE {m['sae_id']} ({m['architecture']}, {m['d_in']}->{m['d_sae']}) in {out}{ranks}: held-out FVU "
+          f"{m['fvu']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}{rec}")
     return 0
 
 

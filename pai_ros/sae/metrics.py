@@ -34,37 +34,65 @@ from pai_ros.sae.model import SparseAutoencoder
 DENSE_RATE = 0.1
 
 
+class ReconstructionAccumulator:
+    """Sums from which :func:`reconstruction_metrics` are computed, added batch by batch.
+
+    Everything is a sum (float64), so held-out tokens can be streamed through in any number of
+    batches, and ranks of a distributed run can add their sums (:meth:`state` / :meth:`load`)
+    before :meth:`result`. The squared deviation from the held-out mean is
+    ``sum|x|^2 - |sum x|^2 / n``, which needs no second pass.
+    """
+
+    def __init__(self, sae: SparseAutoencoder, device: torch.device | str = "cpu") -> None:
+        self.sae = sae
+        self.scalars = torch.zeros(6, dtype=torch.float64, device=device)  # n, err_sq, sq_norm, l0, cos, ratio
+        self.x_sum = torch.zeros(sae.d_in, dtype=torch.float64, device=device)
+        self.fires = torch.zeros(sae.d_sae, dtype=torch.long, device=device)
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, batch: int = 8192) -> None:
+        for i in range(0, x.shape[0], batch):
+            xb = x[i:i + batch]
+            recon, codes = self.sae.reconstruct(xb)
+            active = codes > 0
+            self.fires += active.sum(dim=0)
+            xd = xb.double()
+            self.x_sum += xd.sum(dim=0)
+            self.scalars += torch.stack([
+                torch.tensor(float(xb.shape[0]), dtype=torch.float64, device=xd.device),
+                ((xd - recon.double()) ** 2).sum(), (xd ** 2).sum(), active.sum().double(),
+                torch.nn.functional.cosine_similarity(xb, recon, dim=1).double().sum(),
+                (recon.norm(dim=1) / xb.norm(dim=1).clamp_min(1e-12)).double().sum()])
+
+    def state(self) -> list[torch.Tensor]:
+        """The tensors to sum across ranks (in place), before :meth:`result`."""
+        return [self.scalars, self.x_sum, self.fires]
+
+    def result(self) -> dict[str, Any]:
+        n, err_sq, sq_norm, l0, cos, ratio = (float(v) for v in self.scalars)
+        n_safe = max(n, 1.0)
+        dev_sq = sq_norm - float((self.x_sum ** 2).sum()) / n_safe
+        rate = self.fires.float() / n_safe
+        fvu = err_sq / dev_sq if dev_sq > 0 else float("nan")
+        return {
+            "fvu": fvu,
+            "explained_variance": 1.0 - fvu,
+            "l0": l0 / n_safe,
+            "dead_fraction_heldout": float((self.fires == 0).float().mean()),
+            "dense_fraction": float((rate > DENSE_RATE).float().mean()),
+            "cos_sim": cos / n_safe,
+            "l2_ratio": ratio / n_safe,
+            "mse": err_sq / (n_safe * self.sae.d_in),
+            "feature_density_log10": np.log10(rate.clamp_min(1e-10).cpu().numpy()).round(3).tolist(),
+        }
+
+
 @torch.no_grad()
 def reconstruction_metrics(sae: SparseAutoencoder, x: torch.Tensor, batch: int = 8192) -> dict[str, Any]:
     """Metrics of ``sae`` on raw activations ``x [N, d_in]``."""
-    n = x.shape[0]
-    err_sq = dev_sq = 0.0
-    mean = x.mean(dim=0)
-    fires = torch.zeros(sae.d_sae, dtype=torch.long, device=x.device)
-    l0 = cos = ratio = 0.0
-    for i in range(0, n, batch):
-        xb = x[i:i + batch]
-        recon, codes = sae.reconstruct(xb)
-        err_sq += float(((xb - recon) ** 2).sum())
-        dev_sq += float(((xb - mean) ** 2).sum())
-        active = codes > 0
-        fires += active.sum(dim=0)
-        l0 += float(active.sum())
-        cos += float(torch.nn.functional.cosine_similarity(xb, recon, dim=1).sum())
-        ratio += float((recon.norm(dim=1) / xb.norm(dim=1).clamp_min(1e-12)).sum())
-    rate = fires.float() / max(n, 1)
-    fvu = err_sq / dev_sq if dev_sq > 0 else float("nan")
-    return {
-        "fvu": fvu,
-        "explained_variance": 1.0 - fvu,
-        "l0": l0 / n,
-        "dead_fraction_heldout": float((fires == 0).float().mean()),
-        "dense_fraction": float((rate > DENSE_RATE).float().mean()),
-        "cos_sim": cos / n,
-        "l2_ratio": ratio / n,
-        "mse": err_sq / (n * sae.d_in),
-        "feature_density_log10": np.log10(rate.clamp_min(1e-10).cpu().numpy()).round(3).tolist(),
-    }
+    acc = ReconstructionAccumulator(sae, x.device)
+    acc.add(x, batch)
+    return acc.result()
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -116,43 +117,115 @@ def _evenly(indices: torch.Tensor, limit: int | None) -> torch.Tensor:
     return indices[pick]
 
 
-def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str, Any] | None = None,
-              progress: bool = True, log_every: int = 50) -> TrainResult:
-    settings.check(data.d)
-    torch.manual_seed(settings.seed)
-    split = split_rows(data, settings.holdout, settings.seed)
-    train_idx = _evenly(split.train, settings.max_tokens)
-    device = torch.device(settings.device)
-    x_train = data.activations[train_idx].to(device)
-    x_held = data.activations[split.heldout].to(device)
+@dataclass
+class InputStats:
+    """What the input scaling and the pre-encoder bias start from: the training rows' mean and
+    mean squared norm (over all of them in memory; over a sample when streaming)."""
 
-    mean_sq_norm = float((x_train ** 2).sum(dim=1).mean())
-    if not mean_sq_norm > 0:
-        raise UserError("the training activations are all zero: nothing to learn")
-    scale = math.sqrt(data.d / mean_sq_norm)
-    cfg = SaeConfig(d_in=data.d, d_sae=settings.d_sae(data.d), architecture=settings.architecture,
-                    k=settings.k if settings.architecture == "topk" else None, scaling_factor=scale,
-                    input_mean=[float(v) for v in x_train.mean(dim=0).cpu()], source=dict(source or {}))
-    sae = SparseAutoencoder(cfg).to(device)
-    _initialise(sae, x_train * scale, settings.seed)
+    mean: torch.Tensor  # [d_in], raw space
+    mean_sq_norm: float
 
-    history: dict[str, list[float]] = {"step": [], "loss": [], "fvu": [], "l0": [], "dead_fraction": []}
-    optimiser = torch.optim.Adam(sae.parameters(), lr=settings.learning_rate)
-    decay_from = int(settings.steps * 0.8)
-    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+    @classmethod
+    def of(cls, x: torch.Tensor) -> InputStats:
+        return cls(x.mean(dim=0), float((x ** 2).sum(dim=1).mean()))
+
+
+class _NoSync:
+    """One process: nothing to share. :mod:`pai_ros.sae.distributed` has the torchrun version."""
+
+    world = 1
+
+    def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
+        pass
+
+    def union(self, mask: torch.Tensor) -> torch.Tensor:
+        return mask
+
+
+@dataclass
+class Fitted:
+    sae: SparseAutoencoder
+    history: dict[str, list[float]]
+    since_fired: torch.Tensor  # training tokens since each latent last fired
+    seconds: float
+
+
+def _epochs(x_train: torch.Tensor, settings: TrainSettings) -> Iterator[torch.Tensor]:
+    """In-memory batches: epochs of a seeded permutation, a partial tail skipped."""
     gen = torch.Generator(device="cpu").manual_seed(settings.seed)
     order = torch.randperm(len(x_train), generator=gen)
     cursor = 0
-    aux_k = settings.aux_k or max(1, data.d // 2)
-    start = time.perf_counter()
-    bar = tqdm(range(settings.steps), desc="training SAE", unit="step", disable=not progress)
-    for step in bar:
+    while True:
         if cursor + settings.batch_size > len(order):
             order = torch.randperm(len(x_train), generator=gen)
             cursor = 0
         rows = order[cursor:cursor + settings.batch_size]
         cursor += settings.batch_size
-        x = x_train[rows] * scale
+        yield x_train[rows]
+
+
+def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str, Any] | None = None,
+              progress: bool = True, log_every: int = 50) -> TrainResult:
+    """Train on activations held in memory (see :mod:`pai_ros.sae.train_stream` for shards)."""
+    settings.check(data.d)
+    split = split_rows(data, settings.holdout, settings.seed)
+    train_idx = _evenly(split.train, settings.max_tokens)
+    device = torch.device(settings.device)
+    x_train = data.activations[train_idx].to(device)
+    x_held = data.activations[split.heldout].to(device)
+    fitted = fit_sae(_epochs(x_train, settings), InputStats.of(x_train), data.d, settings, source=source,
+                     progress=progress, log_every=log_every)
+    metrics = reconstruction_metrics(fitted.sae, x_held)
+    metrics.update(summary(fitted, settings, len(x_train), len(x_held), split.by, split.heldout_episodes))
+    return TrainResult(fitted.sae, fitted.history, metrics, split, fitted.seconds,
+                       settings.steps * settings.batch_size / fitted.seconds)
+
+
+def summary(fitted: Fitted, settings: TrainSettings, train_tokens: int, heldout_tokens: int, split_by: str,
+            heldout_episodes: list[int]) -> dict[str, Any]:
+    """The training facts metrics.json records next to the held-out metrics."""
+    return {
+        # Dead: no firing on the last ``dead_window`` training tokens (the AuxK definition).
+        "dead_fraction": float((fitted.since_fired >= settings.dead_window).float().mean()),
+        "dead_window_tokens": settings.dead_window,
+        "train_tokens": int(train_tokens), "heldout_tokens": int(heldout_tokens), "split": split_by,
+        "heldout_episodes": heldout_episodes, "steps": settings.steps, "batch_size": settings.batch_size,
+        "train_seconds": round(fitted.seconds, 3),
+        "tokens_per_second": round(settings.steps * settings.batch_size / fitted.seconds, 1),
+        "settings": asdict(settings),
+    }
+
+
+def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, settings: TrainSettings, *,
+            source: dict[str, Any] | None = None, progress: bool = True, log_every: int = 50,
+            sync: Any = None) -> Fitted:
+    """The training loop, over any source of raw ``[batch, d_in]`` batches.
+
+    ``sync`` (torchrun): gradients are averaged over the ranks after every backward pass and
+    the latents that fired anywhere count as fired, so every rank takes the same step.
+    """
+    sync = sync or _NoSync()
+    torch.manual_seed(settings.seed)
+    device = torch.device(settings.device)
+    if not stats.mean_sq_norm > 0:
+        raise UserError("the training activations are all zero: nothing to learn")
+    scale = math.sqrt(d_in / stats.mean_sq_norm)
+    cfg = SaeConfig(d_in=d_in, d_sae=settings.d_sae(d_in), architecture=settings.architecture,
+                    k=settings.k if settings.architecture == "topk" else None, scaling_factor=scale,
+                    input_mean=[float(v) for v in stats.mean.cpu()], source=dict(source or {}))
+    sae = SparseAutoencoder(cfg).to(device)
+    _initialise(sae, stats.mean.to(device) * scale, settings.seed)
+    params = list(sae.parameters())
+
+    history: dict[str, list[float]] = {"step": [], "loss": [], "fvu": [], "l0": [], "dead_fraction": []}
+    optimiser = torch.optim.Adam(params, lr=settings.learning_rate)
+    decay_from = int(settings.steps * 0.8)
+    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
+    aux_k = settings.aux_k or max(1, d_in // 2)
+    start = time.perf_counter()
+    bar = tqdm(range(settings.steps), desc="training SAE", unit="step", disable=not progress)
+    for step in bar:
+        x = next(batches).to(device, non_blocking=True) * scale
 
         if step >= decay_from:
             for group in optimiser.param_groups:
@@ -171,8 +244,13 @@ def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str,
         err = x - recon
         variance = ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
         fvu = (err ** 2).sum(dim=1).mean() / variance
-        since_fired += len(rows)
-        since_fired[fired_idx] = 0
+        since_fired += len(x) * sync.world
+        if sync.world > 1:
+            fired = torch.zeros(cfg.d_sae, dtype=torch.bool, device=device)
+            fired[fired_idx] = True
+            since_fired[sync.union(fired)] = 0
+        else:
+            since_fired[fired_idx] = 0
         dead = since_fired >= settings.dead_window
         if settings.architecture == "topk":
             loss = fvu
@@ -184,6 +262,7 @@ def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str,
             loss = (err ** 2).sum(dim=1).mean() + warm * settings.l1_coeff * sparsity
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
+        sync.average_gradients(params)
         if settings.architecture == "topk":
             _remove_parallel_grad(sae)
         optimiser.step()
@@ -199,22 +278,11 @@ def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str,
             bar.set_postfix(fvu=f"{float(fvu.detach()):.3f}", l0=f"{l0:.1f}")
     seconds = time.perf_counter() - start
     sae.eval().requires_grad_(False)
-    metrics = reconstruction_metrics(sae, x_held)
-    metrics.update({
-        # Dead: no firing on the last ``dead_window`` training tokens (the AuxK definition).
-        "dead_fraction": float((since_fired >= settings.dead_window).float().mean()),
-        "dead_window_tokens": settings.dead_window,
-        "train_tokens": int(len(x_train)), "heldout_tokens": int(len(x_held)), "split": split.by,
-        "heldout_episodes": split.heldout_episodes, "steps": settings.steps, "batch_size": settings.batch_size,
-        "train_seconds": round(seconds, 3),
-        "tokens_per_second": round(settings.steps * settings.batch_size / seconds, 1),
-        "settings": asdict(settings),
-    })
-    return TrainResult(sae, history, metrics, split, seconds, settings.steps * settings.batch_size / seconds)
+    return Fitted(sae, history, since_fired, seconds)
 
 
 @torch.no_grad()
-def _initialise(sae: SparseAutoencoder, x_scaled: torch.Tensor, seed: int) -> None:
+def _initialise(sae: SparseAutoencoder, mean_scaled: torch.Tensor, seed: int) -> None:
     gen = torch.Generator(device="cpu").manual_seed(seed)
     w = torch.randn(sae.d_sae, sae.d_in, generator=gen)
     w /= w.norm(dim=1, keepdim=True)
@@ -223,7 +291,7 @@ def _initialise(sae: SparseAutoencoder, x_scaled: torch.Tensor, seed: int) -> No
     sae.W_dec.copy_(w.to(sae.W_dec.device))
     sae.W_enc.copy_(w.t().to(sae.W_enc.device))
     sae.b_enc.zero_()
-    sae.b_dec.copy_(x_scaled.mean(dim=0))
+    sae.b_dec.copy_(mean_scaled)
 
 
 def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, err: torch.Tensor, dead: torch.Tensor, aux_k: int) -> torch.Tensor:

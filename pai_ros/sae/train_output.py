@@ -1,4 +1,4 @@
-"""``pai sae train`` end to end: read activations, train, evaluate, write the SAE directory.
+"""``pai sae train`` end to end: stream the activations, train, evaluate, write the SAE directory.
 
 The directory is assembled in ``DIR.partial-<pid>`` and renamed to ``DIR`` only when
 ``cfg.json``, the weights, ``metrics.json`` and the PNG are all written.
@@ -14,18 +14,21 @@ import numpy as np
 from pai_ros import __version__
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.sae.activations import ActivationSet, read_activations
+from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import action_recovery
 from pai_ros.sae.model import CFG_FILE, SparseAutoencoder, save_sae
 from pai_ros.sae.plots import plot_training
-from pai_ros.sae.train import TrainResult, TrainSettings, train_sae
+from pai_ros.sae.shards import ShardSet, open_shards, read_frames
+from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
+from pai_ros.sae.train import TrainSettings
+from pai_ros.sae.train_stream import train_sae_streaming
 from pai_ros.staging import staged_directory
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
 
 
-def _source(data: ActivationSet) -> dict[str, Any]:
+def _source(data: ShardSet) -> dict[str, Any]:
     if data.info is None:
         return {"activations": str(data.path), "hook": "unknown (activations file)"}
     return {**data.info["source"], "activations": str(data.path), "layout": data.info.get("layout"),
@@ -40,7 +43,7 @@ def check_output(output: Path, overwrite: bool) -> None:
             raise UserError(f"{output} exists but is not an SAE directory: refusing to overwrite it")
 
 
-def measure_action_recovery(sae: SparseAutoencoder, data: ActivationSet, result: TrainResult, frames: int,
+def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: StreamSplit, frames: int,
                             device: str) -> dict[str, Any]:
     """Splice the SAE into the policy on held-out frames (collections only; else why not)."""
     if frames <= 0:
@@ -59,10 +62,10 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ActivationSet, result:
     from pai_ros.policy.observation import Observation
     from pai_ros.policy.runner import PolicyRunner
 
-    episodes = result.split.heldout_episodes or sorted({int(e) for e in np.unique(data.meta["episode_index"])})
-    # Choose the frames first (evenly over the held-out episodes), then decode only those.
-    held = np.isin(data.meta["episode_index"], episodes)
-    pairs = sorted({(int(e), int(f)) for e, f in zip(data.meta["episode_index"][held], data.meta["frame_index"][held])})
+    episodes = split.heldout_episodes or data.episodes
+    # Choose the frames first (evenly over the held-out episodes), then decode only those. Only
+    # the shards' episode and frame indices are read for this, not their activations.
+    pairs = [(int(e), int(f)) for e, f in read_frames([s for s in data.shards if s.episode in set(episodes)])]
     pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
     loaded = load_act_policy(policy_path, device)
     runner = PolicyRunner(loaded, "replan", CaptureConfig(cross_attention=False, encoder_output=False))
@@ -80,16 +83,23 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ActivationSet, result:
 
 
 def run_training(activations: Path, output: Path, settings: TrainSettings, *, overwrite: bool = False,
-                 eval_frames: int = 64, progress: bool = True) -> tuple[Path, dict[str, Any]]:
-    data = read_activations(activations)
+                 eval_frames: int = 64, progress: bool = True, buffer_tokens: int = BUFFER_TOKENS,
+                 world: World | None = None) -> tuple[Path, dict[str, Any]]:
+    """Stream the shards through training; under torchrun only rank 0 writes (staged), the
+    others wait for it so that every rank's exit means the SAE directory is complete."""
+    world = world or World()
+    data = open_shards(activations)
     check_output(output, overwrite)
-    with staged_directory(output) as partial:
-        result = train_sae(data, settings, source=_source(data), progress=progress)
-        metrics = result.metrics
-        metrics.update(measure_action_recovery(result.sae, data, result, eval_frames, settings.device))
-        sae_id = save_sae(result.sae.cpu(), partial)
-        metrics.update({"sae_id": sae_id, "pai_ros_version": __version__, "d_in": data.d,
-                        "d_sae": result.sae.d_sae, "architecture": settings.architecture})
-        write_json_atomic(partial / METRICS_FILE, {"metrics": metrics, "history": result.history})
-        plot_training(result.history, metrics, partial / CURVES_FILE)
+    result = train_sae_streaming(data, settings, buffer_tokens=buffer_tokens, world=world, source=_source(data),
+                                 progress=progress)
+    metrics = result.metrics
+    if world.is_main:
+        with staged_directory(output) as partial:
+            metrics.update(measure_action_recovery(result.sae, data, result.split, eval_frames, settings.device))
+            sae_id = save_sae(result.sae.cpu(), partial)
+            metrics.update({"sae_id": sae_id, "pai_ros_version": __version__, "d_in": data.d,
+                            "d_sae": result.sae.d_sae, "architecture": settings.architecture})
+            write_json_atomic(partial / METRICS_FILE, {"metrics": metrics, "history": result.history})
+            plot_training(result.history, metrics, partial / CURVES_FILE)
+    world.barrier()
     return output, metrics
