@@ -27,8 +27,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
                         "already in the local Hugging Face cache")
     p.add_argument("--output-dir", type=Path, required=True, help="where episode_EEEEEE/ folders are written")
-    p.add_argument("--method", default="cross_attention", choices=("cross_attention", "rollout", "integrated_gradients"),
-                   help="attribution method (integrated_gradients runs backward passes: slow)")
+    p.add_argument("--method", default="cross_attention",
+                   help="attribution method: cross_attention, rollout, relevance (gradient-weighted relevance "
+                        "propagation, one backward pass per frame), relevance_cross (last cross-attention x its "
+                        "gradient), integrated_gradients (tens of backward passes per frame: slow)")
+    p.add_argument("--relevance-target", default="first",
+                   help="relevance methods: the output explained: first (the first action of the chunk, the one "
+                        "decided now), chunk (every action of the chunk), dim:K (action dimension K of the first "
+                        "action); --queries does not apply to them")
     p.add_argument("--queries", default="mean",
                    help="decoder queries to explain: mean, executed (the action sent this tick), K, or A:B")
     p.add_argument("--mode", default="auto", choices=("auto", "ensemble", "queue", "replan", "chunk"),
@@ -47,9 +53,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pai_ros.attention.attribution import QuerySelection
+    from pai_ros.attention.attribution import METHODS, QuerySelection
     from pai_ros.attention.integrated_gradients import IGConfig
     from pai_ros.attention.offline import RenderOptions, analyse_episode
+    from pai_ros.attention.relevance import RelevanceTarget
     from pai_ros.data.episodes import check_episodes, read_info
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
@@ -57,9 +64,12 @@ def _run(args: argparse.Namespace) -> int:
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.runner import PolicyRunner
 
+    if args.method not in METHODS:
+        raise UserError(f"unknown method '{args.method}' (choose from {', '.join(METHODS)})")
     try:
         selection = QuerySelection.parse(args.queries)
         ig = IGConfig(steps=args.ig_steps, baseline=args.ig_baseline)
+        target = RelevanceTarget.parse(args.relevance_target)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if not 0.0 <= args.alpha <= 1.0:
@@ -79,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
     results = []
     for episode in args.episode:
         results.append(analyse_episode(runner, root, episode, args.output_dir, method=args.method,
-                                       selection=selection, ig=ig, render=render, progress=not args.quiet))
+                                       selection=selection, ig=ig, render=render, progress=not args.quiet,
+                                       relevance_target=target))
     frames = sum(r.frames for r in results)
     mae = sum(r.mae * r.frames for r in results) / frames
     seconds = sum(r.seconds for r in results)
