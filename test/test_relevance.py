@@ -113,11 +113,8 @@ def test_targets_explain_different_outputs_and_a_bad_dimension_is_one_line(tiny_
         explainer.detach()
     assert not torch.allclose(maps["first"], maps["chunk"])
     assert not torch.allclose(maps["dim:0"], maps["dim:2"])
-    explainer = RelevanceExplainer(loaded.policy, "relevance", RelevanceTarget.parse("dim:3")).attach()
-    runner.explainer = explainer
     with pytest.raises(UserError, match="dim:3 is outside the policy's 3 action dimensions"):
-        runner.step(obs)
-    explainer.detach()
+        RelevanceExplainer(loaded.policy, "relevance", RelevanceTarget.parse("dim:3"))
     runner.close()
     for bad in ("last", "dim:", "dim:-1"):
         with pytest.raises(ValueError, match="is not one of: first, chunk, dim:K"):
@@ -135,6 +132,12 @@ def test_a_frozen_policy_is_a_clear_error_not_a_silent_map(tiny_act: Path) -> No
         explainer.check_gradients()
     runner = PolicyRunner(loaded, "replan", CaptureConfig(encoder_output=False))
     runner.explainer = explainer
-    with pytest.raises(NoGradientError, match="gives no gradient to its attention maps"):
-        runner.step(_observations(1)[0])
+    plain = PolicyRunner(load_act_policy(tiny_act, "cpu"), "replan", CaptureConfig(encoder_output=False))
+    obs = _observations(1)[0]
+    result = runner.step(obs)  # a robot keeps acting: the action comes, the map does not
+    assert np.array_equal(result.action, plain.step(obs).action)
+    assert "relevance" not in result.capture.explanations
+    assert "gives no gradient to its attention maps" in result.capture.explanation_error
+    assert maps_for_tick(result, "relevance") is None
     runner.close()
+    plain.close()

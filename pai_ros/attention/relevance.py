@@ -130,6 +130,9 @@ class RelevanceExplainer:
             raise UserError(f"unknown relevance method '{method}' (choose from {', '.join(RELEVANCE_METHODS)})")
         self.name = method
         self.target = target
+        action_dim = int(policy.config.action_feature.shape[0])
+        if target.kind == "dim" and target.dim >= action_dim:
+            raise UserError(f"relevance target dim:{target.dim} is outside the policy's {action_dim} action dimensions")
         model = policy.model
         last_cross = model.decoder.layers[-1].multihead_attn
         self._cross_only = method == "relevance_cross"
@@ -278,6 +281,23 @@ def _per_head_weights(_module: Any, args: tuple, kwargs: dict) -> tuple[tuple, d
     kwargs["need_weights"] = True
     kwargs["average_attn_weights"] = False
     return args, kwargs
+
+
+def available_memory_bytes(device: str) -> int | None:
+    """Free memory where the policy runs (CUDA: the device's free memory; CPU: MemAvailable), None if unknown."""
+    if device.startswith("cuda"):
+        try:
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        except (RuntimeError, AssertionError):
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def estimated_memory_bytes(policy: Any, layout_tokens: int, method: str = "relevance") -> int:

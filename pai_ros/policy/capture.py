@@ -43,6 +43,7 @@ class ForwardCapture:
     encoder_output: torch.Tensor | None  # [B, S, D]
     # method name -> [B, S] token weights computed by the runner's explainer (e.g. relevance)
     explanations: dict[str, torch.Tensor] = field(default_factory=dict)
+    explanation_error: str | None = None  # why the explainer gave nothing this forward (the action is unaffected)
 
 
 class ActCapture:

@@ -138,7 +138,7 @@ class PolicyRunner:
     def _forward(self, batch: dict[str, torch.Tensor],
                  explainer: Explainer | None = None) -> tuple[torch.Tensor, ForwardCapture]:
         self.capture.reset()
-        explanation = None
+        explanation, error = None, None
         if explainer is None:
             chunk = self.policy.predict_action_chunk(batch)  # (1, chunk_size, action_dim), normalised
         else:
@@ -150,12 +150,16 @@ class PolicyRunner:
                 if self.policy.config.image_features:
                     grad_batch["observation.images"] = [batch[k] for k in self.policy.config.image_features]
                 chunk = self.policy.model(grad_batch)[0]
-                explanation = explainer.explain(chunk).detach()
+                try:
+                    explanation = explainer.explain(chunk).detach()
+                except Exception as exc:  # noqa: BLE001 - the action does not depend on the explanation
+                    error = f"{explainer.name} failed: {exc}"
             chunk = chunk.detach()
         self.stats.forwards += 1
         capture = self.capture.collect()
         if explanation is not None:
             capture.explanations[explainer.name] = explanation
+        capture.explanation_error = error
         return chunk, capture
 
     def _unnormalise(self, actions: torch.Tensor) -> np.ndarray:
