@@ -48,6 +48,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--ig-steps", type=int, default=20, help="integrated gradients: path steps")
     p.add_argument("--ig-baseline", default="blur", choices=("black", "blur", "mean"),
                    help="integrated gradients: baseline image")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="instead of maps: measure how faithful each method is by deletion/insertion (cells blurred "
+                        "or restored in the method's order, the change of the predicted actions measured); writes "
+                        "OUTPUT/faithfulness/faithfulness.json and faithfulness.png")
+    p.add_argument("--faithfulness-methods", nargs="+", default=None, metavar="M",
+                   help="methods to compare (default: cross_attention rollout relevance relevance_cross "
+                        "integrated_gradients random)")
+    p.add_argument("--faithfulness-frames", type=int, default=8, help="frames per episode, evenly spaced")
+    p.add_argument("--faithfulness-steps", type=int, default=10, help="points on each curve")
+    p.add_argument("--faithfulness-output", default="chunk", choices=("chunk", "first"),
+                   help="the predicted output measured and explained: the whole chunk or its first action")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run)
 
@@ -77,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
     info = read_info(root)
     check_episodes(info, args.episode, root)
+    if args.faithfulness:
+        return _faithfulness(args, root, ig)
     loaded = load_act_policy(args.policy_path, args.device)
     capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
     runner = PolicyRunner(loaded, args.mode, capture)
@@ -96,4 +109,43 @@ def _run(args: argparse.Namespace) -> int:
     seconds = sum(r.seconds for r in results)
     print(f"pai attention: {len(results)} episode(s), {frames} frames, method {args.method}, mode {runner.mode}: "
           f"action MAE {mae:.4f}; wrote {', '.join(str(r.directory) for r in results)} in {seconds:.1f} s")
+    return 0
+
+
+def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
+    from pai_ros.attention.faithfulness import (
+        FAITHFULNESS_METHODS,
+        FaithfulnessConfig,
+        episode_observations,
+        faithfulness,
+        write_report,
+    )
+    from pai_ros.errors import UserError
+    from pai_ros.policy.capture import CaptureConfig
+    from pai_ros.policy.loading import load_act_policy
+    from pai_ros.policy.runner import PolicyRunner
+
+    methods = tuple(args.faithfulness_methods or FAITHFULNESS_METHODS)
+    unknown = [m for m in methods if m not in FAITHFULNESS_METHODS]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(FAITHFULNESS_METHODS)})")
+    if args.faithfulness_frames < 1:
+        raise UserError(f"--faithfulness-frames must be at least 1, got {args.faithfulness_frames}")
+    try:
+        config = FaithfulnessConfig(steps=args.faithfulness_steps, output=args.faithfulness_output)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    # Maps of fresh forward passes, one per frame: replan, whatever the checkpoint executes with.
+    runner = PolicyRunner(load_act_policy(args.policy_path, args.device), "replan",
+                          CaptureConfig(encoder_self_attention=True, encoder_output=False))
+    observations = [o for ep in args.episode for o in episode_observations(root, ep, args.faithfulness_frames)]
+    report = faithfulness(runner, observations, methods, config, ig)
+    runner.close()
+    title = f"{args.policy_path} on {root.name}, episodes {args.episode}, output {config.output}"
+    summary = write_report(report, args.output_dir / "faithfulness", title)
+    for cam, per in summary["cameras"].items():
+        parts = [f"{m} {s['deletion_auc']:.3f}/{s['insertion_auc']:.3f}" for m, s in per.items() if s.get("frames")]
+        print(f"pai attention --faithfulness: {cam}: deletion AUC/insertion AUC (higher = more faithful): "
+              f"{', '.join(parts) or 'no frame where the camera changes the prediction'}")
+    print(f"wrote {args.output_dir / 'faithfulness'} ({summary['frames']} frames)")
     return 0
