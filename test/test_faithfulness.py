@@ -96,3 +96,32 @@ def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny
     res = run_pai(*base, "--faithfulness-methods", "gradcam")
     assert res.returncode == 1 and "unknown method(s) gradcam" in res.stderr
     assert res.stderr.strip().count("\n") == 0
+
+
+def test_sink_analysis_finds_the_cell_that_takes_mass_in_every_frame(runner: PolicyRunner, tmp_path: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    from pai_ros.attention.sinks import plot_sinks, sink_analysis
+
+    captures = [runner.step(_obs(s)).capture for s in range(4)]
+    layout = captures[0].layout
+    front = layout.camera("front")
+    sink = front.slice.start + 1  # the front camera's second cell
+    rng = np.random.default_rng(0)
+    planted = []
+    for c in captures:
+        q, s = c.cross_attention.shape[1:]
+        w = torch.from_numpy(rng.random((1, q, s)).astype(np.float32))
+        w[..., sink] = w.sum(dim=-1) * 2  # two thirds of each row's mass, every frame
+        planted.append(dataclasses.replace(c, cross_attention=w / w.sum(dim=-1, keepdim=True)))
+    result = sink_analysis(planted, top_k=1)
+    f = result["cameras"]["front"]
+    assert f["sink_cells"] == [[1 // front.grid_w, 1 % front.grid_w]]
+    assert f["peak_on_a_sink_rate"] == 1.0 and f["sink_mass_share"] > 0.8
+    assert set(result["token_shares"]) == {"latent", "state"}
+    real = sink_analysis(captures)  # the tiny random policy: well-formed numbers
+    assert 0 < real["cameras"]["wrist"]["sink_mass_share"] <= 1
+    plot_sinks(real, tmp_path / "sinks.png")
+    assert (tmp_path / "sinks.png").stat().st_size > 1000
