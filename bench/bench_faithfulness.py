@@ -94,6 +94,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="points on each deletion/insertion curve")
     ap.add_argument("--output", default="chunk", choices=("chunk", "first"))
     ap.add_argument("--timing-rounds", type=int, default=10)
+    ap.add_argument("--methods", nargs="+", default=list(FAITHFULNESS_METHODS), choices=FAITHFULNESS_METHODS,
+                    help="methods to compare (integrated_gradients is the reference of the AUC ratios)")
     ap.add_argument("--policy", type=Path, default=None, help="instead of the demo policy (with --heldout-root)")
     ap.add_argument("--heldout-root", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=RESULTS / "faithfulness.json")
@@ -113,7 +115,7 @@ def main() -> None:
                           CaptureConfig(encoder_self_attention=True, encoder_output=False))
     config = FaithfulnessConfig(steps=args.steps, output=args.output)
     ig = IGConfig(steps=args.ig_steps, baseline="blur")
-    methods = FAITHFULNESS_METHODS
+    methods = tuple(args.methods)
     rng = np.random.default_rng(0)
     hits = {c: {m: [] for m in methods} for c in CAMERAS}
     ratios = {c: {m: [] for m in methods} for c in CAMERAS}
@@ -181,7 +183,7 @@ def main() -> None:
 
     rows = []
     for cam in CAMERAS:
-        ig_d = summary["cameras"][cam]["integrated_gradients"].get("deletion_auc")
+        ig_d = summary["cameras"][cam].get("integrated_gradients", {}).get("deletion_auc")
         for m in methods:
             p = summary["pointing"][cam].get(m)
             s = summary["cameras"][cam][m]

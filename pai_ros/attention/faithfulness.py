@@ -275,7 +275,10 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> None:
         ax.set_title(f"{cam}: deletion (solid), insertion (dashed)")
         ax.set_xlabel("fraction of cells deleted / inserted, most important first")
         ax.set_ylabel("share of the full change of the prediction")
-        ax.set_ylim(-0.05, 1.3)
+        values = [v for s in summary["cameras"][cam].values() if s.get("frames")
+                  for v in (*s["deletion_curve"], *s["insertion_curve"])]
+        # insertion can first move away from the intact prediction: show it rather than clip it
+        ax.set_ylim(min(-0.05, min(values, default=0) - 0.05), max(1.15, max(values, default=1) + 0.05))
         ax.legend(fontsize=7, ncol=2)
     if title:
         fig.suptitle(title, fontsize=9)
