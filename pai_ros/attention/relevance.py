@@ -142,6 +142,8 @@ class RelevanceExplainer:
         self._last_cross = _Slot(last_cross) if self._cross_only else self._decoder[-1][1]
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._active = False
+        self._model = model
+        self._grad_mode = True
 
     def _slots(self) -> list[_Slot]:
         if self._cross_only:
@@ -151,11 +153,24 @@ class RelevanceExplainer:
     def attach(self) -> RelevanceExplainer:
         if self._handles:
             return self
+        backbone = getattr(self._model, "backbone", None)
+        if backbone is not None:
+            # Relevance stops at the encoder's input tokens: the vision backbone needs no graph
+            # (same numbers; less memory and time). Its grad mode is restored right after it.
+            self._handles.append(backbone.register_forward_pre_hook(self._backbone_enter))
+            self._handles.append(backbone.register_forward_hook(self._backbone_exit))
         for slot in self._slots():
             m = slot.module
             self._handles.append(m.register_forward_pre_hook(_per_head_weights, with_kwargs=True))
             self._handles.append(m.register_forward_hook(self._recorder(slot), with_kwargs=True))
         return self
+
+    def _backbone_enter(self, _module: Any, _args: tuple) -> None:
+        self._grad_mode = torch.is_grad_enabled()
+        torch.set_grad_enabled(False)
+
+    def _backbone_exit(self, _module: Any, _args: tuple, _out: Any) -> None:
+        torch.set_grad_enabled(self._grad_mode)
 
     def detach(self) -> None:
         for h in self._handles:
