@@ -7,14 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_pai
 
-from pai_ros.attention.faithfulness import FaithfulnessConfig, area, faithfulness, frame_curves
+from pai_ros.attention.faithfulness import (
+    FaithfulnessConfig,
+    area,
+    faithfulness,
+    frame_curves,
+)
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
-
-from conftest import run_pai
 
 
 def _obs(seed: int) -> Observation:

@@ -32,7 +32,12 @@ import numpy as np
 import torch
 
 from pai_ros.attention.attribution import QuerySelection
-from pai_ros.attention.integrated_gradients import IGConfig, baseline_image, cell_bounds, integrated_gradients
+from pai_ros.attention.integrated_gradients import (
+    IGConfig,
+    baseline_image,
+    cell_bounds,
+    integrated_gradients,
+)
 from pai_ros.attention.maps import maps_for_tick
 from pai_ros.attention.relevance import RelevanceTarget, explaining
 from pai_ros.policy.observation import Observation

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS, LIVE_METHODS, QuerySelection, token_weights
+from pai_ros.attention.attribution import (
+    GRADIENT_LIVE_METHODS,
+    LIVE_METHODS,
+    QuerySelection,
+    token_weights,
+)
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.runner import TickResult
 
