@@ -43,6 +43,8 @@ BENCHES = [
     Bench("bench_render.py", (), ("--reps", "20")),
     Bench("bench_steering.py", ("--rounds", "10"), ("--rounds", "2")),
     Bench("bench_attention_accuracy.py", (), ("--episodes", "0", "--ig-steps", "4")),
+    Bench("bench_faithfulness.py", (), ("--episodes", "0", "1", "--frames-per-episode", "4", "--ig-steps", "4",
+                                        "--steps", "6", "--timing-rounds", "3")),
     Bench("bench_policy_node.py", ("--seconds", "40"), ("--seconds", "8")),
     Bench("bench_memory.py", ("--ticks", "10"), ("--ticks", "3")),
     Bench("bench_recorder.py", ("--seconds", "60", "--transport", "shm32mb"), ("--seconds", "5", "--transport", "shm32mb")),

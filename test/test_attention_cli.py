@@ -74,7 +74,7 @@ def test_video_colours_are_rgb_not_bgr(cross_attention_run: Path, tiny_dataset) 
     assert r > b + 60, (r, g, b)
 
 
-@pytest.mark.parametrize("method", ["rollout", "integrated_gradients"])
+@pytest.mark.parametrize("method", ["rollout", "relevance", "relevance_cross", "integrated_gradients"])
 def test_other_methods_write_the_same_schema(method: str, tiny_dataset, tiny_act, tmp_path: Path) -> None:
     root, _ = tiny_dataset
     res = run_pai("attention", "--dataset-root", str(root), "--episode", "1", "--policy-path", str(tiny_act),
@@ -99,6 +99,8 @@ def test_bad_inputs_are_one_line_and_leave_no_output(tiny_dataset, tiny_act, tmp
         (["--policy-path", str(broken)], "missing model.safetensors"),
         (["--queries", "9:3"], "query selection '9:3'"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--method", "gradcam"], "unknown method 'gradcam' (choose from cross_attention, rollout, relevance"),
+        (["--method", "relevance", "--relevance-target", "last"], "relevance target 'last' is not one of"),
     ]
     for extra, message in cases:
         args = {"--dataset-root": str(root), "--episode": "0", "--policy-path": str(tiny_act),

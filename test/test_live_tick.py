@@ -219,6 +219,49 @@ def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tic
     tick.set_heatmap_method("cross_attention")
 
 
+def test_relevance_live_sends_the_same_actions_and_a_refused_switch_changes_nothing(tiny_act: Path) -> None:
+    """relevance: same action as without it; short memory or a frozen policy: one line, previous method kept."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="replan",
+                                                  max_observation_age_s=0.5, control_rate_hz=10.0))
+    try:
+        now = T0 + 300 * S
+        plain = live.step(inputs(now), now)
+        for method in ("relevance", "relevance_cross"):
+            live.set_heatmap_method(method)
+            out = live.step(inputs(now + S), now + S)
+            assert isinstance(out, TickOutput) and out.heatmap_method == method
+            assert np.array_equal(out.action, plain.action)  # bit for bit: replan, same inputs
+            assert set(out.heatmaps) == {"front", "wrist"} and abs(sum(out.shares.values()) - 1) < 1e-5
+            assert live.diagnostics(now + S).values["heatmap_method"] == f"{method} (explains first)"
+
+        live.set_heatmap_method("rollout")
+        live.memory_available = lambda: 1024  # a machine with 1 KiB free
+        explainer_before = live.runner.explainer
+        with pytest.raises(UserError, match="not enough memory for relevance on cpu: it needs about"):
+            live.set_heatmap_method("relevance")
+        assert live.heatmap_method == "rollout" and live.runner.explainer is explainer_before
+        out = live.step(inputs(now + 2 * S), now + 2 * S)
+        assert isinstance(out, TickOutput) and out.heatmap_method == "rollout" and out.heatmaps
+
+        live.memory_available = lambda: None  # unknown: no check
+        for p in live.runner.policy.parameters():
+            p.requires_grad_(False)
+        with pytest.raises(UserError, match="gives no gradient to its attention maps"):
+            live.set_heatmap_method("relevance_cross")
+        assert live.heatmap_method == "rollout" and live.runner.explainer is explainer_before
+        assert isinstance(live.step(inputs(now + 3 * S), now + 3 * S), TickOutput)
+    finally:
+        live.close()
+
+
+def test_a_relevance_target_that_does_not_exist_is_one_line(tiny_act: Path) -> None:
+    with pytest.raises(UserError, match="relevance target 'last' is not one of"):
+        LiveConfig.defaults(str(tiny_act), relevance_target="last")
+    with pytest.raises(UserError, match="dim:7 is outside the policy's 3 action dimensions"):
+        LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), relevance_target="dim:7",
+                                            heatmap_method="relevance"))
+
+
 def test_features_every_tick_and_sae_reload_keeps_the_old_one_on_failure(tiny_act: Path, tiny_sae: Path,
                                                                         tmp_path: Path) -> None:
     from pai_ros.sae.model import content_id

@@ -2,8 +2,9 @@
 
 What the policy node runs each tick, without ROS: ``PolicyRunner.step`` (validation,
 preprocess, ACT forward with capture hooks, postprocess), then, when on, the attention maps
-(``maps_for_tick``: token shares and per-camera grids, as the node's defaults ask) and the SAE
-encode of the encoder tokens (``encode_frame``, TopK 512 -> 4096, k 32, the node's top 64).
+(``maps_for_tick``: token shares and per-camera grids, as the node's defaults ask), with
+``relevance`` the relevance map (one backward pass inside the tick, explaining the first
+action, as ``heatmap_method:=relevance`` does), and the SAE encode of the encoder tokens (``encode_frame``, TopK 512 -> 4096, k 32, the node's top 64).
 Heatmap overlays (rendered at camera resolution) and message conversion are not included.
 
 The model is LeRobot's default ACT configuration (ResNet-18, dim_model 512, chunk 100, ...)
@@ -16,7 +17,7 @@ Runs with only torch, torchvision and numpy installed plus the bundle that
 never uses get stand-ins (``stand_ins.py``) where they are missing.
 
 Usage: python bench/gpu/tick_latency.py [--device cuda] [--ticks 1000] [--warmup 50] [--json PATH]
-       [--settings bare attention sae both]
+       [--settings bare attention relevance sae both]
 """
 
 from __future__ import annotations
@@ -63,10 +64,12 @@ class Setting:
     name: str
     attention: bool
     sae: bool
+    relevance: bool = False  # heatmap_method relevance: an explainer on the runner, one backward per tick
 
 
 SETTINGS = (Setting("bare", "capture off, SAE off", False, False),
             Setting("attention", "capture on, SAE off", True, False),
+            Setting("relevance", "capture on, relevance map, SAE off", True, False, relevance=True),
             Setting("sae", "capture off, SAE on", False, True),
             Setting("both", "capture on, SAE on", True, True))
 
@@ -87,6 +90,7 @@ def import_core(force_stand_ins: bool) -> tuple[SimpleNamespace, list[str]]:
         from pai_ros.attention.attribution import QuerySelection
         from pai_ros.policy.capture import CaptureConfig
         from pai_ros.attention.maps import maps_for_tick
+        from pai_ros.attention.relevance import RelevanceExplainer
         from pai_ros.jsonfile import write_json_atomic
         from pai_ros.policy.loading import load_act_policy
         from pai_ros.policy.observation import Observation
@@ -96,7 +100,7 @@ def import_core(force_stand_ins: bool) -> tuple[SimpleNamespace, list[str]]:
         from pai_ros.sae.model import SaeConfig, SparseAutoencoder
     core = SimpleNamespace(
         ACTConfig=ACTConfig, print_table=common.print_table, QuerySelection=QuerySelection,
-        CaptureConfig=CaptureConfig, maps_for_tick=maps_for_tick, write_json_atomic=write_json_atomic,
+        CaptureConfig=CaptureConfig, maps_for_tick=maps_for_tick, RelevanceExplainer=RelevanceExplainer, write_json_atomic=write_json_atomic,
         load_act_policy=load_act_policy, Observation=Observation, save_random_act=save_random_act,
         PolicyRunner=PolicyRunner, encode_frame=encode_frame, SaeConfig=SaeConfig,
         SparseAutoencoder=SparseAutoencoder)
@@ -147,7 +151,9 @@ def run_tick(core: SimpleNamespace, runner: Any, setting: Setting, obs: Any, sae
     """One control tick as the node computes it; returns what it produced."""
     result = runner.step(obs)
     out: dict[str, Any] = {"action": result.action}
-    if setting.attention:
+    if setting.relevance:
+        out["shares"] = core.maps_for_tick(result, "relevance", selection).shares
+    elif setting.attention:
         out["shares"] = core.maps_for_tick(result, "cross_attention", selection).shares
     if setting.sae:
         out["features"] = core.encode_frame(sae, result.capture.encoder_output[0], TOP_N).feature_indices
@@ -179,6 +185,8 @@ def measure(core: SimpleNamespace, device: str, ticks: int, warmup: int, seed: i
     for setting in settings:
         capture = core.CaptureConfig(cross_attention=setting.attention, encoder_output=setting.sae)
         runner = core.PolicyRunner(loaded, "auto", capture)  # auto: what the node does by default
+        explainer = core.RelevanceExplainer(loaded.policy, "relevance").attach() if setting.relevance else None
+        runner.explainer = explainer
         n_obs = len(observations)
         try:
             first = None
@@ -195,6 +203,8 @@ def measure(core: SimpleNamespace, device: str, ticks: int, warmup: int, seed: i
                 first = first or out
         finally:
             runner.close()  # detach this setting's hooks before the next one attaches its own
+            if explainer is not None:
+                explainer.detach()
         stats = summarise(samples)
         stats["mode"] = runner.mode
         # A fingerprint of what was computed, to compare runs (e.g. with and without stand-ins).

@@ -10,6 +10,10 @@ Methods (each gives a weight vector over the encoder's source tokens, ``[S]``, t
   self-attention averaged with the identity for the residual stream, rows renormalised, the
   layers composed, then read through the cross-attention. Attributes decoder attention back
   to the *input* tokens. Also live: the weights are computed by the forward pass anyway.
+* ``relevance``: gradient-weighted relevance propagation (Chefer et al. 2021) through the
+  encoder self-attention and the decoder, one backward pass per forward; ``relevance_cross``:
+  only the last cross-attention times its gradient (cheaper). See
+  :mod:`pai_ros.attention.relevance`. Live: the runner computes them during the tick.
 * ``integrated_gradients``: see :mod:`pai_ros.attention.integrated_gradients` (offline).
 """
 
@@ -20,8 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-METHODS = ("cross_attention", "rollout", "integrated_gradients")
-LIVE_METHODS = ("cross_attention", "rollout")
+METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "integrated_gradients")
+LIVE_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross")
+# Methods that need the runner's explainer (a backward pass inside the tick).
+GRADIENT_LIVE_METHODS = ("relevance", "relevance_cross")
 
 
 @dataclass(frozen=True)
@@ -105,4 +111,6 @@ def token_weights(method: str, cross: torch.Tensor, queries: slice,
         return w @ rollout_matrix(self_attentions or [])
     if method == "integrated_gradients":
         raise ValueError("integrated_gradients needs gradients: use pai_ros.attention.integrated_gradients")
+    if method in GRADIENT_LIVE_METHODS:
+        raise ValueError(f"{method} is computed inside the forward pass: attach a RelevanceExplainer to the runner")
     raise ValueError(f"unknown attribution method '{method}' (choose from {', '.join(METHODS)})")

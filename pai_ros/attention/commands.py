@@ -27,8 +27,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
                         "already in the local Hugging Face cache")
     p.add_argument("--output-dir", type=Path, required=True, help="where episode_EEEEEE/ folders are written")
-    p.add_argument("--method", default="cross_attention", choices=("cross_attention", "rollout", "integrated_gradients"),
-                   help="attribution method (integrated_gradients runs backward passes: slow)")
+    p.add_argument("--method", default="cross_attention",
+                   help="attribution method: cross_attention, rollout, relevance (gradient-weighted relevance "
+                        "propagation, one backward pass per frame), relevance_cross (last cross-attention x its "
+                        "gradient), integrated_gradients (tens of backward passes per frame: slow)")
+    p.add_argument("--relevance-target", default="first",
+                   help="relevance methods: the output explained: first (the first action of the chunk, the one "
+                        "decided now), chunk (every action of the chunk), dim:K (action dimension K of the first "
+                        "action); --queries does not apply to them")
     p.add_argument("--queries", default="mean",
                    help="decoder queries to explain: mean, executed (the action sent this tick), K, or A:B")
     p.add_argument("--mode", default="auto", choices=("auto", "ensemble", "queue", "replan", "chunk"),
@@ -42,14 +48,26 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--ig-steps", type=int, default=20, help="integrated gradients: path steps")
     p.add_argument("--ig-baseline", default="blur", choices=("black", "blur", "mean"),
                    help="integrated gradients: baseline image")
+    p.add_argument("--faithfulness", action="store_true",
+                   help="instead of maps: measure how faithful each method is by deletion/insertion (cells blurred "
+                        "or restored in the method's order, the change of the predicted actions measured); writes "
+                        "OUTPUT/faithfulness/faithfulness.json and faithfulness.png")
+    p.add_argument("--faithfulness-methods", nargs="+", default=None, metavar="M",
+                   help="methods to compare (default: cross_attention rollout relevance relevance_cross "
+                        "integrated_gradients random)")
+    p.add_argument("--faithfulness-frames", type=int, default=8, help="frames per episode, evenly spaced")
+    p.add_argument("--faithfulness-steps", type=int, default=10, help="points on each curve")
+    p.add_argument("--faithfulness-output", default="chunk", choices=("chunk", "first"),
+                   help="the predicted output measured and explained: the whole chunk or its first action")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pai_ros.attention.attribution import QuerySelection
+    from pai_ros.attention.attribution import METHODS, QuerySelection
     from pai_ros.attention.integrated_gradients import IGConfig
     from pai_ros.attention.offline import RenderOptions, analyse_episode
+    from pai_ros.attention.relevance import RelevanceTarget
     from pai_ros.data.episodes import check_episodes, read_info
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
@@ -57,9 +75,12 @@ def _run(args: argparse.Namespace) -> int:
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.runner import PolicyRunner
 
+    if args.method not in METHODS:
+        raise UserError(f"unknown method '{args.method}' (choose from {', '.join(METHODS)})")
     try:
         selection = QuerySelection.parse(args.queries)
         ig = IGConfig(steps=args.ig_steps, baseline=args.ig_baseline)
+        target = RelevanceTarget.parse(args.relevance_target)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if not 0.0 <= args.alpha <= 1.0:
@@ -67,6 +88,8 @@ def _run(args: argparse.Namespace) -> int:
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
     info = read_info(root)
     check_episodes(info, args.episode, root)
+    if args.faithfulness:
+        return _faithfulness(args, root, ig)
     loaded = load_act_policy(args.policy_path, args.device)
     capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
     runner = PolicyRunner(loaded, args.mode, capture)
@@ -79,10 +102,50 @@ def _run(args: argparse.Namespace) -> int:
     results = []
     for episode in args.episode:
         results.append(analyse_episode(runner, root, episode, args.output_dir, method=args.method,
-                                       selection=selection, ig=ig, render=render, progress=not args.quiet))
+                                       selection=selection, ig=ig, render=render, progress=not args.quiet,
+                                       relevance_target=target))
     frames = sum(r.frames for r in results)
     mae = sum(r.mae * r.frames for r in results) / frames
     seconds = sum(r.seconds for r in results)
     print(f"pai attention: {len(results)} episode(s), {frames} frames, method {args.method}, mode {runner.mode}: "
           f"action MAE {mae:.4f}; wrote {', '.join(str(r.directory) for r in results)} in {seconds:.1f} s")
+    return 0
+
+
+def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
+    from pai_ros.attention.faithfulness import (
+        FAITHFULNESS_METHODS,
+        FaithfulnessConfig,
+        episode_observations,
+        faithfulness,
+        write_report,
+    )
+    from pai_ros.errors import UserError
+    from pai_ros.policy.capture import CaptureConfig
+    from pai_ros.policy.loading import load_act_policy
+    from pai_ros.policy.runner import PolicyRunner
+
+    methods = tuple(args.faithfulness_methods or FAITHFULNESS_METHODS)
+    unknown = [m for m in methods if m not in FAITHFULNESS_METHODS]
+    if unknown:
+        raise UserError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(FAITHFULNESS_METHODS)})")
+    if args.faithfulness_frames < 1:
+        raise UserError(f"--faithfulness-frames must be at least 1, got {args.faithfulness_frames}")
+    try:
+        config = FaithfulnessConfig(steps=args.faithfulness_steps, output=args.faithfulness_output)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    # Maps of fresh forward passes, one per frame: replan, whatever the checkpoint executes with.
+    runner = PolicyRunner(load_act_policy(args.policy_path, args.device), "replan",
+                          CaptureConfig(encoder_self_attention=True, encoder_output=False))
+    observations = [o for ep in args.episode for o in episode_observations(root, ep, args.faithfulness_frames)]
+    report = faithfulness(runner, observations, methods, config, ig)
+    runner.close()
+    title = f"{args.policy_path} on {root.name}, episodes {args.episode}, output {config.output}"
+    summary = write_report(report, args.output_dir / "faithfulness", title)
+    for cam, per in summary["cameras"].items():
+        parts = [f"{m} {s['deletion_auc']:.3f}/{s['insertion_auc']:.3f}" for m, s in per.items() if s.get("frames")]
+        print(f"pai attention --faithfulness: {cam}: deletion AUC/insertion AUC (higher = more faithful): "
+              f"{', '.join(parts) or 'no frame where the camera changes the prediction'}")
+    print(f"wrote {args.output_dir / 'faithfulness'} ({summary['frames']} frames)")
     return 0

@@ -51,7 +51,7 @@ class IGResult:
     attribution_sum: float  # signed sum of attributions (completeness: close to delta)
 
 
-def _baseline(img: torch.Tensor, kind: str) -> torch.Tensor:
+def baseline_image(img: torch.Tensor, kind: str) -> torch.Tensor:
     """Baseline for a CHW float image in [0, 1]."""
     if kind == "black":
         return torch.zeros_like(img)
@@ -63,11 +63,15 @@ def _baseline(img: torch.Tensor, kind: str) -> torch.Tensor:
     return torch.from_numpy(blurred).permute(2, 0, 1).to(img.device)
 
 
+def cell_bounds(size: int, cells: int) -> np.ndarray:
+    """Pixel edges ``(cells + 1,)`` of ``cells`` token cells along an image side of ``size`` pixels."""
+    return np.round(np.linspace(0, size, cells + 1)).astype(int)
+
+
 def _cell_sums(pixel_map: np.ndarray, grid_h: int, grid_w: int) -> np.ndarray:
     """Sum a (H, W) map over the pixel blocks of a (grid_h, grid_w) token grid."""
     h, w = pixel_map.shape
-    rows = np.round(np.linspace(0, h, grid_h + 1)).astype(int)[:-1]
-    cols = np.round(np.linspace(0, w, grid_w + 1)).astype(int)[:-1]
+    rows, cols = cell_bounds(h, grid_h)[:-1], cell_bounds(w, grid_w)[:-1]
     return np.add.reduceat(np.add.reduceat(pixel_map, rows, axis=0), cols, axis=1)
 
 
@@ -79,7 +83,7 @@ def integrated_gradients(runner: PolicyRunner, obs: Observation, queries: slice,
     raw = spec.to_batch(obs, runner.device)  # validated, unbatched, images in [0, 1]
     cam_keys = [spec.cameras[name][0] for name in spec.cameras]
     inputs = {k: raw[k] for k in cam_keys}
-    baselines = {k: _baseline(v, config.baseline) for k, v in inputs.items()}
+    baselines = {k: baseline_image(v, config.baseline) for k, v in inputs.items()}
 
     def predict(images: dict[str, torch.Tensor], n: int) -> torch.Tensor:
         batch = {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in raw.items() if k not in images}

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pai_ros.attention.attribution import LIVE_METHODS, QuerySelection, token_weights
+from pai_ros.attention.attribution import (
+    GRADIENT_LIVE_METHODS,
+    LIVE_METHODS,
+    QuerySelection,
+    token_weights,
+)
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.runner import TickResult
 
@@ -23,12 +28,16 @@ class AttentionMaps:
 
 
 def maps_for_tick(result: TickResult, method: str = "cross_attention",
-                  selection: QuerySelection = QuerySelection()) -> AttentionMaps | None:
+                  selection: QuerySelection = QuerySelection(), label: str | None = None) -> AttentionMaps | None:
     """The maps behind a tick, or None when no forward pass has happened yet.
 
     ``executed`` reads the forward pass that produced the executed action (in queue and chunk
     modes, an earlier tick's) at the executed query. Other selections read this tick's forward
     pass, or in chunk mode between refills, the last one (``fresh`` is then False).
+
+    ``relevance`` / ``relevance_cross`` read what the runner's explainer computed for that forward
+    pass; they explain the explainer's target (first action, chunk, one dimension), so the query
+    selection only chooses which forward pass is read, and ``queries`` names the target.
     """
     if method not in LIVE_METHODS:
         raise ValueError(f"method '{method}' cannot run per tick (live methods: {', '.join(LIVE_METHODS)})")
@@ -39,6 +48,12 @@ def maps_for_tick(result: TickResult, method: str = "cross_attention",
         fresh = result.capture is not None
     if capture is None or capture.cross_attention is None:
         return None
+    if method in GRADIENT_LIVE_METHODS:
+        if method not in capture.explanations:
+            return None  # the forward pass ran before the explainer was attached
+        weights = capture.explanations[method][0].float().cpu().numpy()
+        shares, grids = capture.layout.split(weights)
+        return AttentionMaps(method, label or selection.label(), weights, shares, grids, capture.layout, fresh)
     cross = capture.cross_attention[0]
     queries = selection.resolve(cross.shape[0], executed=result.executed_query)
     enc = [a[0] for a in capture.encoder_self_attention] if capture.encoder_self_attention else None

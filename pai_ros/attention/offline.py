@@ -27,9 +27,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from pai_ros import __version__
-from pai_ros.attention.attribution import QuerySelection
+from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS, QuerySelection
 from pai_ros.attention.integrated_gradients import IGConfig, integrated_gradients
 from pai_ros.attention.maps import maps_for_tick
+from pai_ros.attention.relevance import RelevanceTarget, explaining
 from pai_ros.attention.render import (
     Normalization,
     combined_panel,
@@ -86,8 +87,23 @@ def _nan_if_none(v: float | None) -> float:
 def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, output_dir: Path, *,
                     method: str = "cross_attention", selection: QuerySelection = QuerySelection(),
                     ig: IGConfig | None = None, render: RenderOptions = RenderOptions(),
-                    progress: bool = True) -> EpisodeResult:
-    """Run ``runner`` over one episode and write its outputs (see the module docstring)."""
+                    progress: bool = True, relevance_target: RelevanceTarget = RelevanceTarget()) -> EpisodeResult:
+    """Run ``runner`` over one episode and write its outputs (see the module docstring).
+
+    ``relevance`` / ``relevance_cross`` explain ``relevance_target`` (first action, chunk, one
+    dimension); their ``queries`` column holds the target's label.
+    """
+    if method in GRADIENT_LIVE_METHODS:
+        with explaining(runner, method, relevance_target):
+            return _analyse_episode(runner, dataset_root, episode, output_dir, method,
+                                    QuerySelection(), ig, render, progress, relevance_target.label())
+    return _analyse_episode(runner, dataset_root, episode, output_dir, method, selection, ig, render, progress,
+                            selection.label())
+
+
+def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, output_dir: Path, method: str,
+                     selection: QuerySelection, ig: IGConfig | None, render: RenderOptions, progress: bool,
+                     queries_label: str) -> EpisodeResult:
     info = read_info(dataset_root)
     fps = float(info["fps"])
     missing = [c for c in runner.spec.cameras if c not in camera_names(info)]
@@ -99,11 +115,11 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
     forwards0, wasted0 = runner.stats.forwards, runner.stats.wasted_forwards
     with staged_directory(final) as partial:
         att_rows, act_rows, frame_grids, frame_shares = _run(runner, dataset_root, info, episode, method, selection,
-                                                             ig, progress)
+                                                             ig, progress, queries_label)
         if not act_rows["frame_index"]:
             raise UserError(f"episode {episode} of {dataset_root} has no frames")
         meta = {b"pai_ros_version": __version__.encode(), b"method": method.encode(),
-                b"queries": selection.label().encode(), b"runner_mode": runner.mode.encode(),
+                b"queries": queries_label.encode(), b"runner_mode": runner.mode.encode(),
                 b"policy_path": str(runner.loaded.path).encode(), b"dataset_root": str(dataset_root).encode()}
         pq.write_table(pa.Table.from_pydict(att_rows, schema=ATTENTION_SCHEMA.with_metadata(meta)),
                        partial / "attention.parquet")
@@ -111,12 +127,12 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
                        partial / "actions.parquet")
         if render.videos:
             _write_videos(partial, dataset_root, info, episode, fps, frame_grids, frame_shares, render, method,
-                          selection, progress)
+                          queries_label, progress)
         mae = float(np.nanmean(act_rows["mae"]))
         keys = frame_shares[0].keys()
         mean_shares = {k: float(np.mean([s[k] for s in frame_shares])) for k in keys}
         summary = {"episode": episode, "frames": len(act_rows["frame_index"]), "method": method,
-                   "queries": selection.label(), "mode": runner.mode, "action_mae": mae,
+                   "queries": queries_label, "mode": runner.mode, "action_mae": mae,
                    "mean_shares": mean_shares, "forwards": runner.stats.forwards - forwards0,
                    "wasted_forwards": runner.stats.wasted_forwards - wasted0,
                    "latency": runner.stats.latency_summary(),
@@ -126,7 +142,7 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
 
 
 def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str, selection: QuerySelection,
-         ig: IGConfig | None, progress: bool):
+         ig: IGConfig | None, progress: bool, queries_label: str):
     att: dict[str, list] = {name: [] for name in ATTENTION_SCHEMA.names}
     act: dict[str, list] = {name: [] for name in ACTIONS_SCHEMA.names}
     frame_grids: list[dict[str, np.ndarray]] = []
@@ -138,7 +154,8 @@ def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str
                       disable=not progress):
         obs = Observation(frame.images, frame.state, frame.env_state)
         result = runner.step(obs)
-        maps = maps_for_tick(result, live_method, selection if method != "integrated_gradients" else QuerySelection())
+        maps = maps_for_tick(result, live_method, selection if method != "integrated_gradients" else QuerySelection(),
+                             label=queries_label)
         if method == "integrated_gradients":
             chunk = runner.chunk_size
             q = selection.resolve(chunk, executed=result.executed_query)
@@ -161,7 +178,7 @@ def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str
             att["env_state_share"].append(_nan_if_none(env))
             att["camera_share"].append(shares[cam])
             att["method"].append(method)
-            att["queries"].append(selection.label())
+            att["queries"].append(queries_label)
             att["executed_query"].append(result.executed_query)
             att["fresh"].append(bool(maps.fresh) if maps is not None else False)
         recorded = frame.action if frame.action is not None else np.full_like(result.action, np.nan)
@@ -180,7 +197,7 @@ def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str
 
 
 def _write_videos(out: Path, root: Path, info: dict, episode: int, fps: float, frame_grids, frame_shares,
-                  render: RenderOptions, method: str, selection: QuerySelection, progress: bool) -> None:
+                  render: RenderOptions, method: str, queries_label: str, progress: bool) -> None:
     """Second pass over the episode's frames: decode again (bounded memory), render, encode."""
     cams = list(frame_grids[0])
     if render.normalization == "episode":
@@ -193,7 +210,7 @@ def _write_videos(out: Path, root: Path, info: dict, episode: int, fps: float, f
         norm = Normalization(mode=render.normalization)
     writers = {c: Mp4Writer(out / f"{c}.mp4", fps) for c in cams}
     combined = Mp4Writer(out / "combined.mp4", fps)
-    title = f"{method} / queries {selection.label()} / {render.normalization} scale"
+    title = f"{method} / queries {queries_label} / {render.normalization} scale"
     try:
         for i, frame in enumerate(tqdm(iter_episode(root, episode, info), total=len(frame_grids),
                                        desc=f"videos {episode}", unit="frame", disable=not progress)):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pai_ros.attention.attribution import LIVE_METHODS, QuerySelection
+from pai_ros.attention.relevance import RelevanceTarget
 from pai_ros.attention.render import COLORMAPS, Normalization
 from pai_ros.errors import UserError
 from pai_ros.live.parameters import (
@@ -76,6 +77,7 @@ class LiveConfig:
     heatmap_cameras: tuple[str, ...] = ()
     heatmap_method: str = "cross_attention"
     heatmap_queries: QuerySelection = field(default_factory=QuerySelection)
+    relevance_target: str = "first"
     heatmap_normalization: str = "frame"
     heatmap_vmax: float = 0.0
     heatmap_alpha: float = 0.6
@@ -116,6 +118,10 @@ class LiveConfig:
                 raise UserError(f"{label} must hold finite numbers, got {list(values)}")
             if label.endswith("scale") and any(v == 0 for v in values):
                 raise UserError(f"{label} must not contain 0 (a joint would be lost), got {list(values)}")
+        try:
+            RelevanceTarget.parse(self.relevance_target)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         if self.control_rate_hz <= 0:
             raise UserError(f"control_rate_hz must be positive, got {self.control_rate_hz}")
         if any(f < 0 for f in self.feature_heatmaps):

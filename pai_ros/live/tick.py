@@ -19,8 +19,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pai_ros.attention.attribution import LIVE_METHODS
+from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS, LIVE_METHODS
 from pai_ros.attention.maps import maps_for_tick
+from pai_ros.attention.relevance import (
+    RelevanceExplainer,
+    RelevanceTarget,
+    available_memory_bytes,
+    estimated_memory_bytes,
+)
 from pai_ros.attention.render import normalize, overlay
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, resize_rgb
@@ -92,7 +98,12 @@ class LiveTick:
         # Unit conversions between the robot's ROS values and the policy's (e.g. radians vs degrees).
         self.state_units = self._units("state", config.state_scale, config.state_offset, self.spec.state_dim or 0)
         self.action_units = self._units("action", config.action_scale, config.action_offset, self.action_dim)
-        self.heatmap_method = config.heatmap_method
+        self.heatmap_method = "cross_attention"
+        self.relevance_target = RelevanceTarget.parse(config.relevance_target)
+        # Where the memory check before a switch to a gradient method reads free memory (bytes, or
+        # None when unknown: the check is then skipped).
+        self.memory_available: Callable[[], int | None] = lambda: available_memory_bytes(runner.device)
+        self.set_heatmap_method(config.heatmap_method)
         self.input_names: list[str] = [*self.cameras]
         if self.spec.state_dim:
             self.input_names.append(JOINT_STATES)
@@ -205,10 +216,35 @@ class LiveTick:
                                      sae.loaded.sae_id if sae else None, sae.num_features if sae else 0)
 
     def set_heatmap_method(self, method: str) -> None:
-        """Switch the live attribution method; on a problem the current one stays."""
+        """Switch the live attribution method from the next tick; on any problem nothing changes.
+
+        Gradient methods (relevance, relevance_cross) are checked first: the policy must give
+        gradients to its attention maps, and the free memory must hold the forward pass's graph
+        (:func:`~pai_ros.attention.relevance.estimated_memory_bytes`), else :class:`UserError`
+        says why and the current method stays, so the node keeps acting and showing maps.
+        """
         if method not in LIVE_METHODS:
             raise UserError(f"heatmap_method '{method}' is not one of {', '.join(LIVE_METHODS)}")
+        explainer = None
+        if method in GRADIENT_LIVE_METHODS:
+            explainer = RelevanceExplainer(self.runner.policy, method, self.relevance_target)
+            explainer.check_gradients()
+            need = estimated_memory_bytes(self.runner.policy, self._token_count(), method)
+            free = self.memory_available()
+            if free is not None and free < need:
+                raise UserError(f"not enough memory for {method} on {self.runner.device}: it needs about "
+                                f"{need / 2**20:.0f} MiB more, {free / 2**20:.0f} MiB are free")
+            explainer.attach()
+        previous = self.runner.explainer
+        self.runner.explainer = explainer  # one reference swap: the tick in progress keeps its own
+        if previous is not None:
+            previous.detach()
         self.heatmap_method = method
+
+    def _token_count(self) -> int:
+        """Encoder tokens: latent, state, environment state, and each camera's backbone cells (stride 32)."""
+        cells = sum(-(-h // 32) * -(-w // 32) for _, h, w in self.spec.cameras.values())
+        return 1 + (1 if self.spec.state_dim else 0) + (1 if self.spec.env_state_dim else 0) + cells
 
     # ------------------------------------------------------------------ the tick
 
@@ -290,7 +326,7 @@ class LiveTick:
                     feature_maps[(feature, cam)] = overlay(camera_rgb[cam], grids[cam], alpha=self.config.heatmap_alpha,
                                                            colormap=self.config.heatmap_colormap)
         method = self.heatmap_method
-        maps = maps_for_tick(result, method, self.config.heatmap_queries)
+        maps = maps_for_tick(result, method, self.config.heatmap_queries, label=self.relevance_target.label())
         shares, heatmaps = {}, {}
         if maps is not None:
             shares = maps.shares
@@ -304,6 +340,11 @@ class LiveTick:
             # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
             level = Level.WARN
             message += f"; out of distribution: {features.ood_reason()}"
+        capture = result.capture or result.executed_capture
+        if method in GRADIENT_LIVE_METHODS and capture is not None and capture.explanation_error:
+            # The action went out as always; only the picture is missing this tick.
+            level = Level.WARN
+            message += f"; no heatmap this tick: {capture.explanation_error}"
         if steering is not None:
             # The robot is not running the policy it was trained as: nobody should miss that.
             level, message = Level.WARN, f"{message}; STEERED: {steering.describe()}"
@@ -401,7 +442,9 @@ class LiveTick:
             "latency_mean_ms": f"{report.tick_mean_ms:.1f}", "latency_p99_ms": f"{report.tick_p99_ms:.1f}",
             "policy_mean_ms": f"{lat['mean_ms']:.1f}", "policy_p99_ms": f"{lat['p99_ms']:.1f}",
             "mode": self.runner.mode, "device": self.runner.device, "publish_actions": self.config.publish_actions,
-            "heatmap_method": self.heatmap_method, "action_output": ",".join(self.config.action_output),
+            "heatmap_method": self.heatmap_method + (f" (explains {self.relevance_target.label()})"
+                                                     if self.heatmap_method in GRADIENT_LIVE_METHODS else ""),
+            "action_output": ",".join(self.config.action_output),
             "steering": (lambda a: a.describe() if a else "off")(
                 self.steering.current(now_ns, sae.loaded.sae_id if sae else None)),
             "steered_ticks": self.steering.steered_ticks,
@@ -422,6 +465,9 @@ class LiveTick:
         return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
 
     def close(self) -> None:
+        if self.runner.explainer is not None:
+            self.runner.explainer.detach()
+            self.runner.explainer = None
         if self._steer_hook is not None:
             self._steer_hook.remove()
         self.runner.close()

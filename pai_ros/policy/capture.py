@@ -16,7 +16,7 @@ changes how the weights are returned, not the attention output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -41,6 +41,9 @@ class ForwardCapture:
     cross_attention_heads: torch.Tensor | None  # [B, H, Q, S]
     encoder_self_attention: list[torch.Tensor] | None  # per encoder layer, [B, S, S]
     encoder_output: torch.Tensor | None  # [B, S, D]
+    # method name -> [B, S] token weights computed by the runner's explainer (e.g. relevance)
+    explanations: dict[str, torch.Tensor] = field(default_factory=dict)
+    explanation_error: str | None = None  # why the explainer gave nothing this forward (the action is unaffected)
 
 
 class ActCapture:
@@ -97,13 +100,16 @@ class ActCapture:
         self._grids.append((int(fmap.shape[-2]), int(fmap.shape[-1])))
 
     def _on_cross(self, _module: Any, _inp: Any, out: tuple[torch.Tensor, torch.Tensor | None]) -> None:
-        self._cross = out[1]
+        self._cross = out[1].detach() if out[1] is not None else None
 
     def _on_encoder_attn(self, _module: Any, _inp: Any, out: tuple[torch.Tensor, torch.Tensor | None]) -> None:
-        self._enc_attn.append(out[1])
+        weights = out[1]
+        if weights is not None and weights.dim() == 4:  # per-head (asked for by an explainer): average
+            weights = weights.mean(dim=1)
+        self._enc_attn.append(weights.detach() if weights is not None else weights)
 
     def _on_encoder_out(self, _module: Any, _inp: Any, out: torch.Tensor) -> None:
-        self._enc_out = out
+        self._enc_out = out.detach()
 
     # -------------------------------------------------------------- per forward
 

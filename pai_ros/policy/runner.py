@@ -20,6 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -64,6 +65,21 @@ class RunnerStats:
                 "p99_ms": float(np.percentile(arr, 99))}
 
 
+class Explainer(Protocol):
+    """A per-forward explanation that needs the forward pass's autograd graph (e.g. relevance).
+
+    The runner calls :meth:`begin` before the forward pass, runs it with gradients enabled and
+    hands :meth:`explain` the chunk still attached to the graph; the result ``[B, S]`` lands in
+    ``ForwardCapture.explanations[name]``. The action is taken from the detached chunk.
+    """
+
+    name: str
+
+    def begin(self) -> None: ...
+
+    def explain(self, chunk: torch.Tensor) -> torch.Tensor: ...
+
+
 class PolicyRunner:
     """One call per control tick: observation in, action + capture out."""
 
@@ -85,6 +101,8 @@ class PolicyRunner:
                                cfg.temporal_ensemble_coeff if cfg.temporal_ensemble_coeff is not None
                                else DEFAULT_ENSEMBLE_COEFF)
         self.stats = RunnerStats()
+        # Set between ticks (one reference swap); None: plain inference-mode forwards.
+        self.explainer: Explainer | None = None
         self.reset()
 
     @property
@@ -117,11 +135,32 @@ class PolicyRunner:
 
     # ------------------------------------------------------------------ one tick
 
-    def _forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ForwardCapture]:
+    def _forward(self, batch: dict[str, torch.Tensor],
+                 explainer: Explainer | None = None) -> tuple[torch.Tensor, ForwardCapture]:
         self.capture.reset()
-        chunk = self.policy.predict_action_chunk(batch)  # (1, chunk_size, action_dim), normalised
+        explanation, error = None, None
+        if explainer is None:
+            chunk = self.policy.predict_action_chunk(batch)  # (1, chunk_size, action_dim), normalised
+        else:
+            explainer.begin()
+            with torch.enable_grad():
+                # predict_action_chunk's body (it is wrapped in no_grad), run with gradients; the
+                # numbers are the same (tested bit for bit), the graph is only read by the explainer.
+                grad_batch = dict(batch)
+                if self.policy.config.image_features:
+                    grad_batch["observation.images"] = [batch[k] for k in self.policy.config.image_features]
+                chunk = self.policy.model(grad_batch)[0]
+                try:
+                    explanation = explainer.explain(chunk).detach()
+                except Exception as exc:  # noqa: BLE001 - the action does not depend on the explanation
+                    error = f"{explainer.name} failed: {exc}"
+            chunk = chunk.detach()
         self.stats.forwards += 1
-        return chunk, self.capture.collect()
+        capture = self.capture.collect()
+        if explanation is not None:
+            capture.explanations[explainer.name] = explanation
+        capture.explanation_error = error
+        return chunk, capture
 
     def _unnormalise(self, actions: torch.Tensor) -> np.ndarray:
         return self.loaded.postprocessor(actions).detach().cpu().numpy().astype(np.float32, copy=False)
@@ -134,9 +173,14 @@ class PolicyRunner:
             batch["observation.state"] = torch.zeros(1, 0, device=self.device)
         return batch
 
-    @torch.inference_mode()
     def step(self, obs: Observation) -> TickResult:
         """Validate ``obs``, run the model as the mode says, return the action to execute."""
+        explainer = self.explainer  # one reference for the whole tick
+        # Inference tensors cannot enter an autograd graph: with an explainer, plain no_grad.
+        with torch.inference_mode() if explainer is None else torch.no_grad():
+            return self._step(obs, explainer)
+
+    def _step(self, obs: Observation, explainer: Explainer | None) -> TickResult:
         start = time.perf_counter()
         batch = self.preprocess(obs)
         tick = self._tick
@@ -144,17 +188,17 @@ class PolicyRunner:
         capture: ForwardCapture | None = None
 
         if self.mode == "ensemble":
-            chunk_t, capture = self._forward(batch)
+            chunk_t, capture = self._forward(batch, explainer)
             action_t = self._ensembler.update(chunk_t)
             self._chunk_tick, self._chunk_capture, executed = tick, capture, 0
         elif self.mode == "replan":
-            chunk_t, capture = self._forward(batch)
+            chunk_t, capture = self._forward(batch, explainer)
             action_t = chunk_t[:, 0]
             self._chunk_tick, self._chunk_capture, executed = tick, capture, 0
         else:  # queue / chunk: LeRobot's select_action queue, refilled when empty
             refill = not self._queue
             if refill or self.mode == "queue":
-                chunk_t, capture = self._forward(batch)
+                chunk_t, capture = self._forward(batch, explainer)
             if refill:
                 self._queue.extend(chunk_t[:, : self.n_action_steps].transpose(0, 1))
                 self._chunk_tick, self._chunk_capture = tick, capture

@@ -1,0 +1,292 @@
+"""Deletion and insertion: how faithful is a map to what the policy's actions depend on (no ground truth).
+
+For one frame, one camera and one method's map over that camera's token cells:
+
+* **deletion**: replace the cells with the blurred image, most important first (the method's
+  ranking), and after each step measure how far the predicted actions moved from the
+  prediction on the intact frame, in normalised action units (LeRobot's mean/std), divided by
+  how far the fully blurred camera moves them. The curve runs from 0 (nothing deleted) to 1
+  (all deleted); a faithful ranking makes it rise early.
+* **insertion**: start from the blurred camera and put the original cells back in the same
+  order; the curve is the fraction of the way back to the intact prediction
+  (``1 - distance / full distance``), 0 to 1, rising early for a faithful ranking.
+
+Both areas under the curve (fraction of cells on the x axis) are therefore "higher is more
+faithful"; a random order is the floor to beat and integrated gradients the offline reference.
+The other cameras and the state stay as recorded. Frames where blurring the camera changes
+the prediction by less than ``min_change`` (the camera does not matter there) are skipped and
+counted. The blur is integrated gradients' blur baseline, the cells the encoder's token cells.
+
+Which output is measured (``output``): ``chunk`` (every action of the predicted chunk; the maps
+explain the chunk: mean over queries, relevance target ``chunk``) or ``first`` (the first
+action; query 0, relevance target ``first``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pai_ros.attention.attribution import QuerySelection
+from pai_ros.attention.integrated_gradients import (
+    IGConfig,
+    baseline_image,
+    cell_bounds,
+    integrated_gradients,
+)
+from pai_ros.attention.maps import maps_for_tick
+from pai_ros.attention.relevance import RelevanceTarget, explaining
+from pai_ros.policy.observation import Observation
+from pai_ros.policy.runner import PolicyRunner
+
+FAITHFULNESS_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "integrated_gradients",
+                        "random")
+OUTPUTS = ("chunk", "first")
+
+
+@dataclass(frozen=True)
+class FaithfulnessConfig:
+    steps: int = 10  # curve points after 0: fractions 0, 1/steps, ..., 1 of the camera's cells
+    output: str = "chunk"
+    seed: int = 0  # the random reference order
+    batch_size: int = 32  # perturbed frames per forward pass
+    min_change: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.steps < 2:
+            raise ValueError(f"deletion/insertion needs at least 2 steps, got {self.steps}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"faithfulness output '{self.output}' is not one of {', '.join(OUTPUTS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be positive, got {self.batch_size}")
+
+    @property
+    def fractions(self) -> np.ndarray:
+        return np.linspace(0.0, 1.0, self.steps + 1)
+
+
+def area(fractions: np.ndarray, curve: np.ndarray) -> float:
+    """Area under a curve sampled at ``fractions`` (trapezoids)."""
+    return float(np.sum((curve[1:] + curve[:-1]) * np.diff(fractions)) / 2.0)
+
+
+@dataclass
+class MethodCurves:
+    """One method on one camera, over frames."""
+
+    deletion: list[np.ndarray] = field(default_factory=list)
+    insertion: list[np.ndarray] = field(default_factory=list)
+
+    def summary(self, fractions: np.ndarray) -> dict:
+        if not self.deletion:
+            return {"frames": 0}
+        d, i = np.mean(self.deletion, axis=0), np.mean(self.insertion, axis=0)
+        return {"frames": len(self.deletion), "deletion_auc": area(fractions, d), "insertion_auc": area(fractions, i),
+                "deletion_curve": d.round(5).tolist(), "insertion_curve": i.round(5).tolist()}
+
+
+@dataclass
+class FaithfulnessReport:
+    config: FaithfulnessConfig
+    methods: tuple[str, ...]
+    curves: dict[str, dict[str, MethodCurves]]  # camera -> method -> curves
+    skipped: dict[str, int]  # camera -> frames where the blurred camera did not change the prediction
+    map_seconds: dict[str, float]  # method -> total seconds spent computing its maps
+    frames: int = 0
+
+    def to_dict(self) -> dict:
+        f = self.config.fractions
+        return {"output": self.config.output, "steps": self.config.steps, "frames": self.frames,
+                "fractions": f.round(5).tolist(), "skipped_frames": self.skipped,
+                "map_seconds_per_frame": {m: s / max(self.frames, 1) for m, s in self.map_seconds.items()},
+                "cameras": {cam: {m: c.summary(f) for m, c in per.items()} for cam, per in self.curves.items()}}
+
+
+def _chunks(runner: PolicyRunner, raw: dict[str, torch.Tensor], key: str, images: torch.Tensor,
+            batch_size: int) -> torch.Tensor:
+    """Normalised chunks ``(n, Q, D)`` with camera ``key`` replaced by each of ``images (n, 3, H, W)``."""
+    loaded, spec = runner.loaded, runner.spec
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            part = images[start:start + batch_size]
+            n = len(part)
+            batch = {k: v.unsqueeze(0).expand(n, *v.shape) for k, v in raw.items() if k != key}
+            batch[key] = part
+            batch = loaded.preprocessor(batch)
+            if spec.state_dim is None:
+                batch["observation.state"] = torch.zeros(n, 0, device=runner.device)
+            out.append(loaded.policy.predict_action_chunk(batch))
+    runner.capture.reset()  # these forwards are not a tick's
+    return torch.cat(out)
+
+
+def method_grids(runner: PolicyRunner, obs: Observation, methods: tuple[str, ...], config: FaithfulnessConfig,
+                 ig: IGConfig, rng: np.random.Generator, seconds: dict[str, float]) -> dict[str, dict[str, np.ndarray]]:
+    """Each method's per-camera grid for ``obs`` (fresh forward passes), explaining ``config.output``."""
+    selection = QuerySelection("mean") if config.output == "chunk" else QuerySelection("index", 0, 1)
+    target = RelevanceTarget(config.output)
+    grids: dict[str, dict[str, np.ndarray]] = {}
+    live = [m for m in methods if m in ("cross_attention", "rollout")]
+    if live:
+        t0 = time.perf_counter()
+        result = runner.step(obs)
+        if not result.ran_model:
+            raise ValueError("faithfulness needs a forward pass per frame: use a runner in replan mode")
+        for m in live:
+            grids[m] = maps_for_tick(result, m, selection).grids
+        for m in live:
+            seconds[m] = seconds.get(m, 0.0) + (time.perf_counter() - t0) / len(live)
+    for m in ("relevance", "relevance_cross"):
+        if m in methods:
+            t0 = time.perf_counter()
+            with explaining(runner, m, target):
+                result = runner.step(obs)
+            maps = maps_for_tick(result, m)
+            if maps is None:
+                raise RuntimeError(result.capture.explanation_error or f"{m} gave no map")
+            grids[m] = maps.grids
+            seconds[m] = seconds.get(m, 0.0) + time.perf_counter() - t0
+    if "integrated_gradients" in methods:
+        t0 = time.perf_counter()
+        q = slice(0, runner.chunk_size) if config.output == "chunk" else slice(0, 1)
+        grids["integrated_gradients"] = integrated_gradients(runner, obs, q, ig).grids
+        seconds["integrated_gradients"] = seconds.get("integrated_gradients", 0.0) + time.perf_counter() - t0
+    if "random" in methods:
+        some = next(iter(grids.values()), None)
+        if some is None:  # only the random order asked for: one forward pass for the grid sizes
+            layout = runner.step(obs).capture.layout
+            some = {c: np.zeros((layout.camera(c).grid_h, layout.camera(c).grid_w)) for c in runner.spec.cameras}
+        grids["random"] = {c: rng.random(g.shape) for c, g in some.items()}
+    return grids
+
+
+def frame_curves(runner: PolicyRunner, obs: Observation, camera: str, grids: dict[str, np.ndarray],
+                 config: FaithfulnessConfig) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """Deletion and insertion curves of each method's grid for ``camera`` (None: the camera does not matter)."""
+    spec = runner.spec
+    raw = spec.to_batch(obs, runner.device)
+    key = spec.cameras[camera][0]
+    img = raw[key]
+    blur = baseline_image(img, "blur")
+    _, h, w = img.shape
+    gh, gw = next(iter(grids.values())).shape
+    rows = np.searchsorted(cell_bounds(h, gh)[1:], np.arange(h), side="right")
+    cols = np.searchsorted(cell_bounds(w, gw)[1:], np.arange(w), side="right")
+    cell_of_pixel = torch.from_numpy(rows[:, None] * gw + cols[None, :]).to(img.device)  # (H, W)
+    cells = gh * gw
+    counts = np.round(config.fractions[1:-1] * cells).astype(int)
+    images = [img, blur]
+    for grid in grids.values():
+        order = np.argsort(-np.asarray(grid, dtype=np.float64).ravel(), kind="stable")
+        rank = np.empty(cells, dtype=np.int64)
+        rank[order] = np.arange(cells)
+        rank_of_pixel = torch.from_numpy(rank).to(img.device)[cell_of_pixel]
+        for n in counts:
+            images.append(torch.where(rank_of_pixel < n, blur, img))  # deletion: first n cells blurred
+        for n in counts:
+            images.append(torch.where(rank_of_pixel < n, img, blur))  # insertion: first n cells restored
+    chunks = _chunks(runner, raw, key, torch.stack(images), config.batch_size)
+    if config.output == "first":
+        chunks = chunks[:, :1]
+    flat = chunks.reshape(len(chunks), -1).double()
+    dist = (flat - flat[0]).norm(dim=1).cpu().numpy()  # distance from the intact frame's prediction
+    full = dist[1]
+    if not full > config.min_change:
+        return None
+    out = {}
+    k = len(counts)
+    for i, method in enumerate(grids):
+        part = dist[2 + 2 * k * i:2 + 2 * k * (i + 1)] / full
+        deletion = np.concatenate([[0.0], part[:k], [1.0]])
+        insertion = np.concatenate([[0.0], 1.0 - part[k:], [1.0]])
+        out[method] = (deletion, insertion)
+    return out
+
+
+def faithfulness(runner: PolicyRunner, observations: list[Observation], methods: tuple[str, ...] = FAITHFULNESS_METHODS,
+                 config: FaithfulnessConfig = FaithfulnessConfig(), ig: IGConfig = IGConfig(),
+                 cameras: list[str] | None = None) -> FaithfulnessReport:
+    """Deletion and insertion curves of ``methods`` over ``observations`` (see the module docstring)."""
+    unknown = [m for m in methods if m not in FAITHFULNESS_METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(FAITHFULNESS_METHODS)})")
+    cams = cameras or list(runner.spec.cameras)
+    rng = np.random.default_rng(config.seed)
+    report = FaithfulnessReport(config, tuple(methods), {c: {m: MethodCurves() for m in methods} for c in cams},
+                                {c: 0 for c in cams}, {})
+    for obs in observations:
+        runner.reset()
+        grids = method_grids(runner, obs, tuple(methods), config, ig, rng, report.map_seconds)
+        report.frames += 1
+        for cam in cams:
+            curves = frame_curves(runner, obs, cam, {m: grids[m][cam] for m in methods}, config)
+            if curves is None:
+                report.skipped[cam] += 1
+                continue
+            for m, (d, i) in curves.items():
+                report.curves[cam][m].deletion.append(d)
+                report.curves[cam][m].insertion.append(i)
+    return report
+
+
+def episode_observations(root: Path, episode: int, max_frames: int) -> list[Observation]:
+    """Up to ``max_frames`` frames of one episode, evenly spaced (first and last included)."""
+    from pai_ros.data.episodes import episode_length, iter_episode, read_info
+
+    info = read_info(root)
+    total = episode_length(info, root, episode)
+    frames = list(iter_episode(root, episode, info)) if total is None else None
+    total = total if total is not None else len(frames)
+    wanted = set(np.unique(np.round(np.linspace(0, total - 1, min(max_frames, total))).astype(int)).tolist())
+    source = frames if frames is not None else iter_episode(root, episode, info)
+    return [Observation(f.images, f.state, f.env_state) for i, f in enumerate(source) if i in wanted]
+
+
+def write_report(report: FaithfulnessReport, directory: Path, title: str = "") -> dict:
+    """``faithfulness.json`` and ``faithfulness.png`` into ``directory``, which appears only when both are complete."""
+    import json
+
+    from pai_ros.staging import staged_directory
+
+    summary = report.to_dict()
+    with staged_directory(directory) as partial:
+        (partial / "faithfulness.json").write_text(json.dumps(summary, indent=2))
+        plot_curves(summary, partial / "faithfulness.png", title)
+    return summary
+
+
+def plot_curves(summary: dict, path: Path, title: str = "") -> None:
+    """Deletion (solid) and insertion (dashed) curves per camera and method, into a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cams = list(summary["cameras"])
+    fig, axes = plt.subplots(1, len(cams), figsize=(5.5 * len(cams), 4.2), dpi=100, squeeze=False)
+    x = np.asarray(summary["fractions"])
+    for ax, cam in zip(axes[0], cams):
+        for i, (method, s) in enumerate(summary["cameras"][cam].items()):
+            if not s.get("frames"):
+                continue
+            color = f"C{i}"
+            ax.plot(x, s["deletion_curve"], color=color, label=f"{method} del {s['deletion_auc']:.2f}")
+            ax.plot(x, s["insertion_curve"], color=color, linestyle="--", label=f"ins {s['insertion_auc']:.2f}")
+        ax.set_title(f"{cam}: deletion (solid), insertion (dashed)")
+        ax.set_xlabel("fraction of cells deleted / inserted, most important first")
+        ax.set_ylabel("share of the full change of the prediction")
+        values = [v for s in summary["cameras"][cam].values() if s.get("frames")
+                  for v in (*s["deletion_curve"], *s["insertion_curve"])]
+        # insertion can first move away from the intact prediction: show it rather than clip it
+        ax.set_ylim(min(-0.05, min(values, default=0) - 0.05), max(1.15, max(values, default=1) + 0.05))
+        ax.legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,131 @@
+"""Deletion/insertion faithfulness: curve endpoints, an order that is right beats one that is wrong, CLI output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_pai
+
+from pai_ros.attention.faithfulness import (
+    FaithfulnessConfig,
+    area,
+    faithfulness,
+    frame_curves,
+)
+from pai_ros.policy.capture import CaptureConfig
+from pai_ros.policy.loading import load_act_policy
+from pai_ros.policy.observation import Observation
+from pai_ros.policy.runner import PolicyRunner
+
+
+def _obs(seed: int) -> Observation:
+    rng = np.random.default_rng(seed)
+    return Observation({c: rng.integers(0, 256, (64, 80, 3), dtype=np.uint8) for c in ("front", "wrist")},
+                       rng.normal(size=3).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def runner(tiny_act: Path) -> PolicyRunner:
+    r = PolicyRunner(load_act_policy(tiny_act, "cpu"), "replan", CaptureConfig(encoder_self_attention=True,
+                                                                                encoder_output=False))
+    yield r
+    r.close()
+
+
+def test_area_of_known_curves() -> None:
+    x = np.linspace(0, 1, 5)
+    assert area(x, x) == pytest.approx(0.5)
+    assert area(x, np.ones(5)) == pytest.approx(1.0)
+
+
+def test_the_order_by_measured_cell_effect_beats_its_reverse(runner: PolicyRunner) -> None:
+    """Rank cells by how much blurring each one alone moves the chunk: deletion and insertion
+    must then rise faster than with the reverse order (this is what the metric claims to measure)."""
+    obs = _obs(1)
+    config = FaithfulnessConfig(steps=6)
+    layout = runner.step(obs).capture.layout
+    cam = layout.camera("front")
+    gh, gw = cam.grid_h, cam.grid_w
+    effects = np.zeros((gh, gw))
+    for cell in range(gh * gw):
+        one_hot = np.zeros((gh, gw))
+        one_hot[np.unravel_index(cell, (gh, gw))] = 1.0
+        # deleting just this cell (1 of gh*gw cells at the first step with steps = cells)
+        curves = frame_curves(runner, obs, "front", {"one": one_hot}, FaithfulnessConfig(steps=gh * gw))
+        effects.flat[cell] = curves["one"][0][1]
+    curves = frame_curves(runner, obs, "front", {"best": effects, "worst": -effects}, config)
+    assert curves is not None
+    x = config.fractions
+    for name in ("best", "worst"):
+        d, i = curves[name]
+        assert d[0] == 0 and d[-1] == 1 and i[0] == 0 and i[-1] == 1  # the curves' endpoints by definition
+    assert area(x, curves["best"][0]) > area(x, curves["worst"][0])
+    assert area(x, curves["best"][1]) > area(x, curves["worst"][1])
+
+
+def test_report_over_frames_has_every_method_and_camera(runner: PolicyRunner) -> None:
+    methods = ("cross_attention", "relevance", "relevance_cross", "random")
+    report = faithfulness(runner, [_obs(2), _obs(3)], methods, FaithfulnessConfig(steps=4))
+    summary = report.to_dict()
+    assert summary["frames"] == 2 and summary["fractions"] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    for cam in ("front", "wrist"):
+        for m in methods:
+            s = summary["cameras"][cam][m]
+            assert s["frames"] + summary["skipped_frames"][cam] == 2
+            if s["frames"]:
+                assert 0.0 <= s["deletion_auc"] <= 2.0 and len(s["insertion_curve"]) == 5
+    assert runner.explainer is None  # the relevance explainers were put away again
+    with pytest.raises(ValueError, match="unknown method"):
+        faithfulness(runner, [_obs(2)], ("gradcam",))
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        FaithfulnessConfig(steps=1)
+
+
+def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny_act, tmp_path: Path) -> None:
+    root, _ = tiny_dataset
+    out = tmp_path / "out"
+    base = ["attention", "--dataset-root", str(root), "--episode", "0", "--policy-path", str(tiny_act),
+            "--output-dir", str(out), "--quiet", "--faithfulness"]
+    res = run_pai(*base, "--faithfulness-frames", "2", "--faithfulness-steps", "4", "--ig-steps", "2",
+                  "--faithfulness-methods", "cross_attention", "relevance", "integrated_gradients", "random")
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "faithfulness" / "faithfulness.json").read_text())
+    assert summary["frames"] == 2 and set(summary["cameras"]["front"]) == {
+        "cross_attention", "relevance", "integrated_gradients", "random"}
+    assert (out / "faithfulness" / "faithfulness.png").stat().st_size > 1000
+    assert "deletion AUC" in res.stdout
+    res = run_pai(*base, "--faithfulness-methods", "gradcam")
+    assert res.returncode == 1 and "unknown method(s) gradcam" in res.stderr
+    assert res.stderr.strip().count("\n") == 0
+
+
+def test_sink_analysis_finds_the_cell_that_takes_mass_in_every_frame(runner: PolicyRunner, tmp_path: Path) -> None:
+    import dataclasses
+
+    import torch
+
+    from pai_ros.attention.sinks import plot_sinks, sink_analysis
+
+    captures = [runner.step(_obs(s)).capture for s in range(4)]
+    layout = captures[0].layout
+    front = layout.camera("front")
+    sink = front.slice.start + 1  # the front camera's second cell
+    rng = np.random.default_rng(0)
+    planted = []
+    for c in captures:
+        q, s = c.cross_attention.shape[1:]
+        w = torch.from_numpy(rng.random((1, q, s)).astype(np.float32))
+        w[..., sink] = w.sum(dim=-1) * 2  # two thirds of each row's mass, every frame
+        planted.append(dataclasses.replace(c, cross_attention=w / w.sum(dim=-1, keepdim=True)))
+    result = sink_analysis(planted, top_k=1)
+    f = result["cameras"]["front"]
+    assert f["sink_cells"] == [[1 // front.grid_w, 1 % front.grid_w]]
+    assert f["peak_on_a_sink_rate"] == 1.0 and f["sink_mass_share"] > 0.8
+    assert set(result["token_shares"]) == {"latent", "state"}
+    real = sink_analysis(captures)  # the tiny random policy: well-formed numbers
+    assert 0 < real["cameras"]["wrist"]["sink_mass_share"] <= 1
+    plot_sinks(real, tmp_path / "sinks.png")
+    assert (tmp_path / "sinks.png").stat().st_size > 1000
