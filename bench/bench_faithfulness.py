@@ -1,8 +1,8 @@
-"""Which map can be trusted: pointing, deletion/insertion, and the per-tick cost of relevance.
+"""Which map can be trusted: pointing, deletion/insertion, and the per-tick cost of the gradient methods.
 
 On the demo's held-out episodes (the target block's pixel position is recorded in each camera),
-for cross_attention, rollout, relevance, relevance_cross, integrated_gradients (blur baseline,
-offline) and a random order, every map explaining the same output (``--output``: the whole
+for cross_attention, rollout, relevance, relevance_cross, input_gradient, integrated_gradients
+(blur baseline, offline) and a random order, every map explaining the same output (``--output``: the whole
 predicted chunk, or its first action):
 
 * pointing (ground truth): peak hit rate on the target's token cell (chance = 1 / cells) and the
@@ -11,8 +11,8 @@ predicted chunk, or its first action):
 * deletion / insertion AUC (no ground truth; :mod:`pai_ros.attention.faithfulness`): cells
   blurred (restored) most important first, the normalised change of the predicted actions;
   higher = more faithful; random is the floor, integrated gradients the reference;
-* the live cost: a tick with relevance (and relevance_cross) vs a bare tick on the same frames,
-  interleaved rounds, same run, CPU.
+* the live cost: a tick with relevance (and relevance_cross, input_gradient) vs a bare tick on the
+  same frames, interleaved rounds, same run, CPU.
 
 Also the attention-sink analysis (:mod:`pai_ros.attention.sinks`) of the cross-attention.
 Writes bench/results/faithfulness_curves.png and faithfulness.json (or --json).
@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_attention_accuracy import target_cells  # noqa: E402
 from common import interleaved, machine, paired_ratio, print_table  # noqa: E402
 
+from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS  # noqa: E402
 from pai_ros.attention.faithfulness import (  # noqa: E402
     FAITHFULNESS_METHODS,
     FaithfulnessConfig,
@@ -65,7 +66,7 @@ def _frame_indices(root: Path, episode: int, n: int) -> list[int]:
 
 
 def tick_cost(runner: PolicyRunner, observations, rounds: int, target: RelevanceTarget) -> dict[str, list[float]]:
-    """Seconds per tick: bare, relevance, relevance_cross, interleaved over the same frames."""
+    """Seconds per tick: bare and each gradient live method, interleaved over the same frames."""
     obs = observations[: max(1, min(4, len(observations)))]
 
     def ticks(method: str | None):
@@ -79,7 +80,7 @@ def tick_cost(runner: PolicyRunner, observations, rounds: int, target: Relevance
                         runner.step(o)
         return run
 
-    fns = {"bare": ticks(None), "relevance": ticks("relevance"), "relevance_cross": ticks("relevance_cross")}
+    fns = {"bare": ticks(None), **{m: ticks(m) for m in GRADIENT_LIVE_METHODS}}
     for fn in fns.values():  # warm-up
         fn()
     return {k: [t / len(obs) for t in v] for k, v in interleaved(fns, rounds).items()}
@@ -188,22 +189,22 @@ def main() -> None:
             p = summary["pointing"][cam].get(m)
             s = summary["cameras"][cam][m]
             if p:
-                target = ">= 0.70" if cam == "front" and m == "relevance" else "-"
+                target = ">= 0.70" if cam == "front" and m in ("relevance", "input_gradient") else "-"
                 rows.append((f"{cam} peak hit rate, {m}, {p['frames']} frames", f"{p['peak_hit_rate']:.3f}",
                              f"chance {p['chance']:.3f}",
                              f"{p['peak_hit_rate'] / p['chance']:.1f}x chance; mass x{p['mass_ratio_median']:.2f}",
                              target))
             if s.get("frames"):
                 ratio = f"{s['deletion_auc'] / ig_d:.2f}x IG" if ig_d else "-"
-                target = ">= 0.90x IG" if m == "relevance" else "-"
+                target = ">= 0.90x IG" if m in ("relevance", "input_gradient") else "-"
                 rows.append((f"{cam} deletion AUC / insertion AUC, {m}, {s['frames']} frames",
                              f"{s['deletion_auc']:.3f} / {s['insertion_auc']:.3f}",
                              f"IG {ig_d:.3f}" if ig_d else "-", ratio, target))
     bare = cost["bare"]
-    for m in ("relevance", "relevance_cross"):
+    for m in GRADIENT_LIVE_METHODS:
         rows.append((f"tick with {m} (explains {config.output}), CPU", f"{statistics.median(cost[m]) * 1000:.1f} ms",
                      f"bare tick {statistics.median(bare) * 1000:.1f} ms", paired_ratio(cost[m], bare),
-                     "<= 2.5x" if m == "relevance" else "-"))
+                     "<= 2.5x" if m in ("relevance", "input_gradient") else "-"))
     for cam, s in sinks["cameras"].items():
         rows.append((f"{cam} cross-attention mass on its {s['top_k']} most constant cells (sinks)",
                      f"{s['sink_mass_share']:.3f}", f"uniform {s['uniform_share']:.3f}",

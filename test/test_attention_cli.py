@@ -74,7 +74,8 @@ def test_video_colours_are_rgb_not_bgr(cross_attention_run: Path, tiny_dataset) 
     assert r > b + 60, (r, g, b)
 
 
-@pytest.mark.parametrize("method", ["rollout", "relevance", "relevance_cross", "integrated_gradients"])
+@pytest.mark.parametrize("method", ["rollout", "relevance", "relevance_cross", "input_gradient",
+                                    "integrated_gradients"])
 def test_other_methods_write_the_same_schema(method: str, tiny_dataset, tiny_act, tmp_path: Path) -> None:
     root, _ = tiny_dataset
     res = run_pai("attention", "--dataset-root", str(root), "--episode", "1", "--policy-path", str(tiny_act),

@@ -67,7 +67,7 @@ def test_the_order_by_measured_cell_effect_beats_its_reverse(runner: PolicyRunne
 
 
 def test_report_over_frames_has_every_method_and_camera(runner: PolicyRunner) -> None:
-    methods = ("cross_attention", "relevance", "relevance_cross", "random")
+    methods = ("cross_attention", "relevance", "relevance_cross", "input_gradient", "random")
     report = faithfulness(runner, [_obs(2), _obs(3)], methods, FaithfulnessConfig(steps=4))
     summary = report.to_dict()
     assert summary["frames"] == 2 and summary["fractions"] == [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pai_ros.attention.explainers import estimated_memory_bytes
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError
 from pai_ros.live import (
@@ -226,7 +227,7 @@ def test_relevance_live_sends_the_same_actions_and_a_refused_switch_changes_noth
     try:
         now = T0 + 300 * S
         plain = live.step(inputs(now), now)
-        for method in ("relevance", "relevance_cross"):
+        for method in ("relevance", "relevance_cross", "input_gradient"):
             live.set_heatmap_method(method)
             out = live.step(inputs(now + S), now + S)
             assert isinstance(out, TickOutput) and out.heatmap_method == method
@@ -235,11 +236,20 @@ def test_relevance_live_sends_the_same_actions_and_a_refused_switch_changes_noth
             assert live.diagnostics(now + S).values["heatmap_method"] == f"{method} (explains first)"
 
         live.set_heatmap_method("rollout")
+        sizes = [(h, w) for _, h, w in live.spec.cameras.values()]
+        relevance_need = estimated_memory_bytes(live.runner.policy, "relevance", sizes, live._token_count())
         live.memory_available = lambda: 1024  # a machine with 1 KiB free
         explainer_before = live.runner.explainer
         with pytest.raises(UserError, match="not enough memory for relevance on cpu: it needs about"):
             live.set_heatmap_method("relevance")
         assert live.heatmap_method == "rollout" and live.runner.explainer is explainer_before
+        # input_gradient keeps the backbone's activations too: it asks for more than relevance
+        live.memory_available = lambda: relevance_need + 1
+        with pytest.raises(UserError, match="not enough memory for input_gradient on cpu"):
+            live.set_heatmap_method("input_gradient")
+        live.set_heatmap_method("relevance")
+        live.set_heatmap_method("rollout")
+        live.memory_available = lambda: 1024
         out = live.step(inputs(now + 2 * S), now + 2 * S)
         assert isinstance(out, TickOutput) and out.heatmap_method == "rollout" and out.heatmaps
 

@@ -14,6 +14,9 @@ Methods (each gives a weight vector over the encoder's source tokens, ``[S]``, t
   encoder self-attention and the decoder, one backward pass per forward; ``relevance_cross``:
   only the last cross-attention times its gradient (cheaper). See
   :mod:`pai_ros.attention.relevance`. Live: the runner computes them during the tick.
+* ``input_gradient``: gradient x (input - blurred input) down to the camera pixels, summed per
+  token cell: integrated gradients with one step, one backward pass through the backbone too.
+  See :mod:`pai_ros.attention.input_gradient`. Live, like relevance.
 * ``integrated_gradients``: see :mod:`pai_ros.attention.integrated_gradients` (offline).
 """
 
@@ -24,10 +27,10 @@ from dataclasses import dataclass
 
 import torch
 
-METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "integrated_gradients")
-LIVE_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross")
+METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient", "integrated_gradients")
+LIVE_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient")
 # Methods that need the runner's explainer (a backward pass inside the tick).
-GRADIENT_LIVE_METHODS = ("relevance", "relevance_cross")
+GRADIENT_LIVE_METHODS = ("relevance", "relevance_cross", "input_gradient")
 
 
 @dataclass(frozen=True)
@@ -112,5 +115,5 @@ def token_weights(method: str, cross: torch.Tensor, queries: slice,
     if method == "integrated_gradients":
         raise ValueError("integrated_gradients needs gradients: use pai_ros.attention.integrated_gradients")
     if method in GRADIENT_LIVE_METHODS:
-        raise ValueError(f"{method} is computed inside the forward pass: attach a RelevanceExplainer to the runner")
+        raise ValueError(f"{method} is computed inside the forward pass: attach its explainer to the runner")
     raise ValueError(f"unknown attribution method '{method}' (choose from {', '.join(METHODS)})")

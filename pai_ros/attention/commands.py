@@ -30,9 +30,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--method", default="cross_attention",
                    help="attribution method: cross_attention, rollout, relevance (gradient-weighted relevance "
                         "propagation, one backward pass per frame), relevance_cross (last cross-attention x its "
-                        "gradient), integrated_gradients (tens of backward passes per frame: slow)")
+                        "gradient), input_gradient (gradient x (image - blurred image) per token cell, one backward pass "
+                        "through the backbone), integrated_gradients (tens of backward passes per frame: slow)")
     p.add_argument("--relevance-target", default="first",
-                   help="relevance methods: the output explained: first (the first action of the chunk, the one "
+                   help="relevance methods and input_gradient: the output explained: first (the first action of the chunk, the one "
                         "decided now), chunk (every action of the chunk), dim:K (action dimension K of the first "
                         "action); --queries does not apply to them")
     p.add_argument("--queries", default="mean",
@@ -54,7 +55,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                         "OUTPUT/faithfulness/faithfulness.json and faithfulness.png")
     p.add_argument("--faithfulness-methods", nargs="+", default=None, metavar="M",
                    help="methods to compare (default: cross_attention rollout relevance relevance_cross "
-                        "integrated_gradients random)")
+                        "input_gradient integrated_gradients random)")
     p.add_argument("--faithfulness-frames", type=int, default=8, help="frames per episode, evenly spaced")
     p.add_argument("--faithfulness-steps", type=int, default=10, help="points on each curve")
     p.add_argument("--faithfulness-output", default="chunk", choices=("chunk", "first"),

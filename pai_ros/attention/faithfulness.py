@@ -43,8 +43,8 @@ from pai_ros.attention.relevance import RelevanceTarget, explaining
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
 
-FAITHFULNESS_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "integrated_gradients",
-                        "random")
+FAITHFULNESS_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient",
+                        "integrated_gradients", "random")
 OUTPUTS = ("chunk", "first")
 
 
@@ -141,7 +141,7 @@ def method_grids(runner: PolicyRunner, obs: Observation, methods: tuple[str, ...
             grids[m] = maps_for_tick(result, m, selection).grids
         for m in live:
             seconds[m] = seconds.get(m, 0.0) + (time.perf_counter() - t0) / len(live)
-    for m in ("relevance", "relevance_cross"):
+    for m in ("relevance", "relevance_cross", "input_gradient"):
         if m in methods:
             t0 = time.perf_counter()
             with explaining(runner, m, target):

@@ -68,7 +68,7 @@ def cell_bounds(size: int, cells: int) -> np.ndarray:
     return np.round(np.linspace(0, size, cells + 1)).astype(int)
 
 
-def _cell_sums(pixel_map: np.ndarray, grid_h: int, grid_w: int) -> np.ndarray:
+def cell_sums(pixel_map: np.ndarray, grid_h: int, grid_w: int) -> np.ndarray:
     """Sum a (H, W) map over the pixel blocks of a (grid_h, grid_w) token grid."""
     h, w = pixel_map.shape
     rows, cols = cell_bounds(h, grid_h)[:-1], cell_bounds(w, grid_w)[:-1]
@@ -125,7 +125,7 @@ def integrated_gradients(runner: PolicyRunner, obs: Observation, queries: slice,
         pm = attr.abs().sum(dim=0).detach().cpu().numpy().astype(np.float32)
         cam = layout.camera(name)
         pixel_maps[name] = pm
-        grids[name] = _cell_sums(pm, cam.grid_h, cam.grid_w).astype(np.float32)
+        grids[name] = cell_sums(pm, cam.grid_h, cam.grid_w).astype(np.float32)
         totals[name] = float(pm.sum())
     total = sum(totals.values()) or 1.0
     delta = float(((at_input - at_base) * direction).sum())

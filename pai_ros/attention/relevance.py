@@ -234,18 +234,21 @@ class RelevanceExplainer:
 
 
 class explaining:
-    """Context manager: ``runner`` computes ``method`` during its forward passes, then stops.
+    """Context manager: ``runner`` computes ``method`` (any gradient live method) during its forward passes.
 
     Checks first that the graph can give gradients (:class:`NoGradientError` otherwise), and
     puts back whatever explainer the runner had.
     """
 
     def __init__(self, runner: Any, method: str, target: RelevanceTarget = RelevanceTarget()) -> None:
+        # Imported here: the explainers module builds on this one (input_gradient reuses the target).
+        from pai_ros.attention.explainers import make_explainer
+
         self.runner = runner
-        self.explainer = RelevanceExplainer(runner.policy, method, target)
+        self.explainer = make_explainer(runner.policy, method, target)
         self._previous = None
 
-    def __enter__(self) -> RelevanceExplainer:
+    def __enter__(self) -> Any:
         self.explainer.check_gradients()
         self._previous = self.runner.explainer
         self.runner.explainer = self.explainer.attach()

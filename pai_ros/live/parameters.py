@@ -71,12 +71,13 @@ PARAMS: list[Param] = [
     Param("publish_heatmaps", True, "publish attention/<camera>/heatmap images", read_only=True),
     Param("heatmap_cameras", [], "cameras that get a heatmap topic (empty: all)", array_type="string",
           read_only=True),
-    Param("heatmap_method", "cross_attention", f"attribution method: {', '.join(LIVE_METHODS)} (relevance and "
-          "relevance_cross run one backward pass per tick; switching to them is refused, keeping the current "
-          "method, when memory is short or the policy gives no gradients)"),
+    Param("heatmap_method", "cross_attention", f"attribution method: {', '.join(LIVE_METHODS)} (relevance, "
+          "relevance_cross and input_gradient run one backward pass per tick, input_gradient through the vision "
+          "backbone to the pixels; switching to them is refused, keeping the current method, when memory is short "
+          "or the policy gives no gradients)"),
     Param("heatmap_queries", "mean", "decoder queries shown: mean, executed, K or A:B (not for relevance methods: "
           "see relevance_target)", read_only=True),
-    Param("relevance_target", "first", "output the relevance methods explain: first (the first action of the "
+    Param("relevance_target", "first", "output the relevance methods and input_gradient explain: first (the first action of the "
           "chunk, decided now), chunk (every action of the chunk), dim:K (action dimension K of the first action)",
           read_only=True),
     Param("heatmap_normalization", "frame", f"colour scale: {', '.join(LIVE_NORMALIZATIONS)}", read_only=True),

@@ -20,13 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS, LIVE_METHODS
+from pai_ros.attention.explainers import estimated_memory_bytes, make_explainer
 from pai_ros.attention.maps import maps_for_tick
-from pai_ros.attention.relevance import (
-    RelevanceExplainer,
-    RelevanceTarget,
-    available_memory_bytes,
-    estimated_memory_bytes,
-)
+from pai_ros.attention.relevance import RelevanceTarget, available_memory_bytes
 from pai_ros.attention.render import normalize, overlay
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, resize_rgb
@@ -218,18 +214,20 @@ class LiveTick:
     def set_heatmap_method(self, method: str) -> None:
         """Switch the live attribution method from the next tick; on any problem nothing changes.
 
-        Gradient methods (relevance, relevance_cross) are checked first: the policy must give
-        gradients to its attention maps, and the free memory must hold the forward pass's graph
-        (:func:`~pai_ros.attention.relevance.estimated_memory_bytes`), else :class:`UserError`
+        Gradient methods (relevance, relevance_cross, input_gradient) are checked first: the policy
+        must give them gradients, and the free memory must hold the forward pass's graph
+        (:func:`~pai_ros.attention.explainers.estimated_memory_bytes`; input_gradient keeps the
+        vision backbone's activations too, so it asks for much more), else :class:`UserError`
         says why and the current method stays, so the node keeps acting and showing maps.
         """
         if method not in LIVE_METHODS:
             raise UserError(f"heatmap_method '{method}' is not one of {', '.join(LIVE_METHODS)}")
         explainer = None
         if method in GRADIENT_LIVE_METHODS:
-            explainer = RelevanceExplainer(self.runner.policy, method, self.relevance_target)
+            explainer = make_explainer(self.runner.policy, method, self.relevance_target)
             explainer.check_gradients()
-            need = estimated_memory_bytes(self.runner.policy, self._token_count(), method)
+            sizes = [(h, w) for _, h, w in self.spec.cameras.values()]
+            need = estimated_memory_bytes(self.runner.policy, method, sizes, self._token_count())
             free = self.memory_available()
             if free is not None and free < need:
                 raise UserError(f"not enough memory for {method} on {self.runner.device}: it needs about "
