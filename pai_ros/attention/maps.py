@@ -35,9 +35,10 @@ def maps_for_tick(result: TickResult, method: str = "cross_attention",
     modes, an earlier tick's) at the executed query. Other selections read this tick's forward
     pass, or in chunk mode between refills, the last one (``fresh`` is then False).
 
-    ``relevance`` / ``relevance_cross`` read what the runner's explainer computed for that forward
-    pass; they explain the explainer's target (first action, chunk, one dimension), so the query
-    selection only chooses which forward pass is read, and ``queries`` names the target.
+    The gradient methods (``relevance``, ``relevance_cross``, ``input_gradient``) read what the
+    runner's explainer computed for that forward pass; they explain the explainer's target (first
+    action, chunk, one dimension), so the query selection only chooses which forward pass is
+    read, and ``queries`` names the target.
     """
     if method not in LIVE_METHODS:
         raise ValueError(f"method '{method}' cannot run per tick (live methods: {', '.join(LIVE_METHODS)})")

@@ -90,7 +90,7 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
                     progress: bool = True, relevance_target: RelevanceTarget = RelevanceTarget()) -> EpisodeResult:
     """Run ``runner`` over one episode and write its outputs (see the module docstring).
 
-    ``relevance`` / ``relevance_cross`` explain ``relevance_target`` (first action, chunk, one
+    ``relevance`` / ``relevance_cross`` / ``input_gradient`` explain ``relevance_target`` (first action, chunk, one
     dimension); their ``queries`` column holds the target's label.
     """
     if method in GRADIENT_LIVE_METHODS:
