@@ -10,7 +10,6 @@ import torch
 
 from pai_ros.attention.explainers import make_explainer
 from pai_ros.attention.input_gradient import (
-    BACKBONE_FLOATS_PER_PIXEL,
     InputGradientExplainer,
     estimated_memory_bytes,
 )
@@ -116,6 +115,4 @@ def test_memory_estimate_covers_what_the_backward_pass_keeps(tiny_act: Path) -> 
     tokens = runner.step(obs).capture.layout.num_tokens
     estimate = estimated_memory_bytes(loaded.policy, sizes, tokens)
     assert saved > 0 and saved < estimate, (saved, estimate)
-    # the backbone's part alone bounds what it saves per pixel
-    assert saved < BACKBONE_FLOATS_PER_PIXEL * 4 * sum(h * w for h, w in sizes) * 2
     runner.close()

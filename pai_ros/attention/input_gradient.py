@@ -40,9 +40,10 @@ NAME = "input_gradient"
 # on the demo with bench_faithfulness: see bench/RESULTS.md), ``absolute`` keeps both signs as IG's
 # maps do.
 REDUCTIONS = ("positive", "absolute")
-# Floats the backbone keeps for its backward pass per input pixel, generously: a ResNet-18 keeps
-# about 130 (64 channels at 1/2 and 1/4 resolution dominate; measured with saved-tensor hooks in
-# test/test_input_gradient.py, which checks this bound).
+# Floats the backbone keeps for its backward pass per input pixel, generously: the demo's ResNet-18
+# keeps about 61 (saved-tensor hooks, deduplicated storages; 64 channels at 1/2 and 1/4 resolution
+# dominate); deeper or wider backbones keep more. test/test_input_gradient.py checks the estimate
+# covers what a forward pass saves.
 BACKBONE_FLOATS_PER_PIXEL = 256
 
 
