@@ -108,3 +108,41 @@ def test_sim_node_and_policy_node_run_closed_loop_episodes(tiny_act: Path, ros_e
     sims = [s for m in probe.messages("/diagnostics") for s in m["status"] if s["name"] == "sim_node: sim"]
     assert sims and "episodes_done" in sims[-1]["values"]
     assert any("closed loop: " in line for line in sim.lines)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_pai_demo_closed_loop_in_one_process(toy_assets, ros_env: dict, tmp_path: Path) -> None:
+    """`pai demo --closed-loop` on the toy demo assets: episodes end, outcomes reach the bag and the report."""
+    import subprocess
+
+    out = tmp_path / "sim"
+    code = (
+        "import sys, json, pathlib\n"
+        "from pai_ros.demo.assets import ensure_demo_assets\n"
+        "sys.path.insert(0, 'test')\n"
+        "from toy_settings import TOY\n"
+        "from pai_ros.ros.sim_demo import run_closed_loop_demo\n"
+        f"assets = ensure_demo_assets(pathlib.Path({str(toy_assets.root.parents[1])!r}), TOY, progress=False)\n"
+        f"res = run_closed_loop_demo(pathlib.Path({str(out)!r}), episodes=2, seed=1, rate_hz=10.0, progress=False, "
+        "assets=assets)\n"
+        "print(json.dumps(res.report))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=ros_env, capture_output=True, text=True, timeout=400,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    loop = report["closed_loop"]
+    assert loop["episodes"] == 2 and [e["episode"] for e in loop["per_episode"]] == [0, 1]
+    assert 0.0 <= loop["success_rate"] <= 1.0 and np.isfinite(loop["mean_final_distance"])
+    assert report["policy_ticks"] > 0 and report["recorder_lossless"] is True
+    assert json.loads((out / "report.json").read_text())["closed_loop"] == loop
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(out / "parquet" / "actions.parquet").num_rows >= 1
+    assert report["heatmap_frames"] >= 1 and (out / "heatmaps_contact_sheet.png").is_file()
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([out / "bag"]) as reader:
+        counts = {c.topic: c.msgcount for c in reader.connections}
+    assert counts.get("/sim_node/episode_outcome") == 2 and counts.get("/sim_node/summary") == 1

@@ -64,7 +64,7 @@ class SimNodeConfig:
             raise UserError(f"sim_node: {exc}") from None
         rate = float(p["rate_hz"])
         return cls(sim=sim, seed=int(p["seed"]), episodes=int(p["episodes"]), loop=bool(p["loop"]), rate_hz=rate,
-                   settle_steps=int(round(float(p["settle_s"]) * rate)), start_delay_s=float(p["start_delay_s"]),
+                   settle_steps=round(float(p["settle_s"]) * rate), start_delay_s=float(p["start_delay_s"]),
                    wait_for_subscribers=int(p["wait_for_subscribers"]),
                    diagnostics_period_s=float(p["diagnostics_period_s"]))
 
