@@ -24,7 +24,8 @@ def _sealed_at(stage: Path) -> float:
 def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assets = toy_assets
     cache = assets.root.parents[1]
-    for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir, assets.sae_dir):
+    for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
+                  assets.closed_loop_dir):
         assert verify_stage(stage) is None, stage
     # The demo SAE: trained on the policy's tokens, calibrated on held-out episode 0, reported on 1.
     from pai_ros.sae.model import load_sae
@@ -37,17 +38,26 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assert summary["heldout"]["frames"] == 2 * 10
     assert (assets.report_dir / "training_loss.png").stat().st_size > 1000
     assert not list(assets.train_dir.rglob("training_state")), "optimiser state should be dropped"
+    # The closed-loop evaluation: the fixed episode set, every episode with an outcome, and its plot.
+    from pai_ros.demo.assets import CLOSED_LOOP_EPISODES, CLOSED_LOOP_FILE, CLOSED_LOOP_SEED
+
+    closed = json.loads((assets.closed_loop_dir / CLOSED_LOOP_FILE).read_text())
+    assert (closed["episodes"], closed["seed"]) == (CLOSED_LOOP_EPISODES, CLOSED_LOOP_SEED)
+    assert len(closed["per_episode"]) == CLOSED_LOOP_EPISODES
+    assert closed["success_rate"] == sum(e["success"] for e in closed["per_episode"]) / CLOSED_LOOP_EPISODES
+    assert (assets.closed_loop_dir / "closed_loop.png").stat().st_size > 1000
 
     from pai_ros.policy.loading import load_act_policy
 
     loaded = load_act_policy(assets.policy_dir, "cpu")
     assert loaded.camera_names == ["front", "wrist"] and loaded.config.chunk_size == 5
 
-    stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir, assets.sae_dir)}
+    stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
+                                         assets.closed_loop_dir)}
     again = ensure_demo_assets(cache, TOY, progress=False)
     assert again.root == assets.root
     assert {p: _sealed_at(p) for p in stamps} == stamps, "a second run must reuse, not rebuild"
-    assert "held-out action MAE" in again.describe()
+    assert "held-out action MAE" in again.describe() and "simulated episodes" in again.describe()
 
 
 def test_corrupt_dataset_is_detected_and_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
