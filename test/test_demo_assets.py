@@ -22,8 +22,11 @@ def _sealed_at(stage: Path) -> float:
 
 @pytest.mark.slow
 def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
+    from pai_ros.sim.demo_stage import ensure_closed_loop
+
     assets = toy_assets
     cache = assets.root.parents[1]
+    ensure_closed_loop(assets, progress=False)
     for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
                   assets.closed_loop_dir):
         assert verify_stage(stage) is None, stage
@@ -55,6 +58,7 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
                                          assets.closed_loop_dir)}
     again = ensure_demo_assets(cache, TOY, progress=False)
+    ensure_closed_loop(again, progress=False)
     assert again.root == assets.root
     assert {p: _sealed_at(p) for p in stamps} == stamps, "a second run must reuse, not rebuild"
     assert "held-out action MAE" in again.describe() and "simulated episodes" in again.describe()

@@ -8,6 +8,7 @@ Layout under ``<cache>/demo/v<GENERATOR_VERSION>-<settings hash>/``::
     train/                              lerobot-train's output dir and log (no optimiser state)
     report/                             loss curve PNG, held-out evaluation, timings
     closed_loop/                        the policy driving the simulated demo robot: success rate
+                                        (built by pai_ros.sim.demo_stage, which `pai demo-assets` runs)
 
 Each stage is built in a ``.<stage>.partial-<pid>`` directory and swapped into place only when it is
 complete, then sealed with a manifest of its files and sizes. A stage whose manifest does not
@@ -247,9 +248,7 @@ def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | N
                           lambda tmp: _build_report(tmp, assets), rebuild or stale or _report_outdated(assets))
             _ensure_stage(assets.sae_dir, "demo SAE", lambda tmp: _build_sae(tmp, assets, progress),
                           rebuild or stale or _older_than_policy(assets.sae_dir, assets))
-            _ensure_stage(assets.closed_loop_dir, "closed-loop evaluation",
-                          lambda tmp: _build_closed_loop(tmp, assets, progress),
-                          rebuild or stale or _older_than_policy(assets.closed_loop_dir, assets))
+
     return assets
 
 
@@ -372,29 +371,20 @@ def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
             "dead_fraction": metrics["dead_fraction"], "ood_threshold": result.calibration["threshold"]}
 
 
-# The closed-loop evaluation's episode set lives outside DemoSettings on purpose, like the SAE's:
-# adding or changing it evaluates again (a minute or two), never retrains the policy.
+
+# The closed-loop evaluation (pai_ros.sim.demo_stage builds it; `pai demo-assets` asks for it) lives
+# outside DemoSettings on purpose, like the SAE's settings: adding or changing it evaluates again
+# (a minute or two), never retrains the policy.
 CLOSED_LOOP_EPISODES = 50
 CLOSED_LOOP_SEED = 0
 CLOSED_LOOP_FILE = "summary.json"
 
 
-def _build_closed_loop(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
-    """The demo policy drives the simulated demo robot over a fixed episode set (pai_ros.sim)."""
-    from pai_ros.demo.report import plot_closed_loop
-    from pai_ros.sim.evaluate import evaluate_closed_loop
-    from pai_ros.sim.policy import EVAL_MODE, sim_config_for, sim_runner
-    from pai_ros.sim.robot import SimConfig
-
-    _say(f"closed-loop evaluation: the demo policy drives the simulated robot for {CLOSED_LOOP_EPISODES} episodes")
-    runner = sim_runner(assets.policy_dir, EVAL_MODE)
-    try:
-        config = sim_config_for(runner, SimConfig(scene=assets.settings.scene))
-        report = evaluate_closed_loop(runner, CLOSED_LOOP_EPISODES, CLOSED_LOOP_SEED, config, progress=progress)
-    finally:
-        runner.close()
-    tmp.mkdir(parents=True)
-    result = {**report.as_dict(), "mode": EVAL_MODE, "policy": str(assets.policy_dir)}
-    (tmp / CLOSED_LOOP_FILE).write_text(json.dumps(result, indent=2))
-    plot_closed_loop(result, tmp / "closed_loop.png")
-    return {"success_rate": report.success_rate, "mean_final_distance": report.mean_final_distance}
+def ensure_policy_stage(assets: DemoAssets, final: Path, label: str, build: Callable[[Path], dict | None], *,
+                        rebuild: bool = False) -> None:
+    """Build a stage derived from the trained policy (under the cache lock), or reuse it while it is
+    sealed, intact and newer than the policy. For packages above demo/ that add their own stage."""
+    if not assets.has_policy():
+        raise UserError(f"the demo policy is not trained yet in {assets.root}: run `pai demo-assets` first")
+    with _locked(assets.root):
+        _ensure_stage(final, label, build, rebuild or _older_than_policy(final, assets))
