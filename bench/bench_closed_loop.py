@@ -4,14 +4,15 @@ The demo policy acts on what its own actions led to (``pai_ros.sim``: the demo s
 expert's motion limits) over a fixed episode set (episodes 0..N-1 of a seed: the same layouts and
 noise for every policy). References measured in the same run on the same episodes: the dataset's
 scripted expert (what the policy imitates; it knows the target) and holding still (no policy).
-Optionally other runner modes (``--modes chunk replan ensemble``): ``chunk`` executes exactly
-LeRobot's action queue (what ``policy_node`` runs for the demo policy), ``replan`` and
-``ensemble`` run the model every step.
+The policy runs with temporal ensembling (``ensemble``, the model every step; what the sim
+launch file and ``pai demo --closed-loop`` use); ``--modes ensemble chunk replan`` adds other
+runner modes: ``chunk`` executes exactly LeRobot's action queue (what ``policy_node``'s ``auto``
+picks for the demo policy: 20 actions open loop), ``replan`` the first action of a fresh chunk.
 
 Writes bench/results/closed_loop.png (final distance per episode, by outcome) and
 bench/results/closed_loop.json. Needs the demo assets (`pai demo-assets`) unless --policy-path.
 
-Usage: python bench/bench_closed_loop.py [--episodes 50] [--seed 0] [--modes chunk] [--policy-path P]
+Usage: python bench/bench_closed_loop.py [--episodes 50] [--seed 0] [--modes ensemble chunk] [--policy-path P]
 """
 
 from __future__ import annotations
@@ -95,8 +96,7 @@ def main() -> None:
     ]
     for mode in args.modes[1:]:
         r = reports[mode]
-        rows.append((f"success rate, runner mode {mode} (model every step), vs {main_mode}", _rate(r), _rate(policy),
-                     "-", "-"))
+        rows.append((f"success rate, runner mode {mode}, vs {main_mode}", _rate(r), _rate(policy), "-", "-"))
     print_table(f"Closed loop on the simulated demo robot ({args.episodes} episodes, seed {args.seed})", rows)
 
     args.results.mkdir(parents=True, exist_ok=True)

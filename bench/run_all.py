@@ -48,7 +48,7 @@ BENCHES = [
     Bench("bench_recorder.py", ("--seconds", "60", "--transport", "shm32mb"), ("--seconds", "5", "--transport", "shm32mb")),
     Bench("bench_bag2parquet.py", ("--rounds", "3"), ("--ticks", "60", "--rounds", "1")),
     Bench("bench_sae.py", (), ("--quick",)),
-    Bench("bench_closed_loop.py", ("--episodes", "50"), ("--episodes", "5")),
+    Bench("bench_closed_loop.py", ("--episodes", "50", "--modes", "ensemble", "chunk"), ("--episodes", "5")),
     Bench("bench_closed_loop_steering.py", ("--episodes", "50"), ("--episodes", "5", "--draws", "1")),
     Bench("bench_two_hosts.py", (), ("--quick",), needs="root"),
 ]

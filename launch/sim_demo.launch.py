@@ -39,6 +39,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("seed", default_value="0", description="[int] episode set (same seed, same episodes)"),
         DeclareLaunchArgument("rate_hz", default_value="15.0",
                               description="[float] simulation steps per second (lower it on a slow CPU)"),
+        DeclareLaunchArgument("mode", default_value="ensemble",
+                              description="[string] policy runner mode; ensemble (temporal ensembling: the model "
+                                          "corrects itself every step) is what makes the demo policy succeed in "
+                                          "closed loop, auto runs it open loop on 20-action chunks"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="[string] namespace for every node, e.g. robot1 (topics become /robot1/...)"),
         DeclareLaunchArgument("record", default_value="false", choices=BOOL_CHOICES,
@@ -58,6 +62,7 @@ def generate_launch_description() -> LaunchDescription:
                               {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
                                "sae_path": ParameterValue(LaunchConfiguration("sae_path"), value_type=str),
                                "control_rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float),
+                               "mode": ParameterValue(LaunchConfiguration("mode"), value_type=str),
                                "max_observation_age_s": 0.5}])
     recorder = Node(package="pai_ros", executable="recorder_node", name="recorder_node", namespace=namespace,
                     output="screen", condition=IfCondition(LaunchConfiguration("record")),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pai_ros.demo import outputs
 from pai_ros.ros.demo import CAMERAS, prepare_output_dir
+from pai_ros.sim.policy import EVAL_MODE
 
 OUTCOME_TOPICS = ["sim_node/episode_outcome", "sim_node/summary"]
 
@@ -31,8 +32,13 @@ class ClosedLoopDemoResult:
 
 
 def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, rate_hz: float = 15.0,
-                         overwrite: bool = False, progress: bool = True, assets=None) -> ClosedLoopDemoResult:
-    """Run ``episodes`` closed-loop episodes of ``seed`` into ``output_dir`` (``assets``: default: build or find)."""
+                         mode: str = EVAL_MODE, overwrite: bool = False, progress: bool = True,
+                         assets=None) -> ClosedLoopDemoResult:
+    """Run ``episodes`` closed-loop episodes of ``seed`` into ``output_dir`` (``assets``: default: build or find).
+
+    ``mode``: the policy node's runner mode (default: temporal ensembling, as the closed-loop
+    evaluation runs it; see :data:`pai_ros.sim.policy.EVAL_MODE`).
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -58,6 +64,7 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
             Parameter("policy_path", value=str(assets.policy_dir)),
             Parameter("state_joint_names", value=list(STATE_NAMES)), Parameter("action_names", value=list(STATE_NAMES)),
             Parameter("control_rate_hz", value=float(rate_hz)), Parameter("max_observation_age_s", value=0.5),
+            Parameter("mode", value=mode),
             Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")])
         recorder = RecorderNode(parameter_overrides=[
             Parameter("output", value=str(bag)), Parameter("record_heatmaps", value=True),

@@ -8,10 +8,13 @@ from pathlib import Path
 from pai_ros.errors import UserError
 from pai_ros.sim.robot import CAMERAS, SimConfig
 
-#: How closed-loop evaluation runs the policy by default: the executed actions are those of
-#: LeRobot's action queue (``queue``, what ``policy_node``'s ``auto`` picks for the demo policy),
-#: without the extra forwards ``queue`` spends on keeping attention maps live.
-EVAL_MODE = "chunk"
+#: How closed-loop evaluation runs the policy by default: temporal ensembling (LeRobot's
+#: ``ACTTemporalEnsembler``; ``policy_node`` ``mode:=ensemble``). The model runs every step and the
+#: executed action blends every chunk predicted for that step, so the policy corrects itself on
+#: what its actions led to. The demo policy executed open loop on its 20-action chunks (LeRobot's
+#: queue, what ``auto`` picks for it) closes the gripper on a schedule, about 10 steps in, wherever
+#: it is (bench/RESULTS.md, "Closed loop").
+EVAL_MODE = "ensemble"
 
 
 def sim_config_for(runner, base: SimConfig | None = None) -> SimConfig:
