@@ -16,6 +16,9 @@ from toy_settings import TOY
 
 
 
+TOY_CLOSED_LOOP = 3
+
+
 def _sealed_at(stage: Path) -> float:
     return json.loads((stage / MANIFEST).read_text())["sealed_at"]
 
@@ -26,7 +29,7 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
 
     assets = toy_assets
     cache = assets.root.parents[1]
-    ensure_closed_loop(assets, progress=False)
+    ensure_closed_loop(assets, episodes=TOY_CLOSED_LOOP, progress=False)  # the demo's 50 take minutes here
     for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
                   assets.closed_loop_dir):
         assert verify_stage(stage) is None, stage
@@ -42,12 +45,12 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assert (assets.report_dir / "training_loss.png").stat().st_size > 1000
     assert not list(assets.train_dir.rglob("training_state")), "optimiser state should be dropped"
     # The closed-loop evaluation: the fixed episode set, every episode with an outcome, and its plot.
-    from pai_ros.demo.assets import CLOSED_LOOP_EPISODES, CLOSED_LOOP_FILE, CLOSED_LOOP_SEED
+    from pai_ros.demo.assets import CLOSED_LOOP_FILE, CLOSED_LOOP_SEED
 
     closed = json.loads((assets.closed_loop_dir / CLOSED_LOOP_FILE).read_text())
-    assert (closed["episodes"], closed["seed"]) == (CLOSED_LOOP_EPISODES, CLOSED_LOOP_SEED)
-    assert len(closed["per_episode"]) == CLOSED_LOOP_EPISODES
-    assert closed["success_rate"] == sum(e["success"] for e in closed["per_episode"]) / CLOSED_LOOP_EPISODES
+    assert (closed["episodes"], closed["seed"]) == (TOY_CLOSED_LOOP, CLOSED_LOOP_SEED)
+    assert [e["episode"] for e in closed["per_episode"]] == list(range(TOY_CLOSED_LOOP))
+    assert closed["success_rate"] == sum(e["success"] for e in closed["per_episode"]) / TOY_CLOSED_LOOP
     assert (assets.closed_loop_dir / "closed_loop.png").stat().st_size > 1000
 
     from pai_ros.policy.loading import load_act_policy
@@ -58,7 +61,7 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
                                          assets.closed_loop_dir)}
     again = ensure_demo_assets(cache, TOY, progress=False)
-    ensure_closed_loop(again, progress=False)
+    ensure_closed_loop(again, episodes=TOY_CLOSED_LOOP, progress=False)
     assert again.root == assets.root
     assert {p: _sealed_at(p) for p in stamps} == stamps, "a second run must reuse, not rebuild"
     assert "held-out action MAE" in again.describe() and "simulated episodes" in again.describe()

@@ -22,22 +22,27 @@ from pai_ros.sim.policy import EVAL_MODE, sim_config_for, sim_runner
 from pai_ros.sim.robot import SimConfig
 
 
-def ensure_closed_loop(assets: DemoAssets, *, rebuild: bool = False, progress: bool = True) -> Path:
-    """The sealed ``closed_loop/`` stage (built when missing or older than the policy); its summary's path."""
+def ensure_closed_loop(assets: DemoAssets, *, episodes: int = CLOSED_LOOP_EPISODES, rebuild: bool = False,
+                       progress: bool = True) -> Path:
+    """The sealed ``closed_loop/`` stage (built when missing or older than the policy); its summary's path.
+
+    ``episodes``: fewer than the demo's fixed set only for tests of the toy assets (a cached stage
+    is reused whatever it was built with).
+    """
     ensure_policy_stage(assets, assets.closed_loop_dir, "closed-loop evaluation",
-                        lambda tmp: _build(tmp, assets, progress), rebuild=rebuild)
+                        lambda tmp: _build(tmp, assets, episodes, progress), rebuild=rebuild)
     return assets.closed_loop_dir / CLOSED_LOOP_FILE
 
 
-def _build(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
+def _build(tmp: Path, assets: DemoAssets, episodes: int, progress: bool) -> dict:
     import sys
 
     print(f"[demo-assets] closed-loop evaluation: the demo policy drives the simulated robot for "
-          f"{CLOSED_LOOP_EPISODES} episodes", file=sys.stderr, flush=True)
+          f"{episodes} episodes", file=sys.stderr, flush=True)
     runner = sim_runner(assets.policy_dir, EVAL_MODE)
     try:
         config = sim_config_for(runner, SimConfig(scene=assets.settings.scene))
-        report = evaluate_closed_loop(runner, CLOSED_LOOP_EPISODES, CLOSED_LOOP_SEED, config, progress=progress)
+        report = evaluate_closed_loop(runner, episodes, CLOSED_LOOP_SEED, config, progress=progress)
     finally:
         runner.close()
     tmp.mkdir(parents=True)
