@@ -247,13 +247,25 @@ def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | N
             _ensure_stage(assets.report_dir, "demo report",
                           lambda tmp: _build_report(tmp, assets), rebuild or stale or _report_outdated(assets))
             _ensure_stage(assets.sae_dir, "demo SAE", lambda tmp: _build_sae(tmp, assets, progress),
-                          rebuild or stale or _older_than_policy(assets.sae_dir, assets))
+                          rebuild or stale or _older_than_policy(assets.sae_dir, assets)
+                          or _sae_without_position_score(assets))
 
     return assets
 
 
 def _report_outdated(assets: DemoAssets) -> bool:
     return _older_than_policy(assets.report_dir, assets)
+
+
+def _sae_without_position_score(assets: DemoAssets) -> bool:
+    """A demo SAE calibrated before the per-position OOD score existed: rebuild it (no retraining of the policy)."""
+    ood = assets.sae_dir / "ood.json"
+    if not _is_sealed(assets.sae_dir) or not ood.is_file():
+        return False
+    try:
+        return "position_score" not in json.loads(ood.read_text())
+    except (OSError, ValueError):
+        return True  # unreadable: the manifest check would call it corrupt anyway
 
 
 def _older_than_policy(stage: Path, assets: DemoAssets) -> bool:
