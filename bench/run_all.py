@@ -52,6 +52,8 @@ BENCHES = [
     Bench("bench_sae.py", (), ("--quick",)),
     Bench("bench_ood.py", (), ("--quick",)),
     Bench("bench_sae_scale.py", (), ("--quick",)),
+    Bench("bench_closed_loop.py", ("--episodes", "50", "--modes", "ensemble", "chunk"), ("--episodes", "5")),
+    Bench("bench_closed_loop_steering.py", ("--episodes", "50"), ("--episodes", "5", "--draws", "1")),
     Bench("bench_two_hosts.py", (), ("--quick",), needs="root"),
 ]
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-NODES = ("policy_node", "replay_node", "recorder_node")
+NODES = ("policy_node", "replay_node", "recorder_node", "sim_node")
 
 
 def _default(value: object) -> str:

@@ -16,15 +16,22 @@ from toy_settings import TOY
 
 
 
+TOY_CLOSED_LOOP = 3
+
+
 def _sealed_at(stage: Path) -> float:
     return json.loads((stage / MANIFEST).read_text())["sealed_at"]
 
 
 @pytest.mark.slow
 def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
+    from pai_ros.sim.demo_stage import ensure_closed_loop
+
     assets = toy_assets
     cache = assets.root.parents[1]
-    for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir, assets.sae_dir):
+    ensure_closed_loop(assets, episodes=TOY_CLOSED_LOOP, progress=False)  # the demo's 50 take minutes here
+    for stage in (assets.dataset_root, assets.heldout_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
+                  assets.closed_loop_dir):
         assert verify_stage(stage) is None, stage
     # The demo SAE: trained on the policy's tokens, calibrated on held-out episode 0, reported on 1.
     from pai_ros.sae.model import load_sae
@@ -37,17 +44,27 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assert summary["heldout"]["frames"] == 2 * 10
     assert (assets.report_dir / "training_loss.png").stat().st_size > 1000
     assert not list(assets.train_dir.rglob("training_state")), "optimiser state should be dropped"
+    # The closed-loop evaluation: the fixed episode set, every episode with an outcome, and its plot.
+    from pai_ros.demo.assets import CLOSED_LOOP_FILE, CLOSED_LOOP_SEED
+
+    closed = json.loads((assets.closed_loop_dir / CLOSED_LOOP_FILE).read_text())
+    assert (closed["episodes"], closed["seed"]) == (TOY_CLOSED_LOOP, CLOSED_LOOP_SEED)
+    assert [e["episode"] for e in closed["per_episode"]] == list(range(TOY_CLOSED_LOOP))
+    assert closed["success_rate"] == sum(e["success"] for e in closed["per_episode"]) / TOY_CLOSED_LOOP
+    assert (assets.closed_loop_dir / "closed_loop.png").stat().st_size > 1000
 
     from pai_ros.policy.loading import load_act_policy
 
     loaded = load_act_policy(assets.policy_dir, "cpu")
     assert loaded.camera_names == ["front", "wrist"] and loaded.config.chunk_size == 5
 
-    stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir, assets.sae_dir)}
+    stamps = {p: _sealed_at(p) for p in (assets.dataset_root, assets.policy_dir, assets.report_dir, assets.sae_dir,
+                                         assets.closed_loop_dir)}
     again = ensure_demo_assets(cache, TOY, progress=False)
+    ensure_closed_loop(again, episodes=TOY_CLOSED_LOOP, progress=False)
     assert again.root == assets.root
     assert {p: _sealed_at(p) for p in stamps} == stamps, "a second run must reuse, not rebuild"
-    assert "held-out action MAE" in again.describe()
+    assert "held-out action MAE" in again.describe() and "simulated episodes" in again.describe()
 
 
 def test_corrupt_dataset_is_detected_and_rebuilt(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -198,7 +198,7 @@ def test_bool_arguments_offer_choices_and_bag_default_is_fresh(path: Path, monke
             assert arg.choices == ["true", "false"] and arg.default_value in arg.choices, arg.name
     # The recorder refuses an existing path: a fixed default would break every second launch.
     bag = arguments["bag_path"].default_value
-    assert re.fullmatch(r"pai_(replay_)?bag_\d{8}_\d{6}", bag), bag
+    assert re.fullmatch(r"pai_(replay_|sim_)?bag_\d{8}_\d{6}", bag), bag
 
 
 def test_with_real_launch_ros_where_available() -> None:

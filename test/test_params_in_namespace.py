@@ -114,9 +114,12 @@ def test_each_node_applies_the_shipped_yaml_under_a_namespace(tiny_act: Path, ti
         # loop keeps the replay alive while its parameters are read (it exits at the end otherwise).
         "replay_node": ["-p", f"dataset_root:={dataset_root}", "-p", "loop:=true"],
         "recorder_node": ["-p", f"output:={tmp_path / 'bag'}"],
+        "sim_node": ["-p", "loop:=true"],
     }
-    files = {"policy_node": "policy.yaml", "replay_node": "replay.yaml", "recorder_node": "recorder.yaml"}
-    expected = {node: {k: v for k, v in _file_values(CONFIG / f).items() if not (node == "replay_node" and k == "loop")}
+    files = {"policy_node": "policy.yaml", "replay_node": "replay.yaml", "recorder_node": "recorder.yaml",
+             "sim_node": "sim.yaml"}
+    expected = {node: {k: v for k, v in _file_values(CONFIG / f).items()
+                       if not (node in ("replay_node", "sim_node") and k == "loop")}
                 for node, f in files.items()}
     for node, values in expected.items():
         # Else this test could not tell the file's values from the node's defaults.

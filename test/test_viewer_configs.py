@@ -163,7 +163,7 @@ def unlisted_publishers(node: str, source: str) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("node", ["policy_node", "replay_node", "recorder_node"])
+@pytest.mark.parametrize("node", ["policy_node", "replay_node", "recorder_node", "sim_node"])
 def test_every_topic_a_node_publishes_is_listed(node: str) -> None:
     missing = unlisted_publishers(node, (REPO / "pai_ros" / "ros" / f"{node}.py").read_text())
     assert not missing, f"{node} publishes {missing}, which pai_ros/ros/topics.py does not list"

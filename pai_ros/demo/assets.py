@@ -7,6 +7,8 @@ Layout under ``<cache>/demo/v<GENERATOR_VERSION>-<settings hash>/``::
     policy/                             the trained ACT checkpoint (pretrained_model)
     train/                              lerobot-train's output dir and log (no optimiser state)
     report/                             loss curve PNG, held-out evaluation, timings
+    closed_loop/                        the policy driving the simulated demo robot: success rate
+                                        (built by pai_ros.sim.demo_stage, which `pai demo-assets` runs)
 
 Each stage is built in a ``.<stage>.partial-<pid>`` directory and swapped into place only when it is
 complete, then sealed with a manifest of its files and sizes. A stage whose manifest does not
@@ -100,6 +102,10 @@ class DemoAssets:
     def sae_dir(self) -> Path:
         return self.root / "sae"
 
+    @property
+    def closed_loop_dir(self) -> Path:
+        return self.root / "closed_loop"
+
     def has_sae(self) -> bool:
         return _is_sealed(self.sae_dir)
 
@@ -122,6 +128,12 @@ class DemoAssets:
                              "with swapped images)")
             if self.has_sae():
                 lines.append(f"  SAE:              {self.sae_dir}  (features for policy_node's sae_path)")
+            closed = self.closed_loop_dir / CLOSED_LOOP_FILE
+            if _is_sealed(self.closed_loop_dir) and closed.is_file():
+                c = json.loads(closed.read_text())
+                lines.append(f"  closed loop:      {c['success_rate']:.0%} of {c['episodes']} simulated episodes "
+                             f"(seed {c['seed']}) succeed, mean final distance {c['mean_final_distance']:.3f}  "
+                             f"({self.closed_loop_dir})")
         else:
             lines.append("  policy:           not trained (run without --no-train)")
         return "\n".join(lines)
@@ -235,12 +247,25 @@ def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | N
             _ensure_stage(assets.report_dir, "demo report",
                           lambda tmp: _build_report(tmp, assets), rebuild or stale or _report_outdated(assets))
             _ensure_stage(assets.sae_dir, "demo SAE", lambda tmp: _build_sae(tmp, assets, progress),
-                          rebuild or stale or _older_than_policy(assets.sae_dir, assets))
+                          rebuild or stale or _older_than_policy(assets.sae_dir, assets)
+                          or _sae_without_position_score(assets))
+
     return assets
 
 
 def _report_outdated(assets: DemoAssets) -> bool:
     return _older_than_policy(assets.report_dir, assets)
+
+
+def _sae_without_position_score(assets: DemoAssets) -> bool:
+    """A demo SAE calibrated before the per-position OOD score existed: rebuild it (no retraining of the policy)."""
+    ood = assets.sae_dir / "ood.json"
+    if not _is_sealed(assets.sae_dir) or not ood.is_file():
+        return False
+    try:
+        return "position_score" not in json.loads(ood.read_text())
+    except (OSError, ValueError):
+        return True  # unreadable: the manifest check would call it corrupt anyway
 
 
 def _older_than_policy(stage: Path, assets: DemoAssets) -> bool:
@@ -356,3 +381,22 @@ def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     runner.close()
     return {"sae_id": loaded.sae_id, "fvu": metrics["fvu"], "l0": metrics["l0"],
             "dead_fraction": metrics["dead_fraction"], "ood_threshold": result.calibration["threshold"]}
+
+
+
+# The closed-loop evaluation (pai_ros.sim.demo_stage builds it; `pai demo-assets` asks for it) lives
+# outside DemoSettings on purpose, like the SAE's settings: adding or changing it evaluates again
+# (a minute or two), never retrains the policy.
+CLOSED_LOOP_EPISODES = 50
+CLOSED_LOOP_SEED = 0
+CLOSED_LOOP_FILE = "summary.json"
+
+
+def ensure_policy_stage(assets: DemoAssets, final: Path, label: str, build: Callable[[Path], dict | None], *,
+                        rebuild: bool = False) -> None:
+    """Build a stage derived from the trained policy (under the cache lock), or reuse it while it is
+    sealed, intact and newer than the policy. For packages above demo/ that add their own stage."""
+    if not assets.has_policy():
+        raise UserError(f"the demo policy is not trained yet in {assets.root}: run `pai demo-assets` first")
+    with _locked(assets.root):
+        _ensure_stage(final, label, build, rebuild or _older_than_policy(final, assets))

@@ -17,7 +17,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "Parquet tables (pai bag2parquet), heatmaps_combined.mp4, heatmaps_contact_sheet.png, "
             "features/ (the demo SAE's features over 4 held-out episodes, ranked, with thumbnails: open it with "
             "`pai features ui OUTPUT/features`) and report.json (ticks, latency, skipped ticks, predicted vs "
-            "recorded action error)."
+            "recorded action error). With --closed-loop the policy drives the demo scene as a simulated robot "
+            "(sim_node) instead of watching a replay: the report then holds every episode's outcome (reached "
+            "and closed on the red block, missed, or timed out), the success rate and the final distances."
         ),
     )
     p.add_argument("--output-dir", type=Path, default=Path("pai_demo_output"), help="where everything goes")
@@ -25,6 +27,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    loop = p.add_argument_group("closed loop")
+    loop.add_argument("--closed-loop", action="store_true",
+                      help="let the policy act on the simulated demo robot (sim_node) instead of a replay")
+    loop.add_argument("--episodes", type=int, default=3, help="closed-loop episodes to run (default 3)")
+    loop.add_argument("--seed", type=int, default=0, help="closed-loop episode set (same seed, same episodes)")
+    loop.add_argument("--rate-hz", type=float, default=15.0,
+                      help="closed-loop steps per second (the dataset's 15; lower it if many steps hold)")
     p.set_defaults(handler=_run_demo)
 
 
@@ -33,9 +42,20 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     try:
         from pai_ros.ros.demo import run_demo
+        from pai_ros.ros.sim_demo import run_closed_loop_demo
     except ImportError as exc:
         raise UserError(f"pai demo needs ROS 2 (rclpy and the built pai_ros overlay): {exc}; "
                         "run `make setup` and `source scripts/env.sh`") from None
+    if args.closed_loop:
+        if args.episodes < 1:
+            raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+        if not 0.1 <= args.rate_hz <= 1000:
+            raise UserError(f"--rate-hz must lie in [0.1, 1000], got {args.rate_hz}")
+        if args.duration is not None or args.episode != 0:
+            raise UserError("--episode and --duration are for the replay demo; with --closed-loop use --episodes")
+        return _print_closed_loop(run_closed_loop_demo(args.output_dir, episodes=args.episodes, seed=args.seed,
+                                                       rate_hz=args.rate_hz, overwrite=args.overwrite,
+                                                       progress=not args.quiet))
     res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
                    progress=not args.quiet)
     r = res.report
@@ -57,4 +77,19 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"  report:         {res.output_dir / 'report.json'}")
     print("  live view on a ROS 2 install: run `pai demo` again and, on the same ROS_DOMAIN_ID, "
           "`ros2 run rqt_image_view rqt_image_view /attention/front/heatmap`")
+    return 0
+
+
+def _print_closed_loop(res) -> int:
+    r = res.report
+    loop = r["closed_loop"]
+    held = ", ".join(f"{k}: {v}" for k, v in r["held_steps"].items()) or "none"
+    print(f"pai demo --closed-loop: {loop['outcomes'].get('success', 0)}/{loop['episodes']} episodes succeeded "
+          f"({loop['success_rate']:.0%}), mean final distance {loop['mean_final_distance']:.3f} table units; "
+          f"{r['executed_steps']} steps acted, held steps: {held}; {r['policy_ticks']} policy ticks")
+    print(f"  bag:            {res.bag}")
+    print(f"  parquet:        {res.parquet}")
+    print(f"  heatmaps:       {res.combined_video}")
+    print(f"  contact sheet:  {res.contact_sheet}")
+    print(f"  report:         {res.output_dir / 'report.json'}  (every episode's outcome and final distance)")
     return 0

@@ -51,12 +51,7 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     from pai_ros.ros.recorder_node import RecorderNode
     from pai_ros.ros.replay_node import ReplayNode
 
-    out = Path(output_dir)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"output directory {out} is not empty (use --overwrite to replace it)")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(Path(output_dir), overwrite)
     assets = assets or ensure_demo_assets(progress=progress)
     bag = out / "bag"
 
@@ -114,6 +109,16 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return DemoResult(out, bag, parquet, combined, sheet, report)
+
+
+def prepare_output_dir(out: Path, overwrite: bool) -> Path:
+    """An empty ``out``: a non-empty one is refused unless ``overwrite`` (then it is emptied)."""
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UserError(f"output directory {out} is not empty (use --overwrite to replace it)")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def _live_stats(policy, replay, lossless: bool, seconds: float) -> dict:

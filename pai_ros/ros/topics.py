@@ -24,6 +24,8 @@ CAMERA_COMPRESSED = "camera/{camera}/image_raw/compressed"
 JOINT_STATES = "joint_states"
 RECORDED_ACTION = "recorded_action"
 ENVIRONMENT_STATE = "environment_state"
+SIM_EPISODE_OUTCOME = "~/episode_outcome"
+SIM_SUMMARY = "~/summary"
 
 DEMO_CAMERAS = ("front", "wrist")
 
@@ -47,15 +49,19 @@ PUBLISHED: tuple[Published, ...] = (
     Published(HEATMAP, "sensor_msgs/msg/Image", ("policy_node",)),
     Published(FEATURES, "pai_ros/msg/FeatureActivations", ("policy_node",), note="with sae_path"),
     Published(FEATURE_HEATMAP, "sensor_msgs/msg/Image", ("policy_node",), note="with feature_heatmaps"),
-    Published(DIAGNOSTICS, "diagnostic_msgs/msg/DiagnosticArray", ("policy_node", "recorder_node")),
-    Published(CAMERA_IMAGE, "sensor_msgs/msg/Image", ("replay_node",), sensor_qos=True),
+    Published(DIAGNOSTICS, "diagnostic_msgs/msg/DiagnosticArray", ("policy_node", "recorder_node", "sim_node")),
+    Published(CAMERA_IMAGE, "sensor_msgs/msg/Image", ("replay_node", "sim_node"), sensor_qos=True),
     Published(CAMERA_COMPRESSED, "sensor_msgs/msg/CompressedImage", ("replay_node",), sensor_qos=True,
               note="replay compressed:=true"),
-    Published(JOINT_STATES, "sensor_msgs/msg/JointState", ("replay_node",)),
+    Published(JOINT_STATES, "sensor_msgs/msg/JointState", ("replay_node", "sim_node")),
     Published(RECORDED_ACTION, "sensor_msgs/msg/JointState", ("replay_node",)),
     Published(ENVIRONMENT_STATE, "std_msgs/msg/Float32MultiArray", ("replay_node",),
               note="datasets with observation.environment_state (a JointState with environment_state_type "
                    "joint_state)"),
+    Published(SIM_EPISODE_OUTCOME, "std_msgs/msg/String", ("sim_node",),
+              note="JSON per finished episode (transient local): outcome, steps, final distance, holds"),
+    Published(SIM_SUMMARY, "std_msgs/msg/String", ("sim_node",),
+              note="JSON after the last episode (transient local): success rate, mean final distance"),
 )
 
 

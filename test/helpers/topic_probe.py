@@ -2,7 +2,7 @@
 
     python topic_probe.py TOPIC:TYPE [TOPIC:TYPE ...]
 TYPE is Image, CompressedImage, JointState, JointTrajectory, Float64MultiArray, Float32MultiArray,
-DiagnosticArray or FeatureActivations. The first
+DiagnosticArray, String or FeatureActivations. The first
 line is READY once every subscription exists. Subscriptions are best effort (they match
 reliable and best-effort publishers alike).
 """
@@ -16,12 +16,12 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float32MultiArray, Float64MultiArray
+from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
          "DiagnosticArray": DiagnosticArray, "JointTrajectory": JointTrajectory,
-         "Float64MultiArray": Float64MultiArray, "Float32MultiArray": Float32MultiArray}
+         "Float64MultiArray": Float64MultiArray, "Float32MultiArray": Float32MultiArray, "String": String}
 
 
 def summary(topic: str, msg, now_ns: int) -> dict:
@@ -44,6 +44,8 @@ def summary(topic: str, msg, now_ns: int) -> dict:
             for pt in msg.points])
     elif isinstance(msg, (Float64MultiArray, Float32MultiArray)):
         out.update(data=[float(v) for v in msg.data], dims=[(d.label, int(d.size)) for d in msg.layout.dim])
+    elif isinstance(msg, String):
+        out["data"] = msg.data
     elif isinstance(msg, DiagnosticArray):
         out["status"] = [{"name": s.name, "level": int.from_bytes(s.level, "little") if isinstance(s.level, bytes)
                           else int(s.level), "message": s.message,
