@@ -322,3 +322,26 @@ def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> No
         LiveTick.create(LiveConfig.defaults(str(tiny_act), state_scale=[57.3]))
     with pytest.raises(UserError, match="action_scale must not contain 0"):
         LiveConfig.defaults(str(tiny_act), action_scale=[1.0, 0.0, 1.0])
+
+
+def test_a_gradient_method_refused_at_start_still_acts_with_cross_attention(tiny_act: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default input_gradient on a machine without the memory for it: the node starts, acts, says why."""
+    import pai_ros.live.tick as tick_module
+
+    monkeypatch.setattr(tick_module, "available_memory_bytes", lambda device: 1024)
+    live, notes = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES),
+                                                      max_observation_age_s=0.5, control_rate_hz=10.0))
+    try:
+        assert LiveConfig.defaults(str(tiny_act)).heatmap_method == "input_gradient"
+        assert live.heatmap_method == "cross_attention" and live.runner.explainer is None
+        assert len(notes) == 1 and "heatmap_method input_gradient refused, showing cross_attention" in notes[0]
+        now = T0 + 400 * S
+        out = live.step(inputs(now), now)
+        assert isinstance(out, TickOutput) and out.heatmap_method == "cross_attention" and out.heatmaps
+        assert "not enough memory" in live.diagnostics(now).values["heatmap_method_refused"]
+        live.memory_available = lambda: None  # memory freed: a later switch works and the note goes
+        live.set_heatmap_method("input_gradient")
+        assert "heatmap_method_refused" not in live.diagnostics(now).values
+    finally:
+        live.close()

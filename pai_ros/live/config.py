@@ -75,7 +75,7 @@ class LiveConfig:
     action_max: tuple[float, ...] = ()
     publish_heatmaps: bool = True
     heatmap_cameras: tuple[str, ...] = ()
-    heatmap_method: str = "cross_attention"
+    heatmap_method: str = "input_gradient"
     heatmap_queries: QuerySelection = field(default_factory=QuerySelection)
     relevance_target: str = "first"
     heatmap_normalization: str = "frame"

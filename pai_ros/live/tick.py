@@ -96,10 +96,21 @@ class LiveTick:
         self.action_units = self._units("action", config.action_scale, config.action_offset, self.action_dim)
         self.heatmap_method = "cross_attention"
         self.relevance_target = RelevanceTarget.parse(config.relevance_target)
+        if self.relevance_target.kind == "dim" and self.relevance_target.dim >= self.action_dim:
+            # A configuration error, refused at start (unlike a method the machine cannot afford).
+            raise UserError(f"relevance target dim:{self.relevance_target.dim} is outside the policy's "
+                            f"{self.action_dim} action dimensions")
         # Where the memory check before a switch to a gradient method reads free memory (bytes, or
         # None when unknown: the check is then skipped).
         self.memory_available: Callable[[], int | None] = lambda: available_memory_bytes(runner.device)
-        self.set_heatmap_method(config.heatmap_method)
+        #: Why the configured heatmap method was refused at start (None: it runs).
+        self.heatmap_refused: str | None = None
+        try:
+            self.set_heatmap_method(config.heatmap_method)
+        except UserError as exc:
+            # A gradient method refused at start (memory, no gradients) must not stop the node: it
+            # acts as always and shows cross-attention maps, and says so in the log and /diagnostics.
+            self.heatmap_refused = f"heatmap_method {config.heatmap_method} refused, showing cross_attention: {exc}"
         self.input_names: list[str] = [*self.cameras]
         if self.spec.state_dim:
             self.input_names.append(JOINT_STATES)
@@ -131,7 +142,10 @@ class LiveTick:
                 sae, why = LiveSae.load(config.sae_path, runner, config.feature_heatmaps)
                 if why:
                     notes.append(f"no OOD flag: {why}")
-            return cls(config, runner, sae, resolve_topic), notes
+            tick = cls(config, runner, sae, resolve_topic)
+            if tick.heatmap_refused:
+                notes.append(tick.heatmap_refused)
+            return tick, notes
         except BaseException:
             runner.close()
             raise
@@ -238,6 +252,7 @@ class LiveTick:
         if previous is not None:
             previous.detach()
         self.heatmap_method = method
+        self.heatmap_refused = None
 
     def _token_count(self) -> int:
         """Encoder tokens: latent, state, environment state, and each camera's backbone cells (stride 32)."""
@@ -458,6 +473,8 @@ class LiveTick:
             if level == Level.OK:
                 level, message = Level.WARN, f"{message}; {problem}"
         score_problem = sae.score_problem if sae is not None else None
+        if self.heatmap_refused:
+            values["heatmap_method_refused"] = self.heatmap_refused
         if score_problem and level == Level.OK:  # is_ood fell back to the reconstruction error
             level, message = Level.WARN, f"{message}; {score_problem}"
         return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
