@@ -149,6 +149,9 @@ class _NoSync:
     def union(self, mask: torch.Tensor) -> torch.Tensor:
         return mask
 
+    def all_reduce_(self, tensors: list[torch.Tensor]) -> None:
+        pass
+
 
 @dataclass
 class Fitted:
@@ -296,6 +299,10 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
     if settings.architecture == "batchtopk":
         # Nothing ever positive (degenerate data): a threshold of 0 makes inference plain ReLU.
         sae.cfg.threshold = 0.0 if math.isnan(threshold) else threshold
+        if sync.world > 1:  # every rank saves and encodes with the same threshold: the ranks' mean
+            shared = torch.tensor([sae.cfg.threshold], dtype=torch.float64)
+            sync.all_reduce_([shared])
+            sae.cfg.threshold = float(shared) / sync.world
     sae.eval().requires_grad_(False)
     return Fitted(sae, history, since_fired, seconds)
 
