@@ -36,7 +36,6 @@ from pai_ros.sae.activations import ActivationSet
 from pai_ros.sae.metrics import reconstruction_metrics
 from pai_ros.sae.model import K_ARCHITECTURES, SaeConfig, SparseAutoencoder
 
-
 THRESHOLD_DECAY = 0.99  # BatchTopK threshold: exponential running mean over ~100 steps
 
 
