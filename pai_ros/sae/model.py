@@ -5,6 +5,11 @@ features come out. Two architectures:
 
 * ``topk`` (Gao et al. 2024): ``f = TopK(ReLU((x - b_dec) W_enc + b_enc))``; k sets L0 directly,
   so sparsity cannot be bought by shrinking activations as an L1 penalty can.
+* ``batchtopk`` (Bussmann, Leask, Nanda 2024): in training the top ``k x batch`` ReLU
+  pre-activations of the whole batch are kept (so hard tokens may use more features, easy ones
+  fewer, L0 ~ k on average); at inference a single ``threshold`` estimated in training (running
+  mean of the smallest kept activation) gates each token on its own:
+  ``f = ReLU(pre) * (pre > threshold)``. The threshold is in cfg.json.
 * ``relu`` (Anthropic 2023/24): ``f = ReLU((x - b_dec) W_enc + b_enc)``, trained with an L1
   penalty weighted by each feature's decoder norm (so shrinking codes while growing decoder
   rows does not lower the penalty).
@@ -36,7 +41,8 @@ from torch import nn
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
 
-ARCHITECTURES = ("topk", "relu")
+ARCHITECTURES = ("topk", "relu", "batchtopk")
+K_ARCHITECTURES = ("topk", "batchtopk")  # those with a k and unit-norm decoder rows
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
 WEIGHT_SHAPES = {"W_enc": ("d_in", "d_sae"), "W_dec": ("d_sae", "d_in"), "b_enc": ("d_sae",), "b_dec": ("d_in",)}
@@ -48,12 +54,15 @@ class SaeConfig:
     d_in: int
     d_sae: int
     architecture: str = "topk"
-    k: int | None = 32  # TopK only: active features per token
+    k: int | None = 32  # TopK: active features per token; BatchTopK: per token on average in training
     scaling_factor: float = 1.0  # raw activation * scaling_factor = what the weights see
     # Mean of the raw training activations [d_in]: the reference for the fraction of variance
     # unexplained (FVU) that the live node reports per frame.
     input_mean: list[float] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)  # model, hook point, policy, dataset
+    # BatchTopK only: inference gate on scaled-space pre-activations (set by training; None
+    # before the first training step).
+    threshold: float | None = None
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -61,11 +70,13 @@ class SaeConfig:
             raise UserError(f"unknown SAE architecture '{self.architecture}' (choose from {', '.join(ARCHITECTURES)})")
         if self.d_in < 1 or self.d_sae < 1:
             raise UserError(f"SAE sizes must be positive, got d_in={self.d_in}, d_sae={self.d_sae}")
-        if self.architecture == "topk":
+        if self.architecture in K_ARCHITECTURES:
             if self.k is None or not 1 <= self.k <= self.d_sae:
                 raise UserError(f"TopK needs 1 <= k <= d_sae ({self.d_sae}), got k={self.k}")
         if not (math.isfinite(self.scaling_factor) and self.scaling_factor > 0):
             raise UserError(f"scaling_factor must be a positive number, got {self.scaling_factor}")
+        if self.threshold is not None and not math.isfinite(self.threshold):
+            raise UserError(f"BatchTopK threshold must be a finite number, got {self.threshold}")
         if self.input_mean and len(self.input_mean) != self.d_in:
             raise UserError(f"input_mean has {len(self.input_mean)} values, expected d_in={self.d_in}")
 
@@ -85,6 +96,7 @@ class SaeConfig:
                        scaling_factor=float(data.get("scaling_factor", 1.0)),
                        input_mean=[float(v) for v in data.get("input_mean") or []],
                        source=dict(data.get("source") or {}),
+                       threshold=None if data.get("threshold") is None else float(data["threshold"]),
                        format_version=int(data.get("format_version", FORMAT_VERSION)))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{where} is not a pai_ros SAE config ({type(exc).__name__}: {exc})") from None
@@ -115,11 +127,32 @@ class SparseAutoencoder(nn.Module):
         return (x_scaled - self.b_dec) @ self.W_enc + self.b_enc
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
-        """Feature activations from pre-activations: TopK of ReLU, or ReLU."""
+        """Feature activations from pre-activations: TopK of ReLU, ReLU, or (BatchTopK at
+        inference) ReLU gated per token by the trained threshold."""
         if self.cfg.architecture == "relu":
             return torch.relu(pre)
+        if self.cfg.architecture == "batchtopk":
+            return self.threshold_gate(pre)
         values, indices = torch.topk(pre, self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+
+    def threshold_gate(self, pre: torch.Tensor) -> torch.Tensor:
+        """BatchTopK inference: keep each activation above the trained threshold (per token)."""
+        if self.cfg.threshold is None:
+            raise UserError("this BatchTopK SAE has no threshold in cfg.json (it was never trained)")
+        return torch.where(pre > self.cfg.threshold, torch.relu(pre), torch.zeros_like(pre))
+
+    def batch_topk(self, pre: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """BatchTopK training: the top ``k x batch`` ReLU activations over the whole batch ``[B, F]``.
+
+        Returns (dense codes, smallest kept positive activation: the threshold estimate; NaN
+        when nothing was positive).
+        """
+        flat = torch.relu(pre).reshape(-1)
+        values, indices = torch.topk(flat, min(flat.numel(), self.cfg.k * pre.shape[0]), sorted=False)
+        codes = torch.zeros_like(flat).scatter_(0, indices, values).reshape(pre.shape)
+        kept = values[values > 0]
+        return codes, float(kept.min().detach()) if kept.numel() else math.nan
 
     def topk(self, pre: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """TopK as (values after ReLU, feature indices), each ``[..., k]``: the sparse form."""
@@ -170,7 +203,7 @@ class SparseAutoencoder(nn.Module):
         if self.cfg.architecture == "topk":
             values, indices = self.topk(pre)
             return self.decode_sparse_scaled(values, indices) / self.cfg.scaling_factor, values, indices
-        codes = torch.relu(pre)
+        codes = self.activate(pre)  # ReLU, or BatchTopK's threshold gate: sparse after the fact
         width = max(1, int((codes > 0).sum(dim=-1).max()))
         values, indices = torch.topk(codes, width, dim=-1, sorted=False)
         return self.decode_scaled(codes) / self.cfg.scaling_factor, values, indices

@@ -6,6 +6,11 @@ the residual, coefficient 1/32), unit-norm decoder rows kept by removing the gra
 component parallel to each row and renormalising after every step, encoder initialised as the
 decoder's transpose, pre-encoder bias initialised at the data mean.
 
+BatchTopK (Bussmann, Leask, Nanda 2024) trains like TopK (same loss, AuxK, decoder constraint)
+but keeps the top ``k x batch`` activations of the whole batch; the inference threshold is an
+exponential running mean (over ~100 steps, so it tracks the trained encoder rather than the
+first steps') of the smallest kept activation, stored in cfg.json.
+
 ReLU follows Anthropic's 2024 update: squared error plus an L1 penalty on each feature's
 activation times its decoder norm (decoder rows free), with the penalty warmed up over the first
 5% of steps.
@@ -29,7 +34,9 @@ from tqdm import tqdm
 from pai_ros.errors import UserError
 from pai_ros.sae.activations import ActivationSet
 from pai_ros.sae.metrics import reconstruction_metrics
-from pai_ros.sae.model import SaeConfig, SparseAutoencoder
+from pai_ros.sae.model import K_ARCHITECTURES, SaeConfig, SparseAutoencoder
+
+THRESHOLD_DECAY = 0.99  # BatchTopK threshold: exponential running mean over ~100 steps
 
 
 @dataclass
@@ -59,7 +66,7 @@ class TrainSettings:
             raise UserError(f"--num-features must be >= 1, got {self.num_features}")
         if self.expansion < 1:
             raise UserError(f"--expansion must be >= 1, got {self.expansion}")
-        if self.architecture == "topk" and not 1 <= self.k <= self.d_sae(d_in):
+        if self.architecture in K_ARCHITECTURES and not 1 <= self.k <= self.d_sae(d_in):
             raise UserError(f"--k must be between 1 and the number of features ({self.d_sae(d_in)}), got {self.k}")
         if not 0.0 < self.holdout < 1.0:
             raise UserError(f"--holdout must be in (0, 1), got {self.holdout}")
@@ -69,7 +76,7 @@ class TrainSettings:
 
     @property
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else (1e-3 if self.architecture == "topk" else 3e-4)
+        return self.lr if self.lr is not None else (1e-3 if self.architecture in K_ARCHITECTURES else 3e-4)
 
 
 @dataclass
@@ -141,6 +148,9 @@ class _NoSync:
     def union(self, mask: torch.Tensor) -> torch.Tensor:
         return mask
 
+    def all_reduce_(self, tensors: list[torch.Tensor]) -> None:
+        pass
+
 
 @dataclass
 class Fitted:
@@ -211,7 +221,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         raise UserError("the training activations are all zero: nothing to learn")
     scale = math.sqrt(d_in / stats.mean_sq_norm)
     cfg = SaeConfig(d_in=d_in, d_sae=settings.d_sae(d_in), architecture=settings.architecture,
-                    k=settings.k if settings.architecture == "topk" else None, scaling_factor=scale,
+                    k=settings.k if settings.architecture in K_ARCHITECTURES else None, scaling_factor=scale,
                     input_mean=[float(v) for v in stats.mean.cpu()], source=dict(source or {}))
     sae = SparseAutoencoder(cfg).to(device)
     _initialise(sae, stats.mean.to(device) * scale, settings.seed)
@@ -222,6 +232,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
     decay_from = int(settings.steps * 0.8)
     since_fired = torch.zeros(cfg.d_sae, dtype=torch.long, device=device)
     aux_k = settings.aux_k or max(1, d_in // 2)
+    threshold = math.nan  # BatchTopK: running mean of the smallest kept activation
     start = time.perf_counter()
     bar = tqdm(range(settings.steps), desc="training SAE", unit="step", disable=not progress)
     for step in bar:
@@ -236,6 +247,13 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
             recon = sae.decode_sparse_scaled(values, indices)
             active = values > 0
             fired_idx = indices[active]
+        elif settings.architecture == "batchtopk":
+            codes, smallest = sae.batch_topk(pre)
+            recon = sae.decode_scaled(codes)
+            active = codes > 0
+            fired_idx = torch.nonzero(active.any(dim=0), as_tuple=False).squeeze(1)
+            if math.isfinite(smallest):
+                threshold = smallest if math.isnan(threshold) else THRESHOLD_DECAY * threshold + (1 - THRESHOLD_DECAY) * smallest
         else:
             codes = torch.relu(pre)
             recon = sae.decode_scaled(codes)
@@ -252,7 +270,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         else:
             since_fired[fired_idx] = 0
         dead = since_fired >= settings.dead_window
-        if settings.architecture == "topk":
+        if settings.architecture in K_ARCHITECTURES:
             loss = fvu
             if dead.any():
                 loss = loss + settings.aux_coeff * _aux_loss(sae, pre, err, dead, aux_k)
@@ -263,10 +281,10 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         sync.average_gradients(params)
-        if settings.architecture == "topk":
+        if settings.architecture in K_ARCHITECTURES:
             _remove_parallel_grad(sae)
         optimiser.step()
-        if settings.architecture == "topk":
+        if settings.architecture in K_ARCHITECTURES:
             sae.normalize_decoder()
         if step % log_every == 0 or step == settings.steps - 1:
             l0 = float(active.sum(dim=1).float().mean())
@@ -277,6 +295,13 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
             history["dead_fraction"].append(float(dead.float().mean()))
             bar.set_postfix(fvu=f"{float(fvu.detach()):.3f}", l0=f"{l0:.1f}")
     seconds = time.perf_counter() - start
+    if settings.architecture == "batchtopk":
+        # Nothing ever positive (degenerate data): a threshold of 0 makes inference plain ReLU.
+        sae.cfg.threshold = 0.0 if math.isnan(threshold) else threshold
+        if sync.world > 1:  # every rank saves and encodes with the same threshold: the ranks' mean
+            shared = torch.tensor([sae.cfg.threshold], dtype=torch.float64)
+            sync.all_reduce_([shared])
+            sae.cfg.threshold = float(shared) / sync.world
     sae.eval().requires_grad_(False)
     return Fitted(sae, history, since_fired, seconds)
 
