@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import json
 import math
 import statistics
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -62,7 +63,7 @@ from pai_ros.sae.activations import ActivationSet, complete_episodes, read_activ
 from pai_ros.sae.frame import encode_frame  # noqa: E402
 from pai_ros.sae.metrics import reconstruction_metrics  # noqa: E402
 from pai_ros.sae.model import load_sae  # noqa: E402
-from pai_ros.sae.train import TrainSettings, split_rows, train_sae  # noqa: E402
+from pai_ros.sae.train import TrainSettings, batch_order, split_rows, train_sae  # noqa: E402
 from pai_ros.sae.train_output import run_training  # noqa: E402
 
 DL_VERSION = "0.1.0"
@@ -176,19 +177,6 @@ def load_dictionary_learning() -> tuple[types.ModuleType | None, str]:
         return None, f"dictionary_learning's trainers.top_k did not import: {type(exc).__name__}: {exc}"
 
 
-def batch_rows(n: int, batch: int, steps: int, seed: int) -> Iterator[torch.Tensor]:
-    """The batch order train_sae uses: epochs of a seeded permutation, a partial tail skipped."""
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=gen)
-    cursor = 0
-    for _ in range(steps):
-        if cursor + batch > n:
-            order = torch.randperm(n, generator=gen)
-            cursor = 0
-        yield order[cursor:cursor + batch]
-        cursor += batch
-
-
 def train_theirs(top_k: types.ModuleType, x_train: torch.Tensor, settings: TrainSettings, d_sae: int,
                  warmup: int) -> tuple[torch.nn.Module, float, float]:
     """Drive TopKTrainer.update as their trainSAE does (normalize_activations=True: unit mean squared norm)."""
@@ -199,7 +187,8 @@ def train_theirs(top_k: types.ModuleType, x_train: torch.Tensor, settings: Train
         decay_start=int(settings.steps * 0.8), seed=settings.seed, device=settings.device)
     x_train = x_train.to(settings.device)
     start = time.perf_counter()
-    for step, rows in enumerate(batch_rows(len(x_train), settings.batch_size, settings.steps, settings.seed)):
+    for step, rows in enumerate(itertools.islice(batch_order(len(x_train), settings.batch_size, settings.seed),
+                                                  settings.steps)):
         trainer.update(step, x_train[rows] / norm)
     seconds = time.perf_counter() - start
     ae = trainer.ae.eval().requires_grad_(False)

@@ -28,6 +28,7 @@ Usage: python bench/sae_peers.py --activations DIR [--steps 2000] [--short-steps
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -46,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table
 
 from pai_ros.sae.activations import read_activations
-from pai_ros.sae.train import TrainSettings, split_rows, train_sae
+from pai_ros.sae.train import TrainSettings, batch_order, split_rows, train_sae
 
 Row = tuple[str, str, str, str, str]
 Codec = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
@@ -61,17 +62,9 @@ class Run:
         return steps * batch / self.seconds
 
 
-def batches(n: int, batch: int, steps: int, seed: int):
-    """The batch order ``train_sae`` uses: epochs of a seeded permutation, a partial tail skipped."""
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(n, generator=gen)
-    cursor = 0
-    for _ in range(steps):
-        if cursor + batch > n:
-            order = torch.randperm(n, generator=gen)
-            cursor = 0
-        yield order[cursor:cursor + batch]
-        cursor += batch
+def batches(n: int, batch: int, steps: int, seed: int) -> itertools.islice:
+    """The batch order ``train_sae`` uses (the library's own), ``steps`` batches of it."""
+    return itertools.islice(batch_order(n, batch, seed), steps)
 
 
 def scale_of(x: torch.Tensor) -> float:

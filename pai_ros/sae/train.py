@@ -160,17 +160,25 @@ class Fitted:
     seconds: float
 
 
-def _epochs(x_train: torch.Tensor, settings: TrainSettings) -> Iterator[torch.Tensor]:
-    """In-memory batches: epochs of a seeded permutation, a partial tail skipped."""
-    gen = torch.Generator(device="cpu").manual_seed(settings.seed)
-    order = torch.randperm(len(x_train), generator=gen)
+def batch_order(n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Row indices of the in-memory batches: epochs of a seeded permutation, a partial tail skipped.
+
+    Public so that the peer comparisons (bench/) feed other trainers the very same batches.
+    """
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    order = torch.randperm(n, generator=gen)
     cursor = 0
     while True:
-        if cursor + settings.batch_size > len(order):
-            order = torch.randperm(len(x_train), generator=gen)
+        if cursor + batch_size > len(order):
+            order = torch.randperm(n, generator=gen)
             cursor = 0
-        rows = order[cursor:cursor + settings.batch_size]
-        cursor += settings.batch_size
+        yield order[cursor:cursor + batch_size]
+        cursor += batch_size
+
+
+def _epochs(x_train: torch.Tensor, settings: TrainSettings) -> Iterator[torch.Tensor]:
+    """In-memory batches in :func:`batch_order`."""
+    for rows in batch_order(len(x_train), settings.batch_size, settings.seed):
         yield x_train[rows]
 
 
