@@ -9,6 +9,7 @@ compared with the recorded ones on their shared observation stamps.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +80,27 @@ def action_error(parquet: Path) -> dict:
         return {"pairs": 0}
     err = np.abs(np.array([predicted[s] for s in common]) - np.array([recorded[s] for s in common]))
     return {"pairs": len(common), "mae": float(err.mean()), "mae_per_dim": err.mean(axis=0).tolist()}
+
+
+@dataclass(frozen=True)
+class BagOutputs:
+    """What every live demo leaves next to its bag: Parquet tables, heatmap video and contact sheet."""
+
+    parquet: Path
+    converted: list[str]  # the converter's summary lines
+    combined: Path
+    sheet: Path
+    heatmap_frames: int
+
+
+def outputs_from_bag(bag: Path, out: Path, fps: float, progress: bool) -> BagOutputs:
+    """Convert a demo's bag to Parquet (``out/parquet``) and render its heatmaps (one place for both demos)."""
+    from pai_ros.bags.to_parquet import bag_to_parquet
+
+    parquet = out / "parquet"
+    summary = bag_to_parquet(bag, parquet, progress=progress)
+    combined, sheet, heatmap_frames = render_heatmaps_from_bag(bag, out, fps)
+    return BagOutputs(parquet, summary.lines(), combined, sheet, heatmap_frames)
 
 
 def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Path, int]:

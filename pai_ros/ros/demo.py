@@ -45,7 +45,6 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
-    from pai_ros.bags.to_parquet import bag_to_parquet
     from pai_ros.demo.assets import ensure_demo_assets
     from pai_ros.ros.policy_node import PolicyNode
     from pai_ros.ros.recorder_node import RecorderNode
@@ -97,15 +96,14 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
             n.destroy_node()
         rclpy.try_shutdown()
 
-    parquet = out / "parquet"
-    summary = bag_to_parquet(bag, parquet, progress=progress)
-    combined, sheet, heatmap_frames = outputs.render_heatmaps_from_bag(bag, out, fps)
+    done = outputs.outputs_from_bag(bag, out, fps, progress)
+    parquet, combined, sheet = done.parquet, done.combined, done.sheet
     features = outputs.feature_summary(parquet, progress)
     if assets.has_sae():
         features["dataset_recording"] = str(outputs.record_dataset_features(assets, out / "features", progress))
-    report = {**live, "episode": episode, "heatmap_frames": heatmap_frames,
+    report = {**live, "episode": episode, "heatmap_frames": done.heatmap_frames,
               "action_error": outputs.action_error(parquet), "features": features,
-              "converted": summary.lines(),
+              "converted": done.converted,
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     return DemoResult(out, bag, parquet, combined, sheet, report)

@@ -44,7 +44,6 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
-    from pai_ros.bags.to_parquet import bag_to_parquet
     from pai_ros.demo.assets import ensure_demo_assets
     from pai_ros.demo.scene import STATE_NAMES
     from pai_ros.ros.policy_node import PolicyNode
@@ -101,10 +100,8 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
             n.destroy_node()
         rclpy.try_shutdown()
 
-    parquet = out / "parquet"
-    summary = bag_to_parquet(bag, parquet, progress=progress)
-    combined, sheet, heatmap_frames = outputs.render_heatmaps_from_bag(bag, out, rate_hz)
-    result = {"closed_loop": report.as_dict(), **live, "rate_hz": rate_hz, "heatmap_frames": heatmap_frames,
-              "converted": summary.lines(), "policy": str(assets.policy_dir)}
+    done = outputs.outputs_from_bag(bag, out, rate_hz, progress)
+    result = {"closed_loop": report.as_dict(), **live, "rate_hz": rate_hz, "heatmap_frames": done.heatmap_frames,
+              "converted": done.converted, "policy": str(assets.policy_dir)}
     (out / "report.json").write_text(json.dumps(result, indent=2))
-    return ClosedLoopDemoResult(out, bag, parquet, combined, sheet, result)
+    return ClosedLoopDemoResult(out, bag, done.parquet, done.combined, done.sheet, result)
