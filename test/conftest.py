@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,20 @@ def run_pai(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
 
 # ------------------------------------------------------------------ models and data
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Build a fixture with one intra-op thread: float sums then do not depend on the thread count
+    that earlier tests left (a tiny SAE's held-out figures moved by 0.2 AUROC between suites)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_act(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init ACT for the demo's two cameras and 3-D state/action, saved like a real one."""
@@ -122,9 +138,11 @@ def tiny_sae(tiny_act: Path, tiny_dataset, tmp_path_factory: pytest.TempPathFact
 
     root, _ = tiny_dataset
     work = tmp_path_factory.mktemp("tiny_sae")
-    runner = activations_runner(tiny_act, "cpu")
-    collect_activations(runner, root, [0, 1, 2], work / "acts", CollectSettings(TokenSelection()), progress=False)
-    runner.close()
-    out, _ = run_training(work / "acts", work / "sae", TrainSettings(k=4, num_features=128, steps=100, batch_size=64),
-                          eval_frames=0, progress=False)
+    with one_torch_thread():
+        runner = activations_runner(tiny_act, "cpu")
+        collect_activations(runner, root, [0, 1, 2], work / "acts", CollectSettings(TokenSelection()), progress=False)
+        runner.close()
+        out, _ = run_training(work / "acts", work / "sae",
+                              TrainSettings(k=4, num_features=128, steps=100, batch_size=64),
+                              eval_frames=0, progress=False)
     return out
