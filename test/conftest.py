@@ -78,8 +78,8 @@ def run_pai(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
 
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
-    """Build a fixture with one intra-op thread: float sums then do not depend on the thread count
-    that earlier tests left (a tiny SAE's held-out figures moved by 0.2 AUROC between suites)."""
+    """Build a fixture with one intra-op thread: its float sums then do not depend on the thread
+    count the machine or earlier tests left (the tiny SAE's figures changed with OMP_NUM_THREADS)."""
     import torch
 
     before = torch.get_num_threads()
