@@ -170,19 +170,11 @@ def train_dictionary_learning(top_k, x: torch.Tensor, s: TrainSettings, d_sae: i
     return Run((lambda v: ae.encode(v / norm), lambda f: ae.decode(f) * norm), seconds)
 
 
-@torch.no_grad()
-def heldout_fvu_l0(codec: Codec, x: torch.Tensor, batch: int = 8192) -> tuple[float, float]:
-    """Squared error over squared deviation from the held-out mean (raw space), and mean L0."""
-    encode, decode = codec
-    mean = x.mean(dim=0)
-    err = dev = l0 = 0.0
-    for i in range(0, len(x), batch):
-        xb = x[i:i + batch]
-        codes = encode(xb)
-        err += float(((xb - decode(codes)) ** 2).sum())
-        dev += float(((xb - mean) ** 2).sum())
-        l0 += float((codes > 0).sum())
-    return err / dev, l0 / len(x)
+def heldout_fvu_l0(codec: Codec, x: torch.Tensor) -> tuple[float, float]:
+    """Held-out FVU (raw space) and mean L0 of an (encode, decode) pair: bench_sae's own measure."""
+    from bench_sae import heldout_fvu_l0 as measure
+
+    return measure(*codec, x)
 
 
 # ------------------------------------------------------------------------------ main
