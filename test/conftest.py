@@ -33,10 +33,14 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # dev:  a plain `pytest` (the default): random examples, hypothesis's usual .hypothesis/ database.
 _CACHE = Path(os.environ.get("PAI_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
               / "pai_ros")
-settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
-settings.register_profile("fuzz", max_examples=1000, print_blob=True,
+# Every profile names its parent and the settings it depends on: hypothesis 6.142 (the pinned
+# version) built a profile registered without a parent on whatever profile was loaded, so `fuzz`
+# came out derandomized after `ci` had been loaded (CI caught it; 6.155 did not).
+_DEFAULT = settings.get_profile("default")
+settings.register_profile("ci", parent=_DEFAULT, derandomize=True, database=None, print_blob=True)
+settings.register_profile("fuzz", parent=_DEFAULT, derandomize=False, max_examples=1000, print_blob=True,
                           database=DirectoryBasedExampleDatabase(str(_CACHE / "hypothesis-fuzz")))
-settings.register_profile("dev")
+settings.register_profile("dev", parent=_DEFAULT)
 
 
 def pytest_configure(config: pytest.Config) -> None:
