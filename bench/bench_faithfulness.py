@@ -15,7 +15,9 @@ predicted chunk, or its first action):
   same frames, interleaved rounds, same run, CPU.
 
 Also the attention-sink analysis (:mod:`pai_ros.attention.sinks`) of the cross-attention.
-Writes bench/results/faithfulness_curves.png and faithfulness.json (or --json).
+Writes bench/results/faithfulness_curves.png and faithfulness.json (or --json), and
+methods_same_frame.png next to them: one front-camera frame with each method's map of it, the
+sink cells and the target's cell outlined (the README's picture).
 
 Needs the demo assets (`pai demo-assets`; built if missing, which trains the demo policy).
 Usage: python bench/bench_faithfulness.py [--episodes 0 1 ...] [--frames-per-episode 8]
@@ -101,6 +103,8 @@ def main() -> None:
     ap.add_argument("--heldout-root", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=RESULTS / "faithfulness.json")
     ap.add_argument("--png", type=Path, default=RESULTS / "faithfulness_curves.png")
+    ap.add_argument("--picture-frame", type=int, default=0,
+                    help="which evaluated front-camera frame with a visible target goes into methods_same_frame.png")
     args = ap.parse_args()
 
     if args.policy is None:
@@ -127,6 +131,8 @@ def main() -> None:
     frames = 0
     all_obs = []
     sink_rows = []
+    picture = None  # (image, grids, target cell) of the chosen front-camera frame
+    seen_targets = 0
     t_start = time.monotonic()
     for ep in episodes:
         wanted = _frame_indices(root, ep, args.frames_per_episode)
@@ -142,6 +148,11 @@ def main() -> None:
             grids = method_grids(runner, obs, methods, config, ig, rng, seconds)
             sink_rows.append(runner.step(obs).capture)
             frames += 1
+            if targets["front"][fi] is not None:
+                if seen_targets == args.picture_frame:
+                    picture = (obs.images["front"], {m: grids[m]["front"] for m in methods if m != "random"},
+                               targets["front"][fi])
+                seen_targets += 1
             for cam in CAMERAS:
                 t = targets[cam][fi]
                 if t is not None:
@@ -166,6 +177,15 @@ def main() -> None:
     sinks = sink_analysis(sink_rows)
     plot_sinks(sinks, args.png.with_name("attention_sinks.png"),
                f"mean cross-attention per cell over {frames} held-out frames (red: the 3 most constant cells)")
+    if picture is not None:
+        from pai_ros.attention.sinks import plot_same_frame
+
+        image, grids, t = picture
+        gw = next(iter(grids.values())).shape[1]
+        plot_same_frame(image, grids, args.png.with_name("methods_same_frame.png"),
+                        sink_cells=sinks["cameras"]["front"]["sink_cells"], target_cell=(t // gw, t % gw),
+                        title=f"one held-out front-camera frame, output {config.output}: red dashed = the "
+                              f"cross-attention sinks, white = the target block's cell")
     fr = config.fractions
     summary = {"output": config.output, "frames": frames, "episodes": episodes, "fractions": fr.tolist(),
                "skipped_frames": skipped, "cameras": {}, "pointing": {}, "map_seconds_per_frame":

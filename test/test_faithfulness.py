@@ -129,3 +129,21 @@ def test_sink_analysis_finds_the_cell_that_takes_mass_in_every_frame(runner: Pol
     assert 0 < real["cameras"]["wrist"]["sink_mass_share"] <= 1
     plot_sinks(real, tmp_path / "sinks.png")
     assert (tmp_path / "sinks.png").stat().st_size > 1000
+
+
+def test_same_frame_picture_has_a_panel_per_method_and_refuses_mixed_grids(tmp_path: Path) -> None:
+    import cv2
+
+    from pai_ros.attention.sinks import plot_same_frame
+
+    image = np.full((60, 80, 3), 90, np.uint8)
+    grids = {m: np.random.default_rng(i).random((3, 4)) for i, m in enumerate(("cross_attention", "input_gradient"))}
+    one, three = tmp_path / "one.png", tmp_path / "three.png"
+    plot_same_frame(image, {"cross_attention": grids["cross_attention"]}, one, sink_cells=[[0, 3]], target_cell=(1, 2))
+    plot_same_frame(image, {**grids, "rollout": grids["input_gradient"]}, three, sink_cells=[[0, 3]],
+                    target_cell=(1, 2), title="t")
+    w_one, w_three = cv2.imread(str(one)).shape[1], cv2.imread(str(three)).shape[1]
+    assert w_three == pytest.approx(w_one * 4 / 2, rel=0.02)  # image + 1 map vs image + 3 maps
+    with pytest.raises(ValueError, match="one grid shape"):
+        plot_same_frame(image, {**grids, "rollout": np.ones((2, 2))}, tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()

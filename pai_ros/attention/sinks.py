@@ -70,3 +70,54 @@ def plot_sinks(analysis: dict, path: Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_same_frame(image: np.ndarray, grids: dict[str, np.ndarray], path: Path, *,
+                    sink_cells: Sequence[Sequence[int]] = (), target_cell: tuple[int, int] | None = None,
+                    title: str = "") -> None:
+    """One camera frame next to each method's map of it, into a PNG.
+
+    Each map is scaled to its own maximum (the pictures compare *where* methods point, not how
+    much mass they carry); the sink cells (``(row, col)``) are outlined in red on every map and
+    the target's cell, where known, in white, so a reader sees at a glance which maps sit on the
+    sinks and which on the thing the action depends on.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pai_ros.attention.render import overlay
+
+    shapes = {name: np.asarray(g).shape for name, g in grids.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"the maps of one frame must share one grid shape, got {shapes}")
+    h, w = image.shape[:2]
+    panels = [("camera image", image)]
+    for name, grid in grids.items():
+        g = np.clip(np.asarray(grid, dtype=np.float64), 0.0, None)
+        panels.append((name, overlay(image, g / max(g.max(), 1e-12), alpha=0.75, interpolation="nearest")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), dpi=110, squeeze=False)
+    gh, gw = np.asarray(next(iter(grids.values()))).shape if grids else (1, 1)
+    ch, cw = h / gh, w / gw
+
+    def outline(ax, cell, colour, style) -> None:
+        r, c = cell
+        ax.add_patch(plt.Rectangle((c * cw - 0.5, r * ch - 0.5), cw, ch, fill=False, edgecolor=colour,
+                                   linewidth=1.6, linestyle=style))
+
+    for i, (ax, (name, picture)) in enumerate(zip(axes[0], panels)):
+        ax.imshow(picture)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i > 0:
+            for cell in sink_cells:
+                outline(ax, cell, "red", "--")
+        if target_cell is not None:
+            outline(ax, target_cell, "white", "-")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
