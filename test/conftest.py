@@ -33,9 +33,9 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # dev:  a plain `pytest` (the default): random examples, hypothesis's usual .hypothesis/ database.
 _CACHE = Path(os.environ.get("PAI_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
               / "pai_ros")
-# Every profile names its parent and the settings it depends on: hypothesis 6.142 (the pinned
-# version) built a profile registered without a parent on whatever profile was loaded, so `fuzz`
-# came out derandomized after `ci` had been loaded (CI caught it; 6.155 did not).
+# Every profile names its parent and the settings it depends on: hypothesis (6.142, pinned)
+# builds a profile registered without a parent on whatever profile is loaded at that moment, so
+# a `fuzz` registered while `ci` is loaded comes out derandomized (one CI run saw exactly that).
 _DEFAULT = settings.get_profile("default")
 settings.register_profile("ci", parent=_DEFAULT, derandomize=True, database=None, print_blob=True)
 settings.register_profile("fuzz", parent=_DEFAULT, derandomize=False, max_examples=1000, print_blob=True,
