@@ -17,7 +17,8 @@ predicted chunk, or its first action):
 Also the attention-sink analysis (:mod:`pai_ros.attention.sinks`) of the cross-attention.
 Writes bench/results/faithfulness_curves.png and faithfulness.json (or --json), and
 methods_same_frame.png next to them: one front-camera frame with each method's map of it, the
-sink cells and the target's cell outlined (the README's picture).
+sink cells and the target's cell outlined, each map titled with its peak hit rate and deletion AUC
+over the run's frames.
 
 Needs the demo assets (`pai demo-assets`; built if missing, which trains the demo policy).
 Usage: python bench/bench_faithfulness.py [--episodes 0 1 ...] [--frames-per-episode 8]
@@ -177,15 +178,6 @@ def main() -> None:
     sinks = sink_analysis(sink_rows)
     plot_sinks(sinks, args.png.with_name("attention_sinks.png"),
                f"mean cross-attention per cell over {frames} held-out frames (red: the 3 most constant cells)")
-    if picture is not None:
-        from pai_ros.attention.sinks import plot_same_frame
-
-        image, grids, t = picture
-        gw = next(iter(grids.values())).shape[1]
-        plot_same_frame(image, grids, args.png.with_name("methods_same_frame.png"),
-                        sink_cells=sinks["cameras"]["front"]["sink_cells"], target_cell=(t // gw, t % gw),
-                        title=f"one held-out front-camera frame, output {config.output}: red dashed = the "
-                              f"cross-attention sinks, white = the target block's cell")
     fr = config.fractions
     summary = {"output": config.output, "frames": frames, "episodes": episodes, "fractions": fr.tolist(),
                "skipped_frames": skipped, "cameras": {}, "pointing": {}, "map_seconds_per_frame":
@@ -197,6 +189,20 @@ def main() -> None:
                                         "chance": 1.0 / cells[cam],
                                         "mass_ratio_median": float(np.median(ratios[cam][m]))}
                                     for m in methods if hits[cam][m]}
+    if picture is not None:
+        from pai_ros.attention.sinks import plot_same_frame
+
+        image, grids, t = picture
+        gw = next(iter(grids.values())).shape[1]
+        figures = {}
+        for m in grids:
+            p, d = summary["pointing"]["front"].get(m), summary["cameras"]["front"][m].get("deletion_auc")
+            figures[m] = (f"peak hit {p['peak_hit_rate']:.0%}" if p else "") + (f", del. AUC {d:.2f}" if d else "")
+        plot_same_frame(image, grids, args.png.with_name("methods_same_frame.png"),
+                        sink_cells=sinks["cameras"]["front"]["sink_cells"], target_cell=(t // gw, t % gw),
+                        figures=figures,
+                        title=f"one held-out front-camera frame, output {config.output}: red dashed = the "
+                              f"cross-attention sinks, white = the target block's cell")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(summary, indent=2))
     plot_curves(summary, args.png, f"deletion/insertion on {frames} held-out demo frames "

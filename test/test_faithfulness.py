@@ -141,6 +141,7 @@ def test_same_frame_picture_has_a_panel_per_method_and_refuses_mixed_grids(tmp_p
     one, three = tmp_path / "one.png", tmp_path / "three.png"
     plot_same_frame(image, {"cross_attention": grids["cross_attention"]}, one, sink_cells=[[0, 3]], target_cell=(1, 2))
     plot_same_frame(image, {**grids, "rollout": grids["input_gradient"]}, three, sink_cells=[[0, 3]],
+                    figures={"input_gradient": "peak hit 100%"},
                     target_cell=(1, 2), title="t")
     w_one, w_three = cv2.imread(str(one)).shape[1], cv2.imread(str(three)).shape[1]
     assert w_three == pytest.approx(w_one * 4 / 2, rel=0.02)  # image + 1 map vs image + 3 maps

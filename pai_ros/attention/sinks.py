@@ -74,13 +74,14 @@ def plot_sinks(analysis: dict, path: Path, title: str = "") -> None:
 
 def plot_same_frame(image: np.ndarray, grids: dict[str, np.ndarray], path: Path, *,
                     sink_cells: Sequence[Sequence[int]] = (), target_cell: tuple[int, int] | None = None,
-                    title: str = "") -> None:
+                    figures: dict[str, str] | None = None, title: str = "") -> None:
     """One camera frame next to each method's map of it, into a PNG.
 
     Each map is scaled to its own maximum (the pictures compare *where* methods point, not how
     much mass they carry); the sink cells (``(row, col)``) are outlined in red on every map and
     the target's cell, where known, in white, so a reader sees at a glance which maps sit on the
-    sinks and which on the thing the action depends on.
+    sinks and which on the thing the action depends on. ``figures`` puts a measured figure under
+    a method's name (how far to trust that map, e.g. its peak hit rate over the run's frames).
     """
     import matplotlib
 
@@ -98,7 +99,7 @@ def plot_same_frame(image: np.ndarray, grids: dict[str, np.ndarray], path: Path,
         g = np.clip(np.asarray(grid, dtype=np.float64), 0.0, None)
         panels.append((name, overlay(image, g / max(g.max(), 1e-12), alpha=0.75, interpolation="nearest")))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), dpi=110, squeeze=False)
-    gh, gw = np.asarray(next(iter(grids.values()))).shape if grids else (1, 1)
+    gh, gw = next(iter(shapes.values()), (1, 1))
     ch, cw = h / gh, w / gw
 
     def outline(ax, cell, colour, style) -> None:
@@ -108,7 +109,7 @@ def plot_same_frame(image: np.ndarray, grids: dict[str, np.ndarray], path: Path,
 
     for i, (ax, (name, picture)) in enumerate(zip(axes[0], panels)):
         ax.imshow(picture)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(f"{name}\n{(figures or {})[name]}" if name in (figures or {}) else name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         if i > 0:
