@@ -5,7 +5,6 @@ node, and an independent subscriber, all as separate processes on a domain of th
 """
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -56,10 +55,15 @@ def test_heatmaps_actions_and_diagnostics(tiny_act: Path, ros_env: dict) -> None
         values = diag(ok)["values"]
         for key in ("latency_mean_ms", "latency_p99_ms", "skipped_ticks", "age_front_s", "mode", "device"):
             assert key in values
-        # Actions keep coming at roughly the control rate (10 Hz): count over a window.
+        # Actions keep coming, never from an older observation than the one before. The rate itself is
+        # measured in bench/, not asserted here: under a loaded CI machine ticks are skipped (and counted).
         n0 = len(probe.messages("action"))
-        time.sleep(3.0)
-        assert len(probe.messages("action")) - n0 >= 10
+        tenth = probe.wait_for(lambda m: m["topic"] == "action" and len(probe.messages("action")) >= n0 + 10, 60)
+        stamps = [a["stamp_ns"] for a in probe.messages("action")]
+        assert stamps == sorted(stamps), "an action from an older observation than its predecessor"
+        # The node's own count (on /diagnostics) agrees with what arrived here.
+        later = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and m["recv_ns"] > tenth["recv_ns"], 30)
+        assert int(diag(later)["values"]["actions_published"]) >= n0 + 10
     finally:
         for p in (robot, node, probe):
             p.stop()
