@@ -44,6 +44,14 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assert summary["heldout"]["frames"] == 2 * 10
     assert (assets.report_dir / "training_loss.png").stat().st_size > 1000
     assert not list(assets.train_dir.rglob("training_state")), "optimiser state should be dropped"
+    # The learning gate: 4 steps never learn, so the second seed was tried and the better one kept.
+    attempts = summary["training_attempts"]
+    assert [a["seed"] for a in attempts] == [1, 2] and not any(a["learned"] for a in attempts)
+    assert summary["learned"] is False
+    kept = min(attempts, key=lambda a: a["chunk_error_ratio"])["seed"]
+    assert summary["training_seed"] == kept
+    assert f"--seed={kept}" in (assets.train_dir / "lerobot-train.log").read_text()
+    assert not list(assets.root.glob(".train.*")), "the other attempt's output must be gone"
     # The closed-loop evaluation: the fixed episode set, every episode with an outcome, and its plot.
     from pai_ros.demo.assets import CLOSED_LOOP_FILE, CLOSED_LOOP_SEED
 
@@ -112,3 +120,21 @@ def test_settings_change_the_cache_key() -> None:
     assert TOY.key() == DemoSettings(**{f: getattr(TOY, f) for f in TOY.__dataclass_fields__}).key()
     with pytest.raises(UserError):
         TOY.with_steps(0)
+
+
+def test_learning_gate_tells_the_two_measured_trainings_apart() -> None:
+    from pai_ros.demo.evaluate import HeldoutEval
+    from pai_ros.demo.learning_gate import LearningGate
+
+    def ev(chunk: float, policy: float, swapped: float) -> HeldoutEval:
+        return HeldoutEval(frames=320, episodes=8, mae_policy=policy, mae_images_swapped=swapped,
+                           mae_hold_position=0.011, gripper_accuracy=0.9, chunk_mae_policy=chunk,
+                           chunk_mae_hold_position=0.108)
+
+    gate = LearningGate()
+    assert ev(0.028, 0.037, 0.254).learned(gate)  # an earlier training of the demo settings
+    assert not ev(0.175, 0.113, 0.134).learned(gate)  # a retraining that learned the mean motion only
+    assert not ev(0.028, 0.037, 0.050).learned(gate)  # good chunks without the images: not the task
+    assert "0.26x" in ev(0.028, 0.037, 0.254).verdict()
+    with pytest.raises(ValueError):
+        LearningGate(attempts=0)

@@ -1,6 +1,7 @@
 """Demo settings small enough for tests: same pipeline, toy sizes."""
 
 from pai_ros.demo.assets import DemoSettings
+from pai_ros.demo.learning_gate import LearningGate
 from pai_ros.demo.scene import SceneConfig
 from pai_ros.demo.train import TrainSettings
 
@@ -10,4 +11,5 @@ TOY = DemoSettings(
     training=TrainSettings(steps=4, batch_size=4, dim_model=32, n_heads=2, dim_feedforward=64,
                            n_encoder_layers=1, n_vae_encoder_layers=1, chunk_size=5, n_action_steps=5,
                            log_freq=2, num_workers=0),
+    gate=LearningGate(attempts=2),  # 4 steps never learn the task: every toy build exercises one retraining
 )

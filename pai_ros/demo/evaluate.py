@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from pai_ros.data.video import video_backend
+from pai_ros.demo.learning_gate import LearningGate
 from pai_ros.policy.loading import load_act_policy
 
 
@@ -35,6 +36,25 @@ class HeldoutEval:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
+
+    @property
+    def chunk_error_ratio(self) -> float:
+        """The policy's chunk error over holding still's: well below 1 when it knows where to go."""
+        return self.chunk_mae_policy / max(self.chunk_mae_hold_position, 1e-12)
+
+    @property
+    def image_use_ratio(self) -> float:
+        """Executed-action error with the wrong episode's images over the right ones': above 1 when the
+        policy reads the scene from the cameras."""
+        return self.mae_images_swapped / max(self.mae_policy, 1e-12)
+
+    def learned(self, gate: LearningGate) -> bool:
+        return self.chunk_error_ratio <= gate.max_chunk_error_ratio and self.image_use_ratio >= gate.min_image_use_ratio
+
+    def verdict(self) -> str:
+        return (f"held-out chunk error {self.chunk_mae_policy:.3f} vs {self.chunk_mae_hold_position:.3f} holding "
+                f"still ({self.chunk_error_ratio:.2f}x); executed-action error {self.mae_policy:.3f} vs "
+                f"{self.mae_images_swapped:.3f} with swapped images ({self.image_use_ratio:.1f}x)")
 
 
 def _predict_chunks(loaded, batch: dict[str, torch.Tensor]) -> np.ndarray:

@@ -35,6 +35,7 @@ class TrainSettings:
     dim_feedforward: int = 512
     n_encoder_layers: int = 2
     n_vae_encoder_layers: int = 2
+    use_vae: bool = True
     chunk_size: int = 20
     n_action_steps: int = 20
     seed: int = 1
@@ -51,6 +52,7 @@ class TrainSettings:
             f"--policy.dim_feedforward={self.dim_feedforward}",
             f"--policy.n_encoder_layers={self.n_encoder_layers}",
             f"--policy.n_vae_encoder_layers={self.n_vae_encoder_layers}",
+            f"--policy.use_vae={str(self.use_vae).lower()}",
             f"--policy.chunk_size={self.chunk_size}",
             f"--policy.n_action_steps={self.n_action_steps}",
             f"--policy.optimizer_lr={self.lr}",
