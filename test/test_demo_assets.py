@@ -126,15 +126,16 @@ def test_learning_gate_tells_the_two_measured_trainings_apart() -> None:
     from pai_ros.demo.evaluate import HeldoutEval
     from pai_ros.demo.learning_gate import LearningGate
 
-    def ev(chunk: float, policy: float, swapped: float) -> HeldoutEval:
+    def ev(chunk: float, policy: float, swapped: float, gripper: float) -> HeldoutEval:
         return HeldoutEval(frames=320, episodes=8, mae_policy=policy, mae_images_swapped=swapped,
-                           mae_hold_position=0.011, gripper_accuracy=0.9, chunk_mae_policy=chunk,
+                           mae_hold_position=0.011, gripper_accuracy=gripper, chunk_mae_policy=chunk,
                            chunk_mae_hold_position=0.108)
 
     gate = LearningGate()
-    assert ev(0.028, 0.037, 0.254).learned(gate)  # an earlier training of the demo settings
-    assert not ev(0.175, 0.113, 0.134).learned(gate)  # a retraining that learned the mean motion only
-    assert not ev(0.028, 0.037, 0.050).learned(gate)  # good chunks without the images: not the task
-    assert "0.26x" in ev(0.028, 0.037, 0.254).verdict()
+    assert ev(0.028, 0.037, 0.254, 0.956).learned(gate)  # an earlier training of the demo settings
+    assert not ev(0.175, 0.113, 0.134, 0.691).learned(gate)  # a retraining that learned the mean motion only
+    assert not ev(0.049, 0.078, 0.275, 0.691).learned(gate)  # no VAE: finds the block, gripper always closed
+    assert not ev(0.028, 0.037, 0.050, 0.956).learned(gate)  # good chunks without the images: not the task
+    assert "0.26x" in ev(0.028, 0.037, 0.254, 0.956).verdict()
     with pytest.raises(ValueError):
         LearningGate(attempts=0)

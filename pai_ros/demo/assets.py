@@ -128,6 +128,9 @@ class DemoAssets:
                              f"{s.get('final_loss', float('nan')):.4f}, held-out action MAE "
                              f"{ev.get('mae_policy', float('nan')):.4f} vs {ev.get('mae_images_swapped', float('nan')):.4f} "
                              "with swapped images)")
+                if s.get("learned") is False:
+                    lines.append("  WARNING:          this policy did not learn the task (training_attempts in "
+                                 "report/summary.json); the demo's pictures and figures will not match the README")
             if self.has_sae():
                 lines.append(f"  SAE:              {self.sae_dir}  (features for policy_node's sae_path)")
             closed = self.closed_loop_dir / CLOSED_LOOP_FILE
@@ -325,7 +328,7 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
         learned = ev.learned(gate)
         info = {"seed": s.seed, "seconds": round(result.seconds, 1), "loss_curve": result.loss_curve,
                 "learned": learned, "chunk_error_ratio": round(ev.chunk_error_ratio, 4),
-                "image_use_ratio": round(ev.image_use_ratio, 3)}
+                "image_use_ratio": round(ev.image_use_ratio, 3), "gripper_accuracy": round(ev.gripper_accuracy, 3)}
         attempts.append({k: v for k, v in info.items() if k != "loss_curve"})
         _say(f"seed {s.seed}: {ev.verdict()}: " + ("learned the task" if learned else "did NOT learn the task"))
         if best is None or ev.chunk_error_ratio < best[0]:
@@ -340,7 +343,8 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     _, work, info = best
     if not info["learned"]:
         _say(f"WARNING: no training of {gate.attempts} learned the task (chunk error at most "
-             f"{gate.max_chunk_error_ratio}x holding still, images at least {gate.min_image_use_ratio}x); "
+             f"{gate.max_chunk_error_ratio}x holding still, images at least {gate.min_image_use_ratio}x, gripper "
+             f"right on {gate.min_gripper_accuracy:.0%} of frames); "
              f"keeping seed {info['seed']}, the best. The demo's figures will not match the README's.")
     shutil.copytree(work / "checkpoints" / "last" / "pretrained_model", tmp)
     swap_into_place(work, assets.train_dir)

@@ -49,12 +49,14 @@ class HeldoutEval:
         return self.mae_images_swapped / max(self.mae_policy, 1e-12)
 
     def learned(self, gate: LearningGate) -> bool:
-        return self.chunk_error_ratio <= gate.max_chunk_error_ratio and self.image_use_ratio >= gate.min_image_use_ratio
+        return (self.chunk_error_ratio <= gate.max_chunk_error_ratio and self.image_use_ratio >= gate.min_image_use_ratio
+                and self.gripper_accuracy >= gate.min_gripper_accuracy)
 
     def verdict(self) -> str:
         return (f"held-out chunk error {self.chunk_mae_policy:.3f} vs {self.chunk_mae_hold_position:.3f} holding "
                 f"still ({self.chunk_error_ratio:.2f}x); executed-action error {self.mae_policy:.3f} vs "
-                f"{self.mae_images_swapped:.3f} with swapped images ({self.image_use_ratio:.1f}x)")
+                f"{self.mae_images_swapped:.3f} with swapped images ({self.image_use_ratio:.1f}x); gripper right on "
+                f"{self.gripper_accuracy:.0%} of frames")
 
 
 def _predict_chunks(loaded, batch: dict[str, torch.Tensor]) -> np.ndarray:

@@ -35,6 +35,9 @@ class TrainSettings:
     dim_feedforward: int = 512
     n_encoder_layers: int = 2
     n_vae_encoder_layers: int = 2
+    # LeRobot's default. Measured on the demo with seed 1 (same machine): with the VAE, held-out chunk
+    # error 1.6x holding still; without, 0.45x; both predicted the gripper closed from the first frame
+    # (the learning gate catches either). An earlier training with the VAE learned all of it.
     use_vae: bool = True
     chunk_size: int = 20
     n_action_steps: int = 20
