@@ -39,8 +39,9 @@ def build_assets(work: Path, hw: tuple[int, int], frames: int) -> tuple[Path, Pa
     from pai_ros.demo.scene import SceneConfig
     from pai_ros.policy.random_init import save_random_act
 
-    root = write_dataset(work / "ds", DatasetSpec("pai/two_hosts", num_episodes=1, seed=3),
-                         SceneConfig(front_hw=hw, wrist_hw=hw, episode_length=frames), progress=False)
+    root = work / "ds"
+    write_dataset(root, DatasetSpec("pai/two_hosts", num_episodes=1, seed=3),
+                  SceneConfig(front_hw=hw, wrist_hw=hw, episode_length=frames), progress=False)
     act = save_random_act(work / "act", {c: hw for c in CAMERAS}, state_dim=3, action_dim=3,
                           chunk_size=10, n_action_steps=10)
     return root, act

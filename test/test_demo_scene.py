@@ -55,6 +55,16 @@ def test_expert_reaches_and_closes() -> None:
     assert max(steps) <= CFG.max_step + 1e-6
 
 
+def test_episodes_end_a_few_frames_after_the_close() -> None:
+    cfg = SceneConfig(frames_after_close=3, pixel_noise=0.0)
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        frames = rollout(sample_episode(rng, cfg), rng, cfg)
+        closing = [f.action[2] for f in frames].index(1.0)
+        assert len(frames) == closing + 1 + 3 < cfg.episode_length
+        assert all(f.action[2] == 1.0 for f in frames[closing:])
+
+
 def test_expert_action_depends_on_target_not_only_state() -> None:
     state = np.array([0.5, 0.5, 0.0], dtype=np.float32)
     a = expert_action(state, np.array([0.1, 0.5]), CFG)

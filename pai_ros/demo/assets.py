@@ -49,9 +49,11 @@ HELDOUT_REPO_ID = "pai/pai_demo_reach_heldout"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    scene: SceneConfig = field(default_factory=SceneConfig)
-    train_episodes: int = 40
-    heldout_episodes: int = 8
+    # Episodes end 4 frames after the grasp (the gripper is closed in about a third of the frames instead of
+    # 73%); twice the layouts of the first demo for about the same number of frames (~1,500).
+    scene: SceneConfig = field(default_factory=lambda: SceneConfig(frames_after_close=4))
+    train_episodes: int = 100
+    heldout_episodes: int = 16
     train_seed: int = 1
     heldout_seed: int = 2
     training: TrainSettings = field(default_factory=TrainSettings)
@@ -282,19 +284,18 @@ def _build_dataset(tmp: Path, spec: DatasetSpec, scene: SceneConfig, progress: b
 
     start = time.monotonic()
     _say(f"rendering {spec.num_episodes} episodes into {tmp.name} (LeRobotDataset v3.0, H.264 videos)")
-    write_dataset(tmp, spec, scene, progress=progress)
-    _check_dataset_loads(tmp, spec, scene)
+    frames = write_dataset(tmp, spec, scene, progress=progress)
+    _check_dataset_loads(tmp, spec, frames)
     return {"seconds": round(time.monotonic() - start, 1), "repo_id": spec.repo_id}
 
 
-def _check_dataset_loads(root: Path, spec: DatasetSpec, scene: SceneConfig) -> None:
+def _check_dataset_loads(root: Path, spec: DatasetSpec, expected: int) -> None:
     """Only a dataset that LeRobot reads back in full gets sealed."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     from pai_ros.data.video import video_backend
 
     ds = LeRobotDataset(spec.repo_id, root=root, video_backend=video_backend())
-    expected = spec.num_episodes * scene.episode_length
     if ds.num_episodes != spec.num_episodes or ds.num_frames != expected:
         raise RuntimeError(f"dataset written with {ds.num_episodes} episodes / {ds.num_frames} frames, "
                            f"expected {spec.num_episodes} / {expected}")
@@ -329,7 +330,8 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
         learned = ev.learned(gate)
         info = {"seed": s.seed, "seconds": round(result.seconds, 1), "loss_curve": result.loss_curve,
                 "learned": learned, "chunk_error_ratio": round(ev.chunk_error_ratio, 4),
-                "image_use_ratio": round(ev.image_use_ratio, 3), "gripper_accuracy": round(ev.gripper_accuracy, 3)}
+                "image_use_ratio": round(ev.image_use_ratio, 3), "gripper_accuracy": round(ev.gripper_accuracy, 3),
+                "first_close_success": round(ev.first_close_success, 3)}
         attempts.append({k: v for k, v in info.items() if k != "loss_curve"})
         _say(f"seed {s.seed}: {ev.verdict()}: " + ("learned the task" if learned else "did NOT learn the task"))
         if best is None or ev.chunk_error_ratio < best[0]:
@@ -344,8 +346,8 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     _, work, info = best
     if not info["learned"]:
         _say(f"WARNING: no training of {gate.attempts} learned the task (chunk error at most "
-             f"{gate.max_chunk_error_ratio}x holding still, images at least {gate.min_image_use_ratio}x, gripper "
-             f"right on {gate.min_gripper_accuracy:.0%} of frames); "
+             f"{gate.max_chunk_error_ratio}x holding still, images at least {gate.min_image_use_ratio}x, first close "
+             f"over the target in {gate.min_first_close_success:.0%} of episodes); "
              f"keeping seed {info['seed']}, the lowest chunk error. The demo's figures will not match the README's.")
     shutil.copytree(work / "checkpoints" / "last" / "pretrained_model", tmp)
     swap_into_place(work, assets.train_dir)

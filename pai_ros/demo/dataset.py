@@ -50,8 +50,8 @@ class DatasetSpec:
 
 
 def write_dataset(root: Path, spec: DatasetSpec, cfg: SceneConfig, *, vcodec: str = "h264",
-                  progress: bool = True) -> Path:
-    """Render ``spec.num_episodes`` expert episodes into a new dataset at ``root``.
+                  progress: bool = True) -> int:
+    """Render ``spec.num_episodes`` expert episodes into a new dataset at ``root``; the number of frames written.
 
     ``root`` must not exist yet (LeRobot refuses to overwrite). H.264 keeps decoding cheap on a
     CPU and plays in any browser.
@@ -62,6 +62,7 @@ def write_dataset(root: Path, spec: DatasetSpec, cfg: SceneConfig, *, vcodec: st
     # ... nor a "Map: 100%" bar per episode from `datasets`: the episode bar below says it all.
     with _quiet_hf_datasets():
         rng = np.random.default_rng(spec.seed)
+        written = 0
         ds = LeRobotDataset.create(
             repo_id=spec.repo_id, fps=cfg.fps, features=dataset_features(cfg), root=root,
             robot_type=ROBOT_TYPE, use_videos=True, vcodec=vcodec,
@@ -79,9 +80,10 @@ def write_dataset(root: Path, spec: DatasetSpec, cfg: SceneConfig, *, vcodec: st
                     TARGET_KEYS["wrist"]: frame.target_wrist_px,
                     "task": TASK,
                 })
+                written += 1
             ds.save_episode()
         ds.finalize()
-    return root
+    return written
 
 
 @contextmanager
