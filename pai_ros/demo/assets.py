@@ -302,17 +302,25 @@ def _check_dataset_loads(root: Path, spec: DatasetSpec, expected: int) -> None:
     ds[len(ds) - 1]  # decodes the last frame of every camera
 
 
+def better_attempt(candidate: dict, kept: dict) -> bool:
+    """Whether a training attempt should replace the one kept so far: one that passed the learning gate beats
+    one that did not (whatever their chunk errors); between equals, the lower chunk error wins."""
+    if candidate["learned"] != kept["learned"]:
+        return bool(candidate["learned"])
+    return candidate["chunk_error_ratio"] < kept["chunk_error_ratio"]
+
+
 def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     """Train, check on the held-out episodes that the policy learned the task, retrain with the next
     seed if not (at most ``gate.attempts`` trainings); the first that passes is kept, else the one with
-    the lowest chunk error."""
+    the lowest chunk error (:func:`better_attempt`)."""
     from pai_ros.data.video import video_backend
     from pai_ros.demo.evaluate import evaluate_heldout
     from pai_ros.demo.train import train_act
 
     gate = assets.settings.gate
     attempts: list[dict] = []
-    best: tuple[float, Path, dict] | None = None  # (chunk error ratio, lerobot-train output dir, info)
+    best: tuple[Path, dict] | None = None  # (lerobot-train output dir, attempt info)
     for attempt in range(gate.attempts):
         s = dataclasses.replace(assets.settings.training, seed=assets.settings.training.seed + attempt)
         _say(f"training the demo ACT with lerobot-train: {s.steps} steps, batch {s.batch_size}, seed {s.seed} "
@@ -334,16 +342,16 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
                 "first_close_success": round(ev.first_close_success, 3)}
         attempts.append({k: v for k, v in info.items() if k != "loss_curve"})
         _say(f"seed {s.seed}: {ev.verdict()}: " + ("learned the task" if learned else "did NOT learn the task"))
-        if best is None or ev.chunk_error_ratio < best[0]:
+        if best is None or better_attempt(info, best[1]):
             if best is not None:
-                shutil.rmtree(best[1], ignore_errors=True)
-            best = (ev.chunk_error_ratio, work, info)
+                shutil.rmtree(best[0], ignore_errors=True)
+            best = (work, info)
         else:
             shutil.rmtree(work, ignore_errors=True)
         if learned:
             break
     assert best is not None
-    _, work, info = best
+    work, info = best
     if not info["learned"]:
         _say(f"WARNING: no training of {gate.attempts} learned the task (chunk error at most "
              f"{gate.max_chunk_error_ratio}x holding still, images at least {gate.min_image_use_ratio}x, first close "
