@@ -208,7 +208,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         line = proc.wait_for_line(lambda s: s.startswith(URL_PREFIX), timeout=120)
         yield line[len(URL_PREFIX):].strip(), root, proc
     finally:
-        rc = proc.stop(signal.SIGINT, timeout=20)
+        # A condition wait, not a speed check: a run with two benchmarks beside the suite took over 20 s to
+        # shut Gradio down after Ctrl-C (then killed: rc -9) on 2 cores.
+        rc = proc.stop(signal.SIGINT, timeout=90)
     assert rc == 0, "Ctrl-C should stop the browser cleanly:\n" + "\n".join(proc.lines[-20:])
 
 
