@@ -11,9 +11,10 @@ Three numbers per held-out frame, all in action units (table units for x, y; 0/1
 
 And one number per held-out episode, the open-loop counterpart of the simulated robot's success:
 walking along the recorded trajectory, does the policy's first "close" (temporally ensembled, as
-the closed loop runs it; while the recorded gripper is still open) command a position within ``radius`` of where the expert closed? A policy that
-closes early, or never, fails it; per-frame gripper agreement does not see that (a training that
-agreed on 85% of frames closed early in 46 of 50 simulated episodes).
+the closed loop runs it; while the recorded gripper is still open) command a position within
+``radius`` of where the expert closed? A policy that closes early, or never, fails it; per-frame
+gripper agreement does not see that (a training that agreed on 85% of frames closed early in 46
+of 50 simulated episodes).
 """
 
 from __future__ import annotations
