@@ -16,7 +16,6 @@ import errno
 import os
 import socket
 import sys
-import threading
 import time
 from functools import wraps
 from typing import Any
@@ -169,28 +168,13 @@ def _bindable_port(host: str, port: int) -> int:
         raise UserError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); check --host") from None
 
 
-#: How long Ctrl-C waits for Gradio to close (it then deletes the thumbnails it cached) before exiting anyway.
-CLOSE_TIMEOUT_S = 15.0
-
-
 def _wait_until_interrupted(demo: gr.Blocks) -> None:
-    """Serve until Ctrl-C, then stop the server; a server that does not close in time does not keep the user waiting.
-
-    Measured: in two full test-suite runs Gradio's ``close()`` had not returned 90 s after Ctrl-C (the same test
-    alone closes at once); a user pressing Ctrl-C expects the command to end.
-    """
+    """Serve until Ctrl-C, then stop the server (Gradio then deletes the thumbnails it cached)."""
     try:
         while True:
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("stopping the feature browser", flush=True)
-        closer = threading.Thread(target=demo.close, name="gradio-close", daemon=True)
-        closer.start()
-        closer.join(CLOSE_TIMEOUT_S)
-        if closer.is_alive():
-            print(f"feature browser stopped (Gradio did not close within {CLOSE_TIMEOUT_S:.0f} s; its cached "
-                  f"thumbnails may stay in its temp directory)", flush=True)
-            os._exit(0)  # the server's own threads would keep the process alive
+        demo.close()
         print("feature browser stopped", flush=True)
 
 
