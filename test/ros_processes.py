@@ -19,13 +19,20 @@ HELPERS = Path(__file__).parent / "helpers"
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: Ctrl-C (SIGINT) back to its default. A shell starts background jobs with SIGINT
+    ignored and children inherit that, so a suite run as `make test &` sent Ctrl-C to Python commands that never
+    saw it (no KeyboardInterrupt: `pai features ui` was killed after the stop timeout)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Proc:
     """A subprocess whose stdout+stderr lines are collected by a reader thread (so waits can time out)."""
 
     def __init__(self, args: list[str], env: dict[str, str], name: str = "process", stdin: bool = False) -> None:
         self.name = name
         self.popen = subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, bufsize=1,
+                                      text=True, bufsize=1, preexec_fn=_default_sigint,
                                       stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
         self.lines: list[str] = []
         self._queue: queue.Queue[str] = queue.Queue()
