@@ -135,7 +135,8 @@ def evaluate_heldout(policy_dir: Path, dataset_root: Path, repo_id: str, *, batc
     first = chunks[:, 0]
     # Judged on what the robot would execute with temporal ensembling (the mode the closed loop and the sim
     # launch file use), chunks predicted along the recorded trajectory: the first action alone is noisier.
-    first_close = [_first_close_on_target(_ensembled(chunks[episode == e]), states[episode == e],
+    coeff = loaded.policy.config.temporal_ensemble_coeff or DEFAULT_ENSEMBLE_COEFF  # as the runner picks it
+    first_close = [_first_close_on_target(_ensembled(chunks[episode == e], coeff), states[episode == e],
                                           action[episode == e], radius, max_step) for e in episodes]
     return HeldoutEval(
         frames=len(items), episodes=len(episodes),
@@ -150,16 +151,12 @@ def evaluate_heldout(policy_dir: Path, dataset_root: Path, repo_id: str, *, batc
 
 
 def _ensembled(chunks: np.ndarray, coeff: float = DEFAULT_ENSEMBLE_COEFF) -> np.ndarray:
-    """Per frame of one episode, the temporally ensembled action (ACT's rule, as LeRobot's ACTTemporalEnsembler):
-    every chunk predicted at an earlier frame that reaches this one, weighted ``exp(-coeff * i)``, i = 0 the oldest."""
-    n, length, _ = chunks.shape
-    out = np.empty((n, chunks.shape[2]), dtype=np.float64)
-    for t in range(n):
-        starts = range(max(0, t - length + 1), t + 1)  # oldest first
-        actions = np.stack([chunks[s, t - s] for s in starts])
-        weights = np.exp(-coeff * np.arange(len(actions)))
-        out[t] = (weights[:, None] * actions).sum(0) / weights.sum()
-    return out
+    """Per frame of one episode (chunks predicted frame by frame, in order), the action temporal ensembling
+    executes: LeRobot's own ``ACTTemporalEnsembler``, as the runner's ``ensemble`` mode uses it."""
+    from lerobot.policies.act.modeling_act import ACTTemporalEnsembler
+
+    ensembler = ACTTemporalEnsembler(coeff, chunks.shape[1])
+    return np.stack([ensembler.update(torch.as_tensor(c, dtype=torch.float64)[None])[0].numpy() for c in chunks])
 
 
 def _first_close_on_target(predicted: np.ndarray, states: np.ndarray, recorded: np.ndarray, radius: float,

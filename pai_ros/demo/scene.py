@@ -50,7 +50,7 @@ class SceneConfig:
     episode_length: int = 40  # frames per episode; with ``frames_after_close`` set, the most an episode has
     # None: every episode runs ``episode_length`` frames. n: it ends n frames after the gripper closes, as a
     # recorded demonstration ends after the grasp. Measured on the demo: with 40-frame episodes the gripper is
-    # closed in 69% of frames, and several trainings learned that prior ("closed" everywhere, or closing
+    # closed in about 70% of frames, and several trainings learned that prior ("closed" everywhere, or closing
     # early) instead of when to close.
     frames_after_close: int | None = None
     fps: int = 15
