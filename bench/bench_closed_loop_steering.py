@@ -9,7 +9,8 @@ is armed on every forward pass:
   (``pai features effects``: ablation effect over held-out frames, among the top features by
   activation), all ablated at once;
 * k random: ``k`` features drawn from the same candidates (features that fire on the held-out
-  episodes), excluding the top-k, several draws;
+  episodes), excluding both top-k lists (a draw that contained several of the activation
+  top-k measured those, not chance: seen on the demo policy), several draws;
 * top-k by activation: the ``k`` most variable features by activation (what a browser shows
   first), for comparison with the ranking by effect.
 
@@ -107,7 +108,8 @@ def main() -> None:
     k = min(args.k, len(by_effect))
     top_effect = [int(r["feature"]) for r in by_effect[:k]]
     top_activation = by_activation[:k]
-    pool = [f for f in by_activation if f not in top_effect]
+    # Neither ranking's picks: a random draw holding activation-top features tests those, not chance.
+    pool = [f for f in by_activation if f not in top_effect and f not in top_activation]
     rng = np.random.default_rng(args.seed)
     draws = [sorted(int(f) for f in rng.choice(pool, size=min(k, len(pool)), replace=False))
              for _ in range(args.draws)] if pool else []
