@@ -5,7 +5,9 @@ over the 40 training episodes) run over the held-out episodes, which were never 
 The first half of them calibrates (the frame-level threshold, the per-position statistics and
 their cross-fitted threshold); the second half is scored clean and under each corruption:
 
-* occlusion: a grey block over the middle quarter of every camera's area;
+* occlusion: a grey block over the middle quarter of every camera's area (grey 128, close to the
+  demo table's colour: it mostly hides the blocks rather than adding something new);
+* covered_<camera>: that camera's image all black (a covered lens, a dead feed), one at a time;
 * noise: Gaussian pixel noise, sigma 40 of 255;
 * swapped_cameras: front and wrist images exchanged;
 * brightness: every image at 50% brightness (a dimmer room).

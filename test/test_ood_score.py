@@ -81,6 +81,20 @@ def test_settings_and_shapes_are_checked() -> None:
         calibrate_positions(synthetic_errors(2, 6, 7), np.zeros(2), ScoreSettings())
 
 
+def test_covered_camera_blacks_out_that_camera_only() -> None:
+    from pai_ros.policy.observation import Observation
+    from pai_ros.sae.ood import corruptions
+
+    rng = np.random.default_rng(0)
+    images = {c: rng.integers(1, 256, size=(8, 10, 3), dtype=np.uint8) for c in ("front", "wrist")}
+    obs = Observation(images, np.zeros(3, np.float32))
+    kinds = corruptions(["front", "wrist"], {c: im.shape for c, im in images.items()})
+    assert {"covered_front", "covered_wrist"} <= set(kinds)
+    out = kinds["covered_wrist"](None, obs)
+    assert not out.images["wrist"].any() and out.images["wrist"].shape == images["wrist"].shape
+    assert np.array_equal(out.images["front"], images["front"]) and images["wrist"].all()  # input untouched
+
+
 # ----------------------------------------------------------- the tiny policy, end to end
 
 

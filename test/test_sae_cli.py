@@ -167,7 +167,7 @@ def test_calibration_and_report(pipeline) -> None:
     assert cal["sae_id"] == sae_id and cal["frames"] == 24 and cal["rule"] == "p99"
     assert cal["percentiles"]["p50"] <= cal["percentiles"]["p99"] == cal["threshold"]
     report = json.loads((pipeline["sae"] / "ood_report.json").read_text())
-    assert set(report["corruptions"]) == {"noise", "occlusion", "swapped_cameras"}
+    assert set(report["corruptions"]) == {"noise", "occlusion", "swapped_cameras", "covered_front", "covered_wrist"}
     assert all(0.0 <= r["auroc"] <= 1.0 for r in report["corruptions"].values())
     assert (pipeline["sae"] / "ood_errors.png").is_file()
 

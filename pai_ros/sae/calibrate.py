@@ -119,7 +119,7 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
             corrupted_scores[name] = s = frame_scores(positions, toks, score)
             report["corruptions"][name].update(score_auroc=auroc(clean_scores, s),
                                                score_flagged_fraction=float((s > st).mean()))
-    if len(kinds) < 3:
+    if "swapped_cameras" not in kinds:
         report["note"] = "swapped_cameras needs two or more cameras of the same size"
     return CalibrationResult(calibration, report, clean, corrupted, positions, clean_scores, corrupted_scores)
 

@@ -155,10 +155,27 @@ def _swap(_frame: DatasetFrame, obs: Observation) -> Observation:
     return Observation({a: obs.images[b] for a, b in zip(names, rotated)}, obs.state, obs.env_state)
 
 
+def _covered(camera: str) -> Corruption:
+    """``camera``'s image all black: a lens cap, a hand over the lens, a feed that died to black."""
+
+    def cover(_frame: DatasetFrame, obs: Observation) -> Observation:
+        images = {c: (np.zeros_like(im) if c == camera else im) for c, im in obs.images.items()}
+        return Observation(images, obs.state, obs.env_state)
+
+    return cover
+
+
 def corruptions(cameras: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[str, Corruption]:
+    """The corruptions OOD detection is measured on, by name.
+
+    ``occlusion`` greys the middle of every camera (grey 128: on the demo it is close to the table's
+    colour, so it mostly hides objects rather than adding one); ``covered_<camera>`` blacks out one
+    camera at a time, the fault a robot meets most (a covered lens, a dead feed).
+    """
     out: dict[str, Corruption] = {"noise": _noise, "occlusion": _occlusion}
     if len(cameras) >= 2 and len({shapes[c] for c in cameras}) == 1:
         out["swapped_cameras"] = _swap
+    out.update({f"covered_{c}": _covered(c) for c in cameras})
     return out
 
 
