@@ -11,6 +11,7 @@ Playwright). JPEG, small enough to commit.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -29,7 +30,13 @@ def heatmaps(demo: Path, out: Path) -> Path:
     sheet = cv2.imread(str(demo / "heatmaps_contact_sheet.png"))
     if sheet is None:
         raise SystemExit(f"readme_images: no {demo / 'heatmaps_contact_sheet.png'}: run `make demo` first")
-    rows = sheet[: (sheet.shape[0] * 2) // 3]  # two of the three rows keep it readable at README width
+    # The sheet holds up to 12 ticks, 4 per row (pai_ros.demo.outputs); keep at most two full rows (readable
+    # at README width), never a row padded with black.
+    report = json.loads((demo / "report.json").read_text())
+    ticks = min(12, int(report["heatmap_frames"]))
+    sheet_rows = -(-ticks // 4)
+    keep = min(2, max(1, ticks // 4))
+    rows = sheet[: sheet.shape[0] * keep // sheet_rows]
     path = out / "heatmaps.jpg"
     cv2.imwrite(str(path), rows, [cv2.IMWRITE_JPEG_QUALITY, 85])
     return path

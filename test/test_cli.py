@@ -43,3 +43,13 @@ def test_help_does_not_import_torch() -> None:
     code = "import sys; from pai_ros.cli import build_parser; build_parser(); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_demo_rate_factor_out_of_range_is_one_line_before_any_work(tmp_path) -> None:
+    for bad in ("0", "1.5", "-1"):
+        res = run_pai("demo", "--rate-factor", bad, "--output-dir", str(tmp_path / "out"))
+        assert res.returncode != 0 and "Traceback" not in res.stderr
+        assert "--rate-factor must lie in (0, 1]" in res.stderr, res.stderr
+    res = run_pai("demo", "--closed-loop", "--rate-factor", "0.5", "--output-dir", str(tmp_path / "out"))
+    assert res.returncode != 0 and "--rate-factor are for the replay demo" in res.stderr
+    assert not (tmp_path / "out").exists()

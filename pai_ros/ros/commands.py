@@ -25,6 +25,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--output-dir", type=Path, default=Path("pai_demo_output"), help="where everything goes")
     p.add_argument("--episode", type=int, default=0, help="held-out demo episode to replay")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--rate-factor", type=float, default=1.0,
+                   help="replay (and tick) at this fraction of the recorded rate, in (0, 1]: 0.25 lets a busy "
+                        "CPU act on every frame instead of skipping ticks that come due while one computes")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     loop = p.add_argument_group("closed loop")
@@ -51,13 +54,16 @@ def _run_demo(args: argparse.Namespace) -> int:
             raise UserError(f"--episodes must be at least 1, got {args.episodes}")
         if not 0.1 <= args.rate_hz <= 1000:
             raise UserError(f"--rate-hz must lie in [0.1, 1000], got {args.rate_hz}")
-        if args.duration is not None or args.episode != 0:
-            raise UserError("--episode and --duration are for the replay demo; with --closed-loop use --episodes")
+        if args.duration is not None or args.episode != 0 or args.rate_factor != 1.0:
+            raise UserError("--episode, --duration and --rate-factor are for the replay demo; with --closed-loop "
+                            "use --episodes and --rate-hz")
         return _print_closed_loop(run_closed_loop_demo(args.output_dir, episodes=args.episodes, seed=args.seed,
                                                        rate_hz=args.rate_hz, overwrite=args.overwrite,
                                                        progress=not args.quiet))
+    if not 0.0 < args.rate_factor <= 1.0:
+        raise UserError(f"--rate-factor must lie in (0, 1], got {args.rate_factor}")
     res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
-                   progress=not args.quiet)
+                   progress=not args.quiet, rate_factor=args.rate_factor)
     r = res.report
     err = r["action_error"]
     print(f"pai demo: {r['frames_replayed']} frames replayed, {r['ticks']} ticks, {r['actions_published']} actions, "
