@@ -45,7 +45,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def rank_features(policy_path: Path, sae_dir: Path, heldout_root: Path, episodes: list[int], work: Path,
-                  candidates: int, frames: int) -> tuple[list[dict], list[int]]:
+                  candidates: int, frames: int, action_dims: tuple[int, ...] | None = None,
+                  horizon: int | None = None) -> tuple[list[dict], list[int]]:
     """The same pipeline as `pai features record`, `analyse`, `effects`: (rows by effect, ranked by activation)."""
     from pai_ros.features.analyse import AnalyseSettings, analyse
     from pai_ros.features.effects import EffectSettings, feature_effects
@@ -61,7 +62,8 @@ def rank_features(policy_path: Path, sae_dir: Path, heldout_root: Path, episodes
         analysis = json.loads(analyse(ResultsDir(work), AnalyseSettings(top_features=candidates, thumbnails=False),
                                       progress=False).read_text())
         effects = json.loads(feature_effects(ResultsDir(work), runner, loaded,
-                                             EffectSettings(top_features=candidates, frames=frames),
+                                             EffectSettings(top_features=candidates, frames=frames,
+                                                            action_dims=action_dims, horizon=horizon),
                                              progress=False).read_text())
     finally:
         runner.close()
@@ -77,6 +79,9 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=32, help="top features by activation whose effect is measured")
     ap.add_argument("--effect-frames", type=int, default=64, help="held-out frames the effects are measured on")
     ap.add_argument("--feature-episodes", type=int, default=4, help="held-out episodes the features are ranked on")
+    ap.add_argument("--effect-action-dims", type=int, nargs="+", default=None,
+                    help="rank by the effect on these action dimensions only (e.g. 2: the demo's gripper)")
+    ap.add_argument("--effect-horizon", type=int, default=None, help="rank by the effect on the first N actions")
     ap.add_argument("--policy-path", default=None)
     ap.add_argument("--sae", default=None, help="SAE directory (default: the demo SAE)")
     ap.add_argument("--heldout-root", default=None, help="held-out dataset (default: the demo's)")
@@ -101,9 +106,10 @@ def main() -> None:
 
     episodes = list(range(min(args.feature_episodes, int(read_info(heldout)["total_episodes"]))))
     t0 = time.perf_counter()
+    effect_dims = None if args.effect_action_dims is None else tuple(args.effect_action_dims)
     with tempfile.TemporaryDirectory() as tmp:
         by_effect, by_activation = rank_features(policy_path, sae_dir, heldout, episodes, Path(tmp) / "features",
-                                                 args.candidates, args.effect_frames)
+                                                 args.candidates, args.effect_frames, effect_dims, args.effect_horizon)
     rank_seconds = time.perf_counter() - t0
     k = min(args.k, len(by_effect))
     top_effect = [int(r["feature"]) for r in by_effect[:k]]
@@ -170,6 +176,7 @@ def main() -> None:
     args.results.mkdir(parents=True, exist_ok=True)
     _plot(reports, args.results / "closed_loop_steering.png", k, args.episodes)
     out = {"policy": str(policy_path), "sae_id": loaded.sae_id, "episodes": args.episodes, "seed": args.seed, "k": k,
+           "effect_action_dims": args.effect_action_dims, "effect_horizon": args.effect_horizon,
            "top_by_effect": top_effect, "top_by_activation": top_activation, "random_draws": draws,
            "effects": by_effect, "conditions": {n: r.summary() for n, r in reports.items()}}
     (args.results / "closed_loop_steering.json").write_text(json.dumps(out, indent=2))

@@ -46,6 +46,33 @@ def test_effects_rank_features_by_what_they_do_to_the_actions(recording: Path) -
     assert (recording / "analysis" / "effects.png").stat().st_size > 1000
 
 
+def test_effects_narrowed_to_action_dimensions_and_a_horizon(recording: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "rec"
+    shutil.copytree(recording, copy)
+    common = ("features", "effects", str(copy), "--top-features", "4", "--frames", "8", "--device", "cpu", "--quiet")
+
+    def effects(*extra: str) -> dict:
+        res = run_pai(*common, *extra)
+        assert res.returncode == 0, res.stderr
+        return json.loads((copy / "analysis" / "effects.json").read_text())
+
+    whole = effects()
+    every_dim = effects("--action-dims", "0", "1", "2")  # the tiny policy acts in x, y, gripper
+    assert every_dim["action_dims"] == [0, 1, 2] and every_dim["horizon"] is None
+    by_feature = {r["feature"]: r["ablate_effect"] for r in whole["features"]}
+    assert all(r["ablate_effect"] == pytest.approx(by_feature[r["feature"]], rel=1e-5) for r in every_dim["features"])
+    gripper = effects("--action-dims", "2", "--horizon", "3")
+    assert gripper["action_dims"] == [2] and gripper["horizon"] == 3
+    assert "action dimensions [2], its first 3 actions" in gripper["units"]
+    assert [r["ablate_effect"] for r in gripper["features"]] != [r["ablate_effect"] for r in whole["features"]]
+    for bad, why in ((("--action-dims", "3"), "the policy's actions have 3 dimensions"),
+                     (("--action-dims", "1", "1"), "--action-dims must be distinct"),
+                     (("--horizon", "0"), "--horizon must be at least 1"),
+                     (("--horizon", "100000"), "the policy predicts chunks of")):
+        res = run_pai(*common, *bad)
+        assert res.returncode == 1 and why in res.stderr and "Traceback" not in res.stderr, res.stderr
+
+
 def test_the_browser_shows_effects_of_this_analysis_only(recording: Path, tmp_path: Path) -> None:
     from pai_ros.features.results import ResultsDir
     from pai_ros.ui.browser import FeatureBrowser

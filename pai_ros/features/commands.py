@@ -126,6 +126,10 @@ def _register_effects(inner: Sub) -> None:
     p.add_argument("--clamp-scale", type=float, default=1.0,
                    help="clamp each feature to this times its strongest activation in the recording")
     p.add_argument("--batch-size", type=int, default=16, help="frames per forward pass")
+    p.add_argument("--action-dims", type=int, nargs="+", default=None, metavar="I",
+                   help="measure only these action dimensions (indices; e.g. the gripper's). Default: all")
+    p.add_argument("--horizon", type=int, default=None,
+                   help="measure only the first N actions of each chunk (what the robot does next). Default: all")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_effects)
@@ -140,7 +144,8 @@ def _effects(args: argparse.Namespace) -> int:
     from pai_ros.sae.model import load_sae
 
     settings = EffectSettings(top_features=args.top_features, frames=args.frames, clamp_scale=args.clamp_scale,
-                              batch_size=args.batch_size)
+                              batch_size=args.batch_size, horizon=args.horizon,
+                              action_dims=None if args.action_dims is None else tuple(args.action_dims))
     results = ResultsDir(args.results)
     record = results.record
     if record is None:

@@ -7,7 +7,10 @@ unchanged, with the feature ablated (zero on every token) and with it clamped to
 activation in the recording (on every token), at the SAE's site with the SAE's error term kept
 (:mod:`pai_ros.sae.steering`). The effect is the root-mean-square change of the predicted action
 chunk, in the policy's normalised action units (each dimension in units of its training standard
-deviation or range, so dimensions are comparable).
+deviation or range, so dimensions are comparable). ``action_dims`` and ``horizon`` narrow what is
+measured to the part of the action that matters for a question, e.g. only the gripper over the
+next few steps: on the demo the whole-chunk effect is dominated by the reach, while success is
+decided by when the gripper closes.
 
 Output: ``RESULTS/analysis/effects.json`` (per feature: both effects, its rank by effect and by
 activation, plus the rank correlation of the two rankings) and ``effects.png``. The browser shows
@@ -44,6 +47,8 @@ class EffectSettings:
     frames: int = 64
     clamp_scale: float = 1.0  # clamp to this times the feature's strongest activation in the recording
     batch_size: int = 16
+    action_dims: tuple[int, ...] | None = None  # action dimensions measured (None: all)
+    horizon: int | None = None  # the first this many actions of the chunk (None: the whole chunk)
 
     def __post_init__(self) -> None:
         for name in ("top_features", "frames", "batch_size"):
@@ -51,6 +56,16 @@ class EffectSettings:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if not np.isfinite(self.clamp_scale) or self.clamp_scale <= 0:
             raise UserError(f"--clamp-scale must be a positive number, got {self.clamp_scale}")
+        if self.horizon is not None and self.horizon < 1:
+            raise UserError(f"--horizon must be at least 1, got {self.horizon}")
+        if self.action_dims is not None and (not self.action_dims or min(self.action_dims) < 0
+                                             or len(set(self.action_dims)) != len(self.action_dims)):
+            raise UserError(f"--action-dims must be distinct indices >= 0, got {list(self.action_dims)}")
+
+    def units(self) -> str:
+        dims = "all action dimensions" if self.action_dims is None else f"action dimensions {list(self.action_dims)}"
+        steps = "the whole chunk" if self.horizon is None else f"its first {self.horizon} actions"
+        return f"RMS change of the normalised action chunk ({dims}, {steps})"
 
 
 def held_out_batches(runner: PolicyRunner, root: Path, episodes: list[int], frames: int,
@@ -78,17 +93,33 @@ def held_out_batches(runner: PolicyRunner, root: Path, episodes: list[int], fram
 
 @torch.inference_mode()
 def chunk_changes(runner: PolicyRunner, loaded: LoadedSae, batches: list[dict[str, torch.Tensor]],
-                  steerings: list[Steering], progress: bool = True) -> np.ndarray:
-    """RMS change of the normalised action chunk under each steering, averaged over frames ``[len(steerings)]``."""
+                  steerings: list[Steering], progress: bool = True, *, action_dims: tuple[int, ...] | None = None,
+                  horizon: int | None = None) -> np.ndarray:
+    """RMS change of the normalised action chunk under each steering, averaged over frames ``[len(steerings)]``.
+
+    ``action_dims`` / ``horizon``: only those dimensions / the first ``horizon`` actions are compared.
+    """
     policy, sae = runner.policy, loaded.sae.to(runner.device)
     hook = SteeringHook(policy.model.encoder)
+
+    def predict(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        chunk = policy.predict_action_chunk(batch)[:, :horizon]
+        return chunk if action_dims is None else chunk[..., list(action_dims)]
+
     try:
-        base = [policy.predict_action_chunk(b) for b in batches]
+        first = policy.predict_action_chunk(batches[0])
+        size, dim = first.shape[1], first.shape[2]
+        if action_dims is not None and max(action_dims) >= dim:
+            raise UserError(f"--action-dims {list(action_dims)}: the policy's actions have {dim} dimensions "
+                            f"(0..{dim - 1})")
+        if horizon is not None and horizon > size:
+            raise UserError(f"--horizon {horizon}: the policy predicts chunks of {size} actions")
+        base = [predict(b) for b in batches]
         out = np.zeros(len(steerings))
         for i, steering in enumerate(tqdm(steerings, desc="feature effects", unit="steering", disable=not progress)):
             hook.arm(sae, steering)
             try:
-                diffs = [((policy.predict_action_chunk(b) - ref) ** 2).mean(dim=(1, 2)).sqrt()
+                diffs = [((predict(b) - ref) ** 2).mean(dim=(1, 2)).sqrt()
                          for b, ref in zip(batches, base)]
             finally:
                 hook.disarm()
@@ -129,7 +160,8 @@ def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae
         peak = float(f["stats"]["max"]) * settings.clamp_scale
         steerings.append(Steering.build([f["feature"]], "ablate", [], num_features=d_sae, max_value=np.inf))
         steerings.append(Steering.build([f["feature"]], "clamp", [peak], num_features=d_sae, max_value=np.inf))
-    change = chunk_changes(runner, loaded, batches, steerings, progress)
+    change = chunk_changes(runner, loaded, batches, steerings, progress, action_dims=settings.action_dims,
+                           horizon=settings.horizon)
     ablate, clamp = change[0::2], change[1::2]
     by_effect = np.argsort(-ablate, kind="stable")
     effect_rank = np.empty(len(ranked), int)
@@ -143,7 +175,9 @@ def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "analysis_created": analysis.get("created"), "sae_id": loaded.sae_id, "rank_by": analysis.get("rank_by"),
         "frames": frames, "episodes": episodes,
-        "clamp_scale": settings.clamp_scale, "units": "RMS change of the normalised action chunk",
+        "clamp_scale": settings.clamp_scale, "units": settings.units(),
+        "action_dims": None if settings.action_dims is None else list(settings.action_dims),
+        "horizon": settings.horizon,
         "rank_correlation_effect_vs_activation": spearman(-ablate, -np.array([f["score"] for f in ranked])),
         "features": sorted(rows, key=lambda r: r["effect_rank"]),
     }
