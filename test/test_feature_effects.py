@@ -65,6 +65,11 @@ def test_effects_narrowed_to_action_dimensions_and_a_horizon(recording: Path, tm
     assert gripper["action_dims"] == [2] and gripper["horizon"] == 3
     assert "action dimensions [2], its first 3 actions" in gripper["units"]
     assert [r["ablate_effect"] for r in gripper["features"]] != [r["ablate_effect"] for r in whole["features"]]
+    from pai_ros.features.results import ResultsDir
+    from pai_ros.ui.browser import FeatureBrowser
+
+    summary = FeatureBrowser(ResultsDir(copy)).summary_markdown()
+    assert "effects on action dimension(s) 2 over the next 3 actions" in summary
     for bad, why in ((("--action-dims", "3"), "the policy's actions have 3 dimensions"),
                      (("--action-dims", "1", "1"), "--action-dims must be distinct"),
                      (("--horizon", "0"), "--horizon must be at least 1"),

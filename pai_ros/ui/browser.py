@@ -157,6 +157,12 @@ class FeatureBrowser:
         lines += [f"⚠ {p}" for p in problems]
         return per_camera, "\n\n".join(lines)
 
+    def _effects_target(self) -> str:
+        """What the effects measured: the actions, or only some dimensions over the next few actions."""
+        dims, horizon = self.effects_info.get("action_dims"), self.effects_info.get("horizon")
+        what = "the actions" if dims is None else f"action dimension(s) {', '.join(map(str, dims))}"
+        return what if horizon is None else f"{what} over the next {horizon} actions"
+
     def statistics_markdown(self, feature: int) -> str:
         """The feature's statistics over all analysed frames, as a Markdown table."""
         stats: dict[str, Any] = self.entry(feature).get("stats", {})
@@ -233,7 +239,7 @@ class FeatureBrowser:
         return (f"SAE `{a.get('sae_id', '?')}` · {len(self.features)} of {a.get('num_features', '?')} features "
                 f"analysed, ranked by {a.get('rank_by', '?')} · {a.get('frames', '?')} frames in "
                 f"{len(self.episodes)} episode(s) · cameras: {cameras} · results: `{self.results.root.name}`"
-                + (f" · effects on the actions measured for {len(self.effects)} features over "
+                + (f" · effects on {self._effects_target()} measured for {len(self.effects)} features over "
                    f"{self.effects_info['frames']} frames (rank correlation with this ranking "
                    f"{self.effects_info['rank_correlation_effect_vs_activation']:.2f})" if self.effects else ""))
 
