@@ -96,8 +96,8 @@ def _register_calibrate(inner: Sub) -> None:
         description="Run the policy and SAE over held-out in-distribution episodes, save the per-frame "
                     "reconstruction errors' percentiles, mean + k sigma and the chosen threshold to SAE/ood.json "
                     "(the policy node flags ticks above it). With --evaluate-episode, also compare clean frames "
-                    "of those episodes with the same frames under camera noise, occlusion, swapped cameras and each camera "
-                    "covered (black): "
+                    "of those episodes with the same frames under camera noise, occlusion, swapped cameras and "
+                    "each camera covered (black): "
                     "AUROC and flagged fractions in SAE/ood_report.json and SAE/ood_errors.png.")
     p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
     _common_policy(p)

@@ -170,7 +170,7 @@ def corruptions(cameras: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[
 
     ``occlusion`` greys the middle of every camera (grey 128: on the demo it is close to the table's
     colour, so it mostly hides objects rather than adding one); ``covered_<camera>`` blacks out one
-    camera at a time, the fault a robot meets most (a covered lens, a dead feed).
+    camera at a time (a covered lens, a dead feed).
     """
     out: dict[str, Corruption] = {"noise": _noise, "occlusion": _occlusion}
     if len(cameras) >= 2 and len({shapes[c] for c in cameras}) == 1:
