@@ -30,12 +30,13 @@ def heatmaps(demo: Path, out: Path) -> Path:
     sheet = cv2.imread(str(demo / "heatmaps_contact_sheet.png"))
     if sheet is None:
         raise SystemExit(f"readme_images: no {demo / 'heatmaps_contact_sheet.png'}: run `make demo` first")
-    # The sheet holds up to 12 ticks, 4 per row (pai_ros.demo.outputs); keep at most two full rows (readable
-    # at README width), never a row padded with black.
+    from pai_ros.demo.outputs import SHEET_COLUMNS, SHEET_TICKS
+
+    # Keep at most two full rows of the sheet (readable at README width), never a row padded with black.
     report = json.loads((demo / "report.json").read_text())
-    ticks = min(12, int(report["heatmap_frames"]))
-    sheet_rows = -(-ticks // 4)
-    keep = min(2, max(1, ticks // 4))
+    ticks = min(SHEET_TICKS, int(report["heatmap_frames"]))
+    sheet_rows = -(-ticks // SHEET_COLUMNS)
+    keep = min(2, max(1, ticks // SHEET_COLUMNS))
     rows = sheet[: sheet.shape[0] * keep // sheet_rows]
     path = out / "heatmaps.jpg"
     cv2.imwrite(str(path), rows, [cv2.IMWRITE_JPEG_QUALITY, 85])

@@ -103,6 +103,10 @@ def outputs_from_bag(bag: Path, out: Path, fps: float, progress: bool) -> BagOut
     return BagOutputs(parquet, summary.lines(), combined, sheet, heatmap_frames)
 
 
+#: The contact sheet: at most this many ticks, evenly spread, this many per row.
+SHEET_TICKS, SHEET_COLUMNS = 12, 4
+
+
 def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Path, int]:
     """Compose the recorded heatmap topics side by side: a combined MP4 and a contact sheet."""
     import cv2
@@ -130,15 +134,16 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
             row = np.concatenate([by_stamp[s][c] for c in cams], axis=1)
             writer.write(even_size(row))
             tiles.append(row)
-    picks = np.linspace(0, len(tiles) - 1, num=min(12, len(tiles))).round().astype(int)
-    cols = 4
+    picks = np.linspace(0, len(tiles) - 1, num=min(SHEET_TICKS, len(tiles))).round().astype(int)
+    cols = SHEET_COLUMNS
     labelled = []
     for i in picks:
         t = tiles[i].copy()
         # Time from the heatmaps' own stamps: ticks skipped on a busy machine leave gaps that a frame
         # count would hide (frames 0.27 s apart were labelled 0.07 s apart).
         since = (complete[i] - complete[0]) / 1e9
-        cv2.putText(t, f"t={since:.2f}s", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(t, f"t={since:.2f}s", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
         labelled.append(t)
     while len(labelled) % cols:
         labelled.append(np.zeros_like(labelled[0]))

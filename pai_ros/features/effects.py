@@ -102,19 +102,22 @@ def chunk_changes(runner: PolicyRunner, loaded: LoadedSae, batches: list[dict[st
     policy, sae = runner.policy, loaded.sae.to(runner.device)
     hook = SteeringHook(policy.model.encoder)
 
-    def predict(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        chunk = policy.predict_action_chunk(batch)[:, :horizon]
+    def measured(chunk: torch.Tensor) -> torch.Tensor:
+        chunk = chunk[:, :horizon]
         return chunk if action_dims is None else chunk[..., list(action_dims)]
 
+    def predict(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return measured(policy.predict_action_chunk(batch))
+
     try:
-        first = policy.predict_action_chunk(batches[0])
-        size, dim = first.shape[1], first.shape[2]
+        full = [policy.predict_action_chunk(b) for b in batches]
+        size, dim = full[0].shape[1], full[0].shape[2]
         if action_dims is not None and max(action_dims) >= dim:
             raise UserError(f"--action-dims {list(action_dims)}: the policy's actions have {dim} dimensions "
                             f"(0..{dim - 1})")
         if horizon is not None and horizon > size:
             raise UserError(f"--horizon {horizon}: the policy predicts chunks of {size} actions")
-        base = [predict(b) for b in batches]
+        base = [measured(c) for c in full]
         out = np.zeros(len(steerings))
         for i, steering in enumerate(tqdm(steerings, desc="feature effects", unit="steering", disable=not progress)):
             hook.arm(sae, steering)
