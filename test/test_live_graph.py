@@ -125,9 +125,19 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
         assert report["features"]["dataset_recording"] == str(out / "features")
         assert analysis["episodes"] == [0, 1] and analysis["cameras"] == ["front", "wrist"]
         assert list((out / "features" / "analysis" / "thumbs").glob("*"))
-    from pai_ros.media.video import count_frames
+    from pai_ros.media.video import count_frames, frame_times
 
     assert count_frames(out / "heatmaps_combined.mp4") == report["heatmap_frames"] >= 5
+    # Each frame at its heatmaps' stamp (real-time playback even where ticks were skipped).
+    from rosbags.highlevel import AnyReader
+
+    from pai_ros.timestamps import header_ns
+
+    with AnyReader([out / "bag"]) as reader:
+        conns = [c for c in reader.connections if c.topic.endswith("front/heatmap")]
+        # A set: the node may tick twice on the last observation (same stamp, one frame).
+        stamps = sorted({header_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(connections=conns)})
+    assert frame_times(out / "heatmaps_combined.mp4") == pytest.approx([(s - stamps[0]) / 1e9 for s in stamps], abs=1e-3)
     import cv2
 
     sheet = cv2.imread(str(out / "heatmaps_contact_sheet.png"))

@@ -132,7 +132,8 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
     with Mp4Writer(combined_path, fps) as writer:
         for s in complete:
             row = np.concatenate([by_stamp[s][c] for c in cams], axis=1)
-            writer.write(even_size(row))
+            # Each frame at its stamp: skipped ticks hold the previous map, so the video plays in real time.
+            writer.write(even_size(row), at_s=s / 1e9)
             tiles.append(row)
     picks = np.linspace(0, len(tiles) - 1, num=min(SHEET_TICKS, len(tiles))).round().astype(int)
     cols = SHEET_COLUMNS

@@ -22,10 +22,17 @@ def quiet_ffmpeg() -> None:
     av.logging.set_libav_level(av.logging.ERROR)
 
 
-class Mp4Writer:
-    """Append RGB uint8 frames to an H.264 (yuv420p, faststart) MP4 at a fixed frame rate.
+#: Presentation times are kept in 1/90000 s, MPEG's usual clock: fine enough for any stamp spacing.
+TIME_BASE = Fraction(1, 90000)
 
-    The size is fixed by the first frame and must be even in both dimensions (yuv420p).
+
+class Mp4Writer:
+    """Append RGB uint8 frames to an H.264 (yuv420p, faststart) MP4.
+
+    Frames follow each other at ``fps`` unless :meth:`write` is given each frame's time: then every
+    frame shows when it happened (a variable frame rate), so a recording whose ticks were skipped
+    still plays in real time. The size is fixed by the first frame and must be even in both
+    dimensions (yuv420p).
     """
 
     def __init__(self, path: str | Path, fps: float, crf: int = 23, preset: str = "veryfast") -> None:
@@ -37,10 +44,18 @@ class Mp4Writer:
         self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf), "preset": preset}
+        self._stream.codec_context.time_base = TIME_BASE
+        self._fps = float(fps)
         self._size: tuple[int, int] | None = None
+        self._first_s: float | None = None
+        self._last_pts = -1
         self.frames = 0
 
-    def write(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, at_s: float | None = None) -> None:
+        """Append one frame; ``at_s`` (seconds, any origin, increasing) is when it happened.
+
+        Without ``at_s`` the frame comes ``1/fps`` after the previous one.
+        """
         import av
 
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -53,7 +68,20 @@ class Mp4Writer:
             self._size = (h, w)
         elif (h, w) != self._size:
             raise ValueError(f"frame size changed from {self._size[0]}x{self._size[1]} to {h}x{w}")
+        if at_s is None:
+            pts = round(self.frames / self._fps / TIME_BASE) if self._first_s is None else self._last_pts + round(
+                1 / self._fps / TIME_BASE)
+        else:
+            if self._first_s is None:
+                if self.frames:
+                    raise ValueError("give every frame its time or none: the first frames had none")
+                self._first_s = float(at_s)
+            pts = round((float(at_s) - self._first_s) / TIME_BASE)
+        if pts <= self._last_pts:
+            raise ValueError(f"frame times must increase: {at_s} s is not after the previous frame")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts, frame.time_base = pts, TIME_BASE
+        self._last_pts = pts
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
@@ -89,3 +117,11 @@ def count_frames(path: str | Path) -> int:
 
     with av.open(str(path)) as container:
         return sum(1 for _ in container.decode(video=0))
+
+
+def frame_times(path: str | Path) -> list[float]:
+    """Decode an MP4 and return each frame's presentation time in seconds (for tests and checks)."""
+    import av
+
+    with av.open(str(path)) as container:
+        return [float(f.pts * f.time_base) for f in container.decode(video=0)]

@@ -1,0 +1,45 @@
+"""The MP4 writer: fixed-rate frames, frames at their own times (real-time playback), and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pai_ros.media.video import Mp4Writer, count_frames, frame_times
+
+
+def _frame(v: int) -> np.ndarray:
+    return np.full((32, 48, 3), v, np.uint8)
+
+
+def test_frames_without_times_follow_at_the_frame_rate(tmp_path: Path) -> None:
+    path = tmp_path / "fixed.mp4"
+    with Mp4Writer(path, fps=10) as w:
+        for i in range(5):
+            w.write(_frame(40 * i))
+    assert count_frames(path) == 5
+    assert frame_times(path) == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4], abs=1e-4)
+
+
+def test_frames_with_times_play_when_they_happened(tmp_path: Path) -> None:
+    # A recording with skipped ticks: 0.27 s between two heatmaps must stay 0.27 s, not one frame.
+    stamps = [1000.0, 1000.0667, 1000.3333, 1000.6, 1001.2]
+    path = tmp_path / "timed.mp4"
+    with Mp4Writer(path, fps=15) as w:
+        for i, t in enumerate(stamps):
+            w.write(_frame(40 * i), at_s=t)
+    assert count_frames(path) == len(stamps)
+    assert frame_times(path) == pytest.approx([t - stamps[0] for t in stamps], abs=1e-3)
+
+
+def test_times_must_increase_and_cannot_start_halfway(tmp_path: Path) -> None:
+    with Mp4Writer(tmp_path / "a.mp4", fps=15) as w:
+        w.write(_frame(0), at_s=5.0)
+        with pytest.raises(ValueError, match="must increase"):
+            w.write(_frame(1), at_s=5.0)
+    with Mp4Writer(tmp_path / "b.mp4", fps=15) as w:
+        w.write(_frame(0))
+        with pytest.raises(ValueError, match="every frame its time or none"):
+            w.write(_frame(1), at_s=1.0)
