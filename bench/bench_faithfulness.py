@@ -176,6 +176,8 @@ def main() -> None:
     from pai_ros.attention.sinks import plot_sinks, sink_analysis
 
     sinks = sink_analysis(sink_rows)
+    for out in (args.json, args.png):  # the pictures go next to the curves, wherever they are asked for
+        out.parent.mkdir(parents=True, exist_ok=True)
     plot_sinks(sinks, args.png.with_name("attention_sinks.png"),
                f"mean cross-attention per cell over {frames} held-out frames (red: the 3 most constant cells)")
     fr = config.fractions
