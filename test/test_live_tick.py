@@ -233,7 +233,7 @@ def test_relevance_live_sends_the_same_actions_and_a_refused_switch_changes_noth
             assert isinstance(out, TickOutput) and out.heatmap_method == method
             assert np.array_equal(out.action, plain.action)  # bit for bit: replan, same inputs
             assert set(out.heatmaps) == {"front", "wrist"} and abs(sum(out.shares.values()) - 1) < 1e-5
-            assert live.diagnostics(now + S).values["heatmap_method"] == f"{method} (explains first)"
+            assert live.diagnostics(now + S).values["heatmap_method"] == f"{method} (explains chunk)"
 
         live.set_heatmap_method("rollout")
         sizes = [(h, w) for _, h, w in live.spec.cameras.values()]

@@ -32,10 +32,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                         "propagation, one backward pass per frame), relevance_cross (last cross-attention x its "
                         "gradient), input_gradient (gradient x (image - blurred image) per token cell, one backward pass "
                         "through the backbone), integrated_gradients (tens of backward passes per frame: slow)")
-    p.add_argument("--relevance-target", default="first",
-                   help="relevance methods and input_gradient: the output explained: first (the first action of the chunk, the one "
-                        "decided now), chunk (every action of the chunk), dim:K (action dimension K of the first "
-                        "action); --queries does not apply to them")
+    p.add_argument("--relevance-target", default="chunk",
+                   help="relevance methods and input_gradient: the output explained: chunk (every action of the chunk: "
+                        "where the arm is going; what bench_faithfulness measures, as policy_node's default), first "
+                        "(the first action, the one decided now), dim:K (action dimension K of the first action); "
+                        "--queries does not apply to them")
     p.add_argument("--queries", default="mean",
                    help="decoder queries to explain: mean, executed (the action sent this tick), K, or A:B")
     p.add_argument("--mode", default="auto", choices=("auto", "ensemble", "queue", "replan", "chunk"),

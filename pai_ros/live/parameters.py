@@ -79,8 +79,9 @@ PARAMS: list[Param] = [
           "or the policy gives no gradients)"),
     Param("heatmap_queries", "mean", "decoder queries shown: mean, executed, K or A:B (not for relevance methods: "
           "see relevance_target)", read_only=True),
-    Param("relevance_target", "first", "output the relevance methods and input_gradient explain: first (the first action of the "
-          "chunk, decided now), chunk (every action of the chunk), dim:K (action dimension K of the first action)",
+    Param("relevance_target", "chunk", "output the relevance methods and input_gradient explain: chunk (every action of "
+          "the chunk: where the arm is going; the output the benchmark measures faithful), first (the first action, decided "
+          "now: mostly where the gripper is), dim:K (action dimension K of the first action)",
           read_only=True),
     Param("heatmap_normalization", "frame", f"colour scale: {', '.join(LIVE_NORMALIZATIONS)}", read_only=True),
     Param("heatmap_vmax", 0.0, "fixed scale maximum for heatmap_normalization=raw (0: per frame)", min=0.0,
