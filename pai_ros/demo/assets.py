@@ -392,7 +392,7 @@ def _build_report(tmp: Path, assets: DemoAssets) -> dict:
 
 
 # The demo SAE's settings live outside DemoSettings on purpose: changing them rebuilds the SAE
-# stage only, never the datasets or the (20-minute) policy. At most 3000 steps or 50 passes over
+# stage only, never the datasets or the (35-75-minute) policy. At most 3000 steps or 50 passes over
 # the tokens, whichever is fewer (the toy assets of the tests have a few hundred tokens).
 DEMO_SAE_STEPS = 3000
 DEMO_SAE_EPOCHS = 50
