@@ -66,7 +66,8 @@ def test_session_holds_and_diagnostics_say_why():
 @pytest.mark.slow
 def test_sim_node_and_policy_node_run_closed_loop_episodes(tiny_act: Path, ros_env: dict) -> None:
     """policy_node (tiny random ACT) acts on sim_node's cameras; every episode ends with an outcome."""
-    probe = Probe(["/sim_node/episode_outcome:String", "/sim_node/summary:String", "action:JointState",
+    # Outcomes latched: the first episode may end before the probe has discovered the sim.
+    probe = Probe(["/sim_node/episode_outcome:String:latched", "/sim_node/summary:String:latched", "action:JointState",
                    "camera/front/image_raw:Image", "/diagnostics:DiagnosticArray"], ros_env)
     policy = Proc([sys.executable, "-m", "pai_ros.ros.policy_node", "--ros-args", "-p", f"policy_path:={tiny_act}",
                    "-p", "control_rate_hz:=10.0", "-p", "state_joint_names:=['x', 'y', 'gripper']",

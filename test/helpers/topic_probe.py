@@ -1,10 +1,12 @@
 """An independent subscriber process for tests: prints one JSON line per received message.
 
-    python topic_probe.py TOPIC:TYPE [TOPIC:TYPE ...]
+    python topic_probe.py TOPIC:TYPE[:latched] [TOPIC:TYPE[:latched] ...]
 TYPE is Image, CompressedImage, JointState, JointTrajectory, Float64MultiArray, Float32MultiArray,
 DiagnosticArray, String or FeatureActivations. The first
 line is READY once every subscription exists. Subscriptions are best effort (they match
-reliable and best-effort publishers alike).
+reliable and best-effort publishers alike), except ``:latched`` ones: reliable and transient-local,
+for publishers that keep their messages for late subscribers (a message published before this
+probe discovered the publisher still arrives, where a best-effort subscription would miss it).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import sys
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
+LATCHED = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
          "DiagnosticArray": DiagnosticArray, "JointTrajectory": JointTrajectory,
          "Float64MultiArray": Float64MultiArray, "Float32MultiArray": Float32MultiArray, "String": String}
@@ -66,13 +69,14 @@ def main(specs: list[str]) -> None:
     rclpy.init()
     node = rclpy.create_node("topic_probe")
     for spec in specs:
-        topic, type_name = spec.rsplit(":", 1)
+        topic, type_name, *flags = spec.split(":")
+        qos = LATCHED if flags == ["latched"] else qos_profile_sensor_data
         if type_name == "FeatureActivations":
             from pai_ros.msg import FeatureActivations as msg_type
         else:
             msg_type = TYPES[type_name]
         node.create_subscription(msg_type, topic, lambda m, t=topic: print(
-            json.dumps(summary(t, m, node.get_clock().now().nanoseconds)), flush=True), qos_profile_sensor_data)
+            json.dumps(summary(t, m, node.get_clock().now().nanoseconds)), flush=True), qos)
     print("READY", flush=True)
     try:
         rclpy.spin(node)
