@@ -124,7 +124,10 @@ class SparseAutoencoder(nn.Module):
     # ---------------------------------------------------------------- scaled space (training)
 
     def pre_activations(self, x_scaled: torch.Tensor) -> torch.Tensor:
-        return (x_scaled - self.b_dec) @ self.W_enc + self.b_enc
+        # ``(x - b_dec) @ W_enc + b_enc`` with b_dec folded into the bias: the same value, but
+        # b_dec's gradient is then a vector-matrix product instead of a [batch x d_sae] x
+        # [d_sae x d_in] matmul, one of the three big matmuls of a training step.
+        return x_scaled @ self.W_enc + (self.b_enc - self.b_dec @ self.W_enc)
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """Feature activations from pre-activations: TopK of ReLU, ReLU, or (BatchTopK at
