@@ -30,6 +30,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from common import machine, print_table
 from pai_ros.data.episodes import iter_episode, read_info
 from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.observation import Observation
-from pai_ros.policy.runner import PolicyRunner, activations_runner
+from pai_ros.policy.runner import PolicyRunner, TickResult, activations_runner
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions, fit_threshold
@@ -49,19 +50,19 @@ from pai_ros.sae.position_score import ScoreSettings, calibrate_positions, frame
 Row = tuple[str, str, str, str, str]
 
 
-def _brightness(_frame, obs: Observation) -> Observation:
+def dim_images(_frame, obs: Observation) -> Observation:
+    """Every image at 50% brightness (a dimmer room)."""
     images = {c: (im.astype(np.float32) * 0.5).astype(np.uint8) for c, im in obs.images.items()}
     return Observation(images, obs.state, obs.env_state)
 
 
-def measure(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int],
-            transform: Corruption | None = None, stride: int = 1) -> dict[str, np.ndarray]:
-    """Per frame (every ``stride``-th): FVU, per-token squared errors, the predicted action chunk, the episode.
+def ticks(runner: PolicyRunner, root: Path, episodes: list[int], transform: Corruption | None = None,
+          stride: int = 1) -> Iterator[tuple[int, TickResult]]:
+    """(episode, tick) for every ``stride``-th frame of ``episodes``, each frame through ``transform``.
 
     The runner replans every frame (``activations_runner``), so skipping frames changes nothing
     about the ones kept.
     """
-    fvu, tokens, chunks, groups = [], [], [], []
     info = read_info(root)
     for e in episodes:
         runner.reset()
@@ -69,12 +70,19 @@ def measure(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[
             if frame.frame_index % stride:
                 continue
             obs = Observation(frame.images, frame.state, frame.env_state)
-            tick = runner.step(obs if transform is None else transform(frame, obs))
-            ff = encode_frame(loaded.sae, tick.capture.encoder_output[0])
-            fvu.append(ff.reconstruction_error)
-            tokens.append(ff.token_errors.astype(np.float64))
-            chunks.append(tick.chunk)
-            groups.append(e)
+            yield e, runner.step(obs if transform is None else transform(frame, obs))
+
+
+def measure(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int],
+            transform: Corruption | None = None, stride: int = 1) -> dict[str, np.ndarray]:
+    """Per frame (every ``stride``-th): FVU, per-token squared errors, the predicted action chunk, the episode."""
+    fvu, tokens, chunks, groups = [], [], [], []
+    for e, tick in ticks(runner, root, episodes, transform, stride):
+        ff = encode_frame(loaded.sae, tick.capture.encoder_output[0])
+        fvu.append(ff.reconstruction_error)
+        tokens.append(ff.token_errors.astype(np.float64))
+        chunks.append(tick.chunk)
+        groups.append(e)
     return {"fvu": np.asarray(fvu), "tokens": np.stack(tokens), "chunks": np.stack(chunks),
             "groups": np.asarray(groups)}
 
@@ -117,7 +125,7 @@ def main() -> None:
     clean = measure(runner, loaded, root, ev_eps, stride=stride)
     first = next(iter_episode(root, ev_eps[0], read_info(root)))
     kinds = {**corruptions(list(runner.spec.cameras), {c: first.images[c].shape for c in runner.spec.cameras}),
-             "brightness": _brightness}
+             "brightness": dim_images}
     bad = {name: measure(runner, loaded, root, ev_eps, fn, stride) for name, fn in kinds.items()}
     runner.close()
 
