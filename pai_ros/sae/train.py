@@ -258,7 +258,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
             # Which latents fired, as a mask: counting picks with index_add is ~3x cheaper per
             # step than boolean-indexing the [batch, k] indices and index-putting them.
             fired = torch.zeros(cfg.d_sae, device=device).index_add_(
-                0, indices.reshape(-1), active.reshape(-1).to(x.dtype)) > 0
+                0, indices.reshape(-1), active.reshape(-1).float()) > 0
         elif settings.architecture == "batchtopk":
             codes, smallest = sae.batch_topk(pre)
             recon = sae.decode_scaled(codes)
