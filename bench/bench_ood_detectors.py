@@ -56,7 +56,12 @@ from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions
-from pai_ros.sae.position_score import ScoreSettings, calibrate_positions, frame_scores
+from pai_ros.sae.position_score import (
+    ScoreSettings,
+    calibrate_positions,
+    frame_scores,
+    mean_of_top,
+)
 
 Row = tuple[str, str, str, str, str]
 LAYERS = ("layer2", "layer3", "layer4")
@@ -91,13 +96,6 @@ def collect(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[
         for h in hooks:
             h.remove()
     return {k: np.stack(v) for k, v in keep.items()}
-
-
-def top_mean(scores: np.ndarray, fraction: float) -> np.ndarray:
-    """Per frame, the mean of its largest ``fraction`` of scores (any trailing shape)."""
-    flat = scores.reshape(len(scores), -1)
-    k = max(1, round(fraction * flat.shape[1]))
-    return np.sort(flat, axis=1)[:, -k:].mean(axis=1)
 
 
 def nearest_at_position(reference: np.ndarray, query: np.ndarray) -> np.ndarray:
@@ -141,25 +139,25 @@ def detectors(reference: Frames, calibration: Frames, spread: np.ndarray) -> dic
     cov = resid.T @ resid / len(resid)
     cov += 0.1 * np.trace(cov) / len(cov) * np.eye(len(cov))
     precision = np.linalg.inv(cov)
-    out["tokens_mahalanobis"] = lambda f: top_mean(np.einsum("fsd,de,fse->fs", f["tokens"] - mean, precision,
+    out["tokens_mahalanobis"] = lambda f: mean_of_top(np.einsum("fsd,de,fse->fs", f["tokens"] - mean, precision,
                                                              f["tokens"] - mean), 0.2)
-    out["tokens_knn"] = lambda f: top_mean(nearest_at_position(tokens, f["tokens"]), 0.2)
+    out["tokens_knn"] = lambda f: mean_of_top(nearest_at_position(tokens, f["tokens"]), 0.2)
 
     for name in LAYERS:
         ref_cells = cells(reference[name])
         mu, sd = ref_cells.mean(axis=0), ref_cells.std(axis=0)
         sd = sd + 1e-3 * float(sd.mean())
-        out[f"{name}_z"] = lambda f, n=name, mu=mu, sd=sd: top_mean((((cells(f[n]) - mu) / sd) ** 2).mean(-1), 0.05)
-        out[f"{name}_knn"] = lambda f, n=name, r=ref_cells: top_mean(nearest_at_position(r, cells(f[n])), 0.05)
+        out[f"{name}_z"] = lambda f, n=name, mu=mu, sd=sd: mean_of_top((((cells(f[n]) - mu) / sd) ** 2).mean(-1), 0.05)
+        out[f"{name}_knn"] = lambda f, n=name, r=ref_cells: mean_of_top(nearest_at_position(r, cells(f[n])), 0.05)
 
     att = reference["attention"]
     a_mu, a_sd = att.mean(axis=0), att.std(axis=0) + 1e-4
-    out["attention_z"] = lambda f: top_mean(((f["attention"] - a_mu) / a_sd) ** 2, 0.01)
+    out["attention_z"] = lambda f: mean_of_top(((f["attention"] - a_mu) / a_sd) ** 2, 0.01)
 
     fm = reference["feature_max"]
     f_mu, f_sd = fm.mean(axis=0), fm.std(axis=0)
     f_sd = np.sqrt(f_sd ** 2 + (0.1 * np.median(f_sd[f_sd > 0])) ** 2)  # silent features: no zero spread
-    out["feature_absence"] = lambda f: top_mean((f_mu - f["feature_max"]) / f_sd, 0.01)
+    out["feature_absence"] = lambda f: mean_of_top((f_mu - f["feature_max"]) / f_sd, 0.01)
     out["chunk_inconsistency"] = lambda f: inconsistency(f, spread)
     return out
 

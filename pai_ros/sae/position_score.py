@@ -109,9 +109,14 @@ def frame_scores(stats: PositionStats, token_errors: np.ndarray, settings: Score
     z = (log_errors(errors) - stats.mean) / stats.std
     if settings.two_sided:
         z = np.abs(z)
-    m = max(1, math.ceil(settings.top_fraction * stats.num_tokens))
-    top = np.partition(z, errors.shape[1] - m, axis=1)[:, errors.shape[1] - m:]
-    return top.mean(axis=1)
+    return mean_of_top(z, settings.top_fraction)
+
+
+def mean_of_top(scores: np.ndarray, fraction: float) -> np.ndarray:
+    """Per row of ``scores`` ``[F, ...]``, the mean of its largest ``fraction`` of values (at least one)."""
+    flat = np.asarray(scores).reshape(len(scores), -1)
+    m = max(1, math.ceil(fraction * flat.shape[1]))
+    return np.partition(flat, flat.shape[1] - m, axis=1)[:, flat.shape[1] - m:].mean(axis=1)
 
 
 def fold_of_groups(groups: np.ndarray, folds: int) -> np.ndarray:
