@@ -16,17 +16,14 @@ import sys
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import (
-    DurabilityPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_profile_sensor_data,
-)
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-LATCHED = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# The latched publishers' own profile (reliable, transient-local), so the subscription matches what they offer.
+from pai_ros.ros.sim_node import LATCHED
+
 TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
          "DiagnosticArray": DiagnosticArray, "JointTrajectory": JointTrajectory,
          "Float64MultiArray": Float64MultiArray, "Float32MultiArray": Float32MultiArray, "String": String}
