@@ -1,6 +1,6 @@
 """Training batches streamed from shards through a bounded shuffle buffer.
 
-Memory is bounded by ``buffer_tokens`` (plus ``prefetch`` chunks of ``chunk_rows``), never by the
+Memory is bounded by ``buffer_tokens`` (plus one piece of ``chunk_rows`` being read), never by the
 collection: the collection is cut into pieces of at most ``chunk_rows`` rows, every epoch
 visits the pieces in a fresh seeded order (so consecutive pieces come from anywhere in the
 collection, across shards and episodes), and batches are drawn at random from a buffer of ``buffer_tokens`` rows whose
@@ -16,8 +16,6 @@ With several ranks (``torchrun``) every epoch's piece order is the same on all r
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,14 +24,12 @@ import numpy as np
 import torch
 
 from pai_ros.errors import UserError
-from pai_ros.sae.shards import Shard, ShardSet, read_rows
+from pai_ros.sae.shards import RowReader, Shard, ShardSet, read_activation_rows
 
 CHUNK_ROWS = 4096
 BUFFER_TOKENS = 65_536
-# Pieces read ahead by a thread. 0 (the default) reads on the training thread: measured on 2
-# cores, handing pieces between threads cost more (GIL switches) than reading them (a 1,680-row
-# float16 piece reads in 1.6 ms; refilling 32k buffer slots costs ~1.5 ms per training step).
-PREFETCH = 0
+# Pieces are read on the training thread: a thread reading ahead cost more than the reads on 2
+# cores (it competes with torch's own threads for both cores), measured 2026-12-02 and 2026-12-03.
 
 
 @dataclass(frozen=True)
@@ -69,9 +65,11 @@ class StreamSplit:
         draw = np.random.default_rng([self.seed, piece.offset]).random(piece.rows)
         return torch.from_numpy(draw < self.holdout)
 
-    def rows(self, piece: Piece, heldout: bool) -> torch.Tensor:
-        """Float32 activations of ``piece`` that belong to the training (or held-out) side."""
-        acts = read_rows(piece.shard, piece.start, piece.stop)["activations"]
+    def rows(self, piece: Piece, heldout: bool, reader: RowReader | None = None) -> torch.Tensor:
+        """Float32 activations of ``piece`` that belong to the training (or held-out) side; with
+        ``reader``, a view into its memory that its next read overwrites."""
+        acts = reader.read(piece.shard, piece.start, piece.stop) if reader else \
+            read_activation_rows(piece.shard, piece.start, piece.stop)
         mask = self.held_mask(piece)
         if mask is None:
             return acts
@@ -120,41 +118,6 @@ def plan_split(data: ShardSet, holdout: float, seed: int, chunk_rows: int = CHUN
     return split
 
 
-class _Prefetcher:
-    """A daemon thread that reads the next ``depth`` pieces ahead (I/O and dtype conversion off the
-    training thread). Exceptions in the thread are re-raised by :meth:`get`."""
-
-    def __init__(self, source: Iterator[torch.Tensor], depth: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(source,), daemon=True, name="sae-prefetch")
-        self._thread.start()
-
-    def _run(self, source: Iterator[torch.Tensor]) -> None:
-        try:
-            for item in source:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-        except BaseException as exc:  # noqa: BLE001 -- handed to the consumer, which raises it in the main thread
-            self._queue.put(exc)
-
-    def get(self) -> torch.Tensor:
-        item = self._queue.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
 class BatchStream:
     """An endless stream of ``[batch, d]`` float32 training batches for one rank.
 
@@ -164,7 +127,7 @@ class BatchStream:
     """
 
     def __init__(self, split: StreamSplit, d: int, batch: int, *, buffer_tokens: int = BUFFER_TOKENS,
-                 seed: int = 0, rank: int = 0, world: int = 1, prefetch: int = PREFETCH) -> None:
+                 seed: int = 0, rank: int = 0, world: int = 1) -> None:
         if len(split.train) < world:
             raise UserError(f"{len(split.train)} training piece(s) cannot be shared by {world} ranks; "
                             f"use fewer processes or more data")
@@ -175,16 +138,14 @@ class BatchStream:
         self._gen = torch.Generator().manual_seed(seed * 7919 + rank)
         mine = split.train[rank::world]
         self.resident = split.count(mine, False) <= buffer_tokens
-        self._prefetch: _Prefetcher | None = None
         if self.resident:
             # Fewer rows than a batch: every batch is all of them, as in the in-memory path.
             self.buffer = torch.cat([split.rows(p, False) for p in mine])
             self._order = torch.randperm(len(self.buffer), generator=self._gen)
             self._cursor = 0
         else:
+            self._reader = RowReader()
             self._source = self._pieces_forever()
-            if prefetch > 0:
-                self._prefetch = _Prefetcher(self._source, prefetch)
             self._pending = torch.empty(0, d)
             self.buffer = torch.empty(buffer_tokens, d)
             self._fill(torch.arange(buffer_tokens))
@@ -201,28 +162,21 @@ class BatchStream:
             order = torch.randperm(len(self.split.train), generator=torch.Generator().manual_seed(
                 self.seed * 1_000_003 + epoch))
             for i in order[self.rank::self.world].tolist():
-                rows = self.split.rows(self.split.train[i], False)
+                rows = self.split.rows(self.split.train[i], False, self._reader)
                 if len(rows):
                     yield rows
             epoch += 1
 
-    def _take(self, n: int) -> torch.Tensor:
-        """The next ``n`` streamed rows (pieces concatenated as needed)."""
-        parts, have = [], 0
-        while have < n:
-            if not len(self._pending):
-                self._pending = self._prefetch.get() if self._prefetch else next(self._source)
-            take = self._pending[:n - have]
-            self._pending = self._pending[len(take):]
-            parts.append(take)
-            have += len(take)
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
     def _fill(self, slots: torch.Tensor) -> None:
-        step = CHUNK_ROWS
-        for a in range(0, len(slots), step):
-            s = slots[a:a + step]
-            self.buffer.index_copy_(0, s, self._take(len(s)))
+        """Streamed rows into ``slots``, straight from each piece (no concatenated copy)."""
+        at = 0
+        while at < len(slots):
+            if not len(self._pending):
+                self._pending = next(self._source)  # the previous piece is used up: its memory is reused
+            take = self._pending[:len(slots) - at]
+            self.buffer.index_copy_(0, slots[at:at + len(take)], take)
+            self._pending = self._pending[len(take):]
+            at += len(take)
 
     def stats(self) -> tuple[torch.Tensor, float, int]:
         return self.first_stats
@@ -240,7 +194,9 @@ class BatchStream:
             return self.buffer[rows]
         if self._cursor + self.batch > self._emit:
             # Refill the slots drawn since the last refill, then draw from a fresh permutation.
-            self._fill(self._order[:self._cursor])
+            # In ascending order: the copies then walk the buffer forwards (a third faster than
+            # scattering at random), and where a row sits in the buffer does not matter.
+            self._fill(self._order[:self._cursor].sort().values)
             self._order = torch.randperm(len(self.buffer), generator=self._gen)
             self._cursor = 0
         rows = self._order[self._cursor:self._cursor + self.batch]
@@ -248,8 +204,7 @@ class BatchStream:
         return self.buffer[rows]  # advanced indexing copies: later refills do not touch it
 
     def close(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch.close()
+        """Nothing to release (kept so that callers need not know how pieces are read)."""
 
 
 def iter_heldout(split: StreamSplit, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:

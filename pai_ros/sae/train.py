@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from pai_ros.errors import UserError
 from pai_ros.sae.activations import ActivationSet
+from pai_ros.sae.heap import keep_step_tensors_on_heap
 from pai_ros.sae.metrics import reconstruction_metrics
 from pai_ros.sae.model import K_ARCHITECTURES, SaeConfig, SparseAutoencoder
 
@@ -233,6 +234,8 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
                     input_mean=[float(v) for v in stats.mean.cpu()], source=dict(source or {}))
     sae = SparseAutoencoder(cfg).to(device)
     _initialise(sae, stats.mean.to(device) * scale, settings.seed)
+    if device.type == "cpu":
+        keep_step_tensors_on_heap()
     params = list(sae.parameters())
 
     history: dict[str, list[float]] = {"step": [], "loss": [], "fvu": [], "l0": [], "dead_fraction": []}
