@@ -13,7 +13,7 @@
 3. Held-out FVU of the same training (same seed, same batch order: the collection fits the
    buffer) on float32, float16 and bfloat16 storage of the same 1x tokens.
 
-Usage: python bench/bench_sae_scale.py [--quick] [--steps 300] [--rounds 3]
+Usage: python bench/bench_sae_scale.py [--quick] [--steps 300] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer steps and rounds")
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved throughput rounds (this host's noise is ~10%% a round)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:

@@ -31,7 +31,7 @@ def _libc() -> ctypes.CDLL | None:
         return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") else None  # musl has no mallopt
+        return libc if hasattr(libc, "mallopt") else None  # (musl's mallopt does nothing and returns 0)
     except OSError:
         return None
 
