@@ -1,10 +1,14 @@
-"""Peak memory: the policy node (ROS, message buffers, heatmaps, SAE) vs the core runner alone.
+"""Peak memory: the policy node (ROS, message buffers, heatmaps, SAE) vs the same work without ROS.
 
 Default LeRobot ACT (random weights, two 480x640 cameras, 3-dof state as the scripted robot
 publishes it), CPU. Each configuration runs in a fresh process and reports its peak resident
 set (VmHWM from /proc) after the same number of ticks:
 
-* core: ``PolicyRunner.step`` on random observations (+ ``encode_frame`` with the SAE);
+* core: ``PolicyRunner.step`` on random observations (+ ``encode_frame`` with the SAE): the
+  forward pass alone, no heatmap;
+* tick: ``LiveTick.step`` with the node's defaults (its heatmap method, overlays, the action
+  plan; + the SAE's features), driven in process with a fake clock: everything the node does
+  but ROS. Node vs tick is what the ROS adapter costs;
 * node: ``policy_node`` fed by test/helpers/fake_robot.py at camera resolution, heatmaps on
   (+ ``sae_path`` with a random TopK SAE 512 -> 4096, k 32, and the features topic).
 
@@ -51,14 +55,39 @@ print(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split(
 """
 
 
+TICK = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from setups import random_observation
+from pai_ros.live import CameraFrame, JointReading, LiveConfig, LiveTick, TickInputs, TickOutput
+ckpt, sae_dir, ticks = sys.argv[2], sys.argv[3], int(sys.argv[4])
+names = ["x", "y", "gripper"]
+extra = {"sae_path": sae_dir} if sae_dir else {}
+live, _ = LiveTick.create(LiveConfig.defaults(ckpt, state_joint_names=names, max_observation_age_s=2.0,
+                                              control_rate_hz=2.0, **extra))
+S = 1_000_000_000
+for i in range(ticks):
+    obs = random_observation({"front": (480, 640), "wrist": (480, 640)}, seed=i, dof=3)
+    now = (1000 + i) * S
+    cams = {c: CameraFrame(now, now, (lambda im=im: im), c) for c, im in obs.images.items()}
+    out = live.step(TickInputs(cameras=cams, joint_states=JointReading(now, now, names, [float(v) for v in obs.state])),
+                    now + S // 100)
+    assert isinstance(out, TickOutput), out
+    assert not sae_dir or out.features is not None
+print(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+"""
+
+
 def peak_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         return int(next(line for line in f if line.startswith("VmHWM")).split()[1])
 
 
-def core_peak(ckpt: Path, sae: Path | None, ticks: int) -> int:
-    out = subprocess.run([sys.executable, "-c", CORE, str(Path(__file__).parent), str(ckpt), str(sae or ""), str(ticks)],
-                         capture_output=True, text=True, check=True)
+def in_process_peak(script: str, ckpt: Path, sae: Path | None, ticks: int) -> int:
+    out = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), str(ckpt), str(sae or ""),
+                          str(ticks)], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"in-process reference failed:\n{out.stderr[-3000:]}")
     return int(out.stdout.strip().splitlines()[-1])
 
 
@@ -97,12 +126,19 @@ def main() -> None:
         save_sae(random_topk_sae(512, 4096, 32), sae)
         figures = {}
         for name, sae_dir in (("plain", None), ("sae", sae)):
-            figures[name] = (node_peak(ckpt, sae_dir, args.ticks), core_peak(ckpt, sae_dir, args.ticks))
+            figures[name] = {"node": node_peak(ckpt, sae_dir, args.ticks),
+                             "tick": in_process_peak(TICK, ckpt, sae_dir, args.ticks),
+                             "core": in_process_peak(CORE, ckpt, sae_dir, args.ticks)}
     mb = lambda kb: f"{kb / 1024:.0f} MB"  # noqa: E731
-    rows = [("policy_node peak RSS (heatmaps on) vs core runner alone", mb(figures["plain"][0]),
-             mb(figures["plain"][1]), f"{figures['plain'][0] / figures['plain'][1]:.2f}x", "-"),
-            ("same with SAE (features topic) vs core runner + SAE encode", mb(figures["sae"][0]),
-             mb(figures["sae"][1]), f"{figures['sae'][0] / figures['sae'][1]:.2f}x", "-")]
+
+    def row(label: str, name: str, reference: str) -> tuple[str, str, str, str, str]:
+        f = figures[name]
+        return label, mb(f["node"]), mb(f[reference]), f"{f['node'] / f[reference]:.2f}x", "-"
+
+    rows = [row("policy_node peak RSS (heatmaps on) vs core runner alone (forward pass, no heatmap)", "plain", "core"),
+            row("same with SAE (features topic) vs core runner + SAE encode", "sae", "core"),
+            row("policy_node peak RSS vs LiveTick in process, same defaults (what ROS adds)", "plain", "tick"),
+            row("same with SAE (features topic) vs LiveTick + SAE in process", "sae", "tick")]
     print_table(f"Peak memory (VmHWM): default ACT, 2 x 480x640, CPU, {args.ticks} ticks; {machine()}", rows)
 
 
