@@ -61,6 +61,7 @@ from pai_ros.policy.loading import load_act_policy  # noqa: E402
 from pai_ros.policy.runner import PolicyRunner  # noqa: E402
 from pai_ros.sae.activations import ActivationSet, complete_episodes, read_activations  # noqa: E402
 from pai_ros.sae.frame import encode_frame  # noqa: E402
+from pai_ros.sae.heap import keep_step_tensors_on_heap  # noqa: E402
 from pai_ros.sae.metrics import reconstruction_metrics  # noqa: E402
 from pai_ros.sae.model import load_sae  # noqa: E402
 from pai_ros.sae.train import TrainSettings, batch_order, split_rows, train_sae  # noqa: E402
@@ -231,6 +232,10 @@ def compare(acts: Path, ours_dir: Path, ours_m: dict, steps: int, rounds: int, s
     x_held = data.activations[split.heldout].to(device)
     d_sae = settings.d_sae(data.d)
 
+    # Every trainer under the allocator setting our CPU training makes (process-wide) from the
+    # first run on: without it each trainer's step tensors are faulted in afresh (2026-12-03).
+    if torch.device(device).type == "cpu":
+        keep_step_tensors_on_heap()
     # Throughput: short runs of both, interleaved rounds (the same work for each round).
     short = TrainSettings(steps=short_steps, device=device)
     rates: dict[str, list[float]] = {"ours": [], "theirs": []}

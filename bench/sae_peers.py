@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table
 
 from pai_ros.sae.activations import read_activations
+from pai_ros.sae.heap import keep_step_tensors_on_heap
 from pai_ros.sae.train import TrainSettings, batch_order, split_rows, train_sae
 
 Row = tuple[str, str, str, str, str]
@@ -211,6 +212,10 @@ def compare_peers(activations: Path, *, steps: int = 2000, short_steps: int = 10
         train, mods = peers[name]
         return train(mods, x_train, s, d_sae)
 
+    # Every trainer under the allocator setting our CPU training makes (process-wide) from the
+    # first run on: without it each trainer's step tensors are faulted in afresh (2026-12-03).
+    if torch.device(device).type == "cpu":
+        keep_step_tensors_on_heap()
     names = ["pai_ros", *peers]
     for name in names:  # warm-up: first-call costs (allocator, kernels) out of the timed rounds
         run(name, TrainSettings(k=k, expansion=expansion, steps=5, batch_size=batch_size, device=device))
