@@ -23,6 +23,14 @@ is measured rather than assumed. Every detector is fitted on in-distribution fra
 * ``chunk_inconsistency``: how far this tick's action chunk moves from the previous tick's
   (shifted one step), in clean action spreads: the policy changing its mind.
 
+Two built from the others, to see whether time or a second signal does what no single frame does:
+
+* ``sae_position_5_ticks``: the product's score averaged over the last 5 ticks of the episode
+  (a sustained fault, as an occlusion is; fewer ticks at an episode's start);
+* ``sae_position_and_chunk``: Fisher's combination of the product's score and chunk
+  inconsistency, each as an upper-tail p-value against the calibration episodes (the product's
+  score cross-fitted there, as ``pai sae calibrate`` scores them).
+
 Reference for the detectors that need one: every other frame of training episodes 0..39 (the
 policy's and SAE's training data); ``sae_position`` calibrates on held-out episodes 0..7 as
 ``pai sae calibrate`` would. Evaluation: held-out episodes 8..15, clean and corrupted, the first
@@ -59,6 +67,7 @@ from pai_ros.sae.ood import Corruption, auroc, corruptions
 from pai_ros.sae.position_score import (
     ScoreSettings,
     calibrate_positions,
+    cross_fitted_scores,
     frame_scores,
     mean_of_top,
 )
@@ -126,6 +135,24 @@ def inconsistency(frames: Frames, spread: np.ndarray) -> np.ndarray:
     return out
 
 
+def over_ticks(scores: np.ndarray, episode: np.ndarray, ticks: int) -> np.ndarray:
+    """Each frame's score averaged with its episode's previous ``ticks - 1`` (fewer at the start)."""
+    out = np.empty(len(scores))
+    for i in range(len(scores)):
+        first = i
+        while first > i - ticks + 1 and first > 0 and episode[first - 1] == episode[i]:
+            first -= 1
+        out[i] = scores[first:i + 1].mean()
+    return out
+
+
+def upper_p(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Empirical upper-tail p-value of each score against ``reference`` (never 0; NaN stays NaN)."""
+    ref = np.sort(reference[np.isfinite(reference)])
+    p = (len(ref) + 1 - np.searchsorted(ref, scores, side="left")) / (len(ref) + 1)
+    return np.where(np.isnan(scores), np.nan, p)
+
+
 def detectors(reference: Frames, calibration: Frames, spread: np.ndarray) -> dict[str, Callable[[Frames], np.ndarray]]:
     """Each detector fitted on in-distribution frames: frames -> one score per frame (higher = more OOD)."""
     out: dict[str, Callable[[Frames], np.ndarray]] = {}
@@ -159,6 +186,12 @@ def detectors(reference: Frames, calibration: Frames, spread: np.ndarray) -> dic
     f_sd = np.sqrt(f_sd ** 2 + (0.1 * np.median(f_sd[f_sd > 0])) ** 2)  # silent features: no zero spread
     out["feature_absence"] = lambda f: mean_of_top((f_mu - f["feature_max"]) / f_sd, 0.01)
     out["chunk_inconsistency"] = lambda f: inconsistency(f, spread)
+
+    out["sae_position_5_ticks"] = lambda f: over_ticks(out["sae_position"](f), f["episode"], 5)
+    cal_score = cross_fitted_scores(calibration["errors"], calibration["episode"], settings)
+    cal_chunk = inconsistency(calibration, spread)
+    out["sae_position_and_chunk"] = lambda f: -np.log(upper_p(cal_score, out["sae_position"](f))) \
+        - np.log(upper_p(cal_chunk, inconsistency(f, spread)))
     return out
 
 

@@ -22,6 +22,7 @@ from pai_ros.sae.position_score import (
     fit_stats,
     fold_of_groups,
     frame_scores,
+    threshold_note,
 )
 
 
@@ -44,6 +45,15 @@ def test_a_local_corruption_scores_above_the_cross_fitted_threshold() -> None:
     assert (corrupted > summary["threshold"]).mean() > 0.95
     assert (clean > summary["threshold"]).mean() < 0.15  # target 5%, on fresh frames
     assert summary["num_tokens"] == 50 and summary["held_out_frames"] == 200
+
+
+def test_a_threshold_on_too_few_frames_says_so() -> None:
+    settings = ScoreSettings(target_fpr=0.01)
+    errors = synthetic_errors(120, 20, 6)  # the demo's calibration: 120 frames, a 1% threshold
+    _, summary = calibrate_positions(errors, np.repeat(np.arange(8), 15), settings)
+    assert "top 1 of 120 calibration frames" in summary["note"] and "1,000 frames" in summary["note"]
+    assert threshold_note(1000, 0.01) is None and threshold_note(999, 0.01) is not None
+    assert threshold_note(200, 0.05) is None  # 10 frames above a 5% threshold
 
 
 def test_two_sided_catches_errors_that_are_too_small() -> None:

@@ -38,13 +38,14 @@ def pipeline(tiny_act: Path, tiny_dataset, tmp_path_factory) -> dict[str, Path]:
                "--quiet"))
     ok(run_pai("sae", "train", "--activations", str(acts), "--output", str(sae), "--expansion", "4", "--k", "4",
                "--steps", "150", "--batch-size", "64", "--eval-frames", "8", "--quiet"))
-    ok(run_pai("sae", "calibrate", "--sae", str(sae), "--policy-path", str(tiny_act), "--dataset-root", str(root),
-               "--episode", "0", "1", "--evaluate-episode", "2", "--quiet"))
+    calibrated = ok(run_pai("sae", "calibrate", "--sae", str(sae), "--policy-path", str(tiny_act), "--dataset-root",
+                            str(root), "--episode", "0", "1", "--evaluate-episode", "2", "--quiet"))
     ok(run_pai("features", "record", "--policy-path", str(tiny_act), "--sae", str(sae), "--dataset-root", str(root),
                "--output-dir", str(results), "--quiet"))
     ok(run_pai("features", "analyse", str(results), "--top-features", "5", "--top-frames", "4", "--dedup-window", "1",
                "--quiet"))
-    return {"acts": acts, "sae": sae, "results": results, "root": root, "policy": tiny_act, "work": work}
+    return {"acts": acts, "sae": sae, "results": results, "root": root, "policy": tiny_act, "work": work,
+            "calibrate_stdout": calibrated}
 
 
 def test_collect_stores_every_token_with_metadata(pipeline) -> None:
@@ -170,6 +171,9 @@ def test_calibration_and_report(pipeline) -> None:
     assert set(report["corruptions"]) == {"noise", "occlusion", "swapped_cameras", "covered_front", "covered_wrist"}
     assert all(0.0 <= r["auroc"] <= 1.0 for r in report["corruptions"].values())
     assert (pipeline["sae"] / "ood_errors.png").is_file()
+    # 24 calibration frames cannot steady a 1% threshold: the command and ood.json say so.
+    assert "of 24 calibration frames" in cal["position_score"]["note"]
+    assert f"note: {cal['position_score']['note']}" in pipeline["calibrate_stdout"]
 
 
 def test_record_matches_the_bag2parquet_schema_and_the_token_codes(pipeline) -> None:

@@ -196,6 +196,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     if pos:  # the per-position score (issue 14): is_ood follows it
         print(f"per-position OOD score threshold {pos['threshold']:.4g} (target FPR {pos['target_fpr']:g}, "
               f"cross-fitted on {pos['held_out_frames']} frames)")
+        if pos.get("note"):
+            print(f"note: {pos['note']}")
     if result.report:
         for name, r in result.report["corruptions"].items():
             score = f"; per-position score AUROC {r['score_auroc']:.3f}" if "score_auroc" in r else ""
