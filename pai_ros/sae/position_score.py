@@ -172,11 +172,11 @@ def calibrate_positions(token_errors: np.ndarray, groups: np.ndarray,
 def threshold_note(frames: int, target_fpr: float) -> str | None:
     """Why a threshold fitted on ``frames`` calibration frames is unsteady, or None when it is not."""
     tail = frames * target_fpr
-    if tail >= STEADY_TAIL_FRAMES:
+    if tail >= STEADY_TAIL_FRAMES - 1e-9:  # 1e-9: 1000 x 0.01 must count as 10 in floating point
         return None
-    need = math.ceil(STEADY_TAIL_FRAMES / target_fpr)
+    need = math.ceil(STEADY_TAIL_FRAMES / target_fpr - 1e-9)
     return (f"the per-position threshold at a {target_fpr:g} false-positive rate rests on the top "
-            f"{max(1, round(tail))} of {frames} calibration frames and moves with them: calibrate on "
+            f"{max(1, int(tail))} of {frames} calibration frames and moves with them: calibrate on "
             f"{need:,} frames or more (more episodes) for a steady one")
 
 
