@@ -136,13 +136,14 @@ def inconsistency(frames: Frames, spread: np.ndarray) -> np.ndarray:
 
 
 def over_ticks(scores: np.ndarray, episode: np.ndarray, ticks: int) -> np.ndarray:
-    """Each frame's score averaged with its episode's previous ``ticks - 1`` (fewer at the start)."""
+    """Each frame's score averaged with its episode's previous ``ticks - 1`` (fewer at the start).
+
+    Frames are in tick order, each episode's contiguous (as ``collect`` gives them).
+    """
     out = np.empty(len(scores))
     for i in range(len(scores)):
-        first = i
-        while first > i - ticks + 1 and first > 0 and episode[first - 1] == episode[i]:
-            first -= 1
-        out[i] = scores[first:i + 1].mean()
+        window = slice(max(0, i - ticks + 1), i + 1)
+        out[i] = scores[window][episode[window] == episode[i]].mean()
     return out
 
 
