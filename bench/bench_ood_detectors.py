@@ -26,13 +26,15 @@ is measured rather than assumed. Every detector is fitted on in-distribution fra
   of R, G, B z-scored against that cell's training statistics, top 5% (is the corruption unusual
   in the pixels themselves?);
 * ``pixels_knn``: each frame's images, 8x downsampled, against the nearest training frame's;
-* ``cameras_vs_joints``: do the cameras agree with the joints? A ridge regression from the
-  encoder's image tokens to the robot state, fitted on the reference frames; the score is the
-  squared error of its prediction against the measured state, per state dimension in units of its
-  error on the calibration episodes (an occluded arm should be mispredicted);
-  ``cameras_vs_joints_calibration_only``: the same fitted on the calibration episodes alone, its
-  error spread from leaving one episode out (what ``pai sae calibrate`` could fit without the
-  training data).
+* ``cameras_vs_joints``: do the cameras agree with the joints? :mod:`pai_ros.sae.camera_state`:
+  a ridge regression from the encoder's camera tokens to the robot state, fitted on the
+  calibration episodes (what ``pai sae calibrate`` has); the score is the squared error of its
+  prediction against the measured state, per state dimension in units of its cross-fitted error;
+* ``cameras_vs_joints_with_training``: the same fitted on the reference training frames and the
+  calibration episodes together (more episodes for the regression and its threshold).
+
+Both regressions also give a cross-fitted threshold at a 1% false-positive rate; the share of
+clean evaluation frames above it is printed and kept in the JSON.
 
 Two built from the others, to see whether time or a second signal does what no single frame does:
 
@@ -72,6 +74,7 @@ from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.camera_state import camera_features, fit_camera_state
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions
@@ -114,16 +117,6 @@ def recording(transform: Corruption | None, sink: list[tuple[np.ndarray, np.ndar
     return apply
 
 
-def ridge(x: np.ndarray, y: np.ndarray, penalty: float = 100.0) -> Callable[[np.ndarray], np.ndarray]:
-    """Ridge regression ``x [N, D] -> y [N, K]`` on standardised inputs, solved in its dual form
-    (a few hundred frames, thousands of input dimensions)."""
-    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-6
-    y_mu = y.mean(axis=0)
-    xs = (x - mu) / sd
-    weights = xs.T @ np.linalg.solve(xs @ xs.T + penalty * np.eye(len(xs)), y - y_mu)
-    return lambda q: ((q - mu) / sd) @ weights + y_mu
-
-
 def collect(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int],
             transform: Corruption | None = None, stride: int = 1) -> Frames:
     """Per frame: encoder tokens, SAE token errors and frame maxima, backbone maps, attention, chunk."""
@@ -142,7 +135,7 @@ def collect(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[
             maxima = np.zeros(loaded.cfg.d_sae, np.float32)
             maxima[ff.feature_indices] = ff.activations
             keep["tokens"].append(tokens.float().numpy())
-            keep.setdefault("image_tokens", []).append(tokens[tick.capture.layout.num_1d:].float().numpy().ravel())
+            keep.setdefault("camera_features", []).append(camera_features(tokens, tick.capture.layout))
             keep["errors"].append(ff.token_errors.astype(np.float64))
             keep["feature_max"].append(maxima)
             keep["attention"].append(tick.capture.cross_attention_heads[0].float().numpy())
@@ -206,8 +199,12 @@ def upper_p(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(scores), np.nan, p)
 
 
-def detectors(reference: Frames, calibration: Frames, spread: np.ndarray) -> dict[str, Callable[[Frames], np.ndarray]]:
-    """Each detector fitted on in-distribution frames: frames -> one score per frame (higher = more OOD)."""
+def detectors(reference: Frames, calibration: Frames, spread: np.ndarray,
+              thresholds: dict[str, float]) -> dict[str, Callable[[Frames], np.ndarray]]:
+    """Each detector fitted on in-distribution frames: frames -> one score per frame (higher = more OOD).
+
+    Detectors that come with a calibrated threshold put it in ``thresholds``.
+    """
     out: dict[str, Callable[[Frames], np.ndarray]] = {}
     settings = ScoreSettings()
     stats, _ = calibrate_positions(calibration["errors"], calibration["episode"], settings)
@@ -246,16 +243,14 @@ def detectors(reference: Frames, calibration: Frames, spread: np.ndarray) -> dic
     ref_images = torch.from_numpy(reference["pixel_image"])
     out["pixels_knn"] = lambda f: torch.cdist(torch.from_numpy(f["pixel_image"]), ref_images).min(dim=1).values.numpy()
 
-    predict_state = ridge(reference["image_tokens"].astype(np.float64), reference["state"])
-    state_error = (predict_state(calibration["image_tokens"]) - calibration["state"]).std(axis=0) + 1e-6
-    out["cameras_vs_joints"] = lambda f: (((predict_state(f["image_tokens"]) - f["state"]) / state_error) ** 2).mean(-1)
-    cal_x, cal_y, cal_ep = calibration["image_tokens"].astype(np.float64), calibration["state"], calibration["episode"]
-    own_predict = ridge(cal_x, cal_y)
-    left_out = np.concatenate([ridge(cal_x[cal_ep != e], cal_y[cal_ep != e])(cal_x[cal_ep == e]) - cal_y[cal_ep == e]
-                               for e in np.unique(cal_ep)])
-    own_error = left_out.std(axis=0) + 1e-6
-    out["cameras_vs_joints_calibration_only"] = lambda f: (((own_predict(f["image_tokens"]) - f["state"])
-                                                            / own_error) ** 2).mean(-1)
+    fits = {"cameras_vs_joints": [calibration], "cameras_vs_joints_with_training": [reference, calibration]}
+    for name, fit_on in fits.items():
+        # Episodes of the two datasets must not share a fold id: offset the reference's.
+        groups = np.concatenate([f["episode"] + (10_000 if f is reference else 0) for f in fit_on])
+        probe, summary = fit_camera_state(np.concatenate([f["camera_features"] for f in fit_on]),
+                                          np.concatenate([f["state"] for f in fit_on]), groups, {}, settings)
+        thresholds[name] = summary["threshold"]
+        out[name] = lambda f, probe=probe: probe.scores(f["camera_features"], f["state"])
 
     out["sae_position_5_ticks"] = lambda f: over_ticks(out["sae_position"](f), f["episode"], 5)
     cal_score = cross_fitted_scores(calibration["errors"], calibration["episode"], settings)
@@ -296,7 +291,8 @@ def main() -> None:
     spread = clean["chunk"].reshape(-1, clean["chunk"].shape[-1]).std(axis=0)
     spread = np.where(spread > 0, spread, 1.0)
     scored = ~np.isnan(inconsistency(clean, spread))  # frames with a previous tick, for every detector
-    fns = detectors(reference, calibration, spread)
+    thresholds: dict[str, float] = {}
+    fns = detectors(reference, calibration, spread, thresholds)
     scores = {det: {cond: fn(frames)[scored] for cond, frames in [("clean", clean), *bad.items()]}
               for det, fn in fns.items()}
     table = {det: {cond: auroc(s["clean"], s[cond]) for cond in bad} for det, s in scores.items()}
@@ -308,6 +304,12 @@ def main() -> None:
     print("|---|" + "---|" * len(bad))
     for det, a in table.items():
         print(f"| {det} | " + " | ".join(f"{a[c]:.3f}" for c in bad) + " |")
+
+    flagged = {det: {cond: float((s > thresholds[det]).mean()) for cond, s in scores[det].items()}
+               for det in thresholds}
+    for det, f in flagged.items():
+        print(f"{det}: threshold {thresholds[det]:.3g} (cross-fitted, 1% false-positive rate) flags "
+              + ", ".join(f"{cond} {v:.1%}" for cond, v in f.items()))
 
     change = (np.abs(bad["occlusion"]["chunk"] - clean["chunk"]) / spread).mean(axis=(1, 2))[scored]
     bins = [(0.0, 0.1), (0.1, 0.3), (0.3, np.inf)]
@@ -328,7 +330,8 @@ def main() -> None:
     results = {"machine": machine(), "policy": str(assets.policy_dir), "sae_id": loaded.sae_id,
                "reference_frames": len(reference["chunk"]), "evaluation_frames": int(scored.sum()),
                "calibration_episodes": cal_eps, "evaluation_episodes": ev_eps, "auroc": table,
-               "occlusion_by_action_change": results_split, "seconds": round(time.perf_counter() - start, 1)}
+               "occlusion_by_action_change": results_split,
+               "thresholds": thresholds, "flagged": flagged, "seconds": round(time.perf_counter() - start, 1)}
     print(f"\n(bench_ood_detectors: {results['seconds']:.0f} s)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,7 @@ sit in ``ood.json`` under ``position_score``. Only safetensors and JSON are read
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pai_ros.errors import UserError
+from pai_ros.sae.ood_files import AGAIN, load_tensors, save_tensors
 
 POSITIONS_FILE = "ood_positions.safetensors"
 MEAN, STD = "log_error_mean", "log_error_std"
@@ -169,13 +168,13 @@ def calibrate_positions(token_errors: np.ndarray, groups: np.ndarray,
     return stats, summary
 
 
-def threshold_note(frames: int, target_fpr: float) -> str | None:
-    """Why a threshold fitted on ``frames`` calibration frames is unsteady, or None when it is not."""
+def threshold_note(frames: int, target_fpr: float, score: str = "per-position") -> str | None:
+    """Why a ``score`` threshold fitted on ``frames`` calibration frames is unsteady, or None when it is not."""
     tail = frames * target_fpr
     if tail >= STEADY_TAIL_FRAMES - 1e-9:  # 1e-9: 1000 x 0.01 must count as 10 in floating point
         return None
     need = math.ceil(STEADY_TAIL_FRAMES / target_fpr - 1e-9)
-    return (f"the per-position threshold at a {target_fpr:g} false-positive rate rests on the top "
+    return (f"the {score} threshold at a {target_fpr:g} false-positive rate rests on the top "
             f"{max(1, int(tail))} of {frames} calibration frames and moves with them: calibrate on "
             f"{need:,} frames or more (more episodes) for a steady one")
 
@@ -185,49 +184,20 @@ def threshold_note(frames: int, target_fpr: float) -> str | None:
 
 def save_stats(stats: PositionStats, directory: Path, sae_id: str) -> str:
     """Write the statistics next to the SAE (temporary file + rename); returns the file's sha256."""
-    from safetensors.numpy import save_file
-
-    tmp = directory / f".{POSITIONS_FILE}.tmp-{os.getpid()}"
-    try:
-        save_file({MEAN: stats.mean.astype(np.float32), STD: stats.std.astype(np.float32)}, str(tmp),
-                  metadata={"producer": "pai_ros", "sae_id": sae_id, "score": "per-position log error z"})
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        os.replace(tmp, directory / POSITIONS_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return digest
+    return save_tensors({MEAN: stats.mean.astype(np.float32), STD: stats.std.astype(np.float32)},
+                        directory / POSITIONS_FILE, sae_id, "per-position log error z")
 
 
 def load_stats(directory: Path, meta: dict[str, Any], sae_id: str) -> PositionStats:
     """The statistics ``ood.json``'s ``position_score`` names, checked; :class:`UserError` otherwise."""
-    from safetensors import SafetensorError, safe_open
-
     path = directory / POSITIONS_FILE
-    again = "run `pai sae calibrate` again"
-    if not path.is_file():
-        raise UserError(f"{directory / 'ood.json'} names per-position statistics but {path} is missing: {again}")
-    data = path.read_bytes()
-    if meta.get("sha256") and hashlib.sha256(data).hexdigest() != meta["sha256"]:
-        raise UserError(f"{path} is not the file {directory / 'ood.json'} was calibrated with: {again}")
-    try:
-        with safe_open(str(path), framework="numpy") as f:
-            file_sae = (f.metadata() or {}).get("sae_id")
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable safetensors file ({exc}): {again}") from None
-    if file_sae is not None and file_sae != sae_id:
-        raise UserError(f"{path} was made for SAE {file_sae}, not {sae_id}: {again}")
-    missing = [n for n in (MEAN, STD) if n not in tensors]
-    if missing:
-        raise UserError(f"{path} has no tensor {', '.join(missing)} (has: {', '.join(sorted(tensors)) or 'none'})")
+    tensors = load_tensors(path, meta, sae_id, "per-position statistics", (MEAN, STD))
     mean, std = tensors[MEAN], tensors[STD]
     want = int(meta.get("num_tokens", mean.shape[0] if mean.ndim == 1 else -1))
     for name, t in ((MEAN, mean), (STD, std)):
         if t.shape != (want,):
             raise UserError(f"{path}: tensor '{name}' has shape {list(t.shape)}, expected [{want}] "
-                            f"(one value per token position): {again}")
-        if not (np.issubdtype(t.dtype, np.floating) and np.isfinite(t).all()):
-            raise UserError(f"{path}: tensor '{name}' must hold finite floating-point numbers: {again}")
+                            f"(one value per token position): {AGAIN}")
     if (std <= 0).any():
-        raise UserError(f"{path}: tensor '{STD}' must be positive everywhere: {again}")
+        raise UserError(f"{path}: tensor '{STD}' must be positive everywhere: {AGAIN}")
     return PositionStats(mean.astype(np.float64), std.astype(np.float64))

@@ -1,0 +1,194 @@
+"""Do the cameras agree with the joints? An OOD score that asks about the robot, not the picture.
+
+A policy that sees its arm in its cameras carries, in its image tokens, where the arm is. A
+ridge regression from the encoder's camera tokens to the robot state, fitted on in-distribution
+calibration frames, reads that back; on a frame where a camera is blocked, covered, swapped or
+otherwise unlike what the policy learned, the state it reads disagrees with the state the joints
+report. The score is that disagreement, per state dimension in units of its cross-fitted error
+on the calibration episodes, averaged over dimensions.
+
+Why it complements the SAE's per-position score (:mod:`pai_ros.sae.position_score`): generic
+novelty scores, from pixels to tokens, rank a table-coloured block over the demo's scene as
+ordinary, because it hides what made a frame unusual. This one is near chance where the policy
+ignores a corruption and high where the corruption changes what the policy does (measured in
+``bench/RESULTS.md``), which is what out of distribution *for the policy* means.
+
+Inputs: each camera's tokens (after the encoder, so they also saw the state token) averaged to
+at most ``POOLED_GRID`` cells, so the regression stays small for 480x640 cameras (600 tokens of
+512 values per frame). Only the camera tokens are read: the state token would give the state away.
+
+Status: measured by ``bench/bench_ood_detectors.py`` (``bench/RESULTS.md``), not yet fitted by
+``pai sae calibrate`` nor read by the node: a threshold fitted on a few calibration episodes
+alone flags far more than its target of clean frames, so calibration will take the training
+episodes as well, and the message needs a field of its own.
+
+Files (for that step): ``<sae>/ood_camera_state.safetensors`` (the regression, float32, the SAE id in its metadata);
+the threshold, cameras and file hash sit in ``ood.json`` under ``camera_state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pai_ros.errors import UserError
+from pai_ros.policy.layout import TokenLayout
+from pai_ros.sae.ood_files import AGAIN, load_tensors, save_tensors
+from pai_ros.sae.position_score import ScoreSettings, fold_of_groups, threshold_note
+
+CAMERA_STATE_FILE = "ood_camera_state.safetensors"
+POOLED_GRID = (4, 5)  # most cells (rows, columns) a camera's tokens are averaged to
+# Ridge penalty as a share of the inputs' dimension (the mean diagonal of the standardised
+# inputs' Gram matrix), so one setting suits 40 demo tokens and 600 real ones alike; measured on
+# the demo policy, where 0.006-0.06 gave the same AUROCs within 0.02.
+PENALTY_SHARE = 0.02
+MAX_FIT_FRAMES = 2000  # frames the regression is fitted on (evenly spaced): bounds its memory
+_TENSORS = ("weights", "input_mean", "input_scale", "state_mean", "error_scale")
+
+
+def camera_grids(layout: TokenLayout) -> dict[str, tuple[int, int]]:
+    return {c.name: (c.grid_h, c.grid_w) for c in layout.cameras}
+
+
+def camera_features(tokens: torch.Tensor | np.ndarray, layout: TokenLayout) -> np.ndarray:
+    """One frame's encoder tokens ``[S, d]`` as the regression's input: every camera's cells
+    averaged to at most ``POOLED_GRID``, concatenated in layout order (float32 ``[D]``)."""
+    t = torch.as_tensor(tokens).detach().float().cpu()
+    if t.ndim != 2 or t.shape[0] != layout.num_tokens:
+        raise ValueError(f"the frame has tokens of shape {list(t.shape)}, the layout {layout.num_tokens} tokens")
+    parts = []
+    for cam in layout.cameras:
+        grid = t[cam.slice].T.reshape(1, t.shape[1], cam.grid_h, cam.grid_w)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(grid, (min(cam.grid_h, POOLED_GRID[0]),
+                                                                min(cam.grid_w, POOLED_GRID[1])))
+        parts.append(pooled.reshape(-1))
+    return torch.cat(parts).numpy()
+
+
+@dataclass(frozen=True)
+class CameraStateProbe:
+    """The fitted regression: camera features -> robot state, and its in-distribution error."""
+
+    weights: np.ndarray  # [D, K] on standardised inputs
+    input_mean: np.ndarray  # [D]
+    input_scale: np.ndarray  # [D], never 0
+    state_mean: np.ndarray  # [K]
+    error_scale: np.ndarray  # [K] cross-fitted prediction error spread, never 0
+    cameras: dict[str, tuple[int, int]]  # camera -> token grid it was calibrated on
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        if x.shape[1] != self.weights.shape[0]:
+            raise ValueError(f"the frame gives {x.shape[1]} camera features, the calibration {self.weights.shape[0]}")
+        return (x - self.input_mean) / self.input_scale @ self.weights + self.state_mean
+
+    def scores(self, features: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """One score per frame: mean over state dimensions of (predicted - measured)^2 / error_scale^2."""
+        y = np.atleast_2d(np.asarray(states, dtype=np.float64))
+        if y.shape[1] != self.state_mean.shape[0]:
+            raise ValueError(f"the state has {y.shape[1]} values, the calibration {self.state_mean.shape[0]}")
+        return (((self.predict(features) - y) / self.error_scale) ** 2).mean(axis=1)
+
+    def score_frame(self, tokens: torch.Tensor | np.ndarray, layout: TokenLayout, state: np.ndarray) -> float:
+        """The score of one live frame; ValueError when its cameras or state are not the calibration's."""
+        grids = camera_grids(layout)
+        if grids != self.cameras:
+            raise ValueError(f"the cameras give token grids {grids}, the calibration had {self.cameras}")
+        return float(self.scores(camera_features(tokens, layout), state)[0])
+
+
+def _ridge(x: np.ndarray, y: np.ndarray) -> CameraStateProbe:
+    """Ridge regression on standardised inputs, in whichever of its primal or dual forms is smaller."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 1e-8, scale, 1.0)  # a constant input carries nothing; keep it finite
+    xs = (x - mean) / scale
+    y_mean = y.mean(axis=0)
+    penalty = PENALTY_SHARE * xs.shape[1]
+    if xs.shape[1] <= xs.shape[0]:
+        weights = np.linalg.solve(xs.T @ xs + penalty * np.eye(xs.shape[1]), xs.T @ (y - y_mean))
+    else:
+        weights = xs.T @ np.linalg.solve(xs @ xs.T + penalty * np.eye(xs.shape[0]), y - y_mean)
+    ones = np.ones(y.shape[1])
+    return CameraStateProbe(weights, mean, scale, y_mean, ones, {})
+
+
+def _evenly(n: int, limit: int) -> np.ndarray:
+    return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).round().astype(int)
+
+
+def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarray, cameras: dict[str, tuple[int, int]],
+                     settings: ScoreSettings) -> tuple[CameraStateProbe, dict[str, Any]]:
+    """The regression fitted on all calibration frames and its cross-fitted threshold (with a summary).
+
+    ``features`` ``[F, D]`` (:func:`camera_features`), ``states`` ``[F, K]``, ``groups`` the
+    episode of each frame. Each fold of episodes is predicted by a regression fitted without it;
+    those errors set the per-dimension error scale and, as scores, the ``1 - target_fpr`` threshold.
+    """
+    keep = _evenly(len(features), MAX_FIT_FRAMES)
+    x = np.asarray(features, dtype=np.float64)[keep]
+    y = np.asarray(states, dtype=np.float64)[keep]
+    groups = np.asarray(groups)[keep]
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise UserError("the camera-state score needs the robot state: this policy takes none")
+    fold = fold_of_groups(groups, settings.folds)
+    residuals = np.full(y.shape, np.nan)
+    for f in np.unique(fold):
+        held = fold == f
+        if (~held).sum() >= 2:
+            residuals[held] = _ridge(x[~held], y[~held]).predict(x[held]) - y[held]
+    done = np.isfinite(residuals).all(axis=1)
+    if done.sum() < 2:
+        raise UserError(f"need at least 2 cross-fitted calibration frames, got {int(done.sum())}: "
+                        "calibrate on more frames or episodes")
+    # A joint that never moved in calibration has no error to speak of: floor its scale at a small
+    # share of the typical joint's spread, so a wobble is not infinitely surprising.
+    floor = 1e-3 * max(float(y.std(axis=0).mean()), 1e-6)
+    error_scale = np.maximum(residuals[done].std(axis=0), floor)
+    held_out = ((residuals[done] / error_scale) ** 2).mean(axis=1)
+    threshold = float(np.quantile(held_out, 1.0 - settings.target_fpr))
+    fitted = _ridge(x, y)
+    probe = CameraStateProbe(fitted.weights, fitted.input_mean, fitted.input_scale, fitted.state_mean, error_scale,
+                             dict(cameras))
+    explained = 1.0 - (residuals[done] ** 2).sum(axis=0) / ((y[done] - y[done].mean(axis=0)) ** 2).sum(axis=0)
+    summary: dict[str, Any] = {
+        "file": CAMERA_STATE_FILE, "threshold": threshold, "target_fpr": settings.target_fpr,
+        "folds": settings.folds, "penalty_share": PENALTY_SHARE, "fit_frames": int(len(x)),
+        "held_out_frames": int(held_out.size), "held_out_p50": float(np.median(held_out)),
+        "held_out_max": float(held_out.max()), "feature_dim": int(x.shape[1]), "state_dim": int(y.shape[1]),
+        "cameras": {c: list(g) for c, g in cameras.items()},
+        # How much of each state dimension the cameras explain on held-out episodes (R^2): a
+        # dimension the cameras cannot see (near 0 or below) adds noise, not signal, to the score.
+        "state_explained": [round(float(v), 4) for v in explained],
+    }
+    note = threshold_note(held_out.size, settings.target_fpr, "camera-state")
+    if note:
+        summary["note"] = note
+    return probe, summary
+
+
+def save_probe(probe: CameraStateProbe, directory: Path, sae_id: str) -> str:
+    """Write the regression next to the SAE; returns the file's sha256."""
+    return save_tensors({name: getattr(probe, name).astype(np.float32) for name in _TENSORS},
+                        directory / CAMERA_STATE_FILE, sae_id, "camera tokens -> robot state disagreement")
+
+
+def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStateProbe:
+    """The regression ``ood.json``'s ``camera_state`` names, checked; :class:`UserError` otherwise."""
+    path = directory / CAMERA_STATE_FILE
+    t = load_tensors(path, meta, sae_id, "a camera-state regression", _TENSORS)
+    try:
+        cameras = {str(c): (int(g[0]), int(g[1])) for c, g in meta["cameras"].items()}
+        d, k = int(meta["feature_dim"]), int(meta["state_dim"])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        raise UserError(f"{directory / 'ood.json'}: its camera_state entry is incomplete: {AGAIN}") from None
+    want = {"weights": (d, k), "input_mean": (d,), "input_scale": (d,), "state_mean": (k,), "error_scale": (k,)}
+    for name, shape in want.items():
+        if t[name].shape != shape:
+            raise UserError(f"{path}: tensor '{name}' has shape {list(t[name].shape)}, expected {list(shape)}: {AGAIN}")
+    if (t["input_scale"] <= 0).any() or (t["error_scale"] <= 0).any():
+        raise UserError(f"{path}: its scales must be positive everywhere: {AGAIN}")
+    return CameraStateProbe(*(t[name].astype(np.float64) for name in _TENSORS), cameras)

@@ -1,0 +1,129 @@
+"""pai_ros.sae.camera_state: do the cameras agree with the joints? Fit, threshold, files, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pai_ros.errors import UserError
+from pai_ros.policy.layout import TokenLayout
+from pai_ros.sae.camera_state import (
+    CAMERA_STATE_FILE,
+    POOLED_GRID,
+    camera_features,
+    camera_grids,
+    fit_camera_state,
+    load_probe,
+    save_probe,
+)
+from pai_ros.sae.ood import auroc
+from pai_ros.sae.position_score import ScoreSettings
+
+D_MODEL = 16
+LAYOUT = TokenLayout.build(True, False, ["observation.images.front", "observation.images.wrist"], [(6, 8), (2, 3)])
+
+
+def frames(rng: np.random.Generator, episodes: int, per_episode: int, mixing: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Synthetic encoder tokens whose camera cells encode a 3-d robot state (plus noise)."""
+    n = episodes * per_episode
+    state = rng.uniform(-1.0, 1.0, size=(n, 3))
+    tokens = rng.normal(0.0, 0.05, size=(n, LAYOUT.num_tokens, D_MODEL))
+    cells = LAYOUT.num_tokens - LAYOUT.num_1d
+    tokens[:, LAYOUT.num_1d:] += (state @ mixing).reshape(n, cells, D_MODEL)
+    tokens[:, 1] = 5.0  # the state token: constant, so a regression could not lean on it anyway
+    return tokens.astype(np.float32), state, np.repeat(np.arange(episodes), per_episode)
+
+
+def features_of(tokens: np.ndarray) -> np.ndarray:
+    return np.stack([camera_features(t, LAYOUT) for t in tokens])
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(0)
+    mixing = rng.normal(size=(3, (LAYOUT.num_tokens - LAYOUT.num_1d) * D_MODEL))
+    tokens, state, groups = frames(rng, 10, 30, mixing)
+    probe, summary = fit_camera_state(features_of(tokens), state, groups, camera_grids(LAYOUT), ScoreSettings())
+    test_tokens, test_state, _ = frames(rng, 4, 30, mixing)
+    return probe, summary, test_tokens, test_state
+
+
+def test_features_pool_each_camera_to_at_most_the_pooled_grid() -> None:
+    tokens = torch.zeros(LAYOUT.num_tokens, D_MODEL)
+    front = LAYOUT.cameras[0]
+    tokens[front.slice] = 2.0
+    tokens[front.offset] = 2.0 + 12.0  # one cell of the front camera's 6x8 grid
+    feats = camera_features(tokens, LAYOUT)
+    front_cells = min(6, POOLED_GRID[0]) * min(8, POOLED_GRID[1])
+    assert feats.shape == ((front_cells + 2 * 3) * D_MODEL,)  # the 2x3 wrist grid is kept as it is
+    front_part = feats[:front_cells * D_MODEL].reshape(D_MODEL, front_cells)
+    # 6x8 -> 4x5 averages 2x2 windows at the corner: the bright cell lands in the first pooled cell only.
+    np.testing.assert_allclose(front_part[:, 0], 2.0 + 12.0 / 4)
+    np.testing.assert_allclose(front_part[:, 1:], 2.0)
+    assert np.allclose(feats[front_cells * D_MODEL:], 0.0)
+    with pytest.raises(ValueError, match="layout"):
+        camera_features(tokens[:-1], LAYOUT)
+
+
+def test_agreeing_frames_score_low_and_disagreeing_ones_high(fitted) -> None:
+    probe, summary, tokens, state = fitted
+    clean = probe.scores(features_of(tokens), state)
+    shuffled = probe.scores(features_of(tokens), state[::-1])  # the joints say one thing, the cameras another
+    covered = tokens.copy()
+    covered[:, LAYOUT.cameras[0].slice] = 0.0  # the front camera sees nothing
+    assert auroc(clean, shuffled) > 0.95 and auroc(clean, probe.scores(features_of(covered), state)) > 0.95
+    assert min(summary["state_explained"]) > 0.9
+    # The threshold is a cross-fitted 99th percentile: new in-distribution frames mostly stay under it.
+    assert (clean > summary["threshold"]).mean() < 0.05
+    assert summary["held_out_frames"] == 300 and summary["fit_frames"] == 300 and "note" in summary  # 300 < 1,000
+
+
+def test_the_probe_reads_only_camera_tokens(fitted) -> None:
+    probe, _, tokens, state = fitted
+    moved = tokens.copy()
+    moved[:, : LAYOUT.num_1d] += 100.0  # latent and state tokens carry the state itself: never read
+    np.testing.assert_allclose(probe.scores(features_of(moved), state), probe.scores(features_of(tokens), state))
+
+
+def test_score_frame_refuses_other_cameras_or_state_sizes(fitted) -> None:
+    probe, _, tokens, state = fitted
+    assert probe.score_frame(torch.from_numpy(tokens[0]), LAYOUT, state[0]) == pytest.approx(
+        probe.scores(features_of(tokens[:1]), state[:1])[0])
+    other = TokenLayout.build(True, False, ["observation.images.front", "observation.images.wrist"], [(6, 8), (3, 3)])
+    with pytest.raises(ValueError, match="token grids"):
+        probe.score_frame(np.zeros((other.num_tokens, D_MODEL)), other, state[0])
+    with pytest.raises(ValueError, match="state has 2 values"):
+        probe.score_frame(tokens[0], LAYOUT, state[0, :2])
+
+
+def test_files_round_trip_and_refuse_what_was_not_calibrated(fitted, tmp_path) -> None:
+    probe, summary, tokens, state = fitted
+    sha = save_probe(probe, tmp_path, "sae-a")
+    meta = {**json.loads(json.dumps(summary)), "sha256": sha}  # as ood.json keeps it
+    loaded = load_probe(tmp_path, meta, "sae-a")
+    assert loaded.cameras == probe.cameras
+    np.testing.assert_allclose(loaded.scores(features_of(tokens), state), probe.scores(features_of(tokens), state),
+                               rtol=1e-4)
+    with pytest.raises(UserError, match="made for SAE sae-a, not sae-b"):
+        load_probe(tmp_path, meta, "sae-b")
+    with pytest.raises(UserError, match="expected"):
+        load_probe(tmp_path, {**meta, "state_dim": 4}, "sae-a")
+    with pytest.raises(UserError, match="incomplete"):
+        load_probe(tmp_path, {k: v for k, v in meta.items() if k != "cameras"}, "sae-a")
+    (tmp_path / CAMERA_STATE_FILE).write_bytes((tmp_path / CAMERA_STATE_FILE).read_bytes()[:-8])
+    with pytest.raises(UserError, match="is not the file"):
+        load_probe(tmp_path, meta, "sae-a")
+    (tmp_path / CAMERA_STATE_FILE).unlink()
+    with pytest.raises(UserError, match="is missing"):
+        load_probe(tmp_path, meta, "sae-a")
+
+
+def test_a_policy_without_state_or_too_few_frames_is_one_clear_line() -> None:
+    feats = np.zeros((4, 10))
+    with pytest.raises(UserError, match="takes none"):
+        fit_camera_state(feats, np.zeros((4, 0)), np.arange(4), {}, ScoreSettings())
+    with pytest.raises(UserError, match="at least 2 cross-fitted"):
+        fit_camera_state(feats[:1], np.zeros((1, 3)), np.zeros(1), {}, ScoreSettings())
