@@ -79,7 +79,8 @@ def build_bag(path: Path, ticks: int, compression: str) -> int:
                                              mean_l0=31.5, reconstruction_error=0.1, ood_threshold=0.3, is_ood=False,
                                              ood_score=math.nan, ood_score_threshold=math.nan, steered=False,
                                              steering_mode="", steered_features=np.zeros(0, np.uint32),
-                                             steering_values=np.zeros(0, np.float32), steering_remaining_s=0.0)
+                                             steering_values=np.zeros(0, np.float32), steering_remaining_s=0.0,
+                                             camera_state_score=math.nan, camera_state_threshold=math.nan)
             w.write("/features", FEATURE_ACTIVATIONS_TYPE, ser(fa, FEATURE_ACTIVATIONS_TYPE), recv + 2)
             n += 5
             if t % 30 == 0:

@@ -94,7 +94,8 @@ def write_full_bag(path: Path, **writer_kwargs) -> Path:
                 ood_threshold=math.nan if i % 2 else 0.5, is_ood=i % 2 == 0,
                 ood_score=1.5 * i, ood_score_threshold=4.0, steered=i == 3, steering_mode="ablate" if i == 3 else "",
                 steered_features=np.array([7] if i == 3 else [], np.uint32),
-                steering_values=np.array([0.0] if i == 3 else [], np.float32), steering_remaining_s=0.5)
+                steering_values=np.array([0.0] if i == 3 else [], np.float32), steering_remaining_s=0.5,
+                camera_state_score=0.25 * i, camera_state_threshold=2.0)
             w.write("/features", FEATURE_ACTIVATIONS_TYPE, ser(fa, FEATURE_ACTIVATIONS_TYPE), t + 6)
             diag = T["diagnostic_msgs/msg/DiagnosticArray"](header=hdr(i), status=[
                 DS(level=2, name="pai/policy", message="stale", hardware_id="gpu0",
@@ -172,7 +173,8 @@ def test_features_table(converted) -> None:
         "feature_indices:list<element: uint32>", "activations:list<element: float>",
         "token_counts:list<element: uint32>", "num_tokens:uint32", "mean_l0:float", "reconstruction_error:float",
         "ood_threshold:float", "is_ood:bool", "ood_score:float", "ood_score_threshold:float", "steered:bool",
-        "steering_mode:string", "steered_features:list<element: uint32>", "steering_values:list<element: float>"]
+        "steering_mode:string", "steered_features:list<element: uint32>", "steering_values:list<element: float>",
+        "camera_state_score:float", "camera_state_threshold:float"]
     rows = table(out, "features")
     assert [r["stamp_ns"] for r in rows] == [stamp_ns(i) for i in range(N)]
     assert [r["recv_ns"] for r in rows] == [T0 + i * PERIOD_NS + 6 for i in range(N)]
@@ -183,6 +185,7 @@ def test_features_table(converted) -> None:
     assert math.isnan(r["ood_threshold"]) and rows[2]["ood_threshold"] == 0.5 and rows[2]["is_ood"]
     assert (r["ood_score"], r["ood_score_threshold"], r["steered"], r["steering_mode"], r["steered_features"],
             r["steering_values"]) == (4.5, 4.0, True, "ablate", [7], [0.0])
+    assert (r["camera_state_score"], r["camera_state_threshold"]) == (0.75, 2.0)
     assert not rows[2]["steered"] and rows[2]["steered_features"] == [] and rows[2]["steering_mode"] == ""
 
 

@@ -274,6 +274,13 @@ def test_the_tick_reports_the_score(calibrated, tiny_act: Path) -> None:
         if f.is_ood:
             assert "per-position OOD score" in live.health.report().message
         assert live.diagnostics(T0).values["ood_score_threshold"] != "none"
+        # The tiny policy takes the robot state, so the calibration has the camera-state score too.
+        assert f.camera_state_score is not None and np.isfinite(f.camera_state_score)
+        assert f.camera_state_threshold == pytest.approx(json.loads((sae_dir / "ood.json").read_text())
+                                                         ["camera_state"]["threshold"])
+        if f.cameras_disagree:
+            assert "cameras disagree with the joints" in live.health.report().message
+        assert live.diagnostics(T0).values["camera_state_threshold"] != "none"
     finally:
         live.close()
 
@@ -287,10 +294,13 @@ def test_the_message_carries_the_score_and_the_verdict() -> None:
 
     ff = FrameFeatures(np.array([2], np.uint32), np.array([1.5], np.float32), np.array([3], np.uint32), 4, 1.0, 0.5,
                        np.zeros(0), np.zeros(0), np.zeros(0))
-    msg = feature_activations(ff, "abc", 8, Time(), 10.0, ood_score=7.0, ood_score_threshold=5.0, is_ood=True)
+    msg = feature_activations(ff, "abc", 8, Time(), 10.0, ood_score=7.0, ood_score_threshold=5.0, is_ood=True,
+                              camera_state_score=0.5, camera_state_threshold=3.0)
     assert (msg.ood_score, msg.ood_score_threshold, msg.is_ood) == (7.0, 5.0, True)
+    assert (msg.camera_state_score, msg.camera_state_threshold) == (0.5, 3.0)
     legacy = feature_activations(ff, "abc", 8, Time(), 0.25)
     assert np.isnan(legacy.ood_score) and np.isnan(legacy.ood_score_threshold) and legacy.is_ood
+    assert np.isnan(legacy.camera_state_score) and np.isnan(legacy.camera_state_threshold)
 
 
 def test_recorded_features_carry_the_score_as_the_live_message_does(calibrated, tiny_dataset, tmp_path: Path) -> None:
@@ -310,3 +320,48 @@ def test_recorded_features_carry_the_score_as_the_live_message_does(calibrated, 
     for r in rows:
         assert np.isfinite(r["ood_score"]) and r["ood_score_threshold"] == pytest.approx(cal.score_threshold)
         assert r["is_ood"] == (r["ood_score"] > r["ood_score_threshold"])
+        assert np.isfinite(r["camera_state_score"])
+        assert r["camera_state_threshold"] == pytest.approx(cal.camera_state_threshold)
+
+
+# ------------------------------------------------------ do the cameras agree with the joints?
+
+
+def test_calibration_fits_the_camera_state_score_beside_the_others(calibrated) -> None:
+    from pai_ros.sae.camera_state import CAMERA_STATE_FILE
+    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.ood import load_calibration
+
+    sae_dir, result, written, _ = calibrated
+    cs = json.loads((sae_dir / "ood.json").read_text())["camera_state"]
+    assert sae_dir / CAMERA_STATE_FILE in written and cs["file"] == CAMERA_STATE_FILE
+    # Episodes 0-1 of the tiny dataset alone: too few for a steady regression, and ood.json says so.
+    assert cs["episodes"] == 2 and "fewer than 20" in cs["episodes_note"] and cs["state_dim"] == 3
+    assert set(result.report["corruptions"]["occlusion"]) >= {"camera_state_auroc", "camera_state_flagged_fraction"}
+    cal, why = load_calibration(sae_dir, load_sae(sae_dir).sae_id)
+    assert cal.camera_state is not None and cal.camera_state_threshold == pytest.approx(cs["threshold"])
+    assert "camera-state threshold" in why
+
+
+def test_the_live_sae_scores_the_cameras_against_the_joints(calibrated) -> None:
+    from pai_ros.live.sae import LiveSae
+
+    sae_dir, _, _, runner = calibrated
+    live, _ = LiveSae.load(str(sae_dir), runner)
+    probe = live.calibration.camera_state
+    obs = random_obs()
+    runner.reset()
+    tick = runner.step(obs)
+    tokens, layout = tick.capture.encoder_output[0], tick.capture.layout
+    out = live.encode(tokens, 5, layout, obs.state)
+    assert out.camera_state_score == pytest.approx(probe.score_frame(tokens, layout, obs.state))
+    assert out.camera_state_threshold == live.camera_state_threshold
+    assert out.cameras_disagree == (out.camera_state_score > out.camera_state_threshold)
+    # The joints report a state far from what the cameras show: the score rises past the threshold.
+    far = live.encode(tokens, 5, layout, obs.state + 20.0 * probe.error_scale.astype(np.float32))
+    assert far.camera_state_score > out.camera_state_score and far.cameras_disagree
+    # A tick without the robot state has no score, and the diagnostics say why (is_ood is untouched).
+    none = live.encode(tokens, 5)
+    assert none.camera_state_score is None and none.camera_state_threshold is None and not none.cameras_disagree
+    assert "no robot state" in live.diagnostics()["camera_state_problem"]
+    assert none.is_ood == out.is_ood

@@ -73,6 +73,39 @@ def test_ood_ticks_are_flagged_and_warned_but_still_act(tiny_act: Path, tiny_sae
             p.stop()
 
 
+def test_the_camera_state_score_is_published_beside_the_flag(tiny_act: Path, tiny_sae: Path, tiny_dataset,
+                                                            ros_env: dict, tmp_path: Path) -> None:
+    """Calibrated by the real `calibrate` (the tiny policy takes the robot state): the node publishes
+    whether the cameras agree with the joints on every features message and in /diagnostics."""
+    from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.calibrate import calibrate, write_calibration
+    from pai_ros.sae.model import load_sae
+
+    sae = tmp_path / "sae"
+    shutil.copytree(tiny_sae, sae)
+    runner = activations_runner(tiny_act, "cpu")
+    loaded = load_sae(sae)
+    write_calibration(loaded, calibrate(runner, loaded, tiny_dataset[0], [0, 1, 2], progress=False))
+    runner.close()
+    threshold = json.loads((sae / "ood.json").read_text())["camera_state"]["threshold"]
+    probe = Probe(TOPICS, ros_env)
+    node = start_node(tiny_act, ros_env, "-p", f"sae_path:={sae}")
+    robot = start_robot(ros_env)
+    try:
+        assert "camera-state threshold" in "\n".join(node.lines)
+        msg = probe.wait_for(lambda m: m["topic"] == "features", 60)
+        assert msg["camera_state_score"] >= 0 and msg["camera_state_threshold"] == pytest.approx(threshold, rel=1e-6)
+        # The first diagnostics may go out before the first tick: wait for one after it.
+        d = probe.wait_for(lambda m: m["topic"] == "/diagnostics"
+                           and diag(m)["values"].get("camera_state_score", "nan") != "nan", 30)
+        values = diag(d)["values"]
+        assert float(values["camera_state_threshold"]) == pytest.approx(threshold, rel=1e-4)
+        assert float(values["camera_state_score"]) >= 0 and "camera_state_problem" not in values
+    finally:
+        for p in (robot, node, probe):
+            p.stop()
+
+
 def test_sae_of_another_width_is_refused_at_start(tiny_act: Path, ros_env: dict, tmp_path: Path) -> None:
     sae = tmp_path / "sae16"
     sae.mkdir()

@@ -6,6 +6,7 @@ Parquet of another schema, a results directory without analysis.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,39 @@ def test_analyse_bad_inputs(pipeline, tmp_path) -> None:
     pq.write_table(pa.table({"stamp_ns": [1, 2], "x": [0.5, 0.7]}), other / "episode_000000" / "features.parquet")
     one_line_error(run_pai("features", "analyse", str(other), "--quiet"), "is not a pai_ros features table")
     one_line_error(run_pai("features", "ui", str(pipeline["work"] / "acts")), "has no analysis yet")
+
+
+def test_calibration_with_training_episodes_fits_the_camera_state_score(pipeline, tmp_path) -> None:
+    """The regression learns from other episodes too; its figures land in ood.json and the report."""
+    sae = tmp_path / "sae"
+    shutil.copytree(pipeline["sae"], sae)
+    out = ok(run_pai("sae", "calibrate", "--sae", str(sae), "--policy-path", str(pipeline["policy"]),
+                     "--dataset-root", str(pipeline["root"]), "--episode", "0", "--evaluate-episode", "2",
+                     "--state-fit-dataset-root", str(pipeline["root"]), "--state-fit-episode", "1",
+                     "--state-fit-frame-stride", "3", "--quiet"))
+    cal = json.loads((sae / "ood.json").read_text())
+    cs = cal["camera_state"]
+    # 12 calibration frames + every 3rd of episode 1's 12 = 16 frames, 2 episodes (so a note says: too few).
+    assert (cs["fit_frames"], cs["episodes"], cs["state_dim"]) == (16, 2, 3)
+    assert cal["camera_state_fit"] == {"dataset_root": str(pipeline["root"]), "episodes": [1], "frame_stride": 3}
+    assert (sae / cs["file"]).is_file() and len(cs["sha256"]) == 64
+    assert f"camera-state threshold {cs['threshold']:.4g}" in out and f"note: {cs['episodes_note']}" in out
+    report = json.loads((sae / "ood_report.json").read_text())
+    assert all(0.0 <= r["camera_state_auroc"] <= 1.0 for r in report["corruptions"].values())
+    assert "camera-state AUROC" in out
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--state-fit-episode", "1"], "--state-fit-episode needs --state-fit-dataset-root"),
+    (["--state-fit-dataset-root", "ROOT", "--state-fit-frame-stride", "0"], "must be at least 1"),
+    (["--state-fit-dataset-root", "ROOT", "--state-fit-episode", "0", "2"], "shares episode(s) [0, 2]"),
+])
+def test_camera_state_fit_bad_input_is_one_line(pipeline, tmp_path, extra, needle) -> None:
+    sae = tmp_path / "sae"
+    shutil.copytree(pipeline["sae"], sae)
+    before = (sae / "ood.json").read_bytes()
+    extra = [str(pipeline["root"]) if a == "ROOT" else a for a in extra]
+    one_line_error(run_pai("sae", "calibrate", "--sae", str(sae), "--policy-path", str(pipeline["policy"]),
+                           "--dataset-root", str(pipeline["root"]), "--episode", "0", "--evaluate-episode", "2",
+                           *extra, "--quiet"), needle)
+    assert (sae / "ood.json").read_bytes() == before  # refused before any work: the old calibration stands

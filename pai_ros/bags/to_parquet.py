@@ -293,7 +293,7 @@ def _closure(lookup: dict, roots: list[str]) -> dict:
 # Fields appended to our messages after their first release: bags recorded earlier lack them.
 APPENDED_FIELDS = {FEATURES: frozenset(
     ("ood_score", "ood_score_threshold", "steered", "steering_mode", "steered_features", "steering_values",
-     "steering_remaining_s"))}
+     "steering_remaining_s", "camera_state_score", "camera_state_threshold"))}
 
 
 def _incompatibility(store: Typestore, base: Typestore, msgtype: str) -> str | None:
@@ -558,7 +558,9 @@ class _Converter:
             ood_score=getattr(m, "ood_score", math.nan),
             ood_score_threshold=getattr(m, "ood_score_threshold", math.nan),
             steered=bool(getattr(m, "steered", False)), steering_mode=getattr(m, "steering_mode", ""),
-            steered_features=getattr(m, "steered_features", []), steering_values=getattr(m, "steering_values", []))
+            steered_features=getattr(m, "steered_features", []), steering_values=getattr(m, "steering_values", []),
+            camera_state_score=getattr(m, "camera_state_score", math.nan),
+            camera_state_threshold=getattr(m, "camera_state_threshold", math.nan))
 
     def _joint_state(self, topic: str, recv_ns: int, m: Any) -> None:
         common = {"stamp_ns": self._stamp(m), "recv_ns": recv_ns, "topic": topic, "name": list(m.name),

@@ -97,6 +97,19 @@ float32[] steering_values
 
 # How many seconds of steering remained when the tick ran (0 when not steered).
 float32 steering_remaining_s
+
+# ---- appended later: whether the cameras agree with the joints ----
+
+# How far the robot state the policy's camera tokens imply lies from the state the joints
+# report, per state dimension in units of its error on in-distribution episodes, averaged over
+# dimensions (`pai sae calibrate` fits the regression; see pai_ros.sae.camera_state). High when
+# a camera is blocked, covered or swapped in a way that changes what the policy reads. Reported
+# beside is_ood, never folded into it. NaN when the calibration has none, or the policy takes no
+# robot state.
+float32 camera_state_score
+
+# The threshold camera_state_score is compared with (from the calibration); NaN without one.
+float32 camera_state_threshold
 """
 
 _CHECKOUT_MSG = Path(__file__).resolve().parents[2] / "msg" / "FeatureActivations.msg"

@@ -106,6 +106,14 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
             else:
                 row.update(ood_score=score, ood_score_threshold=calibration.score_threshold,
                            is_ood=score > calibration.score_threshold)
+        if calibration is not None and calibration.camera_state is not None and frame.state is not None:
+            # As the live node does: whether the cameras agree with the joints, beside is_ood.
+            try:
+                camera = calibration.camera_state_score(cap.encoder_output[0], cap.layout, frame.state)
+            except ValueError:
+                pass
+            else:
+                row.update(camera_state_score=camera, camera_state_threshold=calibration.camera_state_threshold)
         for key, value in row.items():
             features[key].append(value)
         token_index, feature_index, activation = ff.sparse_tokens()

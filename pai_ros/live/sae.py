@@ -35,6 +35,15 @@ class FeaturesOutput:
     is_ood: bool  # by the per-position score when calibrated with one, else by the reconstruction error
     ood_score: float | None = None  # per-position score (None: no statistics, or they do not fit)
     ood_score_threshold: float | None = None
+    # Whether the cameras agree with the joints (None: not calibrated, no state, or it does not fit).
+    camera_state_score: float | None = None
+    camera_state_threshold: float | None = None
+
+    @property
+    def cameras_disagree(self) -> bool:
+        """The camera-state score is over its threshold (reported beside ``is_ood``, not in it)."""
+        return (self.camera_state_score is not None and self.camera_state_threshold is not None
+                and self.camera_state_score > self.camera_state_threshold)
 
     def ood_reason(self) -> str:
         """Why the tick is out of distribution, for the node's status line."""
@@ -56,6 +65,8 @@ class LiveSae:
     # Set when the frames have another number of tokens than the per-position statistics
     # (calibrated with other camera sizes): the score is off, is_ood falls back to the error.
     score_problem: str | None = None
+    last_camera_state: float = float("nan")
+    camera_state_problem: str | None = None  # set when this tick's cameras or state do not fit the calibration
     last_ood: bool = False
     ood_ticks: int = 0
     encode_s: deque = field(default_factory=lambda: deque(maxlen=1000))
@@ -91,13 +102,35 @@ class LiveSae:
         return cal.score_threshold if cal is not None and cal.has_score else None
 
     @property
+    def camera_state_threshold(self) -> float | None:
+        cal = self.calibration
+        return cal.camera_state_threshold if cal is not None and cal.camera_state is not None else None
+
+    @property
     def num_features(self) -> int:
         return self.loaded.cfg.d_sae
 
-    def encode(self, tokens: torch.Tensor, top_n: int) -> FeaturesOutput:
-        """Encode one forward pass's encoder tokens ``[S, d]`` and judge them against the calibration."""
+    def _camera_state(self, tokens: torch.Tensor, layout: TokenLayout | None,
+                      state: np.ndarray | None) -> tuple[float | None, str | None]:
+        """This tick's camera-state score (None without a calibration for it) and why it is off, if it is."""
+        if self.camera_state_threshold is None or self.calibration is None:
+            return None, None
+        if layout is None or state is None:
+            return None, "camera-state score off: this tick has no robot state or token layout"
+        try:
+            return self.calibration.camera_state_score(tokens, layout, state), None
+        except ValueError as exc:
+            return None, f"camera-state score off: {exc} (recalibrate with this policy and cameras)"
+
+    def encode(self, tokens: torch.Tensor, top_n: int, layout: TokenLayout | None = None,
+               state: np.ndarray | None = None) -> FeaturesOutput:
+        """Encode one forward pass's encoder tokens ``[S, d]`` and judge them against the calibration.
+
+        ``layout`` and ``state`` (the robot state the policy was given) feed the camera-state score.
+        """
         t0 = time.perf_counter()
         frame = encode_frame(self.loaded.sae, tokens, top_n)
+        camera_score, camera_problem = self._camera_state(tokens, layout, state)
         score, score_threshold, problem = None, self.score_threshold, None
         if score_threshold is not None and self.calibration is not None:
             try:
@@ -114,9 +147,12 @@ class LiveSae:
             self.last_error, self.last_ood = frame.reconstruction_error, is_ood
             self.last_score = float("nan") if score is None else score
             self.score_problem = problem
+            self.last_camera_state = float("nan") if camera_score is None else camera_score
+            self.camera_state_problem = camera_problem
             self.ood_ticks += int(is_ood)
         return FeaturesOutput(frame, self.loaded.sae_id, self.num_features, self.threshold, is_ood,
-                              score, score_threshold)
+                              score, score_threshold, camera_score,
+                              None if camera_score is None else self.camera_state_threshold)
 
     def feature_grids(self, frame: FrameFeatures, layout: TokenLayout, feature: int) -> dict[str, np.ndarray]:
         """Per camera, the feature's activation per cell scaled to [0, 1] by its strongest activation so far."""
@@ -143,12 +179,15 @@ class LiveSae:
         ood = f"OOD threshold {self.threshold:.4g}" if self.calibration else "no OOD calibration"
         if self.score_threshold is not None:
             ood += f", per-position OOD score threshold {self.score_threshold:.4g}"
+        if self.camera_state_threshold is not None:
+            ood += f", camera-state threshold {self.camera_state_threshold:.4g}"
         return f"SAE {self.loaded.sae_id} ({self.num_features} features, {ood})"
 
     def diagnostics(self) -> dict[str, str]:
         with self._lock:
             ms = np.asarray(self.encode_s) * 1000.0
             error, ood_ticks, score, problem = self.last_error, self.ood_ticks, self.last_score, self.score_problem
+            camera, camera_problem = self.last_camera_state, self.camera_state_problem
         values = {"sae_id": self.loaded.sae_id, "reconstruction_error": f"{error:.5g}",
                   "ood_threshold": "none" if self.threshold is None else f"{self.threshold:.5g}",
                   "ood_score": f"{score:.5g}",
@@ -156,4 +195,9 @@ class LiveSae:
                   "ood_ticks": str(ood_ticks), "sae_encode_mean_ms": f"{ms.mean():.2f}" if ms.size else "nan"}
         if problem:
             values["ood_score_problem"] = problem
+        camera_threshold = self.camera_state_threshold
+        values["camera_state_score"] = f"{camera:.5g}"
+        values["camera_state_threshold"] = "none" if camera_threshold is None else f"{camera_threshold:.5g}"
+        if camera_problem:
+            values["camera_state_problem"] = camera_problem
         return values

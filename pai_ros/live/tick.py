@@ -332,7 +332,8 @@ class LiveTick:
         plan = self._published(self._plan(result))
         features, feature_maps = None, {}
         if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
-            features = sae.encode(result.capture.encoder_output[0], self.config.features_top_n)
+            features = sae.encode(result.capture.encoder_output[0], self.config.features_top_n,
+                                  result.capture.layout, state)
             for feature in self.config.feature_heatmaps:
                 grids = sae.feature_grids(features.frame, result.capture.layout, feature)
                 for cam in self.heatmap_cameras:
@@ -353,6 +354,11 @@ class LiveTick:
             # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
             level = Level.WARN
             message += f"; out of distribution: {features.ood_reason()}"
+        if features is not None and features.cameras_disagree:
+            # Beside is_ood, not in it: the cameras read a robot state the joints do not report.
+            level = Level.WARN
+            message += (f"; cameras disagree with the joints: camera-state score {features.camera_state_score:.4g} "
+                        f"> threshold {features.camera_state_threshold:.4g}")
         capture = result.capture or result.executed_capture
         if method in GRADIENT_LIVE_METHODS and capture is not None and capture.explanation_error:
             # The action went out as always; only the picture is missing this tick.
@@ -477,6 +483,9 @@ class LiveTick:
             values["heatmap_method_refused"] = self.heatmap_refused
         if score_problem and level == Level.OK:  # is_ood fell back to the reconstruction error
             level, message = Level.WARN, f"{message}; {score_problem}"
+        camera_problem = sae.camera_state_problem if sae is not None else None
+        if camera_problem and level == Level.OK:  # calibrated for it, yet no camera-state score this tick
+            level, message = Level.WARN, f"{message}; {camera_problem}"
         return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
 
     def close(self) -> None:

@@ -95,7 +95,8 @@ def joint_state(names: list[str], values: np.ndarray, stamp: Time, frame_id: str
 
 def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Time, threshold: float | None,
                         frame_id: str = "", *, ood_score: float | None = None,
-                        ood_score_threshold: float | None = None, is_ood: bool | None = None) -> Any:
+                        ood_score_threshold: float | None = None, is_ood: bool | None = None,
+                        camera_state_score: float | None = None, camera_state_threshold: float | None = None) -> Any:
     """``pai_ros/msg/FeatureActivations`` from a :class:`pai_ros.sae.frame.FrameFeatures`.
 
     ``is_ood`` is the caller's verdict (the live SAE judges by the per-position score when it
@@ -130,6 +131,8 @@ def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Ti
     # Appended fields: NaN says "not computed" (0.0 would read as a perfectly in-distribution score).
     msg.ood_score = float("nan") if ood_score is None else float(ood_score)
     msg.ood_score_threshold = float("nan") if ood_score_threshold is None else float(ood_score_threshold)
+    msg.camera_state_score = float("nan") if camera_state_score is None else float(camera_state_score)
+    msg.camera_state_threshold = float("nan") if camera_state_threshold is None else float(camera_state_threshold)
     return msg
 
 

@@ -196,7 +196,8 @@ class PolicyNode(Node):
             f = out.features
             msg = feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold,
                                       ood_score=f.ood_score, ood_score_threshold=f.ood_score_threshold,
-                                      is_ood=f.is_ood)
+                                      is_ood=f.is_ood, camera_state_score=f.camera_state_score,
+                                      camera_state_threshold=f.camera_state_threshold)
             self.features_pub.publish(mark_steering(msg, out.steering))
         for (feature, cam), rgb in out.feature_heatmaps.items():
             msg = rgb_image(rgb, header(out.camera_stamps_ns[cam], out.camera_frame_ids[cam]))

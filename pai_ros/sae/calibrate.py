@@ -1,8 +1,12 @@
 """``pai sae calibrate``: fit the OOD thresholds, and measure them against corrupted cameras.
 
-Two scores come out of one pass over the calibration episodes: the frame-level reconstruction
-error (FVU, threshold by ``rule``) and the per-position score (statistics per token position and
-a cross-fitted threshold at a target false-positive rate, :mod:`pai_ros.sae.position_score`).
+Three scores come out of one pass over the calibration episodes: the frame-level reconstruction
+error (FVU, threshold by ``rule``), the per-position score (statistics per token position and
+a cross-fitted threshold at a target false-positive rate, :mod:`pai_ros.sae.position_score`),
+and, for a policy that takes the robot state, whether the cameras agree with the joints
+(:mod:`pai_ros.sae.camera_state`; its regression also learns from ``state_fit`` episodes, usually
+the policy's training episodes, because a few calibration episodes alone give it a threshold that
+flags far more than its target).
 """
 
 from __future__ import annotations
@@ -17,13 +21,23 @@ from pai_ros import __version__
 from pai_ros.data.episodes import iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.policy.layout import TokenLayout
+from pai_ros.policy.over_dataset import run_episode
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.camera_state import (
+    CAMERA_STATE_FILE,
+    CameraStateProbe,
+    camera_features,
+    camera_grids,
+    fit_camera_state,
+    save_probe,
+)
+from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.ood import (
     OOD_FILE,
     auroc,
     corruptions,
-    episode_token_errors,
     fit_threshold,
 )
 from pai_ros.sae.plots import plot_ood
@@ -48,6 +62,12 @@ def check_dimensions(runner: PolicyRunner, loaded: LoadedSae) -> None:
                         f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
 
 
+# Fewer episodes than this behind the camera-state regression: it fits them better than new ones
+# and its threshold flags more than its target (on the demo: 8 episodes flagged 15.6% of clean
+# frames, 48 flagged none; bench/RESULTS.md).
+STEADY_STATE_FIT_EPISODES = 20
+
+
 @dataclass
 class CalibrationResult:
     calibration: dict[str, Any]  # what ood.json holds
@@ -57,71 +77,151 @@ class CalibrationResult:
     positions: PositionStats | None = None  # per-position statistics (None: too few frames for them)
     clean_scores: np.ndarray | None = None
     corrupted_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    camera_state: CameraStateProbe | None = None  # None: the policy takes no state, or too few frames
 
 
-def _errors(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int], progress: bool, label: str,
-            transform: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(FVU [F], token errors [F, S], episode of each frame [F]) over ``episodes``."""
-    fvu, tokens, groups = [], [], []
+@dataclass
+class Pass:
+    """What one pass of the policy (and SAE) over some episodes gives, per frame."""
+
+    fvu: np.ndarray  # [F] (empty without an SAE)
+    token_errors: np.ndarray  # [F, S]
+    groups: np.ndarray  # [F] episode
+    features: np.ndarray  # [F, D] camera features (camera_state.camera_features)
+    states: np.ndarray | None  # [F, K] robot state the policy was given (None: it takes none)
+    layout: TokenLayout | None
+
+
+@dataclass(frozen=True)
+class StateFit:
+    """Episodes the camera-state regression learns from besides the calibration episodes."""
+
+    root: Path
+    episodes: list[int]
+    frame_stride: int = 2  # neighbouring frames are alike: every other one is enough
+
+
+def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: list[int], progress: bool, label: str,
+          transform: Any = None, stride: int = 1) -> Pass:
+    """Run every ``stride``-th frame of ``episodes`` (the SAE is skipped when ``loaded`` is None)."""
+    fvu, errors, groups, features, states = [], [], [], [], []
+    layout = None
+    info = read_info(root)
     for e in episodes:
-        f, t = episode_token_errors(runner, loaded, root, e, transform=transform, progress=progress,
-                                    desc=f"{label} ep {e}")
-        fvu.append(f)
-        tokens.append(t)
-        groups.append(np.full(f.size, e))
-    return np.concatenate(fvu), np.concatenate(tokens), np.concatenate(groups)
+        for frame, tick in run_episode(runner, root, e, info=info, transform=transform, progress=progress,
+                                       desc=f"{label} ep {e}"):
+            if frame.frame_index % stride:
+                continue
+            if tick.capture is None or tick.capture.encoder_output is None:
+                raise RuntimeError("the runner did not capture the encoder output")
+            tokens = tick.capture.encoder_output[0]
+            layout = tick.capture.layout
+            if loaded is not None:
+                ff = encode_frame(loaded.sae, tokens)
+                fvu.append(ff.reconstruction_error)
+                errors.append(ff.token_errors)
+            groups.append(e)
+            features.append(camera_features(tokens, layout))
+            # The corruptions measured here change images only, so the frame's state is what the policy saw.
+            states.append(frame.state)
+    has_state = bool(states) and all(st is not None and np.size(st) > 0 for st in states)
+    width = len(errors[0]) if errors else 0
+    return Pass(np.asarray(fvu, dtype=np.float64), np.asarray(errors, dtype=np.float64).reshape(len(errors), width),
+                np.asarray(groups), np.stack(features) if features else np.zeros((0, 0), np.float32),
+                np.stack(states).astype(np.float64) if has_state else None, layout)
+
+
+def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
+                      calibration: dict[str, Any]) -> CameraStateProbe | None:
+    """The camera-state regression, its summary put in ``calibration`` (or why there is none)."""
+    if cal.states is None or cal.layout is None or not cal.layout.has_state:
+        calibration["camera_state_skipped"] = "the policy takes no robot state to compare the cameras with"
+        return None
+    parts = [cal] if extra is None or extra.states is None else [cal, extra]
+    # Folds are whole episodes; the extra dataset's episodes must not share ids with the calibration's.
+    offset = 1 + int(cal.groups.max())
+    groups = np.concatenate([p.groups + (0 if i == 0 else offset) for i, p in enumerate(parts)])
+    try:
+        probe, summary = fit_camera_state(np.concatenate([p.features for p in parts]),
+                                          np.concatenate([p.states for p in parts]), groups,
+                                          camera_grids(cal.layout), settings)
+    except UserError as exc:
+        calibration["camera_state_skipped"] = str(exc)
+        return None
+    episodes = summary["episodes"]
+    if episodes < STEADY_STATE_FIT_EPISODES:
+        summary["episodes_note"] = (
+            f"the camera-state regression learned from {episodes} episodes: with fewer than "
+            f"{STEADY_STATE_FIT_EPISODES} it fits them better than new ones and its threshold flags more than "
+            "its target; add the policy's training episodes (--state-fit-dataset-root)")
+    calibration["camera_state"] = summary
+    return probe
 
 
 def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int], *, rule: str = "p99",
               sigmas: float = 3.0, evaluate: list[int] | None = None, progress: bool = True,
-              score: ScoreSettings | None = None) -> CalibrationResult:
+              score: ScoreSettings | None = None, state_fit: StateFit | None = None) -> CalibrationResult:
     check_dimensions(runner, loaded)
     score = score or ScoreSettings()
     info = read_info(root)
-    errors, token_errors, groups = _errors(runner, loaded, root, episodes, progress, "calibrate")
-    fit = fit_threshold(errors, rule, sigmas)
+    cal = _pass(runner, loaded, root, episodes, progress, "calibrate")
+    fit = fit_threshold(cal.fvu, rule, sigmas)
     calibration = {"sae_id": loaded.sae_id, "pai_ros_version": __version__, "score": "per-frame FVU",
                    "policy_path": str(runner.loaded.path), "dataset_root": str(root), "episodes": episodes, **fit}
     positions = None
     try:
-        positions, summary = calibrate_positions(token_errors, groups, score)
+        positions, summary = calibrate_positions(cal.token_errors, cal.groups, score)
         calibration["position_score"] = {"file": POSITIONS_FILE, **summary}
     except UserError as exc:
         # Too few frames for held-out statistics: the frame-level threshold still stands.
         calibration["position_score_skipped"] = str(exc)
+    extra = None
+    if state_fit is not None and cal.states is not None:
+        extra = _pass(runner, None, state_fit.root, state_fit.episodes, progress, "camera-state fit",
+                      stride=state_fit.frame_stride)
+        calibration["camera_state_fit"] = {"dataset_root": str(state_fit.root), "episodes": state_fit.episodes,
+                                           "frame_stride": state_fit.frame_stride}
+    probe = _fit_camera_state(cal, extra, score, calibration)
     if not evaluate:
-        return CalibrationResult(calibration, positions=positions)
+        return CalibrationResult(calibration, positions=positions, camera_state=probe)
     first = next(iter_episode(root, evaluate[0], info))
     shapes = {c: im.shape for c, im in first.images.items() if c in runner.spec.cameras}
     kinds = corruptions([c for c in runner.spec.cameras], shapes)
-    clean, clean_tokens, _ = _errors(runner, loaded, root, evaluate, progress, "clean")
-    corrupted, corrupted_tokens = {}, {}
-    for name, fn in kinds.items():
-        corrupted[name], corrupted_tokens[name], _ = _errors(runner, loaded, root, evaluate, progress, name, fn)
-    aurocs = {name: auroc(clean, errs) for name, errs in corrupted.items()}
+    clean = _pass(runner, loaded, root, evaluate, progress, "clean")
+    corrupted = {name: _pass(runner, loaded, root, evaluate, progress, name, fn) for name, fn in kinds.items()}
     threshold = fit["threshold"]
     report = {
         "sae_id": loaded.sae_id, "calibration_episodes": episodes, "evaluation_episodes": evaluate,
         "threshold": threshold, "rule": rule,
-        "clean": {"frames": int(clean.size), "mean_error": float(clean.mean()),
-                  "flagged_fraction": float((clean > threshold).mean())},
-        "corruptions": {name: {"frames": int(errs.size), "mean_error": float(errs.mean()), "auroc": aurocs[name],
-                               "flagged_fraction": float((errs > threshold).mean())}
-                        for name, errs in corrupted.items()},
+        "clean": {"frames": int(clean.fvu.size), "mean_error": float(clean.fvu.mean()),
+                  "flagged_fraction": float((clean.fvu > threshold).mean())},
+        "corruptions": {name: {"frames": int(c.fvu.size), "mean_error": float(c.fvu.mean()),
+                               "auroc": auroc(clean.fvu, c.fvu), "flagged_fraction": float((c.fvu > threshold).mean())}
+                        for name, c in corrupted.items()},
     }
     clean_scores, corrupted_scores = None, {}
     if positions is not None:
         st = calibration["position_score"]["threshold"]
-        clean_scores = frame_scores(positions, clean_tokens, score)
+        clean_scores = frame_scores(positions, clean.token_errors, score)
         report["position_score_threshold"] = st
         report["clean"]["score_flagged_fraction"] = float((clean_scores > st).mean())
-        for name, toks in corrupted_tokens.items():
-            corrupted_scores[name] = s = frame_scores(positions, toks, score)
+        for name, c in corrupted.items():
+            corrupted_scores[name] = s = frame_scores(positions, c.token_errors, score)
             report["corruptions"][name].update(score_auroc=auroc(clean_scores, s),
                                                score_flagged_fraction=float((s > st).mean()))
+    if probe is not None and clean.states is not None:
+        ct = calibration["camera_state"]["threshold"]
+        base = probe.scores(clean.features, clean.states)
+        report["camera_state_threshold"] = ct
+        report["clean"]["camera_state_flagged_fraction"] = float((base > ct).mean())
+        for name, c in corrupted.items():
+            s = probe.scores(c.features, c.states)
+            report["corruptions"][name].update(camera_state_auroc=auroc(base, s),
+                                               camera_state_flagged_fraction=float((s > ct).mean()))
     if "swapped_cameras" not in kinds:
         report["note"] = "swapped_cameras needs two or more cameras of the same size"
-    return CalibrationResult(calibration, report, clean, corrupted, positions, clean_scores, corrupted_scores)
+    return CalibrationResult(calibration, report, clean.fvu, {n: c.fvu for n, c in corrupted.items()}, positions,
+                             clean_scores, corrupted_scores, probe)
 
 
 def write_calibration(loaded: LoadedSae, result: CalibrationResult) -> list[Path]:
@@ -135,9 +235,15 @@ def write_calibration(loaded: LoadedSae, result: CalibrationResult) -> list[Path
         sha = save_stats(result.positions, directory, loaded.sae_id)
         calibration["position_score"] = {**calibration["position_score"], "sha256": sha}
         written.append(directory / POSITIONS_FILE)
+    if result.camera_state is not None:
+        sha = save_probe(result.camera_state, directory, loaded.sae_id)
+        calibration["camera_state"] = {**calibration["camera_state"], "sha256": sha}
+        written.append(directory / CAMERA_STATE_FILE)
     write_json_atomic(directory / OOD_FILE, calibration)
     if result.positions is None:
         (directory / POSITIONS_FILE).unlink(missing_ok=True)  # named by no ood.json any more
+    if result.camera_state is None:
+        (directory / CAMERA_STATE_FILE).unlink(missing_ok=True)
     report = result.report
     if report is not None and result.clean is not None:
         write_json_atomic(directory / REPORT_FILE, report)

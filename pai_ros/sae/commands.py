@@ -98,7 +98,11 @@ def _register_calibrate(inner: Sub) -> None:
                     "(the policy node flags ticks above it). With --evaluate-episode, also compare clean frames "
                     "of those episodes with the same frames under camera noise, occlusion, swapped cameras and "
                     "each camera covered (black): "
-                    "AUROC and flagged fractions in SAE/ood_report.json and SAE/ood_errors.png.")
+                    "AUROC and flagged fractions in SAE/ood_report.json and SAE/ood_errors.png. For a policy that "
+                    "takes the robot state, also fit whether the cameras agree with the joints (a regression from "
+                    "the camera tokens to the state); give it the policy's training episodes with "
+                    "--state-fit-dataset-root, since a few calibration episodes alone make its threshold flag far "
+                    "more than 1% of ordinary frames.")
     p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
     _common_policy(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="calibration episodes; default: all")
@@ -107,6 +111,13 @@ def _register_calibrate(inner: Sub) -> None:
     p.add_argument("--threshold", default="p99", choices=("p95", "p99", "p99.9", "sigma"),
                    help="threshold rule: a percentile of the calibration errors, or mean + --sigmas x std")
     p.add_argument("--sigmas", type=float, default=3.0, help="k for the sigma rule")
+    p.add_argument("--state-fit-dataset-root", type=Path, metavar="DIR",
+                   help="a local LeRobot dataset (usually the policy's training data) whose episodes the camera-state "
+                        "regression also learns from; default: the calibration episodes alone")
+    p.add_argument("--state-fit-episode", type=int, nargs="+", metavar="E",
+                   help="episodes of --state-fit-dataset-root; default: all")
+    p.add_argument("--state-fit-frame-stride", type=int, default=2, metavar="N",
+                   help="every N-th frame of those episodes (neighbouring frames are alike)")
     p.set_defaults(handler=_calibrate)
 
 
@@ -175,7 +186,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import calibrate, check_dimensions, write_calibration
+    from pai_ros.sae.calibrate import StateFit, calibrate, check_dimensions, write_calibration
     from pai_ros.sae.model import load_sae
 
     loaded = load_sae(args.sae)
@@ -185,10 +196,26 @@ def _calibrate(args: argparse.Namespace) -> int:
     evaluate = select_episodes(info, root, args.evaluate_episode) if args.evaluate_episode else None
     if evaluate and set(evaluate) & set(episodes):
         raise UserError("--evaluate-episode overlaps --episode: evaluate on episodes the threshold was not fitted on")
+    state_fit = None
+    if args.state_fit_dataset_root is not None:
+        if args.state_fit_frame_stride < 1:
+            raise UserError(f"--state-fit-frame-stride must be at least 1, got {args.state_fit_frame_stride}")
+        fit_info = read_info(args.state_fit_dataset_root)
+        state_fit = StateFit(args.state_fit_dataset_root,
+                             select_episodes(fit_info, args.state_fit_dataset_root, args.state_fit_episode),
+                             args.state_fit_frame_stride)
+        if args.state_fit_dataset_root.resolve() == root.resolve():
+            # Cross-fitting holds whole episodes out; the same episode on both sides would defeat it.
+            shared = sorted(set(state_fit.episodes) & (set(episodes) | set(evaluate or [])))
+            if shared:
+                raise UserError(f"--state-fit-episode shares episode(s) {shared} with --episode/--evaluate-episode "
+                                "of the same dataset: the camera-state regression must learn from other episodes")
+    elif args.state_fit_episode:
+        raise UserError("--state-fit-episode needs --state-fit-dataset-root")
     runner = activations_runner(args.policy_path, args.device)
     check_dimensions(runner, loaded)
     result = calibrate(runner, loaded, root, episodes, rule=args.threshold, sigmas=args.sigmas,
-                       evaluate=evaluate, progress=not args.quiet)
+                       evaluate=evaluate, progress=not args.quiet, state_fit=state_fit)
     written = write_calibration(loaded, result)
     c = result.calibration
     print(f"OOD threshold {c['threshold']:.4g} ({c['rule']}) from {c['frames']} frames -> {written[0]}")
@@ -198,9 +225,22 @@ def _calibrate(args: argparse.Namespace) -> int:
               f"cross-fitted on {pos['held_out_frames']} frames)")
         if pos.get("note"):
             print(f"note: {pos['note']}")
+    cs = c.get("camera_state")
+    if cs:
+        print(f"camera-state threshold {cs['threshold']:.4g} (cameras vs joints; target FPR {cs['target_fpr']:g}, "
+              f"cross-fitted on {cs['held_out_frames']} frames of {cs['episodes']} episodes)")
+        for key in ("episodes_note", "note"):
+            if cs.get(key):
+                print(f"note: {cs[key]}")
+    elif c.get("camera_state_skipped"):
+        print(f"no camera-state score: {c['camera_state_skipped']}")
     if result.report:
         for name, r in result.report["corruptions"].items():
             score = f"; per-position score AUROC {r['score_auroc']:.3f}" if "score_auroc" in r else ""
+            if "camera_state_auroc" in r:
+                score += (f"; camera-state AUROC {r['camera_state_auroc']:.3f}, flagged "
+                          f"{r['camera_state_flagged_fraction']:.1%} (clean "
+                          f"{result.report['clean']['camera_state_flagged_fraction']:.1%})")
             print(f"  {name}: AUROC {r['auroc']:.3f}, flagged {r['flagged_fraction']:.1%} "
                   f"(clean flagged {result.report['clean']['flagged_fraction']:.1%}){score}")
     return 0

@@ -9,7 +9,9 @@ separates those episodes from the same episodes with corrupted cameras (AUROC).
 
 A stronger score, normalised per token position, is calibrated alongside it when the
 calibration has enough frames (:mod:`pai_ros.sae.position_score`); when ``ood.json`` carries
-it, the node's ``is_ood`` follows that score, otherwise the frame-level error as before.
+it, the node's ``is_ood`` follows that score, otherwise the frame-level error as before. For a
+policy that takes the robot state, ``ood.json`` can also carry whether the cameras agree with
+the joints (:mod:`pai_ros.sae.camera_state`): published beside it, never folded into ``is_ood``.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ import numpy as np
 from pai_ros.data.episodes import DatasetFrame
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json
+from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.over_dataset import run_episode
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.camera_state import CameraStateProbe, load_probe
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.position_score import (
@@ -50,10 +54,18 @@ class Calibration:
     positions: PositionStats | None = None
     score_settings: ScoreSettings | None = None
     score_threshold: float | None = None
+    # Whether the cameras agree with the joints (None: not calibrated, or the policy takes no state).
+    camera_state: CameraStateProbe | None = None
+    camera_state_threshold: float | None = None
 
     @property
     def has_score(self) -> bool:
         return self.positions is not None and self.score_threshold is not None
+
+    def camera_state_score(self, tokens: Any, layout: TokenLayout, state: np.ndarray) -> float:
+        """One frame's camera-state score; ValueError when its cameras or state differ from the calibration's."""
+        assert self.camera_state is not None
+        return self.camera_state.score_frame(tokens, layout, state)
 
     def score(self, token_errors: np.ndarray) -> float:
         """The per-position score of one frame's per-token squared errors ``[S]``.
@@ -120,11 +132,22 @@ def load_calibration(sae_dir: Path, sae_id: str) -> tuple[Calibration | None, st
     if cal.sae_id != sae_id:
         return None, (f"{path} was calibrated for SAE {cal.sae_id}, not {sae_id} (retrained?): "
                       "run `pai sae calibrate` again")
+    probe, probe_threshold, also = None, None, ""
+    camera = data.get("camera_state")
+    if isinstance(camera, dict):
+        probe = load_probe(sae_dir, camera, sae_id)
+        try:
+            probe_threshold = float(camera["threshold"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(f"{path}: its camera_state entry has no threshold; run `pai sae calibrate` again") from None
+        also = f", camera-state threshold {probe_threshold:.4g}"
     if pos is None:
-        return cal, f"threshold {cal.threshold:.4g} ({cal.rule})"
+        cal = Calibration(cal.threshold, cal.rule, cal.sae_id, camera_state=probe,
+                          camera_state_threshold=probe_threshold)
+        return cal, f"threshold {cal.threshold:.4g} ({cal.rule}){also}"
     stats = load_stats(sae_dir, pos, sae_id)
-    cal = Calibration(cal.threshold, cal.rule, cal.sae_id, stats, settings, score_threshold)
-    return cal, f"per-position score threshold {score_threshold:.4g} (FPR {settings.target_fpr:g})"
+    cal = Calibration(cal.threshold, cal.rule, cal.sae_id, stats, settings, score_threshold, probe, probe_threshold)
+    return cal, f"per-position score threshold {score_threshold:.4g} (FPR {settings.target_fpr:g}){also}"
 
 
 # --------------------------------------------------------------------------- corruptions

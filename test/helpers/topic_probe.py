@@ -63,7 +63,9 @@ def summary(topic: str, msg, now_ns: int) -> dict:
                    is_ood=bool(msg.is_ood), ood_score=float(msg.ood_score), steered=bool(msg.steered),
                    steering_mode=msg.steering_mode, steered_features=[int(i) for i in msg.steered_features],
                    steering_values=[float(v) for v in msg.steering_values],
-                   steering_remaining_s=float(msg.steering_remaining_s))
+                   steering_remaining_s=float(msg.steering_remaining_s),
+                   camera_state_score=float(msg.camera_state_score),
+                   camera_state_threshold=float(msg.camera_state_threshold))
     return out
 
 
