@@ -41,6 +41,12 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     sae = load_sae(assets.sae_dir)
     assert sae.cfg.d_in == 32 and json.loads((assets.sae_dir / "ood.json").read_text())["sae_id"] == sae.sae_id
     assert json.loads((assets.sae_dir / "ood_report.json").read_text())["evaluation_episodes"] == [1]
+    # Whether the cameras agree with the joints: learnt from the training episodes and held-out episode 0.
+    from pai_ros.data.episodes import read_info
+
+    ood = json.loads((assets.sae_dir / "ood.json").read_text())
+    assert ood["camera_state_fit"]["dataset_root"] == str(assets.dataset_root)
+    assert ood["camera_state"]["episodes"] == 1 + int(read_info(assets.dataset_root)["total_episodes"])
     summary = json.loads((assets.report_dir / "summary.json").read_text())
     assert [s for s, _ in summary["loss_curve"]] == [2, 4]
     assert summary["heldout"]["frames"] == 2 * 10
