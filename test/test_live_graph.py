@@ -146,4 +146,7 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
     # The demo policy runs with the demo SAE: live features, recorded, converted and ranked.
     feats = report["features"]
     assert feats["messages"] >= 5 and feats["top_features"] and feats["ood_threshold"] > 0
+    # The demo SAE's calibration has the camera-state score: every live message carries one.
+    assert feats["camera_state_scored"] == feats["messages"]
+    assert 0 <= feats["cameras_disagree_frames"] <= feats["messages"]
     assert (out / "parquet" / "analysis" / "analysis.json").is_file()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pai_ros.demo.dataset import DatasetSpec
 from pai_ros.demo.learning_gate import LearningGate
@@ -38,6 +39,10 @@ from pai_ros.demo.scene import SceneConfig
 from pai_ros.demo.train import TrainSettings
 from pai_ros.errors import UserError
 from pai_ros.staging import remove_stale_staging, staged_directory, staging_path, swap_into_place
+
+if TYPE_CHECKING:  # heavy imports (torch, LeRobot) stay inside the builders
+    from pai_ros.policy.runner import PolicyRunner
+    from pai_ros.sae.model import LoadedSae
 
 #: Bump when the scene renderer, the dataset writer or the training recipe changes meaning:
 #: every cache built by an older generator is then rebuilt.
@@ -254,8 +259,12 @@ def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | N
             _ensure_stage(assets.report_dir, "demo report",
                           lambda tmp: _build_report(tmp, assets), rebuild or stale or _report_outdated(assets))
             _ensure_stage(assets.sae_dir, "demo SAE", lambda tmp: _build_sae(tmp, assets, progress),
-                          rebuild or stale or _older_than_policy(assets.sae_dir, assets)
-                          or _sae_without_position_score(assets))
+                          rebuild or stale or _older_than_policy(assets.sae_dir, assets))
+            missing = _calibration_missing(assets)
+            if missing:
+                _say(f"recalibrating the cached demo SAE: its ood.json predates {missing} "
+                     "(the SAE is kept; about 3 min on a 2-core CPU)")
+                _build_stage(assets.sae_dir, lambda tmp: _recalibrate_sae(tmp, assets, progress))
 
     return assets
 
@@ -264,15 +273,22 @@ def _report_outdated(assets: DemoAssets) -> bool:
     return _older_than_policy(assets.report_dir, assets)
 
 
-def _sae_without_position_score(assets: DemoAssets) -> bool:
-    """A demo SAE calibrated before the per-position OOD score existed: rebuild it (no retraining of the policy)."""
+def _calibration_missing(assets: DemoAssets) -> str | None:
+    """Which OOD score a sealed demo SAE's calibration predates (None: it has them all, or there is none).
+
+    Such an SAE is recalibrated, not retrained: the scores are fitted from the same SAE and policy.
+    """
     ood = assets.sae_dir / "ood.json"
     if not _is_sealed(assets.sae_dir) or not ood.is_file():
-        return False
+        return None
     try:
-        return "position_score" not in json.loads(ood.read_text())
+        data = json.loads(ood.read_text())
     except (OSError, ValueError):
-        return True  # unreadable: the manifest check would call it corrupt anyway
+        return None  # unreadable: the manifest check rebuilds a corrupt stage
+    missing = [name for key, name in (("position_score", "the per-position score"),
+                                      ("camera_state", "the camera-state score"))
+               if key not in data and f"{key}_skipped" not in data]
+    return " and ".join(missing) or None
 
 
 def _older_than_policy(stage: Path, assets: DemoAssets) -> bool:
@@ -403,7 +419,6 @@ def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     threshold on the first half of the held-out episodes and report on the second half."""
     from pai_ros.data.episodes import read_info
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import StateFit, calibrate, write_calibration
     from pai_ros.sae.collect import CollectSettings, collect_activations
     from pai_ros.sae.model import load_sae
     from pai_ros.sae.train import TrainSettings
@@ -423,16 +438,42 @@ def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     loaded = load_sae(tmp)
-    held = list(range(int(read_info(assets.heldout_root)["total_episodes"])))
-    half = max(1, len(held) // 2)
-    # The camera-state regression also learns from the training episodes: the held-out half alone
-    # (8 episodes) gave it a threshold that flagged 16% of clean frames, with them none (bench/RESULTS.md).
-    result = calibrate(runner, loaded, assets.heldout_root, held[:half], evaluate=held[half:] or None,
-                       progress=progress, state_fit=StateFit(assets.dataset_root, episodes))
-    write_calibration(loaded, result)
+    threshold = _calibrate_sae(runner, loaded, assets, progress)
     runner.close()
     return {"sae_id": loaded.sae_id, "fvu": metrics["fvu"], "l0": metrics["l0"],
-            "dead_fraction": metrics["dead_fraction"], "ood_threshold": result.calibration["threshold"]}
+            "dead_fraction": metrics["dead_fraction"], "ood_threshold": threshold}
+
+
+def _calibrate_sae(runner: PolicyRunner, loaded: LoadedSae, assets: DemoAssets, progress: bool) -> float:
+    """Calibrate the demo SAE on the first half of the held-out episodes, report on the second half;
+    returns the frame-level threshold."""
+    from pai_ros.data.episodes import read_info
+    from pai_ros.sae.calibrate import StateFit, calibrate, write_calibration
+
+    held = list(range(int(read_info(assets.heldout_root)["total_episodes"])))
+    half = max(1, len(held) // 2)
+    training = list(range(int(read_info(assets.dataset_root)["total_episodes"])))
+    # The camera-state regression also learns from the training episodes: the held-out half alone
+    # (8 episodes) gave it a threshold that flagged 16% of clean frames (bench/RESULTS.md).
+    result = calibrate(runner, loaded, assets.heldout_root, held[:half], evaluate=held[half:] or None,
+                       progress=progress, state_fit=StateFit(assets.dataset_root, training))
+    write_calibration(loaded, result)
+    return float(result.calibration["threshold"])
+
+
+def _recalibrate_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
+    """The cached demo SAE copied unchanged and calibrated again (for calibrations older than a score)."""
+    from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.model import load_sae
+
+    shutil.copytree(assets.sae_dir, tmp, ignore=shutil.ignore_patterns(MANIFEST))
+    info = json.loads((assets.sae_dir / MANIFEST).read_text()).get("info") or {}
+    runner = activations_runner(assets.policy_dir, "auto")
+    try:
+        threshold = _calibrate_sae(runner, load_sae(tmp), assets, progress)
+    finally:
+        runner.close()
+    return {**info, "ood_threshold": threshold}
 
 
 

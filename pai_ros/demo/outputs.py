@@ -32,7 +32,11 @@ def feature_summary(parquet: Path, progress: bool) -> dict:
         return {"messages": 0, "note": "no SAE features (the demo assets have no SAE)"}
     analysis = json.loads(analyse(ResultsDir(parquet), AnalyseSettings(top_features=10), progress=progress).read_text())
     rows = table.to_pydict()
+    # NaN compares false: messages without a camera-state score count as agreeing.
+    disagree = sum(s > t for s, t in zip(rows["camera_state_score"], rows["camera_state_threshold"]))
     return {"messages": table.num_rows, "sae_id": rows["sae_id"][0], "ood_frames": int(sum(rows["is_ood"])),
+            "camera_state_scored": int(sum(s == s for s in rows["camera_state_score"])),
+            "cameras_disagree_frames": int(disagree),
             "ood_threshold": rows["ood_threshold"][0],
             "mean_reconstruction_error": float(sum(rows["reconstruction_error"]) / table.num_rows),
             "top_features": [f["feature"] for f in analysis["features"]]}

@@ -76,8 +76,10 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"  contact sheet:  {res.contact_sheet}")
     feats = r["features"]
     if feats.get("messages"):
+        cameras = (f", cameras disagree with the joints on {feats['cameras_disagree_frames']}"
+                   if feats.get("camera_state_scored") else "")
         print(f"  features:       {feats['messages']} FeatureActivations from SAE {feats['sae_id']}, "
-              f"{feats['ood_frames']} over the OOD threshold; ranking in {res.parquet / 'analysis'}")
+              f"{feats['ood_frames']} over the OOD threshold{cameras}; ranking in {res.parquet / 'analysis'}")
     if feats.get("dataset_recording"):
         print(f"  feature browser: pai features ui {feats['dataset_recording']}  (then open http://127.0.0.1:7860)")
     print(f"  report:         {res.output_dir / 'report.json'}")
