@@ -176,7 +176,7 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
         # Too few frames for held-out statistics: the frame-level threshold still stands.
         calibration["position_score_skipped"] = str(exc)
     extra = None
-    if state_fit is not None and cal.states is not None:
+    if state_fit is not None and cal.states is not None and cal.layout is not None and cal.layout.has_state:
         extra = _pass(runner, None, state_fit.root, state_fit.episodes, progress, "camera-state fit",
                       stride=state_fit.frame_stride)
         calibration["camera_state_fit"] = {"dataset_root": str(state_fit.root), "episodes": state_fit.episodes,

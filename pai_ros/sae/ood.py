@@ -28,11 +28,7 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.observation import Observation
-from pai_ros.policy.over_dataset import run_episode
-from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.camera_state import CameraStateProbe, load_probe
-from pai_ros.sae.frame import encode_frame
-from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.position_score import (
     PositionStats,
     ScoreSettings,
@@ -201,24 +197,3 @@ def corruptions(cameras: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[
     out.update({f"covered_{c}": _covered(c) for c in cameras})
     return out
 
-
-def episode_token_errors(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode: int, *,
-                         transform: Corruption | None = None, progress: bool = True,
-                         desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame of ``episode``: the reconstruction error (FVU) ``[F]`` and each token's squared
-    error ``[F, S]``, optionally with corrupted observations."""
-    errors, tokens = [], []
-    for _frame, tick in run_episode(runner, root, episode, transform=transform, progress=progress, desc=desc):
-        if tick.capture is None or tick.capture.encoder_output is None:
-            raise RuntimeError("the runner did not capture the encoder output")
-        ff = encode_frame(loaded.sae, tick.capture.encoder_output[0])
-        errors.append(ff.reconstruction_error)
-        tokens.append(ff.token_errors)
-    width = tokens[0].shape[0] if tokens else 0
-    return np.asarray(errors, dtype=np.float64), np.asarray(tokens, dtype=np.float64).reshape(len(tokens), width)
-
-
-def episode_errors(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode: int, *,
-                   transform: Corruption | None = None, progress: bool = True, desc: str | None = None) -> np.ndarray:
-    """Per-frame reconstruction error (FVU) of ``episode``, optionally with corrupted observations."""
-    return episode_token_errors(runner, loaded, root, episode, transform=transform, progress=progress, desc=desc)[0]
