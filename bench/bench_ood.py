@@ -21,6 +21,11 @@ out of distribution *for the policy*, whatever the pixels say. A second table sw
 settings (share of positions averaged, one- or two-sided) on the same frames (a sweep on the
 evaluation frames themselves: read it as sensitivity, not as a tuned result).
 
+A third table scores the same frames with the camera-state score (do the cameras agree with the
+joints? :mod:`pai_ros.sae.camera_state`), fitted as ``pai sae calibrate --state-fit-dataset-root``
+fits it: on the calibration episodes and every 2nd frame of the policy's training episodes
+(the demo's; ``--train-root`` with ``--policy-path``; skipped without one).
+
 Usage: python bench/bench_ood.py [--quick] [--sae DIR] [--json PATH]
 """
 
@@ -42,6 +47,7 @@ from pai_ros.data.episodes import iter_episode, read_info
 from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner, TickResult, activations_runner
+from pai_ros.sae.camera_state import camera_features, camera_grids, fit_camera_state
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions, fit_threshold
@@ -73,31 +79,66 @@ def ticks(runner: PolicyRunner, root: Path, episodes: list[int], transform: Corr
             yield e, runner.step(obs if transform is None else transform(frame, obs))
 
 
-def measure(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int],
-            transform: Corruption | None = None, stride: int = 1) -> dict[str, np.ndarray]:
-    """Per frame (every ``stride``-th): FVU, per-token squared errors, the predicted action chunk, the episode."""
-    fvu, tokens, chunks, groups = [], [], [], []
+def measure(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: list[int],
+            transform: Corruption | None = None, stride: int = 1) -> dict:
+    """Per frame (every ``stride``-th): FVU, per-token squared errors, the predicted action chunk, the
+    episode, the camera features and robot state of the camera-state score (and the token layout).
+    Without an SAE (``loaded`` None) only the last three."""
+    fvu, tokens, chunks, groups, features = [], [], [], [], []
+    layout = None
     for e, tick in ticks(runner, root, episodes, transform, stride):
-        ff = encode_frame(loaded.sae, tick.capture.encoder_output[0])
-        fvu.append(ff.reconstruction_error)
-        tokens.append(ff.token_errors.astype(np.float64))
-        chunks.append(tick.chunk)
+        out = tick.capture.encoder_output[0]
+        layout = tick.capture.layout
+        if loaded is not None:
+            ff = encode_frame(loaded.sae, out)
+            fvu.append(ff.reconstruction_error)
+            tokens.append(ff.token_errors.astype(np.float64))
+            chunks.append(tick.chunk)
         groups.append(e)
-    return {"fvu": np.asarray(fvu), "tokens": np.stack(tokens), "chunks": np.stack(chunks),
-            "groups": np.asarray(groups)}
+        features.append(camera_features(out, layout))
+    info = read_info(root)  # the corruptions change images only: the state is the frame's
+    states = [f.state for e in episodes for f in iter_episode(root, e, info) if f.frame_index % stride == 0]
+    return {"fvu": np.asarray(fvu), "tokens": np.stack(tokens) if tokens else None,
+            "chunks": np.stack(chunks) if chunks else None, "groups": np.asarray(groups),
+            "features": np.stack(features), "layout": layout,
+            "states": np.stack(states).astype(np.float64) if states and states[0] is not None else None}
 
 
-def inputs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
-    """(policy, held-out dataset root, SAE): the demo assets', or the ones given."""
+def inputs(args: argparse.Namespace) -> tuple[Path, Path, Path, Path | None]:
+    """(policy, held-out dataset root, SAE, training dataset root or None): the demo assets', or the ones given."""
     if args.policy_path is not None:
         if args.sae is None or args.heldout_root is None:
             raise SystemExit("--policy-path needs --heldout-root and --sae (an SAE trained on that policy's tokens)")
-        return args.policy_path, args.heldout_root, args.sae
+        return args.policy_path, args.heldout_root, args.sae, args.train_root
     assets = ensure_demo_assets(progress=False)
     sae = args.sae or assets.sae_dir
     if args.sae is None and not assets.has_sae():
         raise SystemExit(f"no demo SAE in {assets.sae_dir}: run `pai demo-assets` (it trains one) or pass --sae")
-    return assets.policy_dir, assets.heldout_root, sae
+    return assets.policy_dir, assets.heldout_root, sae, assets.dataset_root
+
+
+def camera_state_rows(cal: dict, clean: dict, bad: dict[str, dict], train: dict | None,
+                      spread: np.ndarray) -> tuple[list[Row], dict]:
+    """The camera-state score fitted as `pai sae calibrate --state-fit-dataset-root` fits it, on the same frames."""
+    parts = [cal] if train is None else [cal, train]
+    offset = 1 + int(cal["groups"].max())  # the training episodes must not share fold ids with the calibration's
+    groups = np.concatenate([p["groups"] + (0 if i == 0 else offset) for i, p in enumerate(parts)])
+    probe, summary = fit_camera_state(np.concatenate([p["features"] for p in parts]),
+                                      np.concatenate([p["states"] for p in parts]), groups,
+                                      camera_grids(cal["layout"]), ScoreSettings())
+    thr = summary["threshold"]
+    base = probe.scores(clean["features"], clean["states"])
+    rows: list[Row] = [("clean frames flagged (false-positive rate)", f"{(base > thr).mean():.1%}", "-", "-", "~1%")]
+    out = {"threshold": thr, "episodes": summary["episodes"], "fit_frames": summary["fit_frames"],
+           "clean_flagged": float((base > thr).mean()), "corruptions": {}}
+    for name, m in bad.items():
+        s = probe.scores(m["features"], m["states"])
+        change = float((np.abs(m["chunks"] - clean["chunks"]) / spread).mean())
+        rows.append((f"{name}: AUROC / frames flagged", f"{auroc(base, s):.3f} / {(s > thr).mean():.1%}", "-", "-",
+                     ">= 0.90" if name == "occlusion" else "-"))
+        out["corruptions"][name] = {"auroc": auroc(base, s), "flagged": float((s > thr).mean()),
+                                    "action_change": change}
+    return rows, out
 
 
 def main() -> None:
@@ -107,11 +148,13 @@ def main() -> None:
     ap.add_argument("--sae", type=Path, help="SAE directory (default: the demo assets' SAE)")
     ap.add_argument("--policy-path", type=Path, help="another ACT checkpoint instead of the demo policy")
     ap.add_argument("--heldout-root", type=Path, help="with --policy-path: held-out episodes (LeRobot dataset)")
+    ap.add_argument("--train-root", type=Path,
+                    help="with --policy-path: the policy's training dataset, for the camera-state score")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     start = time.perf_counter()
 
-    policy, root, sae = inputs(args)
+    policy, root, sae, train_root = inputs(args)
     loaded = load_sae(sae)
     runner = activations_runner(policy, "cpu")
     held = list(range(int(read_info(root)["total_episodes"])))
@@ -127,6 +170,10 @@ def main() -> None:
     kinds = {**corruptions(list(runner.spec.cameras), {c: first.images[c].shape for c in runner.spec.cameras}),
              "brightness": dim_images}
     bad = {name: measure(runner, loaded, root, ev_eps, fn, stride) for name, fn in kinds.items()}
+    train = None
+    if train_root is not None and cal["states"] is not None:
+        train_eps = list(range(int(read_info(train_root)["total_episodes"])))
+        train = measure(runner, None, train_root, train_eps[:4] if args.quick else train_eps, stride=2)
     runner.close()
 
     settings = ScoreSettings()
@@ -178,6 +225,14 @@ def main() -> None:
             results["sweep"][key] = a
             sweep.append((key, " / ".join(f"{a[n]:.3f}" for n in bad), "-", "-", "-"))
     print_table(f"Per-position score settings (AUROC {' / '.join(bad)}; same frames as above)", sweep)
+
+    if cal["states"] is not None and cal["layout"] is not None and cal["layout"].has_state:
+        camera_rows, results["camera_state"] = camera_state_rows(cal, clean, bad, train, action_spread)
+        cs = results["camera_state"]
+        print_table(f"Camera-state score (do the cameras agree with the joints?) on the same frames: regression "
+                    f"fitted on {cs['fit_frames']} frames of {cs['episodes']} episodes (calibration + every 2nd "
+                    f"frame of the training episodes), threshold {cs['threshold']:.3g} at 1% FPR, cross-fitted",
+                    camera_rows)
     results["seconds"] = round(time.perf_counter() - start, 1)
     print(f"\n(bench_ood: {results['seconds']:.0f} s)")
     if args.json:
