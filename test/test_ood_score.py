@@ -365,3 +365,29 @@ def test_the_live_sae_scores_the_cameras_against_the_joints(calibrated) -> None:
     assert none.camera_state_score is None and none.camera_state_threshold is None and not none.cameras_disagree
     assert "no robot state" in live.diagnostics()["camera_state_problem"]
     assert none.is_ood == out.is_ood
+
+
+def test_a_policy_without_robot_state_gets_no_camera_state_score(tiny_dataset, tiny_sae: Path,
+                                                                 tmp_path: Path) -> None:
+    """Nothing to compare the cameras with: ood.json says why, no file, and the other scores stand."""
+    from pai_ros.policy.random_init import save_random_act
+    from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.calibrate import StateFit, calibrate, write_calibration
+    from pai_ros.sae.camera_state import CAMERA_STATE_FILE
+    from pai_ros.sae.model import load_sae
+
+    policy = save_random_act(tmp_path / "act", {"front": (64, 80), "wrist": (64, 80)}, state_dim=None)
+    sae_dir = tmp_path / "sae"
+    shutil.copytree(tiny_sae, sae_dir)
+    runner = activations_runner(policy, "cpu")
+    loaded = load_sae(sae_dir)
+    root = tiny_dataset[0]
+    with one_torch_thread():
+        result = calibrate(runner, loaded, root, [0, 1], progress=False, state_fit=StateFit(root, [2]))
+    runner.close()
+    written = write_calibration(loaded, result)
+    cal = json.loads((sae_dir / "ood.json").read_text())
+    assert "takes no robot state" in cal["camera_state_skipped"] and "camera_state" not in cal
+    assert "camera_state_fit" not in cal  # the training episodes were not even run
+    assert result.camera_state is None and not (sae_dir / CAMERA_STATE_FILE).exists()
+    assert sae_dir / POSITIONS_FILE in written
