@@ -40,8 +40,9 @@ from pai_ros.sae.position_score import ScoreSettings, fold_of_groups, threshold_
 CAMERA_STATE_FILE = "ood_camera_state.safetensors"
 POOLED_GRID = (4, 5)  # most cells (rows, columns) a camera's tokens are averaged to
 # Ridge penalty as a share of the inputs' dimension (the mean diagonal of the standardised
-# inputs' Gram matrix), so one setting suits 40 demo tokens and 600 real ones alike; measured on
-# the demo policy, where 0.006-0.06 gave the same AUROCs within 0.02.
+# inputs' Gram matrix), so one setting suits 40 demo tokens and 600 real ones alike. On the demo
+# policy (scratch sweeps, bench/RESULTS.md) 0.006-0.06 moved occlusion's AUROC by 0.02 and swapped
+# cameras' by 0.06; much larger shares trade AUROC for fewer false alarms (1.0: occlusion 0.67).
 PENALTY_SHARE = 0.02
 MAX_FIT_FRAMES = 2000  # frames the regression is fitted on (evenly spaced): bounds its memory
 _TENSORS = ("weights", "input_mean", "input_scale", "state_mean", "error_scale")
