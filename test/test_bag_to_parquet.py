@@ -313,25 +313,30 @@ def test_incompatible_definition_in_the_bag_is_listed_not_failed(tmp_path: Path)
                                              f"the bag's {FEATURE_ACTIVATIONS_TYPE} has no field activations"}}
 
 
-def test_bag_with_the_original_feature_message_converts_with_defaults(tmp_path: Path) -> None:
-    """Bags recorded before the appended fields existed: same table, NaN score, not steered."""
+def _bag_of_an_older_definition(tmp_path: Path, marker: str, **appended) -> Path:
+    """A one-message features bag written with the message definition as it was before ``marker``."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     text = (Path(__file__).parents[1] / "msg" / "FeatureActivations.msg").read_text()
-    original = text.split("# ---- appended fields")[0]
     old = get_typestore(Stores.ROS2_KILTED)
-    old.register(get_types_from_msg(original, FEATURE_ACTIVATIONS_TYPE))
+    old.register(get_types_from_msg(text.split(marker)[0], FEATURE_ACTIVATIONS_TYPE))
     msgdef, _ = old.generate_msgdef(FEATURE_ACTIVATIONS_TYPE, ros_version=2)
-    bag = tmp_path / "v1"
+    bag = tmp_path / "old"
     with Writer(bag, version=8, storage_plugin=StoragePlugin.MCAP) as w:
         conn = w.add_connection("/features", FEATURE_ACTIVATIONS_TYPE, msgdef=msgdef,
                                 rihs01=old.hash_rihs01(FEATURE_ACTIVATIONS_TYPE))
         msg = old.types[FEATURE_ACTIVATIONS_TYPE](
             header=hdr(0), sae_id="s", num_features=8, feature_indices=np.array([1], np.uint32),
             activations=np.array([2.0], np.float32), token_counts=np.array([3], np.uint32), num_tokens=5,
-            mean_l0=1.0, reconstruction_error=0.25, ood_threshold=0.5, is_ood=False)
+            mean_l0=1.0, reconstruction_error=0.25, ood_threshold=0.5, is_ood=False, **appended)
         w.write(conn, T0, bytes(old.serialize_cdr(msg, FEATURE_ACTIVATIONS_TYPE)))
+    return bag
+
+
+def test_bag_with_the_original_feature_message_converts_with_defaults(tmp_path: Path) -> None:
+    """Bags recorded before the appended fields existed: same table, NaN score, not steered."""
+    bag = _bag_of_an_older_definition(tmp_path, "# ---- appended fields")
     bag_to_parquet(bag, tmp_path / "o", progress=False)
     (row,) = table(tmp_path / "o", "features")
     assert row["feature_indices"] == [1] and row["reconstruction_error"] == 0.25
@@ -342,25 +347,12 @@ def test_bag_with_the_original_feature_message_converts_with_defaults(tmp_path: 
 def test_bag_from_before_the_camera_state_fields_converts_with_nan(tmp_path: Path) -> None:
     """Bags recorded with the steering fields but before camera_state_*: those two columns are NaN."""
     from helpers.feature_fields import appended_fields
-    from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+    marker = "# ---- appended later: whether the cameras"
     text = (Path(__file__).parents[1] / "msg" / "FeatureActivations.msg").read_text()
-    previous = text.split("# ---- appended later: whether the cameras")[0]
-    assert "steering_remaining_s" in previous and "camera_state" not in previous
-    old = get_typestore(Stores.ROS2_KILTED)
-    old.register(get_types_from_msg(previous, FEATURE_ACTIVATIONS_TYPE))
-    msgdef, _ = old.generate_msgdef(FEATURE_ACTIVATIONS_TYPE, ros_version=2)
-    bag = tmp_path / "v2"
+    assert "steering_remaining_s" in text.split(marker)[0] and "camera_state" not in text.split(marker)[0]
     fields = {k: v for k, v in appended_fields().items() if not k.startswith("camera_state")}
-    with Writer(bag, version=8, storage_plugin=StoragePlugin.MCAP) as w:
-        conn = w.add_connection("/features", FEATURE_ACTIVATIONS_TYPE, msgdef=msgdef,
-                                rihs01=old.hash_rihs01(FEATURE_ACTIVATIONS_TYPE))
-        msg = old.types[FEATURE_ACTIVATIONS_TYPE](
-            header=hdr(0), sae_id="s", num_features=8, feature_indices=np.array([1], np.uint32),
-            activations=np.array([2.0], np.float32), token_counts=np.array([3], np.uint32), num_tokens=5,
-            mean_l0=1.0, reconstruction_error=0.25, ood_threshold=0.5, is_ood=False, **{**fields, "ood_score": 2.5})
-        w.write(conn, T0, bytes(old.serialize_cdr(msg, FEATURE_ACTIVATIONS_TYPE)))
+    bag = _bag_of_an_older_definition(tmp_path, marker, **{**fields, "ood_score": 2.5})
     bag_to_parquet(bag, tmp_path / "o", progress=False)
     (row,) = table(tmp_path / "o", "features")
     assert row["ood_score"] == 2.5 and math.isnan(row["camera_state_score"])
