@@ -47,7 +47,7 @@ from pai_ros.data.episodes import iter_episode, read_info
 from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner, TickResult, activations_runner
-from pai_ros.sae.camera_state import camera_features, camera_grids, fit_camera_state
+from pai_ros.sae.camera_state import camera_features, camera_grids, episode_groups, fit_camera_state
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions, fit_threshold
@@ -121,10 +121,9 @@ def camera_state_rows(cal: dict, clean: dict, bad: dict[str, dict], train: dict 
                       spread: np.ndarray) -> tuple[list[Row], dict]:
     """The camera-state score fitted as `pai sae calibrate --state-fit-dataset-root` fits it, on the same frames."""
     parts = [cal] if train is None else [cal, train]
-    offset = 1 + int(cal["groups"].max())  # the training episodes must not share fold ids with the calibration's
-    groups = np.concatenate([p["groups"] + (0 if i == 0 else offset) for i, p in enumerate(parts)])
     probe, summary = fit_camera_state(np.concatenate([p["features"] for p in parts]),
-                                      np.concatenate([p["states"] for p in parts]), groups,
+                                      np.concatenate([p["states"] for p in parts]),
+                                      episode_groups(*(p["groups"] for p in parts)),
                                       camera_grids(cal["layout"]), ScoreSettings())
     thr = summary["threshold"]
     base = probe.scores(clean["features"], clean["states"])

@@ -74,7 +74,7 @@ from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.sae.camera_state import camera_features, fit_camera_state
+from pai_ros.sae.camera_state import camera_features, episode_groups, fit_camera_state
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions
@@ -243,12 +243,11 @@ def detectors(reference: Frames, calibration: Frames, spread: np.ndarray,
     ref_images = torch.from_numpy(reference["pixel_image"])
     out["pixels_knn"] = lambda f: torch.cdist(torch.from_numpy(f["pixel_image"]), ref_images).min(dim=1).values.numpy()
 
-    fits = {"cameras_vs_joints": [calibration], "cameras_vs_joints_with_training": [reference, calibration]}
+    fits = {"cameras_vs_joints": [calibration], "cameras_vs_joints_with_training": [calibration, reference]}
     for name, fit_on in fits.items():
-        # Episodes of the two datasets must not share a fold id: offset the reference's.
-        groups = np.concatenate([f["episode"] + (10_000 if f is reference else 0) for f in fit_on])
         probe, summary = fit_camera_state(np.concatenate([f["camera_features"] for f in fit_on]),
-                                          np.concatenate([f["state"] for f in fit_on]), groups, {}, settings)
+                                          np.concatenate([f["state"] for f in fit_on]),
+                                          episode_groups(*(f["episode"] for f in fit_on)), {}, settings)
         thresholds[name] = summary["threshold"]
         out[name] = lambda f, probe=probe: probe.scores(f["camera_features"], f["state"])
 

@@ -274,3 +274,18 @@ def test_camera_state_fit_bad_input_is_one_line(pipeline, tmp_path, extra, needl
                            "--dataset-root", str(pipeline["root"]), "--episode", "0", "--evaluate-episode", "2",
                            *extra, "--quiet"), needle)
     assert (sae / "ood.json").read_bytes() == before  # refused before any work: the old calibration stands
+
+
+def test_a_state_fit_dataset_with_other_cameras_is_one_line_and_changes_nothing(pipeline, tmp_path) -> None:
+    other = tmp_path / "other"
+    shutil.copytree(pipeline["root"], other)
+    info = json.loads((other / "meta" / "info.json").read_text())
+    info["features"]["observation.images.side"] = info["features"].pop("observation.images.wrist")
+    (other / "meta" / "info.json").write_text(json.dumps(info))
+    sae = tmp_path / "sae"
+    shutil.copytree(pipeline["sae"], sae)
+    before = (sae / "ood.json").read_bytes()
+    one_line_error(run_pai("sae", "calibrate", "--sae", str(sae), "--policy-path", str(pipeline["policy"]),
+                           "--dataset-root", str(pipeline["root"]), "--episode", "0",
+                           "--state-fit-dataset-root", str(other), "--quiet"), str(other))  # names the dataset
+    assert (sae / "ood.json").read_bytes() == before

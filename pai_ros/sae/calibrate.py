@@ -29,6 +29,7 @@ from pai_ros.sae.camera_state import (
     CameraStateProbe,
     camera_features,
     camera_grids,
+    episode_groups,
     fit_camera_state,
     save_probe,
 )
@@ -91,6 +92,11 @@ class Pass:
     states: np.ndarray | None  # [F, K] robot state the policy was given (None: it takes none)
     layout: TokenLayout | None
 
+    @property
+    def has_state(self) -> bool:
+        """The policy took a robot state on these frames: the camera-state score can compare with it."""
+        return self.states is not None and self.layout is not None and self.layout.has_state
+
 
 @dataclass(frozen=True)
 class StateFit:
@@ -121,10 +127,11 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
                 fvu.append(ff.reconstruction_error)
                 errors.append(ff.token_errors)
             groups.append(e)
-            features.append(camera_features(tokens, layout))
+            if layout.has_state:  # only the camera-state score reads them
+                features.append(camera_features(tokens, layout))
             # The corruptions measured here change images only, so the frame's state is what the policy saw.
             states.append(frame.state)
-    has_state = bool(states) and all(st is not None and np.size(st) > 0 for st in states)
+    has_state = bool(features) and all(st is not None and np.size(st) > 0 for st in states)
     width = len(errors[0]) if errors else 0
     return Pass(np.asarray(fvu, dtype=np.float64), np.asarray(errors, dtype=np.float64).reshape(len(errors), width),
                 np.asarray(groups), np.stack(features) if features else np.zeros((0, 0), np.float32),
@@ -134,16 +141,14 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
 def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
                       calibration: dict[str, Any]) -> CameraStateProbe | None:
     """The camera-state regression, its summary put in ``calibration`` (or why there is none)."""
-    if cal.states is None or cal.layout is None or not cal.layout.has_state:
+    if not cal.has_state:
         calibration["camera_state_skipped"] = "the policy takes no robot state to compare the cameras with"
         return None
-    parts = [cal] if extra is None or extra.states is None else [cal, extra]
-    # Folds are whole episodes; the extra dataset's episodes must not share ids with the calibration's.
-    offset = 1 + int(cal.groups.max())
-    groups = np.concatenate([p.groups + (0 if i == 0 else offset) for i, p in enumerate(parts)])
+    parts = [cal] if extra is None else [cal, extra]
     try:
         probe, summary = fit_camera_state(np.concatenate([p.features for p in parts]),
-                                          np.concatenate([p.states for p in parts]), groups,
+                                          np.concatenate([p.states for p in parts]),
+                                          episode_groups(*(p.groups for p in parts)),
                                           camera_grids(cal.layout), settings)
     except UserError as exc:
         calibration["camera_state_skipped"] = str(exc)
@@ -176,9 +181,12 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
         # Too few frames for held-out statistics: the frame-level threshold still stands.
         calibration["position_score_skipped"] = str(exc)
     extra = None
-    if state_fit is not None and cal.states is not None and cal.layout is not None and cal.layout.has_state:
+    if state_fit is not None and cal.has_state:
         extra = _pass(runner, None, state_fit.root, state_fit.episodes, progress, "camera-state fit",
                       stride=state_fit.frame_stride)
+        if not extra.has_state:  # said, not silently dropped: the user asked for these episodes
+            raise UserError(f"{state_fit.root} has no robot state (observation.state) for the camera-state "
+                            "regression to learn from")
         calibration["camera_state_fit"] = {"dataset_root": str(state_fit.root), "episodes": state_fit.episodes,
                                            "frame_stride": state_fit.frame_stride}
     probe = _fit_camera_state(cal, extra, score, calibration)
@@ -209,7 +217,7 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
             corrupted_scores[name] = s = frame_scores(positions, c.token_errors, score)
             report["corruptions"][name].update(score_auroc=auroc(clean_scores, s),
                                                score_flagged_fraction=float((s > st).mean()))
-    if probe is not None and clean.states is not None:
+    if probe is not None and clean.has_state:
         ct = calibration["camera_state"]["threshold"]
         base = probe.scores(clean.features, clean.states)
         report["camera_state_threshold"] = ct

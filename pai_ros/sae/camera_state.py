@@ -114,6 +114,20 @@ def _ridge(x: np.ndarray, y: np.ndarray) -> CameraStateProbe:
     return CameraStateProbe(weights, mean, scale, y_mean, ones, {})
 
 
+def episode_groups(*datasets: np.ndarray) -> np.ndarray:
+    """The episode of each frame of several datasets, renumbered so that no two datasets share an id.
+
+    Cross-fitting holds out whole episodes: episode 3 of the calibration set and episode 3 of the
+    training set are different episodes and must not land in one fold by their shared number.
+    """
+    out, offset = [], 0
+    for groups in datasets:
+        groups = np.asarray(groups, dtype=np.int64)
+        out.append(groups + offset)
+        offset += int(groups.max()) + 1 if groups.size else 0
+    return np.concatenate(out)
+
+
 def _evenly(n: int, limit: int) -> np.ndarray:
     return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).round().astype(int)
 
