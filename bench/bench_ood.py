@@ -72,9 +72,7 @@ def ticks(runner: PolicyRunner, root: Path, episodes: list[int], transform: Corr
     info = read_info(root)
     for e in episodes:
         runner.reset()
-        for frame in iter_episode(root, e, info):
-            if frame.frame_index % stride:
-                continue
+        for frame in iter_episode(root, e, info, stride):
             obs = Observation(frame.images, frame.state, frame.env_state)
             yield e, runner.step(obs if transform is None else transform(frame, obs))
 
@@ -97,7 +95,7 @@ def measure(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes
         groups.append(e)
         features.append(camera_features(out, layout))
     info = read_info(root)  # the corruptions change images only: the state is the frame's
-    states = [f.state for e in episodes for f in iter_episode(root, e, info) if f.frame_index % stride == 0]
+    states = [f.state for e in episodes for f in iter_episode(root, e, info, stride)]
     return {"fvu": np.asarray(fvu), "tokens": np.stack(tokens) if tokens else None,
             "chunks": np.stack(chunks) if chunks else None, "groups": np.asarray(groups),
             "features": np.stack(features), "layout": layout,

@@ -113,20 +113,29 @@ def _to_uint8_hwc(chw: torch.Tensor) -> np.ndarray:
     return (chw.permute(1, 2, 0) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None) -> Iterator[DatasetFrame]:
-    """Frames of one episode in order, images as uint8 RGB (decoded once each)."""
+def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
+                 frame_stride: int = 1) -> Iterator[DatasetFrame]:
+    """Frames of one episode in order, images as uint8 RGB (decoded once each).
+
+    ``frame_stride``: only frames whose index is a multiple of it; the others are never decoded
+    (LeRobot decodes each frame's video on its own, so a skipped frame costs nothing).
+    """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+    if frame_stride < 1:
+        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     info = info or read_info(root)
     check_episodes(info, [episode], root)
     ds = LeRobotDataset(repo_id=f"local/{root.name}", root=root, episodes=[episode], video_backend=video_backend())
     cams = camera_names(info)
     numeric = [k for k, ft in info["features"].items() if ft.get("dtype") in ("float32", "float64")
                and k not in ("observation.state", "observation.environment_state", "action", "timestamp")]
-    for i in range(len(ds)):
-        item = ds[i]
-        if int(item["episode_index"]) != episode:
+    # The index columns alone (no video): which rows are this episode's frames to yield.
+    index = ds.hf_dataset.with_format(None).select_columns(["episode_index", "frame_index"])
+    for i, row in zip(range(len(ds)), index):
+        if int(row["episode_index"]) != episode or int(row["frame_index"]) % frame_stride:
             continue
+        item = ds[i]
         yield DatasetFrame(
             episode_index=episode,
             frame_index=int(item["frame_index"]),

@@ -115,9 +115,7 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
     info = read_info(root)
     for e in episodes:
         for frame, tick in run_episode(runner, root, e, info=info, transform=transform, progress=progress,
-                                       desc=f"{label} ep {e}"):
-            if frame.frame_index % stride:
-                continue
+                                       desc=f"{label} ep {e}", frame_stride=stride):
             if tick.capture is None or tick.capture.encoder_output is None:
                 raise RuntimeError("the runner did not capture the encoder output")
             tokens = tick.capture.encoder_output[0]

@@ -131,9 +131,8 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
         frames = 0
         selected: np.ndarray | None = None
         meta: dict[str, np.ndarray] = {}
-        for frame, tick in run_episode(runner, dataset_root, episode, info=info, progress=progress):
-            if frame.frame_index % settings.frame_stride:
-                continue
+        for frame, tick in run_episode(runner, dataset_root, episode, info=info, progress=progress,
+                                       frame_stride=settings.frame_stride):
             cap = tick.capture
             if cap is None or cap.encoder_output is None:
                 raise RuntimeError("the runner did not capture the encoder output")
