@@ -114,6 +114,10 @@ def occlude(obs):
     return corruptions(list(obs.images), {c: im.shape for c, im in obs.images.items()})["occlusion"](None, obs)
 
 
+def occlude_frame(_frame, obs):
+    return occlude(obs)
+
+
 @pytest.fixture(scope="module")
 def calibrated(tiny_act: Path, tiny_dataset, tiny_sae: Path, tmp_path_factory: pytest.TempPathFactory):
     """A copy of the tiny SAE calibrated on episodes 0-1, evaluated on episode 2."""
@@ -341,6 +345,21 @@ def test_calibration_fits_the_camera_state_score_beside_the_others(calibrated) -
     cal, why = load_calibration(sae_dir, load_sae(sae_dir).sae_id)
     assert cal.camera_state is not None and cal.camera_state_threshold == pytest.approx(cs["threshold"])
     assert "camera-state threshold" in why
+
+
+def test_an_evaluation_pass_keeps_camera_state_scores_not_features(calibrated, tiny_dataset) -> None:
+    """What the evaluation passes hold per frame is the score (features are ~80 KB a frame of real cameras)."""
+    from pai_ros.sae.calibrate import _pass
+
+    _, result, _, runner = calibrated
+    root, _ = tiny_dataset
+    kept = _pass(runner, None, root, [2], False, "features", occlude_frame)
+    scored = _pass(runner, None, root, [2], False, "scores", occlude_frame, probe=result.camera_state)
+    assert kept.features.shape[0] == 12 and kept.camera_state_scores is None
+    assert scored.features.size == 0 and scored.camera_state_scores.shape == (12,)
+    np.testing.assert_allclose(scored.camera_state_scores, result.camera_state.scores(kept.features, kept.states),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(scored.states, kept.states)
 
 
 def test_the_live_sae_scores_the_cameras_against_the_joints(calibrated) -> None:

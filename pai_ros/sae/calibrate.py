@@ -88,9 +88,10 @@ class Pass:
     fvu: np.ndarray  # [F] (empty without an SAE)
     token_errors: np.ndarray  # [F, S]
     groups: np.ndarray  # [F] episode
-    features: np.ndarray  # [F, D] camera features (camera_state.camera_features)
+    features: np.ndarray  # [F, D] camera features (camera_state.camera_features); empty when scored
     states: np.ndarray | None  # [F, K] robot state the policy was given (None: it takes none)
     layout: TokenLayout | None
+    camera_state_scores: np.ndarray | None = None  # [F], when the pass was given a fitted probe
 
     @property
     def has_state(self) -> bool:
@@ -108,9 +109,14 @@ class StateFit:
 
 
 def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: list[int], progress: bool, label: str,
-          transform: Any = None, stride: int = 1) -> Pass:
-    """Run every ``stride``-th frame of ``episodes`` (the SAE is skipped when ``loaded`` is None)."""
-    fvu, errors, groups, features, states = [], [], [], [], []
+          transform: Any = None, stride: int = 1, probe: CameraStateProbe | None = None) -> Pass:
+    """Run every ``stride``-th frame of ``episodes`` (the SAE is skipped when ``loaded`` is None).
+
+    With a fitted ``probe`` each frame's camera features are scored as they come and only the
+    score is kept: an evaluation pass then holds a few numbers per frame, not the ~80 KB of
+    features a frame of two 480x640 cameras gives.
+    """
+    fvu, errors, groups, features, states, scores = [], [], [], [], [], []
     layout = None
     info = read_info(root)
     for e in episodes:
@@ -126,14 +132,19 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
                 errors.append(ff.token_errors)
             groups.append(e)
             if layout.has_state:  # only the camera-state score reads them
-                features.append(camera_features(tokens, layout))
+                f = camera_features(tokens, layout)
+                if probe is None:
+                    features.append(f)
+                elif frame.state is not None:
+                    scores.append(float(probe.scores(f, frame.state)[0]))
             # The corruptions measured here change images only, so the frame's state is what the policy saw.
             states.append(frame.state)
-    has_state = bool(features) and all(st is not None and np.size(st) > 0 for st in states)
+    has_state = bool(features or scores) and all(st is not None and np.size(st) > 0 for st in states)
     width = len(errors[0]) if errors else 0
     return Pass(np.asarray(fvu, dtype=np.float64), np.asarray(errors, dtype=np.float64).reshape(len(errors), width),
                 np.asarray(groups), np.stack(features) if features else np.zeros((0, 0), np.float32),
-                np.stack(states).astype(np.float64) if has_state else None, layout)
+                np.stack(states).astype(np.float64) if has_state else None, layout,
+                np.asarray(scores, dtype=np.float64) if probe is not None and has_state else None)
 
 
 def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
@@ -193,8 +204,9 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
     first = next(iter_episode(root, evaluate[0], info))
     shapes = {c: im.shape for c, im in first.images.items() if c in runner.spec.cameras}
     kinds = corruptions([c for c in runner.spec.cameras], shapes)
-    clean = _pass(runner, loaded, root, evaluate, progress, "clean")
-    corrupted = {name: _pass(runner, loaded, root, evaluate, progress, name, fn) for name, fn in kinds.items()}
+    clean = _pass(runner, loaded, root, evaluate, progress, "clean", probe=probe)
+    corrupted = {name: _pass(runner, loaded, root, evaluate, progress, name, fn, probe=probe)
+                 for name, fn in kinds.items()}
     threshold = fit["threshold"]
     report = {
         "sae_id": loaded.sae_id, "calibration_episodes": episodes, "evaluation_episodes": evaluate,
@@ -215,13 +227,13 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
             corrupted_scores[name] = s = frame_scores(positions, c.token_errors, score)
             report["corruptions"][name].update(score_auroc=auroc(clean_scores, s),
                                                score_flagged_fraction=float((s > st).mean()))
-    if probe is not None and clean.has_state:
+    if probe is not None and clean.camera_state_scores is not None:
         ct = calibration["camera_state"]["threshold"]
-        base = probe.scores(clean.features, clean.states)
+        base = clean.camera_state_scores
         report["camera_state_threshold"] = ct
         report["clean"]["camera_state_flagged_fraction"] = float((base > ct).mean())
         for name, c in corrupted.items():
-            s = probe.scores(c.features, c.states)
+            s = c.camera_state_scores
             report["corruptions"][name].update(camera_state_auroc=auroc(base, s),
                                                camera_state_flagged_fraction=float((s > ct).mean()))
     if "swapped_cameras" not in kinds:
