@@ -31,7 +31,17 @@ is measured rather than assumed. Every detector is fitted on in-distribution fra
   calibration episodes (what ``pai sae calibrate`` has); the score is the squared error of its
   prediction against the measured state, per state dimension in units of its cross-fitted error;
 * ``cameras_vs_joints_with_training``: the same fitted on the reference training frames and the
-  calibration episodes together (more episodes for the regression and its threshold).
+  calibration episodes together (more episodes for the regression and its threshold);
+* ``cameras_vs_joints_state_shuffled``: the same frames again, each also run with the robot
+  state of a random other reference frame while the regression's target stays the frame's own
+  state. ACT's encoder lets its camera tokens attend to the state token, so they carry part of
+  the state the policy was given; these copies teach the regression to ignore that part and read
+  the state from what the cameras show.
+
+How much of the given state the camera tokens carry is measured too (``state_leak``): the
+evaluation frames run again with the state moved by one reference spread per dimension, and the
+regressions' predictions compared with the unmoved run's, in units of that move (0: the cameras
+alone decide; 1: the prediction follows whatever state the policy is given).
 
 Both regressions also give a cross-fitted threshold at a 1% false-positive rate; the share of
 clean evaluation frames above it is printed and kept in the JSON.
@@ -73,8 +83,9 @@ from pai_ros.data.episodes import iter_episode, read_info
 from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
+from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.sae.camera_state import camera_features, episode_groups, fit_camera_state
+from pai_ros.sae.camera_state import CameraStateProbe, camera_features, episode_groups, fit_camera_state
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions
@@ -192,6 +203,13 @@ def over_ticks(scores: np.ndarray, episode: np.ndarray, ticks: int) -> np.ndarra
     return out
 
 
+def state_leak(probe: CameraStateProbe, frames: Frames, moved: Frames, step: np.ndarray) -> list[float]:
+    """Per state dimension: the mean change of the regression's prediction when the policy was
+    given the state moved by ``step``, in units of ``step`` (same images)."""
+    change = probe.predict(moved["camera_features"]) - probe.predict(frames["camera_features"])
+    return (change.mean(axis=0) / step).round(3).tolist()
+
+
 def upper_p(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Empirical upper-tail p-value of each score against ``reference`` (never 0; NaN stays NaN)."""
     ref = np.sort(reference[np.isfinite(reference)])
@@ -199,11 +217,30 @@ def upper_p(reference: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(scores), np.nan, p)
 
 
-def detectors(reference: Frames, calibration: Frames, spread: np.ndarray,
-              thresholds: dict[str, float]) -> dict[str, Callable[[Frames], np.ndarray]]:
+def given_state(states: np.ndarray, seed: int = 0) -> Corruption:
+    """Give the policy the state of a random frame of ``states`` instead of the frame's own."""
+    rng = np.random.default_rng(seed)
+
+    def apply(_frame, obs):
+        return Observation(obs.images, states[rng.integers(len(states))].astype(np.float32), obs.env_state)
+    return apply
+
+
+def moved_state(step: np.ndarray) -> Corruption:
+    """Give the policy the frame's state moved by ``step``."""
+    def apply(_frame, obs):
+        return Observation(obs.images, (np.asarray(obs.state, np.float64) + step).astype(np.float32), obs.env_state)
+    return apply
+
+
+def detectors(reference: Frames, calibration: Frames, spread: np.ndarray, thresholds: dict[str, float],
+              other_state: tuple[Frames, Frames], probes: dict[str, CameraStateProbe]
+              ) -> dict[str, Callable[[Frames], np.ndarray]]:
     """Each detector fitted on in-distribution frames: frames -> one score per frame (higher = more OOD).
 
-    Detectors that come with a calibrated threshold put it in ``thresholds``.
+    ``other_state``: the calibration and reference frames run with other frames' states (their
+    ``state`` is the one given; the targets are the frames' own). Detectors that come with a
+    calibrated threshold put it in ``thresholds``; the camera-state regressions go in ``probes``.
     """
     out: dict[str, Callable[[Frames], np.ndarray]] = {}
     settings = ScoreSettings()
@@ -243,12 +280,20 @@ def detectors(reference: Frames, calibration: Frames, spread: np.ndarray,
     ref_images = torch.from_numpy(reference["pixel_image"])
     out["pixels_knn"] = lambda f: torch.cdist(torch.from_numpy(f["pixel_image"]), ref_images).min(dim=1).values.numpy()
 
-    fits = {"cameras_vs_joints": [calibration], "cameras_vs_joints_with_training": [calibration, reference]}
-    for name, fit_on in fits.items():
-        probe, summary = fit_camera_state(np.concatenate([f["camera_features"] for f in fit_on]),
-                                          np.concatenate([f["state"] for f in fit_on]),
-                                          episode_groups(*(f["episode"] for f in fit_on)), {}, settings)
-        thresholds[name] = summary["threshold"]
+    # (camera features, target states, episode) per fit. A shuffled copy's target is its frame's
+    # own state, and it keeps its frame's episode so that cross-fitting holds both out together.
+    both = (calibration, reference)
+    x_own = np.concatenate([f["camera_features"] for f in both])
+    y_own = np.concatenate([f["state"] for f in both])
+    g_own = episode_groups(*(f["episode"] for f in both))
+    x_other = np.concatenate([f["camera_features"] for f in other_state])
+    fits = {"cameras_vs_joints": (calibration["camera_features"], calibration["state"], calibration["episode"]),
+            "cameras_vs_joints_with_training": (x_own, y_own, g_own),
+            "cameras_vs_joints_state_shuffled": (np.concatenate([x_own, x_other]), np.concatenate([y_own, y_own]),
+                                                 np.concatenate([g_own, g_own]))}
+    for name, (x, y, groups) in fits.items():
+        probe, summary = fit_camera_state(x, y, groups, {}, settings)
+        thresholds[name], probes[name] = summary["threshold"], probe
         out[name] = lambda f, probe=probe: probe.scores(f["camera_features"], f["state"])
 
     out["sae_position_5_ticks"] = lambda f: over_ticks(out["sae_position"](f), f["episode"], 5)
@@ -280,18 +325,24 @@ def main() -> None:
 
     reference = collect(runner, loaded, train_root, list(range(40)), stride=args.reference_stride)
     calibration = collect(runner, loaded, held, cal_eps)
+    other_state = (collect(runner, loaded, held, cal_eps, given_state(reference["state"], 1)),
+                   collect(runner, loaded, train_root, list(range(40)), given_state(reference["state"], 2),
+                           stride=args.reference_stride))
+    state_step = reference["state"].std(axis=0)
     first = next(iter_episode(held, ev_eps[0], read_info(held)))
     kinds = {**corruptions(list(runner.spec.cameras), {c: first.images[c].shape for c in runner.spec.cameras}),
              "brightness": dim_images}
     clean = collect(runner, loaded, held, ev_eps)
     bad = {name: collect(runner, loaded, held, ev_eps, fn) for name, fn in kinds.items()}
+    moved = collect(runner, loaded, held, ev_eps, moved_state(state_step))
     runner.close()
 
     spread = clean["chunk"].reshape(-1, clean["chunk"].shape[-1]).std(axis=0)
     spread = np.where(spread > 0, spread, 1.0)
     scored = ~np.isnan(inconsistency(clean, spread))  # frames with a previous tick, for every detector
     thresholds: dict[str, float] = {}
-    fns = detectors(reference, calibration, spread, thresholds)
+    probes: dict[str, CameraStateProbe] = {}
+    fns = detectors(reference, calibration, spread, thresholds, other_state, probes)
     scores = {det: {cond: fn(frames)[scored] for cond, frames in [("clean", clean), *bad.items()]}
               for det, fn in fns.items()}
     table = {det: {cond: auroc(s["clean"], s[cond]) for cond in bad} for det, s in scores.items()}
@@ -309,6 +360,11 @@ def main() -> None:
     for det, f in flagged.items():
         print(f"{det}: threshold {thresholds[det]:.3g} (cross-fitted, 1% false-positive rate) flags "
               + ", ".join(f"{cond} {v:.1%}" for cond, v in f.items()))
+
+    leak = {name: state_leak(probe, clean, moved, state_step) for name, probe in probes.items()}
+    for name, per_dim in leak.items():
+        print(f"{name}: its prediction follows {', '.join(f'{v:+.2f}' for v in per_dim)} of a one-spread move of "
+              "the state the policy is given (per state dimension; 0 = the cameras alone decide)")
 
     change = (np.abs(bad["occlusion"]["chunk"] - clean["chunk"]) / spread).mean(axis=(1, 2))[scored]
     bins = [(0.0, 0.1), (0.1, 0.3), (0.3, np.inf)]
@@ -330,7 +386,8 @@ def main() -> None:
                "reference_frames": len(reference["chunk"]), "evaluation_frames": int(scored.sum()),
                "calibration_episodes": cal_eps, "evaluation_episodes": ev_eps, "auroc": table,
                "occlusion_by_action_change": results_split,
-               "thresholds": thresholds, "flagged": flagged, "seconds": round(time.perf_counter() - start, 1)}
+               "thresholds": thresholds, "flagged": flagged, "state_leak": leak,
+               "seconds": round(time.perf_counter() - start, 1)}
     print(f"\n(bench_ood_detectors: {results['seconds']:.0f} s)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

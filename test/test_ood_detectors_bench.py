@@ -8,7 +8,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from bench_ood_detectors import PIXEL_CELL, over_ticks, pixel_features, upper_p  # noqa: E402
+from bench_ood_detectors import (  # noqa: E402
+    PIXEL_CELL,
+    given_state,
+    moved_state,
+    over_ticks,
+    pixel_features,
+    state_leak,
+    upper_p,
+)
+
+from pai_ros.policy.observation import Observation  # noqa: E402
+from pai_ros.sae.camera_state import fit_camera_state  # noqa: E402
+from pai_ros.sae.position_score import ScoreSettings  # noqa: E402
 
 
 def test_pixel_features_are_per_camera_cells_in_name_order() -> None:
@@ -33,3 +45,31 @@ def test_upper_p_is_never_zero_and_keeps_nan() -> None:
     p = upper_p(np.array([1.0, 2.0, 3.0]), np.array([0.0, 2.0, 10.0, np.nan]))
     np.testing.assert_allclose(p[:3], [1.0, 0.75, 0.25])
     assert np.isnan(p[3])
+
+
+def test_state_leak_is_the_share_of_a_state_move_the_prediction_follows() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(400, 6))
+    step = np.array([0.5, 2.0])
+
+    def frames(seen_by_cameras, given):  # camera features = what the images show + 0.4 x the state given
+        return {"camera_features": np.hstack([seen_by_cameras, 0.4 * given])}
+    truth = images[:, :2]
+    probe, _ = fit_camera_state(np.hstack([images, 0.4 * truth]), truth, np.arange(400) // 20, {}, ScoreSettings())
+    clean, moved = frames(images, truth), frames(images, truth + step)
+    leak = state_leak(probe, clean, moved, step)
+    assert 0.0 < min(leak) and max(leak) < 1.0  # it reads the state from both the images and the leak
+    cameras_only, _ = fit_camera_state(images, truth, np.arange(400) // 20, {}, ScoreSettings())
+    blind = {"camera_features": images}
+    assert state_leak(cameras_only, blind, blind, step) == [0.0, 0.0]
+
+
+def test_the_state_given_is_replaced_or_moved_and_the_images_kept() -> None:
+    images = {"front": np.zeros((2, 2, 3), np.uint8)}
+    obs = Observation(images, np.array([1.0, 2.0], np.float32), None)
+    pool = np.array([[7.0, 8.0], [9.0, 10.0]])
+    replaced = given_state(pool)(None, obs)
+    assert replaced.images is images and any(np.array_equal(replaced.state, row) for row in pool)
+    moved = moved_state(np.array([0.5, -1.0]))(None, obs)
+    np.testing.assert_allclose(moved.state, [1.5, 1.0])
+    np.testing.assert_array_equal(obs.state, [1.0, 2.0])  # the frame's own observation is left alone

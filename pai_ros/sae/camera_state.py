@@ -18,6 +18,9 @@ ignores a corruption and high where the corruption changes what the policy does 
 Inputs: each camera's tokens (after the encoder, so they also saw the state token) averaged to
 at most ``POOLED_GRID`` cells, so the regression stays small for 480x640 cameras (600 tokens of
 512 values per frame). Only the camera tokens are read: the state token would give the state away.
+Through attention they still carry part of it (on the demo the prediction follows about 0.3 of a
+move of the given state); a regression trained to ignore that part detected less, so it stays
+(``bench/bench_ood_detectors.py``, ``cameras_vs_joints_state_shuffled``).
 
 Files: ``<sae>/ood_camera_state.safetensors`` (the regression, float32, the SAE id in its
 metadata); the threshold, cameras, episodes and file hash sit in ``ood.json`` under ``camera_state``.
