@@ -410,3 +410,30 @@ def test_a_policy_without_robot_state_gets_no_camera_state_score(tiny_dataset, t
     assert "camera_state_fit" not in cal  # the training episodes were not even run
     assert result.camera_state is None and not (sae_dir / CAMERA_STATE_FILE).exists()
     assert sae_dir / POSITIONS_FILE in written
+
+
+def test_the_state_fit_runs_no_more_frames_than_the_regression_keeps(tiny_dataset, tiny_act: Path, tiny_sae: Path,
+                                                                      monkeypatch) -> None:
+    """A stride finer than the fit can use is coarsened before the policy runs, and ood.json says so."""
+    import pai_ros.sae.calibrate as calibrate_module
+    from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.calibrate import StateFit, calibrate
+    from pai_ros.sae.model import load_sae
+
+    root, _ = tiny_dataset  # 3 episodes of 12 frames
+    fit = StateFit(root, [1, 2], frame_stride=1)
+    assert fit.stride_within(100) == 1  # room for all 24 frames: the stride asked
+    assert fit.stride_within(12) == 2 and fit.stride_within(8) == 3  # 2 x 6 and 2 x 4 frames
+    assert fit.stride_within(1) == 12  # one frame per episode is as coarse as it goes
+    # 24 frames at most, 12 of them the calibration episode's: the 24 training frames thin to 12.
+    monkeypatch.setattr(calibrate_module, "MAX_FIT_FRAMES", 24)
+    runner = activations_runner(tiny_act, "cpu")
+    try:
+        with one_torch_thread():
+            result = calibrate(runner, load_sae(tiny_sae), root, [0], progress=False, state_fit=fit)
+    finally:
+        runner.close()
+    c = result.calibration
+    assert c["camera_state_fit"]["frame_stride"] == 2
+    assert "frame stride of 2 instead of 1" in c["camera_state_fit"]["note"]
+    assert c["camera_state"]["fit_frames"] == 12 + 12

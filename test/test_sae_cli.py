@@ -260,6 +260,14 @@ def test_calibration_with_training_episodes_fits_the_camera_state_score(pipeline
     assert "camera-state AUROC" in out
 
 
+def test_calibrate_help_states_the_fit_frame_limit_the_code_uses() -> None:
+    """--help names the limit without importing torch; it must stay the one the fit applies."""
+    from pai_ros.sae.camera_state import MAX_FIT_FRAMES
+
+    out = ok(run_pai("sae", "calibrate", "--help"))
+    assert f"({MAX_FIT_FRAMES} with the calibration frames)" in " ".join(out.split())
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--state-fit-episode", "1"], "--state-fit-episode needs --state-fit-dataset-root"),
     (["--state-fit-dataset-root", "ROOT", "--state-fit-frame-stride", "0"], "must be at least 1"),

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pai_ros import __version__
-from pai_ros.data.episodes import iter_episode, read_info
+from pai_ros.data.episodes import episode_length, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.layout import TokenLayout
@@ -26,6 +26,7 @@ from pai_ros.policy.over_dataset import run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.camera_state import (
     CAMERA_STATE_FILE,
+    MAX_FIT_FRAMES,
     CameraStateProbe,
     camera_features,
     camera_grids,
@@ -106,6 +107,24 @@ class StateFit:
     root: Path
     episodes: list[int]
     frame_stride: int = 2  # neighbouring frames are alike: every other one is enough
+
+    def stride_within(self, budget: int) -> int:
+        """The stride that keeps these episodes to about ``budget`` frames, never finer than asked.
+
+        The regression fits at most ``MAX_FIT_FRAMES`` frames: running the policy on more only to
+        thin them out afterwards is costly on real data (50 episodes of 400 frames at stride 2 are
+        10,000 forwards, over an hour at the 0.46 s of a default-ACT tick on a 2-core CPU). Episode
+        lengths come from the dataset's metadata; unreadable ones keep the asked stride. One frame
+        per episode is the coarsest it goes.
+        """
+        info = read_info(self.root)
+        lengths = [episode_length(info, self.root, e) for e in self.episodes]
+        if not lengths or any(n is None for n in lengths):
+            return self.frame_stride
+        stride = max(self.frame_stride, min(-(-sum(lengths) // max(1, budget)), max(lengths)))  # none finer can do
+        while stride < max(lengths) and sum(-(-n // stride) for n in lengths) > budget:  # frames 0, s, 2s, ...
+            stride += 1
+        return stride
 
 
 def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: list[int], progress: bool, label: str,
@@ -191,13 +210,19 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
         calibration["position_score_skipped"] = str(exc)
     extra = None
     if state_fit is not None and cal.has_state:
-        extra = _pass(runner, None, state_fit.root, state_fit.episodes, progress, "camera-state fit",
-                      stride=state_fit.frame_stride)
+        # The fit keeps at most MAX_FIT_FRAMES frames; the calibration frames come first, and the
+        # training episodes get what is left (at least half, however many calibration frames there are).
+        stride = state_fit.stride_within(max(MAX_FIT_FRAMES - len(cal.groups), MAX_FIT_FRAMES // 2))
+        extra = _pass(runner, None, state_fit.root, state_fit.episodes, progress, "camera-state fit", stride=stride)
         if not extra.has_state:  # said, not silently dropped: the user asked for these episodes
             raise UserError(f"{state_fit.root} has no robot state (observation.state) for the camera-state "
                             "regression to learn from")
         calibration["camera_state_fit"] = {"dataset_root": str(state_fit.root), "episodes": state_fit.episodes,
-                                           "frame_stride": state_fit.frame_stride}
+                                           "frame_stride": stride}
+        if stride != state_fit.frame_stride:
+            calibration["camera_state_fit"]["note"] = (
+                f"ran with a frame stride of {stride} instead of {state_fit.frame_stride}: the regression fits at "
+                f"most {MAX_FIT_FRAMES} frames, and running more would only have dropped them after")
     probe = _fit_camera_state(cal, extra, score, calibration)
     if not evaluate:
         return CalibrationResult(calibration, positions=positions, camera_state=probe)

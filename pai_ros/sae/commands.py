@@ -117,7 +117,8 @@ def _register_calibrate(inner: Sub) -> None:
     p.add_argument("--state-fit-episode", type=int, nargs="+", metavar="E",
                    help="episodes of --state-fit-dataset-root; default: all")
     p.add_argument("--state-fit-frame-stride", type=int, default=2, metavar="N",
-                   help="every N-th frame of those episodes (neighbouring frames are alike)")
+                   help="every N-th frame of those episodes (neighbouring frames are alike); raised, with a note, "
+                        "where they hold more frames than the regression fits (2000 with the calibration frames)")
     p.set_defaults(handler=_calibrate)
 
 
@@ -228,6 +229,8 @@ def _calibrate(args: argparse.Namespace) -> int:
               f"cross-fitted on {pos['held_out_frames']} frames)")
         if pos.get("note"):
             print(f"note: {pos['note']}")
+    if c.get("camera_state_fit", {}).get("note"):
+        print(f"note: the camera-state fit {c['camera_state_fit']['note']}")
     cs = c.get("camera_state")
     if cs:
         print(f"camera-state threshold {cs['threshold']:.4g} (cameras vs joints; target FPR {cs['target_fpr']:g}, "
