@@ -82,9 +82,14 @@ def measure(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes
     """Per frame (every ``stride``-th): FVU, per-token squared errors, the predicted action chunk, the
     episode, the camera features and robot state of the camera-state score (and the token layout).
     Without an SAE (``loaded`` None) only the last three."""
-    fvu, tokens, chunks, groups, features = [], [], [], [], []
+    fvu, tokens, chunks, groups, features, states = [], [], [], [], [], []
     layout = None
-    for e, tick in ticks(runner, root, episodes, transform, stride):
+
+    def keep_state(frame, obs):  # the corruptions change images only: the state is the frame's
+        states.append(frame.state)
+        return obs if transform is None else transform(frame, obs)
+
+    for e, tick in ticks(runner, root, episodes, keep_state, stride):
         out = tick.capture.encoder_output[0]
         layout = tick.capture.layout
         if loaded is not None:
@@ -94,8 +99,6 @@ def measure(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes
             chunks.append(tick.chunk)
         groups.append(e)
         features.append(camera_features(out, layout))
-    info = read_info(root)  # the corruptions change images only: the state is the frame's
-    states = [f.state for e in episodes for f in iter_episode(root, e, info, stride)]
     return {"fvu": np.asarray(fvu), "tokens": np.stack(tokens) if tokens else None,
             "chunks": np.stack(chunks) if chunks else None, "groups": np.asarray(groups),
             "features": np.stack(features), "layout": layout,

@@ -196,4 +196,3 @@ def corruptions(cameras: list[str], shapes: dict[str, tuple[int, ...]]) -> dict[
         out["swapped_cameras"] = _swap
     out.update({f"covered_{c}": _covered(c) for c in cameras})
     return out
-
