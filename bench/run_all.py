@@ -78,8 +78,9 @@ def met(this: str, ratio: str, target: str) -> str:
     op, bound, unit, word = m.group(1), float(m.group(2)), m.group(3), m.group(4)
     # A target with a unit (x, %) is about the ratio column; a bare number is about the figure itself.
     source = ratio if unit and ratio.strip() not in ("", "-") else this
-    value = re.search(rf"([\d.]+)\s*(?:x|%)?\s+{word}", source) if word else None
-    value = value or re.search(r"([\d.]+)", source)
+    # A sign counts: a method scoring -1.5x the reference is not ">= 0.9x" of it.
+    value = re.search(rf"(-?[\d.]+)\s*(?:x|%)?\s+{word}", source) if word else None
+    value = value or re.search(r"(-?[\d.]+)", source)
     if not value:
         return ""
     v = float(value.group(1))

@@ -26,6 +26,8 @@ import run_all  # noqa: E402
     ("0.0117", "-", "<= 0.2", "yes"),
     ("1.0%", "-", "<= 5%", "yes"),
     ("x", "-", "written = received = published", ""),
+    ("-0.187 [-0.51-0.03]", "-1.50x IG", ">= 0.90x IG", "NO"),
+    ("0.882 [0.84-0.90]", "1.00x IG", ">= 0.90x IG", "yes"),
 ])
 def test_met_reads_the_target(this: str, ratio: str, target: str, expected: str) -> None:
     assert run_all.met(this, ratio, target) == expected
