@@ -11,9 +11,11 @@ from conftest import run_pai
 
 from pai_ros.attention.faithfulness import (
     FaithfulnessConfig,
+    MethodCurves,
     area,
     faithfulness,
     frame_curves,
+    symmetric_gain,
 )
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
@@ -66,6 +68,40 @@ def test_the_order_by_measured_cell_effect_beats_its_reverse(runner: PolicyRunne
     assert area(x, curves["best"][1]) > area(x, curves["worst"][1])
 
 
+def test_symmetric_gain_is_deletion_most_important_first_minus_least_important_first(runner: PolicyRunner) -> None:
+    """The gain claims that deleting the least important cells first is insertion read backwards: run
+    that deletion for real (the reversed map) and compare, then check that the gain is the difference
+    of the two deletion areas and that a map and its reverse have opposite gains."""
+    obs = _obs(4)
+    layout = runner.step(obs).capture.layout.camera("front")
+    cells = layout.grid_h * layout.grid_w
+    config = FaithfulnessConfig(steps=5 if cells % 2 else 4)  # cell counts round symmetrically
+    grid = np.random.default_rng(0).random((layout.grid_h, layout.grid_w))
+    curves = frame_curves(runner, obs, "front", {"map": grid, "reversed": -grid}, config)
+    assert curves is not None
+    (d, ins), (d_least_first, ins_rev) = curves["map"], curves["reversed"]
+    np.testing.assert_allclose(d_least_first, 1.0 - ins[::-1], atol=1e-5)
+    x = config.fractions
+    gain = symmetric_gain(x, d, ins)
+    assert gain == pytest.approx(area(x, d) - area(x, d_least_first), abs=1e-5)
+    assert symmetric_gain(x, d_least_first, ins_rev) == pytest.approx(-gain, abs=1e-5)
+
+
+def test_gain_median_is_not_moved_by_one_frame_whose_ratios_explode() -> None:
+    """A frame where blurring the whole camera barely moves the prediction divides by almost 0:
+    the mean of its ratios follows it, the median over frames does not."""
+    x = np.linspace(0, 1, 5)
+    good_d, good_i = np.array([0, 0.8, 0.9, 1.0, 1]), np.array([0, 0.7, 0.9, 1.0, 1])
+    curves = MethodCurves([good_d] * 6 + [np.array([0, 40.0, 30.0, 20.0, 1])],
+                          [good_i] * 6 + [np.array([0, -35.0, -25.0, -10.0, 1])])
+    s = curves.summary(x)
+    assert s["symmetric_gain_median"] == pytest.approx(symmetric_gain(x, good_d, good_i))
+    assert abs(s["symmetric_gain"] - s["symmetric_gain_median"]) > 0.5
+    assert s["symmetric_gain"] == pytest.approx(s["deletion_auc"] + s["insertion_auc"] - 1)
+    q25, q75 = s["symmetric_gain_quartiles"]
+    assert q25 <= s["symmetric_gain_median"] <= q75
+
+
 def test_report_over_frames_has_every_method_and_camera(runner: PolicyRunner) -> None:
     methods = ("cross_attention", "relevance", "relevance_cross", "input_gradient", "random")
     report = faithfulness(runner, [_obs(2), _obs(3)], methods, FaithfulnessConfig(steps=4))
@@ -96,7 +132,10 @@ def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny
     assert summary["frames"] == 2 and set(summary["cameras"]["front"]) == {
         "cross_attention", "relevance", "integrated_gradients", "random"}
     assert (out / "faithfulness" / "faithfulness.png").stat().st_size > 1000
-    assert "deletion AUC" in res.stdout
+    assert "deletion AUC" in res.stdout and "symmetric gain" in res.stdout
+    for s in summary["cameras"]["front"].values():
+        if s["frames"]:
+            assert s["symmetric_gain"] == pytest.approx(s["deletion_auc"] + s["insertion_auc"] - 1)
     res = run_pai(*base, "--faithfulness-methods", "gradcam")
     assert res.returncode == 1 and "unknown method(s) gradcam" in res.stderr
     assert res.stderr.strip().count("\n") == 0

@@ -52,7 +52,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="integrated gradients: baseline image")
     p.add_argument("--faithfulness", action="store_true",
                    help="instead of maps: measure how faithful each method is by deletion/insertion (cells blurred "
-                        "or restored in the method's order, the change of the predicted actions measured); writes "
+                        "or restored in the method's order, the change of the predicted actions measured) and their "
+                        "symmetric gain (deletion + insertion AUC - 1: most important first against least important "
+                        "first, so a blurred patchwork the policy reacts to by itself cancels; random ~0); writes "
                         "OUTPUT/faithfulness/faithfulness.json and faithfulness.png")
     p.add_argument("--faithfulness-methods", nargs="+", default=None, metavar="M",
                    help="methods to compare (default: cross_attention rollout relevance relevance_cross "
@@ -146,8 +148,10 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
     title = f"{args.policy_path} on {root.name}, episodes {args.episode}, output {config.output}"
     summary = write_report(report, args.output_dir / "faithfulness", title)
     for cam, per in summary["cameras"].items():
-        parts = [f"{m} {s['deletion_auc']:.3f}/{s['insertion_auc']:.3f}" for m, s in per.items() if s.get("frames")]
-        print(f"pai attention --faithfulness: {cam}: deletion AUC/insertion AUC (higher = more faithful): "
+        parts = [f"{m} {s['deletion_auc']:.3f}/{s['insertion_auc']:.3f}/{s['symmetric_gain_median']:.3f}"
+                 for m, s in per.items() if s.get("frames")]
+        print(f"pai attention --faithfulness: {cam}: deletion AUC/insertion AUC/symmetric gain (median over frames; "
+              f"random ~0; higher = more faithful): "
               f"{', '.join(parts) or 'no frame where the camera changes the prediction'}")
     print(f"wrote {args.output_dir / 'faithfulness'} ({summary['frames']} frames)")
     return 0

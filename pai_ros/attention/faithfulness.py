@@ -13,6 +13,18 @@ For one frame, one camera and one method's map over that camera's token cells:
 
 Both areas under the curve (fraction of cells on the x axis) are therefore "higher is more
 faithful"; a random order is the floor to beat and integrated gradients the offline reference.
+
+A patchwork of blurred cells is itself unlike anything the policy was trained on, and can move
+its actions further than blurring the whole camera: deletion curves then overshoot 1 and the
+order that leaves the most patchwork (random) scores highest. The **symmetric gain** (Blücher et
+al. 2024's symmetric relevance gain) cancels that: deletion with the most important cells first
+minus deletion with the least important first. Deleting the ``n`` least important cells leaves
+the top ``cells - n`` intact and blurs the rest, the image insertion shows at ``cells - n``
+restored, so no extra forward pass is needed: the gain is ``deletion AUC + insertion AUC - 1``
+(up to the rounding of cell counts). Any order scores 0 in expectation on the patchwork effect
+alone, a random order 0 overall, and a ranking whose first cells carry the change about 1.
+Frames where blurring barely moves the prediction give large ratios either way, so the summary
+also reports the gain's median over frames.
 The other cameras and the state stay as recorded. Frames where blurring the camera changes
 the prediction by less than ``min_change`` (the camera does not matter there) are skipped and
 counted. The blur is integrated gradients' blur baseline, the cells the encoder's token cells.
@@ -74,6 +86,15 @@ def area(fractions: np.ndarray, curve: np.ndarray) -> float:
     return float(np.sum((curve[1:] + curve[:-1]) * np.diff(fractions)) / 2.0)
 
 
+def symmetric_gain(fractions: np.ndarray, deletion: np.ndarray, insertion: np.ndarray) -> float:
+    """Deletion area, most important cells first, minus the deletion area least important first.
+
+    The second curve is ``1 - insertion(1 - f)`` (see the module docstring), so its area is
+    ``1 - area(insertion)`` on the symmetric grid of fractions.
+    """
+    return area(fractions, deletion) + area(fractions, insertion) - 1.0
+
+
 @dataclass
 class MethodCurves:
     """One method on one camera, over frames."""
@@ -85,7 +106,11 @@ class MethodCurves:
         if not self.deletion:
             return {"frames": 0}
         d, i = np.mean(self.deletion, axis=0), np.mean(self.insertion, axis=0)
+        gains = [symmetric_gain(fractions, fd, fi) for fd, fi in zip(self.deletion, self.insertion)]
+        q25, median, q75 = np.percentile(gains, [25, 50, 75])
         return {"frames": len(self.deletion), "deletion_auc": area(fractions, d), "insertion_auc": area(fractions, i),
+                "symmetric_gain": symmetric_gain(fractions, d, i), "symmetric_gain_median": float(median),
+                "symmetric_gain_quartiles": [float(q25), float(q75)],
                 "deletion_curve": d.round(5).tolist(), "insertion_curve": i.round(5).tolist()}
 
 
@@ -275,7 +300,8 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> None:
             if not s.get("frames"):
                 continue
             color = f"C{i}"
-            ax.plot(x, s["deletion_curve"], color=color, label=f"{method} del {s['deletion_auc']:.2f}")
+            ax.plot(x, s["deletion_curve"], color=color,
+                    label=f"{method} del {s['deletion_auc']:.2f} (gain {s['symmetric_gain_median']:.2f})")
             ax.plot(x, s["insertion_curve"], color=color, linestyle="--", label=f"ins {s['insertion_auc']:.2f}")
         ax.set_title(f"{cam}: deletion (solid), insertion (dashed)")
         ax.set_xlabel("fraction of cells deleted / inserted, most important first")
