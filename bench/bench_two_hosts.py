@@ -36,8 +36,8 @@ STATE = ["x", "y", "gripper"]
 
 def build_assets(work: Path, hw: tuple[int, int], frames: int) -> tuple[Path, Path]:
     from pai_ros.demo.dataset import DatasetSpec, write_dataset
-    from pai_ros.demo.scene import SceneConfig
     from pai_ros.policy.random_init import save_random_act
+    from pai_ros.sim.scene import SceneConfig
 
     root = work / "ds"
     write_dataset(root, DatasetSpec("pai/two_hosts", num_episodes=1, seed=3),

@@ -105,7 +105,7 @@ def tiny_act(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_scene():
-    from pai_ros.demo.scene import SceneConfig
+    from pai_ros.sim.scene import SceneConfig
 
     return SceneConfig(front_hw=(64, 80), wrist_hw=(64, 80), episode_length=12)
 
@@ -124,9 +124,9 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory, tiny_scene) -> tuple[
 @pytest.fixture(scope="session")
 def toy_assets(tmp_path_factory: pytest.TempPathFactory):
     """The whole demo-asset pipeline at toy size: datasets, lerobot-train run, report."""
-    from pai_ros.demo.assets import ensure_demo_assets
-
     from toy_settings import TOY
+
+    from pai_ros.demo.assets import ensure_demo_assets
 
     return ensure_demo_assets(tmp_path_factory.mktemp("cache"), TOY, progress=False)
 
@@ -134,9 +134,9 @@ def toy_assets(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_sae(tiny_act: Path, tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TopK SAE (32 -> 128, k=4) trained on the tiny policy's own encoder tokens."""
+    from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
-    from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
 

@@ -8,15 +8,12 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 import pytest
-
 from conftest import run_pai
-from pai_ros.demo.assets import MANIFEST, DemoSettings, ensure_demo_assets, verify_stage
-from pai_ros.errors import UserError
 from toy_settings import TOY
 
-
+from pai_ros.demo.assets import MANIFEST, DemoSettings, ensure_demo_assets, verify_stage
+from pai_ros.errors import UserError
 
 TOY_CLOSED_LOOP = 3
 
@@ -27,7 +24,7 @@ def _sealed_at(stage: Path) -> float:
 
 @pytest.mark.slow
 def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
-    from pai_ros.sim.demo_stage import ensure_closed_loop
+    from pai_ros.demo.closed_loop import ensure_closed_loop
 
     assets = toy_assets
     cache = assets.root.parents[1]

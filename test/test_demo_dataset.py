@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pai_ros.demo.dataset import CAMERAS, TARGET_KEYS
-from pai_ros.demo.scene import TARGET_RGB
+from pai_ros.sim.scene import TARGET_RGB
 
 
 @pytest.fixture(scope="module")

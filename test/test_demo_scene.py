@@ -3,8 +3,15 @@
 import numpy as np
 import pytest
 
-from pai_ros.demo.scene import (
-    NOT_VISIBLE, TARGET_RGB, SceneConfig, expert_action, render_front, render_wrist, rollout, sample_episode,
+from pai_ros.sim.scene import (
+    NOT_VISIBLE,
+    TARGET_RGB,
+    SceneConfig,
+    expert_action,
+    render_front,
+    render_wrist,
+    rollout,
+    sample_episode,
     target_pixels,
 )
 

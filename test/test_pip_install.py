@@ -41,7 +41,7 @@ def test_console_script_and_package_installed(installed: Path) -> None:
 
 def test_offline_toolkit_imports_no_ros(installed: Path) -> None:
     code = (
-        "import sys, pai_ros, pai_ros.cli, pai_ros.policy.loading, pai_ros.demo.assets, pai_ros.demo.scene\n"
+        "import sys, pai_ros, pai_ros.cli, pai_ros.policy.loading, pai_ros.demo.assets, pai_ros.sim.scene\n"
         "assert pai_ros.__file__.startswith(sys.argv[1]), pai_ros.__file__\n"
         "bad = [m for m in sys.modules if m.startswith(('rclpy', 'pai_ros.msg', 'rosidl'))]\n"
         "print('ROS modules:', bad)\n"

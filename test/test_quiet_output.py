@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 import numpy as np
 from pai_ros.demo.dataset import DatasetSpec, write_dataset
-from pai_ros.demo.scene import SceneConfig
+from pai_ros.sim.scene import SceneConfig
 from pai_ros.media.video import Mp4Writer, count_frames
 
 out = Path(sys.argv[1])

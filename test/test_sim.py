@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pai_ros.demo.scene import SceneConfig
 from pai_ros.errors import UserError
 from pai_ros.sim.evaluate import evaluate_closed_loop
 from pai_ros.sim.robot import (
@@ -20,6 +19,7 @@ from pai_ros.sim.robot import (
     SimRobot,
     expert_command,
 )
+from pai_ros.sim.scene import SceneConfig
 
 SMALL = SimConfig(scene=SceneConfig(front_hw=(32, 40), wrist_hw=(32, 40)))
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from ros_processes import Probe, Proc
 
-from pai_ros.demo.scene import SceneConfig
 from pai_ros.sim.robot import HOLD_NO_ACTION, HOLD_NOT_FINITE, SimConfig, expert_command
+from pai_ros.sim.scene import SceneConfig
 from pai_ros.sim.session import SimSession, action_vector
 
 SMALL = SimConfig(scene=SceneConfig(front_hw=(32, 40), wrist_hw=(32, 40)), max_steps=30)

@@ -2,8 +2,8 @@
 
 from pai_ros.demo.assets import DemoSettings
 from pai_ros.demo.learning_gate import LearningGate
-from pai_ros.demo.scene import SceneConfig
 from pai_ros.demo.train import TrainSettings
+from pai_ros.sim.scene import SceneConfig
 
 TOY = DemoSettings(
     scene=SceneConfig(front_hw=(64, 80), wrist_hw=(64, 80), episode_length=10),

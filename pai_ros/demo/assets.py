@@ -8,7 +8,7 @@ Layout under ``<cache>/demo/v<GENERATOR_VERSION>-<settings hash>/``::
     train/                              lerobot-train's output dir and log (no optimiser state)
     report/                             loss curve PNG, held-out evaluation, timings
     closed_loop/                        the policy driving the simulated demo robot: success rate
-                                        (built by pai_ros.sim.demo_stage, which `pai demo-assets` runs)
+                                        (built by pai_ros.demo.closed_loop, which `pai demo-assets` runs)
 
 Each stage is built in a ``.<stage>.partial-<pid>`` directory and swapped into place only when it is
 complete, then sealed with a manifest of its files and sizes. A stage whose manifest does not
@@ -35,10 +35,15 @@ from typing import TYPE_CHECKING
 
 from pai_ros.demo.dataset import DatasetSpec
 from pai_ros.demo.learning_gate import LearningGate
-from pai_ros.demo.scene import SceneConfig
 from pai_ros.demo.train import TrainSettings
 from pai_ros.errors import UserError
-from pai_ros.staging import remove_stale_staging, staged_directory, staging_path, swap_into_place
+from pai_ros.sim.scene import SceneConfig
+from pai_ros.staging import (
+    remove_stale_staging,
+    staged_directory,
+    staging_path,
+    swap_into_place,
+)
 
 if TYPE_CHECKING:  # heavy imports (torch, LeRobot) stay inside the builders
     from pai_ros.policy.runner import PolicyRunner
@@ -477,7 +482,7 @@ def _recalibrate_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
 
 
 
-# The closed-loop evaluation (pai_ros.sim.demo_stage builds it; `pai demo-assets` asks for it) lives
+# The closed-loop evaluation (pai_ros.demo.closed_loop builds it; `pai demo-assets` asks for it) lives
 # outside DemoSettings on purpose, like the SAE's settings: adding or changing it evaluates again
 # (a minute or two), never retrains the policy.
 CLOSED_LOOP_EPISODES = 50

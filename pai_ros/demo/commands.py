@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> int:
     assets = ensure_demo_assets(cache_dir=args.cache_dir, settings=settings, rebuild=args.rebuild,
                                 train=not args.no_train)
     if assets.has_policy():
-        from pai_ros.sim.demo_stage import ensure_closed_loop
+        from pai_ros.demo.closed_loop import ensure_closed_loop
 
         ensure_closed_loop(assets, rebuild=args.rebuild)
     print(assets.describe())

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pai_ros.demo.scene import STATE_NAMES, SceneConfig, rollout, sample_episode
 from pai_ros.media.video import quiet_ffmpeg
+from pai_ros.sim.scene import STATE_NAMES, SceneConfig, rollout, sample_episode
 
 TASK = "Move the gripper to the red block and close it."
 CAMERAS = ("front", "wrist")

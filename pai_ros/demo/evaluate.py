@@ -27,9 +27,9 @@ import torch
 
 from pai_ros.data.video import video_backend
 from pai_ros.demo.learning_gate import LearningGate
-from pai_ros.demo.scene import SceneConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.runner import DEFAULT_ENSEMBLE_COEFF
+from pai_ros.sim.scene import SceneConfig
 
 
 @dataclass

@@ -45,10 +45,10 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     from tqdm import tqdm
 
     from pai_ros.demo.assets import ensure_demo_assets
-    from pai_ros.demo.scene import STATE_NAMES
     from pai_ros.ros.policy_node import PolicyNode
     from pai_ros.ros.recorder_node import RecorderNode
     from pai_ros.ros.sim_node import SimNode
+    from pai_ros.sim.scene import STATE_NAMES
 
     out = prepare_output_dir(Path(output_dir), overwrite)
     assets = assets or ensure_demo_assets(progress=progress)

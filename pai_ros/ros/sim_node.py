@@ -21,16 +21,21 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
-from pai_ros.demo.scene import STATE_NAMES
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
 from pai_ros.ros.params import declare
 from pai_ros.sim.parameters import PARAMS, SimNodeConfig
 from pai_ros.sim.robot import CAMERAS
+from pai_ros.sim.scene import STATE_NAMES
 from pai_ros.sim.session import SimSession, action_vector
 
 __all__ = ["PARAMS", "SimNode", "main"]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pai_ros.demo.scene import SceneConfig
 from pai_ros.errors import UserError
 from pai_ros.paramspec import Param
 from pai_ros.sim.robot import SimConfig
+from pai_ros.sim.scene import SceneConfig
 
 _SCENE = SceneConfig()
 _SIM = SimConfig()

@@ -1,6 +1,6 @@
 """The demo scene as a robot: episodes from a seed, commanded motion with the expert's limits.
 
-The dataset's expert (:func:`pai_ros.demo.scene.expert_action`) commands absolute positions at
+The dataset's expert (:func:`pai_ros.sim.scene.expert_action`) commands absolute positions at
 most ``max_step`` table units from the current one, and the gripper follows the command with a
 small tracking error (``motion_noise``), clipped to the table; the gripper is closed when the
 command's third value exceeds 0.5. :class:`SimRobot` moves by the same rules, whatever commands
@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pai_ros.demo.scene import (
+from pai_ros.errors import UserError
+from pai_ros.sim.scene import (
     Episode,
     SceneConfig,
     add_sensor_noise,
@@ -29,7 +30,6 @@ from pai_ros.demo.scene import (
     render_wrist,
     sample_episode,
 )
-from pai_ros.errors import UserError
 
 CAMERAS = ("front", "wrist")
 
@@ -221,6 +221,6 @@ class SimRobot:
 
 def expert_command(robot: SimRobot) -> np.ndarray:
     """The dataset's scripted expert acting on ``robot`` (it knows the target: a reference, not a policy)."""
-    from pai_ros.demo.scene import expert_action
+    from pai_ros.sim.scene import expert_action
 
     return expert_action(robot.state, robot._require_episode().target, robot.config.scene)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pai_ros.demo.scene import STATE_NAMES
 from pai_ros.sim.evaluate import ClosedLoopReport
 from pai_ros.sim.robot import EpisodeOutcome, SimConfig, SimObservation, SimRobot
+from pai_ros.sim.scene import STATE_NAMES
 
 SETTLING = "settling"  # a tick between episodes: actions ignored on purpose
 

@@ -1,7 +1,9 @@
 """The demo assets' closed-loop stage: the demo policy drives the simulated demo robot.
 
-It lives here, not in :mod:`pai_ros.demo.assets`, because sim/ builds on demo/ (the scene);
-``pai demo-assets`` (a command module, above both) asks for it after the other stages.
+demo/ builds on sim/ (the scene is sim's world; the dataset records the scripted expert in
+it), never the other way round. It is a module of its own, not part of
+:mod:`pai_ros.demo.assets`, so that building the dataset and the policy does not load the
+simulator; ``pai demo-assets`` asks for it after the other stages.
 """
 
 from __future__ import annotations
