@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from pai_ros.errors import UserError
+from pai_ros.staging import staged_file
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write to a temporary file in the same directory, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    text = json.dumps(data, indent=2)  # data that cannot be written fails before any file is touched
+    with staged_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def read_json(path: Path, what: str) -> Any:

@@ -7,6 +7,10 @@ directory replaces it. Replacing renames the old output aside first and deletes 
 every moment either the old or the new output is complete at the final path (never neither,
 as with delete-then-rename), and a crash leaves at worst a stale ``.partial`` or ``.old``
 directory, which the next run removes.
+
+Single files (JSON, safetensors, PNG) use :func:`staged_file`: written to a hidden
+``.<name>.tmp-<pid>`` sibling and renamed over the final path, so a reader sees the old file
+or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -62,6 +66,24 @@ def staged_directory(final: Path, *, create: bool = True) -> Iterator[Path]:
         swap_into_place(staged, final)
     finally:
         _remove(staged)
+
+
+@contextmanager
+def staged_file(final: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; rename it over ``final`` if the block succeeds.
+
+    The name does not end in ``final``'s suffix, so a writer that infers the format from it
+    (matplotlib) must be told. On any exception the temporary file is removed and ``final`` is
+    left as it was.
+    """
+    final = Path(final)
+    tmp = staging_path(final, "tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def remove_stale_staging(directory: Path) -> None:

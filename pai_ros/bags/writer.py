@@ -81,6 +81,7 @@ from ruamel.yaml import YAML
 from pai_ros import __version__
 from pai_ros.bags.typestore import ensure_type, typestore
 from pai_ros.errors import UserError
+from pai_ros.staging import staged_file
 
 if TYPE_CHECKING:
     from rosbags.interfaces import Connection, Qos
@@ -261,7 +262,6 @@ class BagWriter:
             try:
                 self._write_metadata()
             except OSError as exc:
-                (self.path / "metadata.yaml.tmp").unlink(missing_ok=True)
                 self.error = BagWriteError(
                     f"cannot write {self.path / 'metadata.yaml'}: {exc.strerror or exc}; the storage files are "
                     f"complete, `pai bag recover {self.path}` rebuilds the bag", exc.errno)
@@ -359,9 +359,8 @@ class BagWriter:
 
     def _write_metadata(self) -> None:
         merged = merge_metadata(self._done)
-        tmp = self.path / "metadata.yaml.tmp"
-        tmp.write_text(_yaml_dump({"rosbag2_bagfile_information": merged}), encoding="utf-8")
-        os.replace(tmp, self.path / "metadata.yaml")
+        with staged_file(self.path / "metadata.yaml") as tmp:  # a metadata.yaml is a complete one
+            tmp.write_text(_yaml_dump({"rosbag2_bagfile_information": merged}), encoding="utf-8")
 
 
 def merge_metadata(parts: list[dict]) -> dict:

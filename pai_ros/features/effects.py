@@ -37,6 +37,7 @@ from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.steering import Steering, SteeringHook
+from pai_ros.staging import staged_file
 
 EFFECTS_PLOT = "effects.png"
 
@@ -206,7 +207,8 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("RMS change of the action chunk\n(normalised units)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with staged_file(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)

@@ -20,7 +20,6 @@ temporary name and renamed, so no file that looks complete is ever partial.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.layout import CAMERA, ENV_STATE, LATENT, STATE, TokenLayout
+from pai_ros.staging import staged_file
 
 COLLECT_FILE = "collect.json"
 KIND_CODES = {LATENT: 0, STATE: 1, ENV_STATE: 2, CAMERA: 3}
@@ -126,9 +126,8 @@ class EpisodeShardWriter:
         for key in META_TENSORS[2:]:
             tensors[key] = torch.from_numpy(np.concatenate([r[key] for r in self._rows]))
         name = f"{episode_stem(self.episode)}-part{len(self.parts):04d}.safetensors"
-        tmp = self.directory / f".{name}.tmp-{os.getpid()}"
-        save_file(tensors, str(tmp))
-        os.replace(tmp, self.directory / name)
+        with staged_file(self.directory / name) as tmp:
+            save_file(tensors, str(tmp))
         self.parts.append({"file": name, "rows": n})
         self._rows, self._buffered = [], 0
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from torch import nn
 
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
+from pai_ros.staging import staged_file
 
 ARCHITECTURES = ("topk", "relu", "batchtopk")
 K_ARCHITECTURES = ("topk", "batchtopk")  # those with a k and unit-norm decoder rows
@@ -244,9 +244,8 @@ def save_sae(sae: SparseAutoencoder, directory: Path) -> str:
 
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: getattr(sae, name).detach().to("cpu", torch.float32).contiguous() for name in WEIGHT_SHAPES}
-    tmp = directory / f".{WEIGHTS_FILE}.tmp-{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "pai_ros"})
-    os.replace(tmp, directory / WEIGHTS_FILE)
+    with staged_file(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "pai_ros"})
     write_json_atomic(directory / CFG_FILE, sae.cfg.to_json())
     return content_id(directory)
 

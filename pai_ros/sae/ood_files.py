@@ -8,13 +8,13 @@ dropped score. Only safetensors are read.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pai_ros.errors import UserError
+from pai_ros.staging import staged_file
 
 AGAIN = "run `pai sae calibrate` again"
 
@@ -23,14 +23,10 @@ def save_tensors(tensors: dict[str, np.ndarray], path: Path, sae_id: str, descri
     """Write ``tensors`` (temporary file + rename, so a reader never sees half a file); returns its sha256."""
     from safetensors.numpy import save_file
 
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    try:
+    with staged_file(path) as tmp:
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp),
                   metadata={"producer": "pai_ros", "sae_id": sae_id, "score": description})
         digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return digest
 
 

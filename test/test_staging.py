@@ -1,0 +1,62 @@
+"""Outputs appear only when complete: a failed write leaves the previous output, and no leftovers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pai_ros.jsonfile import write_json_atomic
+from pai_ros.staging import remove_stale_staging, staged_directory, staged_file
+
+
+def _hidden(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+def test_a_staged_file_replaces_the_old_one_only_when_the_block_succeeds(tmp_path: Path) -> None:
+    final = tmp_path / "weights.safetensors"
+    final.write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_file(final) as tmp:
+            tmp.write_text("half of the new")
+            assert not final.read_text().startswith("half")  # the reader still sees the old file
+            raise RuntimeError("writer died")
+    assert final.read_text() == "old" and _hidden(tmp_path) == []
+    with staged_file(final) as tmp:
+        assert tmp.parent == final.parent and tmp.name.startswith(".weights.safetensors.tmp-")
+        tmp.write_text("new")
+    assert final.read_text() == "new" and _hidden(tmp_path) == []
+
+
+def test_json_that_cannot_be_written_leaves_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "cfg.json"
+    write_json_atomic(path, {"k": 32})
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"k": object()})
+    assert json.loads(path.read_text()) == {"k": 32} and _hidden(tmp_path) == []
+
+
+def test_a_staged_directory_swaps_in_whole_or_not_at_all(tmp_path: Path) -> None:
+    final = tmp_path / "sae"
+    final.mkdir()
+    (final / "cfg.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with staged_directory(final) as partial:
+            (partial / "cfg.json").write_text("new")
+            raise RuntimeError("training died")
+    assert (final / "cfg.json").read_text() == "old" and _hidden(tmp_path) == []
+    with staged_directory(final) as partial:
+        (partial / "cfg.json").write_text("new")
+        (partial / "weights").write_text("w")
+    assert sorted(p.name for p in final.iterdir()) == ["cfg.json", "weights"]
+    assert (final / "cfg.json").read_text() == "new" and _hidden(tmp_path) == []
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
+    (tmp_path / ".out.partial-123").mkdir()
+    (tmp_path / ".out.old-123").write_text("x")
+    (tmp_path / "out").mkdir()
+    remove_stale_staging(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
