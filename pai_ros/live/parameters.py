@@ -71,8 +71,9 @@ PARAMS: list[Param] = [
     Param("publish_heatmaps", True, "publish attention/<camera>/heatmap images", read_only=True),
     Param("heatmap_cameras", [], "cameras that get a heatmap topic (empty: all)", array_type="string",
           read_only=True),
-    # Default: the one live method that is faithful on the demo (pointing 1.00, deletion AUC 1.00x
-    # integrated gradients) within the 2.5x tick budget (2.2x on CPU): bench/bench_faithfulness.py.
+    # Default: the one live method that is faithful on the demo (peak on the target in 73-75% of held-out
+    # frames, symmetric gain 1.00x integrated gradients' on this machine's build) within the 2.5x tick
+    # budget (2.1-2.4x on CPU): bench/bench_faithfulness.py.
     Param("heatmap_method", "input_gradient", f"attribution method: {', '.join(LIVE_METHODS)} (relevance, "
           "relevance_cross and input_gradient run one backward pass per tick, input_gradient through the vision "
           "backbone to the pixels; switching to them is refused, keeping the current method, when memory is short "
