@@ -124,7 +124,7 @@ def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny
     root, _ = tiny_dataset
     out = tmp_path / "out"
     base = ["attention", "--dataset-root", str(root), "--episode", "0", "--policy-path", str(tiny_act),
-            "--output-dir", str(out), "--quiet", "--faithfulness"]
+            "--output-dir", str(out), "--faithfulness"]
     res = run_pai(*base, "--faithfulness-frames", "2", "--faithfulness-steps", "4", "--ig-steps", "2",
                   "--faithfulness-methods", "cross_attention", "relevance", "integrated_gradients", "random")
     assert res.returncode == 0, res.stderr
@@ -133,10 +133,11 @@ def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny
         "cross_attention", "relevance", "integrated_gradients", "random"}
     assert (out / "faithfulness" / "faithfulness.png").stat().st_size > 1000
     assert "deletion AUC" in res.stdout and "symmetric gain" in res.stdout
+    assert "faithfulness: 100%" in res.stderr and "2/2" in res.stderr  # minutes a frame on a real policy
     for s in summary["cameras"]["front"].values():
         if s["frames"]:
             assert s["symmetric_gain"] == pytest.approx(s["deletion_auc"] + s["insertion_auc"] - 1)
-    res = run_pai(*base, "--faithfulness-methods", "gradcam")
+    res = run_pai(*base, "--quiet", "--faithfulness-methods", "gradcam")
     assert res.returncode == 1 and "unknown method(s) gradcam" in res.stderr
     assert res.stderr.strip().count("\n") == 0
 

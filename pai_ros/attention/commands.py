@@ -143,7 +143,7 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
     runner = PolicyRunner(load_act_policy(args.policy_path, args.device), "replan",
                           CaptureConfig(encoder_self_attention=True, encoder_output=False))
     observations = [o for ep in args.episode for o in episode_observations(root, ep, args.faithfulness_frames)]
-    report = faithfulness(runner, observations, methods, config, ig)
+    report = faithfulness(runner, observations, methods, config, ig, progress=not args.quiet)
     runner.close()
     title = f"{args.policy_path} on {root.name}, episodes {args.episode}, output {config.output}"
     summary = write_report(report, args.output_dir / "faithfulness", title)
