@@ -13,6 +13,9 @@ For one frame, one camera and one method's map over that camera's token cells:
 
 Both areas under the curve (fraction of cells on the x axis) are therefore "higher is more
 faithful"; a random order is the floor to beat and integrated gradients the offline reference.
+The other cameras and the state stay as recorded. Frames where blurring the camera changes
+the prediction by less than ``min_change`` (the camera does not matter there) are skipped and
+counted. The blur is integrated gradients' blur baseline, the cells the encoder's token cells.
 
 A patchwork of blurred cells is itself unlike anything the policy was trained on, and can move
 its actions further than blurring the whole camera: deletion curves then overshoot 1 and the
@@ -21,13 +24,10 @@ al. 2024's symmetric relevance gain) cancels that: deletion with the most import
 minus deletion with the least important first. Deleting the ``n`` least important cells leaves
 the top ``cells - n`` intact and blurs the rest, the image insertion shows at ``cells - n``
 restored, so no extra forward pass is needed: the gain is ``deletion AUC + insertion AUC - 1``
-(up to the rounding of cell counts). Any order scores 0 in expectation on the patchwork effect
-alone, a random order 0 overall, and a ranking whose first cells carry the change about 1.
-Frames where blurring barely moves the prediction give large ratios either way, so the summary
-also reports the gain's median over frames.
-The other cameras and the state stay as recorded. Frames where blurring the camera changes
-the prediction by less than ``min_change`` (the camera does not matter there) are skipped and
-counted. The blur is integrated gradients' blur baseline, the cells the encoder's token cells.
+(up to the rounding of cell counts). A random order scores 0 in expectation, a ranking whose
+first cells carry the change about 1, and one worse than random below 0. Frames where blurring
+barely moves the prediction give large ratios either way, so the summary also reports the
+gain's median over frames.
 
 Which output is measured (``output``): ``chunk`` (every action of the predicted chunk; the maps
 explain the chunk: mean over queries, relevance target ``chunk``) or ``first`` (the first
