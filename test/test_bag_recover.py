@@ -272,3 +272,24 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "exists", "garbage.mcap", "not_a_bag"]
     forced = pai(str(tmp_path / "bag"), "--force")
     assert forced.returncode == 0 and read_bag(tmp_path / "bag_recovered") == {t: [0] for t in TOPICS}
+
+
+def test_progress_bar_counts_every_byte_and_stays_silent_on_quick_work(tmp_path: Path, monkeypatch, capsys) -> None:
+    from tqdm import tqdm
+
+    import pai_ros.bags.recover as recover_module
+
+    w = BagWriter(tmp_path / "bag", flush_period_s=1e-9)
+    for i in range(20):
+        w.write("/action", JS, joint_state(i), 1_000_000 + i)
+    killed = killed_copy(tmp_path / "bag", tmp_path / "killed")
+    w.close()
+    size = sum(p.stat().st_size for p in storage_files(killed))
+    recover_bag(killed, tmp_path / "quick", progress=True)  # well under the delay: no bar
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(recover_module, "PROGRESS_DELAY_S", 0.0)
+    report = recover_bag(killed, tmp_path / "shown", progress=True)
+    err = capsys.readouterr().err
+    assert report.messages == 20 and "pai bag recover: 100%" in err, err
+    shown = tqdm.format_sizeof(size)
+    assert f"{shown}/{shown}" in err, (size, err)  # every byte of the storage files, damaged rest included

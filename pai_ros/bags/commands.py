@@ -54,6 +54,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="new bag directory to write (default: BAG_recovered next to BAG)")
     r.add_argument("--force", action="store_true",
                    help="rewrite a bag even if it is already complete (metadata.yaml and every footer present)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar (shown after a second of work)")
     r.set_defaults(handler=_recover)
 
 
@@ -62,7 +63,7 @@ def _recover(args: argparse.Namespace) -> int:
 
     from pai_ros.bags.recover import recover_bag
 
-    report = recover_bag(args.bag, args.output, force=args.force)
+    report = recover_bag(args.bag, args.output, force=args.force, progress=not args.quiet)
     for line in report.lines():
         print(f"  {line}")
     if report.output is None:

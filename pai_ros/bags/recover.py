@@ -45,6 +45,9 @@ HEADER, FOOTER, SCHEMA, CHANNEL, MESSAGE, CHUNK = 0x01, 0x02, 0x03, 0x04, 0x05, 
 SKIPPED = {0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F}  # indexes, summary, attachments, metadata
 
 
+PROGRESS_DELAY_S = 1.0  # a recovery that takes less prints no bar (nor a bar before a one-line error)
+
+
 class Damage(Exception):
     """A record that cannot be read: the file's readable prefix ends before it."""
 
@@ -395,15 +398,19 @@ def default_output(bag: Path) -> Path:
     return bag.parent / f"{name}_recovered"
 
 
-def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False) -> RecoveryReport:
+def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
+                progress: bool = False) -> RecoveryReport:
     """Write the readable prefix of every storage file of ``bag`` as a new complete bag ``output``.
 
     With ``force`` False, a bag whose files are all complete and that has ``metadata.yaml`` is
     left alone (report with ``output`` None). Raises :class:`UserError` for a missing or
-    non-MCAP bag, an existing ``output``, or nothing readable at all.
+    non-MCAP bag, an existing ``output``, or nothing readable at all. ``progress``: a bar over
+    the bytes read, shown once the work has taken a second (a recording of camera images runs
+    to gigabytes).
     """
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+    from tqdm import tqdm
 
     bag = Path(bag)
     files = storage_files(bag)
@@ -427,6 +434,8 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False) -
     staging.mkdir()
     report = RecoveryReport(bag, out)
     opened = False
+    bar = tqdm(total=sum(p.stat().st_size for p in files), unit="B", unit_scale=True, desc="pai bag recover",
+               delay=PROGRESS_DELAY_S, disable=not progress)
     try:
         inner = staging / f"{out.name}_0"  # rosbags names the file after its folder: OUT_0.mcap
         writer = Writer(inner, version=8, storage_plugin=StoragePlugin.MCAP)
@@ -434,7 +443,9 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False) -
         connections: dict[tuple[str, str], object] = {}
         for path in files:
             scanner = McapScanner(path)
+            read_before = bar.n
             for channel, log_time, data in scanner.messages():
+                bar.update(read_before + scanner.scan.good_bytes - bar.n)
                 if not opened:
                     if scanner.compression == "zstd":  # keep the recording's chunk compression
                         writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
@@ -465,6 +476,7 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False) -
                 t.messages += 1
                 t.first_ns = log_time if t.first_ns is None else min(t.first_ns, log_time)
                 t.last_ns = log_time if t.last_ns is None else max(t.last_ns, log_time)
+            bar.update(read_before + path.stat().st_size - bar.n)  # the damaged rest counts as read
             report.files.append(scanner.scan)
             for channel in scanner.channels.values():  # recorded topics whose messages were all lost
                 if channel.topic not in report.topics and channel.topic not in report.skipped:
@@ -477,6 +489,7 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False) -
         opened = False
         os.replace(inner, out)
     finally:
+        bar.close()
         if opened:  # failed half-way: close the file before its folder is removed
             writer.abort()
         shutil.rmtree(staging, ignore_errors=True)
