@@ -196,3 +196,40 @@ def test_auroc_and_threshold() -> None:
     assert sigma["threshold"] == pytest.approx(50.5 + 2 * np.std(np.arange(1, 101), ddof=1))
     with pytest.raises(UserError):
         fit_threshold(np.array([1.0]))
+
+
+@pytest.mark.parametrize("dead_fraction", [0.01, 0.2, 1.0])
+def test_aux_loss_over_the_dead_columns_equals_masking_the_live_ones(dead_fraction: float) -> None:
+    """AuxK ranks only the dead latents: the loss and every gradient must equal ranking all latents
+    with the live ones masked to -inf (the definition), whatever share of latents is dead."""
+    from pai_ros.sae.train import _aux_loss
+
+    gen = torch.Generator().manual_seed(int(dead_fraction * 100))
+    sae = SparseAutoencoder(SaeConfig(d_in=16, d_sae=200, k=4))
+    with torch.no_grad():  # random weights: no ties between pre-activations
+        sae.W_dec.copy_(torch.randn(200, 16, generator=gen))
+        sae.W_enc.copy_(torch.randn(16, 200, generator=gen))
+        sae.b_enc.copy_(torch.randn(200, generator=gen))
+    x = torch.randn(64, 16, generator=gen)
+    err = torch.randn(64, 16, generator=gen)
+    dead = torch.rand(200, generator=gen) < dead_fraction
+    dead[0] = True
+
+    def by_definition() -> torch.Tensor:
+        pre = sae.pre_activations(x)
+        k = min(8, int(dead.sum()))
+        values, indices = sae.topk(pre.masked_fill(~dead, float("-inf")), k)
+        aux = sae.decode_sparse_scaled(values, indices, bias=False)
+        denom = ((err - err.mean(dim=0)) ** 2).sum(dim=1).mean()
+        return ((err - aux) ** 2).sum(dim=1).mean() / denom
+
+    results = []
+    for loss_of in (by_definition, lambda: _aux_loss(sae, sae.pre_activations(x), err, dead, 8)):
+        sae.zero_grad(set_to_none=True)
+        loss = loss_of()
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in sae.parameters()]))
+    (want, want_grads), (got, got_grads) = results
+    torch.testing.assert_close(got, want)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w)

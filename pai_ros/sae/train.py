@@ -330,9 +330,16 @@ def _initialise(sae: SparseAutoencoder, mean_scaled: torch.Tensor, seed: int) ->
 
 
 def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, err: torch.Tensor, dead: torch.Tensor, aux_k: int) -> torch.Tensor:
-    """AuxK: the dead latents' top pre-activations should model the main reconstruction's residual."""
-    k = min(aux_k, int(dead.sum()))
-    values, indices = sae.topk(pre.masked_fill(~dead, float("-inf")), k)
+    """AuxK: the dead latents' top pre-activations should model the main reconstruction's residual.
+
+    Only the dead latents' columns are ranked (the same values and indices as ranking every latent
+    with the live ones masked to -inf): with a few percent of the latents dead, a TopK over a few
+    dozen columns instead of a masked copy of the whole ``[batch, d_sae]`` matrix and a TopK over it.
+    """
+    columns = dead.nonzero().squeeze(1)
+    k = min(aux_k, len(columns))
+    values, picked = sae.topk(pre.index_select(1, columns), k)
+    indices = columns[picked]
     residual = err.detach()
     aux_recon = sae.decode_sparse_scaled(values, indices, bias=False)
     denom = ((residual - residual.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
