@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from pai_ros.attention.attribution import QuerySelection
 from pai_ros.attention.integrated_gradients import (
@@ -249,8 +250,6 @@ def faithfulness(runner: PolicyRunner, observations: list[Observation], methods:
     rng = np.random.default_rng(config.seed)
     report = FaithfulnessReport(config, tuple(methods), {c: {m: MethodCurves() for m in methods} for c in cams},
                                 {c: 0 for c in cams}, {})
-    from tqdm import tqdm
-
     for obs in tqdm(observations, desc="faithfulness", unit="frame", disable=not progress):
         runner.reset()
         grids = method_grids(runner, obs, tuple(methods), config, ig, rng, report.map_seconds)
