@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pai_ros.data.source import add_dataset_arguments
+from pai_ros.policy.loading import add_policy_arguments
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -23,9 +24,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     add_dataset_arguments(p)
     p.add_argument("--episode", type=int, nargs="+", required=True, metavar="E", help="episode index(es)")
-    p.add_argument("--policy-path", type=Path, required=True,
-                   help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
-                        "already in the local Hugging Face cache")
+    add_policy_arguments(p)
     p.add_argument("--output-dir", type=Path, required=True, help="where episode_EEEEEE/ folders are written")
     p.add_argument("--method", default="cross_attention",
                    help="attribution method: cross_attention, rollout, relevance (gradient-weighted relevance "
@@ -41,7 +40,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="decoder queries to explain: mean, executed (the action sent this tick), K, or A:B")
     p.add_argument("--mode", default="auto", choices=("auto", "ensemble", "queue", "replan", "chunk"),
                    help="how actions are executed (auto: as the checkpoint's config says)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--normalization", default="episode", choices=("raw", "frame", "episode", "percentile"),
                    help="heatmap colour scale in the videos (the Parquet always keeps raw values)")
     p.add_argument("--colormap", default="viridis", choices=("viridis", "magma", "inferno", "turbo", "jet"))

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from pai_ros.data.source import add_dataset_arguments
+from pai_ros.policy.loading import add_device_argument, add_policy_arguments
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -33,15 +34,12 @@ def _register_record(inner: Sub) -> None:
                     "OUTPUT/episode_EEEEEE/features.parquet (the same schema `pai bag2parquet` writes for the live "
                     "features topic, one row per frame) and feature_tokens.parquet (token-level codes for spatial "
                     "heatmaps), plus OUTPUT/record.json naming the policy, SAE and dataset.")
-    p.add_argument("--policy-path", type=Path, required=True,
-                   help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
-                        "already in the local Hugging Face cache")
+    add_policy_arguments(p)
     p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
     add_dataset_arguments(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
     p.add_argument("--output-dir", type=Path, required=True, help="results directory (created or extended)")
     p.add_argument("--top-n", type=int, help="keep only the N strongest features per frame (default: all)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_record)
 
@@ -130,7 +128,7 @@ def _register_effects(inner: Sub) -> None:
                    help="measure only these action dimensions (indices; e.g. the gripper's). Default: all")
     p.add_argument("--horizon", type=int, default=None,
                    help="measure only the first N actions of each chunk (what the robot does next). Default: all")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_device_argument(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_effects)
 

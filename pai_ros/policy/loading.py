@@ -11,6 +11,7 @@ statistics live in ``model.safetensors`` (migrated in memory, :mod:`pai_ros.poli
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from dataclasses import dataclass
@@ -223,6 +224,21 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path} does not hold a JSON object")
     return data
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--policy-path`` (what :func:`load_act_policy` accepts) and ``--device`` (what
+    :func:`resolve_device` accepts): one wording for every command that runs a policy."""
+    parser.add_argument("--policy-path", type=Path, required=True,
+                        help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id "
+                             "(ORG/NAME) already in the local Hugging Face cache")
+    add_device_argument(parser)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, as :func:`resolve_device` reads it."""
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps")
 
 
 def resolve_device(device: str) -> str:

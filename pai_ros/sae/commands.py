@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from pai_ros.data.source import add_dataset_arguments
+from pai_ros.policy.loading import add_policy_arguments
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -21,11 +22,8 @@ def register(sub: Sub) -> None:
 
 
 def _common_policy(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--policy-path", type=Path, required=True,
-                   help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id (ORG/NAME) "
-                        "already in the local Hugging Face cache")
+    add_policy_arguments(p)
     add_dataset_arguments(p)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
