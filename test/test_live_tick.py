@@ -88,6 +88,10 @@ FAULTS = {
     "inf_state": (lambda now, last: inputs(now, state=(0.5, np.inf, 0.0)), "NaN or inf"),
     "nan_state": (lambda now, last: inputs(now, state=(np.nan, 0.5, 0.0)), "NaN or inf"),
     "missing_joint": (lambda now, last: inputs(now, names=("x", "y", "grip")), "lacks joint(s) gripper"),
+    "repeated_joint": (lambda now, last: TickInputs(
+        cameras={"front": frame(now), "wrist": frame(now)},
+        joint_states=JointReading(now, now, ["x", "y", "x", "gripper"], [0.5, 0.5, 9.0, 0.0])),
+        "names joint(s) x more than once"),
     "short_joint_message": (lambda now, last: inputs(now, state=(0.5,)), "3 names but 1 positions"),
     # What rclpy hands over when a peer sends invalid UTF-8: U+FFFD in place of the bad byte.
     "undecodable_name": (lambda now, last: inputs(now, names=("x", "y", "gr\ufffdpper")), "not valid UTF-8"),
@@ -169,6 +173,64 @@ def test_actions_are_clamped_and_so_is_the_plan(tiny_act: Path) -> None:
         live.close()
 
 
+@pytest.mark.parametrize("mode", ["queue", "chunk", "ensemble"])
+def test_after_a_refused_tick_the_action_comes_from_the_new_inputs_not_the_old_plan(tiny_act: Path,
+                                                                                    mode: str) -> None:
+    """A camera outage mid-chunk: the first action after it is the one a freshly started node
+    would compute from the new inputs, not the rest of the chunk predicted before the outage."""
+    config = LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode=mode, max_observation_age_s=0.5)
+    live, _ = LiveTick.create(config)
+    fresh, _ = LiveTick.create(config)  # the reference: a node that never saw scene A
+    scene_a = {"front": image(value=1), "state": (0.9, -0.4, 0.1)}
+    scene_b = {"front": image(value=2), "state": (-0.3, 0.6, 0.8)}
+    try:
+        now = T0
+        for _ in range(3):
+            now += S // 10
+            assert isinstance(live.step(inputs(now, front=scene_a["front"], state=scene_a["state"]), now), TickOutput)
+        old_plan_next = live.runner.queued_actions()[:1]  # what queue/chunk modes would have sent next
+        later = now + 60 * S  # a minute without camera images (the joints kept coming)
+        stale = live.step(inputs(now, joint_stamp=later), later)
+        assert isinstance(stale, Rejection) and "s old" in stale.reason
+        later += S // 10
+        after = live.step(inputs(later, front=scene_b["front"], state=scene_b["state"]), later)
+        reference = fresh.step(inputs(later, front=scene_b["front"], state=scene_b["state"]), later)
+        assert isinstance(after, TickOutput) and isinstance(reference, TickOutput)
+        np.testing.assert_array_equal(after.action, reference.action)
+        np.testing.assert_array_equal(after.plan, reference.plan)
+        if mode != "ensemble":  # the case that can fail: the old chunk's next action differs from B's first
+            assert len(old_plan_next) == 1 and not np.allclose(old_plan_next[0], after.action, atol=1e-4)
+    finally:
+        live.close()
+        fresh.close()
+
+
+def test_an_action_ready_after_its_observation_went_stale_is_refused(tiny_act: Path) -> None:
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="queue",
+                                                  max_observation_age_s=0.5))
+    try:
+        assert isinstance(live.step(inputs(T0), T0 + S // 10), TickOutput)
+        # Fresh when the tick starts (0.1 s), 0.7 s old when its action is ready: a slow tick.
+        late = live.step(inputs(T0 + S), T0 + S + S // 10, clock=lambda: T0 + S + 7 * S // 10)
+        assert isinstance(late, Rejection)
+        assert "ready 0.700 s after its observation (max_observation_age_s 0.5" in late.reason
+        report = live.health.report()
+        assert (report.actions, report.rejected) == (1, 1) and report.level == Level.ERROR
+        assert report.tick_mean_ms > 0  # the late tick's time counts in the latency figures
+        again = live.step(inputs(T0 + 2 * S), T0 + 2 * S + S // 10, clock=lambda: T0 + 2 * S + S // 5)
+        assert isinstance(again, TickOutput) and live.health.report().level == Level.OK
+        assert len(again.plan) == 10  # a whole new chunk: nothing carried over from the late tick's
+    finally:
+        live.close()
+    observing, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), publish_actions=False,
+                                                       max_observation_age_s=0.5))
+    try:  # observe-only: no action goes anywhere, so a slow tick still shows its maps
+        slow = observing.step(inputs(T0), T0 + S // 10, clock=lambda: T0 + 7 * S // 10)
+        assert isinstance(slow, TickOutput) and slow.heatmaps
+    finally:
+        observing.close()
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"action_output": ["joint_state", "twist"]}, "action_output 'twist' does not exist"),
     ({"action_output": []}, "action_output is empty"),
@@ -191,6 +253,11 @@ def test_bad_configuration_is_one_line(overrides: dict, message: str) -> None:
     ({"action_names": ["a", "b"]}, "action_names has 2 names, the policy's action has 3"),
     ({"action_min": [0.0, 0.0]}, "action_min/action_max must have 3 values"),
     ({"heatmap_cameras": ["side"]}, "heatmap_cameras names unknown camera(s) side"),
+    # Known at start: not a refusal of every tick that blames the robot's joint_states.
+    ({"state_joint_names": ["x", "y"]}, "state_joint_names has 2 name(s), the policy's state has 3 dimension(s)"),
+    ({"state_joint_names": ["x", "x", "y"]}, "state_joint_names names x more than once"),
+    # Refused at start: at the first tick it would have refused every action for a picture's sake.
+    ({"heatmap_queries": "99"}, "heatmap_queries 99: the policy predicts chunks of 10 actions"),
 ])
 def test_configuration_that_does_not_fit_the_policy_is_refused(tiny_act: Path, overrides: dict, message: str) -> None:
     with pytest.raises(UserError) as err:

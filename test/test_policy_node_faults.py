@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,8 +112,9 @@ def fault_windows(robot: Proc) -> list[tuple[str, int, int]]:
     return [(name, t, p[i + 1][1]) for i, (kind, t, name) in enumerate(p) if kind == "fault"]
 
 
-def set_param(env: dict, name: str, value: str) -> str:
-    setter = Proc([sys.executable, str(HELPERS / "set_param.py"), "policy_node", name, value], env, "set_param")
+def set_param(env: dict, name: str, value: str, *more: str) -> str:
+    """``more``: further NAME VALUE pairs and ``--atomic`` (one SetParametersAtomically request)."""
+    setter = Proc([sys.executable, str(HELPERS / "set_param.py"), "policy_node", name, value, *more], env, "set_param")
     line = setter.wait_for_line(lambda s: s.startswith(("OK", "FAILED", "no ")), 90)
     setter.stop()
     return line
@@ -135,6 +137,15 @@ def test_sae_files_vanish_and_the_sae_is_reloaded_without_restart(tiny_act: Path
         probe.wait_for(lambda m: m["topic"] == "action" and m["recv_ns"] > gone["recv_ns"], 20)
         # A bad path is refused and the running SAE stays.
         assert set_param(ros_env, "sae_path", str(tmp_path / "nowhere")).startswith("FAILED")
+        # All or nothing: a method switch in the same atomic request as a bad path is undone.
+        method = diag(probe.wait_for(lambda m: m["topic"] == "/diagnostics", 20))["values"]["heatmap_method"]
+        assert method != "rollout"
+        refused = set_param(ros_env, "heatmap_method", "rollout", "sae_path", str(tmp_path / "nowhere"), "--atomic")
+        assert refused.startswith("FAILED")
+        node.wait_for_line(lambda s: "other changes were undone" in s, 30)
+        undone_ns = time.time_ns()
+        after = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and m["recv_ns"] > undone_ns, 20)
+        assert diag(after)["values"]["heatmap_method"] == method
         # Reload from a new directory: the warning clears without a restart.
         shutil.copytree(tmp_path / "moved_away", other)
         assert set_param(ros_env, "sae_path", str(other)) == "OK"

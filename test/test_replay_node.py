@@ -63,3 +63,21 @@ def test_bad_input_is_one_line(params, message, tiny_dataset, ros_env: dict) -> 
     errors = [line for line in node.lines if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("replay_node: error: ") and message in errors[0], node.lines
     assert not any("Traceback" in line for line in node.lines)
+
+
+def test_a_dataset_that_cannot_be_decoded_ends_with_one_line_and_exit_1(tiny_dataset, ros_env: dict,
+                                                                         tmp_path) -> None:
+    """Not "replay finished" and exit 0: a launch file or a script must see that the replay failed."""
+    import shutil
+
+    root, _ = tiny_dataset
+    damaged = tmp_path / "damaged"
+    shutil.copytree(root, damaged)
+    for video in (damaged / "videos").rglob("*.mp4"):
+        video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
+    node = replay(ros_env, f"dataset_root:={damaged}", "rate_factor:=10.0")
+    assert node.popen.wait(timeout=90) == 1, node.lines
+    node.stop()
+    errors = [line for line in node.lines if line.startswith("replay_node: error: ")]
+    assert len(errors) == 1 and "replay failed after" in errors[0] and str(damaged) in errors[0], node.lines
+    assert not any("replay finished" in line or "Traceback" in line for line in node.lines), node.lines

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from pai_ros.errors import UserError
+
 METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient", "integrated_gradients")
 LIVE_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient")
 # Methods that need the runner's explainer (a backward pass inside the tick).
@@ -59,6 +61,12 @@ class QuerySelection:
         if m and int(m.group(1)) < int(m.group(2)):
             return cls("range", int(m.group(1)), int(m.group(2)))
         raise ValueError(f"query selection '{text}' is not one of: mean, executed, K, A:B (A < B)")
+
+    def check(self, num_queries: int, option: str) -> None:
+        """A fixed query (K or A:B) past the policy's chunk is a set-up error: one line, before any work."""
+        if self.kind in ("index", "range") and not self.stop <= num_queries:
+            raise UserError(f"{option} {self.label()}: the policy predicts chunks of {num_queries} actions "
+                            f"(queries 0..{num_queries - 1})")
 
     def resolve(self, num_queries: int, executed: int | None = None) -> slice:
         if self.kind == "mean":

@@ -51,7 +51,8 @@ class Health:
         self._ticks = self._actions = self._skipped = self._rejected = 0
         self._level, self._message = Level.WARN, "waiting for the first observation"
         self._ages: dict[str, float] = {}
-        self._tick_s: deque[float] = deque(maxlen=history)  # whole ticks that produced an action
+        # Whole ticks that computed an action (published, or refused because it came too late).
+        self._tick_s: deque[float] = deque(maxlen=history)
         # Every reason since the last report: a one-tick fault (a stamp that jumped back) must not
         # vanish behind the next tick's message. Keyed by the reason without its numbers, so that
         # "0.41 s old", "0.44 s old", ... count as one kind.
@@ -66,10 +67,12 @@ class Health:
         with self._lock:
             self._skipped += 1
 
-    def reject(self, reason: str) -> None:
-        """No action this tick, and why."""
+    def reject(self, reason: str, seconds: float | None = None) -> None:
+        """No action this tick, and why; ``seconds``: the tick ran to the end (too late) and took that long."""
         with self._lock:
             self._rejected += 1
+            if seconds is not None:
+                self._tick_s.append(seconds)
             self._level, self._message = Level.ERROR, f"no action: {reason}"
             kind = _NUMBER.sub("#", reason)
             self._recent[kind] = (self._recent.get(kind, (0, ""))[0] + 1, reason)

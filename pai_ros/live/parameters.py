@@ -56,7 +56,8 @@ PARAMS: list[Param] = [
     Param("control_rate_hz", 30.0, "control ticks per second", min=0.1, max=1000.0, read_only=True),
     Param("mode", "auto", f"runner mode: auto, {', '.join(MODES)} (auto: as the checkpoint's config says)",
           read_only=True),
-    Param("max_observation_age_s", 0.25, "inputs older than this are stale: no action is published",
+    Param("max_observation_age_s", 0.25, "inputs older than this, when the tick starts or when its action is "
+          "ready, are stale: no action is published",
           min=0.001, max=60.0, read_only=True),
     Param("max_clock_skew_s", 0.1, "inputs stamped further than this ahead of this node's clock are refused "
           "(the robot's clock and this one disagree): no action is published", min=0.0, max=60.0, read_only=True),

@@ -14,7 +14,7 @@ this and publishes :class:`TickOutput`; tests drive it directly with a fake cloc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,6 +65,7 @@ class TickOutput:
     feature_heatmaps: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (feature, camera) -> RGB
     steering: ActiveSteering | None = None  # the steering of the forward pass this action came from
     latency_s: float = 0.0
+    status: tuple[Level, str] = (Level.OK, "")  # what /diagnostics says after this tick
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class LiveTick:
         self.state_units = self._units("state", config.state_scale, config.state_offset, self.spec.state_dim or 0)
         self.action_units = self._units("action", config.action_scale, config.action_offset, self.action_dim)
         self.heatmap_method = "cross_attention"
+        # Checked here, not at the first tick: a map that cannot be drawn must never stop the actions.
+        config.heatmap_queries.check(runner.chunk_size, "heatmap_queries")
         self.relevance_target = RelevanceTarget.parse(config.relevance_target)
         if self.relevance_target.kind == "dim" and self.relevance_target.dim >= self.action_dim:
             # A configuration error, refused at start (unlike a method the machine cannot afford).
@@ -111,6 +114,9 @@ class LiveTick:
             # A gradient method refused at start (memory, no gradients) must not stop the node: it
             # acts as always and shows cross-attention maps, and says so in the log and /diagnostics.
             self.heatmap_refused = f"heatmap_method {config.heatmap_method} refused, showing cross_attention: {exc}"
+        self._check_names("state_joint_names", config.state_joint_names, self.spec.state_dim or 0, "state")
+        self._check_names("environment_state_names", config.environment_state_names, self.spec.env_state_dim or 0,
+                          "environment state")
         self.input_names: list[str] = [*self.cameras]
         if self.spec.state_dim:
             self.input_names.append(JOINT_STATES)
@@ -118,7 +124,9 @@ class LiveTick:
             self.input_names.append(ENVIRONMENT_STATE)
         topics = {JOINT_STATES: config.joint_states_topic, ENVIRONMENT_STATE: config.environment_state_topic,
                   **{c.name: c.topic for c in self.cameras.values()}}
-        self.topics = {name: resolve_topic(topic) for name, topic in topics.items()}
+        # Only the inputs this policy reads: a policy without an environment state never looks at
+        # environment_state_topic, so nothing about it can stop the node.
+        self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._resize_warned: set[str] = set()
         self.warnings: list[str] = []  # one-off notes for the node's log (e.g. "resizing camera X")
         self.steering = SteeringControl(config.allow_steering, config.steering_max_value,
@@ -171,6 +179,17 @@ class LiveTick:
             raise UserError(f"heatmap_cameras names unknown camera(s) {', '.join(unknown)} "
                             f"(policy cameras: {', '.join(self.cameras)})")
         return chosen if self.config.publish_heatmaps else []
+
+    @staticmethod
+    def _check_names(parameter: str, names: Sequence[str], size: int, what: str) -> None:
+        """Names that pick the policy's inputs out of a message: one per dimension, each once."""
+        if not names or not size:
+            return  # positions taken in message order, or an input this policy does not read
+        if len(names) != size:
+            raise UserError(f"{parameter} has {len(names)} name(s), the policy's {what} has {size} dimension(s)")
+        repeated = sorted({n for n in names if list(names).count(n) > 1})
+        if repeated:
+            raise UserError(f"{parameter} names {', '.join(repeated)} more than once")
 
     def _action_names(self) -> tuple[str, ...]:
         names = self.config.action_names
@@ -261,17 +280,51 @@ class LiveTick:
 
     # ------------------------------------------------------------------ the tick
 
-    def step(self, inputs: TickInputs, now_ns: int) -> TickOutput | Rejection:
-        """One tick at ``now_ns`` (the node's clock); never raises for bad data."""
+    def step(self, inputs: TickInputs, now_ns: int, clock: Callable[[], int] | None = None) -> TickOutput | Rejection:
+        """One tick at ``now_ns`` (the node's clock); never raises for bad data.
+
+        ``clock`` reads that clock again once the action is ready (the node passes its own): an
+        action is published only if its observation is still younger than
+        ``max_observation_age_s`` then, not only when the tick started. Without it (tests with a
+        fake clock) the age is judged at ``now_ns`` alone.
+        """
         start = time.perf_counter()
         self.health.tick_started()
+        computed: TickOutput | None = None
         try:
             outcome = self._step(inputs, now_ns, start)
+            if isinstance(outcome, TickOutput) and self.config.publish_actions:
+                computed = outcome
+                outcome = self._still_fresh(outcome, clock() if clock is not None else now_ns)
         except Exception as exc:  # noqa: BLE001 - a robot node keeps running; the reason is reported
             outcome = Rejection(f"internal error: {exc!r}")
         if isinstance(outcome, Rejection):
-            self.health.reject(outcome.reason)
+            self.health.reject(outcome.reason, computed.latency_s if computed is not None else None)
+            self._forget_plan()
+            return outcome
+        if outcome.steering is not None:
+            self.steering.steered_ticks += 1
+        self.health.acted(outcome.latency_s, self.config.publish_actions, *outcome.status)
         return outcome
+
+    def _still_fresh(self, out: TickOutput, ready_ns: int) -> TickOutput | Rejection:
+        """``out``, or a Rejection when its observation went stale while the tick computed."""
+        age_s = (ready_ns - out.stamp_ns) / 1e9
+        if age_s <= self.config.max_observation_age_s:
+            return out
+        return Rejection(f"the action was ready {age_s:.3f} s after its observation (max_observation_age_s "
+                         f"{self.config.max_observation_age_s}; this tick took {out.latency_s:.3f} s): use a "
+                         f"cheaper heatmap_method, a GPU, or a larger max_observation_age_s")
+
+    def _forget_plan(self) -> None:
+        """After any refused tick, act again only on a chunk predicted from new inputs.
+
+        Queue and chunk modes would otherwise go on executing the chunk predicted before the fault
+        (and ensemble mode would average the new chunk with old ones): actions from an old
+        observation, stamped with the new one's time.
+        """
+        self.runner.reset()
+        self._chunk_steering = None
 
     def _step(self, inputs: TickInputs, now_ns: int, start: float) -> TickOutput | Rejection:
         present = {**inputs.cameras, JOINT_STATES: inputs.joint_states, ENVIRONMENT_STATE: inputs.environment_state}
@@ -367,15 +420,14 @@ class LiveTick:
         if steering is not None:
             # The robot is not running the policy it was trained as: nobody should miss that.
             level, message = Level.WARN, f"{message}; STEERED: {steering.describe()}"
-            self.steering.steered_ticks += 1
         latency = time.perf_counter() - start
-        self.health.acted(latency, self.config.publish_actions, level, message)
         return TickOutput(
             stamp_ns=min(stamps.values()),  # an observation is as old as its oldest part
             action=action, action_names=self.action_names, plan=plan, heatmap_method=method, shares=shares,
             heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
             camera_stamps_ns={c: inputs.cameras[c].stamp_ns for c in self.cameras},
-            features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency)
+            features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
+            status=(level, message))
 
     def _executed_steering(self, result, active: ActiveSteering | None) -> ActiveSteering | None:
         """The steering behind the executed action: this forward's, or in queue/chunk modes its chunk's."""
@@ -411,6 +463,10 @@ class LiveTick:
             missing = [n for n in names if n not in index]
             if missing:
                 return Rejection(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(reading.names)})")
+            repeated = _repeated(names, reading.names)
+            if repeated:
+                return Rejection(f"joint_states names joint(s) {', '.join(repeated)} more than once: which position "
+                                 "is meant is ambiguous")
             if len(reading.positions) < len(reading.names):
                 return Rejection(f"joint_states has {len(reading.names)} names but {len(reading.positions)} positions")
             state = np.array([reading.positions[index[n]] for n in names], dtype=np.float32)
@@ -437,6 +493,10 @@ class LiveTick:
             if missing or len(reading.values) < len(reading.names):
                 return Rejection(f"environment_state lacks value(s) {', '.join(missing) or '(positions)'} "
                                  f"(has: {', '.join(reading.names)})")
+            repeated = _repeated(names, reading.names)
+            if repeated:
+                return Rejection(f"environment_state names {', '.join(repeated)} more than once: which value is "
+                                 "meant is ambiguous")
             env = np.array([reading.values[index[n]] for n in names], dtype=np.float32)
         else:
             env = np.asarray(reading.values, dtype=np.float32)
@@ -495,3 +555,9 @@ class LiveTick:
         if self._steer_hook is not None:
             self._steer_hook.remove()
         self.runner.close()
+
+
+def _repeated(wanted: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The names in ``wanted`` that a message lists more than once."""
+    seen = list(names)
+    return sorted({n for n in wanted if seen.count(n) > 1})

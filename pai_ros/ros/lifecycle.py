@@ -10,12 +10,18 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 
 from pai_ros.errors import UserError
+from pai_ros.ros.names import rcl_reason
 
 
 def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
              spin: Callable[[Any], None] = rclpy.spin) -> int:
     """0 after a normal end or Ctrl-C; 1 with ``<name>: error: ...`` on stderr for a user error."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as exc:  # rclpy's RCLError: a --ros-args rule rcl cannot parse
+        print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(exc)} (quote strings in lists: "
+              f"-p \"names:=['a', 'y']\"; YAML reads a bare y, n, on or off as a boolean)", file=sys.stderr)
+        return 1
     node = None
     try:
         node = factory()
@@ -26,9 +32,12 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            if hasattr(node, "shutdown"):
-                node.shutdown()
-            node.destroy_node()
+        try:
+            if node is not None:
+                if hasattr(node, "shutdown"):
+                    node.shutdown()
+                node.destroy_node()
+        except KeyboardInterrupt:  # a second Ctrl-C while closing: stop now, without a traceback
+            pass
         rclpy.try_shutdown()
     return 0

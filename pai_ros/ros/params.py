@@ -9,11 +9,15 @@ applies a file's section only when its key matches the node's fully qualified na
 file keyed ``policy_node:`` (read as ``/policy_node``) is ignored without a word when the node
 runs as ``/robot1/policy_node``, and a misspelt parameter name is dropped just as quietly.
 :func:`declare` therefore reads the ``--params-file`` arguments of the process and logs one
-line per such file or name (:func:`params_file_problems` finds them, without ROS).
+line per such file or name (:func:`params_file_problems` finds them, without ROS): a file may be
+shared by several nodes, so a name one of them lacks is not fatal. A ``-p`` override on the
+command line is meant for this node alone: an undeclared name there stops the node with one line
+(:func:`command_line_unknowns`).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from collections.abc import Sequence
@@ -59,8 +63,12 @@ def declare(node: Any, params: list[Param], argv: Sequence[str] | None = None) -
             got = re.search(r"value \((.*?)\) for parameter", str(exc))
             raise UserError(f"parameter '{p.name}' of {node.get_fully_qualified_name()} must lie in [{lo}, {hi}]; "
                             f"got {got.group(1) if got else exc}") from None
-    for problem in params_file_problems(node.get_fully_qualified_name(), sys.argv if argv is None else argv,
-                                        names(params)):
+    argv = sys.argv if argv is None else argv
+    unknown = command_line_unknowns(node.get_fully_qualified_name(), argv, names(params))
+    if unknown:
+        raise UserError(f"{node.get_fully_qualified_name()} has no parameter {'; '.join(unknown)} (given with -p; "
+                        f"`ros2 param list {node.get_fully_qualified_name()}` lists them)")
+    for problem in params_file_problems(node.get_fully_qualified_name(), argv, names(params)):
         node.get_logger().error(problem)
     return values
 
@@ -131,6 +139,31 @@ def params_files(argv: Sequence[str]) -> list[str]:
             i += 1
         i += 1
     return files
+
+
+def command_line_unknowns(fqn: str, argv: Sequence[str], declared: set[str]) -> list[str]:
+    """The ``-p [node:]name:=value`` names of ``argv`` meant for node ``fqn`` that it does not declare.
+
+    rcl keeps such an override without a word and the node runs on the default: for a typo on
+    the command line (one node, one intent) that is an error, each with the nearest declared name.
+    """
+    node_name = fqn.rsplit("/", 1)[-1]
+    unknown, in_ros_args = [], False
+    for i, arg in enumerate(argv):
+        if arg == "--ros-args":
+            in_ros_args = True
+        elif arg == "--" and in_ros_args:
+            in_ros_args = False
+        elif in_ros_args and arg in ("-p", "--param") and i + 1 < len(argv) and ":=" in argv[i + 1]:
+            key = argv[i + 1].split(":=", 1)[0]
+            target, _, name = key.rpartition(":")
+            if target and target.strip("/") not in (node_name, fqn.strip("/")):
+                continue  # meant for another node of the process
+            if name in declared or name in _BUILTIN_PARAMS or name.startswith(_BUILTIN_PREFIXES):
+                continue
+            near = difflib.get_close_matches(name, sorted(declared), n=1)
+            unknown.append(f"'{name}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+    return unknown
 
 
 def key_matches(key: str, fqn: str) -> bool:

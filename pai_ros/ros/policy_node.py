@@ -51,6 +51,7 @@ from pai_ros.ros.messages import (
     to_stamp,
     vector_reading,
 )
+from pai_ros.ros.names import resolved_service, resolved_topic
 from pai_ros.ros.params import declare
 from pai_ros.srv import SteerFeatures
 
@@ -65,7 +66,7 @@ class PolicyNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("policy_node", **node_kwargs)
         self.config = LiveConfig.from_parameters(declare(self, PARAMS))
-        self.live, notes = LiveTick.create(self.config, self.resolve_topic_name)
+        self.live, notes = LiveTick.create(self.config, self._resolve_input_topic)
         for note in notes:
             self.get_logger().warning(note)
         self.decoder = ImageDecoder()
@@ -73,7 +74,8 @@ class PolicyNode(Node):
         self._latest: dict[str, tuple[Any, int]] = {}  # input -> (message, receive time ns)
         for cam in self.live.cameras.values():
             self._subscribe(CompressedImage if cam.compressed else Image, cam.topic, cam.name)
-        self._subscribe(JointState, self.config.joint_states_topic, JOINT_STATES)
+        if self.live.spec.state_dim:
+            self._subscribe(JointState, self.config.joint_states_topic, JOINT_STATES)
         if self.live.spec.env_state_dim:
             env_type = JointState if self.config.environment_state_type == "joint_state" else Float32MultiArray
             self._subscribe(env_type, self.config.environment_state_topic, ENVIRONMENT_STATE)
@@ -87,8 +89,10 @@ class PolicyNode(Node):
                                      for f in self.config.feature_heatmaps for c in self.live.heatmap_cameras}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         checked = [o for o in self.action_pubs if o != "joint_state"]
-        self.controller = (ControllerCheck(self, self.config.controller, checked, list(self.live.action_names))
-                           if self.config.controller and checked else None)
+        self.controller = None
+        if self.config.controller and checked:
+            resolved_service(self, f"{self.config.controller.rstrip('/')}/get_parameters", "controller")
+            self.controller = ControllerCheck(self, self.config.controller, checked, list(self.live.action_names))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SteerFeatures, "~/steer", self._on_steer)
         self.create_service(Trigger, "~/steer_clear", self._on_steer_clear)
@@ -106,6 +110,11 @@ class PolicyNode(Node):
             f"{outputs or 'nothing (observe-only)'}, heatmaps: {live.heatmap_method}, "
             f"{live.sae.describe() if live.sae else 'no SAE'}")
 
+    def _resolve_input_topic(self, topic: str) -> str:
+        parameter = {self.config.joint_states_topic: "joint_states_topic",
+                     self.config.environment_state_topic: "environment_state_topic"}.get(topic, "cameras")
+        return resolved_topic(self, topic, parameter)
+
     def _subscribe(self, msg_type: Any, topic: str, name: str) -> None:
         self.create_subscription(msg_type, topic, lambda m: self._store(name, m), qos_profile_sensor_data)
 
@@ -116,20 +125,32 @@ class PolicyNode(Node):
         self.live.received(name)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        """``sae_path`` reloads the SAE, ``heatmap_method`` switches the maps; on a problem the old one stays."""
+        """``sae_path`` reloads the SAE, ``heatmap_method`` switches the maps; on a problem the old one stays.
+
+        All or nothing, as ``ros2 param load`` and set_parameters_atomically expect: when one
+        parameter of a request is refused, the ones applied before it are undone.
+        """
+        undo: list[Any] = []
         for param in params:
             try:
                 if param.name == "sae_path" and param.value != self.config.sae_path:
+                    previous_sae = self.live.sae
                     described = self.live.reload_sae(param.value)
+                    undo.append(lambda sae=previous_sae: setattr(self.live, "sae", sae))
                     self.get_logger().info(f"reloaded {described} from {param.value}")
-                elif param.name == "heatmap_method":
+                elif param.name == "heatmap_method" and param.value != self.live.heatmap_method:
+                    previous_method = self.live.heatmap_method
                     self.live.set_heatmap_method(param.value)
+                    undo.append(lambda method=previous_method: self.live.set_heatmap_method(method))
             except UserError as exc:
+                for step in reversed(undo):
+                    step()
                 if param.name == "sae_path":
                     kept = "SAE not reloaded" + (f", keeping {self.live.sae.loaded.sae_id}" if self.live.sae else "")
                 else:
                     kept = f"heatmap_method not changed, keeping {self.live.heatmap_method}"
-                self.get_logger().error(f"{kept}: {exc}")
+                undone = " (the request's other changes were undone)" if undo else ""
+                self.get_logger().error(f"{kept}{undone}: {exc}")
                 return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
 
@@ -167,7 +188,8 @@ class PolicyNode(Node):
             inputs.joint_states = joint_reading(*latest[JOINT_STATES])
         if ENVIRONMENT_STATE in latest:
             inputs.environment_state = vector_reading(*latest[ENVIRONMENT_STATE])
-        out = self.live.step(inputs, self.get_clock().now().nanoseconds)
+        now = lambda: self.get_clock().now().nanoseconds  # noqa: E731 - read again when the action is ready
+        out = self.live.step(inputs, now(), clock=now)
         while self.live.warnings:
             self.get_logger().warning(self.live.warnings.pop(0))
         if isinstance(out, TickOutput):

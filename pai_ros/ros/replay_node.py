@@ -9,7 +9,7 @@ with ``environment_state_type: joint_state``), and ``recorded_action`` (the acti
 the dataset, so predicted and recorded actions can be compared live). All messages of a frame share one
 stamp (now), and each camera's frame_id is ``<name>_camera``. Frames are decoded ahead in a
 background thread so that the timer never waits for video decoding. At the end it stops
-cleanly (exit 0), or loops.
+cleanly (exit 0), or loops; a dataset that cannot be decoded ends it with one line and exit 1.
 """
 
 from __future__ import annotations
@@ -39,14 +39,17 @@ PARAMS = [
     Param("dataset_repo_id", "", "hub dataset id (ORG/NAME) to replay instead of dataset_root, read from this "
           "machine only: LeRobot's HF_LEROBOT_HOME/ORG/NAME, else the Hugging Face cache", read_only=True),
     Param("episodes", [], "episode indices to play in order (empty: all)", array_type="integer", read_only=True),
-    Param("loop", False, "start again after the last episode instead of exiting"),
-    Param("rate_factor", 1.0, "real-time factor: 2.0 plays twice as fast as recorded", min=0.01, max=100.0),
-    Param("compressed", False, "publish JPEG CompressedImage on camera/<name>/image_raw/compressed instead of raw"),
-    Param("jpeg_quality", 90, "JPEG quality with compressed: true", min=1, max=100),
-    Param("start_delay_s", 0.0, "wait this long before the first frame (lets subscribers connect)", min=0.0, max=60.0),
+    Param("loop", False, "start again after the last episode instead of exiting", read_only=True),
+    Param("rate_factor", 1.0, "real-time factor: 2.0 plays twice as fast as recorded", min=0.01, max=100.0,
+          read_only=True),
+    Param("compressed", False, "publish JPEG CompressedImage on camera/<name>/image_raw/compressed instead of raw",
+          read_only=True),
+    Param("jpeg_quality", 90, "JPEG quality with compressed: true", min=1, max=100, read_only=True),
+    Param("start_delay_s", 0.0, "wait this long before the first frame (lets subscribers connect)", min=0.0,
+          max=60.0, read_only=True),
     Param("wait_for_subscribers", 0, "after start_delay_s, also wait until every published topic has at least "
           "this many subscribers (e.g. a recorder that must not miss the first frames; 0: do not wait)",
-          min=0, max=1000),
+          min=0, max=1000, read_only=True),
     Param("environment_state_type", "float32_multi_array", "message type of environment_state (datasets with "
           "observation.environment_state): float32_multi_array or joint_state (stamped, named values)",
           read_only=True),
@@ -97,6 +100,7 @@ class ReplayNode(Node):
         self._reader.start()
         self.published = 0
         self.finished = False
+        self.failure: str | None = None  # why the replay stopped early (the process then exits 1)
         self._timer = None
         self._start = self.create_timer(max(self.p["start_delay_s"], 1e-3), self._begin)
         self.get_logger().info(
@@ -127,8 +131,8 @@ class ReplayNode(Node):
                             return
                 if not self.p["loop"]:
                     break
-        except Exception as exc:  # decoding failed: report it and end the replay
-            self.get_logger().error(f"cannot read {self.root}: {exc}")
+        except Exception as exc:  # decoding failed: end the replay, and the process with an error
+            self.failure = f"cannot read {self.root}: {exc}"
         self.frames.put(_END)
 
     def _publish_next(self) -> None:
@@ -137,7 +141,8 @@ class ReplayNode(Node):
         except queue.Empty:
             return  # decoding is behind: skip this slot rather than block the executor
         if frame is _END:
-            self.get_logger().info(f"replay finished: {self.published} frames published")
+            if self.failure is None:
+                self.get_logger().info(f"replay finished: {self.published} frames published")
             self.finished = True
             self._timer.cancel()
             return
@@ -167,7 +172,10 @@ class ReplayNode(Node):
         self.published += 1
 
     def shutdown(self) -> None:
+        """Stop the reader and wait for it: an interpreter exiting under a thread that is inside
+        a native video decoder aborts ("terminate called without an active exception")."""
         self._stop.set()
+        self._reader.join(timeout=10.0)
 
 
 def _names(feature: dict | None, prefix: str) -> list[str]:
@@ -185,6 +193,8 @@ def _names(feature: dict | None, prefix: str) -> list[str]:
 def _spin_until_finished(node: ReplayNode) -> None:
     while rclpy.ok() and not node.finished:
         rclpy.spin_once(node, timeout_sec=0.1)
+    if node.failure is not None:
+        raise UserError(f"replay failed after {node.published} frames: {node.failure}")
 
 
 def main(args: list[str] | None = None) -> int:
