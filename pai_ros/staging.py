@@ -6,7 +6,8 @@ the work happens in ``.<name>.partial-<pid>`` next to the final path, and only a
 directory replaces it. Replacing renames the old output aside first and deletes it last, so at
 every moment either the old or the new output is complete at the final path (never neither,
 as with delete-then-rename), and a crash leaves at worst a stale ``.partial`` or ``.old``
-directory, which the next run removes.
+directory, which the next run writing the same output removes (when the process that left it
+is gone: :func:`remove_abandoned_staging`).
 
 Single files (JSON, safetensors, PNG) use :func:`staged_file`: written to a hidden
 ``.<name>.tmp-<pid>`` sibling and renamed over the final path, so a reader sees the old file
@@ -15,6 +16,7 @@ or the new one, never half of one.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from collections.abc import Iterator
@@ -57,6 +59,7 @@ def staged_directory(final: Path, *, create: bool = True) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(final)
     staged = staging_path(final)
     _remove(staged)
     if create:
@@ -77,6 +80,7 @@ def staged_file(final: Path) -> Iterator[Path]:
     left as it was.
     """
     final = Path(final)
+    remove_abandoned_staging(final)
     tmp = staging_path(final, "tmp")
     tmp.unlink(missing_ok=True)
     try:
@@ -84,6 +88,29 @@ def staged_file(final: Path) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_abandoned_staging(final: Path) -> None:
+    """Delete ``final``'s staging siblings (``.partial``, ``.old``, ``.tmp``) left by processes that are gone.
+
+    Only those of dead processes: another live process may be writing the same output right now.
+    """
+    for stale in Path(final).parent.glob(f".{glob.escape(Path(final).name)}.*-*"):
+        tag, _, pid = stale.name.rpartition("-")
+        if tag.endswith((".partial", ".old", ".tmp")) and pid.isdigit() and not _alive(int(pid)):
+            _remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def remove_stale_staging(directory: Path) -> None:

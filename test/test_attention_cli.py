@@ -99,6 +99,7 @@ def test_bad_inputs_are_one_line_and_leave_no_output(tiny_dataset, tiny_act, tmp
         (["--dataset-root", str(tmp_path / "none")], "does not exist"),
         (["--policy-path", str(broken)], "missing model.safetensors"),
         (["--queries", "9:3"], "query selection '9:3'"),
+        (["--queries", "5:30"], "--queries 5:30: the policy predicts chunks of 10 actions (queries 0..9)"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--method", "gradcam"], "unknown method 'gradcam' (choose from cross_attention, rollout, relevance"),
         (["--method", "relevance", "--relevance-target", "last"], "relevance target 'last' is not one of"),

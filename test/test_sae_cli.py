@@ -123,6 +123,20 @@ def test_train_refuses_to_overwrite_and_takes_a_single_file(pipeline, tmp_path) 
     assert metrics["split"] == "row" and metrics["action_recovered"] is None
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--device", "gpu"], "unknown device 'gpu' (use auto, cpu, cuda, cuda:N or mps)"),
+    (["--architecture", "relu", "--l1-coeff", "nan"], "--l1-coeff must be a number >= 0, got nan"),
+    (["--max-tokens", "0"], "--max-tokens must be at least --batch-size (64), got 0"),
+    (["--seed", "-1"], "--seed must be in [0, 2^32), got -1"),
+    (["--eval-frames", "-1"], "--eval-frames must be >= 0"),
+])
+def test_train_bad_options_are_one_line_and_write_nothing(pipeline, tmp_path, extra, needle) -> None:
+    out = tmp_path / "sae"
+    one_line_error(run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output", str(out),
+                           "--steps", "5", "--batch-size", "64", "--quiet", *extra), needle)
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
 @pytest.mark.parametrize("tensors, needle", [
     ({"acts": torch.zeros(10, 4)}, "has no tensor 'activations'"),
     ({"activations": torch.zeros(2, 3, 4)}, "must be [N, d]"),
@@ -272,6 +286,9 @@ def test_calibrate_help_states_the_fit_frame_limit_the_code_uses() -> None:
     (["--state-fit-episode", "1"], "--state-fit-episode needs --state-fit-dataset-root"),
     (["--state-fit-dataset-root", "ROOT", "--state-fit-frame-stride", "0"], "must be at least 1"),
     (["--state-fit-dataset-root", "ROOT", "--state-fit-episode", "0", "2"], "shares episode(s) [0, 2]"),
+    # A NaN threshold would switch OOD flagging off without a word; a negative k flags nearly every frame.
+    (["--threshold", "sigma", "--sigmas", "nan"], "--sigmas must be a positive number, got nan"),
+    (["--threshold", "sigma", "--sigmas", "-3"], "--sigmas must be a positive number, got -3.0"),
 ])
 def test_camera_state_fit_bad_input_is_one_line(pipeline, tmp_path, extra, needle) -> None:
     sae = tmp_path / "sae"

@@ -60,3 +60,27 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     remove_stale_staging(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_the_next_write_of_an_output_removes_what_a_killed_writer_left(tmp_path: Path) -> None:
+    """A killed run's hidden siblings go when the same output is written again; a live writer's stay."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    gone = int(dead.stdout)  # a process that has exited: its pid names no live process (until reused)
+    for name in (f".episode_000006.partial-{gone}", f".episode_000006.old-{gone}"):
+        (tmp_path / name).mkdir()
+    (tmp_path / f".episode_000006.tmp-{gone}").write_text("half")
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / f".episode_000006.partial-{live.pid}").mkdir()  # another process writing it now
+        (tmp_path / f".episode_000007.partial-{gone}").mkdir()      # another output: not ours to judge
+        with staged_directory(tmp_path / "episode_000006") as staged:
+            (staged / "done").write_text("ok")
+        assert _hidden(tmp_path) == sorted([f".episode_000006.partial-{live.pid}", f".episode_000007.partial-{gone}"])
+        assert (tmp_path / "episode_000006" / "done").read_text() == "ok"
+    finally:
+        live.kill()
+        live.wait()

@@ -95,6 +95,7 @@ def _run(args: argparse.Namespace) -> int:
     loaded = load_act_policy(args.policy_path, args.device)
     capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
     runner = PolicyRunner(loaded, args.mode, capture)
+    selection.check(runner.chunk_size, "--queries")
     try:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -293,4 +293,7 @@ def write_calibration(loaded: LoadedSae, result: CalibrationResult) -> list[Path
         aurocs = {name: c["auroc"] for name, c in report["corruptions"].items()}
         plot_ood(result.clean, result.corrupted, report["threshold"], aurocs, directory / PLOT_FILE)
         written += [directory / REPORT_FILE, directory / PLOT_FILE]
+    else:  # the old report and plot judged the old threshold: gone rather than beside a new ood.json
+        (directory / REPORT_FILE).unlink(missing_ok=True)
+        (directory / PLOT_FILE).unlink(missing_ok=True)
     return written

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from pai_ros.data.source import add_dataset_arguments
-from pai_ros.policy.loading import add_policy_arguments
+from pai_ros.policy.loading import add_device_argument, add_policy_arguments
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -81,7 +81,7 @@ def _register_train(inner: Sub) -> None:
                         "refilled from shards read as training goes (bounds memory, not the collection size)")
     p.add_argument("--eval-frames", type=int, default=64,
                    help="held-out frames for the splice-into-policy action metric (0 skips it)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    add_device_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing SAE directory")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_train)
@@ -108,7 +108,7 @@ def _register_calibrate(inner: Sub) -> None:
                    help="episodes for the clean-vs-corrupted report (use ones not in --episode)")
     p.add_argument("--threshold", default="p99", choices=("p95", "p99", "p99.9", "sigma"),
                    help="threshold rule: a percentile of the calibration errors, or mean + --sigmas x std")
-    p.add_argument("--sigmas", type=float, default=3.0, help="k for the sigma rule")
+    p.add_argument("--sigmas", type=float, default=3.0, help="k for the sigma rule (a positive number)")
     p.add_argument("--state-fit-dataset-root", type=Path, metavar="DIR",
                    help="a local LeRobot dataset (usually the policy's training data) whose episodes the camera-state "
                         "regression also learns from; default: the calibration episodes alone")
@@ -153,6 +153,8 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pai_ros.errors import UserError
+    from pai_ros.policy.loading import resolve_device
     from pai_ros.sae.distributed import rank_device, world_from_env
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
@@ -161,10 +163,12 @@ def _train(args: argparse.Namespace) -> int:
     try:
         # Under torchrun every rank must train the same thing: refuse before any work if not.
         world.check_same({k: str(v) for k, v in vars(args).items() if k not in ("handler", "quiet")})
+        if args.eval_frames < 0:
+            raise UserError(f"--eval-frames must be >= 0 (0 skips the action metric), got {args.eval_frames}")
         settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
                                  expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                  seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
-                                 max_tokens=args.max_tokens, device=rank_device(args.device, world))
+                                 max_tokens=args.max_tokens, device=resolve_device(rank_device(args.device, world)))
         out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
                               eval_frames=args.eval_frames, progress=not args.quiet,
                               buffer_tokens=args.shuffle_buffer, world=world)
@@ -181,6 +185,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    import math
+
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
@@ -189,6 +195,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.sae.calibrate import StateFit, calibrate, check_dimensions, write_calibration
     from pai_ros.sae.model import load_sae
 
+    if not (args.sigmas > 0 and math.isfinite(args.sigmas)):
+        raise UserError(f"--sigmas must be a positive number, got {args.sigmas}")
     loaded = load_sae(args.sae)
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
     info = read_info(root)

@@ -71,6 +71,12 @@ class TrainSettings:
             raise UserError(f"--k must be between 1 and the number of features ({self.d_sae(d_in)}), got {self.k}")
         if not 0.0 < self.holdout < 1.0:
             raise UserError(f"--holdout must be in (0, 1), got {self.holdout}")
+        if not (self.l1_coeff >= 0 and math.isfinite(self.l1_coeff)):
+            raise UserError(f"--l1-coeff must be a number >= 0, got {self.l1_coeff}")
+        if self.max_tokens is not None and self.max_tokens < self.batch_size:
+            raise UserError(f"--max-tokens must be at least --batch-size ({self.batch_size}), got {self.max_tokens}")
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"--seed must be in [0, 2^32), got {self.seed}")
 
     def d_sae(self, d_in: int) -> int:
         return self.num_features if self.num_features is not None else self.expansion * d_in

@@ -22,7 +22,7 @@ from pai_ros.sae.shards import ShardSet, open_shards, read_frames
 from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
 from pai_ros.sae.train import TrainSettings
 from pai_ros.sae.train_stream import train_sae_streaming
-from pai_ros.staging import staged_directory
+from pai_ros.staging import staged_directory, staging_path
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
@@ -36,6 +36,16 @@ def _source(data: ShardSet) -> dict[str, Any]:
 
 
 def check_output(output: Path, overwrite: bool) -> None:
+    """Refuse an output that cannot be written before training, not after it."""
+    probe = staging_path(output, "probe")  # what staging will do at the end, tried now
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise UserError(f"cannot write --output {output}: {exc.strerror} ({exc.filename})") from None
+    if output.exists() and not output.is_dir():
+        raise UserError(f"--output {output} is a file, not a directory")
     if output.exists() and any(output.iterdir()):
         if not overwrite:
             raise UserError(f"{output} already exists and is not empty (use --overwrite to replace it)")
