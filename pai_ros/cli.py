@@ -57,16 +57,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    # "pai sae train", not "pai sae": the step the user ran, as argparse's own errors name it.
+    step = getattr(args, f"{args.command.replace('-', '_')}_command", None)
+    name = f"pai {args.command}" + (f" {step}" if step else "")
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
-        print(f"pai {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # permissions, full disks, missing files on user-given paths
-        print(f"pai {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"pai {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
 
 

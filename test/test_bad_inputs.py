@@ -351,3 +351,29 @@ def test_checkpoint_damaged_files(case: str, needle: str, tiny_act: Path, tmp_pa
     with pytest.raises(UserError) as info:
         load_act_policy(ckpt, "cpu")
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def _truncate(path: Path, fraction: float) -> None:
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * fraction)])
+
+
+@pytest.mark.parametrize("damage, needle", [
+    # LeRobot's readers raise their own errors with long tracebacks: one line that names the dataset
+    # and episode, with the reader's reason.
+    (lambda root: _truncate(next((root / "data").rglob("*.parquet")), 0.5),
+     "is damaged: episode 0's data/chunk-000/file-000.parquet is not a readable Parquet file"),
+    (lambda root: [_truncate(v, 0.2) for v in (root / "videos").rglob("*.mp4")], "is damaged (episode 2, frame "),
+    (lambda root: (root / "meta" / "info.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((root / "meta" / "info.json").read_text()).items() if k != "features"})),
+     "lacks features: not a complete LeRobotDataset v3.0 info.json"),
+])
+def test_damaged_dataset_files_are_one_line(damage, needle: str, tiny_dataset, tiny_act: Path, tmp_path: Path) -> None:
+    root, _ = tiny_dataset
+    damaged = tmp_path / "ds"
+    shutil.copytree(root, damaged)
+    damage(damaged)
+    episode = "2" if "episode 2" in needle else "0"
+    result = run_pai("attention", "--dataset-root", str(damaged), "--episode", episode, "--policy-path",
+                     str(tiny_act), "--output-dir", str(tmp_path / "out"), "--no-videos", "--quiet")
+    line = one_line_error(result, needle)
+    assert line.startswith("pai attention: error: ") and str(damaged) in line

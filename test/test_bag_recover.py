@@ -272,6 +272,13 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "exists", "garbage.mcap", "not_a_bag"]
     forced = pai(str(tmp_path / "bag"), "--force")
     assert forced.returncode == 0 and read_bag(tmp_path / "bag_recovered") == {t: [0] for t in TOPICS}
+    # A metadata.yaml that does not parse makes the bag unreadable (bag2parquet sends the user here):
+    # not "complete, nothing to recover", which would send them round in a circle.
+    shutil.rmtree(tmp_path / "bag_recovered")
+    (tmp_path / "bag" / "metadata.yaml").write_text("rosbag2_bagfile_information: [")
+    broken = pai(str(tmp_path / "bag"))
+    assert broken.returncode == 0 and "nothing to recover" not in broken.stdout, broken.stdout
+    assert read_bag(tmp_path / "bag_recovered") == {t: [0] for t in TOPICS}
 
 
 def test_progress_bar_counts_every_byte_and_stays_silent_on_quick_work(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -53,3 +53,12 @@ def test_demo_rate_factor_out_of_range_is_one_line_before_any_work(tmp_path) -> 
     res = run_pai("demo", "--closed-loop", "--rate-factor", "0.5", "--output-dir", str(tmp_path / "out"))
     assert res.returncode != 0 and "--rate-factor are for the replay demo" in res.stderr
     assert not (tmp_path / "out").exists()
+    for bad in ("nan", "0", "-1"):  # a NaN duration ran an almost empty demo that looked complete
+        res = run_pai("demo", "--duration", bad, "--output-dir", str(tmp_path / "out"))
+        assert res.returncode == 1 and "--duration must be a positive number of seconds" in res.stderr, res.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_port_out_of_range_is_a_usage_error(tmp_path) -> None:
+    res = run_pai("features", "ui", str(tmp_path), "--port", "99999")  # not quietly 99999 mod 65536
+    assert res.returncode == 2 and "argument --port: invalid port value: '99999'" in res.stderr, res.stderr

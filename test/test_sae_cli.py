@@ -132,9 +132,24 @@ def test_train_refuses_to_overwrite_and_takes_a_single_file(pipeline, tmp_path) 
 ])
 def test_train_bad_options_are_one_line_and_write_nothing(pipeline, tmp_path, extra, needle) -> None:
     out = tmp_path / "sae"
-    one_line_error(run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output", str(out),
-                           "--steps", "5", "--batch-size", "64", "--quiet", *extra), needle)
+    result = run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output", str(out),
+                     "--steps", "5", "--batch-size", "64", "--quiet", *extra)
+    one_line_error(result, needle)
+    assert result.stderr.startswith("pai sae train: error: ")  # the step, as argparse's own errors name it
     assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def test_train_says_which_collected_episodes_it_leaves_out(pipeline, tmp_path) -> None:
+    acts = tmp_path / "acts"
+    shutil.copytree(pipeline["acts"], acts)
+    manifest = json.loads((acts / "episode_000001.json").read_text())
+    (acts / manifest["parts"][0]["file"]).unlink()
+    result = run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae"), "--k", "4",
+                     "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet")
+    ok(result)
+    assert "has 1 incomplete episode(s) (1: a shard missing or a damaged manifest), left out" in result.stderr
+    metrics = json.loads((tmp_path / "sae" / "metrics.json").read_text())["metrics"]
+    assert metrics["incomplete_episodes_left_out"] == [1]
 
 
 @pytest.mark.parametrize("tensors, needle", [

@@ -178,7 +178,7 @@ def test_torchrun_ranks_with_different_arguments_are_refused(tmp_path: Path) -> 
     assert r.returncode != 0
     # Each rank prints the one line (torchrun then adds its own failure summary). The two ranks
     # share one stderr pipe, so their lines can land interleaved: count the messages, not lines.
-    said = r.stderr.count("pai sae: error: torchrun ranks were started with different arguments")
+    said = r.stderr.count("pai sae train: error: torchrun ranks were started with different arguments")
     assert said == 2 and "rank(s) 1 differ from rank 0" in r.stderr, r.stderr[-3000:]
     assert not (tmp_path / "s").exists()
 

@@ -90,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
     info = read_info(root)
     check_episodes(info, args.episode, root)
+    args.episode = list(dict.fromkeys(args.episode))  # given twice, written once
     if args.faithfulness:
         return _faithfulness(args, root, ig)
     loaded = load_act_policy(args.policy_path, args.device)

@@ -398,6 +398,17 @@ def default_output(bag: Path) -> Path:
     return bag.parent / f"{name}_recovered"
 
 
+def _readable_metadata(bag: Path) -> bool:
+    """metadata.yaml is there and parses as a rosbag2 one (a damaged one makes the bag unreadable too)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load((bag / "metadata.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("rosbag2_bagfile_information"), dict)
+
+
 def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
                 progress: bool = False) -> RecoveryReport:
     """Write the readable prefix of every storage file of ``bag`` as a new complete bag ``output``.
@@ -415,7 +426,7 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
     bag = Path(bag)
     files = storage_files(bag)
     out = Path(output) if output is not None else default_output(bag)
-    if not force and bag.is_dir() and (bag / "metadata.yaml").is_file() and not unfinished_files(bag):
+    if not force and bag.is_dir() and _readable_metadata(bag) and not unfinished_files(bag):
         scans = []
         for path in files:
             scanner = McapScanner(path)

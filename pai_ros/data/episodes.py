@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,16 @@ def read_info(root: Path) -> dict[str, Any]:
         info = json.loads(info_path.read_text())
     except ValueError as exc:
         raise UserError(f"{info_path} is not valid JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise UserError(f"{info_path} is not a LeRobot info.json (a JSON object)")
     version = info.get("codebase_version")
     if version != SUPPORTED_VERSION:
         raise UserError(f"{root} is a LeRobotDataset {version}; pai_ros reads {SUPPORTED_VERSION} "
                         "(convert it with LeRobot's dataset conversion script)")
+    missing = [key for key in ("features", "fps", "total_episodes") if key not in info]
+    if missing or not isinstance(info.get("features"), dict):
+        raise UserError(f"{info_path} lacks {', '.join(missing) or 'a features mapping'}: not a complete "
+                        "LeRobotDataset v3.0 info.json")
     return info
 
 
@@ -72,6 +79,7 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
     video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
     wanted = set(episodes)
     found: set[int] = set()
+    checked: set[str] = set()  # data files whose footer was read (episodes share files)
     for f in sorted((root / "meta" / "episodes").rglob("*.parquet")):
         columns = ["episode_index", "data/chunk_index", "data/file_index"]
         columns += [f"videos/{k}/{c}" for k in video_keys for c in ("chunk_index", "file_index")]
@@ -91,9 +99,29 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
                 if not (root / rel).is_file():
                     raise UserError(f"{root} is incomplete: episode {e} needs {rel}, which is missing"
                                     f"{_download_hint(root)}")
+            _check_parquet_footer(root, needed[0], e, checked)
     if wanted - found:
         raise UserError(f"{root} is incomplete: meta/episodes has no entry for episode(s) "
                         f"{', '.join(map(str, sorted(wanted - found)))}{_download_hint(root)}")
+
+
+def _check_parquet_footer(root: Path, rel: str, episode: int, checked: set[str]) -> None:
+    """A truncated or overwritten data file, named, before LeRobot's reader fails on it with a traceback.
+
+    Reading the footer costs one small read; a file damaged in its middle is caught later, while
+    frames are read (:func:`_damage_is_one_line`).
+    """
+    import pyarrow.parquet as pq
+
+    if rel in checked:
+        return
+    try:
+        pq.read_metadata(root / rel)
+    except Exception as exc:  # noqa: BLE001 - pyarrow's error types vary; any failure means unreadable
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{root} is damaged: episode {episode}'s {rel} is not a readable Parquet file "
+                        f"({reason}); download or copy it again") from None
+    checked.add(rel)
 
 
 def _download_hint(root: Path) -> str:
@@ -126,7 +154,9 @@ def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
         raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
     info = info or read_info(root)
     check_episodes(info, [episode], root)
-    ds = LeRobotDataset(repo_id=f"local/{root.name}", root=root, episodes=[episode], video_backend=video_backend())
+    with _damage_is_one_line(root, episode):
+        ds = LeRobotDataset(repo_id=f"local/{root.name}", root=root, episodes=[episode],
+                            video_backend=video_backend())
     cams = camera_names(info)
     numeric = [k for k, ft in info["features"].items() if ft.get("dtype") in ("float32", "float64")
                and k not in ("observation.state", "observation.environment_state", "action", "timestamp")]
@@ -135,7 +165,8 @@ def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
     for i, row in zip(range(len(ds)), index):
         if int(row["episode_index"]) != episode or int(row["frame_index"]) % frame_stride:
             continue
-        item = ds[i]
+        with _damage_is_one_line(root, episode, int(row["frame_index"])):
+            item = ds[i]
         yield DatasetFrame(
             episode_index=episode,
             frame_index=int(item["frame_index"]),
@@ -146,6 +177,27 @@ def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
             action=item["action"].numpy() if "action" in item else None,
             extras={k: item[k].numpy() for k in numeric if k in item},
         )
+
+
+@contextmanager
+def _damage_is_one_line(root: Path, episode: int, frame: int | None = None) -> Iterator[None]:
+    """Files present (checked before) but unreadable: a truncated Parquet table or video, garbage bytes.
+
+    LeRobot, datasets and the video decoder each raise their own types with long tracebacks; the
+    user needs to know which dataset and episode, and that its files are damaged.
+    """
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader's failure on files that exist means damage
+        where = f"episode {episode}" + (f", frame {frame}" if frame is not None else "")
+        cause = exc
+        while (cause.__cause__ or cause.__context__) is not None:  # datasets wraps the reader's own error
+            cause = cause.__cause__ or cause.__context__
+        reason = str(cause).strip().splitlines()[0].rstrip(".") if str(cause).strip() else ""
+        raise UserError(f"{root} is damaged ({where}): {type(cause).__name__}: {reason}; check or download "
+                        "its data/ and videos/ files again") from None
 
 
 def episode_length(info: dict[str, Any], root: Path, episode: int) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 
@@ -62,6 +63,8 @@ def _run_demo(args: argparse.Namespace) -> int:
                                                        progress=not args.quiet))
     if not 0.0 < args.rate_factor <= 1.0:
         raise UserError(f"--rate-factor must lie in (0, 1], got {args.rate_factor}")
+    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
+        raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
     res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
                    progress=not args.quiet, rate_factor=args.rate_factor)
     r = res.report

@@ -161,6 +161,13 @@ def complete_episodes(directory: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
+def incomplete_episodes(directory: Path) -> list[int]:
+    """Episodes with a manifest whose shards are not all there (or whose manifest is damaged):
+    a collection that was stopped, or damaged after the fact. Collect finishes them; train leaves them out."""
+    started = {int(m.group(1)) for p in directory.glob("episode_*.json") if (m := _MANIFEST.match(p.name))}
+    return sorted(started - set(complete_episodes(directory)))
+
+
 # ------------------------------------------------------------------------- reading
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from pai_ros.data.source import add_dataset_arguments
@@ -171,7 +172,8 @@ def _train(args: argparse.Namespace) -> int:
                                  max_tokens=args.max_tokens, device=resolve_device(rank_device(args.device, world)))
         out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
                               eval_frames=args.eval_frames, progress=not args.quiet,
-                              buffer_tokens=args.shuffle_buffer, world=world)
+                              buffer_tokens=args.shuffle_buffer, world=world,
+                              report=lambda line: print(line, file=sys.stderr))
     finally:
         world.close()
     if not world.is_main:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from pai_ros.errors import UserError
-from pai_ros.sae.activations import META_TENSORS, complete_episodes, read_collect_info
+from pai_ros.sae.activations import META_TENSORS, complete_episodes, incomplete_episodes, read_collect_info
 
 # safetensors' dtype names of the floating-point types a shard may store.
 FLOAT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
@@ -48,6 +48,7 @@ class ShardSet:
     d: int
     dtype: str
     info: dict[str, Any] | None  # collect.json for collections
+    incomplete: list[int] = field(default_factory=list)  # episodes left out: shards missing, manifest damaged
 
     @property
     def rows(self) -> int:
@@ -136,7 +137,7 @@ def _open_collection(directory: Path) -> ShardSet:
                 raise UserError(f"{directory} mixes shard dtypes ({pa.name} is {FLOAT_DTYPES[a]}, {pb.name} is "
                                 f"{FLOAT_DTYPES[b]}): collect into one directory with one --dtype")
             shards.append(Shard(shard, shape[0], episode, d, FLOAT_DTYPES[dtype], offset))
-    return ShardSet(directory, shards, d, FLOAT_DTYPES[next(iter(seen))], info)
+    return ShardSet(directory, shards, d, FLOAT_DTYPES[next(iter(seen))], info, incomplete_episodes(directory))
 
 
 class RowReader:

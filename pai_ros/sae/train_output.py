@@ -6,6 +6,7 @@ The directory is assembled in ``DIR.partial-<pid>`` and renamed to ``DIR`` only 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,20 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
 
 def run_training(activations: Path, output: Path, settings: TrainSettings, *, overwrite: bool = False,
                  eval_frames: int = 64, progress: bool = True, buffer_tokens: int = BUFFER_TOKENS,
-                 world: World | None = None) -> tuple[Path, dict[str, Any]]:
+                 world: World | None = None,
+                 report: Callable[[str], None] | None = None) -> tuple[Path, dict[str, Any]]:
     """Stream the shards through training; under torchrun only rank 0 writes (staged), the
-    others wait for it so that every rank's exit means the SAE directory is complete."""
+    others wait for it so that every rank's exit means the SAE directory is complete.
+
+    ``report`` hears what the user should know before training starts (episodes left out).
+    """
     world = world or World()
     data = open_shards(activations)
     check_output(output, overwrite)
+    if data.incomplete and report is not None and world.is_main:
+        report(f"note: {activations} has {len(data.incomplete)} incomplete episode(s) ({_listed(data.incomplete)}: "
+               "a shard missing or a damaged manifest), left out; `pai sae collect` with the same arguments "
+               "finishes them")
     result = train_sae_streaming(data, settings, buffer_tokens=buffer_tokens, world=world, source=_source(data),
                                  progress=progress)
     metrics = result.metrics
@@ -108,8 +117,14 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
             metrics.update(measure_action_recovery(result.sae, data, result.split, eval_frames, settings.device))
             sae_id = save_sae(result.sae.cpu(), partial)
             metrics.update({"sae_id": sae_id, "pai_ros_version": __version__, "d_in": data.d,
+                            "incomplete_episodes_left_out": data.incomplete,
                             "d_sae": result.sae.d_sae, "architecture": settings.architecture})
             write_json_atomic(partial / METRICS_FILE, {"metrics": metrics, "history": result.history})
             plot_training(result.history, metrics, partial / CURVES_FILE)
     world.barrier()
     return output, metrics
+
+
+def _listed(episodes: list[int], most: int = 8) -> str:
+    shown = ", ".join(map(str, episodes[:most]))
+    return shown + (f" and {len(episodes) - most} more" if len(episodes) > most else "")

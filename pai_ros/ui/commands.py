@@ -13,6 +13,14 @@ def register(inner: Sub) -> None:
     _register_ui(inner)
 
 
+def port(text: str) -> int:
+    """A TCP port: argparse turns the ValueError into its one-line usage error."""
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(text)
+    return port
+
+
 def _register_ui(inner: Sub) -> None:
     p = inner.add_parser(
         "ui", help="open the feature browser (Gradio) on an analysed results directory",
@@ -24,7 +32,7 @@ def _register_ui(inner: Sub) -> None:
                     "--host says otherwise.")
     p.add_argument("results", type=Path, help="results directory with analysis/analysis.json")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
-    p.add_argument("--port", type=int, default=7860, help="TCP port (0: pick a free one)")
+    p.add_argument("--port", type=port, default=7860, help="TCP port, 0-65535 (0: pick a free one)")
     p.set_defaults(handler=_ui)
 
 
