@@ -142,4 +142,5 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path) -> None:
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.strip().splitlines() == [
-            "tick_latency: device 'cuda' requested but CUDA is not available here; use --device cpu"]
+            "tick_latency: device 'cuda' requested but CUDA is not available here; use cpu (--device cpu, or "
+            "-p device:=cpu for a node)"]

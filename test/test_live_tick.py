@@ -412,3 +412,18 @@ def test_a_gradient_method_refused_at_start_still_acts_with_cross_attention(tiny
         assert "heatmap_method_refused" not in live.diagnostics(now).values
     finally:
         live.close()
+
+
+def test_a_grey_camera_is_acted_on_and_said_once(tiny_act: Path) -> None:
+    """mono8 becomes grey RGB: not refused (some policies are trained so), but never silent."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES)))
+    try:
+        for now in (T0, T0 + S // 10):
+            grey = TickInputs(cameras={"front": CameraFrame(now, now, lambda: image(), "front_camera", "mono8"),
+                                       "wrist": frame(now)},
+                              joint_states=JointReading(now, now, list(NAMES), [0.5, 0.5, 0.0]))
+            assert isinstance(live.step(grey, now), TickOutput)
+        said = [w for w in live.warnings if "camera front sends mono8 (grey) images" in w]
+        assert len(said) == 1 and len(live.warnings) == 1, live.warnings
+    finally:
+        live.close()

@@ -161,3 +161,26 @@ def test_missing_output_parameter_is_one_line(ros_env: dict[str, str]) -> None:
     assert proc.returncode == 1
     lines = [s for s in (proc.stdout + proc.stderr).splitlines() if s.strip()]
     assert len(lines) == 1 and "parameter 'output' is required" in lines[0], lines
+
+
+def test_an_invalid_topic_name_is_one_line_and_no_bag(ros_env: dict[str, str], tmp_path: Path) -> None:
+    rec = _recorder(ros_env, tmp_path / "bag", "-p", "topics:=['joint_states', 'bad topic']")
+    try:
+        rc = rec.wait(timeout=60)
+    finally:
+        rec.kill()
+    lines = [s for s in rec.lines if s.strip()]
+    assert rc == 1 and len(lines) == 1 and "'bad topic' is not a valid ROS topic name" in lines[0], lines
+    assert not (tmp_path / "bag").exists()
+
+
+def test_a_topic_nobody_publishes_is_said_while_recording(ros_env: dict[str, str], tmp_path: Path) -> None:
+    """A typo in topics used to record nothing of it for the whole session, and say so at shutdown only."""
+    rec = _recorder(ros_env, tmp_path / "bag", "-p", "topics:=['joint_state']")
+    try:
+        said = rec.wait_for_line(lambda s: "no publisher on /joint_state after 5 s" in s, 60)
+        assert "[WARN]" in said and "a typo in topics?" in said
+        rec.popen.send_signal(signal.SIGINT)
+        assert rec.wait(timeout=60) == 0
+    finally:
+        rec.kill()

@@ -31,6 +31,8 @@ RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
     "bayer_gbrg8": (1, cv2.COLOR_BayerGR2RGB),
     "bayer_grbg8": (1, cv2.COLOR_BayerGB2RGB),
 }
+#: One channel of intensity: the policy gets it as grey RGB, which a colour-trained policy never saw.
+GREY_ENCODINGS = frozenset({"mono8"})
 _NEEDS_EVEN_WIDTH = {"yuv422", "uyvy", "yuv422_yuy2", "yuyv"}  # two pixels share one U and one V
 _NEEDS_2X2 = {name for name in RAW_ENCODINGS if name.startswith("bayer_")}  # one 2x2 cell per colour sample
 COMPRESSED_FORMATS = ("jpeg", "jpg", "png")

@@ -29,6 +29,7 @@ class Stamped:
 class CameraFrame(Stamped):
     decode: Callable[[], np.ndarray]  # -> H x W x 3 uint8 RGB; raises ImageConversionError
     frame_id: str = ""
+    encoding: str = ""  # the message's encoding (raw) or format (compressed); "" when unknown
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pai_ros.attention.maps import maps_for_tick
 from pai_ros.attention.relevance import RelevanceTarget, available_memory_bytes
 from pai_ros.attention.render import normalize, overlay
 from pai_ros.errors import UserError
-from pai_ros.imaging.convert import ImageConversionError, resize_rgb
+from pai_ros.imaging.convert import GREY_ENCODINGS, ImageConversionError, resize_rgb
 from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
@@ -128,6 +128,7 @@ class LiveTick:
         # environment_state_topic, so nothing about it can stop the node.
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._resize_warned: set[str] = set()
+        self._grey_warned: set[str] = set()
         self.warnings: list[str] = []  # one-off notes for the node's log (e.g. "resizing camera X")
         self.steering = SteeringControl(config.allow_steering, config.steering_max_value,
                                         config.steering_max_duration_s)
@@ -357,6 +358,11 @@ class LiveTick:
                     self._resize_warned.add(name)
                     self.warnings.append(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
                                          f"was trained on {w}x{h}: resizing (warned once)")
+            if inputs.cameras[name].encoding in GREY_ENCODINGS and name not in self._grey_warned:
+                self._grey_warned.add(name)
+                self.warnings.append(f"camera {name} sends {inputs.cameras[name].encoding} (grey) images: the policy "
+                                     "gets them as grey RGB, which a policy trained on colour has never seen (warned "
+                                     "once; point the camera entry at the colour topic unless it was trained so)")
             camera_rgb[name] = rgb
             images[name] = resize_rgb(rgb, h, w)
         state = env_state = None

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pai_ros.errors import UserError
+from pai_ros.policy.loading import weights_mismatch
 
 # The buffer-name prefixes LeRobot < 0.4 gave ACT's normalisation modules in the state dict.
 LEGACY_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
@@ -82,7 +83,7 @@ def migrate_in_memory(ckpt: Path, model_file: Path, cfg: Any) -> tuple[Any, Any,
     try:
         policy.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
-        raise UserError(f"weights in {model_file} do not match config.json: {str(exc).splitlines()[0]}") from None
+        raise weights_mismatch(model_file, exc) from None
     policy.to(torch.float32)  # as the migration script does before saving
     policy.to(cfg.device)
     policy.eval()

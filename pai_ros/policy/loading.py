@@ -216,6 +216,13 @@ def check_normalisation(ckpt: Path, *pipelines: Any) -> None:
                                         "(never computed at training time?); refusing to run it")
 
 
+def weights_mismatch(model_file: Path, exc: RuntimeError) -> UserError:
+    """torch's load_state_dict error as one line: its first line says only "Error(s) in loading
+    state_dict for ACTPolicy:", the next names the tensors that are missing, unexpected or of another shape."""
+    detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+    return UserError(f"weights in {model_file} do not match {CONFIG_FILE}: {detail[:300]}")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -241,6 +248,10 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                         help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps")
 
 
+# The commands take --device, the nodes a device parameter: one hint for both.
+_CPU_HINT = "--device cpu, or -p device:=cpu for a node"
+
+
 def resolve_device(device: str) -> str:
     """``auto`` picks CUDA when available; an unavailable device is a user error."""
     import torch
@@ -248,9 +259,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device '{device}' requested but CUDA is not available here; use --device cpu")
+        raise UserError(f"device '{device}' requested but CUDA is not available here; use cpu ({_CPU_HINT})")
     if device == "mps" and not torch.backends.mps.is_available():
-        raise UserError("device 'mps' requested but MPS is not available here; use --device cpu")
+        raise UserError(f"device 'mps' requested but MPS is not available here; use cpu ({_CPU_HINT})")
     if device not in ("cpu", "mps") and not device.startswith("cuda"):
         raise UserError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)")
     return device
@@ -290,8 +301,7 @@ def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
         try:
             policy = ACTPolicy.from_pretrained(ckpt, config=cfg, strict=True, local_files_only=True)
         except RuntimeError as exc:
-            raise UserError(f"weights in {ckpt / MODEL_FILE} do not match {CONFIG_FILE}: "
-                            f"{str(exc).splitlines()[0]}") from None
+            raise weights_mismatch(ckpt / MODEL_FILE, exc) from None
         except Exception as exc:  # safetensors raises its own error type for corrupt files
             if type(exc).__name__ in ("SafetensorError", "HeaderTooLarge", "HeaderTooSmall",
                                       "InvalidHeaderDeserialization"):

@@ -143,7 +143,9 @@ def camera_frame(msg: Any, recv_ns: int, decoder: ImageDecoder) -> Any:
     """A camera message as the live tick's input; decoded only if the tick uses it."""
     from pai_ros.live.inputs import CameraFrame
 
-    return CameraFrame(stamp_to_ns(msg.header.stamp), recv_ns, lambda: decoder.to_rgb(msg), msg.header.frame_id)
+    encoding = getattr(msg, "encoding", None) or getattr(msg, "format", "")  # Image / CompressedImage
+    return CameraFrame(stamp_to_ns(msg.header.stamp), recv_ns, lambda: decoder.to_rgb(msg), msg.header.frame_id,
+                       encoding)
 
 
 def joint_reading(msg: JointState, recv_ns: int) -> Any:

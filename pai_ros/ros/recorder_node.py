@@ -69,6 +69,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from pai_ros.bags.writer import COMPRESSIONS, BagWriteError, BagWriter
 from pai_ros.errors import UserError
+from pai_ros.ros.names import resolved_topic
 from pai_ros.ros.params import Param, declare
 
 DEFAULT_TOPICS = ["joint_states", "action", "features", "/diagnostics", "attention/shares"]
@@ -95,6 +96,9 @@ PARAMS = [
           min=0.0, max=3600.0, read_only=True),
 ]
 DIAGNOSTICS_TOPIC = "/diagnostics"
+# A configured topic with no publisher this long after the start is said once: a typo in `topics`
+# would otherwise record nothing of it for the whole session and say so only at shutdown.
+ABSENT_AFTER_S = 5.0
 
 
 @dataclass
@@ -162,6 +166,8 @@ class RecorderNode(Node):
         self.recorded: dict[str, _Recorded] = {}
         self.refused: set[str] = set()
         self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._absent_said = False
         self.timer = self.create_timer(float(p["discovery_period_s"]), self.discover)
         what = sorted(self.wanted) + ([f"{self._resolve('attention')}/*/heatmap"] if self.heatmaps else [])
         self.get_logger().info(f"recording to {self.output}: {', '.join(what)}")
@@ -170,11 +176,8 @@ class RecorderNode(Node):
     # ------------------------------------------------------------------ discovery
 
     def _resolve(self, name: str) -> str:
-        try:
-            return self.resolve_topic_name(name)
-        except Exception:  # an invalid name: let the graph simply never match it, but say so
-            self.get_logger().warning(f"cannot resolve topic name {name!r}; it will not be recorded")
-            return name
+        # An invalid name could never be recorded: refuse it before a bag exists, like every bad parameter.
+        return resolved_topic(self, name, "topics/camera_topics")
 
     def _wants(self, topic: str) -> bool:
         return topic in self.wanted or bool(self.heatmaps and self.heatmaps.match(topic))
@@ -193,6 +196,13 @@ class RecorderNode(Node):
             if not publishers:
                 continue  # only subscribers so far: the publishers' QoS is not known yet
             self._subscribe(topic, types, publishers)
+        if not self._absent_said and time.monotonic() - self._started > ABSENT_AFTER_S:
+            self._absent_said = True
+            absent = sorted(t for t in self.wanted if t not in self.recorded and t not in self.refused)
+            if absent:
+                self.get_logger().warning(
+                    f"no publisher on {', '.join(absent)} after {ABSENT_AFTER_S:g} s: nothing of it is recorded "
+                    "until one appears (a typo in topics? compare with `ros2 topic list`)")
         # Who would hear about a write error (a monitor must be subscribed before the fault).
         listeners = self.diag_pub.get_subscription_count() - (DIAGNOSTICS_TOPIC in self.recorded)
         if listeners != self.diag_listeners:

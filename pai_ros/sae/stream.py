@@ -128,6 +128,9 @@ class BatchStream:
 
     def __init__(self, split: StreamSplit, d: int, batch: int, *, buffer_tokens: int = BUFFER_TOKENS,
                  seed: int = 0, rank: int = 0, world: int = 1) -> None:
+        if not len(split.train):
+            raise UserError("the held-out share (--holdout) leaves nothing to train on: lower it, or collect "
+                            "more episodes")
         if len(split.train) < world:
             raise UserError(f"{len(split.train)} training piece(s) cannot be shared by {world} ranks; "
                             f"use fewer processes or more data")
