@@ -23,6 +23,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pai_ros.errors import UserError
+
+
+def make_output_dir(path: Path) -> Path:
+    """Create an output directory (and its parents), or say in one line why it cannot be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"the output directory {path} is a file")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output directory {path}: {exc.strerror or exc}") from None
+    return path
+
 
 def staging_path(final: Path, tag: str = "partial") -> Path:
     """The hidden sibling ``.<name>.<tag>-<pid>`` that work for ``final`` is staged in."""

@@ -377,3 +377,19 @@ def test_damaged_dataset_files_are_one_line(damage, needle: str, tiny_dataset, t
                      str(tiny_act), "--output-dir", str(tmp_path / "out"), "--no-videos", "--quiet")
     line = one_line_error(result, needle)
     assert line.startswith("pai attention: error: ") and str(damaged) in line
+
+
+@pytest.mark.parametrize("command", [
+    ["sae", "collect", "--output"],
+    ["features", "record", "--sae", "SAE", "--output-dir"],
+    ["attention", "--episode", "0", "--output-dir"],
+])
+def test_an_output_directory_that_is_a_file_is_one_line(command: list[str], tiny_dataset, tiny_act: Path,
+                                                         tiny_sae: Path, tmp_path: Path) -> None:
+    root, _ = tiny_dataset
+    taken = tmp_path / "out"
+    taken.write_text("mine")
+    argv = [str(tiny_sae) if a == "SAE" else a for a in command]
+    result = run_pai(*argv, str(taken), "--policy-path", str(tiny_act), "--dataset-root", str(root), "--quiet")
+    one_line_error(result, f"the output directory {taken} is a file")  # not "[Errno 17] File exists"
+    assert taken.read_text() == "mine"

@@ -76,6 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.runner import PolicyRunner
+    from pai_ros.staging import make_output_dir
 
     if args.method not in METHODS:
         raise UserError(f"unknown method '{args.method}' (choose from {', '.join(METHODS)})")
@@ -97,10 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
     runner = PolicyRunner(loaded, args.mode, capture)
     selection.check(runner.chunk_size, "--queries")
-    try:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the output directory {args.output_dir}: {exc.strerror}") from None
+    make_output_dir(args.output_dir)
     render = RenderOptions(normalization=args.normalization, colormap=args.colormap, alpha=args.alpha,
                            videos=not args.no_videos)
     results = []

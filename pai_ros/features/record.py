@@ -37,7 +37,7 @@ from pai_ros.sae.activations import episode_stem, layout_to_json
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.ood import Calibration
-from pai_ros.staging import staged_directory
+from pai_ros.staging import make_output_dir, staged_directory
 
 TOPIC = "features"
 
@@ -62,7 +62,7 @@ def _record_header(runner: PolicyRunner, loaded: LoadedSae, root: Path, info: di
 
 def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     """Create ``out`` or check that what it already holds was made with the same SAE and policy."""
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_dir(out)
     path = out / RECORD_FILE
     if path.is_file():
         old = read_json(path, "record metadata")
