@@ -23,7 +23,7 @@ def test_replays_one_episode_then_exits(tiny_dataset, tiny_scene, ros_env: dict)
     from pai_ros.data.episodes import iter_episode
 
     root, _ = tiny_dataset
-    probe = Probe(TOPICS, ros_env)
+    probe = Probe([*TOPICS, "/diagnostics:DiagnosticArray"], ros_env)
     node = replay(ros_env, f"dataset_root:={root}", "episodes:=[1]", "start_delay_s:=3.0")
     try:
         assert node.popen.wait(timeout=90) == 0, "\n".join(node.lines)
@@ -31,6 +31,9 @@ def test_replays_one_episode_then_exits(tiny_dataset, tiny_scene, ros_env: dict)
         # Reliable joint topics must all arrive; images are best effort (sensor QoS) on loopback.
         probe.wait_for_line(lambda s: len(probe.messages("recorded_action")) >= n, 20)
         actions = probe.messages("recorded_action")
+        # Its last /diagnostics word: finished, with the count (sent before the node exits).
+        last = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and "replay finished" in str(m), 20)
+        assert f"replay finished: {n} frames published" in str(last) and "replay_node: replay" in str(last)
     finally:
         probe.stop()
     assert len(actions) == n
@@ -75,9 +78,15 @@ def test_a_dataset_that_cannot_be_decoded_ends_with_one_line_and_exit_1(tiny_dat
     shutil.copytree(root, damaged)
     for video in (damaged / "videos").rglob("*.mp4"):
         video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
-    node = replay(ros_env, f"dataset_root:={damaged}", "rate_factor:=10.0")
-    assert node.popen.wait(timeout=90) == 1, node.lines
-    node.stop()
+    probe = Probe(["/diagnostics:DiagnosticArray"], ros_env)
+    node = replay(ros_env, f"dataset_root:={damaged}", "rate_factor:=10.0", "start_delay_s:=3.0")
+    try:
+        assert node.popen.wait(timeout=90) == 1, node.lines
+        failed = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and m["status"][0]["level"] == 2, 20)
+        assert failed["status"][0]["message"].startswith("replay failed after ")
+    finally:
+        probe.stop()
+        node.stop()
     errors = [line for line in node.lines if line.startswith("replay_node: error: ")]
     assert len(errors) == 1 and "replay failed after" in errors[0] and str(damaged) in errors[0], node.lines
     assert not any("replay finished" in line or "Traceback" in line for line in node.lines), node.lines

@@ -10,6 +10,7 @@ the dataset, so predicted and recorded actions can be compared live). All messag
 stamp (now), and each camera's frame_id is ``<name>_camera``. Frames are decoded ahead in a
 background thread so that the timer never waits for video decoding. At the end it stops
 cleanly (exit 0), or loops; a dataset that cannot be decoded ends it with one line and exit 1.
+``/diagnostics`` (1 Hz) says where the replay is, whether decoding keeps up, and why it failed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -31,7 +33,7 @@ from pai_ros.data.source import resolve_dataset_root
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import rgb_to_jpeg
 from pai_ros.ros.lifecycle import run_node
-from pai_ros.ros.messages import joint_state, rgb_image
+from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
 from pai_ros.ros.params import Param, declare
 
 PARAMS = [
@@ -101,6 +103,11 @@ class ReplayNode(Node):
         self.published = 0
         self.finished = False
         self.failure: str | None = None  # why the replay stopped early (the process then exits 1)
+        self.behind = 0  # frame slots that came due before decoding had the frame ready
+        self._behind_reported = 0
+        self.episode: int | None = None
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self.create_timer(1.0, self._publish_diagnostics)
         self._timer = None
         self._start = self.create_timer(max(self.p["start_delay_s"], 1e-3), self._begin)
         self.get_logger().info(
@@ -139,11 +146,13 @@ class ReplayNode(Node):
         try:
             frame = self.frames.get_nowait()
         except queue.Empty:
+            self.behind += 1
             return  # decoding is behind: skip this slot rather than block the executor
         if frame is _END:
             if self.failure is None:
                 self.get_logger().info(f"replay finished: {self.published} frames published")
             self.finished = True
+            self._publish_diagnostics()  # the last word: finished, or why not
             self._timer.cancel()
             return
         self._publish(frame)
@@ -170,6 +179,26 @@ class ReplayNode(Node):
             else:
                 self.env_pub.publish(Float32MultiArray(data=[float(v) for v in frame.env_state]))
         self.published += 1
+        self.episode = frame.episode_index
+
+    def _publish_diagnostics(self) -> None:
+        """Where the replay is, whether decoding keeps up, and why it stopped (ERROR) if it failed."""
+        behind, self._behind_reported = self.behind - self._behind_reported, self.behind
+        if self.failure is not None:
+            level, message = 2, f"replay failed after {self.published} frames: {self.failure}"
+        elif self.finished:
+            level, message = 0, f"replay finished: {self.published} frames published"
+        elif self._timer is None:
+            level, message = 0, "waiting to start (start_delay_s, wait_for_subscribers)"
+        elif behind:
+            level, message = 1, (f"decoding falls behind: {behind} frame slot(s) skipped since the last report "
+                                 "(lower rate_factor)")
+        else:
+            level, message = 0, f"replaying episode {self.episode}" if self.episode is not None else "replaying"
+        values = {"frames_published": str(self.published), "slots_skipped": str(self.behind),
+                  "episodes": " ".join(map(str, self.episodes)), "rate_factor": str(self.p["rate_factor"])}
+        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: replay", level, message, values, str(self.root),
+                                               self.get_clock().now().to_msg()))
 
     def shutdown(self) -> None:
         """Stop the reader and wait for it: an interpreter exiting under a thread that is inside
