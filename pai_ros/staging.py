@@ -38,6 +38,29 @@ def make_output_dir(path: Path) -> Path:
     return path
 
 
+def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:
+    """An output may not be, lie inside, or contain one of the command's inputs (keyed by what they are).
+
+    Inside a dataset, a checkpoint or an SAE directory, the output's files mix with what other
+    tools read there; a directory that contains an input would be deleted with it by --overwrite.
+    Inputs that are not paths on this machine (hub ids) are skipped.
+    """
+    out = Path(output).resolve()
+    for what, given in inputs.items():
+        if given is None or not Path(given).exists():
+            continue
+        path = Path(given).resolve()
+        if out == path:
+            relation = "is"
+        elif path in out.parents:
+            relation = "is inside"
+        elif out in path.parents:
+            relation = "contains"
+        else:
+            continue
+        raise UserError(f"the output {output} {relation} the {what} {given}: choose a path outside it")
+
+
 def staging_path(final: Path, tag: str = "partial") -> Path:
     """The hidden sibling ``.<name>.<tag>-<pid>`` that work for ``final`` is staged in."""
     return final.parent / f".{final.name}.{tag}-{os.getpid()}"

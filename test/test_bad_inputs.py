@@ -393,3 +393,25 @@ def test_an_output_directory_that_is_a_file_is_one_line(command: list[str], tiny
     result = run_pai(*argv, str(taken), "--policy-path", str(tiny_act), "--dataset-root", str(root), "--quiet")
     one_line_error(result, f"the output directory {taken} is a file")  # not "[Errno 17] File exists"
     assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("command, output, needle", [
+    (["attention", "--episode", "0", "--output-dir"], "DS/analysis", "is inside the dataset"),
+    (["sae", "collect", "--output"], "ACT/acts", "is inside the checkpoint"),
+    (["features", "record", "--sae", "SAE", "--output-dir"], "SAE", "is the SAE"),
+    (["features", "record", "--sae", "SAE", "--output-dir"], ".", "contains the dataset"),
+])
+def test_an_output_inside_an_input_is_refused(command: list[str], output: str, needle: str, tiny_dataset,
+                                              tiny_act: Path, tiny_sae: Path, tmp_path: Path) -> None:
+    """Files mixed into a dataset, a checkpoint or an SAE directory: other tools read those."""
+    root, _ = tiny_dataset
+    copies = {"DS": tmp_path / "ds", "ACT": tmp_path / "act", "SAE": tmp_path / "sae"}
+    for name, source in (("DS", root), ("ACT", tiny_act), ("SAE", tiny_sae)):
+        shutil.copytree(source, copies[name])
+    before = {p: sorted(x.name for x in p.rglob("*")) for p in copies.values()}
+    out = tmp_path if output == "." else copies[output.split("/")[0]].joinpath(*output.split("/")[1:])
+    argv = [str(copies["SAE"]) if a == "SAE" else a for a in command]
+    result = run_pai(*argv, str(out), "--policy-path", str(copies["ACT"]), "--dataset-root", str(copies["DS"]),
+                     "--quiet")
+    one_line_error(result, needle)
+    assert {p: sorted(x.name for x in p.rglob("*")) for p in copies.values()} == before

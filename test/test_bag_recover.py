@@ -262,7 +262,7 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
         ((str(tmp_path / "not_a_bag"),), "holds no .mcap file"),
         ((str(tmp_path / "garbage.mcap"), "-o", str(tmp_path / "g")), "no readable message"),
         ((str(tmp_path / "bag"), "--force", "-o", str(tmp_path / "exists")), "already exists"),
-        ((str(tmp_path / "bag"), "--force", "-o", str(tmp_path / "bag" / "inside")), "must not be inside"),
+        ((str(tmp_path / "bag"), "--force", "-o", str(tmp_path / "bag" / "inside")), "is inside the bag"),
     ]
     for args, text in cases:
         proc = pai(*args)

@@ -404,7 +404,7 @@ def test_existing_output(full_bag: Path, tmp_path: Path) -> None:
     bag_to_parquet(full_bag, out, progress=False, overwrite=True)
     assert not (out / "stale.txt").exists() and (out / "cam__front__image_raw.mp4").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
-    with pytest.raises(UserError, match="would contain the bag"):
+    with pytest.raises(UserError, match="contains the bag"):
         bag_to_parquet(full_bag, full_bag.parent, progress=False, overwrite=True)
 
 

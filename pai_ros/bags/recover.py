@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pai_ros.errors import UserError
-from pai_ros.staging import staging_path
+from pai_ros.staging import check_apart, staging_path
 
 MAGIC = b"\x89MCAP0\r\n"
 # Top-level opcodes (MCAP spec); 0x80-0xFF are private records, skipped like the spec says.
@@ -437,8 +437,7 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
             return RecoveryReport(bag, None, scans)
     if out.exists() or out.is_symlink():
         raise UserError(f"{out} already exists; choose another output (-o)")
-    if out.resolve() == bag.resolve() or bag.resolve() in out.resolve().parents:
-        raise UserError(f"the output {out} must not be inside the bag {bag}")
+    check_apart(out, {"bag": bag})
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out)
     shutil.rmtree(staging, ignore_errors=True)

@@ -45,7 +45,7 @@ from pai_ros.imaging.convert import (
     raw_to_rgb,
     resize_rgb,
 )
-from pai_ros.staging import staged_directory
+from pai_ros.staging import check_apart, staged_directory
 from pai_ros.timestamps import header_ns
 
 if TYPE_CHECKING:
@@ -200,9 +200,7 @@ def _missing_storage_files(bag: Path) -> list[str]:
 
 
 def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
-    b, o = bag.resolve(), out.resolve()
-    if o == b or o in b.parents:
-        raise UserError(f"the output directory {out} would contain the bag {bag}; choose another output")
+    check_apart(out, {"bag": bag})
     if not out.exists():
         return
     if out.is_dir() and not any(out.iterdir()):

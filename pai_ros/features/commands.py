@@ -72,6 +72,7 @@ def _record(args: argparse.Namespace) -> int:
     from pai_ros.sae.calibrate import check_dimensions
     from pai_ros.sae.model import load_sae
     from pai_ros.sae.ood import load_calibration
+    from pai_ros.staging import check_apart
 
     if args.top_n is not None and args.top_n < 1:
         from pai_ros.errors import UserError
@@ -79,6 +80,7 @@ def _record(args: argparse.Namespace) -> int:
     loaded = load_sae(args.sae)
     calibration, why = load_calibration(loaded.directory, loaded.sae_id)
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+    check_apart(args.output_dir, {"dataset": root, "checkpoint": args.policy_path, "SAE": args.sae})
     info = read_info(root)
     episodes = select_episodes(info, root, args.episode)
     runner = activations_runner(args.policy_path, args.device)

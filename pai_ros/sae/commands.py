@@ -129,6 +129,7 @@ def _collect(args: argparse.Namespace) -> int:
     from pai_ros.sae.collect import CollectSettings, collect_activations
     from pai_ros.sae.distributed import rank_device, world_from_env
     from pai_ros.sae.sizing import parse_size
+    from pai_ros.staging import check_apart
 
     world = world_from_env(args.device)
     try:
@@ -138,6 +139,7 @@ def _collect(args: argparse.Namespace) -> int:
                                    args.frame_stride, args.shard_tokens, args.dtype)
         max_disk = parse_size(args.max_disk) if args.max_disk else None
         root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
+        check_apart(args.output, {"dataset": root, "checkpoint": args.policy_path})
         info = read_info(root)
         episodes = select_episodes(info, root, args.episode)
         runner = activations_runner(args.policy_path, rank_device(args.device, world))
