@@ -329,3 +329,16 @@ def test_a_state_fit_dataset_with_other_cameras_is_one_line_and_changes_nothing(
                            "--dataset-root", str(pipeline["root"]), "--episode", "0",
                            "--state-fit-dataset-root", str(other), "--quiet"), str(other))  # names the dataset
     assert (sae / "ood.json").read_bytes() == before
+
+
+def test_an_analysis_older_than_the_recording_is_said(pipeline, tmp_path) -> None:
+    from pai_ros.features.results import ResultsDir
+
+    results = tmp_path / "results"
+    shutil.copytree(pipeline["results"], results)
+    assert ResultsDir(results).stale_analysis() is None
+    shutil.copytree(results / "episode_000000", results / "episode_000009")  # recorded after the analysis
+    note = ResultsDir(results).stale_analysis()
+    assert note is not None and "also holds episode(s) 9 recorded after it" in note
+    effects = run_pai("features", "effects", str(results), "--top-features", "1", "--frames", "2", "--quiet")
+    assert "note: the analysis covers" in effects.stderr, effects.stderr

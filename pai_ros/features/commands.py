@@ -7,6 +7,7 @@ parser this module returns, so that features/ never imports the ui/ layer above 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from pai_ros.data.source import add_dataset_arguments
@@ -147,6 +148,9 @@ def _effects(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, horizon=args.horizon,
                               action_dims=None if args.action_dims is None else tuple(args.action_dims))
     results = ResultsDir(args.results)
+    stale = results.stale_analysis()
+    if stale:
+        print(f"note: {stale}", file=sys.stderr)
     record = results.record
     if record is None:
         from pai_ros.errors import UserError

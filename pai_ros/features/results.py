@@ -104,6 +104,19 @@ class ResultsDir:
             raise UserError(f"{path} is not a pai_ros feature analysis; run `pai features analyse` again")
         return data
 
+    def stale_analysis(self) -> str | None:
+        """Why the analysis no longer covers this directory (episodes recorded after it), or None."""
+        try:
+            covered = {int(e) for e in self.analysis().get("episodes", [])}
+        except (UserError, TypeError, ValueError):
+            return None  # no analysis (said elsewhere) or one without episodes: nothing to compare
+        newer = sorted({s.episode for s in self.sources()} - covered)
+        if not newer:
+            return None
+        shown = ", ".join(map(str, newer[:8])) + (" ..." if len(newer) > 8 else "")
+        return (f"the analysis covers {len(covered)} episode(s), but {self.root} also holds episode(s) {shown} "
+                f"recorded after it: run `pai features analyse {self.root}` again to include them")
+
     @property
     def names_path(self) -> Path:
         return self.root / NAMES_FILE

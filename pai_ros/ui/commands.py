@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -42,5 +43,8 @@ def _ui(args: argparse.Namespace) -> int:
 
     results = ResultsDir(args.results)
     results.analysis()  # refuse early, with one line, when there is nothing to show
+    stale = results.stale_analysis()
+    if stale:
+        print(f"note: {stale}", file=sys.stderr)
     serve(results, host=args.host, port=args.port)
     return 0
