@@ -117,7 +117,8 @@ def staged_file(final: Path) -> Iterator[Path]:
     left as it was.
     """
     final = Path(final)
-    remove_abandoned_staging(final)
+    # No scan for abandoned siblings here: a collection writes thousands of files into one
+    # directory, and a scan per file would be quadratic; a killed file write leaves a hidden .tmp.
     tmp = staging_path(final, "tmp")
     tmp.unlink(missing_ok=True)
     try:

@@ -153,6 +153,10 @@ def test_sae_files_vanish_and_the_sae_is_reloaded_without_restart(tiny_act: Path
         ok = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and diag(m)["level"] == 0
                             and "sae_file" not in diag(m)["values"], 30)
         probe.wait_for(lambda m: m["topic"] == "features" and m["recv_ns"] > ok["recv_ns"], 20)
+        # Back to the path it started with: a reload too (it used to compare with the start-up path).
+        shutil.copytree(tmp_path / "moved_away", sae)
+        assert set_param(ros_env, "sae_path", str(sae)) == "OK"
+        node.wait_for_line(lambda s: "reloaded SAE" in s and s.rstrip().endswith(f"from {sae}"), 30)
     finally:
         for p in (robot, node, probe):
             p.stop()

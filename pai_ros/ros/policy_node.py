@@ -93,6 +93,7 @@ class PolicyNode(Node):
         if self.config.controller and checked:
             resolved_service(self, f"{self.config.controller.rstrip('/')}/get_parameters", "controller")
             self.controller = ControllerCheck(self, self.config.controller, checked, list(self.live.action_names))
+        self._sae_path = self.config.sae_path  # the SAE directory loaded now (sae_path may change at run time)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SteerFeatures, "~/steer", self._on_steer)
         self.create_service(Trigger, "~/steer_clear", self._on_steer_clear)
@@ -133,10 +134,11 @@ class PolicyNode(Node):
         undo: list[Any] = []
         for param in params:
             try:
-                if param.name == "sae_path" and param.value != self.config.sae_path:
-                    previous_sae = self.live.sae
+                if param.name == "sae_path" and param.value != self._sae_path:
+                    previous_sae, previous_path = self.live.sae, self._sae_path
                     described = self.live.reload_sae(param.value)
-                    undo.append(lambda sae=previous_sae: setattr(self.live, "sae", sae))
+                    self._sae_path = param.value  # what is loaded now: setting the old path again reloads it
+                    undo.append(lambda sae=previous_sae, path=previous_path: self._restore_sae(sae, path))
                     self.get_logger().info(f"reloaded {described} from {param.value}")
                 elif param.name == "heatmap_method" and param.value != self.live.heatmap_method:
                     previous_method = self.live.heatmap_method
@@ -153,6 +155,9 @@ class PolicyNode(Node):
                 self.get_logger().error(f"{kept}{undone}: {exc}")
                 return SetParametersResult(successful=False, reason=str(exc))
         return SetParametersResult(successful=True)
+
+    def _restore_sae(self, sae: Any, path: str) -> None:
+        self.live.sae, self._sae_path = sae, path
 
     def _on_steer(self, request: Any, response: Any) -> Any:
         try:
