@@ -108,9 +108,9 @@ class ResultsDir:
         """Why the analysis no longer covers this directory (episodes recorded after it), or None."""
         try:
             covered = {int(e) for e in self.analysis().get("episodes", [])}
+            newer = sorted({s.episode for s in self.sources()} - covered)
         except (UserError, TypeError, ValueError):
-            return None  # no analysis (said elsewhere) or one without episodes: nothing to compare
-        newer = sorted({s.episode for s in self.sources()} - covered)
+            return None  # no analysis or no recording (each said where it matters): nothing to compare
         if not newer:
             return None
         shown = ", ".join(map(str, newer[:8])) + (" ..." if len(newer) > 8 else "")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -222,6 +223,8 @@ def _names(feature: dict | None, prefix: str) -> list[str]:
 def _spin_until_finished(node: ReplayNode) -> None:
     while rclpy.ok() and not node.finished:
         rclpy.spin_once(node, timeout_sec=0.1)
+    # The last /diagnostics word (finished, or why not) must reach its subscribers before the process goes.
+    node.diag_pub.wait_for_all_acked(Duration(seconds=2.0))
     if node.failure is not None:
         raise UserError(f"replay failed after {node.published} frames: {node.failure}")
 
