@@ -11,7 +11,9 @@ is gone: :func:`remove_abandoned_staging`).
 
 Single files (JSON, safetensors, PNG) use :func:`staged_file`: written to a hidden
 ``.<name>.tmp-<pid>`` sibling and renamed over the final path, so a reader sees the old file
-or the new one, never half of one.
+or the new one, never half of one. Before any work, :func:`check_apart` keeps an output out of
+the inputs it is made from and :func:`make_output_dir` creates an output directory with a
+one-line error.
 """
 
 from __future__ import annotations

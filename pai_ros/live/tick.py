@@ -469,7 +469,7 @@ class LiveTick:
             missing = [n for n in names if n not in index]
             if missing:
                 return Rejection(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(reading.names)})")
-            repeated = _repeated(names, reading.names)
+            repeated = _repeated(names, reading.names) if len(index) < len(reading.names) else []
             if repeated:
                 return Rejection(f"joint_states names joint(s) {', '.join(repeated)} more than once: which position "
                                  "is meant is ambiguous")
@@ -499,7 +499,7 @@ class LiveTick:
             if missing or len(reading.values) < len(reading.names):
                 return Rejection(f"environment_state lacks value(s) {', '.join(missing) or '(positions)'} "
                                  f"(has: {', '.join(reading.names)})")
-            repeated = _repeated(names, reading.names)
+            repeated = _repeated(names, reading.names) if len(index) < len(reading.names) else []
             if repeated:
                 return Rejection(f"environment_state names {', '.join(repeated)} more than once: which value is "
                                  "meant is ambiguous")
