@@ -44,7 +44,9 @@ def measure(assets: object, seconds: float, rate: float, sae: Path | None) -> di
                        f"dataset_root:={assets.heldout_root}", "-p", "loop:=true"], env, "replay_node")
         probe.wait_for(lambda m: int(m["status"][0]["values"].get("actions_published", "0")) > 0, 120)
         time.sleep(seconds)  # the measurement window, once actions flow
-        return probe.messages("/diagnostics")[-1]["status"][0]["values"]
+        # The replay node reports on /diagnostics too: the policy node's last status.
+        ours = [m for m in probe.messages("/diagnostics") if m["status"][0]["name"].startswith("policy_node")]
+        return ours[-1]["status"][0]["values"]
     finally:
         for p in (replay, policy, probe):
             if p is not None:
