@@ -185,6 +185,8 @@ def test_a_file_keyed_for_another_namespace_is_one_error_line(ros_env: dict, tmp
     # A list rcl cannot parse (a bare y is a boolean in YAML): rclpy.init's own error, as one line.
     ("replay_node", "episodes:=[1,y]", "replay_node: error: cannot read the ROS arguments: Couldn't parse parameter "
                                        "override rule: '-p episodes:=[1,y]'"),
+    ("recorder_node", "topics:=[x,y]", "recorder_node: error: cannot read the ROS arguments: Couldn't parse "
+                                       "parameter override rule: '-p topics:=[x,y]'"),
 ])
 def test_a_value_of_the_wrong_type_is_one_line_and_exit_1(node: str, arg: str, needle: str, ros_env: dict) -> None:
     """launch_ros and `-p` read values as YAML: 2 is an integer, 123 a number. One line, no traceback."""

@@ -213,7 +213,7 @@ def test_disk_full_is_one_error_a_diagnostic_and_exit_1_and_the_rest_recovers(ro
     rec = _recorder(ros_env, out, "-p", "flush_period_s:=0.1")
     pub = None
     try:
-        rec.wait_for_line(lambda s: "1 subscriber(s) for write-error reports on /diagnostics" in s)
+        rec.wait_for_line(lambda s: "1 subscriber(s) for status reports on /diagnostics" in s)
         pub = _publisher(ros_env, rec, "--payload", "2000")
         pub.send("PUB 100000 200")  # about 800 KB/s: the disk is full within a second
         assert rec.wait(timeout=60) == 1, "\n".join(rec.lines)

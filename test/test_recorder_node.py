@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ros_processes import Proc
+from ros_processes import Probe, Proc
 
 pytestmark = pytest.mark.ros
 REPO = Path(__file__).resolve().parents[1]
@@ -94,11 +94,15 @@ def _check_bag(rec: Proc, out: Path, published: dict, prefix: str = "") -> None:
               f"{prefix}/camera/front/image_raw", f"{prefix}/attention/front/heatmap"}
     assert set(published) == topics and set(published.values()) == {N}
     msgs = _read_rosbags(out)
+    assert _read_mcap(out) == Counter({t: len(m) for t, m in msgs.items()})
+    # The recorder's own status reports are on /diagnostics too (recorded once the talker published there).
+    own = [m for m in msgs["/diagnostics"] if m.status[0].name == "recorder_node: bag"]
+    msgs["/diagnostics"] = [m for m in msgs["/diagnostics"] if m.status[0].name != "recorder_node: bag"]
+    assert all(m.status[0].message.startswith("recording ") for m in own), [m.status[0].message for m in own]
     counts = {t: len(m) for t, m in msgs.items()}
     # Reliable topics must be complete. Camera and heatmap topics are best effort: on localhost we
     # expect every message too, and a loss fails here with the counts rather than being hidden.
     assert counts == {t: N for t in topics}, counts
-    assert _read_mcap(out) == Counter(counts)
     assert [m.header.stamp.sec for m in msgs[f"{prefix}/action"]] == list(range(1000, 1000 + N))
     assert [list(m.position) for m in msgs[f"{prefix}/joint_states"]][3] == [3.0, 3.5, -3.0]
     assert [int(m.feature_indices[0]) for m in msgs[f"{prefix}/features"]] == list(range(N))
@@ -107,7 +111,8 @@ def _check_bag(rec: Proc, out: Path, published: dict, prefix: str = "") -> None:
     assert (img.height, img.width, img.encoding, int(img.data[0])) == (48, 64, "rgb8", 7)
     for topic in topics:
         line = rec.wait_for_line(lambda s, t=topic: f"summary {t} [" in s, timeout=1)
-        assert f"received {N}, written {N}" in line and "[INFO]" in line
+        n = N + len(own) if topic == "/diagnostics" else N
+        assert f"received {n}, written {n}" in line and "[INFO]" in line, line
     rec.wait_for_line(lambda s: f"summary {prefix}/attention/shares: never published" in s and "[WARN]" in s, timeout=1)
     rec.wait_for_line(lambda s: "bag closed:" in s, timeout=1)
     assert not any("Traceback" in s or "DeprecationWarning" in s for s in rec.lines)
@@ -129,8 +134,10 @@ def test_records_every_topic_including_late_ones_and_stops_on_sigint(ros_env: di
     from pai_ros.bags.to_parquet import bag_to_parquet
 
     summary = bag_to_parquet(out, tmp_path / "parquet", progress=False)
+    diagnostics = summary.tables.pop("diagnostics.parquet")
     assert summary.tables == {"features.parquet": N, "actions.parquet": N, "joint_states.parquet": N,
-                              "diagnostics.parquet": N, "frames.parquet": 2 * N}
+                              "frames.parquet": 2 * N}
+    assert diagnostics >= N  # the talker's N, and the recorder's own reports
     assert {t: v.frames for t, v in summary.videos.items()} == {"/camera/front/image_raw": N,
                                                                  "/attention/front/heatmap": N}
 
@@ -175,12 +182,27 @@ def test_an_invalid_topic_name_is_one_line_and_no_bag(ros_env: dict[str, str], t
 
 
 def test_a_topic_nobody_publishes_is_said_while_recording(ros_env: dict[str, str], tmp_path: Path) -> None:
-    """A typo in topics used to record nothing of it for the whole session, and say so at shutdown only."""
+    """A typo in topics used to record nothing of it for the whole session, and say so at shutdown only.
+
+    /diagnostics says it too: OK while the grace period runs, then WARN naming the topic, and the
+    last word after SIGINT is the closed bag, WARN because the topic never came.
+    """
+    probe = Probe(["/diagnostics:DiagnosticArray"], ros_env)
     rec = _recorder(ros_env, tmp_path / "bag", "-p", "topics:=['joint_state']")
     try:
+        def own(level: int | None, text: str):
+            return lambda m: any(s["name"] == "recorder_node: bag" and level in (None, s["level"])
+                                 and text in s["message"] for s in m["status"])
+
+        first = probe.wait_for(own(None, "recording 0 messages on 0 topic(s)"), 60)
+        assert first["status"][0]["values"]["output"] == str(tmp_path / "bag")
         said = rec.wait_for_line(lambda s: "no publisher on /joint_state after 5 s" in s, 60)
         assert "[WARN]" in said and "a typo in topics?" in said
+        probe.wait_for(own(1, "no publisher on /joint_state"), 30)
         rec.popen.send_signal(signal.SIGINT)
         assert rec.wait(timeout=60) == 0
+        last = probe.wait_for(own(1, "bag closed:"), 30)
+        assert "never published: /joint_state" in last["status"][0]["message"]
     finally:
         rec.kill()
+        probe.kill()

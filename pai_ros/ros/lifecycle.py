@@ -13,14 +13,21 @@ from pai_ros.errors import UserError
 from pai_ros.ros.names import rcl_reason
 
 
-def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
-             spin: Callable[[Any], None] = rclpy.spin) -> int:
-    """0 after a normal end or Ctrl-C; 1 with ``<name>: error: ...`` on stderr for a user error."""
+def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
+    """``rclpy.init``; False after one ``<name>: error: ...`` line for ROS arguments rcl cannot parse."""
     try:
-        rclpy.init(args=args)
+        rclpy.init(args=args, **init_kwargs)
     except RuntimeError as exc:  # rclpy's RCLError: a --ros-args rule rcl cannot parse
         print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(exc)} (quote strings in lists: "
               f"-p \"names:=['a', 'y']\"; YAML reads a bare y, n, on or off as a boolean)", file=sys.stderr)
+        return False
+    return True
+
+
+def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
+             spin: Callable[[Any], None] = rclpy.spin) -> int:
+    """0 after a normal end or Ctrl-C; 1 with ``<name>: error: ...`` on stderr for a user error."""
+    if not init_ros(name, args):
         return 1
     node = None
     try:

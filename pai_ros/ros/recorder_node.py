@@ -32,14 +32,21 @@ footer (it is still in ``OUT/OUT_k/``); ``pai bag recover OUT`` reads it up to i
 byte and writes a complete bag ``OUT_recovered`` (``pai bag2parquet`` refuses the unfinished bag
 with that hint).
 
+Status: ``/diagnostics`` (name ``recorder_node: bag``, 1 Hz) says what is being recorded: OK
+with the messages written so far and per topic received/written; WARN when a configured topic
+has had no publisher for ``ABSENT_AFTER_S`` seconds (a typo would otherwise record nothing of it
+all session), a topic cannot be recorded, or messages could not be written; ERROR after a write
+error. Its last word, after the bag is closed (so not in the bag), is ``bag closed: ...`` or the
+error. When ``/diagnostics`` itself is recorded (the default), these reports are in the bag
+too, from the moment another node publishes there; the node's own publisher is not counted as
+a publisher of that topic.
+
 Write errors (disk full, I/O error): the first one stops recording for good. The file is cut
 back to its last flushed byte (an exact, recoverable prefix), one ERROR line names the bag and
-the cause (e.g. "no space left on device") and how many messages are on disk, a
-``diagnostic_msgs/DiagnosticArray`` with level ERROR (name ``recorder_node: bag``) is published
-on ``/diagnostics``, the per-topic summary gives received vs on-disk counts, and the node exits
-with status 1 (a recorder that keeps running without recording would hide the fault; a launch
-file's ``on_exit``/respawn sees the exit). ``/diagnostics`` is published only for such errors;
-the node's own publisher is not counted or recorded as a publisher of that topic.
+the cause (e.g. "no space left on device") and how many messages are on disk, the ERROR status
+above is published at once, the per-topic summary gives received vs on-disk counts, and the node
+exits with status 1 (a recorder that keeps running without recording would hide the fault; a
+launch file's ``on_exit``/respawn sees the exit).
 
 Shutdown: SIGINT and SIGTERM both stop recording cleanly: the discovery timer stops, messages
 already received by DDS are drained (until quiet, at most 2 s), the bag is closed (readable by rosbags, the ``mcap``
@@ -60,7 +67,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -69,6 +76,8 @@ from rclpy.signals import SignalHandlerOptions
 
 from pai_ros.bags.writer import COMPRESSIONS, BagWriteError, BagWriter
 from pai_ros.errors import UserError
+from pai_ros.ros.lifecycle import init_ros
+from pai_ros.ros.messages import diagnostic_array
 from pai_ros.ros.names import resolved_topic
 from pai_ros.ros.params import Param, declare
 
@@ -96,6 +105,8 @@ PARAMS = [
           min=0.0, max=3600.0, read_only=True),
 ]
 DIAGNOSTICS_TOPIC = "/diagnostics"
+STATUS_PERIOD_S = 1.0
+OK, WARN, ERROR = 0, 1, 2
 # A configured topic with no publisher this long after the start is said once: a typo in `topics`
 # would otherwise record nothing of it for the whole session and say so only at shutdown.
 ABSENT_AFTER_S = 5.0
@@ -157,7 +168,6 @@ class RecorderNode(Node):
             raise UserError(f"cannot create the bag {p['output']}: {exc.strerror or exc}") from None
         self.output = p["output"]
         self.fatal: BagWriteError | None = None
-        # Created now, used only for write errors: a monitor subscribed before the fault receives it.
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
                                               QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         self.diag_listeners = 0
@@ -168,7 +178,9 @@ class RecorderNode(Node):
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._absent_said = False
+        self.closed: tuple[int, str] | None = None  # (level, summary) once the bag is closed: the last word
         self.timer = self.create_timer(float(p["discovery_period_s"]), self.discover)
+        self.status_timer = self.create_timer(STATUS_PERIOD_S, self.publish_status)
         what = sorted(self.wanted) + ([f"{self._resolve('attention')}/*/heatmap"] if self.heatmaps else [])
         self.get_logger().info(f"recording to {self.output}: {', '.join(what)}")
         self.discover()
@@ -198,7 +210,7 @@ class RecorderNode(Node):
             self._subscribe(topic, types, publishers)
         if not self._absent_said and time.monotonic() - self._started > ABSENT_AFTER_S:
             self._absent_said = True
-            absent = sorted(t for t in self.wanted if t not in self.recorded and t not in self.refused)
+            absent = self.absent()
             if absent:
                 self.get_logger().warning(
                     f"no publisher on {', '.join(absent)} after {ABSENT_AFTER_S:g} s: nothing of it is recorded "
@@ -207,7 +219,7 @@ class RecorderNode(Node):
         listeners = self.diag_pub.get_subscription_count() - (DIAGNOSTICS_TOPIC in self.recorded)
         if listeners != self.diag_listeners:
             self.diag_listeners = listeners
-            self.get_logger().info(f"{listeners} subscriber(s) for write-error reports on {DIAGNOSTICS_TOPIC}")
+            self.get_logger().info(f"{listeners} subscriber(s) for status reports on {DIAGNOSTICS_TOPIC}")
         for rec in self.recorded.values():
             count = rec.subscription.get_publisher_count() - (rec.topic == DIAGNOSTICS_TOPIC)
             if count != rec.matched:
@@ -220,6 +232,12 @@ class RecorderNode(Node):
                                 f"a best-effort publisher joined reliable-recorded {rec.topic}; its messages "
                                 "cannot be received (restart the recorder to record both)")
                             break
+
+    def absent(self) -> list[str]:
+        """Configured topics not recorded (no publisher yet), after the grace period."""
+        if time.monotonic() - self._started <= ABSENT_AFTER_S:
+            return []
+        return sorted(t for t in self.wanted if t not in self.recorded and t not in self.refused)
 
     def _subscribe(self, topic: str, types: list[str], publishers: list[Any]) -> None:
         msgtype = types[0]
@@ -276,16 +294,38 @@ class RecorderNode(Node):
         if self.flush_timer is not None:
             self.flush_timer.cancel()
         self.get_logger().error(str(exc))
-        status = DiagnosticStatus(level=DiagnosticStatus.ERROR, name=f"{self.get_name()}: bag", message=str(exc),
-                                  hardware_id=str(self.output),
-                                  values=[KeyValue(key="output", value=str(self.output)),
-                                          KeyValue(key="errno", value=str(exc.errno)),
-                                          KeyValue(key="messages_on_disk",
-                                                   value=str(sum(self.writer.durable_counts.values())))])
-        arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [status]
-        self.diag_pub.publish(arr)
+        self.publish_status()
+
+    def status(self) -> tuple[int, str, dict[str, str]]:
+        """``(level, message, values)`` of the ``/diagnostics`` report (see the module docstring)."""
+        written = self.writer.durable_counts if self.fatal is not None else self.writer.counts
+        values = {"output": str(self.output), "messages_written": str(sum(written.values()))}
+        for topic in sorted(self.recorded):
+            rec = self.recorded[topic]
+            values[topic] = f"received {rec.received}, written {written.get(topic, 0)}"
+        if self.fatal is not None:
+            values.update(errno=str(self.fatal.errno), messages_on_disk=values["messages_written"])
+            return ERROR, str(self.fatal), values
+        if self.closed is not None:
+            return *self.closed, values
+        problems = []
+        absent = self.absent()
+        if absent:
+            problems.append(f"no publisher on {', '.join(absent)}")
+        if self.refused:
+            problems.append(f"cannot record {', '.join(sorted(self.refused))} (see the log)")
+        failed = sorted(t for t, r in self.recorded.items() if r.failed)
+        if failed:
+            problems.append(f"messages not written on {', '.join(failed)} (see the log)")
+        recording = f"recording {values['messages_written']} messages on {len(self.recorded)} topic(s)"
+        if problems:
+            return WARN, f"{recording}; {'; '.join(problems)}", values
+        return OK, recording, values
+
+    def publish_status(self) -> None:
+        level, message, values = self.status()
+        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: bag", level, message, values, str(self.output),
+                                               self.get_clock().now().to_msg()))
 
     def total_received(self) -> int:
         return sum(r.received for r in self.recorded.values())
@@ -297,6 +337,7 @@ class RecorderNode(Node):
         stopping must not wait for them.
         """
         self.timer.cancel()
+        self.status_timer.cancel()
         idle, deadline = 0, time.monotonic() + limit_s
         while idle < quiet_rounds and time.monotonic() < deadline:
             before = self.total_received()
@@ -324,14 +365,19 @@ class RecorderNode(Node):
                 log.warning(f"{line} ({rec.received - n} not written)")
             else:
                 log.info(line)
-        for topic in sorted(self.wanted - set(self.recorded) - self.refused):
+        never = sorted(self.wanted - set(self.recorded) - self.refused)
+        for topic in never:
             log.warning(f"summary {topic}: never published while recording; nothing recorded")
         if self.fatal is not None:
             log.warning(f"bag left unfinished: {self.output} ({sum(written.values())} messages on disk); "
                         f"`pai bag recover {self.output}` writes them as a complete bag")
             return ok
         files = ", ".join(f.name for f in self.writer.files)
-        log.info(f"bag closed: {self.output} ({sum(written.values())} messages on {len(written)} topics; {files})")
+        closed = f"bag closed: {self.output} ({sum(written.values())} messages on {len(written)} topics; {files})"
+        log.info(closed)
+        problems = ([] if ok else ["some messages received were not written (see the log)"]) + (
+            [f"never published: {', '.join(never)}"] if never else [])
+        self.closed = (WARN, f"{closed}; {'; '.join(problems)}") if problems else (OK, closed)
         return ok
 
 
@@ -339,7 +385,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM; 0 after a clean close, 1 for a configuration or write error."""
     # rclpy's own handlers would shut the context down at once (no draining, and SIGTERM would
     # kill the process before the bag is closed): install ours for both signals instead.
-    rclpy.init(args=argv if argv is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    if not init_ros("recorder_node", argv if argv is not None else sys.argv,
+                    signal_handler_options=SignalHandlerOptions.NO):
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -363,9 +411,9 @@ def main(argv: list[str] | None = None) -> int:
                 node.drain(executor)
         finally:
             node.finish()
-            if node.fatal is not None:
-                # Give the ERROR diagnostic to subscribers that matched before we exit.
-                node.diag_pub.wait_for_all_acked(Duration(seconds=2))
+            # The last word (closed, or the write error) must reach the subscribers before we exit.
+            node.publish_status()
+            node.diag_pub.wait_for_all_acked(Duration(seconds=2))
             executor.remove_node(node)
             node.destroy_node()
         return 1 if node.fatal is not None else 0
