@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from ros_processes import Probe, Proc
+from ros_processes import HELPERS, Probe, Proc
 
 pytestmark = pytest.mark.ros
 TOPICS = ["camera/front/image_raw:Image", "camera/wrist/image_raw:Image", "joint_states:JointState",
@@ -90,3 +90,31 @@ def test_a_dataset_that_cannot_be_decoded_ends_with_one_line_and_exit_1(tiny_dat
     errors = [line for line in node.lines if line.startswith("replay_node: error: ")]
     assert len(errors) == 1 and "replay failed after" in errors[0] and str(damaged) in errors[0], node.lines
     assert not any("replay finished" in line or "Traceback" in line for line in node.lines), node.lines
+
+
+def test_use_sim_time_without_a_clock_is_said_and_the_replay_runs_once_time_starts(tiny_dataset, ros_env: dict) -> None:
+    """With use_sim_time and no /clock every timer waits: it used to look like a hang, /diagnostics silent."""
+    root, _ = tiny_dataset
+    probe = Probe(["/diagnostics:DiagnosticArray"], ros_env)
+    node = replay(ros_env, f"dataset_root:={root}", "episodes:=[1]", "use_sim_time:=true")
+    clock = None
+    try:
+        said = node.wait_for_line(lambda s: "no /clock message has arrived" in s, 60)
+        assert "[WARN]" in said and "use_sim_time is true" in said and "set use_sim_time:=false" in said
+        diag = probe.wait_for(lambda m: any(s["name"] == "replay_node: clock" and s["level"] == 1
+                                            for s in m["status"]), 30)
+        assert "start the simulator" in diag["status"][0]["message"]
+        assert not any("replay finished" in line for line in node.lines)  # nothing ran without time
+        clock = Proc([sys.executable, str(HELPERS / "clock_publisher.py")], ros_env, "clock")
+        clock.wait_for_line(lambda s: s == "READY", 30)
+        node.wait_for_line(lambda s: "simulated time has started" in s, 60)
+        assert node.popen.wait(timeout=90) == 0, "\n".join(node.lines)
+        assert any("replay finished: 12 frames published" in line for line in node.lines)
+        # Its last status is stamped in simulated time (the publisher's clock starts at 1000 s).
+        last = probe.wait_for(lambda m: "replay finished" in str(m), 20)
+        assert last["stamp_ns"] >= 1000 * 10**9
+    finally:
+        probe.stop()
+        node.kill()
+        if clock:
+            clock.kill()

@@ -53,6 +53,7 @@ from pai_ros.ros.messages import (
 )
 from pai_ros.ros.names import resolved_service, resolved_topic
 from pai_ros.ros.params import declare
+from pai_ros.ros.sim_time import SimClockWatch
 from pai_ros.srv import SteerFeatures
 
 __all__ = ["PARAMS", "PolicyNode", "main"]
@@ -88,6 +89,7 @@ class PolicyNode(Node):
         self.feature_heatmap_pubs = {(f, c): self.create_publisher(Image, f"features/feature_{f}/{c}/heatmap", RELIABLE)
                                      for f in self.config.feature_heatmaps for c in self.live.heatmap_cameras}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self.clock_watch = SimClockWatch(self, self.diag_pub)
         checked = [o for o in self.action_pubs if o != "joint_state"]
         self.controller = None
         if self.config.controller and checked:

@@ -80,6 +80,7 @@ from pai_ros.ros.lifecycle import init_ros
 from pai_ros.ros.messages import diagnostic_array
 from pai_ros.ros.names import resolved_topic
 from pai_ros.ros.params import Param, declare
+from pai_ros.ros.sim_time import SimClockWatch
 
 DEFAULT_TOPICS = ["joint_states", "action", "features", "/diagnostics", "attention/shares"]
 HEATMAP_PATTERN = "attention/*/heatmap"
@@ -170,6 +171,7 @@ class RecorderNode(Node):
         self.fatal: BagWriteError | None = None
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
                                               QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+        self.clock_watch = SimClockWatch(self, self.diag_pub)
         self.diag_listeners = 0
         period = float(p["flush_period_s"])
         self.flush_timer = self.create_timer(period, self._flush) if period > 0 else None

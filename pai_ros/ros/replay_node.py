@@ -36,6 +36,7 @@ from pai_ros.imaging.convert import rgb_to_jpeg
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
 from pai_ros.ros.params import Param, declare
+from pai_ros.ros.sim_time import SimClockWatch
 
 PARAMS = [
     Param("dataset_root", "", "LeRobotDataset v3.0 directory to replay (or set dataset_repo_id)", read_only=True),
@@ -108,6 +109,7 @@ class ReplayNode(Node):
         self._behind_reported = 0
         self.episode: int | None = None
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self.clock_watch = SimClockWatch(self, self.diag_pub)
         self.create_timer(1.0, self._publish_diagnostics)
         self._timer = None
         self._start = self.create_timer(max(self.p["start_delay_s"], 1e-3), self._begin)

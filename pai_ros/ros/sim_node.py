@@ -33,6 +33,7 @@ from std_msgs.msg import String
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
 from pai_ros.ros.params import declare
+from pai_ros.ros.sim_time import SimClockWatch
 from pai_ros.sim.parameters import PARAMS, SimNodeConfig
 from pai_ros.sim.robot import CAMERAS
 from pai_ros.sim.scene import STATE_NAMES
@@ -57,6 +58,7 @@ class SimNode(Node):
         self.outcome_pub = self.create_publisher(String, "~/episode_outcome", LATCHED)
         self.summary_pub = self.create_publisher(String, "~/summary", LATCHED)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self.clock_watch = SimClockWatch(self, self.diag_pub)
         self.create_subscription(JointState, "action", self._on_action, RELIABLE)
         self._action: np.ndarray | None = None  # newest action since the previous step
         self.finished = False
