@@ -13,7 +13,7 @@ Single files (JSON, safetensors, PNG) use :func:`staged_file`: written to a hidd
 ``.<name>.tmp-<pid>`` sibling and renamed over the final path, so a reader sees the old file
 or the new one, never half of one. Before any work, :func:`check_apart` keeps an output out of
 the inputs it is made from and :func:`make_output_dir` creates an output directory with a
-one-line error.
+one-line error (:func:`output_directory`: and removes it again, while empty, if the run fails).
 """
 
 from __future__ import annotations
@@ -38,6 +38,24 @@ def make_output_dir(path: Path) -> Path:
     except OSError as exc:
         raise UserError(f"cannot create the output directory {path}: {exc.strerror or exc}") from None
     return path
+
+
+@contextmanager
+def output_directory(path: Path) -> Iterator[Path]:
+    """:func:`make_output_dir` for the length of one run: a run that fails removes the directories
+    it created, as long as they are still empty (no empty output left behind to look like a result)."""
+    path = Path(path)
+    created = [p for p in (path, *path.parents) if not p.exists()]  # deepest first
+    make_output_dir(path)
+    try:
+        yield path
+    except BaseException:
+        for directory in created:
+            try:
+                directory.rmdir()  # only an empty directory goes: whatever the run finished stays
+            except OSError:
+                break
+        raise
 
 
 def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:

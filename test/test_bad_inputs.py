@@ -377,6 +377,7 @@ def test_damaged_dataset_files_are_one_line(damage, needle: str, tiny_dataset, t
                      str(tiny_act), "--output-dir", str(tmp_path / "out"), "--no-videos", "--quiet")
     line = one_line_error(result, needle)
     assert line.startswith("pai attention: error: ") and str(damaged) in line
+    assert not (tmp_path / "out").exists()  # a failed run leaves no empty output directory behind
 
 
 @pytest.mark.parametrize("command", [
@@ -392,6 +393,15 @@ def test_an_output_directory_that_is_a_file_is_one_line(command: list[str], tiny
     argv = [str(tiny_sae) if a == "SAE" else a for a in command]
     result = run_pai(*argv, str(taken), "--policy-path", str(tiny_act), "--dataset-root", str(root), "--quiet")
     one_line_error(result, f"the output directory {taken} is a file")  # not "[Errno 17] File exists"
+    assert taken.read_text() == "mine"
+
+
+def test_a_demo_output_directory_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    taken = tmp_path / "out"
+    taken.write_text("mine")
+    one_line_error(run_pai("demo", "--output-dir", str(taken), "--quiet"), f"the output directory {taken} is a file")
+    one_line_error(run_pai("demo", "--output-dir", str(taken / "sub"), "--quiet"),
+                   f"cannot create the output directory {taken / 'sub'}: Not a directory")
     assert taken.read_text() == "mine"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.staging import remove_stale_staging, staged_directory, staged_file
+from pai_ros.staging import output_directory, remove_stale_staging, staged_directory, staged_file
 
 
 def _hidden(directory: Path) -> list[str]:
@@ -84,3 +84,23 @@ def test_the_next_write_of_an_output_removes_what_a_killed_writer_left(tmp_path:
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_failed_run_removes_the_output_directories_it_created_while_empty(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), output_directory(tmp_path / "a" / "b" / "c") as out:
+        assert out.is_dir()
+        raise RuntimeError("the run failed")
+    assert not (tmp_path / "a").exists()  # all three levels were made by the run, and all were empty
+    # What a failed run finished stays, and so does every directory on its path.
+    with pytest.raises(RuntimeError), output_directory(tmp_path / "x" / "y") as out:
+        (out / "episode_000000").mkdir()
+        raise RuntimeError("the second episode failed")
+    assert (tmp_path / "x" / "y" / "episode_000000").is_dir()
+    # A directory that was there before the run is never removed, even when it is empty.
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RuntimeError), output_directory(tmp_path / "mine"):
+        raise RuntimeError("failed")
+    assert (tmp_path / "mine").is_dir()
+    with output_directory(tmp_path / "ok") as out:  # a run that succeeds keeps its (empty) output
+        pass
+    assert out.is_dir()

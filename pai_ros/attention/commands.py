@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.runner import PolicyRunner
-    from pai_ros.staging import check_apart, make_output_dir
+    from pai_ros.staging import check_apart, output_directory
 
     if args.method not in METHODS:
         raise UserError(f"unknown method '{args.method}' (choose from {', '.join(METHODS)})")
@@ -99,14 +99,14 @@ def _run(args: argparse.Namespace) -> int:
     capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
     runner = PolicyRunner(loaded, args.mode, capture)
     selection.check(runner.chunk_size, "--queries")
-    make_output_dir(args.output_dir)
     render = RenderOptions(normalization=args.normalization, colormap=args.colormap, alpha=args.alpha,
                            videos=not args.no_videos)
     results = []
-    for episode in args.episode:
-        results.append(analyse_episode(runner, root, episode, args.output_dir, method=args.method,
-                                       selection=selection, ig=ig, render=render, progress=not args.quiet,
-                                       relevance_target=target))
+    with output_directory(args.output_dir):
+        for episode in args.episode:
+            results.append(analyse_episode(runner, root, episode, args.output_dir, method=args.method,
+                                           selection=selection, ig=ig, render=render, progress=not args.quiet,
+                                           relevance_target=target))
     frames = sum(r.frames for r in results)
     mae = sum(r.mae * r.frames for r in results) / frames
     seconds = sum(r.seconds for r in results)

@@ -43,6 +43,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def _run_demo(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
+    from pai_ros.staging import output_directory
 
     try:
         from pai_ros.ros.demo import run_demo
@@ -58,15 +59,17 @@ def _run_demo(args: argparse.Namespace) -> int:
         if args.duration is not None or args.episode != 0 or args.rate_factor != 1.0:
             raise UserError("--episode, --duration and --rate-factor are for the replay demo; with --closed-loop "
                             "use --episodes and --rate-hz")
-        return _print_closed_loop(run_closed_loop_demo(args.output_dir, episodes=args.episodes, seed=args.seed,
-                                                       rate_hz=args.rate_hz, overwrite=args.overwrite,
-                                                       progress=not args.quiet))
+        with output_directory(args.output_dir):
+            res = run_closed_loop_demo(args.output_dir, episodes=args.episodes, seed=args.seed, rate_hz=args.rate_hz,
+                                       overwrite=args.overwrite, progress=not args.quiet)
+        return _print_closed_loop(res)
     if not 0.0 < args.rate_factor <= 1.0:
         raise UserError(f"--rate-factor must lie in (0, 1], got {args.rate_factor}")
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
         raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
-    res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
-                   progress=not args.quiet, rate_factor=args.rate_factor)
+    with output_directory(args.output_dir):
+        res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
+                       progress=not args.quiet, rate_factor=args.rate_factor)
     r = res.report
     err = r["action_error"]
     print(f"pai demo: {r['frames_replayed']} frames replayed, {r['ticks']} ticks, {r['actions_published']} actions, "

@@ -10,7 +10,6 @@ contact-sheet PNG, and a report compares predicted with recorded actions.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ import numpy as np
 
 from pai_ros.demo import outputs
 from pai_ros.errors import UserError
+from pai_ros.jsonfile import write_json_atomic
+from pai_ros.staging import make_output_dir
 
 CAMERAS = ("front", "wrist")
 
@@ -105,18 +106,17 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
               "action_error": outputs.action_error(parquet), "features": features,
               "converted": done.converted,
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    write_json_atomic(out / "report.json", report)  # written last: its presence says the run finished
     return DemoResult(out, bag, parquet, combined, sheet, report)
 
 
 def prepare_output_dir(out: Path, overwrite: bool) -> Path:
     """An empty ``out``: a non-empty one is refused unless ``overwrite`` (then it is emptied)."""
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise UserError(f"output directory {out} is not empty (use --overwrite to replace it)")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    return make_output_dir(out)
 
 
 def _live_stats(policy, replay, lossless: bool, seconds: float) -> dict:

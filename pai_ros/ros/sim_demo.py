@@ -9,12 +9,12 @@ in an MCAP bag. Afterwards the bag becomes Parquet tables, a heatmap MP4 and a c
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from pai_ros.demo import outputs
+from pai_ros.jsonfile import write_json_atomic
 from pai_ros.ros.demo import CAMERAS, prepare_output_dir
 from pai_ros.sim.policy import EVAL_MODE
 
@@ -103,5 +103,5 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     done = outputs.outputs_from_bag(bag, out, rate_hz, progress)
     result = {"closed_loop": report.as_dict(), **live, "rate_hz": rate_hz, "heatmap_frames": done.heatmap_frames,
               "converted": done.converted, "policy": str(assets.policy_dir)}
-    (out / "report.json").write_text(json.dumps(result, indent=2))
+    write_json_atomic(out / "report.json", result)  # written last: its presence says the run finished
     return ClosedLoopDemoResult(out, bag, done.parquet, done.combined, done.sheet, result)
