@@ -163,11 +163,7 @@ def find_sources(bag: Path) -> list[Path]:
         raise UserError(f"bag not found: {bag}")
     if bag.is_dir():
         if (bag / "metadata.yaml").is_file():
-            missing = _missing_storage_files(bag)
-            if missing:
-                raise UserError(f"bag {bag} is incomplete: metadata.yaml lists {', '.join(missing)}, which "
-                                f"{'is' if len(missing) == 1 else 'are'} not there (copy the whole bag directory)")
-            return [bag]
+            return [bag]  # files it lists but lacks are named when opening fails (_open_reader)
         from pai_ros.bags.recover import unfinished_files
 
         if unfinished_files(bag):  # a recorder stopped without closing the bag (killed, disk full)
@@ -182,6 +178,27 @@ def find_sources(bag: Path) -> list[Path]:
     if bag.suffix in (".mcap", ".db3"):
         return [bag]
     raise UserError(f"{bag} is not a rosbag2 bag (expected a bag directory or a .mcap/.db3 file)")
+
+
+def _open_reader(source: Path, bag: Path) -> Any:
+    """An open rosbags Reader, or one line: the storage files a partly copied bag lacks, or why it is corrupt.
+
+    The missing-file check parses metadata.yaml a second time, so it runs only when opening
+    failed (rosbags refuses a bag with missing files, in a message that does not say what to do).
+    """
+    from rosbags.rosbag2 import Reader
+
+    try:
+        reader = Reader(source)
+        reader.open()
+        return reader
+    except Exception as exc:
+        missing = _missing_storage_files(source) if (source / "metadata.yaml").is_file() else []
+        if missing:
+            raise UserError(f"bag {bag} is incomplete: metadata.yaml lists {', '.join(missing)}, which "
+                            f"{'is' if len(missing) == 1 else 'are'} not there (copy the whole bag directory)"
+                            ) from None
+        raise _corrupt(bag, exc) from None
 
 
 def _missing_storage_files(bag: Path) -> list[str]:
@@ -323,7 +340,6 @@ def _incompatibility(store: Typestore, base: Typestore, msgtype: str) -> str | N
 
 
 def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -> None:
-    from rosbags.rosbag2 import Reader
     from tqdm import tqdm
 
     from pai_ros.bags.typestore import typestore
@@ -332,11 +348,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
     readers: list[tuple[Any, Typestore, list[Connection]]] = []
     try:
         for source in sources:
-            try:
-                reader = Reader(source)
-                reader.open()
-            except Exception as exc:
-                raise _corrupt(bag, exc) from None
+            reader = _open_reader(source, bag)
             try:
                 connections = list(reader.connections)
                 store = _bag_typestore(base, connections)
