@@ -101,9 +101,13 @@ def test_train_writes_the_sae_directory_contract(pipeline) -> None:
     assert (cfg["d_in"], cfg["d_sae"], cfg["architecture"], cfg["k"]) == (32, 128, "topk", 4)
     assert cfg["scaling_factor"] > 0 and len(cfg["input_mean"]) == 32
     assert cfg["source"]["policy_path"] == str(Path(pipeline["policy"]).resolve())
-    metrics = json.loads((sae / "metrics.json").read_text())["metrics"]
+    document = json.loads((sae / "metrics.json").read_text())
+    metrics = document["metrics"]
     for key in ("fvu", "l0", "dead_fraction", "dense_fraction", "cos_sim", "l2_ratio", "action_recovered"):
         assert key in metrics, key
+        # The file contract (architecture.md) names these at the top level: tools read metrics.json["fvu"].
+        assert document[key] == metrics[key], key
+    assert set(document["history"]) >= {"step", "fvu", "l0"}
     assert metrics["l0"] == pytest.approx(4.0) and metrics["split"] == "episode"
     assert metrics["action_recovered"] is not None and metrics["frames"] == 8
     assert (sae / "training_curves.png").stat().st_size > 1000

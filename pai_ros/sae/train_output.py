@@ -119,10 +119,17 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
             metrics.update({"sae_id": sae_id, "pai_ros_version": __version__, "d_in": data.d,
                             "incomplete_episodes_left_out": data.incomplete,
                             "d_sae": result.sae.d_sae, "architecture": settings.architecture})
-            write_json_atomic(partial / METRICS_FILE, {"metrics": metrics, "history": result.history})
+            write_json_atomic(partial / METRICS_FILE, metrics_document(metrics, result.history))
             plot_training(result.history, metrics, partial / CURVES_FILE)
     world.barrier()
     return output, metrics
+
+
+def metrics_document(metrics: dict, history: dict) -> dict:
+    """What metrics.json holds: the held-out figures at the top level, as the file contract names
+    them (``fvu``, ``l0``, ``dead_fraction``, ...), and again under ``metrics`` beside the
+    training ``history`` (the layout this package's own readers and earlier files use)."""
+    return {**metrics, "metrics": metrics, "history": history}
 
 
 def _listed(episodes: list[int], most: int = 8) -> str:
