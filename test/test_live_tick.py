@@ -427,3 +427,34 @@ def test_a_grey_camera_is_acted_on_and_said_once(tiny_act: Path) -> None:
         assert len(said) == 1 and len(live.warnings) == 1, live.warnings
     finally:
         live.close()
+
+
+def test_run_time_changes_apply_all_or_nothing(tiny_act: Path, tiny_sae: Path, tmp_path: Path) -> None:
+    """What ros2 param set / load and set_parameters_atomically ask of the node, without ROS."""
+    from pai_ros.live.reconfigure import reconfigure
+
+    other = tmp_path / "other_sae"
+    shutil.copytree(tiny_sae, other)
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), sae_path=str(tiny_sae)))
+    try:
+        first, method = live.sae, live.heatmap_method
+        assert method != "rollout"
+        # A method switch before a refused SAE in the same request is undone; the old SAE stays.
+        with pytest.raises(UserError) as info:
+            reconfigure(live, [("heatmap_method", "rollout"), ("sae_path", str(tmp_path / "nowhere"))])
+        assert str(info.value).startswith(f"SAE not reloaded, keeping {first.loaded.sae_id} (the request's other "
+                                          "changes were undone): ")
+        assert live.heatmap_method == method and live.sae is first and live.sae_path == str(tiny_sae)
+        # Both apply when both are good; what changed is reported.
+        done = reconfigure(live, [("heatmap_method", "rollout"), ("sae_path", str(other))])
+        assert done[0] == "heatmap_method is now rollout" and done[1].endswith(f"from {other}")
+        assert live.heatmap_method == "rollout" and live.sae is not first and live.sae_path == str(other)
+        # Values already in force change nothing ...
+        assert reconfigure(live, [("heatmap_method", "rollout"), ("sae_path", str(other))]) == []
+        # ... and the path compared is the one loaded now: going back to the first directory reloads it.
+        assert reconfigure(live, [("sae_path", str(tiny_sae))])[0].endswith(f"from {tiny_sae}")
+        assert live.sae_path == str(tiny_sae) and isinstance(live.step(inputs(T0), T0), TickOutput)
+        with pytest.raises(UserError, match="heatmap_method not changed, keeping rollout: heatmap_method 'magic'"):
+            reconfigure(live, [("heatmap_method", "magic")])
+    finally:
+        live.close()

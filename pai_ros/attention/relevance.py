@@ -27,7 +27,8 @@ with ``V_h`` the head's value projection of the value input. The forward pass it
 gradients enabled but computes the same numbers (tested bit for bit); the action is detached
 before anything else uses it.
 
-**What is explained** (:class:`RelevanceTarget`): ``first`` (default): the first action of the
+**What is explained** (:class:`RelevanceTarget`; ``pai attention``, the node and
+``config/policy.yaml`` default to ``chunk``): ``first``: the first action of the
 chunk, the one this observation decides now (in ensemble and replan modes and at every queue
 refill, the action executed this tick); ``chunk``: every action of the chunk; ``dim:K``: action
 dimension ``K`` of the first action. For a vector output ``F`` is its projection on its own

@@ -6,7 +6,8 @@ is a thin adapter over :class:`pai_ros.bags.writer.BagWriter`). Modules:
 * ``typestore``: rosbags type store with the project's ``FeatureActivations`` message;
 * ``writer``: :class:`~pai_ros.bags.writer.BagWriter`, raw CDR in, a playable bag out;
 * ``to_parquet``: :func:`~pai_ros.bags.to_parquet.bag_to_parquet`, bag in, tables and videos out;
-* ``commands``: the ``pai bag2parquet`` subcommand.
+* ``recover``: a killed recorder's unfinished bag read up to its first damaged record, written whole;
+* ``commands``: the ``pai bag2parquet`` and ``pai bag recover`` subcommands.
 
 Importing this package is cheap; import the submodule you need.
 """

@@ -9,11 +9,12 @@ from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.health import Health, HealthReport, Level
 from pai_ros.live.inputs import CameraFrame, JointReading, TickInputs, VectorReading
 from pai_ros.live.parameters import ACTION_OUTPUTS, PARAMS
+from pai_ros.live.reconfigure import RUN_TIME_PARAMETERS, reconfigure
 from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.tick import Diagnostics, LiveTick, Rejection, TickOutput
 
 __all__ = [
-    "ACTION_OUTPUTS", "PARAMS", "CameraFrame", "CameraInput", "Diagnostics", "FeaturesOutput", "Health",
+    "ACTION_OUTPUTS", "PARAMS", "RUN_TIME_PARAMETERS", "CameraFrame", "CameraInput", "Diagnostics", "FeaturesOutput", "Health",
     "HealthReport", "JointReading", "Level", "LiveConfig", "LiveSae", "LiveTick", "Rejection", "TickInputs",
-    "TickOutput", "VectorReading",
+    "TickOutput", "VectorReading", "reconfigure",
 ]

@@ -85,6 +85,7 @@ class LiveTick:
         self.runner = runner
         self.spec = runner.spec
         self.sae = sae
+        self.sae_path = config.sae_path  # the SAE directory loaded now (see pai_ros.live.reconfigure)
         self.health = Health()
         self.gate = InputGate(FreshnessLimits(config.max_observation_age_s, config.max_clock_skew_s))
         self.cameras = self._camera_inputs()

@@ -31,7 +31,16 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from pai_ros.errors import UserError
-from pai_ros.live import PARAMS, Level, LiveConfig, LiveTick, TickInputs, TickOutput
+from pai_ros.live import (
+    PARAMS,
+    RUN_TIME_PARAMETERS,
+    Level,
+    LiveConfig,
+    LiveTick,
+    TickInputs,
+    TickOutput,
+    reconfigure,
+)
 from pai_ros.live.tick import ENVIRONMENT_STATE, JOINT_STATES
 from pai_ros.msg import FeatureActivations
 from pai_ros.ros.controller_check import ControllerCheck
@@ -95,7 +104,6 @@ class PolicyNode(Node):
         if self.config.controller and checked:
             resolved_service(self, f"{self.config.controller.rstrip('/')}/get_parameters", "controller")
             self.controller = ControllerCheck(self, self.config.controller, checked, list(self.live.action_names))
-        self._sae_path = self.config.sae_path  # the SAE directory loaded now (sae_path may change at run time)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SteerFeatures, "~/steer", self._on_steer)
         self.create_service(Trigger, "~/steer_clear", self._on_steer_clear)
@@ -128,38 +136,15 @@ class PolicyNode(Node):
         self.live.received(name)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
-        """``sae_path`` reloads the SAE, ``heatmap_method`` switches the maps; on a problem the old one stays.
-
-        All or nothing, as ``ros2 param load`` and set_parameters_atomically expect: when one
-        parameter of a request is refused, the ones applied before it are undone.
-        """
-        undo: list[Any] = []
-        for param in params:
-            try:
-                if param.name == "sae_path" and param.value != self._sae_path:
-                    previous_sae, previous_path = self.live.sae, self._sae_path
-                    described = self.live.reload_sae(param.value)
-                    self._sae_path = param.value  # what is loaded now: setting the old path again reloads it
-                    undo.append(lambda sae=previous_sae, path=previous_path: self._restore_sae(sae, path))
-                    self.get_logger().info(f"reloaded {described} from {param.value}")
-                elif param.name == "heatmap_method" and param.value != self.live.heatmap_method:
-                    previous_method = self.live.heatmap_method
-                    self.live.set_heatmap_method(param.value)
-                    undo.append(lambda method=previous_method: self.live.set_heatmap_method(method))
-            except UserError as exc:
-                for step in reversed(undo):
-                    step()
-                if param.name == "sae_path":
-                    kept = "SAE not reloaded" + (f", keeping {self.live.sae.loaded.sae_id}" if self.live.sae else "")
-                else:
-                    kept = f"heatmap_method not changed, keeping {self.live.heatmap_method}"
-                undone = " (the request's other changes were undone)" if undo else ""
-                self.get_logger().error(f"{kept}{undone}: {exc}")
-                return SetParametersResult(successful=False, reason=str(exc))
+        """``sae_path`` reloads the SAE, ``heatmap_method`` switches the maps: all or nothing."""
+        try:
+            done = reconfigure(self.live, [(p.name, p.value) for p in params if p.name in RUN_TIME_PARAMETERS])
+        except UserError as exc:
+            self.get_logger().error(str(exc))
+            return SetParametersResult(successful=False, reason=str(exc))
+        for line in done:
+            self.get_logger().info(line)
         return SetParametersResult(successful=True)
-
-    def _restore_sae(self, sae: Any, path: str) -> None:
-        self.live.sae, self._sae_path = sae, path
 
     def _on_steer(self, request: Any, response: Any) -> Any:
         try:

@@ -6,7 +6,7 @@ A collection directory holds::
     episode_000003-part0000.safetensors   tensors of one episode, at most ``shard_tokens`` rows each
     episode_000003.json                   written last: the episode is complete (parts, rows)
 
-Each shard has one row per stored token: ``activations [n, d]`` (float32 or float16) and the
+Each shard has one row per stored token: ``activations [n, d]`` (float16 by default, bfloat16 or float32) and the
 per-token metadata ``episode_index``, ``frame_index``, ``token_index`` (position in the encoder
 sequence), ``token_kind`` (see :data:`KIND_CODES`), ``camera_index`` (-1 for 1-D tokens),
 ``row`` and ``col`` (-1 for 1-D tokens). An episode without its ``.json`` manifest is

@@ -55,7 +55,7 @@ def _register_collect(inner: Sub) -> None:
 
 def _register_train(inner: Sub) -> None:
     p = inner.add_parser(
-        "train", help="train a per-token SAE (TopK+AuxK or ReLU+L1) on collected activations",
+        "train", help="train a per-token SAE (TopK+AuxK, BatchTopK or ReLU+L1) on collected activations",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Train a per-token sparse autoencoder. ACTIVATIONS is a `pai sae collect` directory or a "
                     ".safetensors file with tensor 'activations' [N, d]. Writes OUTPUT/cfg.json, "

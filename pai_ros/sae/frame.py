@@ -3,7 +3,8 @@
 This is what the live node publishes as ``FeatureActivations`` and what ``pai features record``
 writes per frame: the features that fired on any token, strongest first, each with its maximum
 activation over tokens and on how many tokens it fired; the frame's mean L0; and the fraction
-of variance unexplained (FVU) of the frame's tokens, the out-of-distribution score.
+of variance unexplained (FVU) of the frame's tokens, the frame-level out-of-distribution score
+(once calibrated, ``is_ood`` follows the per-position score instead: :mod:`pai_ros.sae.ood`).
 
 The token-level codes are kept (as top-k indices and values per token) so a feature's spatial
 map over each camera can be drawn without encoding again.
