@@ -1,4 +1,4 @@
-"""Bags: record ROS 2 traffic into rosbag2 (MCAP) bags and convert bags to Parquet and MP4.
+"""Bags: record ROS 2 traffic into rosbag2 (MCAP) bags; convert bags to Parquet and MP4, or to a LeRobotDataset.
 
 Pure core: nothing here imports rclpy (the live recorder node in ``pai_ros.ros.recorder_node``
 is a thin adapter over :class:`pai_ros.bags.writer.BagWriter`). Modules:
@@ -6,8 +6,9 @@ is a thin adapter over :class:`pai_ros.bags.writer.BagWriter`). Modules:
 * ``typestore``: rosbags type store with the project's ``FeatureActivations`` message;
 * ``writer``: :class:`~pai_ros.bags.writer.BagWriter`, raw CDR in, a playable bag out;
 * ``to_parquet``: :func:`~pai_ros.bags.to_parquet.bag_to_parquet`, bag in, tables and videos out;
+* ``to_dataset``: :func:`~pai_ros.bags.to_dataset.bags_to_dataset`, bags in, a LeRobotDataset out;
 * ``recover``: a killed recorder's unfinished bag read up to its first damaged record, written whole;
-* ``commands``: the ``pai bag2parquet`` and ``pai bag recover`` subcommands.
+* ``commands``: the ``pai bag2parquet``, ``pai bag2dataset`` and ``pai bag recover`` subcommands.
 
 Importing this package is cheap; import the submodule you need.
 """

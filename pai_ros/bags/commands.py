@@ -1,4 +1,5 @@
-"""``pai bag2parquet`` (a recorded bag as Parquet tables and MP4 videos) and ``pai bag recover``."""
+"""``pai bag2parquet`` (a recorded bag as Parquet tables and MP4 videos), ``pai bag2dataset`` (bags as
+a LeRobotDataset) and ``pai bag recover``."""
 
 from __future__ import annotations
 
@@ -30,6 +31,48 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="write the Parquet tables only (no MP4s; frames.parquet indexes the image messages)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_run)
+
+    d = sub.add_parser(
+        "bag2dataset",
+        help="convert bags of a robot's camera and joint topics into a LeRobotDataset v3.0",
+        description=(
+            "Make a LeRobotDataset v3.0 of recorded bags, so that pai attention, pai sae collect, pai features "
+            "record, the replay node and LeRobot's training can use them. Frames are made as the policy node makes "
+            "ticks: every 1/FPS s of bag time (receive time), from each input's latest message, and only when each "
+            "arrived within --max-age before the tick. A tick where an input is older, an image cannot be decoded "
+            "or a value is not finite ends the episode (LeRobot assumes an episode's frames follow at FPS); the "
+            "next good tick starts another, and each bag starts its own. Episodes shorter than --min-frames are "
+            "left out. Images are stored as H.264 video (one size per camera); observation.state holds the "
+            "named joints' positions; action is written only with --action-topic (nothing is invented). OUT is "
+            "written under a temporary name and renamed when complete; OUT/meta/pai_ros_bag_source.json records "
+            "the bags and the mapping."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d.add_argument("bags", type=Path, nargs="+", metavar="BAG", help="bag directories or .mcap/.db3 files")
+    d.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="dataset directory to create")
+    d.add_argument("--camera", action="append", required=True, metavar="NAME:TOPIC",
+                   help="a camera: the policy's camera name and its sensor_msgs/Image or CompressedImage topic "
+                        "(repeat per camera), e.g. --camera front:/camera/front/image_raw")
+    d.add_argument("--joint-states", default="/joint_states", metavar="TOPIC",
+                   help="sensor_msgs/JointState topic of the robot's state ('' for a dataset without state)")
+    d.add_argument("--state-joint-names", nargs="+", default=[], metavar="NAME",
+                   help="joints of observation.state, in the policy's order (default: every joint of the first "
+                        "message, in its order)")
+    d.add_argument("--action-topic", default=None, metavar="TOPIC",
+                   help="the commanded action: sensor_msgs/JointState (e.g. the policy node's action) or "
+                        "std_msgs/Float64MultiArray (default: no action feature)")
+    d.add_argument("--action-names", nargs="+", default=[], metavar="NAME",
+                   help="the action's joints, in order (default: the JointState's names, or action_0...)")
+    d.add_argument("--fps", type=int, default=15, help="frames per second of bag time")
+    d.add_argument("--max-age", type=float, default=0.25, metavar="S",
+                   help="an input older than this at a tick ends the episode (seconds of bag time)")
+    d.add_argument("--min-frames", type=int, default=10, help="shorter episodes are left out")
+    d.add_argument("--task", default="recorded from ROS 2 bags", help="the dataset's task text")
+    d.add_argument("--repo-id", default=None, help="the dataset's repo id (default: local/<OUT's name>)")
+    d.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.set_defaults(handler=_to_dataset)
 
     bag = sub.add_parser("bag", help="bag maintenance: recover an interrupted recording",
                          description="Bag maintenance commands.")
@@ -86,4 +129,22 @@ def _run(args: argparse.Namespace) -> int:
     for line in summary.lines():
         print(f"  {line}")
     print(f"pai bag2parquet: {summary.messages} messages from {args.bag} -> {args.out} in {summary.seconds:.1f} s")
+    return 0
+
+
+def _to_dataset(args: argparse.Namespace) -> int:
+    from pai_ros.bags.to_dataset import Sampling, TopicMapping, bags_to_dataset
+
+    mapping = TopicMapping(cameras=tuple(TopicMapping.parse_camera(c) for c in args.camera),
+                           joint_states=("/" + args.joint_states.lstrip("/")) if args.joint_states else None,
+                           state_joint_names=tuple(args.state_joint_names),
+                           action_topic=("/" + args.action_topic.lstrip("/")) if args.action_topic else None,
+                           action_names=tuple(args.action_names))
+    sampling = Sampling(fps=args.fps, max_age_s=args.max_age, min_frames=args.min_frames)
+    summary = bags_to_dataset(args.bags, args.output, mapping, sampling, task=args.task, repo_id=args.repo_id,
+                              overwrite=args.overwrite, progress=not args.quiet)
+    for line in summary.lines()[1:]:
+        print(line)
+    print(f"pai bag2dataset: {summary.lines()[0]} from {len(args.bags)} bag(s) -> {args.output} "
+          f"(pai attention --dataset-root {args.output} ...)")
     return 0

@@ -163,7 +163,7 @@ def find_sources(bag: Path) -> list[Path]:
         raise UserError(f"bag not found: {bag}")
     if bag.is_dir():
         if (bag / "metadata.yaml").is_file():
-            return [bag]  # files it lists but lacks are named when opening fails (_open_reader)
+            return [bag]  # files it lists but lacks are named when opening fails (open_reader)
         from pai_ros.bags.recover import unfinished_files
 
         if unfinished_files(bag):  # a recorder stopped without closing the bag (killed, disk full)
@@ -180,7 +180,7 @@ def find_sources(bag: Path) -> list[Path]:
     raise UserError(f"{bag} is not a rosbag2 bag (expected a bag directory or a .mcap/.db3 file)")
 
 
-def _open_reader(source: Path, bag: Path) -> Any:
+def open_reader(source: Path, bag: Path) -> Any:
     """An open rosbags Reader, or one line: the storage files a partly copied bag lacks, or why it is corrupt.
 
     The missing-file check parses metadata.yaml a second time, so it runs only when opening
@@ -348,7 +348,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
     readers: list[tuple[Any, Typestore, list[Connection]]] = []
     try:
         for source in sources:
-            reader = _open_reader(source, bag)
+            reader = open_reader(source, bag)
             try:
                 connections = list(reader.connections)
                 store = _bag_typestore(base, connections)
@@ -377,7 +377,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
             for reader, store, wanted in readers:
                 if not wanted:
                     continue
-                for conn, recv_ns, msg in _messages(reader, wanted, store, bag):
+                for conn, recv_ns, msg in read_messages(reader, wanted, store, bag):
                     conv.handle(conn.topic, conn.msgtype, recv_ns, msg)
                     read[conn.topic] = read.get(conn.topic, 0) + 1
                     bar.update()
@@ -404,7 +404,7 @@ def _check_counts(bag: Path, conv: _Converter, read: dict[str, int]) -> None:
                         "(metadata.yaml does not match them; `ros2 bag reindex` rebuilds it)")
 
 
-def _messages(reader: Any, wanted: list[Connection], store: Typestore,
+def read_messages(reader: Any, wanted: list[Connection], store: Typestore,
               bag: Path) -> Iterator[tuple[Connection, int, Any]]:
     """Deserialised messages; any failure inside rosbags is reported as a corrupt bag."""
     from pai_ros.bags.typestore import deserialize

@@ -1,1 +1,1 @@
-"""Reading LeRobot datasets: video decoding and dataset opening shared by every tool."""
+"""LeRobot datasets: reading (video decoding, opening, episodes) shared by every tool, and writing."""

@@ -9,14 +9,13 @@ ground truth that attention maps are checked against.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from pai_ros.data.writing import quiet_hf_datasets
 from pai_ros.media.video import quiet_ffmpeg
 from pai_ros.sim.scene import STATE_NAMES, SceneConfig, rollout, sample_episode
 
@@ -58,9 +57,8 @@ def write_dataset(root: Path, spec: DatasetSpec, cfg: SceneConfig, *, vcodec: st
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    quiet_ffmpeg()  # FFmpeg's per-file chatter is not for the user
-    # ... nor a "Map: 100%" bar per episode from `datasets`: the episode bar below says it all.
-    with _quiet_hf_datasets():
+    quiet_ffmpeg()  # FFmpeg's per-file chatter is not for the user, nor `datasets`' bars
+    with quiet_hf_datasets():
         rng = np.random.default_rng(spec.seed)
         written = 0
         ds = LeRobotDataset.create(
@@ -84,17 +82,3 @@ def write_dataset(root: Path, spec: DatasetSpec, cfg: SceneConfig, *, vcodec: st
             ds.save_episode()
         ds.finalize()
     return written
-
-
-@contextmanager
-def _quiet_hf_datasets() -> Iterator[None]:
-    """Hide the progress bars of Hugging Face `datasets` that LeRobot's save_episode shows."""
-    import datasets
-
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()

@@ -1,0 +1,185 @@
+"""`pai bag2dataset`: bags of a robot's topics become a LeRobotDataset that every dataset tool reads.
+
+The bags are written with the recorder's own BagWriter (raw CDR, receive times chosen here), so
+what each frame must hold is known exactly: the latest message of each input at the tick.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_pai
+from pai_ros.bags.typestore import typestore
+from pai_ros.bags.writer import BagWriter
+from pai_ros.imaging.convert import rgb_to_jpeg
+
+S = 1_000_000_000
+T0 = 50 * S  # bag time of the first message
+JOINTS = ["elbow_extra", "gripper", "y", "x"]  # the robot's order, with a joint the policy does not use
+
+
+def _header(store, t_ns: int):
+    T = store.types
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=t_ns // S, nanosec=t_ns % S),
+                                    frame_id="cam")
+
+
+def _front(t_ns: int, h: int = 64, w: int = 80) -> np.ndarray:
+    """A frame whose grey level tells when it was taken (10 levels a second)."""
+    return np.full((h, w, 3), int(20 + (t_ns - T0) / S * 10) % 250, np.uint8)
+
+
+def _write_bag(path: Path, seconds: float = 3.0, front_gap: tuple[float, float] | None = None,
+               front_hw: tuple[int, int] = (64, 80), resize_at: float | None = None) -> Path:
+    """front: raw rgb8 at 30 Hz, wrist: JPEG at 30 Hz, joint_states at 50 Hz, action at 15 Hz."""
+    store = typestore()
+    T = store.types
+    events: list[tuple[int, str, str, bytes]] = []
+
+    def add(topic: str, msgtype: str, t_ns: int, msg) -> None:
+        events.append((t_ns, topic, msgtype, bytes(store.serialize_cdr(msg, msgtype))))
+
+    for i in range(int(seconds * 30)):
+        t = T0 + i * S // 30
+        s = (t - T0) / S
+        if not (front_gap and front_gap[0] <= s < front_gap[1]):
+            hw = (32, 40) if resize_at is not None and s >= resize_at else front_hw
+            rgb = _front(t, *hw)
+            add("/so101/front/image_raw", "sensor_msgs/msg/Image", t, T["sensor_msgs/msg/Image"](
+                header=_header(store, t), height=hw[0], width=hw[1], encoding="rgb8", is_bigendian=0,
+                step=hw[1] * 3, data=rgb.reshape(-1)))
+        wrist = np.full((64, 80, 3), 90, np.uint8)
+        add("/so101/wrist/image_raw/compressed", "sensor_msgs/msg/CompressedImage", t,
+            T["sensor_msgs/msg/CompressedImage"](header=_header(store, t), format="jpeg",
+                                                 data=np.frombuffer(rgb_to_jpeg(wrist), np.uint8)))
+    for i in range(int(seconds * 50)):
+        t = T0 + i * S // 50
+        s = (t - T0) / S
+        add("/joint_states", "sensor_msgs/msg/JointState", t, T["sensor_msgs/msg/JointState"](
+            header=_header(store, t), name=JOINTS, position=np.array([9.0, s, 2 * s, 3 * s]),
+            velocity=np.array([], float), effort=np.array([], float)))
+    for i in range(int(seconds * 15)):
+        t = T0 + i * S // 15
+        add("/so101/action", "sensor_msgs/msg/JointState", t, T["sensor_msgs/msg/JointState"](
+            header=_header(store, t), name=["x", "y", "gripper"], position=np.array([-1.0, -2.0, -3.0]),
+            velocity=np.array([], float), effort=np.array([], float)))
+    with BagWriter(path) as writer:
+        for t, topic, msgtype, raw in sorted(events, key=lambda e: e[0]):
+            writer.write(topic, msgtype, raw, t)
+    return path
+
+
+ARGS = ["--camera", "front:/so101/front/image_raw", "--camera", "wrist:/so101/wrist/image_raw/compressed",
+        "--state-joint-names", "x", "y", "gripper", "--fps", "15", "--max-age", "0.1", "--min-frames", "5",
+        "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("bag2dataset")
+    bag = _write_bag(tmp / "run1", front_gap=(1.5, 2.0))
+    out = tmp / "ds"
+    res = run_pai("bag2dataset", str(bag), "-o", str(out), *ARGS, "--action-topic", "so101/action")
+    assert res.returncode == 0, res.stderr
+    assert "pai bag2dataset: 2 episode(s)" in res.stdout, res.stdout
+    assert "tick(s) left out: /so101/front/image_raw older than --max-age 0.1 s" in res.stdout, res.stdout
+    return bag, out
+
+
+def test_frames_hold_each_inputs_latest_message_and_a_gap_splits_episodes(converted) -> None:
+    from pai_ros.data.episodes import iter_episode, read_info
+
+    _bag, out = converted
+    info = read_info(out)
+    assert info["fps"] == 15 and info["total_episodes"] == 2
+    assert info["features"]["observation.state"]["names"] == ["x", "y", "gripper"]
+    assert info["features"]["action"]["names"] == ["x", "y", "gripper"]
+    assert info["features"]["observation.images.front"]["shape"] == [64, 80, 3]
+    first, second = list(iter_episode(out, 0)), list(iter_episode(out, 1))
+    # 0 .. 1.5 s at 15 fps; the gap (front camera silent 1.5-2.0 s, older than 0.1 s from ~1.6 s) splits.
+    assert 22 <= len(first) <= 25 and 14 <= len(second) <= 17, (len(first), len(second))
+    for frames, start_s in ((first, 0.0), (second, None)):
+        for k, frame in enumerate(frames):
+            x, y, gripper = frame.state
+            # The tick's latest joint state: x = 3 s, y = 2 s, gripper = s for the message's time s.
+            assert y == pytest.approx(2 * gripper, abs=1e-5) and x == pytest.approx(3 * gripper, abs=1e-5)
+            if start_s is not None:
+                assert gripper == pytest.approx(start_s + k / 15, abs=0.021)  # 50 Hz joint states
+            assert np.allclose(frame.action, [-1.0, -2.0, -3.0])
+            # The front image of the tick (H.264 is lossy: the grey level within a few steps).
+            expected = 20 + gripper * 10
+            assert abs(float(frame.images["front"].mean()) - expected) < 4, (k, frame.images["front"].mean())
+            assert abs(float(frame.images["wrist"].mean()) - 90) < 4
+    assert second[0].state[2] > 2.0 - 1e-6  # the second episode starts once the camera is back
+    source = json.loads((out / "meta" / "pai_ros_bag_source.json").read_text())
+    assert source["cameras"] == {"front": "/so101/front/image_raw", "wrist": "/so101/wrist/image_raw/compressed"}
+    assert [e["frames"] for e in source["episodes"]] == [len(first), len(second)]
+
+
+def test_the_dataset_feeds_pai_attention(converted, tiny_act: Path, tmp_path: Path) -> None:
+    _bag, out = converted
+    res = run_pai("attention", "--dataset-root", str(out), "--episode", "1", "--policy-path", str(tiny_act),
+                  "--output-dir", str(tmp_path / "att"), "--no-videos", "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "att" / "episode_000001" / "attention.parquet").is_file()
+
+
+def test_without_an_action_topic_there_is_no_action_and_several_bags_are_several_episodes(tmp_path: Path) -> None:
+    from pai_ros.data.episodes import read_info
+
+    bags = [_write_bag(tmp_path / "a", seconds=1.0), _write_bag(tmp_path / "b", seconds=1.0)]
+    res = run_pai("bag2dataset", *map(str, bags), "-o", str(tmp_path / "ds"), *ARGS)
+    assert res.returncode == 0, res.stderr
+    info = read_info(tmp_path / "ds")
+    assert info["total_episodes"] == 2 and "action" not in info["features"]
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"--camera": ["front:/so101/front/image_raw", "top:/so101/top/image_raw"]},
+     "bag BAG: /so101/top/image_raw is not in it (its Image / CompressedImage topics: /so101/front/image_raw, "
+     "/so101/wrist/image_raw/compressed)"),
+    ({"--action-topic": ["/so101/front/image_raw"]}, "/so101/front/image_raw is sensor_msgs/msg/Image, not"),
+    ({"--camera": ["front"]}, "--camera 'front' is not NAME:TOPIC"),
+    ({"--state-joint-names": ["shoulder_pan"]}, "no episode of at least --min-frames 5 frames in BAG (ticks left "
+                                                "out: 16 x /joint_states: no joint shoulder_pan"),
+    ({"--fps": ["0"]}, "--fps must lie in [1, 1000], got 0"),
+    ({"--max-age": ["nan"]}, "--max-age must be a positive number of seconds"),
+])
+def test_bad_input_is_one_line_and_no_dataset(change: dict[str, list[str]], needle: str, tmp_path: Path) -> None:
+    bag = _write_bag(tmp_path / "bag", seconds=1.0)
+    options = {"--camera": ["front:/so101/front/image_raw", "wrist:/so101/wrist/image_raw/compressed"],
+               "--state-joint-names": ["x", "y", "gripper"], "--fps": ["15"], "--max-age": ["0.1"],
+               "--min-frames": ["5"], **change}
+    args = []
+    for option, values in options.items():
+        args += ([a for v in values for a in (option, v)] if option == "--camera" else [option, *values])
+    res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "ds"), *args, "--quiet")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle.replace("BAG", str(bag)) in lines[0], lines
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))
+
+
+def test_a_camera_that_changes_size_is_one_line(tmp_path: Path) -> None:
+    bag = _write_bag(tmp_path / "bag", seconds=2.0, resize_at=1.0)
+    res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "ds"), *ARGS)
+    assert res.returncode == 1
+    assert "camera front changes size at bag time" in res.stderr and "from 64x80 to 32x40" in res.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_an_existing_output_is_kept_unless_overwrite(converted, tmp_path: Path) -> None:
+    bag, _ = converted
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    res = run_pai("bag2dataset", str(bag), "-o", str(out), *ARGS)
+    assert res.returncode == 1 and "exists; choose a new path or pass --overwrite" in res.stderr
+    assert (out / "mine.txt").read_text() == "mine"
+    res = run_pai("bag2dataset", str(bag), "-o", str(out), *ARGS, "--overwrite")
+    assert res.returncode == 0, res.stderr
+    assert not (out / "mine.txt").exists() and (out / "meta" / "info.json").is_file()
