@@ -425,3 +425,19 @@ def test_an_output_inside_an_input_is_refused(command: list[str], output: str, n
                      "--quiet")
     one_line_error(result, needle)
     assert {p: sorted(x.name for x in p.rglob("*")) for p in copies.values()} == before
+
+
+def test_an_output_beside_the_checkpoint_in_its_run_directory_is_fine(tiny_dataset, tiny_act: Path,
+                                                                      tmp_path: Path) -> None:
+    """The check is against the pretrained_model directory loaded, not the run directory given."""
+    root, _ = tiny_dataset
+    run = tmp_path / "outputs" / "train" / "myrun"
+    shutil.copytree(tiny_act, run / "checkpoints" / "005000" / "pretrained_model")
+    (run / "checkpoints" / "last").symlink_to("005000")
+    result = run_pai("attention", "--episode", "0", "--output-dir", str(run / "analysis"), "--policy-path",
+                     str(run), "--dataset-root", str(root), "--no-videos", "--quiet")
+    assert result.returncode == 0, result.stderr
+    inside = run / "checkpoints" / "last" / "pretrained_model" / "analysis"
+    result = run_pai("attention", "--episode", "0", "--output-dir", str(inside), "--policy-path", str(run),
+                     "--dataset-root", str(root), "--quiet")
+    one_line_error(result, "is inside the checkpoint")

@@ -9,7 +9,7 @@ import torch
 
 from conftest import run_pai  # noqa: F401  (keeps conftest importable for helpers)
 from pai_ros.errors import UserError
-from pai_ros.policy.loading import load_act_policy
+from pai_ros.policy.loading import load_act_policy, resolve_checkpoint_dir
 
 
 def test_tiny_act_loads_offline_and_acts(tiny_act: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,9 +29,21 @@ def test_tiny_act_loads_offline_and_acts(tiny_act: Path, monkeypatch: pytest.Mon
 
 
 def test_training_output_dir_is_accepted(tiny_act: Path, tmp_path: Path) -> None:
+    """Every level of what lerobot-train writes: run dir, checkpoints/, a step, last, pretrained_model."""
     run = tmp_path / "run"
-    shutil.copytree(tiny_act, run / "checkpoints" / "last" / "pretrained_model")
-    assert load_act_policy(run, "cpu").path == run / "checkpoints" / "last" / "pretrained_model"
+    step = run / "checkpoints" / "005000"
+    shutil.copytree(tiny_act, step / "pretrained_model")
+    (run / "checkpoints" / "last").symlink_to("005000")
+    want = run / "checkpoints" / "last" / "pretrained_model"
+    for given in (run, run / "checkpoints", run / "checkpoints" / "last"):
+        assert resolve_checkpoint_dir(given) == want, given
+    assert resolve_checkpoint_dir(step) == step / "pretrained_model"
+    assert load_act_policy(run / "checkpoints", "cpu").path == want
+    # A copy that lost the `last` symlink: the steps that have a model are named.
+    (run / "checkpoints" / "last").unlink()
+    with pytest.raises(UserError, match=r"checkpoints/last/pretrained_model/config.json is missing; steps that "
+                                        r"have one: 005000; pass"):
+        resolve_checkpoint_dir(run / "checkpoints")
 
 
 def _copy(tiny_act: Path, tmp_path: Path) -> Path:

@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
     from pai_ros.policy.capture import CaptureConfig
-    from pai_ros.policy.loading import load_act_policy
+    from pai_ros.policy.loading import load_act_policy, resolve_checkpoint_dir
     from pai_ros.policy.runner import PolicyRunner
     from pai_ros.staging import check_apart, output_directory
 
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
-    check_apart(args.output_dir, {"dataset": root, "checkpoint": args.policy_path})
+    check_apart(args.output_dir, {"dataset": root, "checkpoint": resolve_checkpoint_dir(args.policy_path)})
     info = read_info(root)
     check_episodes(info, args.episode, root)
     args.episode = list(dict.fromkeys(args.episode))  # given twice, written once

@@ -69,6 +69,7 @@ def _record(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.features.record import record_features
+    from pai_ros.policy.loading import resolve_checkpoint_dir
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import check_dimensions
     from pai_ros.sae.model import load_sae
@@ -81,7 +82,8 @@ def _record(args: argparse.Namespace) -> int:
     loaded = load_sae(args.sae)
     calibration, why = load_calibration(loaded.directory, loaded.sae_id)
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
-    check_apart(args.output_dir, {"dataset": root, "checkpoint": args.policy_path, "SAE": args.sae})
+    check_apart(args.output_dir,
+                {"dataset": root, "checkpoint": resolve_checkpoint_dir(args.policy_path), "SAE": args.sae})
     info = read_info(root)
     episodes = select_episodes(info, root, args.episode)
     runner = activations_runner(args.policy_path, args.device)

@@ -67,15 +67,21 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
         raise UserError(f"policy path {p} does not exist")
     if not p.is_dir():
         raise UserError(f"policy path {p} is not a directory (expected a LeRobot checkpoint directory)")
-    for candidate in (p, p / "pretrained_model", p / "checkpoints" / "last" / "pretrained_model"):
+    # The run directory, its checkpoints/ directory, a step (or last), or pretrained_model itself.
+    for candidate in (p, p / "pretrained_model", p / "last" / "pretrained_model",
+                      p / "checkpoints" / "last" / "pretrained_model"):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
     checkpoints = p / "checkpoints" if (p / "checkpoints").is_dir() else p if p.name == "checkpoints" else None
     if checkpoints is not None or p.parent.name == "checkpoints":
-        # A lerobot-train output whose pretrained_model is missing (an interrupted save, a partial copy).
+        # A lerobot-train output whose pretrained_model is missing (an interrupted save, a partial copy,
+        # a copy that lost the `last` symlink).
         step = checkpoints / "last" if checkpoints is not None else p
+        steps = sorted(d.name for d in checkpoints.iterdir() if (d / "pretrained_model" / CONFIG_FILE).is_file()
+                       ) if checkpoints is not None else []
+        found = f"; steps that have one: {', '.join(steps)}" if steps else ""
         raise UserError(f"{p} looks like a lerobot-train output, but {step / 'pretrained_model' / CONFIG_FILE} is "
-                        "missing; pass a checkpoints/<step>/pretrained_model directory that has it")
+                        f"missing{found}; pass a checkpoints/<step>/pretrained_model directory that has it")
     raise UserError(f"{p} is not a LeRobot checkpoint: no {CONFIG_FILE} (expected e.g. "
                     "outputs/train/<run>/checkpoints/last/pretrained_model)")
 

@@ -124,6 +124,7 @@ def _register_calibrate(inner: Sub) -> None:
 def _collect(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
+    from pai_ros.policy.loading import resolve_checkpoint_dir
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
@@ -139,7 +140,7 @@ def _collect(args: argparse.Namespace) -> int:
                                    args.frame_stride, args.shard_tokens, args.dtype)
         max_disk = parse_size(args.max_disk) if args.max_disk else None
         root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
-        check_apart(args.output, {"dataset": root, "checkpoint": args.policy_path})
+        check_apart(args.output, {"dataset": root, "checkpoint": resolve_checkpoint_dir(args.policy_path)})
         info = read_info(root)
         episodes = select_episodes(info, root, args.episode)
         runner = activations_runner(args.policy_path, rank_device(args.device, world))
@@ -196,7 +197,12 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.policy.over_dataset import check_cameras
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import StateFit, calibrate, check_dimensions, write_calibration
+    from pai_ros.sae.calibrate import (
+        StateFit,
+        calibrate,
+        check_dimensions,
+        write_calibration,
+    )
     from pai_ros.sae.model import load_sae
 
     if not (args.sigmas > 0 and math.isfinite(args.sigmas)):
