@@ -57,6 +57,9 @@ def test_videos_decode_with_one_frame_per_dataset_frame(cross_attention_run: Pat
         assert count_frames(cross_attention_run / "episode_000000" / name) == tiny_scene.episode_length
     summary = json.loads((cross_attention_run / "episode_000000" / "summary.json").read_text())
     assert summary["frames"] == tiny_scene.episode_length and summary["mode"] == "queue"
+    # Which checkpoint and dataset made it (resolved: a lerobot-train `last` link names its step).
+    assert Path(summary["policy_path"]).is_absolute() and (Path(summary["policy_path"]) / "config.json").is_file()
+    assert (Path(summary["dataset_root"]) / "meta" / "info.json").is_file()
 
 
 def test_video_colours_are_rgb_not_bgr(cross_attention_run: Path, tiny_dataset) -> None:

@@ -249,7 +249,10 @@ def test_bad_configuration_is_one_line(overrides: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"cameras": ["front:a", "side:b"]}, "the policy needs camera(s) wrist"),
+    ({"cameras": ["front:a", "side:b"]}, "cameras lacks wrist and names side, which the policy does not use: it "
+                                         "needs one 'name:topic' entry per policy camera (policy cameras: front, "
+                                         "wrist)"),
+    ({"cameras": ["front:a"]}, "cameras lacks wrist: it needs one"),
     ({"action_names": ["a", "b"]}, "action_names has 2 names, the policy's action has 3"),
     ({"action_min": [0.0, 0.0]}, "action_min/action_max must have 3 values"),
     ({"heatmap_cameras": ["side"]}, "heatmap_cameras names unknown camera(s) side"),
@@ -458,3 +461,45 @@ def test_run_time_changes_apply_all_or_nothing(tiny_act: Path, tiny_sae: Path, t
             reconfigure(live, [("heatmap_method", "magic")])
     finally:
         live.close()
+
+
+def test_refusals_reach_the_log_without_flooding_it() -> None:
+    """The terminal says why no action goes out: at once, then a reminder, then that acting resumed."""
+    from pai_ros.live.refusal_log import RefusalLog
+
+    log = RefusalLog(remind_s=5.0, other_kind_s=1.0)
+    ms = S // 1000
+    assert log.refused("camera front is 0.41 s old", T0) == "no action: camera front is 0.41 s old"
+    assert log.refused("camera front is 0.48 s old", T0 + 100 * ms) is None  # same kind, said 0.1 s ago
+    assert log.refused("joint_states lacks joint(s) x", T0 + 500 * ms) is None  # another kind, < 1 s
+    assert log.refused("joint_states lacks joint(s) x", T0 + 1100 * ms) == (
+        "no action: joint_states lacks joint(s) x (2 more tick(s) refused since the last report)")
+    assert log.refused("joint_states lacks joint(s) x", T0 + 3000 * ms) is None
+    assert log.refused("joint_states lacks joint(s) x", T0 + 6100 * ms).endswith("(1 more tick(s) refused since "
+                                                                                 "the last report)")
+    assert log.acted() == "acting again after 6 refused tick(s)"
+    assert log.acted() is None
+    # After acting, the next refusal is said at once, whatever was said before.
+    assert log.refused("joint_states lacks joint(s) x", T0 + 6200 * ms) == "no action: joint_states lacks joint(s) x"
+
+
+def test_a_refused_tick_is_said_in_the_nodes_log(tick: LiveTick) -> None:
+    tick.warnings.clear()
+    tick.infos.clear()
+    out = tick.step(inputs(T0 + 50 * S, names=("x", "y", "grip")), T0 + 50 * S)
+    assert isinstance(out, Rejection)
+    assert tick.warnings == [f"no action: {out.reason}"]
+    assert isinstance(tick.step(inputs(T0 + 51 * S), T0 + 51 * S), TickOutput)
+    assert tick.infos == ["acting again after 1 refused tick(s)"]
+    tick.warnings.clear()
+    tick.infos.clear()
+
+
+def test_camera_entries_take_lerobots_key_and_image_transports_compressed_topics() -> None:
+    from pai_ros.live.config import CameraInput
+
+    assert CameraInput.parse("observation.images.front:/cam/image_raw") == CameraInput("front", "/cam/image_raw")
+    # image_transport publishes sensor_msgs/CompressedImage on .../compressed: subscribing Image there finds nothing.
+    assert CameraInput.parse("wrist:/so101/wrist/image_raw/compressed").compressed
+    assert CameraInput.parse("wrist:/so101/wrist/image_raw/compressed:compressed").compressed
+    assert not CameraInput.parse("wrist:/so101/wrist/image_raw").compressed

@@ -121,3 +121,20 @@ def test_observe_only_publishes_heatmaps_but_no_actions(tiny_act: Path, ros_env:
     finally:
         for p in (robot, node, probe):
             p.stop()
+
+
+def test_a_camera_subscribed_with_the_wrong_type_is_named_with_the_fix(tiny_act: Path, ros_env: dict) -> None:
+    """Raw images on a topic configured ':compressed' match no subscription: 'no message yet' alone misleads."""
+    node = start_node(tiny_act, ros_env, "-p", "cameras:=['front:camera/front/image_raw:compressed', "
+                                              "'wrist:camera/wrist/image_raw']")
+    robot = start_robot(ros_env)
+    try:
+        line = node.wait_for_line(lambda s: "carries sensor_msgs/msg/Image" in s, 60)
+        assert "[WARN]" in line and "front: /camera/front/image_raw carries sensor_msgs/msg/Image, but it is " \
+            "subscribed as sensor_msgs/msg/CompressedImage, so nothing arrives: drop ':compressed'" in line, line
+        # The terminal also says why no action goes out (the first refusal at once).
+        node.wait_for_line(lambda s: "no action: no message yet on /camera/front/image_raw" in s, 30)
+    finally:
+        for p in (robot, node):
+            p.stop()
+    assert sum("carries sensor_msgs/msg/Image" in s for s in node.lines) == 1  # said once, not every second

@@ -95,6 +95,15 @@ def test_every_fault_rejects_explains_and_recovers(tiny_act: Path, ros_env: dict
         assert any(end < a["recv_ns"] < next_start for a in actions), f"{name}: no action after the fault"
         assert any(end < m["recv_ns"] < next_start and diag(m)["level"] == 0 for m in diags), \
             f"{name}: diagnostics never OK again"
+    # The terminal says it too (a user without `ros2 topic echo` sees why no action goes out), and
+    # when acting resumes; a WARN per fault kind, not one per refused tick.
+    said = [line for line in node.lines if "no action: " in line]
+    assert all("[WARN]" in line for line in said) and any("NaN or inf" in line for line in said), said
+    rejected = int(diag(diags[-1])["values"]["rejected_ticks"])
+    assert len(said) < rejected / 2, (len(said), rejected)
+    assert any("acting again after" in line and "[INFO]" in line for line in node.lines)
+    # Ctrl-C while a tick is in flight: the shutdown is not reported as a publishing failure.
+    assert not any("publishing the tick's outputs failed" in line for line in node.lines)
 
 
 def phases(robot: Proc) -> list[tuple[str, int, str]]:

@@ -23,11 +23,12 @@ def ok(result) -> str:
     return result.stdout
 
 
-def one_line_error(result, needle: str) -> None:
+def one_line_error(result, needle: str) -> str:
     assert result.returncode == 1, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert "Traceback" not in result.stderr and len(lines) == 1, result.stderr
     assert needle in lines[0], lines[0]
+    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,8 @@ def test_collect_resumes_per_episode_and_refuses_other_settings(pipeline, tmp_pa
     assert (acts / "episode_000001.json").is_file()
     other = run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
                     str(pipeline["root"]), "--output", str(acts), "--cell-stride", "2", "--quiet")
-    one_line_error(other, "collected with other settings")
+    line = one_line_error(other, "collected with other settings")
+    assert "selection was {" in line and "'cell_stride': 1" in line and "'cell_stride': 2" in line, line
 
 
 def test_subsampling_keeps_grid_cells_on_a_coarser_grid(pipeline, tmp_path) -> None:

@@ -131,7 +131,9 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
         mae = float(np.nanmean(act_rows["mae"]))
         keys = frame_shares[0].keys()
         mean_shares = {k: float(np.mean([s[k] for s in frame_shares])) for k in keys}
-        summary = {"episode": episode, "frames": len(act_rows["frame_index"]), "method": method,
+        summary = {"policy_path": str(Path(runner.loaded.path).resolve()),
+                   "dataset_root": str(Path(dataset_root).resolve()), "episode": episode,
+                   "frames": len(act_rows["frame_index"]), "method": method,
                    "queries": queries_label, "mode": runner.mode, "action_mae": mae,
                    "mean_shares": mean_shares, "forwards": runner.stats.forwards - forwards0,
                    "wasted_forwards": runner.stats.wasted_forwards - wasted0,

@@ -29,6 +29,9 @@ from pai_ros.paramspec import defaults
 from pai_ros.policy.runner import MODES
 
 
+LEROBOT_IMAGE_PREFIX = "observation.images."
+
+
 @dataclass(frozen=True)
 class CameraInput:
     """One camera the policy reads: its policy name, the topic it arrives on, raw or compressed."""
@@ -39,10 +42,14 @@ class CameraInput:
 
     @classmethod
     def parse(cls, entry: str) -> CameraInput:
+        """``name:topic`` or ``name:topic:compressed``. LeRobot's full key (``observation.images.front``)
+        is accepted for the name, and a topic ending in ``/compressed`` (image_transport's name for
+        ``sensor_msgs/CompressedImage``) is read as compressed without the suffix."""
         parts = entry.split(":")
         if len(parts) not in (2, 3) or not parts[0] or not parts[1] or (len(parts) == 3 and parts[2] != "compressed"):
             raise UserError(f"cameras entry '{entry}' is not 'name:topic' or 'name:topic:compressed'")
-        return cls(parts[0], parts[1], len(parts) == 3)
+        name = parts[0].removeprefix(LEROBOT_IMAGE_PREFIX)
+        return cls(name, parts[1], len(parts) == 3 or parts[1].rstrip("/").endswith("/compressed"))
 
 
 @dataclass(frozen=True)

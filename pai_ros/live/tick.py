@@ -30,6 +30,7 @@ from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
 from pai_ros.live.received_text import undecodable_reason
+from pai_ros.live.refusal_log import RefusalLog
 from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.steering import ActiveSteering, SteeringControl, SteeringHook
 from pai_ros.policy.capture import CaptureConfig
@@ -130,7 +131,9 @@ class LiveTick:
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._resize_warned: set[str] = set()
         self._grey_warned: set[str] = set()
-        self.warnings: list[str] = []  # one-off notes for the node's log (e.g. "resizing camera X")
+        self.warnings: list[str] = []  # notes for the node's log: "resizing camera X", why no action goes out
+        self.infos: list[str] = []  # the same at INFO level: acting again after refusals
+        self.refusals = RefusalLog()
         self.steering = SteeringControl(config.allow_steering, config.steering_max_value,
                                         config.steering_max_duration_s)
         # Registered after the runner's capture hooks: features describe the unsteered tokens.
@@ -166,11 +169,11 @@ class LiveTick:
         entries = self.config.cameras or tuple(CameraInput(n, f"camera/{n}/image_raw") for n in self.spec.cameras)
         cams = {c.name: c for c in entries}
         missing = [n for n in self.spec.cameras if n not in cams]
-        if missing:
-            raise UserError(f"the policy needs camera(s) {', '.join(missing)}; add 'name:topic' entries to cameras")
         extra = [n for n in cams if n not in self.spec.cameras]
-        if extra:
-            raise UserError(f"cameras names {', '.join(extra)}, which the policy does not use "
+        if missing or extra:
+            problems = ([f"lacks {', '.join(missing)}"] if missing else []) + (
+                [f"names {', '.join(extra)}, which the policy does not use"] if extra else [])
+            raise UserError(f"cameras {' and '.join(problems)}: it needs one 'name:topic' entry per policy camera "
                             f"(policy cameras: {', '.join(self.spec.cameras)})")
         return cams
 
@@ -303,7 +306,13 @@ class LiveTick:
         if isinstance(outcome, Rejection):
             self.health.reject(outcome.reason, computed.latency_s if computed is not None else None)
             self._forget_plan()
+            line = self.refusals.refused(outcome.reason, now_ns)
+            if line is not None:
+                self.warnings.append(line)
             return outcome
+        line = self.refusals.acted()
+        if line is not None:
+            self.infos.append(line)
         if outcome.steering is not None:
             self.steering.steered_ticks += 1
         self.health.acted(outcome.latency_s, self.config.publish_actions, *outcome.status)

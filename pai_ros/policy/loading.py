@@ -86,6 +86,12 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
                     "outputs/train/<run>/checkpoints/last/pretrained_model)")
 
 
+def describe_checkpoint(path: str | Path) -> str:
+    """``path``, and where it really is when links lead elsewhere (``checkpoints/last`` -> the step)."""
+    real = Path(path).resolve()
+    return str(path) if real == Path(path).absolute() else f"{path} (= {real})"
+
+
 def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
     """Check that every file the checkpoint needs exists; return the parsed config.json.
 

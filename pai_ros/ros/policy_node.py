@@ -31,18 +31,10 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from pai_ros.errors import UserError
-from pai_ros.live import (
-    PARAMS,
-    RUN_TIME_PARAMETERS,
-    Level,
-    LiveConfig,
-    LiveTick,
-    TickInputs,
-    TickOutput,
-    reconfigure,
-)
+from pai_ros.live import PARAMS, RUN_TIME_PARAMETERS, Level, LiveConfig, LiveTick, TickInputs, TickOutput, reconfigure
 from pai_ros.live.tick import ENVIRONMENT_STATE, JOINT_STATES
 from pai_ros.msg import FeatureActivations
+from pai_ros.policy.loading import describe_checkpoint
 from pai_ros.ros.controller_check import ControllerCheck
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import (
@@ -63,6 +55,7 @@ from pai_ros.ros.messages import (
 from pai_ros.ros.names import resolved_service, resolved_topic
 from pai_ros.ros.params import declare
 from pai_ros.ros.sim_time import SimClockWatch
+from pai_ros.ros.topic_types import InputTypeCheck
 from pai_ros.srv import SteerFeatures
 
 __all__ = ["PARAMS", "PolicyNode", "main"]
@@ -82,6 +75,7 @@ class PolicyNode(Node):
         self.decoder = ImageDecoder()
         self._lock = threading.Lock()
         self._latest: dict[str, tuple[Any, int]] = {}  # input -> (message, receive time ns)
+        self.input_types = InputTypeCheck(self)
         for cam in self.live.cameras.values():
             self._subscribe(CompressedImage if cam.compressed else Image, cam.topic, cam.name)
         if self.live.spec.state_dim:
@@ -116,7 +110,7 @@ class PolicyNode(Node):
         inputs = ", ".join(f"{n}<-{live.topics[n]}" for n in live.input_names)
         outputs = ", ".join(self.resolve_topic_name(ACTION_TOPICS[o][0]) for o in self.action_pubs)
         self.get_logger().info(
-            f"ready: {live.runner.loaded.path} on {live.runner.device}, mode {live.runner.mode}, "
+            f"ready: {describe_checkpoint(live.runner.loaded.path)} on {live.runner.device}, mode {live.runner.mode}, "
             f"{self.config.control_rate_hz:g} Hz, inputs {inputs}, images via {self.decoder.backend}, actions on "
             f"{outputs or 'nothing (observe-only)'}, heatmaps: {live.heatmap_method}, "
             f"{live.sae.describe() if live.sae else 'no SAE'}")
@@ -127,6 +121,7 @@ class PolicyNode(Node):
         return resolved_topic(self, topic, parameter)
 
     def _subscribe(self, msg_type: Any, topic: str, name: str) -> None:
+        self.input_types.add(name, topic, msg_type)
         self.create_subscription(msg_type, topic, lambda m: self._store(name, m), qos_profile_sensor_data)
 
     def _store(self, name: str, msg: Any) -> None:
@@ -182,13 +177,18 @@ class PolicyNode(Node):
             inputs.environment_state = vector_reading(*latest[ENVIRONMENT_STATE])
         now = lambda: self.get_clock().now().nanoseconds  # noqa: E731 - read again when the action is ready
         out = self.live.step(inputs, now(), clock=now)
+        if not self.context.ok():  # Ctrl-C shut the context down mid-tick: nothing can be sent or logged now
+            return
         while self.live.warnings:
             self.get_logger().warning(self.live.warnings.pop(0))
+        while self.live.infos:
+            self.get_logger().info(self.live.infos.pop(0))
         if isinstance(out, TickOutput):
             try:
                 self._publish(out)
             except Exception as exc:  # noqa: BLE001 - keep the node alive; say what failed
-                self.get_logger().error(f"publishing the tick's outputs failed: {exc!r}")
+                if self.context.ok():  # not the shutdown racing this tick
+                    self.get_logger().error(f"publishing the tick's outputs failed: {exc!r}")
 
     def _publish(self, out: TickOutput) -> None:
         stamp, names = to_stamp(out.stamp_ns), list(out.action_names)
@@ -218,6 +218,8 @@ class PolicyNode(Node):
             self.feature_heatmap_pubs[(feature, cam)].publish(msg)
 
     def _publish_diagnostics(self) -> None:
+        for line in self.input_types.check(set(self.live.input_names) - set(self._latest)):
+            self.get_logger().warning(line)
         now = self.get_clock().now()
         d = self.live.diagnostics(now.nanoseconds)
         level, message, values = d.level, d.message, d.values

@@ -74,6 +74,14 @@ class CollectResult:
     rows: int
 
 
+def _differences(old: Any, new: Any) -> str:
+    """What changed between two collect.json entries, e.g. "policy_path was A, now B"."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return f"was {old!r}, now {new!r}"
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return "; ".join(f"{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys)
+
+
 def _source(runner: PolicyRunner, dataset_root: Path, info: dict[str, Any]) -> dict[str, Any]:
     return {"policy_path": str(Path(runner.loaded.path).resolve()), "dataset_root": str(dataset_root.resolve()),
             "dataset_fps": info.get("fps"), "hook": HOOK, "dim_model": int(runner.loaded.config.dim_model),
@@ -116,7 +124,8 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
         for key in ("source", "settings", "d"):
             if old.get(key) != header[key]:
                 raise UserError(f"{out} already holds activations collected with other {key} "
-                                f"({COLLECT_FILE}); use a new --output directory")
+                                f"({COLLECT_FILE}: {_differences(old.get(key), header[key])}); use a new "
+                                "--output directory, or the same policy and settings to resume")
         header["layout"] = old.get("layout")
     # Rank 0 decides what is left to do (an episode without its manifest, e.g. of a rank killed
     # mid-episode, is redone; its stale parts are overwritten) and every rank takes a stride.
