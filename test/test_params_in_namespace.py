@@ -187,6 +187,9 @@ def test_a_file_keyed_for_another_namespace_is_one_error_line(ros_env: dict, tmp
                                        "override rule: '-p episodes:=[1,y]'"),
     ("recorder_node", "topics:=[x,y]", "recorder_node: error: cannot read the ROS arguments: Couldn't parse "
                                        "parameter override rule: '-p topics:=[x,y]'"),
+    # Numbers of two YAML types in one list: the hint is about 1 vs 1.0, not about quoting strings.
+    ("sim_node", "action_min:=[0.5, 1]", "Sequence should be of same type. Value type 'integer' do not belong "
+                                         "at line_num 1 (a list holds one type: write 1.0, not 1, among doubles"),
 ])
 def test_a_value_of_the_wrong_type_is_one_line_and_exit_1(node: str, arg: str, needle: str, ros_env: dict) -> None:
     """launch_ros and `-p` read values as YAML: 2 is an integer, 123 a number. One line, no traceback."""
@@ -195,3 +198,19 @@ def test_a_value_of_the_wrong_type_is_one_line_and_exit_1(node: str, arg: str, n
     # rcl logs its own "[ERROR] [rcl]: Failed to parse global arguments" before ours (C code, not ours to silence).
     lines = [line for line in (res.stdout + res.stderr).splitlines() if line.strip() and "[rcl]" not in line]
     assert res.returncode == 1 and len(lines) == 1 and needle in lines[0], (res.returncode, lines)
+
+
+@pytest.mark.parametrize("node, params_module", [
+    ("policy_node", "pai_ros.live.parameters"), ("replay_node", "pai_ros.ros.replay_node"),
+    ("recorder_node", "pai_ros.ros.recorder_node"), ("sim_node", "pai_ros.sim.parameters"),
+])
+def test_help_lists_every_parameter_and_starts_nothing(node: str, params_module: str) -> None:
+    """--help used to start the node, which then stopped for want of a required parameter."""
+    import importlib
+
+    res = subprocess.run([str(REPO / "scripts" / "ros" / node), "--help"], capture_output=True, text=True,
+                         timeout=120, cwd=REPO)
+    assert res.returncode == 0 and not res.stderr.strip(), res.stderr
+    assert res.stdout.startswith(f"usage: ros2 run pai_ros {node} --ros-args")
+    for param in importlib.import_module(params_module).PARAMS:
+        assert f"\n  {param.name} (" in res.stdout, param.name

@@ -21,7 +21,8 @@ PARAMS: list[Param] = [
     Param("policy_path", "", "LeRobot ACT checkpoint directory (pretrained_model), lerobot-train output dir, or a "
           "hub id (org/name) found in the local Hugging Face cache", read_only=True),
     Param("device", "auto", "torch device: auto, cpu, cuda, cuda:N", read_only=True),
-    Param("cameras", [], "camera inputs as 'name:topic' or 'name:topic:compressed' (empty: every policy camera "
+    Param("cameras", [], "camera inputs as 'name:topic' or 'name:topic:compressed' (CompressedImage; implied by a "
+          "topic ending in /compressed); name may be LeRobot's observation.images.NAME (empty: every policy camera "
           "NAME on camera/NAME/image_raw)", array_type="string", read_only=True),
     Param("joint_states_topic", "joint_states", "sensor_msgs/JointState input with the robot state", read_only=True),
     Param("state_joint_names", [], "joint names, in the policy's state order (empty: the JointState's order, "

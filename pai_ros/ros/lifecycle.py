@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
 from pai_ros.errors import UserError
+from pai_ros.paramspec import Param
 from pai_ros.ros.names import rcl_reason
+from pai_ros.ros.node_help import help_requested, node_help
 
 
 def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
@@ -18,15 +20,27 @@ def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
     try:
         rclpy.init(args=args, **init_kwargs)
     except RuntimeError as exc:  # rclpy's RCLError: a --ros-args rule rcl cannot parse
-        print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(exc)} (quote strings in lists: "
-              f"-p \"names:=['a', 'y']\"; YAML reads a bare y, n, on or off as a boolean)", file=sys.stderr)
+        print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(exc)} ({_hint(str(exc))})", file=sys.stderr)
         return False
     return True
 
 
+def _hint(reason: str) -> str:
+    """What to write instead, by the type rcl found out of place in a list."""
+    if "Value type 'integer'" in reason or "Value type 'double'" in reason:
+        return "a list holds one type: write 1.0, not 1, among doubles: -p \"state_scale:=[57.3, 57.3, 1.0]\""
+    return "quote strings in lists: -p \"names:=['a', 'y']\"; YAML reads a bare y, n, on or off as a boolean"
+
+
 def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
-             spin: Callable[[Any], None] = rclpy.spin) -> int:
-    """0 after a normal end or Ctrl-C; 1 with ``<name>: error: ...`` on stderr for a user error."""
+             spin: Callable[[Any], None] = rclpy.spin, params: Sequence[Param] = (), doc: str = "") -> int:
+    """0 after a normal end or Ctrl-C; 1 with ``<name>: error: ...`` on stderr for a user error.
+
+    ``-h``/``--help`` prints the node's help (``doc`` and ``params``) and starts nothing.
+    """
+    if help_requested(sys.argv if args is None else args):
+        print(node_help(name, doc, params))
+        return 0
     if not init_ros(name, args):
         return 1
     node = None

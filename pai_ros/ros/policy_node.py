@@ -240,7 +240,7 @@ class PolicyNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("policy_node", PolicyNode, args)
+    return run_node("policy_node", PolicyNode, args, params=PARAMS, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ from pai_ros.errors import UserError
 from pai_ros.ros.lifecycle import init_ros
 from pai_ros.ros.messages import diagnostic_array
 from pai_ros.ros.names import resolved_topic
+from pai_ros.ros.node_help import help_requested, node_help
 from pai_ros.ros.params import Param, declare
 from pai_ros.ros.sim_time import SimClockWatch
 
@@ -385,6 +386,9 @@ class RecorderNode(Node):
 
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM; 0 after a clean close, 1 for a configuration or write error."""
+    if help_requested(sys.argv if argv is None else argv):
+        print(node_help("recorder_node", __doc__, PARAMS))
+        return 0
     # rclpy's own handlers would shut the context down at once (no draining, and SIGTERM would
     # kill the process before the bag is closed): install ours for both signals instead.
     if not init_ros("recorder_node", argv if argv is not None else sys.argv,

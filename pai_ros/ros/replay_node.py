@@ -232,7 +232,7 @@ def _spin_until_finished(node: ReplayNode) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("replay_node", ReplayNode, args, spin=_spin_until_finished)
+    return run_node("replay_node", ReplayNode, args, spin=_spin_until_finished, params=PARAMS, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def _spin_until_finished(node: SimNode) -> None:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("sim_node", SimNode, args, spin=_spin_until_finished)
+    return run_node("sim_node", SimNode, args, spin=_spin_until_finished, params=PARAMS, doc=__doc__)
 
 
 if __name__ == "__main__":
