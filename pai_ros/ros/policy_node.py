@@ -227,6 +227,8 @@ class PolicyNode(Node):
             values["controller"] = self.controller.problem or f"{self.config.controller}: joints match"
             if self.controller.problem:
                 level = max(level, Level.ERROR if self.controller.verified else Level.WARN)
+                if "joint_state" not in self.action_pubs:  # every output goes to the controller: nothing is sent
+                    message = message.replace("publishing actions", "holding actions", 1)
                 message = f"{message}; not sending to the controller: {self.controller.problem}"
         self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: policy", level, message, values,
                                                d.hardware_id, now.to_msg()))
