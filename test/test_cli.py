@@ -62,3 +62,14 @@ def test_demo_rate_factor_out_of_range_is_one_line_before_any_work(tmp_path) -> 
 def test_a_port_out_of_range_is_a_usage_error(tmp_path) -> None:
     res = run_pai("features", "ui", str(tmp_path), "--port", "99999")  # not quietly 99999 mod 65536
     assert res.returncode == 2 and "argument --port: invalid port value: '99999'" in res.stderr, res.stderr
+
+
+def test_help_shows_real_defaults_once_and_no_none() -> None:
+    for argv in (["attention"], ["sae", "train"], ["sae", "collect"], ["features", "record"], ["bag2dataset"]):
+        res = run_pai(*argv, "--help")
+        assert res.returncode == 0, res.stderr
+        text = " ".join(res.stdout.split())
+        assert "(default: None)" not in text and "(default: False)" not in text, argv
+    attention = " ".join(run_pai("attention", "--help").stdout.split())
+    assert attention.count("methods to compare (default:") == 1 and "random) (default:" not in attention
+    assert "(default: cross_attention)" in attention  # --method's real default is still shown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
 from pai_ros.policy.loading import add_policy_arguments
 
@@ -20,7 +21,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "and a combined MP4 with the shares as bars. The policy runs exactly as on the robot (--mode); "
             "nothing is downloaded."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_dataset_arguments(p)
     p.add_argument("--episode", type=int, nargs="+", required=True, metavar="E", help="episode index(es)")

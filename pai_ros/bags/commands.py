@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pai_ros.cli_help import HelpFormatter
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
@@ -22,7 +24,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "types are listed in the summary, not converted. OUT is written under a temporary name and "
             "renamed when complete."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("bag", type=Path, metavar="BAG", help="bag directory, or a .mcap/.db3 file")
     p.add_argument("out", type=Path, metavar="OUT", help="output directory (new, or empty)")
@@ -47,7 +49,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "written under a temporary name and renamed when complete; OUT/meta/pai_ros_bag_source.json records "
             "the bags and the mapping."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     d.add_argument("bags", type=Path, nargs="+", metavar="BAG", help="bag directories or .mcap/.db3 files")
     d.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="dataset directory to create")

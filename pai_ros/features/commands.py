@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
 from pai_ros.policy.loading import add_device_argument, add_policy_arguments
 
@@ -30,7 +31,7 @@ def register(sub: Sub) -> Sub:
 def _register_record(inner: Sub) -> None:
     p = inner.add_parser(
         "record", help="run policy + SAE over dataset episodes into features.parquet per episode",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Run the policy and its SAE over dataset episodes, exactly as the live node would, and write "
                     "OUTPUT/episode_EEEEEE/features.parquet (the same schema `pai bag2parquet` writes for the live "
                     "features topic, one row per frame) and feature_tokens.parquet (token-level codes for spatial "
@@ -48,7 +49,7 @@ def _register_record(inner: Sub) -> None:
 def _register_analyse(inner: Sub) -> None:
     p = inner.add_parser(
         "analyse", aliases=["analyze"], help="rank features, find their top frames, draw heatmap thumbnails",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Stream over RESULTS' features tables (from `pai features record` or `pai bag2parquet`): "
                     "per-feature statistics, a ranking, the top frames globally and per episode (adjacent frames "
                     "de-duplicated), and for recordings a thumbnail per top frame and camera with the feature's "
@@ -115,7 +116,7 @@ def _analyse(args: argparse.Namespace) -> int:
 def _register_effects(inner: Sub) -> None:
     p = inner.add_parser(
         "effects", help="rank the top features by what they do to the actions (ablated / clamped high)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="For each of the analysis's top features, run the policy over held-out frames of the "
                     "recording with the feature ablated (zero on every token) and clamped at its strongest "
                     "activation, at the SAE's site with its error term kept, and measure the RMS change of the "

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
 from pai_ros.policy.loading import add_device_argument, add_policy_arguments
 
@@ -31,7 +32,7 @@ def _common_policy(p: argparse.ArgumentParser) -> None:
 def _register_collect(inner: Sub) -> None:
     p = inner.add_parser(
         "collect", help="run the policy over episodes and store its encoder output tokens in shards",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Run the policy over dataset episodes (a fresh forward pass per frame, as live) and store "
                     "every encoder output token with its metadata (episode, frame, token index, kind, camera "
                     "row/col) in safetensors shards under OUTPUT. Resumable: finished episodes are skipped.")
@@ -56,7 +57,7 @@ def _register_collect(inner: Sub) -> None:
 def _register_train(inner: Sub) -> None:
     p = inner.add_parser(
         "train", help="train a per-token SAE (TopK+AuxK, BatchTopK or ReLU+L1) on collected activations",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Train a per-token sparse autoencoder. ACTIVATIONS is a `pai sae collect` directory or a "
                     ".safetensors file with tensor 'activations' [N, d]. Writes OUTPUT/cfg.json, "
                     "OUTPUT/sae_weights.safetensors (W_enc [d,F], W_dec [F,d], b_enc, b_dec: SAELens names), "
@@ -91,7 +92,7 @@ def _register_train(inner: Sub) -> None:
 def _register_calibrate(inner: Sub) -> None:
     p = inner.add_parser(
         "calibrate", help="fit the out-of-distribution threshold on held-out episodes",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Run the policy and SAE over held-out in-distribution episodes, save the per-frame "
                     "reconstruction errors' percentiles, mean + k sigma and the chosen threshold to SAE/ood.json "
                     "(the policy node flags ticks above it). With --evaluate-episode, also compare clean frames "

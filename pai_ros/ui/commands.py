@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pai_ros.cli_help import HelpFormatter
+
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -25,7 +27,7 @@ def port(text: str) -> int:
 def _register_ui(inner: Sub) -> None:
     p = inner.add_parser(
         "ui", help="open the feature browser (Gradio) on an analysed results directory",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Serve a browser UI over RESULTS (a `pai features record` or `pai bag2parquet` directory on "
                     "which `pai features analyse` has run): the ranked feature list (named features first), each "
                     "feature's top frames with its heatmap per camera, its activation over an episode, its "

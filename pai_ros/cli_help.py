@@ -1,0 +1,20 @@
+"""The ``pai`` commands' help layout: argparse's defaults, where they tell the reader something.
+
+``ArgumentDefaultsHelpFormatter`` appends ``(default: X)`` to every option, which reads
+``(default: None)`` on a required option and twice on one whose help already names its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Defaults shown only for options that have a real one and do not state it themselves."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (action.default in (None, argparse.SUPPRESS, False) or action.required or action.nargs == 0
+                or "default" in text.lower()):
+            return action.help
+        return super()._get_help_string(action)
