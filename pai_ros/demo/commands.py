@@ -23,6 +23,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--rebuild", action="store_true", help="discard cached assets and build them again")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo setting)")
     p.add_argument("--no-train", action="store_true", help="only generate the datasets")
+    p.add_argument("--print-dir", action="store_true",
+                   help="print only the assets' directory (for scripts: P=$(pai demo-assets --print-dir)/policy)")
     p.set_defaults(handler=_run)
 
 
@@ -33,10 +35,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         settings = settings.with_steps(args.steps)
     assets = ensure_demo_assets(cache_dir=args.cache_dir, settings=settings, rebuild=args.rebuild,
-                                train=not args.no_train)
+                                train=not args.no_train, progress=not args.print_dir)
     if assets.has_policy():
         from pai_ros.demo.closed_loop import ensure_closed_loop
 
-        ensure_closed_loop(assets, rebuild=args.rebuild)
-    print(assets.describe())
+        ensure_closed_loop(assets, rebuild=args.rebuild, progress=not args.print_dir)
+    print(assets.root if args.print_dir else assets.describe())
     return 0
