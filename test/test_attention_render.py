@@ -374,3 +374,16 @@ def test_bgr_conversion_roundtrips_through_opencv_io(tmp_path) -> None:
     path = str(tmp_path / "red.png")
     assert cv2.imwrite(path, to_bgr(image))
     np.testing.assert_array_equal(from_bgr(cv2.imread(path)), image)
+
+
+def test_the_contact_sheet_names_each_camera_in_its_own_part() -> None:
+    """Side-by-side heatmaps without names left the reader to guess which camera is which."""
+    import numpy as np
+
+    from pai_ros.demo.outputs import _name_cameras
+
+    row = np.zeros((64, 80 + 120, 3), np.uint8)
+    _name_cameras(row, [("front", 80), ("wrist", 120)])
+    text = row.max(axis=2) > 0
+    assert text[48:, 2:40].any() and text[48:, 82:120].any()  # bottom-left of each camera's part
+    assert not text[:40].any() and not text[:, 60:80].any()  # nowhere else

@@ -111,6 +111,17 @@ def outputs_from_bag(bag: Path, out: Path, fps: float, progress: bool) -> BagOut
 SHEET_TICKS, SHEET_COLUMNS = 12, 4
 
 
+def _name_cameras(row: np.ndarray, widths: list[tuple[str, int]]) -> None:
+    """Write each camera's name in the bottom-left corner of its part of a side-by-side row."""
+    import cv2
+
+    x = 0
+    for name, width in widths:
+        cv2.putText(row, name, (x + 4, row.shape[0] - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        x += width
+
+
 def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Path, int]:
     """Compose the recorded heatmap topics side by side: a combined MP4 and a contact sheet."""
     import cv2
@@ -136,6 +147,7 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
     with Mp4Writer(combined_path, fps) as writer:
         for s in complete:
             row = np.concatenate([by_stamp[s][c] for c in cams], axis=1)
+            _name_cameras(row, [(c, by_stamp[s][c].shape[1]) for c in cams])
             # Each frame at its stamp: skipped ticks hold the previous map, so the video plays in real time.
             writer.write(even_size(row), at_s=s / 1e9)
             tiles.append(row)
