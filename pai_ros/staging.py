@@ -115,6 +115,9 @@ def staged_directory(final: Path, *, create: bool = True) -> Iterator[Path]:
     exception the staging directory is removed and ``final`` is left as it was.
     """
     final = Path(final)
+    if final.exists() and Path.cwd().resolve().is_relative_to(final.resolve()):
+        # Replacing it renames it aside, which the system refuses for the working directory (EBUSY).
+        raise UserError(f"the output {final} is the current directory or contains it; choose another path")
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(final)
     staged = staging_path(final)

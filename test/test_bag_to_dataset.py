@@ -7,12 +7,13 @@ what each frame must hold is known exactly: the latest message of each input at 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_pai
+
 from pai_ros.bags.typestore import typestore
 from pai_ros.bags.writer import BagWriter
 from pai_ros.imaging.convert import rgb_to_jpeg
@@ -34,17 +35,23 @@ def _front(t_ns: int, h: int = 64, w: int = 80) -> np.ndarray:
 
 
 def _write_bag(path: Path, seconds: float = 3.0, front_gap: tuple[float, float] | None = None,
-               front_hw: tuple[int, int] = (64, 80), resize_at: float | None = None) -> Path:
-    """front: raw rgb8 at 30 Hz, wrist: JPEG at 30 Hz, joint_states at 50 Hz, action at 15 Hz."""
+               front_hw: tuple[int, int] = (64, 80), resize_at: float | None = None, camera_hz: int = 30,
+               joint_hz: int = 50, joint_start_s: float = 0.0, joint_names: list[str] = JOINTS,
+               jump_s: float = 0.0) -> Path:
+    """front: raw rgb8 at 30 Hz, wrist: JPEG at 30 Hz, joint_states at 50 Hz, action at 15 Hz.
+
+    ``jump_s``: every message of the second half is received that much later (a clock that jumped).
+    """
     store = typestore()
     T = store.types
     events: list[tuple[int, str, str, bytes]] = []
 
     def add(topic: str, msgtype: str, t_ns: int, msg) -> None:
-        events.append((t_ns, topic, msgtype, bytes(store.serialize_cdr(msg, msgtype))))
+        late = int(jump_s * S) if t_ns - T0 >= seconds * S / 2 else 0
+        events.append((t_ns + late, topic, msgtype, bytes(store.serialize_cdr(msg, msgtype))))
 
-    for i in range(int(seconds * 30)):
-        t = T0 + i * S // 30
+    for i in range(int(seconds * camera_hz)):
+        t = T0 + i * S // camera_hz
         s = (t - T0) / S
         if not (front_gap and front_gap[0] <= s < front_gap[1]):
             hw = (32, 40) if resize_at is not None and s >= resize_at else front_hw
@@ -56,11 +63,13 @@ def _write_bag(path: Path, seconds: float = 3.0, front_gap: tuple[float, float] 
         add("/so101/wrist/image_raw/compressed", "sensor_msgs/msg/CompressedImage", t,
             T["sensor_msgs/msg/CompressedImage"](header=_header(store, t), format="jpeg",
                                                  data=np.frombuffer(rgb_to_jpeg(wrist), np.uint8)))
-    for i in range(int(seconds * 50)):
-        t = T0 + i * S // 50
+    for i in range(int(seconds * joint_hz)):
+        t = T0 + i * S // joint_hz
         s = (t - T0) / S
+        if s < joint_start_s:
+            continue
         add("/joint_states", "sensor_msgs/msg/JointState", t, T["sensor_msgs/msg/JointState"](
-            header=_header(store, t), name=JOINTS, position=np.array([9.0, s, 2 * s, 3 * s]),
+            header=_header(store, t), name=joint_names, position=np.array([9.0, s, 2 * s, 3 * s][:len(joint_names)]),
             velocity=np.array([], float), effort=np.array([], float)))
     for i in range(int(seconds * 15)):
         t = T0 + i * S // 15
@@ -144,8 +153,8 @@ def test_without_an_action_topic_there_is_no_action_and_several_bags_are_several
      "/so101/wrist/image_raw/compressed)"),
     ({"--action-topic": ["/so101/front/image_raw"]}, "/so101/front/image_raw is sensor_msgs/msg/Image, not"),
     ({"--camera": ["front"]}, "--camera 'front' is not NAME:TOPIC"),
-    ({"--state-joint-names": ["shoulder_pan"]}, "no episode of at least --min-frames 5 frames in BAG (ticks left "
-                                                "out: 16 x /joint_states: no joint shoulder_pan"),
+    ({"--state-joint-names": ["shoulder_pan"]}, "no episode of at least --min-frames 5 frames in BAG (left out: "
+                                                "15 x /joint_states: no joint shoulder_pan"),
     ({"--fps": ["0"]}, "--fps must lie in [1, 1000], got 0"),
     ({"--max-age": ["nan"]}, "--max-age must be a positive number of seconds"),
 ])
@@ -183,3 +192,62 @@ def test_an_existing_output_is_kept_unless_overwrite(converted, tmp_path: Path) 
     res = run_pai("bag2dataset", str(bag), "-o", str(out), *ARGS, "--overwrite")
     assert res.returncode == 0, res.stderr
     assert not (out / "mine.txt").exists() and (out / "meta" / "info.json").is_file()
+
+
+def test_the_tick_grid_is_exact_and_ends_at_the_last_message(tmp_path: Path) -> None:
+    """Messages at exactly the dataset's rate: each frame holds the next one, none twice, none after the bag."""
+    from pai_ros.data.episodes import iter_episode
+
+    bag = _write_bag(tmp_path / "bag", seconds=2.0, camera_hz=15, joint_hz=15)
+    res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "ds"), *ARGS)
+    assert res.returncode == 0, res.stderr
+    times = [float(f.state[2]) for f in iter_episode(tmp_path / "ds", 0)]  # gripper = the message's time
+    assert times == pytest.approx([i / 15 for i in range(30)], abs=1e-6)
+
+
+def test_what_is_left_out_is_said(tmp_path: Path) -> None:
+    """Ticks before every input has had a message, and a receive clock that jumps by decades."""
+    bag = _write_bag(tmp_path / "late", seconds=2.0, joint_start_s=0.5)
+    res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "a"), *ARGS)
+    assert res.returncode == 0, res.stderr
+    assert "7 tick(s) left out: before the first message on /joint_states" in res.stdout, res.stdout
+    # Sim time before the first /clock (0), then the simulator's time: years of stale ticks, counted at once.
+    bag = _write_bag(tmp_path / "jump", seconds=2.0, jump_s=1.7e9)
+    res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "b"), *ARGS, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "pai bag2dataset: 2 episode(s)" in res.stdout
+    stale = re.search(r"(\d+) tick\(s\) left out: /so101/front/image_raw older than", res.stdout)
+    assert stale and int(stale.group(1)) > 1.7e9 * 15 - 100, res.stdout
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("no_names", "(left out: 15 x /joint_states: a JointState without joint names)"),
+    ("odd_size", "camera front sends 63x47 images; LeRobot stores cameras as H.264 video, which needs an even"),
+])
+def test_inputs_that_cannot_make_a_dataset_are_one_line(case: str, needle: str, tmp_path: Path) -> None:
+    bag = (_write_bag(tmp_path / "bag", seconds=1.0, joint_names=[]) if case == "no_names"
+           else _write_bag(tmp_path / "bag", seconds=1.0, front_hw=(47, 63)))
+    res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "ds"), *ARGS)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and needle in res.stderr, res.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_a_failure_after_episodes_were_written_leaves_nothing(tmp_path: Path) -> None:
+    """LeRobot flushes its buffers at garbage collection: after the staging was removed, it used to re-create it."""
+    good = _write_bag(tmp_path / "good", seconds=1.0)
+    other = _write_bag(tmp_path / "other", seconds=1.0, front_hw=(32, 40))
+    res = run_pai("bag2dataset", str(good), str(other), "-o", str(tmp_path / "ds"), *ARGS)
+    assert res.returncode == 1 and "camera front changes size" in res.stderr, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "other"]
+    # A bag without a mapped topic is found before any work, whichever position it has.
+    missing = run_pai("bag2dataset", str(good), str(good), "-o", str(tmp_path / "ds"), *ARGS[:2],
+                      "--camera", "wrist:/nowhere", *ARGS[4:])
+    assert missing.returncode == 1 and "/nowhere is not in it" in missing.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "other"]
+
+
+def test_camera_names_take_lerobots_key_as_the_policy_node_does() -> None:
+    from pai_ros.bags.to_dataset import TopicMapping
+
+    assert TopicMapping.parse_camera("observation.images.front:so101/front") == ("front", "/so101/front")

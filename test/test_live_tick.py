@@ -459,6 +459,15 @@ def test_run_time_changes_apply_all_or_nothing(tiny_act: Path, tiny_sae: Path, t
         assert live.sae_path == str(tiny_sae) and isinstance(live.step(inputs(T0), T0), TickOutput)
         with pytest.raises(UserError, match="heatmap_method not changed, keeping rollout: heatmap_method 'magic'"):
             reconfigure(live, [("heatmap_method", "magic")])
+        # Undoing a switch away from a gradient method cannot be refused, even when the memory that
+        # method needs is gone by then (switching back by name checked it again, and failed).
+        reconfigure(live, [("heatmap_method", method)])
+        explainer = live.runner.explainer
+        live.memory_available = lambda: 0
+        with pytest.raises(UserError, match="^SAE not reloaded"):
+            reconfigure(live, [("heatmap_method", "rollout"), ("sae_path", str(tmp_path / "nowhere"))])
+        assert live.heatmap_method == method and live.runner.explainer is explainer
+        assert isinstance(live.step(inputs(T0 + S), T0 + S), TickOutput)
     finally:
         live.close()
 

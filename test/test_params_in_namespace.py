@@ -214,3 +214,7 @@ def test_help_lists_every_parameter_and_starts_nothing(node: str, params_module:
     assert res.stdout.startswith(f"usage: ros2 run pai_ros {node} --ros-args")
     for param in importlib.import_module(params_module).PARAMS:
         assert f"\n  {param.name} (" in res.stdout, param.name
+    # After --ros-args too (rcl has no --help: it used to be "cannot read the ROS arguments: ['--help']").
+    late = subprocess.run([str(REPO / "scripts" / "ros" / node), "--ros-args", "-p", "x:=1", "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert late.returncode == 0 and late.stdout == res.stdout, late.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.staging import output_directory, remove_stale_staging, staged_directory, staged_file
 
@@ -103,4 +104,16 @@ def test_a_failed_run_removes_the_output_directories_it_created_while_empty(tmp_
     assert (tmp_path / "mine").is_dir()
     with output_directory(tmp_path / "ok") as out:  # a run that succeeds keeps its (empty) output
         pass
+    assert out.is_dir()
+
+
+def test_the_working_directory_as_output_is_refused_before_any_work(tmp_path: Path, monkeypatch) -> None:
+    """Replacing it renames it aside, which the system refuses (EBUSY) only after all the work."""
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    for given in (Path("."), out, tmp_path):
+        with pytest.raises(UserError, match="is the current directory or contains it"):
+            with staged_directory(given):
+                raise AssertionError("the work must not start")
     assert out.is_dir()

@@ -24,6 +24,7 @@ writer and renamed when complete; ``meta/pai_ros_bag_source.json`` records the b
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class TopicMapping:
     @staticmethod
     def parse_camera(entry: str) -> tuple[str, str]:
         name, sep, topic = entry.partition(":")
+        name = name.removeprefix("observation.images.")  # LeRobot's key, as the policy node accepts it
         if not sep or not name or not topic or not name.replace("_", "").isalnum():
             raise UserError(f"--camera '{entry}' is not NAME:TOPIC (e.g. front:/camera/front/image_raw; NAME is "
                             "the policy's camera name: letters, digits, _)")
@@ -107,6 +109,10 @@ class DatasetSummary:
     frames: int = 0
     ticks_left_out: dict[str, int] = field(default_factory=dict)  # reason -> ticks
     short_episodes_left_out: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def left_out(self, reason: str, ticks: int = 1) -> None:
+        self.ticks_left_out[reason] = self.ticks_left_out.get(reason, 0) + ticks
 
     def lines(self) -> list[str]:
         out = [f"{len(self.episodes)} episode(s), {self.frames} frames"]
@@ -114,6 +120,7 @@ class DatasetSummary:
             out.append(f"  {n} tick(s) left out: {reason}")
         if self.short_episodes_left_out:
             out.append(f"  {self.short_episodes_left_out} episode(s) shorter than --min-frames left out")
+        out += [f"  {note}" for note in self.notes]
         return out
 
 
@@ -146,30 +153,60 @@ def _connections(reader: Any, bag: Path, mapping: TopicMapping) -> dict[str, Any
             found = f" is {conn.msgtype}, not {' or '.join(types)}" if conn is not None else " is not in it"
             raise UserError(f"bag {bag}: {topic}{found} (its {' / '.join(x.rsplit('/', 1)[-1] for x in types)} "
                             f"topics: {', '.join(offered) or 'none'})")
+        if conn.msgcount == 0:
+            raise UserError(f"bag {bag}: {topic} has no messages, so no frame can be made of this bag")
         wanted[key] = conn
     return wanted
 
 
-def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], period_ns: int,
-           progress_bar: Any) -> Iterator[tuple[int, dict[str, _Latest]]]:
-    """``(tick time, latest message per input)`` every ``period_ns`` of bag time, from the first
-    moment every input has had a message until the bag's last message."""
+def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns: int, summary: DatasetSummary,
+           progress_bar: Any) -> Iterator[tuple[int, dict[str, _Latest], int]]:
+    """``(tick time, latest message per input, how many ticks)`` at ``fps`` of bag time, from the
+    first moment every input has had a message to the bag's last message.
+
+    The grid is exact (tick k at ``start + k * 1e9 // fps``: no drift against periodic messages).
+    Once every input is older than ``max_age_ns``, the ticks up to the next message are all the
+    same stale tick: they come as one, with their count (a bag whose receive time jumps by years,
+    e.g. sim time before and after the first ``/clock``, must not take years of ticks). Ticks
+    before every input has had a message are counted in ``summary`` as left out.
+    """
     from pai_ros.bags.typestore import typestore
 
     key_of = {c.id: k for k, c in wanted.items()}
     latest: dict[str, _Latest] = {}
-    next_tick: int | None = None
+    start: int | None = None
+    first_ns: int | None = None
+    k = 0
+    last_ns = 0
     store = typestore()
+
+    def tick(i: int) -> int:
+        return start + (i * NS) // fps
+
     for conn, recv_ns, msg in read_messages(reader, list(wanted.values()), store, bag):
-        while next_tick is not None and next_tick < recv_ns:
-            yield next_tick, latest
-            next_tick += period_ns
+        while start is not None and tick(k) < recv_ns:
+            if tick(k) - max(item.recv_ns for item in latest.values()) > max_age_ns:
+                n = ((recv_ns - 1 - start) * fps) // NS - k + 1  # the ticks in [tick(k), recv_ns): all stale
+                yield tick(k), latest, n
+                k += n
+            else:
+                yield tick(k), latest, 1
+                k += 1
         latest[key_of[conn.id]] = _Latest(recv_ns, msg, conn.msgtype)
-        if next_tick is None and len(latest) == len(wanted):
-            next_tick = recv_ns
+        first_ns = recv_ns if first_ns is None else first_ns
+        last_ns = recv_ns
+        if start is None and len(latest) == len(wanted):
+            start = recv_ns
+            waited = ((recv_ns - first_ns) * fps) // NS
+            if waited:
+                summary.left_out(f"before the first message on {wanted[key_of[conn.id]].topic}", waited)
         progress_bar.update()
-    if next_tick is not None:
-        yield next_tick, latest
+    while start is not None and tick(k) <= last_ns:
+        yield tick(k), latest, 1
+        k += 1
+    if start is None:
+        missing = sorted(c.topic for key, c in wanted.items() if key not in latest)
+        summary.notes.append(f"{bag}: no frame, nothing arrived on {', '.join(missing)}")
 
 
 # ------------------------------------------------------------------ a tick -> a frame
@@ -180,8 +217,9 @@ class _Frames:
 
     def __init__(self, mapping: TopicMapping, sampling: Sampling) -> None:
         self.mapping, self.sampling = mapping, sampling
-        self.state_names: tuple[str, ...] = mapping.state_joint_names
-        self.action_names: tuple[str, ...] = mapping.action_names
+        # None until known: given, or taken from the first message that has any (never from an empty one).
+        self.state_names: tuple[str, ...] | None = mapping.state_joint_names or None
+        self.action_names: tuple[str, ...] | None = mapping.action_names or None
         self.sizes: dict[str, tuple[int, int]] = {}
 
     def frame(self, tick_ns: int, latest: dict[str, _Latest], bag: Path) -> dict[str, Any] | str:
@@ -199,7 +237,9 @@ class _Frames:
             frame[f"observation.images.{name}"] = rgb
         if "state" in latest:
             msg = latest["state"].msg
-            if not self.state_names:
+            if not msg.name:
+                return f"{self.mapping.joint_states}: a JointState without joint names"
+            if self.state_names is None:
                 self.state_names = tuple(str(n) for n in msg.name)
             state = _named(msg, self.state_names, self.mapping.joint_states or "", "--state-joint-names")
             if isinstance(state, str):
@@ -220,6 +260,9 @@ class _Frames:
         except ImageConversionError as exc:
             return f"camera {name}: an image that cannot be decoded ({exc})"
         size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        if name not in self.sizes and (size[0] % 2 or size[1] % 2):
+            raise UserError(f"bag {bag}: camera {name} sends {size[1]}x{size[0]} images; LeRobot stores cameras as "
+                            "H.264 video, which needs an even width and height")
         known = self.sizes.setdefault(name, size)
         if size != known:
             raise UserError(f"bag {bag}: camera {name} changes size at bag time {tick_ns / NS:.3f} s, from "
@@ -231,14 +274,19 @@ class _Frames:
         m = item.msg
         topic = self.mapping.action_topic or ""
         if item.msgtype == JOINT_STATE:
-            if not self.action_names:
+            if not m.name:
+                return f"{topic}: a JointState without joint names"
+            if self.action_names is None:
                 self.action_names = tuple(str(n) for n in m.name)
             return _named(m, self.action_names, topic, "--action-names")
         values = np.asarray(m.data, dtype=np.float32)
-        if not self.action_names:
+        if values.size == 0:
+            return f"{topic}: an empty action"
+        if self.action_names is None:
             self.action_names = tuple(f"action_{i}" for i in range(values.size))
         if values.size != len(self.action_names):
-            return f"{topic}: {values.size} values, not the {len(self.action_names)} of --action-names"
+            source = "--action-names" if self.mapping.action_names else "the first action"
+            return f"{topic}: {values.size} values, not the {len(self.action_names)} of {source}"
         if not np.isfinite(values).all():
             return f"{topic}: a value that is not finite"
         return values
@@ -295,43 +343,64 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
     if output.exists() and not (output.is_dir() and not any(output.iterdir())) and not overwrite:
         raise UserError(f"output {output} exists; choose a new path or pass --overwrite")
     sources = [(bag, find_sources(Path(bag))) for bag in bags]
+    _check_inputs(sources, mapping)  # every bag before any work: not a failure after an hour of the first
     summary = DatasetSummary(output)
     frames = _Frames(mapping, sampling)
-    period_ns = NS // sampling.fps
+    max_age_ns = int(sampling.max_age_s * NS)
     quiet_ffmpeg()
     with staged_directory(output, create=False) as staged, quiet_hf_datasets():
         writer = _EpisodeWriter(staged, repo_id or f"local/{output.name}", sampling, task, summary)
-        for bag, bag_sources in sources:
-            for source in bag_sources:
-                reader = open_reader(source, bag)
-                try:
-                    wanted = _connections(reader, bag, mapping)
-                    total = sum(c.msgcount for c in wanted.values())
-                    with tqdm(total=total, unit="msg", desc=f"bag2dataset {bag.name}", disable=not progress,
-                              leave=False) as bar:
-                        for tick_ns, latest in _ticks(reader, bag, wanted, period_ns, bar):
-                            frame = frames.frame(tick_ns, latest, bag)
-                            if isinstance(frame, str):
-                                summary.ticks_left_out[frame] = summary.ticks_left_out.get(frame, 0) + 1
-                                writer.end_episode()
-                                continue
-                            writer.add(frame, frames, str(bag), tick_ns)
-                finally:
-                    reader.close()
-                writer.end_episode()  # a bag (or a storage file of one without metadata) ends its episode
-        if not summary.episodes:
-            why = "; ".join(f"{n} x {r}" for r, n in sorted(summary.ticks_left_out.items(), key=lambda x: -x[1])[:3])
-            raise UserError(f"no episode of at least --min-frames {sampling.min_frames} frames in "
-                            f"{', '.join(map(str, bags))}" + (f" (ticks left out: {why})" if why else ""))
+        try:
+            for bag, bag_sources in sources:
+                for source in bag_sources:
+                    reader = open_reader(source, bag)
+                    try:
+                        wanted = _connections(reader, bag, mapping)
+                        total = sum(c.msgcount for c in wanted.values())
+                        with tqdm(total=total, unit="msg", desc=f"bag2dataset {bag.name}", disable=not progress,
+                                  leave=False) as bar:
+                            for tick_ns, latest, count in _ticks(reader, bag, wanted, sampling.fps, max_age_ns,
+                                                                 summary, bar):
+                                frame = frames.frame(tick_ns, latest, bag)
+                                if isinstance(frame, str):
+                                    summary.left_out(frame, count)
+                                    writer.end_episode()
+                                    continue
+                                writer.add(frame, frames, str(bag), tick_ns)
+                    finally:
+                        reader.close()
+                    writer.end_episode()  # a bag (or a storage file of one without metadata) ends its episode
+            if not summary.episodes:
+                most = sorted(summary.ticks_left_out.items(), key=lambda x: -x[1])[:3]
+                why = "; ".join(f"{n} x {r}" for r, n in most) or "; ".join(summary.notes)
+                raise UserError(f"no episode of at least --min-frames {sampling.min_frames} frames in "
+                                f"{', '.join(map(str, bags))}" + (f" (left out: {why})" if why else ""))
+        except BaseException:
+            # LeRobot flushes its buffers when finalized (or later, at garbage collection: into the staging
+            # directory after it is removed, re-creating it). Flush now, then let the staging go.
+            with contextlib.suppress(Exception):
+                writer.finalize()
+            raise
         writer.finalize()
         write_json_atomic(staged / "meta" / SOURCE_FILE, {
             "bags": [str(Path(b).resolve()) for b in bags], "cameras": dict(mapping.cameras),
-            "joint_states": mapping.joint_states, "state_joint_names": list(frames.state_names),
-            "action_topic": mapping.action_topic, "action_names": list(frames.action_names),
+            "joint_states": mapping.joint_states, "state_joint_names": list(frames.state_names or ()),
+            "action_topic": mapping.action_topic, "action_names": list(frames.action_names or ()),
             "fps": sampling.fps, "max_age_s": sampling.max_age_s, "min_frames": sampling.min_frames,
             "episodes": summary.episodes, "ticks_left_out": summary.ticks_left_out,
-            "short_episodes_left_out": summary.short_episodes_left_out})
+            "short_episodes_left_out": summary.short_episodes_left_out, "notes": summary.notes})
     return summary
+
+
+def _check_inputs(sources: list[tuple[Path, list[Path]]], mapping: TopicMapping) -> None:
+    """Every bag opens and has every mapped topic, with messages (one line naming the first that does not)."""
+    for bag, bag_sources in sources:
+        for source in bag_sources:
+            reader = open_reader(source, bag)
+            try:
+                _connections(reader, bag, mapping)
+            finally:
+                reader.close()
 
 
 class _EpisodeWriter:
@@ -380,4 +449,5 @@ class _EpisodeWriter:
         self.held, self.long_enough, self.started = [], False, None
 
     def finalize(self) -> None:
-        self.ds.finalize()
+        if self.ds is not None:
+            self.ds.finalize()

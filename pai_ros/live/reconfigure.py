@@ -36,9 +36,7 @@ def reconfigure(live: LiveTick, changes: Iterable[tuple[str, Any]]) -> list[str]
                 undo.append(lambda sae=previous[0], path=previous[1]: _restore_sae(live, sae, path))
                 done.append(f"reloaded {described} from {value}")
             elif name == "heatmap_method" and value != live.heatmap_method:
-                previous_method = live.heatmap_method
-                live.set_heatmap_method(value)
-                undo.append(lambda method=previous_method: live.set_heatmap_method(method))
+                undo.append(live.set_heatmap_method(value))  # its undo cannot be refused
                 done.append(f"heatmap_method is now {value}")
         except UserError as exc:
             for step in reversed(undo):

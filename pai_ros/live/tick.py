@@ -249,7 +249,7 @@ class LiveTick:
         return self.steering.request(features, mode, values, duration_s, now_ns,
                                      sae.loaded.sae_id if sae else None, sae.num_features if sae else 0)
 
-    def set_heatmap_method(self, method: str) -> None:
+    def set_heatmap_method(self, method: str) -> Callable[[], None]:
         """Switch the live attribution method from the next tick; on any problem nothing changes.
 
         Gradient methods (relevance, relevance_cross, input_gradient) are checked first: the policy
@@ -257,6 +257,7 @@ class LiveTick:
         (:func:`~pai_ros.attention.explainers.estimated_memory_bytes`; input_gradient keeps the
         vision backbone's activations too, so it asks for much more), else :class:`UserError`
         says why and the current method stays, so the node keeps acting and showing maps.
+        Returns a function that undoes the switch (see :mod:`pai_ros.live.reconfigure`).
         """
         if method not in LIVE_METHODS:
             raise UserError(f"heatmap_method '{method}' is not one of {', '.join(LIVE_METHODS)}")
@@ -271,12 +272,24 @@ class LiveTick:
                 raise UserError(f"not enough memory for {method} on {self.runner.device}: it needs about "
                                 f"{need / 2**20:.0f} MiB more, {free / 2**20:.0f} MiB are free")
             explainer.attach()
-        previous = self.runner.explainer
+        previous, previous_method = self.runner.explainer, self.heatmap_method
         self.runner.explainer = explainer  # one reference swap: the tick in progress keeps its own
         if previous is not None:
             previous.detach()
         self.heatmap_method = method
         self.heatmap_refused = None
+
+        def undo() -> None:
+            """Back to the method before with the explainer it had: no checks, so nothing can refuse it
+            (switching back by name would check the memory again, and could fail)."""
+            if previous is not None:
+                previous.attach()
+            current, self.runner.explainer = self.runner.explainer, previous
+            if current is not None:
+                current.detach()
+            self.heatmap_method = previous_method
+
+        return undo
 
     def _token_count(self) -> int:
         """Encoder tokens: latent, state, environment state, and each camera's backbone cells (stride 32)."""

@@ -16,11 +16,9 @@ CONFIG = {"policy_node": "policy", "replay_node": "replay", "recorder_node": "re
 
 
 def help_requested(args: Sequence[str] | None) -> bool:
-    """``-h``/``--help`` among the node's own arguments (before ``--ros-args``)."""
-    own = list(args or [])[1:]
-    if "--ros-args" in own:
-        own = own[:own.index("--ros-args")]
-    return any(a in ("-h", "--help") for a in own)
+    """``-h``/``--help`` anywhere on the command line (rcl has no such option: after ``--ros-args``
+    it would be an unreadable ROS argument, so it is taken as a request for help there too)."""
+    return any(a in ("-h", "--help") for a in list(args or [])[1:])
 
 
 def _type(p: Param) -> str:

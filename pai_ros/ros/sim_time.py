@@ -5,7 +5,8 @@ timer on that clock (the control tick, the replay, the status reports) waits for
 that is not started, or publishes ``/clock`` in another domain or namespace, leaves the node
 silent, ``/diagnostics`` included: standard rclpy behaviour that looks like a hang. This watch
 runs on the steady clock, so it fires regardless, and reports on the node's own ``/diagnostics``
-publisher (WARN, name ``<node>: clock``) and in the log while no simulated time has arrived.
+publisher (WARN, name ``<node>: clock``) and in the log while no simulated time has arrived, then
+once OK under the same name when it does (a monitor would otherwise keep showing the WARN).
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ class SimClockWatch:
     def check(self) -> None:
         no_clock = self.node.get_clock().now().nanoseconds == 0
         if not no_clock:
-            if self.waiting:
+            if self.waiting:  # clear the WARN a monitor shows under this name
                 self.node.get_logger().info("simulated time has started (/clock received)")
+                self._publish(0, "simulated time has started (/clock received)", {"use_sim_time": "true"})
             self.waiting = False
             self.timer.cancel()  # time only stops again if the simulator restarts from 0: not watched
             return
@@ -49,6 +51,8 @@ class SimClockWatch:
         if not self.waiting:
             self.node.get_logger().warning(message)
             self.waiting = True
-        self.publisher.publish(diagnostic_array(f"{self.node.get_name()}: clock", 1, message,
-                                                {"use_sim_time": "true", "waited_s": f"{waited:.0f}"},
-                                                "", self.node.get_clock().now().to_msg()))
+        self._publish(1, message, {"use_sim_time": "true", "waited_s": f"{waited:.0f}"})
+
+    def _publish(self, level: int, message: str, values: dict[str, str]) -> None:
+        self.publisher.publish(diagnostic_array(f"{self.node.get_name()}: clock", level, message, values, "",
+                                                self.node.get_clock().now().to_msg()))
