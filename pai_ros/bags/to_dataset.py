@@ -186,7 +186,8 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
     for conn, recv_ns, msg in read_messages(reader, list(wanted.values()), store, bag):
         while start is not None and tick(k) < recv_ns:
             if tick(k) - max(item.recv_ns for item in latest.values()) > max_age_ns:
-                n = ((recv_ns - 1 - start) * fps) // NS - k + 1  # the ticks in [tick(k), recv_ns): all stale
+                # The ticks j >= k before this message: tick(j) < recv_ns  <=>  j * NS < (recv_ns - start) * fps.
+                n = max(1, -(-((recv_ns - start) * fps) // NS) - k)
                 yield tick(k), latest, n
                 k += n
             else:
