@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_pai
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pai_ros.bags.typestore import typestore
 from pai_ros.bags.writer import BagWriter
@@ -251,3 +253,19 @@ def test_camera_names_take_lerobots_key_as_the_policy_node_does() -> None:
     from pai_ros.bags.to_dataset import TopicMapping
 
     assert TopicMapping.parse_camera("observation.images.front:so101/front") == ("front", "/so101/front")
+
+
+@settings(max_examples=500, deadline=None)
+@given(fps=st.sampled_from([1, 7, 15, 30, 33, 1000]), start=st.integers(0, 10**15), k=st.integers(0, 10**4),
+       after=st.integers(1, 10 * S))
+def test_a_gaps_tick_count_is_exactly_the_ticks_before_the_next_message(fps: int, start: int, k: int,
+                                                                       after: int) -> None:
+    """Counted at once for a gap (years of ticks otherwise); one short, and the loop stepped by zero."""
+    from pai_ros.bags.to_dataset import ticks_before
+
+    def tick(j: int) -> int:
+        return start + (j * S) // fps
+
+    t = tick(k) + after
+    n = ticks_before(t, start, fps, k)
+    assert tick(k + n - 1) < t <= tick(k + n)

@@ -159,6 +159,12 @@ def _connections(reader: Any, bag: Path, mapping: TopicMapping) -> dict[str, Any
     return wanted
 
 
+def ticks_before(t_ns: int, start_ns: int, fps: int, k: int) -> int:
+    """How many ticks ``j >= k`` of the grid ``start_ns + j * 1e9 // fps`` come before ``t_ns`` (at least 1:
+    called when tick ``k`` does). ``tick(j) < t``  <=>  ``j * 1e9 < (t - start) * fps``."""
+    return max(1, -(-((t_ns - start_ns) * fps) // NS) - k)
+
+
 def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns: int, summary: DatasetSummary,
            progress_bar: Any) -> Iterator[tuple[int, dict[str, _Latest], int]]:
     """``(tick time, latest message per input, how many ticks)`` at ``fps`` of bag time, from the
@@ -186,8 +192,7 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
     for conn, recv_ns, msg in read_messages(reader, list(wanted.values()), store, bag):
         while start is not None and tick(k) < recv_ns:
             if tick(k) - max(item.recv_ns for item in latest.values()) > max_age_ns:
-                # The ticks j >= k before this message: tick(j) < recv_ns  <=>  j * NS < (recv_ns - start) * fps.
-                n = max(1, -(-((recv_ns - start) * fps) // NS) - k)
+                n = ticks_before(recv_ns, start, fps, k)
                 yield tick(k), latest, n
                 k += n
             else:
