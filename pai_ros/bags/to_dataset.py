@@ -35,7 +35,7 @@ import numpy as np
 
 from pai_ros.bags.to_parquet import COMPRESSED_IMAGE, IMAGE, JOINT_STATE, find_sources, open_reader, read_messages
 from pai_ros.errors import UserError
-from pai_ros.imaging.convert import ImageConversionError, compressed_to_rgb, raw_to_rgb
+from pai_ros.imaging.convert import ImageConversionError, message_to_rgb
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.staging import check_apart, staged_directory
 
@@ -261,8 +261,7 @@ class _Frames:
     def _image(self, item: _Latest, bag: Path, name: str, tick_ns: int) -> np.ndarray | str:
         m = item.msg
         try:
-            rgb = (compressed_to_rgb(m.format, m.data) if item.msgtype == COMPRESSED_IMAGE
-                   else raw_to_rgb(m.encoding, m.height, m.width, m.step, m.data))
+            rgb = message_to_rgb(m)
         except ImageConversionError as exc:
             return f"camera {name}: an image that cannot be decoded ({exc})"
         size = (int(rgb.shape[0]), int(rgb.shape[1]))

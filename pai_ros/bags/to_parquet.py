@@ -39,12 +39,7 @@ import pyarrow.parquet as pq
 
 from pai_ros.errors import UserError
 from pai_ros.features.tables import FEATURES_SCHEMA
-from pai_ros.imaging.convert import (
-    ImageConversionError,
-    compressed_to_rgb,
-    raw_to_rgb,
-    resize_rgb,
-)
+from pai_ros.imaging.convert import ImageConversionError, message_to_rgb, resize_rgb
 from pai_ros.staging import check_apart, staged_directory
 from pai_ros.timestamps import header_ns
 
@@ -610,8 +605,7 @@ class _Converter:
         video = None
         if self.videos:
             try:
-                rgb = (compressed_to_rgb(m.format, m.data) if compressed else
-                       raw_to_rgb(m.encoding, m.height, m.width, m.step, m.data))
+                rgb = message_to_rgb(m)
             except ImageConversionError as exc:
                 self._skip(topic, str(exc))
                 return

@@ -8,6 +8,8 @@ values so that it can be tested and fuzzed without ROS. Images inside pai_ros ar
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -84,6 +86,14 @@ def raw_to_rgb(encoding: str, height: int, width: int, step: int,
     if code is None:
         return np.array(img, dtype=np.uint8, copy=True)
     return cv2.cvtColor(np.ascontiguousarray(img), code)
+
+
+def message_to_rgb(msg: Any) -> np.ndarray:
+    """A deserialised ``Image`` or ``CompressedImage`` (rosbags' or rclpy's: read by field name; only
+    the raw one has ``encoding``) -> ``H x W x 3`` uint8 RGB."""
+    if hasattr(msg, "encoding"):
+        return raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+    return compressed_to_rgb(msg.format, msg.data)
 
 
 def compressed_to_rgb(fmt: str, data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:

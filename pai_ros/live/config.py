@@ -28,7 +28,6 @@ from pai_ros.live.parameters import (
 from pai_ros.paramspec import defaults
 from pai_ros.policy.runner import MODES
 
-
 LEROBOT_IMAGE_PREFIX = "observation.images."
 
 

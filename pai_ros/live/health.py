@@ -19,6 +19,11 @@ import numpy as np
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
+def reason_kind(reason: str) -> str:
+    """A refusal's reason without its numbers: "0.41 s old" and "0.44 s old" are one kind."""
+    return _NUMBER.sub("#", reason)
+
+
 class Level(IntEnum):
     """Severity, with the values of ``diagnostic_msgs/DiagnosticStatus`` (so the node can copy it)."""
 
@@ -74,7 +79,7 @@ class Health:
             if seconds is not None:
                 self._tick_s.append(seconds)
             self._level, self._message = Level.ERROR, f"no action: {reason}"
-            kind = _NUMBER.sub("#", reason)
+            kind = reason_kind(reason)
             self._recent[kind] = (self._recent.get(kind, (0, ""))[0] + 1, reason)
 
     def set_ages(self, ages_s: dict[str, float]) -> None:

@@ -10,9 +10,8 @@ are the reasons without their numbers ("0.41 s old" and "0.44 s old" are one kin
 
 from __future__ import annotations
 
-import re
+from pai_ros.live.health import reason_kind
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 NS = 1_000_000_000
 
 
@@ -30,7 +29,7 @@ class RefusalLog:
         """The line to log for this refusal, or None (said recently)."""
         self.refused_in_a_row += 1
         self.refused_since_logged += 1
-        kind = _NUMBER.sub("#", reason)
+        kind = reason_kind(reason)
         since = None if self.logged_ns is None else now_ns - self.logged_ns
         due = (since is None or since >= self.remind_ns or since < 0
                or (kind != self.kind and since >= self.other_kind_ns))
