@@ -19,7 +19,9 @@ ours in its clothes.
 
 Figures: training tokens/s (the optimisation loop only, short runs, interleaved rounds, median)
 and held-out FVU / L0 after the full runs, computed here the same way for all (raw space, each
-model's own encode/decode). The peers need their own virtual environment (they pin packages the
+model's own encode/decode); then the time to equal quality: our runs of 1/2 .. 1/16 of the steps
+(each with its own learning-rate decay, as a user's shorter run) give the fewest steps at which
+ours reaches each peer's full-run FVU, timed at the measured rates. The peers need their own virtual environment (they pin packages the
 project's venv must not change); see ``bench/install_peer_deps.sh``.
 
 Usage: python bench/sae_peers.py --activations DIR [--steps 2000] [--short-steps 100] [--rounds 3]
@@ -224,6 +226,14 @@ def compare_peers(activations: Path, *, steps: int = 2000, short_steps: int = 10
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
             rates[name].append(run(name, short).rate(short.steps, short.batch_size))
     quality = {name: heldout_fvu_l0(run(name, full).codec, x_held) for name in names}
+    # Time to equal quality: our shorter runs (each with its own learning-rate decay, as
+    # `pai sae train --steps S` runs) against each peer's full run.
+    rungs = [steps // 2 ** i for i in range(1, 5) if steps // 2 ** i >= 50]
+    ours_at = {steps: quality["pai_ros"][0]}
+    for n in rungs:
+        ours_at[n] = heldout_fvu_l0(run("pai_ros", TrainSettings(k=k, expansion=expansion, steps=n,
+                                                                 batch_size=batch_size, device=device)).codec,
+                                    x_held)[0]
 
     title = (f"SAE training against peers: {len(x_train):,} ACT tokens (d {data.d}) for training, {len(x_held):,} "
              f"held out; TopK F {d_sae}, k {k}, batch {batch_size}; tokens/s of {short_steps}-step runs, "
@@ -239,10 +249,19 @@ def compare_peers(activations: Path, *, steps: int = 2000, short_steps: int = 10
                      f"{ours_rate / pr:.2f}x", ">= 1.0x"))
         rows.append((f"vs {name}: held-out FVU at L0 {lo:.1f} / {lp:.1f}", f"{fo:.4f}", f"{fp:.4f}",
                      f"{fo / fp:.2f}x", "<= 1.0x"))
+        enough = [n for n, f in ours_at.items() if f <= fp]
+        if enough:
+            need = min(enough)
+            ours_s, theirs_s = need * batch_size / ours_rate, steps * batch_size / pr
+            rows.append((f"vs {name}: time to its {steps}-step FVU (our steps {need} / {steps})",
+                         f"{ours_s:.1f} s", f"{theirs_s:.1f} s", f"{theirs_s / ours_s:.2f}x", "-"))
+        else:
+            rows.append((f"vs {name}: time to its {steps}-step FVU", f"not reached in {steps} steps", "-", "-", "-"))
     for name, why in skipped.items():
         rows.append((f"vs {name}", "not run", why[:80], "-", "-"))
     figures = {"machine": machine(), "rates": rates, "quality": quality, "skipped": skipped, "steps": steps,
-               "short_steps": short_steps, "rounds": rounds, "d_sae": d_sae, "k": k, "train_tokens": len(x_train)}
+               "short_steps": short_steps, "rounds": rounds, "d_sae": d_sae, "k": k, "train_tokens": len(x_train),
+               "ours_fvu_by_steps": ours_at}
     return title, rows, figures
 
 

@@ -176,9 +176,29 @@ def test_a_file_keyed_for_another_namespace_is_one_error_line(ros_env: dict, tmp
 
 
 @pytest.mark.ros
+def test_an_integer_for_a_double_is_taken_as_that_double(ros_env: dict, tmp_path: Path) -> None:
+    """`-p rate_hz:=10` and `settle_s: 1` in a file are integers to rcl; rclpy refused them for doubles."""
+    params = tmp_path / "sim.yaml"
+    params.write_text("/**/sim_node:\n  ros__parameters:\n    settle_s: 1\n")
+    sim = Proc([sys.executable, "-m", "pai_ros.ros.sim_node", "--ros-args", "-r", "__ns:=/robot7", "-p", "rate_hz:=10",
+                "-p", "loop:=true", "--params-file", str(params)], ros_env, "sim_node")
+    try:
+        reader = Proc([sys.executable, str(HELPERS / "get_params.py"), "/robot7/sim_node=rate_hz,settle_s",
+                       "--timeout", "120"], ros_env, "reader")
+        assert reader.wait(timeout=180) == 0, "\n".join(reader.lines + sim.lines[-20:])
+        result = next(json.loads(line) for line in reader.lines if line.startswith("{"))
+    finally:
+        sim.stop()
+    assert "error" not in result, result
+    # Doubles on the wire (a float in the JSON of the reader), and the declared type stays double.
+    assert _same(result["values"]["rate_hz"], 10.0) and _same(result["values"]["settle_s"], 1.0), result
+
+
+@pytest.mark.ros
 @pytest.mark.parametrize("node, arg, needle", [
-    ("replay_node", "rate_factor:=2", "parameter 'rate_factor' of /robot7/replay_node must be a double (write 2.0, "
-                                      "not 2); got 2 (integer)"),
+    ("replay_node", "rate_factor:=fast", "parameter 'rate_factor' of /robot7/replay_node must be a number; "
+                                         "got fast (string)"),
+    ("replay_node", "rate_factor:=200", "parameter 'rate_factor' of /robot7/replay_node must lie in"),
     ("recorder_node", "output:=123", "parameter 'output' of /robot7/recorder_node must be a string"),
     # rcl keeps an undeclared -p override without a word: the node would run at the default rate.
     ("sim_node", "rate_hz_:=10.0", "/robot7/sim_node has no parameter 'rate_hz_' (did you mean 'rate_hz'?)"),

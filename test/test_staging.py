@@ -39,6 +39,18 @@ def test_json_that_cannot_be_written_leaves_the_old_file(tmp_path: Path) -> None
     assert json.loads(path.read_text()) == {"k": 32} and _hidden(tmp_path) == []
 
 
+def test_json_files_are_strict_json_with_null_for_nan(tmp_path: Path) -> None:
+    """Python writes NaN/Infinity by default, which a browser's JSON.parse or jq refuses for the whole file."""
+    path = tmp_path / "effects.json"
+    write_json_atomic(path, {"rho": float("nan"), "rows": [1.5, float("inf"), (float("-inf"), 2)], "n": 3})
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {"rho": None, "rows": [1.5, None, [None, 2]],
+                                                                   "n": 3}
+
+
 def test_a_staged_directory_swaps_in_whole_or_not_at_all(tmp_path: Path) -> None:
     final = tmp_path / "sae"
     final.mkdir()

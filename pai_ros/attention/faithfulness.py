@@ -53,6 +53,7 @@ from pai_ros.attention.integrated_gradients import (
 )
 from pai_ros.attention.maps import maps_for_tick
 from pai_ros.attention.relevance import RelevanceTarget, explaining
+from pai_ros.jsonfile import json_text
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
 
@@ -280,13 +281,12 @@ def episode_observations(root: Path, episode: int, max_frames: int) -> list[Obse
 
 def write_report(report: FaithfulnessReport, directory: Path, title: str = "") -> dict:
     """``faithfulness.json`` and ``faithfulness.png`` into ``directory``, which appears only when both are complete."""
-    import json
 
     from pai_ros.staging import staged_directory
 
     summary = report.to_dict()
     with staged_directory(directory) as partial:
-        (partial / "faithfulness.json").write_text(json.dumps(summary, indent=2))
+        (partial / "faithfulness.json").write_text(json_text(summary))
         plot_curves(summary, partial / "faithfulness.png", title)
     return summary
 

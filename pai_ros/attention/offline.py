@@ -16,7 +16,6 @@ file is complete, so an interrupted run never leaves outputs that look finished.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from pai_ros.attention.render import (
 )
 from pai_ros.data.episodes import camera_names, episode_length, iter_episode, read_info
 from pai_ros.errors import UserError
+from pai_ros.jsonfile import json_text
 from pai_ros.media.video import Mp4Writer, even_size
 from pai_ros.policy.layout import ENV_STATE, LATENT, STATE
 from pai_ros.policy.observation import Observation
@@ -139,7 +139,7 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
                    "wasted_forwards": runner.stats.wasted_forwards - wasted0,
                    "latency": runner.stats.latency_summary(),
                    "seconds": round(time.monotonic() - start, 2)}
-        (partial / "summary.json").write_text(json.dumps(summary, indent=2))
+        (partial / "summary.json").write_text(json_text(summary))
     return EpisodeResult(episode, final, summary["frames"], mae, summary["seconds"], mean_shares)
 
 

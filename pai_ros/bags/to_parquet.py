@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import math
 import re
 import statistics
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 from pai_ros.errors import UserError
 from pai_ros.features.tables import FEATURES_SCHEMA
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb, resize_rgb
+from pai_ros.jsonfile import json_text
 from pai_ros.staging import check_apart, staged_directory
 from pai_ros.timestamps import header_ns
 
@@ -148,7 +148,7 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
             raise
         converter.close()
         summary.seconds = round(time.perf_counter() - started, 3)
-        (partial / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
+        (partial / "summary.json").write_text(json_text(summary.to_json()) + "\n", encoding="utf-8")
     return summary
 
 

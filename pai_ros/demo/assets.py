@@ -37,6 +37,7 @@ from pai_ros.demo.dataset import DatasetSpec
 from pai_ros.demo.learning_gate import LearningGate
 from pai_ros.demo.train import TrainSettings
 from pai_ros.errors import UserError
+from pai_ros.jsonfile import json_text
 from pai_ros.sim.scene import SceneConfig
 from pai_ros.staging import (
     remove_stale_staging,
@@ -173,7 +174,7 @@ def _manifest(directory: Path) -> dict[str, int]:
 def _seal(directory: Path, info: dict | None = None) -> None:
     payload = {"files": _manifest(directory), "info": info or {}, "sealed_at": time.time()}
     tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.write_text(json_text(payload, indent=1))
     os.replace(tmp, directory / MANIFEST)
 
 
@@ -408,7 +409,7 @@ def _build_report(tmp: Path, assets: DemoAssets) -> dict:
         "disk_bytes": {name: sum(p.stat().st_size for p in (assets.root / name).rglob("*") if p.is_file())
                        for name in ("datasets", "policy", "train")},
     }
-    (tmp / "summary.json").write_text(json.dumps(summary, indent=2))
+    (tmp / "summary.json").write_text(json_text(summary))
     return {"final_loss": summary["final_loss"], "mae_policy": ev.mae_policy}
 
 

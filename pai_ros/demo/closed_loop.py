@@ -8,7 +8,6 @@ simulator; ``pai demo-assets`` asks for it after the other stages.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pai_ros.demo.assets import (
@@ -19,6 +18,7 @@ from pai_ros.demo.assets import (
     ensure_policy_stage,
 )
 from pai_ros.demo.report import plot_closed_loop
+from pai_ros.jsonfile import json_text
 from pai_ros.sim.evaluate import evaluate_closed_loop
 from pai_ros.sim.policy import EVAL_MODE, sim_config_for, sim_runner
 from pai_ros.sim.robot import SimConfig
@@ -49,6 +49,6 @@ def _build(tmp: Path, assets: DemoAssets, episodes: int, progress: bool) -> dict
         runner.close()
     tmp.mkdir(parents=True)
     result = {**report.as_dict(), "mode": EVAL_MODE, "policy": str(assets.policy_dir)}
-    (tmp / CLOSED_LOOP_FILE).write_text(json.dumps(result, indent=2))
+    (tmp / CLOSED_LOOP_FILE).write_text(json_text(result))
     plot_closed_loop(result, tmp / "closed_loop.png")
     return {"success_rate": report.success_rate, "mean_final_distance": report.mean_final_distance}

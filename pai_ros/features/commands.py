@@ -165,7 +165,8 @@ def _effects(args: argparse.Namespace) -> int:
     path = feature_effects(results, runner, loaded, settings, progress=not args.quiet)
     effects = read_json(path, "feature effects")
     top = ", ".join(f"{r['feature']} ({r['ablate_effect']:.3g})" for r in effects["features"][:5])
+    rho = effects["rank_correlation_effect_vs_activation"]
     print(f"effects of {len(effects['features'])} features over {effects['frames']} frames written to {path}; "
           f"largest when ablated: {top}; rank correlation with the activation ranking "
-          f"{effects['rank_correlation_effect_vs_activation']:.2f}")
+          f"{'n/a (one feature)' if rho is None else f'{rho:.2f}'}")
     return 0

@@ -133,10 +133,10 @@ def chunk_changes(runner: PolicyRunner, loaded: LoadedSae, batches: list[dict[st
         hook.remove()
 
 
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Rank correlation (no ties expected in effects; ties broken by order)."""
+def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Rank correlation (no ties expected in effects; ties broken by order); None below two values."""
     if len(a) < 2:
-        return float("nan")
+        return None
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
 

@@ -76,7 +76,7 @@ def declare(node: Any, params: list[Param], argv: Sequence[str] | None = None) -
 def _kind(p: Param) -> str:
     if isinstance(p.default, list):
         return f"a list of {p.array_type or 'string'}s"
-    return {bool: "true or false", int: "an integer", float: "a double (write 2.0, not 2)",
+    return {bool: "true or false", int: "an integer", float: "a number",
             str: "a string (quote it: '123')"}[type(p.default)]
 
 
@@ -97,10 +97,10 @@ def _declare_one(node: Any, p: Param) -> Any:
         else:
             desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
     if not isinstance(p.default, list):
-        node.declare_parameter(p.name, p.default, desc)
+        _declare_numbers_as_doubles(node, p, p.default, desc)
         return node.get_parameter(p.name).value
     if p.default:
-        node.declare_parameter(p.name, p.default, desc)
+        _declare_numbers_as_doubles(node, p, p.default, desc)
         return list(node.get_parameter(p.name).value)
     # An empty list has no element type, so it is declared by type. Declared so, it would stay
     # "uninitialized", and GetParameters (`ros2 param get`, `ros2 param dump`) then answers
@@ -108,7 +108,7 @@ def _declare_one(node: Any, p: Param) -> Any:
     # for, and made read-only afterwards where the spec says so.
     kind = {"string": Parameter.Type.STRING_ARRAY, "double": Parameter.Type.DOUBLE_ARRAY,
             "integer": Parameter.Type.INTEGER_ARRAY}[p.array_type or "string"]
-    node.declare_parameter(p.name, kind, ParameterDescriptor(description=p.description))
+    _declare_numbers_as_doubles(node, p, kind, ParameterDescriptor(description=p.description))
     try:
         value = list(node.get_parameter(p.name).value)
     except ParameterUninitializedException:
@@ -117,6 +117,38 @@ def _declare_one(node: Any, p: Param) -> Any:
     if p.read_only:
         node.set_descriptor(p.name, ParameterDescriptor(description=p.description, read_only=True, type=kind.value))
     return value
+
+
+def _declare_numbers_as_doubles(node: Any, p: Param, declared_as: Any, desc: Any) -> None:
+    """Declare ``p`` (``declared_as``: its default or its type); integers given for doubles become doubles.
+
+    rcl reads ``-p control_rate_hz:=30`` (or ``30`` in a parameter file) as an integer and rclpy
+    refuses it for a parameter declared as a double: the most common first-run stumble with ROS
+    parameters. An integer is an exact double, so such a value is read through a dynamically
+    typed declaration, and the parameter is declared again, statically typed and range-checked
+    as before, with the value converted. Any other mismatch keeps rclpy's error.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterTypeException
+
+    try:
+        node.declare_parameter(p.name, declared_as, desc)
+        return
+    except InvalidParameterTypeException:
+        if not (isinstance(p.default, float) or (isinstance(p.default, list) and p.array_type == "double")):
+            raise
+    node.declare_parameter(p.name, None, ParameterDescriptor(dynamic_typing=True))
+    given = node.get_parameter(p.name).value
+    node.undeclare_parameter(p.name)
+    if isinstance(p.default, float) and type(given) is int:
+        value: Any = float(given)
+    elif isinstance(p.default, list) and not isinstance(given, (str, bytes)) and hasattr(given, "__len__") \
+            and len(given) and all(isinstance(v, int) and not isinstance(v, bool) for v in given):
+        value = [float(v) for v in given]
+    else:  # declared again as before, so that rclpy raises its type error (translated by the caller)
+        node.declare_parameter(p.name, declared_as, desc)
+        return
+    node.declare_parameter(p.name, value, desc, ignore_override=True)
 
 
 def names(params: list[Param]) -> set[str]:
