@@ -1,7 +1,8 @@
 """Outputs that appear only when complete: build in a staging directory, then swap it in.
 
 Every writer of a directory output (attention episodes, feature recordings and analyses, SAE
-directories, Parquet conversions, demo assets, recovered bags) uses :func:`staged_directory`:
+directories, Parquet conversions, datasets from bags, demo assets) uses :func:`staged_directory`
+(``pai bag recover`` builds in the same :func:`staging_path` and renames its one file in):
 the work happens in ``.<name>.partial-<pid>`` next to the final path, and only a finished
 directory replaces it. Replacing renames the old output aside first and deletes it last, so at
 every moment either the old or the new output is complete at the final path (never neither,

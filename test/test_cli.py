@@ -64,6 +64,26 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path) -> None:
     assert res.returncode == 2 and "argument --port: invalid port value: '99999'" in res.stderr, res.stderr
 
 
+def test_every_subcommand_uses_the_shared_help_layout() -> None:
+    """`pai demo`, `pai demo-assets` and `pai bag recover` showed (default: None) until they used it too."""
+    import argparse
+
+    from pai_ros.cli import build_parser
+    from pai_ros.cli_help import HelpFormatter
+
+    def parsers(parser: argparse.ArgumentParser, name: str):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child_name, child in action.choices.items():
+                    yield from parsers(child, f"{name} {child_name}")
+
+    found = dict(parsers(build_parser(), "pai"))
+    assert {"pai demo", "pai demo-assets", "pai bag recover", "pai sae train"} <= set(found)
+    wrong = [name for name, parser in found.items() if name != "pai" and parser.formatter_class is not HelpFormatter]
+    assert not wrong, wrong
+
+
 def test_help_shows_real_defaults_once_and_no_none() -> None:
     for argv in (["attention"], ["sae", "train"], ["sae", "collect"], ["features", "record"], ["bag2dataset"]):
         res = run_pai(*argv, "--help")

@@ -20,9 +20,9 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+from helpers.fuzzing import examples, ros_text
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from helpers.fuzzing import examples, ros_text
 from hypothesis.extra import numpy as hnp
 
 from pai_ros.imaging.convert import (
@@ -339,11 +339,12 @@ def test_ros_text_draws_only_what_a_ros_string_can_hold() -> None:
 def test_joint_state_round_trips_bit_for_bit(data: st.DataObject, names: list[str], sec: int, nanosec: int) -> None:
     from builtin_interfaces.msg import Time
 
-    from pai_ros.ros.messages import joint_state, stamp_ns, to_stamp
+    from pai_ros.ros.messages import joint_state, to_stamp
+    from pai_ros.timestamps import stamp_to_ns
 
     values = data.draw(hnp.arrays(st.sampled_from([np.float64, np.float32]), len(names)))  # NaN, inf, -0.0 too
     stamp = Time(sec=sec, nanosec=nanosec)
-    assert to_stamp(stamp_ns(stamp)) == stamp
+    assert to_stamp(stamp_to_ns(stamp)) == stamp
     msg = joint_state(names, values, stamp, "base")
     expected = values.astype(np.float64)
     for got in (msg, _cdr_round_trip(msg, "sensor_msgs/msg/JointState")):

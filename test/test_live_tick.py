@@ -279,6 +279,36 @@ def test_observe_only_acts_without_counting_published_actions(tiny_act: Path) ->
         live.close()
 
 
+@pytest.mark.parametrize("outputs, holds_all", [(("joint_trajectory",), True),
+                                                 (("joint_trajectory", "joint_state"), False)])
+def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_so(tiny_act: Path, outputs,
+                                                                                  holds_all: bool) -> None:
+    """The core decides, counts and words it: the node used to rewrite the status and count held actions."""
+    from pai_ros.live import ControllerGate
+
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act)))
+    try:
+        gate = live.controller_gate = ControllerGate("/arm_controller", outputs)
+        assert gate.checked_outputs == ("joint_trajectory",) and not gate.sends("joint_trajectory")
+        assert gate.sends("joint_state")  # a JointState command goes out: no controller checks it
+        assert isinstance(live.step(inputs(T0), T0), TickOutput)
+        d = live.diagnostics(T0)
+        assert live.health.counts[1] == (0 if holds_all else 1)
+        assert d.message.startswith("holding actions" if holds_all else "publishing actions"), d.message
+        assert "not sending to the controller: joints of /arm_controller not verified yet" in d.message
+        assert d.level == Level.WARN and d.values["controller"].startswith("joints of /arm_controller")
+        gate.verified, gate.problem = True, "/arm_controller has joints ['a']; it refuses trajectories for ['x']"
+        assert live.diagnostics(T0).level == Level.ERROR  # answered, and the joints do not match
+        gate.problem = None
+        assert gate.sends("joint_trajectory")
+        assert isinstance(live.step(inputs(T0 + S // 10), T0 + S // 10), TickOutput)
+        d = live.diagnostics(T0 + S // 10)
+        assert live.health.counts[1] == (1 if holds_all else 2) and d.level == Level.OK
+        assert d.message.startswith("publishing actions") and d.values["controller"] == "/arm_controller: joints match"
+    finally:
+        live.close()
+
+
 def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tick: LiveTick) -> None:
     now = T0 + 200 * S
     tick.set_heatmap_method("rollout")

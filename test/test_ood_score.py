@@ -4,6 +4,7 @@ policy, the live SAE and tick that fill ``ood_score``, and the files it reads go
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -437,3 +438,24 @@ def test_the_state_fit_runs_no_more_frames_than_the_regression_keeps(tiny_datase
     assert c["camera_state_fit"]["frame_stride"] == 2
     assert "frame stride of 2 instead of 1" in c["camera_state_fit"]["note"]
     assert c["camera_state"]["fit_frames"] == 12 + 12
+
+
+@pytest.mark.parametrize("episodes, evaluate, fit, needle", [
+    ([0, 1], [1, 2], None, "--evaluate-episode overlaps --episode"),
+    ([0], [2], [2, 3], "shares episode(s) [2]"),
+    ([0], None, [0, 3], "shares episode(s) [0]"),
+])
+def test_calibrate_itself_refuses_shared_episodes_before_any_work(tmp_path: Path, episodes, evaluate, fit,
+                                                                   needle) -> None:
+    """The library checks, not only the command: demo assets call calibrate() directly."""
+    from pai_ros.sae.calibrate import StateFit, calibrate
+
+    state_fit = StateFit(tmp_path, fit) if fit is not None else None
+    with pytest.raises(UserError, match=re.escape(needle)):
+        calibrate(None, None, tmp_path, episodes, evaluate=evaluate, state_fit=state_fit)  # type: ignore[arg-type]
+
+
+def test_episodes_of_another_dataset_may_share_numbers(tmp_path: Path) -> None:
+    from pai_ros.sae.calibrate import StateFit, check_episodes_apart
+
+    check_episodes_apart(tmp_path / "heldout", [0, 1], [2], StateFit(tmp_path / "train", [0, 1, 2]))

@@ -77,7 +77,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     d.set_defaults(handler=_to_dataset)
 
     bag = sub.add_parser("bag", help="bag maintenance: recover an interrupted recording",
-                         description="Bag maintenance commands.")
+                         description="Bag maintenance commands.", formatter_class=HelpFormatter)
     bag_sub = bag.add_subparsers(dest="bag_command", metavar="<bag command>", title="bag commands", required=True)
     r = bag_sub.add_parser(
         "recover",
@@ -93,6 +93,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "never modified; OUT is written under a temporary name and renamed when complete. recorder_node "
             "flushes every flush_period_s (default 1 s), so a kill loses at most that last window."
         ),
+        formatter_class=HelpFormatter,
     )
     r.add_argument("bag", type=Path, metavar="BAG", help="bag directory, or a single .mcap file")
     r.add_argument("-o", "--output", type=Path, metavar="OUT", default=None,

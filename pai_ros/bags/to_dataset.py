@@ -38,12 +38,12 @@ from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.staging import check_apart, staged_directory
+from pai_ros.timestamps import NS_PER_S
 
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
 FLOAT32_ARRAY = "std_msgs/msg/Float32MultiArray"
 ACTION_TYPES = (JOINT_STATE, FLOAT64_ARRAY, FLOAT32_ARRAY)
 SOURCE_FILE = "pai_ros_bag_source.json"
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def _connections(reader: Any, bag: Path, mapping: TopicMapping) -> dict[str, Any
 def ticks_before(t_ns: int, start_ns: int, fps: int, k: int) -> int:
     """How many ticks ``j >= k`` of the grid ``start_ns + j * 1e9 // fps`` come before ``t_ns`` (at least 1:
     called when tick ``k`` does). ``tick(j) < t``  <=>  ``j * 1e9 < (t - start) * fps``."""
-    return max(1, -(-((t_ns - start_ns) * fps) // NS) - k)
+    return max(1, -(-((t_ns - start_ns) * fps) // NS_PER_S) - k)
 
 
 def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns: int, summary: DatasetSummary,
@@ -187,7 +187,7 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
     store = typestore()
 
     def tick(i: int) -> int:
-        return start + (i * NS) // fps
+        return start + (i * NS_PER_S) // fps
 
     for conn, recv_ns, msg in read_messages(reader, list(wanted.values()), store, bag):
         while start is not None and tick(k) < recv_ns:
@@ -203,7 +203,7 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
         last_ns = recv_ns
         if start is None and len(latest) == len(wanted):
             start = recv_ns
-            waited = ((recv_ns - first_ns) * fps) // NS
+            waited = ((recv_ns - first_ns) * fps) // NS_PER_S
             if waited:
                 summary.left_out(f"before the first message on {wanted[key_of[conn.id]].topic}", waited)
         progress_bar.update()
@@ -230,7 +230,7 @@ class _Frames:
 
     def frame(self, tick_ns: int, latest: dict[str, _Latest], bag: Path) -> dict[str, Any] | str:
         """The frame's features, or why this tick is not one (a reason shared by similar ticks)."""
-        max_age_ns = int(self.sampling.max_age_s * NS)
+        max_age_ns = int(self.sampling.max_age_s * NS_PER_S)
         for key, item in latest.items():
             if tick_ns - item.recv_ns > max_age_ns:
                 topic = self.mapping.inputs()[key]
@@ -270,7 +270,7 @@ class _Frames:
                             "H.264 video, which needs an even width and height")
         known = self.sizes.setdefault(name, size)
         if size != known:
-            raise UserError(f"bag {bag}: camera {name} changes size at bag time {tick_ns / NS:.3f} s, from "
+            raise UserError(f"bag {bag}: camera {name} changes size at bag time {tick_ns / NS_PER_S:.3f} s, from "
                             f"{known[0]}x{known[1]} to {size[0]}x{size[1]}; a dataset holds one size per camera "
                             "(convert the parts separately)")
         return rgb
@@ -351,7 +351,7 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
     _check_inputs(sources, mapping)  # every bag before any work: not a failure after an hour of the first
     summary = DatasetSummary(output)
     frames = _Frames(mapping, sampling)
-    max_age_ns = int(sampling.max_age_s * NS)
+    max_age_ns = int(sampling.max_age_s * NS_PER_S)
     quiet_ffmpeg()
     with staged_directory(output, create=False) as staged, quiet_hf_datasets():
         writer = _EpisodeWriter(staged, repo_id or f"local/{output.name}", sampling, task, summary)
@@ -447,7 +447,7 @@ class _EpisodeWriter:
         if self.long_enough:
             frames = int(self.ds.episode_buffer["size"])
             self.ds.save_episode()
-            self.summary.episodes.append({"bag": bag, "start_s": start_ns / NS, "frames": frames})
+            self.summary.episodes.append({"bag": bag, "start_s": start_ns / NS_PER_S, "frames": frames})
             self.summary.frames += frames
         else:
             self.summary.short_episodes_left_out += 1

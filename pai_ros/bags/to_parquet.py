@@ -14,7 +14,7 @@ time of every frame is in ``frames.parquet`` anyway.
 Type definitions come from the bag itself where it embeds them (MCAP does; so a bag recorded
 with an older message definition still decodes), else from :func:`pai_ros.bags.typestore.typestore`.
 
-Everything is written into ``OUT.partial-<pid>`` next to ``OUT`` and renamed to ``OUT`` only when
+Everything is written into the hidden ``.OUT.partial-<pid>`` next to ``OUT`` and renamed to ``OUT`` only when
 complete, so an ``OUT`` directory is never half-written.
 """
 

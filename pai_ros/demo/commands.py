@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pai_ros.cli_help import HelpFormatter
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
@@ -17,6 +19,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "(its closed-loop success rate). Results are cached under the cache directory, keyed by the generator "
             "version and settings; a second run returns at once. Nothing is downloaded."
         ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--cache-dir", type=Path, default=None,
                    help="where to keep the assets (default: $PAI_CACHE_DIR or ~/.cache/pai_ros)")

@@ -20,7 +20,8 @@ Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 def register(sub: Sub) -> Sub:
     p = sub.add_parser("features", help="record SAE features over episodes, rank them, browse and name them",
                        description="Sparse-autoencoder features of an ACT policy: record them per frame, analyse "
-                                   "(rank, top frames, heatmap thumbnails) and look at and name them in a browser.")
+                                   "(rank, top frames, heatmap thumbnails) and look at and name them in a browser.",
+                       formatter_class=HelpFormatter)
     inner = p.add_subparsers(dest="features_command", metavar="<step>", title="steps", required=True)
     _register_record(inner)
     _register_analyse(inner)
@@ -72,8 +73,7 @@ def _record(args: argparse.Namespace) -> int:
     from pai_ros.features.record import record_features
     from pai_ros.policy.loading import resolve_checkpoint_dir
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import check_dimensions
-    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.model import check_dimensions, load_sae
     from pai_ros.sae.ood import load_calibration
     from pai_ros.staging import check_apart
 
@@ -144,8 +144,7 @@ def _effects(args: argparse.Namespace) -> int:
     from pai_ros.features.results import ResultsDir
     from pai_ros.jsonfile import read_json
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import check_dimensions
-    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.model import check_dimensions, load_sae
 
     settings = EffectSettings(top_features=args.top_features, frames=args.frames, clamp_scale=args.clamp_scale,
                               batch_size=args.batch_size, horizon=args.horizon,

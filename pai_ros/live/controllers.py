@@ -4,12 +4,48 @@
 ``joints`` parameter. A JointTrajectory naming other joints is refused by the controller with a
 line in *its* log only, and a Float64MultiArray is applied positionally: either way the arm
 does not do what the policy says. The policy node reads the controller's ``joints`` once it
-answers and compares them here.
+answers and compares them here; :class:`ControllerGate` holds the verdict, so that the live tick
+decides (and counts, and reports) which actions go out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+# The action output that no controller checks: a JointState command, e.g. for a robot driver.
+UNCHECKED_OUTPUT = "joint_state"
+
+
+@dataclass
+class ControllerGate:
+    """Whether actions may go to a ros2_control controller, as the last check of its joints found.
+
+    ``problem`` is set until the controller answers and its joints match; meanwhile the outputs
+    that go to it are held (the others, a JointState command, are still published).
+    """
+
+    controller: str
+    outputs: tuple[str, ...]  # every action output the node publishes
+    problem: str | None = None
+    verified: bool = False
+
+    def __post_init__(self) -> None:
+        if self.problem is None and not self.verified:
+            self.problem = f"joints of {self.controller} not verified yet (no answer from it)"
+
+    @property
+    def checked_outputs(self) -> tuple[str, ...]:
+        """The outputs that go to the controller."""
+        return tuple(o for o in self.outputs if o != UNCHECKED_OUTPUT)
+
+    def sends(self, output: str) -> bool:
+        return self.problem is None or output == UNCHECKED_OUTPUT
+
+    @property
+    def holds_every_output(self) -> bool:
+        """No action leaves the node: every output goes to a controller it will not send to."""
+        return self.problem is not None and UNCHECKED_OUTPUT not in self.outputs
 
 
 def joint_mismatch(output: str, controller: str, action_names: Sequence[str],

@@ -12,9 +12,10 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass
-from enum import IntEnum
 
 import numpy as np
+
+from pai_ros.diagnostic_level import Level
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -22,14 +23,6 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 def reason_kind(reason: str) -> str:
     """A refusal's reason without its numbers: "0.41 s old" and "0.44 s old" are one kind."""
     return _NUMBER.sub("#", reason)
-
-
-class Level(IntEnum):
-    """Severity, with the values of ``diagnostic_msgs/DiagnosticStatus`` (so the node can copy it)."""
-
-    OK = 0
-    WARN = 1
-    ERROR = 2
 
 
 @dataclass(frozen=True)

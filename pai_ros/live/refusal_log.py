@@ -11,15 +11,14 @@ are the reasons without their numbers ("0.41 s old" and "0.44 s old" are one kin
 from __future__ import annotations
 
 from pai_ros.live.health import reason_kind
-
-NS = 1_000_000_000
+from pai_ros.timestamps import NS_PER_S
 
 
 class RefusalLog:
     """Turns the tick's outcomes into a few log lines (see the module docstring)."""
 
     def __init__(self, remind_s: float = 5.0, other_kind_s: float = 1.0) -> None:
-        self.remind_ns, self.other_kind_ns = int(remind_s * NS), int(other_kind_s * NS)
+        self.remind_ns, self.other_kind_ns = int(remind_s * NS_PER_S), int(other_kind_s * NS_PER_S)
         self.kind: str | None = None
         self.logged_ns: int | None = None
         self.refused_since_logged = 0

@@ -18,9 +18,8 @@ import torch
 from pai_ros.errors import UserError
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.sae.calibrate import check_dimensions
 from pai_ros.sae.frame import FrameFeatures, encode_frame
-from pai_ros.sae.model import CFG_FILE, WEIGHTS_FILE, LoadedSae, load_sae
+from pai_ros.sae.model import CFG_FILE, WEIGHTS_FILE, LoadedSae, check_dimensions, load_sae
 from pai_ros.sae.ood import Calibration, load_calibration
 
 

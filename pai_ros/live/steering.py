@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from pai_ros.errors import UserError
 from pai_ros.sae.steering import Steering, SteeringHook
+from pai_ros.timestamps import NS_PER_S
 
 __all__ = ["ActiveSteering", "SteeringControl", "SteeringHook"]
 
-NS = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class SteeringControl:
                             f"got {duration_s:g}")
         steering = Steering.build(features, mode, values, num_features=num_features, max_value=self.max_value)
         with self._lock:
-            self._current = (steering, sae_id, now_ns + round(duration_s * NS))
+            self._current = (steering, sae_id, now_ns + round(duration_s * NS_PER_S))
         return f"steering: {steering.describe()} for {duration_s:g} s"
 
     def clear(self) -> bool:
@@ -71,4 +71,4 @@ class SteeringControl:
             if now_ns >= expires or for_sae != sae_id:  # another SAE's feature i means something else
                 self._current = None
                 return None
-        return ActiveSteering(steering, for_sae, (expires - now_ns) / NS)
+        return ActiveSteering(steering, for_sae, (expires - now_ns) / NS_PER_S)

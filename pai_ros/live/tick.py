@@ -27,6 +27,7 @@ from pai_ros.attention.render import normalize, overlay
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import GREY_ENCODINGS, ImageConversionError, resize_rgb
 from pai_ros.live.config import CameraInput, LiveConfig
+from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
 from pai_ros.live.received_text import undecodable_reason
@@ -139,6 +140,8 @@ class LiveTick:
         # Registered after the runner's capture hooks: features describe the unsteered tokens.
         self._steer_hook = SteeringHook(runner.policy.model.encoder) if config.allow_steering else None
         self._chunk_steering: ActiveSteering | None = None  # queue/chunk modes: the executing chunk's
+        # Set by the node when actions go to a ros2_control controller whose joints it checks.
+        self.controller_gate: ControllerGate | None = None
 
     @classmethod
     def create(cls, config: LiveConfig, resolve_topic: Callable[[str], str] = lambda t: t) -> tuple[LiveTick, list[str]]:
@@ -328,7 +331,9 @@ class LiveTick:
             self.infos.append(line)
         if outcome.steering is not None:
             self.steering.steered_ticks += 1
-        self.health.acted(outcome.latency_s, self.config.publish_actions, *outcome.status)
+        gate = self.controller_gate
+        sent = self.config.publish_actions and not (gate is not None and gate.holds_every_output)
+        self.health.acted(outcome.latency_s, sent, *outcome.status)
         return outcome
 
     def _still_fresh(self, out: TickOutput, ready_ns: int) -> TickOutput | Rejection:
@@ -430,8 +435,10 @@ class LiveTick:
                 scaled = normalize({c: maps.grids[c] for c in self.heatmap_cameras}, self.config.normalization)
                 heatmaps = {c: overlay(camera_rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
                                        colormap=self.config.heatmap_colormap) for c in self.heatmap_cameras}
-        level, message = Level.OK, ("publishing actions" if self.config.publish_actions
-                                    else "observe-only: interpreting, not acting")
+        gate = self.controller_gate
+        level, message = Level.OK, ("observe-only: interpreting, not acting" if not self.config.publish_actions
+                                    else "holding actions" if gate is not None and gate.holds_every_output
+                                    else "publishing actions")
         if features is not None and features.is_ood:
             # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
             level = Level.WARN
@@ -575,6 +582,12 @@ class LiveTick:
         camera_problem = sae.camera_state_problem if sae is not None else None
         if camera_problem and level == Level.OK:  # calibrated for it, yet no camera-state score this tick
             level, message = Level.WARN, f"{message}; {camera_problem}"
+        gate = self.controller_gate
+        if gate is not None:
+            values["controller"] = gate.problem or f"{gate.controller}: joints match"
+            if gate.problem:  # joints that do not match are an error; no answer yet is a warning
+                level = max(level, Level.ERROR if gate.verified else Level.WARN)
+                message = f"{message}; not sending to the controller: {gate.problem}"
         return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
 
     def close(self) -> None:

@@ -6,6 +6,8 @@ import argparse
 import math
 from pathlib import Path
 
+from pai_ros.cli_help import HelpFormatter
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
@@ -22,6 +24,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "(sim_node) instead of watching a replay: the report then holds every episode's outcome (reached "
             "and closed on the red block, missed, or timed out), the success rate and the final distances."
         ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--output-dir", type=Path, default=Path("pai_demo_output"), help="where everything goes")
     p.add_argument("--episode", type=int, default=0, help="held-out demo episode to replay")

@@ -1,7 +1,7 @@
 """Ask a ros2_control controller for its ``joints`` and check our action names against them.
 
 The answer arrives asynchronously (the controller may start after the policy node); until it
-does, :attr:`ControllerCheck.problem` says the joints are not verified yet.
+does, the gate's ``problem`` says the joints are not verified yet.
 """
 
 from __future__ import annotations
@@ -11,22 +11,22 @@ from typing import Any
 from rcl_interfaces.srv import GetParameters
 from rclpy.node import Node
 
-from pai_ros.live.controllers import joint_mismatch
+from pai_ros.live.controllers import ControllerGate, joint_mismatch
 
 
 class ControllerCheck:
-    def __init__(self, node: Node, controller: str, outputs: list[str], action_names: list[str],
-                 retry_s: float = 2.0) -> None:
-        self.node, self.controller, self.outputs, self.action_names = node, controller, outputs, action_names
-        self.client = node.create_client(GetParameters, f"{controller.rstrip('/')}/get_parameters")
-        self.problem: str | None = f"joints of {controller} not verified yet (no answer from it)"
-        self.verified = False
+    """Asks until the controller answers, then writes the verdict into ``gate`` (the tick reads it)."""
+
+    def __init__(self, node: Node, gate: ControllerGate, action_names: list[str], retry_s: float = 2.0) -> None:
+        self.node, self.gate, self.action_names = node, gate, action_names
+        self.controller, self.outputs = gate.controller, gate.checked_outputs
+        self.client = node.create_client(GetParameters, f"{self.controller.rstrip('/')}/get_parameters")
         self._pending: Any = None
         self._timer = node.create_timer(retry_s, self._ask)
         self._ask()
 
     def _ask(self) -> None:
-        if self.verified or (self._pending is not None and not self._pending.done()):
+        if self.gate.verified or (self._pending is not None and not self._pending.done()):
             return
         if not self.client.service_is_ready():
             return
@@ -37,14 +37,14 @@ class ControllerCheck:
         values = future.result().values if future.result() is not None else []
         joints = list(values[0].string_array_value) if values else []
         if not joints:
-            self.problem = f"{self.controller} has no 'joints' parameter: is it a ros2_control controller?"
+            self.gate.problem = f"{self.controller} has no 'joints' parameter: is it a ros2_control controller?"
             return
         problems = [p for p in (joint_mismatch(o, self.controller, self.action_names, joints) for o in self.outputs) if p]
-        self.problem = "; ".join(problems) or None
-        self.verified = True
+        self.gate.verified = True  # before the problem is cleared: a tick never sees "no problem, unverified"
+        self.gate.problem = "; ".join(problems) or None
         self._timer.cancel()
         log = self.node.get_logger()
-        if self.problem:
-            log.error(self.problem)
+        if self.gate.problem:
+            log.error(self.gate.problem)
         else:
             log.info(f"{self.controller} joints {joints} match the actions")

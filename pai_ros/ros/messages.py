@@ -21,10 +21,6 @@ from pai_ros.imaging.convert import (
 from pai_ros.timestamps import ns_to_sec_nanosec, stamp_to_ns
 
 
-def stamp_ns(stamp: Time) -> int:
-    return stamp_to_ns(stamp)
-
-
 def to_stamp(ns: int) -> Time:
     sec, nanosec = ns_to_sec_nanosec(ns)
     return Time(sec=sec, nanosec=nanosec)

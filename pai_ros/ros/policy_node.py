@@ -31,7 +31,8 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from pai_ros.errors import UserError
-from pai_ros.live import PARAMS, RUN_TIME_PARAMETERS, Level, LiveConfig, LiveTick, TickInputs, TickOutput, reconfigure
+from pai_ros.live import PARAMS, RUN_TIME_PARAMETERS, LiveConfig, LiveTick, TickInputs, TickOutput, reconfigure
+from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.tick import ENVIRONMENT_STATE, JOINT_STATES
 from pai_ros.msg import FeatureActivations
 from pai_ros.policy.loading import describe_checkpoint
@@ -93,11 +94,12 @@ class PolicyNode(Node):
                                      for f in self.config.feature_heatmaps for c in self.live.heatmap_cameras}
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
         self.clock_watch = SimClockWatch(self, self.diag_pub)
-        checked = [o for o in self.action_pubs if o != "joint_state"]
-        self.controller = None
-        if self.config.controller and checked:
+        gate = ControllerGate(self.config.controller, tuple(self.action_pubs))
+        self.controller: ControllerCheck | None = None  # kept: its timer asks until the controller answers
+        if self.config.controller and gate.checked_outputs:
             resolved_service(self, f"{self.config.controller.rstrip('/')}/get_parameters", "controller")
-            self.controller = ControllerCheck(self, self.config.controller, checked, list(self.live.action_names))
+            self.live.controller_gate = gate
+            self.controller = ControllerCheck(self, gate, list(self.live.action_names))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SteerFeatures, "~/steer", self._on_steer)
         self.create_service(Trigger, "~/steer_clear", self._on_steer_clear)
@@ -192,8 +194,9 @@ class PolicyNode(Node):
 
     def _publish(self, out: TickOutput) -> None:
         stamp, names = to_stamp(out.stamp_ns), list(out.action_names)
+        gate = self.live.controller_gate
         for output, pub in self.action_pubs.items():
-            if output != "joint_state" and self.controller is not None and self.controller.problem:
+            if gate is not None and not gate.sends(output):
                 continue  # the controller would refuse or misapply it: /diagnostics says why
             if output == "joint_state":
                 pub.publish(joint_state(names, out.action, stamp))
@@ -222,15 +225,7 @@ class PolicyNode(Node):
             self.get_logger().warning(line)
         now = self.get_clock().now()
         d = self.live.diagnostics(now.nanoseconds)
-        level, message, values = d.level, d.message, d.values
-        if self.controller is not None:
-            values["controller"] = self.controller.problem or f"{self.config.controller}: joints match"
-            if self.controller.problem:
-                level = max(level, Level.ERROR if self.controller.verified else Level.WARN)
-                if "joint_state" not in self.action_pubs:  # every output goes to the controller: nothing is sent
-                    message = message.replace("publishing actions", "holding actions", 1)
-                message = f"{message}; not sending to the controller: {self.controller.problem}"
-        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: policy", level, message, values,
+        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: policy", d.level, d.message, d.values,
                                                d.hardware_id, now.to_msg()))
 
     def shutdown(self) -> None:

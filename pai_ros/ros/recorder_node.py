@@ -75,6 +75,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 
 from pai_ros.bags.writer import COMPRESSIONS, BagWriteError, BagWriter
+from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
 from pai_ros.ros.lifecycle import init_ros
 from pai_ros.ros.messages import diagnostic_array
@@ -108,7 +109,6 @@ PARAMS = [
 ]
 DIAGNOSTICS_TOPIC = "/diagnostics"
 STATUS_PERIOD_S = 1.0
-OK, WARN, ERROR = 0, 1, 2
 # A configured topic with no publisher this long after the start is said once: a typo in `topics`
 # would otherwise record nothing of it for the whole session and say so only at shutdown.
 ABSENT_AFTER_S = 5.0
@@ -181,7 +181,7 @@ class RecorderNode(Node):
         self._lock = threading.Lock()
         self._started = time.monotonic()
         self._absent_said = False
-        self.closed: tuple[int, str] | None = None  # (level, summary) once the bag is closed: the last word
+        self.closed: tuple[Level, str] | None = None  # (level, summary) once the bag is closed: the last word
         self.timer = self.create_timer(float(p["discovery_period_s"]), self.discover)
         self.status_timer = self.create_timer(STATUS_PERIOD_S, self.publish_status)
         what = sorted(self.wanted) + ([f"{self._resolve('attention')}/*/heatmap"] if self.heatmaps else [])
@@ -299,7 +299,7 @@ class RecorderNode(Node):
         self.get_logger().error(str(exc))
         self.publish_status()
 
-    def status(self) -> tuple[int, str, dict[str, str]]:
+    def status(self) -> tuple[Level, str, dict[str, str]]:
         """``(level, message, values)`` of the ``/diagnostics`` report (see the module docstring)."""
         written = self.writer.durable_counts if self.fatal is not None else self.writer.counts
         values = {"output": str(self.output), "messages_written": str(sum(written.values()))}
@@ -308,7 +308,7 @@ class RecorderNode(Node):
             values[topic] = f"received {rec.received}, written {written.get(topic, 0)}"
         if self.fatal is not None:
             values.update(errno=str(self.fatal.errno), messages_on_disk=values["messages_written"])
-            return ERROR, str(self.fatal), values
+            return Level.ERROR, str(self.fatal), values
         if self.closed is not None:
             return *self.closed, values
         problems = []
@@ -322,8 +322,8 @@ class RecorderNode(Node):
             problems.append(f"messages not written on {', '.join(failed)} (see the log)")
         recording = f"recording {values['messages_written']} messages on {len(self.recorded)} topic(s)"
         if problems:
-            return WARN, f"{recording}; {'; '.join(problems)}", values
-        return OK, recording, values
+            return Level.WARN, f"{recording}; {'; '.join(problems)}", values
+        return Level.OK, recording, values
 
     def publish_status(self) -> None:
         level, message, values = self.status()
@@ -380,7 +380,7 @@ class RecorderNode(Node):
         log.info(closed)
         problems = ([] if ok else ["some messages received were not written (see the log)"]) + (
             [f"never published: {', '.join(never)}"] if never else [])
-        self.closed = (WARN, f"{closed}; {'; '.join(problems)}") if problems else (OK, closed)
+        self.closed = (Level.WARN, f"{closed}; {'; '.join(problems)}") if problems else (Level.OK, closed)
         return ok
 
 

@@ -31,6 +31,7 @@ from std_msgs.msg import Float32MultiArray
 
 from pai_ros.data.episodes import DatasetFrame, check_episodes, iter_episode, read_info
 from pai_ros.data.source import resolve_dataset_root
+from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import rgb_to_jpeg
 from pai_ros.ros.lifecycle import run_node
@@ -188,16 +189,16 @@ class ReplayNode(Node):
         """Where the replay is, whether decoding keeps up, and why it stopped (ERROR) if it failed."""
         behind, self._behind_reported = self.behind - self._behind_reported, self.behind
         if self.failure is not None:
-            level, message = 2, f"replay failed after {self.published} frames: {self.failure}"
+            level, message = Level.ERROR, f"replay failed after {self.published} frames: {self.failure}"
         elif self.finished:
-            level, message = 0, f"replay finished: {self.published} frames published"
+            level, message = Level.OK, f"replay finished: {self.published} frames published"
         elif self._timer is None:
-            level, message = 0, "waiting to start (start_delay_s, wait_for_subscribers)"
+            level, message = Level.OK, "waiting to start (start_delay_s, wait_for_subscribers)"
         elif behind:
-            level, message = 1, (f"decoding falls behind: {behind} frame slot(s) skipped since the last report "
+            level, message = Level.WARN, (f"decoding falls behind: {behind} frame slot(s) skipped since the last report "
                                  "(lower rate_factor)")
         else:
-            level, message = 0, f"replaying episode {self.episode}" if self.episode is not None else "replaying"
+            level, message = Level.OK, f"replaying episode {self.episode}" if self.episode is not None else "replaying"
         values = {"frames_published": str(self.published), "slots_skipped": str(self.behind),
                   "episodes": " ".join(map(str, self.episodes)), "rate_factor": str(self.p["rate_factor"])}
         self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: replay", level, message, values, str(self.root),

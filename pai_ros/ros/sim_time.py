@@ -16,6 +16,7 @@ from typing import Any
 
 from rclpy.clock import Clock, ClockType
 
+from pai_ros.diagnostic_level import Level
 from pai_ros.ros.messages import diagnostic_array
 
 WARN_AFTER_S = 3.0  # a simulator that is starting publishes /clock within a second or two
@@ -38,7 +39,7 @@ class SimClockWatch:
         if not no_clock:
             if self.waiting:  # clear the WARN a monitor shows under this name
                 self.node.get_logger().info("simulated time has started (/clock received)")
-                self._publish(0, "simulated time has started (/clock received)", {"use_sim_time": "true"})
+                self._publish(Level.OK, "simulated time has started (/clock received)", {"use_sim_time": "true"})
             self.waiting = False
             self.timer.cancel()  # time only stops again if the simulator restarts from 0: not watched
             return
@@ -51,8 +52,8 @@ class SimClockWatch:
         if not self.waiting:
             self.node.get_logger().warning(message)
             self.waiting = True
-        self._publish(1, message, {"use_sim_time": "true", "waited_s": f"{waited:.0f}"})
+        self._publish(Level.WARN, message, {"use_sim_time": "true", "waited_s": f"{waited:.0f}"})
 
-    def _publish(self, level: int, message: str, values: dict[str, str]) -> None:
+    def _publish(self, level: Level, message: str, values: dict[str, str]) -> None:
         self.publisher.publish(diagnostic_array(f"{self.node.get_name()}: clock", level, message, values, "",
                                                 self.node.get_clock().now().to_msg()))

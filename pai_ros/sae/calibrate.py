@@ -35,7 +35,7 @@ from pai_ros.sae.camera_state import (
     save_probe,
 )
 from pai_ros.sae.frame import encode_frame
-from pai_ros.sae.model import LoadedSae
+from pai_ros.sae.model import LoadedSae, check_dimensions
 from pai_ros.sae.ood import (
     OOD_FILE,
     auroc,
@@ -54,14 +54,6 @@ from pai_ros.sae.position_score import (
 
 REPORT_FILE = "ood_report.json"
 PLOT_FILE = "ood_errors.png"
-
-
-def check_dimensions(runner: PolicyRunner, loaded: LoadedSae) -> None:
-    """The SAE must read vectors of the policy's ``dim_model`` (one clear line otherwise)."""
-    dim = int(runner.loaded.config.dim_model)
-    if loaded.cfg.d_in != dim:
-        raise UserError(f"the SAE in {loaded.directory} reads {loaded.cfg.d_in}-dim activations but the policy's "
-                        f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
 
 
 # Fewer episodes than this behind the camera-state regression: it fits them better than new ones
@@ -191,9 +183,26 @@ def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
     return probe
 
 
+def check_episodes_apart(root: Path, episodes: list[int], evaluate: list[int] | None,
+                         state_fit: StateFit | None) -> None:
+    """Calibration, evaluation and camera-state fit episodes must not share an episode.
+
+    The threshold is judged on episodes it was not fitted on, and the camera-state regression is
+    cross-fitted by whole episodes: the same episode on two sides would defeat both.
+    """
+    if evaluate and set(evaluate) & set(episodes):
+        raise UserError("--evaluate-episode overlaps --episode: evaluate on episodes the threshold was not fitted on")
+    if state_fit is not None and state_fit.root.resolve() == Path(root).resolve():
+        shared = sorted(set(state_fit.episodes) & (set(episodes) | set(evaluate or [])))
+        if shared:
+            raise UserError(f"--state-fit-episode shares episode(s) {shared} with --episode/--evaluate-episode "
+                            "of the same dataset: the camera-state regression must learn from other episodes")
+
+
 def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int], *, rule: str = "p99",
               sigmas: float = 3.0, evaluate: list[int] | None = None, progress: bool = True,
               score: ScoreSettings | None = None, state_fit: StateFit | None = None) -> CalibrationResult:
+    check_episodes_apart(root, episodes, evaluate, state_fit)
     check_dimensions(runner, loaded)
     score = score or ScoreSettings()
     info = read_info(root)

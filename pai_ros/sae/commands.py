@@ -16,7 +16,8 @@ Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 def register(sub: Sub) -> None:
     p = sub.add_parser("sae", help="collect activations, train sparse autoencoders, calibrate the OOD threshold",
                        description="Sparse autoencoders (SAEs) over the encoder tokens an ACT policy's decoder reads: "
-                                   "one activation vector per token (latent, state, each camera cell).")
+                                   "one activation vector per token (latent, state, each camera cell).",
+                       formatter_class=HelpFormatter)
     inner = p.add_subparsers(dest="sae_command", metavar="<step>", title="steps", required=True)
     _register_collect(inner)
     _register_train(inner)
@@ -198,13 +199,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.policy.over_dataset import check_cameras
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import (
-        StateFit,
-        calibrate,
-        check_dimensions,
-        write_calibration,
-    )
-    from pai_ros.sae.model import load_sae
+    from pai_ros.sae.calibrate import StateFit, calibrate, check_episodes_apart, write_calibration
+    from pai_ros.sae.model import check_dimensions, load_sae
 
     if not (args.sigmas > 0 and math.isfinite(args.sigmas)):
         raise UserError(f"--sigmas must be a positive number, got {args.sigmas}")
@@ -213,8 +209,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     info = read_info(root)
     episodes = select_episodes(info, root, args.episode)
     evaluate = select_episodes(info, root, args.evaluate_episode) if args.evaluate_episode else None
-    if evaluate and set(evaluate) & set(episodes):
-        raise UserError("--evaluate-episode overlaps --episode: evaluate on episodes the threshold was not fitted on")
     state_fit = None
     if args.state_fit_dataset_root is not None:
         if args.state_fit_frame_stride < 1:
@@ -223,14 +217,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         state_fit = StateFit(args.state_fit_dataset_root,
                              select_episodes(fit_info, args.state_fit_dataset_root, args.state_fit_episode),
                              args.state_fit_frame_stride)
-        if args.state_fit_dataset_root.resolve() == root.resolve():
-            # Cross-fitting holds whole episodes out; the same episode on both sides would defeat it.
-            shared = sorted(set(state_fit.episodes) & (set(episodes) | set(evaluate or [])))
-            if shared:
-                raise UserError(f"--state-fit-episode shares episode(s) {shared} with --episode/--evaluate-episode "
-                                "of the same dataset: the camera-state regression must learn from other episodes")
     elif args.state_fit_episode:
         raise UserError("--state-fit-episode needs --state-fit-dataset-root")
+    check_episodes_apart(root, episodes, evaluate, state_fit)  # before the policy loads; calibrate checks too
     runner = activations_runner(args.policy_path, args.device)
     check_dimensions(runner, loaded)
     if state_fit is not None:  # before the calibration pass, not after it

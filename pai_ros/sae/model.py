@@ -32,7 +32,7 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,6 +40,9 @@ from torch import nn
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.staging import staged_file
+
+if TYPE_CHECKING:
+    from pai_ros.policy.runner import PolicyRunner
 
 ARCHITECTURES = ("topk", "relu", "batchtopk")
 K_ARCHITECTURES = ("topk", "batchtopk")  # those with a k and unit-norm decoder rows
@@ -229,6 +232,14 @@ class LoadedSae:
     @property
     def cfg(self) -> SaeConfig:
         return self.sae.cfg
+
+
+def check_dimensions(runner: PolicyRunner, loaded: LoadedSae) -> None:
+    """The SAE must read vectors of the policy's ``dim_model`` (one clear line otherwise)."""
+    dim = int(runner.loaded.config.dim_model)
+    if loaded.cfg.d_in != dim:
+        raise UserError(f"the SAE in {loaded.directory} reads {loaded.cfg.d_in}-dim activations but the policy's "
+                        f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
 
 
 def content_id(directory: Path) -> str:

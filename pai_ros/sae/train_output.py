@@ -1,6 +1,6 @@
 """``pai sae train`` end to end: stream the activations, train, evaluate, write the SAE directory.
 
-The directory is assembled in ``DIR.partial-<pid>`` and renamed to ``DIR`` only when
+The directory is assembled in the hidden ``.DIR.partial-<pid>`` and renamed to ``DIR`` only when
 ``cfg.json``, the weights, ``metrics.json`` and the PNG are all written.
 """
 

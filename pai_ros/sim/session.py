@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pai_ros.diagnostic_level import Level
 from pai_ros.sim.evaluate import ClosedLoopReport
 from pai_ros.sim.robot import EpisodeOutcome, SimConfig, SimObservation, SimRobot
 from pai_ros.sim.scene import STATE_NAMES
@@ -121,8 +122,8 @@ class SimSession:
             self._observation = self.robot.observe()
         return TickReport(self._observation, result.held, result.detail, False, finished, self.done)
 
-    def diagnostics(self) -> tuple[int, str, dict[str, str]]:
-        """``(level, message, values)`` for /diagnostics since the previous call (level: 0 OK, 1 WARN).
+    def diagnostics(self) -> tuple[Level, str, dict[str, str]]:
+        """``(level, message, values)`` for /diagnostics since the previous call (OK, or WARN).
 
         WARN while steps hold (no action, NaN, out of range): the robot is not doing what the policy
         says, and the message says why.
@@ -139,12 +140,12 @@ class SimSession:
         if self.last_hold is not None:
             values["last_hold"] = f"{self.last_hold[0]}: {self.last_hold[1]}"
         if self.done:
-            return 0, f"finished: {successes}/{done} episodes succeeded", values
+            return Level.OK, f"finished: {successes}/{done} episodes succeeded", values
         if window:
             reasons = ", ".join(f"{k} ({v} of {steps} steps)" for k, v in sorted(window.items()))
-            return 1, f"holding position: {reasons}", values
+            return Level.WARN, f"holding position: {reasons}", values
         phase = "settling (actions ignored)" if self._settle_left > 0 else "running"
-        return 0, f"episode {self.episode_index} {phase}, {successes}/{done} succeeded so far", values
+        return Level.OK, f"episode {self.episode_index} {phase}, {successes}/{done} succeeded so far", values
 
     def report(self) -> ClosedLoopReport:
         cfg = self.robot.config
