@@ -107,14 +107,27 @@ def test_foxglove_layout_names_published_topics_and_real_fields() -> None:
 
 
 def _module_values(tree: ast.Module) -> dict[str, ast.expr]:
-    return {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)}
+    """Module constants, and local names assigned exactly once anywhere (a topic chosen before a loop)."""
+    values = {t.id: node.value for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets if isinstance(t, ast.Name)}
+    local: dict[str, list[ast.expr]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and node not in tree.body:
+            for t in node.targets:
+                if isinstance(t, ast.Name):
+                    local.setdefault(t.id, []).append(node.value)
+    return {**{k: v[0] for k, v in local.items() if len(v) == 1 and k not in values}, **values}
 
 
 def _candidates(expr: ast.expr, module: dict[str, ast.expr]) -> list[ast.expr]:
-    """What an expression can be: names of module constants and subscripts of dicts/tuples resolved."""
+    """What an expression can be: names of module constants (and of locals assigned once in the
+    node's source) and subscripts of dicts/tuples resolved."""
     if isinstance(expr, ast.Name) and expr.id in module:
         return _candidates(module[expr.id], module)
+    if isinstance(expr, ast.IfExp):
+        return _candidates(expr.body, module) + _candidates(expr.orelse, module)
+    if isinstance(expr, ast.Call) and isinstance(expr.func, ast.Attribute) and expr.func.attr == "format":
+        return _candidates(expr.func.value, module)  # topics.HEATMAP.format(camera=c): the pattern itself
     if isinstance(expr, ast.Subscript):
         out = []
         for base in _candidates(expr.value, module):

@@ -20,9 +20,8 @@ import numpy as np
 from pai_ros.demo import outputs
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.ros import topics
 from pai_ros.staging import make_output_dir
-
-CAMERAS = ("front", "wrist")
 
 
 @dataclass
@@ -74,9 +73,9 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
             Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")])
         recorder = RecorderNode(parameter_overrides=[
             Parameter("output", value=str(bag)), Parameter("record_heatmaps", value=True),
-            Parameter("camera_topics", value=[f"camera/{c}/image_raw" for c in CAMERAS]),
-            Parameter("topics", value=["joint_states", "action", "recorded_action", "attention/shares",
-                                       "/diagnostics", "features"])])
+            Parameter("camera_topics", value=[topics.CAMERA_IMAGE.format(camera=c) for c in topics.DEMO_CAMERAS]),
+            Parameter("topics", value=[topics.JOINT_STATES, topics.ACTION, topics.RECORDED_ACTION,
+                                       topics.ATTENTION_SHARES, topics.DIAGNOSTICS, topics.FEATURES])])
         nodes = [replay, policy, recorder]
         for n in nodes:
             executor.add_node(n)

@@ -36,6 +36,7 @@ from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.tick import ENVIRONMENT_STATE, JOINT_STATES
 from pai_ros.msg import FeatureActivations
 from pai_ros.policy.loading import describe_checkpoint
+from pai_ros.ros import topics
 from pai_ros.ros.controller_check import ControllerCheck
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import (
@@ -62,8 +63,9 @@ from pai_ros.srv import SteerFeatures
 __all__ = ["PARAMS", "PolicyNode", "main"]
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-ACTION_TOPICS = {"joint_state": ("action", JointState), "joint_trajectory": ("action_trajectory", JointTrajectory),
-                 "float64_multi_array": ("action_commands", Float64MultiArray)}
+ACTION_TOPICS = {"joint_state": (topics.ACTION, JointState),
+                 "joint_trajectory": (topics.ACTION_TRAJECTORY, JointTrajectory),
+                 "float64_multi_array": (topics.ACTION_COMMANDS, Float64MultiArray)}
 
 
 class PolicyNode(Node):
@@ -86,13 +88,15 @@ class PolicyNode(Node):
             self._subscribe(env_type, self.config.environment_state_topic, ENVIRONMENT_STATE)
         self.action_pubs = {out: self.create_publisher(ACTION_TOPICS[out][1], ACTION_TOPICS[out][0], RELIABLE)
                             for out in self.config.action_output} if self.config.publish_actions else {}
-        self.shares_pub = self.create_publisher(JointState, "attention/shares", RELIABLE)
-        self.heatmap_pubs = {c: self.create_publisher(Image, f"attention/{c}/heatmap", RELIABLE)
+        self.shares_pub = self.create_publisher(JointState, topics.ATTENTION_SHARES, RELIABLE)
+        self.heatmap_pubs = {c: self.create_publisher(Image, topics.HEATMAP.format(camera=c), RELIABLE)
                              for c in self.live.heatmap_cameras}
-        self.features_pub = self.create_publisher(FeatureActivations, "features", RELIABLE) if self.live.sae else None
-        self.feature_heatmap_pubs = {(f, c): self.create_publisher(Image, f"features/feature_{f}/{c}/heatmap", RELIABLE)
-                                     for f in self.config.feature_heatmaps for c in self.live.heatmap_cameras}
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self.features_pub = (self.create_publisher(FeatureActivations, topics.FEATURES, RELIABLE)
+                             if self.live.sae else None)
+        self.feature_heatmap_pubs = {
+            (f, c): self.create_publisher(Image, topics.FEATURE_HEATMAP.format(feature=f, camera=c), RELIABLE)
+            for f in self.config.feature_heatmaps for c in self.live.heatmap_cameras}
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE)
         self.clock_watch = SimClockWatch(self, self.diag_pub)
         gate = ControllerGate(self.config.controller, tuple(self.action_pubs))
         self.controller: ControllerCheck | None = None  # kept: its timer asks until the controller answers

@@ -77,6 +77,7 @@ from rclpy.signals import SignalHandlerOptions
 from pai_ros.bags.writer import COMPRESSIONS, BagWriteError, BagWriter
 from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
+from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import init_ros
 from pai_ros.ros.messages import diagnostic_array
 from pai_ros.ros.names import resolved_topic
@@ -84,8 +85,8 @@ from pai_ros.ros.node_help import help_requested, node_help
 from pai_ros.ros.params import Param, declare
 from pai_ros.ros.sim_time import SimClockWatch
 
-DEFAULT_TOPICS = ["joint_states", "action", "features", "/diagnostics", "attention/shares"]
-HEATMAP_PATTERN = "attention/*/heatmap"
+DEFAULT_TOPICS = [topics.JOINT_STATES, topics.ACTION, topics.FEATURES, topics.DIAGNOSTICS, topics.ATTENTION_SHARES]
+HEATMAP_PATTERN = topics.HEATMAP.format(camera="*")
 
 PARAMS = [
     Param("output", "", "bag directory to create (required; an existing path is never overwritten)", read_only=True),
@@ -107,7 +108,7 @@ PARAMS = [
           "this much (recover the rest with `pai bag recover`); 0: only when a 1 MiB chunk is full",
           min=0.0, max=3600.0, read_only=True),
 ]
-DIAGNOSTICS_TOPIC = "/diagnostics"
+DIAGNOSTICS_TOPIC = topics.DIAGNOSTICS
 STATUS_PERIOD_S = 1.0
 # A configured topic with no publisher this long after the start is said once: a typo in `topics`
 # would otherwise record nothing of it for the whole session and say so only at shutdown.

@@ -34,6 +34,7 @@ from pai_ros.data.source import resolve_dataset_root
 from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import rgb_to_jpeg
+from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
 from pai_ros.ros.params import Param, declare
@@ -89,14 +90,14 @@ class ReplayNode(Node):
         self.fps = float(self.info["fps"])
 
         img_type = CompressedImage if self.p["compressed"] else Image
-        suffix = "/compressed" if self.p["compressed"] else ""
-        self.cam_pubs = {c: self.create_publisher(img_type, f"camera/{c}/image_raw{suffix}", qos_profile_sensor_data)
+        camera_topic = topics.CAMERA_COMPRESSED if self.p["compressed"] else topics.CAMERA_IMAGE
+        self.cam_pubs = {c: self.create_publisher(img_type, camera_topic.format(camera=c), qos_profile_sensor_data)
                          for c in self.cameras}
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self.state_pub = self.create_publisher(JointState, "joint_states", reliable)
-        self.action_pub = self.create_publisher(JointState, "recorded_action", reliable)
+        self.state_pub = self.create_publisher(JointState, topics.JOINT_STATES, reliable)
+        self.action_pub = self.create_publisher(JointState, topics.RECORDED_ACTION, reliable)
         env_type = JointState if self.p["environment_state_type"] == "joint_state" else Float32MultiArray
-        self.env_pub = (self.create_publisher(env_type, "environment_state", reliable)
+        self.env_pub = (self.create_publisher(env_type, topics.ENVIRONMENT_STATE, reliable)
                         if self.env_state_names else None)
 
         self.frames: queue.Queue = queue.Queue(maxsize=int(2 * self.fps) + 2)
@@ -109,7 +110,7 @@ class ReplayNode(Node):
         self.behind = 0  # frame slots that came due before decoding had the frame ready
         self._behind_reported = 0
         self.episode: int | None = None
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, reliable)
         self.clock_watch = SimClockWatch(self, self.diag_pub)
         self.create_timer(1.0, self._publish_diagnostics)
         self._timer = None

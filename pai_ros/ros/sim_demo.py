@@ -15,7 +15,8 @@ from pathlib import Path
 
 from pai_ros.demo import outputs
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.ros.demo import CAMERAS, prepare_output_dir
+from pai_ros.ros import topics
+from pai_ros.ros.demo import prepare_output_dir
 from pai_ros.sim.policy import EVAL_MODE
 
 OUTCOME_TOPICS = ["sim_node/episode_outcome", "sim_node/summary"]
@@ -67,9 +68,9 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
             Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")])
         recorder = RecorderNode(parameter_overrides=[
             Parameter("output", value=str(bag)), Parameter("record_heatmaps", value=True),
-            Parameter("camera_topics", value=[f"camera/{c}/image_raw" for c in CAMERAS]),
-            Parameter("topics", value=["joint_states", "action", "attention/shares", "/diagnostics", "features",
-                                       *OUTCOME_TOPICS])])
+            Parameter("camera_topics", value=[topics.CAMERA_IMAGE.format(camera=c) for c in topics.DEMO_CAMERAS]),
+            Parameter("topics", value=[topics.JOINT_STATES, topics.ACTION, topics.ATTENTION_SHARES,
+                                       topics.DIAGNOSTICS, topics.FEATURES, *OUTCOME_TOPICS])])
         sim = SimNode(parameter_overrides=[
             Parameter("episodes", value=int(episodes)), Parameter("seed", value=int(seed)),
             Parameter("rate_hz", value=float(rate_hz)), Parameter("image_height", value=int(scene.front_hw[0])),

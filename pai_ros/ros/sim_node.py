@@ -30,6 +30,7 @@ from rclpy.qos import (
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 
+from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
 from pai_ros.ros.params import declare
@@ -52,14 +53,14 @@ class SimNode(Node):
         self.config = SimNodeConfig.from_parameters(declare(self, PARAMS))
         c = self.config
         self.session = SimSession(c.sim, c.seed, c.episodes, c.settle_steps, c.loop)
-        self.cam_pubs = {cam: self.create_publisher(Image, f"camera/{cam}/image_raw", qos_profile_sensor_data)
-                         for cam in CAMERAS}
-        self.state_pub = self.create_publisher(JointState, "joint_states", RELIABLE)
-        self.outcome_pub = self.create_publisher(String, "~/episode_outcome", LATCHED)
-        self.summary_pub = self.create_publisher(String, "~/summary", LATCHED)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RELIABLE)
+        self.cam_pubs = {cam: self.create_publisher(Image, topics.CAMERA_IMAGE.format(camera=cam),
+                                                    qos_profile_sensor_data) for cam in CAMERAS}
+        self.state_pub = self.create_publisher(JointState, topics.JOINT_STATES, RELIABLE)
+        self.outcome_pub = self.create_publisher(String, topics.SIM_EPISODE_OUTCOME, LATCHED)
+        self.summary_pub = self.create_publisher(String, topics.SIM_SUMMARY, LATCHED)
+        self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE)
         self.clock_watch = SimClockWatch(self, self.diag_pub)
-        self.create_subscription(JointState, "action", self._on_action, RELIABLE)
+        self.create_subscription(JointState, topics.ACTION, self._on_action, RELIABLE)
         self._action: np.ndarray | None = None  # newest action since the previous step
         self.finished = False
         self._timer = None

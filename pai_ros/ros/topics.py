@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pai_ros.sim.robot import CAMERAS
+
 ACTION = "action"
 ACTION_TRAJECTORY = "action_trajectory"
 ACTION_COMMANDS = "action_commands"
@@ -27,7 +29,7 @@ ENVIRONMENT_STATE = "environment_state"
 SIM_EPISODE_OUTCOME = "~/episode_outcome"
 SIM_SUMMARY = "~/summary"
 
-DEMO_CAMERAS = ("front", "wrist")
+DEMO_CAMERAS = CAMERAS  # the demo scene renders these (sim_node publishes them)
 
 
 @dataclass(frozen=True)
