@@ -168,16 +168,24 @@ def duration(seconds: float) -> Duration:
     return Duration(sec=sec, nanosec=nanosec)
 
 
-def joint_trajectory(names: list[str], plan: np.ndarray, stamp: Time, period_s: float) -> JointTrajectory:
-    """``plan`` rows as points one control period apart (the first one period ahead).
+def joint_trajectory(names: list[str], plan: np.ndarray, stamp: Time, period_s: float,
+                     sent_after_s: float = 0.0) -> JointTrajectory:
+    """``plan`` rows as points one control period apart, the first one period after sending.
 
-    ``header.stamp`` is the observation time, as for every other output of the tick; a
-    joint_trajectory_controller reads a stamp in the past as "start now".
+    ``header.stamp`` is the observation time, as for every other output of the tick, so each
+    point's ``time_from_start`` also counts the ``sent_after_s`` between the observation and
+    sending. joint_trajectory_controller starts a trajectory at its stamp and drops one whose last
+    point is already past by its own clock ("non-zero start time that ends in the past"), which
+    the observation time plus one period is after any tick slower than a period (measured: every
+    trajectory of a 15 Hz node on a CPU); from a past start it moves from where the arm is to
+    the first point, due one period after sending.
     """
     msg = JointTrajectory()
     msg.header.stamp = stamp
     msg.joint_names = list(names)
-    msg.points = [JointTrajectoryPoint(positions=[float(v) for v in row], time_from_start=duration((i + 1) * period_s))
+    lead = max(0.0, sent_after_s)
+    msg.points = [JointTrajectoryPoint(positions=[float(v) for v in row],
+                                       time_from_start=duration(lead + (i + 1) * period_s))
                   for i, row in enumerate(np.atleast_2d(plan))]
     return msg
 

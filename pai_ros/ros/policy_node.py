@@ -204,9 +204,10 @@ class PolicyNode(Node):
                 continue  # the controller would refuse or misapply it: /diagnostics says why
             if output == "joint_state":
                 pub.publish(joint_state(names, out.action, stamp))
-            elif output == "joint_trajectory":
+            elif output == "joint_trajectory":  # its points are timed from now: the controller drops past ones
                 plan = out.plan if self.config.trajectory_points == "chunk" else out.plan[:1]
-                pub.publish(joint_trajectory(names, plan, stamp, self.config.period_s))
+                sent_after_s = (self.get_clock().now().nanoseconds - out.stamp_ns) / 1e9
+                pub.publish(joint_trajectory(names, plan, stamp, self.config.period_s, sent_after_s))
             else:
                 pub.publish(float64_multi_array(out.action))
         if out.shares:
