@@ -309,6 +309,25 @@ def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_s
         live.close()
 
 
+def test_a_joint_whose_own_publisher_stopped_is_named(tiny_act: Path) -> None:
+    """joint_states merged from an arm and a gripper publisher: the stale one is named, not only the topic."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES),
+                                                  max_observation_age_s=0.5))
+    try:
+        now = T0 + S
+        live.joints.add(JointReading(T0, T0, ["gripper"], [0.0]))  # 1 s old
+        live.joints.add(JointReading(now, now, ["x", "y"], [0.5, 0.5]))
+        out = live.step(TickInputs(cameras={"front": frame(now), "wrist": frame(now)},
+                                   joint_states=live.joints.reading()), now)
+        assert isinstance(out, Rejection) and out.reason.startswith("joint_states is 1.000 s old")
+        assert out.reason.endswith("; not updated: joint(s) gripper"), out.reason
+        live.joints.add(JointReading(now, now, ["gripper"], [0.0]))
+        assert isinstance(live.step(TickInputs(cameras={"front": frame(now), "wrist": frame(now)},
+                                               joint_states=live.joints.reading()), now), TickOutput)
+    finally:
+        live.close()
+
+
 def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tick: LiveTick) -> None:
     now = T0 + 200 * S
     tick.set_heatmap_method("rollout")

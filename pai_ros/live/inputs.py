@@ -36,6 +36,8 @@ class CameraFrame(Stamped):
 class JointReading(Stamped):
     names: Sequence[str]
     positions: Sequence[float]
+    # Merged from several messages (joint_merge): the joints whose message is the oldest.
+    oldest_joints: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
+from pai_ros.live.joint_merge import JointStateMerge
 from pai_ros.live.received_text import undecodable_reason
 from pai_ros.live.refusal_log import RefusalLog
 from pai_ros.live.sae import FeaturesOutput, LiveSae
@@ -140,6 +141,8 @@ class LiveTick:
         # Registered after the runner's capture hooks: features describe the unsteered tokens.
         self._steer_hook = SteeringHook(runner.policy.model.encoder) if config.allow_steering else None
         self._chunk_steering: ActiveSteering | None = None  # queue/chunk modes: the executing chunk's
+        # The node adds every joint_states message; the tick reads them merged by joint name.
+        self.joints = JointStateMerge(config.state_joint_names)
         # Set by the node when actions go to a ros2_control controller whose joints it checks.
         self.controller_gate: ControllerGate | None = None
 
@@ -366,6 +369,10 @@ class LiveTick:
         verdict = self.gate.check(stamps, now_ns)
         self.health.set_ages(verdict.ages_s)
         if verdict.reason is not None:
+            joints = inputs.joint_states
+            if joints is not None and joints.oldest_joints and verdict.reason.startswith(f"{JOINT_STATES} is"):
+                # Merged from several publishers: the one that stopped is named, not only the topic.
+                return Rejection(f"{verdict.reason}; not updated: joint(s) {', '.join(joints.oldest_joints)}")
             return Rejection(verdict.reason)
 
         camera_rgb: dict[str, np.ndarray] = {}

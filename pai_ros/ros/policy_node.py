@@ -134,6 +134,8 @@ class PolicyNode(Node):
         now = self.get_clock().now().nanoseconds
         with self._lock:
             self._latest[name] = (msg, now)
+            if name == JOINT_STATES:  # merged by joint name: arm and gripper drivers may publish apart
+                self.live.joints.add(joint_reading(msg, now))
         self.live.received(name)
 
     def _on_set_parameters(self, params: list[Any]) -> SetParametersResult:
@@ -175,12 +177,10 @@ class PolicyNode(Node):
 
     def _tick(self) -> None:
         with self._lock:
-            latest = dict(self._latest)
-        inputs = TickInputs(cameras={n: camera_frame(*latest[n], self.decoder) for n in self.live.cameras if n in latest})
-        if JOINT_STATES in latest:
-            inputs.joint_states = joint_reading(*latest[JOINT_STATES])
-        if ENVIRONMENT_STATE in latest:
-            inputs.environment_state = vector_reading(*latest[ENVIRONMENT_STATE])
+            latest, joints = dict(self._latest), self.live.joints.reading()
+        env = vector_reading(*latest[ENVIRONMENT_STATE]) if ENVIRONMENT_STATE in latest else None
+        inputs = TickInputs({n: camera_frame(*latest[n], self.decoder) for n in self.live.cameras if n in latest},
+                            joints, env)
         now = lambda: self.get_clock().now().nanoseconds  # noqa: E731 - read again when the action is ready
         out = self.live.step(inputs, now(), clock=now)
         if not self.context.ok():  # Ctrl-C shut the context down mid-tick: nothing can be sent or logged now

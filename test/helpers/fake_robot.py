@@ -2,10 +2,11 @@
 
     python fake_robot.py --rate 20 [--fault NAME --fault-start 2.0 --fault-end 5.0]
                          [--schedule NAME:START:END,NAME:START:END,...] [--seconds 30]
-                         [--env-state N [--env-type float32_multi_array|joint_state]]
+                         [--env-state N [--env-type float32_multi_array|joint_state]] [--split-joints]
 
 Publishes camera/front/image_raw and camera/wrist/image_raw (64x80 rgb8, sensor QoS, stamped
-now, frame_id <name>_camera) and joint_states (x, y, gripper); with --env-state N also
+now, frame_id <name>_camera) and joint_states (x, y, gripper; with --split-joints one message per joint, the gripper from a
+second publisher, as separate arm and gripper drivers); with --env-state N also
 environment_state (N values: Float32MultiArray, or a stamped JointState named env_0..). During each fault's
 [start, end) (seconds since start) that fault is active; otherwise everything is healthy.
 Prints ``PHASE <name> <wall ns>`` at every change (``before``/``after`` for a single
@@ -59,6 +60,8 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=80)
     ap.add_argument("--env-state", type=int, default=0)
     ap.add_argument("--env-type", default="float32_multi_array", choices=("float32_multi_array", "joint_state"))
+    ap.add_argument("--split-joints", action="store_true",
+                    help="publish each joint in its own JointState, the gripper from a second publisher")
     a = ap.parse_args()
     schedule = parse_schedule(a)
     single = not a.schedule
@@ -66,6 +69,7 @@ def main() -> None:
     node = rclpy.create_node("fake_robot")
     cams = {c: node.create_publisher(Image, f"camera/{c}/image_raw", qos_profile_sensor_data) for c in ("front", "wrist")}
     joints = node.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
+    gripper_joints = node.create_publisher(JointState, "joint_states", qos_profile_sensor_data)
     env_named = a.env_type == "joint_state"
     env = (node.create_publisher(JointState if env_named else Float32MultiArray, "environment_state",
                                  qos_profile_sensor_data) if a.env_state else None)
@@ -121,6 +125,11 @@ def main() -> None:
             if fault == "undecodable_name":  # rclpy publishes bytes as an already serialised message
                 raw = serialize_message(js)
                 joints.publish(raw.replace(b"gripper", b"gr\xffpper"))
+            elif a.split_joints:  # as an arm driver and a gripper driver would, on one topic
+                for i, name in enumerate(js.name):
+                    part = JointState(name=[name], position=[js.position[i]])
+                    part.header.stamp = stamp
+                    (gripper_joints if name == "gripper" else joints).publish(part)
             else:
                 joints.publish(js)
         if env is not None and healthy_turn and fault != "env_pause":
