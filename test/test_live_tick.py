@@ -328,6 +328,24 @@ def test_a_joint_whose_own_publisher_stopped_is_named(tiny_act: Path) -> None:
         live.close()
 
 
+@pytest.mark.parametrize("first, second", [("cross_attention", "relevance"), ("relevance", "cross_attention")])
+def test_switching_to_or_from_a_gradient_method_in_ensemble_mode_keeps_acting(tiny_act: Path, first: str,
+                                                                             second: str) -> None:
+    """The ensembler's sums, made in inference mode, refused the in-place update of the first
+    gradient tick: an 'internal error' refusal and a reset ensemble, the robot's actions gapped."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="ensemble",
+                                                  heatmap_method=first, control_rate_hz=10.0))
+    try:
+        for k in range(6):
+            if k == 3:
+                live.set_heatmap_method(second)
+            t = T0 + k * S // 10
+            out = live.step(inputs(t), t)
+            assert isinstance(out, TickOutput), (k, out)
+    finally:
+        live.close()
+
+
 def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tick: LiveTick) -> None:
     now = T0 + 200 * S
     tick.set_heatmap_method("rollout")

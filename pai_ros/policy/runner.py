@@ -189,7 +189,11 @@ class PolicyRunner:
 
         if self.mode == "ensemble":
             chunk_t, capture = self._forward(batch, explainer)
-            action_t = self._ensembler.update(chunk_t)
+            # Always in inference mode: the ensembler's running sums are updated in place, and
+            # sums made under inference_mode (no explainer) refuse in-place updates outside it
+            # once the heatmap method switches to a gradient one at run time.
+            with torch.inference_mode():
+                action_t = self._ensembler.update(chunk_t)
             self._chunk_tick, self._chunk_capture, executed = tick, capture, 0
         elif self.mode == "replan":
             chunk_t, capture = self._forward(batch, explainer)
