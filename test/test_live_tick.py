@@ -346,6 +346,22 @@ def test_switching_to_or_from_a_gradient_method_in_ensemble_mode_keeps_acting(ti
         live.close()
 
 
+def test_unstamped_inputs_are_said_once_and_outputs_carry_their_arrival_time(tiny_act: Path) -> None:
+    """Judged by arrival, silently, and the heatmap went out stamped 0 while the action had a time."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES)))
+    try:
+        for k in range(2):
+            t = T0 + k * S // 10
+            cams = {"front": CameraFrame(0, t, lambda: image(), "front_camera"), "wrist": frame(t)}
+            out = live.step(TickInputs(cameras=cams, joint_states=JointReading(t, t, list(NAMES), [0.5, 0.5, 0.0])), t)
+            assert isinstance(out, TickOutput) and out.camera_stamps_ns == {"front": t, "wrist": t}
+        said = [w for w in live.warnings if "unstamped" in w]
+        assert len(said) == 1 and said[0].startswith("camera/front/image_raw arrives unstamped"), live.warnings
+        assert live.diagnostics(t).values["unstamped_inputs"] == "front"
+    finally:
+        live.close()
+
+
 def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tick: LiveTick) -> None:
     now = T0 + 200 * S
     tick.set_heatmap_method("rollout")

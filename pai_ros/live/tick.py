@@ -63,7 +63,7 @@ class TickOutput:
     shares: dict[str, float]  # token type / camera -> share of the map's mass
     heatmaps: dict[str, np.ndarray]  # camera -> RGB overlay at camera resolution
     camera_frame_ids: dict[str, str]
-    camera_stamps_ns: dict[str, int]
+    camera_stamps_ns: dict[str, int]  # each camera's header stamp (its arrival time when unstamped)
     features: FeaturesOutput | None = None
     feature_heatmaps: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (feature, camera) -> RGB
     steering: ActiveSteering | None = None  # the steering of the forward pass this action came from
@@ -133,6 +133,7 @@ class LiveTick:
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._resize_warned: set[str] = set()
         self._grey_warned: set[str] = set()
+        self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
         self.warnings: list[str] = []  # notes for the node's log: "resizing camera X", why no action goes out
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
         self.refusals = RefusalLog()
@@ -366,6 +367,12 @@ class LiveTick:
             if reading is None:
                 return Rejection(f"no message yet on {self.topics[name]}")
             stamps[name] = reading.effective_ns
+            headerless = isinstance(reading, VectorReading) and not reading.names  # Float32MultiArray
+            if reading.stamp_ns == 0 and not headerless and name not in self._unstamped:
+                self._unstamped.add(name)
+                self.warnings.append(f"{self.topics[name]} arrives unstamped (header.stamp 0): its age is judged by "
+                                     "when it arrived, which hides the driver's delay, and outputs carry that time; "
+                                     "stamp it in the driver (warned once)")
         verdict = self.gate.check(stamps, now_ns)
         self.health.set_ages(verdict.ages_s)
         if verdict.reason is not None:
@@ -468,7 +475,7 @@ class LiveTick:
             stamp_ns=min(stamps.values()),  # an observation is as old as its oldest part
             action=action, action_names=self.action_names, plan=plan, heatmap_method=method, shares=shares,
             heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
-            camera_stamps_ns={c: inputs.cameras[c].stamp_ns for c in self.cameras},
+            camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
             features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
             status=(level, message))
 
@@ -573,6 +580,7 @@ class LiveTick:
             **{f"age_{k}_s": f"{v:.3f}" for k, v in report.ages_s.items()},
             **{f"rate_{k}_hz": f"{v:.1f}" for k, v in self.gate.rates_hz(now_ns).items()},
             "rejections_since_last": report.rejections_since_last,
+            **({"unstamped_inputs": ", ".join(sorted(self._unstamped))} if self._unstamped else {}),
             **(sae.diagnostics() if sae else {}),
         }
         level, message = report.level, report.message
