@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ros_processes import HELPERS, Proc
+from ros_processes import HELPERS, Probe, Proc
 
 from pai_ros.ros.params import command_line_unknowns, key_matches, params_file_problems, params_files
 
@@ -180,6 +180,7 @@ def test_an_integer_for_a_double_is_taken_as_that_double(ros_env: dict, tmp_path
     """`-p rate_hz:=10` and `settle_s: 1` in a file are integers to rcl; rclpy refused them for doubles."""
     params = tmp_path / "sim.yaml"
     params.write_text("/**/sim_node:\n  ros__parameters:\n    settle_s: 1\n")
+    probe = Probe(["/diagnostics:DiagnosticArray"], ros_env)
     sim = Proc([sys.executable, "-m", "pai_ros.ros.sim_node", "--ros-args", "-r", "__ns:=/robot7", "-p", "rate_hz:=10",
                 "-p", "loop:=true", "--params-file", str(params)], ros_env, "sim_node")
     try:
@@ -187,8 +188,11 @@ def test_an_integer_for_a_double_is_taken_as_that_double(ros_env: dict, tmp_path
                        "--timeout", "120"], ros_env, "reader")
         assert reader.wait(timeout=180) == 0, "\n".join(reader.lines + sim.lines[-20:])
         result = next(json.loads(line) for line in reader.lines if line.startswith("{"))
+        # Status names carry the namespace: two robots' sim_node statuses used to be one name.
+        probe.wait_for(lambda m: any(s["name"] == "robot7/sim_node: sim" for s in m["status"]), 60)
     finally:
         sim.stop()
+        probe.stop()
     assert "error" not in result, result
     # Doubles on the wire (a float in the JSON of the reader), and the declared type stays double.
     assert _same(result["values"]["rate_hz"], 10.0) and _same(result["values"]["settle_s"], 1.0), result

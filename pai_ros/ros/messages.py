@@ -198,6 +198,11 @@ def float64_multi_array(values: np.ndarray, label: str = "joints") -> Float64Mul
     return msg
 
 
+def status_name(node: Any, task: str) -> str:
+    """A /diagnostics status name, ``robot1/policy_node: policy``: the namespace keeps two robots' apart."""
+    return f"{node.get_fully_qualified_name().lstrip('/')}: {task}"
+
+
 def diagnostic_array(name: str, level: int, message: str, values: dict[str, str], hardware_id: str,
                      stamp: Time) -> DiagnosticArray:
     # DiagnosticStatus.level is a ROS byte: rclpy wants a one-byte bytes value (as its OK/WARN/ERROR constants).

@@ -8,10 +8,9 @@ topic per camera (``sensor_msgs/Image``, or ``CompressedImage`` with ``:compress
 ``action_output`` names (``action`` JointState, ``action_trajectory`` JointTrajectory,
 ``action_commands`` Float64MultiArray), ``attention/<camera>/heatmap`` (rgb8 overlay, the
 camera's header), ``attention/shares``, with an SAE ``features`` (FeatureActivations) and
-``features/feature_<F>/<camera>/heatmap``, and ``/diagnostics``.
-
-Callbacks only keep the latest message of each input. A timer at the control rate hands a tick
-to one worker thread; a tick still busy when the next is due is skipped and counted, never queued.
+``features/feature_<F>/<camera>/heatmap``, and ``/diagnostics``. Callbacks keep the latest
+message of each input (joint_states merged by joint name); a timer at the control rate hands
+a tick to one worker thread, and a tick due while one is busy is skipped and counted, never queued.
 """
 
 from __future__ import annotations
@@ -51,6 +50,7 @@ from pai_ros.ros.messages import (
     joint_trajectory,
     mark_steering,
     rgb_image,
+    status_name,
     to_stamp,
     vector_reading,
 )
@@ -230,7 +230,7 @@ class PolicyNode(Node):
             self.get_logger().warning(line)
         now = self.get_clock().now()
         d = self.live.diagnostics(now.nanoseconds)
-        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: policy", d.level, d.message, d.values,
+        self.diag_pub.publish(diagnostic_array(status_name(self, "policy"), d.level, d.message, d.values,
                                                d.hardware_id, now.to_msg()))
 
     def shutdown(self) -> None:

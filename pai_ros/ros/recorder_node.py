@@ -32,7 +32,7 @@ footer (it is still in ``OUT/OUT_k/``); ``pai bag recover OUT`` reads it up to i
 byte and writes a complete bag ``OUT_recovered`` (``pai bag2parquet`` refuses the unfinished bag
 with that hint).
 
-Status: ``/diagnostics`` (name ``recorder_node: bag``, 1 Hz) says what is being recorded: OK
+Status: ``/diagnostics`` (name ``[<namespace>/]recorder_node: bag``, 1 Hz) says what is being recorded: OK
 with the messages written so far and per topic received/written; WARN when a configured topic
 has had no publisher for ``ABSENT_AFTER_S`` seconds (a typo would otherwise record nothing of it
 all session), a topic cannot be recorded, or messages could not be written; ERROR after a write
@@ -79,7 +79,7 @@ from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
 from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import init_ros
-from pai_ros.ros.messages import diagnostic_array
+from pai_ros.ros.messages import diagnostic_array, status_name
 from pai_ros.ros.names import resolved_topic
 from pai_ros.ros.node_help import help_requested, node_help
 from pai_ros.ros.params import Param, declare
@@ -328,7 +328,7 @@ class RecorderNode(Node):
 
     def publish_status(self) -> None:
         level, message, values = self.status()
-        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: bag", level, message, values, str(self.output),
+        self.diag_pub.publish(diagnostic_array(status_name(self, "bag"), level, message, values, str(self.output),
                                                self.get_clock().now().to_msg()))
 
     def total_received(self) -> int:

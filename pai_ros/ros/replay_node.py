@@ -36,7 +36,7 @@ from pai_ros.errors import UserError
 from pai_ros.imaging.convert import rgb_to_jpeg
 from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import run_node
-from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
+from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image, status_name
 from pai_ros.ros.params import Param, declare
 from pai_ros.ros.sim_time import SimClockWatch
 
@@ -202,7 +202,7 @@ class ReplayNode(Node):
             level, message = Level.OK, f"replaying episode {self.episode}" if self.episode is not None else "replaying"
         values = {"frames_published": str(self.published), "slots_skipped": str(self.behind),
                   "episodes": " ".join(map(str, self.episodes)), "rate_factor": str(self.p["rate_factor"])}
-        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: replay", level, message, values, str(self.root),
+        self.diag_pub.publish(diagnostic_array(status_name(self, "replay"), level, message, values, str(self.root),
                                                self.get_clock().now().to_msg()))
 
     def shutdown(self) -> None:

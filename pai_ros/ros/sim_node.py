@@ -32,7 +32,7 @@ from std_msgs.msg import String
 
 from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import run_node
-from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image
+from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image, status_name
 from pai_ros.ros.params import declare
 from pai_ros.ros.sim_time import SimClockWatch
 from pai_ros.sim.parameters import PARAMS, SimNodeConfig
@@ -121,7 +121,7 @@ class SimNode(Node):
 
     def _publish_diagnostics(self) -> None:
         level, message, values = self.session.diagnostics()
-        self.diag_pub.publish(diagnostic_array(f"{self.get_name()}: sim", level, message, values, "pai_demo_scene",
+        self.diag_pub.publish(diagnostic_array(status_name(self, "sim"), level, message, values, "pai_demo_scene",
                                                self.get_clock().now().to_msg()))
 
 

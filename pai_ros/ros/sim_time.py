@@ -17,7 +17,7 @@ from typing import Any
 from rclpy.clock import Clock, ClockType
 
 from pai_ros.diagnostic_level import Level
-from pai_ros.ros.messages import diagnostic_array
+from pai_ros.ros.messages import diagnostic_array, status_name
 
 WARN_AFTER_S = 3.0  # a simulator that is starting publishes /clock within a second or two
 CHECK_PERIOD_S = 1.0
@@ -55,5 +55,5 @@ class SimClockWatch:
         self._publish(Level.WARN, message, {"use_sim_time": "true", "waited_s": f"{waited:.0f}"})
 
     def _publish(self, level: Level, message: str, values: dict[str, str]) -> None:
-        self.publisher.publish(diagnostic_array(f"{self.node.get_name()}: clock", level, message, values, "",
+        self.publisher.publish(diagnostic_array(status_name(self.node, "clock"), level, message, values, "",
                                                 self.node.get_clock().now().to_msg()))
