@@ -440,6 +440,8 @@ def test_features_every_tick_and_sae_reload_keeps_the_old_one_on_failure(tiny_ac
         assert set(out.feature_heatmaps) == {(3, "front"), (3, "wrist")}
         with pytest.raises(UserError):
             live.reload_sae(str(tmp_path / "nowhere"))
+        with pytest.raises(UserError, match="an empty sae_path cannot switch features off while the node runs"):
+            live.reload_sae("")  # it looked for cfg.json in the working directory
         assert live.sae.loaded.sae_id == f.sae_id
         # A calibrated copy: every frame is above its threshold -> flagged, WARN, still acting.
         other = tmp_path / "sae"

@@ -92,7 +92,8 @@ PARAMS: list[Param] = [
     Param("heatmap_alpha", 0.6, "overlay opacity at full attention", min=0.0, max=1.0, read_only=True),
     Param("heatmap_colormap", "viridis", f"colormap: {', '.join(COLORMAPS)}", read_only=True),
     Param("sae_path", "", "sparse autoencoder directory (from `pai sae train`) for live features; empty: none. "
-          "Setting it while running reloads the SAE (the node must have started with one)"),
+          "Setting it while running reloads the SAE (the node must have started with one; empty is refused "
+          "then)"),
     Param("features_top_n", 64, "at most this many features per features message (strongest first)",
           min=1, max=1_000_000, read_only=True),
     Param("feature_heatmaps", [], "SAE feature indices that get a features/feature_<F>/<camera>/heatmap topic",

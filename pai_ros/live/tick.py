@@ -246,6 +246,9 @@ class LiveTick:
         """Load and check another SAE and swap it in between ticks; the old one stays on any problem."""
         if self.sae is None:
             raise UserError("the node started without an SAE: restart it with sae_path to publish features")
+        if not path.strip():  # else it looked for cfg.json in the working directory
+            raise UserError("an empty sae_path cannot switch features off while the node runs: restart it "
+                            "without sae_path")
         sae, why = LiveSae.load(path, self.runner, self.config.feature_heatmaps)
         self.sae = sae  # one reference swap: the tick in progress keeps the SAE it started with
         return sae.describe() + (f"; no OOD flag: {why}" if why else "")
