@@ -104,3 +104,18 @@ def test_colcon_test_runs_the_unit_tests() -> None:
     assert {"ament_cmake_pytest", "python3-pytest"} <= deps["test_depend"]
     cmake = (REPO / "CMakeLists.txt").read_text()
     assert re.search(r"if\(BUILD_TESTING\).*ament_add_pytest_test\(\w+ test\b.*not ros and not slow", cmake, re.S)
+
+
+def test_ros_packages_the_tests_import_are_declared() -> None:
+    """rosgraph_msgs (the /clock publisher of the sim-time tests) was imported by a test only, undeclared."""
+    root = ET.parse(REPO / "package.xml").getroot()
+    declared = {e.text.strip() for e in root if e.tag in ("depend", "exec_depend", "test_depend") and e.text}
+    used = set()
+    for path in (REPO / "test").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                used |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                used.add(node.module.split(".")[0])
+    ros = {m for m in used if _is_ros_package(m) and m != "pai_ros"}
+    assert "rosgraph_msgs" in ros and not ros - declared, sorted(ros - declared)
