@@ -362,6 +362,30 @@ def test_unstamped_inputs_are_said_once_and_outputs_carry_their_arrival_time(tin
         live.close()
 
 
+@pytest.mark.parametrize("mode, queries", [("chunk", "mean"), ("queue", "executed")])
+def test_heatmaps_from_an_earlier_forward_pass_carry_its_frame(tiny_act: Path, mode: str, queries: str) -> None:
+    """Between chunk refills the map explains the refill's frame: it was drawn on the current image
+    with the current header, a picture of where the policy looked in a frame it never saw."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode=mode,
+                                                  heatmap_queries=queries, control_rate_hz=10.0))
+    try:
+        outs = []
+        for k in range(3):  # tiny_act executes 10 actions per chunk: one refill, then two ticks from it
+            t = T0 + k * S // 10
+            front = image(value=10 + k)
+            cams = {"front": CameraFrame(t, t, lambda f=front: f, f"front_{k}"), "wrist": frame(t)}
+            out = live.step(TickInputs(cameras=cams, joint_states=JointReading(t, t, list(NAMES), [0.5, 0.5, 0.0])), t)
+            assert isinstance(out, TickOutput), out
+            outs.append(out)
+        for out in outs:
+            assert out.heatmap_stamps_ns["front"] == T0 and out.heatmap_frame_ids["front"] == "front_0"
+        assert outs[2].camera_stamps_ns["front"] == T0 + 2 * S // 10  # features and the action: this tick's
+        if mode == "chunk":  # drawn on the refill's image: the same map, so the same overlay on every tick
+            assert np.array_equal(outs[0].heatmaps["front"], outs[2].heatmaps["front"])
+    finally:
+        live.close()
+
+
 def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tick: LiveTick) -> None:
     now = T0 + 200 * S
     tick.set_heatmap_method("rollout")

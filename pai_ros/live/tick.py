@@ -65,10 +65,23 @@ class TickOutput:
     camera_frame_ids: dict[str, str]
     camera_stamps_ns: dict[str, int]  # each camera's header stamp (its arrival time when unstamped)
     features: FeaturesOutput | None = None
+    # The frames the attention heatmaps explain and are drawn on: this tick's, or between chunk
+    # refills (and for heatmap_queries executed) the frames of the forward pass they come from.
+    heatmap_stamps_ns: dict[str, int] = field(default_factory=dict)
+    heatmap_frame_ids: dict[str, str] = field(default_factory=dict)
     feature_heatmaps: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)  # (feature, camera) -> RGB
     steering: ActiveSteering | None = None  # the steering of the forward pass this action came from
     latency_s: float = 0.0
     status: tuple[Level, str] = (Level.OK, "")  # what /diagnostics says after this tick
+
+
+@dataclass(frozen=True)
+class _Frames:
+    """The camera images of one tick, with their stamps and frame ids (for heatmap overlays)."""
+
+    rgb: dict[str, np.ndarray]
+    stamps_ns: dict[str, int]
+    frame_ids: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,7 @@ class LiveTick:
         # Registered after the runner's capture hooks: features describe the unsteered tokens.
         self._steer_hook = SteeringHook(runner.policy.model.encoder) if config.allow_steering else None
         self._chunk_steering: ActiveSteering | None = None  # queue/chunk modes: the executing chunk's
+        self._chunk_frames: _Frames | None = None  # the frames the executing chunk was predicted from
         # The node adds every joint_states message; the tick reads them merged by joint name.
         self.joints = JointStateMerge(config.state_joint_names)
         # Set by the node when actions go to a ros2_control controller whose joints it checks.
@@ -361,6 +375,7 @@ class LiveTick:
         """
         self.runner.reset()
         self._chunk_steering = None
+        self._chunk_frames = None
 
     def _step(self, inputs: TickInputs, now_ns: int, start: float) -> TickOutput | Rejection:
         present = {**inputs.cameras, JOINT_STATES: inputs.joint_states, ENVIRONMENT_STATE: inputs.environment_state}
@@ -445,12 +460,18 @@ class LiveTick:
                                                            colormap=self.config.heatmap_colormap)
         method = self.heatmap_method
         maps = maps_for_tick(result, method, self.config.heatmap_queries, label=self.relevance_target.label())
+        frames = _Frames({c: camera_rgb[c] for c in self.heatmap_cameras},
+                         {c: inputs.cameras[c].effective_ns for c in self.heatmap_cameras},
+                         {c: inputs.cameras[c].frame_id for c in self.heatmap_cameras})
+        if result.capture is not None and result.executed_capture is result.capture:
+            self._chunk_frames = frames  # this forward pass made the chunk that later ticks execute
+        shown = frames if maps is None or maps.fresh or self._chunk_frames is None else self._chunk_frames
         shares, heatmaps = {}, {}
         if maps is not None:
             shares = maps.shares
             if self.heatmap_cameras:
                 scaled = normalize({c: maps.grids[c] for c in self.heatmap_cameras}, self.config.normalization)
-                heatmaps = {c: overlay(camera_rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
+                heatmaps = {c: overlay(shown.rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
                                        colormap=self.config.heatmap_colormap) for c in self.heatmap_cameras}
         gate = self.controller_gate
         level, message = Level.OK, ("observe-only: interpreting, not acting" if not self.config.publish_actions
@@ -480,7 +501,7 @@ class LiveTick:
             heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
             camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
             features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
-            status=(level, message))
+            status=(level, message), heatmap_stamps_ns=shown.stamps_ns, heatmap_frame_ids=shown.frame_ids)
 
     def _executed_steering(self, result, active: ActiveSteering | None) -> ActiveSteering | None:
         """The steering behind the executed action: this forward's, or in queue/chunk modes its chunk's."""
