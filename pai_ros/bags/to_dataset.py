@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pai_ros.bags.to_parquet import COMPRESSED_IMAGE, IMAGE, JOINT_STATE, find_sources, open_reader, read_messages
+from pai_ros.bags.reading import COMPRESSED_IMAGE, IMAGE, JOINT_STATE, find_sources, open_reader, read_messages
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb
 from pai_ros.jsonfile import write_json_atomic

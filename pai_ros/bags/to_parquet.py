@@ -27,7 +27,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pai_ros.bags.reading import (
+    COMPRESSED_IMAGE,
+    DIAGNOSTICS,
+    FEATURES,
+    IMAGE,
+    JOINT_STATE,
+    corrupt_bag,
+    find_sources,
+    open_reader,
+    read_messages,
+)
 from pai_ros.errors import UserError
 from pai_ros.features.tables import FEATURES_SCHEMA
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb, resize_rgb
@@ -47,11 +58,6 @@ if TYPE_CHECKING:
     from rosbags.interfaces import Connection
     from rosbags.typesys.store import Typestore
 
-FEATURES = "pai_ros/msg/FeatureActivations"
-JOINT_STATE = "sensor_msgs/msg/JointState"
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
-DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
 HANDLED_TYPES = (FEATURES, JOINT_STATE, IMAGE, COMPRESSED_IMAGE, DIAGNOSTICS)
 
 FPS_PROBE_FRAMES = 16
@@ -152,65 +158,6 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
     return summary
 
 
-def find_sources(bag: Path) -> list[Path]:
-    """What rosbags should open: the bag directory, or its storage files when it has no metadata."""
-    if not bag.exists():
-        raise UserError(f"bag not found: {bag}")
-    if bag.is_dir():
-        if (bag / "metadata.yaml").is_file():
-            return [bag]  # files it lists but lacks are named when opening fails (open_reader)
-        from pai_ros.bags.recover import unfinished_files
-
-        if unfinished_files(bag):  # a recorder stopped without closing the bag (killed, disk full)
-            raise UserError(f"{bag} is an unfinished recording (no metadata.yaml); run `pai bag recover {bag}` "
-                            "first and convert the recovered bag")
-        files = sorted(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
-        if not files:
-            raise UserError(f"{bag} is not a rosbag2 bag (no metadata.yaml and no .mcap or .db3 file)")
-        return files
-    if bag.name == "metadata.yaml":
-        return [bag.parent]
-    if bag.suffix in (".mcap", ".db3"):
-        return [bag]
-    raise UserError(f"{bag} is not a rosbag2 bag (expected a bag directory or a .mcap/.db3 file)")
-
-
-def open_reader(source: Path, bag: Path) -> Any:
-    """An open rosbags Reader, or one line: the storage files a partly copied bag lacks, or why it is corrupt.
-
-    The missing-file check parses metadata.yaml a second time, so it runs only when opening
-    failed (rosbags refuses a bag with missing files, in a message that does not say what to do).
-    """
-    from rosbags.rosbag2 import Reader
-
-    try:
-        reader = Reader(source)
-        reader.open()
-        return reader
-    except Exception as exc:
-        missing = _missing_storage_files(source) if (source / "metadata.yaml").is_file() else []
-        if missing:
-            raise UserError(f"bag {bag} is incomplete: metadata.yaml lists {', '.join(missing)}, which "
-                            f"{'is' if len(missing) == 1 else 'are'} not there (copy the whole bag directory)"
-                            ) from None
-        raise _corrupt(bag, exc) from None
-
-
-def _missing_storage_files(bag: Path) -> list[str]:
-    """Storage files that ``metadata.yaml`` lists but the directory lacks (a partly copied bag).
-
-    Anything unreadable in the metadata is left to rosbags, which reports it as corrupt.
-    """
-    from ruamel.yaml import YAML
-
-    try:
-        info = YAML(typ="safe").load((bag / "metadata.yaml").read_text(encoding="utf-8"))
-        names = [str(name) for name in info["rosbag2_bagfile_information"]["relative_file_paths"]]
-    except Exception:  # noqa: BLE001 - any malformed metadata: rosbags gives the precise reason
-        return []
-    return [name for name in names if not (bag / name).is_file()]
-
-
 def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
     check_apart(out, {"bag": bag})
     if not out.exists():
@@ -220,22 +167,6 @@ def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
     if not overwrite:
         what = "directory is not empty" if out.is_dir() else "exists and is not a directory"
         raise UserError(f"output {out} {what}; choose a new path or pass --overwrite")
-
-
-# ------------------------------------------------------------------ reading
-
-
-class _CorruptBag(UserError):
-    pass
-
-
-def _corrupt(bag: Path, exc: BaseException) -> _CorruptBag:
-    detail = " ".join(str(exc).split()) or type(exc).__name__
-    if len(detail) > 160:
-        detail = detail[:157] + "..."
-    sqlite = bag.suffix == ".db3" or (bag.is_dir() and any(bag.glob("*.db3")))  # recover reads MCAP only
-    hint = "" if sqlite else f"; `pai bag recover {bag}` salvages what is readable"
-    return _CorruptBag(f"cannot read bag {bag}: truncated or corrupt ({detail}){hint}")
 
 
 def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:
@@ -352,7 +283,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
             except Exception as exc:
                 with contextlib.suppress(Exception):
                     reader.close()
-                raise _corrupt(bag, exc) from None
+                raise corrupt_bag(bag, exc) from None
             wanted = []
             for conn in connections:
                 why = (_incompatibility(store, base, conn.msgtype) if conn.msgtype in HANDLED_TYPES
@@ -397,26 +328,6 @@ def _check_counts(bag: Path, conv: _Converter, read: dict[str, int]) -> None:
         raise UserError(f"cannot read bag {bag}: its index lists {listed_total} messages on "
                         f"{', '.join(sorted(conv.topic_count))} but none are in the storage files "
                         "(metadata.yaml does not match them; `ros2 bag reindex` rebuilds it)")
-
-
-def read_messages(reader: Any, wanted: list[Connection], store: Typestore,
-              bag: Path) -> Iterator[tuple[Connection, int, Any]]:
-    """Deserialised messages; any failure inside rosbags is reported as a corrupt bag."""
-    from pai_ros.bags.typestore import deserialize
-
-    it = reader.messages(connections=wanted)
-    while True:
-        try:
-            conn, recv_ns, raw = next(it)
-        except StopIteration:
-            return
-        except Exception as exc:
-            raise _corrupt(bag, exc) from None
-        try:
-            msg = deserialize(store, raw, conn.msgtype)
-        except Exception as exc:
-            raise _corrupt(bag, exc) from None
-        yield conn, recv_ns, msg
 
 
 # ------------------------------------------------------------------ writing
