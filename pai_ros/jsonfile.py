@@ -38,11 +38,17 @@ def write_json_atomic(path: Path, data: Any) -> None:
         tmp.write_text(text)
 
 
-def read_json(path: Path, what: str) -> Any:
-    """Parsed JSON, or a :class:`UserError` naming ``what`` was missing or damaged."""
+def read_json(path: Path, what: str, *, want_object: bool = False) -> Any:
+    """Parsed JSON, or a :class:`UserError` naming ``what`` was missing or damaged.
+
+    ``want_object``: anything but a JSON object (a list, a number) is refused as ``what`` too.
+    """
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{what} not found: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc})") from None
+    if want_object and not isinstance(data, dict):
+        raise UserError(f"{path} is not a {what} (a JSON object)")
+    return data

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import torch
 
 from pai_ros.data.video import video_backend
 from pai_ros.errors import UserError
+from pai_ros.jsonfile import read_json
 
 SUPPORTED_VERSION = "v3.0"
 # LeRobotDataset v3.0's file layout, for info.json files that do not spell it out.
@@ -39,12 +39,7 @@ def read_info(root: Path) -> dict[str, Any]:
         raise UserError(f"dataset root {root} does not exist")
     if not info_path.is_file():
         raise UserError(f"{root} is not a LeRobot dataset: no meta/info.json")
-    try:
-        info = json.loads(info_path.read_text())
-    except ValueError as exc:
-        raise UserError(f"{info_path} is not valid JSON ({exc})") from None
-    if not isinstance(info, dict):
-        raise UserError(f"{info_path} is not a LeRobot info.json (a JSON object)")
+    info = read_json(info_path, "LeRobot info.json", want_object=True)
     version = info.get("codebase_version")
     if version != SUPPORTED_VERSION:
         raise UserError(f"{root} is a LeRobotDataset {version}; pai_ros reads {SUPPORTED_VERSION} "

@@ -20,6 +20,7 @@ from typing import Any
 
 from pai_ros.errors import UserError
 from pai_ros.hub import is_repo_id, resolve_model
+from pai_ros.jsonfile import read_json
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -110,7 +111,7 @@ def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
                             "its inputs and actions cannot be normalised")
     if missing:
         raise UserError(f"checkpoint {ckpt} is incomplete: missing {', '.join(missing)}")
-    config = _read_json(ckpt / CONFIG_FILE)
+    config = read_json(ckpt / CONFIG_FILE, "policy config", want_object=True)
     policy_type = config.get("type")
     if policy_type is None and "input_shapes" in config:
         raise UserError(f"{ckpt / CONFIG_FILE} is in the format of LeRobot before 0.1 (input_shapes, no 'type'); "
@@ -120,7 +121,7 @@ def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
     for proc in PROCESSOR_FILES:
         if not (ckpt / proc).is_file():
             continue
-        steps = _read_json(ckpt / proc).get("steps", [])
+        steps = read_json(ckpt / proc, "processor config", want_object=True).get("steps", [])
         if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
             raise UserError(f"{ckpt / proc} is not a LeRobot processor file ('steps' must be a list of objects)")
         for step in steps:
@@ -233,16 +234,6 @@ def weights_mismatch(model_file: Path, exc: RuntimeError) -> UserError:
     state_dict for ACTPolicy:", the next names the tensors that are missing, unexpected or of another shape."""
     detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
     return UserError(f"weights in {model_file} do not match {CONFIG_FILE}: {detail[:300]}")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} does not hold a JSON object")
-    return data
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
