@@ -82,6 +82,27 @@ def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:
         raise UserError(f"the output {output} {relation} the {what} {given}: choose a path outside it")
 
 
+def check_replaceable(output: Path, overwrite: bool, *, made_by: str, marker: str) -> None:
+    """``output`` may be written: absent, an empty directory, or (with ``overwrite``) ``made_by``'s own.
+
+    ``--overwrite`` replaces a directory whole, so it may only replace what this command wrote
+    before, recognised by ``marker`` (a file every such output holds): pointed at a directory of
+    the user's own files, or at a file, it used to delete them.
+    """
+    output = Path(output)
+    if not output.exists() and not output.is_symlink():
+        return
+    if output.is_dir() and not any(output.iterdir()):
+        return
+    if not output.is_dir():
+        raise UserError(f"output {output} exists and is not a directory; choose a new path")
+    if not (output / marker).is_file():
+        raise UserError(f"output {output} is not empty and is not an earlier {made_by} output (it has no {marker}); "
+                        f"choose a new path (--overwrite replaces only {made_by} outputs)")
+    if not overwrite:
+        raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
+
+
 def staging_path(final: Path, tag: str = "partial") -> Path:
     """The hidden sibling ``.<name>.<tag>-<pid>`` that work for ``final`` is staged in."""
     return final.parent / f".{final.name}.{tag}-{os.getpid()}"

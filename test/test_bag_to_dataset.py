@@ -188,12 +188,17 @@ def test_an_existing_output_is_kept_unless_overwrite(converted, tmp_path: Path) 
     out = tmp_path / "ds"
     out.mkdir()
     (out / "mine.txt").write_text("mine")
-    res = run_pai("bag2dataset", str(bag), "-o", str(out), *ARGS)
-    assert res.returncode == 1 and "exists; choose a new path or pass --overwrite" in res.stderr
-    assert (out / "mine.txt").read_text() == "mine"
-    res = run_pai("bag2dataset", str(bag), "-o", str(out), *ARGS, "--overwrite")
+    for extra in ([], ["--overwrite"]):  # --overwrite deleted a directory of the user's own files
+        res = run_pai("bag2dataset", str(bag), "-o", str(out), *ARGS, *extra)
+        assert res.returncode == 1 and "is not an earlier bag2dataset output" in res.stderr, res.stderr
+        assert (out / "mine.txt").read_text() == "mine"
+    done = tmp_path / "done"
+    assert run_pai("bag2dataset", str(bag), "-o", str(done), *ARGS).returncode == 0
+    res = run_pai("bag2dataset", str(bag), "-o", str(done), *ARGS)
+    assert res.returncode == 1 and "holds an earlier bag2dataset output; choose a new path or pass --overwrite" in res.stderr
+    res = run_pai("bag2dataset", str(bag), "-o", str(done), *ARGS, "--overwrite")
     assert res.returncode == 0, res.stderr
-    assert not (out / "mine.txt").exists() and (out / "meta" / "info.json").is_file()
+    assert (done / "meta" / "info.json").is_file()
 
 
 def test_the_tick_grid_is_exact_and_ends_at_the_last_message(tmp_path: Path) -> None:

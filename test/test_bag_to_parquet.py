@@ -398,12 +398,22 @@ def test_existing_output(full_bag: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     out.mkdir()
     bag_to_parquet(full_bag, out, progress=False, videos=False)  # an empty directory is fine
-    with pytest.raises(UserError, match="not empty; choose a new path or pass --overwrite"):
+    with pytest.raises(UserError, match="holds an earlier bag2parquet output; choose a new path or pass --overwrite"):
         bag_to_parquet(full_bag, out, progress=False)
     (out / "stale.txt").write_text("old")
     bag_to_parquet(full_bag, out, progress=False, overwrite=True)
     assert not (out / "stale.txt").exists() and (out / "cam__front__image_raw.mp4").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+    # --overwrite replaces only an earlier conversion: a directory of other files, or a file, stays.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not an earlier bag2parquet output"):
+        bag_to_parquet(full_bag, mine, progress=False, overwrite=True)
+    (tmp_path / "file.txt").write_text("mine")
+    with pytest.raises(UserError, match="exists and is not a directory; choose a new path"):
+        bag_to_parquet(full_bag, tmp_path / "file.txt", progress=False, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "mine" and (tmp_path / "file.txt").read_text() == "mine"
     with pytest.raises(UserError, match="contains the bag"):
         bag_to_parquet(full_bag, full_bag.parent, progress=False, overwrite=True)
 

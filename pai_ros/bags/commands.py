@@ -28,7 +28,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     p.add_argument("bag", type=Path, metavar="BAG", help="bag directory, or a .mcap/.db3 file")
     p.add_argument("out", type=Path, metavar="OUT", help="output directory (new, or empty)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists and is not empty")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT if it holds an earlier bag2parquet output (never other files)")
     p.add_argument("--no-videos", action="store_true",
                    help="write the Parquet tables only (no MP4s; frames.parquet indexes the image messages)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -72,7 +73,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     d.add_argument("--min-frames", type=int, default=10, help="shorter episodes are left out")
     d.add_argument("--task", default="recorded from ROS 2 bags", help="the dataset's task text")
     d.add_argument("--repo-id", default=None, help="the dataset's repo id (default: local/<OUT's name>)")
-    d.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    d.add_argument("--overwrite", action="store_true",
+                   help="replace OUT if it holds an earlier bag2dataset output (never other files)")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(handler=_to_dataset)
 

@@ -37,7 +37,7 @@ from pai_ros.bags.reading import COMPRESSED_IMAGE, IMAGE, JOINT_STATE, find_sour
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.staging import check_apart, staged_directory
+from pai_ros.staging import check_apart, check_replaceable, staged_directory
 from pai_ros.timestamps import NS_PER_S
 
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
@@ -345,8 +345,7 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
         raise UserError("no bag given")
     for bag in bags:
         check_apart(output, {"bag": bag})
-    if output.exists() and not (output.is_dir() and not any(output.iterdir())) and not overwrite:
-        raise UserError(f"output {output} exists; choose a new path or pass --overwrite")
+    check_replaceable(output, overwrite, made_by="bag2dataset", marker=f"meta/{SOURCE_FILE}")
     sources = [(bag, find_sources(Path(bag))) for bag in bags]
     _check_inputs(sources, mapping)  # every bag before any work: not a failure after an hour of the first
     summary = DatasetSummary(output)

@@ -51,7 +51,7 @@ from pai_ros.errors import UserError
 from pai_ros.features.tables import FEATURES_SCHEMA
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb, resize_rgb
 from pai_ros.jsonfile import json_text
-from pai_ros.staging import check_apart, staged_directory
+from pai_ros.staging import check_apart, check_replaceable, staged_directory
 from pai_ros.timestamps import header_ns
 
 if TYPE_CHECKING:
@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 
 HANDLED_TYPES = (FEATURES, JOINT_STATE, IMAGE, COMPRESSED_IMAGE, DIAGNOSTICS)
 
+SUMMARY_FILE = "summary.json"  # every conversion writes it: what --overwrite may replace
 FPS_PROBE_FRAMES = 16
 DEFAULT_FPS = 30.0
 
@@ -154,19 +155,13 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
             raise
         converter.close()
         summary.seconds = round(time.perf_counter() - started, 3)
-        (partial / "summary.json").write_text(json_text(summary.to_json()) + "\n", encoding="utf-8")
+        (partial / SUMMARY_FILE).write_text(json_text(summary.to_json()) + "\n", encoding="utf-8")
     return summary
 
 
 def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
     check_apart(out, {"bag": bag})
-    if not out.exists():
-        return
-    if out.is_dir() and not any(out.iterdir()):
-        return
-    if not overwrite:
-        what = "directory is not empty" if out.is_dir() else "exists and is not a directory"
-        raise UserError(f"output {out} {what}; choose a new path or pass --overwrite")
+    check_replaceable(out, overwrite, made_by="bag2parquet", marker=SUMMARY_FILE)
 
 
 def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:
