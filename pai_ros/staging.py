@@ -168,9 +168,21 @@ def staged_file(final: Path) -> Iterator[Path]:
     tmp.unlink(missing_ok=True)
     try:
         yield tmp
+        # safetensors writes its files owner-only (0600); every output gets the mode the user's
+        # umask gives new files, or a policy node running as another user cannot read the SAE.
+        os.chmod(tmp, _NEW_FILE_MODE)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # read it the only way there is (at import, before any thread writes files)
+    os.umask(mask)
+    return mask
+
+
+_NEW_FILE_MODE = 0o666 & ~_umask()
 
 
 def remove_abandoned_staging(final: Path) -> None:

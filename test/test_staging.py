@@ -129,3 +129,18 @@ def test_the_working_directory_as_output_is_refused_before_any_work(tmp_path: Pa
             with staged_directory(given):
                 raise AssertionError("the work must not start")
     assert out.is_dir()
+
+
+def test_a_staged_file_gets_the_mode_of_new_files(tmp_path: Path) -> None:
+    """safetensors writes owner-only (0600) files: a policy node of another user could not read the SAE."""
+    import os
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    final = tmp_path / "w.safetensors"
+    with staged_file(final) as tmp:
+        save_file({"w": np.zeros(3, np.float32)}, str(tmp))
+    assert final.stat().st_mode & 0o777 == 0o666 & ~mask
