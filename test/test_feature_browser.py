@@ -161,6 +161,22 @@ def test_names_order_the_list_and_page_input_is_checked(tmp_path: Path) -> None:
     assert browser.default_episode(5) == 3  # the episode of its strongest frame
 
 
+def test_a_save_the_file_system_refuses_is_an_error_toast(tmp_path: Path) -> None:
+    """A read-only results directory was a server traceback in the terminal and Errno text in the
+    browser. Tests run as root, where no directory is read-only: names.json as a directory makes
+    the same kind of failure (an OSError from the rename), for real."""
+    import gradio as gr
+
+    from pai_ros.ui.app import _as_gradio_error
+    from pai_ros.ui.browser import FeatureBrowser
+
+    results = make_results(tmp_path / "results")
+    browser = FeatureBrowser(ResultsDir(results))
+    (ResultsDir(results).names_path).mkdir()
+    with pytest.raises(gr.Error, match="Is a directory"):
+        _as_gradio_error(browser.save)(42, "lift", "")
+
+
 def test_bag_results_without_images(tmp_path: Path) -> None:
     """A `pai bag2parquet` directory: one features.parquet (episode 0), no cameras, no thumbnails."""
     from pai_ros.ui.browser import FeatureBrowser

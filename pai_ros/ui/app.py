@@ -40,13 +40,17 @@ _CSS = ".pai-gallery .grid-wrap { min-height: 0 !important; }"
 
 
 def _as_gradio_error(fn):
-    """Show a :class:`UserError` as Gradio's error toast instead of a server traceback."""
+    """Show a :class:`UserError` or an OS error (a read-only results directory, a full disk) as
+    Gradio's error toast instead of a server traceback."""
     @wraps(fn)  # keeps the signature and annotations Gradio reads (gr.SelectData parameters)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
             raise gr.Error(str(exc)) from None
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise gr.Error(f"{exc.strerror or exc}{where}") from None
     return wrapper
 
 
