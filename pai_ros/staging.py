@@ -82,23 +82,24 @@ def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:
         raise UserError(f"the output {output} {relation} the {what} {given}: choose a path outside it")
 
 
-def check_replaceable(output: Path, overwrite: bool, *, made_by: str, marker: str) -> None:
+def check_replaceable(output: Path, overwrite: bool, *, made_by: str, marker: str | tuple[str, ...]) -> None:
     """``output`` may be written: absent, an empty directory, or (with ``overwrite``) ``made_by``'s own.
 
     ``--overwrite`` replaces a directory whole, so it may only replace what this command wrote
-    before, recognised by ``marker`` (a file every such output holds): pointed at a directory of
-    the user's own files, or at a file, it used to delete them.
+    before, recognised by ``marker`` (a path every such output holds; of several, any one):
+    pointed at a directory of the user's own files, or at a file, it used to delete them.
     """
     output = Path(output)
+    markers = (marker,) if isinstance(marker, str) else marker
     if not output.exists() and not output.is_symlink():
         return
     if output.is_dir() and not any(output.iterdir()):
         return
     if not output.is_dir():
         raise UserError(f"output {output} exists and is not a directory; choose a new path")
-    if not (output / marker).is_file():
-        raise UserError(f"output {output} is not empty and is not an earlier {made_by} output (it has no {marker}); "
-                        f"choose a new path (--overwrite replaces only {made_by} outputs)")
+    if not any((output / m).exists() for m in markers):
+        raise UserError(f"output {output} is not empty and is not an earlier {made_by} output (it has no "
+                        f"{markers[0]}); choose a new path (--overwrite replaces only {made_by} outputs)")
     if not overwrite:
         raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
 

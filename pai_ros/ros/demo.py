@@ -21,7 +21,10 @@ from pai_ros.demo import outputs
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.ros import topics
-from pai_ros.staging import make_output_dir
+from pai_ros.staging import check_replaceable, make_output_dir
+
+REPORT_FILE = "report.json"  # written last: its presence says the run finished
+DEMO_MARKER = ".pai_demo"  # written first: what --overwrite may replace
 
 
 @dataclass
@@ -105,17 +108,23 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
               "action_error": outputs.action_error(parquet), "features": features,
               "converted": done.converted,
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
-    write_json_atomic(out / "report.json", report)  # written last: its presence says the run finished
+    write_json_atomic(out / REPORT_FILE, report)  # written last: its presence says the run finished
     return DemoResult(out, bag, parquet, combined, sheet, report)
 
 
 def prepare_output_dir(out: Path, overwrite: bool) -> Path:
-    """An empty ``out``: a non-empty one is refused unless ``overwrite`` (then it is emptied)."""
+    """An empty ``out``, marked as a demo output: a non-empty one is refused unless it is an earlier
+    demo's and ``overwrite`` is given (then it is emptied); --overwrite never deletes other files."""
+    if out.is_dir() and (out / DEMO_MARKER).is_file() and not (out / REPORT_FILE).exists() and not overwrite:
+        raise UserError(f"output directory {out} holds an unfinished demo run (no {REPORT_FILE}: interrupted?); "
+                        "pass --overwrite to replace it")
+    # report.json and bag/: the outputs of demos from before the marker.
+    check_replaceable(out, overwrite, made_by="pai demo", marker=(DEMO_MARKER, REPORT_FILE, "bag"))
     if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise UserError(f"output directory {out} is not empty (use --overwrite to replace it)")
         shutil.rmtree(out)
-    return make_output_dir(out)
+    out = make_output_dir(out)
+    (out / DEMO_MARKER).write_text("written by pai demo: --overwrite may replace this directory\n")
+    return out
 
 
 def _live_stats(policy, replay, lossless: bool, seconds: float) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 from pai_ros.demo import outputs
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.ros import topics
-from pai_ros.ros.demo import prepare_output_dir
+from pai_ros.ros.demo import REPORT_FILE, prepare_output_dir
 from pai_ros.sim.policy import EVAL_MODE
 
 OUTCOME_TOPICS = ["sim_node/episode_outcome", "sim_node/summary"]
@@ -104,5 +104,5 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     done = outputs.outputs_from_bag(bag, out, rate_hz, progress)
     result = {"closed_loop": report.as_dict(), **live, "rate_hz": rate_hz, "heatmap_frames": done.heatmap_frames,
               "converted": done.converted, "policy": str(assets.policy_dir)}
-    write_json_atomic(out / "report.json", result)  # written last: its presence says the run finished
+    write_json_atomic(out / REPORT_FILE, result)  # written last: its presence says the run finished
     return ClosedLoopDemoResult(out, bag, done.parquet, done.combined, done.sheet, result)
