@@ -32,7 +32,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--rate-factor", type=float, default=1.0,
                    help="replay (and tick) at this fraction of the recorded rate, in (0, 1]: 0.25 lets a busy "
                         "CPU act on every frame instead of skipping ticks that come due while one computes")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo's output directory (never one of other files)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier demo's output directory (never one of other files)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     loop = p.add_argument_group("closed loop")
     loop.add_argument("--closed-loop", action="store_true",
