@@ -104,6 +104,23 @@ def check_replaceable(output: Path, overwrite: bool, *, made_by: str, marker: st
         raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
 
 
+# What each per-episode command leaves in its output directory, to tell them apart: they all write
+# episode_NNNNNN folders, and one pointed at another's directory replaced or mixed its episodes.
+RESULT_KINDS = {"recorded features (pai features record)": "record.json",
+                "SAE activations (pai sae collect)": "collect.json",
+                "attention (pai attention)": "episode_*/summary.json"}
+
+
+def check_no_other_results(output: Path, mine: str) -> None:
+    """One line when ``output`` holds another command's per-episode results (``mine``: this command's kind)."""
+    output = Path(output)
+    if not output.is_dir():
+        return
+    for kind, pattern in RESULT_KINDS.items():
+        if kind != mine and next(output.glob(pattern), None) is not None:
+            raise UserError(f"{output} holds {kind}; write into another output directory")
+
+
 def staging_path(final: Path, tag: str = "partial") -> Path:
     """The hidden sibling ``.<name>.<tag>-<pid>`` that work for ``final`` is staged in."""
     return final.parent / f".{final.name}.{tag}-{os.getpid()}"

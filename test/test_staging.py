@@ -144,3 +144,31 @@ def test_a_staged_file_gets_the_mode_of_new_files(tmp_path: Path) -> None:
     with staged_file(final) as tmp:
         save_file({"w": np.zeros(3, np.float32)}, str(tmp))
     assert final.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_per_episode_commands_refuse_each_others_directories(tmp_path: Path) -> None:
+    """attention and features record both write episode_NNNNNN/: each replaced the other's without a word."""
+    from pai_ros.attention.offline import check_output_dir
+    from pai_ros.staging import check_no_other_results
+
+    features = tmp_path / "features"
+    (features / "episode_000004").mkdir(parents=True)
+    (features / "record.json").write_text("{}")
+    settings = {"policy_path": tmp_path / "policy", "dataset_root": tmp_path / "data", "method": "cross_attention",
+                "queries": "mean"}
+    with pytest.raises(UserError, match="holds recorded features"):
+        check_output_dir(features, **settings)
+    attention = tmp_path / "attention"
+    (attention / "episode_000004").mkdir(parents=True)
+    summary = {k: str(Path(v).resolve()) if k.endswith(("path", "root")) else v for k, v in settings.items()}
+    (attention / "episode_000004" / "summary.json").write_text(json.dumps(summary))
+    check_output_dir(attention, **settings)  # the same run again: its episodes are replaced, as meant
+    with pytest.raises(UserError, match=r"holds attention with another method \(episode_000004: cross_attention; "
+                                        r"now rollout\)"):
+        check_output_dir(attention, **{**settings, "method": "rollout"})
+    with pytest.raises(UserError, match="holds attention with another policy path"):
+        check_output_dir(attention, **{**settings, "policy_path": tmp_path / "other"})
+    for mine in ("recorded features (pai features record)", "SAE activations (pai sae collect)"):
+        with pytest.raises(UserError, match=r"holds attention \(pai attention\); write into another output"):
+            check_no_other_results(attention, mine)
+    check_no_other_results(features, "recorded features (pai features record)")  # its own: fine

@@ -67,9 +67,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pai_ros.attention.attribution import METHODS, QuerySelection
+    from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS, METHODS, QuerySelection
     from pai_ros.attention.integrated_gradients import IGConfig
-    from pai_ros.attention.offline import RenderOptions, analyse_episode
+    from pai_ros.attention.offline import RenderOptions, analyse_episode, check_output_dir
     from pai_ros.attention.relevance import RelevanceTarget
     from pai_ros.data.episodes import check_episodes, read_info
     from pai_ros.data.source import resolve_dataset_root
@@ -102,6 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     selection.check(runner.chunk_size, "--queries")
     render = RenderOptions(normalization=args.normalization, colormap=args.colormap, alpha=args.alpha,
                            videos=not args.no_videos)
+    check_output_dir(args.output_dir, policy_path=loaded.path, dataset_root=root, method=args.method,
+                     queries=target.label() if args.method in GRADIENT_LIVE_METHODS else selection.label())
     results = []
     with output_directory(args.output_dir):
         for episode in args.episode:

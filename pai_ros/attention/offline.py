@@ -16,6 +16,7 @@ file is complete, so an interrupted run never leaves outputs that look finished.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ from pai_ros.media.video import Mp4Writer, even_size
 from pai_ros.policy.layout import ENV_STATE, LATENT, STATE
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.staging import staged_directory
+from pai_ros.staging import check_no_other_results, staged_directory
 
 ATTENTION_SCHEMA = pa.schema([
     ("episode_index", pa.int32()), ("frame_index", pa.int32()), ("timestamp", pa.float64()),
@@ -99,6 +100,35 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
                                     QuerySelection(), ig, render, progress, relevance_target.label())
     return _analyse_episode(runner, dataset_root, episode, output_dir, method, selection, ig, render, progress,
                             selection.label())
+
+
+def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path, method: str, queries: str) -> None:
+    """``output_dir`` holds no episodes of other results: an episode written again replaces its folder.
+
+    Each episode's folder is replaced whole, so another run's episodes in the same directory (another
+    method, policy or dataset, or ``pai features record``'s) would be lost or mixed without a word.
+    Re-running the same settings replaces them, as intended.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return
+    check_no_other_results(output_dir, "attention (pai attention)")
+    want = {"policy_path": str(Path(policy_path).resolve()), "dataset_root": str(Path(dataset_root).resolve()),
+            "method": method, "queries": queries}
+    for episode_dir in sorted(output_dir.glob("episode_*")):
+        summary = episode_dir / "summary.json"
+        if not summary.is_file():
+            raise UserError(f"{episode_dir} is not attention output (no summary.json); write attention into "
+                            "another --output-dir")
+        try:
+            old = json.loads(summary.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            raise UserError(f"{summary} is damaged; write attention into another --output-dir") from None
+        for key, value in want.items():
+            if old.get(key) != value:
+                raise UserError(f"{output_dir} holds attention with another {key.replace('_', ' ')} "
+                                f"({episode_dir.name}: {old.get(key)}; now {value}); write into another "
+                                "--output-dir")
 
 
 def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, output_dir: Path, method: str,

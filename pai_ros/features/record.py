@@ -26,9 +26,9 @@ from pai_ros.features.results import RECORD_FILE
 from pai_ros.features.tables import (
     FEATURES_FILE,
     FEATURES_SCHEMA,
-    unsteered_defaults,
     TOKENS_FILE,
     TOKENS_SCHEMA,
+    unsteered_defaults,
 )
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.policy.over_dataset import check_cameras, run_episode
@@ -37,7 +37,7 @@ from pai_ros.sae.activations import episode_stem, layout_to_json
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.ood import Calibration
-from pai_ros.staging import make_output_dir, staged_directory
+from pai_ros.staging import check_no_other_results, make_output_dir, staged_directory
 
 TOPIC = "features"
 
@@ -62,6 +62,7 @@ def _record_header(runner: PolicyRunner, loaded: LoadedSae, root: Path, info: di
 
 def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     """Create ``out`` or check that what it already holds was made with the same SAE and policy."""
+    check_no_other_results(out, "recorded features (pai features record)")
     make_output_dir(out)
     path = out / RECORD_FILE
     if path.is_file():

@@ -36,7 +36,7 @@ from pai_ros.sae.activations import (
 )
 from pai_ros.sae.distributed import World
 from pai_ros.sae.sizing import Estimate, check_fits
-from pai_ros.staging import make_output_dir
+from pai_ros.staging import check_no_other_results, make_output_dir
 
 HOOK = "model.encoder output (the memory the ACT decoder cross-attends to), seq-first -> [tokens, dim_model]"
 # float16 by default: half the disk of float32 at the same held-out FVU (bench_sae_scale.py);
@@ -111,6 +111,7 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
     world = world or World()
     info = read_info(dataset_root)
     check_cameras(runner, info, dataset_root)
+    check_no_other_results(out, "SAE activations (pai sae collect)")
     make_output_dir(out)
     source = _source(runner, dataset_root, info)
     header = {"pai_ros_version": __version__, "source": source, "settings": settings.to_json(),
