@@ -399,6 +399,11 @@ def test_a_policy_without_robot_state_gets_no_camera_state_score(tiny_dataset, t
     policy = save_random_act(tmp_path / "act", {"front": (64, 80), "wrist": (64, 80)}, state_dim=None)
     sae_dir = tmp_path / "sae"
     shutil.copytree(tiny_sae, sae_dir)
+    # tiny_sae is tiny_act's; for this policy of the same width it stands in as an SAE from before
+    # policy ids were recorded (checked by width alone), so that calibrate runs at all.
+    cfg = json.loads((sae_dir / "cfg.json").read_text())
+    cfg["source"].pop("policy_id", None)
+    (sae_dir / "cfg.json").write_text(json.dumps(cfg))
     runner = activations_runner(policy, "cpu")
     loaded = load_sae(sae_dir)
     root = tiny_dataset[0]
@@ -459,3 +464,27 @@ def test_episodes_of_another_dataset_may_share_numbers(tmp_path: Path) -> None:
     from pai_ros.sae.calibrate import StateFit, check_episodes_apart
 
     check_episodes_apart(tmp_path / "heldout", [0, 1], [2], StateFit(tmp_path / "train", [0, 1, 2]))
+
+
+def test_an_sae_is_refused_for_another_policy_of_the_same_width(tiny_act: Path, tiny_sae: Path,
+                                                                 tmp_path: Path) -> None:
+    """Only the width was checked: features, OOD flags and a rewritten calibration of another policy."""
+    from pai_ros.policy.random_init import save_random_act
+    from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.model import check_dimensions, load_sae
+
+    loaded = load_sae(tiny_sae)
+    copy = tmp_path / "copied_act"
+    shutil.copytree(tiny_act, copy)  # the same policy elsewhere: the same content, accepted
+    other = save_random_act(tmp_path / "other_act", {"front": (64, 80), "wrist": (64, 80)}, state_dim=3,
+                            chunk_size=10, n_action_steps=10, seed=1)
+    for policy, accepted in ((tiny_act, True), (copy, True), (other, False)):
+        runner = activations_runner(policy, "cpu")
+        try:
+            if accepted:
+                check_dimensions(runner, loaded)
+            else:
+                with pytest.raises(UserError, match="was trained on another policy's tokens"):
+                    check_dimensions(runner, loaded)
+        finally:
+            runner.close()

@@ -12,6 +12,7 @@ statistics live in ``model.safetensors`` (migrated in memory, :mod:`pai_ros.poli
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -129,6 +130,21 @@ def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
             if state_file and not (ckpt / state_file).is_file():
                 raise UserError(f"checkpoint {ckpt} is incomplete: {proc} needs {state_file}, which is missing")
     return config
+
+
+def policy_fingerprint(ckpt: str | Path) -> str:
+    """A short content hash of a checkpoint's config and weights: which policy, wherever it was copied.
+
+    An SAE records it (``pai sae collect``) so that it is never applied to another policy's tokens:
+    a path tells nothing once a checkpoint is copied, and another policy of the same width reads
+    as compatible by shape alone.
+    """
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, MODEL_FILE):
+        with open(Path(ckpt) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def is_legacy_checkpoint(ckpt: Path) -> bool:

@@ -24,6 +24,7 @@ from pai_ros import __version__
 from pai_ros.data.episodes import episode_length, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.policy.loading import policy_fingerprint
 from pai_ros.policy.over_dataset import check_cameras, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.activations import (
@@ -83,7 +84,8 @@ def _differences(old: Any, new: Any) -> str:
 
 
 def _source(runner: PolicyRunner, dataset_root: Path, info: dict[str, Any]) -> dict[str, Any]:
-    return {"policy_path": str(Path(runner.loaded.path).resolve()), "dataset_root": str(dataset_root.resolve()),
+    return {"policy_path": str(Path(runner.loaded.path).resolve()), "policy_id": policy_fingerprint(runner.loaded.path),
+            "dataset_root": str(dataset_root.resolve()),
             "dataset_fps": info.get("fps"), "hook": HOOK, "dim_model": int(runner.loaded.config.dim_model),
             "runner_mode": runner.mode}
 
@@ -122,6 +124,8 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
             old = json.loads(existing.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise UserError(f"{existing} is damaged; collect into a new directory") from None
+        if isinstance(old.get("source"), dict) and "policy_id" not in old["source"]:
+            header["source"].pop("policy_id")  # a collection from before policy ids: resumed as it was begun
         for key in ("source", "settings", "d"):
             if old.get(key) != header[key]:
                 raise UserError(f"{out} already holds activations collected with other {key} "

@@ -235,11 +235,23 @@ class LoadedSae:
 
 
 def check_dimensions(runner: PolicyRunner, loaded: LoadedSae) -> None:
-    """The SAE must read vectors of the policy's ``dim_model`` (one clear line otherwise)."""
+    """The SAE must be this policy's: its ``dim_model``, and the policy its tokens came from (one line otherwise).
+
+    An SAE records the policy it was trained on (``source.policy_id``, a content hash; SAEs from
+    before it was recorded are checked by width alone). Another policy of the same width passed
+    the width check, and its features, OOD flags and calibration then meant nothing.
+    """
+    from pai_ros.policy.loading import policy_fingerprint
+
     dim = int(runner.loaded.config.dim_model)
     if loaded.cfg.d_in != dim:
         raise UserError(f"the SAE in {loaded.directory} reads {loaded.cfg.d_in}-dim activations but the policy's "
                         f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
+    trained_on = (loaded.cfg.source or {}).get("policy_id")
+    if trained_on and trained_on != policy_fingerprint(runner.loaded.path):
+        raise UserError(f"the SAE in {loaded.directory} was trained on another policy's tokens (policy "
+                        f"{trained_on}, from {loaded.cfg.source.get('policy_path')}), not on {runner.loaded.path}: "
+                        "its features would not mean the same here; train an SAE on this policy's activations")
 
 
 def content_id(directory: Path) -> str:
