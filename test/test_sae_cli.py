@@ -67,6 +67,23 @@ def test_collect_stores_every_token_with_metadata(pipeline) -> None:
     assert data.meta["camera_index"][frame0][cams].tolist() == [0] * 6 + [1] * 6
 
 
+def test_a_shard_cut_short_is_collected_again_and_left_out_of_training(pipeline, tmp_path) -> None:
+    """Counted as collected by its name alone: collect skipped it, and train failed on it."""
+    acts = tmp_path / "acts"
+    shutil.copytree(pipeline["acts"], acts)
+    shard = acts / json.loads((acts / "episode_000002.json").read_text())["parts"][0]["file"]
+    size = shard.stat().st_size
+    with open(shard, "r+b") as f:
+        f.truncate(size // 2)
+    result = run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae"), "--k", "4",
+                     "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet")
+    ok(result)
+    assert "has 1 incomplete episode(s) (2: a shard missing or cut short" in result.stderr, result.stderr
+    out = ok(run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
+                     str(pipeline["root"]), "--output", str(acts), "--quiet"))
+    assert "from 1 episode(s), 2 already complete" in out and shard.stat().st_size == size
+
+
 def test_collect_resumes_per_episode_and_refuses_other_settings(pipeline, tmp_path) -> None:
     import shutil
 
@@ -153,7 +170,7 @@ def test_train_says_which_collected_episodes_it_leaves_out(pipeline, tmp_path) -
     result = run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae"), "--k", "4",
                      "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet")
     ok(result)
-    assert "has 1 incomplete episode(s) (1: a shard missing or a damaged manifest), left out" in result.stderr
+    assert "has 1 incomplete episode(s) (1: a shard missing or cut short, or a damaged manifest), left out" in result.stderr
     metrics = json.loads((tmp_path / "sae" / "metrics.json").read_text())["metrics"]
     assert metrics["incomplete_episodes_left_out"] == [1]
 

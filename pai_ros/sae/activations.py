@@ -156,9 +156,28 @@ def complete_episodes(directory: Path) -> dict[int, dict[str, Any]]:
                 continue
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             continue  # a damaged manifest: the episode is collected again
-        if all((directory / p["file"]).is_file() for p in parts):
+        if all(shard_is_whole(directory / p["file"]) for p in parts):
             done[int(m.group(1))] = manifest
     return done
+
+
+def shard_is_whole(path: Path) -> bool:
+    """A safetensors file that is all there: its header parses and its data reaches the size it says.
+
+    A shard cut short (a full disk, a copy interrupted) was counted as collected by its name
+    alone: collect skipped the episode and train then failed on it, with nothing to repair it.
+    Reads only the header, so a check of thousands of shards stays cheap.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            if not 2 <= size <= 100 * 2**20:
+                return False
+            header = json.loads(f.read(size))
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        return path.stat().st_size >= 8 + size + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 def incomplete_episodes(directory: Path) -> list[int]:

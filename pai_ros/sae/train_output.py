@@ -107,8 +107,8 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
     check_output(output, overwrite)
     if data.incomplete and report is not None and world.is_main:
         report(f"note: {activations} has {len(data.incomplete)} incomplete episode(s) ({_listed(data.incomplete)}: "
-               "a shard missing or a damaged manifest), left out; `pai sae collect` with the same arguments "
-               "finishes them")
+               "a shard missing or cut short, or a damaged manifest), left out; `pai sae collect` with the same "
+               "arguments finishes them")
     result = train_sae_streaming(data, settings, buffer_tokens=buffer_tokens, world=world, source=_source(data),
                                  progress=progress)
     metrics = result.metrics
