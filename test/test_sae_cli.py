@@ -170,7 +170,8 @@ def test_train_says_which_collected_episodes_it_leaves_out(pipeline, tmp_path) -
     result = run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae"), "--k", "4",
                      "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet")
     ok(result)
-    assert "has 1 incomplete episode(s) (1: a shard missing or cut short, or a damaged manifest), left out" in result.stderr
+    assert ("has 1 incomplete episode(s) (1: a shard missing or cut short, or a damaged manifest), left out"
+            in result.stderr)
     metrics = json.loads((tmp_path / "sae" / "metrics.json").read_text())["metrics"]
     assert metrics["incomplete_episodes_left_out"] == [1]
 
