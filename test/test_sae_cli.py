@@ -198,8 +198,15 @@ def test_train_on_empty_or_corrupt_shards(pipeline, tmp_path) -> None:
                    "no complete episodes")
     corrupt = tmp_path / "corrupt"
     shutil.copytree(pipeline["acts"], corrupt)
-    (corrupt / "episode_000001-part0000.safetensors").write_bytes(b"garbage" * 10)
-    one_line_error(run_pai("sae", "train", "--activations", str(corrupt), "--output", str(tmp_path / "o2"),
+    shard = corrupt / "episode_000001-part0000.safetensors"
+    shard.write_bytes(b"garbage" * 10)  # no header: not a whole shard, so the episode is left out
+    ok(run_pai("sae", "train", "--activations", str(corrupt), "--output", str(tmp_path / "o2"), "--k", "4",
+               "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet"))
+    # Whole by its header and size, but not safetensors inside (an unknown dtype): one line.
+    data = (pipeline["acts"] / shard.name).read_bytes()
+    assert data.count(b'"F16"') == 1
+    shard.write_bytes(data.replace(b'"F16"', b'"Q16"'))
+    one_line_error(run_pai("sae", "train", "--activations", str(corrupt), "--output", str(tmp_path / "o3"),
                            "--quiet"), "not a readable safetensors file")
 
 

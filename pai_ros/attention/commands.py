@@ -152,8 +152,8 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
     for cam, per in summary["cameras"].items():
         parts = [f"{m} {s['deletion_auc']:.3f}/{s['insertion_auc']:.3f}/{s['symmetric_gain_median']:.3f}"
                  for m, s in per.items() if s.get("frames")]
-        print(f"pai attention --faithfulness: {cam}: deletion AUC/insertion AUC/symmetric gain (median over frames; "
-              f"random ~0; higher = more faithful): "
+        print(f"pai attention --faithfulness: {cam}: deletion AUC / insertion AUC (means over frames) / symmetric "
+              f"gain (median over frames; random ~0; higher = more faithful): "
               f"{', '.join(parts) or 'no frame where the camera changes the prediction'}")
     print(f"wrote {args.output_dir / 'faithfulness'} ({summary['frames']} frames)")
     return 0

@@ -186,8 +186,10 @@ def _train(args: argparse.Namespace) -> int:
     recovered = m.get("action_recovered")
     rec = f", action recovered {recovered:.3f}" if recovered is not None else ""
     ranks = f" on {world.size} ranks" if world.size > 1 else ""
-    print(f"SAE {m['sae_id']} ({m['architecture']}, {m['d_in']}->{m['d_sae']}) in {out}{ranks}: held-out FVU "
-          f"{m['fvu']:.4f}, L0 {m['l0']:.1f}, dead {m['dead_fraction']:.1%}{rec}")
+    # One episode only: rows of it are held out, not an episode, which flatters the figures.
+    heldout = "held-out" if m.get("split", "episode") == "episode" else "held-out-rows (no episode held out)"
+    print(f"SAE {m['sae_id']} ({m['architecture']}, {m['d_in']}->{m['d_sae']}) in {out}{ranks}: {heldout} FVU "
+          f"{m['fvu']:.4f}, L0 {m['l0']:.1f}; dead in training {m['dead_fraction']:.1%}{rec}")
     return 0
 
 

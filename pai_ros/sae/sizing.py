@@ -64,7 +64,8 @@ class Estimate:
 
 def check_fits(estimate: Estimate, directory: Path, max_disk: int | None) -> None:
     """Refuse (one line) when the estimate exceeds ``--max-disk`` or the free space at ``directory``."""
-    hint = "keep fewer tokens (--frame-stride, --cell-stride, --kinds, fewer --episode) or store --dtype float16"
+    hint = "keep fewer tokens (--frame-stride, --cell-stride, --kinds, fewer --episode)" + (
+        " or store --dtype float16" if BYTES_PER_VALUE[estimate.dtype] > 2 else "")  # not when it already is
     if max_disk is not None and estimate.bytes > max_disk:
         raise UserError(f"the collection would need about {fmt_size(estimate.bytes)} ({estimate.tokens:,} tokens), "
                         f"more than --max-disk {fmt_size(max_disk)}: {hint}")
