@@ -14,7 +14,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if (action.default in (None, argparse.SUPPRESS, False) or action.required or action.nargs == 0
-                or "default" in text.lower()):
+        # Identity, not ==: a default of 0 equals False, and `--episode` / `--seed` lost their "(default: 0)".
+        no_default = action.default is None or action.default is argparse.SUPPRESS or action.default is False
+        if no_default or action.required or action.nargs == 0 or "default" in text.lower():
             return action.help
         return super()._get_help_string(action)

@@ -183,6 +183,14 @@ def test_a_camera_that_changes_size_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "ds").exists()
 
 
+def test_the_same_bag_twice_is_one_line(converted, tmp_path: Path) -> None:
+    bag, _ = converted
+    again = bag.parent / ".." / bag.parent.name / bag.name
+    res = run_pai("bag2dataset", str(bag), str(again), "-o", str(tmp_path / "ds"), *ARGS)
+    assert res.returncode == 1 and f"bag {again} is given twice (also as {bag})" in res.stderr, res.stderr
+    assert not (tmp_path / "ds").exists()
+
+
 def test_an_existing_output_is_kept_unless_overwrite(converted, tmp_path: Path) -> None:
     bag, _ = converted
     out = tmp_path / "ds"
@@ -195,7 +203,8 @@ def test_an_existing_output_is_kept_unless_overwrite(converted, tmp_path: Path) 
     done = tmp_path / "done"
     assert run_pai("bag2dataset", str(bag), "-o", str(done), *ARGS).returncode == 0
     res = run_pai("bag2dataset", str(bag), "-o", str(done), *ARGS)
-    assert res.returncode == 1 and "holds an earlier bag2dataset output; choose a new path or pass --overwrite" in res.stderr
+    assert res.returncode == 1
+    assert "holds an earlier bag2dataset output; choose a new path or pass --overwrite" in res.stderr
     res = run_pai("bag2dataset", str(bag), "-o", str(done), *ARGS, "--overwrite")
     assert res.returncode == 0, res.stderr
     assert (done / "meta" / "info.json").is_file()

@@ -343,6 +343,12 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
     output = Path(output)
     if not bags:
         raise UserError("no bag given")
+    resolved = [Path(b).resolve() for b in bags]
+    for i, where in enumerate(resolved):  # the same recording twice would be two identical episodes
+        if where in resolved[:i]:
+            first = bags[resolved.index(where)]
+            raise UserError(f"bag {bags[i]} is given twice" + (f" (also as {first})" if str(first) != str(bags[i])
+                                                                 else ""))
     for bag in bags:
         check_apart(output, {"bag": bag})
     check_replaceable(output, overwrite, made_by="bag2dataset", marker=f"meta/{SOURCE_FILE}")

@@ -72,11 +72,11 @@ def _register_train(inner: Sub) -> None:
     size = p.add_mutually_exclusive_group()
     size.add_argument("--num-features", type=int, help="dictionary size F")
     size.add_argument("--expansion", type=int, default=8, help="F = expansion x d (when --num-features is not given)")
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=3000, help="optimiser steps (each --batch-size tokens)")
     p.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3 topk/batchtopk, 3e-4 relu)")
     p.add_argument("--l1-coeff", type=float, default=1.0, help="ReLU: decoder-norm-weighted L1 coefficient")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialisation and batch order: the same seed, the same SAE")
     p.add_argument("--holdout", type=float, default=0.1, help="share of episodes held out for the metrics")
     p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced pieces)")
     p.add_argument("--shuffle-buffer", type=int, default=65_536,
