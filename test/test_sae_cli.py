@@ -373,3 +373,17 @@ def test_an_analysis_older_than_the_recording_is_said(pipeline, tmp_path) -> Non
     assert note is not None and "also holds episode(s) 9 recorded after it" in note
     effects = run_pai("features", "effects", str(results), "--top-features", "1", "--frames", "2", "--quiet")
     assert "note: the analysis covers" in effects.stderr, effects.stderr
+
+
+def test_a_run_that_fails_on_its_first_episode_leaves_no_empty_output(pipeline, tmp_path) -> None:
+    """A damaged video: collect and record failed after creating their output directory, left empty."""
+    root = tmp_path / "ds"
+    shutil.copytree(pipeline["root"], root)
+    for video in root.rglob("*.mp4"):
+        video.write_bytes(video.read_bytes()[:200])
+    common = ["--policy-path", str(pipeline["policy"]), "--dataset-root", str(root), "--episode", "0", "--quiet"]
+    for cmd, out in ((["sae", "collect", "--output"], tmp_path / "acts"),
+                     (["features", "record", "--sae", str(pipeline["sae"]), "--output-dir"], tmp_path / "rec")):
+        res = run_pai(*cmd, str(out), *common)
+        assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+        assert not out.exists(), (cmd, sorted(p.name for p in out.iterdir()))

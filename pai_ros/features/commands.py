@@ -75,7 +75,7 @@ def _record(args: argparse.Namespace) -> int:
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.model import check_dimensions, load_sae
     from pai_ros.sae.ood import load_calibration
-    from pai_ros.staging import check_apart
+    from pai_ros.staging import check_apart, output_directory
 
     if args.top_n is not None and args.top_n < 1:
         from pai_ros.errors import UserError
@@ -92,8 +92,9 @@ def _record(args: argparse.Namespace) -> int:
     loaded.sae.to(runner.device)
     if calibration is None:
         print(f"note: {why}; is_ood will be false")
-    results = record_features(runner, loaded, root, episodes, args.output_dir, calibration=calibration,
-                              top_n=args.top_n, progress=not args.quiet)
+    with output_directory(args.output_dir):  # a failed first run leaves no empty directory behind
+        results = record_features(runner, loaded, root, episodes, args.output_dir, calibration=calibration,
+                                  top_n=args.top_n, progress=not args.quiet)
     frames = sum(r.frames for r in results)
     ood = sum(r.ood_frames for r in results)
     print(f"recorded {frames} frames of {len(results)} episode(s) into {args.output_dir} "

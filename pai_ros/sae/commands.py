@@ -132,7 +132,7 @@ def _collect(args: argparse.Namespace) -> int:
     from pai_ros.sae.collect import CollectSettings, collect_activations
     from pai_ros.sae.distributed import rank_device, world_from_env
     from pai_ros.sae.sizing import parse_size
-    from pai_ros.staging import check_apart
+    from pai_ros.staging import check_apart, output_directory
 
     world = world_from_env(args.device)
     try:
@@ -146,8 +146,9 @@ def _collect(args: argparse.Namespace) -> int:
         info = read_info(root)
         episodes = select_episodes(info, root, args.episode)
         runner = activations_runner(args.policy_path, rank_device(args.device, world))
-        result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet,
-                                     max_disk=max_disk, world=world, report=print)
+        with output_directory(args.output):  # a failed first run leaves no empty directory behind
+            result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet,
+                                         max_disk=max_disk, world=world, report=print)
     finally:
         world.close()
     if world.is_main:
