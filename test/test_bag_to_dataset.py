@@ -139,7 +139,8 @@ def test_the_dataset_feeds_pai_attention(converted, tiny_act: Path, tmp_path: Pa
     assert (tmp_path / "att" / "episode_000001" / "attention.parquet").is_file()
 
 
-def test_without_an_action_topic_there_is_no_action_and_several_bags_are_several_episodes(tmp_path: Path) -> None:
+def test_without_an_action_topic_there_is_no_action_and_several_bags_are_several_episodes(tiny_act: Path,
+                                                                                         tmp_path: Path) -> None:
     from pai_ros.data.episodes import read_info
 
     bags = [_write_bag(tmp_path / "a", seconds=1.0), _write_bag(tmp_path / "b", seconds=1.0)]
@@ -147,6 +148,11 @@ def test_without_an_action_topic_there_is_no_action_and_several_bags_are_several
     assert res.returncode == 0, res.stderr
     info = read_info(tmp_path / "ds")
     assert info["total_episodes"] == 2 and "action" not in info["features"]
+    # pai attention on it: said, not "Mean of empty slice" and "action MAE nan".
+    res = run_pai("attention", "--dataset-root", str(tmp_path / "ds"), "--episode", "0", "--policy-path",
+                  str(tiny_act), "--output-dir", str(tmp_path / "att"), "--no-videos", "--quiet")
+    assert res.returncode == 0 and "Warning" not in res.stderr, res.stderr
+    assert "no recorded actions to compare with" in res.stdout and "nan" not in res.stdout, res.stdout
 
 
 @pytest.mark.parametrize("change, needle", [

@@ -103,3 +103,18 @@ def test_effects_need_a_recording_with_frames(tmp_path: Path) -> None:
     assert res.returncode == 1 and "no record.json" in res.stderr and "Traceback" not in res.stderr
     res = run_pai("features", "effects", str(tmp_path), "--frames", "0")
     assert res.returncode == 1 and "--frames must be at least 1" in res.stderr
+
+
+def test_effects_say_when_the_recorded_sae_has_moved(recording: Path, tmp_path: Path) -> None:
+    """It said "SAE directory not found (train one with `pai sae train`)", with no option to point at it."""
+    import shutil
+
+    copy = tmp_path / "rec"
+    shutil.copytree(recording, copy)
+    record = json.loads((copy / "record.json").read_text())
+    record["sae_path"] = str(tmp_path / "moved_away")
+    (copy / "record.json").write_text(json.dumps(record))
+    res = run_pai("features", "effects", str(copy), "--quiet")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert (f"the SAE this recording was made with, {tmp_path / 'moved_away'} (record.json: sae_path), is not "
+            "there any more") in res.stderr

@@ -387,3 +387,13 @@ def test_a_run_that_fails_on_its_first_episode_leaves_no_empty_output(pipeline, 
         res = run_pai(*cmd, str(out), *common)
         assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
         assert not out.exists(), (cmd, sorted(p.name for p in out.iterdir()))
+
+
+def test_record_refuses_another_top_n_into_the_same_results(pipeline, tmp_path) -> None:
+    """Episodes kept with 5 and with every feature were ranked together, without a word."""
+    results = tmp_path / "results"
+    shutil.copytree(pipeline["results"], results)
+    res = run_pai("features", "record", "--policy-path", str(pipeline["policy"]), "--sae", str(pipeline["sae"]),
+                  "--dataset-root", str(pipeline["root"]), "--episode", "0", "--output-dir", str(results),
+                  "--top-n", "5", "--quiet")
+    one_line_error(res, "holds features recorded with another top n (None; now 5)")

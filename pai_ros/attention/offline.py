@@ -17,6 +17,7 @@ file is complete, so an interrupted run never leaves outputs that look finished.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,7 +159,9 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
         if render.videos:
             _write_videos(partial, dataset_root, info, episode, fps, frame_grids, frame_shares, render, method,
                           queries_label, progress)
-        mae = float(np.nanmean(act_rows["mae"]))
+        errors = np.asarray(act_rows["mae"], dtype=np.float64)
+        # A dataset without recorded actions (e.g. pai bag2dataset without --action-topic): nothing to compare.
+        mae = float(np.nanmean(errors)) if np.isfinite(errors).any() else math.nan
         keys = frame_shares[0].keys()
         mean_shares = {k: float(np.mean([s[k] for s in frame_shares])) for k in keys}
         summary = {"policy_path": str(Path(runner.loaded.path).resolve()),

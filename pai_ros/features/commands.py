@@ -141,8 +141,9 @@ def _register_effects(inner: Sub) -> None:
 
 
 def _effects(args: argparse.Namespace) -> int:
+    from pai_ros.errors import UserError
     from pai_ros.features.effects import EffectSettings, feature_effects
-    from pai_ros.features.results import ResultsDir
+    from pai_ros.features.results import RECORD_FILE, ResultsDir
     from pai_ros.jsonfile import read_json
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.model import check_dimensions, load_sae
@@ -156,8 +157,13 @@ def _effects(args: argparse.Namespace) -> int:
         print(f"note: {stale}", file=sys.stderr)
     record = results.record
     if record is None:
-        from pai_ros.errors import UserError
-        raise UserError(f"{results.root} has no record.json: run `pai features record` (effects need dataset frames)")
+        raise UserError(f"{results.root} has no {RECORD_FILE}: run `pai features record` (effects need dataset "
+                        "frames)")
+
+    for key, what in (("sae_path", "SAE"), ("policy_path", "policy")):  # effects re-run what recorded
+        if not Path(record[key]).exists():
+            raise UserError(f"the {what} this recording was made with, {record[key]} ({RECORD_FILE}: {key}), is "
+                            "not there any more: put it back there, or record again with it where it is now")
     loaded = load_sae(record["sae_path"])
     runner = activations_runner(record["policy_path"], args.device)
     check_dimensions(runner, loaded)

@@ -150,8 +150,8 @@ def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae
         raise UserError(f"{results.root} has no record.json: effects need a `pai features record` directory "
                         "(a bag's features have no frames to run the policy on)")
     if analysis.get("sae_id") != loaded.sae_id:
-        raise UserError(f"the analysis in {results.root} is of SAE {analysis.get('sae_id')}, the SAE given is "
-                        f"{loaded.sae_id}")
+        raise UserError(f"the analysis in {results.root} is of SAE {analysis.get('sae_id')}, but {loaded.directory} "
+                        f"now holds SAE {loaded.sae_id} (trained again since?): record and analyse again")
     ranked = analysis["features"][:settings.top_features]
     if not ranked:
         raise UserError(f"the analysis in {results.root} ranks no feature (none fired)")

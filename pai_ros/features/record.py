@@ -67,10 +67,12 @@ def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     path = out / RECORD_FILE
     if path.is_file():
         old = read_json(path, "record metadata")
-        for key in ("sae_id", "policy_path", "dataset_root"):
+        for key in ("sae_id", "policy_path", "dataset_root", "top_n"):
+            if key == "top_n" and key not in old:
+                continue  # recorded before top_n was written down
             if old.get(key) != header[key]:
                 raise UserError(f"{out} holds features recorded with another {key.replace('_', ' ')} "
-                                f"({old.get(key)}); record into a new --output-dir")
+                                f"({old.get(key)}; now {header[key]}); record into a new --output-dir")
         header = {**old, **{k: v for k, v in header.items() if k != "episodes"}}
     header.setdefault("episodes", [])
     return header
@@ -142,7 +144,8 @@ def record_features(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode
                     progress: bool = True) -> list[RecordedEpisode]:
     info = read_info(root)
     check_cameras(runner, info, root)
-    header = open_output(out, _record_header(runner, loaded, root, info, calibration))
+    # top_n: episodes kept with different limits would rank features unevenly in one analysis.
+    header = open_output(out, {**_record_header(runner, loaded, root, info, calibration), "top_n": top_n})
     results = []
     for episode in episodes:
         result, layout = record_episode(runner, loaded, root, episode, out, calibration=calibration, top_n=top_n,

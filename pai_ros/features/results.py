@@ -54,7 +54,8 @@ class ResultsDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
-            raise UserError(f"results directory not found: {self.root}")
+            raise UserError(f"{self.root} is a file, not a results directory" if self.root.exists()
+                            else f"results directory not found: {self.root}")
 
     # ------------------------------------------------------------------ contents
 

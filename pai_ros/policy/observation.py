@@ -58,8 +58,8 @@ class ObservationSpec:
             if img.ndim != 3 or img.shape[2] != 3:
                 raise ObservationError(f"camera '{name}': expected an HxWx3 RGB image, got shape {img.shape}")
             if img.shape[:2] != (h, w):
-                raise ObservationError(f"camera '{name}': the policy expects {h}x{w} images, got "
-                                       f"{img.shape[0]}x{img.shape[1]} (resize before calling)")
+                raise ObservationError(f"camera '{name}': the policy was trained on {h}x{w} images (HxW), the "
+                                       f"input is {img.shape[0]}x{img.shape[1]}")
         for label, vec, dim in (("state", obs.state, self.state_dim), ("environment state", obs.env_state,
                                                                         self.env_state_dim)):
             if dim is None:
@@ -68,7 +68,7 @@ class ObservationSpec:
                 raise ObservationError(f"the policy needs a {dim}-D {label}, none was given")
             arr = np.asarray(vec)
             if arr.shape != (dim,):
-                raise ObservationError(f"{label}: expected shape ({dim},), got {arr.shape}")
+                raise ObservationError(f"{label}: the policy takes {dim} values, the input has shape {arr.shape}")
             if not np.all(np.isfinite(arr)):
                 raise ObservationError(f"{label} contains NaN or inf: {arr.tolist()}")
 

@@ -280,7 +280,9 @@ def load_sae(directory: str | Path, device: str = "cpu") -> LoadedSae:
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise UserError(f"SAE directory not found: {directory} (train one with `pai sae train`)")
+        raise UserError(f"{directory} is a file, not an SAE directory (the directory `pai sae train` writes)"
+                        if directory.exists() else f"SAE directory not found: {directory} (train one with "
+                        "`pai sae train`)")
     cfg = SaeConfig.from_json(read_json(directory / CFG_FILE, "SAE config cfg.json"), str(directory / CFG_FILE))
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
