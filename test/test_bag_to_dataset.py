@@ -263,7 +263,7 @@ def test_a_failure_after_episodes_were_written_leaves_nothing(tmp_path: Path) ->
     assert res.returncode == 1 and "camera front changes size" in res.stderr, res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "other"]
     # A bag without a mapped topic is found before any work, whichever position it has.
-    missing = run_pai("bag2dataset", str(good), str(good), "-o", str(tmp_path / "ds"), *ARGS[:2],
+    missing = run_pai("bag2dataset", str(good), str(other), "-o", str(tmp_path / "ds"), *ARGS[:2],
                       "--camera", "wrist:/nowhere", *ARGS[4:])
     assert missing.returncode == 1 and "/nowhere is not in it" in missing.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "other"]

@@ -103,9 +103,11 @@ def test_reset_starts_a_new_episode(queue_ckpt: Path) -> None:
     (lambda o: o.images.pop("wrist"), "camera 'wrist' is missing"),
     (lambda o: o.images.__setitem__("front", o.images["front"].astype(np.float32)), "expected uint8 RGB"),
     (lambda o: o.images.__setitem__("front", o.images["front"][:, :, 0]), "expected an HxWx3 RGB image"),
-    (lambda o: o.images.__setitem__("front", np.zeros((32, 80, 3), np.uint8)), "expects 64x80 images"),
+    (lambda o: o.images.__setitem__("front", np.zeros((32, 80, 3), np.uint8)),
+     "the policy was trained on 64x80 images \\(HxW\\), the input is 32x80"),
     (lambda o: setattr(o, "state", np.array([0.0, np.nan, 1.0], np.float32)), "NaN or inf"),
-    (lambda o: setattr(o, "state", np.zeros(4, np.float32)), r"expected shape \(3,\)"),
+    (lambda o: setattr(o, "state", np.zeros(4, np.float32)),
+     r"state: the policy takes 3 values, the input has shape \(4,\)"),
     (lambda o: setattr(o, "state", None), "needs a 3-D state"),
 ])
 def test_bad_observations_are_refused_before_any_action(queue_ckpt: Path, mutate, message: str) -> None:
