@@ -20,9 +20,10 @@ one-line error (:func:`output_directory`: and removes it again, while empty, if 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,26 +83,35 @@ def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:
         raise UserError(f"the output {output} {relation} the {what} {given}: choose a path outside it")
 
 
-def check_replaceable(output: Path, overwrite: bool, *, made_by: str, marker: str | tuple[str, ...]) -> None:
+def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: Callable[[Path], bool],
+                      what_marks_it: str) -> None:
     """``output`` may be written: absent, an empty directory, or (with ``overwrite``) ``made_by``'s own.
 
     ``--overwrite`` replaces a directory whole, so it may only replace what this command wrote
-    before, recognised by ``marker`` (a path every such output holds; of several, any one):
-    pointed at a directory of the user's own files, or at a file, it used to delete them.
+    before, as ``is_mine`` recognises it (``what_marks_it`` says how, for the message): pointed at
+    a directory of the user's own files, or at a file, it used to delete them.
     """
     output = Path(output)
-    markers = (marker,) if isinstance(marker, str) else marker
     if not output.exists() and not output.is_symlink():
         return
     if output.is_dir() and not any(output.iterdir()):
         return
     if not output.is_dir():
         raise UserError(f"output {output} exists and is not a directory; choose a new path")
-    if not any((output / m).exists() for m in markers):
-        raise UserError(f"output {output} is not empty and is not an earlier {made_by} output (it has no "
-                        f"{markers[0]}); choose a new path (--overwrite replaces only {made_by} outputs)")
+    if not is_mine(output):
+        raise UserError(f"output {output} is not empty and is not an earlier {made_by} output (no {what_marks_it}); "
+                        f"choose a new path (--overwrite replaces only {made_by} outputs)")
     if not overwrite:
         raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
+
+
+def json_file_with(path: Path, keys: tuple[str, ...]) -> bool:
+    """``path`` is a JSON object with all of ``keys``: how a command recognises its own summary file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(k in data for k in keys)
 
 
 # What each per-episode command leaves in its output directory, to tell them apart: they all write

@@ -410,6 +410,9 @@ def test_existing_output(full_bag: Path, tmp_path: Path) -> None:
     (mine / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match="is not an earlier bag2parquet output"):
         bag_to_parquet(full_bag, mine, progress=False, overwrite=True)
+    (mine / "summary.json").write_text('{"method": "rollout"}')  # another command's summary is not a conversion
+    with pytest.raises(UserError, match="is not an earlier bag2parquet output"):
+        bag_to_parquet(full_bag, mine, progress=False, overwrite=True)
     (tmp_path / "file.txt").write_text("mine")
     with pytest.raises(UserError, match="exists and is not a directory; choose a new path"):
         bag_to_parquet(full_bag, tmp_path / "file.txt", progress=False, overwrite=True)

@@ -25,14 +25,16 @@ def test_overwrite_replaces_only_an_earlier_demo(tmp_path: Path) -> None:
         prepare_output_dir(out, overwrite=False)
     prepare_output_dir(out, overwrite=True)
     assert sorted(p.name for p in out.iterdir()) == [DEMO_MARKER]
-    # A demo output from before the marker (report.json, bag/) is still recognised.
+    # A demo output from before the marker (its bag, tables and report) is still recognised.
     old = tmp_path / "old"
     (old / "bag").mkdir(parents=True)
+    (old / "parquet").mkdir()
+    (old / REPORT_FILE).write_text('{"ticks": 21}')
     prepare_output_dir(old, overwrite=True)
     assert sorted(p.name for p in old.iterdir()) == [DEMO_MARKER]
-    # Anything else stays, --overwrite or not: it used to be deleted.
+    # Anything else stays, --overwrite or not (a directory with a bag/ of its own too): it used to be deleted.
     mine = tmp_path / "mine"
-    mine.mkdir()
+    (mine / "bag").mkdir(parents=True)
     (mine / "thesis.tex").write_text("mine")
     for overwrite in (False, True):
         with pytest.raises(UserError, match="is not an earlier pai demo output"):

@@ -42,7 +42,9 @@ def test_unstamped_messages_count_by_their_receive_time() -> None:
     merge = JointStateMerge(["x", "gripper"])
     merge.add(reading(100, ["x"], [0.1], stamped=False))
     merge.add(reading(120, ["gripper"], [0.2]))
-    assert merge.reading().effective_ns == 102 * MS  # x: received at 102 ms, older than the gripper's 120
+    got = merge.reading()
+    assert got.effective_ns == 102 * MS  # x: received at 102 ms, older than the gripper's 120
+    assert got.stamp_ns == 0  # unstamped, so that the tick says so
 
 
 def test_a_broken_message_reaches_the_tick_as_it_is_until_a_sound_one_arrives() -> None:
@@ -62,3 +64,11 @@ def test_without_joint_names_the_latest_message_is_read_in_its_own_order() -> No
     last = reading(110, ["gripper"], [0.7])
     merge.add(last)
     assert merge.reading() is last
+
+
+def test_a_message_without_names_is_a_reading_without_joints_not_a_crash() -> None:
+    """min() of no joints raised in the node's worker thread: the node stopped ticking without a word."""
+    merge = JointStateMerge(["a", "b"])
+    merge.add(JointReading(0, 100, [], [1.0, 2.0]))
+    got = merge.reading()
+    assert list(got.names) == [] and got.effective_ns == 100

@@ -386,6 +386,23 @@ def test_heatmaps_from_an_earlier_forward_pass_carry_its_frame(tiny_act: Path, m
         live.close()
 
 
+def test_split_joint_publishers_starting_apart_do_not_look_like_a_clock_jump(tiny_act: Path) -> None:
+    """The arm's stamp, judged while the gripper was missing, made the completed (older) merge 'go back'."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES)))
+    try:
+        t = T0 + S // 20
+        cams = {"front": frame(t), "wrist": frame(t)}
+        live.joints.add(JointReading(t, t, ["x", "y"], [0.5, 0.5]))
+        out = live.step(TickInputs(cameras=cams, joint_states=live.joints.reading()), t)
+        assert isinstance(out, Rejection) and out.reason == "joint_states lacks joint(s) gripper (has: x, y)"
+        live.joints.add(JointReading(T0, t, ["gripper"], [0.0]))  # its message is 50 ms older
+        out = live.step(TickInputs(cameras=cams, joint_states=live.joints.reading()), t + S // 100)
+        assert isinstance(out, TickOutput), out
+        assert out.stamp_ns == T0
+    finally:
+        live.close()
+
+
 def test_heatmap_method_switches_at_run_time_and_a_bad_one_keeps_the_current(tick: LiveTick) -> None:
     now = T0 + 200 * S
     tick.set_heatmap_method("rollout")
@@ -604,10 +621,11 @@ def test_refusals_reach_the_log_without_flooding_it() -> None:
 def test_a_refused_tick_is_said_in_the_nodes_log(tick: LiveTick) -> None:
     tick.warnings.clear()
     tick.infos.clear()
-    out = tick.step(inputs(T0 + 50 * S, names=("x", "y", "grip")), T0 + 50 * S)
-    assert isinstance(out, Rejection)
+    # Later than every stamp the module's other tests gave this shared tick (its clock only moves on).
+    out = tick.step(inputs(T0 + 500 * S, names=("x", "y", "grip")), T0 + 500 * S)
+    assert isinstance(out, Rejection) and out.reason.startswith("joint_states lacks joint(s) gripper")
     assert tick.warnings == [f"no action: {out.reason}"]
-    assert isinstance(tick.step(inputs(T0 + 51 * S), T0 + 51 * S), TickOutput)
+    assert isinstance(tick.step(inputs(T0 + 501 * S), T0 + 501 * S), TickOutput)
     assert tick.infos == ["acting again after 1 refused tick(s)"]
     tick.warnings.clear()
     tick.infos.clear()

@@ -39,3 +39,22 @@ def test_a_signal_while_starting_ends_without_a_traceback(sig: str, ros_env: dic
     # then nothing is said at all, as for a Ctrl-C later on.
     said = res.stderr.strip().splitlines()
     assert said == ["slow_starter: stopped while starting"] or (sig == "INT" and said == []), said
+
+
+def test_an_error_while_spinning_keeps_its_traceback(ros_env: dict) -> None:
+    """Only start-up is covered: a bug after a signal during spin must not pass as 'stopped while starting'."""
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        import rclpy
+        from pai_ros.ros.lifecycle import run_node
+
+        def spin(node):
+            os.kill(os.getpid(), signal.SIGTERM)
+            while rclpy.ok():
+                time.sleep(0.01)
+            None.missing  # a bug
+
+        sys.exit(run_node("spinner", lambda: rclpy.create_node("spinner"), args=[], spin=spin))
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ros_env, timeout=60)
+    assert res.returncode == 1 and "AttributeError" in res.stderr and "stopped while starting" not in res.stderr

@@ -172,3 +172,18 @@ def test_per_episode_commands_refuse_each_others_directories(tmp_path: Path) -> 
         with pytest.raises(UserError, match=r"holds attention \(pai attention\); write into another output"):
             check_no_other_results(attention, mine)
     check_no_other_results(features, "recorded features (pai features record)")  # its own: fine
+
+
+def test_a_shard_is_whole_only_when_its_header_and_data_are_all_there(tmp_path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from pai_ros.sae.activations import shard_is_whole
+
+    shard = tmp_path / "s.safetensors"
+    save_file({"activations": np.zeros((10, 4), np.float16)}, str(shard))
+    assert shard_is_whole(shard)
+    data = shard.read_bytes()
+    for broken in (data[:-1], data[:20], b"", (2).to_bytes(8, "little") + b"[]", (1).to_bytes(8, "little") + b"7"):
+        shard.write_bytes(broken)
+        assert not shard_is_whole(shard), broken[:16]

@@ -37,7 +37,7 @@ from pai_ros.bags.reading import COMPRESSED_IMAGE, IMAGE, JOINT_STATE, find_sour
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.staging import check_apart, check_replaceable, staged_directory
+from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory
 from pai_ros.timestamps import NS_PER_S
 
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
@@ -351,7 +351,8 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
                                                                  else ""))
     for bag in bags:
         check_apart(output, {"bag": bag})
-    check_replaceable(output, overwrite, made_by="bag2dataset", marker=f"meta/{SOURCE_FILE}")
+    check_replaceable(output, overwrite, made_by="bag2dataset", what_marks_it=f"meta/{SOURCE_FILE}",
+                      is_mine=lambda d: json_file_with(d / "meta" / SOURCE_FILE, ("bags", "cameras")))
     sources = [(bag, find_sources(Path(bag))) for bag in bags]
     _check_inputs(sources, mapping)  # every bag before any work: not a failure after an hour of the first
     summary = DatasetSummary(output)

@@ -51,7 +51,7 @@ from pai_ros.errors import UserError
 from pai_ros.features.tables import FEATURES_SCHEMA
 from pai_ros.imaging.convert import ImageConversionError, message_to_rgb, resize_rgb
 from pai_ros.jsonfile import json_text
-from pai_ros.staging import check_apart, check_replaceable, staged_directory
+from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory
 from pai_ros.timestamps import header_ns
 
 if TYPE_CHECKING:
@@ -161,7 +161,8 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
 
 def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
     check_apart(out, {"bag": bag})
-    check_replaceable(out, overwrite, made_by="bag2parquet", marker=SUMMARY_FILE)
+    check_replaceable(out, overwrite, made_by="bag2parquet", what_marks_it=f"{SUMMARY_FILE} naming a bag",
+                      is_mine=lambda d: json_file_with(d / SUMMARY_FILE, ("bag", "out", "messages", "tables")))
 
 
 def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:

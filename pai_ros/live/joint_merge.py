@@ -27,6 +27,7 @@ class _Joint:
     position: float
     effective_ns: int  # its message's stamp, or receive time for an unstamped message
     recv_ns: int
+    stamped: bool
 
 
 class JointStateMerge:
@@ -45,19 +46,30 @@ class JointStateMerge:
             return
         self._broken = None
         for name, position in zip(names, reading.positions):
-            self._joints[name] = _Joint(float(position), reading.effective_ns, reading.recv_ns)
+            self._joints[name] = _Joint(float(position), reading.effective_ns, reading.recv_ns, reading.stamp_ns != 0)
 
     def reading(self) -> JointReading | None:
-        """What the tick reads now (None before any message)."""
+        """What the tick reads now (None before any message).
+
+        Until every wanted joint has arrived, every joint seen so far stamped as the latest message:
+        the tick then says which joints are missing (and which there are) before judging ages.
+        """
         if self._last is None or not self.wanted:
             return self._last
         if self._broken is not None:
             return self._broken
         names = list(self._joints)
-        present = [self._joints[n] for n in self.wanted if n in self._joints] or list(self._joints.values())
+        if any(n not in self._joints for n in self.wanted):
+            return JointReading(self._last.stamp_ns, self._last.recv_ns, names,
+                                [self._joints[n].position for n in names])
+        present = [self._joints[n] for n in self.wanted]
         oldest = min(present, key=lambda j: j.effective_ns)
-        stale = [n for n in self.wanted if n in self._joints and self._joints[n].effective_ns == oldest.effective_ns]
+        stale = [n for n in self.wanted if self._joints[n].effective_ns == oldest.effective_ns]
         merged = len({j.effective_ns for j in present}) > 1
-        return JointReading(oldest.effective_ns, min(j.recv_ns for j in present), names,
+        # An unstamped joint makes the state unstamped (stamp 0), judged by the oldest arrival, as
+        # a single unstamped message is: the tick then says so.
+        unstamped = not all(j.stamped for j in present)
+        return JointReading(0 if unstamped else oldest.effective_ns,
+                            oldest.effective_ns if unstamped else min(j.recv_ns for j in present), names,
                             [self._joints[n].position for n in names],
                             oldest_joints=tuple(stale) if merged else ())

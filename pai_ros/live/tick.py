@@ -391,11 +391,19 @@ class LiveTick:
                 self.warnings.append(f"{self.topics[name]} arrives unstamped (header.stamp 0): its age is judged by "
                                      "when it arrived, which hides the driver's delay, and outputs carry that time; "
                                      "stamp it in the driver (warned once)")
+        lacking = self._lacking_joints(inputs.joint_states) if JOINT_STATES in stamps else None
+        if lacking is not None:
+            # A merge still waiting for a publisher's joints: its stamp must not be the one that the
+            # completed (older) merge is compared with, or that looks like a clock jump back.
+            del stamps[JOINT_STATES]
         verdict = self.gate.check(stamps, now_ns)
         self.health.set_ages(verdict.ages_s)
+        if verdict.reason is None and lacking is not None:
+            return lacking
         if verdict.reason is not None:
             joints = inputs.joint_states
-            if joints is not None and joints.oldest_joints and verdict.reason.startswith(f"{JOINT_STATES} is"):
+            if joints is not None and joints.oldest_joints and verdict.reason.startswith(f"{JOINT_STATES} is") \
+                    and " old (max_observation_age_s" in verdict.reason:
                 # Merged from several publishers: the one that stopped is named, not only the topic.
                 return Rejection(f"{verdict.reason}; not updated: joint(s) {', '.join(joints.oldest_joints)}")
             return Rejection(verdict.reason)
@@ -526,17 +534,27 @@ class LiveTick:
             return np.concatenate([result.action[None], result.chunk[result.executed_query + 1:]])
         return result.action[None]
 
+    def _lacking_joints(self, reading: JointReading) -> Rejection | None:
+        """Why ``reading`` cannot give the state by name: undecodable names or joints it lacks."""
+        names = self.config.state_joint_names
+        if not names:
+            return None
+        broken = undecodable_reason("joint_states name", reading.names)
+        if broken:  # else it would read as "lacks joint(s) ...", hiding the publisher's encoding bug
+            return Rejection(broken)
+        missing = [n for n in names if n not in set(reading.names)]
+        if missing:
+            return Rejection(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(reading.names)})")
+        return None
+
     def _state_vector(self, reading: JointReading | None) -> np.ndarray | Rejection:
         assert reading is not None  # checked with the other inputs
         names = self.config.state_joint_names
         if names:
-            broken = undecodable_reason("joint_states name", reading.names)
-            if broken:  # else it would read as "lacks joint(s) ...", hiding the publisher's encoding bug
-                return Rejection(broken)
+            lacking = self._lacking_joints(reading)
+            if lacking is not None:
+                return lacking
             index = {n: i for i, n in enumerate(reading.names)}
-            missing = [n for n in names if n not in index]
-            if missing:
-                return Rejection(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(reading.names)})")
             repeated = _repeated(names, reading.names) if len(index) < len(reading.names) else []
             if repeated:
                 return Rejection(f"joint_states names joint(s) {', '.join(repeated)} more than once: which position "

@@ -133,17 +133,25 @@ def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
 
 
 def policy_fingerprint(ckpt: str | Path) -> str:
-    """A short content hash of a checkpoint's config and weights: which policy, wherever it was copied.
+    """A short hash of a checkpoint's weights: which policy made some tokens, wherever it was copied.
 
     An SAE records it (``pai sae collect``) so that it is never applied to another policy's tokens:
     a path tells nothing once a checkpoint is copied, and another policy of the same width reads
-    as compatible by shape alone.
+    as compatible by shape alone. The tensors' names and values are hashed, not the file's bytes
+    nor ``config.json``: a re-saved or migrated checkpoint (normalisation buffers moved out of the
+    weights) and a changed ``n_action_steps`` make the same encoder tokens.
     """
+    import torch
+    from safetensors import safe_open
+
     digest = hashlib.sha256()
-    for name in (CONFIG_FILE, MODEL_FILE):
-        with open(Path(ckpt) / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+    with safe_open(str(Path(ckpt) / MODEL_FILE), framework="pt") as f:
+        for name in sorted(f.keys()):
+            if name.startswith(("normalize_", "unnormalize_")):  # LeRobot < 0.4 kept the stats here
+                continue
+            tensor = f.get_tensor(name).contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]
 
 

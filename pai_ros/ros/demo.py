@@ -21,7 +21,7 @@ from pai_ros.demo import outputs
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.ros import topics
-from pai_ros.staging import check_replaceable, make_output_dir
+from pai_ros.staging import check_replaceable, json_file_with, make_output_dir
 
 REPORT_FILE = "report.json"  # written last: its presence says the run finished
 DEMO_MARKER = ".pai_demo"  # written first: what --overwrite may replace
@@ -118,13 +118,19 @@ def prepare_output_dir(out: Path, overwrite: bool) -> Path:
     if out.is_dir() and (out / DEMO_MARKER).is_file() and not (out / REPORT_FILE).exists() and not overwrite:
         raise UserError(f"output directory {out} holds an unfinished demo run (no {REPORT_FILE}: interrupted?); "
                         "pass --overwrite to replace it")
-    # report.json and bag/: the outputs of demos from before the marker.
-    check_replaceable(out, overwrite, made_by="pai demo", marker=(DEMO_MARKER, REPORT_FILE, "bag"))
+    check_replaceable(out, overwrite, made_by="pai demo", what_marks_it=DEMO_MARKER, is_mine=_is_demo_output)
     if out.is_dir() and any(out.iterdir()):
         shutil.rmtree(out)
     out = make_output_dir(out)
     (out / DEMO_MARKER).write_text("written by pai demo: --overwrite may replace this directory\n")
     return out
+
+
+def _is_demo_output(out: Path) -> bool:
+    """Marked by a demo, or a demo's from before the marker: its report beside its bag and tables."""
+    if (out / DEMO_MARKER).is_file():
+        return True
+    return (out / "bag").is_dir() and (out / "parquet").is_dir() and json_file_with(out / REPORT_FILE, ("ticks",))
 
 
 def _live_stats(policy, replay, lossless: bool, seconds: float) -> dict:

@@ -45,20 +45,25 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
         return 1
     node = None
     try:
-        node = factory()
+        try:
+            node = factory()
+        except (UserError, KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception:
+            # Ctrl-C or SIGTERM while the node was starting (loading a policy takes seconds): rclpy's
+            # signal handler shut the context down, and the next create_subscription raised. That
+            # is the user stopping the node, not a bug to show a traceback for (start-up only: an
+            # error while spinning keeps its traceback).
+            if rclpy.ok():
+                raise
+            print(f"{name}: stopped while starting", file=sys.stderr)
+            return 0
         spin(node)
     except UserError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception:
-        # Ctrl-C or SIGTERM while the node was starting (loading a policy takes seconds): rclpy's
-        # signal handler shut the context down, and the next create_subscription raised. That is
-        # the user stopping the node, not a bug to show a traceback for.
-        if rclpy.ok():
-            raise
-        print(f"{name}: stopped while starting", file=sys.stderr)
     finally:
         try:
             if node is not None:

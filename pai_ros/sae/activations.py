@@ -176,7 +176,7 @@ def shard_is_whole(path: Path) -> bool:
             header = json.loads(f.read(size))
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
         return path.stat().st_size >= 8 + size + end
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):  # a header of another shape
         return False
 
 
