@@ -21,8 +21,9 @@ Figures: training tokens/s (the optimisation loop only, short runs, interleaved 
 and held-out FVU / L0 after the full runs, computed here the same way for all (raw space, each
 model's own encode/decode); then the time to equal quality: our runs of 1/2 .. 1/16 of the steps
 (each with its own learning-rate decay, as a user's shorter run) give the fewest steps at which
-ours reaches each peer's full-run FVU, timed at the measured rates. The peers need their own virtual environment (they pin packages the
-project's venv must not change); see ``bench/install_peer_deps.sh``.
+ours reaches each peer's full-run FVU, timed at the measured rates. The peers need their own
+virtual environment (they pin packages the project's venv must not change); see
+``bench/install_peer_deps.sh``.
 
 Usage: python bench/sae_peers.py --activations DIR [--steps 2000] [--short-steps 100] [--rounds 3]
 """

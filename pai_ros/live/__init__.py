@@ -16,7 +16,8 @@ from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.tick import Diagnostics, LiveTick, Rejection, TickOutput
 
 __all__ = [
-    "ACTION_OUTPUTS", "PARAMS", "RUN_TIME_PARAMETERS", "CameraFrame", "CameraInput", "ControllerGate", "Diagnostics", "FeaturesOutput", "Health",
+    "ACTION_OUTPUTS", "PARAMS", "RUN_TIME_PARAMETERS", "CameraFrame", "CameraInput", "ControllerGate", "Diagnostics",
+    "FeaturesOutput", "Health",
     "HealthReport", "JointReading", "Level", "LiveConfig", "LiveSae", "LiveTick", "Rejection", "TickInputs",
     "TickOutput", "VectorReading", "reconfigure",
 ]

@@ -28,7 +28,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     p.add_argument("--output-dir", type=Path, default=Path("pai_demo_output"), help="where everything goes")
     p.add_argument("--episode", type=int, default=0, help="held-out demo episode to replay")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: when the episode's replay ends)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many seconds (default: when the episode's replay ends)")
     p.add_argument("--rate-factor", type=float, default=1.0,
                    help="replay (and tick) at this fraction of the recorded rate, in (0, 1]: 0.25 lets a busy "
                         "CPU act on every frame instead of skipping ticks that come due while one computes")

@@ -212,8 +212,8 @@ class PolicyNode(Node):
                 pub.publish(float64_multi_array(out.action))
         if out.shares:
             self.shares_pub.publish(joint_state(list(out.shares), list(out.shares.values()), stamp))
-        for cam, rgb in out.heatmaps.items():  # the explained frame's header: RViz lines the overlay up with it
-            self.heatmap_pubs[cam].publish(rgb_image(rgb, header(out.heatmap_stamps_ns[cam], out.heatmap_frame_ids[cam])))
+        for cam, im in out.heatmaps.items():  # the explained frame's header: RViz lines the overlay up with it
+            self.heatmap_pubs[cam].publish(rgb_image(im, header(out.heatmap_stamps_ns[cam], out.heatmap_frame_ids[cam])))
         if out.features is not None and self.features_pub is not None:
             f = out.features
             msg = feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold,

@@ -196,8 +196,8 @@ class ReplayNode(Node):
         elif self._timer is None:
             level, message = Level.OK, "waiting to start (start_delay_s, wait_for_subscribers)"
         elif behind:
-            level, message = Level.WARN, (f"decoding falls behind: {behind} frame slot(s) skipped since the last report "
-                                 "(lower rate_factor)")
+            level, message = Level.WARN, (f"decoding falls behind: {behind} frame slot(s) skipped since the last "
+                                          "report (lower rate_factor)")
         else:
             level, message = Level.OK, f"replaying episode {self.episode}" if self.episode is not None else "replaying"
         values = {"frames_published": str(self.published), "slots_skipped": str(self.behind),

@@ -5,8 +5,8 @@
                          [--env-state N [--env-type float32_multi_array|joint_state]] [--split-joints]
 
 Publishes camera/front/image_raw and camera/wrist/image_raw (64x80 rgb8, sensor QoS, stamped
-now, frame_id <name>_camera) and joint_states (x, y, gripper; with --split-joints one message per joint, the gripper from a
-second publisher, as separate arm and gripper drivers); with --env-state N also
+now, frame_id <name>_camera) and joint_states (x, y, gripper; with --split-joints one message per
+joint, the gripper from a second publisher, as separate arm and gripper drivers); with --env-state N also
 environment_state (N values: Float32MultiArray, or a stamped JointState named env_0..). During each fault's
 [start, end) (seconds since start) that fault is active; otherwise everything is healthy.
 Prints ``PHASE <name> <wall ns>`` at every change (``before``/``after`` for a single
