@@ -8,10 +8,9 @@ topic per camera (``sensor_msgs/Image``, or ``CompressedImage`` with ``:compress
 ``action_output`` names (``action`` JointState, ``action_trajectory`` JointTrajectory,
 ``action_commands`` Float64MultiArray), ``attention/<camera>/heatmap`` (rgb8 overlay on the
 frame it explains, with its header), ``attention/shares``, with an SAE ``features`` (FeatureActivations) and
-``features/feature_<F>/<camera>/heatmap``, and ``/diagnostics``. Callbacks keep the latest
-message of each input (joint_states merged by joint name); a timer at the control rate hands
-a tick to one worker thread, and a tick due while one is busy is skipped and counted, never queued.
-"""
+``features/feature_<F>/<camera>/heatmap``, ``/diagnostics``. Callbacks keep each input's latest message
+(joint_states merged by joint name); a timer at the control rate hands a tick to one worker thread,
+and a tick due while one is busy is skipped and counted, never queued."""
 
 from __future__ import annotations
 
@@ -212,8 +211,9 @@ class PolicyNode(Node):
                 pub.publish(float64_multi_array(out.action))
         if out.shares:
             self.shares_pub.publish(joint_state(list(out.shares), list(out.shares.values()), stamp))
-        for cam, im in out.heatmaps.items():  # the explained frame's header: RViz lines the overlay up with it
-            self.heatmap_pubs[cam].publish(rgb_image(im, header(out.heatmap_stamps_ns[cam], out.heatmap_frame_ids[cam])))
+        stamps, ids = out.heatmap_stamps_ns, out.heatmap_frame_ids  # the explained frame's: RViz lines them up
+        for cam, rgb in out.heatmaps.items():
+            self.heatmap_pubs[cam].publish(rgb_image(rgb, header(stamps[cam], ids[cam])))
         if out.features is not None and self.features_pub is not None:
             f = out.features
             msg = feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold,
