@@ -96,8 +96,9 @@ def _check_bag(rec: Proc, out: Path, published: dict, prefix: str = "") -> None:
     msgs = _read_rosbags(out)
     assert _read_mcap(out) == Counter({t: len(m) for t, m in msgs.items()})
     # The recorder's own status reports are on /diagnostics too (recorded once the talker published there).
-    own = [m for m in msgs["/diagnostics"] if m.status[0].name == "recorder_node: bag"]
-    msgs["/diagnostics"] = [m for m in msgs["/diagnostics"] if m.status[0].name != "recorder_node: bag"]
+    status = f"{prefix.lstrip('/')}/recorder_node: bag" if prefix else "recorder_node: bag"  # the namespace too
+    own = [m for m in msgs["/diagnostics"] if m.status[0].name == status]
+    msgs["/diagnostics"] = [m for m in msgs["/diagnostics"] if m.status[0].name != status]
     assert all(m.status[0].message.startswith("recording ") for m in own), [m.status[0].message for m in own]
     counts = {t: len(m) for t, m in msgs.items()}
     # Reliable topics must be complete. Camera and heatmap topics are best effort: on localhost we
