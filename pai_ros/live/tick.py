@@ -542,7 +542,8 @@ class LiveTick:
         broken = undecodable_reason("joint_states name", reading.names)
         if broken:  # else it would read as "lacks joint(s) ...", hiding the publisher's encoding bug
             return Rejection(broken)
-        missing = [n for n in names if n not in set(reading.names)]
+        have = set(reading.names)
+        missing = [n for n in names if n not in have]
         if missing:
             return Rejection(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(reading.names)})")
         return None
@@ -550,10 +551,7 @@ class LiveTick:
     def _state_vector(self, reading: JointReading | None) -> np.ndarray | Rejection:
         assert reading is not None  # checked with the other inputs
         names = self.config.state_joint_names
-        if names:
-            lacking = self._lacking_joints(reading)
-            if lacking is not None:
-                return lacking
+        if names:  # every name is there and decodes: _step refused the tick otherwise (_lacking_joints)
             index = {n: i for i, n in enumerate(reading.names)}
             repeated = _repeated(names, reading.names) if len(index) < len(reading.names) else []
             if repeated:
