@@ -16,7 +16,6 @@ file is complete, so an interrupted run never leaves outputs that look finished.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from pai_ros.attention.render import (
 )
 from pai_ros.data.episodes import camera_names, episode_length, iter_episode, read_info
 from pai_ros.errors import UserError
-from pai_ros.jsonfile import json_text
+from pai_ros.jsonfile import json_text, read_json
 from pai_ros.media.video import Mp4Writer, even_size
 from pai_ros.policy.layout import ENV_STATE, LATENT, STATE
 from pai_ros.policy.observation import Observation
@@ -121,10 +120,7 @@ def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path,
         if not summary.is_file():
             raise UserError(f"{episode_dir} is not attention output (no summary.json); write attention into "
                             "another --output-dir")
-        try:
-            old = json.loads(summary.read_text(encoding="utf-8"))
-        except (ValueError, OSError):
-            raise UserError(f"{summary} is damaged; write attention into another --output-dir") from None
+        old = read_json(summary, "attention summary", want_object=True)
         for key, value in want.items():
             if old.get(key) != value:
                 raise UserError(f"{output_dir} holds attention with another {key.replace('_', ' ')} "
