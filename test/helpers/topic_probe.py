@@ -6,7 +6,11 @@ DiagnosticArray, String or FeatureActivations. The first
 line is READY once every subscription exists. Subscriptions are best effort (they match
 reliable and best-effort publishers alike), except ``:latched`` ones: reliable and transient-local,
 for publishers that keep their messages for late subscribers (a message published before this
-probe discovered the publisher still arrives, where a best-effort subscription would miss it).
+probe discovered the publisher still arrives, where a best-effort subscription would miss it),
+and /diagnostics (DiagnosticArray): reliable, as every node here publishes it and as
+diagnostic_aggregator subscribes. A node's last word is published just before it exits, and it
+waits for reliable readers to acknowledge it; a best-effort reader gets no such wait, so under
+load the last word was lost with the exiting process (a CI run failed on exactly that).
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import sys
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 # The latched publishers' own profile (reliable, transient-local), so the subscription matches what they offer.
 from pai_ros.ros.sim_node import LATCHED
+
+DIAGNOSTICS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
          "DiagnosticArray": DiagnosticArray, "JointTrajectory": JointTrajectory,
@@ -74,7 +80,8 @@ def main(specs: list[str]) -> None:
     node = rclpy.create_node("topic_probe")
     for spec in specs:
         topic, type_name, *flags = spec.split(":")
-        qos = LATCHED if flags == ["latched"] else qos_profile_sensor_data
+        qos = LATCHED if flags == ["latched"] else DIAGNOSTICS_QOS if type_name == "DiagnosticArray" \
+            else qos_profile_sensor_data
         if type_name == "FeatureActivations":
             from pai_ros.msg import FeatureActivations as msg_type
         else:
