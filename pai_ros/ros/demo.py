@@ -21,6 +21,7 @@ from pai_ros.demo import outputs
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.ros import topics
+from pai_ros.ros.in_process import InProcessGraph, demo_recorder_parameters
 from pai_ros.staging import check_replaceable, json_file_with, make_output_dir
 
 REPORT_FILE = "report.json"  # written last: its presence says the run finished
@@ -43,8 +44,6 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
 
     ``rate_factor`` < 1 replays (and ticks) slower than recorded, for machines too busy to keep up.
     """
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
@@ -57,47 +56,31 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     assets = assets or ensure_demo_assets(progress=progress)
     bag = out / "bag"
 
-    rclpy.init()
-    executor = SingleThreadedExecutor()
-    nodes = []
-    try:
-        replay = ReplayNode(parameter_overrides=[
+    with InProcessGraph() as graph:
+        replay = graph.add(ReplayNode(parameter_overrides=[
             Parameter("dataset_root", value=str(assets.heldout_root)), Parameter("episodes", value=[episode]),
-            Parameter("start_delay_s", value=2.0), Parameter("rate_factor", value=float(rate_factor))])
+            Parameter("start_delay_s", value=2.0), Parameter("rate_factor", value=float(rate_factor))]))
         fps = replay.fps
         tick_hz = fps * rate_factor
-        policy = PolicyNode(parameter_overrides=[
+        policy = graph.add(PolicyNode(parameter_overrides=[
             Parameter("policy_path", value=str(assets.policy_dir)),
             Parameter("state_joint_names", value=list(replay.state_names)),
             Parameter("action_names", value=list(replay.action_names)),
             Parameter("control_rate_hz", value=float(tick_hz)),
             # Observations arrive every 1/tick_hz s: half a second, or two frames when slower than that.
             Parameter("max_observation_age_s", value=max(0.5, 2.0 / tick_hz)),
-            Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")])
-        recorder = RecorderNode(parameter_overrides=[
-            Parameter("output", value=str(bag)), Parameter("record_heatmaps", value=True),
-            Parameter("camera_topics", value=[topics.CAMERA_IMAGE.format(camera=c) for c in topics.DEMO_CAMERAS]),
-            Parameter("topics", value=[topics.JOINT_STATES, topics.ACTION, topics.RECORDED_ACTION,
-                                       topics.ATTENTION_SHARES, topics.DIAGNOSTICS, topics.FEATURES])])
-        nodes = [replay, policy, recorder]
-        for n in nodes:
-            executor.add_node(n)
+            Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")]))
+        recorder = graph.add(RecorderNode(parameter_overrides=demo_recorder_parameters(
+            str(bag), topics.DEMO_CAMERAS, [topics.JOINT_STATES, topics.ACTION, topics.RECORDED_ACTION,
+                                            topics.ATTENTION_SHARES, topics.DIAGNOSTICS, topics.FEATURES])))
         start = time.monotonic()
         with tqdm(desc="live demo (replay -> policy -> recorder)", unit="frame", disable=not progress) as bar:
-            while not replay.finished and (duration_s is None or time.monotonic() - start < duration_s):
-                executor.spin_once(timeout_sec=0.05)
-                bar.update(replay.published - bar.n)
-        end = time.monotonic() + 1.0  # let the last ticks reach the recorder
-        while time.monotonic() < end:
-            executor.spin_once(timeout_sec=0.05)
-        policy.shutdown()
-        recorder.drain(executor)
-        lossless = recorder.finish()
+            graph.spin_while(lambda: not replay.finished and (duration_s is None
+                                                              or time.monotonic() - start < duration_s),
+                             lambda: bar.update(replay.published - bar.n))
+        graph.settle()
+        lossless = graph.close_recording(policy, recorder)
         live = _live_stats(policy, replay, lossless, time.monotonic() - start)
-    finally:
-        for n in nodes:
-            n.destroy_node()
-        rclpy.try_shutdown()
 
     done = outputs.outputs_from_bag(bag, out, fps, progress)
     parquet, combined, sheet = done.parquet, done.combined, done.sheet

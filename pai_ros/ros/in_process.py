@@ -1,0 +1,79 @@
+"""Several real nodes in one process on one executor: what both demos (`pai demo`, open and closed
+loop) run, so that starting, spinning and stopping them is written once.
+
+The nodes talk over DDS as separate processes would (``ros2 topic echo`` on the same domain sees
+their topics); one executor keeps the demo a single command with a single progress bar. Closing
+the recording is ordered: the policy stops first (no new ticks), then the recorder writes what it
+has received and closes its bag, and only then are the nodes destroyed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
+
+from pai_ros.ros import topics
+
+SPIN_TIMEOUT_S = 0.05  # one executor turn: short, so the progress bar and the stop condition stay current
+SETTLE_S = 1.0  # after the source stops: the last ticks and summaries reach the recorder
+
+N = TypeVar("N")
+
+
+class InProcessGraph:
+    """``with InProcessGraph() as graph:`` rclpy started, nodes added as they are made, and on
+    leaving (normally or by an error) every node destroyed and rclpy shut down."""
+
+    def __init__(self) -> None:
+        self.nodes: list = []
+        self.executor = None
+
+    def __enter__(self) -> InProcessGraph:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        rclpy.init()
+        self.executor = SingleThreadedExecutor()
+        return self
+
+    def add(self, node: N) -> N:
+        """Spin ``node`` with the others; it is destroyed with the graph even if a later node fails to start."""
+        self.nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def spin_while(self, running: Callable[[], bool], after_each: Callable[[], None] | None = None) -> None:
+        """Spin until ``running()`` is false, calling ``after_each`` (a progress update) after every turn."""
+        while running():
+            self.executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+            if after_each is not None:
+                after_each()
+
+    def settle(self, seconds: float = SETTLE_S) -> None:
+        end = time.monotonic() + seconds
+        self.spin_while(lambda: time.monotonic() < end)
+
+    def close_recording(self, policy, recorder) -> bool:
+        """Stop the policy, let the recorder write everything it received, close the bag; True if lossless."""
+        policy.shutdown()
+        recorder.drain(self.executor)
+        return recorder.finish()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        import rclpy
+
+        for node in self.nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def demo_recorder_parameters(bag_dir: str, cameras: list[str], topic_names: list[str]) -> list:
+    """The recorder as both demos run it: heatmaps recorded, cameras with sensor QoS, then ``topic_names``."""
+    from rclpy.parameter import Parameter
+
+    return [Parameter("output", value=bag_dir), Parameter("record_heatmaps", value=True),
+            Parameter("camera_topics", value=[topics.CAMERA_IMAGE.format(camera=c) for c in cameras]),
+            Parameter("topics", value=list(topic_names))]
