@@ -14,7 +14,7 @@ this and publishes :class:`TickOutput`; tests drive it directly with a fake cloc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,13 +25,18 @@ from pai_ros.attention.maps import maps_for_tick
 from pai_ros.attention.relevance import RelevanceTarget, available_memory_bytes
 from pai_ros.attention.render import normalize, overlay
 from pai_ros.errors import UserError
-from pai_ros.imaging.convert import GREY_ENCODINGS, ImageConversionError, resize_rgb
+from pai_ros.live.action_mapping import ActionMapping
 from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.health import Health, Level
-from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
+from pai_ros.live.inputs import TickInputs, VectorReading
 from pai_ros.live.joint_merge import JointStateMerge
-from pai_ros.live.received_text import undecodable_reason
+from pai_ros.live.observation_reader import (
+    ENVIRONMENT_STATE,
+    JOINT_STATES,
+    ObservationReader,
+    Rejection,
+)
 from pai_ros.live.refusal_log import RefusalLog
 from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.steering import ActiveSteering, SteeringControl, SteeringHook
@@ -40,15 +45,6 @@ from pai_ros.policy.freshness import FreshnessLimits, InputGate
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation, ObservationError
 from pai_ros.policy.runner import PolicyRunner
-
-JOINT_STATES, ENVIRONMENT_STATE = "joint_states", "environment_state"
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """No action this tick, and why (in the operator's words)."""
-
-    reason: str
 
 
 @dataclass
@@ -107,11 +103,8 @@ class LiveTick:
         self.cameras = self._camera_inputs()
         self.heatmap_cameras = self._heatmap_cameras()
         self.action_dim = int(runner.loaded.config.action_feature.shape[0])
-        self.action_names = self._action_names()
-        self.clamp = self._clamp()
-        # Unit conversions between the robot's ROS values and the policy's (e.g. radians vs degrees).
-        self.state_units = self._units("state", config.state_scale, config.state_offset, self.spec.state_dim or 0)
-        self.action_units = self._units("action", config.action_scale, config.action_offset, self.action_dim)
+        self.actions = ActionMapping(config, self.action_dim)  # names, units and limits of what goes out
+        self.action_names = self.actions.names
         self.heatmap_method = "cross_attention"
         # Checked here, not at the first tick: a map that cannot be drawn must never stop the actions.
         config.heatmap_queries.check(runner.chunk_size, "heatmap_queries")
@@ -131,9 +124,6 @@ class LiveTick:
             # A gradient method refused at start (memory, no gradients) must not stop the node: it
             # acts as always and shows cross-attention maps, and says so in the log and /diagnostics.
             self.heatmap_refused = f"heatmap_method {config.heatmap_method} refused, showing cross_attention: {exc}"
-        self._check_names("state_joint_names", config.state_joint_names, self.spec.state_dim or 0, "state")
-        self._check_names("environment_state_names", config.environment_state_names, self.spec.env_state_dim or 0,
-                          "environment state")
         self.input_names: list[str] = [*self.cameras]
         if self.spec.state_dim:
             self.input_names.append(JOINT_STATES)
@@ -144,10 +134,9 @@ class LiveTick:
         # Only the inputs this policy reads: a policy without an environment state never looks at
         # environment_state_topic, so nothing about it can stop the node.
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
-        self._resize_warned: set[str] = set()
-        self._grey_warned: set[str] = set()
         self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
         self.warnings: list[str] = []  # notes for the node's log: "resizing camera X", why no action goes out
+        self.reader = ObservationReader(config, self.spec, self.warnings)
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
         self.refusals = RefusalLog()
         self.steering = SteeringControl(config.allow_steering, config.steering_max_value,
@@ -205,50 +194,6 @@ class LiveTick:
             raise UserError(f"heatmap_cameras names unknown camera(s) {', '.join(unknown)} "
                             f"(policy cameras: {', '.join(self.cameras)})")
         return chosen if self.config.publish_heatmaps else []
-
-    @staticmethod
-    def _check_names(parameter: str, names: Sequence[str], size: int, what: str) -> None:
-        """Names that pick the policy's inputs out of a message: one per dimension, each once."""
-        if not names or not size:
-            return  # positions taken in message order, or an input this policy does not read
-        if len(names) != size:
-            raise UserError(f"{parameter} has {len(names)} name(s), the policy's {what} has {size} dimension(s)")
-        repeated = sorted({n for n in names if list(names).count(n) > 1})
-        if repeated:
-            raise UserError(f"{parameter} names {', '.join(repeated)} more than once")
-
-    def _action_names(self) -> tuple[str, ...]:
-        names = self.config.action_names
-        if names:
-            if len(names) != self.action_dim:
-                raise UserError(f"action_names has {len(names)} names, the policy's action has "
-                                f"{self.action_dim} dimensions")
-            return names
-        if len(self.config.state_joint_names) == self.action_dim:
-            return self.config.state_joint_names
-        return tuple(f"action_{i}" for i in range(self.action_dim))
-
-    @staticmethod
-    def _units(what: str, scale: tuple[float, ...], offset: tuple[float, ...],
-               dim: int) -> tuple[np.ndarray, np.ndarray] | None:
-        if not scale and not offset:
-            return None
-        s = np.asarray(scale or [1.0] * dim, dtype=np.float32)
-        o = np.asarray(offset or [0.0] * dim, dtype=np.float32)
-        if s.shape != (dim,) or o.shape != (dim,):
-            raise UserError(f"{what}_scale/{what}_offset must have {dim} values each (the policy's {what} size), "
-                            f"got {len(scale)} and {len(offset)}")
-        return s, o
-
-    def _clamp(self) -> tuple[np.ndarray, np.ndarray] | None:
-        lo, hi = self.config.action_min, self.config.action_max
-        if not lo and not hi:
-            return None
-        lo_a = np.asarray(lo or [-np.inf] * self.action_dim, dtype=np.float32)
-        hi_a = np.asarray(hi or [np.inf] * self.action_dim, dtype=np.float32)
-        if lo_a.shape != (self.action_dim,) or hi_a.shape != (self.action_dim,) or np.any(lo_a > hi_a):
-            raise UserError(f"action_min/action_max must have {self.action_dim} values each with min <= max")
-        return lo_a, hi_a
 
     # ------------------------------------------------------------------ run-time changes
 
@@ -391,7 +336,7 @@ class LiveTick:
                 self.warnings.append(f"{self.topics[name]} arrives unstamped (header.stamp 0): its age is judged by "
                                      "when it arrived, which hides the driver's delay, and outputs carry that time; "
                                      "stamp it in the driver (warned once)")
-        lacking = self._lacking_joints(inputs.joint_states) if JOINT_STATES in stamps else None
+        lacking = self.reader.lacking_joints(inputs.joint_states) if JOINT_STATES in stamps else None
         if lacking is not None:
             # A merge still waiting for a publisher's joints: its stamp must not be the one that the
             # completed (older) merge is compared with, or that looks like a clock jump back.
@@ -408,38 +353,17 @@ class LiveTick:
                 return Rejection(f"{verdict.reason}; not updated: joint(s) {', '.join(joints.oldest_joints)}")
             return Rejection(verdict.reason)
 
-        camera_rgb: dict[str, np.ndarray] = {}
-        images: dict[str, np.ndarray] = {}
-        for name in self.cameras:
-            try:
-                rgb = inputs.cameras[name].decode()
-            except ImageConversionError as exc:
-                return Rejection(f"camera {name}: {exc}")
-            _, h, w = self.spec.cameras[name]
-            if rgb.shape[:2] != (h, w):
-                # A size the policy never saw usually means a misconfigured or swapped camera:
-                # refuse it unless the user chose to resize.
-                if not self.config.resize_images:
-                    return Rejection(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
-                                     f"expects {w}x{h} (configure the camera, or set resize_images:=true)")
-                if name not in self._resize_warned:
-                    self._resize_warned.add(name)
-                    self.warnings.append(f"camera {name} sends {rgb.shape[1]}x{rgb.shape[0]} images, the policy "
-                                         f"was trained on {w}x{h}: resizing (warned once)")
-            if inputs.cameras[name].encoding in GREY_ENCODINGS and name not in self._grey_warned:
-                self._grey_warned.add(name)
-                self.warnings.append(f"camera {name} sends {inputs.cameras[name].encoding} (grey) images: the policy "
-                                     "gets them as grey RGB, which a policy trained on colour has never seen (warned "
-                                     "once; point the camera entry at the colour topic unless it was trained so)")
-            camera_rgb[name] = rgb
-            images[name] = resize_rgb(rgb, h, w)
+        decoded = self.reader.images(inputs, list(self.cameras))
+        if isinstance(decoded, Rejection):
+            return decoded
+        camera_rgb, images = decoded
         state = env_state = None
         if self.spec.state_dim:
-            state = self._state_vector(inputs.joint_states)
+            state = self.reader.state(inputs.joint_states)
             if isinstance(state, Rejection):
                 return state
         if self.spec.env_state_dim:
-            env_state = self._env_state_vector(inputs.environment_state)
+            env_state = self.reader.environment_state(inputs.environment_state)
             if isinstance(env_state, Rejection):
                 return env_state
         sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
@@ -455,8 +379,8 @@ class LiveTick:
                 self._steer_hook.disarm()
         steering = self._executed_steering(result, active)
 
-        action = self._published(result.action)
-        plan = self._published(self._plan(result))
+        action = self.actions.to_robot(result.action)
+        plan = self.actions.to_robot(self._plan(result))
         features, feature_maps = None, {}
         if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
             features = sae.encode(result.capture.encoder_output[0], self.config.features_top_n,
@@ -519,13 +443,6 @@ class LiveTick:
             self._chunk_steering = active
         return self._chunk_steering
 
-    def _published(self, actions: np.ndarray) -> np.ndarray:
-        """Policy actions in the robot's units (``action_scale``/``action_offset``), clamped."""
-        if self.action_units is not None:
-            scale, offset = self.action_units
-            actions = ((actions - offset) / scale).astype(np.float32)
-        return np.clip(actions, *self.clamp) if self.clamp is not None else actions
-
     def _plan(self, result) -> np.ndarray:
         """This tick's action followed by what the policy plans to do next, one control period apart."""
         if self.runner.mode in ("queue", "chunk"):  # exactly what will be executed if nothing changes
@@ -533,68 +450,6 @@ class LiveTick:
         if result.chunk is not None:  # ensemble/replan: the rest of this tick's chunk
             return np.concatenate([result.action[None], result.chunk[result.executed_query + 1:]])
         return result.action[None]
-
-    def _lacking_joints(self, reading: JointReading) -> Rejection | None:
-        """Why ``reading`` cannot give the state by name: undecodable names or joints it lacks."""
-        names = self.config.state_joint_names
-        if not names:
-            return None
-        broken = undecodable_reason("joint_states name", reading.names)
-        if broken:  # else it would read as "lacks joint(s) ...", hiding the publisher's encoding bug
-            return Rejection(broken)
-        have = set(reading.names)
-        missing = [n for n in names if n not in have]
-        if missing:
-            return Rejection(f"joint_states lacks joint(s) {', '.join(missing)} (has: {', '.join(reading.names)})")
-        return None
-
-    def _state_vector(self, reading: JointReading | None) -> np.ndarray | Rejection:
-        assert reading is not None  # checked with the other inputs
-        names = self.config.state_joint_names
-        if names:  # every name is there and decodes: _step refused the tick otherwise (_lacking_joints)
-            index = {n: i for i, n in enumerate(reading.names)}
-            repeated = _repeated(names, reading.names) if len(index) < len(reading.names) else []
-            if repeated:
-                return Rejection(f"joint_states names joint(s) {', '.join(repeated)} more than once: which position "
-                                 "is meant is ambiguous")
-            if len(reading.positions) < len(reading.names):
-                return Rejection(f"joint_states has {len(reading.names)} names but {len(reading.positions)} positions")
-            state = np.array([reading.positions[index[n]] for n in names], dtype=np.float32)
-        else:
-            state = np.asarray(reading.positions, dtype=np.float32)
-        if state.shape != (self.spec.state_dim,):
-            return Rejection(f"joint_states gives {state.size} positions, the policy needs {self.spec.state_dim} "
-                             "(set state_joint_names)")
-        if not np.all(np.isfinite(state)):
-            return Rejection(f"joint_states contains NaN or inf: {state.tolist()}")
-        if self.state_units is not None:
-            state = (state * self.state_units[0] + self.state_units[1]).astype(np.float32)
-        return state
-
-    def _env_state_vector(self, reading: VectorReading | None) -> np.ndarray | Rejection:
-        assert reading is not None
-        names = self.config.environment_state_names
-        if names:
-            broken = undecodable_reason("environment_state name", reading.names)
-            if broken:
-                return Rejection(broken)
-            index = {n: i for i, n in enumerate(reading.names)}
-            missing = [n for n in names if n not in index]
-            if missing or len(reading.values) < len(reading.names):
-                return Rejection(f"environment_state lacks value(s) {', '.join(missing) or '(positions)'} "
-                                 f"(has: {', '.join(reading.names)})")
-            repeated = _repeated(names, reading.names) if len(index) < len(reading.names) else []
-            if repeated:
-                return Rejection(f"environment_state names {', '.join(repeated)} more than once: which value is "
-                                 "meant is ambiguous")
-            env = np.array([reading.values[index[n]] for n in names], dtype=np.float32)
-        else:
-            env = np.asarray(reading.values, dtype=np.float32)
-        if env.shape != (self.spec.env_state_dim,):
-            return Rejection(f"environment_state gives {env.size} values, the policy needs {self.spec.env_state_dim}")
-        if not np.all(np.isfinite(env)):
-            return Rejection(f"environment_state contains NaN or inf: {env.tolist()}")
-        return env
 
     # ------------------------------------------------------------------ reporting
 
@@ -653,8 +508,3 @@ class LiveTick:
             self._steer_hook.remove()
         self.runner.close()
 
-
-def _repeated(wanted: Sequence[str], names: Sequence[str]) -> list[str]:
-    """The names in ``wanted`` that a message lists more than once."""
-    seen = list(names)
-    return sorted({n for n in wanted if seen.count(n) > 1})

@@ -1,0 +1,68 @@
+"""From the policy's actions to the robot's: joint names, units and limits, checked once at start.
+
+A policy trained with LeRobot acts in its dataset's units (an SO-101 dataset: degrees); a ROS
+controller takes SI units (radians). ``action_scale``/``action_offset`` convert back the way
+``state_scale``/``state_offset`` convert the robot's state in, and ``action_min``/``action_max``
+clamp what goes out. Every configuration error is a :class:`UserError` when the node starts,
+never a surprise at the first tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from pai_ros.errors import UserError
+from pai_ros.live.config import LiveConfig
+
+Units = tuple[np.ndarray, np.ndarray]  # (scale, offset) per dimension
+
+
+def units(what: str, scale: Sequence[float], offset: Sequence[float], dim: int) -> Units | None:
+    """``(scale, offset)`` for ``dim`` values, or None when neither is set (no conversion)."""
+    if not scale and not offset:
+        return None
+    s = np.asarray(scale or [1.0] * dim, dtype=np.float32)
+    o = np.asarray(offset or [0.0] * dim, dtype=np.float32)
+    if s.shape != (dim,) or o.shape != (dim,):
+        raise UserError(f"{what}_scale/{what}_offset must have {dim} values each (the policy's {what} size), "
+                        f"got {len(scale)} and {len(offset)}")
+    return s, o
+
+
+class ActionMapping:
+    """The names the actions are published under and the conversion applied to every published action."""
+
+    def __init__(self, config: LiveConfig, action_dim: int) -> None:
+        self.dim = action_dim
+        self.names = self._names(config)
+        self.units = units("action", config.action_scale, config.action_offset, action_dim)
+        self.clamp = self._clamp(config)
+
+    def _names(self, config: LiveConfig) -> tuple[str, ...]:
+        names = config.action_names
+        if names:
+            if len(names) != self.dim:
+                raise UserError(f"action_names has {len(names)} names, the policy's action has {self.dim} dimensions")
+            return names
+        if len(config.state_joint_names) == self.dim:  # the usual case: the policy commands the joints it reads
+            return config.state_joint_names
+        return tuple(f"action_{i}" for i in range(self.dim))
+
+    def _clamp(self, config: LiveConfig) -> tuple[np.ndarray, np.ndarray] | None:
+        lo, hi = config.action_min, config.action_max
+        if not lo and not hi:
+            return None
+        lo_a = np.asarray(lo or [-np.inf] * self.dim, dtype=np.float32)
+        hi_a = np.asarray(hi or [np.inf] * self.dim, dtype=np.float32)
+        if lo_a.shape != (self.dim,) or hi_a.shape != (self.dim,) or np.any(lo_a > hi_a):
+            raise UserError(f"action_min/action_max must have {self.dim} values each with min <= max")
+        return lo_a, hi_a
+
+    def to_robot(self, actions: np.ndarray) -> np.ndarray:
+        """Policy actions (``[..., dim]``) in the robot's units, clamped."""
+        if self.units is not None:
+            scale, offset = self.units
+            actions = ((actions - offset) / scale).astype(np.float32)
+        return np.clip(actions, *self.clamp) if self.clamp is not None else actions
