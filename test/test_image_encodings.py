@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pai_ros.imaging.convert import ImageConversionError, raw_to_rgb
+from pai_ros.imaging.convert import raw_to_rgb
+from pai_ros.imaging.errors import ImageConversionError
 
 H, W = 6, 8
 

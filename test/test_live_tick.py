@@ -18,7 +18,7 @@ import pytest
 
 from pai_ros.attention.explainers import estimated_memory_bytes
 from pai_ros.errors import UserError
-from pai_ros.imaging.convert import ImageConversionError
+from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.live import (
     CameraFrame,
     JointReading,

@@ -45,13 +45,10 @@ from typing import Any
 
 import torch
 
+from pai_ros.attention.errors import NoGradientError
 from pai_ros.errors import UserError
 
 RELEVANCE_METHODS = ("relevance", "relevance_cross")
-
-
-class NoGradientError(UserError):
-    """The policy's graph gives no gradient to its attention maps (frozen or detached)."""
 
 
 @dataclass(frozen=True)

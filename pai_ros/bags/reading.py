@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pai_ros.bags.errors import CorruptBag
 from pai_ros.errors import UserError
 
 if TYPE_CHECKING:
@@ -82,10 +83,6 @@ def _missing_storage_files(bag: Path) -> list[str]:
     except Exception:  # noqa: BLE001 - any malformed metadata: rosbags gives the precise reason
         return []
     return [name for name in names if not (bag / name).is_file()]
-
-
-class CorruptBag(UserError):
-    """A bag whose data cannot be read (truncated, corrupt, an index that does not match)."""
 
 
 def corrupt_bag(bag: Path, exc: BaseException) -> CorruptBag:

@@ -35,7 +35,8 @@ import numpy as np
 
 from pai_ros.bags.reading import COMPRESSED_IMAGE, IMAGE, JOINT_STATE, find_sources, open_reader, read_messages
 from pai_ros.errors import UserError
-from pai_ros.imaging.convert import ImageConversionError, message_to_rgb
+from pai_ros.imaging.convert import message_to_rgb
+from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory
 from pai_ros.timestamps import NS_PER_S

@@ -49,7 +49,8 @@ from pai_ros.bags.reading import (
 )
 from pai_ros.errors import UserError
 from pai_ros.features.tables import FEATURES_SCHEMA
-from pai_ros.imaging.convert import ImageConversionError, message_to_rgb, resize_rgb
+from pai_ros.imaging.convert import message_to_rgb, resize_rgb
+from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.jsonfile import json_text
 from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory
 from pai_ros.timestamps import header_ns

@@ -79,6 +79,7 @@ from rosbags.rosbag2.storage_mcap import McapWriter
 from ruamel.yaml import YAML
 
 from pai_ros import __version__
+from pai_ros.bags.errors import BagWriteError, UnknownMessageType
 from pai_ros.bags.typestore import ensure_type, typestore
 from pai_ros.errors import UserError
 from pai_ros.staging import staged_file
@@ -88,21 +89,6 @@ if TYPE_CHECKING:
     from rosbags.typesys.store import Typestore
 
 COMPRESSIONS = ("none", "zstd")
-
-
-class UnknownMessageType(UserError):
-    """No definition for a message type: it can be neither embedded nor played back."""
-
-
-class BagWriteError(UserError):
-    """Writing the bag failed (disk full, I/O error); the bag is closed as far as it can be.
-
-    ``errno`` is the operating system's error number (``errno.ENOSPC`` for a full disk).
-    """
-
-    def __init__(self, message: str, errno_: int | None = None) -> None:
-        super().__init__(message)
-        self.errno = errno_
 
 
 @dataclass

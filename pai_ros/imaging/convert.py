@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pai_ros.imaging.errors import ImageConversionError
+
 #: Raw encodings accepted from cameras: name -> (bytes per pixel, conversion to RGB or None).
 #: Names as in ROS's sensor_msgs/image_encodings.hpp. YUV 4:2:2 packs two pixels in four bytes
 #: (``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV: what USB cameras send); Bayer is the raw sensor
@@ -44,10 +46,6 @@ MAX_COMPRESSED_PIXELS = 1 << 26
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); they carry the size.
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-class ImageConversionError(ValueError):
-    """The message cannot be turned into an RGB image (unsupported or malformed)."""
 
 
 def raw_to_rgb(encoding: str, height: int, width: int, step: int,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from pai_ros.errors import UserError
-from pai_ros.imaging.convert import GREY_ENCODINGS, ImageConversionError, resize_rgb
+from pai_ros.imaging.convert import GREY_ENCODINGS, resize_rgb
+from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.live.action_mapping import units
 from pai_ros.live.config import LiveConfig
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading

@@ -12,11 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from pai_ros.errors import UserError
-
-
-class ObservationError(UserError):
-    """The observation cannot be used (missing camera, wrong shape or dtype, NaN/inf)."""
+from pai_ros.policy.errors import ObservationError
 
 
 @dataclass

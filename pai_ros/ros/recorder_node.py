@@ -74,7 +74,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from pai_ros.bags.writer import COMPRESSIONS, BagWriteError, BagWriter
+from pai_ros.bags.errors import BagWriteError
+from pai_ros.bags.writer import COMPRESSIONS, BagWriter
 from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
 from pai_ros.ros import topics
