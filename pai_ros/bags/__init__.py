@@ -4,6 +4,7 @@ Pure core: nothing here imports rclpy (the live recorder node in ``pai_ros.ros.r
 is a thin adapter over :class:`pai_ros.bags.writer.BagWriter`). Modules:
 
 * ``typestore``: rosbags type store with the project's ``FeatureActivations`` message;
+* ``embedded_types``: the definitions a bag embeds, read and checked against ours (old bags decode);
 * ``writer``: :class:`~pai_ros.bags.writer.BagWriter`, raw CDR in, a playable bag out;
 * ``to_parquet``: :func:`~pai_ros.bags.to_parquet.bag_to_parquet`, bag in, tables and videos out;
 * ``to_dataset``: :func:`~pai_ros.bags.to_dataset.bags_to_dataset`, bags in, a LeRobotDataset out;

@@ -12,7 +12,8 @@ its frame rate (median interval of their bag timestamps) before its MP4 is opene
 time of every frame is in ``frames.parquet`` anyway.
 
 Type definitions come from the bag itself where it embeds them (MCAP does; so a bag recorded
-with an older message definition still decodes), else from :func:`pai_ros.bags.typestore.typestore`.
+with an older message definition still decodes), else from :func:`pai_ros.bags.typestore.typestore`
+(see :mod:`pai_ros.bags.embedded_types`).
 
 Everything is written into the hidden ``.OUT.partial-<pid>`` next to ``OUT`` and renamed to ``OUT`` only when
 complete, so an ``OUT`` directory is never half-written.
@@ -36,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pai_ros.bags.embedded_types import bag_typestore, incompatibility
 from pai_ros.bags.reading import (
     COMPRESSED_IMAGE,
     DIAGNOSTICS,
@@ -166,102 +168,6 @@ def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
                       is_mine=lambda d: json_file_with(d / SUMMARY_FILE, ("bag", "out", "messages", "tables")))
 
 
-def _bag_typestore(base: Typestore, connections: list[Connection]) -> Typestore:
-    """A store of just the converted types and their dependencies, the bag's own definitions first.
-
-    Small on purpose: compiling rosbags' message classes costs about 1 ms per type, and a bag
-    only needs the handful we convert. An embedded definition that does not parse, or a set
-    that clashes, falls back to the base definitions; whether the result still fits the
-    converter is checked per topic by :func:`_incompatibility`.
-    """
-    from rosbags.interfaces import MessageDefinitionFormat
-    from rosbags.typesys import (
-        Stores,
-        get_types_from_idl,
-        get_types_from_msg,
-        get_typestore,
-    )
-
-    embedded: dict = {}
-    roots: list[str] = []
-    for conn in connections:
-        if conn.msgtype not in HANDLED_TYPES or conn.msgtype in roots:
-            continue
-        roots.append(conn.msgtype)
-        fmt, data = conn.msgdef.format, conn.msgdef.data
-        if fmt == MessageDefinitionFormat.NONE or not data:
-            continue
-        try:
-            if fmt == MessageDefinitionFormat.MSG:
-                types = get_types_from_msg(data, conn.msgtype)
-            else:
-                types = {}
-                sep = "=" * 80 + "\n"
-                for part in (data.split(sep)[1:] if data.startswith(sep + "IDL: ") else [data]):
-                    types.update(get_types_from_idl(part.split("\n", 1)[1] if part.startswith("IDL: ") else part))
-        except Exception:  # unparsable: keep the base definition
-            continue
-        embedded.update(types)
-    for lookup in ({**base.fielddefs, **embedded}, base.fielddefs):
-        store = get_typestore(Stores.EMPTY)
-        try:
-            store.register({k: v for k, v in _closure(lookup, roots).items() if k not in store.fielddefs})
-            return store
-        except Exception:  # clashing embedded definitions: fall back to the base definitions
-            continue
-    raise AssertionError("the base type store does not register")  # pragma: no cover
-
-
-def _closure(lookup: dict, roots: list[str]) -> dict:
-    """``roots`` and every type they use, as found in ``lookup`` (missing ones are left out)."""
-    from pai_ros.bags.typestore import referenced_types
-
-    out: dict = {}
-    pending = list(roots)
-    while pending:
-        name = pending.pop()
-        if name in out or name not in lookup:
-            continue
-        out[name] = lookup[name]
-        for _fname, fielddef in lookup[name][1]:
-            pending.extend(referenced_types(fielddef))
-    return out
-
-
-# Fields appended to our messages after their first release: bags recorded earlier lack them.
-APPENDED_FIELDS = {FEATURES: frozenset(
-    ("ood_score", "ood_score_threshold", "steered", "steering_mode", "steered_features", "steering_values",
-     "steering_remaining_s", "camera_state_score", "camera_state_threshold"))}
-
-
-def _incompatibility(store: Typestore, base: Typestore, msgtype: str) -> str | None:
-    """Why ``msgtype`` as defined in the bag cannot be converted (None: it can).
-
-    Every field the converter reads must exist with the same type as in our definition; extra
-    fields are fine (messages are extended, never renamed), missing or retyped ones are not.
-    """
-    from pai_ros.bags.typestore import referenced_types
-
-    pending, done = [msgtype], set()
-    while pending:
-        name = pending.pop()
-        if name in done:
-            continue
-        done.add(name)
-        if name not in store.fielddefs:
-            return f"no definition of {name}"
-        have = dict(store.fielddefs[name][1])
-        for field_name, fielddef in base.fielddefs[name][1]:
-            if field_name not in have and field_name in APPENDED_FIELDS.get(name, ()):
-                continue  # recorded before the field was appended: the converter fills its default
-            if field_name not in have:
-                return f"the bag's {name} has no field {field_name}"
-            if have[field_name] != fielddef:
-                return f"the bag's {name}.{field_name} has another type"
-            pending.extend(referenced_types(fielddef))
-    return None
-
-
 def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -> None:
     from tqdm import tqdm
 
@@ -274,7 +180,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
             reader = open_reader(source, bag)
             try:
                 connections = list(reader.connections)
-                store = _bag_typestore(base, connections)
+                store = bag_typestore(base, connections, HANDLED_TYPES)
                 if reader.message_count:
                     conv.note_duration(max(reader.duration, 1) / 1e9)
             except Exception as exc:
@@ -283,7 +189,7 @@ def _convert(sources: list[Path], bag: Path, conv: _Converter, progress: bool) -
                 raise corrupt_bag(bag, exc) from None
             wanted = []
             for conn in connections:
-                why = (_incompatibility(store, base, conn.msgtype) if conn.msgtype in HANDLED_TYPES
+                why = (incompatibility(store, base, conn.msgtype) if conn.msgtype in HANDLED_TYPES
                        else "unsupported type")
                 if why is None:
                     wanted.append(conn)
