@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.errors import ObservationError
+from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.random_init import save_random_act
 from pai_ros.policy.runner import PolicyRunner

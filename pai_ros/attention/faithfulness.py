@@ -54,6 +54,7 @@ from pai_ros.attention.integrated_gradients import (
 from pai_ros.attention.maps import maps_for_tick
 from pai_ros.attention.relevance import RelevanceTarget, explaining
 from pai_ros.jsonfile import json_text
+from pai_ros.plotting import pyplot, save_figure
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
 
@@ -293,11 +294,7 @@ def write_report(report: FaithfulnessReport, directory: Path, title: str = "") -
 
 def plot_curves(summary: dict, path: Path, title: str = "") -> None:
     """Deletion (solid) and insertion (dashed) curves per camera and method, into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cams = list(summary["cameras"])
     fig, axes = plt.subplots(1, len(cams), figsize=(5.5 * len(cams), 4.2), dpi=100, squeeze=False)
     x = np.asarray(summary["fractions"])
@@ -317,8 +314,4 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> None:
         # insertion can first move away from the intact prediction: show it rather than clip it
         ax.set_ylim(min(-0.05, min(values, default=0) - 0.05), max(1.15, max(values, default=1) + 0.05))
         ax.legend(fontsize=7, ncol=2)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, title)

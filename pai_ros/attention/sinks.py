@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pai_ros.plotting import pyplot, save_figure
 from pai_ros.policy.capture import ForwardCapture
 
 
@@ -52,11 +53,7 @@ def sink_analysis(captures: Sequence[ForwardCapture], top_k: int = 3) -> dict:
 
 def plot_sinks(analysis: dict, path: Path, title: str = "") -> None:
     """Each camera's mean cross-attention share per cell, the sink cells outlined, into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cams = analysis["cameras"]
     fig, axes = plt.subplots(1, len(cams), figsize=(4.8 * len(cams), 3.6), dpi=100, squeeze=False)
     for ax, (name, s) in zip(axes[0], cams.items()):
@@ -65,11 +62,7 @@ def plot_sinks(analysis: dict, path: Path, title: str = "") -> None:
             ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         ax.set_title(f"{name}: sinks hold {s['sink_mass_share']:.0%} (uniform {s['uniform_share']:.0%})", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def plot_same_frame(image: np.ndarray, grids: dict[str, np.ndarray], path: Path, *,
@@ -83,11 +76,7 @@ def plot_same_frame(image: np.ndarray, grids: dict[str, np.ndarray], path: Path,
     sinks and which on the thing the action depends on. ``figures`` puts a measured figure under
     a method's name (how far to trust that map, e.g. its peak hit rate over the run's frames).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     from pai_ros.attention.render import overlay
 
     shapes = {name: np.asarray(g).shape for name, g in grids.items()}
@@ -117,8 +106,4 @@ def plot_same_frame(image: np.ndarray, grids: dict[str, np.ndarray], path: Path,
                 outline(ax, cell, "red", "--")
         if target_cell is not None:
             outline(ax, target_cell, "white", "-")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_figure(fig, path, title)

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pai_ros.plotting import pyplot, save_figure
+
 
 def plot_loss_curve(curve: list[tuple[int, float]], out: Path) -> Path:
     """Training loss (L1 + KL, as lerobot-train logs it) against step, log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     steps, losses = zip(*curve)
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=110)
     ax.plot(steps, losses, lw=1.5)
@@ -20,10 +18,7 @@ def plot_loss_curve(curve: list[tuple[int, float]], out: Path) -> Path:
     ax.set_ylabel("loss (L1 + KL weight x KL)")
     ax.set_title("Demo ACT training loss (lerobot-train)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_closed_loop(report: dict, out: Path, title: str = "Demo policy in closed loop") -> Path:
@@ -31,11 +26,7 @@ def plot_closed_loop(report: dict, out: Path, title: str = "Demo policy in close
 
     ``report``: :meth:`pai_ros.sim.evaluate.ClosedLoopReport.as_dict`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     colours = {"success": "tab:green", "missed": "tab:orange", "timeout": "tab:red"}
     eps = report["per_episode"]
     fig, ax = plt.subplots(figsize=(max(6, 0.14 * len(eps) + 2), 3.4), dpi=110)
@@ -49,7 +40,4 @@ def plot_closed_loop(report: dict, out: Path, title: str = "Demo policy in close
     ax.set_ylabel("final distance to target\n(table units)")
     ax.set_title(f"{title}: {report['success_rate']:.0%} of {report['episodes']} episodes succeed")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

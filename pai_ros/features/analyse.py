@@ -43,6 +43,7 @@ from pai_ros.features.tables import (
     read_checked,
 )
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.plotting import pyplot, save_figure
 from pai_ros.staging import staged_directory
 
 FORMAT = "pai_ros.features.analysis/1"
@@ -285,11 +286,7 @@ def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, li
 
 
 def _plot_ranking(stats: dict[str, np.ndarray], ranked: list[int], rank_by: str, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), dpi=100)
     axes[0].bar(range(len(ranked)), [stats[rank_by][f] for f in ranked], color="tab:orange")
     axes[0].set_xticks(range(len(ranked)))
@@ -300,6 +297,4 @@ def _plot_ranking(stats: dict[str, np.ndarray], ranked: list[int], rank_by: str,
     axes[1].hist(np.log10(rate[rate > 0]), bins=40, color="tab:blue")
     axes[1].set_title(f"frame firing rates ({int((rate == 0).sum())} features never fired)")
     axes[1].set_xlabel("log10 fraction of frames where the feature fired")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    save_figure(fig, out)

@@ -33,6 +33,7 @@ from pai_ros.data.episodes import episode_length, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.features.results import EFFECTS_FILE, ResultsDir
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.plotting import pyplot
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.model import LoadedSae
@@ -192,11 +193,7 @@ def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = sorted(rows, key=lambda r: r["activation_rank"])
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 0.32 * len(rows) + 2), 3.6))

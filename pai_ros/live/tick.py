@@ -36,9 +36,9 @@ from pai_ros.live.refusal_log import RefusalLog
 from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.steering import ActiveSteering, SteeringControl, SteeringHook
 from pai_ros.policy.capture import CaptureConfig
+from pai_ros.policy.errors import ObservationError
 from pai_ros.policy.freshness import FreshnessLimits, InputGate
 from pai_ros.policy.loading import load_act_policy
-from pai_ros.policy.errors import ObservationError
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
 

@@ -7,19 +7,12 @@ from typing import Any
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from pai_ros.plotting import pyplot, save_figure
 
 
 def plot_training(history: dict[str, list[float]], metrics: dict[str, Any], out: Path) -> Path:
     """FVU, L0 and dead fraction against step, and the held-out feature-density histogram."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), dpi=100)
     steps = history["step"]
     for ax, key, label in ((axes[0], "fvu", "FVU (training batch)"), (axes[1], "l0", "L0 (active features / token)"),
@@ -34,16 +27,13 @@ def plot_training(history: dict[str, list[float]], metrics: dict[str, Any], out:
     axes[3].set_xlabel("log10 firing rate on held-out tokens")
     axes[3].set_title(f"feature density (held-out FVU {metrics.get('fvu', float('nan')):.3f}, "
                       f"L0 {metrics.get('l0', float('nan')):.1f})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def plot_ood(clean: np.ndarray, corrupted: dict[str, np.ndarray], threshold: float, aurocs: dict[str, float],
              out: Path) -> Path:
     """Histograms of per-frame reconstruction error, clean vs each corruption, with the threshold."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.8), dpi=100)
     everything = np.concatenate([clean, *corrupted.values()]) if corrupted else clean
     bins = np.logspace(np.log10(max(everything.min(), 1e-6)), np.log10(max(everything.max(), 1e-5)), 50)
@@ -56,7 +46,4 @@ def plot_ood(clean: np.ndarray, corrupted: dict[str, np.ndarray], threshold: flo
     ax.set_ylabel("frames")
     ax.legend(fontsize=8)
     ax.set_title("SAE reconstruction error as an OOD score")
-    fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
