@@ -25,13 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pai_ros.imaging.convert import (
-    RAW_ENCODINGS,
-    ImageConversionError,
-    compressed_to_rgb,
-    raw_to_rgb,
-    rgb_to_raw,
-)
+from pai_ros.imaging.convert import RAW_ENCODINGS, compressed_to_rgb, raw_to_rgb, rgb_to_raw
+from pai_ros.imaging.errors import ImageConversionError
 
 FUZZ = settings(max_examples=examples(150), deadline=timedelta(seconds=2), suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from pai_ros.attention.errors import NoGradientError
 from pai_ros.attention.maps import maps_for_tick
 from pai_ros.attention.relevance import (
-    NoGradientError,
     RelevanceExplainer,
     RelevanceTarget,
     _Call,

@@ -9,7 +9,7 @@ is a thin adapter over :class:`pai_ros.bags.writer.BagWriter`). Modules:
 * ``to_parquet``: :func:`~pai_ros.bags.to_parquet.bag_to_parquet`, bag in, tables and videos out;
 * ``to_dataset``: :func:`~pai_ros.bags.to_dataset.bags_to_dataset`, bags in, a LeRobotDataset out;
 * ``recover``: a killed recorder's unfinished bag read up to its first damaged record, written whole;
-* ``commands``: the ``pai bag2parquet``, ``pai bag2dataset`` and ``pai bag recover`` subcommands.
+* ``commands``: the ``pai bag2parquet``, ``pai bag2dataset`` and ``pai bag recover`` subcommands;
 * ``errors``: what can go wrong with a bag (:class:`~pai_ros.bags.errors.CorruptBag`,
   ``UnknownMessageType``, ``BagWriteError``), each a one-line ``UserError``.
 

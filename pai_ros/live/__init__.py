@@ -12,8 +12,9 @@ from pai_ros.live.health import Health, HealthReport, Level
 from pai_ros.live.inputs import CameraFrame, JointReading, TickInputs, VectorReading
 from pai_ros.live.parameters import ACTION_OUTPUTS, PARAMS
 from pai_ros.live.reconfigure import RUN_TIME_PARAMETERS, reconfigure
+from pai_ros.live.rejection import Rejection
 from pai_ros.live.sae import FeaturesOutput, LiveSae
-from pai_ros.live.tick import Diagnostics, LiveTick, Rejection, TickOutput
+from pai_ros.live.tick import Diagnostics, LiveTick, TickOutput
 
 __all__ = [
     "ACTION_OUTPUTS", "PARAMS", "RUN_TIME_PARAMETERS", "CameraFrame", "CameraInput", "ControllerGate", "Diagnostics",

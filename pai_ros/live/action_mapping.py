@@ -9,26 +9,11 @@ never a surprise at the first tick.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from pai_ros.errors import UserError
 from pai_ros.live.config import LiveConfig
-
-Units = tuple[np.ndarray, np.ndarray]  # (scale, offset) per dimension
-
-
-def units(what: str, scale: Sequence[float], offset: Sequence[float], dim: int) -> Units | None:
-    """``(scale, offset)`` for ``dim`` values, or None when neither is set (no conversion)."""
-    if not scale and not offset:
-        return None
-    s = np.asarray(scale or [1.0] * dim, dtype=np.float32)
-    o = np.asarray(offset or [0.0] * dim, dtype=np.float32)
-    if s.shape != (dim,) or o.shape != (dim,):
-        raise UserError(f"{what}_scale/{what}_offset must have {dim} values each (the policy's {what} size), "
-                        f"got {len(scale)} and {len(offset)}")
-    return s, o
+from pai_ros.live.unit_conversion import unit_conversion
 
 
 class ActionMapping:
@@ -37,8 +22,9 @@ class ActionMapping:
     def __init__(self, config: LiveConfig, action_dim: int) -> None:
         self.dim = action_dim
         self.names = self._names(config)
-        self.units = units("action", config.action_scale, config.action_offset, action_dim)
         self.clamp = self._clamp(config)
+        # From the policy's units to the robot's: state_scale/state_offset's conversion, the other way.
+        self.conversion = unit_conversion("action", config.action_scale, config.action_offset, action_dim)
 
     def _names(self, config: LiveConfig) -> tuple[str, ...]:
         names = config.action_names
@@ -62,7 +48,7 @@ class ActionMapping:
 
     def to_robot(self, actions: np.ndarray) -> np.ndarray:
         """Policy actions (``[..., dim]``) in the robot's units, clamped."""
-        if self.units is not None:
-            scale, offset = self.units
+        if self.conversion is not None:
+            scale, offset = self.conversion
             actions = ((actions - offset) / scale).astype(np.float32)
         return np.clip(actions, *self.clamp) if self.clamp is not None else actions

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# The names of the non-camera inputs (cameras go by their own names), in rejections and diagnostics.
+JOINT_STATES, ENVIRONMENT_STATE = "joint_states", "environment_state"
+
 
 @dataclass(frozen=True)
 class Stamped:

@@ -13,27 +13,18 @@ the ``warnings`` list the tick hands the node's log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from pai_ros.errors import UserError
 from pai_ros.imaging.convert import GREY_ENCODINGS, resize_rgb
 from pai_ros.imaging.errors import ImageConversionError
-from pai_ros.live.action_mapping import units
 from pai_ros.live.config import LiveConfig
 from pai_ros.live.inputs import JointReading, TickInputs, VectorReading
 from pai_ros.live.received_text import undecodable_reason
+from pai_ros.live.rejection import Rejection
+from pai_ros.live.unit_conversion import unit_conversion
 from pai_ros.policy.observation import ObservationSpec
-
-JOINT_STATES, ENVIRONMENT_STATE = "joint_states", "environment_state"  # input names beside the cameras'
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """No action this tick, and why (in the operator's words)."""
-
-    reason: str
 
 
 def check_input_names(parameter: str, names: Sequence[str], size: int, what: str) -> None:
@@ -58,7 +49,7 @@ class ObservationReader:
         check_input_names("environment_state_names", config.environment_state_names, spec.env_state_dim or 0,
                           "environment state")
         # Unit conversion from the robot's ROS values to the policy's (e.g. radians to degrees).
-        self.state_units = units("state", config.state_scale, config.state_offset, spec.state_dim or 0)
+        self.state_units = unit_conversion("state", config.state_scale, config.state_offset, spec.state_dim or 0)
         self._resize_warned: set[str] = set()
         self._grey_warned: set[str] = set()
 

@@ -29,10 +29,11 @@ from pai_ros.live.action_mapping import ActionMapping
 from pai_ros.live.config import CameraInput, LiveConfig
 from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.health import Health, Level
-from pai_ros.live.inputs import TickInputs, VectorReading
+from pai_ros.live.inputs import ENVIRONMENT_STATE, JOINT_STATES, TickInputs, VectorReading
 from pai_ros.live.joint_merge import JointStateMerge
-from pai_ros.live.observation_reader import ENVIRONMENT_STATE, JOINT_STATES, ObservationReader, Rejection
+from pai_ros.live.observation_reader import ObservationReader
 from pai_ros.live.refusal_log import RefusalLog
+from pai_ros.live.rejection import Rejection
 from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.steering import ActiveSteering, SteeringControl, SteeringHook
 from pai_ros.policy.capture import CaptureConfig
@@ -101,6 +102,8 @@ class LiveTick:
         self.action_dim = int(runner.loaded.config.action_feature.shape[0])
         self.actions = ActionMapping(config, self.action_dim)  # names, units and limits of what goes out
         self.action_names = self.actions.names
+        self.warnings: list[str] = []  # notes for the node's log: "resizing camera X", why no action goes out
+        self.reader = ObservationReader(config, self.spec, self.warnings)  # inputs -> observation
         self.heatmap_method = "cross_attention"
         # Checked here, not at the first tick: a map that cannot be drawn must never stop the actions.
         config.heatmap_queries.check(runner.chunk_size, "heatmap_queries")
@@ -131,8 +134,6 @@ class LiveTick:
         # environment_state_topic, so nothing about it can stop the node.
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
-        self.warnings: list[str] = []  # notes for the node's log: "resizing camera X", why no action goes out
-        self.reader = ObservationReader(config, self.spec, self.warnings)
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
         self.refusals = RefusalLog()
         self.steering = SteeringControl(config.allow_steering, config.steering_max_value,

@@ -12,9 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pai_ros.ros import topics
+
+if TYPE_CHECKING:
+    from pai_ros.ros.policy_node import PolicyNode
+    from pai_ros.ros.recorder_node import RecorderNode
 
 SPIN_TIMEOUT_S = 0.05  # one executor turn: short, so the progress bar and the stop condition stay current
 SETTLE_S = 1.0  # after the source stops: the last ticks and summaries reach the recorder
@@ -29,6 +33,7 @@ class InProcessGraph:
     def __init__(self) -> None:
         self.nodes: list = []
         self.executor = None
+        self._stopped: set[int] = set()  # ids of nodes already shut down (shutdown is not always idempotent)
 
     def __enter__(self) -> InProcessGraph:
         import rclpy
@@ -55,19 +60,34 @@ class InProcessGraph:
         end = time.monotonic() + seconds
         self.spin_while(lambda: time.monotonic() < end)
 
-    def close_recording(self, policy, recorder) -> bool:
+    def close_recording(self, policy: PolicyNode, recorder: RecorderNode) -> bool:
         """Stop the policy, let the recorder write everything it received, close the bag; True if lossless."""
-        policy.shutdown()
+        self._stop(policy)
         recorder.drain(self.executor)
         return recorder.finish()
 
+    def _stop(self, node) -> None:
+        """The node's own ``shutdown`` (threads joined, hooks removed) once, where it has one."""
+        if id(node) not in self._stopped and hasattr(node, "shutdown"):
+            self._stopped.add(id(node))
+            node.shutdown()
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        """Every node stopped (a replay's reader thread left inside the video decoder aborts the
+        interpreter at exit) and destroyed, newest first, each on its own: one that fails to stop
+        must not keep the others alive or hide the error that ended the run."""
         import rclpy
 
-        for node in self.nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        try:
+            for node in reversed(self.nodes):
+                try:
+                    self._stop(node)
+                finally:
+                    self.executor.remove_node(node)
+                    node.destroy_node()
+        finally:
+            rclpy.try_shutdown()
 
 
 def demo_recorder_parameters(bag_dir: str, cameras: list[str], topic_names: list[str]) -> list:

@@ -11,13 +11,8 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64MultiArray, Header, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from pai_ros.imaging.convert import (
-    RAW_ENCODINGS,
-    ImageConversionError,
-    compressed_to_rgb,
-    raw_to_rgb,
-    rgb_to_raw,
-)
+from pai_ros.imaging.convert import RAW_ENCODINGS, compressed_to_rgb, raw_to_rgb, rgb_to_raw
+from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.timestamps import ns_to_sec_nanosec, stamp_to_ns
 
 

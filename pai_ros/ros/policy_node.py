@@ -31,7 +31,7 @@ from trajectory_msgs.msg import JointTrajectory
 from pai_ros.errors import UserError
 from pai_ros.live import PARAMS, RUN_TIME_PARAMETERS, LiveConfig, LiveTick, TickInputs, TickOutput, reconfigure
 from pai_ros.live.controllers import ControllerGate
-from pai_ros.live.tick import ENVIRONMENT_STATE, JOINT_STATES
+from pai_ros.live.inputs import ENVIRONMENT_STATE, JOINT_STATES
 from pai_ros.msg import FeatureActivations
 from pai_ros.policy.loading import describe_checkpoint
 from pai_ros.ros import topics

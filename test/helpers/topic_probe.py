@@ -7,10 +7,11 @@ line is READY once every subscription exists. Subscriptions are best effort (the
 reliable and best-effort publishers alike), except ``:latched`` ones: reliable and transient-local,
 for publishers that keep their messages for late subscribers (a message published before this
 probe discovered the publisher still arrives, where a best-effort subscription would miss it),
-and /diagnostics (DiagnosticArray): reliable, as every node here publishes it and as
-diagnostic_aggregator subscribes. A node's last word is published just before it exits, and it
-waits for reliable readers to acknowledge it; a best-effort reader gets no such wait, so under
-load the last word was lost with the exiting process (a CI run failed on exactly that).
+and DiagnosticArray topics (/diagnostics): reliable, as diagnostic_aggregator subscribes, so they
+match only reliable publishers (every pai_ros node publishes /diagnostics so). A node's last word
+is published just before it exits, and it waits for reliable readers to acknowledge it; a
+best-effort reader gets no such wait, so under load the last word was lost with the exiting
+process (a CI run failed on exactly that).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from trajectory_msgs.msg import JointTrajectory
 # The latched publishers' own profile (reliable, transient-local), so the subscription matches what they offer.
 from pai_ros.ros.sim_node import LATCHED
 
-DIAGNOSTICS_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+DIAGNOSTIC_ARRAY_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
          "DiagnosticArray": DiagnosticArray, "JointTrajectory": JointTrajectory,
@@ -80,8 +81,12 @@ def main(specs: list[str]) -> None:
     node = rclpy.create_node("topic_probe")
     for spec in specs:
         topic, type_name, *flags = spec.split(":")
-        qos = LATCHED if flags == ["latched"] else DIAGNOSTICS_QOS if type_name == "DiagnosticArray" \
-            else qos_profile_sensor_data
+        if flags == ["latched"]:
+            qos = LATCHED
+        elif type_name == "DiagnosticArray":
+            qos = DIAGNOSTIC_ARRAY_QOS
+        else:
+            qos = qos_profile_sensor_data
         if type_name == "FeatureActivations":
             from pai_ros.msg import FeatureActivations as msg_type
         else:
