@@ -221,3 +221,29 @@ def test_first_close_is_judged_where_the_robot_would_be() -> None:
     assert not judge(5)  # only after the recorded close: the expert's close came first
     assert not judge(3, aim=0.25)  # closes in time but commanded away from the target
     assert not _first_close_on_target(recorded, states, recorded * [1, 1, 0], 0.08, 0.1)  # expert never closed
+
+
+def test_print_dir_prints_the_directory_alone_whatever_building_prints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """`P=$(pai demo-assets --print-dir)/policy` read "Loading weights from local directory ..." too when the
+    closed-loop stage was built on that call (LeRobot prints it on stdout when it loads the policy)."""
+    import pai_ros.demo.assets as assets_module
+    import pai_ros.demo.closed_loop as closed_loop_module
+    from pai_ros.cli import main
+
+    class Built:
+        root = tmp_path / "assets"
+
+        def has_policy(self) -> bool:
+            return True
+
+    def chatty_build(*_args, **_kwargs):
+        print("Loading weights from local directory")
+        return Built()
+
+    monkeypatch.setattr(assets_module, "ensure_demo_assets", chatty_build)
+    monkeypatch.setattr(closed_loop_module, "ensure_closed_loop", lambda *a, **k: print("evaluating 50 episodes"))
+    assert main(["demo-assets", "--print-dir"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{tmp_path / 'assets'}\n"
+    assert "Loading weights from local directory" in err and "evaluating 50 episodes" in err

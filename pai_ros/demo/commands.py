@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
 from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
@@ -37,11 +39,14 @@ def _run(args: argparse.Namespace) -> int:
     settings = DemoSettings()
     if args.steps is not None:
         settings = settings.with_steps(args.steps)
-    assets = ensure_demo_assets(cache_dir=args.cache_dir, settings=settings, rebuild=args.rebuild,
-                                train=not args.no_train, progress=not args.print_dir)
-    if assets.has_policy():
-        from pai_ros.demo.closed_loop import ensure_closed_loop
+    # With --print-dir stdout is the directory and nothing else (scripts read P=$(...)/policy):
+    # whatever building prints there (LeRobot's "Loading weights from local directory") goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr) if args.print_dir else contextlib.nullcontext():
+        assets = ensure_demo_assets(cache_dir=args.cache_dir, settings=settings, rebuild=args.rebuild,
+                                    train=not args.no_train, progress=not args.print_dir)
+        if assets.has_policy():
+            from pai_ros.demo.closed_loop import ensure_closed_loop
 
-        ensure_closed_loop(assets, rebuild=args.rebuild, progress=not args.print_dir)
+            ensure_closed_loop(assets, rebuild=args.rebuild, progress=not args.print_dir)
     print(assets.root if args.print_dir else assets.describe())
     return 0
