@@ -23,8 +23,9 @@ evaluation frames themselves: read it as sensitivity, not as a tuned result).
 
 A third table scores the same frames with the camera-state score (do the cameras agree with the
 joints? :mod:`pai_ros.sae.camera_state`), fitted as ``pai sae calibrate --state-fit-dataset-root``
-fits it: on the calibration episodes and every 2nd frame of the policy's training episodes
-(the demo's; ``--train-root`` with ``--policy-path``; skipped without one).
+fits it: on the calibration episodes and the policy's training episodes at the stride the
+command would choose (every frame on the demo; ``--train-root`` with ``--policy-path``;
+skipped without one).
 
 Usage: python bench/bench_ood.py [--quick] [--sae DIR] [--json PATH]
 """
@@ -47,6 +48,7 @@ from pai_ros.data.episodes import iter_episode, read_info
 from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner, TickResult, activations_runner
+from pai_ros.sae.calibrate import StateFit
 from pai_ros.sae.camera_state import camera_features, camera_grids, episode_groups, fit_camera_state
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
@@ -173,7 +175,8 @@ def main() -> None:
     train = None
     if train_root is not None and cal["states"] is not None:
         train_eps = list(range(int(read_info(train_root)["total_episodes"])))
-        train = measure(runner, None, train_root, train_eps[:4] if args.quick else train_eps, stride=2)
+        fit = StateFit(train_root, train_eps[:4] if args.quick else train_eps)
+        train = measure(runner, None, train_root, fit.episodes, stride=fit.stride_for(len(cal["groups"])))
     runner.close()
 
     settings = ScoreSettings()

@@ -80,9 +80,11 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assert "held-out action MAE" in again.describe() and "simulated episodes" in again.describe()
 
 
-def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_assets, tmp_path: Path,
+@pytest.mark.parametrize("older", ["no camera-state score", "camera-state fit on every 2nd frame"])
+def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_assets, tmp_path: Path, older: str,
                                                                         capsys: pytest.CaptureFixture) -> None:
-    """A cached demo SAE whose ood.json predates the camera-state score: recalibrated, same weights."""
+    """A cached demo SAE whose ood.json predates the camera-state score, or fitted it on every 2nd
+    training frame (the default before every frame): recalibrated, same weights."""
     import shutil
 
     from pai_ros.demo.assets import _seal
@@ -91,18 +93,25 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
     shutil.copytree(toy_assets.root.parents[1], cache)
     sae_dir = cache / toy_assets.root.relative_to(toy_assets.root.parents[1]) / "sae"
     ood = json.loads((sae_dir / "ood.json").read_text())
-    ood.pop("camera_state")
+    assert ood["camera_state_fit"]["frame_stride"] == 1 and "note" not in ood["camera_state_fit"]
+    if older == "no camera-state score":
+        ood.pop("camera_state")
+        (sae_dir / "ood_camera_state.safetensors").unlink()
+    else:
+        ood["camera_state_fit"]["frame_stride"] = 2
     (sae_dir / "ood.json").write_text(json.dumps(ood))
-    (sae_dir / "ood_camera_state.safetensors").unlink()
     info = json.loads((sae_dir / MANIFEST).read_text())["info"]
     _seal(sae_dir, info)  # as an older build sealed it
     weights = (sae_dir / "sae_weights.safetensors").read_bytes()
     policy_sealed = _sealed_at(sae_dir.parent / "policy")
 
     again = ensure_demo_assets(cache, TOY, progress=False)
-    assert "predates the camera-state score" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert ("predates the camera-state score" if older == "no camera-state score"
+            else "predates the camera-state fit on every training frame") in said, said
     assert (again.sae_dir / "sae_weights.safetensors").read_bytes() == weights  # not retrained
-    assert "camera_state" in json.loads((again.sae_dir / "ood.json").read_text())
+    redone = json.loads((again.sae_dir / "ood.json").read_text())
+    assert "camera_state" in redone and redone["camera_state_fit"]["frame_stride"] == 1
     assert verify_stage(again.sae_dir) is None and _sealed_at(again.policy_dir) == policy_sealed
     assert json.loads((again.sae_dir / MANIFEST).read_text())["info"]["sae_id"] == info["sae_id"]
 

@@ -427,6 +427,7 @@ def test_the_state_fit_runs_no_more_frames_than_the_regression_keeps(tiny_datase
     from pai_ros.sae.model import load_sae
 
     root, _ = tiny_dataset  # 3 episodes of 12 frames
+    assert StateFit(root, [1, 2]).frame_stride == 1  # by default every frame the fit's budget allows
     fit = StateFit(root, [1, 2], frame_stride=1)
     assert fit.stride_within(100) == 1  # room for all 24 frames: the stride asked
     assert fit.stride_within(12) == 2 and fit.stride_within(8) == 3  # 2 x 6 and 2 x 4 frames

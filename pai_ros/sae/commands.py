@@ -117,9 +117,9 @@ def _register_calibrate(inner: Sub) -> None:
                         "regression also learns from; default: the calibration episodes alone")
     p.add_argument("--state-fit-episode", type=int, nargs="+", metavar="E",
                    help="episodes of --state-fit-dataset-root; default: all")
-    p.add_argument("--state-fit-frame-stride", type=int, default=2, metavar="N",
-                   help="every N-th frame of those episodes (neighbouring frames are alike); raised, with a note, "
-                        "where they hold more frames than the regression fits (2000 with the calibration frames)")
+    p.add_argument("--state-fit-frame-stride", type=int, default=1, metavar="N",
+                   help="every N-th frame of those episodes; raised, with a note, where they hold more frames than "
+                        "the regression fits (2000 with the calibration frames): the default uses every frame it can")
     p.set_defaults(handler=_calibrate)
 
 
