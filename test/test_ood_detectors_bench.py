@@ -73,3 +73,15 @@ def test_the_state_given_is_replaced_or_moved_and_the_images_kept() -> None:
     moved = moved_state(np.array([0.5, -1.0]))(None, obs)
     np.testing.assert_allclose(moved.state, [1.5, 1.0])
     np.testing.assert_array_equal(obs.state, [1.0, 2.0])  # the frame's own observation is left alone
+
+
+def test_every_keeps_frames_0_s_2s_of_each_episode() -> None:
+    """bench_camera_state_fit compares a fit on every 2nd frame with one on every frame: the thinned
+    set must be each episode's frames 0, 2, 4, ... as `pai sae calibrate` would run them."""
+    from bench_camera_state_fit import every
+
+    frames = {"index": np.array([0, 1, 2, 0, 1, 0]), "episode": np.array([3, 3, 3, 4, 4, 5]),
+              "state": np.arange(6.0)}
+    kept = every(frames, 2)
+    assert kept["episode"].tolist() == [3, 3, 4, 5] and kept["state"].tolist() == [0.0, 2.0, 3.0, 5.0]
+    assert every(frames, 1)["state"].tolist() == frames["state"].tolist()
