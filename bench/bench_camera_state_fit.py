@@ -13,9 +13,10 @@ same held-out frames, clean and corrupted, with each fit:
 
 Every fit is cross-fitted by episode with a 1% false-positive threshold, as the product's is;
 "flagged" is the share of frames over it. Demo assets: training episodes 0..N-1, held-out
-episodes 0..7 calibrate, 8..15 are scored (the same split as ``bench_ood.py``).
+episodes 0..7 calibrate, 8..15 are scored (the same split as ``bench_ood.py``; ``--swap-halves``
+the other way round).
 
-Usage: python bench/bench_camera_state_fit.py [--json PATH]
+Usage: python bench/bench_camera_state_fit.py [--swap-halves] [--json PATH]
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def fit_and_score(calibration: Frames, training: Frames, views: list[Features], 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--swap-halves", action="store_true",
+                    help="calibrate on the second half of the held-out episodes and score the first (a second split)")
     args = ap.parse_args()
     start = time.perf_counter()
     torch.set_grad_enabled(False)
@@ -107,6 +110,8 @@ def main() -> None:
     held, train_root = assets.heldout_root, assets.dataset_root
     n_held = int(read_info(held)["total_episodes"])
     cal_eps, ev_eps = list(range(n_held // 2)), list(range(n_held // 2, n_held))
+    if args.swap_halves:
+        cal_eps, ev_eps = ev_eps, cal_eps
     training = collect(runner, train_root, list(range(int(read_info(train_root)["total_episodes"]))))
     calibration = collect(runner, held, cal_eps)
     first = next(iter_episode(held, ev_eps[0], read_info(held)))
