@@ -50,7 +50,12 @@ Features = Callable[[np.ndarray], np.ndarray]  # [F, cameras, cells, d] -> [F, D
 
 
 def collect(runner: PolicyRunner, root: Path, episodes: list[int], transform: Corruption | None = None) -> Frames:
-    """Per frame: every camera's encoder tokens ``[cameras, cells, d]``, the state, the episode, the frame's index."""
+    """Per frame: every camera's encoder tokens ``[cameras, cells, d]``, the state, the episode, the frame's index.
+
+    The tokens are kept per cell, not pooled as :func:`~pai_ros.sae.camera_state.camera_features`
+    pools them to at most 4x5 cells a camera: the same on the demo's 4x5 grids (its figures
+    reproduce the command's), not on larger cameras, so this bench is for the demo policy.
+    """
     cells, states, groups, index = [], [], [], []
 
     def keep_state(frame, obs):  # the corruptions change images only: the state is the frame's

@@ -172,11 +172,12 @@ def main() -> None:
     kinds = {**corruptions(list(runner.spec.cameras), {c: first.images[c].shape for c in runner.spec.cameras}),
              "brightness": dim_images}
     bad = {name: measure(runner, loaded, root, ev_eps, fn, stride) for name, fn in kinds.items()}
-    train = None
+    train, fit_stride = None, None
     if train_root is not None and cal["states"] is not None:
         train_eps = list(range(int(read_info(train_root)["total_episodes"])))
         fit = StateFit(train_root, train_eps[:4] if args.quick else train_eps)
-        train = measure(runner, None, train_root, fit.episodes, stride=fit.stride_for(len(cal["groups"])))
+        fit_stride = fit.stride_for(len(cal["groups"]))
+        train = measure(runner, None, train_root, fit.episodes, stride=fit_stride)
     runner.close()
 
     settings = ScoreSettings()
@@ -233,8 +234,10 @@ def main() -> None:
         camera_rows, results["camera_state"] = camera_state_rows(cal, clean, bad, train, action_spread)
         cs = results["camera_state"]
         print_table(f"Camera-state score (do the cameras agree with the joints?) on the same frames: regression "
-                    f"fitted on {cs['fit_frames']} frames of {cs['episodes']} episodes (calibration + every 2nd "
-                    f"frame of the training episodes), threshold {cs['threshold']:.3g} at 1% FPR, cross-fitted",
+                    f"fitted on {cs['fit_frames']} frames of {cs['episodes']} episodes (calibration"
+                    + (f" + {'every' if fit_stride == 1 else f'every {fit_stride}th'} frame of the training episodes"
+                       if fit_stride else "")
+                    + f"), threshold {cs['threshold']:.3g} at 1% FPR, cross-fitted",
                     camera_rows)
     results["seconds"] = round(time.perf_counter() - start, 1)
     print(f"\n(bench_ood: {results['seconds']:.0f} s)")

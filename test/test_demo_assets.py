@@ -80,11 +80,13 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
     assert "held-out action MAE" in again.describe() and "simulated episodes" in again.describe()
 
 
-@pytest.mark.parametrize("older", ["no camera-state score", "camera-state fit on every 2nd frame"])
+@pytest.mark.parametrize("older", ["no camera-state score", "camera-state fit on every 2nd frame",
+                                   "stride raised for the fit's budget"])
 def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_assets, tmp_path: Path, older: str,
                                                                         capsys: pytest.CaptureFixture) -> None:
     """A cached demo SAE whose ood.json predates the camera-state score, or fitted it on every 2nd
-    training frame (the default before every frame): recalibrated, same weights."""
+    training frame (the default before every frame): recalibrated, same weights. A stride the
+    command raised itself (with a note) is what a recalibration would do again: left alone."""
     import shutil
 
     from pai_ros.demo.assets import _seal
@@ -97,8 +99,10 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
     if older == "no camera-state score":
         ood.pop("camera_state")
         (sae_dir / "ood_camera_state.safetensors").unlink()
-    else:
+    elif older == "camera-state fit on every 2nd frame":
         ood["camera_state_fit"]["frame_stride"] = 2
+    else:
+        ood["camera_state_fit"].update(frame_stride=3, note="ran with a frame stride of 3 instead of 1: ...")
     (sae_dir / "ood.json").write_text(json.dumps(ood))
     info = json.loads((sae_dir / MANIFEST).read_text())["info"]
     _seal(sae_dir, info)  # as an older build sealed it
@@ -107,6 +111,10 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
 
     again = ensure_demo_assets(cache, TOY, progress=False)
     said = capsys.readouterr().err
+    if older == "stride raised for the fit's budget":
+        assert "recalibrating" not in said, said
+        assert json.loads((again.sae_dir / "ood.json").read_text()) == ood  # untouched
+        return
     assert ("predates the camera-state score" if older == "no camera-state score"
             else "predates the camera-state fit on every training frame") in said, said
     assert (again.sae_dir / "sae_weights.safetensors").read_bytes() == weights  # not retrained

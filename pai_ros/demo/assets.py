@@ -295,7 +295,8 @@ def _calibration_missing(assets: DemoAssets) -> str | None:
                                       ("camera_state", "the camera-state score"))
                if key not in data and f"{key}_skipped" not in data]
     fit = data.get("camera_state_fit")
-    if isinstance(fit, dict) and fit.get("frame_stride", 1) > 1 and "note" not in fit:
+    stride = fit.get("frame_stride", 1) if isinstance(fit, dict) else 1
+    if isinstance(stride, int) and stride > 1 and "note" not in fit:
         # Fitted on every 2nd training frame by choice (the old default), not for want of room:
         # on the demo every frame detects occlusion better (AUROC 0.887 -> 0.903).
         missing.append("the camera-state fit on every training frame")

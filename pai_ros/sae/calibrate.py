@@ -114,8 +114,8 @@ class StateFit:
         """The stride that keeps these episodes to about ``budget`` frames, never finer than asked.
 
         The regression fits at most ``MAX_FIT_FRAMES`` frames: running the policy on more only to
-        thin them out afterwards is costly on real data (50 episodes of 400 frames at stride 2 are
-        10,000 forwards, over an hour at the 0.46 s of a default-ACT tick on a 2-core CPU). Episode
+        thin them out afterwards is costly on real data (50 episodes of 400 frames at stride 1 are
+        20,000 forwards, about 2.5 hours at the 0.46 s of a default-ACT tick on a 2-core CPU). Episode
         lengths come from the dataset's metadata; unreadable ones keep the asked stride. One frame
         per episode is the coarsest it goes.
         """
