@@ -12,7 +12,7 @@ the ``warnings`` list the tick hands the node's log.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class ObservationReader:
         self._resize_warned: set[str] = set()
         self._grey_warned: set[str] = set()
 
-    def images(self, inputs: TickInputs, cameras: Sequence[str]
+    def images(self, inputs: TickInputs, cameras: Iterable[str]
                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | Rejection:
         """Each camera's decoded RGB frame (for overlays) and the image the policy gets (its size)."""
         camera_rgb: dict[str, np.ndarray] = {}

@@ -101,7 +101,6 @@ class LiveTick:
         self.heatmap_cameras = self._heatmap_cameras()
         self.action_dim = int(runner.loaded.config.action_feature.shape[0])
         self.actions = ActionMapping(config, self.action_dim)  # names, units and limits of what goes out
-        self.action_names = self.actions.names
         self.warnings: list[str] = []  # notes for the node's log: "resizing camera X", why no action goes out
         self.reader = ObservationReader(config, self.spec, self.warnings)  # inputs -> observation
         self.heatmap_method = "cross_attention"
@@ -350,7 +349,7 @@ class LiveTick:
                 return Rejection(f"{verdict.reason}; not updated: joint(s) {', '.join(joints.oldest_joints)}")
             return Rejection(verdict.reason)
 
-        decoded = self.reader.images(inputs, list(self.cameras))
+        decoded = self.reader.images(inputs, self.cameras)
         if isinstance(decoded, Rejection):
             return decoded
         camera_rgb, images = decoded
@@ -426,7 +425,7 @@ class LiveTick:
         latency = time.perf_counter() - start
         return TickOutput(
             stamp_ns=min(stamps.values()),  # an observation is as old as its oldest part
-            action=action, action_names=self.action_names, plan=plan, heatmap_method=method, shares=shares,
+            action=action, action_names=self.actions.names, plan=plan, heatmap_method=method, shares=shares,
             heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
             camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
             features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,

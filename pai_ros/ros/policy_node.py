@@ -102,7 +102,7 @@ class PolicyNode(Node):
         if self.config.controller and gate.checked_outputs:
             resolved_service(self, f"{self.config.controller.rstrip('/')}/get_parameters", "controller")
             self.live.controller_gate = gate
-            self.controller = ControllerCheck(self, gate, list(self.live.action_names))
+            self.controller = ControllerCheck(self, gate, list(self.live.actions.names))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SteerFeatures, "~/steer", self._on_steer)
         self.create_service(Trigger, "~/steer_clear", self._on_steer_clear)

@@ -22,13 +22,9 @@ from pai_ros.sim.policy import EVAL_MODE
 OUTCOME_TOPICS = ["sim_node/episode_outcome", "sim_node/summary"]
 
 
-# The same files as the open-loop demo's; report.json holds the closed loop's outcomes.
-ClosedLoopDemoResult = DemoResult
-
-
 def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, rate_hz: float = 15.0,
                          mode: str = EVAL_MODE, overwrite: bool = False, progress: bool = True,
-                         assets=None) -> ClosedLoopDemoResult:
+                         assets=None) -> DemoResult:
     """Run ``episodes`` closed-loop episodes of ``seed`` into ``output_dir`` (``assets``: default: build or find).
 
     ``mode``: the policy node's runner mode (default: temporal ensembling, as the closed-loop
@@ -79,4 +75,4 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     result = {"closed_loop": report.as_dict(), **live, "rate_hz": rate_hz, "heatmap_frames": done.heatmap_frames,
               "converted": done.converted, "policy": str(assets.policy_dir)}
     write_json_atomic(out / REPORT_FILE, result)  # written last: its presence says the run finished
-    return ClosedLoopDemoResult(out, bag, done.parquet, done.combined, done.sheet, result)
+    return DemoResult(out, bag, done.parquet, done.combined, done.sheet, result)
