@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent("""
     try:
         with InProcessGraph() as graph:
             first = graph.add(Stoppable("first", fail_stop=case == "stop_fails"))
-            second = graph.add(Stoppable("second"))
+            second = graph.add(Stoppable("second", fail_stop=case == "newest_stop_fails"))
             if case == "constructor_fails":
                 graph.add(Failing())
             graph.settle(0.1)
@@ -78,6 +78,14 @@ def test_a_node_stopped_by_close_recording_is_not_stopped_again(ros_env: dict) -
 
 def test_a_node_that_fails_to_stop_is_still_destroyed_and_so_are_the_others(ros_env: dict) -> None:
     out = _run("stop_fails", ros_env)
+    assert out["error"] == "stop failed"
+    assert out["events"] == ["stop second", "destroy second", "stop first", "destroy first"]
+    assert out["rclpy_ok"] is False
+
+
+def test_the_newest_node_failing_to_stop_still_lets_the_older_ones_stop(ros_env: dict) -> None:
+    """Nodes are stopped newest first: one that fails must not leave the ones after it running."""
+    out = _run("newest_stop_fails", ros_env)
     assert out["error"] == "stop failed"
     assert out["events"] == ["stop second", "destroy second", "stop first", "destroy first"]
     assert out["rclpy_ok"] is False

@@ -79,15 +79,20 @@ class InProcessGraph:
         must not keep the others alive or hide the error that ended the run."""
         import rclpy
 
+        failed: BaseException | None = None
         try:
             for node in reversed(self.nodes):
                 try:
                     self._stop(node)
+                except Exception as err:  # noqa: BLE001 - the rest are still stopped; the first error is raised
+                    failed = failed or err
                 finally:
                     self.executor.remove_node(node)
                     node.destroy_node()
         finally:
             rclpy.try_shutdown()
+        if failed is not None and exc is None:  # an error that ended the run comes first
+            raise failed
 
 
 def demo_recorder_parameters(bag_dir: str, cameras: list[str], topic_names: list[str]) -> list:
