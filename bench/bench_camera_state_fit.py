@@ -9,7 +9,10 @@ same held-out frames, clean and corrupted, with each fit:
   2026-12-05) or 1 (the default since: every frame the fit's budget of 2,000 allows);
 * ``penalty P``: the ridge penalty as a share of the input dimension (the product uses 0.02);
 * ``per camera``: one regression per camera, the frame's score the mean of the cameras' scores,
-  each in units of its own threshold (does a camera that disagrees stand out more on its own?).
+  each in units of its own threshold (the default since 2026-12-06; before, one regression read
+  every camera);
+* ``window N``: the per-camera score averaged over the episode's last N ticks (a live monitor
+  that waits for a disagreement to persist; measured, not what the node publishes).
 
 Every fit is cross-fitted by episode with a 1% false-positive threshold, as the product's is;
 "flagged" is the share of frames over it. Demo assets: training episodes 0..N-1, held-out
@@ -25,7 +28,6 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_ood import ticks
+from bench_ood_detectors import over_ticks
 from common import machine
 
 import pai_ros.sae.camera_state as camera_state
@@ -41,12 +44,11 @@ from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.sae.camera_state import episode_groups, fit_camera_state
+from pai_ros.sae.camera_state import camera_grids, episode_groups, fit_camera_state
 from pai_ros.sae.ood import Corruption, auroc, corruptions
 from pai_ros.sae.position_score import ScoreSettings
 
 Frames = dict[str, np.ndarray]
-Features = Callable[[np.ndarray], np.ndarray]  # [F, cameras, cells, d] -> [F, D]
 
 
 def collect(runner: PolicyRunner, root: Path, episodes: list[int], transform: Corruption | None = None) -> Frames:
@@ -75,30 +77,35 @@ def every(frames: Frames, stride: int) -> Frames:
     return {k: v[keep] for k, v in frames.items()}
 
 
-def fit_and_score(calibration: Frames, training: Frames, views: list[Features], penalty: float,
-                  scored: dict[str, Frames]) -> dict:
-    """One regression per view, fitted on calibration + training frames; AUROC and flagged share per condition."""
+def flat(cells: np.ndarray) -> np.ndarray:
+    """``[F, cameras, cells, d]`` as the regression's input: each camera's block contiguous, in layout order."""
+    return cells.reshape(len(cells), -1)
+
+
+def fit_and_score(calibration: Frames, training: Frames, grids: dict[str, tuple[int, int]], per_camera: bool,
+                  penalty: float, scored: dict[str, Frames], window: int = 1) -> dict:
+    """The regression(s) fitted on calibration + training frames; AUROC and flagged share per condition."""
     saved = camera_state.PENALTY_SHARE
     camera_state.PENALTY_SHARE = penalty
     try:
-        fits = []
-        for view in views:
-            x = np.concatenate([view(calibration["cells"]), view(training["cells"])])
-            y = np.concatenate([calibration["state"], training["state"]])
-            groups = episode_groups(calibration["episode"], training["episode"])
-            probe, summary = fit_camera_state(x, y, groups, {}, ScoreSettings())
-            fits.append((probe, view, summary))
+        probe, summary = fit_camera_state(flat(np.concatenate([calibration["cells"], training["cells"]])),
+                                          np.concatenate([calibration["state"], training["state"]]),
+                                          episode_groups(calibration["episode"], training["episode"]), grids,
+                                          ScoreSettings(), per_camera=per_camera)
     finally:
         camera_state.PENALTY_SHARE = saved
 
-    def score(f: Frames) -> np.ndarray:  # each view in units of its own threshold: 1 is "flagged"
-        return np.mean([p.scores(view(f["cells"]), f["state"]) / s["threshold"] for p, view, s in fits], axis=0)
+    def score(f: Frames) -> np.ndarray:
+        return over_ticks(probe.scores(flat(f["cells"]), f["state"]), f["episode"], window)
 
-    clean = score(scored["clean"])
-    return {"fit_frames": int(len(calibration["state"]) + len(training["state"])),
-            "state_explained": [s["state_explained"] for _, _, s in fits],
-            "auroc": {k: auroc(clean, score(f)) for k, f in scored.items() if k != "clean"},
-            "flagged": {k: float((score(f) > 1).mean()) for k, f in scored.items()}}
+    clean, threshold = score(scored["clean"]), summary["threshold"]
+    out = {"fit_frames": int(len(calibration["state"]) + len(training["state"])),
+           "state_explained": {c: r["state_explained"] for c, r in summary["regressions"].items()},
+           "auroc": {k: auroc(clean, score(f)) for k, f in scored.items() if k != "clean"},
+           "flagged": {k: float((score(f) > threshold).mean()) for k, f in scored.items()}}
+    if window > 1:  # the per-frame threshold does not hold for a mean over ticks: no flagged shares
+        out.pop("flagged")
+    return out
 
 
 def main() -> None:
@@ -119,23 +126,23 @@ def main() -> None:
         cal_eps, ev_eps = ev_eps, cal_eps
     training = collect(runner, train_root, list(range(int(read_info(train_root)["total_episodes"]))))
     calibration = collect(runner, held, cal_eps)
+    grids = camera_grids(next(ticks(runner, held, cal_eps[:1]))[1].capture.layout)
     first = next(iter_episode(held, ev_eps[0], read_info(held)))
     kinds = corruptions(list(runner.spec.cameras), {c: first.images[c].shape for c in runner.spec.cameras})
     scored = {"clean": collect(runner, held, ev_eps),
               **{k: collect(runner, held, ev_eps, fn) for k, fn in kinds.items()}}
     runner.close()
 
-    combined: list[Features] = [lambda c: c.reshape(len(c), -1)]
-    per_camera: list[Features] = [lambda c, i=i: c[:, i].reshape(len(c), -1) for i in range(training["cells"].shape[1])]
     fits = {
-        "every 2nd frame (the default before)": (every(training, 2), combined, 0.02),
-        "every frame (the default)": (training, combined, 0.02),
-        **{f"every frame, penalty {p}": (training, combined, p) for p in (0.005, 0.01, 0.05)},
-        "every 2nd frame, per camera": (every(training, 2), per_camera, 0.02),
-        "every frame, per camera": (training, per_camera, 0.02),
+        "every 2nd frame, one regression (the default until 2026-12-05)": (every(training, 2), False, 0.02, 1),
+        "every frame, one regression (until 2026-12-06)": (training, False, 0.02, 1),
+        **{f"every frame, one regression, penalty {p}": (training, False, p, 1) for p in (0.005, 0.01, 0.05)},
+        "every 2nd frame, per camera": (every(training, 2), True, 0.02, 1),
+        "every frame, per camera (the default)": (training, True, 0.02, 1),
+        **{f"every frame, per camera, window {w} ticks": (training, True, 0.02, w) for w in (2, 4, 8)},
     }
-    results = {name: fit_and_score(calibration, t, views, penalty, scored)
-               for name, (t, views, penalty) in fits.items()}
+    results = {name: fit_and_score(calibration, t, grids, per_camera, penalty, scored, window)
+               for name, (t, per_camera, penalty, window) in fits.items()}
 
     conditions = [k for k in scored if k != "clean"]
     print(f"\nCamera-state score fitted several ways: AUROC / flagged per corruption, {len(scored['clean']['state'])} "
@@ -143,8 +150,10 @@ def main() -> None:
     print("| fit | fit frames | clean flagged | " + " | ".join(conditions) + " |")
     print("|---|---|---|" + "---|" * len(conditions))
     for name, r in results.items():
-        print(f"| {name} | {r['fit_frames']} | {r['flagged']['clean']:.1%} | "
-              + " | ".join(f"{r['auroc'][c]:.3f} / {r['flagged'][c]:.0%}" for c in conditions) + " |")
+        flagged = r.get("flagged")
+        print(f"| {name} | {r['fit_frames']} | " + (f"{flagged['clean']:.1%}" if flagged else "-") + " | "
+              + " | ".join(f"{r['auroc'][c]:.3f}" + (f" / {flagged[c]:.0%}" if flagged else "")
+                           for c in conditions) + " |")
     seconds = round(time.perf_counter() - start, 1)
     print(f"\n(bench_camera_state_fit: {seconds:.0f} s)")
     if args.json:

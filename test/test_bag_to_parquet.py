@@ -95,7 +95,8 @@ def write_full_bag(path: Path, **writer_kwargs) -> Path:
                 ood_score=1.5 * i, ood_score_threshold=4.0, steered=i == 3, steering_mode="ablate" if i == 3 else "",
                 steered_features=np.array([7] if i == 3 else [], np.uint32),
                 steering_values=np.array([0.0] if i == 3 else [], np.float32), steering_remaining_s=0.5,
-                camera_state_score=0.25 * i, camera_state_threshold=2.0)
+                camera_state_score=0.25 * i, camera_state_threshold=2.0, camera_state_cameras=["front", "wrist"],
+                camera_state_camera_scores=np.array([0.5 * i, 0.0], np.float32))
             w.write("/features", FEATURE_ACTIVATIONS_TYPE, ser(fa, FEATURE_ACTIVATIONS_TYPE), t + 6)
             diag = T["diagnostic_msgs/msg/DiagnosticArray"](header=hdr(i), status=[
                 DS(level=2, name="pai/policy", message="stale", hardware_id="gpu0",
@@ -174,7 +175,8 @@ def test_features_table(converted) -> None:
         "token_counts:list<element: uint32>", "num_tokens:uint32", "mean_l0:float", "reconstruction_error:float",
         "ood_threshold:float", "is_ood:bool", "ood_score:float", "ood_score_threshold:float", "steered:bool",
         "steering_mode:string", "steered_features:list<element: uint32>", "steering_values:list<element: float>",
-        "camera_state_score:float", "camera_state_threshold:float"]
+        "camera_state_score:float", "camera_state_threshold:float", "camera_state_cameras:list<element: string>",
+        "camera_state_camera_scores:list<element: float>"]
     rows = table(out, "features")
     assert [r["stamp_ns"] for r in rows] == [stamp_ns(i) for i in range(N)]
     assert [r["recv_ns"] for r in rows] == [T0 + i * PERIOD_NS + 6 for i in range(N)]
@@ -186,6 +188,7 @@ def test_features_table(converted) -> None:
     assert (r["ood_score"], r["ood_score_threshold"], r["steered"], r["steering_mode"], r["steered_features"],
             r["steering_values"]) == (4.5, 4.0, True, "ablate", [7], [0.0])
     assert (r["camera_state_score"], r["camera_state_threshold"]) == (0.75, 2.0)
+    assert (r["camera_state_cameras"], r["camera_state_camera_scores"]) == (["front", "wrist"], [1.5, 0.0])
     assert not rows[2]["steered"] and rows[2]["steered_features"] == [] and rows[2]["steering_mode"] == ""
 
 
@@ -342,6 +345,7 @@ def test_bag_with_the_original_feature_message_converts_with_defaults(tmp_path: 
     assert row["feature_indices"] == [1] and row["reconstruction_error"] == 0.25
     assert math.isnan(row["ood_score"]) and not row["steered"] and row["steered_features"] == []
     assert math.isnan(row["camera_state_score"]) and math.isnan(row["camera_state_threshold"])
+    assert row["camera_state_cameras"] == [] and row["camera_state_camera_scores"] == []
 
 
 def test_bag_from_before_the_camera_state_fields_converts_with_nan(tmp_path: Path) -> None:
@@ -356,7 +360,22 @@ def test_bag_from_before_the_camera_state_fields_converts_with_nan(tmp_path: Pat
     bag_to_parquet(bag, tmp_path / "o", progress=False)
     (row,) = table(tmp_path / "o", "features")
     assert row["ood_score"] == 2.5 and math.isnan(row["camera_state_score"])
-    assert math.isnan(row["camera_state_threshold"])
+    assert math.isnan(row["camera_state_threshold"]) and row["camera_state_cameras"] == []
+
+
+def test_bag_from_before_the_per_camera_fields_converts_with_empty_lists(tmp_path: Path) -> None:
+    """Bags recorded with camera_state_score but before each camera's: those two columns are empty lists."""
+    from helpers.feature_fields import appended_fields
+
+    marker = "# ---- appended later: which camera disagrees"
+    text = (Path(__file__).parents[1] / "msg" / "FeatureActivations.msg").read_text()
+    assert "camera_state_threshold" in text.split(marker)[0] and "camera_state_cameras" not in text.split(marker)[0]
+    fields = {k: v for k, v in appended_fields().items() if not k.startswith("camera_state_camera")}
+    bag = _bag_of_an_older_definition(tmp_path, marker, **{**fields, "camera_state_score": 1.5})
+    bag_to_parquet(bag, tmp_path / "o", progress=False)
+    (row,) = table(tmp_path / "o", "features")
+    assert row["camera_state_score"] == 1.5 and row["camera_state_cameras"] == []
+    assert row["camera_state_camera_scores"] == []
 
 
 def test_topic_file_names_are_safe() -> None:

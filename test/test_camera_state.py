@@ -11,8 +11,10 @@ import torch
 from pai_ros.errors import UserError
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.sae.camera_state import (
+    ALL_CAMERAS,
     CAMERA_STATE_FILE,
     POOLED_GRID,
+    camera_columns,
     camera_features,
     camera_grids,
     fit_camera_state,
@@ -20,6 +22,7 @@ from pai_ros.sae.camera_state import (
     save_probe,
 )
 from pai_ros.sae.ood import auroc
+from pai_ros.sae.ood_files import save_tensors
 from pai_ros.sae.position_score import ScoreSettings
 
 D_MODEL = 16
@@ -75,7 +78,8 @@ def test_agreeing_frames_score_low_and_disagreeing_ones_high(fitted) -> None:
     covered = tokens.copy()
     covered[:, LAYOUT.cameras[0].slice] = 0.0  # the front camera sees nothing
     assert auroc(clean, shuffled) > 0.95 and auroc(clean, probe.scores(features_of(covered), state)) > 0.95
-    assert min(summary["state_explained"]) > 0.9
+    assert set(summary["regressions"]) == {"front", "wrist"}
+    assert min(min(r["state_explained"]) for r in summary["regressions"].values()) > 0.9
     # The threshold is a cross-fitted 99th percentile: new in-distribution frames mostly stay under it.
     assert (clean > summary["threshold"]).mean() < 0.05
     assert summary["held_out_frames"] == 300 and summary["fit_frames"] == 300 and "note" in summary  # 300 < 1,000
@@ -88,15 +92,47 @@ def test_the_probe_reads_only_camera_tokens(fitted) -> None:
     np.testing.assert_allclose(probe.scores(features_of(moved), state), probe.scores(features_of(tokens), state))
 
 
-def test_score_frame_refuses_other_cameras_or_state_sizes(fitted) -> None:
+def test_one_regression_per_camera_names_the_camera_that_disagrees(fitted) -> None:
+    probe, summary, tokens, state = fitted
+    assert probe.per_camera and list(probe.regressions) == ["front", "wrist"]
+    # Each camera reads its own columns of the features, in layout order, and together all of them.
+    assert probe.columns == camera_columns(camera_grids(LAYOUT), features_of(tokens[:1]).shape[1])
+    assert probe.columns["front"][0] == 0 and probe.columns["front"][1] == probe.columns["wrist"][0]
+    covered = tokens.copy()
+    covered[:, LAYOUT.cameras[0].slice] = 0.0  # the front camera sees nothing; the wrist camera is fine
+    by_camera = probe.camera_scores(features_of(covered), state)
+    assert (by_camera["front"] > 1.0).mean() > 0.9 and (by_camera["wrist"] > 1.0).mean() < 0.1
+    clean = probe.camera_scores(features_of(tokens), state)
+    # In units of each camera's own threshold, new clean frames sit mostly under 1, and the frame's
+    # score is the mean of the cameras'.
+    assert all((v > 1.0).mean() < 0.05 for v in clean.values())
+    np.testing.assert_allclose(probe.scores(features_of(tokens), state), (clean["front"] + clean["wrist"]) / 2)
+    thresholds = {c: r["threshold"] for c, r in summary["regressions"].items()}
+    assert thresholds == {c: r.threshold for c, r in probe.regressions.items()}
+
+
+def test_a_single_regression_over_every_camera_is_still_there_when_asked(fitted) -> None:
+    _, _, tokens, state = fitted
+    rng = np.random.default_rng(1)
+    mixing = rng.normal(size=(3, (LAYOUT.num_tokens - LAYOUT.num_1d) * D_MODEL))
+    train, train_state, groups = frames(rng, 10, 30, mixing)
+    probe, summary = fit_camera_state(features_of(train), train_state, groups, camera_grids(LAYOUT), ScoreSettings(),
+                                      per_camera=False)
+    assert not probe.per_camera and list(summary["regressions"]) == [ALL_CAMERAS]
+    assert probe.read_frame(train[0], LAYOUT, train_state[0]).by_camera == {}  # nothing to name
+
+
+def test_read_frame_refuses_other_cameras_or_state_sizes(fitted) -> None:
     probe, _, tokens, state = fitted
-    assert probe.score_frame(torch.from_numpy(tokens[0]), LAYOUT, state[0]) == pytest.approx(
-        probe.scores(features_of(tokens[:1]), state[:1])[0])
+    reading = probe.read_frame(torch.from_numpy(tokens[0]), LAYOUT, state[0])
+    assert reading.score == pytest.approx(probe.scores(features_of(tokens[:1]), state[:1])[0])
+    assert set(reading.by_camera) == {"front", "wrist"}
+    assert reading.score == pytest.approx(np.mean(list(reading.by_camera.values())))
     other = TokenLayout.build(True, False, ["observation.images.front", "observation.images.wrist"], [(6, 8), (3, 3)])
     with pytest.raises(ValueError, match="token grids"):
-        probe.score_frame(np.zeros((other.num_tokens, D_MODEL)), other, state[0])
+        probe.read_frame(np.zeros((other.num_tokens, D_MODEL)), other, state[0])
     with pytest.raises(ValueError, match="state has 2 values"):
-        probe.score_frame(tokens[0], LAYOUT, state[0, :2])
+        probe.read_frame(tokens[0], LAYOUT, state[0, :2])
 
 
 def test_files_round_trip_and_refuse_what_was_not_calibrated(fitted, tmp_path) -> None:
@@ -104,7 +140,7 @@ def test_files_round_trip_and_refuse_what_was_not_calibrated(fitted, tmp_path) -
     sha = save_probe(probe, tmp_path, "sae-a")
     meta = {**json.loads(json.dumps(summary)), "sha256": sha}  # as ood.json keeps it
     loaded = load_probe(tmp_path, meta, "sae-a")
-    assert loaded.cameras == probe.cameras
+    assert loaded.cameras == probe.cameras and loaded.columns == probe.columns and loaded.per_camera
     np.testing.assert_allclose(loaded.scores(features_of(tokens), state), probe.scores(features_of(tokens), state),
                                rtol=1e-4)
     with pytest.raises(UserError, match="made for SAE sae-a, not sae-b"):
@@ -113,6 +149,14 @@ def test_files_round_trip_and_refuse_what_was_not_calibrated(fitted, tmp_path) -
         load_probe(tmp_path, {**meta, "state_dim": 4}, "sae-a")
     with pytest.raises(UserError, match="incomplete"):
         load_probe(tmp_path, {k: v for k, v in meta.items() if k != "cameras"}, "sae-a")
+    beyond = json.loads(json.dumps(meta))
+    beyond["regressions"]["wrist"]["columns"][1] += 1  # past the features the frame gives
+    with pytest.raises(UserError, match="incomplete"):
+        load_probe(tmp_path, beyond, "sae-a")
+    renamed = json.loads(json.dumps(meta))
+    renamed["regressions"]["side"] = renamed["regressions"].pop("wrist")  # no side/ tensors in the file
+    with pytest.raises(UserError, match="has no tensor side/weights"):
+        load_probe(tmp_path, renamed, "sae-a")
     (tmp_path / CAMERA_STATE_FILE).write_bytes((tmp_path / CAMERA_STATE_FILE).read_bytes()[:-8])
     with pytest.raises(UserError, match="is not the file"):
         load_probe(tmp_path, meta, "sae-a")
@@ -127,3 +171,25 @@ def test_a_policy_without_state_or_too_few_frames_is_one_clear_line() -> None:
         fit_camera_state(feats, np.zeros((4, 0)), np.arange(4), {}, ScoreSettings())
     with pytest.raises(UserError, match="at least 2 cross-fitted"):
         fit_camera_state(feats[:1], np.zeros((1, 3)), np.zeros(1), {}, ScoreSettings())
+
+
+def test_a_calibration_from_before_per_camera_regressions_still_loads_and_scores_as_it_did(fitted, tmp_path) -> None:
+    """The layout until 2026-12-06: one regression over every camera, tensors under plain names,
+    no ``regressions`` in ood.json, and its frame score the regression's own (not over a threshold)."""
+    _, summary, tokens, state = fitted
+    rng = np.random.default_rng(2)
+    mixing = rng.normal(size=(3, (LAYOUT.num_tokens - LAYOUT.num_1d) * D_MODEL))
+    train, train_state, groups = frames(rng, 10, 30, mixing)
+    combined, _ = fit_camera_state(features_of(train), train_state, groups, camera_grids(LAYOUT), ScoreSettings(),
+                                   per_camera=False)
+    reg = combined.regressions[ALL_CAMERAS]
+    sha = save_tensors({n: getattr(reg, n).astype(np.float32)
+                        for n in ("weights", "input_mean", "input_scale", "state_mean", "error_scale")},
+                       tmp_path / CAMERA_STATE_FILE, "sae-a", "camera tokens -> robot state disagreement")
+    old_meta = {"threshold": 7.5, "feature_dim": reg.weights.shape[0], "state_dim": 3, "sha256": sha,
+                "cameras": {c: list(g) for c, g in camera_grids(LAYOUT).items()}}
+    loaded = load_probe(tmp_path, old_meta, "sae-a")
+    assert not loaded.per_camera and loaded.regressions[ALL_CAMERAS].threshold == 1.0
+    raw = combined.scores(features_of(train), train_state) * reg.threshold  # what the old code published
+    np.testing.assert_allclose(loaded.scores(features_of(train), train_state), raw, rtol=1e-4)
+    assert loaded.read_frame(train[0], LAYOUT, train_state[0]).by_camera == {}

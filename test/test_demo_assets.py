@@ -81,11 +81,12 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
 
 
 @pytest.mark.parametrize("older", ["no camera-state score", "camera-state fit on every 2nd frame",
-                                   "stride raised for the fit's budget"])
+                                   "one regression over every camera", "stride raised for the fit's budget"])
 def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_assets, tmp_path: Path, older: str,
                                                                         capsys: pytest.CaptureFixture) -> None:
-    """A cached demo SAE whose ood.json predates the camera-state score, or fitted it on every 2nd
-    training frame (the default before every frame): recalibrated, same weights. A stride the
+    """A cached demo SAE whose ood.json predates the camera-state score, fitted it on every 2nd
+    training frame (the default before every frame) or with one regression over every camera
+    (before one per camera): recalibrated, same weights. A stride the
     command raised itself (with a note) is what a recalibration would do again: left alone."""
     import shutil
 
@@ -101,6 +102,8 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
         (sae_dir / "ood_camera_state.safetensors").unlink()
     elif older == "camera-state fit on every 2nd frame":
         ood["camera_state_fit"]["frame_stride"] = 2
+    elif older == "one regression over every camera":
+        ood["camera_state"].pop("regressions")  # as files from before per-camera regressions lack it
     else:
         ood["camera_state_fit"].update(frame_stride=3, note="ran with a frame stride of 3 instead of 1: ...")
     (sae_dir / "ood.json").write_text(json.dumps(ood))
@@ -115,11 +118,13 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
         assert "recalibrating" not in said, said
         assert json.loads((again.sae_dir / "ood.json").read_text()) == ood  # untouched
         return
-    assert ("predates the camera-state score" if older == "no camera-state score"
-            else "predates the camera-state fit on every training frame") in said, said
+    assert {"no camera-state score": "predates the camera-state score",
+            "camera-state fit on every 2nd frame": "predates the camera-state fit on every training frame",
+            "one regression over every camera": "predates one camera-state regression per camera"}[older] in said, said
     assert (again.sae_dir / "sae_weights.safetensors").read_bytes() == weights  # not retrained
     redone = json.loads((again.sae_dir / "ood.json").read_text())
     assert "camera_state" in redone and redone["camera_state_fit"]["frame_stride"] == 1
+    assert list(redone["camera_state"]["regressions"]) == list(redone["camera_state"]["cameras"])
     assert verify_stage(again.sae_dir) is None and _sealed_at(again.policy_dir) == policy_sealed
     assert json.loads((again.sae_dir / MANIFEST).read_text())["info"]["sae_id"] == info["sae_id"]
 

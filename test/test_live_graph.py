@@ -149,4 +149,7 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
     # The demo SAE's calibration has the camera-state score: every live message carries one.
     assert feats["camera_state_scored"] == feats["messages"]
     assert 0 <= feats["cameras_disagree_frames"] <= feats["messages"]
+    # One regression per camera: each camera's count of messages over its own threshold, by name.
+    over_own = feats["camera_over_own_threshold_frames"]
+    assert len(over_own) == 2 and all(0 <= n <= feats["messages"] for n in over_own.values())
     assert (out / "parquet" / "analysis" / "analysis.json").is_file()

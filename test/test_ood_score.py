@@ -300,12 +300,16 @@ def test_the_message_carries_the_score_and_the_verdict() -> None:
     ff = FrameFeatures(np.array([2], np.uint32), np.array([1.5], np.float32), np.array([3], np.uint32), 4, 1.0, 0.5,
                        np.zeros(0), np.zeros(0), np.zeros(0))
     msg = feature_activations(ff, "abc", 8, Time(), 10.0, ood_score=7.0, ood_score_threshold=5.0, is_ood=True,
-                              camera_state_score=0.5, camera_state_threshold=3.0)
+                              camera_state_score=0.5, camera_state_threshold=3.0,
+                              camera_state_by_camera={"front": 0.75, "wrist": 0.25})
     assert (msg.ood_score, msg.ood_score_threshold, msg.is_ood) == (7.0, 5.0, True)
     assert (msg.camera_state_score, msg.camera_state_threshold) == (0.5, 3.0)
+    assert list(msg.camera_state_cameras) == ["front", "wrist"]
+    assert list(msg.camera_state_camera_scores) == [0.75, 0.25]
     legacy = feature_activations(ff, "abc", 8, Time(), 0.25)
     assert np.isnan(legacy.ood_score) and np.isnan(legacy.ood_score_threshold) and legacy.is_ood
     assert np.isnan(legacy.camera_state_score) and np.isnan(legacy.camera_state_threshold)
+    assert list(legacy.camera_state_cameras) == [] and len(legacy.camera_state_camera_scores) == 0
 
 
 def test_recorded_features_carry_the_score_as_the_live_message_does(calibrated, tiny_dataset, tmp_path: Path) -> None:
@@ -327,6 +331,8 @@ def test_recorded_features_carry_the_score_as_the_live_message_does(calibrated, 
         assert r["is_ood"] == (r["ood_score"] > r["ood_score_threshold"])
         assert np.isfinite(r["camera_state_score"])
         assert r["camera_state_threshold"] == pytest.approx(cal.camera_state_threshold)
+        assert r["camera_state_cameras"] == list(cal.camera_state.regressions)
+        assert r["camera_state_score"] == pytest.approx(np.mean(r["camera_state_camera_scores"]), rel=1e-5)
 
 
 # ------------------------------------------------------ do the cameras agree with the joints?
@@ -345,6 +351,13 @@ def test_calibration_fits_the_camera_state_score_beside_the_others(calibrated) -
     assert set(result.report["corruptions"]["occlusion"]) >= {"camera_state_auroc", "camera_state_flagged_fraction"}
     cal, why = load_calibration(sae_dir, load_sae(sae_dir).sae_id)
     assert cal.camera_state is not None and cal.camera_state_threshold == pytest.approx(cs["threshold"])
+    # One regression per camera, each with its own threshold, and the report says which camera disagreed.
+    cameras = list(cal.camera_state.cameras)
+    assert list(cs["regressions"]) == cameras == list(cal.camera_state.regressions) and len(cameras) >= 2
+    for name, entry in cs["regressions"].items():
+        assert cal.camera_state.regressions[name].threshold == pytest.approx(entry["threshold"])
+    for r in (result.report["clean"], *result.report["corruptions"].values()):
+        assert list(r["camera_state_over_own_threshold"]) == cameras
     assert "camera-state threshold" in why
 
 
@@ -360,6 +373,10 @@ def test_an_evaluation_pass_keeps_camera_state_scores_not_features(calibrated, t
     assert scored.features.size == 0 and scored.camera_state_scores.shape == (12,)
     np.testing.assert_allclose(scored.camera_state_scores, result.camera_state.scores(kept.features, kept.states),
                                rtol=1e-6)
+    by_camera = result.camera_state.camera_scores(kept.features, kept.states)
+    assert list(scored.camera_scores) == list(by_camera)
+    for camera, values in by_camera.items():
+        np.testing.assert_allclose(scored.camera_scores[camera], values, rtol=1e-6)
     np.testing.assert_array_equal(scored.states, kept.states)
 
 
@@ -374,15 +391,25 @@ def test_the_live_sae_scores_the_cameras_against_the_joints(calibrated) -> None:
     tick = runner.step(obs)
     tokens, layout = tick.capture.encoder_output[0], tick.capture.layout
     out = live.encode(tokens, 5, layout, obs.state)
-    assert out.camera_state_score == pytest.approx(probe.score_frame(tokens, layout, obs.state))
+    reading = probe.read_frame(tokens, layout, obs.state)
+    assert out.camera_state_score == pytest.approx(reading.score)
+    assert out.camera_state_by_camera == pytest.approx(reading.by_camera) and len(reading.by_camera) >= 2
     assert out.camera_state_threshold == live.camera_state_threshold
     assert out.cameras_disagree == (out.camera_state_score > out.camera_state_threshold)
-    # The joints report a state far from what the cameras show: the score rises past the threshold.
-    far = live.encode(tokens, 5, layout, obs.state + 20.0 * probe.error_scale.astype(np.float32))
+    values = live.diagnostics()
+    for camera, ratio in reading.by_camera.items():
+        assert float(values[f"camera_state_score_{camera}"]) == pytest.approx(ratio, rel=1e-4)
+    # The joints report a state far from what the cameras show: the score rises past the threshold,
+    # every camera's past its own, and the status words name them.
+    error = np.max([r.error_scale for r in probe.regressions.values()], axis=0)
+    far = live.encode(tokens, 5, layout, obs.state + 20.0 * error.astype(np.float32))
     assert far.camera_state_score > out.camera_state_score and far.cameras_disagree
+    assert all(r > 1.0 for r in far.camera_state_by_camera.values())
+    assert all(f"{camera} " in far.disagreement() for camera in far.camera_state_by_camera)
     # A tick without the robot state has no score, and the diagnostics say why (is_ood is untouched).
     none = live.encode(tokens, 5)
     assert none.camera_state_score is None and none.camera_state_threshold is None and not none.cameras_disagree
+    assert none.camera_state_by_camera == {}
     assert "no robot state" in live.diagnostics()["camera_state_problem"]
     assert none.is_ood == out.is_ood
 

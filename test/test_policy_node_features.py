@@ -6,6 +6,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from ros_processes import Probe, Proc
@@ -95,12 +96,17 @@ def test_the_camera_state_score_is_published_beside_the_flag(tiny_act: Path, tin
         assert "camera-state threshold" in "\n".join(node.lines)
         msg = probe.wait_for(lambda m: m["topic"] == "features", 60)
         assert msg["camera_state_score"] >= 0 and msg["camera_state_threshold"] == pytest.approx(threshold, rel=1e-6)
+        # Each camera's own score rides along, named, and the frame's score is their mean.
+        cameras = list(json.loads((sae / "ood.json").read_text())["camera_state"]["regressions"])
+        assert msg["camera_state_cameras"] == cameras and len(cameras) >= 2
+        assert msg["camera_state_score"] == pytest.approx(np.mean(msg["camera_state_camera_scores"]), rel=1e-5)
         # The first diagnostics may go out before the first tick: wait for one after it.
         d = probe.wait_for(lambda m: m["topic"] == "/diagnostics"
                            and diag(m)["values"].get("camera_state_score", "nan") != "nan", 30)
         values = diag(d)["values"]
         assert float(values["camera_state_threshold"]) == pytest.approx(threshold, rel=1e-4)
         assert float(values["camera_state_score"]) >= 0 and "camera_state_problem" not in values
+        assert all(float(values[f"camera_state_score_{c}"]) >= 0 for c in cameras)
     finally:
         for p in (robot, node, probe):
             p.stop()

@@ -79,7 +79,8 @@ def _closure(lookup: dict, roots: list[str]) -> dict:
 # Fields appended to our messages after their first release: bags recorded earlier lack them.
 APPENDED_FIELDS = {FEATURES: frozenset(
     ("ood_score", "ood_score_threshold", "steered", "steering_mode", "steered_features", "steering_values",
-     "steering_remaining_s", "camera_state_score", "camera_state_threshold"))}
+     "steering_remaining_s", "camera_state_score", "camera_state_threshold", "camera_state_cameras",
+     "camera_state_camera_scores"))}
 
 
 def incompatibility(store: Typestore, base: Typestore, msgtype: str) -> str | None:

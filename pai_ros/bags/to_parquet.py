@@ -379,7 +379,9 @@ class _Converter:
             steered=bool(getattr(m, "steered", False)), steering_mode=getattr(m, "steering_mode", ""),
             steered_features=getattr(m, "steered_features", []), steering_values=getattr(m, "steering_values", []),
             camera_state_score=getattr(m, "camera_state_score", math.nan),
-            camera_state_threshold=getattr(m, "camera_state_threshold", math.nan))
+            camera_state_threshold=getattr(m, "camera_state_threshold", math.nan),
+            camera_state_cameras=list(getattr(m, "camera_state_cameras", [])),
+            camera_state_camera_scores=getattr(m, "camera_state_camera_scores", []))
 
     def _joint_state(self, topic: str, recv_ns: int, m: Any) -> None:
         common = {"stamp_ns": self._stamp(m), "recv_ns": recv_ns, "topic": topic, "name": list(m.name),

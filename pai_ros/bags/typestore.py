@@ -102,14 +102,26 @@ float32 steering_remaining_s
 
 # How far the robot state the policy's camera tokens imply lies from the state the joints
 # report, per state dimension in units of its error on in-distribution episodes, averaged over
-# dimensions (`pai sae calibrate` fits the regression; see pai_ros.sae.camera_state). High when
-# a camera is blocked, covered or swapped in a way that changes what the policy reads. Reported
-# beside is_ood, never folded into it. NaN when the calibration has none, or the policy takes no
-# robot state.
+# dimensions (`pai sae calibrate` fits the regressions; see pai_ros.sae.camera_state). With one
+# regression per camera, the mean of camera_state_camera_scores below. High when a camera is
+# blocked, covered or swapped in a way that changes what the policy reads. Reported beside
+# is_ood, never folded into it. NaN when the calibration has none, or the policy takes no robot
+# state.
 float32 camera_state_score
 
 # The threshold camera_state_score is compared with (from the calibration); NaN without one.
 float32 camera_state_threshold
+
+# ---- appended later: which camera disagrees ----
+
+# The cameras with a camera-state score of their own (empty when camera_state_score is NaN, and
+# for a calibration made before per-camera regressions).
+string[] camera_state_cameras
+
+# For each camera in camera_state_cameras, its own camera-state score in units of its own
+# threshold: over 1, that camera alone disagrees with the joints more than 1% of
+# in-distribution frames did in calibration.
+float32[] camera_state_camera_scores
 """
 
 _CHECKOUT_MSG = Path(__file__).resolve().parents[2] / "msg" / "FeatureActivations.msg"

@@ -300,6 +300,11 @@ def _calibration_missing(assets: DemoAssets) -> str | None:
         # Fitted on every 2nd training frame by choice (the old default), not for want of room:
         # on the demo every frame detects occlusion better (AUROC 0.887 -> 0.903).
         missing.append("the camera-state fit on every training frame")
+    camera = data.get("camera_state")
+    if isinstance(camera, dict) and "regressions" not in camera:
+        # One regression over both cameras (the layout until 2026-12-06): one per camera names
+        # the camera that disagrees, and separates a covered front camera perfectly (0.979 -> 1.000).
+        missing.append("one camera-state regression per camera")
     return " and ".join(missing) or None
 
 

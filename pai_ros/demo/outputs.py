@@ -34,9 +34,14 @@ def feature_summary(parquet: Path, progress: bool) -> dict:
     rows = table.to_pydict()
     # NaN compares false: messages without a camera-state score count as agreeing.
     disagree = sum(s > t for s, t in zip(rows["camera_state_score"], rows["camera_state_threshold"]))
+    over_own: dict[str, int] = {}  # per camera: messages where it alone was over its own threshold
+    for cameras, scores in zip(rows["camera_state_cameras"], rows["camera_state_camera_scores"]):
+        for camera, score in zip(cameras, scores):
+            over_own[camera] = over_own.get(camera, 0) + int(score > 1.0)
     return {"messages": table.num_rows, "sae_id": rows["sae_id"][0], "ood_frames": int(sum(rows["is_ood"])),
             "camera_state_scored": int(sum(s == s for s in rows["camera_state_score"])),
             "cameras_disagree_frames": int(disagree),
+            "camera_over_own_threshold_frames": over_own,
             "ood_threshold": rows["ood_threshold"][0],
             "mean_reconstruction_error": float(sum(rows["reconstruction_error"]) / table.num_rows),
             "top_features": [f["feature"] for f in analysis["features"]]}

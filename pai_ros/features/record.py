@@ -112,11 +112,13 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
         if calibration is not None and calibration.camera_state is not None and frame.state is not None:
             # As the live node does: whether the cameras agree with the joints, beside is_ood.
             try:
-                camera = calibration.camera_state_score(cap.encoder_output[0], cap.layout, frame.state)
+                camera = calibration.camera_state_reading(cap.encoder_output[0], cap.layout, frame.state)
             except ValueError:
                 pass
             else:
-                row.update(camera_state_score=camera, camera_state_threshold=calibration.camera_state_threshold)
+                row.update(camera_state_score=camera.score, camera_state_threshold=calibration.camera_state_threshold,
+                           camera_state_cameras=list(camera.by_camera),
+                           camera_state_camera_scores=list(camera.by_camera.values()))
         for key, value in row.items():
             features[key].append(value)
         token_index, feature_index, activation = ff.sparse_tokens()

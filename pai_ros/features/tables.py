@@ -34,6 +34,7 @@ FEATURES_APPENDED = [
     ("steered", pa.bool_()), ("steering_mode", pa.string()),
     ("steered_features", pa.list_(pa.uint32())), ("steering_values", pa.list_(pa.float32())),
     ("camera_state_score", pa.float32()), ("camera_state_threshold", pa.float32()),
+    ("camera_state_cameras", pa.list_(pa.string())), ("camera_state_camera_scores", pa.list_(pa.float32())),
 ]
 #: What the writers (``pai bag2parquet``, ``pai features record``) write.
 FEATURES_SCHEMA = pa.schema([*FEATURES_REQUIRED, *FEATURES_APPENDED])
@@ -43,7 +44,8 @@ def unsteered_defaults() -> dict:
     """Appended columns of a row without an OOD score or steering."""
     nan = float("nan")
     return {"ood_score": nan, "ood_score_threshold": nan, "steered": False, "steering_mode": "",
-            "steered_features": [], "steering_values": [], "camera_state_score": nan, "camera_state_threshold": nan}
+            "steered_features": [], "steering_values": [], "camera_state_score": nan, "camera_state_threshold": nan,
+            "camera_state_cameras": [], "camera_state_camera_scores": []}
 
 TOKENS_SCHEMA = pa.schema([
     ("frame_index", pa.int32()), ("stamp_ns", pa.int64()),

@@ -18,6 +18,7 @@ import torch
 from pai_ros.errors import UserError
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.sae.camera_state import CameraStateReading
 from pai_ros.sae.frame import FrameFeatures, encode_frame
 from pai_ros.sae.model import CFG_FILE, WEIGHTS_FILE, LoadedSae, check_dimensions, load_sae
 from pai_ros.sae.ood import Calibration, load_calibration
@@ -37,12 +38,21 @@ class FeaturesOutput:
     # Whether the cameras agree with the joints (None: not calibrated, no state, or it does not fit).
     camera_state_score: float | None = None
     camera_state_threshold: float | None = None
+    # Each camera's own score over its own threshold (empty: a calibration of one regression for all).
+    camera_state_by_camera: dict[str, float] = field(default_factory=dict)
 
     @property
     def cameras_disagree(self) -> bool:
         """The camera-state score is over its threshold (reported beside ``is_ood``, not in it)."""
         return (self.camera_state_score is not None and self.camera_state_threshold is not None
                 and self.camera_state_score > self.camera_state_threshold)
+
+    def disagreement(self) -> str:
+        """The status line's words for cameras that disagree with the joints, naming the cameras over 1."""
+        named = [f"{c} {r:.3g}x" for c, r in sorted(self.camera_state_by_camera.items(), key=lambda kv: -kv[1])
+                 if r > 1.0]
+        return (f"cameras disagree with the joints: camera-state score {self.camera_state_score:.4g} > threshold "
+                f"{self.camera_state_threshold:.4g}" + (f" ({', '.join(named)} its own threshold)" if named else ""))
 
     def ood_reason(self) -> str:
         """Why the tick is out of distribution, for the node's status line."""
@@ -65,6 +75,7 @@ class LiveSae:
     # (calibrated with other camera sizes): the score is off, is_ood falls back to the error.
     score_problem: str | None = None
     last_camera_state: float = float("nan")
+    last_camera_state_by_camera: dict[str, float] = field(default_factory=dict)
     camera_state_problem: str | None = None  # set when this tick's cameras or state do not fit the calibration
     last_ood: bool = False
     ood_ticks: int = 0
@@ -110,14 +121,14 @@ class LiveSae:
         return self.loaded.cfg.d_sae
 
     def _camera_state(self, tokens: torch.Tensor, layout: TokenLayout | None,
-                      state: np.ndarray | None) -> tuple[float | None, str | None]:
-        """This tick's camera-state score (None without a calibration for it) and why it is off, if it is."""
+                      state: np.ndarray | None) -> tuple[CameraStateReading | None, str | None]:
+        """This tick's camera-state reading (None without a calibration for it) and why it is off, if it is."""
         if self.camera_state_threshold is None or self.calibration is None:
             return None, None
         if layout is None or state is None:
             return None, "camera-state score off: this tick has no robot state or token layout"
         try:
-            return self.calibration.camera_state_score(tokens, layout, state), None
+            return self.calibration.camera_state_reading(tokens, layout, state), None
         except ValueError as exc:
             return None, f"camera-state score off: {exc} (recalibrate with this policy and cameras)"
 
@@ -129,7 +140,7 @@ class LiveSae:
         """
         t0 = time.perf_counter()
         frame = encode_frame(self.loaded.sae, tokens, top_n)
-        camera_score, camera_problem = self._camera_state(tokens, layout, state)
+        camera, camera_problem = self._camera_state(tokens, layout, state)
         score, score_threshold, problem = None, self.score_threshold, None
         if score_threshold is not None and self.calibration is not None:
             try:
@@ -146,12 +157,14 @@ class LiveSae:
             self.last_error, self.last_ood = frame.reconstruction_error, is_ood
             self.last_score = float("nan") if score is None else score
             self.score_problem = problem
-            self.last_camera_state = float("nan") if camera_score is None else camera_score
+            self.last_camera_state = float("nan") if camera is None else camera.score
+            self.last_camera_state_by_camera = {} if camera is None else camera.by_camera
             self.camera_state_problem = camera_problem
             self.ood_ticks += int(is_ood)
         return FeaturesOutput(frame, self.loaded.sae_id, self.num_features, self.threshold, is_ood,
-                              score, score_threshold, camera_score,
-                              None if camera_score is None else self.camera_state_threshold)
+                              score, score_threshold, None if camera is None else camera.score,
+                              None if camera is None else self.camera_state_threshold,
+                              {} if camera is None else camera.by_camera)
 
     def feature_grids(self, frame: FrameFeatures, layout: TokenLayout, feature: int) -> dict[str, np.ndarray]:
         """Per camera, the feature's activation per cell scaled to [0, 1] by its strongest activation so far."""
@@ -187,6 +200,7 @@ class LiveSae:
             ms = np.asarray(self.encode_s) * 1000.0
             error, ood_ticks, score, problem = self.last_error, self.ood_ticks, self.last_score, self.score_problem
             camera, camera_problem = self.last_camera_state, self.camera_state_problem
+            by_camera = self.last_camera_state_by_camera
         values = {"sae_id": self.loaded.sae_id, "reconstruction_error": f"{error:.5g}",
                   "ood_threshold": "none" if self.threshold is None else f"{self.threshold:.5g}",
                   "ood_score": f"{score:.5g}",
@@ -197,6 +211,8 @@ class LiveSae:
         camera_threshold = self.camera_state_threshold
         values["camera_state_score"] = f"{camera:.5g}"
         values["camera_state_threshold"] = "none" if camera_threshold is None else f"{camera_threshold:.5g}"
+        for name, ratio in by_camera.items():  # each camera's own score, in units of its own threshold
+            values[f"camera_state_score_{name}"] = f"{ratio:.5g}"
         if camera_problem:
             values["camera_state_problem"] = camera_problem
         return values

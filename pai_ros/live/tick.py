@@ -412,8 +412,7 @@ class LiveTick:
         if features is not None and features.cameras_disagree:
             # Beside is_ood, not in it: the cameras read a robot state the joints do not report.
             level = Level.WARN
-            message += (f"; cameras disagree with the joints: camera-state score {features.camera_state_score:.4g} "
-                        f"> threshold {features.camera_state_threshold:.4g}")
+            message += f"; {features.disagreement()}"
         capture = result.capture or result.executed_capture
         if method in GRADIENT_LIVE_METHODS and capture is not None and capture.explanation_error:
             # The action went out as always; only the picture is missing this tick.

@@ -87,7 +87,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     print(f"  contact sheet:  {res.contact_sheet}")
     feats = r["features"]
     if feats.get("messages"):
+        per_camera = ", ".join(f"{c} {n}" for c, n in feats.get("camera_over_own_threshold_frames", {}).items())
         cameras = (f", cameras disagree with the joints on {feats['cameras_disagree_frames']}"
+                   + (f" (over their own threshold: {per_camera})" if per_camera else "")
                    if feats.get("camera_state_scored") else "")
         print(f"  features:       {feats['messages']} FeatureActivations from SAE {feats['sae_id']}, "
               f"{feats['ood_frames']} over the OOD threshold{cameras}; ranking in {res.parquet / 'analysis'}")

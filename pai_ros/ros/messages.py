@@ -87,7 +87,8 @@ def joint_state(names: list[str], values: np.ndarray, stamp: Time, frame_id: str
 def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Time, threshold: float | None,
                         frame_id: str = "", *, ood_score: float | None = None,
                         ood_score_threshold: float | None = None, is_ood: bool | None = None,
-                        camera_state_score: float | None = None, camera_state_threshold: float | None = None) -> Any:
+                        camera_state_score: float | None = None, camera_state_threshold: float | None = None,
+                        camera_state_by_camera: dict[str, float] | None = None) -> Any:
     """``pai_ros/msg/FeatureActivations`` from a :class:`pai_ros.sae.frame.FrameFeatures`.
 
     ``is_ood`` is the caller's verdict (the live SAE judges by the per-position score when it
@@ -124,7 +125,18 @@ def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Ti
     msg.ood_score_threshold = float("nan") if ood_score_threshold is None else float(ood_score_threshold)
     msg.camera_state_score = float("nan") if camera_state_score is None else float(camera_state_score)
     msg.camera_state_threshold = float("nan") if camera_state_threshold is None else float(camera_state_threshold)
+    by_camera = camera_state_by_camera or {}
+    msg.camera_state_cameras = list(by_camera)
+    msg.camera_state_camera_scores = np.asarray(list(by_camera.values()), dtype=np.float32)
     return msg
+
+
+def live_feature_activations(f: Any, stamp: Time) -> Any:
+    """``FeatureActivations`` for one live tick's :class:`pai_ros.live.sae.FeaturesOutput`."""
+    return feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold, ood_score=f.ood_score,
+                               ood_score_threshold=f.ood_score_threshold, is_ood=f.is_ood,
+                               camera_state_score=f.camera_state_score, camera_state_threshold=f.camera_state_threshold,
+                               camera_state_by_camera=f.camera_state_by_camera)
 
 
 # ------------------------------------------------------------------ live tick inputs and outputs

@@ -41,12 +41,12 @@ from pai_ros.ros.messages import (
     ImageDecoder,
     camera_frame,
     diagnostic_array,
-    feature_activations,
     float64_multi_array,
     header,
     joint_reading,
     joint_state,
     joint_trajectory,
+    live_feature_activations,
     mark_steering,
     rgb_image,
     status_name,
@@ -215,12 +215,7 @@ class PolicyNode(Node):
         for cam, rgb in out.heatmaps.items():
             self.heatmap_pubs[cam].publish(rgb_image(rgb, header(stamps[cam], ids[cam])))
         if out.features is not None and self.features_pub is not None:
-            f = out.features
-            msg = feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold,
-                                      ood_score=f.ood_score, ood_score_threshold=f.ood_score_threshold,
-                                      is_ood=f.is_ood, camera_state_score=f.camera_state_score,
-                                      camera_state_threshold=f.camera_state_threshold)
-            self.features_pub.publish(mark_steering(msg, out.steering))
+            self.features_pub.publish(mark_steering(live_feature_activations(out.features, stamp), out.steering))
         for (feature, cam), rgb in out.feature_heatmaps.items():
             msg = rgb_image(rgb, header(out.camera_stamps_ns[cam], out.camera_frame_ids[cam]))
             self.feature_heatmap_pubs[(feature, cam)].publish(msg)

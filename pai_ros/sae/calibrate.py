@@ -85,6 +85,8 @@ class Pass:
     states: np.ndarray | None  # [F, K] robot state the policy was given (None: it takes none)
     layout: TokenLayout | None
     camera_state_scores: np.ndarray | None = None  # [F], when the pass was given a fitted probe
+    # With per-camera regressions: each camera's score per frame [F], in units of its own threshold.
+    camera_scores: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def has_state(self) -> bool:
@@ -137,7 +139,7 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
     score is kept: an evaluation pass then holds a few numbers per frame, not the ~80 KB of
     features a frame of two 480x640 cameras gives.
     """
-    fvu, errors, groups, features, states, scores = [], [], [], [], [], []
+    fvu, errors, groups, features, states, scores, by_camera = [], [], [], [], [], [], []
     layout = None
     info = read_info(root)
     for e in episodes:
@@ -157,7 +159,9 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
                 if probe is None:
                     features.append(f)
                 elif frame.state is not None:
-                    scores.append(float(probe.scores(f, frame.state)[0]))
+                    cams = probe.camera_scores(f, frame.state)
+                    scores.append(float(np.mean([s[0] for s in cams.values()])))
+                    by_camera.append({c: float(s[0]) for c, s in cams.items()})
             # The corruptions measured here change images only, so the frame's state is what the policy saw.
             states.append(frame.state)
     has_state = bool(features or scores) and all(st is not None and np.size(st) > 0 for st in states)
@@ -165,7 +169,9 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
     return Pass(np.asarray(fvu, dtype=np.float64), np.asarray(errors, dtype=np.float64).reshape(len(errors), width),
                 np.asarray(groups), np.stack(features) if features else np.zeros((0, 0), np.float32),
                 np.stack(states).astype(np.float64) if has_state else None, layout,
-                np.asarray(scores, dtype=np.float64) if probe is not None and has_state else None)
+                np.asarray(scores, dtype=np.float64) if probe is not None and has_state else None,
+                {c: np.array([b[c] for b in by_camera]) for c in by_camera[0]}
+                if probe is not None and probe.per_camera and has_state and by_camera else {})
 
 
 def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
@@ -278,6 +284,12 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
             s = c.camera_state_scores
             report["corruptions"][name].update(camera_state_auroc=auroc(base, s),
                                                camera_state_flagged_fraction=float((s > ct).mean()))
+            if c.camera_scores:  # which camera disagrees: the share of frames over each camera's own threshold
+                report["corruptions"][name]["camera_state_over_own_threshold"] = {
+                    cam: float((v > 1.0).mean()) for cam, v in c.camera_scores.items()}
+        if clean.camera_scores:
+            report["clean"]["camera_state_over_own_threshold"] = {
+                cam: float((v > 1.0).mean()) for cam, v in clean.camera_scores.items()}
     if "swapped_cameras" not in kinds:
         report["note"] = "swapped_cameras needs two or more cameras of the same size"
     return CalibrationResult(calibration, report, clean.fvu, {n: c.fvu for n, c in corrupted.items()}, positions,

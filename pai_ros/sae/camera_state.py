@@ -1,13 +1,21 @@
 """Do the cameras agree with the joints? An OOD score that asks about the robot, not the picture.
 
 A policy that sees its arm in its cameras carries, in its image tokens, where the arm is. A
-ridge regression from the encoder's camera tokens to the robot state, fitted on in-distribution
-episodes, reads that back; on a frame where a camera is blocked, covered, swapped or otherwise
-unlike what the policy learned, the state it reads disagrees with the state the joints report.
-The score is that disagreement, per state dimension in units of its cross-fitted error, averaged
-over dimensions. ``pai sae calibrate`` fits it (learning from the policy's training episodes too,
-``--state-fit-dataset-root``) and the node publishes it in ``FeatureActivations`` beside
-``is_ood``, never folded into it.
+ridge regression per camera, from the encoder's tokens of that camera to the robot state, fitted
+on in-distribution episodes, reads that back; on a frame where a camera is blocked, covered,
+swapped or otherwise unlike what the policy learned, the state it reads disagrees with the state
+the joints report. A camera's score is that disagreement, per state dimension in units of its
+cross-fitted error, averaged over dimensions, and divided by the camera's own threshold (over 1:
+that camera alone disagrees more than 1% of in-distribution frames do). The frame's score is the
+mean over cameras, compared with its own cross-fitted threshold. ``pai sae calibrate`` fits it
+(learning from the policy's training episodes too, ``--state-fit-dataset-root``) and the node
+publishes the frame's score and each camera's in ``FeatureActivations`` beside ``is_ood``, never
+folded into it.
+
+Why one regression per camera rather than one over all of them (the layout until 2026-12-06,
+still loaded): it names the camera that disagrees, and on the demo it separated a covered front
+camera perfectly (AUROC 1.000 vs 0.979) and occlusion a little better (0.905 and 0.910 vs 0.903
+and 0.897 on two splits; ``bench/bench_camera_state_fit.py``).
 
 Why it complements the SAE's per-position score (:mod:`pai_ros.sae.position_score`): generic
 novelty scores, from pixels to tokens, rank a table-coloured block over the demo's scene as
@@ -22,8 +30,10 @@ Through attention they still carry part of it (on the demo the prediction follow
 move of the given state); a regression trained to ignore that part detected less, so it stays
 (``bench/bench_ood_detectors.py``, ``cameras_vs_joints_state_shuffled``).
 
-Files: ``<sae>/ood_camera_state.safetensors`` (the regression, float32, the SAE id in its
-metadata); the threshold, cameras, episodes and file hash sit in ``ood.json`` under ``camera_state``.
+Files: ``<sae>/ood_camera_state.safetensors`` (the regressions, float32, each camera's tensors
+under ``<camera>/``, the SAE id in its metadata); the thresholds, cameras, episodes and file hash
+sit in ``ood.json`` under ``camera_state`` (each camera's under ``regressions``). A file from before
+``regressions`` holds one regression over every camera, under the tensors' plain names.
 """
 
 from __future__ import annotations
@@ -70,16 +80,34 @@ def camera_features(tokens: torch.Tensor | np.ndarray, layout: TokenLayout) -> n
     return torch.cat(parts).numpy()
 
 
+ALL_CAMERAS = ""  # the name of one regression over every camera (files from before per-camera regressions)
+
+
+def camera_columns(cameras: dict[str, tuple[int, int]], feature_dim: int) -> dict[str, tuple[int, int]]:
+    """Where each camera's features lie in :func:`camera_features`' output: camera -> ``(start, stop)``."""
+    cells = {c: min(h, POOLED_GRID[0]) * min(w, POOLED_GRID[1]) for c, (h, w) in cameras.items()}
+    total = sum(cells.values())
+    if total == 0 or feature_dim % total:
+        raise ValueError(f"{feature_dim} camera features do not split over the pooled cells of cameras {cameras}")
+    width, start, out = feature_dim // total, 0, {}
+    for camera, n in cells.items():
+        out[camera] = (start, start + n * width)
+        start += n * width
+    return out
+
+
 @dataclass(frozen=True)
-class CameraStateProbe:
-    """The fitted regression: camera features -> robot state, and its in-distribution error."""
+class StateRegression:
+    """One fitted regression: some camera features -> robot state, and its in-distribution error."""
 
     weights: np.ndarray  # [D, K] on standardised inputs
     input_mean: np.ndarray  # [D]
     input_scale: np.ndarray  # [D], never 0
     state_mean: np.ndarray  # [K]
     error_scale: np.ndarray  # [K] cross-fitted prediction error spread, never 0
-    cameras: dict[str, tuple[int, int]]  # camera -> token grid it was calibrated on
+    # Its scores are divided by this (the 1 - target_fpr quantile of its cross-fitted scores), so
+    # that cameras of different sizes and sharpness weigh alike; 1 for a file from before.
+    threshold: float = 1.0
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(features, dtype=np.float64))
@@ -88,21 +116,63 @@ class CameraStateProbe:
         return (x - self.input_mean) / self.input_scale @ self.weights + self.state_mean
 
     def scores(self, features: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """One score per frame: mean over state dimensions of (predicted - measured)^2 / error_scale^2."""
+        """Per frame: mean over state dimensions of ((predicted - measured) / error_scale)^2, over ``threshold``."""
         y = np.atleast_2d(np.asarray(states, dtype=np.float64))
         if y.shape[1] != self.state_mean.shape[0]:
             raise ValueError(f"the state has {y.shape[1]} values, the calibration {self.state_mean.shape[0]}")
-        return (((self.predict(features) - y) / self.error_scale) ** 2).mean(axis=1)
+        return (((self.predict(features) - y) / self.error_scale) ** 2).mean(axis=1) / self.threshold
 
-    def score_frame(self, tokens: torch.Tensor | np.ndarray, layout: TokenLayout, state: np.ndarray) -> float:
-        """The score of one live frame; ValueError when its cameras or state are not the calibration's."""
+
+@dataclass(frozen=True)
+class CameraStateReading:
+    """One frame's camera-state score and each camera's (empty for a calibration of one regression)."""
+
+    score: float
+    by_camera: dict[str, float]
+
+
+@dataclass(frozen=True)
+class CameraStateProbe:
+    """The fitted regressions, by camera (or one, :data:`ALL_CAMERAS`, over every camera)."""
+
+    regressions: dict[str, StateRegression]
+    columns: dict[str, tuple[int, int]]  # regression -> the (start, stop) of the features it reads
+    cameras: dict[str, tuple[int, int]]  # camera -> token grid it was calibrated on
+
+    @property
+    def per_camera(self) -> bool:
+        return ALL_CAMERAS not in self.regressions
+
+    def camera_scores(self, features: np.ndarray, states: np.ndarray) -> dict[str, np.ndarray]:
+        """Per regression, one score per frame (in units of its own threshold)."""
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        width = max(stop for _, stop in self.columns.values())
+        if x.shape[1] != width:
+            raise ValueError(f"the frame gives {x.shape[1]} camera features, the calibration {width}")
+        return {name: reg.scores(x[:, slice(*self.columns[name])], states) for name, reg in self.regressions.items()}
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """The robot state ``[F, K]`` the cameras imply: the regressions' predictions averaged."""
+        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        return np.mean([r.predict(x[:, slice(*self.columns[name])]) for name, r in self.regressions.items()], axis=0)
+
+    def scores(self, features: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """One score per frame: the mean of the cameras' scores."""
+        return np.mean(list(self.camera_scores(features, states).values()), axis=0)
+
+    def read_frame(self, tokens: torch.Tensor | np.ndarray, layout: TokenLayout,
+                   state: np.ndarray) -> CameraStateReading:
+        """One live frame's reading; ValueError when its cameras or state are not the calibration's."""
         grids = camera_grids(layout)
         if grids != self.cameras:
             raise ValueError(f"the cameras give token grids {grids}, the calibration had {self.cameras}")
-        return float(self.scores(camera_features(tokens, layout), state)[0])
+        scores = self.camera_scores(camera_features(tokens, layout), state)
+        by_camera = {name: float(s[0]) for name, s in scores.items()}
+        score = float(np.mean(list(by_camera.values())))
+        return CameraStateReading(score, by_camera if self.per_camera else {})
 
 
-def _ridge(x: np.ndarray, y: np.ndarray) -> CameraStateProbe:
+def _ridge(x: np.ndarray, y: np.ndarray) -> StateRegression:
     """Ridge regression on standardised inputs, in whichever of its primal or dual forms is smaller."""
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-8, scale, 1.0)  # a constant input carries nothing; keep it finite
@@ -113,8 +183,7 @@ def _ridge(x: np.ndarray, y: np.ndarray) -> CameraStateProbe:
         weights = np.linalg.solve(xs.T @ xs + penalty * np.eye(xs.shape[1]), xs.T @ (y - y_mean))
     else:
         weights = xs.T @ np.linalg.solve(xs @ xs.T + penalty * np.eye(xs.shape[0]), y - y_mean)
-    ones = np.ones(y.shape[1])
-    return CameraStateProbe(weights, mean, scale, y_mean, ones, {})
+    return StateRegression(weights, mean, scale, y_mean, np.ones(y.shape[1]))
 
 
 def episode_groups(*datasets: np.ndarray) -> np.ndarray:
@@ -135,24 +204,15 @@ def _evenly(n: int, limit: int) -> np.ndarray:
     return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).round().astype(int)
 
 
-def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarray, cameras: dict[str, tuple[int, int]],
-                     settings: ScoreSettings) -> tuple[CameraStateProbe, dict[str, Any]]:
-    """The regression fitted on all frames and its cross-fitted threshold (with a summary).
+@dataclass(frozen=True)
+class _CrossFit:
+    regression: StateRegression  # fitted on every frame, its error scale and threshold cross-fitted
+    held_out: np.ndarray  # [F'] scores of the frames held out, in units of the threshold
+    explained: np.ndarray  # [K] share of each state dimension's variance the held-out predictions explain
 
-    ``features`` ``[F, D]`` (:func:`camera_features`), ``states`` ``[F, K]``, ``groups`` the
-    episode of each frame. Each fold of episodes is predicted by a regression fitted without it;
-    those errors set the per-dimension error scale and, as scores, the ``1 - target_fpr`` threshold.
-    All frames judge, the policy's training episodes included: on the demo, judging by the 8
-    held-out calibration episodes alone gave a lower threshold (6.3 vs 8.1) that flagged more new
-    clean frames (7.4% vs 5.9%); more frames make the quantile steadier.
-    """
-    keep = _evenly(len(features), MAX_FIT_FRAMES)
-    x = np.asarray(features, dtype=np.float64)[keep]
-    y = np.asarray(states, dtype=np.float64)[keep]
-    groups = np.asarray(groups)[keep]
-    if y.ndim != 2 or y.shape[1] == 0:
-        raise UserError("the camera-state score needs the robot state: this policy takes none")
-    fold = fold_of_groups(groups, settings.folds)
+
+def _cross_fit(x: np.ndarray, y: np.ndarray, fold: np.ndarray, target_fpr: float) -> _CrossFit:
+    """Each fold predicted by a regression fitted without it; those errors set the scale and threshold."""
     residuals = np.full(y.shape, np.nan)
     for f in np.unique(fold):
         held = fold == f
@@ -167,11 +227,40 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
     floor = 1e-3 * max(float(y.std(axis=0).mean()), 1e-6)
     error_scale = np.maximum(residuals[done].std(axis=0), floor)
     held_out = ((residuals[done] / error_scale) ** 2).mean(axis=1)
-    threshold = float(np.quantile(held_out, 1.0 - settings.target_fpr))
+    threshold = max(float(np.quantile(held_out, 1.0 - target_fpr)), 1e-12)
     fitted = _ridge(x, y)
-    probe = CameraStateProbe(fitted.weights, fitted.input_mean, fitted.input_scale, fitted.state_mean, error_scale,
-                             dict(cameras))
+    regression = StateRegression(fitted.weights, fitted.input_mean, fitted.input_scale, fitted.state_mean,
+                                 error_scale, threshold)
     explained = 1.0 - (residuals[done] ** 2).sum(axis=0) / ((y[done] - y[done].mean(axis=0)) ** 2).sum(axis=0)
+    return _CrossFit(regression, held_out / threshold, explained)
+
+
+def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarray, cameras: dict[str, tuple[int, int]],
+                     settings: ScoreSettings, per_camera: bool = True) -> tuple[CameraStateProbe, dict[str, Any]]:
+    """The regressions fitted on all frames and the frame score's cross-fitted threshold (with a summary).
+
+    ``features`` ``[F, D]`` (:func:`camera_features` of a layout with ``cameras``), ``states``
+    ``[F, K]``, ``groups`` the episode of each frame. One regression per camera, or one over
+    all features when ``per_camera`` is false or no cameras are named. Each fold of episodes is
+    predicted by regressions fitted without it; those errors set each regression's error scale
+    and threshold, and, as frame scores, the frame's ``1 - target_fpr`` threshold.
+    All frames judge, the policy's training episodes included: on the demo, judging by the 8
+    held-out calibration episodes alone gave a lower threshold (6.3 vs 8.1) that flagged more new
+    clean frames (7.4% vs 5.9%); more frames make the quantile steadier.
+    """
+    keep = _evenly(len(features), MAX_FIT_FRAMES)
+    x = np.asarray(features, dtype=np.float64)[keep]
+    y = np.asarray(states, dtype=np.float64)[keep]
+    groups = np.asarray(groups)[keep]
+    if y.ndim != 2 or y.shape[1] == 0:
+        raise UserError("the camera-state score needs the robot state: this policy takes none")
+    columns = camera_columns(cameras, x.shape[1]) if per_camera and cameras else {ALL_CAMERAS: (0, x.shape[1])}
+    fold = fold_of_groups(groups, settings.folds)
+    fits = {name: _cross_fit(x[:, a:b], y, fold, settings.target_fpr) for name, (a, b) in columns.items()}
+    # The folds are the same for every camera, so the held-out frames are too.
+    held_out = np.mean([f.held_out for f in fits.values()], axis=0)
+    threshold = float(np.quantile(held_out, 1.0 - settings.target_fpr))
+    probe = CameraStateProbe({name: f.regression for name, f in fits.items()}, columns, dict(cameras))
     summary: dict[str, Any] = {
         "file": CAMERA_STATE_FILE, "threshold": threshold, "target_fpr": settings.target_fpr,
         "folds": settings.folds, "penalty_share": PENALTY_SHARE, "fit_frames": int(len(x)),
@@ -179,9 +268,11 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
         "held_out_frames": int(held_out.size), "held_out_p50": float(np.median(held_out)),
         "held_out_max": float(held_out.max()), "feature_dim": int(x.shape[1]), "state_dim": int(y.shape[1]),
         "cameras": {c: list(g) for c, g in cameras.items()},
-        # How much of each state dimension the cameras explain on held-out episodes (R^2): a
-        # dimension the cameras cannot see (near 0 or below) adds noise, not signal, to the score.
-        "state_explained": [round(float(v), 4) for v in explained],
+        # Per regression, how much of each state dimension its camera explains on held-out episodes
+        # (R^2): a dimension a camera cannot see (near 0 or below) adds noise, not signal, to its score.
+        "regressions": {name: {"columns": list(columns[name]), "threshold": f.regression.threshold,
+                               "state_explained": [round(float(v), 4) for v in f.explained]}
+                        for name, f in fits.items()},
     }
     note = threshold_note(held_out.size, settings.target_fpr, "camera-state")
     if note:
@@ -190,24 +281,50 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
 
 
 def save_probe(probe: CameraStateProbe, directory: Path, sae_id: str) -> str:
-    """Write the regression next to the SAE; returns the file's sha256."""
-    return save_tensors({name: getattr(probe, name).astype(np.float32) for name in _TENSORS},
+    """Write the regressions next to the SAE (each under ``<camera>/``); returns the file's sha256."""
+    return save_tensors({f"{name}/{t}": getattr(reg, t).astype(np.float32)
+                         for name, reg in probe.regressions.items() for t in _TENSORS},
                         directory / CAMERA_STATE_FILE, sae_id, "camera tokens -> robot state disagreement")
 
 
+def _regression_entries(meta: dict[str, Any], d: int) -> dict[str, tuple[str, tuple[int, int], float]]:
+    """Per regression: its tensors' prefix, columns and threshold, as ``ood.json`` describes them."""
+    if "regressions" not in meta:  # before per-camera regressions: one, its tensors under plain names
+        return {ALL_CAMERAS: ("", (0, d), 1.0)}
+    out = {}
+    for name, entry in meta["regressions"].items():
+        a, b = (int(v) for v in entry["columns"])
+        threshold = float(entry["threshold"])
+        if not (0 <= a < b <= d and np.isfinite(threshold) and threshold > 0):
+            raise ValueError(name)
+        out[str(name)] = (f"{name}/", (a, b), threshold)
+    if not out:
+        raise ValueError("no regressions")
+    return out
+
+
 def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStateProbe:
-    """The regression ``ood.json``'s ``camera_state`` names, checked; :class:`UserError` otherwise."""
+    """The regressions ``ood.json``'s ``camera_state`` names, checked; :class:`UserError` otherwise."""
     path = directory / CAMERA_STATE_FILE
-    t = load_tensors(path, meta, sae_id, "a camera-state regression", _TENSORS)
     try:
         cameras = {str(c): (int(g[0]), int(g[1])) for c, g in meta["cameras"].items()}
         d, k = int(meta["feature_dim"]), int(meta["state_dim"])
+        entries = _regression_entries(meta, d)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise UserError(f"{directory / 'ood.json'}: its camera_state entry is incomplete: {AGAIN}") from None
-    want = {"weights": (d, k), "input_mean": (d,), "input_scale": (d,), "state_mean": (k,), "error_scale": (k,)}
-    for name, shape in want.items():
-        if t[name].shape != shape:
-            raise UserError(f"{path}: tensor '{name}' has shape {list(t[name].shape)}, expected {list(shape)}: {AGAIN}")
-    if (t["input_scale"] <= 0).any() or (t["error_scale"] <= 0).any():
-        raise UserError(f"{path}: its scales must be positive everywhere: {AGAIN}")
-    return CameraStateProbe(*(t[name].astype(np.float64) for name in _TENSORS), cameras)
+    names = tuple(prefix + t for prefix, _, _ in entries.values() for t in _TENSORS)
+    tensors = load_tensors(path, meta, sae_id, "a camera-state regression", names)
+    regressions, columns = {}, {}
+    for name, (prefix, (a, b), threshold) in entries.items():
+        t = {n: tensors[prefix + n] for n in _TENSORS}
+        want = {"weights": (b - a, k), "input_mean": (b - a,), "input_scale": (b - a,), "state_mean": (k,),
+                "error_scale": (k,)}
+        for n, shape in want.items():
+            if t[n].shape != shape:
+                raise UserError(f"{path}: tensor '{prefix + n}' has shape {list(t[n].shape)}, expected {list(shape)}: "
+                                f"{AGAIN}")
+        if (t["input_scale"] <= 0).any() or (t["error_scale"] <= 0).any():
+            raise UserError(f"{path}: its scales must be positive everywhere: {AGAIN}")
+        regressions[name] = StateRegression(*(t[n].astype(np.float64) for n in _TENSORS), threshold)
+        columns[name] = (a, b)
+    return CameraStateProbe(regressions, columns, cameras)

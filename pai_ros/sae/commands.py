@@ -244,6 +244,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     if cs:
         print(f"camera-state threshold {cs['threshold']:.4g} (cameras vs joints; target FPR {cs['target_fpr']:g}, "
               f"cross-fitted on {cs['held_out_frames']} frames of {cs['episodes']} episodes)")
+        regressions = {c: r for c, r in cs.get("regressions", {}).items() if c}  # "": one over every camera
+        if regressions:
+            print("  one regression per camera; state explained on held-out episodes (R^2): " + "; ".join(
+                f"{c} {'/'.join(f'{v:.2f}' for v in r['state_explained'])}" for c, r in regressions.items()))
         for key in ("episodes_note", "note"):
             if cs.get(key):
                 print(f"note: {cs[key]}")
@@ -256,6 +260,9 @@ def _calibrate(args: argparse.Namespace) -> int:
                 score += (f"; camera-state AUROC {r['camera_state_auroc']:.3f}, flagged "
                           f"{r['camera_state_flagged_fraction']:.1%} (clean "
                           f"{result.report['clean']['camera_state_flagged_fraction']:.1%})")
+            if r.get("camera_state_over_own_threshold"):
+                score += " (over their own threshold: " + ", ".join(
+                    f"{cam} {v:.0%}" for cam, v in r["camera_state_over_own_threshold"].items()) + ")"
             print(f"  {name}: AUROC {r['auroc']:.3f}, flagged {r['flagged_fraction']:.1%} "
                   f"(clean flagged {result.report['clean']['flagged_fraction']:.1%}){score}")
     return 0

@@ -28,7 +28,7 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.observation import Observation
-from pai_ros.sae.camera_state import CameraStateProbe, load_probe
+from pai_ros.sae.camera_state import CameraStateProbe, CameraStateReading, load_probe
 from pai_ros.sae.position_score import (
     PositionStats,
     ScoreSettings,
@@ -58,10 +58,10 @@ class Calibration:
     def has_score(self) -> bool:
         return self.positions is not None and self.score_threshold is not None
 
-    def camera_state_score(self, tokens: Any, layout: TokenLayout, state: np.ndarray) -> float:
-        """One frame's camera-state score; ValueError when its cameras or state differ from the calibration's."""
+    def camera_state_reading(self, tokens: Any, layout: TokenLayout, state: np.ndarray) -> CameraStateReading:
+        """One frame's camera-state score (and each camera's); ValueError when its cameras or state differ."""
         assert self.camera_state is not None
-        return self.camera_state.score_frame(tokens, layout, state)
+        return self.camera_state.read_frame(tokens, layout, state)
 
     def score(self, token_errors: np.ndarray) -> float:
         """The per-position score of one frame's per-token squared errors ``[S]``.

@@ -72,7 +72,9 @@ def summary(topic: str, msg, now_ns: int) -> dict:
                    steering_values=[float(v) for v in msg.steering_values],
                    steering_remaining_s=float(msg.steering_remaining_s),
                    camera_state_score=float(msg.camera_state_score),
-                   camera_state_threshold=float(msg.camera_state_threshold))
+                   camera_state_threshold=float(msg.camera_state_threshold),
+                   camera_state_cameras=list(msg.camera_state_cameras),
+                   camera_state_camera_scores=[float(v) for v in msg.camera_state_camera_scores])
     return out
 
 
