@@ -105,6 +105,25 @@ def fit_and_score(calibration: Frames, training: Frames, grids: dict[str, tuple[
            "flagged": {k: float((score(f) > threshold).mean()) for k, f in scored.items()}}
     if window > 1:  # the per-frame threshold does not hold for a mean over ticks: no flagged shares
         out.pop("flagged")
+    elif probe.per_camera:
+        out["covered_camera_named"] = covered_camera_named(probe, scored, threshold)
+    return out
+
+
+def covered_camera_named(probe: camera_state.CameraStateProbe, scored: dict[str, Frames],
+                         threshold: float) -> dict[str, float]:
+    """Per ``covered_<camera>`` condition: on the frames flagged, the share where that camera's own
+    score is the highest (what the status line names first; chance is one over the cameras)."""
+    out = {}
+    for condition, f in scored.items():
+        camera = condition.removeprefix("covered_")
+        if camera == condition or camera not in probe.regressions:
+            continue
+        by_camera = probe.camera_scores(flat(f["cells"]), f["state"])
+        names = np.array(list(by_camera))
+        top = names[np.argmax(np.stack(list(by_camera.values())), axis=0)]
+        flagged = probe.scores(flat(f["cells"]), f["state"]) > threshold
+        out[condition] = float((top[flagged] == camera).mean()) if flagged.any() else float("nan")
     return out
 
 
@@ -154,6 +173,9 @@ def main() -> None:
         print(f"| {name} | {r['fit_frames']} | " + (f"{flagged['clean']:.1%}" if flagged else "-") + " | "
               + " | ".join(f"{r['auroc'][c]:.3f}" + (f" / {flagged[c]:.0%}" if flagged else "")
                            for c in conditions) + " |")
+    named = results["every frame, per camera (the default)"]["covered_camera_named"]
+    print("\nPer camera (the default): of the frames flagged with one camera covered, the share where that camera's "
+          "own score is the highest: " + ", ".join(f"{k} {v:.0%}" for k, v in named.items()))
     seconds = round(time.perf_counter() - start, 1)
     print(f"\n(bench_camera_state_fit: {seconds:.0f} s)")
     if args.json:

@@ -287,8 +287,12 @@ def save_probe(probe: CameraStateProbe, directory: Path, sae_id: str) -> str:
                         directory / CAMERA_STATE_FILE, sae_id, "camera tokens -> robot state disagreement")
 
 
-def _regression_entries(meta: dict[str, Any], d: int) -> dict[str, tuple[str, tuple[int, int], float]]:
-    """Per regression: its tensors' prefix, columns and threshold, as ``ood.json`` describes them."""
+def _regression_entries(meta: dict[str, Any], cameras: dict[str, tuple[int, int]],
+                        d: int) -> dict[str, tuple[str, tuple[int, int], float]]:
+    """Per regression: its tensors' prefix, columns and threshold, as ``ood.json`` describes them.
+
+    ValueError when they are not one regression per camera, each reading that camera's features.
+    """
     if "regressions" not in meta:  # before per-camera regressions: one, its tensors under plain names
         return {ALL_CAMERAS: ("", (0, d), 1.0)}
     out = {}
@@ -298,8 +302,8 @@ def _regression_entries(meta: dict[str, Any], d: int) -> dict[str, tuple[str, tu
         if not (0 <= a < b <= d and np.isfinite(threshold) and threshold > 0):
             raise ValueError(name)
         out[str(name)] = (f"{name}/", (a, b), threshold)
-    if not out:
-        raise ValueError("no regressions")
+    if {name: columns for name, (_, columns, _) in out.items()} != camera_columns(cameras, d):
+        raise ValueError("not one regression per camera")
     return out
 
 
@@ -309,7 +313,7 @@ def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStat
     try:
         cameras = {str(c): (int(g[0]), int(g[1])) for c, g in meta["cameras"].items()}
         d, k = int(meta["feature_dim"]), int(meta["state_dim"])
-        entries = _regression_entries(meta, d)
+        entries = _regression_entries(meta, cameras, d)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise UserError(f"{directory / 'ood.json'}: its camera_state entry is incomplete: {AGAIN}") from None
     names = tuple(prefix + t for prefix, _, _ in entries.values() for t in _TENSORS)
