@@ -80,7 +80,9 @@ def build_bag(path: Path, ticks: int, compression: str) -> int:
                                              ood_score=math.nan, ood_score_threshold=math.nan, steered=False,
                                              steering_mode="", steered_features=np.zeros(0, np.uint32),
                                              steering_values=np.zeros(0, np.float32), steering_remaining_s=0.0,
-                                             camera_state_score=math.nan, camera_state_threshold=math.nan)
+                                             camera_state_score=math.nan, camera_state_threshold=math.nan,
+                                             camera_state_cameras=[],
+                                             camera_state_camera_scores=np.zeros(0, np.float32))
             w.write("/features", FEATURE_ACTIVATIONS_TYPE, ser(fa, FEATURE_ACTIVATIONS_TYPE), recv + 2)
             n += 5
             if t % 30 == 0:

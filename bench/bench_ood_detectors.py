@@ -27,8 +27,9 @@ is measured rather than assumed. Every detector is fitted on in-distribution fra
   in the pixels themselves?);
 * ``pixels_knn``: each frame's images, 8x downsampled, against the nearest training frame's;
 * ``cameras_vs_joints``: do the cameras agree with the joints? :mod:`pai_ros.sae.camera_state`:
-  a ridge regression from the encoder's camera tokens to the robot state, fitted on the
-  calibration episodes (what ``pai sae calibrate`` has); the score is the squared error of its
+  one ridge regression from all the encoder's camera tokens to the robot state, fitted on the
+  calibration episodes (what ``pai sae calibrate`` fitted until 2026-12-06; it now fits one per
+  camera, compared in ``bench_camera_state_fit.py``); the score is the squared error of its
   prediction against the measured state, per state dimension in units of its cross-fitted error;
 * ``cameras_vs_joints_with_training``: the same fitted on the reference training frames and the
   calibration episodes together (more episodes for the regression and its threshold);

@@ -128,6 +128,24 @@ def test_a_single_regression_over_every_camera_is_still_there_when_asked(combine
     assert probe.read_frame(train[0], LAYOUT, train_state[0]).by_camera == {}  # nothing to name
 
 
+def test_a_single_regression_round_trips_through_its_files(combined, tmp_path) -> None:
+    probe, summary, train, train_state = combined
+    meta = {**json.loads(json.dumps(summary)), "sha256": save_probe(probe, tmp_path, "sae-a")}
+    loaded = load_probe(tmp_path, meta, "sae-a")
+    assert not loaded.per_camera and loaded.columns == probe.columns
+    np.testing.assert_allclose(loaded.scores(features_of(train), train_state), probe.scores(features_of(train),
+                                                                                            train_state), rtol=1e-4)
+
+
+def test_a_frame_with_non_finite_tokens_names_no_camera(fitted) -> None:
+    """The message promises empty per-camera lists when camera_state_score is NaN."""
+    probe, _, tokens, state = fitted
+    broken = tokens[0].copy()
+    broken[LAYOUT.cameras[1].offset] = np.nan
+    reading = probe.read_frame(broken, LAYOUT, state[0])
+    assert np.isnan(reading.score) and reading.by_camera == {}
+
+
 def test_read_frame_refuses_other_cameras_or_state_sizes(fitted) -> None:
     probe, _, tokens, state = fitted
     reading = probe.read_frame(torch.from_numpy(tokens[0]), LAYOUT, state[0])
@@ -157,12 +175,16 @@ def test_files_round_trip_and_refuse_what_was_not_calibrated(fitted, tmp_path) -
         load_probe(tmp_path, {k: v for k, v in meta.items() if k != "cameras"}, "sae-a")
     beyond = json.loads(json.dumps(meta))
     beyond["regressions"]["wrist"]["columns"][1] += 1  # past the features the frame gives
-    with pytest.raises(UserError, match="incomplete"):
+    with pytest.raises(UserError, match="regressions do not fit: regressions read columns"):
         load_probe(tmp_path, beyond, "sae-a")
     renamed = json.loads(json.dumps(meta))
     renamed["regressions"]["side"] = renamed["regressions"].pop("wrist")  # a camera the layout does not have
-    with pytest.raises(UserError, match="incomplete"):
+    with pytest.raises(UserError, match="regressions do not fit"):
         load_probe(tmp_path, renamed, "sae-a")
+    negative = json.loads(json.dumps(meta))
+    negative["regressions"]["front"]["threshold"] = -1.0
+    with pytest.raises(UserError, match="camera 'front' has threshold -1.0, not a positive number"):
+        load_probe(tmp_path, negative, "sae-a")
     (tmp_path / CAMERA_STATE_FILE).write_bytes((tmp_path / CAMERA_STATE_FILE).read_bytes()[:-8])
     with pytest.raises(UserError, match="is not the file"):
         load_probe(tmp_path, meta, "sae-a")

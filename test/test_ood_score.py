@@ -241,6 +241,21 @@ def test_bad_statistics_files_are_one_clear_error(calibrated, tmp_path: Path) ->
         LiveSae.load(str(bad), runner)
 
 
+def test_a_camera_state_threshold_that_is_not_a_positive_number_is_one_clear_error(calibrated,
+                                                                                   tmp_path: Path) -> None:
+    """A NaN threshold would never flag: refused at load, as the per-camera thresholds are."""
+    from pai_ros.live.sae import LiveSae
+
+    sae_dir, _, _, runner = calibrated
+    bad = tmp_path / "bad"
+    shutil.copytree(sae_dir, bad)
+    cal = json.loads((bad / "ood.json").read_text())
+    cal["camera_state"]["threshold"] = -2.0
+    (bad / "ood.json").write_text(json.dumps(cal))
+    with pytest.raises(UserError, match="camera_state threshold is -2.0, not a positive number"):
+        LiveSae.load(str(bad), runner)
+
+
 def test_statistics_for_another_token_count_fall_back_with_a_diagnostic(calibrated, tmp_path: Path) -> None:
     """Consistent files, but calibrated with other camera sizes: no crash, the error decides, WARN says why."""
     from pai_ros.live.sae import LiveSae

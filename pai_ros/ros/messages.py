@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
@@ -14,6 +14,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from pai_ros.imaging.convert import RAW_ENCODINGS, compressed_to_rgb, raw_to_rgb, rgb_to_raw
 from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.timestamps import ns_to_sec_nanosec, stamp_to_ns
+
+if TYPE_CHECKING:
+    from pai_ros.live.sae import FeaturesOutput
 
 
 def to_stamp(ns: int) -> Time:
@@ -131,7 +134,7 @@ def feature_activations(features: Any, sae_id: str, num_features: int, stamp: Ti
     return msg
 
 
-def live_feature_activations(f: Any, stamp: Time) -> Any:
+def live_feature_activations(f: FeaturesOutput, stamp: Time) -> Any:
     """``FeatureActivations`` for one live tick's :class:`pai_ros.live.sae.FeaturesOutput`."""
     return feature_activations(f.frame, f.sae_id, f.num_features, stamp, f.threshold, ood_score=f.ood_score,
                                ood_score_threshold=f.ood_score_threshold, is_ood=f.is_ood,

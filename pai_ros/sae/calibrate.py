@@ -160,7 +160,7 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
                     features.append(f)
                 elif frame.state is not None:
                     cams = probe.camera_scores(f, frame.state)
-                    scores.append(float(np.mean([s[0] for s in cams.values()])))
+                    scores.append(float(probe.combine(cams)[0]))
                     by_camera.append({c: float(s[0]) for c, s in cams.items()})
             # The corruptions measured here change images only, so the frame's state is what the policy saw.
             states.append(frame.state)
@@ -284,16 +284,19 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
             s = c.camera_state_scores
             report["corruptions"][name].update(camera_state_auroc=auroc(base, s),
                                                camera_state_flagged_fraction=float((s > ct).mean()))
-            if c.camera_scores:  # which camera disagrees: the share of frames over each camera's own threshold
-                report["corruptions"][name]["camera_state_over_own_threshold"] = {
-                    cam: float((v > 1.0).mean()) for cam, v in c.camera_scores.items()}
+            if c.camera_scores:  # which camera disagrees
+                report["corruptions"][name]["camera_state_over_own_threshold"] = _over_own_threshold(c)
         if clean.camera_scores:
-            report["clean"]["camera_state_over_own_threshold"] = {
-                cam: float((v > 1.0).mean()) for cam, v in clean.camera_scores.items()}
+            report["clean"]["camera_state_over_own_threshold"] = _over_own_threshold(clean)
     if "swapped_cameras" not in kinds:
         report["note"] = "swapped_cameras needs two or more cameras of the same size"
     return CalibrationResult(calibration, report, clean.fvu, {n: c.fvu for n, c in corrupted.items()}, positions,
                              clean_scores, corrupted_scores, probe)
+
+
+def _over_own_threshold(p: Pass) -> dict[str, float]:
+    """Per camera, the share of the pass's frames over that camera's own threshold (its score > 1)."""
+    return {camera: float((scores > 1.0).mean()) for camera, scores in p.camera_scores.items()}
 
 
 def write_calibration(loaded: LoadedSae, result: CalibrationResult) -> list[Path]:

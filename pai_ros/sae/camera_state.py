@@ -14,8 +14,8 @@ folded into it.
 
 Why one regression per camera rather than one over all of them (the layout until 2026-12-06,
 still loaded): it names the camera that disagrees, and on the demo it separated a covered front
-camera perfectly (AUROC 1.000 vs 0.979) and occlusion a little better (0.905 and 0.910 vs 0.903
-and 0.897 on two splits; ``bench/bench_camera_state_fit.py``).
+camera better (AUROC 1.000 and 0.998 on two splits vs 0.979) and occlusion a little better (0.905
+and 0.910 vs 0.903 and 0.897; ``bench/bench_camera_state_fit.py``).
 
 Why it complements the SAE's per-position score (:mod:`pai_ros.sae.position_score`): generic
 novelty scores, from pixels to tokens, rank a table-coloured block over the demo's scene as
@@ -59,6 +59,7 @@ POOLED_GRID = (4, 5)  # most cells (rows, columns) a camera's tokens are average
 PENALTY_SHARE = 0.02
 MAX_FIT_FRAMES = 2000  # frames the regression is fitted on (evenly spaced): bounds its memory
 _TENSORS = ("weights", "input_mean", "input_scale", "state_mean", "error_scale")
+ALL_CAMERAS = ""  # the name of one regression over every camera (files from before per-camera regressions)
 
 
 def camera_grids(layout: TokenLayout) -> dict[str, tuple[int, int]]:
@@ -78,9 +79,6 @@ def camera_features(tokens: torch.Tensor | np.ndarray, layout: TokenLayout) -> n
                                                                 min(cam.grid_w, POOLED_GRID[1])))
         parts.append(pooled.reshape(-1))
     return torch.cat(parts).numpy()
-
-
-ALL_CAMERAS = ""  # the name of one regression over every camera (files from before per-camera regressions)
 
 
 def camera_columns(cameras: dict[str, tuple[int, int]], feature_dim: int) -> dict[str, tuple[int, int]]:
@@ -143,22 +141,30 @@ class CameraStateProbe:
     def per_camera(self) -> bool:
         return ALL_CAMERAS not in self.regressions
 
-    def camera_scores(self, features: np.ndarray, states: np.ndarray) -> dict[str, np.ndarray]:
-        """Per regression, one score per frame (in units of its own threshold)."""
+    def _inputs(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """Each regression's columns of ``features`` ``[F, D]``; ValueError when D is not the calibration's."""
         x = np.atleast_2d(np.asarray(features, dtype=np.float64))
         width = max(stop for _, stop in self.columns.values())
         if x.shape[1] != width:
             raise ValueError(f"the frame gives {x.shape[1]} camera features, the calibration {width}")
-        return {name: reg.scores(x[:, slice(*self.columns[name])], states) for name, reg in self.regressions.items()}
+        return {name: x[:, slice(*self.columns[name])] for name in self.regressions}
+
+    def camera_scores(self, features: np.ndarray, states: np.ndarray) -> dict[str, np.ndarray]:
+        """Per regression, one score per frame (in units of its own threshold)."""
+        return {name: self.regressions[name].scores(x, states) for name, x in self._inputs(features).items()}
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """The robot state ``[F, K]`` the cameras imply: the regressions' predictions averaged."""
-        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
-        return np.mean([r.predict(x[:, slice(*self.columns[name])]) for name, r in self.regressions.items()], axis=0)
+        return np.mean([self.regressions[name].predict(x) for name, x in self._inputs(features).items()], axis=0)
+
+    @staticmethod
+    def combine(camera_scores: dict[str, np.ndarray]) -> np.ndarray:
+        """The frame's score from the cameras' (:meth:`camera_scores`): their mean."""
+        return np.mean(list(camera_scores.values()), axis=0)
 
     def scores(self, features: np.ndarray, states: np.ndarray) -> np.ndarray:
         """One score per frame: the mean of the cameras' scores."""
-        return np.mean(list(self.camera_scores(features, states).values()), axis=0)
+        return self.combine(self.camera_scores(features, states))
 
     def read_frame(self, tokens: torch.Tensor | np.ndarray, layout: TokenLayout,
                    state: np.ndarray) -> CameraStateReading:
@@ -168,8 +174,9 @@ class CameraStateProbe:
             raise ValueError(f"the cameras give token grids {grids}, the calibration had {self.cameras}")
         scores = self.camera_scores(camera_features(tokens, layout), state)
         by_camera = {name: float(s[0]) for name, s in scores.items()}
-        score = float(np.mean(list(by_camera.values())))
-        return CameraStateReading(score, by_camera if self.per_camera else {})
+        score = float(self.combine(scores)[0])
+        # A non-finite token makes every reading NaN: nothing to name (the message promises empty lists then).
+        return CameraStateReading(score, by_camera if self.per_camera and np.isfinite(score) else {})
 
 
 def _ridge(x: np.ndarray, y: np.ndarray) -> StateRegression:
@@ -244,9 +251,9 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
     all features when ``per_camera`` is false or no cameras are named. Each fold of episodes is
     predicted by regressions fitted without it; those errors set each regression's error scale
     and threshold, and, as frame scores, the frame's ``1 - target_fpr`` threshold.
-    All frames judge, the policy's training episodes included: on the demo, judging by the 8
-    held-out calibration episodes alone gave a lower threshold (6.3 vs 8.1) that flagged more new
-    clean frames (7.4% vs 5.9%); more frames make the quantile steadier.
+    All frames judge, the policy's training episodes included: on the demo (with one regression,
+    raw scores), judging by the 8 held-out calibration episodes alone gave a lower threshold (6.3
+    vs 8.1) that flagged more new clean frames (7.4% vs 5.9%); more frames make the quantile steadier.
     """
     keep = _evenly(len(features), MAX_FIT_FRAMES)
     x = np.asarray(features, dtype=np.float64)[keep]
@@ -287,11 +294,16 @@ def save_probe(probe: CameraStateProbe, directory: Path, sae_id: str) -> str:
                         directory / CAMERA_STATE_FILE, sae_id, "camera tokens -> robot state disagreement")
 
 
+class _Mismatch(ValueError):
+    """``ood.json``'s regressions do not fit its cameras (said as such, not as an incomplete entry)."""
+
+
 def _regression_entries(meta: dict[str, Any], cameras: dict[str, tuple[int, int]],
                         d: int) -> dict[str, tuple[str, tuple[int, int], float]]:
     """Per regression: its tensors' prefix, columns and threshold, as ``ood.json`` describes them.
 
-    ValueError when they are not one regression per camera, each reading that camera's features.
+    :class:`_Mismatch` when they are not one regression per camera, each reading that camera's
+    features (or one over every camera); other ValueErrors when the entry is malformed.
     """
     if "regressions" not in meta:  # before per-camera regressions: one, its tensors under plain names
         return {ALL_CAMERAS: ("", (0, d), 1.0)}
@@ -299,11 +311,14 @@ def _regression_entries(meta: dict[str, Any], cameras: dict[str, tuple[int, int]
     for name, entry in meta["regressions"].items():
         a, b = (int(v) for v in entry["columns"])
         threshold = float(entry["threshold"])
-        if not (0 <= a < b <= d and np.isfinite(threshold) and threshold > 0):
-            raise ValueError(name)
+        if not (np.isfinite(threshold) and threshold > 0):
+            raise _Mismatch(f"camera '{name}' has threshold {threshold}, not a positive number")
         out[str(name)] = (f"{name}/", (a, b), threshold)
-    if {name: columns for name, (_, columns, _) in out.items()} != camera_columns(cameras, d):
-        raise ValueError("not one regression per camera")
+    columns = {name: c for name, (_, c, _) in out.items()}
+    # One regression per camera, each reading its camera's columns, or one over all of them.
+    expected = {ALL_CAMERAS: (0, d)} if ALL_CAMERAS in out else camera_columns(cameras, d)
+    if columns != expected:
+        raise _Mismatch(f"regressions read columns {columns}, the cameras {cameras} give {expected}")
     return out
 
 
@@ -314,6 +329,8 @@ def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStat
         cameras = {str(c): (int(g[0]), int(g[1])) for c, g in meta["cameras"].items()}
         d, k = int(meta["feature_dim"]), int(meta["state_dim"])
         entries = _regression_entries(meta, cameras, d)
+    except _Mismatch as exc:
+        raise UserError(f"{directory / 'ood.json'}: its camera_state regressions do not fit: {exc}: {AGAIN}") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         raise UserError(f"{directory / 'ood.json'}: its camera_state entry is incomplete: {AGAIN}") from None
     names = tuple(prefix + t for prefix, _, _ in entries.values() for t in _TENSORS)

@@ -136,6 +136,9 @@ def load_calibration(sae_dir: Path, sae_id: str) -> tuple[Calibration | None, st
             probe_threshold = float(camera["threshold"])
         except (KeyError, TypeError, ValueError):
             raise UserError(f"{path}: its camera_state entry has no threshold; run `pai sae calibrate` again") from None
+        if not (np.isfinite(probe_threshold) and probe_threshold > 0):  # NaN would silently never flag
+            raise UserError(f"{path}: its camera_state threshold is {probe_threshold}, not a positive number; "
+                            "run `pai sae calibrate` again")
         also = f", camera-state threshold {probe_threshold:.4g}"
     if pos is None:
         cal = Calibration(cal.threshold, cal.rule, cal.sae_id, camera_state=probe,
