@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table
 
 from pai_ros.policy.layout import TokenLayout
-from pai_ros.sae.camera_state import POOLED_GRID, CameraStateProbe, StateRegression
+from pai_ros.sae.camera_state import OUTPUT_AND_INPUT, POOLED_GRID, CameraStateProbe, StateRegression
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import SaeConfig, SparseAutoencoder
 
@@ -55,16 +55,16 @@ def main() -> None:
     for name, (d, grid, k, width) in SIZES.items():
         layout = TokenLayout.build(True, False, ["observation.images.front", "observation.images.wrist"], [grid, grid])
         cells = min(grid[0], POOLED_GRID[0]) * min(grid[1], POOLED_GRID[1])
-        dim = 2 * cells * d
+        dim = 2 * 2 * cells * d  # two cameras, each its cells after and before the encoder
         half = dim // 2  # one regression per camera, as `pai sae calibrate` fits them
         regression = StateRegression(rng.normal(size=(half, k)), np.zeros(half), np.ones(half), np.zeros(k), np.ones(k))
         probe = CameraStateProbe({"front": regression, "wrist": regression}, {"front": (0, half), "wrist": (half, dim)},
-                                 {"front": grid, "wrist": grid})
+                                 {"front": grid, "wrist": grid}, OUTPUT_AND_INPUT)
         sae = SparseAutoencoder(SaeConfig(d_in=d, d_sae=width, architecture="topk", k=32))
-        tokens, state = torch.randn(layout.num_tokens, d), np.zeros(k)
+        tokens, before, state = torch.randn(layout.num_tokens, d), torch.randn(layout.num_tokens, d), np.zeros(k)
         camera, encode = [], []
         for _ in range(args.rounds):
-            camera.append(per_call_ms(lambda: probe.read_frame(tokens, layout, state), args.calls))
+            camera.append(per_call_ms(lambda: probe.read_frame(tokens, layout, state, before), args.calls))
             encode.append(per_call_ms(lambda: encode_frame(sae, tokens, 32), args.calls))
         c, e = statistics.median(camera), statistics.median(encode)
         rows.append((f"camera-state score per tick, {name} (ms)", f"{c:.3f}", f"{e:.3f}", f"{c / e:.2f}x", "-"))

@@ -49,7 +49,13 @@ from pai_ros.demo.assets import ensure_demo_assets
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner, TickResult, activations_runner
 from pai_ros.sae.calibrate import StateFit
-from pai_ros.sae.camera_state import camera_features, camera_grids, episode_groups, fit_camera_state
+from pai_ros.sae.camera_state import (
+    OUTPUT_AND_INPUT,
+    camera_features,
+    camera_grids,
+    episode_groups,
+    fit_camera_state,
+)
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae, load_sae
 from pai_ros.sae.ood import Corruption, auroc, corruptions, fit_threshold
@@ -100,7 +106,7 @@ def measure(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes
             tokens.append(ff.token_errors.astype(np.float64))
             chunks.append(tick.chunk)
         groups.append(e)
-        features.append(camera_features(out, layout))
+        features.append(camera_features(out, layout, tick.capture.encoder_input[0]))  # as `pai sae calibrate`
     return {"fvu": np.asarray(fvu), "tokens": np.stack(tokens) if tokens else None,
             "chunks": np.stack(chunks) if chunks else None, "groups": np.asarray(groups),
             "features": np.stack(features), "layout": layout,
@@ -127,7 +133,7 @@ def camera_state_rows(cal: dict, clean: dict, bad: dict[str, dict], train: dict 
     probe, summary = fit_camera_state(np.concatenate([p["features"] for p in parts]),
                                       np.concatenate([p["states"] for p in parts]),
                                       episode_groups(*(p["groups"] for p in parts)),
-                                      camera_grids(cal["layout"]), ScoreSettings())
+                                      camera_grids(cal["layout"]), ScoreSettings(), inputs=OUTPUT_AND_INPUT)
     thr = summary["threshold"]
     base = probe.scores(clean["features"], clean["states"])
     rows: list[Row] = [("clean frames flagged (false-positive rate)", f"{(base > thr).mean():.1%}", "-", "-", "~1%")]

@@ -108,21 +108,35 @@ def test_layout_describes_every_token() -> None:
     assert sum(shares.values()) == pytest.approx(1.0)
 
 
-def test_encoder_output_is_what_the_decoder_reads(tiny_act: Path) -> None:
+def _step_seeing(tiny_act: Path, module: str, arg: int) -> tuple:
+    """One replanning step of the tiny policy, and positional argument ``arg`` of ``model.<module>`` in it."""
     loaded = load_act_policy(tiny_act, "cpu")
     runner = PolicyRunner(loaded, "replan")
-    obs = _obs({"front": (64, 80), "wrist": (64, 80)}, 3)
     seen = {}
 
     def grab(_module, args) -> None:
-        seen["memory"] = args[1].clone()
+        seen["arg"] = args[arg].clone()
 
-    h = loaded.policy.model.decoder.register_forward_pre_hook(grab)
+    h = getattr(loaded.policy.model, module).register_forward_pre_hook(grab)
     try:
-        res = runner.step(obs)
+        res = runner.step(_obs({"front": (64, 80), "wrist": (64, 80)}, 3))
     finally:
         h.remove()
-    torch.testing.assert_close(res.capture.encoder_output[0], seen["memory"][:, 0])
+    return res, seen["arg"]
+
+
+def test_encoder_output_is_what_the_decoder_reads(tiny_act: Path) -> None:
+    res, memory = _step_seeing(tiny_act, "decoder", 1)
+    torch.testing.assert_close(res.capture.encoder_output[0], memory[:, 0])
+
+
+def test_encoder_input_is_what_the_encoder_reads(tiny_act: Path) -> None:
+    """The camera-state score reads each camera's cells before the encoder mixes them: the encoder's own input."""
+    res, tokens = _step_seeing(tiny_act, "encoder", 0)
+    cap = res.capture
+    assert cap.encoder_input.shape == cap.encoder_output.shape
+    torch.testing.assert_close(cap.encoder_input[0], tokens[:, 0])
+    assert not torch.allclose(cap.encoder_input, cap.encoder_output)
 
 
 def test_capture_does_not_change_actions(tiny_act: Path) -> None:

@@ -13,6 +13,7 @@ from pai_ros.policy.layout import TokenLayout
 from pai_ros.sae.camera_state import (
     ALL_CAMERAS,
     CAMERA_STATE_FILE,
+    OUTPUT_AND_INPUT,
     POOLED_GRID,
     camera_columns,
     camera_features,
@@ -69,6 +70,24 @@ def test_features_pool_each_camera_to_at_most_the_pooled_grid() -> None:
     assert np.allclose(feats[front_cells * D_MODEL:], 0.0)
     with pytest.raises(ValueError, match="layout"):
         camera_features(tokens[:-1], LAYOUT)
+
+
+def test_with_the_encoder_input_each_camera_is_one_block_of_output_then_input_cells() -> None:
+    output, before = torch.zeros(LAYOUT.num_tokens, D_MODEL), torch.zeros(LAYOUT.num_tokens, D_MODEL)
+    for i, cam in enumerate(LAYOUT.cameras):
+        output[cam.slice], before[cam.slice] = 1.0 + 10 * i, 2.0 + 10 * i
+    feats = camera_features(output, LAYOUT, before)
+    front = min(6, POOLED_GRID[0]) * min(8, POOLED_GRID[1]) * D_MODEL
+    wrist = 2 * 3 * D_MODEL
+    assert feats.shape == (2 * (front + wrist),)
+    # front output, front input, wrist output, wrist input: camera_columns' blocks stay per camera
+    starts = np.cumsum([0, front, front, wrist])
+    for start, width, value in zip(starts, (front, front, wrist, wrist), (1.0, 2.0, 11.0, 12.0)):
+        np.testing.assert_allclose(feats[start:start + width], value)
+    assert camera_columns(camera_grids(LAYOUT), feats.size) == {"front": (0, 2 * front),
+                                                                 "wrist": (2 * front, 2 * (front + wrist))}
+    with pytest.raises(ValueError, match="layout"):
+        camera_features(output, LAYOUT, before[:-1])
 
 
 def test_agreeing_frames_score_low_and_disagreeing_ones_high(fitted) -> None:
@@ -217,3 +236,22 @@ def test_a_calibration_from_before_per_camera_regressions_still_loads_and_scores
     raw = probe.scores(features_of(train), train_state) * reg.threshold  # what the old code published
     np.testing.assert_allclose(loaded.scores(features_of(train), train_state), raw, rtol=1e-4)
     assert loaded.read_frame(train[0], LAYOUT, train_state[0]).by_camera == {}
+
+
+def test_a_calibration_on_the_encoder_input_needs_it_and_says_so(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    mixing = rng.normal(size=(3, (LAYOUT.num_tokens - LAYOUT.num_1d) * D_MODEL))
+    tokens, state, groups = frames(rng, 10, 30, mixing)
+    before = tokens + rng.normal(0.0, 0.05, size=tokens.shape).astype(np.float32)
+    feats = np.stack([camera_features(t, LAYOUT, b) for t, b in zip(tokens, before)])
+    probe, summary = fit_camera_state(feats, state, groups, camera_grids(LAYOUT), ScoreSettings(),
+                                      inputs=OUTPUT_AND_INPUT)
+    assert probe.reads_encoder_input and summary["inputs"] == ["encoder_output", "encoder_input"]
+    reading = probe.read_frame(tokens[0], LAYOUT, state[0], before[0])
+    assert reading.score == pytest.approx(probe.scores(feats[:1], state[:1])[0])
+    with pytest.raises(ValueError, match="encoder's input tokens"):
+        probe.read_frame(tokens[0], LAYOUT, state[0])
+    meta = {**json.loads(json.dumps(summary)), "sha256": save_probe(probe, tmp_path, "sae-a")}
+    assert load_probe(tmp_path, meta, "sae-a").inputs == OUTPUT_AND_INPUT
+    with pytest.raises(UserError, match="reads tokens \\['encoder_output', 'decoder_output'\\]"):
+        load_probe(tmp_path, {**meta, "inputs": ["encoder_output", "decoder_output"]}, "sae-a")

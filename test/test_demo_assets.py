@@ -81,7 +81,8 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
 
 
 @pytest.mark.parametrize("older", ["no camera-state score", "camera-state fit on every 2nd frame",
-                                   "one regression over every camera", "stride raised for the fit's budget"])
+                                   "one regression over every camera", "per camera on the encoder's output only",
+                                   "stride raised for the fit's budget"])
 def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_assets, tmp_path: Path, older: str,
                                                                         capsys: pytest.CaptureFixture) -> None:
     """A cached demo SAE whose ood.json predates the camera-state score, fitted it on every 2nd
@@ -104,6 +105,8 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
         ood["camera_state_fit"]["frame_stride"] = 2
     elif older == "one regression over every camera":
         ood["camera_state"].pop("regressions")  # as files from before per-camera regressions lack it
+    elif older == "per camera on the encoder's output only":
+        ood["camera_state"].pop("inputs")  # as files from before the encoder's input tokens lack it
     else:
         ood["camera_state_fit"].update(frame_stride=3, note="ran with a frame stride of 3 instead of 1: ...")
     (sae_dir / "ood.json").write_text(json.dumps(ood))
@@ -120,11 +123,14 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
         return
     assert {"no camera-state score": "predates the camera-state score",
             "camera-state fit on every 2nd frame": "predates the camera-state fit on every training frame",
-            "one regression over every camera": "predates one camera-state regression per camera"}[older] in said, said
+            "one regression over every camera": "predates the per-camera camera-state regressions on the encoder's",
+            "per camera on the encoder's output only": "predates the per-camera camera-state regressions on the"
+            }[older] in said, said
     assert (again.sae_dir / "sae_weights.safetensors").read_bytes() == weights  # not retrained
     redone = json.loads((again.sae_dir / "ood.json").read_text())
     assert "camera_state" in redone and redone["camera_state_fit"]["frame_stride"] == 1
     assert list(redone["camera_state"]["regressions"]) == list(redone["camera_state"]["cameras"])
+    assert redone["camera_state"]["inputs"] == ["encoder_output", "encoder_input"]
     assert verify_stage(again.sae_dir) is None and _sealed_at(again.policy_dir) == policy_sealed
     assert json.loads((again.sae_dir / MANIFEST).read_text())["info"]["sae_id"] == info["sae_id"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import one_torch_thread
 
 from pai_ros.errors import UserError
@@ -404,9 +405,11 @@ def test_the_live_sae_scores_the_cameras_against_the_joints(calibrated) -> None:
     obs = random_obs()
     runner.reset()
     tick = runner.step(obs)
-    tokens, layout = tick.capture.encoder_output[0], tick.capture.layout
-    out = live.encode(tokens, 5, layout, obs.state)
-    reading = probe.read_frame(tokens, layout, obs.state)
+    tokens, layout, enc_in = tick.capture.encoder_output[0], tick.capture.layout, tick.capture.encoder_input[0]
+    # The calibration reads each camera's tokens before the encoder too (its backbone cells alone).
+    assert probe.inputs == ("encoder_output", "encoder_input") and not torch.equal(enc_in, tokens)
+    out = live.encode(tokens, 5, layout, obs.state, enc_in)
+    reading = probe.read_frame(tokens, layout, obs.state, enc_in)
     assert out.camera_state_score == pytest.approx(reading.score)
     assert out.camera_state_by_camera == pytest.approx(reading.by_camera) and len(reading.by_camera) >= 2
     assert out.camera_state_threshold == live.camera_state_threshold
@@ -417,7 +420,7 @@ def test_the_live_sae_scores_the_cameras_against_the_joints(calibrated) -> None:
     # The joints report a state far from what the cameras show: the score rises past the threshold,
     # every camera's past its own, and the status words name them.
     error = np.max([r.error_scale for r in probe.regressions.values()], axis=0)
-    far = live.encode(tokens, 5, layout, obs.state + 20.0 * error.astype(np.float32))
+    far = live.encode(tokens, 5, layout, obs.state + 20.0 * error.astype(np.float32), enc_in)
     assert far.camera_state_score > out.camera_state_score and far.cameras_disagree
     assert all(r > 1.0 for r in far.camera_state_by_camera.values())
     assert all(f"{camera} " in far.disagreement() for camera in far.camera_state_by_camera)
@@ -427,6 +430,9 @@ def test_the_live_sae_scores_the_cameras_against_the_joints(calibrated) -> None:
     assert none.camera_state_by_camera == {}
     assert "no robot state" in live.diagnostics()["camera_state_problem"]
     assert none.is_ood == out.is_ood
+    # Without the encoder's input tokens the calibration cannot read the frame: off, and said.
+    blind = live.encode(tokens, 5, layout, obs.state)
+    assert blind.camera_state_score is None and "encoder's input tokens" in live.diagnostics()["camera_state_problem"]
 
 
 def test_a_policy_without_robot_state_gets_no_camera_state_score(tiny_dataset, tiny_sae: Path,

@@ -112,7 +112,8 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
         if calibration is not None and calibration.camera_state is not None and frame.state is not None:
             # As the live node does: whether the cameras agree with the joints, beside is_ood.
             try:
-                camera = calibration.camera_state_reading(cap.encoder_output[0], cap.layout, frame.state)
+                camera = calibration.camera_state_reading(cap.encoder_output[0], cap.layout, frame.state,
+                                                          None if cap.encoder_input is None else cap.encoder_input[0])
             except ValueError:
                 pass
             else:

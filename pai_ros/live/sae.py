@@ -120,27 +120,28 @@ class LiveSae:
     def num_features(self) -> int:
         return self.loaded.cfg.d_sae
 
-    def _camera_state(self, tokens: torch.Tensor, layout: TokenLayout | None,
-                      state: np.ndarray | None) -> tuple[CameraStateReading | None, str | None]:
+    def _camera_state(self, tokens: torch.Tensor, layout: TokenLayout | None, state: np.ndarray | None,
+                      encoder_input: torch.Tensor | None) -> tuple[CameraStateReading | None, str | None]:
         """This tick's camera-state reading (None without a calibration for it) and why it is off, if it is."""
         if self.camera_state_threshold is None or self.calibration is None:
             return None, None
         if layout is None or state is None:
             return None, "camera-state score off: this tick has no robot state or token layout"
         try:
-            return self.calibration.camera_state_reading(tokens, layout, state), None
+            return self.calibration.camera_state_reading(tokens, layout, state, encoder_input), None
         except ValueError as exc:
             return None, f"camera-state score off: {exc} (recalibrate with this policy and cameras)"
 
     def encode(self, tokens: torch.Tensor, top_n: int, layout: TokenLayout | None = None,
-               state: np.ndarray | None = None) -> FeaturesOutput:
+               state: np.ndarray | None = None, encoder_input: torch.Tensor | None = None) -> FeaturesOutput:
         """Encode one forward pass's encoder tokens ``[S, d]`` and judge them against the calibration.
 
-        ``layout`` and ``state`` (the robot state the policy was given) feed the camera-state score.
+        ``layout``, ``state`` (the robot state the policy was given) and ``encoder_input`` (the
+        encoder's input tokens ``[S, d]``) feed the camera-state score.
         """
         t0 = time.perf_counter()
         frame = encode_frame(self.loaded.sae, tokens, top_n)
-        camera, camera_problem = self._camera_state(tokens, layout, state)
+        camera, camera_problem = self._camera_state(tokens, layout, state, encoder_input)
         score, score_threshold, problem = None, self.score_threshold, None
         if score_threshold is not None and self.calibration is not None:
             try:

@@ -379,8 +379,9 @@ class LiveTick:
         plan = self.actions.to_robot(self._plan(result))
         features, feature_maps = None, {}
         if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
-            features = sae.encode(result.capture.encoder_output[0], self.config.features_top_n,
-                                  result.capture.layout, state)
+            cap = result.capture
+            features = sae.encode(cap.encoder_output[0], self.config.features_top_n, cap.layout, state,
+                                  None if cap.encoder_input is None else cap.encoder_input[0])
             for feature in self.config.feature_heatmaps:
                 grids = sae.feature_grids(features.frame, result.capture.layout, feature)
                 for cam in self.heatmap_cameras:

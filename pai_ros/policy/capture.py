@@ -41,6 +41,9 @@ class ForwardCapture:
     cross_attention_heads: torch.Tensor | None  # [B, H, Q, S]
     encoder_self_attention: list[torch.Tensor] | None  # per encoder layer, [B, S, S]
     encoder_output: torch.Tensor | None  # [B, S, D]
+    # [B, S, D]: the encoder's input tokens, each camera's cells straight from its backbone (no
+    # positional embedding, not yet mixed with the other cameras); kept with encoder_output.
+    encoder_input: torch.Tensor | None = None
     # method name -> [B, S] token weights computed by the runner's explainer (e.g. relevance)
     explanations: dict[str, torch.Tensor] = field(default_factory=dict)
     explanation_error: str | None = None  # why the explainer gave nothing this forward (the action is unaffected)
@@ -63,6 +66,7 @@ class ActCapture:
         self._cross: torch.Tensor | None = None
         self._enc_attn: list[torch.Tensor] = []
         self._enc_out: torch.Tensor | None = None
+        self._enc_in: torch.Tensor | None = None
 
     # -------------------------------------------------------------- hooks
 
@@ -108,8 +112,10 @@ class ActCapture:
             weights = weights.mean(dim=1)
         self._enc_attn.append(weights.detach() if weights is not None else weights)
 
-    def _on_encoder_out(self, _module: Any, _inp: Any, out: torch.Tensor) -> None:
+    def _on_encoder_out(self, _module: Any, inp: tuple, out: torch.Tensor) -> None:
         self._enc_out = out.detach()
+        # LeRobot passes the tokens positionally (encoder(tokens, pos_embed=...)); None if it ever does not.
+        self._enc_in = inp[0].detach() if inp and isinstance(inp[0], torch.Tensor) else None
 
     # -------------------------------------------------------------- per forward
 
@@ -119,6 +125,7 @@ class ActCapture:
         self._cross = None
         self._enc_attn = []
         self._enc_out = None
+        self._enc_in = None
 
     def collect(self) -> ForwardCapture:
         """The capture of the forward pass since the last :meth:`reset`."""
@@ -137,11 +144,13 @@ class ActCapture:
                 raise RuntimeError(f"cross-attention reads {cross.shape[-1]} tokens but the layout derived "
                                    f"from this forward pass has {layout.num_tokens}")
         enc_out = self._enc_out.transpose(0, 1) if self._enc_out is not None else None
+        enc_in = self._enc_in.transpose(0, 1) if self._enc_in is not None else None
         return ForwardCapture(
             layout=layout, cross_attention=cross if self.config.cross_attention or heads is not None else None,
             cross_attention_heads=heads,
             encoder_self_attention=list(self._enc_attn) if self.config.encoder_self_attention else None,
             encoder_output=enc_out,
+            encoder_input=enc_in,
         )
 
 

@@ -27,6 +27,8 @@ from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.camera_state import (
     CAMERA_STATE_FILE,
     MAX_FIT_FRAMES,
+    OUTPUT_AND_INPUT,
+    OUTPUT_ONLY,
     CameraStateProbe,
     camera_features,
     camera_grids,
@@ -87,6 +89,7 @@ class Pass:
     camera_state_scores: np.ndarray | None = None  # [F], when the pass was given a fitted probe
     # With per-camera regressions: each camera's score per frame [F], in units of its own threshold.
     camera_scores: dict[str, np.ndarray] = field(default_factory=dict)
+    feature_inputs: tuple[str, ...] = OUTPUT_ONLY  # which tokens ``features`` were pooled from
 
     @property
     def has_state(self) -> bool:
@@ -140,6 +143,7 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
     features a frame of two 480x640 cameras gives.
     """
     fvu, errors, groups, features, states, scores, by_camera = [], [], [], [], [], [], []
+    inputs = OUTPUT_ONLY
     layout = None
     info = read_info(root)
     for e in episodes:
@@ -155,11 +159,13 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
                 errors.append(ff.token_errors)
             groups.append(e)
             if layout.has_state:  # only the camera-state score reads them
-                f = camera_features(tokens, layout)
+                enc_in = tick.capture.encoder_input
+                enc_in = None if enc_in is None else enc_in[0]
                 if probe is None:
-                    features.append(f)
+                    features.append(camera_features(tokens, layout, enc_in))
+                    inputs = OUTPUT_ONLY if enc_in is None else OUTPUT_AND_INPUT
                 elif frame.state is not None:
-                    cams = probe.camera_scores(f, frame.state)
+                    cams = probe.camera_scores(probe.features(tokens, layout, enc_in), frame.state)
                     scores.append(float(probe.combine(cams)[0]))
                     by_camera.append({c: float(s[0]) for c, s in cams.items()})
             # The corruptions measured here change images only, so the frame's state is what the policy saw.
@@ -171,7 +177,7 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
                 np.stack(states).astype(np.float64) if has_state else None, layout,
                 np.asarray(scores, dtype=np.float64) if probe is not None and has_state else None,
                 {c: np.array([b[c] for b in by_camera]) for c in by_camera[0]}
-                if probe is not None and probe.per_camera and has_state and by_camera else {})
+                if probe is not None and probe.per_camera and has_state and by_camera else {}, inputs)
 
 
 def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
@@ -185,7 +191,7 @@ def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
         probe, summary = fit_camera_state(np.concatenate([p.features for p in parts]),
                                           np.concatenate([p.states for p in parts]),
                                           episode_groups(*(p.groups for p in parts)),
-                                          camera_grids(cal.layout), settings)
+                                          camera_grids(cal.layout), settings, inputs=cal.feature_inputs)
     except UserError as exc:
         calibration["camera_state_skipped"] = str(exc)
         return None

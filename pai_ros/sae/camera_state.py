@@ -1,7 +1,7 @@
 """Do the cameras agree with the joints? An OOD score that asks about the robot, not the picture.
 
 A policy that sees its arm in its cameras carries, in its image tokens, where the arm is. A
-ridge regression per camera, from the encoder's tokens of that camera to the robot state, fitted
+ridge regression per camera, from that camera's tokens (before and after the encoder) to the robot state, fitted
 on in-distribution episodes, reads that back; on a frame where a camera is blocked, covered,
 swapped or otherwise unlike what the policy learned, the state it reads disagrees with the state
 the joints report. A camera's score is that disagreement, per state dimension in units of its
@@ -23,12 +23,18 @@ ordinary, because it hides what made a frame unusual. This one is near chance wh
 ignores a corruption and high where the corruption changes what the policy does (measured in
 ``bench/RESULTS.md``), which is what out of distribution *for the policy* means.
 
-Inputs: each camera's tokens (after the encoder, so they also saw the state token) averaged to
-at most ``POOLED_GRID`` cells, so the regression stays small for 480x640 cameras (600 tokens of
-512 values per frame). Only the camera tokens are read: the state token would give the state away.
-Through attention they still carry part of it (on the demo the prediction follows about 0.3 of a
-move of the given state); a regression trained to ignore that part detected less, so it stays
-(``bench/bench_ood_detectors.py``, ``cameras_vs_joints_state_shuffled``).
+Inputs: each camera's tokens averaged to at most ``POOLED_GRID`` cells, so the regression stays
+small for 480x640 cameras (600 tokens of 512 values per frame): its cells after the encoder
+(where they have attended to the other camera and the state token) and, since 2026-12-06, its
+cells before it (the encoder's input: the camera's backbone features alone). The input cells
+make the camera's regression its own witness: on the demo a covered front camera no longer
+pushes the wrist camera's score up, and every corruption but a covered wrist is detected better
+(RESULTS); the output cells keep what the encoder adds (without them, a covered wrist camera is
+near chance). Only the camera tokens are read: the state token would give the state away.
+Through attention the output cells still carry part of it (on the demo the prediction follows
+about 0.3 of a move of the given state on one build); a regression trained to ignore that part
+detected less, so it stays (``bench/bench_ood_detectors.py``, ``cameras_vs_joints_state_shuffled``).
+Calibrations made before read the output cells only (``inputs`` in ``ood.json``), and still load.
 
 Files: ``<sae>/ood_camera_state.safetensors`` (the regressions, float32, each camera's tensors
 under ``<camera>/``, the SAE id in its metadata); the thresholds, cameras, episodes and file hash
@@ -60,24 +66,43 @@ PENALTY_SHARE = 0.02
 MAX_FIT_FRAMES = 2000  # frames the regression is fitted on (evenly spaced): bounds its memory
 _TENSORS = ("weights", "input_mean", "input_scale", "state_mean", "error_scale")
 ALL_CAMERAS = ""  # the name of one regression over every camera (files from before per-camera regressions)
+# Which tokens of a camera the regressions read: after the encoder (where the cameras have
+# attended to each other and to the state token) and, since 2026-12-06, also before it (each
+# camera's backbone cells alone). Calibrations that do not say read the output only.
+ENCODER_OUTPUT, ENCODER_INPUT = "encoder_output", "encoder_input"
+OUTPUT_ONLY: tuple[str, ...] = (ENCODER_OUTPUT,)
+OUTPUT_AND_INPUT: tuple[str, ...] = (ENCODER_OUTPUT, ENCODER_INPUT)
 
 
 def camera_grids(layout: TokenLayout) -> dict[str, tuple[int, int]]:
     return {c.name: (c.grid_h, c.grid_w) for c in layout.cameras}
 
 
-def camera_features(tokens: torch.Tensor | np.ndarray, layout: TokenLayout) -> np.ndarray:
-    """One frame's encoder tokens ``[S, d]`` as the regression's input: every camera's cells
-    averaged to at most ``POOLED_GRID``, concatenated in layout order (float32 ``[D]``)."""
+def _as_tokens(tokens: torch.Tensor | np.ndarray, layout: TokenLayout) -> torch.Tensor:
     t = torch.as_tensor(tokens).detach().float().cpu()
     if t.ndim != 2 or t.shape[0] != layout.num_tokens:
         raise ValueError(f"the frame has tokens of shape {list(t.shape)}, the layout {layout.num_tokens} tokens")
+    return t
+
+
+def camera_features(tokens: torch.Tensor | np.ndarray, layout: TokenLayout,
+                    encoder_input: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
+    """One frame's encoder tokens ``[S, d]`` as the regression's input (float32 ``[D]``).
+
+    Every camera's cells averaged to at most ``POOLED_GRID``, in layout order; with
+    ``encoder_input`` (the encoder's input tokens ``[S, d]``) each camera's output cells are
+    followed by its input cells, so that a camera's features stay one contiguous block.
+    """
+    sources = [_as_tokens(tokens, layout)]
+    if encoder_input is not None:
+        sources.append(_as_tokens(encoder_input, layout))
     parts = []
     for cam in layout.cameras:
-        grid = t[cam.slice].T.reshape(1, t.shape[1], cam.grid_h, cam.grid_w)
-        pooled = torch.nn.functional.adaptive_avg_pool2d(grid, (min(cam.grid_h, POOLED_GRID[0]),
-                                                                min(cam.grid_w, POOLED_GRID[1])))
-        parts.append(pooled.reshape(-1))
+        for t in sources:
+            grid = t[cam.slice].T.reshape(1, t.shape[1], cam.grid_h, cam.grid_w)
+            pooled = torch.nn.functional.adaptive_avg_pool2d(grid, (min(cam.grid_h, POOLED_GRID[0]),
+                                                                    min(cam.grid_w, POOLED_GRID[1])))
+            parts.append(pooled.reshape(-1))
     return torch.cat(parts).numpy()
 
 
@@ -136,6 +161,11 @@ class CameraStateProbe:
     regressions: dict[str, StateRegression]
     columns: dict[str, tuple[int, int]]  # regression -> the (start, stop) of the features it reads
     cameras: dict[str, tuple[int, int]]  # camera -> token grid it was calibrated on
+    inputs: tuple[str, ...] = OUTPUT_ONLY  # which tokens camera_features was given
+
+    @property
+    def reads_encoder_input(self) -> bool:
+        return ENCODER_INPUT in self.inputs
 
     @property
     def per_camera(self) -> bool:
@@ -166,13 +196,21 @@ class CameraStateProbe:
         """One score per frame: the mean of the cameras' scores."""
         return self.combine(self.camera_scores(features, states))
 
-    def read_frame(self, tokens: torch.Tensor | np.ndarray, layout: TokenLayout,
-                   state: np.ndarray) -> CameraStateReading:
-        """One live frame's reading; ValueError when its cameras or state are not the calibration's."""
+    def features(self, tokens: torch.Tensor | np.ndarray, layout: TokenLayout,
+                 encoder_input: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
+        """:func:`camera_features` of one frame as this calibration reads them; ValueError when it
+        needs the encoder's input tokens and has none, or the cameras are not the calibration's."""
         grids = camera_grids(layout)
         if grids != self.cameras:
             raise ValueError(f"the cameras give token grids {grids}, the calibration had {self.cameras}")
-        scores = self.camera_scores(camera_features(tokens, layout), state)
+        if self.reads_encoder_input and encoder_input is None:
+            raise ValueError("the calibration reads the encoder's input tokens and this tick has none")
+        return camera_features(tokens, layout, encoder_input if self.reads_encoder_input else None)
+
+    def read_frame(self, tokens: torch.Tensor | np.ndarray, layout: TokenLayout, state: np.ndarray,
+                   encoder_input: torch.Tensor | np.ndarray | None = None) -> CameraStateReading:
+        """One live frame's reading; ValueError when its cameras, tokens or state are not the calibration's."""
+        scores = self.camera_scores(self.features(tokens, layout, encoder_input), state)
         by_camera = {name: float(s[0]) for name, s in scores.items()}
         score = float(self.combine(scores)[0])
         # A non-finite token makes every reading NaN: nothing to name (the message promises empty lists then).
@@ -243,10 +281,12 @@ def _cross_fit(x: np.ndarray, y: np.ndarray, fold: np.ndarray, target_fpr: float
 
 
 def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarray, cameras: dict[str, tuple[int, int]],
-                     settings: ScoreSettings, per_camera: bool = True) -> tuple[CameraStateProbe, dict[str, Any]]:
+                     settings: ScoreSettings, per_camera: bool = True,
+                     inputs: tuple[str, ...] = OUTPUT_ONLY) -> tuple[CameraStateProbe, dict[str, Any]]:
     """The regressions fitted on all frames and the frame score's cross-fitted threshold (with a summary).
 
-    ``features`` ``[F, D]`` (:func:`camera_features` of a layout with ``cameras``), ``states``
+    ``features`` ``[F, D]`` (:func:`camera_features` of a layout with ``cameras``, given the
+    tokens ``inputs`` names), ``states``
     ``[F, K]``, ``groups`` the episode of each frame. One regression per camera, or one over
     all features when ``per_camera`` is false or no cameras are named. Each fold of episodes is
     predicted by regressions fitted without it; those errors set each regression's error scale
@@ -267,14 +307,14 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
     # The folds are the same for every camera, so the held-out frames are too.
     held_out = np.mean([f.held_out for f in fits.values()], axis=0)
     threshold = float(np.quantile(held_out, 1.0 - settings.target_fpr))
-    probe = CameraStateProbe({name: f.regression for name, f in fits.items()}, columns, dict(cameras))
+    probe = CameraStateProbe({name: f.regression for name, f in fits.items()}, columns, dict(cameras), tuple(inputs))
     summary: dict[str, Any] = {
         "file": CAMERA_STATE_FILE, "threshold": threshold, "target_fpr": settings.target_fpr,
         "folds": settings.folds, "penalty_share": PENALTY_SHARE, "fit_frames": int(len(x)),
         "episodes": int(np.unique(groups).size),
         "held_out_frames": int(held_out.size), "held_out_p50": float(np.median(held_out)),
         "held_out_max": float(held_out.max()), "feature_dim": int(x.shape[1]), "state_dim": int(y.shape[1]),
-        "cameras": {c: list(g) for c, g in cameras.items()},
+        "cameras": {c: list(g) for c, g in cameras.items()}, "inputs": list(inputs),
         # Per regression, how much of each state dimension its camera explains on held-out episodes
         # (R^2): a dimension a camera cannot see (near 0 or below) adds noise, not signal, to its score.
         "regressions": {name: {"columns": list(columns[name]), "threshold": f.regression.threshold,
@@ -328,6 +368,7 @@ def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStat
     try:
         cameras = {str(c): (int(g[0]), int(g[1])) for c, g in meta["cameras"].items()}
         d, k = int(meta["feature_dim"]), int(meta["state_dim"])
+        inputs = tuple(str(i) for i in meta.get("inputs", OUTPUT_ONLY))
         entries = _regression_entries(meta, cameras, d)
     except _Mismatch as exc:
         raise UserError(f"{directory / 'ood.json'}: its camera_state regressions do not fit: {exc}: {AGAIN}") from None
@@ -348,4 +389,7 @@ def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStat
             raise UserError(f"{path}: its scales must be positive everywhere: {AGAIN}")
         regressions[name] = StateRegression(*(t[n].astype(np.float64) for n in _TENSORS), threshold)
         columns[name] = (a, b)
-    return CameraStateProbe(regressions, columns, cameras)
+    if inputs not in (OUTPUT_ONLY, OUTPUT_AND_INPUT):
+        raise UserError(f"{directory / 'ood.json'}: its camera_state reads tokens {list(inputs)}, which this "
+                        f"version does not know (it knows {list(OUTPUT_AND_INPUT)}): {AGAIN}")
+    return CameraStateProbe(regressions, columns, cameras, inputs)

@@ -58,10 +58,11 @@ class Calibration:
     def has_score(self) -> bool:
         return self.positions is not None and self.score_threshold is not None
 
-    def camera_state_reading(self, tokens: Any, layout: TokenLayout, state: np.ndarray) -> CameraStateReading:
+    def camera_state_reading(self, tokens: Any, layout: TokenLayout, state: np.ndarray,
+                             encoder_input: Any = None) -> CameraStateReading:
         """One frame's camera-state score (and each camera's); ValueError when its cameras or state differ."""
         assert self.camera_state is not None
-        return self.camera_state.read_frame(tokens, layout, state)
+        return self.camera_state.read_frame(tokens, layout, state, encoder_input)
 
     def score(self, token_errors: np.ndarray) -> float:
         """The per-position score of one frame's per-token squared errors ``[S]``.
