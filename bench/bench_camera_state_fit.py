@@ -84,7 +84,8 @@ def every(frames: Frames, stride: int) -> Frames:
 
 def flat(frames: Frames, inputs: tuple[str, ...]) -> np.ndarray:
     """The regression's input: each camera's block contiguous, in layout order, its encoder output
-    cells then (with ``encoder_input``) its input cells, as ``camera_features`` orders them."""
+    cells then (with ``encoder_input``) its input cells: the same blocks as ``camera_features``
+    (inside a block cells come before channels here, which a ridge regression does not mind)."""
     parts = [frames["cells"]] + ([frames["cells_in"]] if camera_state.ENCODER_INPUT in inputs else [])
     stacked = np.stack(parts, axis=2)  # [F, cameras, sources, cells, d]
     return stacked.reshape(len(stacked), -1)

@@ -255,3 +255,29 @@ def test_a_calibration_on_the_encoder_input_needs_it_and_says_so(tmp_path) -> No
     assert load_probe(tmp_path, meta, "sae-a").inputs == OUTPUT_AND_INPUT
     with pytest.raises(UserError, match="reads tokens \\['encoder_output', 'decoder_output'\\]"):
         load_probe(tmp_path, {**meta, "inputs": ["encoder_output", "decoder_output"]}, "sae-a")
+
+
+def test_a_per_camera_calibration_on_the_encoder_output_alone_still_scores_as_it_did(fitted, tmp_path) -> None:
+    """ood.json from before ``inputs``: the regressions read the encoder's output only, whatever the tick gives."""
+    probe, summary, tokens, state = fitted
+    meta = {**json.loads(json.dumps(summary)), "sha256": save_probe(probe, tmp_path, "sae-a")}
+    meta.pop("inputs")
+    loaded = load_probe(tmp_path, meta, "sae-a")
+    assert loaded.inputs == ("encoder_output",) and not loaded.reads_encoder_input
+    before = tokens[0] + 1.0
+    assert loaded.read_frame(tokens[0], LAYOUT, state[0], before).score == pytest.approx(
+        probe.read_frame(tokens[0], LAYOUT, state[0]).score, rel=1e-4)
+
+
+def test_a_fit_without_the_encoder_input_says_why_in_its_summary() -> None:
+    """A LeRobot that hands its encoder the tokens another way gives no input cells: said, not silent."""
+    from pai_ros.sae.calibrate import Pass, _fit_camera_state
+
+    rng = np.random.default_rng(4)
+    mixing = rng.normal(size=(3, (LAYOUT.num_tokens - LAYOUT.num_1d) * D_MODEL))
+    tokens, state, groups = frames(rng, 6, 20, mixing)
+    cal = Pass(np.zeros(0), np.zeros((0, 0)), groups, features_of(tokens), state, LAYOUT)
+    calibration: dict = {}
+    probe = _fit_camera_state(cal, None, ScoreSettings(), calibration)
+    assert probe is not None and not probe.reads_encoder_input
+    assert "gave no encoder input tokens" in calibration["camera_state"]["inputs_note"]

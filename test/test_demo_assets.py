@@ -82,7 +82,7 @@ def test_full_pipeline_then_instant_reuse(toy_assets) -> None:
 
 @pytest.mark.parametrize("older", ["no camera-state score", "camera-state fit on every 2nd frame",
                                    "one regression over every camera", "per camera on the encoder's output only",
-                                   "stride raised for the fit's budget"])
+                                   "stride raised for the fit's budget", "no encoder input to read, said"])
 def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_assets, tmp_path: Path, older: str,
                                                                         capsys: pytest.CaptureFixture) -> None:
     """A cached demo SAE whose ood.json predates the camera-state score, fitted it on every 2nd
@@ -107,6 +107,8 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
         ood["camera_state"].pop("regressions")  # as files from before per-camera regressions lack it
     elif older == "per camera on the encoder's output only":
         ood["camera_state"].pop("inputs")  # as files from before the encoder's input tokens lack it
+    elif older == "no encoder input to read, said":  # what a recalibration would do again: left alone
+        ood["camera_state"].update(inputs=["encoder_output"], inputs_note="the policy's forward pass gave no ...")
     else:
         ood["camera_state_fit"].update(frame_stride=3, note="ran with a frame stride of 3 instead of 1: ...")
     (sae_dir / "ood.json").write_text(json.dumps(ood))
@@ -117,7 +119,7 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
 
     again = ensure_demo_assets(cache, TOY, progress=False)
     said = capsys.readouterr().err
-    if older == "stride raised for the fit's budget":
+    if older in ("stride raised for the fit's budget", "no encoder input to read, said"):
         assert "recalibrating" not in said, said
         assert json.loads((again.sae_dir / "ood.json").read_text()) == ood  # untouched
         return

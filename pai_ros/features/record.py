@@ -113,7 +113,7 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
             # As the live node does: whether the cameras agree with the joints, beside is_ood.
             try:
                 camera = calibration.camera_state_reading(cap.encoder_output[0], cap.layout, frame.state,
-                                                          None if cap.encoder_input is None else cap.encoder_input[0])
+                                                          cap.encoder_input_at(0))
             except ValueError:
                 pass
             else:

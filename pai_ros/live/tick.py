@@ -381,7 +381,7 @@ class LiveTick:
         if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
             cap = result.capture
             features = sae.encode(cap.encoder_output[0], self.config.features_top_n, cap.layout, state,
-                                  None if cap.encoder_input is None else cap.encoder_input[0])
+                                  cap.encoder_input_at(0))
             for feature in self.config.feature_heatmaps:
                 grids = sae.feature_grids(features.frame, result.capture.layout, feature)
                 for cam in self.heatmap_cameras:

@@ -48,6 +48,10 @@ class ForwardCapture:
     explanations: dict[str, torch.Tensor] = field(default_factory=dict)
     explanation_error: str | None = None  # why the explainer gave nothing this forward (the action is unaffected)
 
+    def encoder_input_at(self, index: int) -> torch.Tensor | None:
+        """Batch item ``index``'s encoder input tokens ``[S, D]``, or None when they were not captured."""
+        return None if self.encoder_input is None else self.encoder_input[index]
+
 
 class ActCapture:
     """Hooks on an ``ACTPolicy``; attach once, then read one :class:`ForwardCapture` per forward."""
@@ -112,10 +116,11 @@ class ActCapture:
             weights = weights.mean(dim=1)
         self._enc_attn.append(weights.detach() if weights is not None else weights)
 
-    def _on_encoder_out(self, _module: Any, inp: tuple, out: torch.Tensor) -> None:
+    def _on_encoder_out(self, _module: Any, inp: tuple[Any, ...], out: torch.Tensor) -> None:
         self._enc_out = out.detach()
         # LeRobot passes the tokens positionally (encoder(tokens, pos_embed=...)); None if it ever does not.
-        self._enc_in = inp[0].detach() if inp and isinstance(inp[0], torch.Tensor) else None
+        tokens = inp[0] if inp else None
+        self._enc_in = tokens.detach() if isinstance(tokens, torch.Tensor) and tokens.shape == out.shape else None
 
     # -------------------------------------------------------------- per forward
 

@@ -139,7 +139,7 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
     """Run every ``stride``-th frame of ``episodes`` (the SAE is skipped when ``loaded`` is None).
 
     With a fitted ``probe`` each frame's camera features are scored as they come and only the
-    score is kept: an evaluation pass then holds a few numbers per frame, not the ~80 KB of
+    score is kept: an evaluation pass then holds a few numbers per frame, not the ~160 KB of
     features a frame of two 480x640 cameras gives.
     """
     fvu, errors, groups, features, states, scores, by_camera = [], [], [], [], [], [], []
@@ -159,8 +159,7 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
                 errors.append(ff.token_errors)
             groups.append(e)
             if layout.has_state:  # only the camera-state score reads them
-                enc_in = tick.capture.encoder_input
-                enc_in = None if enc_in is None else enc_in[0]
+                enc_in = tick.capture.encoder_input_at(0)
                 if probe is None:
                     features.append(camera_features(tokens, layout, enc_in))
                     inputs = OUTPUT_ONLY if enc_in is None else OUTPUT_AND_INPUT
@@ -187,6 +186,8 @@ def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
         calibration["camera_state_skipped"] = "the policy takes no robot state to compare the cameras with"
         return None
     parts = [cal] if extra is None else [cal, extra]
+    if any(p.feature_inputs != cal.feature_inputs for p in parts):  # one runner gives both: a bug, not bad input
+        raise RuntimeError(f"camera features from {[p.feature_inputs for p in parts]} cannot be fitted together")
     try:
         probe, summary = fit_camera_state(np.concatenate([p.features for p in parts]),
                                           np.concatenate([p.states for p in parts]),
@@ -201,6 +202,10 @@ def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
             f"the camera-state regression learned from {episodes} episodes: with fewer than "
             f"{STEADY_STATE_FIT_EPISODES} it fits them better than new ones and its threshold flags more than "
             "its target; add the policy's training episodes (--state-fit-dataset-root)")
+    if not probe.reads_encoder_input:
+        # Said, so that a reader (and the demo's cache check) knows it is not by choice.
+        summary["inputs_note"] = ("the policy's forward pass gave no encoder input tokens (a LeRobot that calls "
+                                  "its encoder another way?): the regressions read the encoder's output only")
     calibration["camera_state"] = summary
     return probe
 

@@ -59,7 +59,7 @@ class Calibration:
         return self.positions is not None and self.score_threshold is not None
 
     def camera_state_reading(self, tokens: Any, layout: TokenLayout, state: np.ndarray,
-                             encoder_input: Any = None) -> CameraStateReading:
+                             encoder_input: Any | None = None) -> CameraStateReading:
         """One frame's camera-state score (and each camera's); ValueError when its cameras or state differ."""
         assert self.camera_state is not None
         return self.camera_state.read_frame(tokens, layout, state, encoder_input)
