@@ -172,7 +172,7 @@ class CameraStateProbe:
     def per_camera(self) -> bool:
         return ALL_CAMERAS not in self.regressions
 
-    def _inputs(self, features: np.ndarray) -> dict[str, np.ndarray]:
+    def _columns_of(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """Each regression's columns of ``features`` ``[F, D]``; ValueError when D is not the calibration's."""
         x = np.atleast_2d(np.asarray(features, dtype=np.float64))
         width = max(stop for _, stop in self.columns.values())
@@ -182,11 +182,11 @@ class CameraStateProbe:
 
     def camera_scores(self, features: np.ndarray, states: np.ndarray) -> dict[str, np.ndarray]:
         """Per regression, one score per frame (in units of its own threshold)."""
-        return {name: self.regressions[name].scores(x, states) for name, x in self._inputs(features).items()}
+        return {name: self.regressions[name].scores(x, states) for name, x in self._columns_of(features).items()}
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """The robot state ``[F, K]`` the cameras imply: the regressions' predictions averaged."""
-        return np.mean([self.regressions[name].predict(x) for name, x in self._inputs(features).items()], axis=0)
+        return np.mean([self.regressions[name].predict(x) for name, x in self._columns_of(features).items()], axis=0)
 
     @staticmethod
     def combine(camera_scores: dict[str, np.ndarray]) -> np.ndarray:
