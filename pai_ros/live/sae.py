@@ -74,8 +74,7 @@ class LiveSae:
     # Set when the frames have another number of tokens than the per-position statistics
     # (calibrated with other camera sizes): the score is off, is_ood falls back to the error.
     score_problem: str | None = None
-    last_camera_state: float = float("nan")
-    last_camera_state_by_camera: dict[str, float] = field(default_factory=dict)
+    last_camera_state: CameraStateReading | None = None
     camera_state_problem: str | None = None  # set when this tick's cameras or state do not fit the calibration
     last_ood: bool = False
     ood_ticks: int = 0
@@ -158,8 +157,7 @@ class LiveSae:
             self.last_error, self.last_ood = frame.reconstruction_error, is_ood
             self.last_score = float("nan") if score is None else score
             self.score_problem = problem
-            self.last_camera_state = float("nan") if camera is None else camera.score
-            self.last_camera_state_by_camera = {} if camera is None else camera.by_camera
+            self.last_camera_state = camera
             self.camera_state_problem = camera_problem
             self.ood_ticks += int(is_ood)
         return FeaturesOutput(frame, self.loaded.sae_id, self.num_features, self.threshold, is_ood,
@@ -201,7 +199,6 @@ class LiveSae:
             ms = np.asarray(self.encode_s) * 1000.0
             error, ood_ticks, score, problem = self.last_error, self.ood_ticks, self.last_score, self.score_problem
             camera, camera_problem = self.last_camera_state, self.camera_state_problem
-            by_camera = self.last_camera_state_by_camera
         values = {"sae_id": self.loaded.sae_id, "reconstruction_error": f"{error:.5g}",
                   "ood_threshold": "none" if self.threshold is None else f"{self.threshold:.5g}",
                   "ood_score": f"{score:.5g}",
@@ -210,8 +207,9 @@ class LiveSae:
         if problem:
             values["ood_score_problem"] = problem
         camera_threshold = self.camera_state_threshold
-        values["camera_state_score"] = f"{camera:.5g}"
+        values["camera_state_score"] = f"{camera.score:.5g}" if camera is not None else "nan"
         values["camera_state_threshold"] = "none" if camera_threshold is None else f"{camera_threshold:.5g}"
+        by_camera = camera.by_camera if camera is not None else {}
         for name, ratio in by_camera.items():  # each camera's own score, in units of its own threshold
             values[f"camera_state_score_{name}"] = f"{ratio:.5g}"
         if camera_problem:
