@@ -10,8 +10,11 @@ stops. The replay node publishes a dataset's environment state.
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -196,3 +199,55 @@ def test_replay_publishes_the_environment_state_of_a_dataset(tmp_path: Path, ros
         assert values and values[-1] == [4.0, 8.0, 0.5], values
         if env_type == "joint_state":
             assert got[0]["name"] == ["bx", "by", "bz"] and got[0]["stamp_ns"] > 0
+
+
+HELD_BY_THE_TICK = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import JointState
+    from trajectory_msgs.msg import JointTrajectory
+    from pai_ros.live import TickOutput
+    from pai_ros.ros.policy_node import PolicyNode
+
+    rclpy.init()
+    node = PolicyNode(parameter_overrides=[
+        Parameter("policy_path", value=sys.argv[1]), Parameter("state_joint_names", value=["x", "y", "gripper"]),
+        Parameter("action_output", value=["joint_trajectory", "joint_state"]),
+        Parameter("controller", value="/arm_controller")])
+    node.shutdown()  # no ticks of its own: only the output below is published
+    got = {"action": 0, "action_trajectory": 0}
+    listener = rclpy.create_node("listener")
+    for topic, kind in (("action", JointState), ("action_trajectory", JointTrajectory)):
+        listener.create_subscription(kind, topic, lambda m, t=topic: got.__setitem__(t, got[t] + 1), 10)
+    executor = SingleThreadedExecutor()
+    for n in (node, listener):
+        executor.add_node(n)
+    # The tick held the trajectory (joints not verified when it read the gate); the controller
+    # answered before the node published.
+    node.live.controller_gate.answered(None)
+    action = np.zeros(3, np.float32)
+    out = TickOutput(stamp_ns=node.get_clock().now().nanoseconds, action=action, action_names=("x", "y", "gripper"),
+                     plan=action[None], heatmap_method="none", shares={}, heatmaps={}, camera_frame_ids={},
+                     camera_stamps_ns={}, held_outputs=("joint_trajectory",))
+    end = time.monotonic() + 30
+    while got["action"] < 3 and time.monotonic() < end:  # until the JointState command arrived (3 sends)
+        if listener.count_publishers("action") and listener.count_publishers("action_trajectory"):
+            node._publish(out)
+        executor.spin_once(timeout_sec=0.1)
+    print(json.dumps(got))
+""")
+
+
+def test_the_node_publishes_what_the_tick_decided_even_if_the_controller_answered_since(tiny_act: Path,
+                                                                                        ros_env: dict) -> None:
+    """The tick holds the trajectory on its one reading of the gate; an answer arriving before the
+    node publishes must not let that tick's trajectory out (it was counted and reported as held)."""
+    res = subprocess.run([sys.executable, "-c", HELD_BY_THE_TICK, str(tiny_act)], capture_output=True, text=True,
+                         env=ros_env, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["action"] >= 3, got  # the JointState command goes out: no controller checks it
+    assert got["action_trajectory"] == 0, got  # reliable, same process: had it been sent, it would be here

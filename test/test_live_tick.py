@@ -279,6 +279,32 @@ def test_observe_only_acts_without_counting_published_actions(tiny_act: Path) ->
         live.close()
 
 
+def test_a_controller_answer_during_a_tick_changes_the_next_tick_not_this_one(tiny_act: Path) -> None:
+    """The check answers on the spin thread while the tick runs on the worker. Here it answers when
+    the tick reads the clock a second time (after the status is worded, before the count): the
+    tick still holds, counts and reports its action on the one reading it made, and the node
+    publishes ``held_outputs``, not what the gate says by then."""
+    from pai_ros.live import ControllerGate
+
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act)))
+    try:
+        gate = live.controller_gate = ControllerGate("/arm_controller", ("joint_trajectory",))
+
+        def clock_while_the_controller_answers() -> int:
+            gate.answered(None)
+            return T0
+
+        out = live.step(inputs(T0), T0, clock=clock_while_the_controller_answers)
+        assert isinstance(out, TickOutput) and gate.verdict.verified and gate.verdict.problem is None
+        assert out.held_outputs == ("joint_trajectory",) and out.every_output_held
+        assert out.status[1].startswith("holding actions") and live.health.counts[1] == 0
+        out = live.step(inputs(T0 + S // 10), T0 + S // 10)
+        assert isinstance(out, TickOutput) and out.held_outputs == () and not out.every_output_held
+        assert out.status[1].startswith("publishing actions") and live.health.counts[1] == 1
+    finally:
+        live.close()
+
+
 @pytest.mark.parametrize("outputs, holds_all", [(("joint_trajectory",), True),
                                                  (("joint_trajectory", "joint_state"), False)])
 def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_so(tiny_act: Path, outputs,
@@ -297,9 +323,9 @@ def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_s
         assert d.message.startswith("holding actions" if holds_all else "publishing actions"), d.message
         assert "not sending to the controller: joints of /arm_controller not verified yet" in d.message
         assert d.level == Level.WARN and d.values["controller"].startswith("joints of /arm_controller")
-        gate.verified, gate.problem = True, "/arm_controller has joints ['a']; it refuses trajectories for ['x']"
+        gate.answered("/arm_controller has joints ['a']; it refuses trajectories for ['x']")
         assert live.diagnostics(T0).level == Level.ERROR  # answered, and the joints do not match
-        gate.problem = None
+        gate.answered(None)
         assert gate.sends("joint_trajectory")
         assert isinstance(live.step(inputs(T0 + S // 10), T0 + S // 10), TickOutput)
         d = live.diagnostics(T0 + S // 10)

@@ -11,41 +11,63 @@ decides (and counts, and reports) which actions go out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # The action output that no controller checks: a JointState command, e.g. for a robot driver.
 UNCHECKED_OUTPUT = "joint_state"
+
+
+@dataclass(frozen=True)
+class ControllerVerdict:
+    """What the last check of the controller's joints found: replaced whole, never edited."""
+
+    problem: str | None  # None: the controller answered and its joints match
+    verified: bool  # the controller answered (a problem then is a mismatch, not a missing answer)
 
 
 @dataclass
 class ControllerGate:
     """Whether actions may go to a ros2_control controller, as the last check of its joints found.
 
-    ``problem`` is set until the controller answers and its joints match; meanwhile the outputs
-    that go to it are held (the others, a JointState command, are still published).
+    Until the controller answers and its joints match, the outputs that go to it are held (the
+    others, a JointState command, are still published). The check answers on the node's spin
+    thread while a tick runs on its worker, so the verdict is one object swapped in a single
+    assignment, and a tick reads it once (:meth:`held`): it decides, counts, reports and
+    publishes on that one reading, never on two that straddle the answer.
     """
 
     controller: str
     outputs: tuple[str, ...]  # every action output the node publishes
-    problem: str | None = None
-    verified: bool = False
+    verdict: ControllerVerdict = field(init=False)
 
     def __post_init__(self) -> None:
-        if self.problem is None and not self.verified:
-            self.problem = f"joints of {self.controller} not verified yet (no answer from it)"
+        self.verdict = ControllerVerdict(f"joints of {self.controller} not verified yet (no answer from it)", False)
+
+    def answered(self, problem: str | None) -> None:
+        """The controller listed its joints; ``problem`` says why they do not fit (None: they do)."""
+        self.verdict = ControllerVerdict(problem, True)
+
+    def unusable(self, problem: str) -> None:
+        """The controller answered without joints: keep holding, and keep asking."""
+        self.verdict = ControllerVerdict(problem, False)
 
     @property
     def checked_outputs(self) -> tuple[str, ...]:
         """The outputs that go to the controller."""
         return tuple(o for o in self.outputs if o != UNCHECKED_OUTPUT)
 
-    def sends(self, output: str) -> bool:
-        return self.problem is None or output == UNCHECKED_OUTPUT
+    def held(self, verdict: ControllerVerdict | None = None) -> tuple[str, ...]:
+        """The outputs not to send under ``verdict`` (default: the current one)."""
+        problem = (verdict or self.verdict).problem
+        return self.checked_outputs if problem is not None else ()
 
-    @property
-    def holds_every_output(self) -> bool:
-        """No action leaves the node: every output goes to a controller it will not send to."""
-        return self.problem is not None and UNCHECKED_OUTPUT not in self.outputs
+    def sends(self, output: str) -> bool:
+        return output not in self.held()
+
+
+def holds_every_output(held: tuple[str, ...], outputs: tuple[str, ...]) -> bool:
+    """Whether holding ``held`` leaves none of ``outputs`` to publish (nothing held: False)."""
+    return bool(held) and set(outputs) <= set(held)
 
 
 def joint_mismatch(output: str, controller: str, action_names: Sequence[str],

@@ -27,7 +27,7 @@ from pai_ros.attention.render import normalize, overlay
 from pai_ros.errors import UserError
 from pai_ros.live.action_mapping import ActionMapping
 from pai_ros.live.config import CameraInput, LiveConfig
-from pai_ros.live.controllers import ControllerGate
+from pai_ros.live.controllers import ControllerGate, holds_every_output
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import ENVIRONMENT_STATE, JOINT_STATES, TickInputs, VectorReading
 from pai_ros.live.joint_merge import JointStateMerge
@@ -66,6 +66,10 @@ class TickOutput:
     steering: ActiveSteering | None = None  # the steering of the forward pass this action came from
     latency_s: float = 0.0
     status: tuple[Level, str] = (Level.OK, "")  # what /diagnostics says after this tick
+    # The action outputs the node must not publish (their controller's joints are not verified),
+    # decided once by the tick: the node publishes on the same reading the status and count use.
+    held_outputs: tuple[str, ...] = ()
+    every_output_held: bool = False  # no action leaves the node this tick
 
 
 @dataclass(frozen=True)
@@ -293,8 +297,7 @@ class LiveTick:
             self.infos.append(line)
         if outcome.steering is not None:
             self.steering.steered_ticks += 1
-        gate = self.controller_gate
-        sent = self.config.publish_actions and not (gate is not None and gate.holds_every_output)
+        sent = self.config.publish_actions and not outcome.every_output_held
         self.health.acted(outcome.latency_s, sent, *outcome.status)
         return outcome
 
@@ -402,10 +405,11 @@ class LiveTick:
                 scaled = normalize({c: maps.grids[c] for c in self.heatmap_cameras}, self.config.normalization)
                 heatmaps = {c: overlay(shown.rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
                                        colormap=self.config.heatmap_colormap) for c in self.heatmap_cameras}
-        gate = self.controller_gate
+        gate = self.controller_gate  # read once: the controller check may answer while this tick runs
+        held = gate.held() if gate is not None else ()
+        every_output_held = gate is not None and holds_every_output(held, gate.outputs)
         level, message = Level.OK, ("observe-only: interpreting, not acting" if not self.config.publish_actions
-                                    else "holding actions" if gate is not None and gate.holds_every_output
-                                    else "publishing actions")
+                                    else "holding actions" if every_output_held else "publishing actions")
         if features is not None and features.is_ood:
             # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
             level = Level.WARN
@@ -429,7 +433,8 @@ class LiveTick:
             heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
             camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
             features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
-            status=(level, message), heatmap_stamps_ns=shown.stamps_ns, heatmap_frame_ids=shown.frame_ids)
+            status=(level, message), heatmap_stamps_ns=shown.stamps_ns, heatmap_frame_ids=shown.frame_ids,
+            held_outputs=held, every_output_held=every_output_held)
 
     def _executed_steering(self, result, active: ActiveSteering | None) -> ActiveSteering | None:
         """The steering behind the executed action: this forward's, or in queue/chunk modes its chunk's."""
@@ -490,10 +495,11 @@ class LiveTick:
             level, message = Level.WARN, f"{message}; {camera_problem}"
         gate = self.controller_gate
         if gate is not None:
-            values["controller"] = gate.problem or f"{gate.controller}: joints match"
-            if gate.problem:  # joints that do not match are an error; no answer yet is a warning
-                level = max(level, Level.ERROR if gate.verified else Level.WARN)
-                message = f"{message}; not sending to the controller: {gate.problem}"
+            verdict = gate.verdict  # one reading: the problem and whether it was answered belong together
+            values["controller"] = verdict.problem or f"{gate.controller}: joints match"
+            if verdict.problem:  # joints that do not match are an error; no answer yet is a warning
+                level = max(level, Level.ERROR if verdict.verified else Level.WARN)
+                message = f"{message}; not sending to the controller: {verdict.problem}"
         return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
 
     def close(self) -> None:

@@ -26,7 +26,7 @@ class ControllerCheck:
         self._ask()
 
     def _ask(self) -> None:
-        if self.gate.verified or (self._pending is not None and not self._pending.done()):
+        if self.gate.verdict.verified or (self._pending is not None and not self._pending.done()):
             return
         if not self.client.service_is_ready():
             return
@@ -37,14 +37,14 @@ class ControllerCheck:
         values = future.result().values if future.result() is not None else []
         joints = list(values[0].string_array_value) if values else []
         if not joints:
-            self.gate.problem = f"{self.controller} has no 'joints' parameter: is it a ros2_control controller?"
+            self.gate.unusable(f"{self.controller} has no 'joints' parameter: is it a ros2_control controller?")
             return
         problems = [p for p in (joint_mismatch(o, self.controller, self.action_names, joints) for o in self.outputs) if p]
-        self.gate.verified = True  # before the problem is cleared: a tick never sees "no problem, unverified"
-        self.gate.problem = "; ".join(problems) or None
+        problem = "; ".join(problems) or None
+        self.gate.answered(problem)  # one assignment: a tick on the worker thread reads all of it or none
         self._timer.cancel()
         log = self.node.get_logger()
-        if self.gate.problem:
-            log.error(self.gate.problem)
+        if problem:
+            log.error(problem)
         else:
             log.info(f"{self.controller} joints {joints} match the actions")

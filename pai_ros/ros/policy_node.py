@@ -197,10 +197,9 @@ class PolicyNode(Node):
 
     def _publish(self, out: TickOutput) -> None:
         stamp, names = to_stamp(out.stamp_ns), list(out.action_names)
-        gate = self.live.controller_gate
         for output, pub in self.action_pubs.items():
-            if gate is not None and not gate.sends(output):
-                continue  # the controller would refuse or misapply it: /diagnostics says why
+            if output in out.held_outputs:  # as the tick decided (and counted): /diagnostics says why
+                continue
             if output == "joint_state":
                 pub.publish(joint_state(names, out.action, stamp))
             elif output == "joint_trajectory":  # its points are timed from now: the controller drops past ones
