@@ -237,6 +237,9 @@ HELD_BY_THE_TICK = textwrap.dedent("""
         if listener.count_publishers("action") and listener.count_publishers("action_trajectory"):
             node._publish(out)
         executor.spin_once(timeout_sec=0.1)
+    drain = time.monotonic() + 1.0  # every callback ready by now has its turn, the trajectory's too
+    while time.monotonic() < drain:
+        executor.spin_once(timeout_sec=0.1)
     print(json.dumps(got))
 """)
 

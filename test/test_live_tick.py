@@ -279,11 +279,33 @@ def test_observe_only_acts_without_counting_published_actions(tiny_act: Path) ->
         live.close()
 
 
+def test_a_controller_without_joints_stays_unverified_holds_and_warns(tiny_act: Path) -> None:
+    """An answer without a ``joints`` parameter is not a verdict: the outputs stay held, the check
+    keeps asking (``verified`` is what stops it), and /diagnostics warns rather than errs."""
+    from pai_ros.live import ControllerGate
+    from pai_ros.live.controllers import ControllerVerdict
+
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act)))
+    try:
+        gate = live.controller_gate = ControllerGate("/arm_controller", ("joint_trajectory", "joint_state"))
+        gate.unusable("/arm_controller has no 'joints' parameter: is it a ros2_control controller?")
+        assert not gate.verdict.verified and gate.held() == ("joint_trajectory",)
+        out = live.step(inputs(T0), T0)
+        assert isinstance(out, TickOutput) and out.held_outputs == ("joint_trajectory",)
+        d = live.diagnostics(T0)
+        assert d.level == Level.WARN and "has no 'joints' parameter" in d.values["controller"]
+        with pytest.raises(ValueError, match="unverified controller"):
+            ControllerVerdict(None, False)  # "no problem" without an answer: a tick must never see it
+    finally:
+        live.close()
+
+
 def test_a_controller_answer_during_a_tick_changes_the_next_tick_not_this_one(tiny_act: Path) -> None:
     """The check answers on the spin thread while the tick runs on the worker. Here it answers when
-    the tick reads the clock a second time (after the status is worded, before the count): the
-    tick still holds, counts and reports its action on the one reading it made, and the node
-    publishes ``held_outputs``, not what the gate says by then."""
+    the tick reads the clock a second time (after the status is worded, before the count: where
+    the count read the gate again until now): the tick still holds, counts and reports its action
+    on the one reading it made, and the node publishes ``held_outputs``, not what the gate says by
+    then (test_action_outputs checks the node's side)."""
     from pai_ros.live import ControllerGate
 
     live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act)))
@@ -317,7 +339,9 @@ def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_s
         gate = live.controller_gate = ControllerGate("/arm_controller", outputs)
         assert gate.checked_outputs == ("joint_trajectory",) and not gate.sends("joint_trajectory")
         assert gate.sends("joint_state")  # a JointState command goes out: no controller checks it
-        assert isinstance(live.step(inputs(T0), T0), TickOutput)
+        out = live.step(inputs(T0), T0)
+        assert isinstance(out, TickOutput) and out.held_outputs == ("joint_trajectory",)
+        assert out.every_output_held == holds_all
         d = live.diagnostics(T0)
         assert live.health.counts[1] == (0 if holds_all else 1)
         assert d.message.startswith("holding actions" if holds_all else "publishing actions"), d.message
@@ -327,7 +351,8 @@ def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_s
         assert live.diagnostics(T0).level == Level.ERROR  # answered, and the joints do not match
         gate.answered(None)
         assert gate.sends("joint_trajectory")
-        assert isinstance(live.step(inputs(T0 + S // 10), T0 + S // 10), TickOutput)
+        out = live.step(inputs(T0 + S // 10), T0 + S // 10)
+        assert isinstance(out, TickOutput) and out.held_outputs == () and not out.every_output_held
         d = live.diagnostics(T0 + S // 10)
         assert live.health.counts[1] == (1 if holds_all else 2) and d.level == Level.OK
         assert d.message.startswith("publishing actions") and d.values["controller"] == "/arm_controller: joints match"

@@ -1,9 +1,10 @@
 """The live tick as a ROS-free core: configuration, inputs -> action/maps/features or a rejection, health.
 
 ``policy_node`` only converts messages into :class:`TickInputs`, calls :meth:`LiveTick.step` and
-publishes the :class:`TickOutput` (the outputs its :class:`ControllerGate` lets through; the node
-asks the controller and fills the gate in); everything that decides whether and what to act lives here,
-so it runs the same in the node, in tests with a fake clock, and in offline tools.
+publishes the :class:`TickOutput` (all but its ``held_outputs``, which the tick read from the
+:class:`ControllerGate` the node fills in by asking the controller); everything that decides
+whether and what to act lives here, so it runs the same in the node, in tests with a fake clock,
+and in offline tools.
 """
 
 from pai_ros.live.config import CameraInput, LiveConfig

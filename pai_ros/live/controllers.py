@@ -24,6 +24,10 @@ class ControllerVerdict:
     problem: str | None  # None: the controller answered and its joints match
     verified: bool  # the controller answered (a problem then is a mismatch, not a missing answer)
 
+    def __post_init__(self) -> None:
+        if self.problem is None and not self.verified:
+            raise ValueError("an unverified controller always has a problem: its joints are not known")
+
 
 @dataclass
 class ControllerGate:
@@ -32,8 +36,9 @@ class ControllerGate:
     Until the controller answers and its joints match, the outputs that go to it are held (the
     others, a JointState command, are still published). The check answers on the node's spin
     thread while a tick runs on its worker, so the verdict is one object swapped in a single
-    assignment, and a tick reads it once (:meth:`held`): it decides, counts, reports and
-    publishes on that one reading, never on two that straddle the answer.
+    assignment, and a tick reads it once (:meth:`held`): it decides, counts, words its status and
+    publishes on that one reading, never on two that straddle the answer. ``/diagnostics`` adds the
+    verdict as it is when published (``controller``), which the next tick then acts on.
     """
 
     controller: str
@@ -56,12 +61,12 @@ class ControllerGate:
         """The outputs that go to the controller."""
         return tuple(o for o in self.outputs if o != UNCHECKED_OUTPUT)
 
-    def held(self, verdict: ControllerVerdict | None = None) -> tuple[str, ...]:
-        """The outputs not to send under ``verdict`` (default: the current one)."""
-        problem = (verdict or self.verdict).problem
-        return self.checked_outputs if problem is not None else ()
+    def held(self) -> tuple[str, ...]:
+        """The outputs not to send under the current verdict, read once."""
+        return self.checked_outputs if self.verdict.problem is not None else ()
 
     def sends(self, output: str) -> bool:
+        """Under the current verdict; a tick's own decision is its ``TickOutput.held_outputs``."""
         return output not in self.held()
 
 

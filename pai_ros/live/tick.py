@@ -66,7 +66,7 @@ class TickOutput:
     steering: ActiveSteering | None = None  # the steering of the forward pass this action came from
     latency_s: float = 0.0
     status: tuple[Level, str] = (Level.OK, "")  # what /diagnostics says after this tick
-    # The action outputs the node must not publish (their controller's joints are not verified),
+    # The action outputs the node must not publish (their controller's joints not verified to match),
     # decided once by the tick: the node publishes on the same reading the status and count use.
     held_outputs: tuple[str, ...] = ()
     every_output_held: bool = False  # no action leaves the node this tick

@@ -1,7 +1,7 @@
 """Ask a ros2_control controller for its ``joints`` and check our action names against them.
 
 The answer arrives asynchronously (the controller may start after the policy node); until it
-does, the gate's ``problem`` says the joints are not verified yet.
+does, the gate's verdict says the joints are not verified yet.
 """
 
 from __future__ import annotations

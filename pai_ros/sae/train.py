@@ -25,7 +25,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -94,12 +94,15 @@ class Split:
     heldout_episodes: list[int] = field(default_factory=list)
 
 
+SplitT = TypeVar("SplitT")  # in memory: Split; streamed from shards: pai_ros.sae.stream.StreamSplit
+
+
 @dataclass
-class TrainResult:
+class TrainResult(Generic[SplitT]):
     sae: SparseAutoencoder
     history: dict[str, list[float]]
     metrics: dict[str, Any]
-    split: Split
+    split: SplitT
     seconds: float
     tokens_per_second: float
 
@@ -190,7 +193,7 @@ def _epochs(x_train: torch.Tensor, settings: TrainSettings) -> Iterator[torch.Te
 
 
 def train_sae(data: ActivationSet, settings: TrainSettings, *, source: dict[str, Any] | None = None,
-              progress: bool = True, log_every: int = 50) -> TrainResult:
+              progress: bool = True, log_every: int = 50) -> TrainResult[Split]:
     """Train on activations held in memory (see :mod:`pai_ros.sae.train_stream` for shards)."""
     settings.check(data.d)
     split = split_rows(data, settings.holdout, settings.seed)

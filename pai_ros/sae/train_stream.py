@@ -10,7 +10,6 @@ the held-out sums are added over the ranks: every rank ends with the same weight
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,7 +17,6 @@ import torch
 from pai_ros.errors import UserError
 from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import ReconstructionAccumulator
-from pai_ros.sae.model import SparseAutoencoder
 from pai_ros.sae.shards import ShardSet
 from pai_ros.sae.stream import (
     BUFFER_TOKENS,
@@ -27,22 +25,12 @@ from pai_ros.sae.stream import (
     iter_heldout,
     plan_split,
 )
-from pai_ros.sae.train import InputStats, TrainSettings, fit_sae, summary
-
-
-@dataclass
-class StreamResult:
-    sae: SparseAutoencoder
-    history: dict[str, list[float]]
-    metrics: dict[str, Any]
-    split: StreamSplit
-    seconds: float
-    tokens_per_second: float
+from pai_ros.sae.train import InputStats, TrainResult, TrainSettings, fit_sae, summary
 
 
 def train_sae_streaming(data: ShardSet, settings: TrainSettings, *, buffer_tokens: int = BUFFER_TOKENS,
                         world: World | None = None, source: dict[str, Any] | None = None,
-                        progress: bool = True, log_every: int = 50) -> StreamResult:
+                        progress: bool = True, log_every: int = 50) -> TrainResult[StreamSplit]:
     world = world or World()
     settings.check(data.d)
     if buffer_tokens < 1:
@@ -76,4 +64,4 @@ def train_sae_streaming(data: ShardSet, settings: TrainSettings, *, buffer_token
     metrics.update({"shuffle_buffer_tokens": buffer_tokens, "streamed": not stream.resident,
                     "ranks": world.size, "storage_dtype": data.dtype})
     rate = settings.steps * settings.batch_size / fitted.seconds
-    return StreamResult(fitted.sae, fitted.history, metrics, split, fitted.seconds, rate)
+    return TrainResult(fitted.sae, fitted.history, metrics, split, fitted.seconds, rate)
