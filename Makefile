@@ -16,7 +16,7 @@ help:
 	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
 	@echo "make build   colcon-build the package again (after adding files)"
 	@echo "make clean   remove build/ install/ and .pai/ (the cached venv stays)"
-	@echo "make bench   run every benchmark, print one table, write it to bench/RESULTS.md (QUICK=1: a short smoke run)"
+	@echo "make bench   run the benchmarks of bench/run_all.py, print one table, write it to bench/RESULTS.md (QUICK=1: a short smoke run)"
 	@echo "make bench-deps  install bench_sae.py's optional comparison package (dictionary_learning, no deps)"
 
 # Setup is fast when nothing changed: the venv is keyed by the pins' hash, colcon is incremental.
