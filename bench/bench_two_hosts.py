@@ -32,6 +32,10 @@ from ros_processes import Proc  # noqa: E402
 
 CAMERAS = ["front", "wrist"]
 STATE = ["x", "y", "gripper"]
+# The default ACT at 480x640 takes 1-1.5 s a tick on a 2-core CPU. Since 2026-12-05 the node
+# re-checks the observation's age when the action is ready, so at 0.5 s it refused every action
+# and the run waited for one in vain. This bench counts bytes on the link, not latency.
+MAX_AGE_S = 5.0
 
 
 def build_assets(work: Path, hw: tuple[int, int], frames: int) -> tuple[Path, Path]:
@@ -95,7 +99,7 @@ def main() -> None:
                 runs[name] = run_policy_across(net, env, domain, dataset_root=str(root), policy_path=str(act),
                                                cameras=CAMERAS, state_names=STATE, compressed=compressed,
                                                window_actions=args.window, jpeg_quality=args.jpeg_quality,
-                                               watch_heatmaps=heat)
+                                               watch_heatmaps=heat, max_observation_age_s=MAX_AGE_S)
             received, published = frame_delivery(net, env, domain, root)
             received_big, published_big = frame_delivery(net, env, domain, root, str(UDP_BIG_BUFFERS))
     raw, jpeg, noheat = runs["raw"], runs["jpeg"], runs["raw_noheat"]

@@ -171,12 +171,14 @@ class LinkWindow:
 def run_policy_across(net: TwoHosts, base_env: dict[str, str], domain_id: int, *, dataset_root: str,
                       policy_path: str, cameras: list[str], state_names: list[str], compressed: bool,
                       window_actions: int, control_rate_hz: float = 15.0, jpeg_quality: int = 90,
-                      watch_heatmaps: bool = True, start_timeout: float = 180.0) -> LinkWindow:
+                      watch_heatmaps: bool = True, start_timeout: float = 180.0,
+                      max_observation_age_s: float = 0.5) -> LinkWindow:
     """replay_node + probe on the robot, policy_node on the gpu host; count the link over a window.
 
     The window opens once actions and every camera's heatmap have come back (discovery is over)
     and closes when `window_actions` more actions have arrived; the replay loops meanwhile.
     Without `watch_heatmaps` nothing on the robot subscribes to heatmaps, so DDS does not send them.
+    `max_observation_age_s` must exceed the policy's tick time, or no action ever comes back.
     """
     python = sys.executable
     suffix = "/compressed" if compressed else ""
@@ -196,7 +198,7 @@ def run_policy_across(net: TwoHosts, base_env: dict[str, str], domain_id: int, *
         names = "[" + ", ".join(f"'{n}'" for n in state_names) + "]"
         procs.append(Proc(net.gpu.command([python, "-m", "pai_ros.ros.policy_node", "--ros-args", *params(
             f"policy_path:={policy_path}", f"cameras:={cam_list}", f"state_joint_names:={names}",
-            f"control_rate_hz:={control_rate_hz}", "max_observation_age_s:=0.5", "device:=cpu")]),
+            f"control_rate_hz:={control_rate_hz}", f"max_observation_age_s:={max_observation_age_s}", "device:=cpu")]),
             gpu_env, "policy_node"))
         # wait_for_subscribers: frames flow only once the policy (across the link) and the probe have matched.
         procs.append(Proc(net.robot.command([python, "-m", "pai_ros.ros.replay_node", "--ros-args", *params(
