@@ -32,7 +32,8 @@ from ros_processes import Proc  # noqa: E402
 
 CAMERAS = ["front", "wrist"]
 STATE = ["x", "y", "gripper"]
-# The default ACT at 480x640 takes 1-1.5 s a tick on a 2-core CPU. Since 2026-12-05 the node
+# The node's tick (default ACT at 480x640 with input_gradient maps, the replay beside it) takes
+# 1-1.5 s on a 2-core CPU. Since 2026-12-05 the node
 # re-checks the observation's age when the action is ready, so at 0.5 s it refused every action
 # and the run waited for one in vain. This bench counts bytes on the link, not latency.
 MAX_AGE_S = 5.0
