@@ -64,6 +64,22 @@ def test_a_port_out_of_range_is_a_usage_error(tmp_path) -> None:
     assert res.returncode == 2 and "argument --port: invalid port value: '99999'" in res.stderr, res.stderr
 
 
+def test_the_browser_without_gradio_says_how_to_install_it(tmp_path) -> None:
+    """`pip install .` leaves Gradio out (it is the `ui` extra): one line naming the install, not
+    the ModuleNotFoundError traceback it was."""
+    import os
+
+    shadow = tmp_path / "no_gradio"
+    shadow.mkdir()
+    (shadow / "gradio.py").write_text('raise ModuleNotFoundError("No module named \'gradio\'", name="gradio")\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shadow), os.environ.get("PYTHONPATH", "")])}
+    res = run_pai("features", "ui", str(tmp_path), env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pai features ui: error: the feature browser needs Gradio"), lines
+    assert 'pip install ".[ui]"' in lines[0]
+
+
 def test_every_subcommand_uses_the_shared_help_layout() -> None:
     """`pai demo`, `pai demo-assets` and `pai bag recover` showed (default: None) until they used it too."""
     import argparse

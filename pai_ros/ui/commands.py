@@ -40,8 +40,16 @@ def _register_ui(inner: Sub) -> None:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from pai_ros.errors import UserError
     from pai_ros.features.results import ResultsDir
-    from pai_ros.ui.app import serve
+
+    try:
+        from pai_ros.ui.app import serve
+    except ModuleNotFoundError as exc:
+        if exc.name != "gradio":  # only the optional install is the user's to fix; anything else is ours
+            raise
+        raise UserError('the feature browser needs Gradio, an optional install: pip install ".[ui]" in the '
+                        "pai_ros checkout (make setup installs it)") from None
 
     results = ResultsDir(args.results)
     results.analysis()  # refuse early, with one line, when there is nothing to show
