@@ -318,10 +318,10 @@ def test_a_controller_answer_during_a_tick_changes_the_next_tick_not_this_one(ti
 
         out = live.step(inputs(T0), T0, clock=clock_while_the_controller_answers)
         assert isinstance(out, TickOutput) and gate.verdict.verified and gate.verdict.problem is None
-        assert out.held_outputs == ("joint_trajectory",) and out.every_output_held
+        assert out.held_outputs == ("joint_trajectory",) and gate.holds_all(out.held_outputs)
         assert out.status[1].startswith("holding actions") and live.health.counts[1] == 0
         out = live.step(inputs(T0 + S // 10), T0 + S // 10)
-        assert isinstance(out, TickOutput) and out.held_outputs == () and not out.every_output_held
+        assert isinstance(out, TickOutput) and out.held_outputs == () and not gate.holds_all(out.held_outputs)
         assert out.status[1].startswith("publishing actions") and live.health.counts[1] == 1
     finally:
         live.close()
@@ -337,11 +337,11 @@ def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_s
     live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act)))
     try:
         gate = live.controller_gate = ControllerGate("/arm_controller", outputs)
-        assert gate.checked_outputs == ("joint_trajectory",) and not gate.sends("joint_trajectory")
-        assert gate.sends("joint_state")  # a JointState command goes out: no controller checks it
+        assert gate.checked_outputs == ("joint_trajectory",) and "joint_trajectory" in gate.held()
+        assert "joint_state" not in gate.held()  # a JointState command goes out: no controller checks it
         out = live.step(inputs(T0), T0)
         assert isinstance(out, TickOutput) and out.held_outputs == ("joint_trajectory",)
-        assert out.every_output_held == holds_all
+        assert gate.holds_all(out.held_outputs) == holds_all
         d = live.diagnostics(T0)
         assert live.health.counts[1] == (0 if holds_all else 1)
         assert d.message.startswith("holding actions" if holds_all else "publishing actions"), d.message
@@ -350,9 +350,9 @@ def test_a_controller_that_does_not_match_holds_its_actions_and_the_count_says_s
         gate.answered("/arm_controller has joints ['a']; it refuses trajectories for ['x']")
         assert live.diagnostics(T0).level == Level.ERROR  # answered, and the joints do not match
         gate.answered(None)
-        assert gate.sends("joint_trajectory")
+        assert gate.held() == ()
         out = live.step(inputs(T0 + S // 10), T0 + S // 10)
-        assert isinstance(out, TickOutput) and out.held_outputs == () and not out.every_output_held
+        assert isinstance(out, TickOutput) and out.held_outputs == () and not gate.holds_all(out.held_outputs)
         d = live.diagnostics(T0 + S // 10)
         assert live.health.counts[1] == (1 if holds_all else 2) and d.level == Level.OK
         assert d.message.startswith("publishing actions") and d.values["controller"] == "/arm_controller: joints match"

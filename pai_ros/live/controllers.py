@@ -62,17 +62,12 @@ class ControllerGate:
         return tuple(o for o in self.outputs if o != UNCHECKED_OUTPUT)
 
     def held(self) -> tuple[str, ...]:
-        """The outputs not to send under the current verdict, read once."""
+        """The outputs not to send under the current verdict, read once (a tick keeps what it read)."""
         return self.checked_outputs if self.verdict.problem is not None else ()
 
-    def sends(self, output: str) -> bool:
-        """Under the current verdict; a tick's own decision is its ``TickOutput.held_outputs``."""
-        return output not in self.held()
-
-
-def holds_every_output(held: tuple[str, ...], outputs: tuple[str, ...]) -> bool:
-    """Whether holding ``held`` leaves none of ``outputs`` to publish (nothing held: False)."""
-    return bool(held) and set(outputs) <= set(held)
+    def holds_all(self, held: tuple[str, ...]) -> bool:
+        """Whether holding ``held`` (what :meth:`held` gave) leaves no output to publish."""
+        return bool(held) and set(self.outputs) <= set(held)
 
 
 def joint_mismatch(output: str, controller: str, action_names: Sequence[str],

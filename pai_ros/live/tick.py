@@ -27,7 +27,7 @@ from pai_ros.attention.render import normalize, overlay
 from pai_ros.errors import UserError
 from pai_ros.live.action_mapping import ActionMapping
 from pai_ros.live.config import CameraInput, LiveConfig
-from pai_ros.live.controllers import ControllerGate, holds_every_output
+from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import ENVIRONMENT_STATE, JOINT_STATES, TickInputs, VectorReading
 from pai_ros.live.joint_merge import JointStateMerge
@@ -69,7 +69,6 @@ class TickOutput:
     # The action outputs the node must not publish (their controller's joints not verified to match),
     # decided once by the tick: the node publishes on the same reading the status and count use.
     held_outputs: tuple[str, ...] = ()
-    every_output_held: bool = False  # no action leaves the node this tick
 
 
 @dataclass(frozen=True)
@@ -297,7 +296,7 @@ class LiveTick:
             self.infos.append(line)
         if outcome.steering is not None:
             self.steering.steered_ticks += 1
-        sent = self.config.publish_actions and not outcome.every_output_held
+        sent = self.config.publish_actions and not self._holds_all(outcome.held_outputs)
         self.health.acted(outcome.latency_s, sent, *outcome.status)
         return outcome
 
@@ -309,6 +308,10 @@ class LiveTick:
         return Rejection(f"the action was ready {age_s:.3f} s after its observation (max_observation_age_s "
                          f"{self.config.max_observation_age_s}; this tick took {out.latency_s:.3f} s): use a "
                          f"cheaper heatmap_method, a GPU, or a larger max_observation_age_s")
+
+    def _holds_all(self, held: tuple[str, ...]) -> bool:
+        """No action leaves the node when ``held`` (a tick's reading of the gate) is held."""
+        return self.controller_gate is not None and self.controller_gate.holds_all(held)
 
     def _forget_plan(self) -> None:
         """After any refused tick, act again only on a chunk predicted from new inputs.
@@ -405,11 +408,10 @@ class LiveTick:
                 scaled = normalize({c: maps.grids[c] for c in self.heatmap_cameras}, self.config.normalization)
                 heatmaps = {c: overlay(shown.rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
                                        colormap=self.config.heatmap_colormap) for c in self.heatmap_cameras}
-        gate = self.controller_gate  # read once: the controller check may answer while this tick runs
-        held = gate.held() if gate is not None else ()
-        every_output_held = gate is not None and holds_every_output(held, gate.outputs)
+        # Read once: the controller check may answer while this tick runs.
+        held = self.controller_gate.held() if self.controller_gate is not None else ()
         level, message = Level.OK, ("observe-only: interpreting, not acting" if not self.config.publish_actions
-                                    else "holding actions" if every_output_held else "publishing actions")
+                                    else "holding actions" if self._holds_all(held) else "publishing actions")
         if features is not None and features.is_ood:
             # The action still goes out (the policy is unchanged); the operator is told the scene looks unfamiliar.
             level = Level.WARN
@@ -434,7 +436,7 @@ class LiveTick:
             camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
             features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
             status=(level, message), heatmap_stamps_ns=shown.stamps_ns, heatmap_frame_ids=shown.frame_ids,
-            held_outputs=held, every_output_held=every_output_held)
+            held_outputs=held)
 
     def _executed_steering(self, result, active: ActiveSteering | None) -> ActiveSteering | None:
         """The steering behind the executed action: this forward's, or in queue/chunk modes its chunk's."""
