@@ -50,6 +50,7 @@ BENCHES = [
     Bench("bench_recorder.py", ("--seconds", "60", "--transport", "shm32mb"), ("--seconds", "5", "--transport", "shm32mb")),
     Bench("bench_bag2parquet.py", ("--rounds", "3"), ("--ticks", "60", "--rounds", "1")),
     Bench("bench_sae.py", (), ("--quick",)),
+    Bench("bench_sae_step.py", ("--rounds", "20"), ("--quick",)),
     Bench("bench_ood.py", (), ("--quick",)),
     Bench("bench_sae_scale.py", (), ("--quick",)),
     Bench("bench_closed_loop.py", ("--episodes", "50", "--modes", "ensemble", "chunk"), ("--episodes", "5")),

@@ -224,7 +224,7 @@ def test_aux_loss_over_the_dead_columns_equals_masking_the_live_ones(dead_fracti
         return ((err - aux) ** 2).sum(dim=1).mean() / denom
 
     results = []
-    for loss_of in (by_definition, lambda: _aux_loss(sae, sae.pre_activations(x), err, dead, 8)):
+    for loss_of in (by_definition, lambda: _aux_loss(sae, x, sae.pre_activations(x).detach(), err, dead, 8)):
         sae.zero_grad(set_to_none=True)
         loss = loss_of()
         loss.backward()
@@ -233,3 +233,40 @@ def test_aux_loss_over_the_dead_columns_equals_masking_the_live_ones(dead_fracti
     torch.testing.assert_close(got, want)
     for g, w in zip(got_grads, want_grads):
         torch.testing.assert_close(g, w)
+
+
+@pytest.mark.parametrize("batch, d_in, d_sae, k", [(64, 16, 200, 4), (5, 8, 12, 12), (1, 3, 7, 1)])
+def test_topk_for_training_gives_the_gradients_of_autograd_through_the_dense_ranking(
+        batch: int, d_in: int, d_sae: int, k: int) -> None:
+    """The sparse backward must give the same values, indices and gradients (W_enc, b_enc, b_dec,
+    W_dec) as autograd through the dense pre-activations and torch.topk, k < d_sae and k = d_sae."""
+    gen = torch.Generator().manual_seed(batch * 1000 + d_sae)
+    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, k=k))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(batch, d_in, generator=gen)
+    target = torch.randn(batch, d_in, generator=gen)
+
+    def dense() -> tuple[torch.Tensor, torch.Tensor]:
+        return sae.topk(sae.pre_activations(x))
+
+    def sparse() -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            pre = sae.pre_activations(x)
+        return sae.topk_for_training(x, pre)
+
+    results = []
+    for path in (dense, sparse):
+        sae.zero_grad(set_to_none=True)
+        values, indices = path()
+        loss = ((sae.decode_sparse_scaled(values, indices) - target) ** 2).sum()
+        loss.backward()
+        order = indices.argsort(dim=1)  # topk(sorted=False) may order the picks differently
+        results.append((values.gather(1, order), indices.gather(1, order), [p.grad.clone() for p in sae.parameters()]))
+    (want_v, want_i, want_g), (got_v, got_i, got_g) = results
+    assert torch.equal(got_i, want_i)
+    torch.testing.assert_close(got_v, want_v)
+    for name, g, w in zip(("W_enc", "W_dec", "b_enc", "b_dec"), got_g, want_g):
+        assert g.shape == w.shape and g.abs().sum() > 0, name
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=name)

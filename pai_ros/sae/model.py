@@ -39,6 +39,7 @@ from torch import nn
 
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
+from pai_ros.sae.sparse_encoder import chosen_pre_activations
 from pai_ros.staging import staged_file
 
 if TYPE_CHECKING:
@@ -163,6 +164,21 @@ class SparseAutoencoder(nn.Module):
     def topk(self, pre: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """TopK as (values after ReLU, feature indices), each ``[..., k]``: the sparse form."""
         values, indices = torch.topk(pre, k or self.cfg.k, dim=-1, sorted=False)
+        return torch.relu(values), indices
+
+    def topk_for_training(self, x_scaled: torch.Tensor, pre: torch.Tensor, k: int | None = None,
+                          columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """TopK as :meth:`topk` (optionally among ``columns`` only), with a backward pass through
+        the chosen latents alone.
+
+        ``pre`` are the pre-activations of ``x_scaled`` computed without autograd; the values
+        returned still carry gradients to ``W_enc``, ``b_enc`` and ``b_dec``, equal to those of
+        ranking ``pre`` under autograd (:mod:`pai_ros.sae.sparse_encoder`), at a fraction of the cost.
+        """
+        ranked = pre if columns is None else pre.index_select(1, columns)
+        values, picked = torch.topk(ranked, k or self.cfg.k, dim=-1, sorted=False)
+        indices = picked if columns is None else columns[picked]
+        values = chosen_pre_activations(x_scaled, self.W_enc, self.b_enc, self.b_dec, values, indices)
         return torch.relu(values), indices
 
     def decode_scaled(self, codes: torch.Tensor) -> torch.Tensor:

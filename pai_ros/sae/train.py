@@ -262,9 +262,10 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         if step >= decay_from:
             for group in optimiser.param_groups:
                 group["lr"] = settings.learning_rate * (settings.steps - step) / max(1, settings.steps - decay_from)
-        pre = sae.pre_activations(x)
         if settings.architecture == "topk":
-            values, indices = sae.topk(pre)
+            with torch.no_grad():  # the backward pass goes through the chosen latents only
+                pre = sae.pre_activations(x)
+            values, indices = sae.topk_for_training(x, pre)
             recon = sae.decode_sparse_scaled(values, indices)
             active = values > 0
             # Which latents fired, as a mask: counting picks with index_add is ~3x cheaper per
@@ -272,6 +273,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
             fired = torch.zeros(cfg.d_sae, device=device).index_add_(
                 0, indices.reshape(-1), active.reshape(-1).float()) > 0
         elif settings.architecture == "batchtopk":
+            pre = sae.pre_activations(x)
             codes, smallest = sae.batch_topk(pre)
             recon = sae.decode_scaled(codes)
             active = codes > 0
@@ -279,6 +281,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
             if math.isfinite(smallest):
                 threshold = smallest if math.isnan(threshold) else THRESHOLD_DECAY * threshold + (1 - THRESHOLD_DECAY) * smallest
         else:
+            pre = sae.pre_activations(x)
             codes = torch.relu(pre)
             recon = sae.decode_scaled(codes)
             active = codes > 0
@@ -292,7 +295,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         if settings.architecture in K_ARCHITECTURES:
             loss = fvu
             if dead.any():
-                loss = loss + settings.aux_coeff * _aux_loss(sae, pre, err, dead, aux_k)
+                loss = loss + settings.aux_coeff * _aux_loss(sae, x, pre, err, dead, aux_k)
         else:
             warm = min(1.0, (step + 1) / max(1, int(0.05 * settings.steps)))
             sparsity = (codes * sae.W_dec.norm(dim=1)).sum(dim=1).mean()
@@ -338,7 +341,8 @@ def _initialise(sae: SparseAutoencoder, mean_scaled: torch.Tensor, seed: int) ->
     sae.b_dec.copy_(mean_scaled)
 
 
-def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, err: torch.Tensor, dead: torch.Tensor, aux_k: int) -> torch.Tensor:
+def _aux_loss(sae: SparseAutoencoder, x: torch.Tensor, pre: torch.Tensor, err: torch.Tensor, dead: torch.Tensor,
+              aux_k: int) -> torch.Tensor:
     """AuxK: the dead latents' top pre-activations should model the main reconstruction's residual.
 
     Only the dead latents' columns are ranked (the same values and indices as ranking every latent
@@ -347,8 +351,7 @@ def _aux_loss(sae: SparseAutoencoder, pre: torch.Tensor, err: torch.Tensor, dead
     """
     columns = dead.nonzero().squeeze(1)
     k = min(aux_k, len(columns))
-    values, picked = sae.topk(pre.index_select(1, columns), k)
-    indices = columns[picked]
+    values, indices = sae.topk_for_training(x, pre.detach(), k, columns)
     residual = err.detach()
     aux_recon = sae.decode_sparse_scaled(values, indices, bias=False)
     denom = ((residual - residual.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
