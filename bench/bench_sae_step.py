@@ -1,13 +1,15 @@
-"""SAE training step: the TopK encoder's backward through the chosen latents vs through the dense ranking.
+"""SAE training step: the encoder's backward through the chosen latents vs through the dense ranking.
 
 ``pai sae train`` ranks the pre-activations without autograd and sends the gradient back
-through the k chosen latents only (``SparseAutoencoder.topk_for_training``,
-``pai_ros/sae/sparse_encoder.py``). The reference, measured in the same run, is what training
-did before: autograd through ``x @ W_enc`` and ``torch.topk``, whose backward builds a dense
-``[batch, d_sae]`` gradient and multiplies it by the batch. Both run the same step on the same
-rows: encode, TopK, sparse decode, the FVU loss, backward, fused Adam, unit-norm decoder rows
-(no AuxK: no latent is dead at the start). Interleaved rounds, median [min-max] per step, the
-paired ratio of reference / ours per round; the gradients of the two are compared once.
+through the chosen latents only (``SparseAutoencoder.topk_for_training`` and
+``batch_topk_for_training``, ``pai_ros/sae/sparse_encoder.py``). The reference, measured in the
+same run, is what training did before: autograd through ``x @ W_enc`` and ``torch.topk``, whose
+backward builds a dense ``[batch, d_sae]`` gradient and multiplies it by the batch; for
+BatchTopK also dense codes decoded by a matmul (now: the picks decoded by ``embedding_bag``).
+Both run the same step on the same rows: encode, TopK or BatchTopK, decode, the FVU loss,
+backward, fused Adam, unit-norm decoder rows (no AuxK: no latent is dead at the start).
+Interleaved rounds, median [min-max] per step, the paired ratio of reference / ours per round;
+the gradients of the two are compared once.
 
 Shapes: the demo policy's (d 128 -> 1024 features) and LeRobot's default ACT's (d 512 -> 4096),
 k 32, at batch 1024 and 4096; random unit-norm weights and Gaussian rows. Targets: faster at the
@@ -35,9 +37,9 @@ SHAPES = [(128, 1024, 1024), (512, 4096, 1024), (512, 4096, 4096)]  # d_in, d_sa
 K = 32
 
 
-def make_sae(d_in: int, d_sae: int, device: str) -> SparseAutoencoder:
+def make_sae(d_in: int, d_sae: int, architecture: str, device: str) -> SparseAutoencoder:
     gen = torch.Generator().manual_seed(0)
-    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, k=K))
+    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, k=K, architecture=architecture))
     with torch.no_grad():
         w = torch.randn(d_sae, d_in, generator=gen)
         w /= w.norm(dim=1, keepdim=True)
@@ -46,31 +48,46 @@ def make_sae(d_in: int, d_sae: int, device: str) -> SparseAutoencoder:
     return sae.to(device)
 
 
-def chosen(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def topk_chosen(sae: SparseAutoencoder, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         pre = sae.pre_activations(x)
-    return sae.topk_for_training(x, pre)
+    return sae.decode_sparse_scaled(*sae.topk_for_training(x, pre))
 
 
-def dense(sae: SparseAutoencoder, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return sae.topk(sae.pre_activations(x))
+def topk_dense(sae: SparseAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    return sae.decode_sparse_scaled(*sae.topk(sae.pre_activations(x)))
 
 
-Encoder = Callable[[SparseAutoencoder, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+def batchtopk_chosen(sae: SparseAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        pre = sae.pre_activations(x)
+    picks, _ = sae.batch_topk_for_training(x, pre)
+    return sae.decode_picks_scaled(picks)
 
 
-def loss_of(sae: SparseAutoencoder, x: torch.Tensor, encoder: Encoder) -> torch.Tensor:
-    values, indices = encoder(sae, x)
-    err = x - sae.decode_sparse_scaled(values, indices)
+def batchtopk_dense(sae: SparseAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    """BatchTopK as training ran it before: scattered into dense codes, decoded by a matmul."""
+    flat = torch.relu(sae.pre_activations(x)).reshape(-1)
+    values, where = torch.topk(flat, min(flat.numel(), K * len(x)), sorted=False)
+    return sae.decode_scaled(torch.zeros_like(flat).scatter(0, where, values).reshape(len(x), sae.d_sae))
+
+
+Reconstruct = Callable[[SparseAutoencoder, torch.Tensor], torch.Tensor]
+PATHS: dict[str, tuple[Reconstruct, Reconstruct]] = {"topk": (topk_chosen, topk_dense),
+                                                      "batchtopk": (batchtopk_chosen, batchtopk_dense)}
+
+
+def loss_of(sae: SparseAutoencoder, x: torch.Tensor, reconstruct: Reconstruct) -> torch.Tensor:
+    err = x - reconstruct(sae, x)
     return (err ** 2).sum(dim=1).mean() / ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean()
 
 
-def stepper(sae: SparseAutoencoder, x: torch.Tensor, encoder: Encoder) -> Callable[[], None]:
+def stepper(sae: SparseAutoencoder, x: torch.Tensor, reconstruct: Reconstruct) -> Callable[[], None]:
     optimiser = torch.optim.Adam(sae.parameters(), lr=1e-4, fused=x.device.type in ("cpu", "cuda"))
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)
-        loss_of(sae, x, encoder).backward()
+        loss_of(sae, x, reconstruct).backward()
         optimiser.step()
         sae.normalize_decoder()
         if x.device.type == "cuda":
@@ -78,14 +95,14 @@ def stepper(sae: SparseAutoencoder, x: torch.Tensor, encoder: Encoder) -> Callab
     return step
 
 
-def largest_gradient_difference(d_in: int, d_sae: int, batch: int, device: str) -> float:
+def largest_gradient_difference(d_in: int, d_sae: int, batch: int, architecture: str, device: str) -> float:
     """Max |grad ours - grad reference| over all weights, relative to the largest gradient entry."""
     x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(1)).to(device)
-    sae = make_sae(d_in, d_sae, device)
+    sae = make_sae(d_in, d_sae, architecture, device)
     grads = []
-    for encoder in (dense, chosen):
+    for reconstruct in reversed(PATHS[architecture]):  # the reference first
         sae.zero_grad(set_to_none=True)
-        loss_of(sae, x, encoder).backward()
+        loss_of(sae, x, reconstruct).backward()
         grads.append([p.grad.clone() for p in sae.parameters()])
     scale = max(float(g.abs().max()) for g in grads[0])
     return max(float((a - b).abs().max()) for a, b in zip(*grads)) / scale
@@ -99,22 +116,23 @@ def main() -> None:
     args = ap.parse_args()
     rounds = 3 if args.quick else args.rounds
     rows = []
-    for d_in, d_sae, batch in SHAPES[:2] if args.quick else SHAPES:
-        x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(0)).to(args.device)
-        steps = {name: stepper(make_sae(d_in, d_sae, args.device), x, encoder)
-                 for name, encoder in (("chosen", chosen), ("dense", dense))}
-        for step in steps.values():  # warm-up: allocator, kernels
-            for _ in range(3):
-                step()
-        times = interleaved(steps, rounds, per_round=3)
-        label = f"d {d_in} -> {d_sae}, batch {batch}"
-        rows.append((f"training step, {label}", fmt_ms(summary_ms(times["chosen"])),
-                     fmt_ms(summary_ms(times["dense"])), paired_ratio(times["dense"], times["chosen"]),
-                     # The demo's small SAE: the dense backward is cheap there, so parity is the aim.
-                     ">= 0.95x" if d_sae <= 1024 else "> 1.0x"))
-        gap = largest_gradient_difference(d_in, d_sae, batch, args.device)
-        rows.append((f"gradients, {label}: largest difference from the reference's, per million of its largest entry",
-                     f"{gap * 1e6:.2f} ppm", "0 ppm", "-", "< 100 ppm"))
+    for architecture in ("topk", "batchtopk"):
+        for d_in, d_sae, batch in SHAPES[:2] if args.quick else SHAPES:
+            x = torch.randn(batch, d_in, generator=torch.Generator().manual_seed(0)).to(args.device)
+            steps = {name: stepper(make_sae(d_in, d_sae, architecture, args.device), x, reconstruct)
+                     for name, reconstruct in zip(("chosen", "dense"), PATHS[architecture])}
+            for step in steps.values():  # warm-up: allocator, kernels
+                for _ in range(3):
+                    step()
+            times = interleaved(steps, rounds, per_round=3)
+            label = f"{architecture}, d {d_in} -> {d_sae}, batch {batch}"
+            rows.append((f"training step, {label}", fmt_ms(summary_ms(times["chosen"])),
+                         fmt_ms(summary_ms(times["dense"])), paired_ratio(times["dense"], times["chosen"]),
+                         # The demo's small SAE: the dense backward is cheap there, so parity is the aim.
+                         ">= 0.95x" if d_sae <= 1024 else "> 1.0x"))
+            gap = largest_gradient_difference(d_in, d_sae, batch, architecture, args.device)
+            rows.append((f"gradients, {label}: largest difference from the reference's, per million of its "
+                         "largest entry", f"{gap * 1e6:.2f} ppm", "0 ppm", "-", "< 100 ppm"))
     print_table(f"SAE training step, TopK k {K}: backward through the chosen latents (this) vs autograd "
                 f"through the dense ranking (reference); ratio = reference / this; {machine()}, {args.device}, "
                 f"{rounds} interleaved rounds of 3 steps", rows)

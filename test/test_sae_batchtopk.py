@@ -36,16 +36,62 @@ def trained():
     return result, x
 
 
+def dense_codes(sae: SparseAutoencoder, x: torch.Tensor, pre: torch.Tensor) -> tuple[torch.Tensor, float]:
+    picks, smallest = sae.batch_topk_for_training(x, pre)
+    codes = torch.zeros(picks.batch, sae.d_sae).index_put((picks.rows, picks.latents), picks.values)
+    return codes, smallest
+
+
 def test_batch_topk_keeps_k_times_batch_across_the_batch() -> None:
     sae = SparseAutoencoder(SaeConfig(d_in=2, d_sae=4, architecture="batchtopk", k=2))
+    x = torch.zeros(2, 2)
     pre = torch.tensor([[9.0, 8.0, 7.0, 6.0],  # a "busy" token: keeps 3 of the batch's 4
                         [0.5, 6.5, -1.0, 0.1]])
-    codes, smallest = sae.batch_topk(pre)
+    codes, smallest = dense_codes(sae, x, pre)
     assert torch.equal(codes, torch.tensor([[9.0, 8.0, 7.0, 0.0], [0.0, 6.5, 0.0, 0.0]]))
     assert smallest == 6.5
     # Negative pre-activations are never kept, even when the budget is not filled.
-    codes, smallest = sae.batch_topk(torch.tensor([[-1.0, 2.0, -3.0, -4.0], [-1.0, -2.0, -3.0, -4.0]]))
+    codes, smallest = dense_codes(sae, x, torch.tensor([[-1.0, 2.0, -3.0, -4.0], [-1.0, -2.0, -3.0, -4.0]]))
     assert int((codes > 0).sum()) == 1 and smallest == 2.0
+
+
+@pytest.mark.parametrize("batch, d_in, d_sae, k", [(64, 16, 200, 4), (6, 8, 12, 12), (3, 5, 9, 1)])
+def test_sparse_training_gives_the_values_and_gradients_of_the_dense_batch_topk(
+        batch: int, d_in: int, d_sae: int, k: int) -> None:
+    """Picks and their decode must equal the dense definition (ReLU, TopK of k x batch over the
+    flattened batch, scattered codes, codes @ W_dec), in value and in every gradient."""
+    gen = torch.Generator().manual_seed(batch + d_sae)
+    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, architecture="batchtopk", k=k))
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(batch, d_in, generator=gen)
+    target = torch.randn(batch, d_in, generator=gen)
+
+    def dense() -> tuple[torch.Tensor, float]:
+        flat = torch.relu(sae.pre_activations(x)).reshape(-1)
+        values, where = torch.topk(flat, min(flat.numel(), k * batch), sorted=False)
+        codes = torch.zeros_like(flat).scatter(0, where, values).reshape(batch, d_sae)
+        return sae.decode_scaled(codes), float(values[values > 0].min().detach())
+
+    def sparse() -> tuple[torch.Tensor, float]:
+        with torch.no_grad():
+            pre = sae.pre_activations(x)
+        picks, smallest = sae.batch_topk_for_training(x, pre)
+        return sae.decode_picks_scaled(picks), smallest
+
+    results = []
+    for path in (dense, sparse):
+        sae.zero_grad(set_to_none=True)
+        recon, smallest = path()
+        ((recon - target) ** 2).sum().backward()
+        results.append((recon.detach(), smallest, [p.grad.clone() for p in sae.parameters()]))
+    (want_r, want_s, want_g), (got_r, got_s, got_g) = results
+    torch.testing.assert_close(got_r, want_r, rtol=1e-4, atol=1e-4)
+    assert got_s == want_s
+    for name, g, w in zip(("W_enc", "W_dec", "b_enc", "b_dec"), got_g, want_g):
+        assert g.abs().sum() > 0, name
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4, msg=name)
 
 
 def test_inference_uses_the_threshold_per_token(trained) -> None:
@@ -103,3 +149,32 @@ def test_an_untrained_batchtopk_sae_refuses_to_encode(tmp_path) -> None:
         sae.encode(torch.randn(3, 4))
     with pytest.raises(UserError, match="k"):
         SaeConfig(d_in=4, d_sae=8, architecture="batchtopk", k=None)
+
+
+@pytest.mark.parametrize("case", ["gaussian", "ties", "few_positive", "sample_misled"])
+def test_largest_entries_are_exactly_topks(case: str) -> None:
+    """The sampled-threshold prefilter must keep exactly torch.topk's entries, including when its
+    sample misjudges the tail (it must then fall back, not return too few)."""
+    from pai_ros.sae.largest import largest_entries
+
+    gen = torch.Generator().manual_seed(3)
+    n, count = 200_000, 1_500
+    flat = torch.randn(n, generator=gen)
+    if case == "ties":
+        flat = torch.randint(0, 1000, (n,), generator=gen).float()  # many equal values
+    elif case == "few_positive":
+        flat = -flat.abs()
+        flat[:10] = 1.0
+    elif case == "sample_misled":
+        stride = (n // 65_536) | 1
+        # Only the entries the sample looks at are nonzero: its upper quantile then passes half
+        # as many entries as are wanted, and the prefilter must give way to a full TopK.
+        flat = torch.zeros(n)
+        flat[::stride] = 1.0 + torch.rand(len(flat[::stride]), generator=gen)
+    values, where = largest_entries(flat, count, min_size=1)
+    want_values, want_where = torch.topk(flat, count, sorted=False)
+    assert len(where) == count and len(set(where.tolist())) == count
+    assert torch.equal(flat[where], values)
+    assert torch.equal(torch.sort(values).values, torch.sort(want_values).values)
+    if case != "ties":  # with ties at the boundary either of the equal entries may be kept
+        assert torch.equal(torch.sort(where).values, torch.sort(want_where).values)

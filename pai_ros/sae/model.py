@@ -32,13 +32,14 @@ import hashlib
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
+from pai_ros.sae.largest import largest_entries
 from pai_ros.sae.sparse_encoder import chosen_pre_activations
 from pai_ros.staging import staged_file
 
@@ -106,6 +107,15 @@ class SaeConfig:
             raise UserError(f"{where} is not a pai_ros SAE config ({type(exc).__name__}: {exc})") from None
 
 
+class Picks(NamedTuple):
+    """Active latents in sparse form, any number per row: ``values[i]`` of latent ``latents[i]`` in row ``rows[i]``."""
+
+    values: torch.Tensor
+    rows: torch.Tensor
+    latents: torch.Tensor
+    batch: int  # rows in the batch (some may have no pick)
+
+
 class SparseAutoencoder(nn.Module):
     def __init__(self, cfg: SaeConfig) -> None:
         super().__init__()
@@ -149,17 +159,21 @@ class SparseAutoencoder(nn.Module):
             raise UserError("this BatchTopK SAE has no threshold in cfg.json (it was never trained)")
         return torch.where(pre > self.cfg.threshold, torch.relu(pre), torch.zeros_like(pre))
 
-    def batch_topk(self, pre: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def batch_topk_for_training(self, x_scaled: torch.Tensor, pre: torch.Tensor) -> tuple[Picks, float]:
         """BatchTopK training: the top ``k x batch`` ReLU activations over the whole batch ``[B, F]``.
 
-        Returns (dense codes, smallest kept positive activation: the threshold estimate; NaN
-        when nothing was positive).
+        ``pre`` are the pre-activations of ``x_scaled`` computed without autograd. Returns the
+        kept activations as :class:`Picks` (only positive ones: a zero adds nothing), whose values
+        carry gradients to the encoder through the picks alone (:mod:`pai_ros.sae.sparse_encoder`),
+        and the smallest kept activation, the threshold estimate (NaN when nothing was positive).
         """
-        flat = torch.relu(pre).reshape(-1)
-        values, indices = torch.topk(flat, min(flat.numel(), self.cfg.k * pre.shape[0]), sorted=False)
-        codes = torch.zeros_like(flat).scatter_(0, indices, values).reshape(pre.shape)
-        kept = values[values > 0]
-        return codes, float(kept.min().detach()) if kept.numel() else math.nan
+        values, where = largest_entries(pre.reshape(-1), self.cfg.k * pre.shape[0])
+        positive = values > 0
+        values, where = values[positive], where[positive]
+        smallest = float(values.min()) if values.numel() else math.nan
+        rows, latents = where // self.d_sae, where % self.d_sae
+        values = chosen_pre_activations(x_scaled, self.W_enc, self.b_enc, self.b_dec, values, rows, latents)
+        return Picks(values, rows, latents, pre.shape[0]), smallest
 
     def topk(self, pre: torch.Tensor, k: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """TopK as (values after ReLU, feature indices), each ``[..., k]``: the sparse form."""
@@ -173,13 +187,16 @@ class SparseAutoencoder(nn.Module):
 
         ``pre`` are the pre-activations of ``x_scaled`` computed without autograd; the values
         returned still carry gradients to ``W_enc``, ``b_enc`` and ``b_dec``, equal to those of
-        ranking ``pre`` under autograd (:mod:`pai_ros.sae.sparse_encoder`), at a fraction of the cost.
+        ranking ``pre`` under autograd, without its dense ``[batch, d_sae]`` gradient
+        (:mod:`pai_ros.sae.sparse_encoder`).
         """
         ranked = pre if columns is None else pre.index_select(1, columns)
         values, picked = torch.topk(ranked, k or self.cfg.k, dim=-1, sorted=False)
         indices = picked if columns is None else columns[picked]
-        values = chosen_pre_activations(x_scaled, self.W_enc, self.b_enc, self.b_dec, values, indices)
-        return torch.relu(values), indices
+        rows = torch.arange(len(pre), device=pre.device).repeat_interleave(indices.shape[-1])
+        values = chosen_pre_activations(x_scaled, self.W_enc, self.b_enc, self.b_dec, values.reshape(-1), rows,
+                                        indices.reshape(-1))
+        return torch.relu(values.view_as(indices)), indices
 
     def decode_scaled(self, codes: torch.Tensor) -> torch.Tensor:
         return codes @ self.W_dec + self.b_dec
@@ -195,6 +212,15 @@ class SparseAutoencoder(nn.Module):
                                                 per_sample_weights=values.reshape(-1, k), mode="sum")
         out = out.reshape(*values.shape[:-1], self.d_in)
         return out + self.b_dec if bias else out
+
+    def decode_picks_scaled(self, picks: Picks) -> torch.Tensor:
+        """Reconstruction ``[batch, d_in]`` from a varying number of active latents per row
+        (BatchTopK in training), without a dense code matrix."""
+        order = torch.argsort(picks.rows)
+        counts = torch.bincount(picks.rows, minlength=picks.batch)
+        out = torch.nn.functional.embedding_bag(picks.latents[order], self.W_dec, counts.cumsum(0) - counts,
+                                                mode="sum", per_sample_weights=picks.values[order])
+        return out + self.b_dec
 
     def forward(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(reconstruction, codes), both in scaled space."""

@@ -8,7 +8,7 @@ the same gradients with a backward pass that touches only the ``batch x k`` chos
 ``W_enc``'s gradient is, per latent, the sum of the inputs that chose it, weighted by their
 gradients, which ``embedding_bag`` computes with the picks grouped by latent (the idea behind
 EleutherAI's sparsify's fused encoder; the code here is ours). A whole training step of a
-512 -> 4096 SAE (the default ACT's width) at batch 1024 takes 1.25x less time on this project's
+512 -> 4096 SAE (the default ACT's width) at batch 1024 is 1.25x faster on this project's
 2-core CPU; at the demo's 128 -> 1024 the two are at parity (``bench/bench_sae_step.py``).
 """
 
@@ -23,35 +23,34 @@ from torch.nn import functional
 class _ChosenPreActivations(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, b_dec: torch.Tensor,
-                values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x, w_enc, b_dec, indices)
+                values: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w_enc, b_dec, rows, latents)
         return values.clone()  # already computed (without autograd) while ranking
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, w_enc, b_dec, indices = ctx.saved_tensors
-        d_sae, k = w_enc.shape[1], indices.shape[-1]
-        latents = indices.reshape(-1)
-        weights = grad.reshape(-1)
+        x, w_enc, b_dec, rows, latents = ctx.saved_tensors
+        d_sae = w_enc.shape[1]
         # The gradient of the folded bias b_enc - b_dec @ W_enc: per latent, the sum of its picks.
-        per_latent = torch.zeros(d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, latents, weights)
+        per_latent = torch.zeros(d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, latents, grad)
         # The picks grouped by latent: each latent's bag is the rows (tokens) that chose it.
         order = torch.argsort(latents)
         counts = torch.bincount(latents, minlength=d_sae)
-        rows = torch.div(order, k, rounding_mode="floor")
-        grad_w = functional.embedding_bag(rows, x, counts.cumsum(0) - counts, mode="sum",
-                                          per_sample_weights=weights[order])  # [d_sae, d_in]
+        grad_w = functional.embedding_bag(rows[order], x, counts.cumsum(0) - counts, mode="sum",
+                                          per_sample_weights=grad[order])  # [d_sae, d_in]
         # Both of W_enc's terms in one layout, then one transposing copy: adding a transposed
         # [d_sae, d_in] gradient to a [d_in, d_sae] one costs 3x the copy.
         grad_w.addr_(per_latent, b_dec, alpha=-1)
-        return None, grad_w.t().contiguous(), per_latent, -(w_enc @ per_latent), None, None
+        return None, grad_w.t().contiguous(), per_latent, -(w_enc @ per_latent), None, None, None
 
 
 def chosen_pre_activations(x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, b_dec: torch.Tensor,
-                           values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """``(x - b_dec) @ w_enc + b_enc`` at ``indices`` (``[batch, k]``), differentiable in the weights.
+                           values: torch.Tensor, rows: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """``((x - b_dec) @ w_enc + b_enc)[rows, latents]``, differentiable in the weights.
 
-    ``values`` are those pre-activations, computed without autograd (they come from the ranking
-    that chose ``indices``); ``x`` (``[batch, d_in]``) gets no gradient: it is the data.
+    ``rows`` and ``latents`` (1-D, one entry per pick, any number of picks per row) name the
+    chosen pre-activations; ``values`` are those pre-activations, computed without autograd
+    (they come from the ranking that chose them); ``x`` (``[batch, d_in]``) gets no gradient: it
+    is the data.
     """
-    return _ChosenPreActivations.apply(x, w_enc, b_enc, b_dec, values, indices)
+    return _ChosenPreActivations.apply(x, w_enc, b_enc, b_dec, values, rows, latents)

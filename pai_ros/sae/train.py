@@ -262,29 +262,33 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         if step >= decay_from:
             for group in optimiser.param_groups:
                 group["lr"] = settings.learning_rate * (settings.steps - step) / max(1, settings.steps - decay_from)
-        if settings.architecture == "topk":
+        if settings.architecture in K_ARCHITECTURES:
             with torch.no_grad():  # the backward pass goes through the chosen latents only
                 pre = sae.pre_activations(x)
+        else:
+            pre = sae.pre_activations(x)
+        if settings.architecture == "topk":
             values, indices = sae.topk_for_training(x, pre)
             recon = sae.decode_sparse_scaled(values, indices)
             active = values > 0
+            active_total = active.sum()
             # Which latents fired, as a mask: counting picks with index_add is ~3x cheaper per
             # step than boolean-indexing the [batch, k] indices and index-putting them.
             fired = torch.zeros(cfg.d_sae, device=device).index_add_(
                 0, indices.reshape(-1), active.reshape(-1).float()) > 0
         elif settings.architecture == "batchtopk":
-            pre = sae.pre_activations(x)
-            codes, smallest = sae.batch_topk(pre)
-            recon = sae.decode_scaled(codes)
-            active = codes > 0
-            fired = active.any(dim=0)
+            picks, smallest = sae.batch_topk_for_training(x, pre)
+            recon = sae.decode_picks_scaled(picks)
+            active_total = picks.values.numel()  # every pick is positive
+            fired = torch.bincount(picks.latents, minlength=cfg.d_sae) > 0
             if math.isfinite(smallest):
-                threshold = smallest if math.isnan(threshold) else THRESHOLD_DECAY * threshold + (1 - THRESHOLD_DECAY) * smallest
+                threshold = (smallest if math.isnan(threshold)
+                             else THRESHOLD_DECAY * threshold + (1 - THRESHOLD_DECAY) * smallest)
         else:
-            pre = sae.pre_activations(x)
             codes = torch.relu(pre)
             recon = sae.decode_scaled(codes)
             active = codes > 0
+            active_total = active.sum()
             fired = active.any(dim=0)
         err = x - recon
         variance = ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
@@ -309,7 +313,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         if settings.architecture in K_ARCHITECTURES:
             sae.normalize_decoder()
         if step % log_every == 0 or step == settings.steps - 1:
-            l0 = float(active.sum(dim=1).float().mean())
+            l0 = float(active_total) / len(x)
             history["step"].append(step)
             history["loss"].append(float(loss.detach()))
             history["fvu"].append(float(fvu.detach()))
