@@ -1,15 +1,16 @@
-"""The TopK encoder's gradient through the chosen latents only.
+"""The TopK and BatchTopK encoder's gradient through the chosen latents only.
 
-In training, the TopK pre-activations are ranked and only the top k of ``d_sae`` per token go
-on, yet autograd through ``x @ W_enc`` then ``topk`` builds a dense ``[batch, d_sae]`` gradient
-(zeros but for k entries a row) and multiplies it by ``x``: a matmul as large as the forward
-one, spent almost entirely on zeros. :func:`chosen_pre_activations` gives the same values and
-the same gradients with a backward pass that touches only the ``batch x k`` chosen entries:
-``W_enc``'s gradient is, per latent, the sum of the inputs that chose it, weighted by their
-gradients, which ``embedding_bag`` computes with the picks grouped by latent (the idea behind
-EleutherAI's sparsify's fused encoder; the code here is ours). A whole training step of a
-512 -> 4096 SAE (the default ACT's width) at batch 1024 is 1.25x faster on this project's
-2-core CPU; at the demo's 128 -> 1024 the two are at parity (``bench/bench_sae_step.py``).
+In training, the pre-activations are ranked and only the chosen ones (k of ``d_sae`` per token
+for TopK, k x batch of the whole batch for BatchTopK) go on, yet autograd through
+``x @ W_enc`` and the ranking builds a dense ``[batch, d_sae]`` gradient (zeros but for the
+picks) and multiplies it by ``x``: a matmul as large as the forward one, spent almost entirely
+on zeros. :func:`chosen_pre_activations` gives the same values and the same gradients with a
+backward pass that touches only the picks: ``W_enc``'s gradient is, per latent, the sum of the
+inputs that chose it, weighted by their gradients, which ``embedding_bag`` computes with the
+picks grouped by latent (the idea behind EleutherAI's sparsify's fused encoder; the code here
+is ours). A whole TopK training step of a 512 -> 4096 SAE (the default ACT's width) at batch
+1024 is 1.25x faster on this project's 2-core CPU; at the demo's 128 -> 1024 the two are at
+parity (``bench/bench_sae_step.py``).
 """
 
 from __future__ import annotations
