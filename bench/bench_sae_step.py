@@ -133,7 +133,7 @@ def main() -> None:
             gap = largest_gradient_difference(d_in, d_sae, batch, architecture, args.device)
             rows.append((f"gradients, {label}: largest difference from the reference's, per million of its "
                          "largest entry", f"{gap * 1e6:.2f} ppm", "0 ppm", "-", "< 100 ppm"))
-    print_table(f"SAE training step, TopK k {K}: backward through the chosen latents (this) vs autograd "
+    print_table(f"SAE training step, TopK and BatchTopK, k {K}: backward through the chosen latents (this) vs autograd "
                 f"through the dense ranking (reference); ratio = reference / this; {machine()}, {args.device}, "
                 f"{rounds} interleaved rounds of 3 steps", rows)
 

@@ -108,7 +108,10 @@ class SaeConfig:
 
 
 class Picks(NamedTuple):
-    """Active latents in sparse form, any number per row: ``values[i]`` of latent ``latents[i]`` in row ``rows[i]``."""
+    """Active latents in sparse form, any number per row: ``values[i]`` of latent ``latents[i]`` in row ``rows[i]``.
+
+    The values are the kept pre-activations, all positive (so equal to their ReLU).
+    """
 
     values: torch.Tensor
     rows: torch.Tensor
@@ -185,7 +188,8 @@ class SparseAutoencoder(nn.Module):
         """TopK as :meth:`topk` (optionally among ``columns`` only), with a backward pass through
         the chosen latents alone.
 
-        ``pre`` are the pre-activations of ``x_scaled`` computed without autograd; the values
+        ``pre`` are the pre-activations of ``x_scaled`` computed without autograd (under
+        ``torch.no_grad()``: a gradient through them would bypass the point); the values
         returned still carry gradients to ``W_enc``, ``b_enc`` and ``b_dec``, equal to those of
         ranking ``pre`` under autograd, without its dense ``[batch, d_sae]`` gradient
         (:mod:`pai_ros.sae.sparse_encoder`).

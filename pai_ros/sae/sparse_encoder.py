@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
 
@@ -29,6 +30,7 @@ class _ChosenPreActivations(torch.autograd.Function):
         return values.clone()  # already computed (without autograd) while ranking
 
     @staticmethod
+    @once_differentiable  # a second derivative would need more than the picks: refuse it
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w_enc, b_dec, rows, latents = ctx.saved_tensors
         d_sae = w_enc.shape[1]

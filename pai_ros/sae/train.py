@@ -271,7 +271,6 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
             values, indices = sae.topk_for_training(x, pre)
             recon = sae.decode_sparse_scaled(values, indices)
             active = values > 0
-            active_total = active.sum()
             # Which latents fired, as a mask: counting picks with index_add is ~3x cheaper per
             # step than boolean-indexing the [batch, k] indices and index-putting them.
             fired = torch.zeros(cfg.d_sae, device=device).index_add_(
@@ -279,7 +278,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         elif settings.architecture == "batchtopk":
             picks, smallest = sae.batch_topk_for_training(x, pre)
             recon = sae.decode_picks_scaled(picks)
-            active_total = picks.values.numel()  # every pick is positive
+            active = None  # every pick is positive: L0 is their count
             fired = torch.bincount(picks.latents, minlength=cfg.d_sae) > 0
             if math.isfinite(smallest):
                 threshold = (smallest if math.isnan(threshold)
@@ -288,7 +287,6 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
             codes = torch.relu(pre)
             recon = sae.decode_scaled(codes)
             active = codes > 0
-            active_total = active.sum()
             fired = active.any(dim=0)
         err = x - recon
         variance = ((x - x.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
@@ -313,7 +311,7 @@ def fit_sae(batches: Iterator[torch.Tensor], stats: InputStats, d_in: int, setti
         if settings.architecture in K_ARCHITECTURES:
             sae.normalize_decoder()
         if step % log_every == 0 or step == settings.steps - 1:
-            l0 = float(active_total) / len(x)
+            l0 = float(active.sum() if active is not None else picks.values.numel()) / len(x)
             history["step"].append(step)
             history["loss"].append(float(loss.detach()))
             history["fvu"].append(float(fvu.detach()))
@@ -349,13 +347,16 @@ def _aux_loss(sae: SparseAutoencoder, x: torch.Tensor, pre: torch.Tensor, err: t
               aux_k: int) -> torch.Tensor:
     """AuxK: the dead latents' top pre-activations should model the main reconstruction's residual.
 
+    ``pre`` is computed without autograd, as for the main TopK: the gradient reaches the encoder
+    through the chosen dead latents alone.
+
     Only the dead latents' columns are ranked (the same values and indices as ranking every latent
     with the live ones masked to -inf): with a few percent of the latents dead, a TopK over a few
     dozen columns instead of a masked copy of the whole ``[batch, d_sae]`` matrix and a TopK over it.
     """
     columns = dead.nonzero().squeeze(1)
     k = min(aux_k, len(columns))
-    values, indices = sae.topk_for_training(x, pre.detach(), k, columns)
+    values, indices = sae.topk_for_training(x, pre, k, columns)
     residual = err.detach()
     aux_recon = sae.decode_sparse_scaled(values, indices, bias=False)
     denom = ((residual - residual.mean(dim=0)) ** 2).sum(dim=1).mean().clamp_min(1e-12)
