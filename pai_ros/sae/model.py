@@ -40,7 +40,7 @@ from torch import nn
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.sae.largest import largest_entries
-from pai_ros.sae.sparse_encoder import chosen_pre_activations
+from pai_ros.sae.sparse_encoder import bags_of, chosen_pre_activations
 from pai_ros.staging import staged_file
 
 if TYPE_CHECKING:
@@ -220,10 +220,9 @@ class SparseAutoencoder(nn.Module):
     def decode_picks_scaled(self, picks: Picks) -> torch.Tensor:
         """Reconstruction ``[batch, d_in]`` from a varying number of active latents per row
         (BatchTopK in training), without a dense code matrix."""
-        order = torch.argsort(picks.rows)
-        counts = torch.bincount(picks.rows, minlength=picks.batch)
-        out = torch.nn.functional.embedding_bag(picks.latents[order], self.W_dec, counts.cumsum(0) - counts,
-                                                mode="sum", per_sample_weights=picks.values[order])
+        order, offsets = bags_of(picks.rows, picks.batch)
+        out = torch.nn.functional.embedding_bag(picks.latents[order], self.W_dec, offsets, mode="sum",
+                                                per_sample_weights=picks.values[order])
         return out + self.b_dec
 
     def forward(self, x_scaled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,13 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional
 
 
+def bags_of(keys: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``embedding_bag``'s grouping of entries by ``keys`` (1-D, in ``[0, size)``): (order that sorts
+    them, where each of the ``size`` bags starts in that order; empty bags included)."""
+    counts = torch.bincount(keys, minlength=size)
+    return torch.argsort(keys), counts.cumsum(0) - counts
+
+
 class _ChosenPreActivations(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w_enc: torch.Tensor, b_enc: torch.Tensor, b_dec: torch.Tensor,
@@ -37,9 +44,8 @@ class _ChosenPreActivations(torch.autograd.Function):
         # The gradient of the folded bias b_enc - b_dec @ W_enc: per latent, the sum of its picks.
         per_latent = torch.zeros(d_sae, dtype=grad.dtype, device=grad.device).index_add_(0, latents, grad)
         # The picks grouped by latent: each latent's bag is the rows (tokens) that chose it.
-        order = torch.argsort(latents)
-        counts = torch.bincount(latents, minlength=d_sae)
-        grad_w = functional.embedding_bag(rows[order], x, counts.cumsum(0) - counts, mode="sum",
+        order, offsets = bags_of(latents, d_sae)
+        grad_w = functional.embedding_bag(rows[order], x, offsets, mode="sum",
                                           per_sample_weights=grad[order])  # [d_sae, d_in]
         # Both of W_enc's terms in one layout, then one transposing copy: adding a transposed
         # [d_sae, d_in] gradient to a [d_in, d_sae] one costs 3x the copy.
