@@ -30,22 +30,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import fmt_ms, interleaved, machine, paired_ratio, print_table, summary_ms  # noqa: E402
+from setups import random_topk_sae  # noqa: E402
 
-from pai_ros.sae.model import SaeConfig, SparseAutoencoder  # noqa: E402
+from pai_ros.sae.model import SparseAutoencoder  # noqa: E402
 
 SHAPES = [(128, 1024, 1024), (512, 4096, 1024), (512, 4096, 4096)]  # d_in, d_sae, batch
 K = 32
 
 
 def make_sae(d_in: int, d_sae: int, architecture: str, device: str) -> SparseAutoencoder:
-    gen = torch.Generator().manual_seed(0)
-    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, k=K, architecture=architecture))
-    with torch.no_grad():
-        w = torch.randn(d_sae, d_in, generator=gen)
-        w /= w.norm(dim=1, keepdim=True)
-        sae.W_dec.copy_(w)
-        sae.W_enc.copy_(w.t())
-    return sae.to(device)
+    """The benches' random SAE (training's initialisation), made trainable."""
+    return random_topk_sae(d_in, d_sae, K, architecture=architecture).train().requires_grad_(True).to(device)
 
 
 def topk_chosen(sae: SparseAutoencoder, x: torch.Tensor) -> torch.Tensor:

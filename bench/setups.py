@@ -30,9 +30,10 @@ def random_observation(cameras: dict[str, tuple[int, int]] = CAMERAS_480P, seed:
                        rng.normal(size=dof).astype(np.float32))
 
 
-def random_topk_sae(d_in: int, d_sae: int, k: int, seed: int = 0) -> SparseAutoencoder:
-    """Random unit-norm decoder, encoder = its transpose (the training initialisation)."""
-    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, k=k, input_mean=[0.0] * d_in))
+def random_topk_sae(d_in: int, d_sae: int, k: int, seed: int = 0, architecture: str = "topk") -> SparseAutoencoder:
+    """Random unit-norm decoder, encoder = its transpose (the training initialisation); frozen, in eval mode."""
+    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, k=k, architecture=architecture,
+                                      input_mean=[0.0] * d_in))
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(d_sae, d_in, generator=gen)
     w /= w.norm(dim=1, keepdim=True)
