@@ -146,6 +146,31 @@ def test_train_refuses_to_overwrite_and_takes_a_single_file(pipeline, tmp_path) 
     assert metrics["split"] == "row" and metrics["action_recovered"] is None
 
 
+def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline, tmp_path) -> None:
+    # The action metric runs after training: a policy that is unnamed, not a policy any more, or
+    # another width than the collection's costs that one figure (said, and why), never the SAE.
+    from pai_ros.policy.random_init import save_random_act
+
+    acts = tmp_path / "acts"
+    shutil.copytree(pipeline["acts"], acts)
+    info = json.loads((acts / "collect.json").read_text())
+    source = info["source"]
+    not_a_policy = tmp_path / "not_a_policy"
+    not_a_policy.mkdir()
+    wider = save_random_act(tmp_path / "wider", {"front": (64, 80), "wrist": (64, 80)}, dim_model=48)
+    cases = {"unnamed": ({k: v for k, v in source.items() if k != "dataset_root"}, "name no policy or dataset"),
+             "not_a_policy": ({**source, "policy_path": str(not_a_policy)}, str(not_a_policy)),
+             "wider": ({**source, "policy_path": str(wider)}, "now has dim_model 48, the activations 32")}
+    for name, (changed, needle) in cases.items():
+        (acts / "collect.json").write_text(json.dumps({**info, "source": changed}))
+        out = ok(run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae" / name), "--k", "2",
+                         "--expansion", "2", "--steps", "5", "--batch-size", "32", "--eval-frames", "2", "--quiet"))
+        assert "action recovery not measured" in out and needle in out, (name, out)
+        metrics = json.loads((tmp_path / "sae" / name / "metrics.json").read_text())["metrics"]
+        assert metrics["action_recovered"] is None and needle in metrics["action_recovery_note"], name
+        assert (tmp_path / "sae" / name / "sae_weights.safetensors").stat().st_size > 0
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--device", "gpu"], "unknown device 'gpu' (use auto, cpu, cuda, cuda:N or mps)"),
     (["--architecture", "relu", "--l1-coeff", "nan"], "--l1-coeff must be a number >= 0, got nan"),

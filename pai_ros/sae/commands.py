@@ -185,7 +185,9 @@ def _train(args: argparse.Namespace) -> int:
     if not world.is_main:
         return 0
     recovered = m.get("action_recovered")
-    rec = f", action recovered {recovered:.3f}" if recovered is not None else ""
+    note = m.get("action_recovery_note", "")
+    rec = (f", action recovered {recovered:.3f}" if recovered is not None
+           else f"; action recovery {note}" if note.startswith("not measured") else "")
     ranks = f" on {world.size} ranks" if world.size > 1 else ""
     # One episode only: rows of it are held out, not an episode, which flatters the figures.
     heldout = "held-out" if m.get("split", "episode") == "episode" else "held-out-rows (no episode held out)"

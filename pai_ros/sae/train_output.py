@@ -54,19 +54,25 @@ def check_output(output: Path, overwrite: bool) -> None:
             raise UserError(f"{output} exists but is not an SAE directory: refusing to overwrite it")
 
 
+def _not_measured(why: str) -> dict[str, Any]:
+    return {"action_recovered": None, "action_recovery_note": f"not measured: {why}"}
+
+
 def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: StreamSplit, frames: int,
                             device: str) -> dict[str, Any]:
-    """Splice the SAE into the policy on held-out frames (collections only; else why not)."""
+    """Splice the SAE into the policy on held-out frames (collections only; else why not).
+
+    It runs after training, so a policy or dataset that is gone or changed since the collection
+    costs this one figure (the note says why), never the trained SAE.
+    """
     if frames <= 0:
         return {"action_recovered": None, "action_recovery_note": "skipped (--eval-frames 0)"}
-    if data.info is None:
-        return {"action_recovered": None,
-                "action_recovery_note": "not measured: the activations file names no policy or dataset"}
-    src = data.info["source"]
-    policy_path, root = Path(src["policy_path"]), Path(src["dataset_root"])
+    source = (data.info or {}).get("source") or {}
+    if not source.get("policy_path") or not source.get("dataset_root"):
+        return _not_measured("the activations name no policy or dataset")
+    policy_path, root = Path(source["policy_path"]), Path(source["dataset_root"])
     if not policy_path.exists() or not root.exists():
-        return {"action_recovered": None,
-                "action_recovery_note": f"not measured: {policy_path} or {root} is gone"}
+        return _not_measured(f"{policy_path} or {root} is gone")
     from pai_ros.data.episodes import iter_episode
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
@@ -78,16 +84,22 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
     # the shards' episode and frame indices are read for this, not their activations.
     pairs = [(int(e), int(f)) for e, f in read_frames([s for s in data.shards if s.episode in set(episodes)])]
     pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
-    loaded = load_act_policy(policy_path, device)
-    runner = PolicyRunner(loaded, "replan", CaptureConfig(cross_attention=False, encoder_output=False))
-    batches = []
     try:
-        for episode in episodes:
-            for frame in iter_episode(root, episode):
-                if (episode, frame.frame_index) in pick:
-                    batches.append(runner.preprocess(Observation(frame.images, frame.state, frame.env_state)))
-    finally:
-        runner.close()
+        loaded = load_act_policy(policy_path, device)
+        width = int(loaded.policy.config.dim_model)
+        if width != sae.d_in:
+            return _not_measured(f"the policy at {policy_path} now has dim_model {width}, the activations {sae.d_in}")
+        runner = PolicyRunner(loaded, "replan", CaptureConfig(cross_attention=False, encoder_output=False))
+        batches = []
+        try:
+            for episode in episodes:
+                for frame in iter_episode(root, episode):
+                    if (episode, frame.frame_index) in pick:
+                        batches.append(runner.preprocess(Observation(frame.images, frame.state, frame.env_state)))
+        finally:
+            runner.close()
+    except UserError as exc:
+        return _not_measured(str(exc))
     out = action_recovery(loaded.policy, sae.to(loaded.device), batches)
     out["action_recovery_episodes"] = episodes
     return out
