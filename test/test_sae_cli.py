@@ -163,8 +163,9 @@ def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline,
              "wider": ({**source, "policy_path": str(wider)}, "now has dim_model 48, the activations 32")}
     for name, (changed, needle) in cases.items():
         (acts / "collect.json").write_text(json.dumps({**info, "source": changed}))
-        out = ok(run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae" / name), "--k", "2",
-                         "--expansion", "2", "--steps", "5", "--batch-size", "32", "--eval-frames", "2", "--quiet"))
+        out = ok(run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae" / name),
+                         "--k", "2", "--expansion", "2", "--steps", "5", "--batch-size", "32", "--eval-frames", "2",
+                         "--quiet"))
         assert "action recovery not measured" in out and needle in out, (name, out)
         metrics = json.loads((tmp_path / "sae" / name / "metrics.json").read_text())["metrics"]
         assert metrics["action_recovered"] is None and needle in metrics["action_recovery_note"], name
