@@ -75,7 +75,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bundle_holds_lerobot_and_pai_ros_but_not_torch(bundle: Path) -> None:
     manifest = json.loads((bundle / "manifest.json").read_text())
     names = {w["name"].lower() for w in manifest["wheels"]}
-    assert {"lerobot", "pai_ros", "safetensors", "draccus"} <= names
+    # matplotlib: `pai sae train` draws its training curves (device_check.sh runs it).
+    assert {"lerobot", "pai_ros", "safetensors", "draccus", "matplotlib"} <= names
     assert not names & {"torch", "torchvision", "numpy", "pillow", "pyarrow", "pandas", "av", "datasets"}
     assert sorted(p.name for p in bundle.glob("*.whl")) == sorted(w["wheel"] for w in manifest["wheels"])
 
@@ -119,6 +120,31 @@ def test_latency_script_runs_with_only_torch_and_the_bundle(bundle: Path, tmp_pa
     assert len(got["first_features"]) == 8
 
 
+def test_device_check_runs_every_part_with_only_torch_and_the_bundle(bundle: Path, tmp_path: Path) -> None:
+    # The one run a GPU session makes, here on the CPU at toy sizes: every part must pass on a
+    # machine that has only torch and the bundle, and leave its figures where the summary says.
+    python = _torch_only_python(tmp_path)
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", str(GPU / "device_check.sh"), "--smoke"],
+                          env=_clean_env(PYTHON=str(python), BUNDLE=str(bundle), OUT=str(out),
+                                         SITE_DIR=str(tmp_path / "site")),
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    lines = (out / "device_check.md").read_text().splitlines()
+    cells = [line.split("|") for line in lines if line.startswith("| ")]
+    rows = {row[1].strip(): row[2].strip() for row in cells}
+    assert {k: v for k, v in rows.items() if k != "part"} == {
+        "tick_latency": "0", "sae_step": "0", "sae_train": "0", "pai_sae_train": "0",
+        "torchrun_train": "skipped: NCCL data parallelism needs two GPUs; 0 here (smoke mode)"}
+    ticked = json.loads((out / "tick_latency.json").read_text())["settings"]
+    assert set(ticked) == {"capture off, SAE off", "capture on, SAE on"} and ticked["capture on, SAE on"]["n"] == 2
+    trained = json.loads((out / "sae_train.json").read_text())
+    assert set(trained["rates"]) == {"streamed", "in memory"} and all(trained["rates"].values())
+    metrics = json.loads((out / "pai_sae_train_metrics.json").read_text())
+    assert (metrics["d_in"], metrics["d_sae"], metrics["l0"]) == (512, 4096, pytest.approx(32.0))
+    assert "chosen latents" in (out / "logs" / "sae_step.log").read_text()
+
+
 def test_bad_input_is_one_line_and_non_zero(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -126,6 +152,11 @@ def test_bad_input_is_one_line_and_non_zero(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("run_on_gpu: no bundle in") and proc.stderr.count("\n") == 1
+
+    proc = subprocess.run(["bash", str(GPU / "device_check.sh"), "--probe-modules", str(tmp_path / "m.json")],
+                          env=_clean_env(BUNDLE=str(empty)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "device_check: --probe-modules needs --smoke (the probe runs here, on the CPU)")
 
     proc = subprocess.run([sys.executable, str(GPU / "make_bundle.py"), "--python", "twelve"],
                           capture_output=True, text=True, timeout=60)

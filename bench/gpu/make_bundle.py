@@ -1,9 +1,10 @@
-"""Build bench/gpu/bundle/: the wheels tick_latency.py needs on a machine with only torch installed.
+"""Build bench/gpu/bundle/: the wheels device_check.sh needs on a machine with only torch installed.
 
 The target (a GPU machine) has Python, torch, torchvision and their own dependencies, and no
-package index. This script finds, empirically, which distributions the measured path imports:
-it runs tick_latency.py for one CPU tick in this environment, with the stand-ins of
-``stand_ins.py`` in force, and maps the modules that run imported to installed distributions.
+package index. This script finds, empirically, which distributions the measured paths import:
+it runs device_check.sh's parts at toy sizes on the CPU in this environment (tick_latency.py
+with the stand-ins of ``stand_ins.py`` in force), and maps the modules they imported to
+installed distributions.
 It drops what the target already has (torch, torchvision, numpy and everything they require)
 and writes one wheel per remaining distribution:
 
@@ -74,18 +75,19 @@ def requirement_closure(roots: tuple[str, ...]) -> set[str]:
 
 
 def probe_modules(python: str) -> list[str]:
-    """Top-level modules that one short tick_latency.py run imports, stand-ins forced.
+    """Top-level modules that device_check.sh's parts import, run here at toy sizes on the CPU.
 
-    One tick with attention and SAE both on walks every code path the other settings do.
+    Its smoke run walks every part's code path (tick_latency.py with attention and SAE on and its
+    stand-ins forced, the SAE step bench, the GPU training script, ``pai sae train``).
     """
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "modules.json"
-        cmd = [python, str(HERE / "tick_latency.py"), "--device", "cpu", "--ticks", "1", "--warmup", "0",
-               "--settings", "both", "--stand-ins", "force", "--modules-json", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        env = {**os.environ, "PYTHON": python, "OUT": str(Path(tmp) / "results")}
+        cmd = ["bash", str(HERE / "device_check.sh"), "--smoke", "--probe-modules", str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0 or not out.is_file():
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise BundleError(f"the import probe (tick_latency.py on cpu) failed: {tail}")
+            tail = ((proc.stderr + proc.stdout).strip().splitlines() or ["no output"])[-1]
+            raise BundleError(f"the import probe (device_check.sh --smoke on cpu) failed: {tail}")
         return json.loads(out.read_text())
 
 

@@ -11,6 +11,8 @@ Not run in the session that wrote it (no GPU was lent); the same code paths run 
 test/test_sae_scale.py.
 
 Usage: python bench/gpu/sae_train.py [--device cuda] [--tokens 2000000] [--steps 500] [--json PATH]
+       [--shards DIR]  (write the shards there, or reuse them: device_check.sh then trains on them
+                        with `pai sae train` itself)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,9 +42,8 @@ def write_shards(out: Path, tokens: int, d: int, episodes: int = 20) -> None:
     gen = torch.Generator().manual_seed(0)
     atoms = torch.randn(8 * d, d, generator=gen)
     atoms /= atoms.norm(dim=1, keepdim=True)
+    shutil.rmtree(out, ignore_errors=True)  # a run cut short left no collect file: start again
     out.mkdir(parents=True)
-    (out / COLLECT_FILE).write_text(json.dumps({"d": d, "source": {"policy_path": "synthetic"}, "settings": {},
-                                                "layout": {"cameras": []}}))
     meta = {"token_index": np.arange(TOKENS_PER_FRAME, dtype=np.int32),
             "token_kind": np.full(TOKENS_PER_FRAME, 3, dtype=np.int8),
             "camera_index": np.zeros(TOKENS_PER_FRAME, dtype=np.int16),
@@ -53,6 +55,9 @@ def write_shards(out: Path, tokens: int, d: int, episodes: int = 20) -> None:
             idx = torch.randint(0, len(atoms), (TOKENS_PER_FRAME, 32), generator=gen)
             writer.add((torch.rand(TOKENS_PER_FRAME, 32, 1, generator=gen) * atoms[idx]).sum(1), f, meta)
         writer.finish(frames)
+    # Written last, so that its presence means a whole collection (--shards reuses only those).
+    (out / COLLECT_FILE).write_text(json.dumps({"d": d, "source": {"policy_path": "synthetic"}, "settings": {},
+                                                "layout": {"cameras": []}}))
 
 
 def main() -> None:
@@ -62,13 +67,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--shards", type=Path, help="keep the synthetic shards in DIR (reused when complete)")
     args = ap.parse_args()
     settings = TrainSettings(steps=args.steps, batch_size=4096, k=32, expansion=8, device=args.device)
     rates: dict[str, list[float]] = {"streamed": [], "in memory": []}
     fvu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        acts = Path(tmp) / "acts"
-        write_shards(acts, args.tokens, 512)
+        acts = args.shards or Path(tmp) / "acts"
+        if not (acts / COLLECT_FILE).is_file():
+            write_shards(acts, args.tokens, 512)
         shards = open_shards(acts)
         data = read_activations(acts)
         for r in range(args.rounds):
@@ -79,7 +86,8 @@ def main() -> None:
                     m = train_sae(data, settings, progress=False).metrics
                 rates[name].append(m["tokens_per_second"])
                 fvu[name] = m["fvu"]
-    gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
+    on_cuda = args.device.startswith("cuda")
+    gpu = torch.cuda.get_device_name() if on_cuda else (platform.processor() or platform.machine())
     print(f"{gpu}, torch {torch.__version__}, {shards.rows:,} tokens of width 512 (float16 shards)")
     print("| path | tokens/s (median) | held-out FVU |\n|---|---|---|")
     for name, values in rates.items():

@@ -22,17 +22,12 @@ Usage: python bench/gpu/tick_latency.py [--device cuda] [--ticks 1000] [--warmup
 
 from __future__ import annotations
 
-import sys
-
-# Modules this interpreter loaded before the script ran (site hooks): not part of the measured path.
-STARTUP_MODULES = frozenset(sys.modules)
-
 import argparse
-import json
 import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -44,7 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent))
-import stand_ins
+import stand_ins  # noqa: E402
 
 CAMERAS = {"front": (480, 640), "wrist": (480, 640)}
 STATE_DIM = ACTION_DIM = 6
@@ -250,7 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     ap.add_argument("--stand-ins", choices=("auto", "force"), default="auto",
                     help="auto: stand-ins only for missing packages; force: for all of them (to test)")
-    ap.add_argument("--modules-json", type=Path, help=argparse.SUPPRESS)  # make_bundle.py's import probe
     args = ap.parse_args(argv)
     if args.ticks < 1 or args.warmup < 0:
         print("tick_latency: --ticks must be >= 1 and --warmup >= 0", file=sys.stderr)
@@ -279,9 +273,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         core.write_json_atomic(args.json, data)
         print(f"wrote {args.json}")
-    if args.modules_json is not None:
-        loaded = {m.partition(".")[0] for m in set(sys.modules) - STARTUP_MODULES}
-        args.modules_json.write_text(json.dumps(sorted(loaded)))
     return 0
 
 
