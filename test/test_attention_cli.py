@@ -131,3 +131,18 @@ def test_policy_camera_missing_from_dataset(tiny_dataset, tmp_path: Path) -> Non
     assert res.returncode == 1
     assert "needs camera(s) top" in res.stderr
     assert not (tmp_path / "out" / "episode_000000").exists()
+
+
+def test_a_dataset_of_another_action_width_gives_maps_and_no_action_error(tiny_dataset, tmp_path: Path) -> None:
+    # Same cameras and state, another robot's actions (3 recorded, 2 predicted): the maps are
+    # still the policy's; the action error has nothing to compare and says so (was a traceback).
+    from pai_ros.policy.random_init import save_random_act
+
+    root, _ = tiny_dataset
+    ckpt = save_random_act(tmp_path / "act", {"front": (64, 80), "wrist": (64, 80)}, action_dim=2)
+    res = run_pai("attention", "--dataset-root", str(root), "--episode", "0", "--policy-path", str(ckpt),
+                  "--output-dir", str(tmp_path / "out"), "--no-videos", "--quiet")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "no recorded actions to compare with (none, or of another width" in res.stdout, res.stdout
+    actions = pq.read_table(tmp_path / "out" / "episode_000000" / "actions.parquet").to_pylist()
+    assert actions and all(len(r["predicted"]) == 2 and np.isnan(r["mae"]) for r in actions)

@@ -120,6 +120,39 @@ def test_bad_observations_are_refused_before_any_action(queue_ckpt: Path, mutate
     assert runner.stats.ticks == 0 and runner.stats.forwards == 0
 
 
+def _info(front: list[int], state: list[int] | None, names: list[str] | None = None) -> dict:
+    image = {"dtype": "video", "shape": [64, 80, 3], "names": ["height", "width", "channels"]}
+    features = {"observation.images.front": {"dtype": "video", "shape": front, "names": names},
+                "observation.images.wrist": image}
+    if state is not None:
+        features["observation.state"] = {"dtype": "float32", "shape": state}
+    return {"features": features}
+
+
+@pytest.mark.parametrize("info, message", [
+    (_info([64, 80, 3], [3]), None),
+    (_info([3, 64, 80], [3]), None),  # channels first, no names
+    (_info([3, 80, 3], [3]), None),  # which axis is which is not clear: left to the first frame
+    (_info([32, 80, 3], [3], ["height", "width", "channels"]), "camera 'front' of ds is 32x80"),
+    (_info([3, 32, 80], [3]), "camera 'front' of ds is 32x80 \\(HxW\\); the policy was trained on 64x80"),
+    (_info([64, 80, 3], [4]), "observation.state of ds has 4 values; the policy takes 3"),
+    (_info([64, 80, 3], None), "needs a 3-D state \\(observation.state\\), but ds has none"),
+    ({"features": {"observation.images.front": {"dtype": "video", "shape": [64, 80, 3]}}},
+     "needs camera\\(s\\) wrist, but ds has front"),
+])
+def test_a_dataset_that_cannot_fit_the_policy_is_refused_from_its_info(queue_ckpt: Path, info, message) -> None:
+    # Before any frame is decoded: calibrate's second dataset would otherwise fail after the first pass.
+    from pai_ros.errors import UserError
+    from pai_ros.policy.over_dataset import check_dataset_fits
+
+    runner = PolicyRunner(load_act_policy(queue_ckpt, "cpu"), "queue")
+    if message is None:
+        check_dataset_fits(runner, info, Path("ds"))
+    else:
+        with pytest.raises(UserError, match=message):
+            check_dataset_fits(runner, info, Path("ds"))
+
+
 def test_unknown_mode(queue_ckpt: Path) -> None:
     from pai_ros.errors import UserError
 

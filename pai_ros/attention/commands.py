@@ -114,7 +114,8 @@ def _run(args: argparse.Namespace) -> int:
     scored = [r for r in results if r.mae == r.mae]  # NaN: the episode has no recorded action to compare with
     mae = sum(r.mae * r.frames for r in scored) / sum(r.frames for r in scored) if scored else None
     seconds = sum(r.seconds for r in results)
-    error = "no recorded actions to compare with" if mae is None else f"action MAE {mae:.4f}"
+    error = ("no recorded actions to compare with (none, or of another width than the policy's)" if mae is None
+             else f"action MAE {mae:.4f}")
     print(f"pai attention: {len(results)} episode(s), {frames} frames, method {args.method}, mode {runner.mode}: "
           f"{error}; wrote {', '.join(str(r.directory) for r in results)} in {seconds:.1f} s")
     return 0

@@ -38,12 +38,13 @@ from pai_ros.attention.render import (
     normalize,
     overlay,
 )
-from pai_ros.data.episodes import camera_names, episode_length, iter_episode, read_info
+from pai_ros.data.episodes import episode_length, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import json_text, read_json
 from pai_ros.media.video import Mp4Writer, even_size
 from pai_ros.policy.layout import ENV_STATE, LATENT, STATE
 from pai_ros.policy.observation import Observation
+from pai_ros.policy.over_dataset import check_dataset_fits
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.staging import check_no_other_results, staged_directory
 
@@ -133,10 +134,7 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
                      queries_label: str) -> EpisodeResult:
     info = read_info(dataset_root)
     fps = float(info["fps"])
-    missing = [c for c in runner.spec.cameras if c not in camera_names(info)]
-    if missing:
-        raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {dataset_root} has "
-                        f"{', '.join(camera_names(info)) or 'none'}")
+    check_dataset_fits(runner, info, dataset_root)
     final = output_dir / f"episode_{episode:06d}"
     start = time.monotonic()
     forwards0, wasted0 = runner.stats.forwards, runner.stats.wasted_forwards
@@ -212,7 +210,9 @@ def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str
             att["queries"].append(queries_label)
             att["executed_query"].append(result.executed_query)
             att["fresh"].append(bool(maps.fresh) if maps is not None else False)
-        recorded = frame.action if frame.action is not None else np.full_like(result.action, np.nan)
+        # No recorded action, or one of another width (another robot's dataset): nothing to compare.
+        comparable = frame.action is not None and np.shape(frame.action) == result.action.shape
+        recorded = frame.action if comparable else np.full_like(result.action, np.nan)
         err = np.abs(result.action - recorded).astype(np.float32)
         act["episode_index"].append(episode)
         act["frame_index"].append(frame.frame_index)

@@ -31,7 +31,7 @@ from pai_ros.features.tables import (
     unsteered_defaults,
 )
 from pai_ros.jsonfile import read_json, write_json_atomic
-from pai_ros.policy.over_dataset import check_cameras, run_episode
+from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.activations import episode_stem, layout_to_json
 from pai_ros.sae.frame import encode_frame
@@ -66,7 +66,7 @@ def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     make_output_dir(out)
     path = out / RECORD_FILE
     if path.is_file():
-        old = read_json(path, "record metadata")
+        old = read_json(path, "record metadata", want_object=True)
         for key in ("sae_id", "policy_path", "dataset_root", "top_n"):
             if key == "top_n" and key not in old:
                 continue  # recorded before top_n was written down
@@ -146,7 +146,7 @@ def record_features(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode
                     calibration: Calibration | None = None, top_n: int | None = None,
                     progress: bool = True) -> list[RecordedEpisode]:
     info = read_info(root)
-    check_cameras(runner, info, root)
+    check_dataset_fits(runner, info, root)
     # top_n: episodes kept with different limits would rank features unevenly in one analysis.
     header = open_output(out, {**_record_header(runner, loaded, root, info, calibration), "top_n": top_n})
     results = []

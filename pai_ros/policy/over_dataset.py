@@ -22,11 +22,48 @@ from pai_ros.policy.runner import PolicyRunner, TickResult
 ObservationTransform = Callable[[DatasetFrame, Observation], Observation]
 
 
-def check_cameras(runner: PolicyRunner, info: dict[str, Any], root: Path) -> None:
-    missing = [c for c in runner.spec.cameras if c not in camera_names(info)]
+def check_dataset_fits(runner: PolicyRunner, info: dict[str, Any], root: Path) -> None:
+    """Refuse a dataset whose cameras, image sizes or state widths the policy cannot take.
+
+    From ``meta/info.json`` alone, before any frame is decoded: otherwise the first frame says it,
+    which for a second dataset (a calibration's state fit) comes after the whole first pass.
+    Sizes are compared only where the feature's shape says unambiguously which axis is which.
+    """
+    names = camera_names(info)
+    missing = [c for c in runner.spec.cameras if c not in names]
     if missing:
-        raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {root} has "
-                        f"{', '.join(camera_names(info)) or 'none'}")
+        raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {root} has {', '.join(names) or 'none'}")
+    features = info["features"]
+    for name, (_, h, w) in runner.spec.cameras.items():
+        feature = next(ft for k, ft in features.items() if k.startswith("observation.images.")
+                       and k.rsplit(".", 1)[-1] == name)
+        size = _image_size(feature)
+        if size is not None and size != (h, w):
+            raise UserError(f"camera '{name}' of {root} is {size[0]}x{size[1]} (HxW); the policy was trained on "
+                            f"{h}x{w} images")
+    for label, key, dim in (("state", "observation.state", runner.spec.state_dim),
+                            ("environment state", "observation.environment_state", runner.spec.env_state_dim)):
+        if dim is None:
+            continue
+        if key not in features:
+            raise UserError(f"the policy needs a {dim}-D {label} ({key}), but {root} has none")
+        shape = features[key].get("shape")
+        if isinstance(shape, list) and len(shape) == 1 and int(shape[0]) != dim:
+            raise UserError(f"{key} of {root} has {shape[0]} values; the policy takes {dim}")
+
+
+def _image_size(feature: dict[str, Any]) -> tuple[int, int] | None:
+    """(H, W) of an image feature of info.json, when its shape and names say which axes they are."""
+    shape, axes = feature.get("shape"), feature.get("names")
+    if not isinstance(shape, list) or len(shape) != 3:
+        return None
+    if isinstance(axes, list) and "height" in axes and "width" in axes:
+        return int(shape[axes.index("height")]), int(shape[axes.index("width")])
+    if shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        return int(shape[0]), int(shape[1])  # H, W, C
+    if shape[0] in (1, 3, 4) and shape[2] not in (1, 3, 4):
+        return int(shape[1]), int(shape[2])  # C, H, W
+    return None
 
 
 def run_episode(runner: PolicyRunner, root: Path, episode: int, *, info: dict[str, Any] | None = None,
@@ -42,7 +79,7 @@ def run_episode(runner: PolicyRunner, root: Path, episode: int, *, info: dict[st
     if frame_stride > 1 and runner.mode != "replan":
         raise ValueError(f"frame_stride {frame_stride} needs a runner in replan mode, not {runner.mode!r}")
     info = info or read_info(root)
-    check_cameras(runner, info, root)
+    check_dataset_fits(runner, info, root)
     runner.reset()
     frames = iter_episode(root, episode, info, frame_stride)
     length = episode_length(info, root, episode)

@@ -25,7 +25,7 @@ from pai_ros.data.episodes import episode_length, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.loading import policy_fingerprint
-from pai_ros.policy.over_dataset import check_cameras, run_episode
+from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.activations import (
     COLLECT_FILE,
@@ -112,7 +112,7 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
     """
     world = world or World()
     info = read_info(dataset_root)
-    check_cameras(runner, info, dataset_root)
+    check_dataset_fits(runner, info, dataset_root)
     check_no_other_results(out, "SAE activations (pai sae collect)")
     make_output_dir(out)
     source = _source(runner, dataset_root, info)
@@ -123,7 +123,9 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
         try:
             old = json.loads(existing.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{existing} is damaged; collect into a new directory") from None
+            old = None
+        if not isinstance(old, dict):
+            raise UserError(f"{existing} is damaged; collect into a new directory")
         if isinstance(old.get("source"), dict) and "policy_id" not in old["source"]:
             header["source"].pop("policy_id")  # a collection from before policy ids: resumed as it was begun
         for key in ("source", "settings", "d"):

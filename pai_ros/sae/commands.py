@@ -202,7 +202,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
-    from pai_ros.policy.over_dataset import check_cameras
+    from pai_ros.policy.over_dataset import check_dataset_fits
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import StateFit, calibrate, check_episodes_apart, write_calibration
     from pai_ros.sae.model import check_dimensions, load_sae
@@ -228,7 +228,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     runner = activations_runner(args.policy_path, args.device)
     check_dimensions(runner, loaded)
     if state_fit is not None:  # before the calibration pass, not after it
-        check_cameras(runner, fit_info, state_fit.root)
+        check_dataset_fits(runner, fit_info, state_fit.root)
     result = calibrate(runner, loaded, root, episodes, rule=args.threshold, sigmas=args.sigmas,
                        evaluate=evaluate, progress=not args.quiet, state_fit=state_fit)
     written = write_calibration(loaded, result)
