@@ -70,6 +70,10 @@ def test_effects_narrowed_to_action_dimensions_and_a_horizon(recording: Path, tm
 
     summary = FeatureBrowser(ResultsDir(copy)).summary_markdown()
     assert "effects on action dimension(s) 2 over the next 3 actions" in summary
+    # One feature has no rank correlation (null in effects.json): the page says n/a, not a TypeError.
+    one = effects("--top-features", "1")
+    assert len(one["features"]) == 1 and one["rank_correlation_effect_vs_activation"] is None
+    assert "rank correlation with this ranking n/a (one feature)" in FeatureBrowser(ResultsDir(copy)).summary_markdown()
     for bad, why in ((("--action-dims", "3"), "the policy's actions have 3 dimensions"),
                      (("--action-dims", "1", "1"), "--action-dims must be distinct"),
                      (("--horizon", "0"), "--horizon must be at least 1"),

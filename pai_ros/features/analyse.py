@@ -134,18 +134,19 @@ def _top_frames(values: np.ndarray, k: int, window: int) -> list[tuple[int, floa
 
 def analyse(results: ResultsDir, settings: AnalyseSettings = AnalyseSettings(), *, progress: bool = True) -> Path:
     sources = results.sources()
+    record = results.record  # read before the passes: a damaged record.json costs nothing yet
     stats, sae_id, f, frames = _pass_statistics(sources, progress)
     score = stats[settings.rank_by]
     ranked = [int(i) for i in np.argsort(-score, kind="stable") if stats["firing_rate"][i] > 0][:settings.top_features]
     per_episode, top = _pass_top_frames(sources, ranked, settings, progress)
-    record = results.record
     out = results.analysis_dir
     with staged_directory(out) as partial:
         cameras: list[str] = []
         thumbs: dict[tuple[int, int, int], dict[str, str]] = {}
+        thumbs_note = None
         if settings.thumbnails and record is not None and record.get("layout"):
             cameras = [c["name"] for c in record["layout"]["cameras"]]
-            thumbs = _thumbnails(record, sources, top, stats["max"], partial, settings, progress)
+            thumbs, thumbs_note = _thumbnails(record, sources, top, stats["max"], partial, settings, progress)
         features = []
         for rank, feat in enumerate(ranked, start=1):
             features.append({
@@ -165,6 +166,8 @@ def analyse(results: ResultsDir, settings: AnalyseSettings = AnalyseSettings(), 
             "alive_features": int((stats["firing_rate"] > 0).sum()),
             "ranking_plot": "ranking.png", "features": features,
         }
+        if thumbs_note is not None:
+            analysis["thumbnails_note"] = thumbs_note
         _plot_ranking(stats, ranked, settings.rank_by, partial / "ranking.png")
         write_json_atomic(partial / ANALYSIS_FILE, analysis)
     return out / ANALYSIS_FILE
@@ -238,17 +241,19 @@ def _token_codes(source: Source, frames: set[int]) -> dict[int, tuple[np.ndarray
 
 
 def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, list[tuple[int, int, float]]],
-                peak: np.ndarray, out: Path, settings: AnalyseSettings, progress: bool) -> dict:
-    import cv2
+                peak: np.ndarray, out: Path, settings: AnalyseSettings,
+                progress: bool) -> tuple[dict[tuple[int, int, int], dict[str, str]], str | None]:
+    """Heatmap thumbnails of the top frames, and a note when some could not be drawn.
 
-    from pai_ros.attention.render import overlay
+    They come last, after both passes over the recording: a dataset that is gone or changed since
+    the recording (another camera, fewer episodes, a damaged video) costs the thumbnails of the
+    episodes it touches, said in a note (with the first reason), never the analysis.
+    """
     from pai_ros.data.episodes import iter_episode, read_info
 
     root = Path(str(record.get("dataset_root") or ""))
     if not (root / "meta" / "info.json").is_file():
-        print(f"pai features analyse: note: dataset {root} not found; no thumbnails")
-        return {}
-    info = read_info(root)
+        return {}, _said(f"dataset {root} not found; no thumbnails")
     cams = record["layout"]["cameras"]
     wanted: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))  # episode -> frame -> features
     for feat, frames in top.items():
@@ -256,32 +261,65 @@ def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, li
             wanted[e][fr].append(feat)
     by_episode = {s.episode: s for s in sources}
     written: dict[tuple[int, int, int], dict[str, str]] = {}
+    try:
+        info = read_info(root)
+    except UserError as exc:
+        return {}, _said(f"no thumbnails: {exc}")
+    failed: dict[int, str] = {}
     for episode in tqdm(sorted(wanted), desc="thumbnails", unit="episode", disable=not progress):
         codes = _token_codes(by_episode[episode], set(wanted[episode]))
-        for frame in iter_episode(root, episode, info):
-            row = frame.frame_index
-            if row not in wanted[episode] or row not in codes:
-                continue
-            tok, feat_idx, act = codes[row]
-            for feat in wanted[episode][row]:
-                sel = feat_idx == feat
-                paths = {}
-                for cam in cams:
-                    grid = np.zeros(cam["grid_h"] * cam["grid_w"], dtype=np.float32)
-                    local = tok[sel] - cam["offset"]
-                    inside = (local >= 0) & (local < grid.size)
-                    grid[local[inside]] = act[sel][inside]
-                    grid = grid.reshape(cam["grid_h"], cam["grid_w"]) / max(float(peak[feat]), 1e-12)
-                    image = frame.images[cam["name"]]
-                    scale = settings.thumb_height / image.shape[0]
-                    small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), settings.thumb_height),
-                                       interpolation=cv2.INTER_AREA)
-                    pic = overlay(small, np.clip(grid, 0, 1), alpha=0.65, colormap=settings.colormap)
-                    rel = f"thumbs/f{feat:06d}/e{episode:06d}_f{row:06d}_{cam['name']}.png"
-                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                    cv2.imwrite(str(out / rel), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
-                    paths[cam["name"]] = rel
-                written[(feat, episode, row)] = paths
+        try:
+            for frame in iter_episode(root, episode, info):
+                row = frame.frame_index
+                if row in wanted[episode] and row in codes:
+                    written.update(_frame_thumbnails(frame.images, cams, episode, row, wanted[episode][row],
+                                                     codes[row], peak, out, settings))
+        except UserError as exc:
+            failed[episode] = str(exc)
+    if not failed:
+        return written, None
+    return written, _said(f"no thumbnails (or not all) for episode(s) {', '.join(map(str, failed))} of {root}: "
+                          f"{next(iter(failed.values()))}")
+
+
+def _said(note: str) -> str:
+    """``note``, also printed for whoever runs the command (analysis.json keeps it as well)."""
+    print(f"pai features analyse: note: {note}")
+    return note
+
+
+def _frame_thumbnails(images: dict[str, np.ndarray], cams: list[dict[str, Any]], episode: int, row: int,
+                      features: list[int], codes: tuple[np.ndarray, np.ndarray, np.ndarray], peak: np.ndarray,
+                      out: Path, settings: AnalyseSettings) -> dict[tuple[int, int, int], dict[str, str]]:
+    """One frame's thumbnails: per feature, its activation grid over each camera image."""
+    import cv2
+
+    from pai_ros.attention.render import overlay
+
+    missing = [cam["name"] for cam in cams if cam["name"] not in images]
+    if missing:
+        raise UserError(f"the dataset has no camera {', '.join(missing)} any more (it has {', '.join(images)})")
+    tok, feat_idx, act = codes
+    written = {}
+    for feat in features:
+        sel = feat_idx == feat
+        paths = {}
+        for cam in cams:
+            grid = np.zeros(cam["grid_h"] * cam["grid_w"], dtype=np.float32)
+            local = tok[sel] - cam["offset"]
+            inside = (local >= 0) & (local < grid.size)
+            grid[local[inside]] = act[sel][inside]
+            grid = grid.reshape(cam["grid_h"], cam["grid_w"]) / max(float(peak[feat]), 1e-12)
+            image = images[cam["name"]]
+            scale = settings.thumb_height / image.shape[0]
+            small = cv2.resize(image, (max(1, round(image.shape[1] * scale)), settings.thumb_height),
+                               interpolation=cv2.INTER_AREA)
+            pic = overlay(small, np.clip(grid, 0, 1), alpha=0.65, colormap=settings.colormap)
+            rel = f"thumbs/f{feat:06d}/e{episode:06d}_f{row:06d}_{cam['name']}.png"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out / rel), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+            paths[cam["name"]] = rel
+        written[(feat, episode, row)] = paths
     return written
 
 

@@ -143,7 +143,7 @@ def _register_effects(inner: Sub) -> None:
 def _effects(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.features.effects import EffectSettings, feature_effects
-    from pai_ros.features.results import RECORD_FILE, ResultsDir
+    from pai_ros.features.results import RECORD_FILE, ResultsDir, rank_correlation_text
     from pai_ros.jsonfile import read_json
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.model import check_dimensions, load_sae
@@ -174,5 +174,5 @@ def _effects(args: argparse.Namespace) -> int:
     rho = effects["rank_correlation_effect_vs_activation"]
     print(f"effects of {len(effects['features'])} features over {effects['frames']} frames written to {path}; "
           f"largest when ablated: {top}; rank correlation with the activation ranking "
-          f"{'n/a (one feature)' if rho is None else f'{rho:.2f}'}")
+          f"{rank_correlation_text(rho)}")
     return 0

@@ -41,6 +41,11 @@ EFFECTS_FILE = "effects.json"
 _EPISODE_DIR = re.compile(r"^episode_(\d{6})$")
 
 
+def rank_correlation_text(rho: float | None) -> str:
+    """``effects.json``'s rank correlation as people read it: None (one feature) is "n/a"."""
+    return "n/a (one feature)" if rho is None else f"{rho:.2f}"
+
+
 @dataclass(frozen=True)
 class Source:
     """One features table: an episode of a recording, or a whole bag (episode 0)."""
@@ -151,5 +156,5 @@ class ResultsDir:
         path = self.analysis_dir / EFFECTS_FILE
         if not path.is_file():
             return None
-        effects = read_json(path, "feature effects")
+        effects = read_json(path, "feature effects", want_object=True)
         return effects if effects.get("analysis_created") == self.analysis().get("created") else None

@@ -19,7 +19,7 @@ import numpy as np
 
 from pai_ros.errors import UserError
 from pai_ros.features.names import load_names, save_name
-from pai_ros.features.results import ResultsDir
+from pai_ros.features.results import ResultsDir, rank_correlation_text
 
 # Statistics of analysis.json in the order and wording the table shows; unknown ones follow.
 _STAT_LABELS = {
@@ -240,8 +240,10 @@ class FeatureBrowser:
                 f"analysed, ranked by {a.get('rank_by', '?')} · {a.get('frames', '?')} frames in "
                 f"{len(self.episodes)} episode(s) · cameras: {cameras} · results: `{self.results.root.name}`"
                 + (f" · effects on {self._effects_target()} measured for {len(self.effects)} features over "
-                   f"{self.effects_info['frames']} frames (rank correlation with this ranking "
-                   f"{self.effects_info['rank_correlation_effect_vs_activation']:.2f})" if self.effects else ""))
+                   f"{self.effects_info.get('frames', '?')} frames (rank correlation with this ranking "
+                   f"{rank_correlation_text(self.effects_info.get('rank_correlation_effect_vs_activation'))})"
+                   if self.effects else "")
+                + (f" · {a['thumbnails_note']}" if a.get("thumbnails_note") else ""))
 
     def ranking_image(self) -> np.ndarray | None:
         """The ranking plot of the analysis, when it has one that can be read."""
