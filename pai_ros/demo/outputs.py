@@ -27,9 +27,12 @@ def feature_summary(parquet: Path, progress: bool) -> dict:
     from pai_ros.features.analyse import AnalyseSettings, analyse
     from pai_ros.features.results import ResultsDir
 
-    table = pq.read_table(parquet / "features.parquet")
-    if table.num_rows == 0:
-        return {"messages": 0, "note": "no SAE features (the demo assets have no SAE)"}
+    path = parquet / "features.parquet"
+    # bag2parquet writes a table only for a topic that had messages: none means no SAE ran live.
+    table = pq.read_table(path) if path.is_file() else None
+    if table is None or table.num_rows == 0:
+        return {"messages": 0, "note": "no SAE features (the policy node published none: the demo assets have no SAE, "
+                                       "or it did not load)"}
     analysis = json.loads(analyse(ResultsDir(parquet), AnalyseSettings(top_features=10), progress=progress).read_text())
     rows = table.to_pydict()
     # NaN compares false: messages without a camera-state score count as agreeing.

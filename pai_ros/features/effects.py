@@ -33,12 +33,11 @@ from pai_ros.data.episodes import episode_length, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.features.results import EFFECTS_FILE, ResultsDir
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.plotting import pyplot
+from pai_ros.plotting import pyplot, save_figure
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.steering import Steering, SteeringHook
-from pai_ros.staging import staged_file
 
 EFFECTS_PLOT = "effects.png"
 
@@ -203,9 +202,4 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_xlabel("feature (in order of the activation ranking)")
     ax.set_ylabel("RMS change of the action chunk\n(normalised units)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    try:
-        with staged_file(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, dpi=110)
