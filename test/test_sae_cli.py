@@ -158,11 +158,15 @@ def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline,
     not_a_policy = tmp_path / "not_a_policy"
     not_a_policy.mkdir()
     wider = save_random_act(tmp_path / "wider", {"front": (64, 80), "wrist": (64, 80)}, dim_model=48)
-    cases = {"unnamed": ({k: v for k, v in source.items() if k != "dataset_root"}, "name no policy or dataset"),
-             "not_a_policy": ({**source, "policy_path": str(not_a_policy)}, str(not_a_policy)),
-             "wider": ({**source, "policy_path": str(wider)}, "now has dim_model 48, the activations 32")}
+    unnamed = {k: v for k, v in info.items() if k != "source"}
+    cases = {"unnamed": (unnamed, "name no policy or dataset"),
+             "no_dataset": ({**info, "source": {k: v for k, v in source.items() if k != "dataset_root"}},
+                            "name no policy or dataset"),
+             "not_a_policy": ({**info, "source": {**source, "policy_path": str(not_a_policy)}}, str(not_a_policy)),
+             "wider": ({**info, "source": {**source, "policy_path": str(wider)}},
+                       "now has dim_model 48, the activations 32")}
     for name, (changed, needle) in cases.items():
-        (acts / "collect.json").write_text(json.dumps({**info, "source": changed}))
+        (acts / "collect.json").write_text(json.dumps(changed))
         out = ok(run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae" / name),
                          "--k", "2", "--expansion", "2", "--steps", "5", "--batch-size", "32", "--eval-frames", "2",
                          "--quiet"))
@@ -170,6 +174,10 @@ def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline,
         metrics = json.loads((tmp_path / "sae" / name / "metrics.json").read_text())["metrics"]
         assert metrics["action_recovered"] is None and needle in metrics["action_recovery_note"], name
         assert (tmp_path / "sae" / name / "sae_weights.safetensors").stat().st_size > 0
+    (acts / "collect.json").write_text(json.dumps({**info, "source": [str(pipeline["policy"])]}))
+    one_line_error(run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae" / "list"),
+                           "--steps", "5", "--quiet"), "'source' is not an object")
+    assert not (tmp_path / "sae" / "list").exists()
 
 
 @pytest.mark.parametrize("extra, needle", [
@@ -399,6 +407,28 @@ def test_an_analysis_older_than_the_recording_is_said(pipeline, tmp_path) -> Non
     assert note is not None and "also holds episode(s) 9 recorded after it" in note
     effects = run_pai("features", "effects", str(results), "--top-features", "1", "--frames", "2", "--quiet")
     assert "note: the analysis covers" in effects.stderr, effects.stderr
+
+
+def test_analyse_keeps_the_analysis_when_the_dataset_changed_since_the_recording(pipeline, tmp_path) -> None:
+    # Thumbnails come after both passes over the recording: a dataset that changed since (here its
+    # videos damaged) costs them, said in a note, not the ranking.
+    from pai_ros.features.results import ResultsDir
+    from pai_ros.ui.browser import FeatureBrowser
+
+    root, results = tmp_path / "ds", tmp_path / "results"
+    shutil.copytree(pipeline["root"], root)
+    shutil.copytree(pipeline["results"], results)
+    for video in root.rglob("*.mp4"):
+        video.write_bytes(video.read_bytes()[:200])
+    record = json.loads((results / "record.json").read_text())
+    (results / "record.json").write_text(json.dumps({**record, "dataset_root": str(root)}))
+    res = run_pai("features", "analyse", str(results), "--top-features", "5", "--quiet")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "note: no thumbnails (or not all) for episode(s) 0, " in res.stdout, res.stdout
+    analysis = json.loads((results / "analysis" / "analysis.json").read_text())
+    assert analysis["thumbnails_note"].startswith("no thumbnails (or not all) for episode(s) 0, ")
+    assert len(analysis["features"]) == 5 and all(f["top_frames"] for f in analysis["features"])
+    assert "no thumbnails (or not all)" in FeatureBrowser(ResultsDir(results)).summary_markdown()
 
 
 def test_a_run_that_fails_on_its_first_episode_leaves_no_empty_output(pipeline, tmp_path) -> None:

@@ -250,6 +250,8 @@ def read_collect_info(directory: Path) -> dict[str, Any]:
         info = json.loads(path.read_text())
         int(info["d"])
         info["layout"]["cameras"]
+        if not isinstance(info.get("source", {}), dict):
+            raise TypeError("'source' is not an object")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc}); collect again into a new directory") \
             from None

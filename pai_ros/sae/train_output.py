@@ -32,7 +32,7 @@ CURVES_FILE = "training_curves.png"
 def _source(data: ShardSet) -> dict[str, Any]:
     if data.info is None:
         return {"activations": str(data.path), "hook": "unknown (activations file)"}
-    return {**data.info["source"], "activations": str(data.path), "layout": data.info.get("layout"),
+    return {**data.info.get("source", {}), "activations": str(data.path), "layout": data.info.get("layout"),
             "collect_settings": data.info.get("settings")}
 
 
@@ -68,7 +68,7 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
     if frames <= 0:
         return {"action_recovered": None, "action_recovery_note": "skipped (--eval-frames 0)"}
     source = (data.info or {}).get("source") or {}
-    if not source.get("policy_path") or not source.get("dataset_root"):
+    if not all(isinstance(source.get(key), str) and source[key] for key in ("policy_path", "dataset_root")):
         return _not_measured("the activations name no policy or dataset")
     policy_path, root = Path(source["policy_path"]), Path(source["dataset_root"])
     if not policy_path.exists() or not root.exists():
@@ -82,9 +82,9 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
     episodes = split.heldout_episodes or data.episodes
     # Choose the frames first (evenly over the held-out episodes), then decode only those. Only
     # the shards' episode and frame indices are read for this, not their activations.
-    pairs = [(int(e), int(f)) for e, f in read_frames([s for s in data.shards if s.episode in set(episodes)])]
-    pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
     try:
+        pairs = [(int(e), int(f)) for e, f in read_frames([s for s in data.shards if s.episode in set(episodes)])]
+        pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
         loaded = load_act_policy(policy_path, device)
         width = int(loaded.policy.config.dim_model)
         if width != sae.d_in:
