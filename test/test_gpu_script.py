@@ -144,6 +144,16 @@ def test_device_check_runs_every_part_with_only_torch_and_the_bundle(bundle: Pat
     assert (metrics["d_in"], metrics["d_sae"], metrics["l0"]) == (512, 4096, pytest.approx(32.0))
     assert "chosen latents" in (out / "logs" / "sae_step.log").read_text()
 
+    # A budget too short for any part: each is skipped and said to be, the summary is still written.
+    short = subprocess.run(["bash", str(GPU / "device_check.sh"), "--smoke", "--budget", "30"],
+                           env=_clean_env(PYTHON=str(python), BUNDLE=str(bundle), OUT=str(tmp_path / "short"),
+                                          SITE_DIR=str(tmp_path / "site2")),
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert short.returncode == 1, short.stdout[-2000:] + short.stderr[-2000:]
+    summary = (tmp_path / "short" / "device_check.md").read_text()
+    assert summary.count("skipped: no time left of the 30 s budget") == 3, summary
+    assert "| pai_sae_train | skipped: sae_train wrote no shards |" in summary
+
 
 def test_bad_input_is_one_line_and_non_zero(tmp_path: Path) -> None:
     empty = tmp_path / "empty"

@@ -16,6 +16,7 @@
 #
 # Usage (on the device tool: carry bench/gpu/bundle; the command is the line below):
 #   bash bench/gpu/device_check.sh                   # CUDA; results in $OUT (else a temp dir)
+#   bash bench/gpu/device_check.sh --budget 420      # the whole run's seconds (default 420 on CUDA)
 #   bash bench/gpu/device_check.sh --smoke           # the same parts on the CPU at toy sizes
 #   bash bench/gpu/device_check.sh --smoke --probe-modules FILE
 #       no bundle: this environment runs the smoke parts and FILE gets the top-level modules they
@@ -30,20 +31,29 @@ repo="$(cd "$here/../.." && pwd)"
 
 mode=gpu
 probe=""
+budget=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --smoke) mode=smoke ;;
         --probe-modules) [[ $# -ge 2 ]] || fail "--probe-modules needs a file"; probe="$(realpath -m "$2")"; shift ;;
-        *) fail "unknown argument '$1' (use --smoke, --probe-modules FILE)" ;;
+        --budget) [[ $# -ge 2 && "$2" =~ ^[0-9]+$ ]] || fail "--budget needs a number of seconds"; budget="$2"; shift ;;
+        *) fail "unknown argument '$1' (use --smoke, --probe-modules FILE, --budget SECONDS)" ;;
     esac
     shift
 done
 [[ -z "$probe" || "$mode" == smoke ]] || fail "--probe-modules needs --smoke (the probe runs here, on the CPU)"
+# The whole run, install included, fits the budget (the device tool kills a command at 600 s;
+# the README's timeout_s is 480): a part gets what is left when its own limit is more, and a
+# part left with under a minute is skipped and said to be, so the summary is always written.
+budget="${budget:-$([[ "$mode" == gpu ]] && echo 420 || echo 1800)}"
 
 if [[ -z "$probe" ]]; then
     install_bundle
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# The working tree's pai_ros, not the bundle's copy of it (built whenever make_bundle.py last
+# ran): every part measures the same code, the code of this checkout.
+export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 out="${OUT:-$(mktemp -d)}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -64,12 +74,20 @@ py_cmd() {
 }
 
 # part NAME LIMIT_S COMMAND...: one part, its output in logs/NAME.log and on stdout, its line in
-# the summary.
+# the summary; its limit is cut to what the budget has left (after a kill's grace period).
 part() {
-    local name="$1" limit="$2" start=$SECONDS rc note=""
+    local name="$1" limit="$2" start=$SECONDS rc note="" left
     shift 2
+    left=$((budget - SECONDS - KILL_GRACE - 5))
+    if [[ $left -lt 60 ]]; then
+        skip "$name" "no time left of the ${budget} s budget"
+        failed=1
+        return
+    fi
+    [[ $left -lt $limit ]] && limit=$left
     echo "== $name (limit ${limit} s)"
-    timeout --kill-after=10 "$limit" "$@" 2>&1 | tee "$out/logs/$name.log"
+    # torchrun's workers stop within its own 30 s after it is signalled: the grace covers them.
+    timeout --kill-after=$KILL_GRACE "$limit" "$@" 2>&1 | tee "$out/logs/$name.log"
     rc=${PIPESTATUS[0]}
     [[ $rc -eq 0 ]] || failed=1
     [[ $rc -eq 124 || $rc -eq 137 ]] && note=" (over its ${limit} s limit)"
@@ -80,6 +98,8 @@ skip() {
     echo "== $1: skipped, $2"
     echo "| $1 | skipped: $2 | - | - |" >> "$summary"
 }
+
+KILL_GRACE=40
 
 copy_metrics() {  # the SAE directory's metrics.json, under the part's name
     [[ -f "$1/metrics.json" ]] && cp "$1/metrics.json" "$out/$2_metrics.json"
@@ -134,4 +154,5 @@ fi
 
 echo
 cat "$summary"
+echo "results: $out"
 exit "$failed"

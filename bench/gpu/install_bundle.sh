@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Sourced by run_on_gpu.sh and device_check.sh (not run on its own): checks that bench/gpu/bundle
 # suits this machine's Python and installs it next to the machine's own torch, with no package
 # index. Environment: PYTHON (default python3), BUNDLE (default bench/gpu/bundle), SITE_DIR
 # (where the wheels go; default a fresh temp dir). Sets $py and $site; the caller puts $site on
 # PYTHONPATH. Errors are one line on stderr, prefixed with $tool, and exit 2.
 
+tool="${tool:-install_bundle}"  # the sourcing script's name, for its error lines
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 py="${PYTHON:-python3}"
 bundle="${BUNDLE:-$here/bundle}"
@@ -23,10 +25,12 @@ install_bundle() {
     local start=$SECONDS
     if "$py" -m pip --version >/dev/null 2>&1; then
         "$py" -m pip install --quiet --no-index --no-deps --disable-pip-version-check --no-compile \
-            --target "$site" "$bundle"/*.whl
+            --target "$site" "$bundle"/*.whl || fail "installing the bundle into $site failed (pip's message above)"
     else
         # No pip: a wheel is a zip whose top level belongs in site-packages (none of these has .data).
-        for whl in "$bundle"/*.whl; do "$py" -m zipfile -e "$whl" "$site"; done
+        for whl in "$bundle"/*.whl; do
+            "$py" -m zipfile -e "$whl" "$site" || fail "unpacking $whl into $site failed"
+        done
     fi
     local wheels=("$bundle"/*.whl)
     echo "$tool: installed ${#wheels[@]} wheels into $site in $((SECONDS - start)) s"

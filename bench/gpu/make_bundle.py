@@ -81,14 +81,28 @@ def probe_modules(python: str) -> list[str]:
     stand-ins forced, the SAE step bench, the GPU training script, ``pai sae train``).
     """
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "modules.json"
-        env = {**os.environ, "PYTHON": python, "OUT": str(Path(tmp) / "results")}
+        out, results = Path(tmp) / "modules.json", Path(tmp) / "results"
+        env = {**os.environ, "PYTHON": python, "OUT": str(results)}
         cmd = ["bash", str(HERE / "device_check.sh"), "--smoke", "--probe-modules", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0 or not out.is_file():
-            tail = ((proc.stderr + proc.stdout).strip().splitlines() or ["no output"])[-1]
-            raise BundleError(f"the import probe (device_check.sh --smoke on cpu) failed: {tail}")
+            why = _probe_failure(proc, results)
+            raise BundleError(f"the import probe (device_check.sh --smoke on cpu) failed: {why}")
         return json.loads(out.read_text())
+
+
+def _probe_failure(proc: subprocess.CompletedProcess, results: Path) -> str:
+    """The first failed part and the last line of its log, or the script's own last word."""
+    summary = results / "device_check.md"
+    rows = [line.split("|") for line in summary.read_text().splitlines()] if summary.is_file() else []
+    for row in rows:
+        status = row[2].strip() if len(row) > 3 else ""
+        if (status.split(" ")[0].isdigit() and status != "0") or "no time left" in status:
+            name = row[1].strip()
+            log = results / "logs" / f"{name}.log"
+            lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+            return f"{name} ({row[2].strip()}): {lines[-1] if lines else 'no output'}"
+    return ((proc.stderr + proc.stdout).strip().splitlines() or ["no output"])[-1]
 
 
 def needed_distributions(modules: list[str]) -> dict[str, md.Distribution]:

@@ -42,7 +42,12 @@ def write_shards(out: Path, tokens: int, d: int, episodes: int = 20) -> None:
     gen = torch.Generator().manual_seed(0)
     atoms = torch.randn(8 * d, d, generator=gen)
     atoms /= atoms.norm(dim=1, keepdim=True)
-    shutil.rmtree(out, ignore_errors=True)  # a run cut short left no collect file: start again
+    if out.exists():  # a run cut short left no collect file: start again, but only over its own files
+        strays = [p.name for p in out.iterdir() if not p.name.lstrip(".").startswith("episode_")]
+        if strays:
+            sys.exit(f"sae_train: {out} holds files this script did not write ({', '.join(sorted(strays)[:3])}); "
+                     "give --shards a new or an earlier --shards directory")
+        shutil.rmtree(out)
     out.mkdir(parents=True)
     meta = {"token_index": np.arange(TOKENS_PER_FRAME, dtype=np.int32),
             "token_kind": np.full(TOKENS_PER_FRAME, 3, dtype=np.int8),
