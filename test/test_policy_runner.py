@@ -139,6 +139,7 @@ def _info(front: list[int], state: list[int] | None, names: list[str] | None = N
     (_info([64, 80, 3], None), "needs a 3-D state \\(observation.state\\), but ds has none"),
     ({"features": {"observation.images.front": {"dtype": "video", "shape": [64, 80, 3]}}},
      "needs camera\\(s\\) wrist, but ds has front"),
+    (_info(["sixty-four", 80, 3], [3], ["height", "width", "channels"]), "ds/meta/info.json is damaged"),
 ])
 def test_a_dataset_that_cannot_fit_the_policy_is_refused_from_its_info(queue_ckpt: Path, info, message) -> None:
     # Before any frame is decoded: calibrate's second dataset would otherwise fail after the first pass.

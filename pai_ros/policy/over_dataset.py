@@ -33,7 +33,14 @@ def check_dataset_fits(runner: PolicyRunner, info: dict[str, Any], root: Path) -
     missing = [c for c in runner.spec.cameras if c not in names]
     if missing:
         raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {root} has {', '.join(names) or 'none'}")
-    features = info["features"]
+    try:
+        _check_shapes(runner, info["features"], root)
+    except (AttributeError, IndexError, TypeError, ValueError) as exc:  # a hand-edited info.json
+        raise UserError(f"{root / 'meta' / 'info.json'} is damaged: its features' shapes cannot be read "
+                        f"({type(exc).__name__}: {exc})") from None
+
+
+def _check_shapes(runner: PolicyRunner, features: dict[str, Any], root: Path) -> None:
     for name, (_, h, w) in runner.spec.cameras.items():
         feature = next(ft for k, ft in features.items() if k.startswith("observation.images.")
                        and k.rsplit(".", 1)[-1] == name)

@@ -10,7 +10,6 @@ stopped. See :mod:`pai_ros.sae.activations` for the file format.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm import tqdm
 from pai_ros import __version__
 from pai_ros.data.episodes import episode_length, read_info
 from pai_ros.errors import UserError
-from pai_ros.jsonfile import write_json_atomic
+from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.policy.loading import policy_fingerprint
 from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
@@ -120,12 +119,7 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
               "d": source["dim_model"]}
     existing = out / COLLECT_FILE
     if existing.is_file():
-        try:
-            old = json.loads(existing.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            old = None
-        if not isinstance(old, dict):
-            raise UserError(f"{existing} is damaged; collect into a new directory")
+        old = read_json(existing, "collection description", want_object=True)
         if isinstance(old.get("source"), dict) and "policy_id" not in old["source"]:
             header["source"].pop("policy_id")  # a collection from before policy ids: resumed as it was begun
         for key in ("source", "settings", "d"):

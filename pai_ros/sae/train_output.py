@@ -100,6 +100,8 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
             runner.close()
     except UserError as exc:
         return _not_measured(str(exc))
+    if not batches:
+        return _not_measured(f"none of the held-out frames is in {root} any more")
     out = action_recovery(loaded.policy, sae.to(loaded.device), batches)
     out["action_recovery_episodes"] = episodes
     return out
