@@ -158,13 +158,16 @@ def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline,
     not_a_policy = tmp_path / "not_a_policy"
     not_a_policy.mkdir()
     wider = save_random_act(tmp_path / "wider", {"front": (64, 80), "wrist": (64, 80)}, dim_model=48)
+    replaced = save_random_act(tmp_path / "replaced", {"front": (64, 80), "wrist": (64, 80)}, seed=1)
     unnamed = {k: v for k, v in info.items() if k != "source"}
     cases = {"unnamed": (unnamed, "name no policy or dataset"),
              "no_dataset": ({**info, "source": {k: v for k, v in source.items() if k != "dataset_root"}},
                             "name no policy or dataset"),
              "not_a_policy": ({**info, "source": {**source, "policy_path": str(not_a_policy)}}, str(not_a_policy)),
              "wider": ({**info, "source": {**source, "policy_path": str(wider)}},
-                       "now has dim_model 48, the activations 32")}
+                       "reads 32-dim activations but the policy's encoder outputs 48-dim tokens"),
+             "replaced": ({**info, "source": {**source, "policy_path": str(replaced)}},
+                          "was trained on another policy's tokens")}
     for name, (changed, needle) in cases.items():
         (acts / "collect.json").write_text(json.dumps(changed))
         out = ok(run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae" / name),

@@ -286,16 +286,22 @@ def check_dimensions(runner: PolicyRunner, loaded: LoadedSae) -> None:
     before it was recorded are checked by width alone). Another policy of the same width passed
     the width check, and its features, OOD flags and calibration then meant nothing.
     """
+    check_policy_of_tokens(runner, loaded.cfg.d_in, loaded.cfg.source, f"the SAE in {loaded.directory}")
+
+
+def check_policy_of_tokens(runner: PolicyRunner, d_in: int, source: dict[str, Any] | None, sae: str) -> None:
+    """``check_dimensions`` for an SAE given by its width and ``source`` (``sae`` names it in the line),
+    also before it is saved: ``pai sae train`` checks the collection's policy against its record."""
     from pai_ros.policy.loading import policy_fingerprint
 
     dim = int(runner.loaded.config.dim_model)
-    if loaded.cfg.d_in != dim:
-        raise UserError(f"the SAE in {loaded.directory} reads {loaded.cfg.d_in}-dim activations but the policy's "
+    if d_in != dim:
+        raise UserError(f"{sae} reads {d_in}-dim activations but the policy's "
                         f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
-    trained_on = (loaded.cfg.source or {}).get("policy_id")
+    trained_on = (source or {}).get("policy_id")
     if trained_on and trained_on != policy_fingerprint(runner.loaded.path):
-        raise UserError(f"the SAE in {loaded.directory} was trained on another policy's tokens (policy "
-                        f"{trained_on}, from {loaded.cfg.source.get('policy_path')}), not on {runner.loaded.path}: "
+        raise UserError(f"{sae} was trained on another policy's tokens (policy "
+                        f"{trained_on}, from {source.get('policy_path')}), not on {runner.loaded.path}: "
                         "its features would not mean the same here; train an SAE on this policy's activations")
 
 

@@ -17,7 +17,7 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import action_recovery
-from pai_ros.sae.model import CFG_FILE, SparseAutoencoder, save_sae
+from pai_ros.sae.model import CFG_FILE, SparseAutoencoder, check_policy_of_tokens, save_sae
 from pai_ros.sae.plots import plot_training
 from pai_ros.sae.shards import ShardSet, open_shards, read_frames
 from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
@@ -86,12 +86,12 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
         pairs = [(int(e), int(f)) for e, f in read_frames([s for s in data.shards if s.episode in set(episodes)])]
         pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
         loaded = load_act_policy(policy_path, device)
-        width = int(loaded.policy.config.dim_model)
-        if width != sae.d_in:
-            return _not_measured(f"the policy at {policy_path} now has dim_model {width}, the activations {sae.d_in}")
         runner = PolicyRunner(loaded, "replan", CaptureConfig(cross_attention=False, encoder_output=False))
         batches = []
         try:
+            # The policy at that path may have been replaced since the collection (another width,
+            # or the same width and other weights): the metric would then be about another policy.
+            check_policy_of_tokens(runner, sae.d_in, source, "the trained SAE")
             for episode in episodes:
                 for frame in iter_episode(root, episode):
                     if (episode, frame.frame_index) in pick:
