@@ -184,6 +184,30 @@ def test_the_live_sae_fills_the_score_and_flags_by_it(calibrated, tiny_dataset) 
     assert float(d["ood_score"]) == pytest.approx(bad[-1].ood_score, rel=1e-4) and "ood_score_problem" not in d
 
 
+def test_a_calibration_interrupted_at_its_plot_leaves_no_old_report_beside_the_new_threshold(
+        calibrated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    import pai_ros.sae.calibrate as calibrate_module
+    from pai_ros.sae.model import load_sae
+
+    sae_dir, result, _, _ = calibrated
+    copy = tmp_path / "sae"
+    shutil.copytree(sae_dir, copy)
+    assert (copy / "ood_report.json").is_file() and (copy / "ood_errors.png").is_file()
+    again = dataclasses.replace(result, calibration={**result.calibration, "threshold": 123.0})
+
+    def crash(*_args, **_kwargs):
+        raise KeyboardInterrupt  # the user's Ctrl-C while the plot is drawn
+
+    monkeypatch.setattr(calibrate_module, "plot_ood", crash)
+    with pytest.raises(KeyboardInterrupt):
+        calibrate_module.write_calibration(load_sae(copy), again)
+    assert json.loads((copy / "ood.json").read_text())["threshold"] == 123.0
+    # The old report and plot judged the old threshold: neither may sit beside the new one.
+    assert not (copy / "ood_report.json").exists() and not (copy / "ood_errors.png").exists()
+
+
 def test_an_sae_without_statistics_keeps_the_old_flag(calibrated, tiny_sae: Path, tmp_path: Path) -> None:
     from pai_ros.live.sae import LiveSae
     from pai_ros.sae.model import content_id

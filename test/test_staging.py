@@ -187,3 +187,32 @@ def test_a_shard_is_whole_only_when_its_header_and_data_are_all_there(tmp_path: 
     for broken in (data[:-1], data[:20], b"", (2).to_bytes(8, "little") + b"[]", (1).to_bytes(8, "little") + b"7"):
         shard.write_bytes(broken)
         assert not shard_is_whole(shard), broken[:16]
+
+
+def test_a_png_is_written_in_rgb_order_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+    import numpy as np
+
+    from pai_ros.media.png import write_png
+
+    red = np.zeros((6, 8, 3), np.uint8)
+    red[..., 0] = 255
+    path = write_png(tmp_path / "sheet.png", red)
+    back = cv2.imread(str(path))  # OpenCV reads BGR: the red must land in its last channel
+    assert back.shape == (6, 8, 3) and back[..., 2].min() == 255 and back[..., :2].max() == 0
+    before = path.read_bytes()
+
+    def fail(self: Path, data: bytes) -> int:
+        self.open("wb").write(data[: len(data) // 2])  # half of the picture, then the crash
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "write_bytes", fail)
+    with pytest.raises(OSError, match="disk full"):
+        write_png(path, np.zeros((6, 8, 3), np.uint8))
+    monkeypatch.undo()
+    assert path.read_bytes() == before and _hidden(tmp_path) == []  # the old picture, no half-written one beside it
+    with pytest.raises(ValueError, match=r"RGB uint8 image of shape \(H, W, 3\)"):
+        write_png(tmp_path / "grey.png", np.zeros((6, 8), np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        write_png(tmp_path / "float.png", np.zeros((6, 8, 3), np.float32))
+    assert not (tmp_path / "grey.png").exists() and not (tmp_path / "float.png").exists()

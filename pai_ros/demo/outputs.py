@@ -136,6 +136,7 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
     from rosbags.highlevel import AnyReader
 
     from pai_ros.imaging.convert import raw_to_rgb
+    from pai_ros.media.png import write_png
     from pai_ros.media.video import Mp4Writer, even_size
 
     by_stamp: dict[int, dict[str, np.ndarray]] = {}
@@ -173,5 +174,5 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
     while len(labelled) % cols:
         labelled.append(np.zeros_like(labelled[0]))
     sheet = np.concatenate([np.concatenate(labelled[r:r + cols], axis=1) for r in range(0, len(labelled), cols)], axis=0)
-    cv2.imwrite(str(sheet_path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))  # the I/O edge: OpenCV writes BGR
+    write_png(sheet_path, sheet)
     return combined_path, sheet_path, len(complete)

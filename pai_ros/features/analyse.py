@@ -295,6 +295,7 @@ def _frame_thumbnails(images: dict[str, np.ndarray], cams: list[dict[str, Any]],
     import cv2
 
     from pai_ros.attention.render import overlay
+    from pai_ros.media.png import write_png
 
     missing = [cam["name"] for cam in cams if cam["name"] not in images]
     if missing:
@@ -317,7 +318,7 @@ def _frame_thumbnails(images: dict[str, np.ndarray], cams: list[dict[str, Any]],
             pic = overlay(small, np.clip(grid, 0, 1), alpha=0.65, colormap=settings.colormap)
             rel = f"thumbs/f{feat:06d}/e{episode:06d}_f{row:06d}_{cam['name']}.png"
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out / rel), cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
+            write_png(out / rel, pic)
             paths[cam["name"]] = rel
         written[(feat, episode, row)] = paths
     return written

@@ -325,6 +325,11 @@ def write_calibration(loaded: LoadedSae, result: CalibrationResult) -> list[Path
         sha = save_probe(result.camera_state, directory, loaded.sae_id)
         calibration["camera_state"] = {**calibration["camera_state"], "sha256": sha}
         written.append(directory / CAMERA_STATE_FILE)
+    # The old report and plot judged the old threshold: gone before the new ood.json lands, so an
+    # interruption from here on leaves no report (or a plot without one), never an old one that
+    # reads as the new calibration's.
+    (directory / REPORT_FILE).unlink(missing_ok=True)
+    (directory / PLOT_FILE).unlink(missing_ok=True)
     write_json_atomic(directory / OOD_FILE, calibration)
     if result.positions is None:
         (directory / POSITIONS_FILE).unlink(missing_ok=True)  # named by no ood.json any more
@@ -332,11 +337,8 @@ def write_calibration(loaded: LoadedSae, result: CalibrationResult) -> list[Path
         (directory / CAMERA_STATE_FILE).unlink(missing_ok=True)
     report = result.report
     if report is not None and result.clean is not None:
-        write_json_atomic(directory / REPORT_FILE, report)
         aurocs = {name: c["auroc"] for name, c in report["corruptions"].items()}
         plot_ood(result.clean, result.corrupted, report["threshold"], aurocs, directory / PLOT_FILE)
+        write_json_atomic(directory / REPORT_FILE, report)  # last: a report is there only beside its plot
         written += [directory / REPORT_FILE, directory / PLOT_FILE]
-    else:  # the old report and plot judged the old threshold: gone rather than beside a new ood.json
-        (directory / REPORT_FILE).unlink(missing_ok=True)
-        (directory / PLOT_FILE).unlink(missing_ok=True)
     return written
