@@ -181,12 +181,31 @@ def test_bad_input_is_one_line_and_no_dataset(change: dict[str, list[str]], need
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))
 
 
-def test_a_camera_that_changes_size_is_one_line(tmp_path: Path) -> None:
+def test_a_camera_that_changes_size_keeps_what_came_before_and_says_where(tmp_path: Path) -> None:
+    """A camera driver restarted at another resolution: its frames at the first size are kept, the rest said."""
+    from pai_ros.data.episodes import iter_episode, read_info
+
     bag = _write_bag(tmp_path / "bag", seconds=2.0, resize_at=1.0)
     res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "ds"), *ARGS)
-    assert res.returncode == 1
-    assert "camera front changes size at bag time" in res.stderr and "from 64x80 to 32x40" in res.stderr
-    assert not (tmp_path / "ds").exists()
+    assert res.returncode == 0, res.stderr
+    assert "pai bag2dataset: 1 episode(s)" in res.stdout, res.stdout
+    left = re.search(r"(\d+) tick\(s\) left out: camera front: 40x32 images, not the 80x64 of its first frame",
+                     res.stdout)
+    assert left and 14 <= int(left.group(1)) <= 15, res.stdout  # 1.0 .. 2.0 s at 15 fps
+    assert res.stdout.count("changes size") == 1, res.stdout  # said once, not per tick
+    assert f"bag {bag}: camera front changes size at bag time 51.000 s, from 80x64 to 40x32 (WxH)" in res.stdout
+    assert read_info(tmp_path / "ds")["features"]["observation.images.front"]["shape"] == [64, 80, 3]
+    frames = list(iter_episode(tmp_path / "ds", 0))
+    assert 14 <= len(frames) <= 15 and max(f.state[2] for f in frames) < 1.0  # only the ticks before the change
+    source = json.loads((tmp_path / "ds" / "meta" / "pai_ros_bag_source.json").read_text())
+    assert any("changes size" in note for note in source["notes"])
+    # Every tick at another size than the first: nothing to write, one line naming why.
+    other = _write_bag(tmp_path / "other", seconds=1.0, front_hw=(32, 40))
+    none = run_pai("bag2dataset", str(tmp_path / "bag"), str(other), "-o", str(tmp_path / "ds2"), *ARGS,
+                   "--min-frames", "20")
+    assert none.returncode == 1 and "Traceback" not in none.stderr, none.stderr
+    assert "no episode of at least --min-frames 20" in none.stderr and "40x32 images" in none.stderr, none.stderr
+    assert not (tmp_path / "ds2").exists()
 
 
 def test_the_same_bag_twice_is_one_line(converted, tmp_path: Path) -> None:
@@ -255,12 +274,30 @@ def test_inputs_that_cannot_make_a_dataset_are_one_line(case: str, needle: str, 
     assert not (tmp_path / "ds").exists()
 
 
-def test_a_failure_after_episodes_were_written_leaves_nothing(tmp_path: Path) -> None:
+def test_a_failure_after_episodes_were_written_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """LeRobot flushes its buffers at garbage collection: after the staging was removed, it used to re-create it."""
+    import gc
+
+    from pai_ros.bags import to_dataset
+    from pai_ros.errors import UserError
+
     good = _write_bag(tmp_path / "good", seconds=1.0)
-    other = _write_bag(tmp_path / "other", seconds=1.0, front_hw=(32, 40))
-    res = run_pai("bag2dataset", str(good), str(other), "-o", str(tmp_path / "ds"), *ARGS)
-    assert res.returncode == 1 and "camera front changes size" in res.stderr, res.stderr
+    other = _write_bag(tmp_path / "other", seconds=1.0)
+    make_frame = to_dataset._Frames.frame
+
+    def fail_in_the_second_bag(self, tick_ns, latest, bag):
+        if Path(bag) == other:  # the first bag's episode is written by now
+            raise UserError("a failure late in the conversion")
+        return make_frame(self, tick_ns, latest, bag)
+
+    monkeypatch.setattr(to_dataset._Frames, "frame", fail_in_the_second_bag)
+    mapping = to_dataset.TopicMapping(cameras=(("front", "/so101/front/image_raw"),
+                                               ("wrist", "/so101/wrist/image_raw/compressed")),
+                                      state_joint_names=("x", "y", "gripper"))
+    with pytest.raises(UserError, match="late in the conversion"):
+        to_dataset.bags_to_dataset([good, other], tmp_path / "ds", mapping,
+                                   to_dataset.Sampling(fps=15, max_age_s=0.1, min_frames=5), progress=False)
+    gc.collect()  # where LeRobot's writer used to flush into the removed staging directory
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good", "other"]
     # A bag without a mapped topic is found before any work, whichever position it has.
     missing = run_pai("bag2dataset", str(good), str(other), "-o", str(tmp_path / "ds"), *ARGS[:2],

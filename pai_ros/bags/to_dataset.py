@@ -14,8 +14,10 @@ follow each other at ``fps``, so a gap inside an episode would teach the wrong t
 starts a new episode too; episodes shorter than ``min_frames`` are left out and counted.
 
 Images are decoded only for the ticks that use them (raw ``sensor_msgs/Image`` in any encoding
-the live node reads, or ``CompressedImage``) and must keep one size per camera, as a dataset
-feature has one shape. ``observation.state`` is the named joints' positions in the given order;
+the live node reads, or ``CompressedImage``). A dataset feature has one shape, so a camera keeps
+the size of its first frame: ticks where it sends another size are left out (ending the episode)
+and said once per bag, rather than the whole conversion refused after hours of work (a camera
+driver restarted at another resolution). ``observation.state`` is the named joints' positions in the given order;
 ``action`` is read from an action topic when one is given (``JointState`` by name, or
 ``Float64MultiArray``), and left out otherwise (nothing is invented: a dataset without actions
 is for analysis, not training). The dataset is written under a temporary name by LeRobot's own
@@ -222,8 +224,10 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
 class _Frames:
     """Turns ticks into dataset frames; knows the names and sizes fixed by the first frame."""
 
-    def __init__(self, mapping: TopicMapping, sampling: Sampling) -> None:
+    def __init__(self, mapping: TopicMapping, sampling: Sampling, notes: list[str] | None = None) -> None:
         self.mapping, self.sampling = mapping, sampling
+        self.notes = notes if notes is not None else []  # where a camera changed size, once per bag and size
+        self._said: set[tuple[str, str, tuple[int, int]]] = set()
         # None until known: given, or taken from the first message that has any (never from an empty one).
         self.state_names: tuple[str, ...] | None = mapping.state_joint_names or None
         self.action_names: tuple[str, ...] | None = mapping.action_names or None
@@ -271,9 +275,13 @@ class _Frames:
                             "H.264 video, which needs an even width and height")
         known = self.sizes.setdefault(name, size)
         if size != known:
-            raise UserError(f"bag {bag}: camera {name} changes size at bag time {tick_ns / NS_PER_S:.3f} s, from "
-                            f"{known[0]}x{known[1]} to {size[0]}x{size[1]}; a dataset holds one size per camera "
-                            "(convert the parts separately)")
+            if (str(bag), name, size) not in self._said:
+                self._said.add((str(bag), name, size))
+                self.notes.append(f"bag {bag}: camera {name} changes size at bag time {tick_ns / NS_PER_S:.3f} s, "
+                                  f"from {known[1]}x{known[0]} to {size[1]}x{size[0]} (WxH); its ticks at the new "
+                                  "size are left out (a dataset holds one size per camera: convert that part into "
+                                  "another)")
+            return f"camera {name}: {size[1]}x{size[0]} images, not the {known[1]}x{known[0]} of its first frame"
         return rgb
 
     def _action(self, item: _Latest) -> np.ndarray | str:
@@ -357,7 +365,7 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
     sources = [(bag, find_sources(Path(bag))) for bag in bags]
     _check_inputs(sources, mapping)  # every bag before any work: not a failure after an hour of the first
     summary = DatasetSummary(output)
-    frames = _Frames(mapping, sampling)
+    frames = _Frames(mapping, sampling, summary.notes)
     max_age_ns = int(sampling.max_age_s * NS_PER_S)
     quiet_ffmpeg()
     with staged_directory(output, create=False) as staged, quiet_hf_datasets():
