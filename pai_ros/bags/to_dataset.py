@@ -279,8 +279,7 @@ class _Frames:
                 self._said.add((str(bag), name, size))
                 self.notes.append(f"bag {bag}: camera {name} changes size at bag time {tick_ns / NS_PER_S:.3f} s, "
                                   f"from {known[1]}x{known[0]} to {size[1]}x{size[0]} (WxH); its ticks at the new "
-                                  "size are left out (a dataset holds one size per camera: convert that part into "
-                                  "another)")
+                                  "size are left out (a dataset holds one size per camera)")
             return f"camera {name}: {size[1]}x{size[0]} images, not the {known[1]}x{known[0]} of its first frame"
         return rgb
 
