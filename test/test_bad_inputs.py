@@ -334,6 +334,8 @@ def test_lerobot_train_layout_without_pretrained_model(given: str, tiny_act: Pat
     ("weights_header_lies", "model.safetensors is not a readable safetensors file"),
     ("steps_not_a_list", "is not a LeRobot processor file ('steps' must be a list of objects)"),
     ("normaliser_garbage", "cannot load the processors of"),
+    ("weights_nan", "weights that are not finite (NaN or inf) in model.action_head.weight (a training run that "
+                    "diverged?); refusing to run it"),
 ])
 def test_checkpoint_damaged_files(case: str, needle: str, tiny_act: Path, tmp_path: Path) -> None:
     from pai_ros.policy.loading import load_act_policy
@@ -344,6 +346,12 @@ def test_checkpoint_damaged_files(case: str, needle: str, tiny_act: Path, tmp_pa
         weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     elif case == "weights_header_lies":
         header_lies(ckpt / "model.safetensors")
+    elif case == "weights_nan":  # what a diverged training run saves, without complaint
+        from safetensors.torch import load_file
+
+        tensors = load_file(ckpt / "model.safetensors")
+        tensors["model.action_head.weight"][0, 0] = float("nan")
+        save_file(tensors, str(ckpt / "model.safetensors"))
     elif case == "steps_not_a_list":
         (ckpt / "policy_postprocessor.json").write_text(json.dumps({"name": "x", "steps": "unnormalize"}))
     else:

@@ -122,6 +122,33 @@ def test_every_fault_is_rejected_explained_and_recovered_from(tick: LiveTick) ->
         assert tick.health.report().level == Level.OK
 
 
+def test_a_policy_whose_action_is_not_finite_is_refused_and_acts_again_once_it_is(tiny_act: Path) -> None:
+    """A forward that overflows (half precision, an input far outside training): nothing acts on NaN."""
+    import torch
+
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES),
+                                                  max_observation_age_s=0.5, control_rate_hz=10.0))
+    try:
+        now = T0
+        assert isinstance(live.step(inputs(now), now), TickOutput)
+        weight = live.runner.policy.model.action_head.weight  # what every action passes through
+        kept = weight.detach().clone()
+        with torch.no_grad():
+            weight.fill_(float("nan"))
+        for _ in range(3):  # every tick, not only the one that refills a chunk
+            now += S // 10
+            bad = live.step(inputs(now), now)
+            assert isinstance(bad, Rejection) and "action is not finite (NaN or inf)" in bad.reason, bad
+        assert live.health.report().level == Level.ERROR
+        with torch.no_grad():
+            weight.copy_(kept)
+        now += S // 10
+        good = live.step(inputs(now), now)
+        assert isinstance(good, TickOutput) and np.isfinite(good.action).all() and np.isfinite(good.plan).all()
+    finally:
+        live.close()
+
+
 def test_nothing_acts_before_every_input_arrived(tiny_act: Path) -> None:
     live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES)),
                               resolve_topic=lambda t: f"/robot7/{t}")

@@ -37,7 +37,7 @@ from pai_ros.live.rejection import Rejection
 from pai_ros.live.sae import FeaturesOutput, LiveSae
 from pai_ros.live.steering import ActiveSteering, SteeringControl, SteeringHook
 from pai_ros.policy.capture import CaptureConfig
-from pai_ros.policy.errors import ObservationError
+from pai_ros.policy.errors import ObservationError, PolicyOutputError
 from pai_ros.policy.freshness import FreshnessLimits, InputGate
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.observation import Observation
@@ -374,7 +374,7 @@ class LiveTick:
             self._steer_hook.arm(sae.loaded.sae if sae else None, active.steering if active else None)
         try:
             result = self.runner.step(Observation(images, state, env_state))
-        except ObservationError as exc:
+        except (ObservationError, PolicyOutputError) as exc:
             return Rejection(str(exc))
         finally:
             if self._steer_hook is not None:

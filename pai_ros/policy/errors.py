@@ -8,3 +8,7 @@ from pai_ros.errors import UserError
 
 class ObservationError(UserError):
     """The observation cannot be used (missing camera, wrong shape or dtype, NaN/inf)."""
+
+
+class PolicyOutputError(UserError):
+    """The policy computed an action that is not a finite number: nothing may act on it."""

@@ -253,6 +253,19 @@ def check_normalisation(ckpt: Path, *pipelines: Any) -> None:
                                         "(never computed at training time?); refusing to run it")
 
 
+def check_weights_finite(ckpt: Path, policy: Any) -> None:
+    """Every weight is a finite number: a training run that diverged saves NaN weights without
+    complaint, and such a policy's every action is NaN (a robot would be sent NaN joint targets)."""
+    import torch
+
+    bad = [name for name, tensor in policy.state_dict().items()
+           if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise UserError(f"checkpoint {ckpt}: weights that are not finite (NaN or inf) in {', '.join(bad[:3])}{more} "
+                        "(a training run that diverged?); refusing to run it")
+
+
 def weights_mismatch(model_file: Path, exc: RuntimeError) -> UserError:
     """torch's load_state_dict error as one line: its first line says only "Error(s) in loading
     state_dict for ACTPolicy:", the next names the tensors that are missing, unexpected or of another shape."""
@@ -343,5 +356,6 @@ def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
         except Exception as exc:
             raise UserError(f"cannot load the processors of {ckpt}: {str(exc).splitlines()[0]}") from None
     check_normalisation(ckpt, pre, post)
+    check_weights_finite(ckpt, policy)
     return LoadedPolicy(path=ckpt, config=cfg, policy=policy, preprocessor=pre, postprocessor=post, device=device,
                         migrated=legacy)

@@ -27,6 +27,7 @@ import torch
 
 from pai_ros.errors import UserError
 from pai_ros.policy.capture import ActCapture, CaptureConfig, ForwardCapture
+from pai_ros.policy.errors import PolicyOutputError
 from pai_ros.policy.loading import LoadedPolicy
 from pai_ros.policy.observation import Observation, ObservationSpec
 
@@ -216,6 +217,12 @@ class PolicyRunner:
         if chunk_t is not None:
             b, t, d = chunk_t.shape
             chunk = self._unnormalise(chunk_t.reshape(b * t, d)).reshape(t, d)
+        if not np.isfinite(action).all() or (chunk is not None and not np.isfinite(chunk).all()):
+            # Weights are checked at load, but a forward can still overflow (half precision on a GPU,
+            # an input far outside training): no caller may act on, queue or compare such an action.
+            self.reset()
+            raise PolicyOutputError(f"the policy's action is not finite (NaN or inf) for this observation "
+                                    f"({self.loaded.path}); nothing acts on it")
         latency = time.perf_counter() - start
         self.stats.ticks += 1
         self.stats.latencies_s.append(latency)
