@@ -28,12 +28,18 @@ def test_action_vector_reorders_by_name_and_falls_back_to_order():
 def test_session_settles_between_episodes_then_runs_the_expert_to_success():
     session = SimSession(SMALL, seed=3, episodes=3, settle_steps=4)
     reports = []
+    shown = []
     while not session.done:
         settling_before = session._settle_left > 0
+        # Nothing is shown while settling (the policy's inputs go stale and it drops its plan).
+        assert session.showing == (not settling_before)
+        shown.append(session.showing)
         # During settling the session ignores even a NaN action: it never reaches the robot.
         action = [np.nan] * 3 if settling_before else expert_command(session.robot)
         reports.append(session.tick(action))
         assert reports[-1].settling == settling_before
+    assert shown[:5] == [False] * 4 + [True]  # the first episode settles too
+    assert not session.showing  # and nothing once every episode is done
     finished = [r.finished_episode for r in reports if r.finished_episode is not None]
     assert [f.index for f in finished] == [0, 1, 2] and all(f.success for f in finished)
     assert session.counts.settling == 3 * 4 and not session.counts.held
@@ -78,7 +84,7 @@ def test_sim_node_and_policy_node_run_closed_loop_episodes(tiny_act: Path, ros_e
         # 2.5 Hz: a step window (400 ms) holds a policy tick even on a loaded 2-core machine; at
         # 5 Hz, 10 of 16 steps once saw no action during make test.
         sim = Proc([sys.executable, "-m", "pai_ros.ros.sim_node", "--ros-args", "-p", "episodes:=2", "-p", "seed:=5",
-                    "-p", "rate_hz:=2.5", "-p", "max_steps:=8", "-p", "settle_s:=0.4", "-p", "start_delay_s:=0.5",
+                    "-p", "rate_hz:=2.5", "-p", "max_steps:=8", "-p", "settle_s:=1.6", "-p", "start_delay_s:=0.5",
                     "-p", "wait_for_subscribers:=1", "-p", "image_height:=64", "-p", "image_width:=80"],
                    ros_env, "sim_node")
         assert sim.wait(timeout=120) == 0, "\n".join(sim.lines)
@@ -108,6 +114,12 @@ def test_sim_node_and_policy_node_run_closed_loop_episodes(tiny_act: Path, ros_e
     # steps hold and say so (never an unbounded move).
     assert sum(o["hold_reasons"].get("no action", 0) for o in outcomes) < steps / 2, outcomes
     assert set().union(*(o["hold_reasons"] for o in outcomes)) <= {"no action", "out of range"}
+    # Before each episode the sim is silent for settle_s (1.6 s > max_observation_age_s 1.0): the camera
+    # pauses between the two episodes, and the policy node refuses the stale inputs, dropping its plan.
+    stamps = sorted(f["stamp_ns"] for f in frames)
+    assert max(np.diff(stamps)) >= 1.5e9, np.diff(stamps)
+    assert any("front is" in line and "old (max_observation_age_s 1.0)" in line for line in policy.lines), \
+        policy.lines[-20:]
     sims = [s for m in probe.messages("/diagnostics") for s in m["status"] if s["name"] == "sim_node: sim"]
     assert sims and "episodes_done" in sims[-1]["values"]
     assert any("closed loop: " in line for line in sim.lines)

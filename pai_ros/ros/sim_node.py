@@ -9,6 +9,9 @@ the newest one received since the previous step with the dataset expert's motion
 action, NaN/inf or out-of-range values hold the gripper still, and ``/diagnostics`` says why.
 Each finished episode is a JSON line on ``~/episode_outcome`` (``std_msgs/String``); after the
 last one ``~/summary`` carries the success rate and mean final distance, and the node exits.
+Before each episode it publishes nothing for ``settle_s`` (set it above the policy node's
+``max_observation_age_s``): the policy node's inputs go stale, it drops the plan made on the
+previous scene, and the episode starts from a fresh one (see :mod:`pai_ros.sim.session`).
 """
 
 from __future__ import annotations
@@ -79,7 +82,8 @@ class SimNode(Node):
         if wanted and any(p.get_subscription_count() < wanted for p in (*self.cam_pubs.values(), self.state_pub)):
             return  # the start timer fires again
         self._start.cancel()
-        self._publish_observation()
+        if self.session.showing:
+            self._publish_observation()
         self._timer = self.create_timer(self.config.period_s, self._step)
 
     def _step(self) -> None:
@@ -93,7 +97,8 @@ class SimNode(Node):
         if tick.all_done:
             self._finish()
             return
-        self._publish_observation()
+        if self.session.showing:  # silent while settling before an episode
+            self._publish_observation()
 
     def _publish_observation(self) -> None:
         obs = self.session.observation

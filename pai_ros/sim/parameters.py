@@ -25,9 +25,9 @@ PARAMS: list[Param] = [
     Param("max_steps", _SIM.max_steps, "steps before an episode times out", min=1, max=100000, read_only=True),
     Param("success_radius", _SIM.success_radius, "an episode succeeds when the gripper closes this close to the "
           "target's centre (table units; the block's half side is 0.08)", min=0.0, max=1.0, read_only=True),
-    Param("settle_s", 2.0, "between episodes, show the new scene this long with actions ignored, so a policy's "
-          "actions planned on the previous scene drain (at least its chunk length)", min=0.0, max=60.0,
-          read_only=True),
+    Param("settle_s", 2.0, "before each episode, publish nothing this long and ignore actions, so the policy "
+          "node's inputs go stale and it drops the plan made on the previous scene (keep it above the policy "
+          "node's max_observation_age_s)", min=0.0, max=60.0, read_only=True),
     Param("start_delay_s", 2.0, "wait this long before the first step (lets subscribers connect)", min=0.0,
           max=60.0, read_only=True),
     Param("wait_for_subscribers", 0, "after start_delay_s, also wait until the camera and joint_states topics "

@@ -4,11 +4,17 @@ Each tick of the node's timer is one :meth:`SimSession.tick`: the newest action 
 the previous tick is executed (none: the gripper holds, and the tick says why), the robot is
 observed, and an episode that ended is reported and replaced by the next one.
 
-Between episodes the new episode's first frame is shown for ``settle_steps`` ticks while every
-action is ignored: a policy that runs open loop on a chunk (LeRobot's action queue) or blends
-chunks (temporal ensembling) would otherwise execute what it planned for the previous episode's
-scene. After ``settle_steps`` at least the chunk size, the actions it sends were all planned on
-this episode's images. (ROS offers no standard "new episode" signal a policy node would obey.)
+Before each episode (the first too) come ``settle_steps`` ticks in which nothing is shown
+(:attr:`SimSession.showing` is False: the node publishes no observation) and every action is
+ignored. A policy that runs open loop on a chunk (LeRobot's action queue) or blends chunks
+(temporal ensembling) would otherwise go on with what it planned on the previous episode's scene;
+silence longer than the policy node's ``max_observation_age_s`` makes its inputs stale, and a
+refused tick drops the plan, so the episode's first action comes from an empty queue and ensemble,
+as :func:`pai_ros.sim.evaluate.run_episode` resets the runner. Showing the new scene still during
+settling was worse: temporal ensembling blended ever more chunks predicted on the same unmoving
+frame, drifting to the average of the whole plan (the gripper half closed before the first step),
+and ``pai demo --closed-loop`` lost nearly every episode. (ROS offers no standard "new episode"
+signal a policy node would obey.)
 """
 
 from __future__ import annotations
@@ -82,6 +88,11 @@ class SimSession:
     @property
     def episode_index(self) -> int:
         return self.robot.index
+
+    @property
+    def showing(self) -> bool:
+        """Whether the cameras and joints are published now (False while settling before an episode)."""
+        return self._observation is not None and self._settle_left == 0
 
     @property
     def observation(self) -> SimObservation | None:
