@@ -83,13 +83,44 @@ def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:
         raise UserError(f"the output {output} {relation} the {what} {given}: choose a path outside it")
 
 
+#: Written last into a finished output: every file the command wrote (relative POSIX paths).
+MANIFEST_FILE = ".pai_written.json"
+
+
+def write_manifest(directory: Path, *, leave_out: tuple[str, ...] = ()) -> None:
+    """List every file now under ``directory`` (except ``leave_out``: files kept from the user) as written
+    by the command, so that a later ``--overwrite`` can tell them from files added since."""
+    directory = Path(directory)
+    files = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                   if (p.is_file() or p.is_symlink()) and p.name != MANIFEST_FILE)
+    with staged_file(directory / MANIFEST_FILE) as tmp:  # (jsonfile builds on this module, not the reverse)
+        tmp.write_text(json.dumps([f for f in files if f not in leave_out], indent=0) + "\n", encoding="utf-8")
+
+
+def unwritten_files(directory: Path) -> list[str] | None:
+    """Files under ``directory`` its manifest does not list (added since: the user's); None without a manifest
+    (an output from before manifests, or one whose run did not finish)."""
+    directory = Path(directory)
+    try:
+        written = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(written, list):
+        return None
+    known = set(map(str, written))
+    return sorted(rel for p in directory.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != MANIFEST_FILE
+                  and (rel := p.relative_to(directory).as_posix()) not in known)
+
+
 def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: Callable[[Path], bool],
-                      what_marks_it: str) -> None:
+                      what_marks_it: str, keep: tuple[str, ...] = ()) -> None:
     """``output`` may be written: absent, an empty directory, or (with ``overwrite``) ``made_by``'s own.
 
     ``--overwrite`` replaces a directory whole, so it may only replace what this command wrote
     before, as ``is_mine`` recognises it (``what_marks_it`` says how, for the message): pointed at
-    a directory of the user's own files, or at a file, it used to delete them.
+    a directory of the user's own files, or at a file, it used to delete them. Files added to an
+    earlier output since (not in its :data:`MANIFEST_FILE`) are refused too, unless the command
+    carries them over itself (``keep``).
     """
     output = Path(output)
     if not output.exists() and not output.is_symlink():
@@ -103,6 +134,11 @@ def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: C
                         f"choose a new path (--overwrite replaces only {made_by} outputs)")
     if not overwrite:
         raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
+    added = [f for f in unwritten_files(output) or [] if f not in keep]
+    if added:
+        listed = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
+        raise UserError(f"output {output} holds file(s) that {made_by} did not write ({listed}); --overwrite "
+                        "deletes only what it wrote: move them out first, or choose a new path")
 
 
 def json_file_with(path: Path, keys: tuple[str, ...]) -> bool:

@@ -149,8 +149,11 @@ def test_outputs_are_exactly_the_expected_files(converted) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted([
         "features.parquet", "actions.parquet", "joint_states.parquet", "diagnostics.parquet", "frames.parquet",
         "cam__front__image_raw.mp4", "cam__wrist__image_raw.mp4", "cam__side__image_raw__compressed.mp4",
-        "attention__front__heatmap.mp4", "summary.json"])
+        "attention__front__heatmap.mp4", "summary.json", ".pai_written.json"])
     assert not list(out.parent.glob("*.partial-*"))
+    # The manifest lists exactly what the conversion wrote (what a later --overwrite may delete).
+    written = json.loads((out / ".pai_written.json").read_text())
+    assert sorted(written) == sorted(p.name for p in out.iterdir() if p.name != ".pai_written.json")
     assert summary.tables == {"features.parquet": N, "actions.parquet": N, "joint_states.parquet": N,
                               "diagnostics.parquet": 2 * N, "frames.parquet": 4 * N}
     assert summary.unknown == {"/chatter": {"type": "std_msgs/msg/String", "messages": N, "reason": "unsupported type"}}
@@ -419,9 +422,13 @@ def test_existing_output(full_bag: Path, tmp_path: Path) -> None:
     bag_to_parquet(full_bag, out, progress=False, videos=False)  # an empty directory is fine
     with pytest.raises(UserError, match="holds an earlier bag2parquet output; choose a new path or pass --overwrite"):
         bag_to_parquet(full_bag, out, progress=False)
-    (out / "stale.txt").write_text("old")
-    bag_to_parquet(full_bag, out, progress=False, overwrite=True)
-    assert not (out / "stale.txt").exists() and (out / "cam__front__image_raw.mp4").exists()
+    bag_to_parquet(full_bag, out, progress=False, overwrite=True)  # its own output: replaced
+    assert (out / "cam__front__image_raw.mp4").exists()
+    (out / "my_notes.txt").write_text("mine")  # added since: never deleted (it used to be)
+    with pytest.raises(UserError, match=r"holds file\(s\) that bag2parquet did not write \(my_notes.txt\)"):
+        bag_to_parquet(full_bag, out, progress=False, overwrite=True)
+    assert (out / "my_notes.txt").read_text() == "mine"
+    (out / "my_notes.txt").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
     # --overwrite replaces only an earlier conversion: a directory of other files, or a file, stays.
     mine = tmp_path / "mine"

@@ -53,6 +53,10 @@ def test_demo_rate_factor_out_of_range_is_one_line_before_any_work(tmp_path) -> 
     res = run_pai("demo", "--closed-loop", "--rate-factor", "0.5", "--output-dir", str(tmp_path / "out"))
     assert res.returncode != 0 and "--rate-factor are for the replay demo" in res.stderr
     assert not (tmp_path / "out").exists()
+    for option, value in (("--episodes", "2"), ("--seed", "1"), ("--rate-hz", "5")):  # used to be ignored
+        res = run_pai("demo", option, value, "--output-dir", str(tmp_path / "out"))
+        assert res.returncode == 1 and "--episodes, --seed and --rate-hz are for --closed-loop" in res.stderr, \
+            res.stderr
     for bad in ("nan", "0", "-1"):  # a NaN duration ran an almost empty demo that looked complete
         res = run_pai("demo", "--duration", bad, "--output-dir", str(tmp_path / "out"))
         assert res.returncode == 1 and "--duration must be a positive number of seconds" in res.stderr, res.stderr

@@ -40,3 +40,44 @@ def test_overwrite_replaces_only_an_earlier_demo(tmp_path: Path) -> None:
         with pytest.raises(UserError, match="is not an earlier pai demo output"):
             prepare_output_dir(mine, overwrite=overwrite)
     assert (mine / "thesis.tex").read_text() == "mine"
+
+
+def test_overwrite_keeps_the_feature_names_and_refuses_other_added_files(tmp_path: Path) -> None:
+    """`make demo` always overwrites: names given in `pai features ui out/demo/features` used to be deleted."""
+    from pai_ros.ros.demo import DEMO_MARKER, finish_output_dir, prepare_output_dir
+    from pai_ros.staging import MANIFEST_FILE
+
+    out = prepare_output_dir(tmp_path / "demo", overwrite=False)
+    (out / "features" / "episode_000000").mkdir(parents=True)
+    (out / "features" / "episode_000000" / "features.parquet").write_text("tables")
+    (out / "bag").mkdir()
+    (out / "bag" / "bag_0.mcap").write_text("bag")
+    finish_output_dir(out, {"ticks": 3})
+    names = out / "features" / "names.json"
+    names.write_text('{"393": {"name": "gripper closing"}}')  # what the browser saves, after the run
+    prepare_output_dir(out, overwrite=True)
+    assert names.read_text() == '{"393": {"name": "gripper closing"}}'
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == \
+        [DEMO_MARKER, "features", "features/names.json"]
+    # The next run's manifest leaves the kept names out: they stay the user's on every later run.
+    finish_output_dir(out, {"ticks": 3})
+    assert "features/names.json" not in (out / MANIFEST_FILE).read_text()
+    prepare_output_dir(out, overwrite=True)
+    assert names.is_file()
+    # Any other file added to a finished demo output: refused, and nothing deleted.
+    (out / "bag").mkdir()
+    finish_output_dir(out, {"ticks": 3})
+    (out / "bag" / "my_notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"holds file\(s\) that pai demo did not write \(bag/my_notes.txt\); "
+                                        "--overwrite deletes only what it wrote"):
+        prepare_output_dir(out, overwrite=True)
+    assert (out / "bag" / "my_notes.txt").read_text() == "mine" and (out / "report.json").is_file()
+
+
+def test_an_episode_the_demo_lacks_is_refused_before_the_output_exists(toy_assets, tmp_path: Path) -> None:
+    """It used to leave a marked, empty output behind that the corrected rerun refused as unfinished."""
+    from pai_ros.ros.demo import run_demo
+
+    with pytest.raises(UserError, match="99"):
+        run_demo(tmp_path / "demo", episode=99, assets=toy_assets, progress=False)
+    assert not (tmp_path / "demo").exists()

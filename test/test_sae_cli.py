@@ -136,7 +136,11 @@ def test_train_writes_the_sae_directory_contract(pipeline) -> None:
 def test_train_refuses_to_overwrite_and_takes_a_single_file(pipeline, tmp_path) -> None:
     again = run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output", str(pipeline["sae"]),
                     "--steps", "5", "--quiet")
-    one_line_error(again, "already exists")
+    one_line_error(again, "already holds an SAE (use --overwrite to replace it)")
+    for extra in ((), ("--overwrite",)):  # not an SAE: said without suggesting --overwrite, which would not help
+        into_acts = run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output",
+                            str(pipeline["acts"]), "--steps", "5", "--quiet", *extra)
+        one_line_error(into_acts, "is not an SAE directory; choose a new --output")
     path = tmp_path / "acts.safetensors"
     save_file({"activations": torch.randn(300, 6)}, str(path))
     out = ok(run_pai("sae", "train", "--activations", str(path), "--output", str(tmp_path / "s"), "--k", "2",

@@ -216,3 +216,24 @@ def test_a_png_is_written_in_rgb_order_whole_or_not_at_all(tmp_path: Path, monke
     with pytest.raises(ValueError, match="RGB uint8"):
         write_png(tmp_path / "float.png", np.zeros((6, 8, 3), np.float32))
     assert not (tmp_path / "grey.png").exists() and not (tmp_path / "float.png").exists()
+
+
+def test_an_earlier_output_with_added_files_is_not_replaced(tmp_path: Path) -> None:
+    from pai_ros.staging import check_replaceable, unwritten_files, write_manifest
+
+    out = tmp_path / "tables"
+    (out / "sub").mkdir(parents=True)
+    (out / "summary.json").write_text("{}")
+    (out / "sub" / "a.parquet").write_text("a")
+    assert unwritten_files(out) is None  # no manifest: an output from before manifests
+    write_manifest(out)
+    assert unwritten_files(out) == []
+    settings = {"made_by": "bag2parquet", "what_marks_it": "summary.json", "is_mine": lambda d: True}
+    check_replaceable(out, True, **settings)  # all its own: replaceable
+    (out / "sub" / "analysis.json").write_text("added later")
+    (out / "names.json").write_text("added later")
+    assert unwritten_files(out) == ["names.json", "sub/analysis.json"]
+    with pytest.raises(UserError, match=r"holds file\(s\) that bag2parquet did not write \(names.json, "
+                                        r"sub/analysis.json\); --overwrite deletes only what it wrote"):
+        check_replaceable(out, True, **settings)
+    check_replaceable(out, True, **settings, keep=("names.json", "sub/analysis.json"))  # a command that keeps them

@@ -40,7 +40,7 @@ from pai_ros.errors import UserError
 from pai_ros.imaging.convert import message_to_rgb
 from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory
+from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory, write_manifest
 from pai_ros.timestamps import NS_PER_S
 
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
@@ -408,6 +408,7 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
             "fps": sampling.fps, "max_age_s": sampling.max_age_s, "min_frames": sampling.min_frames,
             "episodes": summary.episodes, "ticks_left_out": summary.ticks_left_out,
             "short_episodes_left_out": summary.short_episodes_left_out, "notes": summary.notes})
+        write_manifest(staged)
     return summary
 
 

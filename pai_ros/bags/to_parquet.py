@@ -54,7 +54,7 @@ from pai_ros.features.tables import FEATURES_SCHEMA
 from pai_ros.imaging.convert import message_to_rgb, resize_rgb
 from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.jsonfile import json_text
-from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory
+from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory, write_manifest
 from pai_ros.timestamps import header_ns
 
 if TYPE_CHECKING:
@@ -159,6 +159,7 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
         converter.close()
         summary.seconds = round(time.perf_counter() - started, 3)
         (partial / SUMMARY_FILE).write_text(json_text(summary.to_json()) + "\n", encoding="utf-8")
+        write_manifest(partial)
     return summary
 
 

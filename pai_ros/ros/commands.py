@@ -39,10 +39,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     loop = p.add_argument_group("closed loop")
     loop.add_argument("--closed-loop", action="store_true",
                       help="let the policy act on the simulated demo robot (sim_node) instead of a replay")
-    loop.add_argument("--episodes", type=int, default=3, help="closed-loop episodes to run (default 3)")
-    loop.add_argument("--seed", type=int, default=0, help="closed-loop episode set (same seed, same episodes)")
-    loop.add_argument("--rate-hz", type=float, default=15.0,
-                      help="closed-loop steps per second (the dataset's 15; lower it if many steps hold)")
+    loop.add_argument("--episodes", type=int, default=None, help="closed-loop episodes to run (default 3)")
+    loop.add_argument("--seed", type=int, default=None,
+                      help="closed-loop episode set (same seed, same episodes; default 0)")
+    loop.add_argument("--rate-hz", type=float, default=None,
+                      help="closed-loop steps per second (default: the dataset's 15; lower it if many steps hold)")
     p.set_defaults(handler=_run_demo)
 
 
@@ -57,17 +58,23 @@ def _run_demo(args: argparse.Namespace) -> int:
         raise UserError(f"pai demo needs ROS 2 (rclpy and the built pai_ros overlay): {exc}; "
                         "run `make setup` and `source scripts/env.sh`") from None
     if args.closed_loop:
-        if args.episodes < 1:
-            raise UserError(f"--episodes must be at least 1, got {args.episodes}")
-        if not 0.1 <= args.rate_hz <= 1000:
-            raise UserError(f"--rate-hz must lie in [0.1, 1000], got {args.rate_hz}")
+        episodes = 3 if args.episodes is None else args.episodes
+        seed = 0 if args.seed is None else args.seed
+        rate_hz = 15.0 if args.rate_hz is None else args.rate_hz
+        if episodes < 1:
+            raise UserError(f"--episodes must be at least 1, got {episodes}")
+        if not 0.1 <= rate_hz <= 1000:
+            raise UserError(f"--rate-hz must lie in [0.1, 1000], got {rate_hz}")
         if args.duration is not None or args.episode != 0 or args.rate_factor != 1.0:
             raise UserError("--episode, --duration and --rate-factor are for the replay demo; with --closed-loop "
                             "use --episodes and --rate-hz")
         with output_directory(args.output_dir):
-            res = run_closed_loop_demo(args.output_dir, episodes=args.episodes, seed=args.seed, rate_hz=args.rate_hz,
+            res = run_closed_loop_demo(args.output_dir, episodes=episodes, seed=seed, rate_hz=rate_hz,
                                        overwrite=args.overwrite, progress=not args.quiet)
         return _print_closed_loop(res)
+    if args.episodes is not None or args.seed is not None or args.rate_hz is not None:
+        raise UserError("--episodes, --seed and --rate-hz are for --closed-loop; the replay demo takes --episode, "
+                        "--duration and --rate-factor")
     if not 0.0 < args.rate_factor <= 1.0:
         raise UserError(f"--rate-factor must lie in (0, 1], got {args.rate_factor}")
     if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):

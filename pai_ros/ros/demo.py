@@ -22,7 +22,7 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.ros import topics
 from pai_ros.ros.in_process import InProcessGraph, demo_recorder_parameters
-from pai_ros.staging import check_replaceable, json_file_with, make_output_dir
+from pai_ros.staging import check_replaceable, json_file_with, make_output_dir, write_manifest
 
 REPORT_FILE = "report.json"  # written last: its presence says the run finished
 DEMO_MARKER = ".pai_demo"  # written first: what --overwrite may replace
@@ -47,13 +47,16 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
+    from pai_ros.data.episodes import check_episodes, read_info
     from pai_ros.demo.assets import ensure_demo_assets
     from pai_ros.ros.policy_node import PolicyNode
     from pai_ros.ros.recorder_node import RecorderNode
     from pai_ros.ros.replay_node import ReplayNode
 
-    out = prepare_output_dir(Path(output_dir), overwrite)
+    check_output_dir(Path(output_dir), overwrite)  # before minutes of asset building
     assets = assets or ensure_demo_assets(progress=progress)
+    check_episodes(read_info(assets.heldout_root), [episode], assets.heldout_root)  # before the output exists
+    out = prepare_output_dir(Path(output_dir), overwrite)
     bag = out / "bag"
 
     with InProcessGraph() as graph:
@@ -91,22 +94,53 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
               "action_error": outputs.action_error(parquet), "features": features,
               "converted": done.converted,
               "policy": str(assets.policy_dir), "dataset": str(assets.heldout_root)}
-    write_json_atomic(out / REPORT_FILE, report)  # written last: its presence says the run finished
+    finish_output_dir(out, report)
     return DemoResult(out, bag, parquet, combined, sheet, report)
 
 
+#: What a demo output may hold that the demo did not write and keeps: the names given to its
+#: features in `pai features ui out/demo/features` (the user's work; `make demo` always overwrites).
+KEPT_FILES = ("features/names.json",)
+
+
 def prepare_output_dir(out: Path, overwrite: bool) -> Path:
-    """An empty ``out``, marked as a demo output: a non-empty one is refused unless it is an earlier
-    demo's and ``overwrite`` is given (then it is emptied); --overwrite never deletes other files."""
-    if out.is_dir() and (out / DEMO_MARKER).is_file() and not (out / REPORT_FILE).exists() and not overwrite:
-        raise UserError(f"output directory {out} holds an unfinished demo run (no {REPORT_FILE}: interrupted?); "
-                        "pass --overwrite to replace it")
-    check_replaceable(out, overwrite, made_by="pai demo", what_marks_it=DEMO_MARKER, is_mine=_is_demo_output)
-    if out.is_dir() and any(out.iterdir()):
-        shutil.rmtree(out)
+    """An empty ``out`` (but for :data:`KEPT_FILES`), marked as a demo output: a non-empty one is refused
+    unless it is an earlier demo's and ``overwrite`` is given; --overwrite never deletes other files."""
+    check_output_dir(out, overwrite)
+    if out.is_dir():
+        _remove_all_but(out, {out / rel for rel in KEPT_FILES if (out / rel).is_file()})
     out = make_output_dir(out)
     (out / DEMO_MARKER).write_text("written by pai demo: --overwrite may replace this directory\n")
     return out
+
+
+def check_output_dir(out: Path, overwrite: bool) -> None:
+    """What :func:`prepare_output_dir` refuses, said without touching anything."""
+    if out.is_dir() and (out / DEMO_MARKER).is_file() and not (out / REPORT_FILE).exists() and not overwrite:
+        raise UserError(f"output directory {out} holds an unfinished demo run (no {REPORT_FILE}: interrupted?); "
+                        "pass --overwrite to replace it")
+    check_replaceable(out, overwrite, made_by="pai demo", what_marks_it=DEMO_MARKER, is_mine=_is_demo_output,
+                      keep=KEPT_FILES)
+
+
+def finish_output_dir(out: Path, report: dict) -> None:
+    """``report.json`` (its presence says the run finished), then the list of what the demo wrote."""
+    write_json_atomic(out / REPORT_FILE, report)
+    write_manifest(out, leave_out=KEPT_FILES)
+
+
+def _remove_all_but(directory: Path, kept: set[Path]) -> None:
+    """Delete everything under ``directory`` but the files ``kept`` (and the directories holding them)."""
+    for entry in list(directory.iterdir()):
+        if entry in kept:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if any(entry in k.parents for k in kept):
+                _remove_all_but(entry, kept)
+            else:
+                shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _is_demo_output(out: Path) -> bool:

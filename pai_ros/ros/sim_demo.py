@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 from pai_ros.demo import outputs
-from pai_ros.jsonfile import write_json_atomic
 from pai_ros.ros import topics
-from pai_ros.ros.demo import REPORT_FILE, DemoResult, prepare_output_dir
+from pai_ros.ros.demo import DemoResult, check_output_dir, finish_output_dir, prepare_output_dir
 from pai_ros.ros.in_process import InProcessGraph, demo_recorder_parameters
 from pai_ros.sim.policy import EVAL_MODE
 
@@ -39,8 +38,9 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     from pai_ros.ros.sim_node import SimNode
     from pai_ros.sim.scene import STATE_NAMES
 
-    out = prepare_output_dir(Path(output_dir), overwrite)
+    check_output_dir(Path(output_dir), overwrite)  # before minutes of asset building
     assets = assets or ensure_demo_assets(progress=progress)
+    out = prepare_output_dir(Path(output_dir), overwrite)
     scene = assets.settings.scene
     bag = out / "bag"
 
@@ -74,5 +74,5 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     done = outputs.outputs_from_bag(bag, out, rate_hz, progress)
     result = {"closed_loop": report.as_dict(), **live, "rate_hz": rate_hz, "heatmap_frames": done.heatmap_frames,
               "converted": done.converted, "policy": str(assets.policy_dir)}
-    write_json_atomic(out / REPORT_FILE, result)  # written last: its presence says the run finished
+    finish_output_dir(out, result)
     return DemoResult(out, bag, done.parquet, done.combined, done.sheet, result)

@@ -48,10 +48,11 @@ def check_output(output: Path, overwrite: bool) -> None:
     if output.exists() and not output.is_dir():
         raise UserError(f"--output {output} is a file, not a directory")
     if output.exists() and any(output.iterdir()):
+        if not (output / CFG_FILE).is_file():  # said first: --overwrite would not help
+            raise UserError(f"{output} exists, is not empty and is not an SAE directory; choose a new --output "
+                            "(--overwrite replaces only an SAE directory)")
         if not overwrite:
-            raise UserError(f"{output} already exists and is not empty (use --overwrite to replace it)")
-        if not (output / CFG_FILE).is_file():
-            raise UserError(f"{output} exists but is not an SAE directory: refusing to overwrite it")
+            raise UserError(f"{output} already holds an SAE (use --overwrite to replace it)")
 
 
 def _not_measured(why: str) -> dict[str, Any]:
