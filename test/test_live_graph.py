@@ -153,3 +153,47 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
     over_own = feats["camera_over_own_threshold_frames"]
     assert len(over_own) == 2 and all(0 <= n <= feats["messages"] for n in over_own.values())
     assert (out / "parquet" / "analysis" / "analysis.json").is_file()
+
+
+def test_an_interrupted_demo_leaves_a_closed_bag(toy_assets, ros_env: dict, tmp_path: Path) -> None:
+    """Ctrl-C during `pai demo`: the bag recorded so far is closed (readable), not one for `pai bag recover`."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "demo"
+    code = (
+        "import sys, pathlib\n"
+        "from pai_ros.demo.assets import ensure_demo_assets\n"
+        "sys.path.insert(0, 'test')\n"
+        "from toy_settings import TOY\n"
+        "from pai_ros.ros.demo import run_demo\n"
+        f"assets = ensure_demo_assets(pathlib.Path({str(toy_assets.root.parents[1])!r}), TOY, progress=False)\n"
+        "try:\n"
+        f"    run_demo(pathlib.Path({str(out)!r}), episode=1, progress=False, assets=assets, rate_factor=0.1)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=ros_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        def recorded_bytes() -> int:
+            return sum(f.stat().st_size for f in (out / "bag").glob("*/*.mcap"))
+
+        # Polling a condition: camera frames (15 KB each) flushed into the open bag (once a second).
+        deadline = time.monotonic() + 120
+        while recorded_bytes() < 100_000 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert recorded_bytes() >= 100_000, "the recorder never wrote camera frames"
+        proc.send_signal(signal.SIGINT)
+        log, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, log[-3000:]
+    assert (out / "bag" / "metadata.yaml").is_file(), log[-3000:]
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([out / "bag"]) as reader:  # a complete bag: its metadata and the MCAP footer are there
+        assert {c.topic for c in reader.connections} >= {"/joint_states", "/camera/front/image_raw"}
+        assert sum(c.msgcount for c in reader.connections if c.topic == "/camera/front/image_raw") >= 3
+    assert not (out / "report.json").exists()  # and the demo reads as unfinished, as it is

@@ -34,6 +34,7 @@ class InProcessGraph:
         self.nodes: list = []
         self.executor = None
         self._stopped: set[int] = set()  # ids of nodes already shut down (shutdown is not always idempotent)
+        self._closed: set[int] = set()  # ids of recorders whose bag is closed
 
     def __enter__(self) -> InProcessGraph:
         import rclpy
@@ -64,6 +65,7 @@ class InProcessGraph:
         """Stop the policy, let the recorder write everything it received, close the bag; True if lossless."""
         self._stop(policy)
         recorder.drain(self.executor)
+        self._closed.add(id(recorder))
         return recorder.finish()
 
     def _stop(self, node) -> None:
@@ -79,8 +81,19 @@ class InProcessGraph:
         must not keep the others alive or hide the error that ended the run."""
         import rclpy
 
+        from pai_ros.ros.recorder_node import RecorderNode
+
         failed: BaseException | None = None
         try:
+            # Ended early (Ctrl-C, an error): a recorder's bag is still closed, so what was recorded is
+            # a complete bag, not one that needs `pai bag recover`.
+            for node in self.nodes:
+                if isinstance(node, RecorderNode) and id(node) not in self._closed:
+                    self._closed.add(id(node))
+                    try:
+                        node.finish()
+                    except Exception as err:  # noqa: BLE001 - the nodes are still stopped below
+                        failed = failed or err
             for node in reversed(self.nodes):
                 try:
                     self._stop(node)
