@@ -66,7 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # permissions, full disks, missing files on user-given paths
-        print(f"{name}: error: {exc}", file=sys.stderr)
+        from pai_ros.staging import describe_os_error
+
+        print(f"{name}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)

@@ -172,6 +172,22 @@ def staging_path(final: Path, tag: str = "partial") -> Path:
     return final.parent / f".{final.name}.{tag}-{os.getpid()}"
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``exc`` as one line about the user's path: a staging name (``.out.partial-123/x.parquet``) is
+    said as the output it stands for, and an error without a path (a full disk during a write) says so."""
+    import re
+
+    reason = exc.strerror or str(exc)
+    if not exc.filename:
+        return f"{reason} (while writing an output)"
+    parts = Path(str(exc.filename)).parts
+    for i, part in enumerate(parts):
+        staged = re.fullmatch(r"\.(.+)\.(?:partial|old|tmp|probe)-\d+", part)
+        if staged:
+            return f"cannot write the output {Path(*parts[:i], staged.group(1))}: {reason}"
+    return f"{reason}: {exc.filename}"
+
+
 def swap_into_place(staged: Path, final: Path) -> None:
     """Move the finished ``staged`` directory to ``final``, replacing what was there.
 

@@ -100,6 +100,8 @@ def test_bad_inputs_are_one_line_and_leave_no_output(tiny_dataset, tiny_act, tmp
     cases = [
         (["--episode", "7"], "episode 7 is out of range"),
         (["--dataset-root", str(tmp_path / "none")], "does not exist"),
+        (["--dataset-root", str(root / "meta" / "info.json")], "meta/info.json is a file; give the dataset's "
+                                                              "directory (the one holding meta/)"),
         (["--policy-path", str(broken)], "missing model.safetensors"),
         (["--queries", "9:3"], "query selection '9:3'"),
         (["--queries", "5:30"], "--queries 5:30: the policy predicts chunks of 10 actions (queries 0..9)"),

@@ -197,3 +197,14 @@ def test_an_interrupted_demo_leaves_a_closed_bag(toy_assets, ros_env: dict, tmp_
         assert {c.topic for c in reader.connections} >= {"/joint_states", "/camera/front/image_raw"}
         assert sum(c.msgcount for c in reader.connections if c.topic == "/camera/front/image_raw") >= 3
     assert not (out / "report.json").exists()  # and the demo reads as unfinished, as it is
+
+
+def test_a_replay_waiting_for_subscribers_says_which_topics_lack_them(tiny_dataset, ros_env: dict) -> None:
+    """It used to wait silently (ten minutes in one user's run) when nothing subscribed to recorded_action."""
+    root, _ = tiny_dataset
+    replay = _node("replay_node", ros_env, f"dataset_root:={root}", "start_delay_s:=0.1", "wait_for_subscribers:=3")
+    try:
+        line = replay.wait_for_line(lambda s: "waiting for 3 subscriber(s) on" in s, 60)
+        assert "/camera/front/image_raw" in line and "/recorded_action" in line and "(wait_for_subscribers)" in line
+    finally:
+        replay.stop()

@@ -237,3 +237,19 @@ def test_an_earlier_output_with_added_files_is_not_replaced(tmp_path: Path) -> N
                                         r"sub/analysis.json\); --overwrite deletes only what it wrote"):
         check_replaceable(out, True, **settings)
     check_replaceable(out, True, **settings, keep=("names.json", "sub/analysis.json"))  # a command that keeps them
+
+
+def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: Path) -> None:
+    import errno
+
+    from pai_ros.staging import describe_os_error
+
+    out = tmp_path / "tables"
+    staged = OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".tables.partial-9243" / "a.parquet"))
+    assert describe_os_error(staged) == f"cannot write the output {out}: Read-only file system"
+    tmp_file = OSError(errno.EACCES, "Permission denied", str(tmp_path / ".ood.json.tmp-77"))
+    assert describe_os_error(tmp_file) == f"cannot write the output {tmp_path / 'ood.json'}: Permission denied"
+    plain = OSError(errno.ENOENT, "No such file or directory", "/nowhere/x")
+    assert describe_os_error(plain) == "No such file or directory: /nowhere/x"
+    assert describe_os_error(OSError(errno.ENOSPC, "No space left on device")) == \
+        "No space left on device (while writing an output)"

@@ -37,6 +37,8 @@ def read_info(root: Path) -> dict[str, Any]:
     info_path = root / "meta" / "info.json"
     if not root.exists():
         raise UserError(f"dataset root {root} does not exist")
+    if not root.is_dir():
+        raise UserError(f"dataset root {root} is a file; give the dataset's directory (the one holding meta/)")
     if not info_path.is_file():
         raise UserError(f"{root} is not a LeRobot dataset: no meta/info.json")
     info = read_json(info_path, "LeRobot info.json", want_object=True)

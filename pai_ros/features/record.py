@@ -71,8 +71,10 @@ def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
             if key == "top_n" and key not in old:
                 continue  # recorded before top_n was written down
             if old.get(key) != header[key]:
+                was, now = ("none: every token" if key == "top_n" and v is None else v
+                            for v in (old.get(key), header[key]))
                 raise UserError(f"{out} holds features recorded with another {key.replace('_', ' ')} "
-                                f"({old.get(key)}; now {header[key]}); record into a new --output-dir")
+                                f"({was}; now {now}); record into a new --output-dir")
         header = {**old, **{k: v for k, v in header.items() if k != "episodes"}}
     header.setdefault("episodes", [])
     return header

@@ -306,7 +306,7 @@ class LiveTick:
         if age_s <= self.config.max_observation_age_s:
             return out
         return Rejection(f"the action was ready {age_s:.3f} s after its observation (max_observation_age_s "
-                         f"{self.config.max_observation_age_s}; this tick took {out.latency_s:.3f} s): use a "
+                         f"{round(self.config.max_observation_age_s, 3)}; this tick took {out.latency_s:.3f} s): use a "
                          f"cheaper heatmap_method, a GPU, or a larger max_observation_age_s")
 
     def _holds_all(self, held: tuple[str, ...]) -> bool:

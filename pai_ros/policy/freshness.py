@@ -75,5 +75,5 @@ class InputGate:
         if stale:
             name = max(stale, key=stale.get)
             return FreshnessVerdict(f"{name} is {stale[name]:.3f} s old (max_observation_age_s "
-                                    f"{self.limits.max_age_s})", ages)
+                                    f"{round(self.limits.max_age_s, 3)})", ages)
         return FreshnessVerdict(None, ages)

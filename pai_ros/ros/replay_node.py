@@ -114,6 +114,7 @@ class ReplayNode(Node):
         self.clock_watch = SimClockWatch(self, self.diag_pub)
         self.create_timer(1.0, self._publish_diagnostics)
         self._timer = None
+        self._waiting_said = False
         self._start = self.create_timer(max(self.p["start_delay_s"], 1e-3), self._begin)
         self.get_logger().info(
             f"replaying {self.root} episodes {self.episodes} at {self.fps * self.p['rate_factor']:.1f} Hz "
@@ -122,11 +123,21 @@ class ReplayNode(Node):
 
     def _begin(self) -> None:
         wanted = self.p["wait_for_subscribers"]
-        pubs = [*self.cam_pubs.values(), self.state_pub, self.action_pub, *([self.env_pub] if self.env_pub else [])]
-        if wanted and any(pub.get_subscription_count() < wanted for pub in pubs):
+        lacking = self._lacking_subscribers()
+        if lacking:
+            if not self._waiting_said:  # said once: a topic nobody subscribes to would wait silently for ever
+                self._waiting_said = True
+                self.get_logger().info(f"waiting for {wanted} subscriber(s) on {', '.join(lacking)} "
+                                       "(wait_for_subscribers) before replaying")
             return  # the start timer fires again; discovery under load can take seconds
         self._start.cancel()
         self._timer = self.create_timer(1.0 / (self.fps * self.p["rate_factor"]), self._publish_next)
+
+    def _lacking_subscribers(self) -> list[str]:
+        """The published topics with fewer than ``wait_for_subscribers`` subscribers (none when it is 0)."""
+        wanted = self.p["wait_for_subscribers"]
+        pubs = [*self.cam_pubs.values(), self.state_pub, self.action_pub, *([self.env_pub] if self.env_pub else [])]
+        return [pub.topic_name for pub in pubs if pub.get_subscription_count() < wanted] if wanted else []
 
     def _read_frames(self) -> None:
         try:
@@ -195,6 +206,9 @@ class ReplayNode(Node):
             level, message = Level.OK, f"replay finished: {self.published} frames published"
         elif self._timer is None:
             level, message = Level.OK, "waiting to start (start_delay_s, wait_for_subscribers)"
+            lacking = self._lacking_subscribers()
+            if lacking:
+                message += f": no subscriber yet on {', '.join(lacking)}"
         elif behind:
             level, message = Level.WARN, (f"decoding falls behind: {behind} frame slot(s) skipped since the last "
                                           "report (lower rate_factor)")
