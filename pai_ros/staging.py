@@ -19,9 +19,12 @@ one-line error (:func:`output_directory`: and removes it again, while empty, if 
 
 from __future__ import annotations
 
+import errno
+import fnmatch
 import glob
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -83,6 +86,9 @@ def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:
         raise UserError(f"the output {output} {relation} the {what} {given}: choose a path outside it")
 
 
+#: A staging sibling's name (:func:`staging_path`): ``.<final name>.<tag>-<pid>``.
+_STAGING_NAME = re.compile(r"\.(.+)\.(?:partial|old|tmp|probe)-\d+")
+
 #: Written last into a finished output: every file the command wrote (relative POSIX paths).
 MANIFEST_FILE = ".pai_written.json"
 
@@ -99,28 +105,36 @@ def write_manifest(directory: Path, *, leave_out: tuple[str, ...] = ()) -> None:
 
 def unwritten_files(directory: Path) -> list[str] | None:
     """Files under ``directory`` its manifest does not list (added since: the user's); None without a manifest
-    (an output from before manifests, or one whose run did not finish)."""
+    (an output from before manifests, or one whose run did not finish). A killed writer's hidden staging
+    leftovers (``.name.tmp-123``) are not counted: they are nobody's work."""
     directory = Path(directory)
+    manifest = directory / MANIFEST_FILE
+    if not manifest.exists():
+        return None
     try:
-        written = json.loads((directory / MANIFEST_FILE).read_text(encoding="utf-8"))
+        written = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        written = None
     if not isinstance(written, list):
-        return None
+        # Damaged: what was added since can no longer be told apart, so nothing may be deleted.
+        raise UserError(f"{manifest}, the list of the files written there, is damaged; move out what you want "
+                        "to keep, then delete the directory")
     known = set(map(str, written))
     return sorted(rel for p in directory.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != MANIFEST_FILE
+                  and not _STAGING_NAME.fullmatch(p.name)
                   and (rel := p.relative_to(directory).as_posix()) not in known)
 
 
 def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: Callable[[Path], bool],
-                      what_marks_it: str, keep: tuple[str, ...] = ()) -> None:
+                      what_marks_it: str, keep: tuple[str, ...] = (), derived: tuple[str, ...] = ()) -> None:
     """``output`` may be written: absent, an empty directory, or (with ``overwrite``) ``made_by``'s own.
 
     ``--overwrite`` replaces a directory whole, so it may only replace what this command wrote
     before, as ``is_mine`` recognises it (``what_marks_it`` says how, for the message): pointed at
     a directory of the user's own files, or at a file, it used to delete them. Files added to an
     earlier output since (not in its :data:`MANIFEST_FILE`) are refused too, unless the command
-    carries them over itself (``keep``).
+    carries them over itself (``keep``) or they match ``derived`` (``fnmatch`` patterns of what other
+    pai commands compute from the output, e.g. an analysis: made again from the new output).
     """
     output = Path(output)
     if not output.exists() and not output.is_symlink():
@@ -134,7 +148,8 @@ def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: C
                         f"choose a new path (--overwrite replaces only {made_by} outputs)")
     if not overwrite:
         raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
-    added = [f for f in unwritten_files(output) or [] if f not in keep]
+    added = [f for f in unwritten_files(output) or []
+             if f not in keep and not any(fnmatch.fnmatchcase(f, pattern) for pattern in derived)]
     if added:
         listed = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
         raise UserError(f"output {output} holds file(s) that {made_by} did not write ({listed}); --overwrite "
@@ -175,14 +190,13 @@ def staging_path(final: Path, tag: str = "partial") -> Path:
 def describe_os_error(exc: OSError) -> str:
     """``exc`` as one line about the user's path: a staging name (``.out.partial-123/x.parquet``) is
     said as the output it stands for, and an error without a path (a full disk during a write) says so."""
-    import re
-
     reason = exc.strerror or str(exc)
     if not exc.filename:
-        return f"{reason} (while writing an output)"
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        return f"{reason} (while writing an output)" if full else reason
     parts = Path(str(exc.filename)).parts
     for i, part in enumerate(parts):
-        staged = re.fullmatch(r"\.(.+)\.(?:partial|old|tmp|probe)-\d+", part)
+        staged = _STAGING_NAME.fullmatch(part)
         if staged:
             return f"cannot write the output {Path(*parts[:i], staged.group(1))}: {reason}"
     return f"{reason}: {exc.filename}"

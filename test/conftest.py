@@ -131,6 +131,17 @@ def toy_assets(tmp_path_factory: pytest.TempPathFactory):
     return ensure_demo_assets(tmp_path_factory.mktemp("cache"), TOY, progress=False)
 
 
+def toy_demo_script(toy_assets, body: str) -> str:
+    """A Python script for a subprocess (rclpy reads the domain at start) that finds the toy demo
+    assets as ``assets`` and then runs ``body``."""
+    return ("import sys, json, pathlib\n"
+            "from pai_ros.demo.assets import ensure_demo_assets\n"
+            "sys.path.insert(0, 'test')\n"
+            "from toy_settings import TOY\n"
+            f"assets = ensure_demo_assets(pathlib.Path({str(toy_assets.root.parents[1])!r}), TOY, progress=False)\n"
+            + body)
+
+
 @pytest.fixture(scope="session")
 def tiny_sae(tiny_act: Path, tiny_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TopK SAE (32 -> 128, k=4) trained on the tiny policy's own encoder tokens."""

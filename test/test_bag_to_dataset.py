@@ -189,16 +189,17 @@ def test_a_camera_that_changes_size_keeps_what_came_before_and_says_where(tmp_pa
     res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "ds"), *ARGS)
     assert res.returncode == 0, res.stderr
     assert "pai bag2dataset: 1 episode(s)" in res.stdout, res.stdout
-    left = re.search(r"(\d+) tick\(s\) left out: camera front: 40x32 images, not the 80x64 of its first frame",
+    left = re.search(r"(\d+) tick\(s\) left out: camera front: 40x32 images, not the 80x64 of the first frame",
                      res.stdout)
     assert left and 14 <= int(left.group(1)) <= 15, res.stdout  # 1.0 .. 2.0 s at 15 fps
-    assert res.stdout.count("changes size") == 1, res.stdout  # said once, not per tick
-    assert f"bag {bag}: camera front changes size at bag time 51.000 s, from 80x64 to 40x32 (WxH)" in res.stdout
+    assert res.stdout.count("images (WxH) from bag time") == 1, res.stdout  # said once, not per tick
+    assert f"bag {bag}: camera front sends 40x32 images (WxH) from bag time 51.000 s, not the 80x64 of the " \
+           "dataset's first frame" in res.stdout, res.stdout
     assert read_info(tmp_path / "ds")["features"]["observation.images.front"]["shape"] == [64, 80, 3]
     frames = list(iter_episode(tmp_path / "ds", 0))
     assert 14 <= len(frames) <= 15 and max(f.state[2] for f in frames) < 1.0  # only the ticks before the change
     source = json.loads((tmp_path / "ds" / "meta" / "pai_ros_bag_source.json").read_text())
-    assert any("changes size" in note for note in source["notes"])
+    assert any("images (WxH) from bag time" in note for note in source["notes"])
     # Every tick at another size than the first: nothing to write, one line naming why.
     other = _write_bag(tmp_path / "other", seconds=1.0, front_hw=(32, 40))
     none = run_pai("bag2dataset", str(tmp_path / "bag"), str(other), "-o", str(tmp_path / "ds2"), *ARGS,

@@ -78,6 +78,30 @@ def test_an_episode_the_demo_lacks_is_refused_before_the_output_exists(toy_asset
     """It used to leave a marked, empty output behind that the corrected rerun refused as unfinished."""
     from pai_ros.ros.demo import run_demo
 
-    with pytest.raises(UserError, match="99"):
+    with pytest.raises(UserError, match="episode 99"):
         run_demo(tmp_path / "demo", episode=99, assets=toy_assets, progress=False)
     assert not (tmp_path / "demo").exists()
+
+
+def test_kept_feature_names_must_name_the_demos_sae_and_derived_analyses_go_with_the_demo(tmp_path: Path) -> None:
+    import json
+
+    from pai_ros.ros.demo import finish_output_dir, prepare_output_dir
+
+    out = prepare_output_dir(tmp_path / "demo", overwrite=False, sae_id="aaaa")
+    (out / "features").mkdir()
+    (out / "features" / "record.json").write_text(json.dumps({"sae_id": "aaaa"}))
+    finish_output_dir(out, {"ticks": 3})
+    (out / "features" / "names.json").write_text('{"7": {"name": "gripper"}}')
+    # `pai features effects out/demo/features` afterwards: computed from the demo's output, replaced with it.
+    (out / "features" / "analysis").mkdir()
+    (out / "features" / "analysis" / "effects.json").write_text("{}")
+    prepare_output_dir(out, overwrite=True, sae_id="aaaa")
+    assert (out / "features" / "names.json").is_file() and not (out / "features" / "analysis").exists()
+    # The demo assets were rebuilt with another SAE: names keyed by feature number would label other features.
+    (out / "features" / "record.json").write_text(json.dumps({"sae_id": "aaaa"}))
+    finish_output_dir(out, {"ticks": 3})
+    with pytest.raises(UserError, match=r"names the features of SAE aaaa, and the demo's SAE is now bbbb: move it "
+                                        r"out first"):
+        prepare_output_dir(out, overwrite=True, sae_id="bbbb")
+    assert (out / "features" / "names.json").is_file() and (out / "report.json").is_file()

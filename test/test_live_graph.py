@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_pai
+from conftest import run_pai, toy_demo_script
 from ros_processes import Probe, Proc
 
 pytestmark = pytest.mark.ros
@@ -95,18 +95,13 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
     for k, v in ros_env.items():
         monkeypatch.setenv(k, v)
     # run in a subprocess: rclpy.init reads the domain from the environment at start
-    code = (
-        "import sys, json, pathlib\n"
-        "from pai_ros.demo.assets import ensure_demo_assets\n"
-        "sys.path.insert(0, 'test')\n"
-        "from toy_settings import TOY\n"
+    code = toy_demo_script(toy_assets, (
         "from pai_ros.ros.demo import run_demo\n"
-        f"assets = ensure_demo_assets(pathlib.Path({str(toy_assets.root.parents[1])!r}), TOY, progress=False)\n"
         # A quarter of the recorded rate: the test checks the graph, not this (shared) machine's speed.
         f"res = run_demo(pathlib.Path({str(tmp_path / 'demo')!r}), episode=1, progress=False, assets=assets,"
         " rate_factor=0.25)\n"
         "print(json.dumps(res.report))\n"
-    )
+    ))
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", code], env=ros_env, capture_output=True, text=True, timeout=300,
@@ -162,18 +157,14 @@ def test_an_interrupted_demo_leaves_a_closed_bag(toy_assets, ros_env: dict, tmp_
     import time
 
     out = tmp_path / "demo"
-    code = (
-        "import sys, pathlib\n"
-        "from pai_ros.demo.assets import ensure_demo_assets\n"
-        "sys.path.insert(0, 'test')\n"
-        "from toy_settings import TOY\n"
+    code = toy_demo_script(toy_assets, (
         "from pai_ros.ros.demo import run_demo\n"
-        f"assets = ensure_demo_assets(pathlib.Path({str(toy_assets.root.parents[1])!r}), TOY, progress=False)\n"
         "try:\n"
-        f"    run_demo(pathlib.Path({str(out)!r}), episode=1, progress=False, assets=assets, rate_factor=0.1)\n"
+        # A twentieth of the recorded rate: the replay (10 frames) lasts long enough to be interrupted.
+        f"    run_demo(pathlib.Path({str(out)!r}), episode=1, progress=False, assets=assets, rate_factor=0.05)\n"
         "except KeyboardInterrupt:\n"
         "    sys.exit(130)\n"
-    )
+    ))
     proc = subprocess.Popen([sys.executable, "-c", code], env=ros_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[1])
     try:
@@ -184,7 +175,7 @@ def test_an_interrupted_demo_leaves_a_closed_bag(toy_assets, ros_env: dict, tmp_
         deadline = time.monotonic() + 120
         while recorded_bytes() < 100_000 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
-        assert recorded_bytes() >= 100_000, "the recorder never wrote camera frames"
+        assert proc.poll() is None and recorded_bytes() >= 100_000, "the demo ended, or never wrote camera frames"
         proc.send_signal(signal.SIGINT)
         log, _ = proc.communicate(timeout=60)
     finally:
@@ -195,7 +186,7 @@ def test_an_interrupted_demo_leaves_a_closed_bag(toy_assets, ros_env: dict, tmp_
 
     with AnyReader([out / "bag"]) as reader:  # a complete bag: its metadata and the MCAP footer are there
         assert {c.topic for c in reader.connections} >= {"/joint_states", "/camera/front/image_raw"}
-        assert sum(c.msgcount for c in reader.connections if c.topic == "/camera/front/image_raw") >= 3
+        assert sum(c.msgcount for c in reader.connections if c.topic == "/camera/front/image_raw") >= 1
     assert not (out / "report.json").exists()  # and the demo reads as unfinished, as it is
 
 

@@ -144,3 +144,22 @@ def test_a_policy_runner_drives_the_robot(tiny_act):
     assert all(e.steps <= 6 for e in report.episodes)
     assert runner.stats.forwards == sum(e.steps for e in report.episodes)
     assert all(set(e.hold_reasons) <= {HOLD_OUT_OF_RANGE} for e in report.episodes)
+
+
+def test_a_policy_whose_action_is_not_finite_holds_the_robot_as_the_live_node_does(tiny_act):
+    """The in-process evaluation must match the live loop: a refused tick is a step without an action."""
+    import torch
+
+    from pai_ros.policy.loading import load_act_policy
+    from pai_ros.policy.runner import PolicyRunner
+
+    cfg = SimConfig(scene=SceneConfig(front_hw=(64, 80), wrist_hw=(64, 80)), max_steps=4)
+    runner = PolicyRunner(load_act_policy(tiny_act, "cpu"), "replan")
+    try:
+        with torch.no_grad():
+            runner.policy.model.action_head.weight.fill_(float("nan"))
+        report = evaluate_closed_loop(runner, 1, seed=0, config=cfg)
+    finally:
+        runner.close()
+    (episode,) = report.episodes
+    assert episode.outcome == "timeout" and episode.hold_reasons == {HOLD_NO_ACTION: 4}

@@ -237,6 +237,12 @@ def test_an_earlier_output_with_added_files_is_not_replaced(tmp_path: Path) -> N
                                         r"sub/analysis.json\); --overwrite deletes only what it wrote"):
         check_replaceable(out, True, **settings)
     check_replaceable(out, True, **settings, keep=("names.json", "sub/analysis.json"))  # a command that keeps them
+    check_replaceable(out, True, **settings, keep=("names.json",), derived=("sub/*",))  # or makes them again
+    (out / ".names.json.tmp-4242").write_text("a killed writer's leftover")  # nobody's work: not counted
+    assert unwritten_files(out) == ["names.json", "sub/analysis.json"]
+    (out / ".pai_written.json").write_text("{damaged")  # can no longer tell what was added: nothing is deleted
+    with pytest.raises(UserError, match=r"the list of the files written there, is damaged"):
+        check_replaceable(out, True, **settings)
 
 
 def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: Path) -> None:
@@ -253,3 +259,4 @@ def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: P
     assert describe_os_error(plain) == "No such file or directory: /nowhere/x"
     assert describe_os_error(OSError(errno.ENOSPC, "No space left on device")) == \
         "No space left on device (while writing an output)"
+    assert describe_os_error(OSError(errno.EIO, "Input/output error")) == "Input/output error"  # maybe a read

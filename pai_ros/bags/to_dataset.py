@@ -277,10 +277,10 @@ class _Frames:
         if size != known:
             if (str(bag), name, size) not in self._said:
                 self._said.add((str(bag), name, size))
-                self.notes.append(f"bag {bag}: camera {name} changes size at bag time {tick_ns / NS_PER_S:.3f} s, "
-                                  f"from {known[1]}x{known[0]} to {size[1]}x{size[0]} (WxH); its ticks at the new "
-                                  "size are left out (a dataset holds one size per camera)")
-            return f"camera {name}: {size[1]}x{size[0]} images, not the {known[1]}x{known[0]} of its first frame"
+                self.notes.append(f"bag {bag}: camera {name} sends {size[1]}x{size[0]} images (WxH) from bag time "
+                                  f"{tick_ns / NS_PER_S:.3f} s, not the {known[1]}x{known[0]} of the dataset's first "
+                                  "frame; those ticks are left out (a dataset holds one size per camera)")
+            return f"camera {name}: {size[1]}x{size[0]} images, not the {known[1]}x{known[0]} of the first frame"
         return rgb
 
     def _action(self, item: _Latest) -> np.ndarray | str:

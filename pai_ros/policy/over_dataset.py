@@ -16,6 +16,7 @@ from pai_ros.data.episodes import (
     read_info,
 )
 from pai_ros.errors import UserError
+from pai_ros.policy.errors import PolicyOutputError
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner, TickResult
 
@@ -96,4 +97,8 @@ def run_episode(runner: PolicyRunner, root: Path, episode: int, *, info: dict[st
         obs = Observation(frame.images, frame.state, frame.env_state)
         if transform is not None:
             obs = transform(frame, obs)
-        yield frame, runner.step(obs)
+        try:
+            result = runner.step(obs)
+        except PolicyOutputError as exc:  # say where: a dataset pass has no later tick to recover on
+            raise PolicyOutputError(f"episode {episode}, frame {frame.frame_index}: {exc}") from None
+        yield frame, result

@@ -222,7 +222,7 @@ class PolicyRunner:
             # an input far outside training): no caller may act on, queue or compare such an action.
             self.reset()
             raise PolicyOutputError(f"the policy's action is not finite (NaN or inf) for this observation "
-                                    f"({self.loaded.path}); nothing acts on it")
+                                    f"({self.loaded.path})")
         latency = time.perf_counter() - start
         self.stats.ticks += 1
         self.stats.latencies_s.append(latency)

@@ -19,7 +19,7 @@ import numpy as np
 
 from pai_ros.demo import outputs
 from pai_ros.errors import UserError
-from pai_ros.jsonfile import write_json_atomic
+from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.ros import topics
 from pai_ros.ros.in_process import InProcessGraph, demo_recorder_parameters
 from pai_ros.staging import check_replaceable, json_file_with, make_output_dir, write_manifest
@@ -56,7 +56,7 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
     check_output_dir(Path(output_dir), overwrite)  # before minutes of asset building
     assets = assets or ensure_demo_assets(progress=progress)
     check_episodes(read_info(assets.heldout_root), [episode], assets.heldout_root)  # before the output exists
-    out = prepare_output_dir(Path(output_dir), overwrite)
+    out = prepare_output_dir(Path(output_dir), overwrite, demo_sae_id(assets))
     bag = out / "bag"
 
     with InProcessGraph() as graph:
@@ -100,13 +100,24 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
 
 #: What a demo output may hold that the demo did not write and keeps: the names given to its
 #: features in `pai features ui out/demo/features` (the user's work; `make demo` always overwrites).
-KEPT_FILES = ("features/names.json",)
+NAMES = "features/names.json"
+KEPT_FILES = (NAMES,)
+#: What other pai commands compute from a demo's outputs (`pai features analyse` / `effects` on its
+#: features or tables): replaced with the demo, as their inputs are.
+DERIVED_FILES = ("features/analysis/*", "parquet/analysis/*")
 
 
-def prepare_output_dir(out: Path, overwrite: bool) -> Path:
+def demo_sae_id(assets) -> str | None:
+    """The content id of the demo assets' SAE (None without one): what kept feature names must name."""
+    from pai_ros.sae.model import content_id
+
+    return content_id(assets.sae_dir) if assets.has_sae() else None
+
+
+def prepare_output_dir(out: Path, overwrite: bool, sae_id: str | None = None) -> Path:
     """An empty ``out`` (but for :data:`KEPT_FILES`), marked as a demo output: a non-empty one is refused
     unless it is an earlier demo's and ``overwrite`` is given; --overwrite never deletes other files."""
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, sae_id)
     if out.is_dir():
         _remove_all_but(out, {out / rel for rel in KEPT_FILES if (out / rel).is_file()})
     out = make_output_dir(out)
@@ -114,13 +125,23 @@ def prepare_output_dir(out: Path, overwrite: bool) -> Path:
     return out
 
 
-def check_output_dir(out: Path, overwrite: bool) -> None:
-    """What :func:`prepare_output_dir` refuses, said without touching anything."""
+def check_output_dir(out: Path, overwrite: bool, sae_id: str | None = None) -> None:
+    """What :func:`prepare_output_dir` refuses, said without touching anything (the kept feature names
+    only once ``sae_id``, the SAE they must name, is known)."""
     if out.is_dir() and (out / DEMO_MARKER).is_file() and not (out / REPORT_FILE).exists() and not overwrite:
         raise UserError(f"output directory {out} holds an unfinished demo run (no {REPORT_FILE}: interrupted?); "
                         "pass --overwrite to replace it")
     check_replaceable(out, overwrite, made_by="pai demo", what_marks_it=DEMO_MARKER, is_mine=_is_demo_output,
-                      keep=KEPT_FILES)
+                      keep=KEPT_FILES, derived=DERIVED_FILES)
+    if sae_id is not None and (out / NAMES).is_file():
+        # names.json is keyed by feature number only: kept for another SAE it would label other features.
+        try:
+            named = read_json(out / "features" / "record.json", "feature recording", want_object=True).get("sae_id")
+        except UserError:  # no recording beside them: which SAE they name cannot be told
+            named = None
+        if named != sae_id:
+            raise UserError(f"{out / NAMES} names the features of SAE {named or '(unknown)'}, and the demo's SAE is "
+                            f"now {sae_id}: move it out first (its names would label other features)")
 
 
 def finish_output_dir(out: Path, report: dict) -> None:

@@ -9,6 +9,8 @@ has received and closes its bag, and only then are the nodes destroyed.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -35,14 +37,26 @@ class InProcessGraph:
         self.executor = None
         self._stopped: set[int] = set()  # ids of nodes already shut down (shutdown is not always idempotent)
         self._closed: set[int] = set()  # ids of recorders whose bag is closed
+        self._interrupted = False
+        self._previous_handlers: dict[int, object] = {}
 
     def __enter__(self) -> InProcessGraph:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
 
-        rclpy.init()
+        # Ctrl-C and SIGTERM set a flag that spin_while turns into KeyboardInterrupt between executor
+        # turns: never inside a callback, where it could cut a bag write in half and the bag would
+        # then be closed around a damaged chunk (rclpy's own handler would shut the context at once).
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
         self.executor = SingleThreadedExecutor()
         return self
+
+    def _on_signal(self, _signum: int, _frame: object) -> None:
+        self._interrupted = True
 
     def add(self, node: N) -> N:
         """Spin ``node`` with the others; it is destroyed with the graph even if a later node fails to start."""
@@ -54,6 +68,8 @@ class InProcessGraph:
         """Spin until ``running()`` is false, calling ``after_each`` (a progress update) after every turn."""
         while running():
             self.executor.spin_once(timeout_sec=SPIN_TIMEOUT_S)
+            if self._interrupted:
+                raise KeyboardInterrupt
             if after_each is not None:
                 after_each()
 
@@ -104,6 +120,8 @@ class InProcessGraph:
                     node.destroy_node()
         finally:
             rclpy.try_shutdown()
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
         if failed is not None and exc is None:  # an error that ended the run comes first
             raise failed
 

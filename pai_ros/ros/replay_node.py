@@ -208,7 +208,7 @@ class ReplayNode(Node):
             level, message = Level.OK, "waiting to start (start_delay_s, wait_for_subscribers)"
             lacking = self._lacking_subscribers()
             if lacking:
-                message += f": no subscriber yet on {', '.join(lacking)}"
+                message += f": fewer than {self.p['wait_for_subscribers']} subscriber(s) on {', '.join(lacking)}"
         elif behind:
             level, message = Level.WARN, (f"decoding falls behind: {behind} frame slot(s) skipped since the last "
                                           "report (lower rate_factor)")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pai_ros.demo import outputs
 from pai_ros.ros import topics
-from pai_ros.ros.demo import DemoResult, check_output_dir, finish_output_dir, prepare_output_dir
+from pai_ros.ros.demo import DemoResult, check_output_dir, demo_sae_id, finish_output_dir, prepare_output_dir
 from pai_ros.ros.in_process import InProcessGraph, demo_recorder_parameters
 from pai_ros.sim.policy import EVAL_MODE
 
@@ -40,15 +40,18 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
 
     check_output_dir(Path(output_dir), overwrite)  # before minutes of asset building
     assets = assets or ensure_demo_assets(progress=progress)
-    out = prepare_output_dir(Path(output_dir), overwrite)
+    out = prepare_output_dir(Path(output_dir), overwrite, demo_sae_id(assets))
     scene = assets.settings.scene
     bag = out / "bag"
 
+    # Observations come every 1/rate_hz s: half a second, or two steps when slower (as the replay demo);
+    # the silence before each episode outlasts it twice, so the policy always drops its old plan.
+    max_age_s = max(0.5, 2.0 / rate_hz)
     with InProcessGraph() as graph:
         policy = graph.add(PolicyNode(parameter_overrides=[
             Parameter("policy_path", value=str(assets.policy_dir)),
             Parameter("state_joint_names", value=list(STATE_NAMES)), Parameter("action_names", value=list(STATE_NAMES)),
-            Parameter("control_rate_hz", value=float(rate_hz)), Parameter("max_observation_age_s", value=0.5),
+            Parameter("control_rate_hz", value=float(rate_hz)), Parameter("max_observation_age_s", value=max_age_s),
             Parameter("mode", value=mode),
             Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")]))
         recorder = graph.add(RecorderNode(parameter_overrides=demo_recorder_parameters(
@@ -57,7 +60,8 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
         sim = graph.add(SimNode(parameter_overrides=[
             Parameter("episodes", value=int(episodes)), Parameter("seed", value=int(seed)),
             Parameter("rate_hz", value=float(rate_hz)), Parameter("image_height", value=int(scene.front_hw[0])),
-            Parameter("image_width", value=int(scene.front_hw[1])), Parameter("start_delay_s", value=2.0)]))
+            Parameter("image_width", value=int(scene.front_hw[1])), Parameter("start_delay_s", value=2.0),
+            Parameter("settle_s", value=max(2.0, 2 * max_age_s))]))
         start = time.monotonic()
         with tqdm(total=episodes, desc="closed loop (sim -> policy -> sim)", unit="episode",
                   disable=not progress) as bar:

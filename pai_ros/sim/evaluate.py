@@ -63,10 +63,14 @@ class ClosedLoopReport:
 
 def runner_policy(runner: _Runner) -> tuple[PolicyFn, Callable[[], None]]:
     """A PolicyRunner as ``(policy function, per-episode reset)``: images and state in, its action out."""
+    from pai_ros.policy.errors import PolicyOutputError
     from pai_ros.policy.observation import Observation
 
-    def act(obs: SimObservation) -> np.ndarray:
-        return runner.step(Observation(images=obs.images, state=obs.state)).action
+    def act(obs: SimObservation) -> np.ndarray | None:
+        try:
+            return runner.step(Observation(images=obs.images, state=obs.state)).action
+        except PolicyOutputError:
+            return None  # no action: the robot holds, as it does live when the node refuses the tick
 
     return act, runner.reset
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,7 +65,9 @@ class SimNodeConfig:
             raise UserError(f"sim_node: {exc}") from None
         rate = float(p["rate_hz"])
         return cls(sim=sim, seed=int(p["seed"]), episodes=int(p["episodes"]), loop=bool(p["loop"]), rate_hz=rate,
-                   settle_steps=round(float(p["settle_s"]) * rate), start_delay_s=float(p["start_delay_s"]),
+                   # Up, not to the nearest: the silence must last at least settle_s, and a short one at a
+                   # low rate must not round to no silence at all (the old plan would blend into the new episode).
+                   settle_steps=math.ceil(float(p["settle_s"]) * rate - 1e-9), start_delay_s=float(p["start_delay_s"]),
                    wait_for_subscribers=int(p["wait_for_subscribers"]),
                    diagnostics_period_s=float(p["diagnostics_period_s"]))
 
