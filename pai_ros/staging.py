@@ -97,16 +97,14 @@ def write_manifest(directory: Path, *, leave_out: tuple[str, ...] = ()) -> None:
     """List every file now under ``directory`` (except ``leave_out``: files kept from the user) as written
     by the command, so that a later ``--overwrite`` can tell them from files added since."""
     directory = Path(directory)
-    files = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
-                   if (p.is_file() or p.is_symlink()) and p.name != MANIFEST_FILE)
+    files = _files_under(directory)
     with staged_file(directory / MANIFEST_FILE) as tmp:  # (jsonfile builds on this module, not the reverse)
         tmp.write_text(json.dumps([f for f in files if f not in leave_out], indent=0) + "\n", encoding="utf-8")
 
 
 def unwritten_files(directory: Path) -> list[str] | None:
     """Files under ``directory`` its manifest does not list (added since: the user's); None without a manifest
-    (an output from before manifests, or one whose run did not finish). A killed writer's hidden staging
-    leftovers (``.name.tmp-123``) are not counted: they are nobody's work."""
+    (an output from before manifests, or one whose run did not finish)."""
     directory = Path(directory)
     manifest = directory / MANIFEST_FILE
     if not manifest.exists():
@@ -120,9 +118,15 @@ def unwritten_files(directory: Path) -> list[str] | None:
         raise UserError(f"{manifest}, the list of the files written there, is damaged; move out what you want "
                         "to keep, then delete the directory")
     known = set(map(str, written))
-    return sorted(rel for p in directory.rglob("*") if (p.is_file() or p.is_symlink()) and p.name != MANIFEST_FILE
-                  and not _STAGING_NAME.fullmatch(p.name)
-                  and (rel := p.relative_to(directory).as_posix()) not in known)
+    return [rel for rel in _files_under(directory) if rel not in known]
+
+
+def _files_under(directory: Path) -> list[str]:
+    """Every file (or link) under ``directory``, relative and sorted: not the manifests themselves (a nested
+    output's included) nor a killed writer's hidden staging leftovers (``.name.tmp-123``: nobody's work)."""
+    return sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*")
+                  if (p.is_file() or p.is_symlink()) and p.name != MANIFEST_FILE
+                  and not _STAGING_NAME.fullmatch(p.name))
 
 
 def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: Callable[[Path], bool],
