@@ -152,6 +152,13 @@ def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: C
                         f"choose a new path (--overwrite replaces only {made_by} outputs)")
     if not overwrite:
         raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
+    check_nothing_added(output, made_by=made_by, keep=keep, derived=derived)
+
+
+def check_nothing_added(output: Path, *, made_by: str, keep: tuple[str, ...] = (),
+                        derived: tuple[str, ...] = ()) -> None:
+    """One line when ``output``, an earlier output of ``made_by`` about to be replaced, holds files its
+    :data:`MANIFEST_FILE` does not list (``keep`` and ``derived`` as for :func:`check_replaceable`)."""
     added = [f for f in unwritten_files(output) or []
              if f not in keep and not any(fnmatch.fnmatchcase(f, pattern) for pattern in derived)]
     if added:

@@ -150,6 +150,28 @@ def test_train_refuses_to_overwrite_and_takes_a_single_file(pipeline, tmp_path) 
     assert metrics["split"] == "row" and metrics["action_recovered"] is None
 
 
+def test_train_overwrite_replaces_only_what_train_and_calibrate_wrote(tmp_path) -> None:
+    # --overwrite replaces the SAE directory whole: a file the user added there is refused (and
+    # kept), while a calibration, made for the old SAE only, goes with it.
+    path = tmp_path / "acts.safetensors"
+    save_file({"activations": torch.randn(300, 6)}, str(path))
+    sae = tmp_path / "s"
+    train = ("sae", "train", "--activations", str(path), "--output", str(sae), "--k", "2", "--steps", "10",
+             "--batch-size", "32", "--quiet")
+    ok(run_pai(*train))
+    written = json.loads((sae / ".pai_written.json").read_text())
+    assert set(written) == {"cfg.json", "sae_weights.safetensors", "metrics.json", "training_curves.png"}
+    (sae / "my_notes.txt").write_text("feature 3 looks at the gripper")
+    one_line_error(run_pai(*train, "--overwrite"), "holds file(s) that pai sae train did not write (my_notes.txt)")
+    assert (sae / "my_notes.txt").read_text() == "feature 3 looks at the gripper"
+    (sae / "my_notes.txt").unlink()
+    for name in ("ood.json", "ood_report.json", "ood_errors.png", "ood_positions.safetensors"):
+        (sae / name).write_text("{}")  # stands for an earlier calibration: only its names matter here
+    ok(run_pai(*train, "--overwrite"))
+    assert not list(sae.glob("ood*")), "the old SAE's calibration must not stay beside the new weights"
+    assert set(json.loads((sae / ".pai_written.json").read_text())) == set(written)
+
+
 def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline, tmp_path) -> None:
     # The action metric runs after training: a policy that is unnamed, not a policy any more, or
     # another width than the collection's costs that one figure (said, and why), never the SAE.

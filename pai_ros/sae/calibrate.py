@@ -56,6 +56,9 @@ from pai_ros.sae.position_score import (
 
 REPORT_FILE = "ood_report.json"
 PLOT_FILE = "ood_errors.png"
+#: Everything a calibration adds to an SAE directory. It is made for that one SAE, so retraining the
+#: SAE in place (``pai sae train --overwrite``) replaces it rather than keep it beside new weights.
+CALIBRATION_FILES = (OOD_FILE, POSITIONS_FILE, CAMERA_STATE_FILE, REPORT_FILE, PLOT_FILE)
 
 
 # Fewer episodes than this behind the camera-state regression: it fits them better than new ones

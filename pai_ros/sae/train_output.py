@@ -1,7 +1,8 @@
 """``pai sae train`` end to end: stream the activations, train, evaluate, write the SAE directory.
 
 The directory is assembled in the hidden ``.DIR.partial-<pid>`` and renamed to ``DIR`` only when
-``cfg.json``, the weights, ``metrics.json`` and the PNG are all written.
+``cfg.json``, the weights, ``metrics.json``, the PNG and the list of them (``.pai_written.json``:
+``--overwrite`` later refuses files added since, except a calibration) are all written.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from pai_ros import __version__
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.sae.calibrate import CALIBRATION_FILES
 from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import action_recovery
 from pai_ros.sae.model import CFG_FILE, SparseAutoencoder, check_policy_of_tokens, save_sae
@@ -23,7 +25,7 @@ from pai_ros.sae.shards import ShardSet, open_shards, read_frames
 from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
 from pai_ros.sae.train import TrainSettings
 from pai_ros.sae.train_stream import train_sae_streaming
-from pai_ros.staging import staged_directory, staging_path
+from pai_ros.staging import check_nothing_added, staged_directory, staging_path, write_manifest
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
@@ -53,6 +55,8 @@ def check_output(output: Path, overwrite: bool) -> None:
                             "(--overwrite replaces only an SAE directory)")
         if not overwrite:
             raise UserError(f"{output} already holds an SAE (use --overwrite to replace it)")
+        # A file the user put there (notes, a feature list) is theirs; a calibration is of the old SAE.
+        check_nothing_added(output, made_by="pai sae train", derived=CALIBRATION_FILES)
 
 
 def _not_measured(why: str) -> dict[str, Any]:
@@ -136,6 +140,7 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
                             "d_sae": result.sae.d_sae, "architecture": settings.architecture})
             write_json_atomic(partial / METRICS_FILE, metrics_document(metrics, result.history))
             plot_training(result.history, metrics, partial / CURVES_FILE)
+            write_manifest(partial)  # last: what --overwrite may replace later
     world.barrier()
     return output, metrics
 
