@@ -313,8 +313,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_staging(directory: Path) -> None:
-    """Delete staging leftovers (``.*.partial-*``, ``.*.old-*``) of killed runs under ``directory``."""
+def remove_all_staging_under(directory: Path) -> None:
+    """Delete every staging directory (``.*.partial-*``, ``.*.old-*``) under ``directory``, a live
+    writer's too (unlike :func:`remove_abandoned_staging`): only for a caller that holds the lock
+    which keeps every other writer out (the demo asset cache)."""
     for pattern in (".*.partial-*", ".*.old-*"):
         for stale in Path(directory).rglob(pattern):
             _remove(stale)

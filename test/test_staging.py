@@ -9,7 +9,7 @@ import pytest
 
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.staging import output_directory, remove_stale_staging, staged_directory, staged_file
+from pai_ros.staging import output_directory, remove_all_staging_under, staged_directory, staged_file
 
 
 def _hidden(directory: Path) -> list[str]:
@@ -71,7 +71,7 @@ def test_leftovers_of_a_killed_run_are_removed(tmp_path: Path) -> None:
     (tmp_path / ".out.partial-123").mkdir()
     (tmp_path / ".out.old-123").write_text("x")
     (tmp_path / "out").mkdir()
-    remove_stale_staging(tmp_path)
+    remove_all_staging_under(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

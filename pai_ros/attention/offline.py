@@ -38,7 +38,7 @@ from pai_ros.attention.render import (
     normalize,
     overlay,
 )
-from pai_ros.data.episodes import episode_length, iter_episode, read_info
+from pai_ros.data.episodes import episode_length, episode_stem, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import json_text, read_json
 from pai_ros.media.video import Mp4Writer, even_size
@@ -135,7 +135,7 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
     info = read_info(dataset_root)
     fps = float(info["fps"])
     check_dataset_fits(runner, info, dataset_root)
-    final = output_dir / f"episode_{episode:06d}"
+    final = output_dir / episode_stem(episode)
     start = time.monotonic()
     forwards0, wasted0 = runner.stats.forwards, runner.stats.wasted_forwards
     with staged_directory(final) as partial:

@@ -33,6 +33,12 @@ class DatasetFrame:
     extras: dict[str, np.ndarray]  # other numeric features, e.g. annotation.*
 
 
+def episode_stem(episode: int) -> str:
+    """The name of an episode's files and folders in pai's per-episode outputs: ``episode_000007``
+    (the zero-padded name LeRobot gives an episode's files)."""
+    return f"episode_{episode:06d}"
+
+
 def read_info(root: Path) -> dict[str, Any]:
     info_path = root / "meta" / "info.json"
     if not root.exists():

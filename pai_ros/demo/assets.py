@@ -40,7 +40,7 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import json_text
 from pai_ros.sim.scene import SceneConfig
 from pai_ros.staging import (
-    remove_stale_staging,
+    remove_all_staging_under,
     staged_directory,
     staging_path,
     swap_into_place,
@@ -252,7 +252,7 @@ def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | N
     assets = DemoAssets(root=root, settings=settings)
     with _locked(root):
         # Only under the lock: outside it, a "stale" staging directory may be another process's build.
-        remove_stale_staging(root)
+        remove_all_staging_under(root)
         for final, spec in ((assets.dataset_root, settings.train_spec), (assets.heldout_root, settings.heldout_spec)):
             _ensure_stage(final, f"dataset {spec.repo_id}",
                           lambda tmp, spec=spec: _build_dataset(tmp, spec, settings.scene, progress), rebuild)

@@ -11,17 +11,22 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pai_ros.errors import UserError
 from pai_ros.timestamps import header_ns
 
+if TYPE_CHECKING:
+    from pai_ros.demo.assets import DemoAssets
+
 DATASET_FEATURE_EPISODES = 4  # held-out episodes recorded for the feature browser (about 20 s on 2 cores)
 
 
-def feature_summary(parquet: Path, progress: bool) -> dict:
-    """Rank the live features of the run (the same analysis as `pai features analyse`)."""
+def analyse_live_features(parquet: Path, progress: bool) -> dict:
+    """Rank the live features of the run (the same analysis as `pai features analyse`, written under
+    ``parquet/analysis``) and summarise them and the OOD flags for the report."""
     import pyarrow.parquet as pq
 
     from pai_ros.features.analyse import AnalyseSettings, analyse
@@ -50,7 +55,7 @@ def feature_summary(parquet: Path, progress: bool) -> dict:
             "top_features": [f["feature"] for f in analysis["features"]]}
 
 
-def record_dataset_features(assets, out: Path, progress: bool) -> Path:
+def record_dataset_features(assets: DemoAssets, out: Path, progress: bool) -> Path:
     """The SAE's features over held-out episodes, ranked with thumbnails: what `pai features ui` shows best.
 
     The live bag has per-tick features only; a dataset recording also keeps token-level codes, so
@@ -130,6 +135,12 @@ def _name_cameras(row: np.ndarray, widths: list[tuple[str, int]]) -> None:
         x += width
 
 
+def _attention_heatmap_camera(topic: str) -> str | None:
+    """The camera of an attention heatmap topic (``[/ns]/attention/<camera>/heatmap``), else None."""
+    parts = topic.strip("/").split("/")
+    return parts[-2] if len(parts) >= 3 and parts[-3] == "attention" and parts[-1] == "heatmap" else None
+
+
 def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Path, int]:
     """Compose the recorded heatmap topics side by side: a combined MP4 and a contact sheet."""
     import cv2
@@ -141,10 +152,11 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
 
     by_stamp: dict[int, dict[str, np.ndarray]] = {}
     with AnyReader([bag]) as reader:
-        conns = [c for c in reader.connections if c.topic.endswith("/heatmap")]
+        # attention/<camera>/heatmap under any namespace; not features/feature_<F>/<camera>/heatmap.
+        conns = [c for c in reader.connections if _attention_heatmap_camera(c.topic)]
         for conn, _, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
-            cam = conn.topic.rstrip("/").split("/")[-2]
+            cam = _attention_heatmap_camera(conn.topic)
             stamp = header_ns(msg)
             by_stamp.setdefault(stamp, {})[cam] = raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
     cams = sorted({c for frames in by_stamp.values() for c in frames})

@@ -39,7 +39,7 @@ from pai_ros.features.tables import (
     FEATURES_REQUIRED,
     TOKENS_SCHEMA,
     check_no_nulls,
-    check_schema,
+    open_checked_table,
     read_checked,
 )
 from pai_ros.jsonfile import write_json_atomic
@@ -77,7 +77,7 @@ class AnalyseSettings:
 
 def _episode_matrix(source: Source, num_features: int | None) -> tuple[np.ndarray, np.ndarray, str, int]:
     """(activations [frames, F], token counts [frames, F], sae_id, F) of one features table."""
-    pf = check_schema(source.features, FEATURES_REQUIRED, "features table")
+    pf = open_checked_table(source.features, FEATURES_REQUIRED, "features table")
     table = read_checked(pf, source.features,
                          ["sae_id", "num_features", "feature_indices", "activations", "token_counts"])
     if table.num_rows == 0:
@@ -224,7 +224,7 @@ def _token_codes(source: Source, frames: set[int]) -> dict[int, tuple[np.ndarray
     """Token-level codes of the given frames (row numbers) of one recorded episode."""
     if source.tokens is None:
         return {}
-    pf = check_schema(source.tokens, TOKENS_SCHEMA, "feature tokens table")
+    pf = open_checked_table(source.tokens, TOKENS_SCHEMA, "feature tokens table")
     table = read_checked(pf, source.tokens)
     check_no_nulls(table, source.tokens)
     out = {}

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pai_ros import __version__
-from pai_ros.data.episodes import read_info
+from pai_ros.data.episodes import episode_stem, read_info
 from pai_ros.errors import UserError
 from pai_ros.features.results import RECORD_FILE
 from pai_ros.features.tables import (
@@ -33,7 +33,6 @@ from pai_ros.features.tables import (
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.sae.activations import episode_stem, layout_to_json
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.ood import Calibration
@@ -92,7 +91,7 @@ def record_episode(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode:
         cap = tick.capture
         if cap is None or cap.encoder_output is None:
             raise RuntimeError("the runner did not capture the encoder output")
-        layout = layout or layout_to_json(cap.layout)
+        layout = layout or cap.layout.to_json()
         ff = encode_frame(loaded.sae, cap.encoder_output[0], top_n)
         stamp = int(round(frame.timestamp * 1e9))
         row = {"stamp_ns": stamp, "recv_ns": stamp, "topic": TOPIC, "sae_id": loaded.sae_id,

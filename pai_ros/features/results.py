@@ -28,7 +28,7 @@ from pai_ros.features.tables import (
     FEATURES_FILE,
     FEATURES_REQUIRED,
     TOKENS_FILE,
-    check_schema,
+    open_checked_table,
     read_checked,
 )
 from pai_ros.jsonfile import read_json
@@ -139,7 +139,7 @@ class ResultsDir:
     def timeline(self, episode: int, feature: int) -> tuple[np.ndarray, np.ndarray]:
         """(frame number, the feature's frame-level activation; 0 where it did not fire)."""
         path = self.source(episode).features
-        table = read_checked(check_schema(path, FEATURES_REQUIRED, "features table"), path,
+        table = read_checked(open_checked_table(path, FEATURES_REQUIRED, "features table"), path,
                              ["feature_indices", "activations"])
         indices = table.column("feature_indices").to_pylist()
         values = table.column("activations").to_pylist()

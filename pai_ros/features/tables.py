@@ -54,7 +54,7 @@ TOKENS_SCHEMA = pa.schema([
 ])
 
 
-def check_schema(path: Path, expected: pa.Schema, what: str) -> pq.ParquetFile:
+def open_checked_table(path: Path, expected: pa.Schema, what: str) -> pq.ParquetFile:
     """Open ``path`` and check it has ``expected``'s columns and types (one line if not)."""
     try:
         pf = pq.ParquetFile(path)
@@ -76,7 +76,7 @@ def check_schema(path: Path, expected: pa.Schema, what: str) -> pq.ParquetFile:
 
 
 def read_checked(pf: pq.ParquetFile, path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read a file opened by :func:`check_schema`; damage found while reading is one line too.
+    """Read a file opened by :func:`open_checked_table`; damage found while reading is one line too.
 
     A Parquet footer can be intact while its pages are not (a file cut or overwritten in the
     middle): that only shows when the data is read.

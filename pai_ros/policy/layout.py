@@ -11,6 +11,7 @@ backbone run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,12 @@ class TokenLayout:
     @property
     def env_state_index(self) -> int | None:
         return 1 + int(self.has_state) if self.has_env_state else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The layout as collections and feature recordings store it (``collect.json``, ``record.json``)."""
+        return {"has_state": self.has_state, "has_env_state": self.has_env_state, "num_tokens": self.num_tokens,
+                "cameras": [{"name": c.name, "key": c.key, "grid_h": c.grid_h, "grid_w": c.grid_w,
+                             "offset": c.offset} for c in self.cameras]}
 
     def camera(self, name: str) -> CameraTokens:
         for cam in self.cameras:

@@ -94,8 +94,8 @@ def describe_checkpoint(path: str | Path) -> str:
     return str(path) if real == Path(path).absolute() else f"{path} (= {real})"
 
 
-def check_checkpoint_files(ckpt: Path) -> dict[str, Any]:
-    """Check that every file the checkpoint needs exists; return the parsed config.json.
+def read_checkpoint_config(ckpt: Path) -> dict[str, Any]:
+    """The checkpoint's parsed config.json, once every file it needs is checked to exist (one line if not).
 
     A checkpoint without both processor files is accepted when its ``model.safetensors`` holds
     the normalisation statistics, as every checkpoint before LeRobot 0.4 did.
@@ -156,7 +156,7 @@ def policy_fingerprint(ckpt: str | Path) -> str:
 
 
 def is_legacy_checkpoint(ckpt: Path) -> bool:
-    """No processor files: normalisation lives in the weights (checked by check_checkpoint_files)."""
+    """No processor files: normalisation lives in the weights (checked by read_checkpoint_config)."""
     return not any((ckpt / name).is_file() for name in PROCESSOR_FILES)
 
 
@@ -318,7 +318,7 @@ def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
     memory; nothing is written anywhere.
     """
     ckpt = resolve_checkpoint_dir(path)
-    config = check_checkpoint_files(ckpt)
+    config = read_checkpoint_config(ckpt)
     check_config_fields(ckpt, config)
     device = resolve_device(device)
     legacy = is_legacy_checkpoint(ckpt)

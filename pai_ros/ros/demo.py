@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,8 +22,11 @@ from pai_ros.demo import outputs
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.ros import topics
-from pai_ros.ros.in_process import InProcessGraph, demo_recorder_parameters
+from pai_ros.ros.in_process import InProcessGraph, demo_policy_parameters, demo_recorder_parameters
 from pai_ros.staging import check_replaceable, json_file_with, make_output_dir, write_manifest
+
+if TYPE_CHECKING:
+    from pai_ros.demo.assets import DemoAssets
 
 REPORT_FILE = "report.json"  # written last: its presence says the run finished
 DEMO_MARKER = ".pai_demo"  # written first: what --overwrite may replace
@@ -39,7 +43,7 @@ class DemoResult:
 
 
 def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = None, overwrite: bool = False,
-             progress: bool = True, assets=None, rate_factor: float = 1.0) -> DemoResult:
+             progress: bool = True, assets: DemoAssets | None = None, rate_factor: float = 1.0) -> DemoResult:
     """Run the live demo into ``output_dir`` (``assets``: the demo assets; default: build or find them).
 
     ``rate_factor`` < 1 replays (and ticks) slower than recorded, for machines too busy to keep up.
@@ -65,14 +69,8 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
             Parameter("start_delay_s", value=2.0), Parameter("rate_factor", value=float(rate_factor))]))
         fps = replay.fps
         tick_hz = fps * rate_factor
-        policy = graph.add(PolicyNode(parameter_overrides=[
-            Parameter("policy_path", value=str(assets.policy_dir)),
-            Parameter("state_joint_names", value=list(replay.state_names)),
-            Parameter("action_names", value=list(replay.action_names)),
-            Parameter("control_rate_hz", value=float(tick_hz)),
-            # Observations arrive every 1/tick_hz s: half a second, or two frames when slower than that.
-            Parameter("max_observation_age_s", value=max(0.5, 2.0 / tick_hz)),
-            Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")]))
+        policy = graph.add(PolicyNode(parameter_overrides=demo_policy_parameters(
+            assets, replay.state_names, replay.action_names, tick_hz)))
         recorder = graph.add(RecorderNode(parameter_overrides=demo_recorder_parameters(
             str(bag), topics.DEMO_CAMERAS, [topics.JOINT_STATES, topics.ACTION, topics.RECORDED_ACTION,
                                             topics.ATTENTION_SHARES, topics.DIAGNOSTICS, topics.FEATURES])))
@@ -87,7 +85,7 @@ def run_demo(output_dir: Path, *, episode: int = 0, duration_s: float | None = N
 
     done = outputs.outputs_from_bag(bag, out, fps, progress)
     parquet, combined, sheet = done.parquet, done.combined, done.sheet
-    features = outputs.feature_summary(parquet, progress)
+    features = outputs.analyse_live_features(parquet, progress)
     if assets.has_sae():
         features["dataset_recording"] = str(outputs.record_dataset_features(assets, out / "features", progress))
     report = {**live, "episode": episode, "heatmap_frames": done.heatmap_frames,
@@ -107,7 +105,7 @@ KEPT_FILES = (NAMES,)
 DERIVED_FILES = ("features/analysis/*", "parquet/analysis/*")
 
 
-def demo_sae_id(assets) -> str | None:
+def demo_sae_id(assets: DemoAssets) -> str | None:
     """The content id of the demo assets' SAE (None without one): what kept feature names must name."""
     from pai_ros.sae.model import content_id
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pai_ros.ros import topics
 
 if TYPE_CHECKING:
+    from pai_ros.demo.assets import DemoAssets
     from pai_ros.ros.policy_node import PolicyNode
     from pai_ros.ros.recorder_node import RecorderNode
 
@@ -133,3 +134,22 @@ def demo_recorder_parameters(bag_dir: str, cameras: list[str], topic_names: list
     return [Parameter("output", value=bag_dir), Parameter("record_heatmaps", value=True),
             Parameter("camera_topics", value=[topics.CAMERA_IMAGE.format(camera=c) for c in cameras]),
             Parameter("topics", value=list(topic_names))]
+
+
+def observation_age_for(rate_hz: float) -> float:
+    """The demos' ``max_observation_age_s``: observations arrive every 1/``rate_hz`` s, so half a second,
+    or two of them when they come slower than that."""
+    return max(0.5, 2.0 / rate_hz)
+
+
+def demo_policy_parameters(assets: DemoAssets, state_names: list[str], action_names: list[str],
+                           rate_hz: float, **extra: object) -> list:
+    """The policy node as both demos run it: the demo policy (and its SAE when built) ticking at
+    ``rate_hz`` with :func:`observation_age_for`; ``extra`` sets further parameters (``mode=...``)."""
+    from rclpy.parameter import Parameter
+
+    values = {"policy_path": str(assets.policy_dir), "state_joint_names": list(state_names),
+              "action_names": list(action_names), "control_rate_hz": float(rate_hz),
+              "max_observation_age_s": observation_age_for(rate_hz),
+              "sae_path": str(assets.sae_dir) if assets.has_sae() else "", **extra}
+    return [Parameter(name, value=value) for name, value in values.items()]

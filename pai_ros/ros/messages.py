@@ -13,6 +13,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from pai_ros.imaging.convert import RAW_ENCODINGS, compressed_to_rgb, raw_to_rgb, rgb_to_raw
 from pai_ros.imaging.errors import ImageConversionError
+from pai_ros.ros import topics
 from pai_ros.timestamps import ns_to_sec_nanosec, stamp_to_ns
 
 if TYPE_CHECKING:
@@ -171,6 +172,11 @@ def vector_reading(msg: Any, recv_ns: int) -> Any:
 
 def header(stamp_ns: int, frame_id: str = "") -> Header:
     return Header(stamp=to_stamp(stamp_ns), frame_id=frame_id)
+
+
+def camera_header(stamp: Time, camera: str) -> Header:
+    """The header of a camera image the replay and sim nodes publish: ``stamp``, frame ``<camera>_camera``."""
+    return Header(stamp=stamp, frame_id=topics.CAMERA_FRAME.format(camera=camera))
 
 
 def duration(seconds: float) -> Duration:

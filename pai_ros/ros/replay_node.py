@@ -36,7 +36,7 @@ from pai_ros.errors import UserError
 from pai_ros.imaging.convert import rgb_to_jpeg
 from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import run_node
-from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image, status_name
+from pai_ros.ros.messages import camera_header, diagnostic_array, joint_state, rgb_image, status_name
 from pai_ros.ros.params import Param, declare
 from pai_ros.ros.sim_time import SimClockWatch
 
@@ -178,13 +178,10 @@ class ReplayNode(Node):
         for cam, pub in self.cam_pubs.items():
             rgb = frame.images[cam]
             if self.p["compressed"]:
-                msg = CompressedImage(format="jpeg", data=rgb_to_jpeg(rgb, self.p["jpeg_quality"]))
-                msg.header.stamp, msg.header.frame_id = stamp, f"{cam}_camera"
+                pub.publish(CompressedImage(header=camera_header(stamp, cam), format="jpeg",
+                                            data=rgb_to_jpeg(rgb, self.p["jpeg_quality"])))
             else:
-                img = rgb_image(rgb, None)
-                img.header.stamp, img.header.frame_id = stamp, f"{cam}_camera"
-                msg = img
-            pub.publish(msg)
+                pub.publish(rgb_image(rgb, camera_header(stamp, cam)))
         if frame.state is not None:
             self.state_pub.publish(joint_state(self.state_names, frame.state, stamp))
         if frame.action is not None:

@@ -11,19 +11,28 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pai_ros.demo import outputs
 from pai_ros.ros import topics
 from pai_ros.ros.demo import DemoResult, check_output_dir, demo_sae_id, finish_output_dir, prepare_output_dir
-from pai_ros.ros.in_process import InProcessGraph, demo_recorder_parameters
+from pai_ros.ros.in_process import (
+    InProcessGraph,
+    demo_policy_parameters,
+    demo_recorder_parameters,
+    observation_age_for,
+)
 from pai_ros.sim.policy import EVAL_MODE
+
+if TYPE_CHECKING:
+    from pai_ros.demo.assets import DemoAssets
 
 OUTCOME_TOPICS = ["sim_node/episode_outcome", "sim_node/summary"]
 
 
 def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, rate_hz: float = 15.0,
                          mode: str = EVAL_MODE, overwrite: bool = False, progress: bool = True,
-                         assets=None) -> DemoResult:
+                         assets: DemoAssets | None = None) -> DemoResult:
     """Run ``episodes`` closed-loop episodes of ``seed`` into ``output_dir`` (``assets``: default: build or find).
 
     ``mode``: the policy node's runner mode (default: temporal ensembling, as the closed-loop
@@ -44,16 +53,9 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
     scene = assets.settings.scene
     bag = out / "bag"
 
-    # Observations come every 1/rate_hz s: half a second, or two steps when slower (as the replay demo);
-    # the silence before each episode outlasts it twice, so the policy always drops its old plan.
-    max_age_s = max(0.5, 2.0 / rate_hz)
     with InProcessGraph() as graph:
-        policy = graph.add(PolicyNode(parameter_overrides=[
-            Parameter("policy_path", value=str(assets.policy_dir)),
-            Parameter("state_joint_names", value=list(STATE_NAMES)), Parameter("action_names", value=list(STATE_NAMES)),
-            Parameter("control_rate_hz", value=float(rate_hz)), Parameter("max_observation_age_s", value=max_age_s),
-            Parameter("mode", value=mode),
-            Parameter("sae_path", value=str(assets.sae_dir) if assets.has_sae() else "")]))
+        policy = graph.add(PolicyNode(parameter_overrides=demo_policy_parameters(
+            assets, STATE_NAMES, STATE_NAMES, rate_hz, mode=mode)))
         recorder = graph.add(RecorderNode(parameter_overrides=demo_recorder_parameters(
             str(bag), topics.DEMO_CAMERAS, [topics.JOINT_STATES, topics.ACTION, topics.ATTENTION_SHARES,
                                             topics.DIAGNOSTICS, topics.FEATURES, *OUTCOME_TOPICS])))
@@ -61,7 +63,9 @@ def run_closed_loop_demo(output_dir: Path, *, episodes: int = 3, seed: int = 0, 
             Parameter("episodes", value=int(episodes)), Parameter("seed", value=int(seed)),
             Parameter("rate_hz", value=float(rate_hz)), Parameter("image_height", value=int(scene.front_hw[0])),
             Parameter("image_width", value=int(scene.front_hw[1])), Parameter("start_delay_s", value=2.0),
-            Parameter("settle_s", value=max(2.0, 2 * max_age_s))]))
+            # The silence before each episode outlasts the policy's observation age twice, so that the
+            # policy always drops its old plan.
+            Parameter("settle_s", value=max(2.0, 2 * observation_age_for(rate_hz)))]))
         start = time.monotonic()
         with tqdm(total=episodes, desc="closed loop (sim -> policy -> sim)", unit="episode",
                   disable=not progress) as bar:

@@ -35,7 +35,7 @@ from std_msgs.msg import String
 
 from pai_ros.ros import topics
 from pai_ros.ros.lifecycle import run_node
-from pai_ros.ros.messages import diagnostic_array, joint_state, rgb_image, status_name
+from pai_ros.ros.messages import camera_header, diagnostic_array, joint_state, rgb_image, status_name
 from pai_ros.ros.params import declare
 from pai_ros.ros.sim_time import SimClockWatch
 from pai_ros.sim.parameters import PARAMS, SimNodeConfig
@@ -106,9 +106,7 @@ class SimNode(Node):
             return
         stamp = self.get_clock().now().to_msg()
         for cam, pub in self.cam_pubs.items():
-            img = rgb_image(obs.images[cam], None)
-            img.header.stamp, img.header.frame_id = stamp, f"{cam}_camera"
-            pub.publish(img)
+            pub.publish(rgb_image(obs.images[cam], camera_header(stamp, cam)))
         self.state_pub.publish(joint_state(list(STATE_NAMES), obs.state, stamp))
 
     def _finish(self) -> None:

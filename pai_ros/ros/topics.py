@@ -28,6 +28,7 @@ RECORDED_ACTION = "recorded_action"
 ENVIRONMENT_STATE = "environment_state"
 SIM_EPISODE_OUTCOME = "~/episode_outcome"
 SIM_SUMMARY = "~/summary"
+CAMERA_FRAME = "{camera}_camera"  # the frame_id of the images the replay and sim nodes publish
 
 DEMO_CAMERAS = CAMERAS  # the demo scene renders these (sim_node publishes them)
 

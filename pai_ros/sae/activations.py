@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pai_ros.data.episodes import episode_stem
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.layout import CAMERA, ENV_STATE, LATENT, STATE, TokenLayout
@@ -37,10 +38,6 @@ COLLECT_FILE = "collect.json"
 KIND_CODES = {LATENT: 0, STATE: 1, ENV_STATE: 2, CAMERA: 3}
 META_TENSORS = ("episode_index", "frame_index", "token_index", "token_kind", "camera_index", "row", "col")
 _MANIFEST = re.compile(r"^episode_(\d{6})\.json$")
-
-
-def episode_stem(episode: int) -> str:
-    return f"episode_{episode:06d}"
 
 
 @dataclass(frozen=True)
@@ -79,12 +76,6 @@ def token_metadata(layout: TokenLayout, indices: np.ndarray) -> dict[str, np.nda
         "row": table["row"][indices].astype(np.int16),
         "col": table["col"][indices].astype(np.int16),
     }
-
-
-def layout_to_json(layout: TokenLayout) -> dict[str, Any]:
-    return {"has_state": layout.has_state, "has_env_state": layout.has_env_state, "num_tokens": layout.num_tokens,
-            "cameras": [{"name": c.name, "key": c.key, "grid_h": c.grid_h, "grid_w": c.grid_w, "offset": c.offset}
-                        for c in layout.cameras]}
 
 
 # ------------------------------------------------------------------------- writing

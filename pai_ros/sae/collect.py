@@ -31,7 +31,6 @@ from pai_ros.sae.activations import (
     EpisodeShardWriter,
     TokenSelection,
     complete_episodes,
-    layout_to_json,
     token_metadata,
 )
 from pai_ros.sae.distributed import World
@@ -160,9 +159,9 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
                     checked = True
                 meta = token_metadata(cap.layout, selected)
                 if header.get("layout") is None:
-                    header["layout"] = layout_to_json(cap.layout)
+                    header["layout"] = cap.layout.to_json()
                     write_json_atomic(existing, header)
-                elif header["layout"] != layout_to_json(cap.layout):
+                elif header["layout"] != cap.layout.to_json():
                     raise UserError(f"episode {episode} gives a different token layout than the episodes "
                                     f"already in {out} (image sizes changed?)")
             tokens = cap.encoder_output[0, torch.from_numpy(selected).to(cap.encoder_output.device)]
