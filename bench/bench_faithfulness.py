@@ -43,6 +43,7 @@ from bench_attention_accuracy import target_cells  # noqa: E402
 from common import interleaved, machine, paired_ratio, print_table  # noqa: E402
 
 from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS  # noqa: E402
+from pai_ros.attention.explainers import explaining  # noqa: E402
 from pai_ros.attention.faithfulness import (  # noqa: E402
     FAITHFULNESS_METHODS,
     FaithfulnessConfig,
@@ -53,7 +54,7 @@ from pai_ros.attention.faithfulness import (  # noqa: E402
     plot_curves,
 )
 from pai_ros.attention.integrated_gradients import IGConfig  # noqa: E402
-from pai_ros.attention.relevance import RelevanceTarget, explaining  # noqa: E402
+from pai_ros.attention.relevance import RelevanceTarget  # noqa: E402
 from pai_ros.data.episodes import read_info  # noqa: E402
 from pai_ros.policy.capture import CaptureConfig  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402

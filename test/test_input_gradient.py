@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from pai_ros.attention.explainers import make_explainer
+from pai_ros.attention.explainers import explaining, make_explainer
 from pai_ros.attention.input_gradient import (
     InputGradientExplainer,
     estimated_memory_bytes,
 )
 from pai_ros.attention.maps import maps_for_tick
-from pai_ros.attention.relevance import RelevanceTarget, explaining
+from pai_ros.attention.relevance import RelevanceTarget
 from pai_ros.errors import UserError
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy

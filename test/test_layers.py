@@ -1,5 +1,5 @@
-"""The package's layering, read from the source: ROS only in ros/, no cycles between subpackages,
-command modules only under the `pai` command.
+"""The package's layering, read from the source: ROS only in ros/, no cycles between subpackages or
+between modules, command modules only under the `pai` command.
 
 Lazy imports inside functions count: they are dependencies all the same, only later.
 """
@@ -83,3 +83,36 @@ def test_command_modules_are_imported_only_by_the_pai_command() -> None:
                         if m.startswith("pai_ros.") and m.split(".")[-1] == "commands" and p.name != "cli.py"})
     assert not offenders, "library code imports a command module (move the function into the library):\n" + \
         "\n".join(offenders)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_modules_import_each_other_without_cycles() -> None:
+    # Within a subpackage too: two modules that need each other hide the order they are meant to be
+    # read in, and one of them has to import the other lazily to load at all.
+    known = {_module_name(p) for p in PACKAGE.rglob("*.py")}
+    edges: dict[str, set[str]] = defaultdict(set)
+    for path, module in _imports():
+        if module in known and module != _module_name(path) and not module.endswith("__init__"):
+            if (PACKAGE.parent / module.replace(".", "/")).is_dir():
+                continue  # a package's __init__: its face re-exports, a cycle through it is not a dependency
+            edges[_module_name(path)].add(module)
+    cycles: list[str] = []
+    state: dict[str, str] = {}  # "open" while on the depth-first trail, then "done"
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == "open":  # back to a module on the trail: a cycle
+                cycles.append(" -> ".join([*trail[trail.index(nxt):], node, nxt] if nxt in trail else [node, nxt]))
+            elif nxt not in state:
+                visit(nxt, [*trail, node])
+        state[node] = "done"
+
+    for node in sorted(edges):
+        if node not in state:
+            visit(node, [])
+    assert not cycles, "modules import each other in a cycle (lazy imports count):\n" + "\n".join(cycles)

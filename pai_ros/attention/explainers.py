@@ -29,3 +29,26 @@ def estimated_memory_bytes(policy: Any, method: str, image_sizes: list[tuple[int
     if method == INPUT_GRADIENT:
         return input_gradient_bytes(policy, image_sizes, layout_tokens)
     return relevance_bytes(policy, layout_tokens, method)
+
+
+class explaining:
+    """Context manager: ``runner`` computes ``method`` (any gradient live method) during its forward passes.
+
+    Checks first that the graph can give gradients (:class:`NoGradientError` otherwise), and
+    puts back whatever explainer the runner had.
+    """
+
+    def __init__(self, runner: Any, method: str, target: RelevanceTarget = RelevanceTarget()) -> None:
+        self.runner = runner
+        self.explainer = make_explainer(runner.policy, method, target)
+        self._previous = None
+
+    def __enter__(self) -> Any:
+        self.explainer.check_gradients()
+        self._previous = self.runner.explainer
+        self.runner.explainer = self.explainer.attach()
+        return self.explainer
+
+    def __exit__(self, *exc: object) -> None:
+        self.runner.explainer = self._previous
+        self.explainer.detach()

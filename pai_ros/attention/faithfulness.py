@@ -45,6 +45,7 @@ import torch
 from tqdm import tqdm
 
 from pai_ros.attention.attribution import QuerySelection
+from pai_ros.attention.explainers import explaining
 from pai_ros.attention.integrated_gradients import (
     IGConfig,
     baseline_image,
@@ -52,7 +53,7 @@ from pai_ros.attention.integrated_gradients import (
     integrated_gradients,
 )
 from pai_ros.attention.maps import maps_for_tick
-from pai_ros.attention.relevance import RelevanceTarget, explaining
+from pai_ros.attention.relevance import RelevanceTarget
 from pai_ros.jsonfile import json_text
 from pai_ros.plotting import pyplot, save_figure
 from pai_ros.policy.observation import Observation

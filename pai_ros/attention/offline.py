@@ -28,9 +28,10 @@ from tqdm import tqdm
 
 from pai_ros import __version__
 from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS, QuerySelection
+from pai_ros.attention.explainers import explaining
 from pai_ros.attention.integrated_gradients import IGConfig, integrated_gradients
 from pai_ros.attention.maps import maps_for_tick
-from pai_ros.attention.relevance import RelevanceTarget, explaining
+from pai_ros.attention.relevance import RelevanceTarget
 from pai_ros.attention.render import (
     Normalization,
     combined_panel,

@@ -231,32 +231,6 @@ class RelevanceExplainer:
         return _propagate(cams[:n_enc], list(zip(cams[n_enc::2], cams[n_enc + 1::2])))[:, rows].mean(dim=1)
 
 
-class explaining:
-    """Context manager: ``runner`` computes ``method`` (any gradient live method) during its forward passes.
-
-    Checks first that the graph can give gradients (:class:`NoGradientError` otherwise), and
-    puts back whatever explainer the runner had.
-    """
-
-    def __init__(self, runner: Any, method: str, target: RelevanceTarget = RelevanceTarget()) -> None:
-        # Imported here: the explainers module builds on this one (input_gradient reuses the target).
-        from pai_ros.attention.explainers import make_explainer
-
-        self.runner = runner
-        self.explainer = make_explainer(runner.policy, method, target)
-        self._previous = None
-
-    def __enter__(self) -> Any:
-        self.explainer.check_gradients()
-        self._previous = self.runner.explainer
-        self.runner.explainer = self.explainer.attach()
-        return self.explainer
-
-    def __exit__(self, *exc: object) -> None:
-        self.runner.explainer = self._previous
-        self.explainer.detach()
-
-
 def _propagate(encoder: list[torch.Tensor], decoder: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
     """The rules of the module docstring: encoder maps ``[B, S, S]``, decoder (self ``[B, Q, Q]``, cross ``[B, Q, S]``)."""
     b, q, s = decoder[0][1].shape

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pai_ros.errors import UserError
 
 
@@ -12,3 +14,10 @@ class ObservationError(UserError):
 
 class PolicyOutputError(UserError):
     """The policy computed an action that is not a finite number: nothing may act on it."""
+
+
+def weights_mismatch(model_file: Path, exc: RuntimeError) -> UserError:
+    """torch's load_state_dict error as one line: its first line says only "Error(s) in loading
+    state_dict for ACTPolicy:", the next names the tensors that are missing, unexpected or of another shape."""
+    detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+    return UserError(f"weights in {model_file} do not match config.json: {detail[:300]}")

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pai_ros.errors import UserError
-from pai_ros.policy.loading import weights_mismatch
+from pai_ros.policy.errors import weights_mismatch
 
 # The buffer-name prefixes LeRobot < 0.4 gave ACT's normalisation modules in the state dict.
 LEGACY_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")

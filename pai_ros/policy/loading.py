@@ -22,6 +22,7 @@ from typing import Any
 from pai_ros.errors import UserError
 from pai_ros.hub import is_repo_id, resolve_model
 from pai_ros.jsonfile import read_json
+from pai_ros.policy.errors import weights_mismatch
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -264,13 +265,6 @@ def check_weights_finite(ckpt: Path, policy: Any) -> None:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise UserError(f"checkpoint {ckpt}: weights that are not finite (NaN or inf) in {', '.join(bad[:3])}{more} "
                         "(a training run that diverged?); refusing to run it")
-
-
-def weights_mismatch(model_file: Path, exc: RuntimeError) -> UserError:
-    """torch's load_state_dict error as one line: its first line says only "Error(s) in loading
-    state_dict for ACTPolicy:", the next names the tensors that are missing, unexpected or of another shape."""
-    detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
-    return UserError(f"weights in {model_file} do not match {CONFIG_FILE}: {detail[:300]}")
 
 
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
