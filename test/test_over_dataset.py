@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pai_ros.data.episodes import iter_episode, read_info
+from pai_ros.data.episodes import iter_episode, iter_picked_frames, pick_evenly, read_info
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.over_dataset import run_episode
@@ -27,6 +27,18 @@ def test_a_stride_yields_the_same_frames_as_filtering_every_frame(tiny_dataset) 
         np.testing.assert_array_equal(s.state, full.state)
         for cam, image in full.images.items():
             np.testing.assert_array_equal(s.images[cam], image)
+
+
+def test_picked_frames_span_the_data_and_come_in_the_episodes_order(tiny_dataset) -> None:
+    # Subsamples (action recovery, feature effects, faithfulness, the contact sheet) keep the first
+    # and last frame and spread the rest evenly; no more than asked, and all when there are fewer.
+    assert pick_evenly(10, 4) == [0, 3, 6, 9] and pick_evenly(3, 8) == [0, 1, 2]
+    assert pick_evenly(0, 4) == [] and pick_evenly(5, 0) == []
+    root, _ = tiny_dataset
+    picked = {(1, 0), (1, 7), (0, 3), (0, 5)}
+    frames = [(f.episode_index, f.frame_index) for f in iter_picked_frames(root, [1, 0], picked)]
+    assert frames == [(1, 0), (1, 7), (0, 3), (0, 5)]  # episode order as given, frame order within
+    assert not list(iter_picked_frames(root, [0], {(1, 2)}))  # only the episodes given
 
 
 def test_run_episode_runs_the_policy_only_on_the_kept_frames(tiny_act: Path, tiny_dataset) -> None:

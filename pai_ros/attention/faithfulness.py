@@ -270,13 +270,13 @@ def faithfulness(runner: PolicyRunner, observations: list[Observation], methods:
 
 def episode_observations(root: Path, episode: int, max_frames: int) -> list[Observation]:
     """Up to ``max_frames`` frames of one episode, evenly spaced (first and last included)."""
-    from pai_ros.data.episodes import episode_length, iter_episode, read_info
+    from pai_ros.data.episodes import episode_length, iter_episode, pick_evenly, read_info
 
     info = read_info(root)
     total = episode_length(info, root, episode)
     frames = list(iter_episode(root, episode, info)) if total is None else None
     total = total if total is not None else len(frames)
-    wanted = set(np.unique(np.round(np.linspace(0, total - 1, min(max_frames, total))).astype(int)).tolist())
+    wanted = set(pick_evenly(total, max_frames))
     source = frames if frames is not None else iter_episode(root, episode, info)
     return [Observation(f.images, f.state, f.env_state) for i, f in enumerate(source) if i in wanted]
 

@@ -139,6 +139,23 @@ def camera_names(info: dict[str, Any]) -> list[str]:
             if k.startswith("observation.images.") and ft.get("dtype") in ("video", "image")]
 
 
+def pick_evenly(count: int, most: int) -> list[int]:
+    """Up to ``most`` of the positions ``0..count-1``, evenly spaced, first and last included (all of
+    them when there are no more than ``most``): how a subsample still spans what it stands for."""
+    if count <= most:
+        return list(range(count))
+    return [int(i) for i in np.linspace(0, count - 1, most).round().astype(int)] if most > 0 else []
+
+
+def iter_picked_frames(root: Path, episodes: list[int], picked: set[tuple[int, int]],
+                       info: dict[str, Any] | None = None) -> Iterator[DatasetFrame]:
+    """The frames ``picked`` (``(episode, frame_index)`` pairs) of ``episodes``, in that order."""
+    info = info or read_info(root)
+    for episode in episodes:
+        if any(e == episode for e, _ in picked):
+            yield from (frame for frame in iter_episode(root, episode, info) if (episode, frame.frame_index) in picked)
+
+
 def _to_uint8_hwc(chw: torch.Tensor) -> np.ndarray:
     # LeRobot decodes to float CHW in [0, 1] (uint8 / 255): this is the exact inverse.
     return (chw.permute(1, 2, 0) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()

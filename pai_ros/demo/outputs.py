@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pai_ros.data.episodes import pick_evenly
 from pai_ros.errors import UserError
 from pai_ros.timestamps import header_ns
 
@@ -172,7 +173,7 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
             # Each frame at its stamp: skipped ticks hold the previous map, so the video plays in real time.
             writer.write(even_size(row), at_s=s / 1e9)
             tiles.append(row)
-    picks = np.linspace(0, len(tiles) - 1, num=min(SHEET_TICKS, len(tiles))).round().astype(int)
+    picks = pick_evenly(len(tiles), SHEET_TICKS)
     cols = SHEET_COLUMNS
     labelled = []
     for i in picks:

@@ -253,7 +253,7 @@ def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, li
 
     root = Path(str(record.get("dataset_root") or ""))
     if not (root / "meta" / "info.json").is_file():
-        return {}, _said(f"dataset {root} not found; no thumbnails")
+        return {}, f"dataset {root} not found; no thumbnails"
     cams = record["layout"]["cameras"]
     wanted: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))  # episode -> frame -> features
     for feat, frames in top.items():
@@ -264,7 +264,7 @@ def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, li
     try:
         info = read_info(root)
     except UserError as exc:
-        return {}, _said(f"no thumbnails: {exc}")
+        return {}, f"no thumbnails: {exc}"
     failed: dict[int, str] = {}
     for episode in tqdm(sorted(wanted), desc="thumbnails", unit="episode", disable=not progress):
         codes = _token_codes(by_episode[episode], set(wanted[episode]))
@@ -278,14 +278,8 @@ def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, li
             failed[episode] = str(exc)
     if not failed:
         return written, None
-    return written, _said(f"no thumbnails (or not all) for episode(s) {', '.join(map(str, failed))} of {root}: "
-                          f"{next(iter(failed.values()))}")
-
-
-def _said(note: str) -> str:
-    """``note``, also printed for whoever runs the command (analysis.json keeps it as well)."""
-    print(f"pai features analyse: note: {note}")
-    return note
+    return written, (f"no thumbnails (or not all) for episode(s) {', '.join(map(str, failed))} of {root}: "
+                     f"{next(iter(failed.values()))}")
 
 
 def _frame_thumbnails(images: dict[str, np.ndarray], cams: list[dict[str, Any]], episode: int, row: int,

@@ -105,11 +105,15 @@ def _record(args: argparse.Namespace) -> int:
 def _analyse(args: argparse.Namespace) -> int:
     from pai_ros.features.analyse import AnalyseSettings, analyse
     from pai_ros.features.results import ResultsDir
+    from pai_ros.jsonfile import read_json
 
     settings = AnalyseSettings(rank_by=args.rank_by, top_features=args.top_features, top_frames=args.top_frames,
                                per_episode=args.per_episode, dedup_window=args.dedup_window,
                                thumbnails=not args.no_thumbnails)
     path = analyse(ResultsDir(args.results), settings, progress=not args.quiet)
+    note = read_json(path, "feature analysis").get("thumbnails_note")
+    if note:  # kept in analysis.json (and shown by the browser) as well
+        print(f"note: {note}")
     print(f"analysis written to {path}")
     return 0
 

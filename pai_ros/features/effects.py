@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from pai_ros import __version__
-from pai_ros.data.episodes import episode_length, iter_episode, read_info
+from pai_ros.data.episodes import episode_length, iter_picked_frames, pick_evenly, read_info
 from pai_ros.errors import UserError
 from pai_ros.features.results import EFFECTS_FILE, ResultsDir
 from pai_ros.jsonfile import write_json_atomic
@@ -80,12 +80,9 @@ def held_out_batches(runner: PolicyRunner, root: Path, episodes: list[int], fram
     pairs = [(e, f) for e in episodes for f in range(lengths[e])]
     if not pairs:
         raise UserError(f"the recorded episodes {episodes} of {root} have no frames")
-    pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
-    singles = []
-    for e in episodes:
-        for frame in iter_episode(root, e, info):
-            if (e, frame.frame_index) in pick:
-                singles.append(runner.preprocess(Observation(frame.images, frame.state, frame.env_state)))
+    pick = {pairs[i] for i in pick_evenly(len(pairs), frames)}
+    singles = [runner.preprocess(Observation(frame.images, frame.state, frame.env_state))
+               for frame in iter_picked_frames(root, episodes, pick, info)]
     # The preprocessor's batch also carries non-tensor entries (task text, complementary data): keep the first's.
     batches = [{k: torch.cat([b[k] for b in singles[i:i + batch_size]]) if torch.is_tensor(v) else v
                 for k, v in singles[i].items()} for i in range(0, len(singles), batch_size)]

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pai_ros.data.episodes import pick_evenly
 from pai_ros.errors import UserError
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.sae.ood_files import AGAIN, load_tensors, save_tensors
@@ -246,10 +247,6 @@ def episode_groups(*datasets: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _evenly(n: int, limit: int) -> np.ndarray:
-    return np.arange(n) if n <= limit else np.linspace(0, n - 1, limit).round().astype(int)
-
-
 @dataclass(frozen=True)
 class _CrossFit:
     regression: StateRegression  # fitted on every frame, its error scale and threshold cross-fitted
@@ -296,7 +293,7 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
     raw scores), judging by the 8 held-out calibration episodes alone gave a lower threshold (6.3
     vs 8.1) that flagged more new clean frames (7.4% vs 5.9%); more frames make the quantile steadier.
     """
-    keep = _evenly(len(features), MAX_FIT_FRAMES)
+    keep = pick_evenly(len(features), MAX_FIT_FRAMES)
     x = np.asarray(features, dtype=np.float64)[keep]
     y = np.asarray(states, dtype=np.float64)[keep]
     groups = np.asarray(groups)[keep]

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pai_ros.data.episodes import pick_evenly
 from pai_ros.errors import UserError
 from pai_ros.sae.shards import RowReader, Shard, ShardSet, read_activation_rows
 
@@ -112,9 +113,7 @@ def plan_split(data: ShardSet, holdout: float, seed: int, chunk_rows: int = CHUN
     if max_tokens is not None:
         # --max-tokens: evenly spaced pieces, so the subsample still spans the collection.
         keep = max(1, -(-max_tokens // chunk_rows))
-        if keep < len(split.train):
-            pick = np.linspace(0, len(split.train) - 1, keep).round().astype(int)
-            split.train = [split.train[i] for i in pick]
+        split.train = [split.train[i] for i in pick_evenly(len(split.train), keep)]
     return split
 
 

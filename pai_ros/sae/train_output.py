@@ -11,8 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pai_ros import __version__
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
@@ -78,7 +76,7 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
     policy_path, root = Path(source["policy_path"]), Path(source["dataset_root"])
     if not policy_path.exists() or not root.exists():
         return _not_measured(f"{policy_path} or {root} is gone")
-    from pai_ros.data.episodes import iter_episode
+    from pai_ros.data.episodes import iter_picked_frames, pick_evenly
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.observation import Observation
@@ -89,7 +87,7 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
     # the shards' episode and frame indices are read for this, not their activations.
     try:
         pairs = [(int(e), int(f)) for e, f in read_frames([s for s in data.shards if s.episode in set(episodes)])]
-        pick = {pairs[i] for i in np.linspace(0, len(pairs) - 1, min(frames, len(pairs))).round().astype(int)}
+        pick = {pairs[i] for i in pick_evenly(len(pairs), frames)}
         loaded = load_act_policy(policy_path, device)
         runner = PolicyRunner(loaded, "replan", CaptureConfig(cross_attention=False, encoder_output=False))
         batches = []
@@ -97,10 +95,8 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
             # The policy at that path may have been replaced since the collection (another width,
             # or the same width and other weights): the metric would then be about another policy.
             check_policy_of_tokens(runner, sae.d_in, source, "the trained SAE")
-            for episode in episodes:
-                for frame in iter_episode(root, episode):
-                    if (episode, frame.frame_index) in pick:
-                        batches.append(runner.preprocess(Observation(frame.images, frame.state, frame.env_state)))
+            batches = [runner.preprocess(Observation(frame.images, frame.state, frame.env_state))
+                       for frame in iter_picked_frames(root, episodes, pick)]
         finally:
             runner.close()
     except UserError as exc:
