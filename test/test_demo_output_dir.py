@@ -1,4 +1,4 @@
-"""`pai demo --output-dir`: what it may replace (pai_ros.ros.demo.prepare_output_dir)."""
+"""`pai demo --output-dir`: what it may replace (pai_ros.demo.output_dir)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.ros  # pai_ros.ros imports rclpy
 
 
 def test_overwrite_replaces_only_an_earlier_demo(tmp_path: Path) -> None:
-    from pai_ros.ros.demo import DEMO_MARKER, REPORT_FILE, prepare_output_dir
+    from pai_ros.demo.output_dir import DEMO_MARKER, REPORT_FILE, prepare_output_dir
 
     out = prepare_output_dir(tmp_path / "demo", overwrite=False)
     assert (out / DEMO_MARKER).is_file()
@@ -44,7 +44,7 @@ def test_overwrite_replaces_only_an_earlier_demo(tmp_path: Path) -> None:
 
 def test_overwrite_keeps_the_feature_names_and_refuses_other_added_files(tmp_path: Path) -> None:
     """`make demo` always overwrites: names given in `pai features ui out/demo/features` used to be deleted."""
-    from pai_ros.ros.demo import DEMO_MARKER, finish_output_dir, prepare_output_dir
+    from pai_ros.demo.output_dir import DEMO_MARKER, finish_output_dir, prepare_output_dir
     from pai_ros.staging import MANIFEST_FILE
 
     out = prepare_output_dir(tmp_path / "demo", overwrite=False)
@@ -86,7 +86,7 @@ def test_an_episode_the_demo_lacks_is_refused_before_the_output_exists(toy_asset
 def test_kept_feature_names_must_name_the_demos_sae_and_derived_analyses_go_with_the_demo(tmp_path: Path) -> None:
     import json
 
-    from pai_ros.ros.demo import finish_output_dir, prepare_output_dir
+    from pai_ros.demo.output_dir import finish_output_dir, prepare_output_dir
 
     out = prepare_output_dir(tmp_path / "demo", overwrite=False, sae_id="aaaa")
     (out / "features").mkdir()

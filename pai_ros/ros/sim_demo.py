@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pai_ros.demo import outputs
+from pai_ros.demo.output_dir import check_output_dir, demo_sae_id, finish_output_dir, prepare_output_dir
 from pai_ros.ros import topics
-from pai_ros.ros.demo import DemoResult, check_output_dir, demo_sae_id, finish_output_dir, prepare_output_dir
+from pai_ros.ros.demo import DemoResult
 from pai_ros.ros.in_process import (
     InProcessGraph,
     demo_policy_parameters,
