@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pai_ros.data.episodes import iter_episode, iter_picked_frames, pick_evenly, read_info
+from pai_ros.data.episodes import iter_episode, iter_picked_frames, pick_evenly, read_info, value_names
 from pai_ros.policy.capture import CaptureConfig
 from pai_ros.policy.loading import load_act_policy
 from pai_ros.policy.over_dataset import run_episode
@@ -62,3 +62,12 @@ def test_a_stride_is_refused_where_ticks_depend_on_earlier_ticks(tiny_act: Path,
         next(run_episode(runner, root, 0, progress=False, frame_stride=2))
     with pytest.raises(ValueError, match="frame_stride must be >= 1"):
         next(iter_episode(root, 0, frame_stride=0))
+
+
+def test_value_names_come_from_info_json_or_are_numbered() -> None:
+    # The replay node names joint_states and recorded_action after them: a policy matches joints by name.
+    assert value_names({"shape": [2], "names": ["x", "y"]}, "joint") == ["x", "y"]
+    assert value_names({"shape": [2], "names": {"motors": ["a", "b"]}}, "joint") == ["a", "b"]  # nested per axis
+    assert value_names({"shape": [3], "names": ["x", "y"]}, "joint") == ["joint_0", "joint_1", "joint_2"]
+    assert value_names({"shape": [2], "names": None}, "action") == ["action_0", "action_1"]
+    assert value_names(None, "env") == []

@@ -139,6 +139,20 @@ def camera_names(info: dict[str, Any]) -> list[str]:
             if k.startswith("observation.images.") and ft.get("dtype") in ("video", "image")]
 
 
+def value_names(feature: dict[str, Any] | None, prefix: str) -> list[str]:
+    """The names of a vector feature's values (``observation.state``, ``action``) as info.json gives
+    them, or ``<prefix>_<i>`` when it gives none that fit (none, or another count); [] without the feature."""
+    if not feature:
+        return []
+    names = feature.get("names")
+    if isinstance(names, dict):  # some datasets nest names per axis: {"motors": [...]}
+        names = next(iter(names.values()), None)
+    size = int(np.prod(feature["shape"]))
+    if isinstance(names, list) and len(names) == size and all(isinstance(n, str) for n in names):
+        return names
+    return [f"{prefix}_{i}" for i in range(size)]
+
+
 def pick_evenly(count: int, most: int) -> list[int]:
     """Up to ``most`` of the positions ``0..count-1``, evenly spaced, first and last included (all of
     them when there are no more than ``most``): how a subsample still spans what it stands for."""

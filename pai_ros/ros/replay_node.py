@@ -20,7 +20,6 @@ import sys
 import threading
 from typing import Any
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.duration import Duration
@@ -29,7 +28,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray
 
-from pai_ros.data.episodes import DatasetFrame, check_episodes, iter_episode, read_info
+from pai_ros.data.episodes import DatasetFrame, camera_names, check_episodes, iter_episode, read_info, value_names
 from pai_ros.data.source import resolve_dataset_root
 from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
@@ -79,11 +78,10 @@ class ReplayNode(Node):
         self.episodes = self.p["episodes"] or list(range(total))
         check_episodes(self.info, self.episodes, self.root)
         feats = self.info["features"]
-        self.cameras = [k.rsplit(".", 1)[-1] for k, f in feats.items()
-                        if k.startswith("observation.images.") and f.get("dtype") in ("video", "image")]
-        self.state_names = _names(feats.get("observation.state"), "joint")
-        self.action_names = _names(feats.get("action"), "action")
-        self.env_state_names = _names(feats.get("observation.environment_state"), "env")
+        self.cameras = camera_names(self.info)
+        self.state_names = value_names(feats.get("observation.state"), "joint")
+        self.action_names = value_names(feats.get("action"), "action")
+        self.env_state_names = value_names(feats.get("observation.environment_state"), "env")
         if self.p["environment_state_type"] not in ENV_STATE_TYPES:
             raise UserError(f"environment_state_type '{self.p['environment_state_type']}' is not one of "
                             f"{', '.join(ENV_STATE_TYPES)}")
@@ -221,18 +219,6 @@ class ReplayNode(Node):
         a native video decoder aborts ("terminate called without an active exception")."""
         self._stop.set()
         self._reader.join(timeout=10.0)
-
-
-def _names(feature: dict | None, prefix: str) -> list[str]:
-    if not feature:
-        return []
-    names = feature.get("names")
-    if isinstance(names, dict):  # some datasets nest names per axis: {"motors": [...]}
-        names = next(iter(names.values()), None)
-    size = int(np.prod(feature["shape"]))
-    if isinstance(names, list) and len(names) == size and all(isinstance(n, str) for n in names):
-        return names
-    return [f"{prefix}_{i}" for i in range(size)]
 
 
 def _spin_until_finished(node: ReplayNode) -> None:
