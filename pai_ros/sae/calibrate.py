@@ -345,3 +345,45 @@ def write_calibration(loaded: LoadedSae, result: CalibrationResult) -> list[Path
         write_json_atomic(directory / REPORT_FILE, report)  # last: a report is there only beside its plot
         written += [directory / REPORT_FILE, directory / PLOT_FILE]
     return written
+
+
+def summary_lines(result: CalibrationResult, written: list[Path]) -> list[str]:
+    """What ``pai sae calibrate`` prints: each threshold, its notes, and the AUROC per corruption."""
+    lines: list[str] = []
+    say = lines.append
+    c = result.calibration
+    say(f"OOD threshold {c['threshold']:.4g} ({c['rule']}) from {c['frames']} frames -> {written[0]}")
+    pos = c.get("position_score")
+    if pos:  # the per-position score (issue 14): is_ood follows it
+        say(f"per-position OOD score threshold {pos['threshold']:.4g} (target FPR {pos['target_fpr']:g}, "
+            f"cross-fitted on {pos['held_out_frames']} frames)")
+        if pos.get("note"):
+            say(f"note: {pos['note']}")
+    if c.get("camera_state_fit", {}).get("note"):
+        say(f"note: the camera-state fit {c['camera_state_fit']['note']}")
+    cs = c.get("camera_state")
+    if cs:
+        say(f"camera-state threshold {cs['threshold']:.4g} (cameras vs joints; target FPR {cs['target_fpr']:g}, "
+            f"cross-fitted on {cs['held_out_frames']} frames of {cs['episodes']} episodes)")
+        regressions = {c: r for c, r in cs.get("regressions", {}).items() if c}  # "": one over every camera
+        if regressions:
+            say("  one regression per camera; state explained on held-out episodes (R^2): " + "; ".join(
+                f"{c} {'/'.join(f'{v:.2f}' for v in r['state_explained'])}" for c, r in regressions.items()))
+        for key in ("episodes_note", "note"):
+            if cs.get(key):
+                say(f"note: {cs[key]}")
+    elif c.get("camera_state_skipped"):
+        say(f"no camera-state score: {c['camera_state_skipped']}")
+    if result.report:
+        for name, r in result.report["corruptions"].items():
+            score = f"; per-position score AUROC {r['score_auroc']:.3f}" if "score_auroc" in r else ""
+            if "camera_state_auroc" in r:
+                score += (f"; camera-state AUROC {r['camera_state_auroc']:.3f}, flagged "
+                          f"{r['camera_state_flagged_fraction']:.1%} (clean "
+                          f"{result.report['clean']['camera_state_flagged_fraction']:.1%})")
+            if r.get("camera_state_over_own_threshold"):
+                score += " (over their own threshold: " + ", ".join(
+                    f"{cam} {v:.0%}" for cam, v in r["camera_state_over_own_threshold"].items()) + ")"
+            say(f"  {name}: AUROC {r['auroc']:.3f}, flagged {r['flagged_fraction']:.1%} "
+                f"(clean flagged {result.report['clean']['flagged_fraction']:.1%}){score}")
+    return lines

@@ -204,7 +204,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.policy.over_dataset import check_dataset_fits
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import StateFit, calibrate, check_episodes_apart, write_calibration
+    from pai_ros.sae.calibrate import StateFit, calibrate, check_episodes_apart, summary_lines, write_calibration
     from pai_ros.sae.model import check_dimensions, load_sae
 
     if not (args.sigmas > 0 and math.isfinite(args.sigmas)):
@@ -232,39 +232,6 @@ def _calibrate(args: argparse.Namespace) -> int:
     result = calibrate(runner, loaded, root, episodes, rule=args.threshold, sigmas=args.sigmas,
                        evaluate=evaluate, progress=not args.quiet, state_fit=state_fit)
     written = write_calibration(loaded, result)
-    c = result.calibration
-    print(f"OOD threshold {c['threshold']:.4g} ({c['rule']}) from {c['frames']} frames -> {written[0]}")
-    pos = c.get("position_score")
-    if pos:  # the per-position score (issue 14): is_ood follows it
-        print(f"per-position OOD score threshold {pos['threshold']:.4g} (target FPR {pos['target_fpr']:g}, "
-              f"cross-fitted on {pos['held_out_frames']} frames)")
-        if pos.get("note"):
-            print(f"note: {pos['note']}")
-    if c.get("camera_state_fit", {}).get("note"):
-        print(f"note: the camera-state fit {c['camera_state_fit']['note']}")
-    cs = c.get("camera_state")
-    if cs:
-        print(f"camera-state threshold {cs['threshold']:.4g} (cameras vs joints; target FPR {cs['target_fpr']:g}, "
-              f"cross-fitted on {cs['held_out_frames']} frames of {cs['episodes']} episodes)")
-        regressions = {c: r for c, r in cs.get("regressions", {}).items() if c}  # "": one over every camera
-        if regressions:
-            print("  one regression per camera; state explained on held-out episodes (R^2): " + "; ".join(
-                f"{c} {'/'.join(f'{v:.2f}' for v in r['state_explained'])}" for c, r in regressions.items()))
-        for key in ("episodes_note", "note"):
-            if cs.get(key):
-                print(f"note: {cs[key]}")
-    elif c.get("camera_state_skipped"):
-        print(f"no camera-state score: {c['camera_state_skipped']}")
-    if result.report:
-        for name, r in result.report["corruptions"].items():
-            score = f"; per-position score AUROC {r['score_auroc']:.3f}" if "score_auroc" in r else ""
-            if "camera_state_auroc" in r:
-                score += (f"; camera-state AUROC {r['camera_state_auroc']:.3f}, flagged "
-                          f"{r['camera_state_flagged_fraction']:.1%} (clean "
-                          f"{result.report['clean']['camera_state_flagged_fraction']:.1%})")
-            if r.get("camera_state_over_own_threshold"):
-                score += " (over their own threshold: " + ", ".join(
-                    f"{cam} {v:.0%}" for cam, v in r["camera_state_over_own_threshold"].items()) + ")"
-            print(f"  {name}: AUROC {r['auroc']:.3f}, flagged {r['flagged_fraction']:.1%} "
-                  f"(clean flagged {result.report['clean']['flagged_fraction']:.1%}){score}")
+    for line in summary_lines(result, written):
+        print(line)
     return 0
