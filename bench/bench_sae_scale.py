@@ -96,7 +96,7 @@ def replicate(base: Path, out: Path, times: int, dtype: str = "float16") -> Path
                 tensors["activations"] = tensors["activations"].to(getattr(torch, dtype))
                 tensors["episode_index"] = torch.full_like(tensors["episode_index"], new)
                 name = f"episode_{new:06d}-part{i:04d}.safetensors"
-                save_file(tensors, str(out / name))
+                save_file(tensors, str(out / name), metadata={"producer": "pai_ros", "episode": str(new)})
                 parts.append({"file": name, "rows": part["rows"]})
             (out / f"episode_{new:06d}.json").write_text(json.dumps({**manifest, "episode": new, "parts": parts}))
     return out

@@ -38,6 +38,9 @@ def make_output_dir(path: Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"the output directory {path} is a file")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():  # mkdir would say only "File exists"
+        raise UserError(f"cannot create the output directory {path}: {above} is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

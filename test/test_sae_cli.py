@@ -78,10 +78,12 @@ def test_a_shard_cut_short_is_collected_again_and_left_out_of_training(pipeline,
     result = run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae"), "--k", "4",
                      "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet")
     ok(result)
-    assert "has 1 incomplete episode(s) (2: a shard missing or cut short" in result.stderr, result.stderr
+    assert "has 1 incomplete episode(s) (2: a shard missing, cut short or not what its manifest says" \
+        in result.stderr, result.stderr
     out = ok(run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
                      str(pipeline["root"]), "--output", str(acts), "--quiet"))
-    assert "from 1 episode(s), 2 already complete" in out and shard.stat().st_size == size
+    assert "from 1 episode(s) into " in out and "(2 episode(s) were already complete)" in out
+    assert shard.stat().st_size == size
 
 
 def test_collect_resumes_per_episode_and_refuses_other_settings(pipeline, tmp_path) -> None:
@@ -93,12 +95,12 @@ def test_collect_resumes_per_episode_and_refuses_other_settings(pipeline, tmp_pa
     before = (acts / "episode_000000-part0000.safetensors").stat().st_mtime_ns
     out = ok(run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
                      str(pipeline["root"]), "--output", str(acts), "--quiet"))
-    assert "from 1 episode(s), 2 already complete" in out
+    assert "from 1 episode(s) into " in out and "(2 episode(s) were already complete)" in out
     assert (acts / "episode_000000-part0000.safetensors").stat().st_mtime_ns == before
     assert (acts / "episode_000001.json").is_file()
     other = run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
                     str(pipeline["root"]), "--output", str(acts), "--cell-stride", "2", "--quiet")
-    line = one_line_error(other, "collected with other settings")
+    line = one_line_error(other, "collected with a different settings")
     assert "selection was {" in line and "'cell_stride': 1" in line and "'cell_stride': 2" in line, line
 
 
@@ -138,9 +140,12 @@ def test_train_refuses_to_overwrite_and_takes_a_single_file(pipeline, tmp_path) 
                     "--steps", "5", "--quiet")
     one_line_error(again, "already holds an SAE (use --overwrite to replace it)")
     for extra in ((), ("--overwrite",)):  # not an SAE: said without suggesting --overwrite, which would not help
+        into_results = run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output",
+                               str(pipeline["results"]), "--steps", "5", "--quiet", *extra)
+        one_line_error(into_results, "is not an SAE directory; choose a new --output")
         into_acts = run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output",
                             str(pipeline["acts"]), "--steps", "5", "--quiet", *extra)
-        one_line_error(into_acts, "is not an SAE directory; choose a new --output")
+        one_line_error(into_acts, "is the activations")
     path = tmp_path / "acts.safetensors"
     save_file({"activations": torch.randn(300, 6)}, str(path))
     out = ok(run_pai("sae", "train", "--activations", str(path), "--output", str(tmp_path / "s"), "--k", "2",
@@ -233,8 +238,8 @@ def test_train_says_which_collected_episodes_it_leaves_out(pipeline, tmp_path) -
     result = run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae"), "--k", "4",
                      "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet")
     ok(result)
-    assert ("has 1 incomplete episode(s) (1: a shard missing or cut short, or a damaged manifest), left out"
-            in result.stderr)
+    assert ("has 1 incomplete episode(s) (1: a shard missing, cut short or not what its manifest says, or a damaged "
+            "manifest), left out" in result.stderr)
     metrics = json.loads((tmp_path / "sae" / "metrics.json").read_text())["metrics"]
     assert metrics["incomplete_episodes_left_out"] == [1]
 
@@ -482,3 +487,59 @@ def test_record_refuses_another_top_n_into_the_same_results(pipeline, tmp_path) 
                   "--dataset-root", str(pipeline["root"]), "--episode", "0", "--output-dir", str(results),
                   "--top-n", "5", "--quiet")
     one_line_error(res, "holds features recorded with another top n (none: every token; now 5)")
+
+
+def test_a_collection_stopped_before_its_first_episode_takes_new_settings(pipeline, tmp_path) -> None:
+    # A first run refused at frame 0 (activations beyond float16's range: "collect with --dtype
+    # bfloat16") left a collect.json that locked its settings: the advice it gave was then refused.
+    acts = tmp_path / "acts"
+    acts.mkdir()
+    shutil.copy(pipeline["acts"] / "collect.json", acts / "collect.json")
+    out = ok(run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
+                     str(pipeline["root"]), "--output", str(acts), "--episode", "0", "--dtype", "bfloat16", "--quiet"))
+    assert "from 1 episode(s) into " in out
+    info = json.loads((acts / "collect.json").read_text())
+    assert info["settings"]["dtype"] == "bfloat16" and info["episodes_requested"] == [0]
+    # With an episode in it, other settings are refused as before.
+    other = run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
+                    str(pipeline["root"]), "--output", str(acts), "--episode", "1", "--quiet")
+    one_line_error(other, "collected with a different settings")
+
+
+def test_train_says_which_requested_episodes_were_never_collected(pipeline, tmp_path) -> None:
+    acts = tmp_path / "acts"
+    shutil.copytree(pipeline["acts"], acts)
+    assert json.loads((acts / "collect.json").read_text())["episodes_requested"] == [0, 1, 2]
+    for path in acts.glob("episode_000002*"):  # a collect stopped before it reached episode 2
+        path.unlink()
+    result = run_pai("sae", "train", "--activations", str(acts), "--output", str(tmp_path / "sae"), "--k", "4",
+                     "--expansion", "4", "--steps", "5", "--batch-size", "64", "--eval-frames", "0", "--quiet")
+    ok(result)
+    assert "lacks 1 of the episodes collect was asked for (2: interrupted?)" in result.stderr, result.stderr
+    assert json.loads((tmp_path / "sae" / "metrics.json").read_text())["episodes_not_collected"] == [2]
+
+
+def test_collect_and_train_refuse_outputs_that_are_not_theirs(pipeline, tmp_path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    into_notes = run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root",
+                         str(pipeline["root"]), "--output", str(notes), "--episode", "0", "--quiet")
+    one_line_error(into_notes, "holds other files (todo.txt) and is not a `pai sae collect` directory")
+    assert sorted(p.name for p in notes.iterdir()) == ["todo.txt"]
+    inside = run_pai("sae", "train", "--activations", str(pipeline["acts"]), "--output",
+                     str(pipeline["acts"] / "sae"), "--steps", "5", "--quiet")
+    one_line_error(inside, "choose a path outside it")
+    assert not (pipeline["acts"] / "sae").exists()
+
+
+def test_one_process_commands_refuse_torchrun(pipeline) -> None:
+    import os
+
+    env = {**os.environ, "WORLD_SIZE": "2", "RANK": "0"}
+    for command in (("sae", "calibrate", "--sae", str(pipeline["sae"])), ("features", "record", "--sae",
+                                                                          str(pipeline["sae"]), "--output-dir", "x"),
+                    ("features", "effects", str(pipeline["results"]))):
+        policy = () if command[1] == "effects" else ("--policy-path", str(pipeline["policy"]), "--dataset-root",
+                                                     str(pipeline["root"]))
+        one_line_error(run_pai(*command, *policy, env=env), "runs in one process: start it without torchrun")

@@ -3,6 +3,7 @@ sums, mixed shards refused, and data-parallel training under a real torchrun (gl
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from pai_ros.errors import UserError
 from pai_ros.sae.activations import (
     COLLECT_FILE,
     EpisodeShardWriter,
+    complete_episodes,
     read_activations,
 )
 from pai_ros.sae.metrics import ReconstructionAccumulator, reconstruction_metrics
@@ -117,20 +119,32 @@ def test_streaming_training_matches_in_memory_quality(tmp_path: Path) -> None:
     assert abs(streamed.metrics["fvu"] - memory.metrics["fvu"]) < 0.05
 
 
-def test_mixed_widths_or_dtypes_are_refused_in_one_line(tmp_path: Path) -> None:
+def test_a_shard_unlike_its_manifest_leaves_its_episode_out_for_collect_to_redo(tmp_path: Path) -> None:
+    # Another width, or another episode's shard copied under this one's name: the episode is
+    # incomplete (train leaves it out with a note, collect does it again), not an error train
+    # stops on for good while collect, counting the episode done, would never repair it.
     write_collection(tmp_path / "w", torch.randn(800, 8), episodes=2)
     other = torch.randn(200, 6)
     save_file({"activations": other, **{k: torch.zeros(200, dtype=torch.int32) for k in
                                          ("episode_index", "frame_index", "token_index", "token_kind",
                                           "camera_index", "row", "col")}},
               str(tmp_path / "w" / "episode_000001-part0000.safetensors"))
-    with pytest.raises(UserError, match="mixed widths"):
-        open_shards(tmp_path / "w")
+    shards = open_shards(tmp_path / "w")
+    assert shards.episodes == [0] and shards.incomplete == [1]
+    assert sorted(complete_episodes(tmp_path / "w", 8)) == [0]  # what collect's resume sees: episode 1 to redo
+    write_collection(tmp_path / "c", torch.randn(800, 8), episodes=2)
+    shutil.copy(tmp_path / "c" / "episode_000000-part0000.safetensors",
+                tmp_path / "c" / "episode_000001-part0000.safetensors")  # same rows and width, episode 0's tokens
+    shards = open_shards(tmp_path / "c")
+    assert shards.episodes == [0] and shards.incomplete == [1]
+
+
+def test_mixed_dtypes_are_refused_in_one_line(tmp_path: Path) -> None:
     write_collection(tmp_path / "t", torch.randn(800, 8), episodes=2)
-    EpisodeShardWriter(tmp_path / "t", 1, 200, torch.float16)  # removes episode 1's float32 parts
-    write_collection(tmp_path / "t16", torch.randn(800, 8)[400:], episodes=1, dtype=torch.float16)
-    for part in (tmp_path / "t16").glob("episode_000000-part*.safetensors"):
-        os.replace(part, tmp_path / "t" / part.name.replace("000000", "000001"))
+    writer = EpisodeShardWriter(tmp_path / "t", 1, 200, torch.float16)  # episode 1 again, stored as float16
+    for f, tokens in enumerate(torch.randn(400, 8).reshape(-1, 4, 8)):
+        writer.add(tokens, f, META)
+    writer.finish(100)
     with pytest.raises(UserError, match="mixes shard dtypes") as err:
         open_shards(tmp_path / "t")
     assert "\n" not in str(err.value)
@@ -235,8 +249,46 @@ def test_torchrun_collect_splits_episodes_and_redoes_a_killed_ranks_episode(tiny
     (tmp_path / "two" / ".episode_000001-part0001.safetensors.tmp-99999").write_bytes(b"partial")
     again = subprocess.run(torchrun, check=False, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "from 1 episode(s), 2 already complete" in again.stdout
+    assert "from 1 episode(s) into " in again.stdout and "(2 episode(s) were already complete)" in again.stdout
     c = read_activations(tmp_path / "two")
     assert torch.equal(a.activations, c.activations)  # nothing missing, nothing twice
     assert sorted(p.name for p in (tmp_path / "two").glob("episode_000001-part*")) == \
         [p["file"] for p in manifest["parts"]]
+
+
+def test_ranks_compare_paths_as_the_directories_they_name(tmp_path: Path, monkeypatch) -> None:
+    # `--output acts` from two working directories is two directories: compared as written, the ranks
+    # agreed and split one collection between them. `acts` and its absolute path are one directory.
+    from pai_ros.sae.distributed import same_everywhere
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    given = {"output": "acts", "steps": 10, "policy_path": "lerobot/act_aloha"}
+    monkeypatch.chdir(tmp_path / "a")
+    in_a = same_everywhere(given, ("output", "policy_path"))
+    assert in_a["output"] == str(tmp_path / "a" / "acts") and in_a["steps"] == "10"
+    assert in_a["policy_path"] == "lerobot/act_aloha"  # a hub id, not a local path: as given
+    assert same_everywhere({**given, "output": str(tmp_path / "a" / "acts")}, ("output",))["output"] == in_a["output"]
+    monkeypatch.chdir(tmp_path / "b")
+    assert same_everywhere(given, ("output", "policy_path")) != in_a
+
+
+def test_a_rank_that_died_is_one_line_in_the_others() -> None:
+    from pai_ros.sae.distributed import World
+
+    world = World(rank=1, size=2, backend="gloo")
+    with pytest.raises(UserError, match=r"rank 1: another rank stopped during a training step \(Connection closed by "
+                                        r"peer \[127.0.0.1\]:1234\); run the same command again") as err:
+        with world._peers("during a training step"):
+            raise RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:547] Connection closed by peer "
+                               "[127.0.0.1]:1234\nException raised from recvBytes")
+    assert "\n" not in str(err.value)
+
+
+def test_max_disk_counts_what_a_resumed_collection_holds_already(tmp_path: Path) -> None:
+    from pai_ros.sae.sizing import Estimate, check_fits
+
+    estimate = Estimate(frames=100, tokens_per_frame=10, d=8, dtype="float16")
+    check_fits(estimate, tmp_path, max_disk=estimate.bytes + 5_000)
+    with pytest.raises(UserError, match="besides the 10.0 kB collected before, more than --max-disk"):
+        check_fits(estimate, tmp_path, max_disk=estimate.bytes + 5_000, already=10_000)

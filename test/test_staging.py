@@ -9,7 +9,13 @@ import pytest
 
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.staging import output_directory, remove_all_staging_under, staged_directory, staged_file
+from pai_ros.staging import (
+    make_output_dir,
+    output_directory,
+    remove_all_staging_under,
+    staged_directory,
+    staged_file,
+)
 
 
 def _hidden(directory: Path) -> list[str]:
@@ -260,3 +266,10 @@ def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: P
     assert describe_os_error(OSError(errno.ENOSPC, "No space left on device")) == \
         "No space left on device (while writing an output)"
     assert describe_os_error(OSError(errno.EIO, "Input/output error")) == "Input/output error"  # maybe a read
+
+
+def test_an_output_below_a_file_is_said_as_such(tmp_path: Path) -> None:
+    # mkdir says only "File exists (afile)", which reads as if the output existed.
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match=r"cannot create the output directory .*afile/x/y: .*afile is a file"):
+        make_output_dir(tmp_path / "afile" / "x" / "y")

@@ -73,10 +73,12 @@ def _record(args: argparse.Namespace) -> int:
     from pai_ros.features.record import record_features
     from pai_ros.policy.loading import resolve_checkpoint_dir
     from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.distributed import refuse_torchrun
     from pai_ros.sae.model import check_dimensions, load_sae
     from pai_ros.sae.ood import load_calibration
     from pai_ros.staging import check_apart, output_directory
 
+    refuse_torchrun("pai features record")  # every rank would do all the work, writing the same files
     if args.top_n is not None and args.top_n < 1:
         from pai_ros.errors import UserError
         raise UserError(f"--top-n must be >= 1, got {args.top_n}")
@@ -150,8 +152,10 @@ def _effects(args: argparse.Namespace) -> int:
     from pai_ros.features.results import RECORD_FILE, ResultsDir, rank_correlation_text
     from pai_ros.jsonfile import read_json
     from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.distributed import refuse_torchrun
     from pai_ros.sae.model import check_dimensions, load_sae
 
+    refuse_torchrun("pai features effects")  # every rank would do all the work, writing the same files
     settings = EffectSettings(top_features=args.top_features, frames=args.frames, clamp_scale=args.clamp_scale,
                               batch_size=args.batch_size, horizon=args.horizon,
                               action_dims=None if args.action_dims is None else tuple(args.action_dims))

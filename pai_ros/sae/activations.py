@@ -118,7 +118,9 @@ class EpisodeShardWriter:
             tensors[key] = torch.from_numpy(np.concatenate([r[key] for r in self._rows]))
         name = f"{episode_stem(self.episode)}-part{len(self.parts):04d}.safetensors"
         with staged_file(self.directory / name) as tmp:
-            save_file(tensors, str(tmp))
+            # The episode in the header too: a shard copied under another episode's name is then told
+            # apart by its header alone (the check of a collection reads no rows).
+            save_file(tensors, str(tmp), metadata={"producer": "pai_ros", "episode": str(self.episode)})
         self.parts.append({"file": name, "rows": n})
         self._rows, self._buffered = [], 0
 
@@ -130,8 +132,15 @@ class EpisodeShardWriter:
         return manifest
 
 
-def complete_episodes(directory: Path) -> dict[int, dict[str, Any]]:
-    """Manifests of the episodes whose shards are all present."""
+def complete_episodes(directory: Path, d: int | None = None) -> dict[int, dict[str, Any]]:
+    """Manifests of the episodes whose shards are all there and are what the manifest says.
+
+    A part counts when its file is whole and its header agrees with the manifest: the rows it
+    lists, the collection's width ``d`` (when given: ``collect.json`` knows it) and, for shards
+    that record it, the episode. Anything else (a shard cut short, replaced by another of another
+    width, or copied from another episode) makes the episode incomplete: train leaves it out and
+    collect does it again, as its message says, rather than train stopping on it for good.
+    """
     done: dict[int, dict[str, Any]] = {}
     for path in sorted(directory.glob("episode_*.json")):
         m = _MANIFEST.match(path.name)
@@ -147,9 +156,23 @@ def complete_episodes(directory: Path) -> dict[int, dict[str, Any]]:
                 continue
         except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
             continue  # a damaged manifest: the episode is collected again
-        if all(shard_is_whole(directory / p["file"]) for p in parts):
-            done[int(m.group(1))] = manifest
+        episode = int(m.group(1))
+        if all(_part_fits(directory / p["file"], p["rows"], d, episode) for p in parts):
+            done[episode] = manifest
     return done
+
+
+def _part_fits(path: Path, rows: int, d: int | None, episode: int) -> bool:
+    header = _whole_header(path)
+    if header is None:
+        return False
+    try:
+        shape = list(header["activations"]["shape"])
+    except (KeyError, TypeError):
+        return False
+    recorded = (header.get("__metadata__") or {}).get("episode")
+    return (len(shape) == 2 and shape[0] == rows and (d is None or shape[1] == d)
+            and (recorded is None or recorded == str(episode)))
 
 
 def shard_is_whole(path: Path) -> bool:
@@ -159,23 +182,29 @@ def shard_is_whole(path: Path) -> bool:
     alone: collect skipped the episode and train then failed on it, with nothing to repair it.
     Reads only the header, so a check of thousands of shards stays cheap.
     """
+    return _whole_header(path) is not None
+
+
+def _whole_header(path: Path) -> dict[str, Any] | None:
+    """The safetensors header of ``path`` when the file is whole (:func:`shard_is_whole`), else None."""
     try:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
             if not 2 <= size <= 100 * 2**20:
-                return False
+                return None
             header = json.loads(f.read(size))
         end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-        return path.stat().st_size >= 8 + size + end
+        return header if path.stat().st_size >= 8 + size + end else None
     except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):  # a header of another shape
-        return False
+        return None
 
 
-def incomplete_episodes(directory: Path) -> list[int]:
-    """Episodes with a manifest whose shards are not all there (or whose manifest is damaged):
-    a collection that was stopped, or damaged after the fact. Collect finishes them; train leaves them out."""
+def incomplete_episodes(directory: Path, d: int | None = None) -> list[int]:
+    """Episodes with a manifest whose shards are not all there or not what it says (or whose manifest is
+    damaged): a collection that was stopped, or damaged after the fact. Collect finishes them; train
+    leaves them out."""
     started = {int(m.group(1)) for p in directory.glob("episode_*.json") if (m := _MANIFEST.match(p.name))}
-    return sorted(started - set(complete_episodes(directory)))
+    return sorted(started - set(complete_episodes(directory, d)))
 
 
 # ------------------------------------------------------------------------- reading
@@ -251,7 +280,7 @@ def read_collect_info(directory: Path) -> dict[str, Any]:
 
 def _read_collection(directory: Path) -> ActivationSet:
     info = read_collect_info(directory)
-    done = complete_episodes(directory)
+    done = complete_episodes(directory, int(info["d"]))
     if not done:
         raise UserError(f"{directory} has no complete episodes (run `pai sae collect` to finish it)")
     acts, meta = [], {k: [] for k in META_TENSORS}

@@ -149,9 +149,11 @@ def _pass(runner: PolicyRunner, loaded: LoadedSae | None, root: Path, episodes: 
     inputs = OUTPUT_ONLY
     layout = None
     info = read_info(root)
-    for e in episodes:
+    for i, e in enumerate(episodes):
+        # The episode's place in the pass in its bar's label: a pass over 100 episodes is otherwise
+        # 100 bars in turn with no word of how many are left.
         for frame, tick in run_episode(runner, root, e, info=info, transform=transform, progress=progress,
-                                       desc=f"{label} ep {e}", frame_stride=stride):
+                                       desc=f"{label} ep {e} ({i + 1}/{len(episodes)})", frame_stride=stride):
             if tick.capture is None or tick.capture.encoder_output is None:
                 raise RuntimeError("the runner did not capture the encoder output")
             tokens = tick.capture.encoder_output[0]

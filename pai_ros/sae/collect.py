@@ -99,6 +99,20 @@ def _frames(info: dict[str, Any], root: Path, episodes: list[int], stride: int) 
     return total
 
 
+def _holds_episodes(out: Path) -> bool:
+    """Any episode begun or done in ``out`` (a manifest or a shard)."""
+    return next(out.glob("episode_*"), None) is not None
+
+
+def _check_not_the_users(out: Path) -> None:
+    """Shards are written beside whatever ``out`` holds: refuse a non-empty directory that is no collection."""
+    if out.is_dir() and not (out / COLLECT_FILE).exists():
+        others = sorted(p.name for p in out.iterdir() if not p.name.startswith(("episode_", ".")))
+        if others:
+            raise UserError(f"{out} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}) "
+                            "and is not a `pai sae collect` directory: choose a new --output")
+
+
 def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list[int], out: Path,
                         settings: CollectSettings, *, progress: bool = True, max_disk: int | None = None,
                         world: World | None = None, report: Callable[[str], None] | None = None) -> CollectResult:
@@ -112,27 +126,36 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
     info = read_info(dataset_root)
     check_dataset_fits(runner, info, dataset_root)
     check_no_other_results(out, "SAE activations (pai sae collect)")
+    _check_not_the_users(out)
     make_output_dir(out)
     source = _source(runner, dataset_root, info)
     header = {"pai_ros_version": __version__, "source": source, "settings": settings.to_json(),
-              "d": source["dim_model"]}
+              "d": source["dim_model"], "episodes_requested": sorted(set(episodes))}
     existing = out / COLLECT_FILE
-    if existing.is_file():
+    # A collection.json beside no episode describes nothing (a first run stopped before its first
+    # episode: activations out of float16's range, Ctrl-C, a full disk): begun again with these settings.
+    if existing.is_file() and _holds_episodes(out):
         old = read_json(existing, "collection description", want_object=True)
         if isinstance(old.get("source"), dict) and "policy_id" not in old["source"]:
             header["source"].pop("policy_id")  # a collection from before policy ids: resumed as it was begun
         for key in ("source", "settings", "d"):
             if old.get(key) != header[key]:
-                raise UserError(f"{out} already holds activations collected with other {key} "
+                raise UserError(f"{out} already holds activations collected with a different {key} "
                                 f"({COLLECT_FILE}: {_differences(old.get(key), header[key])}); use a new "
                                 "--output directory, or the same policy and settings to resume")
         header["layout"] = old.get("layout")
+        # What train compares the collection with: every episode any run was asked for.
+        header["episodes_requested"] = sorted({*old.get("episodes_requested", []), *episodes})
     # Rank 0 decides what is left to do (an episode without its manifest, e.g. of a rank killed
     # mid-episode, is redone; its stale parts are overwritten) and every rank takes a stride.
-    done = complete_episodes(out) if world.is_main else {}
+    done = complete_episodes(out, header["d"]) if world.is_main else {}
     todo = world.broadcast_ints([e for e in episodes if e not in done] if world.is_main else None)
     skipped = [e for e in episodes if e not in set(todo)]
+    already = sum(f.stat().st_size for f in out.glob("episode_*") if f.is_file()) if world.is_main else 0
+    if world.is_main and header.get("layout") is not None:
+        write_json_atomic(existing, header)  # the episodes asked for, before any of them is done
     mine = todo[world.rank::world.size]
+    progress = progress and world.is_main  # one set of bars, not one per rank interleaved
     rows = 0
     dtype = DTYPES[settings.dtype]
     checked = False
@@ -155,7 +178,7 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
                                         header["d"], settings.dtype)
                     if report is not None and world.is_main:
                         report(f"estimate for {len(todo)} episode(s): {estimate.line()}")
-                    check_fits(estimate, out, max_disk)
+                    check_fits(estimate, out, max_disk, already=already)
                     checked = True
                 meta = token_metadata(cap.layout, selected)
                 if header.get("layout") is None:

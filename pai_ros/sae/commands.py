@@ -36,7 +36,9 @@ def _register_collect(inner: Sub) -> None:
         formatter_class=HelpFormatter,
         description="Run the policy over dataset episodes (a fresh forward pass per frame, as live) and store "
                     "every encoder output token with its metadata (episode, frame, token index, kind, camera "
-                    "row/col) in safetensors shards under OUTPUT. Resumable: finished episodes are skipped.")
+                    "row/col) in safetensors shards under OUTPUT. Resumable: finished episodes are skipped. "
+                    "Under torchrun (`torchrun --nproc-per-node N -m pai_ros.cli sae collect ...`) the ranks share "
+                    "the episodes; see the README's 'Large datasets, several GPUs, several machines'.")
     _common_policy(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
     p.add_argument("--output", type=Path, required=True, help="collection directory (created or resumed)")
@@ -73,7 +75,8 @@ def _register_train(inner: Sub) -> None:
     size.add_argument("--num-features", type=int, help="dictionary size F")
     size.add_argument("--expansion", type=int, default=8, help="F = expansion x d (when --num-features is not given)")
     p.add_argument("--steps", type=int, default=3000, help="optimiser steps (each --batch-size tokens)")
-    p.add_argument("--batch-size", type=int, default=1024, help="tokens per step")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="tokens per step, over all ranks under torchrun (then a multiple of their number)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3 topk/batchtopk, 3e-4 relu)")
     p.add_argument("--l1-coeff", type=float, default=1.0, help="ReLU: decoder-norm-weighted L1 coefficient")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order: the same seed, the same SAE")
@@ -123,6 +126,11 @@ def _register_calibrate(inner: Sub) -> None:
     p.set_defaults(handler=_calibrate)
 
 
+def _ranks_share(args: argparse.Namespace) -> dict:
+    """The arguments every torchrun rank must be started with (``--quiet`` may differ)."""
+    return {k: v for k, v in vars(args).items() if k not in ("handler", "quiet")}
+
+
 def _collect(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
@@ -130,13 +138,13 @@ def _collect(args: argparse.Namespace) -> int:
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
-    from pai_ros.sae.distributed import rank_device, world_from_env
+    from pai_ros.sae.distributed import rank_device, same_everywhere, world_from_env
     from pai_ros.sae.sizing import parse_size
     from pai_ros.staging import check_apart, output_directory
 
     world = world_from_env(args.device)
     try:
-        world.check_same({k: str(v) for k, v in vars(args).items() if k not in ("handler", "quiet")})
+        world.check_same(same_everywhere(_ranks_share(args), ("output", "dataset_root", "policy_path")))
         settings = CollectSettings(TokenSelection(tuple(k.strip() for k in args.kinds.split(",") if k.strip()),
                                                   args.cell_stride),
                                    args.frame_stride, args.shard_tokens, args.dtype)
@@ -152,24 +160,25 @@ def _collect(args: argparse.Namespace) -> int:
     finally:
         world.close()
     if world.is_main:
-        skipped = f", {len(result.episodes_skipped)} already complete" if result.episodes_skipped else ""
         ranks = f" on {world.size} ranks" if world.size > 1 else ""
-        print(f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s){skipped} into "
-              f"{args.output}{ranks}")
+        done = (f"collected {result.rows} tokens from {len(result.episodes_done)} episode(s) into {args.output}{ranks}"
+                if result.episodes_done else f"nothing to collect into {args.output}")
+        n_skipped = len(result.episodes_skipped)
+        print(done + (f" ({n_skipped} episode(s) were already complete)" if n_skipped else ""))
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.policy.loading import resolve_device
-    from pai_ros.sae.distributed import rank_device, world_from_env
+    from pai_ros.sae.distributed import rank_device, same_everywhere, world_from_env
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
 
     world = world_from_env(args.device)
     try:
         # Under torchrun every rank must train the same thing: refuse before any work if not.
-        world.check_same({k: str(v) for k, v in vars(args).items() if k not in ("handler", "quiet")})
+        world.check_same(same_everywhere(_ranks_share(args), ("activations", "output")))
         if args.eval_frames < 0:
             raise UserError(f"--eval-frames must be >= 0 (0 skips the action metric), got {args.eval_frames}")
         settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
@@ -205,8 +214,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.policy.over_dataset import check_dataset_fits
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import StateFit, calibrate, check_episodes_apart, summary_lines, write_calibration
+    from pai_ros.sae.distributed import refuse_torchrun
     from pai_ros.sae.model import check_dimensions, load_sae
 
+    refuse_torchrun("pai sae calibrate")  # every rank would do all the work, writing the same files
     if not (args.sigmas > 0 and math.isfinite(args.sigmas)):
         raise UserError(f"--sigmas must be a positive number, got {args.sigmas}")
     loaded = load_sae(args.sae)

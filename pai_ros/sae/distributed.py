@@ -16,7 +16,11 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,11 +59,12 @@ class World:
         import torch.distributed as dist
 
         dev = self._device()
-        for t in tensors:
-            moved = t.to(dev)
-            dist.all_reduce(moved)
-            if moved is not t:
-                t.copy_(moved)
+        with self._peers("while summing results"):
+            for t in tensors:
+                moved = t.to(dev)
+                dist.all_reduce(moved)
+                if moved is not t:
+                    t.copy_(moved)
 
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """Data-parallel step: every rank ends with the mean gradient (one flat all-reduce)."""
@@ -69,7 +74,8 @@ class World:
 
         grads = [p.grad for p in params if p.grad is not None]
         flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
+        with self._peers("during a training step"):
+            dist.all_reduce(flat)
         flat /= self.size
         at = 0
         for g in grads:
@@ -83,7 +89,8 @@ class World:
         import torch.distributed as dist
 
         counts = mask.to(torch.int32)
-        dist.all_reduce(counts)
+        with self._peers("during a training step"):
+            dist.all_reduce(counts)
         return counts > 0
 
     def broadcast_ints(self, values: list[int] | None) -> list[int]:
@@ -94,17 +101,31 @@ class World:
 
         dev = self._device()
         n = torch.tensor([len(values or []) if self.is_main else 0], dtype=torch.long, device=dev)
-        dist.broadcast(n, 0)
-        buf = torch.tensor(values if self.is_main else [0] * int(n), dtype=torch.long, device=dev)
-        if int(n):
-            dist.broadcast(buf, 0)
+        with self._peers("while sharing out the work"):
+            dist.broadcast(n, 0)
+            buf = torch.tensor(values if self.is_main else [0] * int(n), dtype=torch.long, device=dev)
+            if int(n):
+                dist.broadcast(buf, 0)
         return [int(v) for v in buf.cpu()]
 
     def barrier(self) -> None:
         if self.distributed:
             import torch.distributed as dist
 
-            dist.barrier()
+            with self._peers("while waiting for the other ranks"):
+                dist.barrier()
+
+    @contextmanager
+    def _peers(self, doing: str) -> Iterator[None]:
+        """A rank that died (killed, out of memory, its machine gone) shows in the others as an error
+        of the collective they wait in (gloo: "Connection closed by peer"): one line, not a traceback."""
+        try:
+            yield
+        except RuntimeError as exc:  # torch.distributed.DistBackendError and gloo's errors are RuntimeErrors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = re.sub(r"^\[[^\]]*\]\s*", "", first)[:160]  # not gloo's "[.../pair.cc:547]" source location
+            raise UserError(f"rank {self.rank}: another rank stopped {doing} ({detail}); run the same "
+                            "command again on every rank (collect resumes where it stopped)") from None
 
     def check_same(self, what: dict[str, Any]) -> None:
         """Refuse (one line, on every rank) when the ranks' ``what`` differ."""
@@ -115,13 +136,15 @@ class World:
         digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).digest()[:8]
         mine = torch.tensor([int.from_bytes(digest, "big", signed=True)], dtype=torch.long, device=self._device())
         every = [torch.zeros_like(mine) for _ in range(self.size)]
-        dist.all_gather(every, mine)
+        with self._peers("while comparing arguments"):
+            dist.all_gather(every, mine)
         values = [int(t) for t in every]
         if len(set(values)) > 1:
             differ = [r for r, v in enumerate(values) if v != values[0]]
             raise UserError(f"torchrun ranks were started with different arguments (rank(s) "
                             f"{', '.join(map(str, differ))} differ from rank 0); start every rank with the same "
-                            f"command")
+                            f"command (paths are compared as absolute paths: give them so, or start every rank "
+                            f"from the same directory)")
 
     def close(self) -> None:
         if self.distributed:
@@ -155,6 +178,30 @@ def world_from_env(device: str) -> World:
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=dt.timedelta(minutes=60))
     return World(rank, size, local, backend)
+
+
+def same_everywhere(arguments: dict[str, Any], paths: tuple[str, ...]) -> dict[str, str]:
+    """``arguments`` as :meth:`World.check_same` must compare them: the ``paths`` as absolute paths.
+
+    ``--output acts`` on two machines whose shells are in different directories names two
+    directories: compared as given, the ranks agreed and split one collection across both.
+    ``acts`` and ``/data/acts`` from ``/data`` are the same directory and agree. A path argument
+    that is no local path (a hub id for ``--policy-path``) is compared as given.
+    """
+    out = {}
+    for key, value in arguments.items():
+        if key in paths and value is not None and (key != "policy_path" or Path(value).exists()):
+            value = os.path.abspath(value)  # not resolve(): a mount reached through a link on one machine only
+        out[key] = str(value)
+    return out
+
+
+def refuse_torchrun(command: str) -> None:
+    """One line when ``command``, which runs in one process, was started by torchrun with several: every
+    rank would do all the work and write the same files at once."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UserError(f"{command} runs in one process: start it without torchrun (only `pai sae collect` and "
+                        "`pai sae train` use several)")
 
 
 def rank_device(device: str, world: World) -> str:

@@ -117,10 +117,10 @@ def open_shards(path: str | Path) -> ShardSet:
 
 def _open_collection(directory: Path) -> ShardSet:
     info = read_collect_info(directory)
-    done = complete_episodes(directory)
+    d = int(info["d"])
+    done = complete_episodes(directory, d)
     if not done:
         raise UserError(f"{directory} has no complete episodes (run `pai sae collect` to finish it)")
-    d = int(info["d"])
     shards: list[Shard] = []
     seen: dict[str, Path] = {}  # dtype -> first shard stored in it
     for episode in sorted(done):
@@ -137,7 +137,8 @@ def _open_collection(directory: Path) -> ShardSet:
                 raise UserError(f"{directory} mixes shard dtypes ({pa.name} is {FLOAT_DTYPES[a]}, {pb.name} is "
                                 f"{FLOAT_DTYPES[b]}): collect into one directory with one --dtype")
             shards.append(Shard(shard, shape[0], episode, d, FLOAT_DTYPES[dtype], offset))
-    return ShardSet(directory, shards, d, FLOAT_DTYPES[next(iter(seen))], info, incomplete_episodes(directory))
+    return ShardSet(directory, shards, d, FLOAT_DTYPES[next(iter(seen))], info,
+                    incomplete_episodes(directory, d))
 
 
 class RowReader:

@@ -62,13 +62,15 @@ class Estimate:
                 f"{self.d}: about {fmt_size(self.bytes)} on disk ({self.dtype})")
 
 
-def check_fits(estimate: Estimate, directory: Path, max_disk: int | None) -> None:
-    """Refuse (one line) when the estimate exceeds ``--max-disk`` or the free space at ``directory``."""
+def check_fits(estimate: Estimate, directory: Path, max_disk: int | None, *, already: int = 0) -> None:
+    """Refuse (one line) when the estimate exceeds the free space at ``directory``, or, with the
+    ``already`` bytes collected there before (a resumed collection), ``--max-disk``."""
     hint = "keep fewer tokens (--frame-stride, --cell-stride, --kinds, fewer --episode)" + (
         " or store --dtype float16" if BYTES_PER_VALUE[estimate.dtype] > 2 else "")  # not when it already is
-    if max_disk is not None and estimate.bytes > max_disk:
-        raise UserError(f"the collection would need about {fmt_size(estimate.bytes)} ({estimate.tokens:,} tokens), "
-                        f"more than --max-disk {fmt_size(max_disk)}: {hint}")
+    if max_disk is not None and estimate.bytes + already > max_disk:
+        before = f" besides the {fmt_size(already)} collected before" if already else ""
+        raise UserError(f"the collection would need about {fmt_size(estimate.bytes)} ({estimate.tokens:,} tokens)"
+                        f"{before}, more than --max-disk {fmt_size(max_disk)}: {hint}")
     probe = directory
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from pai_ros import __version__
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
@@ -23,7 +25,7 @@ from pai_ros.sae.shards import ShardSet, open_shards, read_frames
 from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
 from pai_ros.sae.train import TrainSettings
 from pai_ros.sae.train_stream import train_sae_streaming
-from pai_ros.staging import check_nothing_added, staged_directory, staging_path, write_manifest
+from pai_ros.staging import check_apart, check_nothing_added, staged_directory, staging_path, write_manifest
 
 METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
@@ -62,7 +64,7 @@ def _not_measured(why: str) -> dict[str, Any]:
 
 
 def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: StreamSplit, frames: int,
-                            device: str) -> dict[str, Any]:
+                            device: str, progress: bool = False) -> dict[str, Any]:
     """Splice the SAE into the policy on held-out frames (collections only; else why not).
 
     It runs after training, so a policy or dataset that is gone or changed since the collection
@@ -96,7 +98,8 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
             # or the same width and other weights): the metric would then be about another policy.
             check_policy_of_tokens(runner, sae.d_in, source, "the trained SAE")
             batches = [runner.preprocess(Observation(frame.images, frame.state, frame.env_state))
-                       for frame in iter_picked_frames(root, episodes, pick)]
+                       for frame in tqdm(iter_picked_frames(root, episodes, pick), total=len(pick), leave=False,
+                                         desc="action recovery frames", unit="frame", disable=not progress)]
         finally:
             runner.close()
     except UserError as exc:
@@ -106,6 +109,13 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
     out = action_recovery(loaded.policy, sae.to(loaded.device), batches)
     out["action_recovery_episodes"] = episodes
     return out
+
+
+def not_collected(data: ShardSet) -> list[int]:
+    """Episodes a collect run was asked for that are neither collected nor begun (a run stopped
+    before reaching them): training without them is allowed, but said."""
+    requested = (data.info or {}).get("episodes_requested") or []
+    return sorted(set(map(int, requested)) - set(data.episodes) - set(data.incomplete))
 
 
 def run_training(activations: Path, output: Path, settings: TrainSettings, *, overwrite: bool = False,
@@ -118,21 +128,27 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
     ``report`` hears what the user should know before training starts (episodes left out).
     """
     world = world or World()
+    check_apart(output, {"activations": activations})
     data = open_shards(activations)
     check_output(output, overwrite)
     if data.incomplete and report is not None and world.is_main:
         report(f"note: {activations} has {len(data.incomplete)} incomplete episode(s) ({_listed(data.incomplete)}: "
-               "a shard missing or cut short, or a damaged manifest), left out; `pai sae collect` with the same "
-               "arguments finishes them")
+               "a shard missing, cut short or not what its manifest says, or a damaged manifest), left out; "
+               "`pai sae collect` with the same arguments finishes them")
+    never = not_collected(data)
+    if never and report is not None and world.is_main:
+        report(f"note: {activations} lacks {len(never)} of the episodes collect was asked for ({_listed(never)}: "
+               "interrupted?); `pai sae collect` with the same arguments collects them")
     result = train_sae_streaming(data, settings, buffer_tokens=buffer_tokens, world=world, source=_source(data),
                                  progress=progress)
     metrics = result.metrics
     if world.is_main:
         with staged_directory(output) as partial:
-            metrics.update(measure_action_recovery(result.sae, data, result.split, eval_frames, settings.device))
+            metrics.update(measure_action_recovery(result.sae, data, result.split, eval_frames, settings.device,
+                                                   progress))
             sae_id = save_sae(result.sae.cpu(), partial)
             metrics.update({"sae_id": sae_id, "pai_ros_version": __version__, "d_in": data.d,
-                            "incomplete_episodes_left_out": data.incomplete,
+                            "incomplete_episodes_left_out": data.incomplete, "episodes_not_collected": never,
                             "d_sae": result.sae.d_sae, "architecture": settings.architecture})
             write_json_atomic(partial / METRICS_FILE, metrics_document(metrics, result.history))
             plot_training(result.history, metrics, partial / CURVES_FILE)

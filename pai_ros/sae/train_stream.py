@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from pai_ros.errors import UserError
 from pai_ros.sae.distributed import World
@@ -52,7 +53,8 @@ def train_sae_streaming(data: ShardSet, settings: TrainSettings, *, buffer_token
         stream.close()
     device = torch.device(settings.device)
     acc = ReconstructionAccumulator(fitted.sae, device)
-    for rows in iter_heldout(split, world.rank, world.size):
+    for rows in tqdm(iter_heldout(split, world.rank, world.size), desc="held-out metrics", unit="piece",
+                     disable=not (progress and world.is_main), leave=False):
         acc.add(rows.to(device))
     world.all_reduce_(acc.state())
     metrics = acc.result()
