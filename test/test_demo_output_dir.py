@@ -8,8 +8,6 @@ import pytest
 
 from pai_ros.errors import UserError
 
-pytestmark = pytest.mark.ros  # pai_ros.ros imports rclpy
-
 
 def test_overwrite_replaces_only_an_earlier_demo(tmp_path: Path) -> None:
     from pai_ros.demo.output_dir import DEMO_MARKER, REPORT_FILE, prepare_output_dir
@@ -74,6 +72,7 @@ def test_overwrite_keeps_the_feature_names_and_refuses_other_added_files(tmp_pat
     assert (out / "bag" / "my_notes.txt").read_text() == "mine" and (out / "report.json").is_file()
 
 
+@pytest.mark.ros  # pai_ros.ros imports rclpy
 def test_an_episode_the_demo_lacks_is_refused_before_the_output_exists(toy_assets, tmp_path: Path) -> None:
     """It used to leave a marked, empty output behind that the corrected rerun refused as unfinished."""
     from pai_ros.ros.demo import run_demo

@@ -139,6 +139,21 @@ def test_a_shard_unlike_its_manifest_leaves_its_episode_out_for_collect_to_redo(
     assert shards.episodes == [0] and shards.incomplete == [1]
 
 
+def test_a_collection_from_before_episode_headers_still_opens_whole(tmp_path: Path) -> None:
+    # Shards written before they recorded their episode, and a collect.json without
+    # episodes_requested: every episode complete, none left out, none said to be missing.
+    from safetensors.torch import load_file
+
+    from pai_ros.sae.train_output import not_collected
+
+    write_collection(tmp_path / "old", torch.randn(800, 8), episodes=2)
+    for shard in (tmp_path / "old").glob("*.safetensors"):
+        save_file(load_file(str(shard)), str(shard))  # no metadata, as before
+    shards = open_shards(tmp_path / "old")
+    assert shards.episodes == [0, 1] and shards.incomplete == [] and not_collected(shards) == []
+    assert sorted(complete_episodes(tmp_path / "old", 8)) == [0, 1]
+
+
 def test_mixed_dtypes_are_refused_in_one_line(tmp_path: Path) -> None:
     write_collection(tmp_path / "t", torch.randn(800, 8), episodes=2)
     writer = EpisodeShardWriter(tmp_path / "t", 1, 200, torch.float16)  # episode 1 again, stored as float16
@@ -261,6 +276,7 @@ def test_ranks_compare_paths_as_the_directories_they_name(tmp_path: Path, monkey
     # agreed and split one collection between them. `acts` and its absolute path are one directory.
     from pai_ros.sae.distributed import same_everywhere
 
+    tmp_path = tmp_path.resolve()  # the working directory is reported without links: compare like with like
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     given = {"output": "acts", "steps": 10, "policy_path": "lerobot/act_aloha"}
@@ -278,11 +294,15 @@ def test_a_rank_that_died_is_one_line_in_the_others() -> None:
 
     world = World(rank=1, size=2, backend="gloo")
     with pytest.raises(UserError, match=r"rank 1: another rank stopped during a training step \(Connection closed by "
-                                        r"peer \[127.0.0.1\]:1234\); run the same command again") as err:
+                                        r"peer \[127.0.0.1\]:1234\); see that rank's own error") as err:
         with world._peers("during a training step"):
             raise RuntimeError("[/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:547] Connection closed by peer "
                                "[127.0.0.1]:1234\nException raised from recvBytes")
     assert "\n" not in str(err.value)
+    # This rank's own failure (out of memory, a bug) is not blamed on another rank.
+    with pytest.raises(torch.OutOfMemoryError):
+        with world._peers("during a training step"):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
 def test_max_disk_counts_what_a_resumed_collection_holds_already(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ from pai_ros.staging import staged_file
 COLLECT_FILE = "collect.json"
 KIND_CODES = {LATENT: 0, STATE: 1, ENV_STATE: 2, CAMERA: 3}
 META_TENSORS = ("episode_index", "frame_index", "token_index", "token_kind", "camera_index", "row", "col")
-_MANIFEST = re.compile(r"^episode_(\d{6})\.json$")
+EPISODE_MANIFEST = re.compile(r"^episode_(\d{6})\.json$")
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def complete_episodes(directory: Path, d: int | None = None) -> dict[int, dict[s
     """
     done: dict[int, dict[str, Any]] = {}
     for path in sorted(directory.glob("episode_*.json")):
-        m = _MANIFEST.match(path.name)
+        m = EPISODE_MANIFEST.match(path.name)
         if not m:
             continue
         try:
@@ -168,10 +168,12 @@ def _part_fits(path: Path, rows: int, d: int | None, episode: int) -> bool:
         return False
     try:
         shape = list(header["activations"]["shape"])
+        # Each metadata tensor one value per row, or the shard cannot be read as its episode's.
+        meta_fits = all(list(header[key]["shape"]) == [rows] for key in META_TENSORS)
     except (KeyError, TypeError):
         return False
     recorded = (header.get("__metadata__") or {}).get("episode")
-    return (len(shape) == 2 and shape[0] == rows and (d is None or shape[1] == d)
+    return (meta_fits and len(shape) == 2 and shape[0] == rows and (d is None or shape[1] == d)
             and (recorded is None or recorded == str(episode)))
 
 
@@ -203,7 +205,7 @@ def incomplete_episodes(directory: Path, d: int | None = None) -> list[int]:
     """Episodes with a manifest whose shards are not all there or not what it says (or whose manifest is
     damaged): a collection that was stopped, or damaged after the fact. Collect finishes them; train
     leaves them out."""
-    started = {int(m.group(1)) for p in directory.glob("episode_*.json") if (m := _MANIFEST.match(p.name))}
+    started = {int(m.group(1)) for p in directory.glob("episode_*.json") if (m := EPISODE_MANIFEST.match(p.name))}
     return sorted(started - set(complete_episodes(directory, d)))
 
 

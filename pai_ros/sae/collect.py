@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from pai_ros import __version__
-from pai_ros.data.episodes import episode_length, read_info
+from pai_ros.data.episodes import episode_length, episode_stem, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.policy.loading import policy_fingerprint
@@ -28,6 +28,7 @@ from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.activations import (
     COLLECT_FILE,
+    EPISODE_MANIFEST,
     EpisodeShardWriter,
     TokenSelection,
     complete_episodes,
@@ -100,8 +101,16 @@ def _frames(info: dict[str, Any], root: Path, episodes: list[int], stride: int) 
 
 
 def _holds_episodes(out: Path) -> bool:
-    """Any episode begun or done in ``out`` (a manifest or a shard)."""
-    return next(out.glob("episode_*"), None) is not None
+    """Any episode finished in ``out`` (its manifest). Parts flushed before a run stopped, without
+    their manifest, hold nothing: the episode is redone and its writer deletes them first."""
+    return any(EPISODE_MANIFEST.match(p.name) for p in out.glob("episode_*.json"))
+
+
+def _bytes_of(out: Path, done: dict[int, dict[str, Any]]) -> int:
+    """What the complete episodes ``done`` take on disk (their parts and manifests)."""
+    files = [out / part["file"] for manifest in done.values() for part in manifest["parts"]]
+    files += [out / f"{episode_stem(e)}.json" for e in done]
+    return sum(f.stat().st_size for f in files if f.is_file())
 
 
 def _check_not_the_users(out: Path) -> None:
@@ -148,12 +157,15 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
         header["episodes_requested"] = sorted({*old.get("episodes_requested", []), *episodes})
     # Rank 0 decides what is left to do (an episode without its manifest, e.g. of a rank killed
     # mid-episode, is redone; its stale parts are overwritten) and every rank takes a stride.
+    # The bytes of the complete episodes count against --max-disk: measured before the broadcast
+    # (after it the other ranks start deleting the stale parts of episodes they redo) and shared,
+    # so that every rank refuses alike.
     done = complete_episodes(out, header["d"]) if world.is_main else {}
-    todo = world.broadcast_ints([e for e in episodes if e not in done] if world.is_main else None)
+    plan = world.broadcast_ints([_bytes_of(out, done), *(e for e in episodes if e not in done)]
+                                if world.is_main else None)
+    already, todo = plan[0], plan[1:]
     skipped = [e for e in episodes if e not in set(todo)]
-    already = sum(f.stat().st_size for f in out.glob("episode_*") if f.is_file()) if world.is_main else 0
-    if world.is_main and header.get("layout") is not None:
-        write_json_atomic(existing, header)  # the episodes asked for, before any of them is done
+    recorded = False  # collect.json written with this run's episodes_requested (once the estimate passed)
     mine = todo[world.rank::world.size]
     progress = progress and world.is_main  # one set of bars, not one per rank interleaved
     rows = 0
@@ -183,10 +195,14 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
                 meta = token_metadata(cap.layout, selected)
                 if header.get("layout") is None:
                     header["layout"] = cap.layout.to_json()
-                    write_json_atomic(existing, header)
                 elif header["layout"] != cap.layout.to_json():
                     raise UserError(f"episode {episode} gives a different token layout than the episodes "
                                     f"already in {out} (image sizes changed?)")
+                if not recorded:
+                    # Before the first shard: a run stopped from here on is one that train can say was
+                    # asked for episodes it never reached. Every rank writes the same file, atomically.
+                    write_json_atomic(existing, header)
+                    recorded = True
             tokens = cap.encoder_output[0, torch.from_numpy(selected).to(cap.encoder_output.device)]
             if dtype == torch.float16 and float(tokens.abs().max()) > FLOAT16_MAX:
                 raise UserError(f"episode {episode} frame {frame.frame_index}: activations exceed float16's range "
@@ -199,6 +215,6 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
     counts = torch.tensor([rows], dtype=torch.long)
     world.all_reduce_([counts])
     world.barrier()  # every rank's episodes are complete before rank 0 reports
-    if world.is_main and not existing.is_file():
+    if world.is_main and (not recorded or not existing.is_file()):
         write_json_atomic(existing, header)
     return CollectResult(out, todo, skipped, int(counts[0]))

@@ -27,6 +27,9 @@ import torch
 
 from pai_ros.errors import UserError
 
+# How gloo says that the other end of a collective is gone, when it does not raise a DistError.
+_PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out", "timed out")
+
 
 @dataclass
 class World:
@@ -59,12 +62,12 @@ class World:
         import torch.distributed as dist
 
         dev = self._device()
-        with self._peers("while summing results"):
-            for t in tensors:
-                moved = t.to(dev)
+        for t in tensors:
+            moved = t.to(dev)
+            with self._peers("while summing results"):
                 dist.all_reduce(moved)
-                if moved is not t:
-                    t.copy_(moved)
+            if moved is not t:
+                t.copy_(moved)
 
     def average_gradients(self, params: list[torch.nn.Parameter]) -> None:
         """Data-parallel step: every rank ends with the mean gradient (one flat all-reduce)."""
@@ -103,8 +106,9 @@ class World:
         n = torch.tensor([len(values or []) if self.is_main else 0], dtype=torch.long, device=dev)
         with self._peers("while sharing out the work"):
             dist.broadcast(n, 0)
-            buf = torch.tensor(values if self.is_main else [0] * int(n), dtype=torch.long, device=dev)
-            if int(n):
+        buf = torch.tensor(values if self.is_main else [0] * int(n), dtype=torch.long, device=dev)
+        if int(n):
+            with self._peers("while sharing out the work"):
                 dist.broadcast(buf, 0)
         return [int(v) for v in buf.cpu()]
 
@@ -117,15 +121,27 @@ class World:
 
     @contextmanager
     def _peers(self, doing: str) -> Iterator[None]:
-        """A rank that died (killed, out of memory, its machine gone) shows in the others as an error
-        of the collective they wait in (gloo: "Connection closed by peer"): one line, not a traceback."""
+        """Around one ``torch.distributed`` call: a rank that stopped (its own error, killed, out of
+        memory, its machine gone) shows in the others as an error of the collective they wait in
+        (gloo: "Connection closed by peer"). That is one line, not a traceback. Anything else (this
+        rank's own out-of-memory, a bug) goes on as it was raised.
+
+        With NCCL a dead peer usually shows as a hang until NCCL's watchdog aborts the process,
+        not as an exception: nothing here can turn that into a line.
+        """
+        import torch.distributed as dist
+
         try:
             yield
-        except RuntimeError as exc:  # torch.distributed.DistBackendError and gloo's errors are RuntimeErrors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        except RuntimeError as exc:
+            text = str(exc).strip()
+            if not (isinstance(exc, dist.DistError) or any(m in text for m in _PEER_GONE)):
+                raise
+            first = text.splitlines()[0] if text else type(exc).__name__
             detail = re.sub(r"^\[[^\]]*\]\s*", "", first)[:160]  # not gloo's "[.../pair.cc:547]" source location
-            raise UserError(f"rank {self.rank}: another rank stopped {doing} ({detail}); run the same "
-                            "command again on every rank (collect resumes where it stopped)") from None
+            raise UserError(f"rank {self.rank}: another rank stopped {doing} ({detail}); see that rank's own "
+                            "error, if it printed one, then run the same command again on every rank (collect "
+                            "resumes where it stopped)") from exc
 
     def check_same(self, what: dict[str, Any]) -> None:
         """Refuse (one line, on every rank) when the ranks' ``what`` differ."""
