@@ -410,7 +410,7 @@ def test_a_demo_output_directory_that_is_a_file_is_one_line(tmp_path: Path) -> N
     taken.write_text("mine")
     one_line_error(run_pai("demo", "--output-dir", str(taken), "--quiet"), f"the output directory {taken} is a file")
     one_line_error(run_pai("demo", "--output-dir", str(taken / "sub"), "--quiet"),
-                   f"cannot create the output directory {taken / 'sub'}: Not a directory")
+                   f"cannot create the output directory {taken / 'sub'}: {taken} is a file")
     assert taken.read_text() == "mine"
 
 
