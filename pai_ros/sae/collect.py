@@ -215,6 +215,6 @@ def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list
     counts = torch.tensor([rows], dtype=torch.long)
     world.all_reduce_([counts])
     world.barrier()  # every rank's episodes are complete before rank 0 reports
-    if world.is_main and (not recorded or not existing.is_file()):
+    if world.is_main and not recorded:  # no episode run here: the union of episodes asked for still lands
         write_json_atomic(existing, header)
     return CollectResult(out, todo, skipped, int(counts[0]))

@@ -170,13 +170,18 @@ class World:
                 dist.destroy_process_group()
 
 
+def _launched_size() -> int:
+    """How many processes torchrun started (``WORLD_SIZE``; 1 outside torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
 def world_from_env(device: str) -> World:
     """Join the torchrun process group when started by torchrun (``WORLD_SIZE`` > 1), else one process.
 
     ``device`` is the command's ``--device``: ``cuda`` puts rank ``LOCAL_RANK`` on GPU ``LOCAL_RANK``
     with NCCL; anything else uses gloo on CPU.
     """
-    size = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    size = _launched_size()
     if size <= 1:
         return World()
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -215,7 +220,7 @@ def same_everywhere(arguments: dict[str, Any], paths: tuple[str, ...]) -> dict[s
 def refuse_torchrun(command: str) -> None:
     """One line when ``command``, which runs in one process, was started by torchrun with several: every
     rank would do all the work and write the same files at once."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if _launched_size() > 1:
         raise UserError(f"{command} runs in one process: start it without torchrun (only `pai sae collect` and "
                         "`pai sae train` use several)")
 
