@@ -8,7 +8,8 @@ directory replaces it. Replacing renames the old output aside first and deletes 
 every moment either the old or the new output is complete at the final path (never neither,
 as with delete-then-rename), and a crash leaves at worst a stale ``.partial`` or ``.old``
 directory, which the next run writing the same output removes (when the process that left it
-is gone: :func:`remove_abandoned_staging`).
+is gone: :func:`remove_abandoned_staging`). A command that refused to replace the user's files
+before its work (:func:`check_replaceable`) also keeps those added while it ran (``keep_added``).
 
 Single files (JSON, safetensors, PNG) use :func:`staged_file`: written to a hidden
 ``.<name>.tmp-<pid>`` sibling and renamed over the final path, so a reader sees the old file
@@ -19,6 +20,7 @@ one-line error (:func:`output_directory`: and removes it again, while empty, if 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import glob
@@ -165,8 +167,7 @@ def check_nothing_added(output: Path, *, made_by: str, keep: tuple[str, ...] = (
     added = [f for f in unwritten_files(output) or []
              if f not in keep and not any(fnmatch.fnmatchcase(f, pattern) for pattern in derived)]
     if added:
-        listed = ", ".join(added[:3]) + (f" and {len(added) - 3} more" if len(added) > 3 else "")
-        raise UserError(f"output {output} holds file(s) that {made_by} did not write ({listed}); --overwrite "
+        raise UserError(f"output {output} holds file(s) that {made_by} did not write ({_listed(added)}); --overwrite "
                         "deletes only what it wrote: move them out first, or choose a new path")
 
 
@@ -216,11 +217,17 @@ def describe_os_error(exc: OSError) -> str:
     return f"{reason}: {exc.filename}"
 
 
-def swap_into_place(staged: Path, final: Path) -> None:
+def swap_into_place(staged: Path, final: Path, *, found: set[str] | None = None,
+                    discard: tuple[str, ...] = ()) -> None:
     """Move the finished ``staged`` directory to ``final``, replacing what was there.
 
     The old output is renamed aside, the new one renamed in, and only then is the old one
-    deleted: both renames are atomic on one filesystem.
+    deleted: both renames are atomic on one filesystem. With ``found`` (the files ``final`` held
+    when the work began), a file added to the old output since, and not by a pai command (its
+    manifest does not list it), is carried into the new output rather than deleted with the old:
+    a note dropped in during an hour-long conversion. ``discard`` (``fnmatch`` patterns) names
+    what belongs to the old output and goes with it (a calibration of the SAE being replaced).
+    An added file where the new output writes its own is refused, and the old output kept.
     """
     if not final.exists() and not final.is_symlink():
         os.replace(staged, final)
@@ -228,23 +235,67 @@ def swap_into_place(staged: Path, final: Path) -> None:
     old = staging_path(final, "old")
     _remove(old)
     os.replace(final, old)
+    carried: list[str] = []
     try:
+        for rel in _added_since(old, found, discard, staged, final):
+            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old / rel, staged / rel)
+            carried.append(rel)
         os.replace(staged, final)
     except BaseException:
-        os.replace(old, final)  # put the previous output back rather than leave nothing
+        for rel in carried:  # back where they were, and the previous output put back rather than nothing
+            with contextlib.suppress(OSError):
+                os.replace(staged / rel, old / rel)
+        os.replace(old, final)
         raise
     _remove(old)
 
 
+def _added_since(old: Path, found: set[str] | None, discard: tuple[str, ...], staged: Path, final: Path) -> list[str]:
+    """The files of ``old`` that are neither ``found``, nor a pai command's (another run of this one may have
+    swapped its output in meanwhile), nor ``discard``; one line if the new output has one of them too."""
+    if found is None or not old.is_dir():
+        return []
+    try:
+        written = set(map(str, json.loads((old / MANIFEST_FILE).read_text(encoding="utf-8"))))
+    except (OSError, ValueError, TypeError):
+        written = set()
+    added = [rel for rel in _files_under(old) if rel not in found and rel not in written
+             and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in discard)]
+    clashing = [rel for rel in added if _taken(staged, rel)]
+    if clashing:
+        raise UserError(f"{final} gained file(s) while this command ran ({_listed(clashing)}) where the new output "
+                        "writes its own; it was not replaced: move them out and run again")
+    return added
+
+
+def _taken(directory: Path, rel: str) -> bool:
+    """``directory / rel`` cannot be created: it exists, or a file stands where one of its folders would."""
+    target = directory / rel
+    if target.exists() or target.is_symlink():
+        return True
+    return any(p.exists() and not p.is_dir() for p in target.parents if p.is_relative_to(directory))
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 @contextmanager
-def staged_directory(final: Path, *, create: bool = True) -> Iterator[Path]:
+def staged_directory(final: Path, *, create: bool = True, keep_added: bool = False,
+                     discard: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a fresh staging path for ``final``; swap it in if the block succeeds.
 
     ``create=False`` yields the path without creating it, for writers that insist on making
     their directory themselves (LeRobot's dataset writer, ``shutil.copytree``). On any
     exception the staging directory is removed and ``final`` is left as it was.
+    ``keep_added``: a command that refused an output holding the user's files (:func:`check_replaceable`)
+    keeps those added while it ran, too (``discard`` excepted; see :func:`swap_into_place`).
     """
     final = Path(final)
+    found: set[str] | None = None
+    if keep_added:  # what the command checked before its work; anything else is added while it ran
+        found = set(_files_under(final)) if final.is_dir() else set()
     if final.exists() and Path.cwd().resolve().is_relative_to(final.resolve()):
         # Replacing it renames it aside, which the system refuses for the working directory (EBUSY).
         raise UserError(f"the output {final} is the current directory or contains it; choose another path")
@@ -256,7 +307,7 @@ def staged_directory(final: Path, *, create: bool = True) -> Iterator[Path]:
         staged.mkdir()
     try:
         yield staged
-        swap_into_place(staged, final)
+        swap_into_place(staged, final, found=found, discard=discard)
     finally:
         _remove(staged)
 

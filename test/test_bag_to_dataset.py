@@ -236,6 +236,26 @@ def test_an_existing_output_is_kept_unless_overwrite(converted, tmp_path: Path) 
     assert (done / "meta" / "info.json").is_file()
 
 
+def test_a_file_added_while_it_converts_is_kept(converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The output was checked before the conversion; one the user adds during it (hours, on real bags) is
+    # carried into the new dataset, not deleted with the old one.
+    from pai_ros.bags import to_dataset
+    from pai_ros.cli import main
+
+    bag, _ = converted
+    done = tmp_path / "done"
+    assert main(["bag2dataset", str(bag), "-o", str(done), *ARGS, "--quiet"]) == 0
+    finalize = to_dataset._EpisodeWriter.finalize
+
+    def _finalize_while_the_user_writes(self) -> None:
+        (done / "README.md").write_text("recorded on the left arm")
+        finalize(self)
+
+    monkeypatch.setattr(to_dataset._EpisodeWriter, "finalize", _finalize_while_the_user_writes)
+    assert main(["bag2dataset", str(bag), "-o", str(done), *ARGS, "--overwrite", "--quiet"]) == 0
+    assert (done / "README.md").read_text() == "recorded on the left arm" and (done / "meta" / "info.json").is_file()
+
+
 def test_the_tick_grid_is_exact_and_ends_at_the_last_message(tmp_path: Path) -> None:
     """Messages at exactly the dataset's rate: each frame holds the next one, none twice, none after the bag."""
     from pai_ros.data.episodes import iter_episode

@@ -416,7 +416,7 @@ def test_truncated_mcap_is_a_user_error_and_leaves_nothing(full_bag: Path, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag"]
 
 
-def test_existing_output(full_bag: Path, tmp_path: Path) -> None:
+def test_existing_output(full_bag: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "o"
     out.mkdir()
     bag_to_parquet(full_bag, out, progress=False, videos=False)  # an empty directory is fine
@@ -430,6 +430,22 @@ def test_existing_output(full_bag: Path, tmp_path: Path) -> None:
     assert (out / "my_notes.txt").read_text() == "mine"
     (out / "my_notes.txt").unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
+    # One added while the conversion runs (an hour, on a real bag) is carried into the new output, and
+    # stays the user's: not in its manifest, so the next --overwrite refuses it as above.
+    import pai_ros.bags.to_parquet as to_parquet
+    convert = to_parquet._convert
+
+    def _convert_while_the_user_adds_a_file(*args, **kwargs):
+        (out / "my_notes.txt").write_text("added during the run")
+        return convert(*args, **kwargs)
+
+    monkeypatch.setattr(to_parquet, "_convert", _convert_while_the_user_adds_a_file)
+    bag_to_parquet(full_bag, out, progress=False, overwrite=True)
+    monkeypatch.undo()
+    assert (out / "my_notes.txt").read_text() == "added during the run" and (out / "summary.json").exists()
+    with pytest.raises(UserError, match=r"holds file\(s\) that bag2parquet did not write \(my_notes.txt\)"):
+        bag_to_parquet(full_bag, out, progress=False, overwrite=True)
+    (out / "my_notes.txt").unlink()
     # --overwrite replaces only an earlier conversion: a directory of other files, or a file, stays.
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -177,6 +177,31 @@ def test_train_overwrite_replaces_only_what_train_and_calibrate_wrote(tmp_path) 
     assert set(json.loads((sae / ".pai_written.json").read_text())) == set(written)
 
 
+def test_train_overwrite_keeps_a_file_added_while_it_trained(tmp_path, monkeypatch) -> None:
+    # The checks above run before training; a note added during a long training is carried into the
+    # new SAE directory, while a calibration of the old SAE made meanwhile goes with the old SAE.
+    from pai_ros.sae import train_output
+    from pai_ros.sae.train import TrainSettings
+
+    path = tmp_path / "acts.safetensors"
+    save_file({"activations": torch.randn(300, 6)}, str(path))
+    sae = tmp_path / "s"
+    settings = TrainSettings(k=2, steps=10, batch_size=32)
+    train_output.run_training(path, sae, settings, progress=False)
+    measure = train_output.measure_action_recovery
+
+    def _measure_while_the_user_writes(*args, **kwargs):
+        (sae / "my_notes.txt").write_text("feature 3 looks at the gripper")
+        (sae / "ood.json").write_text("{}")  # `pai sae calibrate` on the old SAE, meanwhile
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(train_output, "measure_action_recovery", _measure_while_the_user_writes)
+    train_output.run_training(path, sae, settings, overwrite=True, progress=False)
+    assert (sae / "my_notes.txt").read_text() == "feature 3 looks at the gripper"
+    assert not (sae / "ood.json").exists() and (sae / "cfg.json").is_file()
+    assert "my_notes.txt" not in json.loads((sae / ".pai_written.json").read_text())
+
+
 def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline, tmp_path) -> None:
     # The action metric runs after training: a policy that is unnamed, not a policy any more, or
     # another width than the collection's costs that one figure (said, and why), never the SAE.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -249,6 +250,56 @@ def test_an_earlier_output_with_added_files_is_not_replaced(tmp_path: Path) -> N
     (out / ".pai_written.json").write_text("{damaged")  # can no longer tell what was added: nothing is deleted
     with pytest.raises(UserError, match=r"the list of the files written there, is damaged"):
         check_replaceable(out, True, **settings)
+
+
+def test_files_added_while_a_command_replaces_its_output_are_kept(tmp_path: Path) -> None:
+    from pai_ros.staging import MANIFEST_FILE, write_manifest
+
+    out = tmp_path / "tables"
+    out.mkdir()
+    (out / "summary.json").write_text("old")
+    (out / "old_only.parquet").write_text("old")
+    write_manifest(out)
+    with staged_directory(out, keep_added=True, discard=("ood*.json",)) as partial:
+        (partial / "summary.json").write_text("new")
+        # Meanwhile (an hour-long conversion): the user drops notes in; a calibration of the old output appears.
+        (out / "notes").mkdir()
+        (out / "notes" / "why.txt").write_text("mine")
+        (out / "ood.json").write_text("of the old output")
+        write_manifest(partial)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
+        [MANIFEST_FILE, "notes/why.txt", "summary.json"]
+    assert (out / "notes" / "why.txt").read_text() == "mine" and (out / "summary.json").read_text() == "new"
+    assert _hidden(tmp_path) == []
+    # Another run of the same command that swapped its output in meanwhile is replaced, not carried over
+    # (the user's files present at the start were refused by check_replaceable before the work: moved out):
+    shutil.rmtree(out / "notes")
+    with staged_directory(out, keep_added=True) as partial:
+        (partial / "summary.json").write_text("newest")
+        (out / "episode_2.parquet").write_text("the other run's")
+        (out / MANIFEST_FILE).write_text(json.dumps(["summary.json", "episode_2.parquet"]))  # that run's own
+    assert not (out / "episode_2.parquet").exists() and (out / "summary.json").read_text() == "newest"
+    # Without keep_added (commands that never checked for the user's files) the old output goes whole.
+    with staged_directory(out) as partial:
+        (partial / "summary.json").write_text("plain")
+        (out / "late.txt").write_text("added")
+    assert not (out / "late.txt").exists() and (out / "summary.json").read_text() == "plain"
+
+
+def test_a_file_added_where_the_new_output_writes_keeps_the_old_output(tmp_path: Path) -> None:
+    out = tmp_path / "sae"
+    out.mkdir()
+    (out / "cfg.json").write_text("old")
+    for added, new_file in (("metrics.json", "metrics.json"), ("plots/a.png", "plots")):
+        with pytest.raises(UserError, match=rf"{out} gained file\(s\) while this command ran \({added}\) where the "
+                                            r"new output writes its own; it was not replaced: move them out"):
+            with staged_directory(out, keep_added=True) as partial:
+                (partial / "cfg.json").write_text("new")
+                (partial / new_file).write_text("new")  # a file where the added one's folder would go, too
+                (out / added).parent.mkdir(exist_ok=True)
+                (out / added).write_text("mine")
+        assert (out / "cfg.json").read_text() == "old" and (out / added).read_text() == "mine"
+        assert _hidden(tmp_path) == []
 
 
 def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: Path) -> None:

@@ -367,7 +367,7 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
     frames = _Frames(mapping, sampling, summary.notes)
     max_age_ns = int(sampling.max_age_s * NS_PER_S)
     quiet_ffmpeg()
-    with staged_directory(output, create=False) as staged, quiet_hf_datasets():
+    with staged_directory(output, create=False, keep_added=True) as staged, quiet_hf_datasets():
         writer = _EpisodeWriter(staged, repo_id or f"local/{output.name}", sampling, task, summary)
         try:
             for bag, bag_sources in sources:

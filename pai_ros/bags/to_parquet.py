@@ -147,7 +147,7 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
     started = time.perf_counter()
     sources = find_sources(bag)
     _check_output(bag, out, overwrite)
-    with staged_directory(out) as partial:
+    with staged_directory(out, keep_added=True) as partial:
         summary = ConversionSummary(bag=str(bag), out=str(out))
         converter = _Converter(partial, summary, videos=videos, batch_rows=batch_rows)
         try:

@@ -143,7 +143,7 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
                                  progress=progress)
     metrics = result.metrics
     if world.is_main:
-        with staged_directory(output) as partial:
+        with staged_directory(output, keep_added=True, discard=CALIBRATION_FILES) as partial:
             metrics.update(measure_action_recovery(result.sae, data, result.split, eval_frames, settings.device,
                                                    progress))
             sae_id = save_sae(result.sae.cpu(), partial)
