@@ -6,7 +6,8 @@ namespace, so remapping and namespacing work as for the other pai_ros nodes).
 
 A thin adapter: it subscribes with ``raw=True`` (serialised CDR bytes, never deserialised) and
 hands every message with its receive time (node clock, ns) to
-:class:`pai_ros.bags.writer.BagWriter`, which owns the bag format.
+:class:`pai_ros.bags.writer.BagWriter`, which owns the bag format; its counters, status and
+closing summary are a :class:`pai_ros.bags.ledger.RecordingLedger`'s.
 
 Discovery: a timer polls the ROS graph every ``discovery_period_s``; each configured topic is
 subscribed as soon as it has a publisher, so topics that appear late are recorded from then
@@ -75,6 +76,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.signals import SignalHandlerOptions
 
 from pai_ros.bags.errors import BagWriteError
+from pai_ros.bags.ledger import ABSENT_AFTER_S, RecordingLedger, TopicTally
 from pai_ros.bags.writer import COMPRESSIONS, BagWriter
 from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
@@ -111,22 +113,15 @@ PARAMS = [
 ]
 DIAGNOSTICS_TOPIC = topics.DIAGNOSTICS
 STATUS_PERIOD_S = 1.0
-# A configured topic with no publisher this long after the start is said once: a typo in `topics`
-# would otherwise record nothing of it for the whole session and say so only at shutdown.
-ABSENT_AFTER_S = 5.0
 
 
 @dataclass
-class _Recorded:
-    """One subscribed topic and its counters."""
+class _Subscribed:
+    """One recorded topic: its counters (the ledger's) and its subscription."""
 
-    topic: str
-    msgtype: str
-    reliable: bool
+    tally: TopicTally
     subscription: Any = None
-    received: int = 0
-    failed: int = 0
-    matched: int = 0
+    matched: int = 0  # publishers matched at the last discovery round (a change is logged)
 
 
 def _message_class(msgtype: str) -> Any:
@@ -162,7 +157,7 @@ class RecorderNode(Node):
         if p["compression"] not in COMPRESSIONS:
             raise UserError(f"parameter 'compression' must be one of {', '.join(COMPRESSIONS)}, got {p['compression']!r}")
         self.queue_depth = int(p["queue_depth"])
-        self.wanted = {self._resolve(t) for t in [*p["topics"], *p["camera_topics"]] if t}
+        wanted = {self._resolve(t) for t in [*p["topics"], *p["camera_topics"]] if t}
         self.heatmaps = (re.compile("^" + re.escape(self._resolve("attention")) + r"/[^/]+/heatmap$")
                          if p["record_heatmaps"] else None)
         try:
@@ -171,22 +166,17 @@ class RecorderNode(Node):
         except OSError as exc:
             raise UserError(f"cannot create the bag {p['output']}: {exc.strerror or exc}") from None
         self.output = p["output"]
-        self.fatal: BagWriteError | None = None
+        self.ledger = RecordingLedger(self.output, wanted)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
                                               QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
         self.clock_watch = SimClockWatch(self, self.diag_pub)
         self.diag_listeners = 0
         period = float(p["flush_period_s"])
         self.flush_timer = self.create_timer(period, self._flush) if period > 0 else None
-        self.recorded: dict[str, _Recorded] = {}
-        self.refused: set[str] = set()
-        self._lock = threading.Lock()
-        self._started = time.monotonic()
-        self._absent_said = False
-        self.closed: tuple[Level, str] | None = None  # (level, summary) once the bag is closed: the last word
+        self.recorded: dict[str, _Subscribed] = {}
         self.timer = self.create_timer(float(p["discovery_period_s"]), self.discover)
         self.status_timer = self.create_timer(STATUS_PERIOD_S, self.publish_status)
-        what = sorted(self.wanted) + ([f"{self._resolve('attention')}/*/heatmap"] if self.heatmaps else [])
+        what = sorted(wanted) + ([f"{self._resolve('attention')}/*/heatmap"] if self.heatmaps else [])
         self.get_logger().info(f"recording to {self.output}: {', '.join(what)}")
         self.discover()
 
@@ -196,8 +186,13 @@ class RecorderNode(Node):
         # An invalid name could never be recorded: refuse it before a bag exists, like every bad parameter.
         return resolved_topic(self, name, "topics/camera_topics")
 
+    @property
+    def fatal(self) -> BagWriteError | None:
+        """The first write error (recording stopped for good), or None."""
+        return self.ledger.fatal
+
     def _wants(self, topic: str) -> bool:
-        return topic in self.wanted or bool(self.heatmaps and self.heatmaps.match(topic))
+        return topic in self.ledger.wanted or bool(self.heatmaps and self.heatmaps.match(topic))
 
     def _foreign_publishers(self, topic: str) -> list[Any]:
         """Publishers on ``topic`` other than this node (its own /diagnostics publisher)."""
@@ -207,42 +202,34 @@ class RecorderNode(Node):
     def discover(self) -> None:
         """Subscribe to configured topics that now have publishers; report new matches."""
         for topic, types in self.get_topic_names_and_types():
-            if topic in self.recorded or topic in self.refused or not self._wants(topic):
+            if self.ledger.known(topic) or not self._wants(topic):
                 continue
             publishers = self._foreign_publishers(topic)
             if not publishers:
                 continue  # only subscribers so far: the publishers' QoS is not known yet
             self._subscribe(topic, types, publishers)
-        if not self._absent_said and time.monotonic() - self._started > ABSENT_AFTER_S:
-            self._absent_said = True
-            absent = self.absent()
-            if absent:
-                self.get_logger().warning(
-                    f"no publisher on {', '.join(absent)} after {ABSENT_AFTER_S:g} s: nothing of it is recorded "
-                    "until one appears (a typo in topics? compare with `ros2 topic list`)")
+        absent = self.ledger.newly_absent()
+        if absent:
+            self.get_logger().warning(
+                f"no publisher on {', '.join(absent)} after {ABSENT_AFTER_S:g} s: nothing of it is recorded "
+                "until one appears (a typo in topics? compare with `ros2 topic list`)")
         # Who would hear about a write error (a monitor must be subscribed before the fault).
         listeners = self.diag_pub.get_subscription_count() - (DIAGNOSTICS_TOPIC in self.recorded)
         if listeners != self.diag_listeners:
             self.diag_listeners = listeners
             self.get_logger().info(f"{listeners} subscriber(s) for status reports on {DIAGNOSTICS_TOPIC}")
-        for rec in self.recorded.values():
-            count = rec.subscription.get_publisher_count() - (rec.topic == DIAGNOSTICS_TOPIC)
+        for topic, rec in self.recorded.items():
+            count = rec.subscription.get_publisher_count() - (topic == DIAGNOSTICS_TOPIC)
             if count != rec.matched:
                 rec.matched = count
-                self.get_logger().info(f"matched {count} publisher(s) on {rec.topic}")
-                if rec.reliable:
-                    for info in self._foreign_publishers(rec.topic):
+                self.get_logger().info(f"matched {count} publisher(s) on {topic}")
+                if rec.tally.reliable:
+                    for info in self._foreign_publishers(topic):
                         if info.qos_profile.reliability != ReliabilityPolicy.RELIABLE:
                             self.get_logger().warning(
-                                f"a best-effort publisher joined reliable-recorded {rec.topic}; its messages "
+                                f"a best-effort publisher joined reliable-recorded {topic}; its messages "
                                 "cannot be received (restart the recorder to record both)")
                             break
-
-    def absent(self) -> list[str]:
-        """Configured topics not recorded (no publisher yet), after the grace period."""
-        if time.monotonic() - self._started <= ABSENT_AFTER_S:
-            return []
-        return sorted(t for t in self.wanted if t not in self.recorded and t not in self.refused)
 
     def _subscribe(self, topic: str, types: list[str], publishers: list[Any]) -> None:
         msgtype = types[0]
@@ -252,7 +239,7 @@ class RecorderNode(Node):
             cls = _message_class(msgtype)
             self.writer.add_topic(topic, msgtype, [_to_bag_qos(i.qos_profile) for i in publishers])
         except (ImportError, AttributeError, ValueError, UserError) as exc:
-            self.refused.add(topic)
+            self.ledger.refuse(topic)
             self.get_logger().error(f"cannot record {topic} [{msgtype}]: {exc}")
             return
         reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in publishers)
@@ -260,30 +247,29 @@ class RecorderNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.queue_depth,
                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-        rec = _Recorded(topic, msgtype, reliable)
-        rec.subscription = self.create_subscription(cls, topic, lambda raw, rec=rec: self._on_message(rec, raw),
-                                                    qos, raw=True)
-        self.recorded[topic] = rec
+        tally = self.ledger.record(topic, msgtype, reliable)
+        subscription = self.create_subscription(cls, topic, lambda raw: self._on_message(tally, raw), qos, raw=True)
+        self.recorded[topic] = _Subscribed(tally, subscription)
         self.get_logger().info(f"subscribed to {topic} [{msgtype}] "
                                f"{'reliable' if reliable else 'best effort'}{', transient local' if latched else ''}")
 
     # ------------------------------------------------------------------ recording
 
-    def _on_message(self, rec: _Recorded, raw: bytes) -> None:
+    def _on_message(self, tally: TopicTally, raw: bytes) -> None:
         stamp = self.get_clock().now().nanoseconds
-        rec.received += 1
+        tally.received += 1
         if self.fatal is not None:
-            rec.failed += 1
+            tally.failed += 1
             return
         try:
-            self.writer.write(rec.topic, rec.msgtype, raw, stamp)
+            self.writer.write(tally.topic, tally.msgtype, raw, stamp)
         except BagWriteError as exc:  # disk full, I/O error: the bag is closed as far as possible
-            rec.failed += 1
+            tally.failed += 1
             self._on_write_error(exc)
         except Exception as exc:  # anything else: keep the node alive, count and report
-            rec.failed += 1
-            if rec.failed == 1:
-                self.get_logger().error(f"cannot write a message of {rec.topic}: {exc}")
+            tally.failed += 1
+            if tally.failed == 1:
+                self.get_logger().error(f"cannot write a message of {tally.topic}: {exc}")
 
     def _flush(self) -> None:
         try:
@@ -293,47 +279,25 @@ class RecorderNode(Node):
 
     def _on_write_error(self, exc: BagWriteError) -> None:
         """First write error: say so once (log and /diagnostics); main() then stops with status 1."""
-        if self.fatal is not None:
+        if not self.ledger.stop_for(exc):
             return
-        self.fatal = exc
         if self.flush_timer is not None:
             self.flush_timer.cancel()
         self.get_logger().error(str(exc))
         self.publish_status()
 
+    def _written(self) -> dict[str, int]:
+        # After a write error only what was flushed is in the bag (and `pai bag recover` reads it).
+        return self.writer.durable_counts if self.fatal is not None else self.writer.counts
+
     def status(self) -> tuple[Level, str, dict[str, str]]:
         """``(level, message, values)`` of the ``/diagnostics`` report (see the module docstring)."""
-        written = self.writer.durable_counts if self.fatal is not None else self.writer.counts
-        values = {"output": str(self.output), "messages_written": str(sum(written.values()))}
-        for topic in sorted(self.recorded):
-            rec = self.recorded[topic]
-            values[topic] = f"received {rec.received}, written {written.get(topic, 0)}"
-        if self.fatal is not None:
-            values.update(errno=str(self.fatal.errno), messages_on_disk=values["messages_written"])
-            return Level.ERROR, str(self.fatal), values
-        if self.closed is not None:
-            return *self.closed, values
-        problems = []
-        absent = self.absent()
-        if absent:
-            problems.append(f"no publisher on {', '.join(absent)}")
-        if self.refused:
-            problems.append(f"cannot record {', '.join(sorted(self.refused))} (see the log)")
-        failed = sorted(t for t, r in self.recorded.items() if r.failed)
-        if failed:
-            problems.append(f"messages not written on {', '.join(failed)} (see the log)")
-        recording = f"recording {values['messages_written']} messages on {len(self.recorded)} topic(s)"
-        if problems:
-            return Level.WARN, f"{recording}; {'; '.join(problems)}", values
-        return Level.OK, recording, values
+        return self.ledger.status(self._written())
 
     def publish_status(self) -> None:
         level, message, values = self.status()
         self.diag_pub.publish(diagnostic_array(status_name(self, "bag"), level, message, values, str(self.output),
                                                self.get_clock().now().to_msg()))
-
-    def total_received(self) -> int:
-        return sum(r.received for r in self.recorded.values())
 
     def drain(self, executor: SingleThreadedExecutor, quiet_rounds: int = 3, limit_s: float = 2.0) -> None:
         """Take what DDS already delivered: spin until nothing new arrives for a few rounds.
@@ -345,9 +309,9 @@ class RecorderNode(Node):
         self.status_timer.cancel()
         idle, deadline = 0, time.monotonic() + limit_s
         while idle < quiet_rounds and time.monotonic() < deadline:
-            before = self.total_received()
+            before = self.ledger.total_received()
             executor.spin_once(timeout_sec=0.05)
-            idle = idle + 1 if self.total_received() == before else 0
+            idle = idle + 1 if self.ledger.total_received() == before else 0
 
     def finish(self) -> bool:
         """Close the bag and log the per-topic summary; False if any message was lost here."""
@@ -356,34 +320,15 @@ class RecorderNode(Node):
                 self.writer.close()
             except BagWriteError as exc:  # e.g. the disk filled up while writing the summary
                 self._on_write_error(exc)
-        # After a write error only what was flushed is in the bag (and `pai bag recover` reads it).
-        written = self.writer.durable_counts if self.fatal is not None else self.writer.counts
-        what = "on disk" if self.fatal is not None else "written"
+        summary = self.ledger.summarise(self._written(), [f.name for f in self.writer.files])
         log = self.get_logger()
-        ok = self.fatal is None
-        for topic in sorted(self.recorded):
-            rec = self.recorded[topic]
-            n = written.get(topic, 0)
-            line = f"summary {topic} [{rec.msgtype}]: received {rec.received}, {what} {n}"
-            if n != rec.received:
-                ok = False
-                log.warning(f"{line} ({rec.received - n} not written)")
-            else:
+        for level, line in summary.lines:
+            # One call per severity: rclpy refuses a call site whose severity changes between calls.
+            if level == Level.OK:
                 log.info(line)
-        never = sorted(self.wanted - set(self.recorded) - self.refused)
-        for topic in never:
-            log.warning(f"summary {topic}: never published while recording; nothing recorded")
-        if self.fatal is not None:
-            log.warning(f"bag left unfinished: {self.output} ({sum(written.values())} messages on disk); "
-                        f"`pai bag recover {self.output}` writes them as a complete bag")
-            return ok
-        files = ", ".join(f.name for f in self.writer.files)
-        closed = f"bag closed: {self.output} ({sum(written.values())} messages on {len(written)} topics; {files})"
-        log.info(closed)
-        problems = ([] if ok else ["some messages received were not written (see the log)"]) + (
-            [f"never published: {', '.join(never)}"] if never else [])
-        self.closed = (Level.WARN, f"{closed}; {'; '.join(problems)}") if problems else (Level.OK, closed)
-        return ok
+            else:
+                log.warning(line)
+        return summary.ok
 
 
 def main(argv: list[str] | None = None) -> int:
