@@ -413,6 +413,28 @@ def test_calibration_with_training_episodes_fits_the_camera_state_score(pipeline
     assert "camera-state AUROC" in out
 
 
+def test_calibrating_on_the_saes_own_training_episodes_is_said(pipeline) -> None:
+    # The SAE reconstructs its training tokens better than new ones: a threshold fitted on them is too low
+    # (on the demo, half the held-out episodes' p99). The pipeline calibrates on episodes 0 and 1.
+    from pai_ros.data.episodes import episode_ranges
+    from pai_ros.sae.calibrate import sae_training_note
+    from pai_ros.sae.model import load_sae
+
+    assert episode_ranges([9, 0, 1, 2, 3, 7, 10, 3]) == "0-3, 7, 9-10"
+
+    metrics = json.loads((pipeline["sae"] / "metrics.json").read_text())
+    assert metrics["split"] == "episode" and metrics["heldout_episodes"] == [2]
+    assert metrics["training_episodes"] == [0, 1]
+    note = ("2 of the 2 calibration episodes (0-1) are among those the SAE was trained on: it reconstructs them "
+            "better than new data, so this threshold is lower than it should be and flags more ordinary frames than "
+            "its target; calibrate on episodes it did not see (it held out 2)")
+    assert f"note: {note}" in pipeline["calibrate_stdout"]
+    assert json.loads((pipeline["sae"] / "ood.json").read_text())["sae_training_note"] == note
+    loaded = load_sae(pipeline["sae"])
+    assert sae_training_note(loaded, pipeline["root"], [2]) is None  # held out: nothing to say
+    assert sae_training_note(loaded, pipeline["work"], [0, 1]) is None  # another dataset's episodes 0 and 1
+
+
 def test_calibrate_help_states_the_fit_frame_limit_the_code_uses() -> None:
     """--help names the limit without importing torch; it must stay the one the fit applies."""
     from pai_ros.sae.camera_state import MAX_FIT_FRAMES

@@ -153,6 +153,17 @@ def value_names(feature: dict[str, Any] | None, prefix: str) -> list[str]:
     return [f"{prefix}_{i}" for i in range(size)]
 
 
+def episode_ranges(episodes: list[int]) -> str:
+    """Episode numbers as a reader scans them: ``[0, 1, 2, 3, 7, 9, 10]`` -> ``"0-3, 7, 9-10"``."""
+    runs: list[list[int]] = []
+    for e in sorted(set(episodes)):
+        if runs and e == runs[-1][1] + 1:
+            runs[-1][1] = e
+        else:
+            runs.append([e, e])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
 def pick_evenly(count: int, most: int) -> list[int]:
     """Up to ``most`` of the positions ``0..count-1``, evenly spaced, first and last included (all of
     them when there are no more than ``most``): how a subsample still spans what it stands for."""

@@ -50,6 +50,7 @@ ARCHITECTURES = ("topk", "relu", "batchtopk")
 K_ARCHITECTURES = ("topk", "batchtopk")  # those with a k and unit-norm decoder rows
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+METRICS_FILE = "metrics.json"  # what `pai sae train` measured, and the episodes it trained on
 WEIGHT_SHAPES = {"W_enc": ("d_in", "d_sae"), "W_dec": ("d_sae", "d_in"), "b_enc": ("d_sae",), "b_dec": ("d_in",)}
 FORMAT_VERSION = 1
 

@@ -19,7 +19,7 @@ from pai_ros.jsonfile import write_json_atomic
 from pai_ros.sae.calibrate import CALIBRATION_FILES
 from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import action_recovery
-from pai_ros.sae.model import CFG_FILE, SparseAutoencoder, check_policy_of_tokens, save_sae
+from pai_ros.sae.model import CFG_FILE, METRICS_FILE, SparseAutoencoder, check_policy_of_tokens, save_sae
 from pai_ros.sae.plots import plot_training
 from pai_ros.sae.shards import ShardSet, open_shards, read_frames
 from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
@@ -27,7 +27,6 @@ from pai_ros.sae.train import TrainSettings
 from pai_ros.sae.train_stream import train_sae_streaming
 from pai_ros.staging import check_apart, check_nothing_added, staged_directory, staging_path, write_manifest
 
-METRICS_FILE = "metrics.json"
 CURVES_FILE = "training_curves.png"
 
 
@@ -148,6 +147,7 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
                                                    progress))
             sae_id = save_sae(result.sae.cpu(), partial)
             metrics.update({"sae_id": sae_id, "pai_ros_version": __version__, "d_in": data.d,
+                            "training_episodes": training_episodes(data, result.split),
                             "incomplete_episodes_left_out": data.incomplete, "episodes_not_collected": never,
                             "d_sae": result.sae.d_sae, "architecture": settings.architecture})
             write_json_atomic(partial / METRICS_FILE, metrics_document(metrics, result.history))
@@ -155,6 +155,14 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
             write_manifest(partial)  # last: what --overwrite may replace later
     world.barrier()
     return output, metrics
+
+
+def training_episodes(data: ShardSet, split: StreamSplit) -> list[int]:
+    """The collection's episodes whose tokens the SAE learned from (all of them with a row split: part of
+    each episode's rows), for ``pai sae calibrate`` to tell a calibration on them from one on new data."""
+    if split.by == "episode":
+        return sorted(set(data.episodes) - set(split.heldout_episodes))
+    return sorted(data.episodes)
 
 
 def metrics_document(metrics: dict, history: dict) -> dict:
