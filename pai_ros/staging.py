@@ -331,8 +331,33 @@ def staged_file(final: Path) -> Iterator[Path]:
         # umask gives new files, or a policy node running as another user cannot read the SAE.
         os.chmod(tmp, _NEW_FILE_MODE)
         os.replace(tmp, final)
+    except Exception as exc:
+        named = _naming(exc, tmp)
+        if named is None:
+            raise
+        raise named from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _naming(exc: Exception, tmp: Path) -> OSError | None:
+    """A system error from a writer that names no file, as an :class:`OSError` naming ``tmp`` (which
+    :func:`describe_os_error` says as the output it stands for: a shard among thousands); None for others.
+
+    Python's own writes on a full disk name no file, and safetensors raises its own error type with
+    the system's error number only in its text ("I/O error: No space left on device (os error 28)"):
+    uncaught, that was a traceback for a full disk.
+    """
+    if isinstance(exc, OSError):
+        return None if exc.filename or exc.errno is None else OSError(exc.errno, exc.strerror or str(exc), str(tmp))
+    found = _RUST_OS_ERROR.search(str(exc))
+    if found is None:
+        return None
+    number = int(found.group(1))
+    return OSError(number, os.strerror(number), str(tmp))
 
 
 def _umask() -> int:

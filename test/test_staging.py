@@ -317,6 +317,31 @@ def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: P
     assert describe_os_error(OSError(errno.ENOSPC, "No space left on device")) == \
         "No space left on device (while writing an output)"
     assert describe_os_error(OSError(errno.EIO, "Input/output error")) == "Input/output error"  # maybe a read
+    shard = tmp_path / "acts" / "episode_000003_part0001.safetensors"
+    shard.parent.mkdir()
+    with pytest.raises(OSError) as raised:
+        with staged_file(shard):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as safetensors' writer says it: no file
+    assert describe_os_error(raised.value) == f"cannot write the output {shard}: No space left on device"
+    assert list(shard.parent.iterdir()) == []
+    # safetensors says a full disk in its own error type, the number in its text only (was a traceback).
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    full = tmp_path / "full"
+    full.mkdir()
+    with pytest.raises(OSError) as raised:
+        with staged_file(full / "sae_weights.safetensors") as tmp:
+            save_file({"w": torch.zeros(4)}, str(tmp))
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert raised.value.errno == errno.ENOSPC
+    assert describe_os_error(raised.value) == \
+        f"cannot write the output {full / 'sae_weights.safetensors'}: No space left on device"
+    assert list(full.iterdir()) == []
+    with pytest.raises(ValueError, match="not a system error"):  # anything else goes on as raised
+        with staged_file(full / "x.json"):
+            raise ValueError("not a system error")
 
 
 def test_an_output_below_a_file_is_said_as_such(tmp_path: Path) -> None:
