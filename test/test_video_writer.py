@@ -43,3 +43,27 @@ def test_times_must_increase_and_cannot_start_halfway(tmp_path: Path) -> None:
         w.write(_frame(0))
         with pytest.raises(ValueError, match="every frame its time or none"):
             w.write(_frame(1), at_s=1.0)
+
+
+def test_a_full_disk_is_an_os_error_not_a_crash(tmp_path: Path) -> None:
+    # PyAV crashed the process (SIGSEGV, no message) when the writer flushed its encoder into a file whose
+    # last write had failed: a full disk under every attention video, bag conversion and demo. /dev/full
+    # fails every write with ENOSPC; a subprocess, so that a crash fails this test instead of pytest.
+    import subprocess
+    import sys
+
+    target = tmp_path / "video.mp4"
+    target.symlink_to("/dev/full")
+    script = f"""
+import errno, numpy as np
+from pai_ros.media.video import Mp4Writer
+try:
+    with Mp4Writer({str(target)!r}, fps=15) as w:
+        for i in range(100):
+            w.write(np.random.default_rng(i).integers(0, 255, (240, 320, 3), dtype=np.uint8))
+except OSError as exc:
+    print("raised", exc.errno == errno.ENOSPC, exc.filename)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == f"raised True {target}"

@@ -49,6 +49,7 @@ class Mp4Writer:
         self._size: tuple[int, int] | None = None
         self._first_s: float | None = None
         self._last_pts = -1
+        self._failed = False  # a mux raised (a full disk): muxing again would crash PyAV (SIGSEGV)
         self.frames = 0
 
     def write(self, rgb: np.ndarray, at_s: float | None = None) -> None:
@@ -82,18 +83,32 @@ class Mp4Writer:
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts, frame.time_base = pts, TIME_BASE
         self._last_pts = pts
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        self._mux(self._stream.encode(frame))
         self.frames += 1
 
+    def _mux(self, packets: list) -> None:
+        if self._failed:
+            raise OSError(f"{self.path}: an earlier write failed")
+        try:
+            for packet in packets:
+                self._container.mux(packet)
+        except BaseException:
+            self._failed = True
+            raise
+
     def close(self) -> None:
+        """Flush and finish the file; after a failed write only release it (the file is not whole)."""
         if self._container is None:
             return
-        if self._size is not None:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
-        self._container.close()
-        self._container = None
+        try:
+            if self._size is not None and not self._failed:
+                self._mux(self._stream.encode(None))
+        finally:
+            # PyAV crashed (SIGSEGV) when the encoder was flushed into a container whose last mux
+            # had failed (a full disk: every attention video, bag conversion and demo); closing
+            # it without muxing again is safe.
+            container, self._container = self._container, None
+            container.close()
 
     def __enter__(self) -> Mp4Writer:
         return self
