@@ -93,6 +93,9 @@ def check_apart(output: Path, inputs: dict[str, Path | str | None]) -> None:
 
 #: A staging sibling's name (:func:`staging_path`): ``.<final name>.<tag>-<pid>``.
 _STAGING_NAME = re.compile(r"\.(.+)\.(?:partial|old|tmp|probe)-\d+")
+# A system error number in the text of an error that is not an OSError (safetensors' Rust writer).
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # errors that only a write gives
 
 #: Written last into a finished output: every file the command wrote (relative POSIX paths).
 MANIFEST_FILE = ".pai_written.json"
@@ -207,7 +210,7 @@ def describe_os_error(exc: OSError) -> str:
     said as the output it stands for, and an error without a path (a full disk during a write) says so."""
     reason = exc.strerror or str(exc)
     if not exc.filename:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        full = exc.errno in _FULL
         return f"{reason} (while writing an output)" if full else reason
     parts = Path(str(exc.filename)).parts
     for i, part in enumerate(parts):
@@ -308,6 +311,12 @@ def staged_directory(final: Path, *, create: bool = True, keep_added: bool = Fal
     try:
         yield staged
         swap_into_place(staged, final, found=found, discard=discard)
+    except Exception as exc:
+        # Only a full disk is surely about this output: another error without a file may be an input's.
+        named = _naming(exc, staged, _FULL)
+        if named is None:
+            raise
+        raise named from exc
     finally:
         _remove(staged)
 
@@ -340,24 +349,23 @@ def staged_file(final: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+def _naming(exc: Exception, staged: Path, errnos: tuple[int, ...] | None = None) -> OSError | None:
+    """A system error from a writer that names no file, as an :class:`OSError` naming ``staged`` (which
+    :func:`describe_os_error` says as the output it stands for: a shard among thousands); None for others
+    and, with ``errnos``, for other error numbers.
 
-
-def _naming(exc: Exception, tmp: Path) -> OSError | None:
-    """A system error from a writer that names no file, as an :class:`OSError` naming ``tmp`` (which
-    :func:`describe_os_error` says as the output it stands for: a shard among thousands); None for others.
-
-    Python's own writes on a full disk name no file, and safetensors raises its own error type with
-    the system's error number only in its text ("I/O error: No space left on device (os error 28)"):
-    uncaught, that was a traceback for a full disk.
+    Python's and pyarrow's writes on a full disk name no file, and safetensors raises its own error
+    type with the system's error number only in its text ("I/O error: No space left on device (os
+    error 28)"): uncaught, that was a traceback for a full disk.
     """
     if isinstance(exc, OSError):
-        return None if exc.filename or exc.errno is None else OSError(exc.errno, exc.strerror or str(exc), str(tmp))
-    found = _RUST_OS_ERROR.search(str(exc))
-    if found is None:
+        number = None if exc.filename else exc.errno
+    else:
+        found = _RUST_OS_ERROR.search(str(exc))
+        number = int(found.group(1)) if found else None
+    if number is None or (errnos is not None and number not in errnos):
         return None
-    number = int(found.group(1))
-    return OSError(number, os.strerror(number), str(tmp))
+    return OSError(number, os.strerror(number), str(staged))
 
 
 def _umask() -> int:

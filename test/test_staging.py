@@ -339,6 +339,15 @@ def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: P
     assert describe_os_error(raised.value) == \
         f"cannot write the output {full / 'sae_weights.safetensors'}: No space left on device"
     assert list(full.iterdir()) == []
+    # pyarrow's writers on a full disk name no file either: said as the output directory being written.
+    with pytest.raises(OSError) as raised:
+        with staged_directory(tmp_path / "tables"):
+            raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+    assert describe_os_error(raised.value) == f"cannot write the output {tmp_path / 'tables'}: No space left on device"
+    with pytest.raises(OSError) as raised:  # another error without a file may be about an input: as raised
+        with staged_directory(tmp_path / "tables"):
+            raise OSError(errno.EIO, "Input/output error")
+    assert raised.value.filename is None and not (tmp_path / "tables").exists()
     with pytest.raises(ValueError, match="not a system error"):  # anything else goes on as raised
         with staged_file(full / "x.json"):
             raise ValueError("not a system error")
