@@ -267,6 +267,23 @@ def test_the_tick_grid_is_exact_and_ends_at_the_last_message(tmp_path: Path) -> 
     assert times == pytest.approx([i / 15 for i in range(30)], abs=1e-6)
 
 
+def test_one_topic_may_feed_two_inputs(tmp_path: Path) -> None:
+    """A teleoperated arm's joint states as both state and action, one camera as two inputs: every input gets
+    each message (the second used to overwrite the first, which then 'never arrived')."""
+    from pai_ros.data.episodes import iter_episode
+
+    bag = _write_bag(tmp_path / "bag", seconds=2.0)
+    args = [a if a != "wrist:/so101/wrist/image_raw/compressed" else "wrist:/so101/front/image_raw" for a in ARGS]
+    res = run_pai("bag2dataset", str(bag), "-o", str(tmp_path / "ds"), *args, "--action-topic", "/joint_states",
+                  "--action-names", "x", "y", "gripper")
+    assert res.returncode == 0, res.stderr
+    frames = list(iter_episode(tmp_path / "ds", 0))
+    assert len(frames) >= 25
+    for frame in frames:
+        assert np.allclose(frame.action, frame.state)
+        assert np.array_equal(frame.images["front"], frame.images["wrist"])
+
+
 def test_what_is_left_out_is_said(tmp_path: Path) -> None:
     """Ticks before every input has had a message, and a receive clock that jumps by decades."""
     bag = _write_bag(tmp_path / "late", seconds=2.0, joint_start_s=0.5)

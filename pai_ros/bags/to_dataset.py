@@ -181,7 +181,10 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
     """
     from pai_ros.bags.typestore import typestore
 
-    key_of = {c.id: k for k, c in wanted.items()}
+    keys_of: dict[int, list[str]] = {}  # one topic may feed several inputs (state and action from /joint_states)
+    for key, conn in wanted.items():
+        keys_of.setdefault(conn.id, []).append(key)
+    connections = {conn.id: conn for conn in wanted.values()}
     latest: dict[str, _Latest] = {}
     start: int | None = None
     first_ns: int | None = None
@@ -192,7 +195,7 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
     def tick(i: int) -> int:
         return start + (i * NS_PER_S) // fps
 
-    for conn, recv_ns, msg in read_messages(reader, list(wanted.values()), store, bag):
+    for conn, recv_ns, msg in read_messages(reader, list(connections.values()), store, bag):
         while start is not None and tick(k) < recv_ns:
             if tick(k) - max(item.recv_ns for item in latest.values()) > max_age_ns:
                 n = ticks_before(recv_ns, start, fps, k)
@@ -201,14 +204,15 @@ def _ticks(reader: Any, bag: Path, wanted: dict[str, Any], fps: int, max_age_ns:
             else:
                 yield tick(k), latest, 1
                 k += 1
-        latest[key_of[conn.id]] = _Latest(recv_ns, msg, conn.msgtype)
+        for key in keys_of[conn.id]:
+            latest[key] = _Latest(recv_ns, msg, conn.msgtype)
         first_ns = recv_ns if first_ns is None else first_ns
         last_ns = recv_ns
         if start is None and len(latest) == len(wanted):
             start = recv_ns
             waited = ((recv_ns - first_ns) * fps) // NS_PER_S
             if waited:
-                summary.left_out(f"before the first message on {wanted[key_of[conn.id]].topic}", waited)
+                summary.left_out(f"before the first message on {conn.topic}", waited)
         progress_bar.update()
     while start is not None and tick(k) <= last_ns:
         yield tick(k), latest, 1
@@ -375,7 +379,7 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
                     reader = open_reader(source, bag)
                     try:
                         wanted = _connections(reader, bag, mapping)
-                        total = sum(c.msgcount for c in wanted.values())
+                        total = sum(c.msgcount for c in {c.id: c for c in wanted.values()}.values())
                         with tqdm(total=total, unit="msg", desc=f"bag2dataset {bag.name}", disable=not progress,
                                   leave=False) as bar:
                             for tick_ns, latest, count in _ticks(reader, bag, wanted, sampling.fps, max_age_ns,
