@@ -81,9 +81,11 @@ def test_video_colours_are_rgb_not_bgr(cross_attention_run: Path, tiny_dataset) 
                                     "integrated_gradients"])
 def test_other_methods_write_the_same_schema(method: str, tiny_dataset, tiny_act, tmp_path: Path) -> None:
     root, _ = tiny_dataset
+    # Each method's own options (another's is refused: test_bad_inputs_are_one_line_and_leave_no_output).
+    own = {"integrated_gradients": ["--queries", "executed", "--ig-steps", "4"], "rollout": ["--queries", "executed"]}
     res = run_pai("attention", "--dataset-root", str(root), "--episode", "1", "--policy-path", str(tiny_act),
-                  "--output-dir", str(tmp_path), "--method", method, "--queries", "executed", "--mode", "replan",
-                  "--no-videos", "--ig-steps", "4", "--quiet")
+                  "--output-dir", str(tmp_path), "--method", method, "--mode", "replan", "--no-videos", "--quiet",
+                  *own.get(method, ["--relevance-target", "first"]))
     assert res.returncode == 0, res.stderr
     table = pq.read_table(tmp_path / "episode_000001" / "attention.parquet")
     assert set(table.column("method").to_pylist()) == {method}
@@ -108,7 +110,19 @@ def test_bad_inputs_are_one_line_and_leave_no_output(tiny_dataset, tiny_act, tmp
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--method", "gradcam"], "unknown method 'gradcam' (choose from cross_attention, rollout, relevance"),
         (["--method", "relevance", "--relevance-target", "last"], "relevance target 'last' is not one of"),
+        # An option the method would ignore is refused, not dropped: the run would explain something else.
+        (["--method", "input_gradient", "--queries", "3"], "--queries does not apply: input_gradient explains "
+                                                           "--relevance-target"),
+        (["--relevance-target", "first"], "--relevance-target does not apply: cross_attention explains --queries"),
+        (["--ig-steps", "5", "--ig-baseline", "black"], "--ig-steps and --ig-baseline do not apply: for --method "
+                                                        "integrated_gradients only (the method is cross_attention)"),
+        (["--faithfulness-steps", "4"], "--faithfulness-steps does not apply: for --faithfulness only"),
+        (["--faithfulness", "--method", "rollout"], "--method does not apply: --faithfulness compares"),
+        (["--faithfulness", "--faithfulness-methods", "random", "--ig-steps", "3"],
+         "--ig-steps does not apply: integrated_gradients is not among --faithfulness-methods"),
+        (["--output-dir", str(tmp_path / "afile")], f"the output directory {tmp_path / 'afile'} is a file"),
     ]
+    (tmp_path / "afile").write_text("mine")
     for extra, message in cases:
         args = {"--dataset-root": str(root), "--episode": "0", "--policy-path": str(tiny_act),
                 "--output-dir": str(tmp_path / "out")}

@@ -112,6 +112,7 @@ def test_help_shows_real_defaults_once_and_no_none() -> None:
         assert "(default: None)" not in text and "(default: False)" not in text, argv
     attention = " ".join(run_pai("attention", "--help").stdout.split())
     assert attention.count("methods to compare (default:") == 1 and "random) (default:" not in attention
-    assert "(default: cross_attention)" in attention  # --method's real default is still shown
+    assert "cross_attention (the default:" in attention  # --method's real default is still shown
+    assert "mean (the default)" in attention and "(default: 20)" in attention  # those given where they apply
     demo = " ".join(run_pai("demo", "--help").stdout.split())
     assert "held-out demo episode to replay (default: 0)" in demo  # 0 == False hid it

@@ -140,6 +140,26 @@ def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny
     res = run_pai(*base, "--quiet", "--faithfulness-methods", "gradcam")
     assert res.returncode == 1 and "unknown method(s) gradcam" in res.stderr
     assert res.stderr.strip().count("\n") == 0
+    assert summary["episodes"] == [0] and summary["frames_per_episode"] == 2 and summary["dataset_root"] == \
+        str(root.resolve())
+    # Checked before the work (minutes a frame on a real policy), not after it: a report of other settings is
+    # not replaced without a word, and an output that is a file or more steps than cells are refused.
+    before = (out / "faithfulness" / "faithfulness.json").read_bytes()
+    for extra, message in (
+            (["--faithfulness-output", "first"], f"{out / 'faithfulness'} holds a report with another output "
+                                                 "(chunk; now first): write into another --output-dir"),
+            (["--faithfulness-frames", "3"], "holds a report with another frames per episode (2; now 3)"),
+            (["--output-dir", str(out / "faithfulness" / "faithfulness.json")], "faithfulness.json is a file"),
+            (["--faithfulness-steps", "5000", "--output-dir", str(tmp_path / "o2")],
+             "--faithfulness-steps 5000 is more than the 6 cells of the largest camera")):
+        res = run_pai(*base, "--quiet", "--faithfulness-frames", "2", "--faithfulness-steps", "4",
+                      "--faithfulness-methods", "cross_attention", "relevance", "integrated_gradients", "random",
+                      *extra)
+        assert res.returncode == 1 and message in res.stderr, (extra, res.stderr)
+        assert res.stderr.strip().count("\n") == 0, res.stderr
+        if "steps" not in message:  # the cells are known only once the policy has seen a frame
+            assert "Loading weights" not in res.stdout + res.stderr
+    assert (out / "faithfulness" / "faithfulness.json").read_bytes() == before and not (tmp_path / "o2").exists()
 
 
 def test_sink_analysis_finds_the_cell_that_takes_mass_in_every_frame(runner: PolicyRunner, tmp_path: Path) -> None:

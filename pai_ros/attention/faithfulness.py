@@ -256,6 +256,8 @@ def faithfulness(runner: PolicyRunner, observations: list[Observation], methods:
     for obs in tqdm(observations, desc="faithfulness", unit="frame", disable=not progress):
         runner.reset()
         grids = method_grids(runner, obs, tuple(methods), config, ig, rng, report.map_seconds)
+        if report.frames == 0:  # the cells are known once the backbone has seen a frame
+            _check_steps(config.steps, max(grid.size for per in grids.values() for grid in per.values()))
         report.frames += 1
         for cam in cams:
             curves = frame_curves(runner, obs, cam, {m: grids[m][cam] for m in methods}, config)
@@ -266,6 +268,37 @@ def faithfulness(runner: PolicyRunner, observations: list[Observation], methods:
                 report.curves[cam][m].deletion.append(d)
                 report.curves[cam][m].insertion.append(i)
     return report
+
+
+def _check_steps(steps: int, cells: int) -> None:
+    # A curve point per step: beyond one cell a step, points repeat and each costs forward passes.
+    if steps > cells:
+        from pai_ros.errors import UserError
+
+        raise UserError(f"--faithfulness-steps {steps} is more than the {cells} cells of the largest camera: "
+                        f"at most {cells} steps give different points")
+
+
+REPORT_FILE = "faithfulness.json"
+
+
+def check_report_dir(directory: Path, settings: dict) -> None:
+    """``directory`` (``OUTPUT/faithfulness``) may take a report of ``settings``: absent, or a report of the
+    same settings (run again, it is replaced). Said before the minutes of work, not after them."""
+    from pai_ros.errors import UserError
+    from pai_ros.jsonfile import read_json
+
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not (directory / REPORT_FILE).is_file():
+        raise UserError(f"{directory} exists and is not a faithfulness report (no {REPORT_FILE}); write into "
+                        "another --output-dir")
+    old = read_json(directory / REPORT_FILE, "faithfulness report", want_object=True)
+    for key, value in settings.items():  # reports from before a setting was recorded lack it: not compared
+        if key in old and old[key] != value:
+            raise UserError(f"{directory} holds a report with another {key.replace('_', ' ')} ({old[key]}; now "
+                            f"{value}): write into another --output-dir, or remove it to replace it")
 
 
 def episode_observations(root: Path, episode: int, max_frames: int) -> list[Observation]:
@@ -281,14 +314,16 @@ def episode_observations(root: Path, episode: int, max_frames: int) -> list[Obse
     return [Observation(f.images, f.state, f.env_state) for i, f in enumerate(source) if i in wanted]
 
 
-def write_report(report: FaithfulnessReport, directory: Path, title: str = "") -> dict:
-    """``faithfulness.json`` and ``faithfulness.png`` into ``directory``, which appears only when both are complete."""
+def write_report(report: FaithfulnessReport, directory: Path, title: str = "",
+                 settings: dict | None = None) -> dict:
+    """``faithfulness.json`` (with ``settings``: what it was run on, for :func:`check_report_dir`) and
+    ``faithfulness.png`` into ``directory``, which appears only when both are complete."""
 
     from pai_ros.staging import staged_directory
 
-    summary = report.to_dict()
+    summary = {**(settings or {}), **report.to_dict()}
     with staged_directory(directory) as partial:
-        (partial / "faithfulness.json").write_text(json_text(summary))
+        (partial / REPORT_FILE).write_text(json_text(summary))
         plot_curves(summary, partial / "faithfulness.png", title)
     return summary
 
@@ -297,7 +332,7 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> None:
     """Deletion (solid) and insertion (dashed) curves per camera and method, into a PNG."""
     plt = pyplot()
     cams = list(summary["cameras"])
-    fig, axes = plt.subplots(1, len(cams), figsize=(5.5 * len(cams), 4.2), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(1, len(cams), figsize=(5.5 * len(cams), 6.0), dpi=100, squeeze=False)
     x = np.asarray(summary["fractions"])
     for ax, cam in zip(axes[0], cams):
         for i, (method, s) in enumerate(summary["cameras"][cam].items()):
@@ -305,8 +340,9 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> None:
                 continue
             color = f"C{i}"
             ax.plot(x, s["deletion_curve"], color=color,
-                    label=f"{method} del {s['deletion_auc']:.2f} (gain {s['symmetric_gain_median']:.2f})")
-            ax.plot(x, s["insertion_curve"], color=color, linestyle="--", label=f"ins {s['insertion_auc']:.2f}")
+                    label=f"{method}: AUC del {s['deletion_auc']:.2f} / ins {s['insertion_auc']:.2f}, median gain "
+                          f"{s['symmetric_gain_median']:.2f}")
+            ax.plot(x, s["insertion_curve"], color=color, linestyle="--")  # one legend entry per method
         ax.set_title(f"{cam}: deletion (solid), insertion (dashed)")
         ax.set_xlabel("fraction of cells deleted / inserted, most important first")
         ax.set_ylabel("share of the full change of the prediction")
@@ -314,5 +350,6 @@ def plot_curves(summary: dict, path: Path, title: str = "") -> None:
                   for v in (*s["deletion_curve"], *s["insertion_curve"])]
         # insertion can first move away from the intact prediction: show it rather than clip it
         ax.set_ylim(min(-0.05, min(values, default=0) - 0.05), max(1.15, max(values, default=1) + 0.05))
-        ax.legend(fontsize=7, ncol=2)
+        # Below the axes: inside, 14 entries covered the curves they describe.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     save_figure(fig, path, title)

@@ -13,6 +13,7 @@ from pathlib import Path
 from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
 from pai_ros.policy.loading import add_device_argument, add_policy_arguments
+from pai_ros.staging import output_path
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -41,7 +42,7 @@ def _register_record(inner: Sub) -> None:
     p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
     add_dataset_arguments(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
-    p.add_argument("--output-dir", type=Path, required=True, help="results directory (created or extended)")
+    p.add_argument("--output-dir", type=output_path, required=True, help="results directory (created or extended)")
     p.add_argument("--top-n", type=int, help="keep only the N strongest features per frame (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=_record)

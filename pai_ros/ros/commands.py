@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
+from pai_ros.staging import output_path
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -26,7 +27,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--output-dir", type=Path, default=Path("pai_demo_output"), help="where everything goes")
+    p.add_argument("--output-dir", type=output_path, default=Path("pai_demo_output"), help="where everything goes")
     p.add_argument("--episode", type=int, default=0, help="held-out demo episode to replay")
     p.add_argument("--duration", type=float, default=None,
                    help="stop after this many seconds (default: when the episode's replay ends)")

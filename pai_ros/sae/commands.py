@@ -9,6 +9,7 @@ from pathlib import Path
 from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
 from pai_ros.policy.loading import add_device_argument, add_policy_arguments
+from pai_ros.staging import output_path
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -41,7 +42,7 @@ def _register_collect(inner: Sub) -> None:
                     "the episodes; see the README's 'Large datasets, several GPUs, several machines'.")
     _common_policy(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
-    p.add_argument("--output", type=Path, required=True, help="collection directory (created or resumed)")
+    p.add_argument("--output", type=output_path, required=True, help="collection directory (created or resumed)")
     p.add_argument("--frame-stride", type=int, default=1, help="keep every N-th frame")
     p.add_argument("--cell-stride", type=int, default=1,
                    help="keep camera cells whose row and column are multiples of N (a coarser grid)")
@@ -67,7 +68,7 @@ def _register_train(inner: Sub) -> None:
                     "OUTPUT/metrics.json (held-out FVU, L0, dead/dense fractions, cosine, l2 ratio, action "
                     "recovery when spliced into the policy) and OUTPUT/training_curves.png.")
     p.add_argument("--activations", type=Path, required=True, help="collect directory or .safetensors file")
-    p.add_argument("--output", type=Path, required=True, help="SAE directory to write")
+    p.add_argument("--output", type=output_path, required=True, help="SAE directory to write")
     p.add_argument("--architecture", default="topk", choices=("topk", "relu", "batchtopk"),
                    help="batchtopk: top k x batch activations per training batch, a learnt threshold at inference")
     p.add_argument("--k", type=int, default=32, help="TopK: active features per token (= L0); BatchTopK: the average")
