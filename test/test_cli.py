@@ -116,3 +116,12 @@ def test_help_shows_real_defaults_once_and_no_none() -> None:
     assert "mean (the default)" in attention and "(default: 20)" in attention  # those given where they apply
     demo = " ".join(run_pai("demo", "--help").stdout.split())
     assert "held-out demo episode to replay (default: 0)" in demo  # 0 == False hid it
+
+
+def test_an_empty_output_path_is_refused_not_the_current_directory(tmp_path) -> None:
+    # "$OUT" with OUT unset: Path("") is ".", and episodes, shards or tables went into the working directory.
+    for argv in (["bag2parquet", str(tmp_path / "bag"), ""], ["attention", "--dataset-root", str(tmp_path),
+                                                               "--episode", "0", "--policy-path", "p", "--output-dir", ""],
+                 ["sae", "train", "--activations", "a", "--output", ""]):
+        res = run_pai(*argv)
+        assert res.returncode == 2 and "an empty path (an unset shell variable?); name the output" in res.stderr, argv
