@@ -47,7 +47,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--mode", default="auto", choices=("auto", "ensemble", "queue", "replan", "chunk"),
                    help="how actions are executed (auto: as the checkpoint's config says)")
     p.add_argument("--normalization", default="episode", choices=("raw", "frame", "episode", "percentile"),
-                   help="heatmap colour scale in the videos (the Parquet always keeps raw values)")
+                   help="heatmap colour scale in the videos (the Parquet always keeps raw values): episode (one "
+                        "scale for the whole episode, all cameras: brightness compares frames, and a frame whose map "
+                        "is weak next to the episode's strongest looks empty), frame (each frame's cameras scaled "
+                        "to their own top: where the map peaks in every frame, even a weak one), percentile (0 to "
+                        "each frame's 99th percentile: a few extreme cells do not wash out the rest), raw (0 to the "
+                        "episode's top)")
     p.add_argument("--colormap", default="viridis", choices=("viridis", "magma", "inferno", "turbo", "jet"))
     p.add_argument("--alpha", type=float, default=0.6, help="overlay opacity at full attention")
     p.add_argument("--no-videos", action="store_true", help="only write the Parquet tables")

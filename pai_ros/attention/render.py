@@ -201,6 +201,8 @@ def overlay(image: np.ndarray, grid: np.ndarray, *, alpha: float = 0.6, colormap
     blocks; "bilinear" puts each cell's value at its block centre and blends in between).
     The blend weight is per pixel, ``out = img*(1 - alpha*m) + colour(m)*alpha*m``, so
     unattended pixels are left exactly as they were and only attention adds colour.
+    ``colorbar`` adds the scale in a strip to the right of the image (the image is wider by it):
+    drawn inside, it hid part of the last column of cells.
     """
     _check_image(image, "image")
     if not 0.0 <= alpha <= 1.0:
@@ -218,7 +220,7 @@ def overlay(image: np.ndarray, grid: np.ndarray, *, alpha: float = 0.6, colormap
     out = cv2.multiply(np.ascontiguousarray(image), cv2.applyColorMap(idx, keep), scale=1.0 / 255.0)
     cv2.add(out, cv2.applyColorMap(idx, premul), dst=out)
     if colorbar:
-        _draw_colorbar(out, colormap)
+        return np.concatenate([out, _colorbar_strip(h, w, colormap)], axis=1)
     return out
 
 
@@ -231,23 +233,27 @@ def _grid_levels(grid: np.ndarray) -> np.ndarray:
     return np.rint(clean * _LEVELS).astype(np.uint8)
 
 
-def _draw_colorbar(out: np.ndarray, colormap: str) -> None:
-    """Draw a narrow vertical colour bar (1 at the top, 0 at the bottom) inside the right edge."""
-    h, w = out.shape[:2]
+def _colorbar_strip(h: int, w: int, colormap: str) -> np.ndarray:
+    """A dark strip ``h`` high holding a vertical colour bar (1 at the top, 0 at the bottom), labelled where
+    the image (``w`` wide) is large enough for labels to be more than noise; an even width (yuv420p)."""
     bar_w, margin = max(3, w // 40), max(2, w // 80)
+    labelled = h >= 120 and w >= 120
+    scale = _font_scale(h) * 0.7
+    label_w = cv2.getTextSize("1", _FONT, scale, 1)[0][0] + 4 if labelled else 0
+    strip_w = bar_w + 2 * margin + label_w
+    strip = np.full((h, strip_w + strip_w % 2, 3), _OUTLINE, np.uint8)
     bar_h = max(2, int(h * 0.6))
-    x0, y0 = max(1, w - margin - bar_w), (h - bar_h) // 2
-    x1, y1 = min(w - 1, x0 + bar_w), min(h - 1, y0 + bar_h)
-    if x1 <= x0 or y1 <= y0:
-        return  # image too small to hold a bar
+    x0, y0 = margin + label_w, (h - bar_h) // 2
+    x1, y1 = x0 + bar_w, min(h - 1, y0 + bar_h)
+    if y1 <= y0:
+        return strip  # too short an image to hold a bar
     ramp = np.rint(np.linspace(_LEVELS, 0, y1 - y0)).astype(np.intp)
-    out[y0:y1, x0:x1] = colormap_lut(colormap)[ramp][:, None, :]
-    cv2.rectangle(out, (x0 - 1, y0 - 1), (x1, y1), _OUTLINE, 1)
-    if h >= 120 and w >= 120:  # labels would only be noise on thumbnails
-        scale = _font_scale(h) * 0.7
+    strip[y0:y1, x0:x1] = colormap_lut(colormap)[ramp][:, None, :]
+    if labelled:
         for text, y in (("1", y0), ("0", y1)):
-            (tw, th), _ = cv2.getTextSize(text, _FONT, scale, 1)
-            _put_outlined_text(out, text, (x0 - tw - 4, y + th // 2), scale)
+            th = cv2.getTextSize(text, _FONT, scale, 1)[0][1]
+            _put_outlined_text(strip, text, (margin, y + th // 2), scale)
+    return strip
 
 
 # ------------------------------------------------------------------ combined panel
