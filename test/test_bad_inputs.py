@@ -84,7 +84,10 @@ def _sqlite_bag(path: Path, source: Path) -> Path:
 @pytest.mark.parametrize("case, needle", [
     ("missing_mcap", "is incomplete: metadata.yaml lists small_0.mcap, which is not there"),
     ("metadata_names_another_type", "none are in the storage files"),
-    ("metadata_not_yaml", "truncated or corrupt"),
+    ("metadata_not_yaml", "its metadata.yaml is not valid YAML; give its storage file instead"),
+    ("metadata_empty", "its metadata.yaml is empty; give its storage file instead"),
+    ("metadata_of_something_else", "its metadata.yaml is not a rosbag2 metadata file"),
+    ("junk_mcap", "small_0.mcap is not MCAP (empty, or no MCAP header)"),
     ("sqlite_truncated", "truncated or corrupt"),
     ("sqlite_rows_point_nowhere", "none are in the storage files"),
 ])
@@ -105,6 +108,12 @@ def test_bag2parquet_bad_bags(case: str, needle: str, small_bag: Path, tmp_path:
             (bag / "small_0.mcap").unlink()
         elif case == "metadata_names_another_type":
             meta.write_text(meta.read_text().replace("sensor_msgs/msg/JointState", "sensor_msgs/msg/Image"))
+        elif case == "metadata_empty":
+            meta.write_text("")
+        elif case == "metadata_of_something_else":
+            meta.write_text("version: 1\n")
+        elif case == "junk_mcap":  # nothing there for `pai bag recover` either: no hint to it
+            (bag / "small_0.mcap").write_bytes(b"not a bag at all" * 10)
         else:
             meta.write_text("rosbag2_bagfile_information: [unclosed\n")
     one_line_error(run_pai("bag2parquet", str(bag), str(tmp_path / "out"), "--quiet", timeout=120), needle)

@@ -62,12 +62,34 @@ def open_reader(source: Path, bag: Path) -> Any:
         reader.open()
         return reader
     except Exception as exc:
+        damaged = _metadata_problem(source) if (source / "metadata.yaml").is_file() else None
+        if damaged:
+            files = sorted(p.name for p in source.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
+            instead = (f"give its storage file{'s' if len(files) > 1 else ''} instead "
+                       f"({', '.join(str(source / f) for f in files)})" if files else "and it holds no storage file")
+            raise UserError(f"bag {bag}: its metadata.yaml {damaged}; {instead}") from None
         missing = _missing_storage_files(source) if (source / "metadata.yaml").is_file() else []
         if missing:
             raise UserError(f"bag {bag} is incomplete: metadata.yaml lists {', '.join(missing)}, which "
                             f"{'is' if len(missing) == 1 else 'are'} not there (copy the whole bag directory)"
                             ) from None
         raise corrupt_bag(bag, exc) from None
+
+
+def _metadata_problem(bag: Path) -> str | None:
+    """What is wrong with ``metadata.yaml`` itself (empty, not YAML, not a rosbag2 one), or None: rosbags'
+    own message for those is Python's ("'NoneType' object is not subscriptable")."""
+    from ruamel.yaml import YAML
+
+    try:
+        info = YAML(typ="safe").load((bag / "metadata.yaml").read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - any parse error: not YAML
+        return "is not valid YAML"
+    if info is None:
+        return "is empty"
+    if not isinstance(info, dict) or "rosbag2_bagfile_information" not in info:
+        return "is not a rosbag2 metadata file (no rosbag2_bagfile_information)"
+    return None
 
 
 def _missing_storage_files(bag: Path) -> list[str]:
@@ -85,13 +107,29 @@ def _missing_storage_files(bag: Path) -> list[str]:
     return [name for name in names if not (bag / name).is_file()]
 
 
+MCAP_MAGIC = b"\x89MCAP0\r\n"  # every MCAP file starts with it, even one cut short after 8 bytes
+
+
 def corrupt_bag(bag: Path, exc: BaseException) -> CorruptBag:
     detail = " ".join(str(exc).split()) or type(exc).__name__
     if len(detail) > 160:
         detail = detail[:157] + "..."
+    mcaps = [bag] if bag.suffix == ".mcap" else sorted(bag.glob("*.mcap")) if bag.is_dir() else []
+    not_mcap = [p.name for p in mcaps if not _starts_with_magic(p)]
+    if not_mcap:  # nothing in it for `pai bag recover` to salvage either
+        return CorruptBag(f"cannot read bag {bag}: {', '.join(not_mcap)} {'is' if len(not_mcap) == 1 else 'are'} "
+                          "not MCAP (empty, or no MCAP header)")
     sqlite = bag.suffix == ".db3" or (bag.is_dir() and any(bag.glob("*.db3")))  # recover reads MCAP only
     hint = "" if sqlite else f"; `pai bag recover {bag}` salvages what is readable"
     return CorruptBag(f"cannot read bag {bag}: truncated or corrupt ({detail}){hint}")
+
+
+def _starts_with_magic(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
+    except OSError:
+        return True  # unreadable for another reason: the caller's message stands
 
 
 def read_messages(reader: Any, wanted: list[Connection], store: Typestore,
