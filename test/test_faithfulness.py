@@ -146,9 +146,9 @@ def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny
     # not replaced without a word, and an output that is a file or more steps than cells are refused.
     before = (out / "faithfulness" / "faithfulness.json").read_bytes()
     for extra, message in (
-            (["--faithfulness-output", "first"], f"{out / 'faithfulness'} holds a report with another output "
-                                                 "(chunk; now first): write into another --output-dir"),
-            (["--faithfulness-frames", "3"], "holds a report with another frames per episode (2; now 3)"),
+            (["--faithfulness-output", "first"], f"{out / 'faithfulness'} holds a report made with other settings "
+                                                 "(output chunk; now first): write into another --output-dir"),
+            (["--faithfulness-frames", "3"], "holds a report made with other settings (frames per episode 2; now 3)"),
             (["--output-dir", str(out / "faithfulness" / "faithfulness.json")], "faithfulness.json is a file"),
             (["--faithfulness-steps", "5000", "--output-dir", str(tmp_path / "o2")],
              "--faithfulness-steps 5000 is more than the 6 cells of the largest camera")):

@@ -533,7 +533,7 @@ def test_record_refuses_another_top_n_into_the_same_results(pipeline, tmp_path) 
     res = run_pai("features", "record", "--policy-path", str(pipeline["policy"]), "--sae", str(pipeline["sae"]),
                   "--dataset-root", str(pipeline["root"]), "--episode", "0", "--output-dir", str(results),
                   "--top-n", "5", "--quiet")
-    one_line_error(res, "holds features recorded with another top n (none: every token; now 5)")
+    one_line_error(res, "holds features recorded with other settings (top n none: every token; now 5)")
 
 
 def test_a_collection_stopped_before_its_first_episode_takes_new_settings(pipeline, tmp_path) -> None:

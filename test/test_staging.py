@@ -170,10 +170,10 @@ def test_per_episode_commands_refuse_each_others_directories(tmp_path: Path) -> 
     summary = {k: str(Path(v).resolve()) if k.endswith(("path", "root")) else v for k, v in settings.items()}
     (attention / "episode_000004" / "summary.json").write_text(json.dumps(summary))
     check_output_dir(attention, **settings)  # the same run again: its episodes are replaced, as meant
-    with pytest.raises(UserError, match=r"holds attention with another method \(episode_000004: cross_attention; "
-                                        r"now rollout\)"):
+    with pytest.raises(UserError, match=r"holds attention made with other settings \(episode_000004: method "
+                                        r"cross_attention; now rollout\)"):
         check_output_dir(attention, **{**settings, "method": "rollout"})
-    with pytest.raises(UserError, match="holds attention with another policy path"):
+    with pytest.raises(UserError, match="holds attention made with other settings .episode_000004: policy path"):
         check_output_dir(attention, **{**settings, "policy_path": tmp_path / "other"})
     for mine in ("recorded features (pai features record)", "SAE activations (pai sae collect)"):
         with pytest.raises(UserError, match=r"holds attention \(pai attention\); write into another output"):

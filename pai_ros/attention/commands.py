@@ -223,5 +223,5 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
         print(f"pai attention --faithfulness: {cam}: deletion AUC / insertion AUC (means over frames) / symmetric "
               f"gain (median over frames; random ~0; higher = more faithful): "
               f"{', '.join(parts) or 'no frame where the camera changes the prediction'}")
-    print(f"wrote {report_dir} ({summary['frames']} frames)")
+    print(f"wrote {report_dir} ({summary['frames']} frame{'' if summary['frames'] == 1 else 's'})")
     return 0

@@ -297,8 +297,8 @@ def check_report_dir(directory: Path, settings: dict) -> None:
     old = read_json(directory / REPORT_FILE, "faithfulness report", want_object=True)
     for key, value in settings.items():  # reports from before a setting was recorded lack it: not compared
         if key in old and old[key] != value:
-            raise UserError(f"{directory} holds a report with another {key.replace('_', ' ')} ({old[key]}; now "
-                            f"{value}): write into another --output-dir, or remove it to replace it")
+            raise UserError(f"{directory} holds a report made with other settings ({key.replace('_', ' ')} "
+                            f"{old[key]}; now {value}): write into another --output-dir, or remove it to replace it")
 
 
 def episode_observations(root: Path, episode: int, max_frames: int) -> list[Observation]:

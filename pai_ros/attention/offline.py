@@ -125,8 +125,8 @@ def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path,
         old = read_json(summary, "attention summary", want_object=True)
         for key, value in want.items():
             if old.get(key) != value:
-                raise UserError(f"{output_dir} holds attention with another {key.replace('_', ' ')} "
-                                f"({episode_dir.name}: {old.get(key)}; now {value}); write into another "
+                raise UserError(f"{output_dir} holds attention made with other settings ({episode_dir.name}: "
+                                f"{key.replace('_', ' ')} {old.get(key)}; now {value}); write into another "
                                 "--output-dir")
 
 

@@ -72,8 +72,8 @@ def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
             if old.get(key) != header[key]:
                 was, now = ("none: every token" if key == "top_n" and v is None else v
                             for v in (old.get(key), header[key]))
-                raise UserError(f"{out} holds features recorded with another {key.replace('_', ' ')} "
-                                f"({was}; now {now}); record into a new --output-dir")
+                raise UserError(f"{out} holds features recorded with other settings ({key.replace('_', ' ')} "
+                                f"{was}; now {now}); record into a new --output-dir")
         header = {**old, **{k: v for k, v in header.items() if k != "episodes"}}
     header.setdefault("episodes", [])
     return header
