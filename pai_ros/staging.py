@@ -9,7 +9,7 @@ every moment either the old or the new output is complete at the final path (nev
 as with delete-then-rename), and a crash leaves at worst a stale ``.partial`` or ``.old``
 directory, which the next run writing the same output removes (when the process that left it
 is gone: :func:`remove_abandoned_staging`). A command that refused to replace the user's files
-before its work (:func:`check_replaceable`) also keeps those added while it ran (``keep_added``).
+before its work (:func:`check_replaceable`) also keeps those added while it ran (``checked``).
 
 Single files (JSON, safetensors, PNG) use :func:`staged_file`: written to a hidden
 ``.<name>.tmp-<pid>`` sibling and renamed over the final path, so a reader sees the old file
@@ -20,7 +20,6 @@ one-line error (:func:`output_directory`: and removes it again, while empty, if 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fnmatch
 import glob
@@ -230,17 +229,20 @@ def describe_os_error(exc: OSError) -> str:
     return f"{reason}: {exc.filename}"
 
 
-def swap_into_place(staged: Path, final: Path, *, found: set[str] | None = None,
+def swap_into_place(staged: Path, final: Path, *, checked: set[str] | None = None,
                     discard: tuple[str, ...] = ()) -> None:
     """Move the finished ``staged`` directory to ``final``, replacing what was there.
 
     The old output is renamed aside, the new one renamed in, and only then is the old one
-    deleted: both renames are atomic on one filesystem. With ``found`` (the files ``final`` held
-    when the work began), a file added to the old output since, and not by a pai command (its
-    manifest does not list it), is carried into the new output rather than deleted with the old:
-    a note dropped in during an hour-long conversion. ``discard`` (``fnmatch`` patterns) names
-    what belongs to the old output and goes with it (a calibration of the SAE being replaced).
-    An added file where the new output writes its own is refused, and the old output kept.
+    deleted: both renames are atomic on one filesystem. With ``checked`` (the files ``final`` held
+    when the command checked it, before its work: :func:`output_files`), a file added to the old
+    output since, and not by a pai command (its manifest does not list it), is moved into the new
+    output rather than deleted with the old: a note dropped in during an hour-long conversion.
+    ``discard`` (``fnmatch`` patterns) names what belongs to the old output and goes with it (a
+    calibration of the SAE being replaced). The new output is swapped in first, so the work is
+    never lost to them: one that cannot be moved (the new output has a file of that name, or the
+    system refuses) stays in the old output, which is then kept as ``<final>.previous`` and named
+    in one line.
     """
     if not final.exists() and not final.is_symlink():
         os.replace(staged, final)
@@ -248,38 +250,56 @@ def swap_into_place(staged: Path, final: Path, *, found: set[str] | None = None,
     old = staging_path(final, "old")
     _remove(old)
     os.replace(final, old)
-    carried: list[str] = []
     try:
-        for rel in _added_since(old, found, discard, staged, final):
-            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(old / rel, staged / rel)
-            carried.append(rel)
         os.replace(staged, final)
     except BaseException:
-        for rel in carried:  # back where they were, and the previous output put back rather than nothing
-            with contextlib.suppress(OSError):
-                os.replace(staged / rel, old / rel)
-        os.replace(old, final)
+        os.replace(old, final)  # put the previous output back rather than leave nothing
         raise
+    left = []
+    for rel in _added_since(old, checked, discard):
+        try:
+            if _taken(final, rel):
+                raise FileExistsError(rel)
+            (final / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(old / rel, final / rel)
+        except OSError:
+            left.append(rel)
+    if left:
+        kept = _free_name(final.parent / f"{final.name}.previous")
+        os.replace(old, kept)  # a visible name: a hidden .old would be removed as a dead run's leftover
+        raise UserError(f"{final} is written, but file(s) added to it while the command ran ({_listed(left)}) "
+                        f"could not be moved into it (the new output has the same name, or the system refused): the "
+                        f"previous output, with them, is kept as {kept}")
     _remove(old)
 
 
-def _added_since(old: Path, found: set[str] | None, discard: tuple[str, ...], staged: Path, final: Path) -> list[str]:
-    """The files of ``old`` that are neither ``found``, nor a pai command's (another run of this one may have
-    swapped its output in meanwhile), nor ``discard``; one line if the new output has one of them too."""
-    if found is None or not old.is_dir():
+def output_files(directory: Path) -> set[str]:
+    """The files under ``directory`` now (none when absent): what a command checked before its work, for
+    :func:`staged_directory` to tell from files added while it ran."""
+    directory = Path(directory)
+    return set(_files_under(directory)) if directory.is_dir() else set()
+
+
+def _added_since(old: Path, checked: set[str] | None, discard: tuple[str, ...]) -> list[str]:
+    """The files of ``old`` that are neither ``checked``, nor a pai command's (another run of this one may
+    have swapped its output in meanwhile: its manifest lists them), nor ``discard``."""
+    if checked is None or not old.is_dir():
         return []
     try:
         written = set(map(str, json.loads((old / MANIFEST_FILE).read_text(encoding="utf-8"))))
     except (OSError, ValueError, TypeError):
         written = set()
-    added = [rel for rel in _files_under(old) if rel not in found and rel not in written
-             and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in discard)]
-    clashing = [rel for rel in added if _taken(staged, rel)]
-    if clashing:
-        raise UserError(f"{final} gained file(s) while this command ran ({_listed(clashing)}) where the new output "
-                        "writes its own; it was not replaced: move them out and run again")
-    return added
+    return [rel for rel in _files_under(old) if rel not in checked and rel not in written
+            and not any(fnmatch.fnmatchcase(rel, pattern) for pattern in discard)]
+
+
+def _free_name(path: Path) -> Path:
+    n = 1
+    candidate = path
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 def _taken(directory: Path, rel: str) -> bool:
@@ -295,20 +315,18 @@ def _listed(names: list[str]) -> str:
 
 
 @contextmanager
-def staged_directory(final: Path, *, create: bool = True, keep_added: bool = False,
+def staged_directory(final: Path, *, create: bool = True, checked: set[str] | None = None,
                      discard: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a fresh staging path for ``final``; swap it in if the block succeeds.
 
     ``create=False`` yields the path without creating it, for writers that insist on making
     their directory themselves (LeRobot's dataset writer, ``shutil.copytree``). On any
     exception the staging directory is removed and ``final`` is left as it was.
-    ``keep_added``: a command that refused an output holding the user's files (:func:`check_replaceable`)
-    keeps those added while it ran, too (``discard`` excepted; see :func:`swap_into_place`).
+    ``checked``: a command that refused an output holding the user's files (:func:`check_replaceable`)
+    passes what it checked (:func:`output_files`, taken then, before its work), and files added since
+    are kept (``discard`` excepted; see :func:`swap_into_place`).
     """
     final = Path(final)
-    found: set[str] | None = None
-    if keep_added:  # what the command checked before its work; anything else is added while it ran
-        found = set(_files_under(final)) if final.is_dir() else set()
     if final.exists() and Path.cwd().resolve().is_relative_to(final.resolve()):
         # Replacing it renames it aside, which the system refuses for the working directory (EBUSY).
         raise UserError(f"the output {final} is the current directory or contains it; choose another path")
@@ -320,10 +338,10 @@ def staged_directory(final: Path, *, create: bool = True, keep_added: bool = Fal
         staged.mkdir()
     try:
         yield staged
-        swap_into_place(staged, final, found=found, discard=discard)
+        swap_into_place(staged, final, checked=checked, discard=discard)
     except Exception as exc:
         # Only a full disk is surely about this output: another error without a file may be an input's.
-        named = _naming(exc, staged, _FULL)
+        named = _naming(exc, staged, full_disk_only=True)
         if named is None:
             raise
         raise named from exc
@@ -359,10 +377,11 @@ def staged_file(final: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def _naming(exc: Exception, staged: Path, errnos: tuple[int, ...] | None = None) -> OSError | None:
+def _naming(exc: Exception, staged: Path, *, full_disk_only: bool = False) -> OSError | None:
     """A system error from a writer that names no file, as an :class:`OSError` naming ``staged`` (which
-    :func:`describe_os_error` says as the output it stands for: a shard among thousands); None for others
-    and, with ``errnos``, for other error numbers.
+    :func:`describe_os_error` says as the output it stands for: a shard among thousands); None for others.
+    ``full_disk_only`` (a block that may also read inputs or write caches): only a full disk, and only when
+    ``staged``'s own filesystem is the full one.
 
     Python's and pyarrow's writes on a full disk name no file, and safetensors raises its own error
     type with the system's error number only in its text ("I/O error: No space left on device (os
@@ -373,9 +392,21 @@ def _naming(exc: Exception, staged: Path, errnos: tuple[int, ...] | None = None)
     else:
         found = _RUST_OS_ERROR.search(str(exc))
         number = int(found.group(1)) if found else None
-    if number is None or (errnos is not None and number not in errnos):
+    if number is None:
         return None
+    if full_disk_only and (number not in _FULL or (number == errno.ENOSPC and _has_room(staged))):
+        return None  # not a full disk, or another filesystem's (a cache, /tmp): not about this output
     return OSError(number, os.strerror(number), str(staged))
+
+
+def _has_room(path: Path, room: int = 64 << 20) -> bool:
+    """``path``'s filesystem (or its nearest existing folder's) has ``room`` bytes free."""
+    where = next((p for p in (Path(path), *Path(path).parents) if p.exists()), None)
+    try:
+        stats = os.statvfs(where) if where is not None else None
+    except OSError:
+        return False
+    return stats is not None and stats.f_bavail * stats.f_frsize >= room
 
 
 def _umask() -> int:

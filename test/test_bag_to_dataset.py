@@ -245,13 +245,13 @@ def test_a_file_added_while_it_converts_is_kept(converted, tmp_path: Path, monke
     bag, _ = converted
     done = tmp_path / "done"
     assert main(["bag2dataset", str(bag), "-o", str(done), *ARGS, "--quiet"]) == 0
-    finalize = to_dataset._EpisodeWriter.finalize
+    check_inputs = to_dataset._check_inputs
 
-    def _finalize_while_the_user_writes(self) -> None:
+    def _check_inputs_while_the_user_writes(*args, **kwargs) -> None:  # after the output's check, before staging
         (done / "README.md").write_text("recorded on the left arm")
-        finalize(self)
+        check_inputs(*args, **kwargs)
 
-    monkeypatch.setattr(to_dataset._EpisodeWriter, "finalize", _finalize_while_the_user_writes)
+    monkeypatch.setattr(to_dataset, "_check_inputs", _check_inputs_while_the_user_writes)
     assert main(["bag2dataset", str(bag), "-o", str(done), *ARGS, "--overwrite", "--quiet"]) == 0
     assert (done / "README.md").read_text() == "recorded on the left arm" and (done / "meta" / "info.json").is_file()
 

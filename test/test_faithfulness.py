@@ -149,12 +149,13 @@ def test_cli_writes_json_and_png_and_bad_options_are_one_line(tiny_dataset, tiny
             (["--faithfulness-output", "first"], f"{out / 'faithfulness'} holds a report made with other settings "
                                                  "(output chunk; now first): write into another --output-dir"),
             (["--faithfulness-frames", "3"], "holds a report made with other settings (frames per episode 2; now 3)"),
+            (["--ig-steps", "3"], "holds a report made with other settings (ig steps 2; now 3)"),
             (["--output-dir", str(out / "faithfulness" / "faithfulness.json")], "faithfulness.json is a file"),
             (["--faithfulness-steps", "5000", "--output-dir", str(tmp_path / "o2")],
              "--faithfulness-steps 5000 is more than the 6 cells of the largest camera")):
-        res = run_pai(*base, "--quiet", "--faithfulness-frames", "2", "--faithfulness-steps", "4",
-                      "--faithfulness-methods", "cross_attention", "relevance", "integrated_gradients", "random",
-                      *extra)
+        res = run_pai(*base, "--quiet", "--faithfulness-frames", "2", "--faithfulness-steps", "4", "--ig-steps", "2",
+                      "--faithfulness-methods", "random", "relevance", "integrated_gradients", "cross_attention",
+                      *extra)  # the methods in another order: the same report
         assert res.returncode == 1 and message in res.stderr, (extra, res.stderr)
         assert res.stderr.strip().count("\n") == 0, res.stderr
         if "steps" not in message:  # the cells are known only once the policy has seen a frame

@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 
 from pai_ros.bags.errors import BagWriteError
-from pai_ros.bags.ledger import RecordingLedger
+from pai_ros.bags.ledger import RecordingLedger, TopicTally
 from pai_ros.diagnostic_level import Level
 
 
@@ -21,6 +21,12 @@ class _Clock:
         return self.now
 
 
+def _recorded(ledger: RecordingLedger, topic: str, msgtype: str) -> TopicTally:
+    tally = TopicTally(topic, msgtype, reliable=True)
+    ledger.record(tally)
+    return tally
+
+
 def _ledger(clock: _Clock) -> RecordingLedger:
     return RecordingLedger("/bags/run1", {"/joint_states", "/action", "/typo"}, absent_after_s=5.0, clock=clock)
 
@@ -28,7 +34,7 @@ def _ledger(clock: _Clock) -> RecordingLedger:
 def test_a_missing_topic_is_said_after_the_grace_period_once_in_the_log_and_in_every_status() -> None:
     clock = _Clock()
     ledger = _ledger(clock)
-    ledger.record("/joint_states", "sensor_msgs/msg/JointState", reliable=True).received = 3
+    _recorded(ledger, "/joint_states", "sensor_msgs/msg/JointState").received = 3
     assert ledger.newly_absent() == [] and ledger.status({"/joint_states": 3})[0] == Level.OK
     clock.now += 5.5
     assert ledger.newly_absent() == ["/action", "/typo"]
@@ -36,7 +42,7 @@ def test_a_missing_topic_is_said_after_the_grace_period_once_in_the_log_and_in_e
     level, message, values = ledger.status({"/joint_states": 3})
     assert level == Level.WARN and message == "recording 3 messages on 1 topic(s); no publisher on /action, /typo"
     assert values == {"output": "/bags/run1", "messages_written": "3", "/joint_states": "received 3, written 3"}
-    ledger.record("/action", "std_msgs/msg/Float32MultiArray", reliable=True)
+    _recorded(ledger, "/action", "std_msgs/msg/Float32MultiArray")
     ledger.refuse("/typo")  # found, but its type cannot be recorded
     level, message, _ = ledger.status({"/joint_states": 3})
     assert level == Level.WARN and message.endswith("; cannot record /typo (see the log)")
@@ -46,8 +52,8 @@ def test_a_missing_topic_is_said_after_the_grace_period_once_in_the_log_and_in_e
 def test_the_summary_counts_what_was_lost_and_what_never_came() -> None:
     clock = _Clock()
     ledger = _ledger(clock)
-    ledger.record("/joint_states", "sensor_msgs/msg/JointState", reliable=True).received = 10
-    ledger.record("/action", "std_msgs/msg/Float32MultiArray", reliable=True).received = 4
+    _recorded(ledger, "/joint_states", "sensor_msgs/msg/JointState").received = 10
+    _recorded(ledger, "/action", "std_msgs/msg/Float32MultiArray").received = 4
     summary = ledger.summarise({"/joint_states": 10, "/action": 3}, ["run1_0.mcap"])
     assert not summary.ok
     assert summary.lines == [
@@ -62,7 +68,7 @@ def test_the_summary_counts_what_was_lost_and_what_never_came() -> None:
 
 def test_after_a_write_error_the_status_is_an_error_and_the_summary_counts_what_is_on_disk() -> None:
     ledger = _ledger(_Clock())
-    ledger.record("/joint_states", "sensor_msgs/msg/JointState", reliable=True).received = 10
+    _recorded(ledger, "/joint_states", "sensor_msgs/msg/JointState").received = 10
     full = BagWriteError("cannot write the bag /bags/run1: No space left on device", errno.ENOSPC)
     assert ledger.stop_for(full) and not ledger.stop_for(BagWriteError("a later one"))
     level, message, values = ledger.status({"/joint_states": 6})

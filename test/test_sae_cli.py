@@ -188,14 +188,14 @@ def test_train_overwrite_keeps_a_file_added_while_it_trained(tmp_path, monkeypat
     sae = tmp_path / "s"
     settings = TrainSettings(k=2, steps=10, batch_size=32)
     train_output.run_training(path, sae, settings, progress=False)
-    measure = train_output.measure_action_recovery
+    train = train_output.train_sae_streaming
 
-    def _measure_while_the_user_writes(*args, **kwargs):
+    def _train_while_the_user_writes(*args, **kwargs):  # the long part, before the output is staged
         (sae / "my_notes.txt").write_text("feature 3 looks at the gripper")
         (sae / "ood.json").write_text("{}")  # `pai sae calibrate` on the old SAE, meanwhile
-        return measure(*args, **kwargs)
+        return train(*args, **kwargs)
 
-    monkeypatch.setattr(train_output, "measure_action_recovery", _measure_while_the_user_writes)
+    monkeypatch.setattr(train_output, "train_sae_streaming", _train_while_the_user_writes)
     train_output.run_training(path, sae, settings, overwrite=True, progress=False)
     assert (sae / "my_notes.txt").read_text() == "feature 3 looks at the gripper"
     assert not (sae / "ood.json").exists() and (sae / "cfg.json").is_file()

@@ -253,19 +253,20 @@ def test_an_earlier_output_with_added_files_is_not_replaced(tmp_path: Path) -> N
 
 
 def test_files_added_while_a_command_replaces_its_output_are_kept(tmp_path: Path) -> None:
-    from pai_ros.staging import MANIFEST_FILE, write_manifest
+    from pai_ros.staging import MANIFEST_FILE, output_files, write_manifest
 
     out = tmp_path / "tables"
     out.mkdir()
     (out / "summary.json").write_text("old")
     (out / "old_only.parquet").write_text("old")
     write_manifest(out)
-    with staged_directory(out, keep_added=True, discard=("ood*.json",)) as partial:
+    checked = output_files(out)  # when the command checks the output, before its work
+    # Meanwhile (an hour-long conversion, before the staged block even starts): the user drops notes in.
+    (out / "notes").mkdir()
+    (out / "notes" / "why.txt").write_text("mine")
+    with staged_directory(out, checked=checked, discard=("ood*.json",)) as partial:
         (partial / "summary.json").write_text("new")
-        # Meanwhile (an hour-long conversion): the user drops notes in; a calibration of the old output appears.
-        (out / "notes").mkdir()
-        (out / "notes" / "why.txt").write_text("mine")
-        (out / "ood.json").write_text("of the old output")
+        (out / "ood.json").write_text("a calibration of the old output")  # goes with it
         write_manifest(partial)
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
         [MANIFEST_FILE, "notes/why.txt", "summary.json"]
@@ -274,35 +275,45 @@ def test_files_added_while_a_command_replaces_its_output_are_kept(tmp_path: Path
     # Another run of the same command that swapped its output in meanwhile is replaced, not carried over
     # (the user's files present at the start were refused by check_replaceable before the work: moved out):
     shutil.rmtree(out / "notes")
-    with staged_directory(out, keep_added=True) as partial:
+    checked = output_files(out)
+    with staged_directory(out, checked=checked) as partial:
         (partial / "summary.json").write_text("newest")
         (out / "episode_2.parquet").write_text("the other run's")
         (out / MANIFEST_FILE).write_text(json.dumps(["summary.json", "episode_2.parquet"]))  # that run's own
     assert not (out / "episode_2.parquet").exists() and (out / "summary.json").read_text() == "newest"
-    # Without keep_added (commands that never checked for the user's files) the old output goes whole.
+    # Without checked (commands that never checked for the user's files) the old output goes whole.
     with staged_directory(out) as partial:
         (partial / "summary.json").write_text("plain")
         (out / "late.txt").write_text("added")
     assert not (out / "late.txt").exists() and (out / "summary.json").read_text() == "plain"
 
 
-def test_a_file_added_where_the_new_output_writes_keeps_the_old_output(tmp_path: Path) -> None:
+def test_a_file_added_that_cannot_join_the_new_output_keeps_the_previous_one_beside_it(tmp_path: Path) -> None:
+    # The work is never thrown away for it, nor the user's file: the new output is swapped in, and the
+    # previous one, holding the file, stays under a visible name (a hidden one is removed as a leftover).
+    from pai_ros.staging import output_files
+
     out = tmp_path / "sae"
     out.mkdir()
     (out / "cfg.json").write_text("old")
-    for added, new_file in (("metrics.json", "metrics.json"), ("plots/a.png", "plots")):
-        with pytest.raises(UserError, match=rf"{out} gained file\(s\) while this command ran \({added}\) where the "
-                                            r"new output writes its own; it was not replaced: move them out"):
-            with staged_directory(out, keep_added=True) as partial:
+    checked = output_files(out)
+    for n, (added, new_file) in enumerate((("metrics.json", "metrics.json"), ("plots/a.png", "plots")), start=1):
+        kept = tmp_path / ("sae.previous" if n == 1 else f"sae.previous-{n}")
+        with pytest.raises(UserError, match=rf"{out} is written, but file\(s\) added to it while the command ran "
+                                            rf"\({added}\) could not be moved into it .* kept as {kept}$"):
+            with staged_directory(out, checked=checked) as partial:
                 (partial / "cfg.json").write_text("new")
                 (partial / new_file).write_text("new")  # a file where the added one's folder would go, too
                 (out / added).parent.mkdir(exist_ok=True)
                 (out / added).write_text("mine")
-        assert (out / "cfg.json").read_text() == "old" and (out / added).read_text() == "mine"
+        assert (out / "cfg.json").read_text() == "new" and (kept / added).read_text() == "mine"
         assert _hidden(tmp_path) == []
+        for written in ("metrics.json", "plots"):  # the new output's own files (no manifest in this test)
+            (out / written).unlink(missing_ok=True)
 
 
-def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: Path) -> None:
+def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
     from pai_ros.staging import describe_os_error
@@ -339,11 +350,21 @@ def test_an_os_error_is_said_about_the_users_path_not_a_staging_name(tmp_path: P
     assert describe_os_error(raised.value) == \
         f"cannot write the output {full / 'sae_weights.safetensors'}: No space left on device"
     assert list(full.iterdir()) == []
-    # pyarrow's writers on a full disk name no file either: said as the output directory being written.
+    # pyarrow's writers on a full disk name no file either: said as the output directory being written, when
+    # its filesystem is the full one (else a cache or /tmp filled up: said as raised).
+    import pai_ros.staging as staging
+
+    full_here = OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
     with pytest.raises(OSError) as raised:
         with staged_directory(tmp_path / "tables"):
-            raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+            raise full_here
+    assert raised.value is full_here  # tmp_path has room: another filesystem was full
+    monkeypatch.setattr(staging, "_has_room", lambda path: False)
+    with pytest.raises(OSError) as raised:
+        with staged_directory(tmp_path / "tables"):
+            raise full_here
     assert describe_os_error(raised.value) == f"cannot write the output {tmp_path / 'tables'}: No space left on device"
+    monkeypatch.undo()
     with pytest.raises(OSError) as raised:  # another error without a file may be about an input: as raised
         with staged_directory(tmp_path / "tables"):
             raise OSError(errno.EIO, "Input/output error")

@@ -44,17 +44,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--queries", default=None,
                    help="cross_attention, rollout and integrated_gradients: decoder queries to explain: mean (the "
                         "default), executed (the action sent this tick), K, or A:B")
-    p.add_argument("--mode", default="auto", choices=("auto", "ensemble", "queue", "replan", "chunk"),
-                   help="how actions are executed (auto: as the checkpoint's config says)")
-    p.add_argument("--normalization", default="episode", choices=("raw", "frame", "episode", "percentile"),
+    p.add_argument("--mode", default=None, choices=("auto", "ensemble", "queue", "replan", "chunk"),
+                   help="how actions are executed (auto, the default: as the checkpoint's config says)")
+    p.add_argument("--normalization", default=None, choices=("raw", "frame", "episode", "percentile"),
                    help="heatmap colour scale in the videos (the Parquet always keeps raw values): episode (one "
                         "scale for the whole episode, all cameras: brightness compares frames, and a frame whose map "
                         "is weak next to the episode's strongest looks empty), frame (each frame's cameras scaled "
                         "to their own top: where the map peaks in every frame, even a weak one), percentile (0 to "
                         "each frame's 99th percentile: a few extreme cells do not wash out the rest), raw (0 to the "
-                        "episode's top)")
-    p.add_argument("--colormap", default="viridis", choices=("viridis", "magma", "inferno", "turbo", "jet"))
-    p.add_argument("--alpha", type=float, default=0.6, help="overlay opacity at full attention")
+                        "episode's top); default: episode")
+    p.add_argument("--colormap", default=None, choices=("viridis", "magma", "inferno", "turbo", "jet"),
+                   help="heatmap colours (default: viridis)")
+    p.add_argument("--alpha", type=float, default=None, help="overlay opacity at full attention (default: 0.6)")
     p.add_argument("--no-videos", action="store_true", help="only write the Parquet tables")
     p.add_argument("--ig-steps", type=int, default=None, help="integrated gradients: path steps (default: 20)")
     p.add_argument("--ig-baseline", default=None, choices=("black", "blur", "mean"),
@@ -82,7 +83,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 # What an option left out means, and which methods each method-specific option applies to: an option
 # given where it does not apply is refused, not silently dropped (the run would explain something else).
 DEFAULTS = {"method": "cross_attention", "queries": "mean", "relevance_target": "chunk", "ig_steps": 20,
-            "ig_baseline": "blur", "faithfulness_frames": 8, "faithfulness_steps": 10, "faithfulness_output": "chunk"}
+            "ig_baseline": "blur", "faithfulness_frames": 8, "faithfulness_steps": 10, "faithfulness_output": "chunk",
+            "mode": "auto", "normalization": "episode", "colormap": "viridis", "alpha": 0.6}
 QUERY_METHODS = ("cross_attention", "rollout", "integrated_gradients")
 TARGET_METHODS = ("relevance", "relevance_cross", "input_gradient")
 
@@ -101,6 +103,10 @@ def check_options_apply(args: argparse.Namespace) -> None:
     if args.faithfulness:
         refuse(("method", "queries", "relevance_target"), "--faithfulness compares --faithfulness-methods, each "
                "explaining --faithfulness-output")
+        refuse(("mode",), "--faithfulness measures fresh forward passes of each frame (replan)")
+        refuse(("normalization", "colormap", "alpha"), "--faithfulness draws curves, not heatmaps")
+        if args.no_videos:
+            raise UserError("--no-videos does not apply: --faithfulness writes no videos")
         if "integrated_gradients" not in (args.faithfulness_methods or ("integrated_gradients",)):
             refuse(("ig_steps", "ig_baseline"), "integrated_gradients is not among --faithfulness-methods")
     else:
@@ -203,9 +209,12 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
         config = FaithfulnessConfig(steps=args.faithfulness_steps, output=args.faithfulness_output)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    # Sorted: the same episodes or methods given in another order are the same report.
     settings = {"policy_path": str(resolve_checkpoint_dir(args.policy_path).resolve()),
-                "dataset_root": str(root.resolve()), "episodes": args.episode,
-                "frames_per_episode": args.faithfulness_frames, "methods": list(methods)}
+                "dataset_root": str(root.resolve()), "episodes": sorted(args.episode),
+                "frames_per_episode": args.faithfulness_frames, "methods": sorted(methods)}
+    if "integrated_gradients" in methods:
+        settings.update(ig_steps=ig.steps, ig_baseline=ig.baseline)
     report_dir = args.output_dir / "faithfulness"
     check_report_dir(report_dir, {**settings, "output": config.output, "steps": config.steps})
     with output_directory(args.output_dir):

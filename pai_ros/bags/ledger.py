@@ -61,10 +61,9 @@ class RecordingLedger:
         """Already recorded or refused: nothing more to discover about it."""
         return topic in self.tallies or topic in self.refused
 
-    def record(self, topic: str, msgtype: str, reliable: bool) -> TopicTally:
-        tally = TopicTally(topic, msgtype, reliable)
-        self.tallies[topic] = tally
-        return tally
+    def record(self, tally: TopicTally) -> None:
+        """Count ``tally``'s topic as recorded (once it is subscribed: a failed subscription is not)."""
+        self.tallies[tally.topic] = tally
 
     def refuse(self, topic: str) -> None:
         self.refused.add(topic)

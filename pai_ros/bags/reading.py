@@ -65,8 +65,14 @@ def open_reader(source: Path, bag: Path) -> Any:
         damaged = _metadata_problem(source) if (source / "metadata.yaml").is_file() else None
         if damaged:
             files = sorted(p.name for p in source.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
-            instead = (f"give its storage file{'s' if len(files) > 1 else ''} instead "
-                       f"({', '.join(str(source / f) for f in files)})" if files else "and it holds no storage file")
+            if len(files) == 1:
+                instead = f"give its storage file instead ({source / files[0]})"
+            elif all(f.endswith(".mcap") for f in files):  # recover reads several into one bag, without metadata
+                instead = f"move it aside and run `pai bag recover {bag}`, which reads its {len(files)} storage files"
+            elif files:
+                instead = f"give one storage file at a time ({', '.join(str(source / f) for f in files)})"
+            else:
+                instead = "and it holds no storage file"
             raise UserError(f"bag {bag}: its metadata.yaml {damaged}; {instead}") from None
         missing = _missing_storage_files(source) if (source / "metadata.yaml").is_file() else []
         if missing:
@@ -107,17 +113,14 @@ def _missing_storage_files(bag: Path) -> list[str]:
     return [name for name in names if not (bag / name).is_file()]
 
 
-MCAP_MAGIC = b"\x89MCAP0\r\n"  # every MCAP file starts with it, even one cut short after 8 bytes
-
-
 def corrupt_bag(bag: Path, exc: BaseException) -> CorruptBag:
     detail = " ".join(str(exc).split()) or type(exc).__name__
     if len(detail) > 160:
         detail = detail[:157] + "..."
     mcaps = [bag] if bag.suffix == ".mcap" else sorted(bag.glob("*.mcap")) if bag.is_dir() else []
-    not_mcap = [p.name for p in mcaps if not _starts_with_magic(p)]
-    if not_mcap:  # nothing in it for `pai bag recover` to salvage either
-        return CorruptBag(f"cannot read bag {bag}: {', '.join(not_mcap)} {'is' if len(not_mcap) == 1 else 'are'} "
+    if mcaps and not any(_starts_with_magic(p) for p in mcaps):  # nothing for `pai bag recover` to salvage
+        names = [p.name for p in mcaps]
+        return CorruptBag(f"cannot read bag {bag}: {', '.join(names)} {'is' if len(names) == 1 else 'are'} "
                           "not MCAP (empty, or no MCAP header)")
     sqlite = bag.suffix == ".db3" or (bag.is_dir() and any(bag.glob("*.db3")))  # recover reads MCAP only
     hint = "" if sqlite else f"; `pai bag recover {bag}` salvages what is readable"
@@ -125,9 +128,11 @@ def corrupt_bag(bag: Path, exc: BaseException) -> CorruptBag:
 
 
 def _starts_with_magic(path: Path) -> bool:
+    from pai_ros.bags.recover import MAGIC  # every MCAP file starts with it, even one cut short after 8 bytes
+
     try:
         with open(path, "rb") as f:
-            return f.read(len(MCAP_MAGIC)) == MCAP_MAGIC
+            return f.read(len(MAGIC)) == MAGIC
     except OSError:
         return True  # unreadable for another reason: the caller's message stands
 

@@ -40,7 +40,14 @@ from pai_ros.errors import UserError
 from pai_ros.imaging.convert import message_to_rgb
 from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.jsonfile import write_json_atomic
-from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory, write_manifest
+from pai_ros.staging import (
+    check_apart,
+    check_replaceable,
+    json_file_with,
+    output_files,
+    staged_directory,
+    write_manifest,
+)
 from pai_ros.timestamps import NS_PER_S
 
 FLOAT64_ARRAY = "std_msgs/msg/Float64MultiArray"
@@ -365,13 +372,14 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
         check_apart(output, {"bag": bag})
     check_replaceable(output, overwrite, made_by="bag2dataset", what_marks_it=f"meta/{SOURCE_FILE}",
                       is_mine=lambda d: json_file_with(d / "meta" / SOURCE_FILE, ("bags", "cameras")))
+    checked = output_files(output)  # what may be replaced; a file added during the conversion is kept
     sources = [(bag, find_sources(Path(bag))) for bag in bags]
     _check_inputs(sources, mapping)  # every bag before any work: not a failure after an hour of the first
     summary = DatasetSummary(output)
     frames = _Frames(mapping, sampling, summary.notes)
     max_age_ns = int(sampling.max_age_s * NS_PER_S)
     quiet_ffmpeg()
-    with staged_directory(output, create=False, keep_added=True) as staged, quiet_hf_datasets():
+    with staged_directory(output, create=False, checked=checked) as staged, quiet_hf_datasets():
         writer = _EpisodeWriter(staged, repo_id or f"local/{output.name}", sampling, task, summary)
         try:
             for bag, bag_sources in sources:

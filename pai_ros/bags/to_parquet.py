@@ -54,7 +54,14 @@ from pai_ros.features.tables import FEATURES_SCHEMA
 from pai_ros.imaging.convert import message_to_rgb, resize_rgb
 from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.jsonfile import json_text
-from pai_ros.staging import check_apart, check_replaceable, json_file_with, staged_directory, write_manifest
+from pai_ros.staging import (
+    check_apart,
+    check_replaceable,
+    json_file_with,
+    output_files,
+    staged_directory,
+    write_manifest,
+)
 from pai_ros.timestamps import header_ns
 
 if TYPE_CHECKING:
@@ -147,7 +154,8 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
     started = time.perf_counter()
     sources = find_sources(bag)
     _check_output(bag, out, overwrite)
-    with staged_directory(out, keep_added=True) as partial:
+    checked = output_files(out)  # what may be replaced; a file added during the conversion is kept
+    with staged_directory(out, checked=checked) as partial:
         summary = ConversionSummary(bag=str(bag), out=str(out))
         converter = _Converter(partial, summary, videos=videos, batch_rows=batch_rows)
         try:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
+from pai_ros.staging import output_path
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -23,7 +23,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--cache-dir", type=Path, default=None,
+    p.add_argument("--cache-dir", type=output_path, default=None,
                    help="where to keep the assets (default: $PAI_CACHE_DIR or ~/.cache/pai_ros)")
     p.add_argument("--rebuild", action="store_true", help="discard cached assets and build them again")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo setting)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +60,8 @@ class Mp4Writer:
         """
         import av
 
+        if self._failed:  # before encoding: nothing more goes into a container whose mux failed
+            raise OSError(errno.EIO, "an earlier write to this video failed", str(self.path))
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"expected an HxWx3 uint8 RGB frame, got {rgb.dtype} {rgb.shape}")
         h, w = rgb.shape[:2]
@@ -87,8 +90,6 @@ class Mp4Writer:
         self.frames += 1
 
     def _mux(self, packets: list) -> None:
-        if self._failed:
-            raise OSError(f"{self.path}: an earlier write failed")
         try:
             for packet in packets:
                 self._container.mux(packet)

@@ -247,8 +247,9 @@ class RecorderNode(Node):
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.queue_depth,
                          reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
-        tally = self.ledger.record(topic, msgtype, reliable)
+        tally = TopicTally(topic, msgtype, reliable)
         subscription = self.create_subscription(cls, topic, lambda raw: self._on_message(tally, raw), qos, raw=True)
+        self.ledger.record(tally)
         self.recorded[topic] = _Subscribed(tally, subscription)
         self.get_logger().info(f"subscribed to {topic} [{msgtype}] "
                                f"{'reliable' if reliable else 'best effort'}{', transient local' if latched else ''}")

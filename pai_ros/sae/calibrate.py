@@ -243,13 +243,13 @@ def sae_training_note(loaded: LoadedSae, root: Path, episodes: list[int]) -> str
     try:
         metrics = json.loads((loaded.directory / METRICS_FILE).read_text(encoding="utf-8"))
         trained = {int(e) for e in metrics.get("training_episodes") or []}
+        held = [int(e) for e in metrics.get("heldout_episodes") or []]
         trained_root = Path((loaded.cfg.source or {})["dataset_root"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # a damaged metrics.json: no note
         return None
     seen = sorted(trained & set(episodes))
     if not seen or trained_root.resolve() != Path(root).resolve():
         return None
-    held = [int(e) for e in metrics.get("heldout_episodes") or []]
     unseen = f" (it held out {episode_ranges(held)})" if held else ""
     return (f"{len(seen)} of the {len(episodes)} calibration episodes ({episode_ranges(seen)}) are among those the SAE "
             "was trained on: it reconstructs them better than new data, so this threshold is lower than it should "

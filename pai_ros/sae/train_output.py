@@ -25,7 +25,14 @@ from pai_ros.sae.shards import ShardSet, open_shards, read_frames
 from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
 from pai_ros.sae.train import TrainSettings
 from pai_ros.sae.train_stream import train_sae_streaming
-from pai_ros.staging import check_apart, check_nothing_added, staged_directory, staging_path, write_manifest
+from pai_ros.staging import (
+    check_apart,
+    check_nothing_added,
+    output_files,
+    staged_directory,
+    staging_path,
+    write_manifest,
+)
 
 CURVES_FILE = "training_curves.png"
 
@@ -37,8 +44,9 @@ def _source(data: ShardSet) -> dict[str, Any]:
             "collect_settings": data.info.get("settings")}
 
 
-def check_output(output: Path, overwrite: bool) -> None:
-    """Refuse an output that cannot be written before training, not after it."""
+def check_output(output: Path, overwrite: bool) -> set[str]:
+    """Refuse an output that cannot be written before training, not after it; the files it holds now
+    (those ``--overwrite`` may replace: a file added during training is kept)."""
     probe = staging_path(output, "probe")  # what staging will do at the end, tried now
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +64,7 @@ def check_output(output: Path, overwrite: bool) -> None:
             raise UserError(f"{output} already holds an SAE (use --overwrite to replace it)")
         # A file the user put there (notes, a feature list) is theirs; a calibration is of the old SAE.
         check_nothing_added(output, made_by="pai sae train", derived=CALIBRATION_FILES)
+    return output_files(output)
 
 
 def _not_measured(why: str) -> dict[str, Any]:
@@ -129,7 +138,7 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
     world = world or World()
     check_apart(output, {"activations": activations})
     data = open_shards(activations)
-    check_output(output, overwrite)
+    checked = check_output(output, overwrite)
     if data.incomplete and report is not None and world.is_main:
         report(f"note: {activations} has {len(data.incomplete)} incomplete episode(s) ({_listed(data.incomplete)}: "
                "a shard missing, cut short or not what its manifest says, or a damaged manifest), left out; "
@@ -142,7 +151,7 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
                                  progress=progress)
     metrics = result.metrics
     if world.is_main:
-        with staged_directory(output, keep_added=True, discard=CALIBRATION_FILES) as partial:
+        with staged_directory(output, checked=checked, discard=CALIBRATION_FILES) as partial:
             metrics.update(measure_action_recovery(result.sae, data, result.split, eval_frames, settings.device,
                                                    progress))
             sae_id = save_sae(result.sae.cpu(), partial)
