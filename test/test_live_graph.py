@@ -131,12 +131,15 @@ def test_pai_demo_in_one_process(toy_assets, ros_env: dict, tmp_path: Path, monk
     with AnyReader([out / "bag"]) as reader:
         conns = [c for c in reader.connections if c.topic.endswith("front/heatmap")]
         # A set: the node may tick twice on the last observation (same stamp, one frame).
-        stamps = sorted({header_ns(reader.deserialize(raw, c.msgtype)) for c, _, raw in reader.messages(connections=conns)})
+        maps = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
+        stamps = sorted({header_ns(m) for m in maps})
     assert frame_times(out / "heatmaps_combined.mp4") == pytest.approx([(s - stamps[0]) / 1e9 for s in stamps], abs=1e-3)
     import cv2
 
     sheet = cv2.imread(str(out / "heatmaps_contact_sheet.png"))
     assert sheet is not None and sheet.shape[1] == 4 * 2 * 80
+    # A title strip above the rows of ticks says what the sheet shows (the method, from the bag's diagnostics).
+    assert (sheet.shape[0] - 20) % maps[0].height == 0 and sheet[:20].mean() < sheet[20:].mean() / 2
     assert json.loads((out / "report.json").read_text())["episode"] == 1
     # The demo policy runs with the demo SAE: live features, recorded, converted and ranked.
     feats = report["features"]

@@ -152,12 +152,17 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
     from pai_ros.media.video import Mp4Writer, even_size
 
     by_stamp: dict[int, dict[str, np.ndarray]] = {}
+    methods: list[str] = []  # the policy node's heatmap_method, from its /diagnostics in the bag
     with AnyReader([bag]) as reader:
         # attention/<camera>/heatmap under any namespace; not features/feature_<F>/<camera>/heatmap.
         conns = [c for c in reader.connections if _attention_heatmap_camera(c.topic)]
-        for conn, _, raw in reader.messages(connections=conns):
+        status = [c for c in reader.connections if c.msgtype == "diagnostic_msgs/msg/DiagnosticArray"]
+        for conn, _, raw in reader.messages(connections=conns + status):
             msg = reader.deserialize(raw, conn.msgtype)
             cam = _attention_heatmap_camera(conn.topic)
+            if cam is None:
+                methods += [kv.value for st in msg.status for kv in st.values if kv.key == "heatmap_method"]
+                continue
             stamp = header_ns(msg)
             by_stamp.setdefault(stamp, {})[cam] = raw_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data)
     cams = sorted({c for frames in by_stamp.values() for c in frames})
@@ -185,7 +190,12 @@ def render_heatmaps_from_bag(bag: Path, out: Path, fps: float) -> tuple[Path, Pa
                     cv2.LINE_AA)
         labelled.append(t)
     while len(labelled) % cols:
-        labelled.append(np.zeros_like(labelled[0]))
+        labelled.append(np.full_like(labelled[0], 48))  # dark grey: no tick here (black would read as a frame)
     sheet = np.concatenate([np.concatenate(labelled[r:r + cols], axis=1) for r in range(0, len(labelled), cols)], axis=0)
-    write_png(sheet_path, sheet)
+    # What the picture is, on it: a sheet passed around without its bag must still say which method it shows.
+    method = ", ".join(dict.fromkeys(methods)) or "method not in the bag's diagnostics"
+    title = np.full((20, sheet.shape[1], 3), 24, np.uint8)
+    cv2.putText(title, f"policy_node heatmaps, {method}: {len(picks)} of {len(complete)} ticks, t since the first",
+                (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    write_png(sheet_path, np.concatenate([title, sheet], axis=0))
     return combined_path, sheet_path, len(complete)
