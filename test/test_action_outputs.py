@@ -97,9 +97,11 @@ def test_a_controller_with_other_joints_gets_nothing_and_diagnostics_say_why(tin
                               and "refuses trajectories" in diag(m)["message"], 60)
         assert diag(said)["level"] == 2 and "applies action_commands positionally" in diag(said)["values"]["controller"]
         # Once it ticks (the controller may answer before the first observation), every output of
-        # policy_b goes to the refused controller: its status says it holds them.
+        # policy_b goes to the refused controller: its status says it holds them. Not a status from
+        # before the answer ("not verified yet"): the probe's search starts from its first line.
         ticking = probe.wait_for(lambda m: m["status"][0]["name"].startswith("policy_b")
-                                 and diag(m)["message"].startswith("holding actions"), 60)
+                                 and diag(m)["message"].startswith("holding actions")
+                                 and "not verified yet" not in diag(m)["message"], 60)
         assert diag(ticking)["level"] == 2, diag(ticking)
         assert diag(ticking)["message"].startswith("holding actions; not sending to the controller"), diag(ticking)
         assert not any(line.startswith("GOT") for line in bad.lines)
