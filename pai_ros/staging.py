@@ -147,8 +147,10 @@ def _files_under(directory: Path) -> list[str]:
 
 
 def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: Callable[[Path], bool],
-                      what_marks_it: str, keep: tuple[str, ...] = (), derived: tuple[str, ...] = ()) -> None:
+                      what_marks_it: str, keep: tuple[str, ...] = (), derived: tuple[str, ...] = ()) -> set[str]:
     """``output`` may be written: absent, an empty directory, or (with ``overwrite``) ``made_by``'s own.
+    Returns the files it holds now, those checked (:func:`output_files`: ``staged_directory(checked=...)``
+    keeps any added while the command works).
 
     ``--overwrite`` replaces a directory whole, so it may only replace what this command wrote
     before, as ``is_mine`` recognises it (``what_marks_it`` says how, for the message): pointed at
@@ -159,9 +161,9 @@ def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: C
     """
     output = Path(output)
     if not output.exists() and not output.is_symlink():
-        return
+        return set()
     if output.is_dir() and not any(output.iterdir()):
-        return
+        return set()
     if not output.is_dir():
         raise UserError(f"output {output} exists and is not a directory; choose a new path")
     if not is_mine(output):
@@ -170,6 +172,7 @@ def check_replaceable(output: Path, overwrite: bool, *, made_by: str, is_mine: C
     if not overwrite:
         raise UserError(f"output {output} holds an earlier {made_by} output; choose a new path or pass --overwrite")
     check_nothing_added(output, made_by=made_by, keep=keep, derived=derived)
+    return output_files(output)
 
 
 def check_nothing_added(output: Path, *, made_by: str, keep: tuple[str, ...] = (),

@@ -44,7 +44,6 @@ from pai_ros.staging import (
     check_apart,
     check_replaceable,
     json_file_with,
-    output_files,
     staged_directory,
     write_manifest,
 )
@@ -370,9 +369,9 @@ def bags_to_dataset(bags: list[Path], output: Path, mapping: TopicMapping, sampl
                                                                  else ""))
     for bag in bags:
         check_apart(output, {"bag": bag})
-    check_replaceable(output, overwrite, made_by="bag2dataset", what_marks_it=f"meta/{SOURCE_FILE}",
-                      is_mine=lambda d: json_file_with(d / "meta" / SOURCE_FILE, ("bags", "cameras")))
-    checked = output_files(output)  # what may be replaced; a file added during the conversion is kept
+    # What may be replaced: a file added during the conversion is kept.
+    checked = check_replaceable(output, overwrite, made_by="bag2dataset", what_marks_it=f"meta/{SOURCE_FILE}",
+                                is_mine=lambda d: json_file_with(d / "meta" / SOURCE_FILE, ("bags", "cameras")))
     sources = [(bag, find_sources(Path(bag))) for bag in bags]
     _check_inputs(sources, mapping)  # every bag before any work: not a failure after an hour of the first
     summary = DatasetSummary(output)

@@ -58,7 +58,6 @@ from pai_ros.staging import (
     check_apart,
     check_replaceable,
     json_file_with,
-    output_files,
     staged_directory,
     write_manifest,
 )
@@ -153,8 +152,7 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
     bag, out = Path(bag), Path(out)
     started = time.perf_counter()
     sources = find_sources(bag)
-    _check_output(bag, out, overwrite)
-    checked = output_files(out)  # what may be replaced; a file added during the conversion is kept
+    checked = _check_output(bag, out, overwrite)  # a file added during the conversion is kept
     with staged_directory(out, checked=checked) as partial:
         summary = ConversionSummary(bag=str(bag), out=str(out))
         converter = _Converter(partial, summary, videos=videos, batch_rows=batch_rows)
@@ -171,9 +169,9 @@ def bag_to_parquet(bag: Path, out: Path, progress: bool = True, *, overwrite: bo
     return summary
 
 
-def _check_output(bag: Path, out: Path, overwrite: bool) -> None:
+def _check_output(bag: Path, out: Path, overwrite: bool) -> set[str]:
     check_apart(out, {"bag": bag})
-    check_replaceable(out, overwrite, made_by="bag2parquet", what_marks_it=f"{SUMMARY_FILE} naming a bag",
+    return check_replaceable(out, overwrite, made_by="bag2parquet", what_marks_it=f"{SUMMARY_FILE} naming a bag",
                       is_mine=lambda d: json_file_with(d / SUMMARY_FILE, ("bag", "out", "messages", "tables")))
 
 
