@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from pai_ros.errors import UserError
+from pai_ros.wording import listed
 
 
 def output_path(text: str) -> Path:
@@ -182,7 +183,7 @@ def check_nothing_added(output: Path, *, made_by: str, keep: tuple[str, ...] = (
     added = [f for f in unwritten_files(output) or []
              if f not in keep and not any(fnmatch.fnmatchcase(f, pattern) for pattern in derived)]
     if added:
-        raise UserError(f"output {output} holds file(s) that {made_by} did not write ({_listed(added)}); --overwrite "
+        raise UserError(f"output {output} holds file(s) that {made_by} did not write ({listed(added)}); --overwrite "
                         "deletes only what it wrote: move them out first, or choose a new path")
 
 
@@ -270,7 +271,7 @@ def swap_into_place(staged: Path, final: Path, *, checked: set[str] | None = Non
     if left:
         kept = _free_name(final.parent / f"{final.name}.previous")
         os.replace(old, kept)  # a visible name: a hidden .old would be removed as a dead run's leftover
-        raise UserError(f"{final} is written, but file(s) added to it while the command ran ({_listed(left)}) "
+        raise UserError(f"{final} is written, but file(s) added to it while the command ran ({listed(left)}) "
                         f"could not be moved into it (the new output has the same name, or the system refused): the "
                         f"previous output, with them, is kept as {kept}")
     _remove(old)
@@ -311,10 +312,6 @@ def _taken(directory: Path, rel: str) -> bool:
     if target.exists() or target.is_symlink():
         return True
     return any(p.exists() and not p.is_dir() for p in target.parents if p.is_relative_to(directory))
-
-
-def _listed(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 @contextmanager

@@ -104,3 +104,45 @@ def test_kept_feature_names_must_name_the_demos_sae_and_derived_analyses_go_with
                                         r"out first"):
         prepare_output_dir(out, overwrite=True, sae_id="bbbb")
     assert (out / "features" / "names.json").is_file() and (out / "report.json").is_file()
+
+
+def test_the_parts_of_an_interrupted_demo_say_so_instead_of_sending_the_user_round(tmp_path: Path) -> None:
+    """After Ctrl-C in `pai demo`, `pai features ui OUT/features` said to run `pai features analyse`, and
+    that to run `pai features record`; the one thing to do is to run the demo again."""
+    from pai_ros.demo.output_dir import REPORT_FILE, finish_output_dir, prepare_output_dir
+    from pai_ros.features.results import ResultsDir
+
+    out = prepare_output_dir(tmp_path / "demo", overwrite=False)
+    again = (f"{out} is an unfinished `pai demo` run (no report.json: interrupted?); "
+             f"`pai demo --output-dir {out} --overwrite`")
+    with pytest.raises(UserError, match="results directory not found") as info:  # interrupted before the features
+        ResultsDir(out / "features")
+    assert again in str(info.value)
+    (out / "features").mkdir()
+    results = ResultsDir(out / "features")
+    for read in (results.sources, results.analysis):
+        with pytest.raises(UserError) as info:
+            read()
+        assert again in str(info.value) and "run `pai features" not in str(info.value)
+    assert again in str(results.lacking("record.json", "record it"))
+    # Finished, the same missing pieces get their own advice again.
+    finish_output_dir(out, {"ticks": 3})
+    assert (out / REPORT_FILE).is_file()
+    with pytest.raises(UserError, match=r"has no analysis yet: run `pai features analyse .*` first$"):
+        ResultsDir(out / "features").analysis()
+    with pytest.raises(UserError, match=r"has no features.parquet: run `pai features record` or `pai bag2parquet`$"):
+        ResultsDir(out / "features").sources()
+
+
+def test_an_interrupted_demo_is_named_by_the_feature_commands_in_one_line(tmp_path: Path) -> None:
+    from conftest import run_pai
+
+    from pai_ros.demo.output_dir import prepare_output_dir
+
+    out = prepare_output_dir(tmp_path / "demo", overwrite=False)
+    (out / "features").mkdir()
+    for command in (("features", "ui", str(out / "features"), "--port", "0"),
+                    ("features", "analyse", str(out / "features"), "--quiet")):
+        res = run_pai(*command, timeout=120)
+        assert res.returncode != 0 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "is an unfinished `pai demo` run" in res.stderr and f"--output-dir {out} --overwrite" in res.stderr

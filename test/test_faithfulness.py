@@ -116,7 +116,7 @@ def test_report_over_frames_has_every_method_and_camera(runner: PolicyRunner) ->
     assert runner.explainer is None  # the relevance explainers were put away again
     with pytest.raises(ValueError, match="unknown method"):
         faithfulness(runner, [_obs(2)], ("gradcam",))
-    with pytest.raises(ValueError, match="at least 2 steps"):
+    with pytest.raises(ValueError, match="steps must be at least 2"):
         FaithfulnessConfig(steps=1)
 
 

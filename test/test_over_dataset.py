@@ -60,7 +60,7 @@ def test_a_stride_is_refused_where_ticks_depend_on_earlier_ticks(tiny_act: Path,
     runner = PolicyRunner(load_act_policy(tiny_act, "cpu"), "queue", CaptureConfig(cross_attention=False))
     with pytest.raises(ValueError, match="replan mode"):
         next(run_episode(runner, root, 0, progress=False, frame_stride=2))
-    with pytest.raises(ValueError, match="frame_stride must be >= 1"):
+    with pytest.raises(ValueError, match="frame_stride must be at least 1"):
         next(iter_episode(root, 0, frame_stride=0))
 
 

@@ -241,10 +241,10 @@ def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline,
 
 @pytest.mark.parametrize("extra, needle", [
     (["--device", "gpu"], "unknown device 'gpu' (use auto, cpu, cuda, cuda:N or mps)"),
-    (["--architecture", "relu", "--l1-coeff", "nan"], "--l1-coeff must be a number >= 0, got nan"),
-    (["--max-tokens", "0"], "--max-tokens must be at least --batch-size (64), got 0"),
-    (["--seed", "-1"], "--seed must be in [0, 2^32), got -1"),
-    (["--eval-frames", "-1"], "--eval-frames must be >= 0"),
+    (["--architecture", "relu", "--l1-coeff", "nan"], "--l1-coeff must be at least 0, got nan"),
+    (["--max-tokens", "0"], "--max-tokens must be at least 64 (--batch-size), got 0"),
+    (["--seed", "-1"], "--seed must lie in [0, 4294967296), got -1"),
+    (["--eval-frames", "-1"], "--eval-frames must be at least 0 (0 skips the action metric), got -1"),
 ])
 def test_train_bad_options_are_one_line_and_write_nothing(pipeline, tmp_path, extra, needle) -> None:
     out = tmp_path / "sae"

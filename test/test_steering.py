@@ -117,7 +117,7 @@ def test_steering_changes_actions_only_while_in_force(steerable: LiveTick, tiny_
 
 
 def test_steering_requests_are_refused_with_reasons(steerable: LiveTick, tiny_act: Path) -> None:
-    with pytest.raises(UserError, match="duration_s must be in"):
+    with pytest.raises(UserError, match=r"duration_s must lie in \(0, "):
         steerable.steer([1], "ablate", [], 11.0, T0)
     with pytest.raises(UserError, match="out of range: the SAE has 128 features"):
         steerable.steer([128], "ablate", [], 1.0, T0)

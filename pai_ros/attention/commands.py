@@ -8,6 +8,7 @@ from pathlib import Path
 from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
 from pai_ros.policy.loading import add_policy_arguments
+from pai_ros.require import require
 from pai_ros.staging import output_path
 
 
@@ -142,14 +143,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.method is not None and args.method not in METHODS:
         raise UserError(f"unknown method '{args.method}' (choose from {', '.join(METHODS)})")
     check_options_apply(args)
+    require("--ig-steps", args.ig_steps, at_least=1)
     try:
         selection = QuerySelection.parse(args.queries)
         ig = IGConfig(steps=args.ig_steps, baseline=args.ig_baseline)
         target = RelevanceTarget.parse(args.relevance_target)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    if not 0.0 <= args.alpha <= 1.0:
-        raise UserError(f"--alpha must be in [0, 1], got {args.alpha}")
+    require("--alpha", args.alpha, at_least=0, at_most=1)
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
     check_apart(args.output_dir, {"dataset": root, "checkpoint": resolve_checkpoint_dir(args.policy_path)})
     info = read_info(root)
@@ -203,8 +204,8 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
     unknown = [m for m in methods if m not in FAITHFULNESS_METHODS]
     if unknown:
         raise UserError(f"unknown method(s) {', '.join(unknown)} (choose from {', '.join(FAITHFULNESS_METHODS)})")
-    if args.faithfulness_frames < 1:
-        raise UserError(f"--faithfulness-frames must be at least 1, got {args.faithfulness_frames}")
+    require("--faithfulness-frames", args.faithfulness_frames, at_least=1)
+    require("--faithfulness-steps", args.faithfulness_steps, at_least=2, note=" (a curve needs two points)")
     try:
         config = FaithfulnessConfig(steps=args.faithfulness_steps, output=args.faithfulness_output)
     except ValueError as exc:

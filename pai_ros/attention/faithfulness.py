@@ -58,6 +58,7 @@ from pai_ros.jsonfile import json_text
 from pai_ros.plotting import pyplot, save_figure
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.require import require
 
 FAITHFULNESS_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient",
                         "integrated_gradients", "random")
@@ -73,12 +74,11 @@ class FaithfulnessConfig:
     min_change: float = 1e-6
 
     def __post_init__(self) -> None:
-        if self.steps < 2:
-            raise ValueError(f"deletion/insertion needs at least 2 steps, got {self.steps}")
+        require("deletion/insertion steps", self.steps, at_least=2, note=" (a curve needs two points)",
+                error=ValueError)
         if self.output not in OUTPUTS:
             raise ValueError(f"faithfulness output '{self.output}' is not one of {', '.join(OUTPUTS)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch size must be positive, got {self.batch_size}")
+        require("batch size", self.batch_size, at_least=1, error=ValueError)
 
     @property
     def fractions(self) -> np.ndarray:

@@ -22,6 +22,7 @@ import torch
 
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.require import require
 
 BASELINES = ("black", "blur", "mean")
 
@@ -36,8 +37,7 @@ class IGConfig:
     batch_size: int = 10
 
     def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"integrated gradients needs at least 1 step, got {self.steps}")
+        require("integrated gradients steps", self.steps, at_least=1, error=ValueError)
         if self.baseline not in BASELINES:
             raise ValueError(f"unknown baseline '{self.baseline}' (choose from {', '.join(BASELINES)})")
 

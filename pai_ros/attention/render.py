@@ -21,6 +21,8 @@ from functools import cache, lru_cache
 import cv2
 import numpy as np
 
+from pai_ros.require import require
+
 COLORMAPS: tuple[str, ...] = ("viridis", "magma", "inferno", "turbo", "jet")
 """Supported colormap names; "viridis" (perceptually uniform) is the default."""
 
@@ -122,8 +124,7 @@ class Normalization:
             value = getattr(self, field)
             if value is not None and not np.isfinite(value):
                 raise ValueError(f"normalization {field} must be finite, got {value!r}")
-        if not 0.0 < self.percentile <= 100.0:
-            raise ValueError(f"normalization percentile must be in (0, 100], got {self.percentile!r}")
+        require("normalization percentile", self.percentile, above=0, at_most=100, error=ValueError)
         if self.mode == "raw":
             if self.vmax is None:
                 raise ValueError("normalization mode 'raw' needs vmax (the top of the fixed scale)")
@@ -205,8 +206,7 @@ def overlay(image: np.ndarray, grid: np.ndarray, *, alpha: float = 0.6, colormap
     drawn inside, it hid part of the last column of cells.
     """
     _check_image(image, "image")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"overlay alpha must be in [0, 1], got {alpha!r}")
+    require("overlay alpha", alpha, at_least=0, at_most=1, error=ValueError)
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"unknown interpolation {interpolation!r}; valid: {', '.join(INTERPOLATIONS)}")
     _check_colormap(colormap)
@@ -272,8 +272,7 @@ def combined_panel(overlays: Mapping[str, np.ndarray], shares: Mapping[str, floa
     for name, image in overlays.items():
         _check_image(image, f"overlay {name!r}")
     target_h = height if height is not None else max(image.shape[0] for image in overlays.values())
-    if target_h < 1:
-        raise ValueError(f"combined_panel height must be >= 1, got {target_h}")
+    require("combined_panel height", target_h, at_least=1, error=ValueError)
 
     scale = _font_scale(target_h)
     tiles = [_resize_to_height(image, target_h) for image in overlays.values()]

@@ -27,7 +27,6 @@ writer and renamed when complete; ``meta/pai_ros_bag_source.json`` records the b
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from pai_ros.errors import UserError
 from pai_ros.imaging.convert import message_to_rgb
 from pai_ros.imaging.errors import ImageConversionError
 from pai_ros.jsonfile import write_json_atomic
+from pai_ros.require import require
 from pai_ros.staging import (
     check_apart,
     check_replaceable,
@@ -101,12 +101,9 @@ class Sampling:
     min_frames: int = 10
 
     def __post_init__(self) -> None:
-        if not 1 <= self.fps <= 1000:
-            raise UserError(f"--fps must lie in [1, 1000], got {self.fps}")
-        if not (math.isfinite(self.max_age_s) and self.max_age_s > 0):
-            raise UserError(f"--max-age must be a positive number of seconds, got {self.max_age_s}")
-        if self.min_frames < 1:
-            raise UserError(f"--min-frames must be at least 1, got {self.min_frames}")
+        require("--fps", self.fps, at_least=1, at_most=1000)
+        require("--max-age", self.max_age_s, above=0, note=" of seconds")
+        require("--min-frames", self.min_frames, at_least=1)
 
 
 @dataclass

@@ -82,6 +82,7 @@ from pai_ros import __version__
 from pai_ros.bags.errors import BagWriteError, UnknownMessageType
 from pai_ros.bags.typestore import ensure_type, typestore
 from pai_ros.errors import UserError
+from pai_ros.require import require
 from pai_ros.staging import staged_file
 
 if TYPE_CHECKING:
@@ -116,12 +117,10 @@ class BagWriter:
         self.path = Path(path)
         if compression not in COMPRESSIONS:
             raise UserError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
-        if max_bag_size_mb < 0:
-            raise UserError(f"max_bag_size_mb must be >= 0 (0: no splitting), got {max_bag_size_mb}")
+        require("max_bag_size_mb", max_bag_size_mb, at_least=0, note=" (0: no splitting)")
         if version not in (8, 9):
             raise UserError(f"rosbag2 metadata version must be 8 or 9, got {version}")
-        if not flush_period_s >= 0:
-            raise UserError(f"flush_period_s must be >= 0 (0: flush only full 1 MiB chunks), got {flush_period_s}")
+        require("flush_period_s", flush_period_s, at_least=0, note=" (0: flush only full 1 MiB chunks)")
         if self.path.exists() or self.path.is_symlink():
             raise UserError(f"{self.path} already exists; refusing to overwrite a bag (choose a new path)")
         self.compression = compression

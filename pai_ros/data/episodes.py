@@ -14,6 +14,7 @@ import torch
 from pai_ros.data.video import video_backend
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json
+from pai_ros.require import require
 
 SUPPORTED_VERSION = "v3.0"
 # LeRobotDataset v3.0's file layout, for info.json files that do not spell it out.
@@ -195,8 +196,7 @@ def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    if frame_stride < 1:
-        raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
+    require("frame_stride", frame_stride, at_least=1, error=ValueError)
     info = info or read_info(root)
     check_episodes(info, [episode], root)
     with _damage_is_one_line(root, episode):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pai_ros.require import require
+
 
 @dataclass(frozen=True)
 class LearningGate:
@@ -26,5 +28,4 @@ class LearningGate:
     attempts: int = 3  # trainings at most (seed, seed + 1, ...); the best is kept if none passes
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"LearningGate.attempts must be at least 1, got {self.attempts}")
+        require("LearningGate.attempts", self.attempts, at_least=1, error=ValueError)

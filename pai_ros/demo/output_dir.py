@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.staging import check_replaceable, json_file_with, make_output_dir, write_manifest
+from pai_ros.unfinished import DEMO_MARKER, REPORT_FILE
 
 if TYPE_CHECKING:
     from pai_ros.demo.assets import DemoAssets
 
-REPORT_FILE = "report.json"  # written last: its presence says the run finished
-DEMO_MARKER = ".pai_demo"  # written first: what --overwrite may replace
 
 #: What a demo output may hold that the demo did not write and keeps: the names given to its
 #: features in `pai features ui out/demo/features` (the user's work; `make demo` always overwrites).

@@ -44,6 +44,7 @@ from pai_ros.features.tables import (
 )
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.plotting import pyplot, save_figure
+from pai_ros.require import require
 from pai_ros.staging import staged_directory
 
 FORMAT = "pai_ros.features.analysis/1"
@@ -66,10 +67,8 @@ class AnalyseSettings:
         if self.rank_by not in RANK_BY:
             raise UserError(f"--rank-by must be one of {', '.join(RANK_BY)}, got {self.rank_by}")
         for name in ("top_features", "top_frames", "per_episode", "thumb_height"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.dedup_window < 0:
-            raise UserError(f"--dedup-window must be >= 0, got {self.dedup_window}")
+            require(f"--{name.replace('_', '-')}", getattr(self, name), at_least=1)
+        require("--dedup-window", self.dedup_window, at_least=0)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -80,9 +80,9 @@ def _record(args: argparse.Namespace) -> int:
     from pai_ros.staging import check_apart, output_directory
 
     refuse_torchrun("pai features record")  # every rank would do all the work, writing the same files
-    if args.top_n is not None and args.top_n < 1:
-        from pai_ros.errors import UserError
-        raise UserError(f"--top-n must be >= 1, got {args.top_n}")
+    if args.top_n is not None:
+        from pai_ros.require import require
+        require("--top-n", args.top_n, at_least=1)
     loaded = load_sae(args.sae)
     calibration, why = load_calibration(loaded.directory, loaded.sae_id)
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
@@ -166,8 +166,7 @@ def _effects(args: argparse.Namespace) -> int:
         print(f"note: {stale}", file=sys.stderr)
     record = results.record
     if record is None:
-        raise UserError(f"{results.root} has no {RECORD_FILE}: run `pai features record` (effects need dataset "
-                        "frames)")
+        raise results.lacking(RECORD_FILE, "run `pai features record` (effects need dataset frames)")
 
     for key, what in (("sae_path", "SAE"), ("policy_path", "policy")):  # effects re-run what recorded
         if not Path(record[key]).exists():

@@ -31,11 +31,12 @@ from tqdm import tqdm
 from pai_ros import __version__
 from pai_ros.data.episodes import episode_length, iter_picked_frames, pick_evenly, read_info
 from pai_ros.errors import UserError
-from pai_ros.features.results import EFFECTS_FILE, ResultsDir
+from pai_ros.features.results import EFFECTS_FILE, RECORD_FILE, ResultsDir
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.plotting import pyplot, save_figure
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.require import require
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.steering import Steering, SteeringHook
 
@@ -53,12 +54,10 @@ class EffectSettings:
 
     def __post_init__(self) -> None:
         for name in ("top_features", "frames", "batch_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not np.isfinite(self.clamp_scale) or self.clamp_scale <= 0:
-            raise UserError(f"--clamp-scale must be a positive number, got {self.clamp_scale}")
-        if self.horizon is not None and self.horizon < 1:
-            raise UserError(f"--horizon must be at least 1, got {self.horizon}")
+            require(f"--{name.replace('_', '-')}", getattr(self, name), at_least=1)
+        require("--clamp-scale", self.clamp_scale, above=0)
+        if self.horizon is not None:
+            require("--horizon", self.horizon, at_least=1)
         if self.action_dims is not None and (not self.action_dims or min(self.action_dims) < 0
                                              or len(set(self.action_dims)) != len(self.action_dims)):
             raise UserError(f"--action-dims must be distinct indices >= 0, got {list(self.action_dims)}")
@@ -144,8 +143,8 @@ def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae
     analysis = results.analysis()
     record = results.record
     if record is None:
-        raise UserError(f"{results.root} has no record.json: effects need a `pai features record` directory "
-                        "(a bag's features have no frames to run the policy on)")
+        raise results.lacking(RECORD_FILE, "effects need a `pai features record` directory (a bag's features "
+                              "have no frames to run the policy on)")
     if analysis.get("sae_id") != loaded.sae_id:
         raise UserError(f"the analysis in {results.root} is of SAE {analysis.get('sae_id')}, but {loaded.directory} "
                         f"now holds SAE {loaded.sae_id} (trained again since?): record and analyse again")

@@ -32,6 +32,8 @@ from pai_ros.features.tables import (
     read_checked,
 )
 from pai_ros.jsonfile import read_json
+from pai_ros.unfinished import unfinished_demo_reason
+from pai_ros.wording import listed
 
 RECORD_FILE = "record.json"
 ANALYSIS_DIR = "analysis"
@@ -58,9 +60,11 @@ class Source:
 class ResultsDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
+        if self.root.is_file():
+            raise UserError(f"{self.root} is a file, not a results directory")
         if not self.root.is_dir():
-            raise UserError(f"{self.root} is a file, not a results directory" if self.root.exists()
-                            else f"results directory not found: {self.root}")
+            reason = unfinished_demo_reason(self.root)
+            raise UserError(f"results directory not found: {self.root}" + (f" ({reason})" if reason else ""))
 
     # ------------------------------------------------------------------ contents
 
@@ -78,6 +82,11 @@ class ResultsDir:
                             "record again or remove it")
         return data
 
+    def lacking(self, what: str, advice: str) -> UserError:
+        """``ROOT has no WHAT: ADVICE``; in an interrupted demo run, that run instead of the advice (the
+        demo writes every piece, and each piece's own advice would send the user round in circles)."""
+        return UserError(f"{self.root} has no {what}: {unfinished_demo_reason(self.root) or advice}")
+
     def sources(self) -> list[Source]:
         found = []
         for child in sorted(self.root.iterdir()):
@@ -88,7 +97,7 @@ class ResultsDir:
         if not found and (self.root / FEATURES_FILE).is_file():
             found.append(Source(0, self.root / FEATURES_FILE, None))
         if not found:
-            raise UserError(f"{self.root} has no features.parquet (run `pai features record` or `pai bag2parquet`)")
+            raise self.lacking(FEATURES_FILE, "run `pai features record` or `pai bag2parquet`")
         return found
 
     def source(self, episode: int) -> Source:
@@ -104,7 +113,7 @@ class ResultsDir:
     def analysis(self) -> dict[str, Any]:
         path = self.analysis_dir / ANALYSIS_FILE
         if not path.is_file():
-            raise UserError(f"{self.root} has no analysis yet: run `pai features analyse {self.root}` first")
+            raise self.lacking("analysis yet", f"run `pai features analyse {self.root}` first")
         data = read_json(path, "analysis")
         if not isinstance(data, dict) or "features" not in data:
             raise UserError(f"{path} is not a pai_ros feature analysis; run `pai features analyse` again")
@@ -119,7 +128,7 @@ class ResultsDir:
             return None  # no analysis or no recording (each said where it matters): nothing to compare
         if not newer:
             return None
-        shown = ", ".join(map(str, newer[:8])) + (" ..." if len(newer) > 8 else "")
+        shown = listed(newer, most=8)
         return (f"the analysis covers {len(covered)} episode(s), but {self.root} also holds episode(s) {shown} "
                 f"recorded after it: run `pai features analyse {self.root}` again to include them")
 

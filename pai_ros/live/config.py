@@ -27,6 +27,7 @@ from pai_ros.live.parameters import (
 )
 from pai_ros.paramspec import defaults
 from pai_ros.policy.runner import MODES
+from pai_ros.require import require
 
 LEROBOT_IMAGE_PREFIX = "observation.images."
 
@@ -130,8 +131,7 @@ class LiveConfig:
             RelevanceTarget.parse(self.relevance_target)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        if self.control_rate_hz <= 0:
-            raise UserError(f"control_rate_hz must be positive, got {self.control_rate_hz}")
+        require("control_rate_hz", self.control_rate_hz, above=0)
         if any(f < 0 for f in self.feature_heatmaps):
             raise UserError(f"feature_heatmaps holds negative indices: {list(self.feature_heatmaps)}")
         if self.feature_heatmaps and not self.sae_path:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pai_ros.wording import listed
+
 REPLACEMENT = "\ufffd"
 
 
@@ -27,6 +29,6 @@ def undecodable_reason(field: str, values: Iterable[str]) -> str | None:
     bad = undecodable(values)
     if not bad:
         return None
-    shown = ", ".join(ascii(v) for v in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+    shown = listed([ascii(v) for v in bad], most=4)
     return (f"{field} has {len(bad)} value(s) that are not valid UTF-8 ({shown}; \\ufffd marks each undecodable "
             "byte): the publisher must send UTF-8 strings")

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 
 from pai_ros.errors import UserError
+from pai_ros.require import require
 from pai_ros.sae.steering import Steering, SteeringHook
 from pai_ros.timestamps import NS_PER_S
 
@@ -48,9 +49,7 @@ class SteeringControl:
             raise UserError("steering is off: start the node with allow_steering:=true to allow it")
         if sae_id is None:
             raise UserError("steering needs an SAE: start the node with sae_path")
-        if not 0 < duration_s <= self.max_duration_s:
-            raise UserError(f"duration_s must be in (0, {self.max_duration_s:g}] (steering_max_duration_s), "
-                            f"got {duration_s:g}")
+        require("duration_s", duration_s, above=0, at_most=self.max_duration_s, note=" (steering_max_duration_s)")
         steering = Steering.build(features, mode, values, num_features=num_features, max_value=self.max_value)
         with self._lock:
             self._current = (steering, sae_id, now_ns + round(duration_s * NS_PER_S))

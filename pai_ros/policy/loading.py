@@ -23,6 +23,7 @@ from pai_ros.errors import UserError
 from pai_ros.hub import is_repo_id, resolve_model
 from pai_ros.jsonfile import read_json
 from pai_ros.policy.errors import weights_mismatch
+from pai_ros.wording import listed
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -262,8 +263,7 @@ def check_weights_finite(ckpt: Path, policy: Any) -> None:
     bad = [name for name, tensor in policy.state_dict().items()
            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
     if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise UserError(f"checkpoint {ckpt}: weights that are not finite (NaN or inf) in {', '.join(bad[:3])}{more} "
+        raise UserError(f"checkpoint {ckpt}: weights that are not finite (NaN or inf) in {listed(bad)} "
                         "(a training run that diverged?); refusing to run it")
 
 

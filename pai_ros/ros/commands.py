@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
+from pai_ros.require import require
 from pai_ros.staging import output_path
 
 
@@ -62,10 +62,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         episodes = 3 if args.episodes is None else args.episodes
         seed = 0 if args.seed is None else args.seed
         rate_hz = 15.0 if args.rate_hz is None else args.rate_hz
-        if episodes < 1:
-            raise UserError(f"--episodes must be at least 1, got {episodes}")
-        if not 0.1 <= rate_hz <= 1000:
-            raise UserError(f"--rate-hz must lie in [0.1, 1000], got {rate_hz}")
+        require("--episodes", episodes, at_least=1)
+        require("--rate-hz", rate_hz, at_least=0.1, at_most=1000)
         if args.duration is not None or args.episode != 0 or args.rate_factor != 1.0:
             raise UserError("--episode, --duration and --rate-factor are for the replay demo; with --closed-loop "
                             "use --episodes and --rate-hz")
@@ -76,10 +74,9 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.episodes is not None or args.seed is not None or args.rate_hz is not None:
         raise UserError("--episodes, --seed and --rate-hz are for --closed-loop; the replay demo takes --episode, "
                         "--duration and --rate-factor")
-    if not 0.0 < args.rate_factor <= 1.0:
-        raise UserError(f"--rate-factor must lie in (0, 1], got {args.rate_factor}")
-    if args.duration is not None and not (args.duration > 0 and math.isfinite(args.duration)):
-        raise UserError(f"--duration must be a positive number of seconds, got {args.duration}")
+    require("--rate-factor", args.rate_factor, above=0, at_most=1)
+    if args.duration is not None:
+        require("--duration", args.duration, above=0, note=" of seconds")
     with output_directory(args.output_dir):
         res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
                        progress=not args.quiet, rate_factor=args.rate_factor)

@@ -32,6 +32,7 @@ from pai_ros.data.episodes import episode_stem
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.layout import CAMERA, ENV_STATE, LATENT, STATE, TokenLayout
+from pai_ros.require import require
 from pai_ros.staging import staged_file
 
 COLLECT_FILE = "collect.json"
@@ -56,8 +57,7 @@ class TokenSelection:
         if bad or not self.kinds:
             raise UserError(f"unknown token kind(s) {', '.join(bad) or '(none given)'} "
                             f"(choose from {', '.join(KIND_CODES)})")
-        if self.cell_stride < 1:
-            raise UserError(f"--cell-stride must be >= 1, got {self.cell_stride}")
+        require("--cell-stride", self.cell_stride, at_least=1)
 
     def indices(self, layout: TokenLayout) -> np.ndarray:
         table = layout.token_table()

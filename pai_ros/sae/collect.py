@@ -26,6 +26,7 @@ from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.policy.loading import policy_fingerprint
 from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.require import require
 from pai_ros.sae.activations import (
     COLLECT_FILE,
     EPISODE_MANIFEST,
@@ -53,10 +54,8 @@ class CollectSettings:
     dtype: str = "float16"
 
     def __post_init__(self) -> None:
-        if self.frame_stride < 1:
-            raise UserError(f"--frame-stride must be >= 1, got {self.frame_stride}")
-        if self.shard_tokens < 1:
-            raise UserError(f"--shard-tokens must be >= 1, got {self.shard_tokens}")
+        require("--frame-stride", self.frame_stride, at_least=1)
+        require("--shard-tokens", self.shard_tokens, at_least=1)
         if self.dtype not in DTYPES:
             raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype}")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
 from pai_ros.policy.loading import add_device_argument, add_policy_arguments
+from pai_ros.require import require
 from pai_ros.staging import output_path
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -170,7 +171,6 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pai_ros.errors import UserError
     from pai_ros.policy.loading import resolve_device
     from pai_ros.sae.distributed import rank_device, same_everywhere, world_from_env
     from pai_ros.sae.train import TrainSettings
@@ -180,8 +180,7 @@ def _train(args: argparse.Namespace) -> int:
     try:
         # Under torchrun every rank must train the same thing: refuse before any work if not.
         world.check_same(same_everywhere(_ranks_share(args), ("activations", "output")))
-        if args.eval_frames < 0:
-            raise UserError(f"--eval-frames must be >= 0 (0 skips the action metric), got {args.eval_frames}")
+        require("--eval-frames", args.eval_frames, at_least=0, note=" (0 skips the action metric)")
         settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
                                  expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                  seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
@@ -207,7 +206,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    import math
 
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
@@ -219,8 +217,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.sae.model import check_dimensions, load_sae
 
     refuse_torchrun("pai sae calibrate")  # every rank would do all the work, writing the same files
-    if not (args.sigmas > 0 and math.isfinite(args.sigmas)):
-        raise UserError(f"--sigmas must be a positive number, got {args.sigmas}")
+    require("--sigmas", args.sigmas, above=0)
     loaded = load_sae(args.sae)
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
     info = read_info(root)
@@ -228,8 +225,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     evaluate = select_episodes(info, root, args.evaluate_episode) if args.evaluate_episode else None
     state_fit = None
     if args.state_fit_dataset_root is not None:
-        if args.state_fit_frame_stride < 1:
-            raise UserError(f"--state-fit-frame-stride must be at least 1, got {args.state_fit_frame_stride}")
+        require("--state-fit-frame-stride", args.state_fit_frame_stride, at_least=1)
         fit_info = read_info(args.state_fit_dataset_root)
         state_fit = StateFit(args.state_fit_dataset_root,
                              select_episodes(fit_info, args.state_fit_dataset_root, args.state_fit_episode),

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pai_ros.errors import UserError
+from pai_ros.require import require
 from pai_ros.sae.ood_files import AGAIN, load_tensors, save_tensors
 
 POSITIONS_FILE = "ood_positions.safetensors"
@@ -57,12 +58,9 @@ class ScoreSettings:
     folds: int = 5  # cross-fitting folds (by episode; as many as there are episodes, up to this)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.top_fraction <= 1.0:
-            raise UserError(f"top_fraction must be in (0, 1], got {self.top_fraction}")
-        if not 0.0 < self.target_fpr < 1.0:
-            raise UserError(f"target_fpr must be in (0, 1), got {self.target_fpr}")
-        if self.folds < 2:
-            raise UserError(f"cross-fitting needs at least 2 folds, got {self.folds}")
+        require("top_fraction", self.top_fraction, above=0, at_most=1)
+        require("target_fpr", self.target_fpr, above=0, below=1)
+        require("cross-fitting folds", self.folds, at_least=2)
 
     def to_json(self) -> dict[str, Any]:
         return {"top_fraction": self.top_fraction, "two_sided": self.two_sided, "target_fpr": self.target_fpr,

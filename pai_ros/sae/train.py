@@ -32,6 +32,7 @@ import torch
 from tqdm import tqdm
 
 from pai_ros.errors import UserError
+from pai_ros.require import require
 from pai_ros.sae.activations import ActivationSet
 from pai_ros.sae.heap import keep_step_tensors_on_heap
 from pai_ros.sae.metrics import reconstruction_metrics
@@ -59,24 +60,20 @@ class TrainSettings:
     device: str = "cpu"
 
     def check(self, d_in: int) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise UserError(f"--steps and --batch-size must be >= 1 (got {self.steps}, {self.batch_size})")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"--lr must be a positive number, got {self.lr}")
-        if self.num_features is not None and self.num_features < 1:
-            raise UserError(f"--num-features must be >= 1, got {self.num_features}")
-        if self.expansion < 1:
-            raise UserError(f"--expansion must be >= 1, got {self.expansion}")
-        if self.architecture in K_ARCHITECTURES and not 1 <= self.k <= self.d_sae(d_in):
-            raise UserError(f"--k must be between 1 and the number of features ({self.d_sae(d_in)}), got {self.k}")
-        if not 0.0 < self.holdout < 1.0:
-            raise UserError(f"--holdout must be in (0, 1), got {self.holdout}")
-        if not (self.l1_coeff >= 0 and math.isfinite(self.l1_coeff)):
-            raise UserError(f"--l1-coeff must be a number >= 0, got {self.l1_coeff}")
-        if self.max_tokens is not None and self.max_tokens < self.batch_size:
-            raise UserError(f"--max-tokens must be at least --batch-size ({self.batch_size}), got {self.max_tokens}")
-        if not 0 <= self.seed < 2**32:
-            raise UserError(f"--seed must be in [0, 2^32), got {self.seed}")
+        require("--steps", self.steps, at_least=1)
+        require("--batch-size", self.batch_size, at_least=1)
+        if self.lr is not None:
+            require("--lr", self.lr, above=0)
+        if self.num_features is not None:
+            require("--num-features", self.num_features, at_least=1)
+        require("--expansion", self.expansion, at_least=1)
+        if self.architecture in K_ARCHITECTURES:
+            require("--k", self.k, at_least=1, at_most=self.d_sae(d_in), note=" (the number of features)")
+        require("--holdout", self.holdout, above=0, below=1)
+        require("--l1-coeff", self.l1_coeff, at_least=0)
+        if self.max_tokens is not None:
+            require("--max-tokens", self.max_tokens, at_least=self.batch_size, note=" (--batch-size)")
+        require("--seed", self.seed, at_least=0, below=2**32)
 
     def d_sae(self, d_in: int) -> int:
         return self.num_features if self.num_features is not None else self.expansion * d_in

@@ -33,6 +33,7 @@ from pai_ros.staging import (
     staging_path,
     write_manifest,
 )
+from pai_ros.wording import listed
 
 CURVES_FILE = "training_curves.png"
 
@@ -140,13 +141,14 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
     data = open_shards(activations)
     checked = check_output(output, overwrite)
     if data.incomplete and report is not None and world.is_main:
-        report(f"note: {activations} has {len(data.incomplete)} incomplete episode(s) ({_listed(data.incomplete)}: "
-               "a shard missing, cut short or not what its manifest says, or a damaged manifest), left out; "
+        report(f"note: {activations} has {len(data.incomplete)} incomplete episode(s) "
+               f"({listed(data.incomplete, most=8)}: a shard missing, cut short or not what its manifest says, "
+               "or a damaged manifest), left out; "
                "`pai sae collect` with the same arguments finishes them")
     never = not_collected(data)
     if never and report is not None and world.is_main:
-        report(f"note: {activations} lacks {len(never)} of the episodes collect was asked for ({_listed(never)}: "
-               "interrupted?); `pai sae collect` with the same arguments collects them")
+        report(f"note: {activations} lacks {len(never)} of the episodes collect was asked for "
+               f"({listed(never, most=8)}: interrupted?); `pai sae collect` with the same arguments collects them")
     result = train_sae_streaming(data, settings, buffer_tokens=buffer_tokens, world=world, source=_source(data),
                                  progress=progress)
     metrics = result.metrics
@@ -179,8 +181,3 @@ def metrics_document(metrics: dict, history: dict) -> dict:
     them (``fvu``, ``l0``, ``dead_fraction``, ...), and again under ``metrics`` beside the
     training ``history`` (the layout this package's own readers and earlier files use)."""
     return {**metrics, "metrics": metrics, "history": history}
-
-
-def _listed(episodes: list[int], most: int = 8) -> str:
-    shown = ", ".join(map(str, episodes[:most]))
-    return shown + (f" and {len(episodes) - most} more" if len(episodes) > most else "")

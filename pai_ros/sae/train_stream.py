@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from pai_ros.errors import UserError
+from pai_ros.require import require
 from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import ReconstructionAccumulator
 from pai_ros.sae.shards import ShardSet
@@ -34,8 +35,7 @@ def train_sae_streaming(data: ShardSet, settings: TrainSettings, *, buffer_token
                         progress: bool = True, log_every: int = 50) -> TrainResult[StreamSplit]:
     world = world or World()
     settings.check(data.d)
-    if buffer_tokens < 1:
-        raise UserError(f"--shuffle-buffer must be >= 1, got {buffer_tokens}")
+    require("--shuffle-buffer", buffer_tokens, at_least=1)
     if settings.batch_size % world.size:
         raise UserError(f"--batch-size {settings.batch_size} must be a multiple of the {world.size} torchrun ranks")
     split = plan_split(data, settings.holdout, settings.seed, max_tokens=settings.max_tokens)

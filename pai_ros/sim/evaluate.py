@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
-from pai_ros.errors import UserError
+from pai_ros.require import require
 from pai_ros.sim.robot import EpisodeOutcome, SimConfig, SimObservation, SimRobot
 
 #: A policy as a plain function: observation in, ``[x, y, gripper]`` (or None: no action) out.
@@ -96,8 +96,7 @@ def evaluate_closed_loop(policy: _Runner | PolicyFn, episodes: int, seed: int, c
     before every episode). ``robot``: the robot to drive (default: a new one with ``config``), e.g.
     for a reference controller that reads the episode's ground truth.
     """
-    if episodes < 1:
-        raise UserError(f"episodes must be at least 1, got {episodes}")
+    require("episodes", episodes, at_least=1)
     if hasattr(policy, "step") and hasattr(policy, "reset"):
         fn, reset = runner_policy(policy)
     else:

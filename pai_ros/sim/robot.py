@@ -16,12 +16,11 @@ the table by more than ``range_tolerance``, or none at all) holds the gripper wh
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from pai_ros.errors import UserError
+from pai_ros.require import require
 from pai_ros.sim.scene import (
     Episode,
     SceneConfig,
@@ -55,12 +54,9 @@ class SimConfig:
     gripper_range: tuple[float, float] = (-0.5, 1.5)  # gripper commands outside this are held
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise UserError(f"max_steps must be at least 1, got {self.max_steps}")
+        require("max_steps", self.max_steps, at_least=1)
         for name in ("success_radius", "range_tolerance"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise UserError(f"{name} must be a finite number >= 0, got {value}")
+            require(name, getattr(self, name), at_least=0)
 
 
 @dataclass(frozen=True)

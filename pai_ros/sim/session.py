@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pai_ros.diagnostic_level import Level
+from pai_ros.require import require
 from pai_ros.sim.evaluate import ClosedLoopReport
 from pai_ros.sim.robot import EpisodeOutcome, SimConfig, SimObservation, SimRobot
 from pai_ros.sim.scene import STATE_NAMES
@@ -69,8 +70,7 @@ class SimSession:
     """Episodes ``0..episodes-1`` of ``seed``, one :meth:`tick` per control period."""
 
     def __init__(self, config: SimConfig, seed: int, episodes: int, settle_steps: int, loop: bool = False) -> None:
-        if episodes < 1:
-            raise ValueError(f"episodes must be at least 1, got {episodes}")
+        require("episodes", episodes, at_least=1, error=ValueError)
         self.robot = SimRobot(config)
         self.seed, self.episodes, self.settle_steps, self.loop = seed, episodes, settle_steps, loop
         self.outcomes: list[EpisodeOutcome] = []
