@@ -56,7 +56,8 @@ from common import fmt_ms, interleaved, machine, print_table, summary_ms  # noqa
 from setups import default_act_checkpoint, random_observation, random_topk_sae  # noqa: E402
 
 from pai_ros.policy.capture import CaptureConfig  # noqa: E402
-from pai_ros.demo.assets import default_cache_dir, ensure_demo_assets  # noqa: E402
+from pai_ros.demo.assets import ensure_demo_assets  # noqa: E402
+from pai_ros.demo.stage_cache import default_cache_dir  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402
 from pai_ros.policy.runner import PolicyRunner  # noqa: E402
 from pai_ros.sae.activations import ActivationSet, complete_episodes, read_activations  # noqa: E402

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table  # noqa: E402
 
-from pai_ros.demo.assets import default_cache_dir  # noqa: E402
+from pai_ros.demo.stage_cache import default_cache_dir  # noqa: E402
 from pai_ros.sae.activations import COLLECT_FILE, EpisodeShardWriter, complete_episodes  # noqa: E402
 
 Row = tuple[str, str, str, str, str]

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pai_ros.bags.recover import McapScanner, recover_bag, storage_files
+from pai_ros.bags.mcap_scan import McapScanner
+from pai_ros.bags.recover import recover_bag, storage_files
 from pai_ros.bags.typestore import typestore
 from pai_ros.bags.writer import BagWriter
 from pai_ros.errors import UserError

@@ -12,7 +12,8 @@ import pytest
 from conftest import run_pai
 from toy_settings import TOY
 
-from pai_ros.demo.assets import MANIFEST, DemoSettings, ensure_demo_assets, verify_stage
+from pai_ros.demo.assets import DemoSettings, ensure_demo_assets
+from pai_ros.demo.stage_cache import MANIFEST, verify_stage
 from pai_ros.errors import UserError
 
 TOY_CLOSED_LOOP = 3
@@ -91,7 +92,7 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
     command raised itself (with a note) is what a recalibration would do again: left alone."""
     import shutil
 
-    from pai_ros.demo.assets import _seal
+    from pai_ros.demo.stage_cache import seal
 
     cache = tmp_path / "cache"
     shutil.copytree(toy_assets.root.parents[1], cache)
@@ -113,7 +114,7 @@ def test_a_calibration_older_than_a_score_is_redone_without_retraining(toy_asset
         ood["camera_state_fit"].update(frame_stride=3, note="ran with a frame stride of 3 instead of 1: ...")
     (sae_dir / "ood.json").write_text(json.dumps(ood))
     info = json.loads((sae_dir / MANIFEST).read_text())["info"]
-    _seal(sae_dir, info)  # as an older build sealed it
+    seal(sae_dir, info)  # as an older build sealed it
     weights = (sae_dir / "sae_weights.safetensors").read_bytes()
     policy_sealed = _sealed_at(sae_dir.parent / "policy")
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pai_ros.bags.recover import McapScanner, storage_files
+from pai_ros.bags.mcap_scan import McapScanner
+from pai_ros.bags.recover import storage_files
 from pai_ros.bags.typestore import typestore
 from ros_processes import Probe, Proc
 

@@ -128,7 +128,7 @@ def corrupt_bag(bag: Path, exc: BaseException) -> CorruptBag:
 
 
 def _starts_with_magic(path: Path) -> bool:
-    from pai_ros.bags.recover import MAGIC  # every MCAP file starts with it, even one cut short after 8 bytes
+    from pai_ros.bags.mcap_scan import MAGIC  # every MCAP file starts with it, even one cut short after 8 bytes
 
     try:
         with open(path, "rb") as f:

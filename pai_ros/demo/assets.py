@@ -10,38 +10,44 @@ Layout under ``<cache>/demo/v<GENERATOR_VERSION>-<settings hash>/``::
     closed_loop/                        the policy driving the simulated demo robot: success rate
                                         (built by pai_ros.demo.closed_loop, which `pai demo-assets` runs)
 
-Each stage is built in a ``.<stage>.partial-<pid>`` directory and swapped into place only when it is
-complete, then sealed with a manifest of its files and sizes. A stage whose manifest does not
-match what is on disk is reported as corrupt and rebuilt; stale partial directories from an
-interrupted run are removed. A lock file serialises concurrent runs.
+Each stage is built aside, swapped into place when complete and sealed with a manifest of its
+files (:mod:`pai_ros.demo.stage_cache`); a stage that no longer matches it is rebuilt, and stale
+partial directories from an interrupted run are removed. This module says what each stage is,
+how it is built and when a later stage is out of date.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pai_ros.demo.dataset import DatasetSpec
 from pai_ros.demo.learning_gate import LearningGate
+from pai_ros.demo.stage_cache import (
+    MANIFEST,
+    build_stage,
+    default_cache_dir,
+    ensure_stage,
+    is_sealed,
+    locked,
+    prepare_root,
+    say,
+)
 from pai_ros.demo.train import TrainSettings
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import json_text
+from pai_ros.require import require
 from pai_ros.sim.scene import SceneConfig
 from pai_ros.staging import (
     remove_all_staging_under,
-    staged_directory,
     staging_path,
     swap_into_place,
 )
@@ -53,7 +59,6 @@ if TYPE_CHECKING:  # heavy imports (torch, LeRobot) stay inside the builders
 #: Bump when the scene renderer, the dataset writer or the training recipe changes meaning:
 #: every cache built by an older generator is then rebuilt.
 GENERATOR_VERSION = 1
-MANIFEST = ".pai-complete.json"
 TRAIN_REPO_ID = "pai/pai_demo_reach"
 HELDOUT_REPO_ID = "pai/pai_demo_reach_heldout"
 
@@ -71,8 +76,7 @@ class DemoSettings:
     gate: LearningGate = field(default_factory=LearningGate)
 
     def with_steps(self, steps: int) -> DemoSettings:
-        if steps < 1:
-            raise UserError(f"--steps must be at least 1, got {steps}")
+        require("--steps", steps, at_least=1)
         return dataclasses.replace(self, training=dataclasses.replace(self.training, steps=steps))
 
     def key(self) -> str:
@@ -122,10 +126,10 @@ class DemoAssets:
         return self.root / "closed_loop"
 
     def has_sae(self) -> bool:
-        return _is_sealed(self.sae_dir)
+        return is_sealed(self.sae_dir)
 
     def has_policy(self) -> bool:
-        return _is_sealed(self.policy_dir)
+        return is_sealed(self.policy_dir)
 
     def describe(self) -> str:
         lines = [f"demo assets ({self.settings.key()}) in {self.root}",
@@ -147,7 +151,7 @@ class DemoAssets:
             if self.has_sae():
                 lines.append(f"  SAE:              {self.sae_dir}  (features for policy_node's sae_path)")
             closed = self.closed_loop_dir / CLOSED_LOOP_FILE
-            if _is_sealed(self.closed_loop_dir) and closed.is_file():
+            if is_sealed(self.closed_loop_dir) and closed.is_file():
                 c = json.loads(closed.read_text())
                 lines.append(f"  closed loop:      {c['success_rate']:.0%} of {c['episodes']} simulated episodes "
                              f"(seed {c['seed']}) succeed, mean final distance {c['mean_final_distance']:.3f}  "
@@ -157,120 +161,35 @@ class DemoAssets:
         return "\n".join(lines)
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("PAI_CACHE_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pai_ros"
-
-
-# ------------------------------------------------------------------------------- sealing
-
-def _manifest(directory: Path) -> dict[str, int]:
-    return {str(p.relative_to(directory)): p.stat().st_size
-            for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST}
-
-
-def _seal(directory: Path, info: dict | None = None) -> None:
-    payload = {"files": _manifest(directory), "info": info or {}, "sealed_at": time.time()}
-    tmp = directory / (MANIFEST + ".tmp")
-    tmp.write_text(json_text(payload, indent=1))
-    os.replace(tmp, directory / MANIFEST)
-
-
-def _is_sealed(directory: Path) -> bool:
-    return (directory / MANIFEST).is_file()
-
-
-def verify_stage(directory: Path) -> str | None:
-    """``None`` when the sealed stage matches its manifest, else what is wrong (one line)."""
-    try:
-        recorded = json.loads((directory / MANIFEST).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"unreadable manifest {directory / MANIFEST}"
-    actual = _manifest(directory)
-    for name, size in recorded.items():
-        if name not in actual:
-            return f"{directory / name} is missing"
-        if actual[name] != size:
-            return f"{directory / name} has {actual[name]} bytes, expected {size}"
-    return None
-
-
-def _say(msg: str) -> None:
-    print(f"[demo-assets] {msg}", file=sys.stderr, flush=True)
-
-
-def _build_stage(final: Path, build: Callable[[Path], dict | None]) -> None:
-    """Build in a staging directory, seal it, then swap it into place."""
-    with staged_directory(final, create=False) as partial:
-        _seal(partial, build(partial))
-
-
-def _ensure_stage(final: Path, label: str, build: Callable[[Path], dict | None], rebuild: bool) -> None:
-    if _is_sealed(final) and not rebuild:
-        problem = verify_stage(final)
-        if problem is None:
-            return
-        _say(f"cached {label} is corrupt ({problem}); rebuilding it")
-    elif final.exists() and not rebuild:
-        _say(f"found an unfinished {label} at {final}; rebuilding it")
-    _build_stage(final, build)
-
-
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    with open(directory / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _prepare_root(cache_dir: Path, key: str) -> Path:
-    root = cache_dir / "demo" / key
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        probe = root / f".write-test-{os.getpid()}"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        hint = "" if exc.errno == errno.ENOSPC else "; set PAI_CACHE_DIR or --cache-dir to a writable directory"
-        raise UserError(f"cannot write the demo cache at {root}: {reason}{hint}") from None
-    return root
-
-
 # ------------------------------------------------------------------------------- stages
 
 def ensure_demo_assets(cache_dir: Path | None = None, settings: DemoSettings | None = None, *,
                        rebuild: bool = False, train: bool = True, progress: bool = True) -> DemoAssets:
     """Return the demo assets, building whatever is missing or corrupt."""
     settings = settings or DemoSettings()
-    root = _prepare_root(Path(cache_dir) if cache_dir else default_cache_dir(), settings.key())
+    root = prepare_root(Path(cache_dir) if cache_dir else default_cache_dir(), settings.key())
     assets = DemoAssets(root=root, settings=settings)
-    with _locked(root):
+    with locked(root):
         # Only under the lock: outside it, a "stale" staging directory may be another process's build.
         remove_all_staging_under(root)
         for final, spec in ((assets.dataset_root, settings.train_spec), (assets.heldout_root, settings.heldout_spec)):
-            _ensure_stage(final, f"dataset {spec.repo_id}",
+            ensure_stage(final, f"dataset {spec.repo_id}",
                           lambda tmp, spec=spec: _build_dataset(tmp, spec, settings.scene, progress), rebuild)
         if train:
             # Training depends on the dataset: a rebuilt dataset invalidates the policy.
-            stale = _is_sealed(assets.policy_dir) and (
+            stale = is_sealed(assets.policy_dir) and (
                 assets.policy_dir / MANIFEST).stat().st_mtime < (assets.dataset_root / MANIFEST).stat().st_mtime
-            _ensure_stage(assets.policy_dir, "demo policy",
+            ensure_stage(assets.policy_dir, "demo policy",
                           lambda tmp: _build_policy(tmp, assets, progress), rebuild or stale)
-            _ensure_stage(assets.report_dir, "demo report",
+            ensure_stage(assets.report_dir, "demo report",
                           lambda tmp: _build_report(tmp, assets), rebuild or stale or _report_outdated(assets))
-            _ensure_stage(assets.sae_dir, "demo SAE", lambda tmp: _build_sae(tmp, assets, progress),
+            ensure_stage(assets.sae_dir, "demo SAE", lambda tmp: _build_sae(tmp, assets, progress),
                           rebuild or stale or _older_than_policy(assets.sae_dir, assets))
             missing = _calibration_missing(assets)
             if missing:
-                _say(f"recalibrating the cached demo SAE: its ood.json predates {missing} "
+                say(f"recalibrating the cached demo SAE: its ood.json predates {missing} "
                      "(the SAE is kept; about 3 min on a 2-core CPU)")
-                _build_stage(assets.sae_dir, lambda tmp: _recalibrate_sae(tmp, assets, progress))
+                build_stage(assets.sae_dir, lambda tmp: _recalibrate_sae(tmp, assets, progress))
 
     return assets
 
@@ -285,7 +204,7 @@ def _calibration_missing(assets: DemoAssets) -> str | None:
     Such an SAE is recalibrated, not retrained: the scores are fitted from the same SAE and policy.
     """
     ood = assets.sae_dir / "ood.json"
-    if not _is_sealed(assets.sae_dir) or not ood.is_file():
+    if not is_sealed(assets.sae_dir) or not ood.is_file():
         return None
     try:
         data = json.loads(ood.read_text())
@@ -314,14 +233,14 @@ def _calibration_missing(assets: DemoAssets) -> str | None:
 
 
 def _older_than_policy(stage: Path, assets: DemoAssets) -> bool:
-    return _is_sealed(stage) and (stage / MANIFEST).stat().st_mtime < (assets.policy_dir / MANIFEST).stat().st_mtime
+    return is_sealed(stage) and (stage / MANIFEST).stat().st_mtime < (assets.policy_dir / MANIFEST).stat().st_mtime
 
 
 def _build_dataset(tmp: Path, spec: DatasetSpec, scene: SceneConfig, progress: bool) -> dict:
     from pai_ros.demo.dataset import write_dataset
 
     start = time.monotonic()
-    _say(f"rendering {spec.num_episodes} episodes into {tmp.name} (LeRobotDataset v3.0, H.264 videos)")
+    say(f"rendering {spec.num_episodes} episodes into {tmp.name} (LeRobotDataset v3.0, H.264 videos)")
     frames = write_dataset(tmp, spec, scene, progress=progress)
     _check_dataset_loads(tmp, spec, frames)
     return {"seconds": round(time.monotonic() - start, 1), "repo_id": spec.repo_id}
@@ -361,7 +280,7 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     best: tuple[Path, dict] | None = None  # (lerobot-train output dir, attempt info)
     for attempt in range(gate.attempts):
         s = dataclasses.replace(assets.settings.training, seed=assets.settings.training.seed + attempt)
-        _say(f"training the demo ACT with lerobot-train: {s.steps} steps, batch {s.batch_size}, seed {s.seed} "
+        say(f"training the demo ACT with lerobot-train: {s.steps} steps, batch {s.batch_size}, seed {s.seed} "
              f"({s.steps / 60:.0f}-{s.steps * 2.3 / 60:.0f} min on a 2-core CPU, 1-2.3 s a step with its load)"
              + (f"; attempt {attempt + 1} of {gate.attempts}" if attempt else ""))
         work = staging_path(assets.train_dir, f"partial-seed{s.seed}")  # each attempt apart: the best is kept
@@ -379,7 +298,7 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
                 "image_use_ratio": round(ev.image_use_ratio, 3), "gripper_accuracy": round(ev.gripper_accuracy, 3),
                 "first_close_success": round(ev.first_close_success, 3)}
         attempts.append({k: v for k, v in info.items() if k != "loss_curve"})
-        _say(f"seed {s.seed}: {ev.verdict()}: " + ("learned the task" if learned else "did NOT learn the task"))
+        say(f"seed {s.seed}: {ev.verdict()}: " + ("learned the task" if learned else "did NOT learn the task"))
         if best is None or better_attempt(info, best[1]):
             if best is not None:
                 shutil.rmtree(best[0], ignore_errors=True)
@@ -391,7 +310,7 @@ def _build_policy(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     assert best is not None
     work, info = best
     if not info["learned"]:
-        _say(f"WARNING: no training of {gate.attempts} learned the task (chunk error at most "
+        say(f"WARNING: no training of {gate.attempts} learned the task (chunk error at most "
              f"{gate.max_chunk_error_ratio}x holding still, images at least {gate.min_image_use_ratio}x, first close "
              f"over the target in {gate.min_first_close_success:.0%} of episodes); "
              f"keeping seed {info['seed']}, the lowest chunk error. The demo's figures will not match the README's.")
@@ -408,7 +327,7 @@ def _build_report(tmp: Path, assets: DemoAssets) -> dict:
     tmp.mkdir(parents=True)
     policy_info = json.loads((assets.policy_dir / MANIFEST).read_text())["info"]
     curve = [tuple(p) for p in policy_info.get("loss_curve", [])]
-    _say("evaluating the demo policy on the held-out episodes")
+    say("evaluating the demo policy on the held-out episodes")
     ev = evaluate_heldout(assets.policy_dir, assets.heldout_root, HELDOUT_REPO_ID)
     if curve:
         plot_loss_curve(curve, tmp / "training_loss.png")
@@ -446,7 +365,7 @@ def _build_sae(tmp: Path, assets: DemoAssets, progress: bool) -> dict:
     from pai_ros.sae.train import TrainSettings
     from pai_ros.sae.train_output import run_training
 
-    _say("training the demo SAE: collect encoder tokens, train, calibrate (about 4 min on a 2-core CPU)")
+    say("training the demo SAE: collect encoder tokens, train, calibrate (about 4 min on a 2-core CPU)")
     runner = activations_runner(assets.policy_dir, "auto")
     work = staging_path(assets.root / "activations")
     shutil.rmtree(work, ignore_errors=True)
@@ -513,5 +432,5 @@ def ensure_policy_stage(assets: DemoAssets, final: Path, label: str, build: Call
     sealed, intact and newer than the policy. For packages above demo/ that add their own stage."""
     if not assets.has_policy():
         raise UserError(f"the demo policy is not trained yet in {assets.root}: run `pai demo-assets` first")
-    with _locked(assets.root):
-        _ensure_stage(final, label, build, rebuild or _older_than_policy(final, assets))
+    with locked(assets.root):
+        ensure_stage(final, label, build, rebuild or _older_than_policy(final, assets))

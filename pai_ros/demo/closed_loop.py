@@ -18,6 +18,7 @@ from pai_ros.demo.assets import (
     ensure_policy_stage,
 )
 from pai_ros.demo.report import plot_closed_loop
+from pai_ros.demo.stage_cache import say
 from pai_ros.jsonfile import json_text
 from pai_ros.sim.evaluate import evaluate_closed_loop
 from pai_ros.sim.policy import EVAL_MODE, sim_config_for, sim_runner
@@ -37,10 +38,7 @@ def ensure_closed_loop(assets: DemoAssets, *, episodes: int = CLOSED_LOOP_EPISOD
 
 
 def _build(tmp: Path, assets: DemoAssets, episodes: int, progress: bool) -> dict:
-    import sys
-
-    print(f"[demo-assets] closed-loop evaluation: the demo policy drives the simulated robot for "
-          f"{episodes} episodes", file=sys.stderr, flush=True)
+    say(f"closed-loop evaluation: the demo policy drives the simulated robot for {episodes} episodes")
     runner = sim_runner(assets.policy_dir, EVAL_MODE)
     try:
         config = sim_config_for(runner, SimConfig(scene=assets.settings.scene))

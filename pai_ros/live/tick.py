@@ -325,6 +325,47 @@ class LiveTick:
         self._chunk_frames = None
 
     def _step(self, inputs: TickInputs, now_ns: int, start: float) -> TickOutput | Rejection:
+        stamps = self._fresh_stamps(inputs, now_ns)
+        if isinstance(stamps, Rejection):
+            return stamps
+        observed = self._observation(inputs)
+        if isinstance(observed, Rejection):
+            return observed
+        camera_rgb, observation = observed
+        sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
+        active = self.steering.current(now_ns, sae.loaded.sae_id if sae else None)
+        if self._steer_hook is not None:
+            self._steer_hook.arm(sae.loaded.sae if sae else None, active.steering if active else None)
+        try:
+            result = self.runner.step(observation)
+        except (ObservationError, PolicyOutputError) as exc:
+            return Rejection(str(exc))
+        finally:
+            if self._steer_hook is not None:
+                self._steer_hook.disarm()
+        steering = self._executed_steering(result, active)
+        features, feature_maps = self._features(sae, result, observation.state, camera_rgb)
+        method = self.heatmap_method
+        maps = maps_for_tick(result, method, self.config.heatmap_queries, label=self.relevance_target.label())
+        shown, shares, heatmaps = self._heatmaps(inputs, camera_rgb, result, maps)
+        # Read once: the controller check may answer while this tick runs.
+        held = self.controller_gate.held() if self.controller_gate is not None else ()
+        capture = result.capture or result.executed_capture
+        explanation_error = capture.explanation_error if capture is not None else None
+        status = self._status(held, features, method, explanation_error, steering)
+        latency = time.perf_counter() - start
+        return TickOutput(
+            stamp_ns=min(stamps.values()),  # an observation is as old as its oldest part
+            action=self.actions.to_robot(result.action), action_names=self.actions.names,
+            plan=self.actions.to_robot(self._plan(result)), heatmap_method=method, shares=shares,
+            heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
+            camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
+            features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
+            status=status, heatmap_stamps_ns=shown.stamps_ns, heatmap_frame_ids=shown.frame_ids,
+            held_outputs=held)
+
+    def _fresh_stamps(self, inputs: TickInputs, now_ns: int) -> dict[str, int] | Rejection:
+        """Every input's stamp, or why an input is missing, stale, from the future or going back."""
         present = {**inputs.cameras, JOINT_STATES: inputs.joint_states, ENVIRONMENT_STATE: inputs.environment_state}
         stamps: dict[str, int] = {}
         for name in self.input_names:
@@ -345,16 +386,17 @@ class LiveTick:
             del stamps[JOINT_STATES]
         verdict = self.gate.check(stamps, now_ns)
         self.health.set_ages(verdict.ages_s)
-        if verdict.reason is None and lacking is not None:
-            return lacking
-        if verdict.reason is not None:
-            joints = inputs.joint_states
-            if joints is not None and joints.oldest_joints and verdict.reason.startswith(f"{JOINT_STATES} is") \
-                    and " old (max_observation_age_s" in verdict.reason:
-                # Merged from several publishers: the one that stopped is named, not only the topic.
-                return Rejection(f"{verdict.reason}; not updated: joint(s) {', '.join(joints.oldest_joints)}")
-            return Rejection(verdict.reason)
+        if verdict.reason is None:
+            return lacking if lacking is not None else stamps
+        joints = inputs.joint_states
+        if joints is not None and joints.oldest_joints and verdict.reason.startswith(f"{JOINT_STATES} is") \
+                and " old (max_observation_age_s" in verdict.reason:
+            # Merged from several publishers: the one that stopped is named, not only the topic.
+            return Rejection(f"{verdict.reason}; not updated: joint(s) {', '.join(joints.oldest_joints)}")
+        return Rejection(verdict.reason)
 
+    def _observation(self, inputs: TickInputs) -> tuple[dict[str, np.ndarray], Observation] | Rejection:
+        """The cameras' RGB frames and the policy's observation, or why the inputs cannot make one."""
         decoded = self.reader.images(inputs, self.cameras)
         if isinstance(decoded, Rejection):
             return decoded
@@ -368,48 +410,45 @@ class LiveTick:
             env_state = self.reader.environment_state(inputs.environment_state)
             if isinstance(env_state, Rejection):
                 return env_state
-        sae = self.sae  # one reference for the whole tick: a reload swaps it between ticks
-        active = self.steering.current(now_ns, sae.loaded.sae_id if sae else None)
-        if self._steer_hook is not None:
-            self._steer_hook.arm(sae.loaded.sae if sae else None, active.steering if active else None)
-        try:
-            result = self.runner.step(Observation(images, state, env_state))
-        except (ObservationError, PolicyOutputError) as exc:
-            return Rejection(str(exc))
-        finally:
-            if self._steer_hook is not None:
-                self._steer_hook.disarm()
-        steering = self._executed_steering(result, active)
+        return camera_rgb, Observation(images, state, env_state)
 
-        action = self.actions.to_robot(result.action)
-        plan = self.actions.to_robot(self._plan(result))
-        features, feature_maps = None, {}
-        if sae is not None and result.capture is not None and result.capture.encoder_output is not None:
-            cap = result.capture
-            features = sae.encode(cap.encoder_output[0], self.config.features_top_n, cap.layout, state,
-                                  cap.encoder_input_at(0))
-            for feature in self.config.feature_heatmaps:
-                grids = sae.feature_grids(features.frame, result.capture.layout, feature)
-                for cam in self.heatmap_cameras:
-                    feature_maps[(feature, cam)] = overlay(camera_rgb[cam], grids[cam], alpha=self.config.heatmap_alpha,
-                                                           colormap=self.config.heatmap_colormap)
-        method = self.heatmap_method
-        maps = maps_for_tick(result, method, self.config.heatmap_queries, label=self.relevance_target.label())
+    def _features(self, sae: LiveSae | None, result, state: np.ndarray | None, camera_rgb: dict[str, np.ndarray]
+                  ) -> tuple[FeaturesOutput | None, dict[tuple[int, str], np.ndarray]]:
+        """The SAE's features of this forward pass, and the overlays of the features asked for."""
+        cap = result.capture
+        if sae is None or cap is None or cap.encoder_output is None:
+            return None, {}
+        features = sae.encode(cap.encoder_output[0], self.config.features_top_n, cap.layout, state,
+                              cap.encoder_input_at(0))
+        feature_maps = {}
+        for feature in self.config.feature_heatmaps:
+            grids = sae.feature_grids(features.frame, cap.layout, feature)
+            for cam in self.heatmap_cameras:
+                feature_maps[(feature, cam)] = overlay(camera_rgb[cam], grids[cam], alpha=self.config.heatmap_alpha,
+                                                       colormap=self.config.heatmap_colormap)
+        return features, feature_maps
+
+    def _heatmaps(self, inputs: TickInputs, camera_rgb: dict[str, np.ndarray], result, maps
+                  ) -> tuple[_Frames, dict[str, float], dict[str, np.ndarray]]:
+        """The frames the maps explain (this tick's, or their chunk's), the maps' shares and overlays."""
         frames = _Frames({c: camera_rgb[c] for c in self.heatmap_cameras},
                          {c: inputs.cameras[c].effective_ns for c in self.heatmap_cameras},
                          {c: inputs.cameras[c].frame_id for c in self.heatmap_cameras})
         if result.capture is not None and result.executed_capture is result.capture:
             self._chunk_frames = frames  # this forward pass made the chunk that later ticks execute
         shown = frames if maps is None or maps.fresh or self._chunk_frames is None else self._chunk_frames
-        shares, heatmaps = {}, {}
-        if maps is not None:
-            shares = maps.shares
-            if self.heatmap_cameras:
-                scaled = normalize({c: maps.grids[c] for c in self.heatmap_cameras}, self.config.normalization)
-                heatmaps = {c: overlay(shown.rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
-                                       colormap=self.config.heatmap_colormap) for c in self.heatmap_cameras}
-        # Read once: the controller check may answer while this tick runs.
-        held = self.controller_gate.held() if self.controller_gate is not None else ()
+        if maps is None:
+            return shown, {}, {}
+        heatmaps = {}
+        if self.heatmap_cameras:
+            scaled = normalize({c: maps.grids[c] for c in self.heatmap_cameras}, self.config.normalization)
+            heatmaps = {c: overlay(shown.rgb[c], scaled[c], alpha=self.config.heatmap_alpha,
+                                   colormap=self.config.heatmap_colormap) for c in self.heatmap_cameras}
+        return shown, maps.shares, heatmaps
+
+    def _status(self, held: tuple[str, ...], features: FeaturesOutput | None, method: str,
+                explanation_error: str | None, steering: ActiveSteering | None) -> tuple[Level, str]:
+        """What /diagnostics says after an accepted tick: acting or not, and every warning about it."""
         level, message = Level.OK, ("observe-only: interpreting, not acting" if not self.config.publish_actions
                                     else "holding actions" if self._holds_all(held) else "publishing actions")
         if features is not None and features.is_ood:
@@ -420,23 +459,14 @@ class LiveTick:
             # Beside is_ood, not in it: the cameras read a robot state the joints do not report.
             level = Level.WARN
             message += f"; {features.disagreement()}"
-        capture = result.capture or result.executed_capture
-        if method in GRADIENT_LIVE_METHODS and capture is not None and capture.explanation_error:
+        if method in GRADIENT_LIVE_METHODS and explanation_error:
             # The action went out as always; only the picture is missing this tick.
             level = Level.WARN
-            message += f"; no heatmap this tick: {capture.explanation_error}"
+            message += f"; no heatmap this tick: {explanation_error}"
         if steering is not None:
             # The robot is not running the policy it was trained as: nobody should miss that.
             level, message = Level.WARN, f"{message}; STEERED: {steering.describe()}"
-        latency = time.perf_counter() - start
-        return TickOutput(
-            stamp_ns=min(stamps.values()),  # an observation is as old as its oldest part
-            action=action, action_names=self.actions.names, plan=plan, heatmap_method=method, shares=shares,
-            heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
-            camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
-            features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
-            status=(level, message), heatmap_stamps_ns=shown.stamps_ns, heatmap_frame_ids=shown.frame_ids,
-            held_outputs=held)
+        return level, message
 
     def _executed_steering(self, result, active: ActiveSteering | None) -> ActiveSteering | None:
         """The steering behind the executed action: this forward's, or in queue/chunk modes its chunk's."""
