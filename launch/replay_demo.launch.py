@@ -1,6 +1,7 @@
 """Analyse a recorded dataset without a robot: replay + policy (+ heatmaps) + recorder.
 
-    ros2 launch pai_ros replay_demo.launch.py dataset_root:=/data/ds policy_path:=/ckpt bag_path:=analysis
+    ros2 launch pai_ros replay_demo.launch.py dataset_root:=/data/ds policy_path:=/ckpt bag_path:=analysis \
+        [sae_path:=/sae] [params_file:=my_robot_policy.yaml]
 
 The replay node plays the dataset's episodes on the camera and joint-state topics and the
 recorded action on recorded_action; the policy node interprets them live; the recorder keeps
@@ -29,6 +30,11 @@ def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("dataset_root", description="[string] LeRobotDataset v3.0 directory to replay"),
         DeclareLaunchArgument("policy_path", description="[string] LeRobot ACT checkpoint directory (pretrained_model)"),
+        DeclareLaunchArgument("sae_path", default_value="",
+                              description="[string] sparse autoencoder directory from `pai sae train` (empty: none)"),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([config, "policy.yaml"]),
+                              description="[path] policy_node parameter file (key it /**/policy_node: to work "
+                                          "in any namespace)"),
         DeclareLaunchArgument("bag_path", default_value=default_bag,
                               description="[string] bag directory the recorder creates (default: "
                                           "pai_replay_bag_<date>_<time> in the current directory)"),
@@ -44,8 +50,9 @@ def generate_launch_description() -> LaunchDescription:
                                "rate_factor": ParameterValue(LaunchConfiguration("rate_factor"), value_type=float)}])
     policy = Node(package="pai_ros", executable="policy_node", name="policy_node", namespace=namespace,
                   output="screen",
-                  parameters=[PathJoinSubstitution([config, "policy.yaml"]),
-                              {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str)}])
+                  parameters=[LaunchConfiguration("params_file"),
+                              {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
+                               "sae_path": ParameterValue(LaunchConfiguration("sae_path"), value_type=str)}])
     recorder = Node(package="pai_ros", executable="recorder_node", name="recorder_node", namespace=namespace,
                     output="screen",
                     parameters=[PathJoinSubstitution([config, "recorder.yaml"]),

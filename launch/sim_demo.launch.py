@@ -35,6 +35,9 @@ def generate_launch_description() -> LaunchDescription:
                                                          "policy: the policy/ directory `pai demo-assets` prints)"),
         DeclareLaunchArgument("sae_path", default_value="",
                               description="[string] sparse autoencoder directory for live features (empty: none)"),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([config, "policy.yaml"]),
+                              description="[path] policy_node parameter file (key it /**/policy_node: to work "
+                                          "in any namespace)"),
         DeclareLaunchArgument("episodes", default_value="50", description="[int] episodes to run, then exit"),
         DeclareLaunchArgument("seed", default_value="0", description="[int] episode set (same seed, same episodes)"),
         DeclareLaunchArgument("rate_hz", default_value="15.0",
@@ -58,7 +61,7 @@ def generate_launch_description() -> LaunchDescription:
                             "rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float)}])
     policy = Node(package="pai_ros", executable="policy_node", name="policy_node", namespace=namespace,
                   output="screen",
-                  parameters=[PathJoinSubstitution([config, "policy.yaml"]),
+                  parameters=[LaunchConfiguration("params_file"),
                               {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
                                "sae_path": ParameterValue(LaunchConfiguration("sae_path"), value_type=str),
                                "control_rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float),

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pai_ros import __version__
+from pai_ros.cli_help import quiet_closed_stdout
 from pai_ros.errors import UserError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -52,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # `pai ... | head`: the reader stopped; what it did not read is not an error
+        quiet_closed_stdout()
+        return 141  # as a shell reports a command stopped by SIGPIPE
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

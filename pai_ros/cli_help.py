@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -19,3 +21,18 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if no_default or action.required or action.nargs == 0 or "default" in text.lower():
             return action.help
         return super()._get_help_string(action)
+
+
+def print_help(text: str) -> None:
+    """Print help text; a reader that stops early (``--help | head``) is not an error."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        quiet_closed_stdout()
+
+
+def quiet_closed_stdout() -> None:
+    """After a BrokenPipeError on stdout: send whatever is left to /dev/null, or Python's own flush
+    at exit raises it again, as a traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

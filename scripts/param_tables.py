@@ -25,7 +25,8 @@ def table(node: str) -> str:
     params = importlib.import_module(f"pai_ros.ros.{node}").PARAMS
     rows = ["| parameter | default | meaning |", "|---|---|---|"]
     for p in params:
-        rows.append(f"| `{p.name}` | {_default(p.default)} | {p.description.replace('|', '/')} |")
+        meaning = p.description.replace("|", "\\|")  # a bare | would end the table cell
+        rows.append(f"| `{p.name}` | {_default(p.default)} | {meaning} |")
     return "\n".join(rows)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -35,31 +34,65 @@ class Proc:
                                       text=True, bufsize=1, preexec_fn=_default_sigint,
                                       stdin=subprocess.PIPE if stdin else subprocess.DEVNULL)
         self.lines: list[str] = []
-        self._queue: queue.Queue[str] = queue.Queue()
+        # Notified by the reader thread on every new line and at end of output: waits wake at once, not on a poll.
+        self._changed = threading.Condition()
+        self._eof = False
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
         assert self.popen.stdout is not None
-        for line in self.popen.stdout:
-            self.lines.append(line.rstrip("\n"))
-            self._queue.put(line.rstrip("\n"))
+        try:
+            for line in self.popen.stdout:
+                with self._changed:
+                    self.lines.append(line.rstrip("\n"))
+                    self._changed.notify_all()
+        finally:
+            with self._changed:
+                self._eof = True
+                self._changed.notify_all()
 
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 60) -> str:
+    def mark(self) -> int:
+        """How many lines the process has printed so far: take it right BEFORE an action, then
+        `wait_for_line(..., since=mark)` sees only what was printed after it, never a stale line that also matches."""
+        with self._changed:
+            return len(self.lines)
+
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 60, since: int = 0) -> str:
+        """The first line from index `since` on (0: the first line ever printed) that satisfies `predicate`, waiting
+        up to `timeout` seconds for it. TimeoutError, with the last 30 lines, if none comes in time or the process
+        ends (its output closed, or it exited and printed nothing more for a second) without one."""
         deadline = time.monotonic() + timeout
-        for line in list(self.lines):
-            if predicate(line):
-                return line
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                if self.popen.poll() is not None and self._queue.empty():
+        checked = since
+        exited_at: float | None = None
+        while True:
+            with self._changed:
+                new = self.lines[checked:]
+                eof = self._eof
+            checked += len(new)
+            for line in new:  # outside the lock: a slow predicate must not stall the reader (or a full pipe the child)
+                if predicate(line):
+                    return line
+            now = time.monotonic()
+            if eof or now >= deadline:
+                break
+            if self.popen.poll() is not None:  # a grandchild may hold the output open after the process exited
+                exited_at = now if exited_at is None else exited_at
+                if now - exited_at > 1.0:
                     break
-                continue
-            if predicate(line):
-                return line
-        raise TimeoutError(f"{self.name}: no matching line within {timeout} s; output:\n" + "\n".join(self.lines[-30:]))
+            with self._changed:
+                if len(self.lines) == checked and not self._eof:
+                    # Woken by the next line; the 0.5 s cap only bounds how late an exit (above) is noticed.
+                    self._changed.wait(min(deadline - now, 0.5))
+        where = f" from line {since} on" if since else ""
+        ended = ""
+        if eof or exited_at is not None:
+            try:
+                ended = f" (it ended, exit status {self.popen.wait(timeout=2)})"
+            except subprocess.TimeoutExpired:
+                ended = " (its output ended)"
+        raise TimeoutError(f"{self.name}: no matching line{where} within {timeout} s{ended}; output:\n"
+                           + "\n".join(self.lines[-30:]))
 
     def send(self, line: str) -> None:
         assert self.popen.stdin is not None, "start the process with stdin=True"
@@ -110,6 +143,7 @@ class Probe(Proc):
                     out.append(msg)
         return out
 
-    def wait_for(self, predicate: Callable[[dict], bool], timeout: float) -> dict:
-        line = self.wait_for_line(lambda s: s.startswith("{") and predicate(json.loads(s)), timeout)
+    def wait_for(self, predicate: Callable[[dict], bool], timeout: float, since: int = 0) -> dict:
+        """The first message printed from line `since` on (see Proc.mark) that satisfies `predicate`."""
+        line = self.wait_for_line(lambda s: s.startswith("{") and predicate(json.loads(s)), timeout, since)
         return json.loads(line)

@@ -110,6 +110,22 @@ def test_a_controller_with_other_joints_gets_nothing_and_diagnostics_say_why(tin
             p.stop()
 
 
+def test_a_controller_that_never_answers_is_said_in_the_log_with_reminders(tiny_act: Path, ros_env: dict) -> None:
+    """Only /diagnostics said it: a user watching the terminal saw the node act, and the arm never moved."""
+    robot = start_robot(ros_env)
+    node = start_node(tiny_act, ros_env, "-p", "action_output:=['joint_state', 'joint_trajectory']",
+                      "-p", "controller:=/absent_controller")
+    try:
+        first = node.wait_for_line(lambda s: "not sending joint_trajectory to /absent_controller" in s, 60)
+        assert "[WARN]" in first and "until it answers with its joints" in first
+        # While it lasts, a reminder (every 10 s) says how long and why.
+        again = node.wait_for_line(lambda s: "still not sending joint_trajectory to /absent_controller" in s, 60)
+        assert "[WARN]" in again and "not verified yet (no answer from it)" in again
+    finally:
+        for p in (node, robot):
+            p.stop()
+
+
 def test_a_joint_trajectory_controller_accepts_trajectories_from_old_observations(tiny_act: Path,
                                                                                  ros_env: dict) -> None:
     """Cameras at 4 Hz make observations up to 250 ms old at a 10 Hz tick. Points timed from the
@@ -150,8 +166,8 @@ def test_environment_state_policy_acts_and_refuses_when_it_stops(env_act: Path, 
     try:
         assert "environment_state<-/environment_state" in "\n".join(node.lines)
         probe.wait_for(lambda m: m["topic"] == "action", 60)
-        robot.wait_for_line(lambda s: s.startswith("PHASE fault"), 40)
-        said = probe.wait_for(lambda m: m["topic"] == "/diagnostics"
+        fault_ns = int(robot.wait_for_line(lambda s: s.startswith("PHASE fault"), 40).split()[2])
+        said = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and m["recv_ns"] > fault_ns
                               and "environment_state is" in diag(m)["message"], 20)
         assert diag(said)["level"] == 2
         robot.wait_for_line(lambda s: s.startswith("PHASE after"), 20)

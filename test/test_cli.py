@@ -125,3 +125,20 @@ def test_an_empty_output_path_is_refused_not_the_current_directory(tmp_path) -> 
                  ["sae", "train", "--activations", "a", "--output", ""]):
         res = run_pai(*argv)
         assert res.returncode == 2 and "an empty path (an unset shell variable?); name the output" in res.stderr, argv
+
+
+def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
+    """`ros2 run pai_ros sim_node --help | head -5` ended in a BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    for argv in ([sys.executable, "-m", "pai_ros.cli", "sae", "train", "--help"],
+                 [sys.executable, "-m", "pai_ros.ros.sim_node", "--help"]):
+        # A pipe whose reader has gone before anything is written: every write fails with EPIPE.
+        read, write = os.pipe()
+        os.close(read)
+        proc = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
+        os.close(write)
+        assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, (argv, proc.stderr)
+        assert proc.returncode in (0, 141), (argv, proc.returncode, proc.stderr)

@@ -592,8 +592,11 @@ def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> No
     finally:
         converted.close()
         plain.close()
-    with pytest.raises(UserError, match="state_scale/state_offset must have 3 values"):
+    with pytest.raises(UserError, match=r"^state_scale has 1 value\(s\); it needs 3, one per dimension of the "
+                                        r"policy's state \(or none: scale 1, offset 0\)$"):
         LiveTick.create(LiveConfig.defaults(str(tiny_act), state_scale=[57.3]))
+    with pytest.raises(UserError, match=r"^action_scale has 2 and action_offset has 4 value\(s\)"):
+        LiveTick.create(LiveConfig.defaults(str(tiny_act), action_scale=[1.0, 2.0], action_offset=[0.0] * 4))
     with pytest.raises(UserError, match="action_scale must not contain 0"):
         LiveConfig.defaults(str(tiny_act), action_scale=[1.0, 0.0, 1.0])
 

@@ -64,22 +64,38 @@ def test_a_file_that_misses_the_node_or_sets_unknown_names_is_named(tmp_path: Pa
                     "      /action:\n        publisher:\n          depth: 3\n")
     nested = tmp_path / "nested.yaml"
     nested.write_text("robot1:\n  policy_node:\n    ros__parameters:\n      control_rate_hz: 15.0\n")
+    shared = tmp_path / "shared.yaml"  # one wildcard section for several nodes, and another node's own
+    shared.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n    rate_factor: 0.5\n"
+                      "/**/replay_node:\n  ros__parameters:\n    loop: true\n")
     declared = {"control_rate_hz"}
 
-    problems = params_file_problems("/robot1/policy_node", ["x", "--ros-args", "--params-file", str(bare)], declared)
-    assert len(problems) == 1 and "\n" not in problems[0]
+    def problems(fqn: str, path: Path) -> tuple[list[str], list[str]]:
+        return params_file_problems(fqn, ["x", "--ros-args", "--params-file", str(path)], declared)
+
+    # This node's section keyed for another namespace: refused (the node would run on its defaults).
+    refusals, warnings = problems("/robot1/policy_node", bare)
+    assert len(refusals) == 1 and not warnings and "\n" not in refusals[0]
     for needle in (str(bare), "/robot1/policy_node", "'/policy_node'", "none of its values is used",
                    "'/**/policy_node:'"):
-        assert needle in problems[0], (needle, problems[0])
-    assert params_file_problems("/policy_node", ["x", "--ros-args", "--params-file", str(bare)], declared) == []
+        assert needle in refusals[0], (needle, refusals[0])
+    assert problems("/policy_node", bare) == ([], [])
 
-    problems = params_file_problems("/robot1/policy_node", ["x", "--ros-args", "--params-file", str(typo)], declared)
-    assert len(problems) == 1 and "sets contol_rate_hz" in problems[0] and "qos_overrides" not in problems[0]
+    # A typo in this node's own section: refused with the name it meant, as after -p.
+    refusals, warnings = problems("/robot1/policy_node", typo)
+    assert len(refusals) == 1 and not warnings
+    assert "sets 'contol_rate_hz' (did you mean 'control_rate_hz'?)" in refusals[0]
+    assert "qos_overrides" not in refusals[0]
 
     # The nested form names the namespace by mapping levels: /robot1/policy_node.
-    args = ["x", "--ros-args", "--params-file", str(nested)]
-    assert params_file_problems("/robot1/policy_node", args, declared) == []
-    assert "'/robot1/policy_node'" in params_file_problems("/robot2/policy_node", args, declared)[0]
+    assert problems("/robot1/policy_node", nested) == ([], [])
+    assert "'/robot1/policy_node'" in problems("/robot2/policy_node", nested)[0][0]
+
+    # A section that may serve other nodes: what this node lacks there is a warning, not a refusal.
+    refusals, warnings = problems("/robot1/policy_node", shared)
+    assert not refusals and len(warnings) == 1 and "sets rate_factor in its section '/**'" in warnings[0]
+    # The same file for the node its own section names: that section is for it alone.
+    refusals, _ = problems("/robot1/replay_node", shared)
+    assert len(refusals) == 1 and "sets 'loop' in its section '/**/replay_node'" in refusals[0]
 
 
 def test_every_shipped_file_applies_in_any_namespace() -> None:
@@ -87,7 +103,7 @@ def test_every_shipped_file_applies_in_any_namespace() -> None:
         node = file.stem + "_node"
         for fqn in (f"/{node}", f"/robot7/{node}", f"/lab/arm2/{node}"):
             declared = set(_file_values(file))
-            assert params_file_problems(fqn, ["x", "--ros-args", "--params-file", str(file)], declared) == [], fqn
+            assert params_file_problems(fqn, ["x", "--ros-args", "--params-file", str(file)], declared) == ([], []), fqn
 
 
 def _file_values(file: Path) -> dict:
@@ -155,24 +171,42 @@ def test_each_node_applies_the_shipped_yaml_under_a_namespace(tiny_act: Path, ti
 
 
 @pytest.mark.ros
-def test_a_file_keyed_for_another_namespace_is_one_error_line(ros_env: dict, tmp_path: Path) -> None:
-    """The namespace typo: the node says which file missed it and how to key it, and keeps going."""
-    bare = tmp_path / "recorder.yaml"
-    bare.write_text("recorder_node:\n  ros__parameters:\n    flush_period_s: 0.5\n    recrod_heatmaps: true\n")
-    typo = tmp_path / "typo.yaml"
-    typo.write_text("/**/recorder_node:\n  ros__parameters:\n    recrod_heatmaps: true\n")
+@pytest.mark.parametrize("content, needle", [
+    # The namespace typo: this node's section keyed for /recorder_node, and the node runs as /robot7/...
+    ("recorder_node:\n  ros__parameters:\n    flush_period_s: 0.5\n",
+     "does not apply to this node (/robot7/recorder_node): its section(s) '/recorder_node' name other nodes"),
+    # A misspelt name in its own section (with -p the same typo stops it too).
+    ("/**/recorder_node:\n  ros__parameters:\n    recrod_heatmaps: true\n",
+     "sets 'recrod_heatmaps' (did you mean 'record_heatmaps'?) in its section '/**/recorder_node'"),
+])
+def test_a_file_that_misses_its_node_stops_it_with_one_line(content: str, needle: str, ros_env: dict,
+                                                           tmp_path: Path) -> None:
+    """It used to log an error and go on with the defaults: a robot's YAML with `acton_max:` would start an
+    acting node without its clamp."""
+    params = tmp_path / "recorder.yaml"
+    params.write_text(content)
+    res = subprocess.run([sys.executable, "-m", "pai_ros.ros.recorder_node", "--ros-args", "-r", "__ns:=/robot7",
+                          "--params-file", str(params), "-p", f"output:={tmp_path / 'bag'}"],
+                         capture_output=True, text=True, env=ros_env, timeout=120, cwd=REPO)
+    lines = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
+    assert res.returncode == 1 and len(lines) == 1, (res.returncode, lines)
+    assert lines[0].startswith(f"recorder_node: error: parameter file {params}") and needle in lines[0], lines
+    assert not (tmp_path / "bag").exists()
+
+
+@pytest.mark.ros
+def test_a_wildcard_section_for_other_nodes_is_one_error_line_and_the_node_runs(ros_env: dict,
+                                                                               tmp_path: Path) -> None:
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("/**:\n  ros__parameters:\n    rate_factor: 0.5\n")
     rec = Proc([sys.executable, "-m", "pai_ros.ros.recorder_node", "--ros-args", "-r", "__ns:=/robot7",
-                "--params-file", str(bare), "--params-file", str(typo), "-p", f"output:={tmp_path / 'bag'}"],
-               ros_env, "recorder_node")
+                "--params-file", str(shared), "-p", f"output:={tmp_path / 'bag'}"], ros_env, "recorder_node")
     try:
         rec.wait_for_line(lambda s: "recording to" in s, 60)
     finally:
         rec.stop()
-    missed = [line for line in rec.lines if str(bare) in line]
-    assert len(missed) == 1 and "[ERROR]" in missed[0] and "/robot7/recorder_node" in missed[0], rec.lines
-    assert "'/**/recorder_node:'" in missed[0]
-    unknown = [line for line in rec.lines if str(typo) in line]
-    assert len(unknown) == 1 and "sets recrod_heatmaps" in unknown[0], rec.lines
+    said = [line for line in rec.lines if str(shared) in line]
+    assert len(said) == 1 and "[ERROR]" in said[0] and "sets rate_factor in its section '/**'" in said[0], rec.lines
 
 
 @pytest.mark.ros
@@ -214,6 +248,9 @@ def test_an_integer_for_a_double_is_taken_as_that_double(ros_env: dict, tmp_path
     # Numbers of two YAML types in one list: the hint is about 1 vs 1.0, not about quoting strings.
     ("sim_node", "action_min:=[0.5, 1]", "Sequence should be of same type. Value type 'integer' do not belong "
                                          "at line_num 1 (a list holds one type: write 1.0, not 1, among doubles"),
+    # Each hint is about its own mistake (the quoting hint was given for all of them).
+    ("replay_node", "dataset_root:=", "'-p dataset_root:='. Error: error not set (a value is missing after ':='"),
+    ("replay_node", "episodes:=[1,", "(the shell split the rule at a space: quote it whole"),
 ])
 def test_a_value_of_the_wrong_type_is_one_line_and_exit_1(node: str, arg: str, needle: str, ros_env: dict) -> None:
     """launch_ros and `-p` read values as YAML: 2 is an integer, 123 a number. One line, no traceback."""

@@ -88,7 +88,9 @@ def test_no_action_from_bad_data_then_recovery(fault: str, reason: str, split: b
         robot.wait_for_line(lambda s: s.startswith("PHASE before"), 30)
         probe.wait_for(lambda m: m["topic"] == "action", 60)  # healthy first
         fault_ns = int(robot.wait_for_line(lambda s: s.startswith("PHASE fault"), 30).split()[2])
-        bad = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and reason in diag(m)["message"], 20)
+        # Received after the fault began: a stale start-up tick's status must not stand in for it.
+        bad = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and m["recv_ns"] > fault_ns
+                             and reason in diag(m)["message"], 20)
         assert diag(bad)["level"] == 2 and diag(bad)["message"].startswith("no action:")
         after_ns = int(robot.wait_for_line(lambda s: s.startswith("PHASE after"), 30).split()[2])
         # Recovery without restart: actions again, diagnostics OK again.
@@ -133,6 +135,8 @@ def test_a_camera_subscribed_with_the_wrong_type_is_named_with_the_fix(tiny_act:
                                               "'wrist:camera/wrist/image_raw']")
     robot = start_robot(ros_env)
     try:
+        # The ready line says how each camera is read.
+        assert "inputs front<-/camera/front/image_raw (JPEG), wrist<-/camera/wrist/image_raw," in "\n".join(node.lines)
         line = node.wait_for_line(lambda s: "carries sensor_msgs/msg/Image" in s, 60)
         assert "[WARN]" in line and "front: /camera/front/image_raw carries sensor_msgs/msg/Image, but it is " \
             "subscribed as sensor_msgs/msg/CompressedImage, so nothing arrives: drop ':compressed'" in line, line

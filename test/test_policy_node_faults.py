@@ -145,9 +145,11 @@ def test_sae_files_vanish_and_the_sae_is_reloaded_without_restart(tiny_act: Path
         probe.wait_for(lambda m: m["topic"] == "features" and m["recv_ns"] > gone["recv_ns"], 20)
         probe.wait_for(lambda m: m["topic"] == "action" and m["recv_ns"] > gone["recv_ns"], 20)
         # A bad path is refused and the running SAE stays.
+        refusal = probe.mark()
         assert set_param(ros_env, "sae_path", str(tmp_path / "nowhere")).startswith("FAILED")
         # All or nothing: a method switch in the same atomic request as a bad path is undone.
-        method = diag(probe.wait_for(lambda m: m["topic"] == "/diagnostics", 20))["values"]["heatmap_method"]
+        status = probe.wait_for(lambda m: m["topic"] == "/diagnostics", 20, since=refusal)
+        method = diag(status)["values"]["heatmap_method"]
         assert method != "rollout"
         refused = set_param(ros_env, "heatmap_method", "rollout", "sae_path", str(tmp_path / "nowhere"), "--atomic")
         assert refused.startswith("FAILED")
@@ -157,15 +159,17 @@ def test_sae_files_vanish_and_the_sae_is_reloaded_without_restart(tiny_act: Path
         assert diag(after)["values"]["heatmap_method"] == method
         # Reload from a new directory: the warning clears without a restart.
         shutil.copytree(tmp_path / "moved_away", other)
+        reload = probe.mark()  # the OK statuses from before the SAE vanished must not count
         assert set_param(ros_env, "sae_path", str(other)) == "OK"
         node.wait_for_line(lambda s: "reloaded SAE" in s, 30)
         ok = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and diag(m)["level"] == 0
-                            and "sae_file" not in diag(m)["values"], 30)
+                            and "sae_file" not in diag(m)["values"], 30, since=reload)
         probe.wait_for(lambda m: m["topic"] == "features" and m["recv_ns"] > ok["recv_ns"], 20)
         # Back to the path it started with: a reload too (it used to compare with the start-up path).
         shutil.copytree(tmp_path / "moved_away", sae)
+        back = node.mark()
         assert set_param(ros_env, "sae_path", str(sae)) == "OK"
-        node.wait_for_line(lambda s: "reloaded SAE" in s and s.rstrip().endswith(f"from {sae}"), 30)
+        node.wait_for_line(lambda s: "reloaded SAE" in s and s.rstrip().endswith(f"from {sae}"), 30, since=back)
     finally:
         for p in (robot, node, probe):
             p.stop()

@@ -159,7 +159,7 @@ def test_existing_output_is_refused_with_one_line(ros_env: dict[str, str], tmp_p
         rec.kill()
     assert rc == 1
     lines = [s for s in rec.lines if s.strip()]
-    assert len(lines) == 1 and "[ERROR]" in lines[0] and "already exists" in lines[0], lines
+    assert len(lines) == 1 and lines[0].startswith("recorder_node: error: ") and "already exists" in lines[0], lines
     assert (out / "keep.txt").read_text() == "mine" and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 

@@ -105,11 +105,13 @@ def test_use_sim_time_without_a_clock_is_said_and_the_replay_runs_once_time_star
                                             for s in m["status"]), 30)
         assert "start the simulator" in diag["status"][0]["message"]
         assert not any("replay finished" in line for line in node.lines)  # nothing ran without time
+        started = probe.mark()
         clock = Proc([sys.executable, str(HELPERS / "clock_publisher.py")], ros_env, "clock")
         clock.wait_for_line(lambda s: s == "READY", 30)
         node.wait_for_line(lambda s: "simulated time has started" in s, 60)
         # ... and /diagnostics clears the WARN under the same name.
-        probe.wait_for(lambda m: any(s["name"] == "replay_node: clock" and s["level"] == 0 for s in m["status"]), 30)
+        probe.wait_for(lambda m: any(s["name"] == "replay_node: clock" and s["level"] == 0 for s in m["status"]), 30,
+                       since=started)
         assert node.popen.wait(timeout=90) == 0, "\n".join(node.lines)
         assert any("replay finished: 12 frames published" in line for line in node.lines)
         # Its last status is stamped in simulated time (the publisher's clock starts at 1000 s).

@@ -464,8 +464,10 @@ class LiveTick:
             level = Level.WARN
             message += f"; no heatmap this tick: {explanation_error}"
         if steering is not None:
-            # The robot is not running the policy it was trained as: nobody should miss that.
-            level, message = Level.WARN, f"{message}; STEERED: {steering.describe()}"
+            # The robot is not running the policy it was trained as: nobody should miss that. No time
+            # left here: in queue and chunk modes this is the executing chunk's steering, as it was
+            # when predicted (the `steering` value of /diagnostics says what is in force now).
+            level, message = Level.WARN, f"{message}; STEERED: {steering.steering.describe()}"
         return level, message
 
     def _executed_steering(self, result, active: ActiveSteering | None) -> ActiveSteering | None:

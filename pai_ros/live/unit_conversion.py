@@ -23,7 +23,9 @@ def unit_conversion(what: str, scale: Sequence[float], offset: Sequence[float],
         return None
     s = np.asarray(scale or [1.0] * dim, dtype=np.float32)
     o = np.asarray(offset or [0.0] * dim, dtype=np.float32)
-    if s.shape != (dim,) or o.shape != (dim,):
-        raise UserError(f"{what}_scale/{what}_offset must have {dim} values each (the policy's {what} size), "
-                        f"got {len(scale)} and {len(offset)}")
+    wrong = [f"{what}_{name} has {len(values)}" for name, values in (("scale", scale), ("offset", offset))
+             if values and len(values) != dim]
+    if wrong:
+        raise UserError(f"{' and '.join(wrong)} value(s); it needs {dim}, one per dimension of the policy's {what} "
+                        "(or none: scale 1, offset 0)")
     return s, o

@@ -13,6 +13,8 @@ from rclpy.node import Node
 
 from pai_ros.live.controllers import ControllerGate, joint_mismatch
 
+REMIND_EVERY = 5  # retries between log reminders while the controller has not answered (10 s at 2 s)
+
 
 class ControllerCheck:
     """Asks until the controller answers, then writes the verdict into ``gate`` (the tick reads it)."""
@@ -22,12 +24,23 @@ class ControllerCheck:
         self.controller, self.outputs = gate.controller, gate.checked_outputs
         self.client = node.create_client(GetParameters, f"{self.controller.rstrip('/')}/get_parameters")
         self._pending: Any = None
+        self._retry_s, self._asked = retry_s, 0
+        # Said in the log, not only on /diagnostics: a user watching the terminal while the arm does
+        # not move must see why (the outputs the controller takes are held until it answers).
+        node.get_logger().warning(f"not sending {', '.join(self.outputs)} to {self.controller} until it answers "
+                                  "with its joints")
         self._timer = node.create_timer(retry_s, self._ask)
         self._ask()
 
     def _ask(self) -> None:
         if self.gate.verdict.verified or (self._pending is not None and not self._pending.done()):
             return
+        self._asked += 1
+        if self._asked % REMIND_EVERY == 0:  # a reminder while it lasts, as for refused ticks
+            waited = (self._asked - 1) * self._retry_s
+            self.node.get_logger().warning(
+                f"still not sending {', '.join(self.outputs)} to {self.controller} after {waited:.0f} s: "
+                f"{self.gate.verdict.problem} (`ros2 control list_controllers` shows whether it is active)")
         if not self.client.service_is_ready():
             return
         self._pending = self.client.call_async(GetParameters.Request(names=["joints"]))

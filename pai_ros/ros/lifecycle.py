@@ -9,9 +9,10 @@ from typing import Any
 import rclpy
 from rclpy.executors import ExternalShutdownException
 
+from pai_ros.cli_help import print_help
 from pai_ros.errors import UserError
 from pai_ros.paramspec import Param
-from pai_ros.ros.names import rcl_reason
+from pai_ros.ros.names import rcl_reason, ros_arguments_hint
 from pai_ros.ros.node_help import help_requested, node_help
 
 
@@ -20,16 +21,11 @@ def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
     try:
         rclpy.init(args=args, **init_kwargs)
     except RuntimeError as exc:  # rclpy's RCLError: a --ros-args rule rcl cannot parse
-        print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(exc)} ({_hint(str(exc))})", file=sys.stderr)
+        hint = ros_arguments_hint(str(exc))
+        print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(exc)}{f' ({hint})' if hint else ''}",
+              file=sys.stderr)
         return False
     return True
-
-
-def _hint(reason: str) -> str:
-    """What to write instead, by the type rcl found out of place in a list."""
-    if "Value type 'integer'" in reason or "Value type 'double'" in reason:
-        return "a list holds one type: write 1.0, not 1, among doubles: -p \"state_scale:=[57.3, 57.3, 1.0]\""
-    return "quote strings in lists: -p \"names:=['a', 'y']\"; YAML reads a bare y, n, on or off as a boolean"
 
 
 def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
@@ -39,7 +35,7 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
     ``-h``/``--help`` prints the node's help (``doc`` and ``params``) and starts nothing.
     """
     if help_requested(sys.argv if args is None else args):
-        print(node_help(name, doc, params))
+        print_help(node_help(name, doc, params))
         return 0
     if not init_ros(name, args):
         return 1
@@ -52,13 +48,21 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
         except Exception:
             # Ctrl-C or SIGTERM while the node was starting (loading a policy takes seconds): rclpy's
             # signal handler shut the context down, and the next create_subscription raised. That
-            # is the user stopping the node, not a bug to show a traceback for (start-up only: an
-            # error while spinning keeps its traceback).
+            # is the user stopping the node, not a bug to show a traceback for.
             if rclpy.ok():
                 raise
             print(f"{name}: stopped while starting", file=sys.stderr)
             return 0
-        spin(node)
+        try:
+            spin(node)
+        except (UserError, KeyboardInterrupt, ExternalShutdownException):
+            raise
+        except Exception:
+            # The same while running: a callback that was publishing when the signal handler shut
+            # the context down gets "publisher's context is invalid" (RCLError). An error while
+            # the context is still up is a bug, and keeps its traceback.
+            if rclpy.ok():
+                raise
     except UserError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 1

@@ -8,11 +8,12 @@ A parameter file that does not reach the node is the silent failure of ROS param
 applies a file's section only when its key matches the node's fully qualified name, so a
 file keyed ``policy_node:`` (read as ``/policy_node``) is ignored without a word when the node
 runs as ``/robot1/policy_node``, and a misspelt parameter name is dropped just as quietly.
-:func:`declare` therefore reads the ``--params-file`` arguments of the process and logs one
-line per such file or name (:func:`params_file_problems` finds them, without ROS): a file may be
-shared by several nodes, so a name one of them lacks is not fatal. A ``-p`` override on the
-command line is meant for this node alone: an undeclared name there stops the node with one line
-(:func:`command_line_unknowns`).
+:func:`declare` therefore reads the ``--params-file`` arguments of the process
+(:func:`params_file_problems` finds the problems, without ROS). A section keyed with this node's
+name is meant for it alone, as a ``-p`` override on the command line is
+(:func:`command_line_unknowns`): an undeclared name there, or such a section keyed for another
+namespace, stops the node with one line. A wildcard section or a file of other nodes' sections may
+serve several nodes: what this node lacks there is logged as one line.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ def declare(node: Any, params: list[Param], argv: Sequence[str] | None = None) -
 
     A value of the wrong type or outside its range (``-p rate_factor:=2`` is an integer where
     the node declares a double) raises :class:`UserError` with one line, not rclpy's traceback.
-    Logs an error line for each ``--params-file`` in ``argv`` (default: ``sys.argv``, what the
-    nodes pass to ``rclpy.init``) that has no section for this node or sets a parameter the node
-    does not declare: rclpy ignores both without a word.
+    Each ``--params-file`` in ``argv`` (default: ``sys.argv``, what the nodes pass to
+    ``rclpy.init``) that misses this node or sets a parameter it does not declare (rclpy ignores
+    both without a word) stops it with one line, or where the file may serve other nodes, logs one
+    (:func:`params_file_problems`).
     """
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 
@@ -68,8 +70,11 @@ def declare(node: Any, params: list[Param], argv: Sequence[str] | None = None) -
     if unknown:
         raise UserError(f"{node.get_fully_qualified_name()} has no parameter {'; '.join(unknown)} (given with -p; "
                         f"`ros2 param list {node.get_fully_qualified_name()}` lists them)")
-    for problem in params_file_problems(node.get_fully_qualified_name(), argv, names(params)):
-        node.get_logger().error(problem)
+    refusals, warnings = params_file_problems(node.get_fully_qualified_name(), argv, names(params))
+    if refusals:
+        raise UserError("; ".join(refusals))
+    for warning in warnings:
+        node.get_logger().error(warning)
     return values
 
 
@@ -99,16 +104,15 @@ def _declare_one(node: Any, p: Param) -> Any:
     if not isinstance(p.default, list):
         _declare_numbers_as_doubles(node, p, p.default, desc)
         return node.get_parameter(p.name).value
-    if p.default:
-        _declare_numbers_as_doubles(node, p, p.default, desc)
-        return list(node.get_parameter(p.name).value)
-    # An empty list has no element type, so it is declared by type. Declared so, it would stay
-    # "uninitialized", and GetParameters (`ros2 param get`, `ros2 param dump`) then answers
-    # nothing for the whole request: it is declared writable, given the empty list it stands
-    # for, and made read-only afterwards where the spec says so.
+    # A list is declared writable and made read-only afterwards where the spec says so: an empty
+    # list has no element type, and rclpy leaves a parameter given one ("-p topics:=[]", or "[]"
+    # in a file) uninitialised, as it does a list parameter declared by type with no default.
+    # Uninitialised, it would raise on every read (a traceback at start) and GetParameters
+    # (`ros2 param get`, `ros2 param dump`) would answer nothing for the whole request; it is set
+    # to the empty list it stands for, which the node's own checks then take or refuse in one line.
     kind = {"string": Parameter.Type.STRING_ARRAY, "double": Parameter.Type.DOUBLE_ARRAY,
             "integer": Parameter.Type.INTEGER_ARRAY}[p.array_type or "string"]
-    _declare_numbers_as_doubles(node, p, kind, ParameterDescriptor(description=p.description))
+    _declare_numbers_as_doubles(node, p, p.default or kind, ParameterDescriptor(description=p.description))
     try:
         value = list(node.get_parameter(p.name).value)
     except ParameterUninitializedException:
@@ -191,11 +195,9 @@ def command_line_unknowns(fqn: str, argv: Sequence[str], declared: set[str]) -> 
             target, _, name = key.rpartition(":")
             if target and target.strip("/") not in (node_name, fqn.strip("/")):
                 continue  # meant for another node of the process
-            if name in declared or name in _BUILTIN_PARAMS or name.startswith(_BUILTIN_PREFIXES):
-                continue
-            near = difflib.get_close_matches(name, sorted(declared), n=1)
-            unknown.append(f"'{name}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
-    return unknown
+            if not _is_declared(name, declared):
+                unknown.append(name)
+    return _with_nearest(unknown, declared)
 
 
 def key_matches(key: str, fqn: str) -> bool:
@@ -243,25 +245,61 @@ def _sections(content: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def params_file_problems(fqn: str, argv: Sequence[str], declared: set[str]) -> list[str]:
-    """One line per parameter file of ``argv`` that misses node ``fqn``, or per undeclared name it sets."""
+def params_file_problems(fqn: str, argv: Sequence[str], declared: set[str]) -> tuple[list[str], list[str]]:
+    """What the parameter files of ``argv`` get wrong for node ``fqn``: (refusals, warnings), a line each.
+
+    A section named for this node (``/**/policy_node:``, ``/robot1/policy_node:``) is meant for it
+    alone: a name it does not declare there is a typo, refused like the same typo after ``-p``
+    (``acton_max`` would start an acting node without its clamp), and so is a file whose only
+    sections for this node's name are keyed for another namespace (it would run on its defaults).
+    A wildcard section (``/**:``) may serve several nodes, and a file may hold only other nodes'
+    sections: those are warnings.
+    """
     node_name = fqn.rsplit("/", 1)[-1]
-    problems = []
+    refusals: list[str] = []
+    warnings: list[str] = []
     for path in params_files(argv):
         try:
             sections = _sections(yaml.safe_load(Path(path).read_text()))
         except (OSError, yaml.YAMLError):
             continue  # rcl has refused an unreadable file already, at init
-        matching = [body for key, body in sections if key_matches(key, fqn)]
+        matching = [(key, body) for key, body in sections if key_matches(key, fqn)]
         if sections and not matching:
             shown = ", ".join(f"'{key}'" for key, _ in sections)
-            problems.append(
+            mine = any(_names_node(key, node_name) for key, _ in sections)
+            (refusals if mine else warnings).append(
                 f"parameter file {path} does not apply to this node ({fqn}): its section(s) {shown} name other "
                 f"nodes, so none of its values is used; key it '/**/{node_name}:' to apply in any namespace")
             continue
-        unknown = sorted({n for body in matching for n in _flat_names(body)
-                          if n not in declared and n not in _BUILTIN_PARAMS and not n.startswith(_BUILTIN_PREFIXES)})
-        if unknown:
-            problems.append(f"parameter file {path} sets {', '.join(unknown)}, which {fqn} does not declare: "
-                            f"ignored (see `ros2 param list {fqn}`)")
-    return problems
+        for key, body in matching:
+            unknown = sorted({n for n in _flat_names(body) if not _is_declared(n, declared)})
+            if not unknown:
+                continue
+            if _names_node(key, node_name):
+                refusals.append(f"parameter file {path} sets {', '.join(_with_nearest(unknown, declared))} in its "
+                                f"section '{key}', and {fqn} has no such parameter "
+                                f"(`ros2 param list {fqn}` lists them)")
+            else:
+                warnings.append(f"parameter file {path} sets {', '.join(unknown)} in its section '{key}', which "
+                                f"{fqn} does not declare: ignored (the section may serve other nodes)")
+    return refusals, warnings
+
+
+def _is_declared(name: str, declared: set[str]) -> bool:
+    """Declared by the node, or one rclpy declares for every node (use_sim_time, qos_overrides.*)."""
+    return name in declared or name in _BUILTIN_PARAMS or name.startswith(_BUILTIN_PREFIXES)
+
+
+def _names_node(key: str, node_name: str) -> bool:
+    """Whether a section key ends in this node's own name (not a wildcard)."""
+    tokens = [t for t in key.strip().split("/") if t]
+    return bool(tokens) and tokens[-1] == node_name
+
+
+def _with_nearest(unknown: list[str], declared: set[str]) -> list[str]:
+    """Each name quoted, with the declared name nearest to it (a typo's intent)."""
+    out = []
+    for name in unknown:
+        near = difflib.get_close_matches(name, sorted(declared), n=1)
+        out.append(f"'{name}'" + (f" (did you mean '{near[0]}'?)" if near else ""))
+    return out

@@ -112,7 +112,8 @@ class PolicyNode(Node):
         self._tick_timer = self.create_timer(self.config.period_s, self._on_tick)
         self.create_timer(self.config.diagnostics_period_s, self._publish_diagnostics)
         live = self.live
-        inputs = ", ".join(f"{n}<-{live.topics[n]}" for n in live.input_names)
+        inputs = ", ".join(f"{n}<-{live.topics[n]}" + (" (JPEG)" if n in live.cameras and live.cameras[n].compressed
+                                                        else "") for n in live.input_names)
         outputs = ", ".join(self.resolve_topic_name(ACTION_TOPICS[o][0]) for o in self.action_pubs)
         self.get_logger().info(
             f"ready: {describe_checkpoint(live.runner.loaded.path)} on {live.runner.device}, mode {live.runner.mode}, "

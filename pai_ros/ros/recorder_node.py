@@ -78,6 +78,7 @@ from rclpy.signals import SignalHandlerOptions
 from pai_ros.bags.errors import BagWriteError
 from pai_ros.bags.ledger import ABSENT_AFTER_S, RecordingLedger, TopicTally
 from pai_ros.bags.writer import COMPRESSIONS, BagWriter
+from pai_ros.cli_help import print_help
 from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
 from pai_ros.ros import topics
@@ -158,6 +159,9 @@ class RecorderNode(Node):
             raise UserError(f"parameter 'compression' must be one of {', '.join(COMPRESSIONS)}, got {p['compression']!r}")
         self.queue_depth = int(p["queue_depth"])
         wanted = {self._resolve(t) for t in [*p["topics"], *p["camera_topics"]] if t}
+        if not wanted and not p["record_heatmaps"]:
+            raise UserError("nothing to record: topics and camera_topics are empty and record_heatmaps is false "
+                            f"(the default topics: {', '.join(DEFAULT_TOPICS)})")
         self.heatmaps = (re.compile("^" + re.escape(self._resolve("attention")) + r"/[^/]+/heatmap$")
                          if p["record_heatmaps"] else None)
         try:
@@ -335,7 +339,7 @@ class RecorderNode(Node):
 def main(argv: list[str] | None = None) -> int:
     """Run until SIGINT or SIGTERM; 0 after a clean close, 1 for a configuration or write error."""
     if help_requested(sys.argv if argv is None else argv):
-        print(node_help("recorder_node", __doc__, PARAMS))
+        print_help(node_help("recorder_node", __doc__, PARAMS))
         return 0
     # rclpy's own handlers would shut the context down at once (no draining, and SIGTERM would
     # kill the process before the bag is closed): install ours for both signals instead.
@@ -352,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             node = RecorderNode()
-        except UserError as exc:
-            rclpy.logging.get_logger("recorder_node").error(str(exc))
+        except UserError as exc:  # the same one line as every node's (pai_ros.ros.lifecycle.run_node)
+            print(f"recorder_node: error: {exc}", file=sys.stderr)
             return 1
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -120,6 +120,7 @@ class ReplayNode(Node):
             f"{' (JPEG)' if self.p['compressed'] else ''}")
 
     def _begin(self) -> None:
+        self.clock_watch.time_runs()  # this timer runs on the node's clock: simulated time has started
         wanted = self.p["wait_for_subscribers"]
         lacking = self._lacking_subscribers()
         if lacking:

@@ -54,6 +54,12 @@ class SimClockWatch:
             self.waiting = True
         self._publish(Level.WARN, message, {"use_sim_time": "true", "waited_s": f"{waited:.0f}"})
 
+    def time_runs(self) -> None:
+        """Told by a timer on the node's clock that fired (so simulated time runs): say so now. The
+        watch's own check comes once a second, and a short replay can end before it."""
+        if self.timer is not None and not self.timer.is_canceled():
+            self.check()
+
     def _publish(self, level: Level, message: str, values: dict[str, str]) -> None:
         self.publisher.publish(diagnostic_array(status_name(self.node, "clock"), level, message, values, "",
                                                 self.node.get_clock().now().to_msg()))
