@@ -16,14 +16,26 @@ wrapped in ParameterValue(..., value_type=...) with the type the node declares.
 from datetime import datetime
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from pai_ros.ros.launch_support import sae_path_if_given
+
 BOOL_CHOICES = ["true", "false"]
+
+
+def _policy(context) -> list:
+    return [Node(
+        package="pai_ros", executable="policy_node", name="policy_node", namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        parameters=[LaunchConfiguration("params_file"),
+                    {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
+                     **sae_path_if_given(context)}],
+    )]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -51,12 +63,6 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("dataset_root", default_value="",
                               description="[string] LeRobotDataset v3.0 directory for replay:=true"),
     ]
-    policy = Node(
-        package="pai_ros", executable="policy_node", name="policy_node", namespace=namespace, output="screen",
-        parameters=[LaunchConfiguration("params_file"),
-                    {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
-                     "sae_path": ParameterValue(LaunchConfiguration("sae_path"), value_type=str)}],
-    )
     recorder = Node(
         package="pai_ros", executable="recorder_node", name="recorder_node", namespace=namespace, output="screen",
         condition=IfCondition(LaunchConfiguration("record")),
@@ -69,4 +75,4 @@ def generate_launch_description() -> LaunchDescription:
         parameters=[PathJoinSubstitution([config, "replay.yaml"]),
                     {"dataset_root": ParameterValue(LaunchConfiguration("dataset_root"), value_type=str)}],
     )
-    return LaunchDescription([*args, policy, recorder, replay])
+    return LaunchDescription([*args, OpaqueFunction(function=_policy), recorder, replay])

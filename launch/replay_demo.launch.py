@@ -15,11 +15,21 @@ refused by the node's double parameter.
 from datetime import datetime
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from pai_ros.ros.launch_support import sae_path_if_given
+
+
+def _policy(context) -> list:
+    return [Node(package="pai_ros", executable="policy_node", name="policy_node",
+                 namespace=LaunchConfiguration("namespace"), output="screen",
+                 parameters=[LaunchConfiguration("params_file"),
+                             {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
+                              **sae_path_if_given(context)}])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -48,14 +58,9 @@ def generate_launch_description() -> LaunchDescription:
                   parameters=[PathJoinSubstitution([config, "replay.yaml"]),
                               {"dataset_root": ParameterValue(LaunchConfiguration("dataset_root"), value_type=str),
                                "rate_factor": ParameterValue(LaunchConfiguration("rate_factor"), value_type=float)}])
-    policy = Node(package="pai_ros", executable="policy_node", name="policy_node", namespace=namespace,
-                  output="screen",
-                  parameters=[LaunchConfiguration("params_file"),
-                              {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
-                               "sae_path": ParameterValue(LaunchConfiguration("sae_path"), value_type=str)}])
     recorder = Node(package="pai_ros", executable="recorder_node", name="recorder_node", namespace=namespace,
                     output="screen",
                     parameters=[PathJoinSubstitution([config, "recorder.yaml"]),
                                 {"output": ParameterValue(LaunchConfiguration("bag_path"), value_type=str),
                                  "record_heatmaps": True}])
-    return LaunchDescription([*args, replay, policy, recorder])
+    return LaunchDescription([*args, replay, OpaqueFunction(function=_policy), recorder])

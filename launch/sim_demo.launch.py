@@ -15,14 +15,28 @@ launch_ros reads `name:=value` as YAML, so `rate_hz:=15` would otherwise arrive 
 from datetime import datetime
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from pai_ros.ros.launch_support import sae_path_if_given
+
 BOOL_CHOICES = ["true", "false"]
+
+
+def _policy(context) -> list:
+    return [Node(package="pai_ros", executable="policy_node", name="policy_node",
+                 namespace=LaunchConfiguration("namespace"), output="screen",
+                 parameters=[LaunchConfiguration("params_file"),
+                             {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
+                              **sae_path_if_given(context),
+                              # The policy ticks at the simulation's rate: the two must agree.
+                              "control_rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float),
+                              "mode": ParameterValue(LaunchConfiguration("mode"), value_type=str),
+                              "max_observation_age_s": 0.5}])]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -59,14 +73,6 @@ def generate_launch_description() -> LaunchDescription:
                            {"episodes": ParameterValue(LaunchConfiguration("episodes"), value_type=int),
                             "seed": ParameterValue(LaunchConfiguration("seed"), value_type=int),
                             "rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float)}])
-    policy = Node(package="pai_ros", executable="policy_node", name="policy_node", namespace=namespace,
-                  output="screen",
-                  parameters=[LaunchConfiguration("params_file"),
-                              {"policy_path": ParameterValue(LaunchConfiguration("policy_path"), value_type=str),
-                               "sae_path": ParameterValue(LaunchConfiguration("sae_path"), value_type=str),
-                               "control_rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float),
-                               "mode": ParameterValue(LaunchConfiguration("mode"), value_type=str),
-                               "max_observation_age_s": 0.5}])
     recorder = Node(package="pai_ros", executable="recorder_node", name="recorder_node", namespace=namespace,
                     output="screen", condition=IfCondition(LaunchConfiguration("record")),
                     parameters=[PathJoinSubstitution([config, "recorder.yaml"]),
@@ -75,4 +81,4 @@ def generate_launch_description() -> LaunchDescription:
                                  "camera_topics": ["camera/front/image_raw", "camera/wrist/image_raw"],
                                  "topics": ["joint_states", "action", "features", "/diagnostics", "attention/shares",
                                             "sim_node/episode_outcome", "sim_node/summary"]}])
-    return LaunchDescription([*args, sim, policy, recorder])
+    return LaunchDescription([*args, sim, OpaqueFunction(function=_policy), recorder])

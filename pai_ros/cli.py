@@ -74,6 +74,8 @@ def _run(argv: Sequence[str] | None) -> int:
     except UserError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # the reader of our output stopped (| head): main's, not a file error
     except OSError as exc:  # permissions, full disks, missing files on user-given paths
         from pai_ros.staging import describe_os_error
 

@@ -24,7 +24,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def print_help(text: str) -> None:
-    """Print help text; a reader that stops early (``--help | head``) is not an error."""
+    """Print help text; a reader that stops early (``--help | head``) is not an error, as for
+    argparse's help (which ignores a failed write): no traceback, exit status 0."""
     try:
         print(text, flush=True)
     except BrokenPipeError:

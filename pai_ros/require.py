@@ -29,7 +29,8 @@ def require(name: str, value: float, *, at_least: float | None = None, above: fl
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         ok = False
     else:
-        ok = (math.isfinite(value)
+        # An int is finite however large (math.isfinite(10**400) raises OverflowError).
+        ok = ((isinstance(value, numbers.Integral) or math.isfinite(value))
               and (at_least is None or value >= at_least) and (above is None or value > above)
               and (at_most is None or value <= at_most) and (below is None or value < below))
     if ok:

@@ -53,8 +53,10 @@ class Proc:
                 self._changed.notify_all()
 
     def mark(self) -> int:
-        """How many lines the process has printed so far: take it right BEFORE an action, then
-        `wait_for_line(..., since=mark)` sees only what was printed after it, never a stale line that also matches."""
+        """How many lines the reader has taken so far: take it right BEFORE an action, then
+        `wait_for_line(..., since=mark)` skips every earlier line that also matches. A line printed just
+        before the mark but not yet read counts as after it: where that race matters, bound the
+        predicate by time too (`recv_ns` of a probe message)."""
         with self._changed:
             return len(self.lines)
 

@@ -116,8 +116,8 @@ def test_a_controller_that_never_answers_is_said_in_the_log_with_reminders(tiny_
     node = start_node(tiny_act, ros_env, "-p", "action_output:=['joint_state', 'joint_trajectory']",
                       "-p", "controller:=/absent_controller")
     try:
-        first = node.wait_for_line(lambda s: "not sending joint_trajectory to /absent_controller" in s, 60)
-        assert "[WARN]" in first and "until it answers with its joints" in first
+        first = node.wait_for_line(lambda s: "not sending joint_trajectory to /absent_controller after" in s, 60)
+        assert "[WARN]" in first and "not verified yet (no answer from it)" in first and "still" not in first
         # While it lasts, a reminder (every 10 s) says how long and why.
         again = node.wait_for_line(lambda s: "still not sending joint_trajectory to /absent_controller" in s, 60)
         assert "[WARN]" in again and "not verified yet (no answer from it)" in again

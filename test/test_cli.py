@@ -141,4 +141,4 @@ def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
         proc = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=120)
         os.close(write)
         assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, (argv, proc.stderr)
-        assert proc.returncode in (0, 141), (argv, proc.returncode, proc.stderr)
+        assert proc.returncode == 0, (argv, proc.returncode, proc.stderr)  # help was given; the reader left

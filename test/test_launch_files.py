@@ -37,6 +37,15 @@ class LaunchConfiguration(_Recorder):
         self.name = name
         LaunchConfiguration.used.append(name)
 
+    def perform(self, context: dict[str, str]) -> str:
+        return context[self.name]
+
+
+class OpaqueFunction(_Recorder):
+    def __init__(self, *, function, **kwargs) -> None:
+        super().__init__(function=function, **kwargs)
+        self.function = function
+
 
 class DeclareLaunchArgument(_Recorder):
     def __init__(self, name: str, default_value=None, description: str = "", choices=None, **kwargs) -> None:
@@ -56,6 +65,7 @@ def _fake_modules() -> dict[str, types.ModuleType]:
         "launch_ros.actions", "launch_ros.parameter_descriptions", "launch_ros.substitutions")}
     mods["launch"].LaunchDescription = type("LaunchDescription", (_Recorder,), {})
     mods["launch.actions"].DeclareLaunchArgument = DeclareLaunchArgument
+    mods["launch.actions"].OpaqueFunction = OpaqueFunction
     mods["launch.conditions"].IfCondition = type("IfCondition", (_Recorder,), {})
     mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     mods["launch.substitutions"].PathJoinSubstitution = type("PathJoinSubstitution", (_Recorder,), {})
@@ -73,6 +83,18 @@ def _load(path: Path, monkeypatch: pytest.MonkeyPatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.generate_launch_description()
+
+
+def _entities(ld, given: dict[str, str] | None = None) -> list:
+    """The launch description's entities, each OpaqueFunction run with the arguments' defaults
+    (and ``given``) as the context, as launch runs them."""
+    entities = ld.args[0]
+    context = {e.name: e.default_value for e in entities if isinstance(e, DeclareLaunchArgument)}
+    context.update(given or {})
+    out = []
+    for e in entities:
+        out.extend(e.function(context) if isinstance(e, OpaqueFunction) else [e])
+    return out
 
 
 def _resolve_path(sub, arguments: dict[str, DeclareLaunchArgument]) -> Path:
@@ -117,7 +139,7 @@ def test_there_are_launch_files() -> None:
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_file_references_exist(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ld = _load(path, monkeypatch)
-    entities = ld.args[0]
+    entities = _entities(ld)
     arguments = {e.name: e for e in entities if isinstance(e, DeclareLaunchArgument)}
     nodes = [e for e in entities if type(e).__name__ == "Node"]
     assert nodes, "no nodes"
@@ -168,7 +190,7 @@ def test_node_parameters_from_arguments_are_typed(path: Path, monkeypatch: pytes
     type that the node declares for it.
     """
     ld = _load(path, monkeypatch)
-    nodes = [e for e in ld.args[0] if type(e).__name__ == "Node"]
+    nodes = [e for e in _entities(ld, {"sae_path": "/sae"}) if type(e).__name__ == "Node"]
     checked = 0
     for node in nodes:
         types_ = _declared_types(node.kwargs["executable"])
@@ -210,3 +232,20 @@ def test_with_real_launch_ros_where_available() -> None:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         assert isinstance(module.generate_launch_description(), LaunchDescription)
+
+
+@pytest.mark.parametrize("path", [p for p in LAUNCH_FILES if "sae_path" in p.read_text()], ids=lambda p: p.name)
+def test_sae_path_overrides_the_params_file_only_when_given(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The launch argument's default, empty, was passed on: it overrode the sae_path of a robot's policy.yaml."""
+    ld = _load(path, monkeypatch)
+
+    def policy_overrides(given: dict[str, str]) -> dict:
+        (policy,) = [e for e in _entities(ld, given) if type(e).__name__ == "Node"
+                     and e.kwargs["executable"] == "policy_node"]
+        (overrides,) = [entry for entry in policy.kwargs["parameters"] if isinstance(entry, dict)]
+        assert type(policy.kwargs["parameters"][0]).__name__ == "LaunchConfiguration"  # params_file first
+        return overrides
+
+    assert "sae_path" not in policy_overrides({})
+    given = policy_overrides({"sae_path": "/data/sae"})["sae_path"]
+    assert isinstance(given, ParameterValue) and given.value_type is str

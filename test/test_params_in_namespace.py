@@ -75,10 +75,16 @@ def test_a_file_that_misses_the_node_or_sets_unknown_names_is_named(tmp_path: Pa
     # This node's section keyed for another namespace: refused (the node would run on its defaults).
     refusals, warnings = problems("/robot1/policy_node", bare)
     assert len(refusals) == 1 and not warnings and "\n" not in refusals[0]
-    for needle in (str(bare), "/robot1/policy_node", "'/policy_node'", "none of its values is used",
-                   "'/**/policy_node:'"):
+    for needle in (str(bare), "/robot1/policy_node", "'/policy_node' are keyed for another namespace",
+                   "none of their values is used", "'/**/policy_node:'"):
         assert needle in refusals[0], (needle, refusals[0])
     assert problems("/policy_node", bare) == ([], [])
+    # ... also beside a wildcard section that does reach the node (a shared file: /**: use_sim_time).
+    bare_and_shared = tmp_path / "bare_and_shared.yaml"
+    bare_and_shared.write_text("/**:\n  ros__parameters:\n    use_sim_time: true\n" + bare.read_text())
+    refusals, _ = problems("/robot1/policy_node", bare_and_shared)
+    assert len(refusals) == 1 and "'/policy_node' are keyed for another namespace" in refusals[0]
+    assert problems("/policy_node", bare_and_shared) == ([], [])
 
     # A typo in this node's own section: refused with the name it meant, as after -p.
     refusals, warnings = problems("/robot1/policy_node", typo)
@@ -93,6 +99,11 @@ def test_a_file_that_misses_the_node_or_sets_unknown_names_is_named(tmp_path: Pa
     # A section that may serve other nodes: what this node lacks there is a warning, not a refusal.
     refusals, warnings = problems("/robot1/policy_node", shared)
     assert not refusals and len(warnings) == 1 and "sets rate_factor in its section '/**'" in warnings[0]
+    # A file of another node's sections only: a warning (launch may hand one file to every node).
+    other = tmp_path / "other.yaml"
+    other.write_text("/**/replay_node:\n  ros__parameters:\n    loop: true\n")
+    refusals, warnings = problems("/robot1/policy_node", other)
+    assert not refusals and len(warnings) == 1 and "'/**/replay_node' name other nodes" in warnings[0]
     # The same file for the node its own section names: that section is for it alone.
     refusals, _ = problems("/robot1/replay_node", shared)
     assert len(refusals) == 1 and "sets 'loop' in its section '/**/replay_node'" in refusals[0]
@@ -174,7 +185,8 @@ def test_each_node_applies_the_shipped_yaml_under_a_namespace(tiny_act: Path, ti
 @pytest.mark.parametrize("content, needle", [
     # The namespace typo: this node's section keyed for /recorder_node, and the node runs as /robot7/...
     ("recorder_node:\n  ros__parameters:\n    flush_period_s: 0.5\n",
-     "does not apply to this node (/robot7/recorder_node): its section(s) '/recorder_node' name other nodes"),
+     "does not apply to this node (/robot7/recorder_node): its section(s) '/recorder_node' are keyed for another "
+     "namespace"),
     # A misspelt name in its own section (with -p the same typo stops it too).
     ("/**/recorder_node:\n  ros__parameters:\n    recrod_heatmaps: true\n",
      "sets 'recrod_heatmaps' (did you mean 'record_heatmaps'?) in its section '/**/recorder_node'"),

@@ -129,6 +129,18 @@ def test_observe_only_publishes_heatmaps_but_no_actions(tiny_act: Path, ros_env:
             p.stop()
 
 
+def test_an_empty_list_for_a_list_parameter_is_the_nodes_own_one_line(tiny_act: Path, ros_env: dict) -> None:
+    """`-p action_output:=[]` (a default that is not empty) was rclpy's ParameterUninitializedException traceback."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-m", "pai_ros.ros.policy_node", "--ros-args", "-p",
+                          f"policy_path:={tiny_act}", "-p", "action_output:=[]"],
+                         capture_output=True, text=True, env=ros_env, timeout=120)
+    lines = [s for s in (res.stdout + res.stderr).splitlines() if s.strip()]
+    assert res.returncode == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("policy_node: error: action_output is empty; choose one or more of"), lines
+
+
 def test_a_camera_subscribed_with_the_wrong_type_is_named_with_the_fix(tiny_act: Path, ros_env: dict) -> None:
     """Raw images on a topic configured ':compressed' match no subscription: 'no message yet' alone misleads."""
     node = start_node(tiny_act, ros_env, "-p", "cameras:=['front:camera/front/image_raw:compressed', "

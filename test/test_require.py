@@ -45,6 +45,12 @@ def test_what_is_not_a_number_fails(value) -> None:
         require("x", value, at_least=1)
 
 
+def test_a_huge_integer_is_compared_not_a_traceback() -> None:
+    with pytest.raises(UserError, match="--episodes must lie in"):
+        require("--episodes", 10**400, at_least=1, at_most=1000)
+    require("--episodes", 10**400, at_least=1)
+
+
 def test_values_on_and_inside_the_bounds_pass() -> None:
     require("x", 1, at_least=1, at_most=1)
     require("x", 0.5, above=0, below=1)

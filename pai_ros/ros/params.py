@@ -264,12 +264,18 @@ def params_file_problems(fqn: str, argv: Sequence[str], declared: set[str]) -> t
         except (OSError, yaml.YAMLError):
             continue  # rcl has refused an unreadable file already, at init
         matching = [(key, body) for key, body in sections if key_matches(key, fqn)]
-        if sections and not matching:
+        # Sections with this node's name that miss it (keyed for another namespace), when none that
+        # reaches it has its name: a wildcard section beside them (/**: use_sim_time) does not count.
+        elsewhere = [key for key, _ in sections if _names_node(key, node_name) and not key_matches(key, fqn)]
+        if elsewhere and not any(_names_node(key, node_name) for key, _ in matching):
+            shown = ", ".join(f"'{key}'" for key in elsewhere)
+            refusals.append(f"parameter file {path} does not apply to this node ({fqn}): its section(s) {shown} "
+                            f"are keyed for another namespace, so none of their values is used; key it "
+                            f"'/**/{node_name}:' to apply in any namespace")
+        elif sections and not matching:
             shown = ", ".join(f"'{key}'" for key, _ in sections)
-            mine = any(_names_node(key, node_name) for key, _ in sections)
-            (refusals if mine else warnings).append(
-                f"parameter file {path} does not apply to this node ({fqn}): its section(s) {shown} name other "
-                f"nodes, so none of its values is used; key it '/**/{node_name}:' to apply in any namespace")
+            warnings.append(f"parameter file {path} does not apply to this node ({fqn}): its section(s) {shown} "
+                            "name other nodes, so none of its values is used")
             continue
         for key, body in matching:
             unknown = sorted({n for n in _flat_names(body) if not _is_declared(n, declared)})
