@@ -58,3 +58,26 @@ def test_an_error_while_spinning_keeps_its_traceback(ros_env: dict) -> None:
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ros_env, timeout=60)
     assert res.returncode == 1 and "AttributeError" in res.stderr and "stopped while starting" not in res.stderr
+
+
+def test_a_publish_cut_off_by_a_signal_while_spinning_ends_without_a_traceback(ros_env: dict) -> None:
+    """replay_node's timer published as Ctrl-C shut the context down: RCLError "publisher's context is
+    invalid", a traceback and exit 1 (2 of 10 stops in a walkthrough). rcl's error after the shutdown
+    is the stop; the test above keeps any other error's traceback."""
+    script = textwrap.dedent("""
+        import os, signal, sys, time
+        import rclpy
+        from std_msgs.msg import String
+        from pai_ros.ros.lifecycle import run_node
+
+        def spin(node):
+            pub = node.create_publisher(String, "x", 1)
+            os.kill(os.getpid(), signal.SIGTERM)
+            while rclpy.ok():
+                time.sleep(0.01)
+            pub.publish(String(data="late"))  # what a timer callback did at that moment
+
+        sys.exit(run_node("publisher", lambda: rclpy.create_node("publisher"), args=[], spin=spin))
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ros_env, timeout=60)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr

@@ -8,12 +8,15 @@ from typing import Any
 
 import rclpy
 from rclpy.executors import ExternalShutdownException
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 from pai_ros.cli_help import print_help
 from pai_ros.errors import UserError
 from pai_ros.paramspec import Param
 from pai_ros.ros.names import rcl_reason, ros_arguments_hint
 from pai_ros.ros.node_help import help_requested, node_help
+
+RCLError = _rclpy.RCLError  # rcl's errors (rclpy raises them; its own modules name them so too)
 
 
 def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
@@ -55,12 +58,10 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
             return 0
         try:
             spin(node)
-        except (UserError, KeyboardInterrupt, ExternalShutdownException):
-            raise
-        except Exception:
+        except RCLError:
             # The same while running: a callback that was publishing when the signal handler shut
-            # the context down gets "publisher's context is invalid" (RCLError). An error while
-            # the context is still up is a bug, and keeps its traceback.
+            # the context down gets rcl's "publisher's context is invalid". Only rcl's own error,
+            # and only once the context is down: any other error (a bug) keeps its traceback.
             if rclpy.ok():
                 raise
     except UserError as exc:
