@@ -61,12 +61,14 @@ def test_sparse_training_gives_the_values_and_gradients_of_the_dense_batch_topk(
     """Picks and their decode must equal the dense definition (ReLU, TopK of k x batch over the
     flattened batch, scattered codes, codes @ W_dec), in value and in every gradient."""
     gen = torch.Generator().manual_seed(batch + d_sae)
-    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, architecture="batchtopk", k=k))
+    # float64: the gradients reach 1e5 here, where float32 sums in another order (another CPU's
+    # kernels: AVX2 against AVX-512) differ by a few ulps, more than the tolerance of the small ones.
+    sae = SparseAutoencoder(SaeConfig(d_in=d_in, d_sae=d_sae, architecture="batchtopk", k=k)).double()
     with torch.no_grad():
         for p in sae.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen))
-    x = torch.randn(batch, d_in, generator=gen)
-    target = torch.randn(batch, d_in, generator=gen)
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
+    x = torch.randn(batch, d_in, generator=gen, dtype=torch.float64)
+    target = torch.randn(batch, d_in, generator=gen, dtype=torch.float64)
 
     def dense() -> tuple[torch.Tensor, float]:
         flat = torch.relu(sae.pre_activations(x)).reshape(-1)
