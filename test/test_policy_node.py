@@ -158,3 +158,38 @@ def test_a_camera_subscribed_with_the_wrong_type_is_named_with_the_fix(tiny_act:
         for p in (robot, node):
             p.stop()
     assert sum("carries sensor_msgs/msg/Image" in s for s in node.lines) == 1  # said once, not every second
+
+
+JPEG_CAMERA = """
+import time, rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage
+rclpy.init()
+node = rclpy.create_node("jpeg_camera")
+pub = node.create_publisher(CompressedImage, "camera/front/image_raw", qos_profile_sensor_data)
+print("publishing", flush=True)
+while True:
+    pub.publish(CompressedImage(format="jpeg"))
+    time.sleep(0.1)
+"""
+
+
+def test_a_camera_that_changes_type_after_its_frames_arrived_is_named(tiny_act: Path, ros_env: dict) -> None:
+    """A driver restarted with JPEG output after raw frames arrived: the input only grows old, and that alone
+    ("front is 6.9 s old") does not say why; the check covered only inputs that never had a message."""
+    probe = Probe(["action:JointState"], ros_env)
+    node = start_node(tiny_act, ros_env)
+    robot = start_robot(ros_env)
+    jpeg = None
+    try:
+        probe.wait_for(lambda m: m["topic"] == "action", 60)  # raw frames did arrive
+        robot.stop()
+        jpeg = Proc([sys.executable, "-c", JPEG_CAMERA], ros_env, "jpeg_camera")
+        line = node.wait_for_line(lambda s: "carries sensor_msgs/msg/CompressedImage" in s, 60)
+        assert "[WARN]" in line and "front: /camera/front/image_raw carries sensor_msgs/msg/CompressedImage, but it " \
+            "is subscribed as sensor_msgs/msg/Image, so nothing arrives: write " \
+            "'front:/camera/front/image_raw:compressed' in cameras" in line, line
+    finally:
+        for p in (jpeg, robot, node, probe):
+            if p is not None:
+                p.stop()

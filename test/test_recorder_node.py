@@ -171,27 +171,20 @@ def test_missing_output_parameter_is_one_line(ros_env: dict[str, str]) -> None:
     assert len(lines) == 1 and "parameter 'output' is required" in lines[0], lines
 
 
-def test_an_empty_topics_list_is_one_line_not_a_traceback(ros_env: dict[str, str], tmp_path: Path) -> None:
-    """`-p topics:=[]` left the parameter uninitialised in rclpy: a traceback at start."""
-    rec = _recorder(ros_env, tmp_path / "bag", "-p", "topics:=[]")
+@pytest.mark.parametrize("topics, expected", [
+    # `-p topics:=[]` left the parameter uninitialised in rclpy: a traceback at start.
+    ("[]", "nothing to record: topics and camera_topics are empty"),
+    ("['joint_states', 'bad topic']", "'bad topic' is not a valid ROS topic name"),
+])
+def test_a_topics_list_it_cannot_record_is_one_line_and_no_bag(topics: str, expected: str, ros_env: dict[str, str],
+                                                                 tmp_path: Path) -> None:
+    rec = _recorder(ros_env, tmp_path / "bag", "-p", f"topics:={topics}")
     try:
         rc = rec.wait(timeout=60)
     finally:
         rec.kill()
     lines = [s for s in rec.lines if s.strip()]
-    assert rc == 1 and len(lines) == 1, lines
-    assert lines[0].startswith("recorder_node: error: nothing to record: topics and camera_topics are empty"), lines
-    assert not (tmp_path / "bag").exists()
-
-
-def test_an_invalid_topic_name_is_one_line_and_no_bag(ros_env: dict[str, str], tmp_path: Path) -> None:
-    rec = _recorder(ros_env, tmp_path / "bag", "-p", "topics:=['joint_states', 'bad topic']")
-    try:
-        rc = rec.wait(timeout=60)
-    finally:
-        rec.kill()
-    lines = [s for s in rec.lines if s.strip()]
-    assert rc == 1 and len(lines) == 1 and "'bad topic' is not a valid ROS topic name" in lines[0], lines
+    assert rc == 1 and len(lines) == 1 and lines[0].startswith("recorder_node: error: ") and expected in lines[0], lines
     assert not (tmp_path / "bag").exists()
 
 

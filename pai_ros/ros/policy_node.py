@@ -221,9 +221,11 @@ class PolicyNode(Node):
             self.feature_heatmap_pubs[(feature, cam)].publish(msg)
 
     def _publish_diagnostics(self) -> None:
-        for line in self.input_types.check(set(self.live.input_names) - set(self._latest)):
-            self.get_logger().warning(line)
         now = self.get_clock().now()
+        with self._lock:
+            heard = {name: received_ns for name, (_, received_ns) in self._latest.items()}
+        for line in self.input_types.check(heard, now.nanoseconds, self.config.max_observation_age_s):
+            self.get_logger().warning(line)
         d = self.live.diagnostics(now.nanoseconds)
         self.diag_pub.publish(diagnostic_array(status_name(self, "policy"), d.level, d.message, d.values,
                                                d.hardware_id, now.to_msg()))

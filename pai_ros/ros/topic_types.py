@@ -2,8 +2,9 @@
 
 A subscription of the wrong type matches nothing, so the tick only sees "no message yet" on a
 topic that is busy (a ``CompressedImage`` camera configured without ``:compressed``, a joint
-topic that is not ``JointState``). The ROS graph knows each topic's types: this names the one
-found and the fix, once per topic.
+topic that is not ``JointState``), or, when a driver restarts with another type after messages
+arrived, an input that only grows old. The ROS graph knows each topic's types: this names the
+one found and the fix, once per input.
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ class InputTypeCheck:
     def add(self, name: str, topic: str, msg_type: Any) -> None:
         self.expected[name] = (self.node.resolve_topic_name(topic), type_name(msg_type))
 
-    def check(self, waiting: set[str]) -> list[str]:
-        """Lines for inputs in ``waiting`` (no message yet) whose topic carries other types; each said once."""
-        todo = [n for n in waiting if n in self.expected and n not in self.said]
+    def check(self, heard_ns: dict[str, int], now_ns: int, max_age_s: float) -> list[str]:
+        """Lines for quiet inputs whose topic carries other types; each said once.
+
+        ``heard_ns`` holds when each input last arrived; an input is quiet with no message yet or
+        none within ``max_age_s`` (the age at which the tick refuses it anyway).
+        """
+        quiet = {n for n in self.expected if n not in heard_ns or now_ns - heard_ns[n] > max_age_s * 1e9}
+        todo = [n for n in quiet if n not in self.said]
         if not todo:
             return []
         lines = []
