@@ -12,6 +12,7 @@ help:
 	@echo "make demo    set up if needed, build the demo assets (dataset + trained ACT), run the live demo into out/demo"
 	@echo "make test    set up if needed, then run all tests"
 	@echo "make colcon-test  what a ROS user runs: colcon test (the unit tests through ament_cmake_pytest) + colcon test-result"
+	@echo "make test-unit  only the tests without ROS processes (what colcon test runs; most of the suite's time)"
 	@echo "make fuzz    the exploratory fuzz run: every hypothesis test with 10x the examples, random seed (FUZZ_ARGS=... for pytest)"
 	@echo "make setup   create/refresh the venv (pins in requirements.txt) and colcon-build the package"
 	@echo "make build   colcon-build the package again (after adding files)"
@@ -38,7 +39,7 @@ test: setup
 # colcon test-result fails when one of them failed (colcon test itself exits 0 either way).
 colcon-test: setup
 	@$(ENV) && colcon --log-base build/log test --base-paths . --build-base build --install-base install \
-		--packages-select pai_ros --event-handlers console_cohesion- summary+ status- \
+		--packages-select pai_ros --event-handlers console_direct+ summary+ status- --ctest-args -V \
 		&& colcon test-result --test-result-base build/pai_ros --verbose
 
 # make test draws the same hypothesis examples every time (profile ci); this run explores with
@@ -48,7 +49,7 @@ fuzz: setup
 		-m hypothesis $(FUZZ_ARGS) test
 
 test-unit: setup
-	@$(ENV) && python -m pytest -q -m "not ros and not slow" test
+	@$(ENV) && python -m pytest -q -p no:cacheprovider --hypothesis-profile=ci -m "not ros and not slow" test
 
 # The comparison package is optional: without it bench_sae.py says so and skips that figure.
 bench: setup

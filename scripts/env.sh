@@ -14,8 +14,8 @@ fi
 _pai_venv="$(cat "$_pai_root/.pai/venv_path")"
 _pai_underlay="$(cat "$_pai_root/.pai/underlay" 2>/dev/null || echo wheels)"
 
-if [[ "$_pai_underlay" == system-* && -z "${ROS_DISTRO:-}" ]]; then
-    echo "pai_ros: set up against ROS 2 ${_pai_underlay#system-}; source /opt/ros/${_pai_underlay#system-}/setup.bash first" >&2
+if [[ "$_pai_underlay" == system-* && "${ROS_DISTRO:-}" != "${_pai_underlay#system-}" ]]; then
+    echo "pai_ros: set up against ROS 2 ${_pai_underlay#system-}${ROS_DISTRO:+, not the sourced $ROS_DISTRO}; source /opt/ros/${_pai_underlay#system-}/setup.bash first${ROS_DISTRO:+ in a new shell}" >&2
     # `return` when sourced (the usual way); `exit` when someone runs it as a script.
     # shellcheck disable=SC2317
     return 1 2>/dev/null || exit 1

@@ -68,8 +68,26 @@ prune_stale_venvs() {
 
 # ---------------------------------------------------------------- 1. Python
 STEP="python"
+# A sourced distro's rclpy is built for one Python (Humble 3.10, Jazzy 3.12): the venv must use it.
+distro_python_version() {
+    local prefix dir
+    local -a prefixes
+    IFS=: read -r -a prefixes <<< "${AMENT_PREFIX_PATH:-}"
+    for prefix in "${prefixes[@]}"; do
+        for dir in "$prefix"/lib/python3.*/site-packages/rclpy; do
+            if [[ -d "$dir" ]]; then dir="${dir%/site-packages/rclpy}"; echo "${dir##*/python}"; return 0; fi
+        done
+    done
+    return 0  # not found: the usual pick, and the smoke check says if rclpy does not import
+}
+DISTRO_PYVER=""
+if [[ -n "${ROS_DISTRO:-}" ]]; then DISTRO_PYVER="$(distro_python_version)"; fi
 pick_python() {
     if [[ -n "${PAI_PYTHON:-}" ]]; then echo "$PAI_PYTHON"; return; fi
+    if [[ -n "$DISTRO_PYVER" ]]; then
+        if command -v "python$DISTRO_PYVER" >/dev/null 2>&1; then echo "python$DISTRO_PYVER"; fi
+        return 0
+    fi
     local c
     for c in python3.11 python3.12 python3.10 python3; do
         if command -v "$c" >/dev/null 2>&1; then echo "$c"; return; fi
@@ -77,6 +95,9 @@ pick_python() {
     echo ""
 }
 PY="$(pick_python)"
+if [[ -z "$PY" && -n "$DISTRO_PYVER" ]]; then
+    fail "$STEP" "the sourced ROS 2 $ROS_DISTRO's rclpy is built for Python $DISTRO_PYVER, and python$DISTRO_PYVER is not on PATH; install it or set PAI_PYTHON=/path/to/python$DISTRO_PYVER"
+fi
 [[ -n "$PY" ]] || fail "$STEP" "no python3 found; install Python 3.10-3.12 or set PAI_PYTHON=/path/to/python3.11"
 PYVER="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" \
     || fail "$STEP" "'$PY' does not run; set PAI_PYTHON to a working Python 3.10-3.12"
@@ -84,6 +105,9 @@ case "$PYVER" in
     3.10|3.11|3.12) ;;
     *) fail "$STEP" "Python $PYVER ($PY) is not supported: LeRobot 0.4.4 and the ROS 2 wheels need Python 3.10-3.12; set PAI_PYTHON=/path/to/python3.11" ;;
 esac
+if [[ -n "$DISTRO_PYVER" && "$PYVER" != "$DISTRO_PYVER" ]]; then
+    fail "$STEP" "Python $PYVER ($PY) cannot import the sourced ROS 2 $ROS_DISTRO's rclpy, which is built for Python $DISTRO_PYVER; set PAI_PYTHON=python$DISTRO_PYVER"
+fi
 say "python: $PY ($PYVER)"
 
 # ---------------------------------------------------------------- underlay choice

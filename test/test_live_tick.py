@@ -87,6 +87,8 @@ FAULTS = {
                         "camera front: rgb8 image of 64x80"),
     "inf_state": (lambda now, last: inputs(now, state=(0.5, np.inf, 0.0)), "NaN or inf"),
     "nan_state": (lambda now, last: inputs(now, state=(np.nan, 0.5, 0.0)), "NaN or inf"),
+    # Finite in the message's float64, inf in the policy's float32 (it was numpy's overflow warning, then "NaN or inf").
+    "huge_state": (lambda now, last: inputs(now, state=(0.5, 1e308, 0.0)), "joint_states holds values beyond float32's"),
     "missing_joint": (lambda now, last: inputs(now, names=("x", "y", "grip")), "lacks joint(s) gripper"),
     "repeated_joint": (lambda now, last: TickInputs(
         cameras={"front": frame(now), "wrist": frame(now)},
@@ -572,7 +574,13 @@ def test_features_every_tick_and_sae_reload_keeps_the_old_one_on_failure(tiny_ac
         report = live.health.report()
         assert report.level == Level.WARN and "out of distribution" in report.message
         shutil.rmtree(other)
-        assert "has vanished" in live.diagnostics(T0 + 2 * S).values["sae_file"]
+        live.warnings.clear()
+        gone = live.diagnostics(T0 + 2 * S)
+        assert "has vanished" in gone.values["sae_file"]
+        # Beside the OOD warning, not hidden behind it: in the message and once in the log.
+        assert gone.level == Level.WARN and "out of distribution" in gone.message and "has vanished" in gone.message
+        live.diagnostics(T0 + 3 * S)
+        assert [w for w in live.warnings if "has vanished" in w] == [gone.values["sae_file"]]
     finally:
         live.close()
 

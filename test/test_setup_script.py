@@ -141,3 +141,38 @@ def test_a_venv_outside_the_cache_prunes_nothing(tmp_path: Path) -> None:
     script = script.replace(f'VENV="{tmp_path}/ci/venv"', f'VENV="{cache}/venv-0"')
     subprocess.run(["bash", "-c", script], check=True, capture_output=True, timeout=30)
     assert len(list(cache.iterdir())) == 2
+
+
+def _fake_distro(tmp_path: Path, python_version: str) -> Path:
+    prefix = tmp_path / "opt_ros_jazzy"
+    (prefix / "lib" / f"python{python_version}" / "site-packages" / "rclpy").mkdir(parents=True)
+    return prefix
+
+
+def test_a_python_other_than_the_sourced_distros_is_refused(checkout: Path, tmp_path: Path) -> None:
+    """Jazzy's rclpy is built for 3.12: a 3.11 venv (the default pick) could not import it, after GBs of pip."""
+    prefix = _fake_distro(tmp_path, "3.12")
+    fake = tmp_path / "python3.11"
+    fake.write_text("#!/bin/sh\necho 3.11\n")
+    fake.chmod(0o755)
+    res = _run(checkout, ROS_DISTRO="jazzy", AMENT_PREFIX_PATH=str(prefix), PAI_PYTHON=str(fake),
+               PAI_VENV=str(tmp_path / "venv"))
+    assert res.returncode != 0 and 'FAILED at step "python"' in res.stderr, res.stderr
+    assert "rclpy, which is built for Python 3.12; set PAI_PYTHON=python3.12" in res.stderr
+    assert not (tmp_path / "venv").exists()
+    # Without PAI_PYTHON, setup looks for the distro's own version, not the first Python it knows.
+    prefix = _fake_distro(tmp_path / "other", "3.99")
+    res = _run(checkout, ROS_DISTRO="jazzy", AMENT_PREFIX_PATH=str(prefix), PAI_VENV=str(tmp_path / "venv"))
+    assert res.returncode != 0 and "built for Python 3.99, and python3.99 is not on PATH" in res.stderr, res.stderr
+
+
+def test_env_sh_refuses_another_distro_than_the_one_set_up_against(checkout: Path, tmp_path: Path) -> None:
+    (checkout / ".pai").mkdir()
+    (checkout / ".pai" / "venv_path").write_text(str(tmp_path / "venv") + "\n")
+    (checkout / ".pai" / "underlay").write_text("system-jazzy\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "ROS_DISTRO"))}
+    for distro, expected in (("humble", "set up against ROS 2 jazzy, not the sourced humble"),
+                             (None, "set up against ROS 2 jazzy; source /opt/ros/jazzy/setup.bash first")):
+        res = subprocess.run(["bash", "-c", f"source {checkout / 'scripts' / 'env.sh'}"], capture_output=True,
+                             text=True, env={**env, **({"ROS_DISTRO": distro} if distro else {})}, timeout=60)
+        assert res.returncode == 1 and expected in res.stderr, res.stderr

@@ -110,17 +110,17 @@ class ObservationReader:
                                  "is meant is ambiguous")
             if len(reading.positions) < len(reading.names):
                 return Rejection(f"joint_states has {len(reading.names)} names but {len(reading.positions)} positions")
-            state = np.array([reading.positions[index[n]] for n in names], dtype=np.float32)
+            state = np.array([reading.positions[index[n]] for n in names], dtype=np.float64)
         else:
-            state = np.asarray(reading.positions, dtype=np.float32)
+            state = np.asarray(reading.positions, dtype=np.float64)
         if state.shape != (self.spec.state_dim,):
             return Rejection(f"joint_states gives {state.size} positions, the policy needs {self.spec.state_dim} "
                              "(set state_joint_names)")
         if not np.all(np.isfinite(state)):
             return Rejection(f"joint_states contains NaN or inf: {state.tolist()}")
         if self.state_units is not None:
-            state = (state * self.state_units[0] + self.state_units[1]).astype(np.float32)
-        return state
+            state = state * self.state_units[0] + self.state_units[1]  # in float64: checked before the cast
+        return _as_float32(state, "joint_states" + (" (after state_scale/state_offset)" if self.state_units else ""))
 
     def environment_state(self, reading: VectorReading | None) -> np.ndarray | Rejection:
         assert reading is not None
@@ -138,14 +138,24 @@ class ObservationReader:
             if repeated:
                 return Rejection(f"environment_state names {', '.join(repeated)} more than once: which value is "
                                  "meant is ambiguous")
-            env = np.array([reading.values[index[n]] for n in names], dtype=np.float32)
+            env = np.array([reading.values[index[n]] for n in names], dtype=np.float64)
         else:
-            env = np.asarray(reading.values, dtype=np.float32)
+            env = np.asarray(reading.values, dtype=np.float64)
         if env.shape != (self.spec.env_state_dim,):
             return Rejection(f"environment_state gives {env.size} values, the policy needs {self.spec.env_state_dim}")
         if not np.all(np.isfinite(env)):
             return Rejection(f"environment_state contains NaN or inf: {env.tolist()}")
-        return env
+        return _as_float32(env, "environment_state")
+
+
+def _as_float32(values: np.ndarray, what: str) -> np.ndarray | Rejection:
+    """``values`` (float64, finite) in float32, the policy's precision, or why they do not fit it.
+
+    A JointState holds float64: 1e308 is finite there and would become inf in the policy.
+    """
+    if np.any(np.abs(values) > np.finfo(np.float32).max):
+        return Rejection(f"{what} holds values beyond float32's range, the policy's precision: {values.tolist()}")
+    return values.astype(np.float32)
 
 
 def _repeated(wanted: Sequence[str], names: Sequence[str]) -> list[str]:

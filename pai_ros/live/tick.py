@@ -136,6 +136,7 @@ class LiveTick:
         # environment_state_topic, so nothing about it can stop the node.
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
+        self._sae_file_problem_said: str | None = None  # the SAE file problem last logged
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
         self.refusals = RefusalLog()
         self.steering = SteeringControl(config.allow_steering, config.steering_max_value,
@@ -515,10 +516,12 @@ class LiveTick:
         }
         level, message = report.level, report.message
         problem = sae.file_problem() if sae is not None else None
-        if problem:  # not a reason to stop acting, but the operator must know
+        if problem:  # not a reason to stop acting, but the operator must know, also beside an OOD warning
             values["sae_file"] = problem
-            if level == Level.OK:
-                level, message = Level.WARN, f"{message}; {problem}"
+            level, message = max(level, Level.WARN), f"{message}; {problem}"
+            if problem != self._sae_file_problem_said:
+                self.warnings.append(problem)  # and in the log, once per change
+        self._sae_file_problem_said = problem
         score_problem = sae.score_problem if sae is not None else None
         if self.heatmap_refused:
             values["heatmap_method_refused"] = self.heatmap_refused
