@@ -39,7 +39,7 @@ setup(
         "pyyaml",
     ],
     extras_require={
-        "ui": ["gradio>=5"],
+        "ui": ["gradio>=5,<6"],  # gradio 6 needs huggingface-hub>=1, LeRobot 0.4.4 <0.36: pip backtracks for hours
         "test": ["pytest", "pytest-timeout", "hypothesis", "mcap", "mcap-ros2-support", "playwright"],
     },
     entry_points={"console_scripts": ["pai = pai_ros.cli:main"]},

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pai_ros import __version__
-from pai_ros.cli_help import quiet_closed_stdout
+from pai_ros.cli_help import OneLineErrorParser, quiet_closed_stdout
 from pai_ros.errors import UserError
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -36,7 +36,7 @@ def _registrations() -> list[Register]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(  # its subcommands' parsers are of its class too
         prog="pai",
         description=(
             "Interpretability tools for LeRobot ACT policies: attention heatmaps, sparse-autoencoder "

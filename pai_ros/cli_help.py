@@ -23,6 +23,14 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """A usage error in one line, as every other user error: argparse prints the whole usage block
+    (a dozen lines for ``pai attention``) above the one line that says what is wrong."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]  # exits, as argparse's does
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+
 def print_help(text: str) -> None:
     """Print help text; a reader that stops early (``--help | head``) is not an error, as for
     argparse's help (which ignores a failed write): no traceback, exit status 0."""

@@ -281,3 +281,21 @@ def test_a_fit_without_the_encoder_input_says_why_in_its_summary() -> None:
     probe = _fit_camera_state(cal, None, ScoreSettings(), calibration)
     assert probe is not None and not probe.reads_encoder_input
     assert "gave no encoder input tokens" in calibration["camera_state"]["inputs_note"]
+
+
+def test_a_joint_that_never_moved_explains_nothing_without_a_numpy_warning() -> None:
+    """A constant state dimension (a gripper never used in calibration) was 0/0: numpy's RuntimeWarning on stderr
+    and NaN in the summary, which strict JSON cannot hold."""
+    import json
+    import warnings
+
+    rng = np.random.default_rng(5)
+    mixing = rng.normal(size=(3, (LAYOUT.num_tokens - LAYOUT.num_1d) * D_MODEL))
+    tokens, state, groups = frames(rng, 6, 20, mixing)
+    state[:, 2] = 0.25
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _, summary = fit_camera_state(features_of(tokens), state, groups, camera_grids(LAYOUT), ScoreSettings())
+    for regression in summary["regressions"].values():
+        assert regression["state_explained"][2] is None and regression["state_explained"][0] > 0.5
+    json.dumps(summary, allow_nan=False)

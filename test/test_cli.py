@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 from conftest import REPO, run_pai
 
 import pai_ros
@@ -142,3 +143,17 @@ def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
         os.close(write)
         assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, (argv, proc.stderr)
         assert proc.returncode == 0, (argv, proc.returncode, proc.stderr)  # help was given; the reader left
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (("attention", "--mode", "foo"), "pai attention: error: argument --mode: invalid choice: 'foo'"),
+    (("sae", "train", "--architecture", "foo"), "pai sae train: error: argument --architecture: invalid choice"),
+    (("features", "effects", "R", "--action-dims", "x"), "pai features effects: error: argument --action-dims: "
+                                                        "invalid int value: 'x'"),
+])
+def test_a_usage_error_is_one_line(argv: tuple[str, ...], expected: str) -> None:
+    """argparse printed its whole usage block (up to 15 lines) above the one line that says what is wrong."""
+    res = run_pai(*argv)
+    lines = [s for s in res.stderr.splitlines() if s.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith(expected), res.stderr
+    assert lines[0].endswith(" --help` lists the options)"), lines

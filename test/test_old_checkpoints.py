@@ -156,7 +156,8 @@ def _set_inf(key: str):
                              "(LeRobot >= 0.4) nor normalisation statistics in model.safetensors (LeRobot < 0.4)"),
     ("weights_missing", "do not match config.json"),
 ])
-def test_broken_old_checkpoints_are_refused_in_one_line(case: str, needle: str, checkpoints, tmp_path: Path) -> None:
+def test_broken_old_checkpoints_are_refused_in_one_line(case: str, needle: str, checkpoints, tmp_path: Path,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     _, old = checkpoints
     change = {
         "action_statistics_missing": lambda s: [_drop(p)(s) for p in ("normalize_targets.buffer_action.",
@@ -171,6 +172,9 @@ def test_broken_old_checkpoints_are_refused_in_one_line(case: str, needle: str, 
     with pytest.raises(UserError) as info:
         load_act_policy(ckpt, "cpu")
     assert needle in str(info.value) and "\n" not in str(info.value)
+    # An old config has no device: LeRobot's four lines guessing one came before the refusal.
+    assert not [r.getMessage() for r in caplog.records if "Switching to" in r.getMessage()
+                or "No accelerated backend" in r.getMessage()]
 
 
 def test_config_before_lerobot_01_is_named(checkpoints, tmp_path: Path) -> None:

@@ -57,3 +57,18 @@ def test_pai_help_runs_from_the_install(installed: Path) -> None:
                          text=True, env=_clean_env(installed), cwd="/")
     assert res.returncode == 0, res.stderr
     assert "demo-assets" in res.stdout
+
+
+def test_pai_demo_without_ros_is_one_line(installed: Path, tmp_path: Path) -> None:
+    """`pai demo` runs the ROS nodes; in a plain pip install (no rclpy) it was a ModuleNotFoundError traceback."""
+    blocker = tmp_path / "no_ros" / "rclpy"  # an rclpy that is not there, ahead of the venv's
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'rclpy'\", name='rclpy')\n")
+    env = _clean_env(installed)
+    env["PYTHONPATH"] = f"{blocker.parent}:{installed}"
+    res = subprocess.run([sys.executable, str(installed / "bin" / "pai"), "demo", "--output-dir",
+                          str(tmp_path / "out")], capture_output=True, text=True, env=env, cwd="/", timeout=120)
+    lines = [s for s in res.stderr.splitlines() if s.strip()]
+    assert res.returncode == 1 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("pai demo: error: pai demo needs ROS 2 (rclpy") and "No module named 'rclpy'" in lines[0]
+    assert not (tmp_path / "out").exists()

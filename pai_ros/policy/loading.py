@@ -12,9 +12,12 @@ statistics live in ``model.safetensors`` (migrated in memory, :mod:`pai_ros.poli
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
+import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -301,6 +304,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
+@contextlib.contextmanager
+def _no_device_guess_warnings() -> Iterator[None]:
+    """Without LeRobot's warnings about a config's missing device ("Device 'None' is not available.
+    Switching to 'cpu'", "No accelerated backend detected"): a config written before LeRobot 0.4 has
+    no device field, and the device is ``--device``'s, set right after parsing."""
+    class Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            text = record.getMessage()
+            return not ("is not available. Switching to" in text or "No accelerated backend detected" in text)
+
+    drop = Drop()
+    loggers = [logging.getLogger(), logging.getLogger("lerobot.configs.policies")]
+    for logger in loggers:
+        logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(drop)
+
+
 def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
     """Load an ACT checkpoint for inference without touching any hub.
 
@@ -322,7 +346,8 @@ def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
     from lerobot.policies.factory import make_pre_post_processors
 
     try:
-        cfg = PreTrainedConfig.from_pretrained(ckpt, local_files_only=True)
+        with _no_device_guess_warnings():
+            cfg = PreTrainedConfig.from_pretrained(ckpt, local_files_only=True)
     except Exception as exc:  # draccus raises a variety of parse errors for malformed configs
         raise UserError(f"cannot parse {ckpt / CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
     cfg.pretrained_backbone_weights = None

@@ -53,6 +53,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     from pai_ros.staging import output_directory
 
     try:
+        import rclpy  # noqa: F401 - the demo's modules import it only when they run: ask here
+
         from pai_ros.ros.demo import run_demo
         from pai_ros.ros.sim_demo import run_closed_loop_demo
     except ImportError as exc:

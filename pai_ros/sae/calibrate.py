@@ -400,7 +400,8 @@ def summary_lines(result: CalibrationResult, written: list[Path]) -> list[str]:
         regressions = {c: r for c, r in cs.get("regressions", {}).items() if c}  # "": one over every camera
         if regressions:
             say("  one regression per camera; state explained on held-out episodes (R^2): " + "; ".join(
-                f"{c} {'/'.join(f'{v:.2f}' for v in r['state_explained'])}" for c, r in regressions.items()))
+                f"{c} {'/'.join('-' if v is None else f'{v:.2f}' for v in r['state_explained'])}"  # -: a constant joint
+                for c, r in regressions.items()))
         for key in ("episodes_note", "note"):
             if cs.get(key):
                 say(f"note: {cs[key]}")

@@ -274,7 +274,9 @@ def _cross_fit(x: np.ndarray, y: np.ndarray, fold: np.ndarray, target_fpr: float
     fitted = _ridge(x, y)
     regression = StateRegression(fitted.weights, fitted.input_mean, fitted.input_scale, fitted.state_mean,
                                  error_scale, threshold)
-    explained = 1.0 - (residuals[done] ** 2).sum(axis=0) / ((y[done] - y[done].mean(axis=0)) ** 2).sum(axis=0)
+    variance = ((y[done] - y[done].mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a joint that never moved has nothing to explain: NaN
+        explained = np.where(variance > 0, 1.0 - (residuals[done] ** 2).sum(axis=0) / variance, np.nan)
     return _CrossFit(regression, held_out / threshold, explained)
 
 
@@ -316,7 +318,7 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
         # Per regression, how much of each state dimension its camera explains on held-out episodes
         # (R^2): a dimension a camera cannot see (near 0 or below) adds noise, not signal, to its score.
         "regressions": {name: {"columns": list(columns[name]), "threshold": f.regression.threshold,
-                               "state_explained": [round(float(v), 4) for v in f.explained]}
+                               "state_explained": [round(float(v), 4) if np.isfinite(v) else None for v in f.explained]}
                         for name, f in fits.items()},
     }
     note = threshold_note(held_out.size, settings.target_fpr, "camera-state")
