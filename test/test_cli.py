@@ -61,6 +61,9 @@ def test_demo_rate_factor_out_of_range_is_one_line_before_any_work(tmp_path) -> 
     for bad in ("nan", "0", "-1"):  # a NaN duration ran an almost empty demo that looked complete
         res = run_pai("demo", "--duration", bad, "--output-dir", str(tmp_path / "out"))
         assert res.returncode == 1 and "--duration must be a positive number of seconds" in res.stderr, res.stderr
+    # Refused before the demo assets are built (minutes), not by the replay afterwards.
+    res = run_pai("demo", "--episode", "-1", "--output-dir", str(tmp_path / "out"))
+    assert res.returncode == 1 and "--episode must be at least 0 (a held-out demo episode), got -1" in res.stderr
     assert not (tmp_path / "out").exists()
 
 

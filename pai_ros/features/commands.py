@@ -57,7 +57,9 @@ def _register_analyse(inner: Sub) -> None:
                     "de-duplicated), and for recordings a thumbnail per top frame and camera with the feature's "
                     "heatmap. Writes RESULTS/analysis/analysis.json, ranking.png and thumbs/.")
     p.add_argument("results", type=Path, help="results directory")
-    p.add_argument("--rank-by", default="variance", choices=("variance", "max", "firing_rate", "mean"))
+    p.add_argument("--rank-by", default="variance", choices=("variance", "max", "firing_rate", "mean"),
+                   help="the order of the features: variance over frames (what changes with the scene), max "
+                        "(the strongest single activation), firing_rate (how often it is on), mean")
     p.add_argument("--top-features", type=int, default=32, help="how many ranked features to describe")
     p.add_argument("--top-frames", type=int, default=8, help="top frames per feature, over all episodes")
     p.add_argument("--per-episode", type=int, default=3, help="top frames per feature and episode")

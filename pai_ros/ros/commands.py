@@ -17,10 +17,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         description=(
             "Start the replay, policy and recorder nodes in one process on the embedded demo assets (built "
             "first if needed), on real DDS topics: watch them with rqt_image_view on attention/front/heatmap "
-            "from a ROS 2 install on the same ROS_DOMAIN_ID. Afterwards write into OUTPUT: the MCAP bag, the "
+            "from a ROS 2 install on the same ROS_DOMAIN_ID. Afterwards write into OUTPUT_DIR: the MCAP bag, the "
             "Parquet tables (pai bag2parquet), heatmaps_combined.mp4, heatmaps_contact_sheet.png, "
             "features/ (the demo SAE's features over 4 held-out episodes, ranked, with thumbnails: open it with "
-            "`pai features ui OUTPUT/features`) and report.json (ticks, latency, skipped ticks, predicted vs "
+            "`pai features ui OUTPUT_DIR/features`) and report.json (ticks, latency, skipped ticks, predicted vs "
             "recorded action error). With --closed-loop the policy drives the demo scene as a simulated robot "
             "(sim_node) instead of watching a replay: the report then holds every episode's outcome (reached "
             "and closed on the red block, missed, or timed out), the success rate and the final distances."
@@ -76,6 +76,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     if args.episodes is not None or args.seed is not None or args.rate_hz is not None:
         raise UserError("--episodes, --seed and --rate-hz are for --closed-loop; the replay demo takes --episode, "
                         "--duration and --rate-factor")
+    require("--episode", args.episode, at_least=0, note=" (a held-out demo episode)")  # before minutes of building
     require("--rate-factor", args.rate_factor, above=0, at_most=1)
     if args.duration is not None:
         require("--duration", args.duration, above=0, note=" of seconds")

@@ -80,7 +80,8 @@ def _register_train(inner: Sub) -> None:
     p.add_argument("--batch-size", type=int, default=1024,
                    help="tokens per step, over all ranks under torchrun (then a multiple of their number)")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3 topk/batchtopk, 3e-4 relu)")
-    p.add_argument("--l1-coeff", type=float, default=1.0, help="ReLU: decoder-norm-weighted L1 coefficient")
+    p.add_argument("--l1-coeff", type=float, default=None,
+                   help="--architecture relu only: decoder-norm-weighted L1 coefficient (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch order: the same seed, the same SAE")
     p.add_argument("--holdout", type=float, default=0.1, help="share of episodes held out for the metrics")
     p.add_argument("--max-tokens", type=int, help="train on at most N rows (evenly spaced pieces)")
@@ -171,6 +172,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pai_ros.errors import UserError
     from pai_ros.policy.loading import resolve_device
     from pai_ros.sae.distributed import rank_device, same_everywhere, world_from_env
     from pai_ros.sae.train import TrainSettings
@@ -181,9 +183,12 @@ def _train(args: argparse.Namespace) -> int:
         # Under torchrun every rank must train the same thing: refuse before any work if not.
         world.check_same(same_everywhere(_ranks_share(args), ("activations", "output")))
         require("--eval-frames", args.eval_frames, at_least=0, note=" (0 skips the action metric)")
+        if args.l1_coeff is not None and args.architecture != "relu":
+            raise UserError(f"--l1-coeff is for --architecture relu; {args.architecture} sets its sparsity with --k")
         settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
                                  expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                 seed=args.seed, l1_coeff=args.l1_coeff, holdout=args.holdout,
+                                 seed=args.seed, l1_coeff=1.0 if args.l1_coeff is None else args.l1_coeff,
+                                 holdout=args.holdout,
                                  max_tokens=args.max_tokens, device=resolve_device(rank_device(args.device, world)))
         out, m = run_training(args.activations, args.output, settings, overwrite=args.overwrite,
                               eval_frames=args.eval_frames, progress=not args.quiet,
