@@ -39,7 +39,7 @@ test: setup
 # colcon test-result fails when one of them failed (colcon test itself exits 0 either way).
 colcon-test: setup
 	@$(ENV) && colcon --log-base build/log test --base-paths . --build-base build --install-base install \
-		--packages-select pai_ros --event-handlers console_direct+ summary+ status- --ctest-args -V \
+		--packages-select pai_ros --event-handlers console_direct+ console_stderr- summary+ status- --ctest-args -V \
 		&& colcon test-result --test-result-base build/pai_ros --verbose
 
 # make test draws the same hypothesis examples every time (profile ci); this run explores with

@@ -213,6 +213,21 @@ def check_no_other_results(output: Path, mine: str) -> None:
             raise UserError(f"{output} holds {kind}; write into another output directory")
 
 
+def check_only_own_entries(output: Path, own: tuple[str, ...], command: str, option: str) -> None:
+    """Refuse an existing directory holding entries of the user's (names not starting with ``own``).
+
+    Per-episode commands write beside whatever their output holds, so ``--output-dir ~/Documents``
+    would mix episode folders into the user's files; a hidden entry is a staging one.
+    """
+    output = Path(output)
+    if not output.is_dir():
+        return
+    others = sorted(p.name for p in output.iterdir() if not p.name.startswith((".", *own)))
+    if others:
+        raise UserError(f"{output} holds other files ({listed(others)}) and is not a `{command}` directory: "
+                        f"choose a new {option}")
+
+
 def staging_path(final: Path, tag: str = "partial") -> Path:
     """The hidden sibling ``.<name>.<tag>-<pid>`` that work for ``final`` is staged in."""
     return final.parent / f".{final.name}.{tag}-{os.getpid()}"

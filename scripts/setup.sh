@@ -82,6 +82,10 @@ distro_python_version() {
 }
 DISTRO_PYVER=""
 if [[ -n "${ROS_DISTRO:-}" ]]; then DISTRO_PYVER="$(distro_python_version)"; fi
+case "$DISTRO_PYVER" in
+    ""|3.10|3.11|3.12) ;;
+    *) fail "$STEP" "the sourced ROS 2 $ROS_DISTRO's rclpy is built for Python $DISTRO_PYVER, and LeRobot 0.4.4 needs Python 3.10-3.12: use a distro on one of those (Humble, Jazzy), or set up in a shell without a sourced distro (ROS 2 then comes from wheels)" ;;
+esac
 pick_python() {
     if [[ -n "${PAI_PYTHON:-}" ]]; then echo "$PAI_PYTHON"; return; fi
     if [[ -n "$DISTRO_PYVER" ]]; then

@@ -292,7 +292,7 @@ def test_a_joint_that_never_moved_explains_nothing_without_a_numpy_warning() -> 
     rng = np.random.default_rng(5)
     mixing = rng.normal(size=(3, (LAYOUT.num_tokens - LAYOUT.num_1d) * D_MODEL))
     tokens, state, groups = frames(rng, 6, 20, mixing)
-    state[:, 2] = 0.25
+    state[:, 2] = 0.3  # not exact in binary: its mean leaves a variance of ~1e-26, not 0
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         _, summary = fit_camera_state(features_of(tokens), state, groups, camera_grids(LAYOUT), ScoreSettings())

@@ -25,7 +25,7 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def _run(checkout: Path, **env: str) -> subprocess.CompletedProcess:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "ROS_DISTRO"))}
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "ROS_DISTRO", "PAI_PYTHON"))}
     full_env.update(env)
     return subprocess.run(["bash", str(checkout / "scripts" / "setup.sh")], capture_output=True, text=True,
                           env=full_env, timeout=300)
@@ -163,7 +163,13 @@ def test_a_python_other_than_the_sourced_distros_is_refused(checkout: Path, tmp_
     # Without PAI_PYTHON, setup looks for the distro's own version, not the first Python it knows.
     prefix = _fake_distro(tmp_path / "other", "3.99")
     res = _run(checkout, ROS_DISTRO="jazzy", AMENT_PREFIX_PATH=str(prefix), PAI_VENV=str(tmp_path / "venv"))
-    assert res.returncode != 0 and "built for Python 3.99, and python3.99 is not on PATH" in res.stderr, res.stderr
+    assert res.returncode != 0 and "built for Python 3.99, and LeRobot 0.4.4 needs Python 3.10-3.12" in res.stderr
+    if shutil.which("python3.10", path="/usr/bin:/bin"):
+        return  # the last case needs a machine without a system Python 3.10
+    prefix = _fake_distro(tmp_path / "third", "3.10")  # a supported version that is not on PATH
+    res = _run(checkout, ROS_DISTRO="humble", AMENT_PREFIX_PATH=str(prefix), PAI_VENV=str(tmp_path / "venv"),
+               PATH=f"{tmp_path / 'no_python'}:/usr/bin:/bin")
+    assert res.returncode != 0 and "built for Python 3.10, and python3.10 is not on PATH" in res.stderr, res.stderr
 
 
 def test_env_sh_refuses_another_distro_than_the_one_set_up_against(checkout: Path, tmp_path: Path) -> None:
@@ -176,3 +182,9 @@ def test_env_sh_refuses_another_distro_than_the_one_set_up_against(checkout: Pat
         res = subprocess.run(["bash", "-c", f"source {checkout / 'scripts' / 'env.sh'}"], capture_output=True,
                              text=True, env={**env, **({"ROS_DISTRO": distro} if distro else {})}, timeout=60)
         assert res.returncode == 1 and expected in res.stderr, res.stderr
+    # The distro it was set up against goes on to the venv.
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "activate").write_text("export PAI_TEST_ACTIVATED=1\n")
+    res = subprocess.run(["bash", "-c", f"source {checkout / 'scripts' / 'env.sh'} && echo $PAI_TEST_ACTIVATED"],
+                         capture_output=True, text=True, env={**env, "ROS_DISTRO": "jazzy"}, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "1", res.stderr

@@ -11,6 +11,7 @@ import pytest
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.staging import (
+    check_only_own_entries,
     make_output_dir,
     output_directory,
     remove_all_staging_under,
@@ -379,3 +380,32 @@ def test_an_output_below_a_file_is_said_as_such(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UserError, match=r"cannot create the output directory .*afile/x/y: .*afile is a file"):
         make_output_dir(tmp_path / "afile" / "x" / "y")
+
+
+def test_a_per_episode_output_refuses_a_directory_of_the_users_files(tmp_path: Path) -> None:
+    """`pai attention` and `pai features record` wrote episode folders among ~/Documents' files."""
+    out = tmp_path / "out"
+    check_only_own_entries(out, ("episode_",), "pai attention", "--output-dir")  # not there yet: fine
+    out.mkdir()
+    (out / "episode_000000").mkdir()
+    (out / ".episode_000001.partial-9").mkdir()  # a staging leftover is not the user's
+    check_only_own_entries(out, ("episode_",), "pai attention", "--output-dir")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"out holds other files \(notes.txt\) and is not a `pai attention` "
+                                        r"directory: choose a new --output-dir"):
+        check_only_own_entries(out, ("episode_",), "pai attention", "--output-dir")
+
+
+def test_features_record_keeps_to_its_family_of_files(tmp_path: Path) -> None:
+    """Names given in the browser outlive a re-recording (pai demo keeps features/names.json); a note does not."""
+    from pai_ros.features.record import open_output
+
+    out = tmp_path / "features"
+    out.mkdir()
+    (out / "names.json").write_text("{}")
+    open_output(out, {"sae_id": "s", "policy_path": "p", "dataset_root": "d", "top_n": 5})
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "todo.txt").write_text("mine")
+    with pytest.raises(UserError, match="is not a `pai features record` directory"):
+        open_output(other, {"sae_id": "s", "policy_path": "p", "dataset_root": "d", "top_n": 5})

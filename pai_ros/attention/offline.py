@@ -47,7 +47,7 @@ from pai_ros.policy.layout import ENV_STATE, LATENT, STATE
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.over_dataset import check_dataset_fits
 from pai_ros.policy.runner import PolicyRunner
-from pai_ros.staging import check_no_other_results, staged_directory
+from pai_ros.staging import check_no_other_results, check_only_own_entries, staged_directory
 
 ATTENTION_SCHEMA = pa.schema([
     ("episode_index", pa.int32()), ("frame_index", pa.int32()), ("timestamp", pa.float64()),
@@ -115,6 +115,7 @@ def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path,
     if not output_dir.is_dir():
         return
     check_no_other_results(output_dir, "attention (pai attention)")
+    check_only_own_entries(output_dir, ("episode_", "faithfulness"), "pai attention", "--output-dir")
     want = {"policy_path": str(Path(policy_path).resolve()), "dataset_root": str(Path(dataset_root).resolve()),
             "method": method, "queries": queries}
     for episode_dir in sorted(output_dir.glob("episode_*")):

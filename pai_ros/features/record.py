@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pai_ros import __version__
 from pai_ros.data.episodes import episode_stem, read_info
 from pai_ros.errors import UserError
-from pai_ros.features.results import RECORD_FILE
+from pai_ros.features.results import ANALYSIS_DIR, NAMES_FILE, RECORD_FILE
 from pai_ros.features.tables import (
     FEATURES_FILE,
     FEATURES_SCHEMA,
@@ -36,7 +36,7 @@ from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.ood import Calibration
-from pai_ros.staging import check_no_other_results, make_output_dir, staged_directory
+from pai_ros.staging import check_no_other_results, check_only_own_entries, make_output_dir, staged_directory
 
 TOPIC = "features"
 
@@ -62,6 +62,9 @@ def _record_header(runner: PolicyRunner, loaded: LoadedSae, root: Path, info: di
 def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     """Create ``out`` or check that what it already holds was made with the same SAE and policy."""
     check_no_other_results(out, "recorded features (pai features record)")
+    if not (out / RECORD_FILE).exists():  # once recorded, analyse and the browser add their files beside it
+        # names.json too: a feature's names outlive a re-recording (pai demo keeps them when it runs again).
+        check_only_own_entries(out, ("episode_", ANALYSIS_DIR, NAMES_FILE), "pai features record", "--output-dir")
     make_output_dir(out)
     path = out / RECORD_FILE
     if path.is_file():

@@ -53,8 +53,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     from pai_ros.staging import output_directory
 
     try:
-        import rclpy  # noqa: F401 - the demo's modules import it only when they run: ask here
+        # The demo's modules import these only when they run: ask here (a plain `pip install .` has
+        # neither rclpy nor the message package that colcon builds).
+        import rclpy  # noqa: F401
 
+        import pai_ros.msg  # noqa: F401
+        import pai_ros.srv  # noqa: F401
         from pai_ros.ros.demo import run_demo
         from pai_ros.ros.sim_demo import run_closed_loop_demo
     except ImportError as exc:

@@ -275,8 +275,11 @@ def _cross_fit(x: np.ndarray, y: np.ndarray, fold: np.ndarray, target_fpr: float
     regression = StateRegression(fitted.weights, fitted.input_mean, fitted.input_scale, fitted.state_mean,
                                  error_scale, threshold)
     variance = ((y[done] - y[done].mean(axis=0)) ** 2).sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):  # a joint that never moved has nothing to explain: NaN
-        explained = np.where(variance > 0, 1.0 - (residuals[done] ** 2).sum(axis=0) / variance, np.nan)
+    # A joint that never moved has nothing to explain: NaN. Relative to its size, as a constant 0.3
+    # leaves a rounding variance of 1e-26, and a ratio of two such crumbs means nothing.
+    moved = variance > 1e-12 * (y[done] ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        explained = np.where(moved, 1.0 - (residuals[done] ** 2).sum(axis=0) / variance, np.nan)
     return _CrossFit(regression, held_out / threshold, explained)
 
 

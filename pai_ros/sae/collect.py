@@ -37,7 +37,7 @@ from pai_ros.sae.activations import (
 )
 from pai_ros.sae.distributed import World
 from pai_ros.sae.sizing import Estimate, check_fits
-from pai_ros.staging import check_no_other_results, make_output_dir
+from pai_ros.staging import check_no_other_results, check_only_own_entries, make_output_dir
 
 HOOK = "model.encoder output (the memory the ACT decoder cross-attends to), seq-first -> [tokens, dim_model]"
 # float16 by default: half the disk of float32 at the same held-out FVU (bench_sae_scale.py);
@@ -114,11 +114,8 @@ def _bytes_of(out: Path, done: dict[int, dict[str, Any]]) -> int:
 
 def _check_not_the_users(out: Path) -> None:
     """Shards are written beside whatever ``out`` holds: refuse a non-empty directory that is no collection."""
-    if out.is_dir() and not (out / COLLECT_FILE).exists():
-        others = sorted(p.name for p in out.iterdir() if not p.name.startswith(("episode_", ".")))
-        if others:
-            raise UserError(f"{out} holds other files ({', '.join(others[:3])}{' ...' if len(others) > 3 else ''}) "
-                            "and is not a `pai sae collect` directory: choose a new --output")
+    if not (out / COLLECT_FILE).exists():
+        check_only_own_entries(out, ("episode_",), "pai sae collect", "--output")
 
 
 def collect_activations(runner: PolicyRunner, dataset_root: Path, episodes: list[int], out: Path,
