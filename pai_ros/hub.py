@@ -89,13 +89,27 @@ def dataset_repo_of(root: Path) -> str | None:
             return "/".join(rel.parts)
     except ValueError:
         pass
+    return _cached_repo_of(root, "datasets")
+
+
+def model_repo_of(path: Path) -> str | None:
+    """The hub id of a model snapshot directory (or a folder inside one) in the hub cache, else None."""
+    path = Path(path).expanduser().absolute()
+    for folder in (path, *path.parents):
+        repo_id = _cached_repo_of(folder, "models")
+        if repo_id:
+            return repo_id
+    return None
+
+
+def _cached_repo_of(folder: Path, kind: str) -> str | None:
+    """``<kind>--<org>--<name>/snapshots/<commit>`` in the hub cache -> ``org/name``."""
     try:
-        rel = root.relative_to(hub_cache_dir().absolute())
+        rel = folder.relative_to(hub_cache_dir().absolute())
     except ValueError:
         return None
-    # datasets--<org>--<name>/snapshots/<commit>
-    if len(rel.parts) == 3 and rel.parts[1] == "snapshots" and rel.parts[0].startswith("datasets--"):
-        org_name = rel.parts[0][len("datasets--"):].split("--", 1)
+    if len(rel.parts) == 3 and rel.parts[1] == "snapshots" and rel.parts[0].startswith(f"{kind}--"):
+        org_name = rel.parts[0][len(kind) + 2:].split("--", 1)
         if len(org_name) == 2:
             return "/".join(org_name)
     return None

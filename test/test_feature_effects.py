@@ -122,3 +122,18 @@ def test_effects_say_when_the_recorded_sae_has_moved(recording: Path, tmp_path: 
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert (f"the SAE this recording was made with, {tmp_path / 'moved_away'} (record.json: sae_path), is not "
             "there any more") in res.stderr
+
+
+def test_effects_refuse_an_analysis_before_loading_the_policy(recording: Path, tmp_path: Path) -> None:
+    # What the analysis alone settles is said before the policy loads (seconds to minutes for a real one):
+    # here the recorded policy directory is empty, so loading it first would give another refusal.
+    copy = tmp_path / "rec"
+    shutil.copytree(recording, copy)
+    analysis = json.loads((copy / "analysis" / "analysis.json").read_text())
+    (copy / "analysis" / "analysis.json").write_text(json.dumps({**analysis, "features": []}))
+    record = json.loads((copy / "record.json").read_text())
+    (tmp_path / "empty_policy").mkdir()
+    (copy / "record.json").write_text(json.dumps({**record, "policy_path": str(tmp_path / "empty_policy")}))
+    res = run_pai("features", "effects", str(copy), "--quiet")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    assert f"the analysis in {copy} ranks no feature (none fired)" in res.stderr, res.stderr

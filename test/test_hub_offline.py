@@ -80,6 +80,37 @@ def test_hub_entry_without_a_snapshot_is_missing(tiny_act: Path, hf_home: Path) 
         load_act_policy(MODEL, "cpu")
 
 
+def test_hub_snapshot_without_config_says_it_is_the_cache_copy(tiny_act: Path, hf_home: Path) -> None:
+    # A repository that is not a LeRobot policy, or a download cut short: the advice about
+    # lerobot-train's folders would send the user looking in the wrong place.
+    from pai_ros.policy.loading import load_act_policy
+
+    snapshot = place_in_hub_cache(tiny_act, hf_home / "hub", MODEL)
+    (snapshot / "config.json").unlink()
+    with pytest.raises(UserError) as info:
+        load_act_policy(MODEL, "cpu")
+    assert _one_line(info) == (f"{snapshot}, the Hugging Face cache's copy of '{MODEL}', has no config.json: not a "
+                               "LeRobot policy repository, or a download that did not finish "
+                               f"(again: hf download {MODEL})")
+
+
+def test_newer_config_in_the_hub_cache_is_not_edited_in_place(tiny_act: Path, hf_home: Path, tmp_path: Path) -> None:
+    # The snapshot's config.json links to a shared blob: the advice is to edit a copy.
+    import json
+
+    from pai_ros.policy.loading import load_act_policy
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_act, src)
+    config = json.loads((src / "config.json").read_text())
+    (src / "config.json").write_text(json.dumps({**config, "pretrained_revision": None}))
+    snapshot = place_in_hub_cache(src, hf_home / "hub", MODEL)
+    with pytest.raises(UserError) as info:
+        load_act_policy(MODEL, "cpu")
+    assert _one_line(info).endswith(f"upgrade LeRobot to the version that wrote it or copy it (cp -rL {snapshot} DIR) "
+                                    "and remove those fields from the copy's config.json")
+
+
 # ------------------------------------------------------------------ datasets
 
 
@@ -130,6 +161,22 @@ def test_lerobots_home_wins_over_the_hub_cache(tiny_dataset, hf_home: Path) -> N
     assert resolve_dataset_root(None, DATASET) == hf_home / "lerobot" / DATASET
 
 
+@pytest.mark.parametrize("given", ["absolute", "org_name_shaped"])
+def test_directory_given_as_dataset_id_points_to_dataset_root(given: str, tiny_dataset, hf_home: Path,
+                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pai_ros.data.source import resolve_dataset_root
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_dataset[0], tmp_path / "recordings" / "ds")
+    repo_id = str(tmp_path / "recordings" / "ds") if given == "absolute" else "recordings/ds"
+    with pytest.raises(UserError) as info:
+        resolve_dataset_root(None, repo_id)
+    assert _one_line(info) == (f"'{repo_id}' is a directory here, not a hub dataset id that is cached: give it as "
+                               "the dataset root (--dataset-root, or the replay node's dataset_root)")
+    with pytest.raises(UserError, match="download it once with"):  # not a directory: the hub's own advice
+        resolve_dataset_root(None, "recordings/other")
+
+
 def test_missing_dataset_says_how_to_download(hf_home: Path) -> None:
     from pai_ros.data.source import resolve_dataset_root
 
@@ -160,7 +207,30 @@ def test_partly_downloaded_dataset_names_the_missing_file(layout: str, tiny_data
         check_episodes(read_info(found), [0], found)
     message = _one_line(info)
     assert f"{found} is incomplete: episode 0 needs videos/observation.images.wrist/chunk-000/file-000.mp4, " \
-           "which is missing; download the whole dataset with: hf download pai/tiny_demo --repo-type dataset" in message
+           "which is missing; no episode is complete here; download the whole dataset with: hf download " \
+           "pai/tiny_demo --repo-type dataset" in message
+
+
+def test_partial_dataset_names_the_episodes_that_can_be_read(tiny_dataset, tmp_path: Path) -> None:
+    # A download of some episodes only: the refusal says which ones are there (--episodes, or the
+    # replay node's episodes parameter, can then pick them).
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pai_ros.data.episodes import check_episodes, read_info
+
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset[0], root)
+    meta = next((root / "meta" / "episodes").rglob("*.parquet"))
+    table = pq.read_table(meta)
+    column = table["data/file_index"]
+    moved = pc.if_else(pc.equal(table["episode_index"], 2), 1, column).cast(column.type)  # a file not downloaded
+    pq.write_table(table.set_column(table.schema.get_field_index("data/file_index"), "data/file_index", moved), meta)
+    check_episodes(read_info(root), [0, 1], root)
+    with pytest.raises(UserError) as info:
+        check_episodes(read_info(root), [1, 2], root)
+    assert _one_line(info) == (f"{root} is incomplete: episode 2 needs data/chunk-000/file-001.parquet, which is "
+                               "missing; the episodes complete here are 0-1")
 
 
 def test_dataset_options_are_exclusive_and_one_is_required() -> None:

@@ -28,6 +28,13 @@ def test_tiny_act_loads_offline_and_acts(tiny_act: Path, monkeypatch: pytest.Mon
     assert chunk.shape == (1, 10, 3)
 
 
+def test_loading_prints_nothing_to_stdout(tiny_act: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # stdout carries a command's results (`P=$(pai demo-assets --print-dir)`); LeRobot's
+    # from_pretrained prints "Loading weights from local directory" there.
+    load_act_policy(tiny_act, "cpu")
+    assert capsys.readouterr().out == ""
+
+
 def test_training_output_dir_is_accepted(tiny_act: Path, tmp_path: Path) -> None:
     """Every level of what lerobot-train writes: run dir, checkpoints/, a step, last, pretrained_model."""
     run = tmp_path / "run"
@@ -139,11 +146,15 @@ def test_newer_config_field_is_named_with_the_installed_lerobot(tiny_act: Path, 
     assert "\n" not in message
 
 
-def test_newer_config_names_the_lerobot_that_wrote_it(tiny_act: Path, tmp_path: Path) -> None:
-    # LeRobot 0.6's model card (README.md) has a "LeRobot version" row in its training table.
+@pytest.mark.parametrize("card", [
+    "## Training Configuration\n\n| Setting | Value |\n| --- | --- |\n| Training steps | 100000 |\n"
+    "| LeRobot version | 0.6.1 |\n",
+    "## Model Details\n\n- **License:** apache-2.0\n- **LeRobot version:** 0.6.1\n",
+], ids=["table", "list"])
+def test_newer_config_names_the_lerobot_that_wrote_it(card: str, tiny_act: Path, tmp_path: Path) -> None:
+    # LeRobot 0.6's model card (README.md) names its version in a table row or a list item.
     ckpt = _with_config(tiny_act, tmp_path, pretrained_revision=None, some_future_option=3)
-    (ckpt / "README.md").write_text("## Training Configuration\n\n| Setting | Value |\n| --- | --- |\n"
-                                    "| Training steps | 100000 |\n| LeRobot version | 0.6.1 |\n")
+    (ckpt / "README.md").write_text(card)
     with pytest.raises(UserError) as info:
         load_act_policy(ckpt, "cpu")
     message = str(info.value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,8 +82,8 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
             raise UserError(f"{root} is an incomplete LeRobot dataset: {rel} is missing{_download_hint(root)}")
     video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
     wanted = set(episodes)
-    found: set[int] = set()
-    checked: set[str] = set()  # data files whose footer was read (episodes share files)
+    data_path, video_path = info.get("data_path", DATA_PATH), info.get("video_path", VIDEO_PATH)
+    needs: dict[int, list[str]] = {}  # every episode's files, so that a refusal can name the complete ones
     for f in sorted((root / "meta" / "episodes").rglob("*.parquet")):
         columns = ["episode_index", "data/chunk_index", "data/file_index"]
         columns += [f"videos/{k}/{c}" for k in video_keys for c in ("chunk_index", "file_index")]
@@ -92,21 +92,35 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
         except Exception as exc:  # a missing column or a damaged file: either way not readable
             raise UserError(f"{f} is not LeRobotDataset v3.0 episode metadata ({str(exc).splitlines()[0]})") from None
         for row in rows:
-            e = int(row["episode_index"])
-            if e not in wanted:
-                continue
-            found.add(e)
-            needed = [info.get("data_path", DATA_PATH).format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])]
-            needed += [info.get("video_path", VIDEO_PATH).format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
-                                                 file_index=row[f"videos/{k}/file_index"]) for k in video_keys]
-            for rel in needed:
-                if not (root / rel).is_file():
-                    raise UserError(f"{root} is incomplete: episode {e} needs {rel}, which is missing"
-                                    f"{_download_hint(root)}")
-            _check_parquet_footer(root, needed[0], e, checked)
-    if wanted - found:
+            needed = [data_path.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])]
+            needed += [video_path.format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
+                                         file_index=row[f"videos/{k}/file_index"]) for k in video_keys]
+            needs[int(row["episode_index"])] = needed
+    present: dict[str, bool] = {}  # episodes share files: each is looked up once
+
+    def exists(rel: str) -> bool:
+        return present.setdefault(rel, (root / rel).is_file())
+
+    def complete(e: int) -> bool:
+        return all(exists(rel) for rel in needs[e])
+
+    checked: set[str] = set()  # data files whose footer was read
+    for e in sorted(wanted & needs.keys()):
+        missing = [rel for rel in needs[e] if not exists(rel)]
+        if missing:
+            raise UserError(f"{root} is incomplete: episode {e} needs {missing[0]}, which is missing"
+                            f"{_complete_episodes(needs, complete)}{_download_hint(root)}")
+        _check_parquet_footer(root, needs[e][0], e, checked)
+    if wanted - needs.keys():
         raise UserError(f"{root} is incomplete: meta/episodes has no entry for episode(s) "
-                        f"{', '.join(map(str, sorted(wanted - found)))}{_download_hint(root)}")
+                        f"{', '.join(map(str, sorted(wanted - needs.keys())))}"
+                        f"{_complete_episodes(needs, complete)}{_download_hint(root)}")
+
+
+def _complete_episodes(needs: dict[int, list[str]], complete: Callable[[int], bool]) -> str:
+    """Which episodes can be read instead (a partial download holds only those it was asked for)."""
+    here = [e for e in needs if complete(e)]
+    return f"; the episodes complete here are {episode_ranges(here)}" if here else "; no episode is complete here"
 
 
 def _check_parquet_footer(root: Path, rel: str, episode: int, checked: set[str]) -> None:

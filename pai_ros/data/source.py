@@ -31,5 +31,12 @@ def resolve_dataset_root(root: str | Path | None, repo_id: str | None) -> Path:
     if repo_id:
         from pai_ros.hub import resolve_dataset
 
-        return resolve_dataset(repo_id)
+        try:
+            return resolve_dataset(repo_id)
+        except UserError:
+            if not Path(repo_id).expanduser().is_dir():
+                raise
+        # A directory given as an id: the hub is not where it is (LeRobot would try to download it).
+        raise UserError(f"'{repo_id}' is a directory here, not a hub dataset id that is cached: give it as the "
+                        "dataset root (--dataset-root, or the replay node's dataset_root)")
     raise UserError("no dataset given: pass a LeRobotDataset v3.0 directory or a hub dataset id")

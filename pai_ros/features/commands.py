@@ -151,7 +151,7 @@ def _register_effects(inner: Sub) -> None:
 
 def _effects(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
-    from pai_ros.features.effects import EffectSettings, feature_effects
+    from pai_ros.features.effects import EffectSettings, feature_effects, features_to_measure
     from pai_ros.features.results import RECORD_FILE, ResultsDir, rank_correlation_text
     from pai_ros.jsonfile import read_json
     from pai_ros.policy.runner import activations_runner
@@ -175,6 +175,7 @@ def _effects(args: argparse.Namespace) -> int:
             raise UserError(f"the {what} this recording was made with, {record[key]} ({RECORD_FILE}: {key}), is "
                             "not there any more: put it back there, or record again with it where it is now")
     loaded = load_sae(record["sae_path"])
+    features_to_measure(results, loaded, settings)  # refused now, not after the policy has loaded
     runner = activations_runner(record["policy_path"], args.device)
     check_dimensions(runner, loaded)
     runner.capture.detach()  # effects read actions only: no activations to capture

@@ -107,14 +107,7 @@ def chunk_changes(runner: PolicyRunner, loaded: LoadedSae, batches: list[dict[st
         return measured(policy.predict_action_chunk(batch))
 
     try:
-        full = [policy.predict_action_chunk(b) for b in batches]
-        size, dim = full[0].shape[1], full[0].shape[2]
-        if action_dims is not None and max(action_dims) >= dim:
-            raise UserError(f"--action-dims {list(action_dims)}: the policy's actions have {dim} dimensions "
-                            f"(0..{dim - 1})")
-        if horizon is not None and horizon > size:
-            raise UserError(f"--horizon {horizon}: the policy predicts chunks of {size} actions")
-        base = [measured(c) for c in full]
+        base = [predict(b) for b in batches]
         out = np.zeros(len(steerings))
         for i, steering in enumerate(tqdm(steerings, desc="feature effects", unit="steering", disable=not progress)):
             hook.arm(sae, steering)
@@ -129,6 +122,16 @@ def chunk_changes(runner: PolicyRunner, loaded: LoadedSae, batches: list[dict[st
         hook.remove()
 
 
+def _check_measured_span(runner: PolicyRunner, settings: EffectSettings) -> None:
+    """``--action-dims`` and ``--horizon`` within the policy's action chunk."""
+    size, dim = runner.policy.config.chunk_size, runner.policy.config.action_feature.shape[0]
+    if settings.action_dims is not None and max(settings.action_dims) >= dim:
+        raise UserError(f"--action-dims {list(settings.action_dims)}: the policy's actions have {dim} dimensions "
+                        f"(0..{dim - 1})")
+    if settings.horizon is not None and settings.horizon > size:
+        raise UserError(f"--horizon {settings.horizon}: the policy predicts chunks of {size} actions")
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     """Rank correlation (no ties expected in effects; ties broken by order); None below two values."""
     if len(a) < 2:
@@ -137,12 +140,11 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae,
-                    settings: EffectSettings = EffectSettings(), *, progress: bool = True) -> Path:
-    """Measure and write ``analysis/effects.json`` + ``effects.png``; returns the JSON's path."""
+def features_to_measure(results: ResultsDir, loaded: LoadedSae, settings: EffectSettings) -> list[dict[str, Any]]:
+    """The analysis's top features, once the directory is known to fit the SAE (no policy needed:
+    a command checks this before it spends the time to load one)."""
     analysis = results.analysis()
-    record = results.record
-    if record is None:
+    if results.record is None:
         raise results.lacking(RECORD_FILE, "effects need a `pai features record` directory (a bag's features "
                               "have no frames to run the policy on)")
     if analysis.get("sae_id") != loaded.sae_id:
@@ -151,6 +153,15 @@ def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae
     ranked = analysis["features"][:settings.top_features]
     if not ranked:
         raise UserError(f"the analysis in {results.root} ranks no feature (none fired)")
+    return ranked
+
+
+def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae,
+                    settings: EffectSettings = EffectSettings(), *, progress: bool = True) -> Path:
+    """Measure and write ``analysis/effects.json`` + ``effects.png``; returns the JSON's path."""
+    ranked = features_to_measure(results, loaded, settings)
+    _check_measured_span(runner, settings)  # before frames are read
+    analysis, record = results.analysis(), results.record
     episodes = [s.episode for s in results.sources()]
     root = Path(record["dataset_root"])
     batches, frames = held_out_batches(runner, root, episodes, settings.frames, settings.batch_size)

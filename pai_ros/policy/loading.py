@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pai_ros.errors import UserError
-from pai_ros.hub import is_repo_id, resolve_model
+from pai_ros.hub import is_repo_id, model_download_command, model_repo_of, resolve_model
 from pai_ros.jsonfile import read_json
 from pai_ros.policy.errors import weights_mismatch
 from pai_ros.wording import listed
@@ -89,6 +90,11 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
         found = f"; steps that have one: {', '.join(steps)}" if steps else ""
         raise UserError(f"{p} looks like a lerobot-train output, but {step / 'pretrained_model' / CONFIG_FILE} is "
                         f"missing{found}; pass a checkpoints/<step>/pretrained_model directory that has it")
+    hub_id = model_repo_of(p)
+    if hub_id:  # a snapshot in the hub cache: the local layout advice below would not apply
+        raise UserError(f"{p}, the Hugging Face cache's copy of '{hub_id}', has no {CONFIG_FILE}: not a LeRobot "
+                        "policy repository, or a download that did not finish "
+                        f"(again: {model_download_command(hub_id)})")
     raise UserError(f"{p} is not a LeRobot checkpoint: no {CONFIG_FILE} (expected e.g. "
                     "outputs/train/<run>/checkpoints/last/pretrained_model)")
 
@@ -192,15 +198,19 @@ def check_config_fields(ckpt: Path, config: dict[str, Any]) -> None:
         return
     writer = writer_version(ckpt)
     by = f", written by LeRobot {writer[0]} (per its {writer[1]})" if writer else ""
+    # A hub snapshot's files are links into the cache's shared blobs: an edit there changes the download.
+    edit = (f"copy it (cp -rL {ckpt} DIR) and remove those fields from the copy's {CONFIG_FILE}" if model_repo_of(ckpt)
+            else f"remove those fields from {CONFIG_FILE}")
     raise UserError(f"{ckpt / CONFIG_FILE} has {', '.join(unknown)}, unknown to the LeRobot {lerobot.__version__} "
                     f"installed here{by}; upgrade LeRobot to {writer[0] if writer else 'the version that wrote it'} "
-                    "or remove those fields from config.json")
+                    f"or {edit}")
 
 
 def writer_version(ckpt: Path) -> tuple[str, str] | None:
     """The LeRobot version a checkpoint says wrote it, and the file that says so, if any does.
 
-    LeRobot 0.6 and later put it in the model card (README.md, "| LeRobot version | x |");
+    LeRobot 0.6 and later put it in the model card (README.md, "| LeRobot version | x |" or
+    "- **LeRobot version:** x");
     a ``lerobot_version`` entry in the JSON files or the safetensors metadata is honoured too.
     """
     for name in (CONFIG_FILE, "train_config.json"):
@@ -223,7 +233,8 @@ def writer_version(ckpt: Path) -> tuple[str, str] | None:
         pass
     readme = ckpt / "README.md"
     if readme.is_file():
-        match = re.search(r"LeRobot version\s*\|\s*v?([0-9][0-9A-Za-z.+-]*)",
+        # "| LeRobot version | 0.6.2 |" (a table) or "- **LeRobot version:** 0.6.2" (a list)
+        match = re.search(r"LeRobot version[\s*:|]*v?([0-9][0-9A-Za-z.+-]*)",
                           readme.read_text(encoding="utf-8", errors="replace"))
         if match:
             return match.group(1), "README.md"
@@ -358,7 +369,9 @@ def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
         policy, pre, post = migrate_in_memory(ckpt, ckpt / MODEL_FILE, cfg)
     else:
         try:
-            policy = ACTPolicy.from_pretrained(ckpt, config=cfg, strict=True, local_files_only=True)
+            # LeRobot prints "Loading weights from local directory" to stdout, where a command's results go.
+            with contextlib.redirect_stdout(io.StringIO()):
+                policy = ACTPolicy.from_pretrained(ckpt, config=cfg, strict=True, local_files_only=True)
         except RuntimeError as exc:
             raise weights_mismatch(ckpt / MODEL_FILE, exc) from None
         except Exception as exc:  # safetensors raises its own error type for corrupt files
