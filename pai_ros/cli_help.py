@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 
@@ -27,8 +28,27 @@ class OneLineErrorParser(argparse.ArgumentParser):
     """A usage error in one line, as every other user error: argparse prints the whole usage block
     (a dozen lines for ``pai attention``) above the one line that says what is wrong."""
 
+    _arguments: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]  # argparse's signature
+        self._arguments = list(sys.argv[1:] if args is None else args)  # for error()'s hint below
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> None:  # type: ignore[override]  # exits, as argparse's does
-        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._dash_value_hint(message)} "
+                     f"(`{self.prog} --help` lists the options)\n")
+
+    def _dash_value_hint(self, message: str) -> str:
+        """argparse reads a value such as ``-5GB`` or ``-x`` as an option, and then says the option
+        "expected one argument": say how such a value is given."""
+        match = re.match(r"argument (\S+): expected (one|at least one) argument", message)
+        if not match:
+            return ""
+        options = match.group(1).split("/")
+        for given, value in zip(self._arguments, self._arguments[1:]):
+            if given in options and value.startswith("-"):
+                return f"; {value} was read as an option: a value that starts with '-' is given as {given}={value}"
+        return ""
 
 
 def print_help(text: str) -> None:

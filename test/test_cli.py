@@ -153,6 +153,13 @@ def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
     (("sae", "train", "--architecture", "foo"), "pai sae train: error: argument --architecture: invalid choice"),
     (("features", "effects", "R", "--action-dims", "x"), "pai features effects: error: argument --action-dims: "
                                                         "invalid int value: 'x'"),
+    # argparse reads a value that starts with '-' (and is not a number) as an option.
+    (("sae", "collect", "--policy-path", "p", "--dataset-root", "d", "--output", "o", "--max-disk", "-5GB"),
+     "pai sae collect: error: argument --max-disk: expected one argument; -5GB was read as an option: a value "
+     "that starts with '-' is given as --max-disk=-5GB"),
+    (("features", "effects", "R", "--action-dims", "-x"), "pai features effects: error: argument --action-dims: "
+                                                         "expected at least one argument; -x was read as an option: "
+                                                         "a value that starts with '-' is given as --action-dims=-x"),
 ])
 def test_a_usage_error_is_one_line(argv: tuple[str, ...], expected: str) -> None:
     """argparse printed its whole usage block (up to 15 lines) above the one line that says what is wrong."""

@@ -304,6 +304,14 @@ def test_observe_only_acts_without_counting_published_actions(tiny_act: Path) ->
         assert isinstance(out, TickOutput)
         report = live.health.report()
         assert report.actions == 0 and report.message.startswith("observe-only")
+        # A refused tick loses its pictures, not an action (none is ever sent): the log and
+        # /diagnostics say so.
+        refused = live.step(inputs(T0 + S), T0 + 3 * S)  # inputs 2 s old
+        assert isinstance(refused, Rejection) and "old" in refused.reason
+        assert live.warnings[-1] == f"not interpreted: {refused.reason}"
+        assert live.health.report().message == f"not interpreted: {refused.reason}"
+        assert isinstance(live.step(inputs(T0 + 4 * S), T0 + 4 * S), TickOutput)
+        assert live.infos[-1] == "interpreting again after 1 refused tick(s)"
     finally:
         live.close()
 

@@ -124,6 +124,9 @@ def test_observe_only_publishes_heatmaps_but_no_actions(tiny_act: Path, ros_env:
         d = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and diag(m)["level"] == 0, 30)
         assert "observe-only" in diag(d)["message"]
         assert not probe.messages("action")
+        robot.stop()  # the inputs go stale: the log says the ticks are not interpreted (no action is ever sent)
+        node.wait_for_line(lambda s: "not interpreted: " in s, 30)
+        assert not [s for s in node.lines if "no action" in s], node.lines
     finally:
         for p in (robot, node, probe):
             p.stop()

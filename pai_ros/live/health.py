@@ -25,6 +25,12 @@ def reason_kind(reason: str) -> str:
     return _NUMBER.sub("#", reason)
 
 
+def refusal_words(observe_only: bool) -> tuple[str, str]:
+    """What a refused tick loses and what its end brings back, as the log and /diagnostics say it:
+    observe-only (``publish_actions`` false) never sends an action, so "no action" would say nothing."""
+    return ("not interpreted", "interpreting again") if observe_only else ("no action", "acting again")
+
+
 @dataclass(frozen=True)
 class HealthReport:
     """One consistent reading of :class:`Health` (what a /diagnostics message shows)."""
@@ -44,8 +50,9 @@ class HealthReport:
 class Health:
     """Counters and status of the live tick (see the module docstring for the threading rule)."""
 
-    def __init__(self, history: int = 1000) -> None:
+    def __init__(self, history: int = 1000, *, observe_only: bool = False) -> None:
         self._lock = threading.Lock()
+        self._lost = refusal_words(observe_only)[0]
         self._ticks = self._actions = self._skipped = self._rejected = 0
         self._level, self._message = Level.WARN, "waiting for the first observation"
         self._ages: dict[str, float] = {}
@@ -71,7 +78,7 @@ class Health:
             self._rejected += 1
             if seconds is not None:
                 self._tick_s.append(seconds)
-            self._level, self._message = Level.ERROR, f"no action: {reason}"
+            self._level, self._message = Level.ERROR, f"{self._lost}: {reason}"
             kind = reason_kind(reason)
             self._recent[kind] = (self._recent.get(kind, (0, ""))[0] + 1, reason)
 

@@ -10,15 +10,17 @@ are the reasons without their numbers ("0.41 s old" and "0.44 s old" are one kin
 
 from __future__ import annotations
 
-from pai_ros.live.health import reason_kind
+from pai_ros.live.health import reason_kind, refusal_words
 from pai_ros.timestamps import NS_PER_S
 
 
 class RefusalLog:
     """Turns the tick's outcomes into a few log lines (see the module docstring)."""
 
-    def __init__(self, remind_s: float = 5.0, other_kind_s: float = 1.0) -> None:
+    def __init__(self, remind_s: float = 5.0, other_kind_s: float = 1.0, *, observe_only: bool = False) -> None:
         self.remind_ns, self.other_kind_ns = int(remind_s * NS_PER_S), int(other_kind_s * NS_PER_S)
+        # Observe-only sends no action either way: what a refused tick loses there is its pictures.
+        self.lost, self.resumed = refusal_words(observe_only)
         self.kind: str | None = None
         self.logged_ns: int | None = None
         self.refused_since_logged = 0
@@ -35,7 +37,7 @@ class RefusalLog:
         if not due:
             return None
         more = self.refused_since_logged - 1
-        line = f"no action: {reason}" + (f" ({more} more tick(s) refused since the last report)" if more else "")
+        line = f"{self.lost}: {reason}" + (f" ({more} more tick(s) refused since the last report)" if more else "")
         self.kind, self.logged_ns, self.refused_since_logged = kind, now_ns, 0
         return line
 
@@ -43,6 +45,6 @@ class RefusalLog:
         """The line to log when acting resumes after refusals, else None."""
         if not self.refused_in_a_row:
             return None
-        line = f"acting again after {self.refused_in_a_row} refused tick(s)"
+        line = f"{self.resumed} after {self.refused_in_a_row} refused tick(s)"
         self.kind, self.logged_ns, self.refused_since_logged, self.refused_in_a_row = None, None, 0, 0
         return line

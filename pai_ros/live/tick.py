@@ -98,7 +98,7 @@ class LiveTick:
         self.spec = runner.spec
         self.sae = sae
         self.sae_path = config.sae_path  # the SAE directory loaded now (see pai_ros.live.reconfigure)
-        self.health = Health()
+        self.health = Health(observe_only=not config.publish_actions)
         self.gate = InputGate(FreshnessLimits(config.max_observation_age_s, config.max_clock_skew_s))
         self.cameras = self._camera_inputs()
         self.heatmap_cameras = self._heatmap_cameras()
@@ -138,7 +138,7 @@ class LiveTick:
         self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
         self._sae_file_problem_said: str | None = None  # the SAE file problem last logged
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
-        self.refusals = RefusalLog()
+        self.refusals = RefusalLog(observe_only=not config.publish_actions)
         self.steering = SteeringControl(config.allow_steering, config.steering_max_value,
                                         config.steering_max_duration_s)
         # Registered after the runner's capture hooks: features describe the unsteered tokens.
