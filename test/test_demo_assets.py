@@ -278,3 +278,32 @@ def test_print_dir_prints_the_directory_alone_whatever_building_prints(tmp_path:
     out, err = capsys.readouterr()
     assert out == f"{tmp_path / 'assets'}\n"
     assert "Loading weights from local directory" in err and "evaluating 50 episodes" in err
+
+
+def test_quiet_builds_without_progress_bars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    import pai_ros.demo.assets as assets_module
+    import pai_ros.demo.closed_loop as closed_loop_module
+    from pai_ros.cli import main
+
+    progress: dict[str, bool] = {}
+
+    class Built:
+        root = tmp_path / "assets"
+
+        def has_policy(self) -> bool:
+            return True
+
+        def describe(self) -> str:
+            return "demo assets"
+
+    def build(*_args, **kwargs):
+        progress["assets"] = kwargs["progress"]
+        return Built()
+
+    monkeypatch.setattr(assets_module, "ensure_demo_assets", build)
+    monkeypatch.setattr(closed_loop_module, "ensure_closed_loop",
+                        lambda *a, **k: progress.__setitem__("closed_loop", k["progress"]))
+    assert main(["demo-assets"]) == 0 and progress == {"assets": True, "closed_loop": True}
+    assert main(["demo-assets", "--quiet"]) == 0 and progress == {"assets": False, "closed_loop": False}
+    assert capsys.readouterr().out == "demo assets\ndemo assets\n"

@@ -244,7 +244,7 @@ def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline,
     (["--architecture", "relu", "--l1-coeff", "nan"], "--l1-coeff must be at least 0, got nan"),
     (["--l1-coeff", "0.1"], "--l1-coeff is for --architecture relu; topk sets its sparsity with --k"),  # was ignored
     (["--max-tokens", "0"], "--max-tokens must be at least 64 (--batch-size), got 0"),
-    (["--seed", "-1"], "--seed must lie in [0, 4294967296), got -1"),
+    (["--seed", "-1"], "--seed must lie in [0, 4294967295], got -1"),
     (["--eval-frames", "-1"], "--eval-frames must be at least 0 (0 skips the action metric), got -1"),
 ])
 def test_train_bad_options_are_one_line_and_write_nothing(pipeline, tmp_path, extra, needle) -> None:
@@ -391,7 +391,15 @@ def test_analyse_bad_inputs(pipeline, tmp_path) -> None:
     (other / "episode_000000").mkdir(parents=True)
     pq.write_table(pa.table({"stamp_ns": [1, 2], "x": [0.5, 0.7]}), other / "episode_000000" / "features.parquet")
     one_line_error(run_pai("features", "analyse", str(other), "--quiet"), "is not a pai_ros features table")
-    one_line_error(run_pai("features", "ui", str(pipeline["work"] / "acts")), "has no analysis yet")
+    # The output of an earlier step: what leads from it to a results directory, not the next step's advice.
+    acts, sae = pipeline["acts"], pipeline["sae"]
+    one_line_error(run_pai("features", "ui", str(acts)),
+                   f"{acts} has no analysis yet: it is a `pai sae collect` output (activations); train an SAE on it "
+                   f"(`pai sae train --activations {acts} --output S`), record with that SAE (`pai features record "
+                   "--sae S ... --output-dir R`), then use R")
+    one_line_error(run_pai("features", "analyse", str(sae), "--quiet"),
+                   f"{sae} has no features.parquet: it is an SAE (`pai sae train` output); record with it "
+                   f"(`pai features record --sae {sae} ... --output-dir R`), then use R")
 
 
 def test_calibration_with_training_episodes_fits_the_camera_state_score(pipeline, tmp_path) -> None:

@@ -28,6 +28,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--rebuild", action="store_true", help="discard cached assets and build them again")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo setting)")
     p.add_argument("--no-train", action="store_true", help="only generate the datasets")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--print-dir", action="store_true",
                    help="print only the assets' directory (for scripts: P=$(pai demo-assets --print-dir)/policy)")
     p.set_defaults(handler=_run)
@@ -44,10 +45,10 @@ def _run(args: argparse.Namespace) -> int:
     # Python-level writes only: native code writing to file descriptor 1 would not be caught (none does now).
     with contextlib.redirect_stdout(sys.stderr) if args.print_dir else contextlib.nullcontext():
         assets = ensure_demo_assets(cache_dir=args.cache_dir, settings=settings, rebuild=args.rebuild,
-                                    train=not args.no_train, progress=not args.print_dir)
+                                    train=not args.no_train, progress=not (args.print_dir or args.quiet))
         if assets.has_policy():
             from pai_ros.demo.closed_loop import ensure_closed_loop
 
-            ensure_closed_loop(assets, rebuild=args.rebuild, progress=not args.print_dir)
+            ensure_closed_loop(assets, rebuild=args.rebuild, progress=not (args.print_dir or args.quiet))
     print(assets.root if args.print_dir else assets.describe())
     return 0

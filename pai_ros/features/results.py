@@ -97,8 +97,23 @@ class ResultsDir:
         if not found and (self.root / FEATURES_FILE).is_file():
             found.append(Source(0, self.root / FEATURES_FILE, None))
         if not found:
-            raise self.lacking(FEATURES_FILE, "run `pai features record` or `pai bag2parquet`")
+            raise self.lacking(FEATURES_FILE, self._earlier_step() or "run `pai features record` or `pai bag2parquet`")
         return found
+
+    def _earlier_step(self) -> str | None:
+        """For the output of an earlier step of the feature pipeline, what leads from it to features:
+        pointed at activations or an SAE, "run `pai features record`" alone leaves the user a step short."""
+        from pai_ros.sae.activations import COLLECT_FILE
+        from pai_ros.sae.model import CFG_FILE, WEIGHTS_FILE
+
+        if (self.root / COLLECT_FILE).is_file():
+            return (f"it is a `pai sae collect` output (activations); train an SAE on it (`pai sae train --activations "
+                    f"{self.root} --output S`), record with that SAE (`pai features record --sae S ... --output-dir R`)"
+                    ", then use R")
+        if (self.root / CFG_FILE).is_file() and (self.root / WEIGHTS_FILE).is_file():
+            return (f"it is an SAE (`pai sae train` output); record with it (`pai features record --sae {self.root} "
+                    "... --output-dir R`), then use R")
+        return None
 
     def source(self, episode: int) -> Source:
         for s in self.sources():
@@ -113,7 +128,7 @@ class ResultsDir:
     def analysis(self) -> dict[str, Any]:
         path = self.analysis_dir / ANALYSIS_FILE
         if not path.is_file():
-            raise self.lacking("analysis yet", f"run `pai features analyse {self.root}` first")
+            raise self.lacking("analysis yet", self._earlier_step() or f"run `pai features analyse {self.root}` first")
         data = read_json(path, "analysis")
         if not isinstance(data, dict) or "features" not in data:
             raise UserError(f"{path} is not a pai_ros feature analysis; run `pai features analyse` again")

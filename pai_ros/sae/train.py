@@ -73,7 +73,7 @@ class TrainSettings:
         require("--l1-coeff", self.l1_coeff, at_least=0)
         if self.max_tokens is not None:
             require("--max-tokens", self.max_tokens, at_least=self.batch_size, note=" (--batch-size)")
-        require("--seed", self.seed, at_least=0, below=2**32)
+        require("--seed", self.seed, at_least=0, at_most=2**32 - 1)  # numpy's seed range
 
     def d_sae(self, d_in: int) -> int:
         return self.num_features if self.num_features is not None else self.expansion * d_in
