@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,16 +22,39 @@ from pai_ros.ros.node_help import help_requested, node_help
 RCLError = _rclpy.RCLError  # rcl's errors (rclpy raises them; its own modules name them so too)
 
 
+# rcl's own log lines, "[ERROR] [1796618474.91] [rcl]: Failed to parse global arguments"
+_RCL_LINE = re.compile(r"^\[[A-Z]+\] \[[0-9.]+\] \[rcl\]: ")
+
+
 def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
-    """``rclpy.init``; False after one ``<name>: error: ...`` line for ROS arguments rcl cannot parse."""
-    try:
-        rclpy.init(args=args, **init_kwargs)
-    except RuntimeError as exc:  # rclpy's RCLError: a --ros-args rule rcl cannot parse
-        hint = ros_arguments_hint(str(exc))
-        print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(exc)}{f' ({hint})' if hint else ''}",
-              file=sys.stderr)
-        return False
-    return True
+    """``rclpy.init``; False after one ``<name>: error: ...`` line for ROS arguments rcl cannot parse.
+
+    rcl's C code logs to the process's stderr before it fails ("Failed to parse global arguments",
+    "Namespace not remapped to a fully qualified name"): those lines are held while it runs and
+    dropped when the one line below says what is wrong; after a good start they are passed on.
+    """
+    with tempfile.TemporaryFile() as held:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(held.fileno(), 2)
+        try:
+            rclpy.init(args=args, **init_kwargs)
+            error = None
+        except RuntimeError as exc:  # rclpy's RCLError: a --ros-args rule rcl cannot parse
+            error = exc
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        held.seek(0)
+        said = held.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+    if error is None:
+        sys.stderr.write("".join(said))
+        return True
+    sys.stderr.write("".join(line for line in said if not _RCL_LINE.match(line)))
+    hint = ros_arguments_hint(str(error))
+    print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(error)}{f' ({hint})' if hint else ''}",
+          file=sys.stderr)
+    return False
 
 
 def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
