@@ -31,7 +31,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
     _arguments: list[str] = []
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[no-untyped-def]  # argparse's signature
-        self._arguments = list(sys.argv[1:] if args is None else args)  # for error()'s hint below
+        if args is not None:
+            args = list(args)
+        self._arguments = list(sys.argv[1:]) if args is None else args  # for error()'s hint below
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]  # exits, as argparse's does
@@ -39,16 +41,27 @@ class OneLineErrorParser(argparse.ArgumentParser):
                      f"(`{self.prog} --help` lists the options)\n")
 
     def _dash_value_hint(self, message: str) -> str:
-        """argparse reads a value such as ``-5GB`` or ``-x`` as an option, and then says the option
-        "expected one argument": say how such a value is given."""
-        match = re.match(r"argument (\S+): expected (one|at least one) argument", message)
+        """argparse reads a value such as ``-5GB`` as an option, and then says the option "expected one
+        argument": say how such a value is given. Not when the next word is an option (the value was
+        left out), nor for a list option (``--opt=-x`` gives it one value only)."""
+        match = re.match(r"argument (\S+): expected one argument", message)
         if not match:
             return ""
         options = match.group(1).split("/")
         for given, value in zip(self._arguments, self._arguments[1:]):
-            if given in options and value.startswith("-"):
+            # "--word" is an option the user misspelt or this command lacks, not a value.
+            if (self._option_named(given) in options and value.startswith("-") and not value.startswith("--")
+                    and self._option_named(value) is None):
                 return f"; {value} was read as an option: a value that starts with '-' is given as {given}={value}"
         return ""
+
+    def _option_named(self, word: str) -> str | None:
+        """The option string ``word`` names (itself, ``--opt=value``, or an abbreviation of a long option)."""
+        head = word.split("=", 1)[0]
+        if head in self._option_string_actions:
+            return head
+        matches = [o for o in self._option_string_actions if head.startswith("--") and o.startswith(head)]
+        return matches[0] if len(matches) == 1 else None
 
 
 def print_help(text: str) -> None:

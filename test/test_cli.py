@@ -157,9 +157,16 @@ def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
     (("sae", "collect", "--policy-path", "p", "--dataset-root", "d", "--output", "o", "--max-disk", "-5GB"),
      "pai sae collect: error: argument --max-disk: expected one argument; -5GB was read as an option: a value "
      "that starts with '-' is given as --max-disk=-5GB"),
-    (("features", "effects", "R", "--action-dims", "-x"), "pai features effects: error: argument --action-dims: "
-                                                         "expected at least one argument; -x was read as an option: "
-                                                         "a value that starts with '-' is given as --action-dims=-x"),
+    (("sae", "collect", "--policy-path", "p", "--dataset-root", "d", "--output", "o", "--max-d", "-5GB"),
+     "pai sae collect: error: argument --max-disk: expected one argument; -5GB was read as an option: a value "
+     "that starts with '-' is given as --max-d=-5GB"),
+    # A value left out (the next word is an option): no such hint.
+    (("sae", "collect", "--policy-path", "p", "--dataset-root", "d", "--output", "--quiet"),
+     "pai sae collect: error: argument --output: expected one argument (`pai sae collect --help`"),
+    (("sae", "collect", "--policy-path", "p", "--dataset-root", "d", "--output", "--qui"),
+     "pai sae collect: error: argument --output: expected one argument (`pai sae collect --help`"),
+    (("sae", "collect", "--policy-path", "p", "--dataset-root", "d", "--output", "--overwrite"),
+     "pai sae collect: error: argument --output: expected one argument (`pai sae collect --help`"),
 ])
 def test_a_usage_error_is_one_line(argv: tuple[str, ...], expected: str) -> None:
     """argparse printed its whole usage block (up to 15 lines) above the one line that says what is wrong."""

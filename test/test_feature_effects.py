@@ -80,6 +80,12 @@ def test_effects_narrowed_to_action_dimensions_and_a_horizon(recording: Path, tm
                      (("--horizon", "100000"), "the policy predicts chunks of")):
         res = run_pai(*common, *bad)
         assert res.returncode == 1 and why in res.stderr and "Traceback" not in res.stderr, res.stderr
+    # Said before the frames are read: with the recorded dataset gone, the option is still what is refused.
+    record = json.loads((copy / "record.json").read_text())
+    (copy / "record.json").write_text(json.dumps({**record, "dataset_root": str(tmp_path / "gone")}))
+    res = run_pai(*common, "--horizon", "100000")
+    assert res.returncode == 1, res.stderr
+    assert "--horizon 100000: the policy predicts chunks of 10 actions" in res.stderr, res.stderr
 
 
 def test_the_browser_shows_effects_of_this_analysis_only(recording: Path, tmp_path: Path) -> None:

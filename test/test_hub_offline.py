@@ -107,8 +107,9 @@ def test_newer_config_in_the_hub_cache_is_not_edited_in_place(tiny_act: Path, hf
     snapshot = place_in_hub_cache(src, hf_home / "hub", MODEL)
     with pytest.raises(UserError) as info:
         load_act_policy(MODEL, "cpu")
-    assert _one_line(info).endswith(f"upgrade LeRobot to the version that wrote it or copy it (cp -rL {snapshot} DIR) "
-                                    "and remove those fields from the copy's config.json")
+    assert _one_line(info).endswith(f"upgrade LeRobot to the version that wrote it or copy it (cp -rL {snapshot} DIR, "
+                                    "a new DIR), remove those fields from DIR/config.json and use DIR as the policy "
+                                    "path")
 
 
 # ------------------------------------------------------------------ datasets
@@ -207,13 +208,14 @@ def test_partly_downloaded_dataset_names_the_missing_file(layout: str, tiny_data
         check_episodes(read_info(found), [0], found)
     message = _one_line(info)
     assert f"{found} is incomplete: episode 0 needs videos/observation.images.wrist/chunk-000/file-000.mp4, " \
-           "which is missing; no episode is complete here; download the whole dataset with: hf download " \
+           "which is missing; no episode has all its files here; download the whole dataset with: hf download " \
            "pai/tiny_demo --repo-type dataset" in message
 
 
 def test_partial_dataset_names_the_episodes_that_can_be_read(tiny_dataset, tmp_path: Path) -> None:
     # A download of some episodes only: the refusal says which ones are there (--episodes, or the
     # replay node's episodes parameter, can then pick them).
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -230,7 +232,23 @@ def test_partial_dataset_names_the_episodes_that_can_be_read(tiny_dataset, tmp_p
     with pytest.raises(UserError) as info:
         check_episodes(read_info(root), [1, 2], root)
     assert _one_line(info) == (f"{root} is incomplete: episode 2 needs data/chunk-000/file-001.parquet, which is "
-                               "missing; the episodes complete here are 0-1")
+                               "missing; the episodes whose files are all here: 0-1")
+    # A damaged row of another episode changes nothing for these; the damaged episode itself is one line.
+    table = pq.read_table(meta)
+    column = table["data/file_index"]
+    damaged = pc.if_else(pc.equal(table["episode_index"], 2), pa.scalar(None, column.type), column)
+    pq.write_table(table.set_column(table.schema.get_field_index("data/file_index"), "data/file_index", damaged), meta)
+    check_episodes(read_info(root), [0, 1], root)
+    with pytest.raises(UserError) as info:
+        check_episodes(read_info(root), [2], root)
+    assert _one_line(info) == f"{meta} has a damaged entry for episode 2 (its file indices cannot be read)"
+
+
+def test_episode_ranges_stay_short() -> None:
+    from pai_ros.data.episodes import episode_ranges
+
+    assert episode_ranges([0, 1, 2, 3, 7, 9, 10]) == "0-3, 7, 9-10"
+    assert episode_ranges(list(range(0, 40, 2)), most_runs=3) == "0, 2, 4, ... (20 episodes in all)"
 
 
 def test_dataset_options_are_exclusive_and_one_is_required() -> None:

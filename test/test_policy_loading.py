@@ -150,7 +150,8 @@ def test_newer_config_field_is_named_with_the_installed_lerobot(tiny_act: Path, 
     "## Training Configuration\n\n| Setting | Value |\n| --- | --- |\n| Training steps | 100000 |\n"
     "| LeRobot version | 0.6.1 |\n",
     "## Model Details\n\n- **License:** apache-2.0\n- **LeRobot version:** 0.6.1\n",
-], ids=["table", "list"])
+    "## Model Details\n\n- **LeRobot version**: `0.6.1`\n",
+], ids=["table", "list", "code"])
 def test_newer_config_names_the_lerobot_that_wrote_it(card: str, tiny_act: Path, tmp_path: Path) -> None:
     # LeRobot 0.6's model card (README.md) names its version in a table row or a list item.
     ckpt = _with_config(tiny_act, tmp_path, pretrained_revision=None, some_future_option=3)

@@ -393,13 +393,15 @@ def test_analyse_bad_inputs(pipeline, tmp_path) -> None:
     one_line_error(run_pai("features", "analyse", str(other), "--quiet"), "is not a pai_ros features table")
     # The output of an earlier step: what leads from it to a results directory, not the next step's advice.
     acts, sae = pipeline["acts"], pipeline["sae"]
-    one_line_error(run_pai("features", "ui", str(acts)),
-                   f"{acts} has no analysis yet: it is a `pai sae collect` output (activations); train an SAE on it "
-                   f"(`pai sae train --activations {acts} --output S`), record with that SAE (`pai features record "
-                   "--sae S ... --output-dir R`), then use R")
+    steps = (f"it is a `pai sae collect` output (activations); train an SAE on it (`pai sae train --activations "
+             f"{acts} --output S`), record with that SAE (`pai features record --sae S ... --output-dir R`) and "
+             "analyse that (`pai features analyse R`): R is the results directory")
+    one_line_error(run_pai("features", "ui", str(acts)), f"{acts} has no analysis yet: {steps}")
+    one_line_error(run_pai("features", "effects", str(acts), "--quiet"), f"{acts} has no record.json: {steps}")
     one_line_error(run_pai("features", "analyse", str(sae), "--quiet"),
                    f"{sae} has no features.parquet: it is an SAE (`pai sae train` output); record with it "
-                   f"(`pai features record --sae {sae} ... --output-dir R`), then use R")
+                   f"(`pai features record --sae {sae} ... --output-dir R`) and analyse that (`pai features analyse "
+                   "R`): R is the results directory")
 
 
 def test_calibration_with_training_episodes_fits_the_camera_state_score(pipeline, tmp_path) -> None:

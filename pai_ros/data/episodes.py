@@ -83,44 +83,58 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
     video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
     wanted = set(episodes)
     data_path, video_path = info.get("data_path", DATA_PATH), info.get("video_path", VIDEO_PATH)
-    needs: dict[int, list[str]] = {}  # every episode's files, so that a refusal can name the complete ones
+
+    def files_of(row: dict[str, Any]) -> list[str] | None:
+        """The files an episode's metadata row names (None: the row is damaged)."""
+        try:
+            needed = [data_path.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])]
+            return needed + [video_path.format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
+                                               file_index=row[f"videos/{k}/file_index"]) for k in video_keys]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+
+    rows: dict[int, tuple[Path, dict[str, Any]]] = {}  # every episode's row: a refusal names the complete ones
     for f in sorted((root / "meta" / "episodes").rglob("*.parquet")):
         columns = ["episode_index", "data/chunk_index", "data/file_index"]
         columns += [f"videos/{k}/{c}" for k in video_keys for c in ("chunk_index", "file_index")]
         try:
-            rows = pq.read_table(f, columns=columns).to_pylist()
+            table = pq.read_table(f, columns=columns).to_pylist()
         except Exception as exc:  # a missing column or a damaged file: either way not readable
             raise UserError(f"{f} is not LeRobotDataset v3.0 episode metadata ({str(exc).splitlines()[0]})") from None
-        for row in rows:
-            needed = [data_path.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])]
-            needed += [video_path.format(video_key=k, chunk_index=row[f"videos/{k}/chunk_index"],
-                                         file_index=row[f"videos/{k}/file_index"]) for k in video_keys]
-            needs[int(row["episode_index"])] = needed
+        rows.update((row["episode_index"], (f, row)) for row in table if isinstance(row["episode_index"], int))
     present: dict[str, bool] = {}  # episodes share files: each is looked up once
 
     def exists(rel: str) -> bool:
-        return present.setdefault(rel, (root / rel).is_file())
+        if rel not in present:
+            present[rel] = (root / rel).is_file()
+        return present[rel]
 
     def complete(e: int) -> bool:
-        return all(exists(rel) for rel in needs[e])
+        needed = files_of(rows[e][1])
+        return needed is not None and all(exists(rel) for rel in needed)
 
     checked: set[str] = set()  # data files whose footer was read
-    for e in sorted(wanted & needs.keys()):
-        missing = [rel for rel in needs[e] if not exists(rel)]
+    for e in sorted(wanted & rows.keys()):
+        needed = files_of(rows[e][1])
+        if needed is None:
+            raise UserError(f"{rows[e][0]} has a damaged entry for episode {e} (its file indices cannot be read)")
+        missing = [rel for rel in needed if not exists(rel)]
         if missing:
             raise UserError(f"{root} is incomplete: episode {e} needs {missing[0]}, which is missing"
-                            f"{_complete_episodes(needs, complete)}{_download_hint(root)}")
-        _check_parquet_footer(root, needs[e][0], e, checked)
-    if wanted - needs.keys():
+                            f"{_complete_episodes(list(rows), complete)}{_download_hint(root)}")
+        _check_parquet_footer(root, needed[0], e, checked)
+    if wanted - rows.keys():
         raise UserError(f"{root} is incomplete: meta/episodes has no entry for episode(s) "
-                        f"{', '.join(map(str, sorted(wanted - needs.keys())))}"
-                        f"{_complete_episodes(needs, complete)}{_download_hint(root)}")
+                        f"{', '.join(map(str, sorted(wanted - rows.keys())))}"
+                        f"{_complete_episodes(list(rows), complete)}{_download_hint(root)}")
 
 
-def _complete_episodes(needs: dict[int, list[str]], complete: Callable[[int], bool]) -> str:
+def _complete_episodes(episodes: list[int], complete: Callable[[int], bool]) -> str:
     """Which episodes can be read instead (a partial download holds only those it was asked for)."""
-    here = [e for e in needs if complete(e)]
-    return f"; the episodes complete here are {episode_ranges(here)}" if here else "; no episode is complete here"
+    here = [e for e in episodes if complete(e)]
+    if not here:
+        return "; no episode has all its files here"
+    return f"; the episodes whose files are all here: {episode_ranges(here, most_runs=8)}"
 
 
 def _check_parquet_footer(root: Path, rel: str, episode: int, checked: set[str]) -> None:
@@ -168,15 +182,19 @@ def value_names(feature: dict[str, Any] | None, prefix: str) -> list[str]:
     return [f"{prefix}_{i}" for i in range(size)]
 
 
-def episode_ranges(episodes: list[int]) -> str:
-    """Episode numbers as a reader scans them: ``[0, 1, 2, 3, 7, 9, 10]`` -> ``"0-3, 7, 9-10"``."""
+def episode_ranges(episodes: list[int], most_runs: int | None = None) -> str:
+    """Episode numbers as a reader scans them: ``[0, 1, 2, 3, 7, 9, 10]`` -> ``"0-3, 7, 9-10"``;
+    beyond ``most_runs`` runs, the first ones and the count (a scattered list would fill the screen)."""
     runs: list[list[int]] = []
     for e in sorted(set(episodes)):
         if runs and e == runs[-1][1] + 1:
             runs[-1][1] = e
         else:
             runs.append([e, e])
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs[:most_runs])
+    if most_runs is not None and len(runs) > most_runs:
+        text += f", ... ({len(set(episodes))} episodes in all)"
+    return text
 
 
 def pick_evenly(count: int, most: int) -> list[int]:

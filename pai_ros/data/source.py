@@ -36,7 +36,7 @@ def resolve_dataset_root(root: str | Path | None, repo_id: str | None) -> Path:
         except UserError:
             if not Path(repo_id).expanduser().is_dir():
                 raise
-        # A directory given as an id: the hub is not where it is (LeRobot would try to download it).
+        # A directory given as an id: ids are looked up in the hub caches only, so say which option reads it.
         raise UserError(f"'{repo_id}' is a directory here, not a hub dataset id that is cached: give it as the "
                         "dataset root (--dataset-root, or the replay node's dataset_root)")
     raise UserError("no dataset given: pass a LeRobotDataset v3.0 directory or a hub dataset id")

@@ -41,7 +41,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         settings = settings.with_steps(args.steps)
     # With --print-dir stdout is the directory and nothing else (scripts read P=$(...)/policy):
-    # whatever building prints there (LeRobot's "Loading weights from local directory") goes to stderr.
+    # whatever building prints there (lerobot-train's and the evaluation's lines) goes to stderr.
     # Python-level writes only: native code writing to file descriptor 1 would not be caught (none does now).
     with contextlib.redirect_stdout(sys.stderr) if args.print_dir else contextlib.nullcontext():
         assets = ensure_demo_assets(cache_dir=args.cache_dir, settings=settings, rebuild=args.rebuild,

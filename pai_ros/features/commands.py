@@ -168,7 +168,8 @@ def _effects(args: argparse.Namespace) -> int:
         print(f"note: {stale}", file=sys.stderr)
     record = results.record
     if record is None:
-        raise results.lacking(RECORD_FILE, "run `pai features record` (effects need dataset frames)")
+        raise results.lacking(RECORD_FILE, results.earlier_step() or "run `pai features record` (effects need "
+                              "dataset frames)")
 
     for key, what in (("sae_path", "SAE"), ("policy_path", "policy")):  # effects re-run what recorded
         if not Path(record[key]).exists():

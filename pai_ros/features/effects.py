@@ -124,7 +124,7 @@ def chunk_changes(runner: PolicyRunner, loaded: LoadedSae, batches: list[dict[st
 
 def _check_measured_span(runner: PolicyRunner, settings: EffectSettings) -> None:
     """``--action-dims`` and ``--horizon`` within the policy's action chunk."""
-    size, dim = runner.policy.config.chunk_size, runner.policy.config.action_feature.shape[0]
+    size, dim = runner.chunk_size, int(runner.loaded.config.action_feature.shape[0])
     if settings.action_dims is not None and max(settings.action_dims) >= dim:
         raise UserError(f"--action-dims {list(settings.action_dims)}: the policy's actions have {dim} dimensions "
                         f"(0..{dim - 1})")
@@ -145,8 +145,8 @@ def features_to_measure(results: ResultsDir, loaded: LoadedSae, settings: Effect
     a command checks this before it spends the time to load one)."""
     analysis = results.analysis()
     if results.record is None:
-        raise results.lacking(RECORD_FILE, "effects need a `pai features record` directory (a bag's features "
-                              "have no frames to run the policy on)")
+        raise results.lacking(RECORD_FILE, results.earlier_step() or "effects need a `pai features record` directory "
+                              "(a bag's features have no frames to run the policy on)")
     if analysis.get("sae_id") != loaded.sae_id:
         raise UserError(f"the analysis in {results.root} is of SAE {analysis.get('sae_id')}, but {loaded.directory} "
                         f"now holds SAE {loaded.sae_id} (trained again since?): record and analyse again")

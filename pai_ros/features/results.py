@@ -97,10 +97,10 @@ class ResultsDir:
         if not found and (self.root / FEATURES_FILE).is_file():
             found.append(Source(0, self.root / FEATURES_FILE, None))
         if not found:
-            raise self.lacking(FEATURES_FILE, self._earlier_step() or "run `pai features record` or `pai bag2parquet`")
+            raise self.lacking(FEATURES_FILE, self.earlier_step() or "run `pai features record` or `pai bag2parquet`")
         return found
 
-    def _earlier_step(self) -> str | None:
+    def earlier_step(self) -> str | None:
         """For the output of an earlier step of the feature pipeline, what leads from it to features:
         pointed at activations or an SAE, "run `pai features record`" alone leaves the user a step short."""
         from pai_ros.sae.activations import COLLECT_FILE
@@ -108,11 +108,11 @@ class ResultsDir:
 
         if (self.root / COLLECT_FILE).is_file():
             return (f"it is a `pai sae collect` output (activations); train an SAE on it (`pai sae train --activations "
-                    f"{self.root} --output S`), record with that SAE (`pai features record --sae S ... --output-dir R`)"
-                    ", then use R")
+                    f"{self.root} --output S`), record with that SAE (`pai features record --sae S ... "
+                    "--output-dir R`) and analyse that (`pai features analyse R`): R is the results directory")
         if (self.root / CFG_FILE).is_file() and (self.root / WEIGHTS_FILE).is_file():
             return (f"it is an SAE (`pai sae train` output); record with it (`pai features record --sae {self.root} "
-                    "... --output-dir R`), then use R")
+                    "... --output-dir R`) and analyse that (`pai features analyse R`): R is the results directory")
         return None
 
     def source(self, episode: int) -> Source:
@@ -128,7 +128,7 @@ class ResultsDir:
     def analysis(self) -> dict[str, Any]:
         path = self.analysis_dir / ANALYSIS_FILE
         if not path.is_file():
-            raise self.lacking("analysis yet", self._earlier_step() or f"run `pai features analyse {self.root}` first")
+            raise self.lacking("analysis yet", self.earlier_step() or f"run `pai features analyse {self.root}` first")
         data = read_json(path, "analysis")
         if not isinstance(data, dict) or "features" not in data:
             raise UserError(f"{path} is not a pai_ros feature analysis; run `pai features analyse` again")

@@ -199,8 +199,8 @@ def check_config_fields(ckpt: Path, config: dict[str, Any]) -> None:
     writer = writer_version(ckpt)
     by = f", written by LeRobot {writer[0]} (per its {writer[1]})" if writer else ""
     # A hub snapshot's files are links into the cache's shared blobs: an edit there changes the download.
-    edit = (f"copy it (cp -rL {ckpt} DIR) and remove those fields from the copy's {CONFIG_FILE}" if model_repo_of(ckpt)
-            else f"remove those fields from {CONFIG_FILE}")
+    edit = (f"copy it (cp -rL {ckpt} DIR, a new DIR), remove those fields from DIR/{CONFIG_FILE} and use DIR as the "
+            "policy path" if model_repo_of(ckpt) else f"remove those fields from {CONFIG_FILE}")
     raise UserError(f"{ckpt / CONFIG_FILE} has {', '.join(unknown)}, unknown to the LeRobot {lerobot.__version__} "
                     f"installed here{by}; upgrade LeRobot to {writer[0] if writer else 'the version that wrote it'} "
                     f"or {edit}")
@@ -233,8 +233,8 @@ def writer_version(ckpt: Path) -> tuple[str, str] | None:
         pass
     readme = ckpt / "README.md"
     if readme.is_file():
-        # "| LeRobot version | 0.6.2 |" (a table) or "- **LeRobot version:** 0.6.2" (a list)
-        match = re.search(r"LeRobot version[\s*:|]*v?([0-9][0-9A-Za-z.+-]*)",
+        # "| LeRobot version | 0.6.2 |" (a table), "- **LeRobot version:** 0.6.2" (a list), "`0.6.2`"
+        match = re.search(r"LeRobot version[\s*:|`]*v?([0-9][0-9A-Za-z.+-]*)",
                           readme.read_text(encoding="utf-8", errors="replace"))
         if match:
             return match.group(1), "README.md"
