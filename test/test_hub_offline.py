@@ -244,6 +244,21 @@ def test_partial_dataset_names_the_episodes_that_can_be_read(tiny_dataset, tmp_p
     assert _one_line(info) == f"{meta} has a damaged entry for episode 2 (its file indices cannot be read)"
 
 
+def test_episode_metadata_with_a_float_index_column_is_read(tiny_dataset, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pai_ros.data.episodes import check_episodes, read_info
+
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset[0], root)
+    meta = next((root / "meta" / "episodes").rglob("*.parquet"))
+    table = pq.read_table(meta)
+    as_float = table["episode_index"].cast(pa.float64())
+    pq.write_table(table.set_column(table.schema.get_field_index("episode_index"), "episode_index", as_float), meta)
+    check_episodes(read_info(root), [0, 2], root)
+
+
 def test_episode_ranges_stay_short() -> None:
     from pai_ros.data.episodes import episode_ranges
 

@@ -81,3 +81,47 @@ def test_a_publish_cut_off_by_a_signal_while_spinning_ends_without_a_traceback(r
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ros_env, timeout=60)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+
+
+def test_rcl_lines_are_held_only_to_drop_them_when_the_one_line_says_it_all(ros_env: dict) -> None:
+    """rcl's C code writes to descriptor 2 while rclpy.init runs: dropped when init fails with our line,
+    given back byte for byte when it starts, or when something else (Ctrl-C, a bug) stops it."""
+    script = textwrap.dedent("""
+        import os, sys
+        import rclpy
+        from pai_ros.ros import lifecycle
+
+        def init(args=None, **_):
+            os.write(2, "[WARN] [1.5] [rcl]: said by rcl \\u00e9\\n".encode())
+            os.write(2, b"another library's line\\n")
+            if sys.argv[1] == "parse":
+                raise RuntimeError("failed to initialize rcl: Couldn't parse remap rule: '-r x'")
+            if sys.argv[1] == "other":
+                raise RuntimeError("failed to initialize rcl: failed to initialize logging")
+            if sys.argv[1] == "bug":
+                raise ValueError("a bug")
+
+        lifecycle.rclpy.init = init
+        print(lifecycle.init_ros("n", []), file=sys.stderr)
+    """)
+
+    def run(mode: str) -> list[str]:
+        res = subprocess.run([sys.executable, "-c", script, mode], capture_output=True, env=ros_env, timeout=60)
+        return res.stderr.decode("utf-8").splitlines()
+
+    parse = run("parse")
+    assert parse[0] == "another library's line" and parse[2] == "False", parse
+    assert parse[1].startswith("n: error: cannot read the ROS arguments: Couldn't parse remap rule: '-r x' ("), parse
+    assert run("other") == ["another library's line", "n: error: cannot start ROS: failed to initialize logging",
+                            "False"]
+    assert run("ok") == ["[WARN] [1.5] [rcl]: said by rcl \u00e9", "another library's line", "True"]
+    bug = run("bug")
+    assert bug[:2] == ["[WARN] [1.5] [rcl]: said by rcl \u00e9", "another library's line"]
+    assert bug[-1] == "ValueError: a bug"
+
+
+def test_a_node_started_with_stderr_closed_still_says_what_is_wrong(ros_env: dict) -> None:
+    """Nothing to hold on descriptor 2: Python's sys.stderr is None, and the line goes to stdout."""
+    res = subprocess.run(f"{sys.executable} -m pai_ros.ros.replay_node --ros-args -p dataset_root:=/nonexistent 2>&-",
+                         shell=True, capture_output=True, text=True, env=ros_env, timeout=120)
+    assert res.returncode == 1 and "replay_node: error: " in res.stdout and "/nonexistent" in res.stdout, res

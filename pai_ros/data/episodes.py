@@ -93,7 +93,8 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
         except (KeyError, IndexError, TypeError, ValueError):
             return None
 
-    rows: dict[int, tuple[Path, dict[str, Any]]] = {}  # every episode's row: a refusal names the complete ones
+    # Every episode's rows (a refusal names the complete episodes), with the file that holds them.
+    rows: dict[int, list[tuple[Path, dict[str, Any]]]] = {}
     for f in sorted((root / "meta" / "episodes").rglob("*.parquet")):
         columns = ["episode_index", "data/chunk_index", "data/file_index"]
         columns += [f"videos/{k}/{c}" for k in video_keys for c in ("chunk_index", "file_index")]
@@ -101,7 +102,12 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
             table = pq.read_table(f, columns=columns).to_pylist()
         except Exception as exc:  # a missing column or a damaged file: either way not readable
             raise UserError(f"{f} is not LeRobotDataset v3.0 episode metadata ({str(exc).splitlines()[0]})") from None
-        rows.update((row["episode_index"], (f, row)) for row in table if isinstance(row["episode_index"], int))
+        for row in table:
+            index = row["episode_index"]
+            if isinstance(index, float) and index.is_integer():  # a float column, as an older writer may leave
+                index = int(index)
+            if isinstance(index, int) and not isinstance(index, bool):
+                rows.setdefault(index, []).append((f, row))
     present: dict[str, bool] = {}  # episodes share files: each is looked up once
 
     def exists(rel: str) -> bool:
@@ -109,15 +115,20 @@ def check_episode_files(info: dict[str, Any], episodes: list[int], root: Path) -
             present[rel] = (root / rel).is_file()
         return present[rel]
 
+    def files(e: int) -> list[str] | None:
+        found = [files_of(row) for _, row in rows[e]]
+        return None if any(names is None for names in found) else [rel for names in found for rel in names or []]
+
     def complete(e: int) -> bool:
-        needed = files_of(rows[e][1])
+        needed = files(e)
         return needed is not None and all(exists(rel) for rel in needed)
 
     checked: set[str] = set()  # data files whose footer was read
     for e in sorted(wanted & rows.keys()):
-        needed = files_of(rows[e][1])
+        needed = files(e)
         if needed is None:
-            raise UserError(f"{rows[e][0]} has a damaged entry for episode {e} (its file indices cannot be read)")
+            where = next(f for f, row in rows[e] if files_of(row) is None)
+            raise UserError(f"{where} has a damaged entry for episode {e} (its file indices cannot be read)")
         missing = [rel for rel in needed if not exists(rel)]
         if missing:
             raise UserError(f"{root} is incomplete: episode {e} needs {missing[0]}, which is missing"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import rclpy
@@ -23,38 +24,70 @@ RCLError = _rclpy.RCLError  # rcl's errors (rclpy raises them; its own modules n
 
 
 # rcl's own log lines, "[ERROR] [1796618474.91] [rcl]: Failed to parse global arguments"
-_RCL_LINE = re.compile(r"^\[[A-Z]+\] \[[0-9.]+\] \[rcl\]: ")
+_RCL_LINE = re.compile(rb"^\[[A-Z]+\] \[[0-9.]+\] \[rcl\]: ")
 
 
 def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
-    """``rclpy.init``; False after one ``<name>: error: ...`` line for ROS arguments rcl cannot parse.
+    """``rclpy.init``; False after one ``<name>: error: ...`` line when rcl refuses to start
+    (mostly ``--ros-args`` it cannot parse).
 
     rcl's C code logs to the process's stderr before it fails ("Failed to parse global arguments",
     "Namespace not remapped to a fully qualified name"): those lines are held while it runs and
-    dropped when the one line below says what is wrong; after a good start they are passed on.
+    dropped when the one line below says what is wrong; otherwise they are passed on unchanged.
     """
-    with tempfile.TemporaryFile() as held:
-        sys.stderr.flush()
-        saved = os.dup(2)
-        os.dup2(held.fileno(), 2)
-        try:
+    held: list[bytes] = []
+    try:
+        with _stderr_held(held):
             rclpy.init(args=args, **init_kwargs)
-            error = None
-        except RuntimeError as exc:  # rclpy's RCLError: a --ros-args rule rcl cannot parse
-            error = exc
+    except RuntimeError as exc:  # rclpy's RCLError
+        _write_stderr(b"".join(line for line in held if not _RCL_LINE.match(line)))
+        reason = rcl_reason(exc)
+        hint = ros_arguments_hint(str(exc))
+        what = "cannot read the ROS arguments" if "parse" in str(exc).lower() else "cannot start ROS"
+        print(f"{name}: error: {what}: {reason}{f' ({hint})' if hint else ''}", file=sys.stderr)
+        return False
+    except BaseException:  # Ctrl-C while starting, or a bug: whatever rcl said is the user's to see
+        _write_stderr(b"".join(held))
+        raise
+    _write_stderr(b"".join(held))
+    return True
+
+
+@contextlib.contextmanager
+def _stderr_held(held: list[bytes]) -> Iterator[None]:
+    """What the process writes to file descriptor 2 meanwhile (C code included) goes into ``held``, as
+    lines, not to the terminal. Nothing is held where there is no descriptor 2 to hold."""
+    try:
+        os.fstat(2)
+    except OSError:  # started with stderr closed
+        yield
+        return
+    try:
+        spool = tempfile.TemporaryFile()
+    except OSError:  # no writable temporary directory: rcl's lines are not worth refusing to start
+        yield
+        return
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    saved = os.dup(2)
+    with spool:
+        os.dup2(spool.fileno(), 2)
+        try:
+            yield
         finally:
+            if sys.stderr is not None:
+                sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-        held.seek(0)
-        said = held.read().decode("utf-8", errors="replace").splitlines(keepends=True)
-    if error is None:
-        sys.stderr.write("".join(said))
-        return True
-    sys.stderr.write("".join(line for line in said if not _RCL_LINE.match(line)))
-    hint = ros_arguments_hint(str(error))
-    print(f"{name}: error: cannot read the ROS arguments: {rcl_reason(error)}{f' ({hint})' if hint else ''}",
-          file=sys.stderr)
-    return False
+            spool.seek(0)
+            held.extend(spool.read().splitlines(keepends=True))
+
+
+def _write_stderr(data: bytes) -> None:
+    """``data`` to descriptor 2 as it was written there (bytes unchanged), if there is one."""
+    with contextlib.suppress(OSError):
+        while data:
+            data = data[os.write(2, data):]
 
 
 def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
