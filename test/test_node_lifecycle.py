@@ -96,8 +96,9 @@ def test_rcl_lines_are_held_only_to_drop_them_when_the_one_line_says_it_all(ros_
             os.write(2, b"another library's line\\n")
             if sys.argv[1] == "parse":
                 raise RuntimeError("failed to initialize rcl: Couldn't parse remap rule: '-r x'")
-            if sys.argv[1] == "other":
-                raise RuntimeError("failed to initialize rcl: failed to initialize logging")
+            if sys.argv[1] == "other":  # as rcl says it, with the C++ file it came from
+                raise RuntimeError("failed to initialize logging: Failed to create log directory '/proc/x': 2, "
+                                   "at /project/src/rcl_logging_spdlog.cpp:153")
             if sys.argv[1] == "bug":
                 raise ValueError("a bug")
 
@@ -112,8 +113,8 @@ def test_rcl_lines_are_held_only_to_drop_them_when_the_one_line_says_it_all(ros_
     parse = run("parse")
     assert parse[0] == "another library's line" and parse[2] == "False", parse
     assert parse[1].startswith("n: error: cannot read the ROS arguments: Couldn't parse remap rule: '-r x' ("), parse
-    assert run("other") == ["another library's line", "n: error: cannot start ROS: failed to initialize logging",
-                            "False"]
+    assert run("other") == ["another library's line", "n: error: cannot start ROS: failed to initialize logging: "
+                            "Failed to create log directory '/proc/x': 2", "False"]
     assert run("ok") == ["[WARN] [1.5] [rcl]: said by rcl \u00e9", "another library's line", "True"]
     bug = run("bug")
     assert bug[:2] == ["[WARN] [1.5] [rcl]: said by rcl \u00e9", "another library's line"]

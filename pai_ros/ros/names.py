@@ -34,7 +34,7 @@ def rcl_reason(exc: Exception) -> str:
     """rcl's sentence without its prefix and the C file it came from."""
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     text = re.sub(r"^(failed to resolve name|failed to initialize rcl|Invalid (topic|service) name):\s*", "", text)
-    return re.sub(r",? at [^ ]+\.c:\d+.*$", "", text).strip()
+    return re.sub(r",? at [^ ]+\.c(?:pp)?:\d+.*$", "", text).strip()  # rcl_logging_spdlog is C++
 
 
 def ros_arguments_hint(reason: str) -> str | None:
