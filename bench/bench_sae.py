@@ -55,16 +55,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import fmt_ms, interleaved, machine, print_table, summary_ms  # noqa: E402
 from setups import default_act_checkpoint, random_observation, random_topk_sae  # noqa: E402
 
-from pai_ros.policy.capture import CaptureConfig  # noqa: E402
 from pai_ros.demo.assets import ensure_demo_assets  # noqa: E402
 from pai_ros.demo.stage_cache import default_cache_dir  # noqa: E402
+from pai_ros.policy.capture import CaptureConfig  # noqa: E402
 from pai_ros.policy.loading import load_act_policy  # noqa: E402
 from pai_ros.policy.runner import PolicyRunner  # noqa: E402
-from pai_ros.sae.activations import ActivationSet, complete_episodes, read_activations  # noqa: E402
+from pai_ros.sae.activations import ActivationSet, complete_episodes  # noqa: E402
 from pai_ros.sae.frame import encode_frame  # noqa: E402
 from pai_ros.sae.heap import keep_step_tensors_on_heap  # noqa: E402
 from pai_ros.sae.metrics import reconstruction_metrics  # noqa: E402
 from pai_ros.sae.model import load_sae  # noqa: E402
+from pai_ros.sae.shards import read_activations  # noqa: E402
 from pai_ros.sae.train import TrainSettings, batch_order, split_rows, train_sae  # noqa: E402
 from pai_ros.sae.train_output import run_training  # noqa: E402
 

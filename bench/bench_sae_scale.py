@@ -116,7 +116,7 @@ def child(mode: str, acts: str, steps: int, out: str) -> None:
 
         _, m = run_training(Path(acts), Path(out), settings, eval_frames=0, progress=False)
     else:
-        from pai_ros.sae.activations import read_activations
+        from pai_ros.sae.shards import read_activations
         from pai_ros.sae.train import train_sae
 
         m = train_sae(read_activations(acts), settings, progress=False).metrics

@@ -49,8 +49,8 @@ os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # its Triton decoder is G
 sys.path.insert(0, str(Path(__file__).parent))
 from common import machine, print_table
 
-from pai_ros.sae.activations import read_activations
 from pai_ros.sae.heap import keep_step_tensors_on_heap
+from pai_ros.sae.shards import read_activations
 from pai_ros.sae.train import TrainSettings, batch_order, split_rows, train_sae
 
 Row = tuple[str, str, str, str, str]

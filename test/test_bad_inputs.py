@@ -288,7 +288,7 @@ def _collection(directory: Path, parts: object, meta_rows: int = 6) -> Path:
      "has no complete episodes"),
 ])
 def test_read_activations_damaged_manifests(case, parts, meta_rows, needle, tmp_path: Path) -> None:
-    from pai_ros.sae.activations import read_activations
+    from pai_ros.sae.shards import read_activations
 
     d = _collection(tmp_path / "acts", parts, meta_rows)
     if needle is None:

@@ -51,7 +51,7 @@ def pipeline(tiny_act: Path, tiny_dataset, tmp_path_factory) -> dict[str, Path]:
 
 
 def test_collect_stores_every_token_with_metadata(pipeline) -> None:
-    from pai_ros.sae.activations import read_activations
+    from pai_ros.sae.shards import read_activations
 
     data = read_activations(pipeline["acts"])
     info = data.info
@@ -105,7 +105,7 @@ def test_collect_resumes_per_episode_and_refuses_other_settings(pipeline, tmp_pa
 
 
 def test_subsampling_keeps_grid_cells_on_a_coarser_grid(pipeline, tmp_path) -> None:
-    from pai_ros.sae.activations import read_activations
+    from pai_ros.sae.shards import read_activations
 
     ok(run_pai("sae", "collect", "--policy-path", str(pipeline["policy"]), "--dataset-root", str(pipeline["root"]),
                "--episode", "0", "--output", str(tmp_path / "a"), "--cell-stride", "2", "--kinds", "camera",

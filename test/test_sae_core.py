@@ -8,12 +8,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pai_ros.policy.layout import TokenLayout
 from pai_ros.errors import UserError
-from pai_ros.sae.activations import ActivationSet, TokenSelection, read_activations
+from pai_ros.policy.layout import TokenLayout
+from pai_ros.sae.activations import ActivationSet, TokenSelection
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import SaeConfig, SparseAutoencoder, load_sae, save_sae
 from pai_ros.sae.ood import auroc, fit_threshold
+from pai_ros.sae.shards import read_activations
 from pai_ros.sae.train import TrainSettings, split_rows, train_sae
 
 

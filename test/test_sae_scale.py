@@ -18,11 +18,10 @@ from pai_ros.sae.activations import (
     COLLECT_FILE,
     EpisodeShardWriter,
     complete_episodes,
-    read_activations,
 )
 from pai_ros.sae.metrics import ReconstructionAccumulator, reconstruction_metrics
 from pai_ros.sae.model import SaeConfig, SparseAutoencoder
-from pai_ros.sae.shards import open_shards
+from pai_ros.sae.shards import open_shards, read_activations
 from pai_ros.sae.stream import BatchStream, iter_heldout, plan_split
 from pai_ros.sae.train import TrainSettings, train_sae
 from pai_ros.sae.train_stream import train_sae_streaming

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from pai_ros.sae.activations import COLLECT_FILE, EpisodeShardWriter, read_activations  # noqa: E402
-from pai_ros.sae.shards import open_shards  # noqa: E402
+from pai_ros.sae.activations import COLLECT_FILE, EpisodeShardWriter  # noqa: E402
+from pai_ros.sae.shards import open_shards, read_activations  # noqa: E402
 from pai_ros.sae.train import TrainSettings, train_sae  # noqa: E402
 from pai_ros.sae.train_stream import train_sae_streaming  # noqa: E402
 

@@ -229,41 +229,6 @@ class ActivationSet:
         return int(self.activations.shape[0])
 
 
-def read_activations(path: str | Path) -> ActivationSet:
-    """A collection directory or one ``.safetensors`` file with tensor ``activations [N, d]``."""
-    path = Path(path)
-    if path.is_dir():
-        return _read_collection(path)
-    if not path.exists():
-        raise UserError(f"activations not found: {path} (a `pai sae collect` directory or a .safetensors file)")
-    tensors = _load_safetensors(path)
-    if "activations" not in tensors:
-        raise UserError(f"{path} has no tensor 'activations' (has: {', '.join(sorted(tensors)) or 'none'})")
-    acts = _check_matrix(tensors["activations"], path)
-    return ActivationSet(acts, path=path)
-
-
-def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{path} is not a readable safetensors file ({exc})") from None
-
-
-def _check_matrix(acts: torch.Tensor, path: Path) -> torch.Tensor:
-    if acts.dim() != 2 or acts.shape[0] == 0 or acts.shape[1] == 0:
-        raise UserError(f"{path}: tensor 'activations' must be [N, d] with N, d > 0, got shape {list(acts.shape)}")
-    if not acts.is_floating_point():
-        raise UserError(f"{path}: tensor 'activations' must be floating point, got {acts.dtype}")
-    acts = acts.to(torch.float32)
-    if not torch.isfinite(acts).all():
-        raise UserError(f"{path}: tensor 'activations' contains NaN or inf")
-    return acts
-
-
 def read_collect_info(directory: Path) -> dict[str, Any]:
     path = directory / COLLECT_FILE
     if not path.is_file():
@@ -278,30 +243,3 @@ def read_collect_info(directory: Path) -> dict[str, Any]:
         raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc}); collect again into a new directory") \
             from None
     return info
-
-
-def _read_collection(directory: Path) -> ActivationSet:
-    info = read_collect_info(directory)
-    done = complete_episodes(directory, int(info["d"]))
-    if not done:
-        raise UserError(f"{directory} has no complete episodes (run `pai sae collect` to finish it)")
-    acts, meta = [], {k: [] for k in META_TENSORS}
-    for episode in sorted(done):
-        for part in done[episode]["parts"]:
-            shard = directory / part["file"]
-            tensors = _load_safetensors(shard)
-            missing = [k for k in ("activations", *META_TENSORS) if k not in tensors]
-            if missing:
-                raise UserError(f"{shard} is not a pai_ros activation shard (missing {', '.join(missing)})")
-            a = _check_matrix(tensors["activations"], shard)
-            if a.shape[1] != int(info["d"]) or a.shape[0] != int(part["rows"]):
-                raise UserError(f"{shard} holds {list(a.shape)} but its manifest says "
-                                f"[{part['rows']}, {info['d']}]: collect that episode again")
-            short = [k for k in META_TENSORS if tuple(tensors[k].shape) != (a.shape[0],)]
-            if short:
-                raise UserError(f"{shard}: tensor(s) {', '.join(short)} do not have one value per row "
-                                f"({a.shape[0]}): collect that episode again")
-            acts.append(a)
-            for k in META_TENSORS:
-                meta[k].append(tensors[k].numpy())
-    return ActivationSet(torch.cat(acts), {k: np.concatenate(v) for k, v in meta.items()}, info, directory)

@@ -23,7 +23,13 @@ import numpy as np
 import torch
 
 from pai_ros.errors import UserError
-from pai_ros.sae.activations import META_TENSORS, complete_episodes, incomplete_episodes, read_collect_info
+from pai_ros.sae.activations import (
+    META_TENSORS,
+    ActivationSet,
+    complete_episodes,
+    incomplete_episodes,
+    read_collect_info,
+)
 
 # safetensors' dtype names of the floating-point types a shard may store.
 FLOAT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
@@ -207,6 +213,27 @@ def read_rows(shard: Shard, start: int, stop: int, tensors: tuple[str, ...]) -> 
             return {name: f.get_slice(name)[start:stop] for name in tensors}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise UserError(f"{shard.path} could not be read ({exc}); was it changed during training?") from None
+
+
+def read_activations(path: str | Path) -> ActivationSet:
+    """Every row of a collection directory or one ``.safetensors`` file, in memory as float32, with
+    the collection's per-row metadata.
+
+    For data that fits in memory (the benchmarks, the peers' trainers, tests); ``pai sae train``
+    streams instead. The files are indexed and checked by :func:`open_shards`, as the streaming
+    reads are, so both refuse the same files with the same lines.
+    """
+    data = open_shards(path)
+    acts = torch.empty(data.rows, data.d)
+    meta: dict[str, list[np.ndarray]] = {k: [] for k in META_TENSORS} if data.info is not None else {}
+    reader, at = RowReader(), 0
+    for shard in data.shards:
+        acts[at:at + shard.rows] = reader.read(shard, 0, shard.rows)
+        at += shard.rows
+        if meta:
+            for name, values in read_rows(shard, 0, shard.rows, META_TENSORS).items():
+                meta[name].append(values.numpy())
+    return ActivationSet(acts, {k: np.concatenate(v) for k, v in meta.items()}, data.info, data.path)
 
 
 def read_frames(shards: list[Shard]) -> np.ndarray:
