@@ -14,6 +14,7 @@ import torch
 from conftest import one_torch_thread
 
 from pai_ros.errors import UserError
+from pai_ros.sae.errors import CannotFit, SaeMismatch
 from pai_ros.sae.position_score import (
     MEAN,
     POSITIONS_FILE,
@@ -32,6 +33,15 @@ def synthetic_errors(frames: int, tokens: int, seed: int) -> np.ndarray:
     """Log-normal token errors whose typical size differs 100x between positions."""
     rng = np.random.default_rng(seed)
     return np.exp(rng.normal(0.0, 0.5, (frames, tokens))) * np.logspace(-2, 0, tokens)
+
+
+def test_too_few_frames_is_a_cannot_fit_that_calibration_records() -> None:
+    # pai sae calibrate skips a score only for CannotFit (recorded in ood.json); every other error stops it.
+    with pytest.raises(CannotFit, match="need at least 2 cross-fitted calibration frames"):
+        calibrate_positions(synthetic_errors(2, 5, 0), np.zeros(2, dtype=int), ScoreSettings())
+    with pytest.raises(CannotFit, match="frames >= 2"):
+        fit_stats(synthetic_errors(1, 5, 0))
+    assert issubclass(CannotFit, UserError)  # a user error all the same: one line where it does stop
 
 
 def test_a_local_corruption_scores_above_the_cross_fitted_threshold() -> None:
@@ -557,7 +567,7 @@ def test_an_sae_is_refused_for_another_policy_of_the_same_width(tiny_act: Path, 
             if accepted:
                 check_dimensions(runner, loaded)
             else:
-                with pytest.raises(UserError, match="was trained on another policy's tokens"):
+                with pytest.raises(SaeMismatch, match="was trained on another policy's tokens"):
                     check_dimensions(runner, loaded)
         finally:
             runner.close()

@@ -19,6 +19,7 @@ from pai_ros.sae.activations import (
     EpisodeShardWriter,
     complete_episodes,
 )
+from pai_ros.sae.errors import ActivationFileError, DiskBudgetError
 from pai_ros.sae.metrics import ReconstructionAccumulator, reconstruction_metrics
 from pai_ros.sae.model import SaeConfig, SparseAutoencoder
 from pai_ros.sae.shards import open_shards, read_activations
@@ -159,9 +160,12 @@ def test_mixed_dtypes_are_refused_in_one_line(tmp_path: Path) -> None:
     for f, tokens in enumerate(torch.randn(400, 8).reshape(-1, 4, 8)):
         writer.add(tokens, f, META)
     writer.finish(100)
-    with pytest.raises(UserError, match="mixes shard dtypes") as err:
+    with pytest.raises(ActivationFileError, match="mixes shard dtypes") as err:
         open_shards(tmp_path / "t")
     assert "\n" not in str(err.value)
+    # The in-memory read (benchmarks, peers) checks the files with the same code and line.
+    with pytest.raises(ActivationFileError, match="mixes shard dtypes"):
+        read_activations(tmp_path / "t")
 
 
 def test_data_parallel_training_under_torchrun_matches_one_process(tmp_path: Path) -> None:
@@ -309,5 +313,5 @@ def test_max_disk_counts_what_a_resumed_collection_holds_already(tmp_path: Path)
 
     estimate = Estimate(frames=100, tokens_per_frame=10, d=8, dtype="float16")
     check_fits(estimate, tmp_path, max_disk=estimate.bytes + 5_000)
-    with pytest.raises(UserError, match="besides the 10.0 kB collected before, more than --max-disk"):
+    with pytest.raises(DiskBudgetError, match="besides the 10.0 kB collected before, more than --max-disk"):
         check_fits(estimate, tmp_path, max_disk=estimate.bytes + 5_000, already=10_000)

@@ -14,5 +14,7 @@ Read in the order the work goes (each module says why it exists in its first lin
   ``ood_files`` (their tensor files), ``calibrate`` (``pai sae calibrate``);
 * causal use: ``steering`` (changing chosen features inside a forward pass).
 
+``errors`` names what can go wrong (a damaged activations file, a disk budget, ranks that
+disagree, an SAE file or an SAE of another policy, data too small to fit a score on).
 ``commands`` holds the ``pai sae`` subcommands; nothing in the library imports it.
 """

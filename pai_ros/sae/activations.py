@@ -33,6 +33,7 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.layout import CAMERA, ENV_STATE, LATENT, STATE, TokenLayout
 from pai_ros.require import require
+from pai_ros.sae.errors import ActivationFileError
 from pai_ros.staging import staged_file
 
 COLLECT_FILE = "collect.json"
@@ -232,7 +233,7 @@ class ActivationSet:
 def read_collect_info(directory: Path) -> dict[str, Any]:
     path = directory / COLLECT_FILE
     if not path.is_file():
-        raise UserError(f"{directory} is not a `pai sae collect` directory (no {COLLECT_FILE})")
+        raise ActivationFileError(f"{directory} is not a `pai sae collect` directory (no {COLLECT_FILE})")
     try:
         info = json.loads(path.read_text())
         int(info["d"])
@@ -240,6 +241,6 @@ def read_collect_info(directory: Path) -> dict[str, Any]:
         if not isinstance(info.get("source", {}), dict):
             raise TypeError("'source' is not an object")
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is damaged ({type(exc).__name__}: {exc}); collect again into a new directory") \
-            from None
+        raise ActivationFileError(f"{path} is damaged ({type(exc).__name__}: {exc}); "
+                                  "collect again into a new directory") from None
     return info

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from pai_ros import __version__
-from pai_ros.data.episodes import episode_length, episode_ranges, iter_episode, read_info
+from pai_ros.data.episodes import (
+    episode_length,
+    episode_ranges,
+    iter_episode,
+    read_info,
+)
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.layout import TokenLayout
@@ -37,6 +42,7 @@ from pai_ros.sae.camera_state import (
     fit_camera_state,
     save_probe,
 )
+from pai_ros.sae.errors import CannotFit
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import METRICS_FILE, LoadedSae, check_dimensions
 from pai_ros.sae.ood import (
@@ -199,7 +205,7 @@ def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
                                           np.concatenate([p.states for p in parts]),
                                           episode_groups(*(p.groups for p in parts)),
                                           camera_grids(cal.layout), settings, inputs=cal.feature_inputs)
-    except UserError as exc:
+    except CannotFit as exc:  # recorded in ood.json; anything else (a bug, a bad file) stops calibration
         calibration["camera_state_skipped"] = str(exc)
         return None
     episodes = summary["episodes"]
@@ -274,7 +280,7 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
     try:
         positions, summary = calibrate_positions(cal.token_errors, cal.groups, score)
         calibration["position_score"] = {"file": POSITIONS_FILE, **summary}
-    except UserError as exc:
+    except CannotFit as exc:
         # Too few frames for held-out statistics: the frame-level threshold still stands.
         calibration["position_score_skipped"] = str(exc)
     extra = None

@@ -53,8 +53,8 @@ import numpy as np
 import torch
 
 from pai_ros.data.episodes import pick_evenly
-from pai_ros.errors import UserError
 from pai_ros.policy.layout import TokenLayout
+from pai_ros.sae.errors import CannotFit, SaeFileError
 from pai_ros.sae.ood_files import AGAIN, load_tensors, save_tensors
 from pai_ros.sae.position_score import ScoreSettings, fold_of_groups, threshold_note
 
@@ -263,7 +263,7 @@ def _cross_fit(x: np.ndarray, y: np.ndarray, fold: np.ndarray, target_fpr: float
             residuals[held] = _ridge(x[~held], y[~held]).predict(x[held]) - y[held]
     done = np.isfinite(residuals).all(axis=1)
     if done.sum() < 2:
-        raise UserError(f"need at least 2 cross-fitted calibration frames, got {int(done.sum())}: "
+        raise CannotFit(f"need at least 2 cross-fitted calibration frames, got {int(done.sum())}: "
                         "calibrate on more frames or episodes")
     # A joint that never moved in calibration has no error to speak of: floor its scale at a small
     # share of the typical joint's spread, so a wobble is not infinitely surprising.
@@ -303,7 +303,7 @@ def fit_camera_state(features: np.ndarray, states: np.ndarray, groups: np.ndarra
     y = np.asarray(states, dtype=np.float64)[keep]
     groups = np.asarray(groups)[keep]
     if y.ndim != 2 or y.shape[1] == 0:
-        raise UserError("the camera-state score needs the robot state: this policy takes none")
+        raise CannotFit("the camera-state score needs the robot state: this policy takes none")
     columns = camera_columns(cameras, x.shape[1]) if per_camera and cameras else {ALL_CAMERAS: (0, x.shape[1])}
     fold = fold_of_groups(groups, settings.folds)
     fits = {name: _cross_fit(x[:, a:b], y, fold, settings.target_fpr) for name, (a, b) in columns.items()}
@@ -374,9 +374,10 @@ def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStat
         inputs = tuple(str(i) for i in meta.get("inputs", OUTPUT_ONLY))
         entries = _regression_entries(meta, cameras, d)
     except _Mismatch as exc:
-        raise UserError(f"{directory / 'ood.json'}: its camera_state regressions do not fit: {exc}: {AGAIN}") from None
+        raise SaeFileError(f"{directory / 'ood.json'}: its camera_state regressions do not fit: {exc}: "
+                           f"{AGAIN}") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-        raise UserError(f"{directory / 'ood.json'}: its camera_state entry is incomplete: {AGAIN}") from None
+        raise SaeFileError(f"{directory / 'ood.json'}: its camera_state entry is incomplete: {AGAIN}") from None
     names = tuple(prefix + t for prefix, _, _ in entries.values() for t in _TENSORS)
     tensors = load_tensors(path, meta, sae_id, "a camera-state regression", names)
     regressions, columns = {}, {}
@@ -386,13 +387,13 @@ def load_probe(directory: Path, meta: dict[str, Any], sae_id: str) -> CameraStat
                 "error_scale": (k,)}
         for n, shape in want.items():
             if t[n].shape != shape:
-                raise UserError(f"{path}: tensor '{prefix + n}' has shape {list(t[n].shape)}, expected {list(shape)}: "
-                                f"{AGAIN}")
+                raise SaeFileError(f"{path}: tensor '{prefix + n}' has shape {list(t[n].shape)}, "
+                                   f"expected {list(shape)}: {AGAIN}")
         if (t["input_scale"] <= 0).any() or (t["error_scale"] <= 0).any():
-            raise UserError(f"{path}: its scales must be positive everywhere: {AGAIN}")
+            raise SaeFileError(f"{path}: its scales must be positive everywhere: {AGAIN}")
         regressions[name] = StateRegression(*(t[n].astype(np.float64) for n in _TENSORS), threshold)
         columns[name] = (a, b)
     if inputs not in (OUTPUT_ONLY, OUTPUT_AND_INPUT):
-        raise UserError(f"{directory / 'ood.json'}: its camera_state reads tokens {list(inputs)}, which this "
-                        f"version does not know (it knows {list(OUTPUT_AND_INPUT)}): {AGAIN}")
+        raise SaeFileError(f"{directory / 'ood.json'}: its camera_state reads tokens {list(inputs)}, which this "
+                           f"version does not know (it knows {list(OUTPUT_AND_INPUT)}): {AGAIN}")
     return CameraStateProbe(regressions, columns, cameras, inputs)

@@ -37,7 +37,11 @@ from pai_ros.sae.activations import (
 )
 from pai_ros.sae.distributed import World
 from pai_ros.sae.sizing import Estimate, check_fits
-from pai_ros.staging import check_no_other_results, check_only_own_entries, make_output_dir
+from pai_ros.staging import (
+    check_no_other_results,
+    check_only_own_entries,
+    make_output_dir,
+)
 
 HOOK = "model.encoder output (the memory the ACT decoder cross-attends to), seq-first -> [tokens, dim_model]"
 # float16 by default: half the disk of float32 at the same held-out FVU (bench_sae_scale.py);

@@ -217,7 +217,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.policy.over_dataset import check_dataset_fits
     from pai_ros.policy.runner import activations_runner
-    from pai_ros.sae.calibrate import StateFit, calibrate, check_episodes_apart, summary_lines, write_calibration
+    from pai_ros.sae.calibrate import (
+        StateFit,
+        calibrate,
+        check_episodes_apart,
+        summary_lines,
+        write_calibration,
+    )
     from pai_ros.sae.distributed import refuse_torchrun
     from pai_ros.sae.model import check_dimensions, load_sae
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from pai_ros.errors import UserError
+from pai_ros.sae.errors import RankError
 
 # How gloo says that the other end of a collective is gone, when it does not raise a DistError.
 _PEER_GONE = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "Timed out", "timed out")
@@ -139,7 +139,7 @@ class World:
                 raise
             first = text.splitlines()[0] if text else type(exc).__name__
             detail = re.sub(r"^\[[^\]]*\]\s*", "", first)[:160]  # not gloo's "[.../pair.cc:547]" source location
-            raise UserError(f"rank {self.rank}: another rank stopped {doing} ({detail}); see that rank's own "
+            raise RankError(f"rank {self.rank}: another rank stopped {doing} ({detail}); see that rank's own "
                             "error, if it printed one, then run the same command again on every rank (collect "
                             "resumes where it stopped)") from exc
 
@@ -157,7 +157,7 @@ class World:
         values = [int(t) for t in every]
         if len(set(values)) > 1:
             differ = [r for r, v in enumerate(values) if v != values[0]]
-            raise UserError(f"torchrun ranks were started with different arguments (rank(s) "
+            raise RankError(f"torchrun ranks were started with different arguments (rank(s) "
                             f"{', '.join(map(str, differ))} differ from rank 0); start every rank with the same "
                             f"command (paths are compared as absolute paths: give them so, or start every rank "
                             f"from the same directory)")
@@ -190,9 +190,9 @@ def world_from_env(device: str) -> World:
     cuda = device.startswith("cuda")
     if cuda:
         if not torch.cuda.is_available():
-            raise UserError("--device cuda under torchrun, but CUDA is not available on this machine")
+            raise RankError("--device cuda under torchrun, but CUDA is not available on this machine")
         if torch.cuda.device_count() <= local:
-            raise UserError(f"rank {rank} wants GPU {local} (LOCAL_RANK), but this machine has "
+            raise RankError(f"rank {rank} wants GPU {local} (LOCAL_RANK), but this machine has "
                             f"{torch.cuda.device_count()}: use --nproc-per-node <= the number of GPUs")
         torch.cuda.set_device(local)
     backend = "nccl" if cuda else "gloo"
@@ -221,7 +221,7 @@ def refuse_torchrun(command: str) -> None:
     """One line when ``command``, which runs in one process, was started by torchrun with several: every
     rank would do all the work and write the same files at once."""
     if _launched_size() > 1:
-        raise UserError(f"{command} runs in one process: start it without torchrun (only `pai sae collect` and "
+        raise RankError(f"{command} runs in one process: start it without torchrun (only `pai sae collect` and "
                         "`pai sae train` use several)")
 
 

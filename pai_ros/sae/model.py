@@ -39,6 +39,7 @@ from torch import nn
 
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
+from pai_ros.sae.errors import SaeFileError, SaeMismatch
 from pai_ros.sae.largest import largest_entries
 from pai_ros.sae.sparse_encoder import bags_of, chosen_pre_activations
 from pai_ros.staging import staged_file
@@ -105,7 +106,7 @@ class SaeConfig:
                        threshold=None if data.get("threshold") is None else float(data["threshold"]),
                        format_version=int(data.get("format_version", FORMAT_VERSION)))
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{where} is not a pai_ros SAE config ({type(exc).__name__}: {exc})") from None
+            raise SaeFileError(f"{where} is not a pai_ros SAE config ({type(exc).__name__}: {exc})") from None
 
 
 class Picks(NamedTuple):
@@ -160,7 +161,7 @@ class SparseAutoencoder(nn.Module):
     def threshold_gate(self, pre: torch.Tensor) -> torch.Tensor:
         """BatchTopK inference: keep each activation above the trained threshold (per token)."""
         if self.cfg.threshold is None:
-            raise UserError("this BatchTopK SAE has no threshold in cfg.json (it was never trained)")
+            raise SaeFileError("this BatchTopK SAE has no threshold in cfg.json (it was never trained)")
         return torch.where(pre > self.cfg.threshold, torch.relu(pre), torch.zeros_like(pre))
 
     def batch_topk_for_training(self, x_scaled: torch.Tensor, pre: torch.Tensor) -> tuple[Picks, float]:
@@ -297,13 +298,13 @@ def check_policy_of_tokens(runner: PolicyRunner, d_in: int, source: dict[str, An
 
     dim = int(runner.loaded.config.dim_model)
     if d_in != dim:
-        raise UserError(f"{sae} reads {d_in}-dim activations but the policy's "
-                        f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
+        raise SaeMismatch(f"{sae} reads {d_in}-dim activations but the policy's "
+                          f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
     trained_on = (source or {}).get("policy_id")
     if trained_on and trained_on != policy_fingerprint(runner.loaded.path):
-        raise UserError(f"{sae} was trained on another policy's tokens (policy "
-                        f"{trained_on}, from {source.get('policy_path')}), not on {runner.loaded.path}: "
-                        "its features would not mean the same here; train an SAE on this policy's activations")
+        raise SaeMismatch(f"{sae} was trained on another policy's tokens (policy "
+                          f"{trained_on}, from {source.get('policy_path')}), not on {runner.loaded.path}: "
+                          "its features would not mean the same here; train an SAE on this policy's activations")
 
 
 def content_id(directory: Path) -> str:
@@ -332,30 +333,30 @@ def load_sae(directory: str | Path, device: str = "cpu") -> LoadedSae:
 
     directory = Path(directory)
     if not directory.is_dir():
-        raise UserError(f"{directory} is a file, not an SAE directory (the directory `pai sae train` writes)"
-                        if directory.exists() else f"SAE directory not found: {directory} (train one with "
-                        "`pai sae train`)")
+        raise SaeFileError(f"{directory} is a file, not an SAE directory (the directory `pai sae train` writes)"
+                           if directory.exists() else f"SAE directory not found: {directory} (train one with "
+                           "`pai sae train`)")
     cfg = SaeConfig.from_json(read_json(directory / CFG_FILE, "SAE config cfg.json"), str(directory / CFG_FILE))
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
-        raise UserError(f"SAE weights not found: {weights}")
+        raise SaeFileError(f"SAE weights not found: {weights}")
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{weights} is not a readable safetensors file ({exc})") from None
+        raise SaeFileError(f"{weights} is not a readable safetensors file ({exc})") from None
     sizes = {"d_in": cfg.d_in, "d_sae": cfg.d_sae}
     # Every tensor is checked before the model is built: cfg.json sizes are allocated as given,
     # so a damaged cfg.json must fail here, not in a multi-gigabyte allocation.
     for name, dims in WEIGHT_SHAPES.items():
         if name not in tensors:
-            raise UserError(f"{weights} has no tensor '{name}' (has: {', '.join(sorted(tensors)) or 'none'})")
+            raise SaeFileError(f"{weights} has no tensor '{name}' (has: {', '.join(sorted(tensors)) or 'none'})")
         want = tuple(sizes[d] for d in dims)
         got = tuple(tensors[name].shape)
         if got != want:
-            raise UserError(f"{weights}: tensor '{name}' has shape {list(got)}, cfg.json says {list(want)}")
+            raise SaeFileError(f"{weights}: tensor '{name}' has shape {list(got)}, cfg.json says {list(want)}")
         if not (tensors[name].is_floating_point() and torch.isfinite(tensors[name]).all()):
-            raise UserError(f"{weights}: tensor '{name}' must hold finite floating-point numbers "
-                            f"(dtype {tensors[name].dtype}; NaN or inf are refused)")
+            raise SaeFileError(f"{weights}: tensor '{name}' must hold finite floating-point numbers "
+                               f"(dtype {tensors[name].dtype}; NaN or inf are refused)")
     sae = SparseAutoencoder(cfg)
     for name in WEIGHT_SHAPES:
         getattr(sae, name).data.copy_(tensors[name].to(torch.float32))

@@ -29,6 +29,7 @@ from pai_ros.jsonfile import read_json
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.observation import Observation
 from pai_ros.sae.camera_state import CameraStateProbe, CameraStateReading, load_probe
+from pai_ros.sae.errors import CannotFit, SaeFileError
 from pai_ros.sae.position_score import (
     PositionStats,
     ScoreSettings,
@@ -78,7 +79,7 @@ def fit_threshold(errors: np.ndarray, rule: str = "p99", sigmas: float = 3.0) ->
     errors = np.asarray(errors, dtype=np.float64)
     errors = errors[np.isfinite(errors)]
     if errors.size < 2:
-        raise UserError(f"need at least 2 calibration frames with a finite error, got {errors.size}")
+        raise CannotFit(f"need at least 2 calibration frames with a finite error, got {errors.size}")
     if rule not in RULES:
         raise UserError(f"unknown threshold rule '{rule}' (choose from {', '.join(RULES)})")
     pct = {f"p{p:g}": float(np.percentile(errors, p)) for p in PERCENTILES}
@@ -125,7 +126,7 @@ def load_calibration(sae_dir: Path, sae_id: str) -> tuple[Calibration | None, st
                                      target_fpr=float(pos["target_fpr"]), folds=int(pos["folds"]))
             score_threshold = float(pos["threshold"])
     except (KeyError, TypeError, ValueError, AttributeError):
-        raise UserError(f"{path} is not a pai_ros OOD calibration; run `pai sae calibrate` again") from None
+        raise SaeFileError(f"{path} is not a pai_ros OOD calibration; run `pai sae calibrate` again") from None
     if cal.sae_id != sae_id:
         return None, (f"{path} was calibrated for SAE {cal.sae_id}, not {sae_id} (retrained?): "
                       "run `pai sae calibrate` again")
@@ -136,10 +137,11 @@ def load_calibration(sae_dir: Path, sae_id: str) -> tuple[Calibration | None, st
         try:
             probe_threshold = float(camera["threshold"])
         except (KeyError, TypeError, ValueError):
-            raise UserError(f"{path}: its camera_state entry has no threshold; run `pai sae calibrate` again") from None
+            raise SaeFileError(f"{path}: its camera_state entry has no threshold; "
+                               "run `pai sae calibrate` again") from None
         if not (np.isfinite(probe_threshold) and probe_threshold > 0):  # NaN would silently never flag
-            raise UserError(f"{path}: its camera_state threshold is {probe_threshold}, not a positive number; "
-                            "run `pai sae calibrate` again")
+            raise SaeFileError(f"{path}: its camera_state threshold is {probe_threshold}, not a positive number; "
+                               "run `pai sae calibrate` again")
         also = f", camera-state threshold {probe_threshold:.4g}"
     if pos is None:
         cal = Calibration(cal.threshold, cal.rule, cal.sae_id, camera_state=probe,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from pai_ros.errors import UserError
+from pai_ros.sae.errors import SaeFileError
 from pai_ros.staging import staged_file
 
 AGAIN = "run `pai sae calibrate` again"
@@ -41,23 +41,23 @@ def load_tensors(path: Path, meta: dict[str, Any], sae_id: str, what: str,
 
     ood_json = path.parent / "ood.json"
     if not path.is_file():
-        raise UserError(f"{ood_json} names {what} but {path} is missing: {AGAIN}")
+        raise SaeFileError(f"{ood_json} names {what} but {path} is missing: {AGAIN}")
     data = path.read_bytes()
     if meta.get("sha256") and hashlib.sha256(data).hexdigest() != meta["sha256"]:
-        raise UserError(f"{path} is not the file {ood_json} was calibrated with: {AGAIN}")
+        raise SaeFileError(f"{path} is not the file {ood_json} was calibrated with: {AGAIN}")
     try:
         with safe_open(str(path), framework="numpy") as f:
             file_sae = (f.metadata() or {}).get("sae_id")
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(f"{path} is not a readable safetensors file ({exc}): {AGAIN}") from None
+        raise SaeFileError(f"{path} is not a readable safetensors file ({exc}): {AGAIN}") from None
     if file_sae is not None and file_sae != sae_id:
-        raise UserError(f"{path} was made for SAE {file_sae}, not {sae_id}: {AGAIN}")
+        raise SaeFileError(f"{path} was made for SAE {file_sae}, not {sae_id}: {AGAIN}")
     missing = [n for n in names if n not in tensors]
     if missing:
-        raise UserError(f"{path} has no tensor {', '.join(missing)} (has: {', '.join(sorted(tensors)) or 'none'})")
+        raise SaeFileError(f"{path} has no tensor {', '.join(missing)} (has: {', '.join(sorted(tensors)) or 'none'})")
     for name in names:
         t = tensors[name]
         if not (np.issubdtype(t.dtype, np.floating) and np.isfinite(t).all()):
-            raise UserError(f"{path}: tensor '{name}' must hold finite floating-point numbers: {AGAIN}")
+            raise SaeFileError(f"{path}: tensor '{name}' must hold finite floating-point numbers: {AGAIN}")
     return {name: tensors[name] for name in names}

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from pai_ros.errors import UserError
 from pai_ros.require import require
+from pai_ros.sae.errors import CannotFit, SaeFileError
 from pai_ros.sae.ood_files import AGAIN, load_tensors, save_tensors
 
 POSITIONS_FILE = "ood_positions.safetensors"
@@ -87,7 +87,7 @@ def fit_stats(token_errors: np.ndarray) -> PositionStats:
     """Statistics from in-distribution frames' per-token squared errors ``[F, S]``."""
     errors = np.asarray(token_errors, dtype=np.float64)
     if errors.ndim != 2 or errors.shape[0] < 2:
-        raise UserError(f"position statistics need [frames >= 2, tokens] errors, got shape {list(errors.shape)}")
+        raise CannotFit(f"position statistics need [frames >= 2, tokens] errors, got shape {list(errors.shape)}")
     logs = log_errors(errors)
     n = logs.shape[0]
     mean, var = logs.mean(axis=0), logs.var(axis=0, ddof=1)
@@ -153,7 +153,7 @@ def calibrate_positions(token_errors: np.ndarray, groups: np.ndarray,
     held_out = cross_fitted_scores(token_errors, groups, settings)
     held_out = held_out[np.isfinite(held_out)]
     if held_out.size < 2:
-        raise UserError(f"need at least 2 cross-fitted calibration frames, got {held_out.size}: "
+        raise CannotFit(f"need at least 2 cross-fitted calibration frames, got {held_out.size}: "
                         "calibrate on more frames or episodes")
     threshold = float(np.quantile(held_out, 1.0 - settings.target_fpr))
     stats = fit_stats(token_errors)
@@ -194,8 +194,8 @@ def load_stats(directory: Path, meta: dict[str, Any], sae_id: str) -> PositionSt
     want = int(meta.get("num_tokens", mean.shape[0] if mean.ndim == 1 else -1))
     for name, t in ((MEAN, mean), (STD, std)):
         if t.shape != (want,):
-            raise UserError(f"{path}: tensor '{name}' has shape {list(t.shape)}, expected [{want}] "
-                            f"(one value per token position): {AGAIN}")
+            raise SaeFileError(f"{path}: tensor '{name}' has shape {list(t.shape)}, expected [{want}] "
+                               f"(one value per token position): {AGAIN}")
     if (std <= 0).any():
-        raise UserError(f"{path}: tensor '{STD}' must be positive everywhere: {AGAIN}")
+        raise SaeFileError(f"{path}: tensor '{STD}' must be positive everywhere: {AGAIN}")
     return PositionStats(mean.astype(np.float64), std.astype(np.float64))

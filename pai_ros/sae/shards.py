@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from pai_ros.errors import UserError
 from pai_ros.sae.activations import (
     META_TENSORS,
     ActivationSet,
@@ -30,6 +29,7 @@ from pai_ros.sae.activations import (
     incomplete_episodes,
     read_collect_info,
 )
+from pai_ros.sae.errors import ActivationFileError
 
 # safetensors' dtype names of the floating-point types a shard may store.
 FLOAT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
@@ -74,21 +74,23 @@ def _header(path: Path, need_meta: bool) -> tuple[list[int], str, int]:
         with safe_open(str(path), framework="pt") as f:
             keys = set(f.keys())
             if "activations" not in keys:
-                raise UserError(f"{path} has no tensor 'activations' (has: {', '.join(sorted(keys)) or 'none'})")
+                raise ActivationFileError(f"{path} has no tensor 'activations' "
+                                          f"(has: {', '.join(sorted(keys)) or 'none'})")
             if need_meta:
                 missing = [k for k in META_TENSORS if k not in keys]
                 if missing:
-                    raise UserError(f"{path} is not a pai_ros activation shard (missing {', '.join(missing)})")
+                    raise ActivationFileError(f"{path} is not a pai_ros activation shard "
+                                              f"(missing {', '.join(missing)})")
                 rows = f.get_slice("activations").get_shape()[:1]
                 short = [k for k in META_TENSORS if f.get_slice(k).get_shape() != rows]
                 if short:
-                    raise UserError(f"{path}: tensor(s) {', '.join(short)} do not have one value per row "
-                                    f"({rows[0] if rows else '?'}): collect that episode again")
+                    raise ActivationFileError(f"{path}: tensor(s) {', '.join(short)} do not have one value per row "
+                                              f"({rows[0] if rows else '?'}): collect that episode again")
             sl = f.get_slice("activations")
             shape, dtype = list(sl.get_shape()), str(sl.get_dtype())
         return shape, dtype, _data_offset(path)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{path} is not a readable safetensors file ({exc})") from None
+        raise ActivationFileError(f"{path} is not a readable safetensors file ({exc})") from None
 
 
 def _data_offset(path: Path, name: str = "activations") -> int:
@@ -103,9 +105,9 @@ def _data_offset(path: Path, name: str = "activations") -> int:
 
 def _check_header(path: Path, shape: list[int], dtype: str) -> None:
     if len(shape) != 2 or shape[0] == 0 or shape[1] == 0:
-        raise UserError(f"{path}: tensor 'activations' must be [N, d] with N, d > 0, got shape {shape}")
+        raise ActivationFileError(f"{path}: tensor 'activations' must be [N, d] with N, d > 0, got shape {shape}")
     if dtype not in FLOAT_DTYPES:
-        raise UserError(f"{path}: tensor 'activations' must be floating point, got {dtype}")
+        raise ActivationFileError(f"{path}: tensor 'activations' must be floating point, got {dtype}")
 
 
 def open_shards(path: str | Path) -> ShardSet:
@@ -114,7 +116,8 @@ def open_shards(path: str | Path) -> ShardSet:
     if path.is_dir():
         return _open_collection(path)
     if not path.exists():
-        raise UserError(f"activations not found: {path} (a `pai sae collect` directory or a .safetensors file)")
+        raise ActivationFileError(f"activations not found: {path} "
+                                  "(a `pai sae collect` directory or a .safetensors file)")
     shape, dtype, offset = _header(path, need_meta=False)
     _check_header(path, shape, dtype)
     return ShardSet(path, [Shard(path, shape[0], None, shape[1], FLOAT_DTYPES[dtype], offset)], shape[1],
@@ -126,7 +129,7 @@ def _open_collection(directory: Path) -> ShardSet:
     d = int(info["d"])
     done = complete_episodes(directory, d)
     if not done:
-        raise UserError(f"{directory} has no complete episodes (run `pai sae collect` to finish it)")
+        raise ActivationFileError(f"{directory} has no complete episodes (run `pai sae collect` to finish it)")
     shards: list[Shard] = []
     seen: dict[str, Path] = {}  # dtype -> first shard stored in it
     for episode in sorted(done):
@@ -135,13 +138,14 @@ def _open_collection(directory: Path) -> ShardSet:
             shape, dtype, offset = _header(shard, need_meta=True)
             _check_header(shard, shape, dtype)
             if shape[1] != d or shape[0] != int(part["rows"]):
-                raise UserError(f"{shard} holds {shape} but its manifest says [{part['rows']}, {d}] "
-                                f"(shards of mixed widths?): collect that episode again")
+                raise ActivationFileError(f"{shard} holds {shape} but its manifest says [{part['rows']}, {d}] "
+                                          f"(shards of mixed widths?): collect that episode again")
             seen.setdefault(dtype, shard)
             if len(seen) > 1:
                 (a, pa), (b, pb) = list(seen.items())[:2]
-                raise UserError(f"{directory} mixes shard dtypes ({pa.name} is {FLOAT_DTYPES[a]}, {pb.name} is "
-                                f"{FLOAT_DTYPES[b]}): collect into one directory with one --dtype")
+                raise ActivationFileError(f"{directory} mixes shard dtypes ({pa.name} is {FLOAT_DTYPES[a]}, "
+                                          f"{pb.name} is {FLOAT_DTYPES[b]}): collect into one directory "
+                                          "with one --dtype")
             shards.append(Shard(shard, shape[0], episode, d, FLOAT_DTYPES[dtype], offset))
     return ShardSet(directory, shards, d, FLOAT_DTYPES[next(iter(seen))], info,
                     incomplete_episodes(directory, d))
@@ -176,7 +180,7 @@ class RowReader:
         # The sum is non-finite whenever an element is (and costs a fifteenth of isfinite().all()
         # here); only then is every element checked (a huge but finite float32 sum is no error).
         if not math.isfinite(float(out.sum())) and not torch.isfinite(out).all():
-            raise UserError(f"{shard.path}: tensor 'activations' contains NaN or inf (rows {start}-{stop})")
+            raise ActivationFileError(f"{shard.path}: tensor 'activations' contains NaN or inf (rows {start}-{stop})")
         return out
 
 
@@ -194,9 +198,9 @@ def _read_into(shard: Shard, start: int, stop: int, raw: torch.Tensor) -> None:
                     break
                 got += n
     except OSError as exc:
-        raise UserError(f"{shard.path} could not be read ({exc}); was it changed during training?") from None
+        raise ActivationFileError(f"{shard.path} could not be read ({exc}); was it changed during training?") from None
     if got < len(target):
-        raise UserError(f"{shard.path} ends before row {stop}; was it changed during training?")
+        raise ActivationFileError(f"{shard.path} ends before row {stop}; was it changed during training?")
 
 
 def read_activation_rows(shard: Shard, start: int, stop: int) -> torch.Tensor:
@@ -212,7 +216,7 @@ def read_rows(shard: Shard, start: int, stop: int, tensors: tuple[str, ...]) -> 
         with safe_open(str(shard.path), framework="pt") as f:
             return {name: f.get_slice(name)[start:stop] for name in tensors}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"{shard.path} could not be read ({exc}); was it changed during training?") from None
+        raise ActivationFileError(f"{shard.path} could not be read ({exc}); was it changed during training?") from None
 
 
 def read_activations(path: str | Path) -> ActivationSet:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pai_ros.errors import UserError
+from pai_ros.sae.errors import DiskBudgetError
 
 BYTES_PER_VALUE = {"float32": 4, "float16": 2, "bfloat16": 2}
 # episode_index, frame_index, token_index (int32), token_kind (int8), camera_index, row, col (int16)
@@ -69,12 +70,12 @@ def check_fits(estimate: Estimate, directory: Path, max_disk: int | None, *, alr
         " or store --dtype float16" if BYTES_PER_VALUE[estimate.dtype] > 2 else "")  # not when it already is
     if max_disk is not None and estimate.bytes + already > max_disk:
         before = f" besides the {fmt_size(already)} collected before" if already else ""
-        raise UserError(f"the collection would need about {fmt_size(estimate.bytes)} ({estimate.tokens:,} tokens)"
-                        f"{before}, more than --max-disk {fmt_size(max_disk)}: {hint}")
+        raise DiskBudgetError(f"the collection would need about {fmt_size(estimate.bytes)} ({estimate.tokens:,} tokens)"
+                              f"{before}, more than --max-disk {fmt_size(max_disk)}: {hint}")
     probe = directory
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     free = shutil.disk_usage(probe).free
     if estimate.bytes > free:
-        raise UserError(f"the collection would need about {fmt_size(estimate.bytes)} ({estimate.tokens:,} tokens) "
-                        f"but {probe} has {fmt_size(free)} free: {hint}")
+        raise DiskBudgetError(f"the collection would need about {fmt_size(estimate.bytes)} "
+                              f"({estimate.tokens:,} tokens) but {probe} has {fmt_size(free)} free: {hint}")

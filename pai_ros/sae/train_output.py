@@ -19,7 +19,13 @@ from pai_ros.jsonfile import write_json_atomic
 from pai_ros.sae.calibrate import CALIBRATION_FILES
 from pai_ros.sae.distributed import World
 from pai_ros.sae.metrics import action_recovery
-from pai_ros.sae.model import CFG_FILE, METRICS_FILE, SparseAutoencoder, check_policy_of_tokens, save_sae
+from pai_ros.sae.model import (
+    CFG_FILE,
+    METRICS_FILE,
+    SparseAutoencoder,
+    check_policy_of_tokens,
+    save_sae,
+)
 from pai_ros.sae.plots import plot_training
 from pai_ros.sae.shards import ShardSet, open_shards, read_frames
 from pai_ros.sae.stream import BUFFER_TOKENS, StreamSplit
