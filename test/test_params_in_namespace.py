@@ -273,6 +273,19 @@ def test_a_value_of_the_wrong_type_is_one_line_and_exit_1(node: str, arg: str, n
     assert res.returncode == 1 and len(lines) == 1 and needle in lines[0], (res.returncode, lines)
 
 
+def test_a_relative_namespace_is_one_line_in_any_console_format(ros_env: dict) -> None:
+    """rcl's warning and error lines are dropped in the user's own console format and colours too,
+    and the line says what rcl's reason ("Expected lexeme type 19, got 18") does not."""
+    env = {**ros_env, "RCUTILS_CONSOLE_OUTPUT_FORMAT": "[{severity}] {name} {message}",
+           "RCUTILS_COLORIZED_OUTPUT": "1"}
+    res = subprocess.run([sys.executable, "-m", "pai_ros.ros.replay_node", "--ros-args", "-r", "__ns:=robot7"],
+                         capture_output=True, text=True, env=env, timeout=120, cwd=REPO)
+    lines = [line for line in (res.stdout + res.stderr).splitlines() if line.strip()]
+    assert res.returncode == 1 and len(lines) == 1, (res.returncode, lines)
+    assert lines[0].startswith("replay_node: error: cannot read the ROS arguments: Couldn't parse remap rule")
+    assert lines[0].endswith("(a namespace is absolute: -r __ns:=/robot7)"), lines
+
+
 @pytest.mark.parametrize("node, params_module", [
     ("policy_node", "pai_ros.live.parameters"), ("replay_node", "pai_ros.ros.replay_node"),
     ("recorder_node", "pai_ros.ros.recorder_node"), ("sim_node", "pai_ros.sim.parameters"),

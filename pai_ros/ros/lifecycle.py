@@ -23,8 +23,15 @@ from pai_ros.ros.node_help import help_requested, node_help
 RCLError = _rclpy.RCLError  # rcl's errors (rclpy raises them; its own modules name them so too)
 
 
-# rcl's own log lines, "[ERROR] [1796618474.91] [rcl]: Failed to parse global arguments"
-_RCL_LINE = re.compile(rb"^\[[A-Z]+\] \[[0-9.]+\] \[rcl\]: ")
+# rcl's own log lines: "[ERROR] [1796618474.91] [rcl]: Failed to parse global arguments" by default;
+# RCUTILS_CONSOLE_OUTPUT_FORMAT may lay them out otherwise ("ERROR rcl: ...") and
+# RCUTILS_COLORIZED_OUTPUT=1 colours them, so the logger's name is looked for as a field anywhere.
+_ANSI_COLOUR = re.compile(rb"\x1b\[[0-9;]*m")
+_RCL_NAME = re.compile(rb"(?:^|[\s\[(<{])rcl(?:[\])>}:\s]|$)")
+
+
+def _is_rcl_line(line: bytes) -> bool:
+    return _RCL_NAME.search(_ANSI_COLOUR.sub(b"", line)) is not None
 
 
 def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
@@ -40,7 +47,7 @@ def init_ros(name: str, args: list[str] | None, **init_kwargs: Any) -> bool:
         with _stderr_held(held):
             rclpy.init(args=args, **init_kwargs)
     except RuntimeError as exc:  # rclpy's RCLError
-        _write_stderr(b"".join(line for line in held if not _RCL_LINE.match(line)))
+        _write_stderr(b"".join(line for line in held if not _is_rcl_line(line)))
         reason = rcl_reason(exc)
         hint = ros_arguments_hint(str(exc))
         what = "cannot read the ROS arguments" if "parse" in str(exc).lower() else "cannot start ROS"
