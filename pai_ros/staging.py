@@ -35,16 +35,6 @@ from pai_ros.errors import UserError
 from pai_ros.wording import listed
 
 
-def output_path(text: str) -> Path:
-    """An output argument (argparse ``type=``): an empty one (an unset variable in quotes) would write
-    into the current directory, so it is refused like any other bad value."""
-    if not text.strip():
-        import argparse
-
-        raise argparse.ArgumentTypeError("an empty path (an unset shell variable?); name the output")
-    return Path(text)
-
-
 def make_output_dir(path: Path) -> Path:
     """Create an output directory (and its parents), or say in one line why it cannot be."""
     path = Path(path)

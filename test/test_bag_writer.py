@@ -95,6 +95,14 @@ def read_mcap(bag: Path) -> dict[str, list[tuple[int, object]]]:
     return out
 
 
+
+def test_a_bag_path_with_a_tilde_is_written_under_home(tmp_path: Path, monkeypatch) -> None:
+    # The recorder's output:=~/bags/run1: no shell expands that ~, and a folder named '~' appeared.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with BagWriter("~/bags/run1") as writer:
+        assert writer.path == tmp_path / "bags" / "run1"
+    assert (tmp_path / "bags" / "run1" / "metadata.yaml").is_file()
+
 def test_all_types_round_trip_through_rosbags_and_mcap(tmp_path: Path) -> None:
     bag = tmp_path / "bag"
     with BagWriter(bag) as writer:

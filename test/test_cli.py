@@ -131,6 +131,20 @@ def test_an_empty_output_path_is_refused_not_the_current_directory(tmp_path) -> 
         assert res.returncode == 2 and "an empty path (an unset shell variable?); name the output" in res.stderr, argv
 
 
+def test_a_tilde_the_shell_left_alone_is_the_home_directory(tmp_path) -> None:
+    # --opt=~/x, "~/x" in quotes, a path from a script: the shell leaves the ~, and taken literally an
+    # output became a folder named '~' in the working directory and an input was "not found" there.
+    import os
+
+    env = {**os.environ, "HOME": str(tmp_path)}
+    for argv, said in ((["sae", "train", "--activations=~/acts", "--output=~/sae"], f"{tmp_path}/acts"),
+                       (["features", "analyse", "~/results"], f"results directory not found: {tmp_path}/results"),
+                       (["bag2parquet", "~/bag", "~/out"], f"bag not found: {tmp_path}/bag")):
+        res = run_pai(*argv, env=env)
+        assert res.returncode == 1 and said in res.stderr and "~" not in res.stderr, (argv, res.stderr)
+    assert not (REPO / "~").exists()
+
+
 def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
     """`ros2 run pai_ros sim_node --help | head -5` ended in a BrokenPipeError traceback."""
     import os

@@ -85,6 +85,13 @@ def test_holdout_is_by_episode_when_rows_name_episodes() -> None:
     assert set(episodes[split.heldout.numpy()]) == {8, 9} and not set(episodes[split.train.numpy()]) & {8, 9}
 
 
+def test_a_node_parameter_with_a_tilde_loads_from_home(tmp_path, trained, monkeypatch) -> None:
+    # sae_path:=~/sae on a ros2 launch line or in a YAML file: no shell expands that ~.
+    sae_id = save_sae(trained[0].sae, tmp_path / "sae")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert load_sae("~/sae").sae_id == sae_id
+
+
 def test_save_load_round_trip_with_saelens_names(tmp_path, trained) -> None:
     sae = trained[0].sae
     sae_id = save_sae(sae, tmp_path / "sae")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
+from pai_ros.path_args import output_path
 from pai_ros.policy.loading import add_policy_arguments
 from pai_ros.require import require
-from pai_ros.staging import output_path
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -4,10 +4,9 @@ a LeRobotDataset) and ``pai bag recover``."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
-from pai_ros.staging import output_path
+from pai_ros.path_args import input_path, output_path
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -27,7 +26,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("bag", type=Path, metavar="BAG", help="bag directory, or a .mcap/.db3 file")
+    p.add_argument("bag", type=input_path, metavar="BAG", help="bag directory, or a .mcap/.db3 file")
     p.add_argument("out", type=output_path, metavar="OUT", help="output directory (new, or empty)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace OUT if it holds an earlier bag2parquet output (never other files)")
@@ -54,7 +53,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ),
         formatter_class=HelpFormatter,
     )
-    d.add_argument("bags", type=Path, nargs="+", metavar="BAG", help="bag directories or .mcap/.db3 files")
+    d.add_argument("bags", type=input_path, nargs="+", metavar="BAG", help="bag directories or .mcap/.db3 files")
     d.add_argument("-o", "--output", type=output_path, required=True, metavar="OUT", help="dataset directory to create")
     d.add_argument("--camera", action="append", required=True, metavar="NAME:TOPIC",
                    help="a camera: the policy's camera name and its sensor_msgs/Image or CompressedImage topic "
@@ -99,7 +98,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         ),
         formatter_class=HelpFormatter,
     )
-    r.add_argument("bag", type=Path, metavar="BAG", help="bag directory, or a single .mcap file")
+    r.add_argument("bag", type=input_path, metavar="BAG", help="bag directory, or a single .mcap file")
     r.add_argument("-o", "--output", type=output_path, metavar="OUT", default=None,
                    help="new bag directory to write (default: BAG_recovered next to BAG)")
     r.add_argument("--force", action="store_true",

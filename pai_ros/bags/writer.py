@@ -114,7 +114,7 @@ class BagWriter:
 
     def __init__(self, path: str | Path, *, compression: str = "none", max_bag_size_mb: float = 0,
                  version: int = 8, store: Typestore | None = None, flush_period_s: float = 1.0) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # the recorder's output:=~/bags: no shell expands it there
         if compression not in COMPRESSIONS:
             raise UserError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
         require("max_bag_size_mb", max_bag_size_mb, at_least=0, note=" (0: no splitting)")

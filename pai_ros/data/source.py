@@ -10,12 +10,13 @@ import argparse
 from pathlib import Path
 
 from pai_ros.errors import UserError
+from pai_ros.path_args import input_path
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     """``--dataset-root D`` or ``--dataset-repo-id ORG/NAME``: exactly one is required."""
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--dataset-root", type=Path, metavar="D",
+    group.add_argument("--dataset-root", type=input_path, metavar="D",
                        help="LeRobotDataset v3.0 directory (has meta/info.json)")
     group.add_argument("--dataset-repo-id", metavar="ORG/NAME",
                        help="hub dataset id, read from this machine only: LeRobot's HF_LEROBOT_HOME/ORG/NAME, "

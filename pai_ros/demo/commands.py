@@ -7,7 +7,7 @@ import contextlib
 import sys
 
 from pai_ros.cli_help import HelpFormatter
-from pai_ros.staging import output_path
+from pai_ros.path_args import output_path
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
+from pai_ros.path_args import input_path, output_path
 from pai_ros.policy.loading import add_device_argument, add_policy_arguments
-from pai_ros.staging import output_path
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -39,7 +39,7 @@ def _register_record(inner: Sub) -> None:
                     "features topic, one row per frame) and feature_tokens.parquet (token-level codes for spatial "
                     "heatmaps), plus OUTPUT/record.json naming the policy, SAE and dataset.")
     add_policy_arguments(p)
-    p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
+    p.add_argument("--sae", type=input_path, required=True, help="SAE directory (from `pai sae train`)")
     add_dataset_arguments(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="episode index(es); default: all")
     p.add_argument("--output-dir", type=output_path, required=True, help="results directory (created or extended)")
@@ -56,7 +56,7 @@ def _register_analyse(inner: Sub) -> None:
                     "per-feature statistics, a ranking, the top frames globally and per episode (adjacent frames "
                     "de-duplicated), and for recordings a thumbnail per top frame and camera with the feature's "
                     "heatmap. Writes RESULTS/analysis/analysis.json, ranking.png and thumbs/.")
-    p.add_argument("results", type=Path, help="results directory")
+    p.add_argument("results", type=input_path, help="results directory")
     p.add_argument("--rank-by", default="variance", choices=("variance", "max", "firing_rate", "mean"),
                    help="the order of the features: variance over frames (what changes with the scene), max "
                         "(the strongest single activation), firing_rate (how often it is on), mean")
@@ -134,7 +134,7 @@ def _register_effects(inner: Sub) -> None:
                     "by effect next to the ranking by activation, and their rank correlation) and effects.png; "
                     "the feature browser shows them. RESULTS is a `pai features record` directory on which "
                     "`pai features analyse` has run; the policy and SAE are the ones it was recorded with.")
-    p.add_argument("results", type=Path, help="results directory (record + analyse)")
+    p.add_argument("results", type=input_path, help="results directory (record + analyse)")
     p.add_argument("--top-features", type=int, default=32, help="features to measure, in ranking order")
     p.add_argument("--frames", type=int, default=64, help="held-out frames, evenly over the recorded episodes")
     p.add_argument("--clamp-scale", type=float, default=1.0,

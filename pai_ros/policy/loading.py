@@ -26,6 +26,7 @@ from typing import Any
 from pai_ros.errors import UserError
 from pai_ros.hub import is_repo_id, model_download_command, model_repo_of, resolve_model
 from pai_ros.jsonfile import read_json
+from pai_ros.path_args import input_path
 from pai_ros.policy.errors import weights_mismatch
 from pai_ros.wording import listed
 
@@ -284,7 +285,7 @@ def check_weights_finite(ckpt: Path, policy: Any) -> None:
 def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     """``--policy-path`` (what :func:`load_act_policy` accepts) and ``--device`` (what
     :func:`resolve_device` accepts): one wording for every command that runs a policy."""
-    parser.add_argument("--policy-path", type=Path, required=True,
+    parser.add_argument("--policy-path", type=input_path, required=True,
                         help="ACT checkpoint dir (pretrained_model), a lerobot-train output dir, or a hub id "
                              "(ORG/NAME) already in the local Hugging Face cache")
     add_device_argument(parser)

@@ -169,7 +169,7 @@ class RecorderNode(Node):
                                     flush_period_s=float(p["flush_period_s"]))
         except OSError as exc:
             raise UserError(f"cannot create the bag {p['output']}: {exc.strerror or exc}") from None
-        self.output = p["output"]
+        self.output = str(self.writer.path)  # as written: ~ expanded
         self.ledger = RecordingLedger(self.output, wanted)
         self.diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC,
                                               QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
 from pai_ros.data.source import add_dataset_arguments
+from pai_ros.path_args import input_path, output_path
 from pai_ros.policy.loading import add_device_argument, add_policy_arguments
 from pai_ros.require import require
-from pai_ros.staging import output_path
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -68,7 +67,7 @@ def _register_train(inner: Sub) -> None:
                     "OUTPUT/sae_weights.safetensors (W_enc [d,F], W_dec [F,d], b_enc, b_dec: SAELens names), "
                     "OUTPUT/metrics.json (held-out FVU, L0, dead/dense fractions, cosine, l2 ratio, action "
                     "recovery when spliced into the policy) and OUTPUT/training_curves.png.")
-    p.add_argument("--activations", type=Path, required=True, help="collect directory or .safetensors file")
+    p.add_argument("--activations", type=input_path, required=True, help="collect directory or .safetensors file")
     p.add_argument("--output", type=output_path, required=True, help="SAE directory to write")
     p.add_argument("--architecture", default="topk", choices=("topk", "relu", "batchtopk"),
                    help="batchtopk: top k x batch activations per training batch, a learnt threshold at inference")
@@ -110,7 +109,7 @@ def _register_calibrate(inner: Sub) -> None:
                     "the camera tokens to the state); give it the policy's training episodes with "
                     "--state-fit-dataset-root, since a few calibration episodes alone make its threshold flag far "
                     "more than 1% of ordinary frames.")
-    p.add_argument("--sae", type=Path, required=True, help="SAE directory (from `pai sae train`)")
+    p.add_argument("--sae", type=input_path, required=True, help="SAE directory (from `pai sae train`)")
     _common_policy(p)
     p.add_argument("--episode", type=int, nargs="+", metavar="E", help="calibration episodes; default: all")
     p.add_argument("--evaluate-episode", type=int, nargs="+", metavar="E",
@@ -118,7 +117,7 @@ def _register_calibrate(inner: Sub) -> None:
     p.add_argument("--threshold", default="p99", choices=("p95", "p99", "p99.9", "sigma"),
                    help="threshold rule: a percentile of the calibration errors, or mean + --sigmas x std")
     p.add_argument("--sigmas", type=float, default=3.0, help="k for the sigma rule (a positive number)")
-    p.add_argument("--state-fit-dataset-root", type=Path, metavar="DIR",
+    p.add_argument("--state-fit-dataset-root", type=input_path, metavar="DIR",
                    help="a local LeRobot dataset (usually the policy's training data) whose episodes the camera-state "
                         "regression also learns from; default: the calibration episodes alone")
     p.add_argument("--state-fit-episode", type=int, nargs="+", metavar="E",

@@ -331,7 +331,7 @@ def load_sae(directory: str | Path, device: str = "cpu") -> LoadedSae:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    directory = Path(directory).expanduser()  # a node's sae_path:=~/sae: no shell expands it there
     if not directory.is_dir():
         raise SaeFileError(f"{directory} is a file, not an SAE directory (the directory `pai sae train` writes)"
                            if directory.exists() else f"SAE directory not found: {directory} (train one with "

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from pai_ros.cli_help import HelpFormatter
+from pai_ros.path_args import input_path
 
 Sub = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -33,7 +33,7 @@ def _register_ui(inner: Sub) -> None:
                     "feature's top frames with its heatmap per camera, its activation over an episode, its "
                     "statistics, and name/description fields saved to RESULTS/names.json. Binds 127.0.0.1 unless "
                     "--host says otherwise.")
-    p.add_argument("results", type=Path, help="results directory with analysis/analysis.json")
+    p.add_argument("results", type=input_path, help="results directory with analysis/analysis.json")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it to the network)")
     p.add_argument("--port", type=port, default=7860, help="TCP port, 0-65535 (0: pick a free one)")
     p.set_defaults(handler=_ui)
