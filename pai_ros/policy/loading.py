@@ -202,9 +202,12 @@ def check_config_fields(ckpt: Path, config: dict[str, Any]) -> None:
     # A hub snapshot's files are links into the cache's shared blobs: an edit there changes the download.
     edit = (f"copy it (cp -rL {ckpt} DIR, a new DIR), remove those fields from DIR/{CONFIG_FILE} and use DIR as the "
             "policy path" if model_repo_of(ckpt) else f"remove those fields from {CONFIG_FILE}")
+    # Not "upgrade LeRobot": pai_ros pins the LeRobot whose ACT internals its hooks read, and a
+    # newer one in the same environment breaks it. Options new since then mostly keep their old
+    # behaviour at their defaults, so the weights load once the fields are gone.
     raise UserError(f"{ckpt / CONFIG_FILE} has {', '.join(unknown)}, unknown to the LeRobot {lerobot.__version__} "
-                    f"installed here{by}; upgrade LeRobot to {writer[0] if writer else 'the version that wrote it'} "
-                    f"or {edit}")
+                    f"installed here{by}, which pai_ros needs (its hooks read that version's ACT): {edit}, "
+                    f"or train with LeRobot {lerobot.__version__}")
 
 
 def writer_version(ckpt: Path) -> tuple[str, str] | None:
