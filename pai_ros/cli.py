@@ -62,7 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser, which names it and knows its options (parse_args: "pai")
+        _chosen_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -84,6 +86,19 @@ def _run(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` ran: ``pai sae train``'s, not ``pai``'s."""
+    while True:
+        # argparse keeps its subcommands' parsers only in these private attributes.
+        chosen = next((parser_of for action in parser._actions
+                       if isinstance(action, argparse._SubParsersAction)
+                       and (parser_of := action.choices.get(getattr(args, action.dest, None) or "")) is not None),
+                      None)
+        if chosen is None:
+            return parser
+        parser = chosen
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import re
 import sys
@@ -37,8 +38,29 @@ class OneLineErrorParser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]  # exits, as argparse's does
-        self.exit(2, f"{self.prog}: error: {message}{self._dash_value_hint(message)} "
-                     f"(`{self.prog} --help` lists the options)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._dash_value_hint(message)}"
+                     f"{self._misspelt_option_hint(message)} (`{self.prog} --help` lists the options)\n")
+
+    def _misspelt_option_hint(self, message: str) -> str:
+        """The options given that this command lacks, with the nearest one it has. argparse names them
+        only once every required option is there, so a misspelt required one (``--episodes`` for
+        ``--episode``) read as "the following arguments are required" and nothing more."""
+        required = message.startswith("the following arguments are required")
+        if not (required or message.startswith("unrecognized arguments")):
+            return ""
+        hints = []
+        for word in self._arguments:
+            if word == "--":
+                break  # what follows is positional
+            head = word.split("=", 1)[0]
+            if not head.startswith("--") or self._option_named(word) is not None:
+                continue
+            near = difflib.get_close_matches(head, [o for o in self._option_string_actions if o.startswith("--")], n=1)
+            if near:
+                hints.append(f"{head}: did you mean {near[0]}?")
+            elif required:
+                hints.append(f"{head} is not an option of {self.prog}")
+        return "; " + "; ".join(hints) if hints else ""
 
     def _dash_value_hint(self, message: str) -> str:
         """argparse reads a value such as ``-5GB`` as an option, and then says the option "expected one

@@ -145,6 +145,25 @@ def test_a_tilde_the_shell_left_alone_is_the_home_directory(tmp_path) -> None:
     assert not (REPO / "~").exists()
 
 
+def test_a_misspelt_option_is_named_by_its_command_with_the_nearest_one(tmp_path) -> None:
+    # "pai: error: unrecognized arguments" pointed at `pai --help`, which lists no command's options,
+    # and a misspelt required option read only "the following arguments are required".
+    common = ["attention", "--dataset-root", str(tmp_path), "--policy-path", "p", "--output-dir", str(tmp_path / "o")]
+    for argv, said in (
+        ([*common, "--episode", "0", "--methd", "input_gradient"],
+         "pai attention: error: unrecognized arguments: --methd input_gradient; --methd: did you mean --method? "
+         "(`pai attention --help` lists the options)"),
+        ([*common, "--episodes", "0"], "pai attention: error: the following arguments are required: --episode; "
+                                       "--episodes: did you mean --episode?"),
+        ([*common, "--bogus=1"], "required: --episode; --bogus is not an option of pai attention"),
+        (["sae", "train", "--activations", "a", "--output", "o", "--stepz", "5"],
+         "pai sae train: error: unrecognized arguments: --stepz 5; --stepz: did you mean --steps?"),
+    ):
+        res = run_pai(*argv)
+        lines = res.stderr.splitlines()
+        assert res.returncode == 2 and len(lines) == 1 and said in lines[0], (argv, res.stderr)
+
+
 def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
     """`ros2 run pai_ros sim_node --help | head -5` ended in a BrokenPipeError traceback."""
     import os
