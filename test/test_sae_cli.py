@@ -243,6 +243,8 @@ def test_train_keeps_the_sae_when_the_action_metric_cannot_be_measured(pipeline,
     (["--device", "gpu"], "unknown device 'gpu' (use auto, cpu, cuda, cuda:N or mps)"),
     (["--architecture", "relu", "--l1-coeff", "nan"], "--l1-coeff must be at least 0, got nan"),
     (["--l1-coeff", "0.1"], "--l1-coeff is for --architecture relu; topk sets its sparsity with --k"),  # was ignored
+    (["--architecture", "relu", "--k", "4"], "--k is for --architecture topk or batchtopk; relu sets its sparsity "
+                                             "with --l1-coeff"),  # was ignored too: cfg.json had k null
     (["--max-tokens", "0"], "--max-tokens must be at least 64 (--batch-size), got 0"),
     (["--seed", "-1"], "--seed must lie in [0, 4294967295], got -1"),
     (["--eval-frames", "-1"], "--eval-frames must be at least 0 (0 skips the action metric), got -1"),

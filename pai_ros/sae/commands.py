@@ -71,7 +71,8 @@ def _register_train(inner: Sub) -> None:
     p.add_argument("--output", type=output_path, required=True, help="SAE directory to write")
     p.add_argument("--architecture", default="topk", choices=("topk", "relu", "batchtopk"),
                    help="batchtopk: top k x batch activations per training batch, a learnt threshold at inference")
-    p.add_argument("--k", type=int, default=32, help="TopK: active features per token (= L0); BatchTopK: the average")
+    p.add_argument("--k", type=int, default=None,
+                   help="TopK: active features per token (= L0); BatchTopK: the average (default: 32; not for relu)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--num-features", type=int, help="dictionary size F")
     size.add_argument("--expansion", type=int, default=8, help="F = expansion x d (when --num-features is not given)")
@@ -184,7 +185,10 @@ def _train(args: argparse.Namespace) -> int:
         require("--eval-frames", args.eval_frames, at_least=0, note=" (0 skips the action metric)")
         if args.l1_coeff is not None and args.architecture != "relu":
             raise UserError(f"--l1-coeff is for --architecture relu; {args.architecture} sets its sparsity with --k")
-        settings = TrainSettings(architecture=args.architecture, k=args.k, num_features=args.num_features,
+        if args.k is not None and args.architecture == "relu":  # it would be ignored: L0 is whatever L1 leaves
+            raise UserError("--k is for --architecture topk or batchtopk; relu sets its sparsity with --l1-coeff")
+        settings = TrainSettings(architecture=args.architecture, k=32 if args.k is None else args.k,
+                                 num_features=args.num_features,
                                  expansion=args.expansion, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                  seed=args.seed, l1_coeff=1.0 if args.l1_coeff is None else args.l1_coeff,
                                  holdout=args.holdout,
