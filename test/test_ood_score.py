@@ -398,6 +398,7 @@ def test_calibration_fits_the_camera_state_score_beside_the_others(calibrated) -
     assert sae_dir / CAMERA_STATE_FILE in written and cs["file"] == CAMERA_STATE_FILE
     # Episodes 0-1 of the tiny dataset alone: too few for a steady regression, and ood.json says so.
     assert cs["episodes"] == 2 and "fewer than 20" in cs["episodes_note"] and cs["state_dim"] == 3
+    assert cs["episodes_note"].endswith("add the policy's training episodes (--state-fit-dataset-root)")
     assert set(result.report["corruptions"]["occlusion"]) >= {"camera_state_auroc", "camera_state_flagged_fraction"}
     cal, why = load_calibration(sae_dir, load_sae(sae_dir).sae_id)
     assert cal.camera_state is not None and cal.camera_state_threshold == pytest.approx(cs["threshold"])
@@ -526,6 +527,9 @@ def test_the_state_fit_runs_no_more_frames_than_the_regression_keeps(tiny_datase
     assert c["camera_state_fit"]["frame_stride"] == 2
     assert "frame stride of 2 instead of 1" in c["camera_state_fit"]["note"]
     assert c["camera_state"]["fit_frames"] == 12 + 12
+    # The training episodes were given: the note asks for more of them, not for the option given already.
+    assert c["camera_state"]["episodes_note"].endswith("give more of the training episodes (--state-fit-episode; "
+                                                       "all by default)")
 
 
 @pytest.mark.parametrize("episodes, evaluate, fit, needle", [

@@ -210,10 +210,13 @@ def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
         return None
     episodes = summary["episodes"]
     if episodes < STEADY_STATE_FIT_EPISODES:
+        # With --state-fit-dataset-root given already, more of its episodes (all by default) is the remedy.
+        more = ("add the policy's training episodes (--state-fit-dataset-root)" if extra is None else
+                "give more of the training episodes (--state-fit-episode; all by default)")
         summary["episodes_note"] = (
             f"the camera-state regression learned from {episodes} episodes: with fewer than "
             f"{STEADY_STATE_FIT_EPISODES} it fits them better than new ones and its threshold flags more than "
-            "its target; add the policy's training episodes (--state-fit-dataset-root)")
+            f"its target; {more}")
     if not probe.reads_encoder_input:
         # Said, so that a reader (and the demo's cache check) knows it is not by choice.
         summary["inputs_note"] = ("the policy's forward pass gave no encoder input tokens (a LeRobot that calls "
