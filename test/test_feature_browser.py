@@ -369,3 +369,22 @@ def test_browse_and_name_a_feature(server: tuple[str, Path, Proc]) -> None:
         finally:
             browser.close()
     assert foreign == [], f"the page tried to reach other hosts: {foreign}"
+
+
+def test_a_piece_of_a_results_directory_names_the_whole(tmp_path: Path) -> None:
+    """`ui R/analysis` said "analyse R/analysis first", which said "record first"; `analyse R/episode_000000`
+    wrote an analysis/ inside the episode. Each now says in one line to pass R."""
+    root = make_results(tmp_path / "results")
+    for command, piece, what in ((("ui", "--port", "0"), "analysis", "the analysis/ folder"),
+                                 (("analyse", "--quiet"), "analysis", "the analysis/ folder"),
+                                 (("analyse", "--quiet"), "episode_000003", "one episode"),
+                                 (("ui", "--port", "0"), "episode_000000", "one episode")):
+        res = run_pai("features", command[0], str(root / piece), *command[1:], timeout=120)
+        lines = res.stderr.strip().splitlines()
+        assert res.returncode == 1 and "Traceback" not in res.stderr and len(lines) == 1, res.stderr
+        assert lines[0].endswith(f"{root / piece} is {what} of the results directory {root}: pass {root} instead")
+    assert not (root / "episode_000003" / "analysis").exists()
+    # A results directory that is only named "analysis" (a bag's, say) is no piece of another.
+    alone = tmp_path / "analysis"
+    _write_features(alone / FEATURES_FILE, 0)
+    assert [s.episode for s in ResultsDir(alone).sources()] == [0]

@@ -143,3 +143,73 @@ def test_effects_refuse_an_analysis_before_loading_the_policy(recording: Path, t
     res = run_pai("features", "effects", str(copy), "--quiet")
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     assert f"the analysis in {copy} ranks no feature (none fired)" in res.stderr, res.stderr
+
+
+# ------------------------------------------------------------------ an interrupted recording
+
+def _record_until_interrupted(tiny_act: Path, tiny_sae: Path, root: Path, episodes: list[int], out: Path,
+                              stop_at: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pai features record` as Ctrl-C leaves it: KeyboardInterrupt when it reaches episode ``stop_at``."""
+    from pai_ros.features import record
+    from pai_ros.policy.runner import activations_runner
+    from pai_ros.sae.model import load_sae
+
+    original = record.record_episode
+
+    def interrupted(runner, loaded, dataset, episode, *args, **kwargs):
+        if episode == stop_at:
+            raise KeyboardInterrupt
+        return original(runner, loaded, dataset, episode, *args, **kwargs)
+
+    monkeypatch.setattr(record, "record_episode", interrupted)
+    runner = activations_runner(tiny_act, "cpu")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            record.record_features(runner, load_sae(tiny_sae), root, episodes, out, progress=False)
+    finally:
+        runner.close()
+
+
+def _analyse_notes(results: Path) -> list[str]:
+    res = run_pai("features", "analyse", str(results), "--top-features", "4", "--no-thumbnails", "--quiet")
+    assert res.returncode == 0 and "analysis written to" in res.stdout, res.stderr
+    return [line for line in res.stderr.splitlines() if line.startswith("note: ")]
+
+
+def test_an_interrupted_recording_says_which_episodes_it_lacks(tiny_act: Path, tiny_sae: Path, tiny_dataset,
+                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped after 1 of 3 episodes, record.json kept the finished one only: the analysis looked complete."""
+    from pai_ros.features.results import ResultsDir
+    from pai_ros.ui.browser import FeatureBrowser
+
+    root, _ = tiny_dataset
+    out = tmp_path / "rec"
+    _record_until_interrupted(tiny_act, tiny_sae, root, [0, 1, 2], out, 1, monkeypatch)
+    record = json.loads((out / "record.json").read_text())
+    assert record["episodes"] == [0] and record["requested_episodes"] == [0, 1, 2]
+    notes = _analyse_notes(out)
+    assert len(notes) == 1, notes
+    assert f"{out} lacks 2 of the episodes `pai features record` was asked for (1, 2: interrupted?)" in notes[0]
+    # The truth about a re-run: it records every episode it is given, the finished ones again.
+    assert "with --episode naming only those adds them (the same command as before records every episode" in notes[0]
+    assert "(1, 2: interrupted?)" in FeatureBrowser(ResultsDir(out)).summary_markdown()
+
+
+def test_a_rerun_stopped_in_its_first_episode_keeps_what_it_was_asked_for(
+        recording: Path, tiny_act: Path, tiny_sae: Path, tiny_dataset, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written only once an episode finished, a re-run's request was lost when it stopped before that."""
+    root, _ = tiny_dataset
+    copy = tmp_path / "rec"
+    shutil.copytree(recording, copy)
+    assert json.loads((copy / "record.json").read_text())["requested_episodes"] == [0, 1]
+    assert _analyse_notes(copy) == []  # every asked-for episode is there: nothing to say
+    _record_until_interrupted(tiny_act, tiny_sae, root, [0, 1, 2], copy, 0, monkeypatch)
+    assert json.loads((copy / "record.json").read_text())["requested_episodes"] == [0, 1, 2]
+    notes = _analyse_notes(copy)
+    assert len(notes) == 1 and "lacks 1 of the episodes `pai features record` was asked for (2: " in notes[0], notes
+    # A record.json from before the list: analysed as before, with no note.
+    record = json.loads((copy / "record.json").read_text())
+    del record["requested_episodes"]
+    (copy / "record.json").write_text(json.dumps(record))
+    assert _analyse_notes(copy) == []

@@ -115,10 +115,14 @@ def _analyse(args: argparse.Namespace) -> int:
     settings = AnalyseSettings(rank_by=args.rank_by, top_features=args.top_features, top_frames=args.top_frames,
                                per_episode=args.per_episode, dedup_window=args.dedup_window,
                                thumbnails=not args.no_thumbnails)
-    path = analyse(ResultsDir(args.results), settings, progress=not args.quiet)
+    results = ResultsDir(args.results)
+    path = analyse(results, settings, progress=not args.quiet)
     note = read_json(path, "feature analysis").get("thumbnails_note")
     if note:  # kept in analysis.json (and shown by the browser) as well
         print(f"note: {note}")
+    unrecorded = results.unrecorded_episodes()
+    if unrecorded:  # an interrupted recording analyses like a finished one: said, as the browser says it
+        print(f"note: {unrecorded}", file=sys.stderr)
     print(f"analysis written to {path}")
     return 0
 
@@ -163,9 +167,9 @@ def _effects(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, horizon=args.horizon,
                               action_dims=None if args.action_dims is None else tuple(args.action_dims))
     results = ResultsDir(args.results)
-    stale = results.stale_analysis()
-    if stale:
-        print(f"note: {stale}", file=sys.stderr)
+    for note in (results.stale_analysis(), results.unrecorded_episodes()):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     record = results.record
     if record is None:
         raise results.lacking(RECORD_FILE, results.earlier_step() or "run `pai features record` (effects need "

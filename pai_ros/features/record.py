@@ -153,6 +153,10 @@ def record_features(runner: PolicyRunner, loaded: LoadedSae, root: Path, episode
     check_dataset_fits(runner, info, root)
     # top_n: episodes kept with different limits would rank features unevenly in one analysis.
     header = open_output(out, {**_record_header(runner, loaded, root, info, calibration), "top_n": top_n})
+    # Every episode any run was asked for: analyse and the browser say which an interrupted run never reached.
+    header["requested_episodes"] = sorted({*map(int, header.get("requested_episodes") or []), *episodes})
+    if (out / RECORD_FILE).is_file():  # now, so that a re-run stopped in its first episode still says what it lacks
+        write_json_atomic(out / RECORD_FILE, header)
     results = []
     for episode in episodes:
         result, layout = record_episode(runner, loaded, root, episode, out, calibration=calibration, top_n=top_n,

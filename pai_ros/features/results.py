@@ -33,7 +33,7 @@ from pai_ros.features.tables import (
 )
 from pai_ros.jsonfile import read_json
 from pai_ros.unfinished import unfinished_demo_reason
-from pai_ros.wording import listed
+from pai_ros.wording import lacking_requested, listed
 
 RECORD_FILE = "record.json"
 ANALYSIS_DIR = "analysis"
@@ -57,6 +57,16 @@ class Source:
     tokens: Path | None  # token-level codes (records only)
 
 
+def _holds_features(path: Path) -> bool:
+    """Whether ``path`` is a results directory: a record, a bag's features table or a recorded episode."""
+    if (path / RECORD_FILE).is_file() or (path / FEATURES_FILE).is_file():
+        return True
+    try:
+        return any(_EPISODE_DIR.match(c.name) and (c / FEATURES_FILE).is_file() for c in path.iterdir())
+    except OSError:
+        return False  # a parent we may not list: not known to be a results directory
+
+
 class ResultsDir:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
@@ -65,6 +75,20 @@ class ResultsDir:
         if not self.root.is_dir():
             reason = unfinished_demo_reason(self.root)
             raise UserError(f"results directory not found: {self.root}" + (f" ({reason})" if reason else ""))
+        self._refuse_a_part()
+
+    def _refuse_a_part(self) -> None:
+        """Refuse a piece of a results directory (its analysis/ or one episode_NNNNNN/), naming the whole: the
+        piece's own advice ("analyse it first", then "record first") went round in circles, and an episode
+        analysed alone got an analysis/ of its own inside the recording."""
+        parent = self.root.parent
+        if self.root.name == ANALYSIS_DIR and _holds_features(parent) and not _holds_features(self.root):
+            piece = f"the {ANALYSIS_DIR}/ folder"
+        elif _EPISODE_DIR.match(self.root.name) and (self.root / FEATURES_FILE).is_file():
+            piece = "one episode"
+        else:
+            return
+        raise UserError(f"{self.root} is {piece} of the results directory {parent}: pass {parent} instead")
 
     # ------------------------------------------------------------------ contents
 
@@ -99,6 +123,22 @@ class ResultsDir:
         if not found:
             raise self.lacking(FEATURES_FILE, self.earlier_step() or "run `pai features record` or `pai bag2parquet`")
         return found
+
+    def unrecorded_episodes(self) -> str | None:
+        """Which episodes ``pai features record`` was asked for are not here (a run interrupted before it
+        reached them), and how to get them; None when all are, or the record predates the list."""
+        try:
+            requested = (self.record or {}).get("requested_episodes") or []
+            here = {s.episode for s in self.sources()}
+            missing = sorted({int(e) for e in requested} - here)
+        except (UserError, TypeError, ValueError):
+            return None  # no record, no recording or a damaged list (each said where it matters)
+        if not missing:
+            return None
+        # The same command records every episode it is given, the finished ones again (it does not skip them).
+        return (f"{lacking_requested(self.root, missing, '`pai features record`')}; `pai features record` into the "
+                "same --output-dir with --episode naming only those adds them (the same command as before records "
+                f"every episode it names again), then `pai features analyse {self.root}`")
 
     def earlier_step(self) -> str | None:
         """For the output of an earlier step of the feature pipeline, what leads from it to features:

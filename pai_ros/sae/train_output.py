@@ -39,7 +39,7 @@ from pai_ros.staging import (
     staging_path,
     write_manifest,
 )
-from pai_ros.wording import listed
+from pai_ros.wording import lacking_requested, listed
 
 CURVES_FILE = "training_curves.png"
 
@@ -153,8 +153,8 @@ def run_training(activations: Path, output: Path, settings: TrainSettings, *, ov
                "`pai sae collect` with the same arguments finishes them")
     never = not_collected(data)
     if never and report is not None and world.is_main:
-        report(f"note: {activations} lacks {len(never)} of the episodes collect was asked for "
-               f"({listed(never, most=8)}: interrupted?); `pai sae collect` with the same arguments collects them")
+        report(f"note: {lacking_requested(activations, never, 'collect')}; `pai sae collect` with the same "
+               "arguments collects them")
     result = train_sae_streaming(data, settings, buffer_tokens=buffer_tokens, world=world, source=_source(data),
                                  progress=progress)
     metrics = result.metrics

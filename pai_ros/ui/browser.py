@@ -84,6 +84,7 @@ class FeatureBrowser:
         self.effects_info = effects
         self.effects: dict[int, dict[str, Any]] = {int(r["feature"]): r for r in (effects or {}).get("features", [])}
         self.episodes: list[int] = [s.episode for s in results.sources()]
+        self.unrecorded = results.unrecorded_episodes()  # episodes an interrupted `pai features record` never reached
 
     # ------------------------------------------------------------------ the feature list
 
@@ -243,7 +244,8 @@ class FeatureBrowser:
                    f"{self.effects_info.get('frames', '?')} frames (rank correlation with this ranking "
                    f"{rank_correlation_text(self.effects_info.get('rank_correlation_effect_vs_activation'))})"
                    if self.effects else "")
-                + (f" · {a['thumbnails_note']}" if a.get("thumbnails_note") else ""))
+                + (f" · {a['thumbnails_note']}" if a.get("thumbnails_note") else "")
+                + (f" · {self.unrecorded}" if self.unrecorded else ""))
 
     def ranking_image(self) -> np.ndarray | None:
         """The ranking plot of the analysis, when it has one that can be read."""

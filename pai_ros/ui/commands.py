@@ -53,8 +53,8 @@ def _ui(args: argparse.Namespace) -> int:
 
     results = ResultsDir(args.results)
     results.analysis()  # refuse early, with one line, when there is nothing to show
-    stale = results.stale_analysis()
-    if stale:
-        print(f"note: {stale}", file=sys.stderr)
+    for note in (results.stale_analysis(), results.unrecorded_episodes()):
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     serve(results, host=args.host, port=args.port)
     return 0
