@@ -177,6 +177,37 @@ def test_directory_given_as_dataset_id_points_to_dataset_root(given: str, tiny_d
         resolve_dataset_root(None, "recordings/other")
 
 
+def test_cached_dataset_id_given_as_dataset_root_points_to_dataset_repo_id(tiny_dataset, hf_home: Path,
+                                                                          tmp_path: Path, monkeypatch) -> None:
+    # The reverse of the test above: an id given as a directory (that does not exist here).
+    from pai_ros.data.episodes import read_info
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(tiny_dataset[0], hf_home / "lerobot" / DATASET)
+    with pytest.raises(UserError) as info:
+        read_info(Path(DATASET))
+    assert _one_line(info) == (f"dataset root {DATASET} does not exist here, but '{DATASET}' is a hub dataset cached "
+                               f"on this machine: give it as --dataset-repo-id {DATASET} (the replay node's "
+                               "dataset_repo_id)")
+    with pytest.raises(UserError) as info:  # not cached: no such advice
+        read_info(Path("pai/other"))
+    assert _one_line(info) == "dataset root pai/other does not exist"
+
+
+def test_a_dataset_root_one_level_off_names_the_dataset(tiny_dataset, tmp_path: Path) -> None:
+    from pai_ros.data.episodes import read_info
+
+    shutil.copytree(tiny_dataset[0], tmp_path / "data" / "org" / "robot_a")
+    shutil.copytree(tiny_dataset[0], tmp_path / "data" / "robot_b")
+    for given, said in ((tmp_path / "data", f"; it holds 2 dataset(s): {tmp_path}/data/org/robot_a, "
+                                            f"{tmp_path}/data/robot_b; give one of them"),
+                        (tmp_path / "data" / "robot_b" / "meta", f"; it is the meta/ folder of the dataset "
+                                                                 f"{tmp_path}/data/robot_b: give that")):
+        with pytest.raises(UserError) as info:
+            read_info(given)
+        assert _one_line(info) == f"{given} is not a LeRobot dataset: no meta/info.json{said}"
+
+
 def test_missing_dataset_says_how_to_download(hf_home: Path) -> None:
     from pai_ros.data.source import resolve_dataset_root
 

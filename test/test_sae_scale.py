@@ -154,6 +154,18 @@ def test_a_collection_from_before_episode_headers_still_opens_whole(tmp_path: Pa
     assert sorted(complete_episodes(tmp_path / "old", 8)) == [0, 1]
 
 
+def test_one_shard_of_a_collection_is_refused_naming_the_collection(tmp_path: Path) -> None:
+    # Trained as a file from elsewhere, it gave an SAE that named no policy and held no episode out whole.
+    write_collection(tmp_path / "c", torch.randn(800, 8), episodes=2)
+    shard = tmp_path / "c" / "episode_000000-part0000.safetensors"
+    with pytest.raises(ActivationFileError) as err:
+        open_shards(shard)
+    assert str(err.value) == (f"{shard} is one shard of the collection {tmp_path / 'c'}: give the collection "
+                              "(--activations DIR), whose SAE then knows its policy, dataset and episodes")
+    shutil.copy(shard, tmp_path / "alone.safetensors")  # the same file on its own is activations from elsewhere
+    assert open_shards(tmp_path / "alone.safetensors").rows == 200  # shards hold 200 rows here
+
+
 def test_mixed_dtypes_are_refused_in_one_line(tmp_path: Path) -> None:
     write_collection(tmp_path / "t", torch.randn(800, 8), episodes=2)
     writer = EpisodeShardWriter(tmp_path / "t", 1, 200, torch.float16)  # episode 1 again, stored as float16

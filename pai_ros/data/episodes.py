@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from pai_ros.data.video import video_backend
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json
 from pai_ros.require import require
+from pai_ros.wording import listed
 
 SUPPORTED_VERSION = "v3.0"
 # LeRobotDataset v3.0's file layout, for info.json files that do not spell it out.
@@ -40,14 +42,41 @@ def episode_stem(episode: int) -> str:
     return f"episode_{episode:06d}"
 
 
+def _cached_id_hint(root: Path) -> str:
+    """For a missing ``org/name`` that is a hub dataset cached here: the option that reads ids."""
+    from pai_ros.hub import is_repo_id, resolve_dataset
+
+    text = str(root)
+    if not is_repo_id(text):
+        return ""
+    try:
+        resolve_dataset(text)
+    except UserError:
+        return ""
+    return f" here, but '{text}' is a hub dataset cached on this machine: give it as --dataset-repo-id {text} " \
+           "(the replay node's dataset_repo_id)"
+
+
+def _nearby_datasets_hint(root: Path, most: int = 3) -> str:
+    """A root one level off: the dataset's own meta/ folder, or a folder holding datasets (one or two
+    levels down, as LeRobot's cache keeps ``org/name``)."""
+    if root.name == "meta" and (root / "info.json").is_file():
+        return f"; it is the meta/ folder of the dataset {root.parent}: give that"
+    found = [p.parent.parent for pattern in ("*/meta/info.json", "*/*/meta/info.json")
+             for p in itertools.islice(root.glob(pattern), 50)]
+    if not found:
+        return ""
+    return f"; it holds {len(found)} dataset(s): {listed(sorted(map(str, found)), most=most)}; give one of them"
+
+
 def read_info(root: Path) -> dict[str, Any]:
     info_path = root / "meta" / "info.json"
     if not root.exists():
-        raise UserError(f"dataset root {root} does not exist")
+        raise UserError(f"dataset root {root} does not exist{_cached_id_hint(root)}")
     if not root.is_dir():
         raise UserError(f"dataset root {root} is a file; give the dataset's directory (the one holding meta/)")
     if not info_path.is_file():
-        raise UserError(f"{root} is not a LeRobot dataset: no meta/info.json")
+        raise UserError(f"{root} is not a LeRobot dataset: no meta/info.json{_nearby_datasets_hint(root)}")
     info = read_json(info_path, "LeRobot info.json", want_object=True)
     version = info.get("codebase_version")
     if version != SUPPORTED_VERSION:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from pai_ros.sae.activations import (
+    COLLECT_FILE,
     META_TENSORS,
     ActivationSet,
     complete_episodes,
@@ -118,6 +119,11 @@ def open_shards(path: str | Path) -> ShardSet:
     if not path.exists():
         raise ActivationFileError(f"activations not found: {path} "
                                   "(a `pai sae collect` directory or a .safetensors file)")
+    if (path.parent / COLLECT_FILE).is_file():
+        # Read as a file from elsewhere, one shard trained an SAE that named no policy (so nothing
+        # refused it for another policy later), with no episode held out whole.
+        raise ActivationFileError(f"{path} is one shard of the collection {path.parent}: give the collection "
+                                  "(--activations DIR), whose SAE then knows its policy, dataset and episodes")
     shape, dtype, offset = _header(path, need_meta=False)
     _check_header(path, shape, dtype)
     return ShardSet(path, [Shard(path, shape[0], None, shape[1], FLOAT_DTYPES[dtype], offset)], shape[1],
