@@ -84,7 +84,9 @@ def _run(argv: Sequence[str] | None) -> int:
         print(f"{name}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
+        # What is left and what to do next: each command says it (set_defaults(on_interrupt=...)).
+        note = getattr(args, "on_interrupt", None)
+        print(f"{name}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr)
         return 130
 
 

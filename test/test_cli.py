@@ -164,6 +164,23 @@ def test_a_misspelt_option_is_named_by_its_command_with_the_nearest_one(tmp_path
         assert res.returncode == 2 and len(lines) == 1 and said in lines[0], (argv, res.stderr)
 
 
+def test_ctrl_c_says_what_is_kept_and_what_to_do_next(monkeypatch, capsys) -> None:
+    # "pai sae collect: interrupted" did not say that running it again resumes.
+    from pai_ros import cli
+    from pai_ros.sae import commands
+
+    def stopped(args) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "_collect", stopped)
+    monkeypatch.setattr(commands, "_train", stopped)
+    assert cli.main(["sae", "collect", "--policy-path", "p", "--dataset-root", "d", "--output", "o"]) == 130
+    assert capsys.readouterr().err == ("pai sae collect: interrupted; the episodes finished are kept: the same command "
+                                       "resumes with the rest\n")
+    assert cli.main(["sae", "train", "--activations", "a", "--output", "o"]) == 130
+    assert capsys.readouterr().err == "pai sae train: interrupted\n"  # nothing of it is left to say anything about
+
+
 def test_help_into_a_reader_that_stopped_is_no_traceback() -> None:
     """`ros2 run pai_ros sim_node --help | head -5` ended in a BrokenPipeError traceback."""
     import os

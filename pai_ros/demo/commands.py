@@ -31,7 +31,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--print-dir", action="store_true",
                    help="print only the assets' directory (for scripts: P=$(pai demo-assets --print-dir)/policy)")
-    p.set_defaults(handler=_run)
+    p.set_defaults(handler=_run, on_interrupt="the stages finished are kept: run it again to go on from there "
+                                          "(a training cut short starts over)")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -45,7 +45,8 @@ def _register_record(inner: Sub) -> None:
     p.add_argument("--output-dir", type=output_path, required=True, help="results directory (created or extended)")
     p.add_argument("--top-n", type=int, help="keep only the N strongest features per frame (default: all)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=_record)
+    p.set_defaults(handler=_record, on_interrupt="the episodes finished are kept; `pai features analyse` names the "
+                                             "ones missing")
 
 
 def _register_analyse(inner: Sub) -> None:

@@ -55,7 +55,8 @@ def _register_collect(inner: Sub) -> None:
     p.add_argument("--max-disk", metavar="SIZE",
                    help="refuse up front when the estimated collection is larger (e.g. 20GB, 500MiB); the free "
                         "disk space is always checked")
-    p.set_defaults(handler=_collect)
+    p.set_defaults(handler=_collect, on_interrupt="the episodes finished are kept: the same command resumes with "
+                                              "the rest")
 
 
 def _register_train(inner: Sub) -> None:
