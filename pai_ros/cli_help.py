@@ -55,9 +55,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
             head = word.split("=", 1)[0]
             if not head.startswith("--") or self._option_named(word) is not None:
                 continue
-            near = difflib.get_close_matches(head, [o for o in self._option_string_actions if o.startswith("--")], n=1)
+            # Compared without the "--" every option shares: with it, --verbose was "--overwrite?".
+            names = [o[2:] for o in self._option_string_actions if o.startswith("--")]
+            near = difflib.get_close_matches(head[2:], names, n=1)
             if near:
-                hints.append(f"{head}: did you mean {near[0]}?")
+                hints.append(f"{head}: did you mean --{near[0]}?")
             elif required:
                 hints.append(f"{head} is not an option of {self.prog}")
         return "; " + "; ".join(hints) if hints else ""

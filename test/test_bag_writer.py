@@ -95,7 +95,6 @@ def read_mcap(bag: Path) -> dict[str, list[tuple[int, object]]]:
     return out
 
 
-
 def test_a_bag_path_with_a_tilde_is_written_under_home(tmp_path: Path, monkeypatch) -> None:
     # The recorder's output:=~/bags/run1: no shell expands that ~, and a folder named '~' appeared.
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -158,6 +158,9 @@ def test_a_misspelt_option_is_named_by_its_command_with_the_nearest_one(tmp_path
         ([*common, "--bogus=1"], "required: --episode; --bogus is not an option of pai attention"),
         (["sae", "train", "--activations", "a", "--output", "o", "--stepz", "5"],
          "pai sae train: error: unrecognized arguments: --stepz 5; --stepz: did you mean --steps?"),
+        # Compared with their shared "--", unrelated names came close enough: --verbose was "--overwrite?".
+        (["sae", "train", "--activations", "a", "--output", "o", "--verbose"],
+         "pai sae train: error: unrecognized arguments: --verbose (`pai sae train --help` lists the options)"),
     ):
         res = run_pai(*argv)
         lines = res.stderr.splitlines()

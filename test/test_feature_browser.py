@@ -375,6 +375,8 @@ def test_a_piece_of_a_results_directory_names_the_whole(tmp_path: Path) -> None:
     """`ui R/analysis` said "analyse R/analysis first", which said "record first"; `analyse R/episode_000000`
     wrote an analysis/ inside the episode. Each now says in one line to pass R."""
     root = make_results(tmp_path / "results")
+    # As `pai features record` leaves it: its record.json marks the episode folders as its own.
+    (root / "record.json").write_text(json.dumps({"sae_id": "synthetic0000000", "episodes": list(EPISODES)}))
     for command, piece, what in ((("ui", "--port", "0"), "analysis", "the analysis/ folder"),
                                  (("analyse", "--quiet"), "analysis", "the analysis/ folder"),
                                  (("analyse", "--quiet"), "episode_000003", "one episode"),
@@ -384,7 +386,10 @@ def test_a_piece_of_a_results_directory_names_the_whole(tmp_path: Path) -> None:
         assert res.returncode == 1 and "Traceback" not in res.stderr and len(lines) == 1, res.stderr
         assert lines[0].endswith(f"{root / piece} is {what} of the results directory {root}: pass {root} instead")
     assert not (root / "episode_000003" / "analysis").exists()
-    # A results directory that is only named "analysis" (a bag's, say) is no piece of another.
+    # A results directory that is only named "analysis" or "episode_000123" (a bag's, say) is no piece of another.
     alone = tmp_path / "analysis"
     _write_features(alone / FEATURES_FILE, 0)
     assert [s.episode for s in ResultsDir(alone).sources()] == [0]
+    named = tmp_path / "bags" / "episode_000123"
+    _write_features(named / FEATURES_FILE, 0)
+    assert [s.episode for s in ResultsDir(named).sources()] == [0]

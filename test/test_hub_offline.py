@@ -107,8 +107,8 @@ def test_newer_config_in_the_hub_cache_is_not_edited_in_place(tiny_act: Path, hf
     snapshot = place_in_hub_cache(src, hf_home / "hub", MODEL)
     with pytest.raises(UserError) as info:
         load_act_policy(MODEL, "cpu")
-    assert f"(its hooks read that version's ACT): copy it (cp -rL {snapshot} DIR, a new DIR), remove those fields " \
-           "from DIR/config.json and use DIR as the policy path, or train with LeRobot " in _one_line(info)
+    assert (f"its hooks read its ACT): copy it (cp -rL {snapshot} DIR, a new DIR), remove those fields from "
+            "DIR/config.json and use DIR as the policy path, or train the policy again with LeRobot ") in _one_line(info)
 
 
 # ------------------------------------------------------------------ datasets

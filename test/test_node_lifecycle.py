@@ -97,6 +97,7 @@ def test_rcl_lines_are_held_only_to_drop_them_when_the_one_line_says_it_all(ros_
             # rcl's lines in a format of the user's (RCUTILS_CONSOLE_OUTPUT_FORMAT), and coloured
             os.write(2, b"ERROR rcl: Failed to parse global arguments\\n")
             os.write(2, b"\\x1b[31m[ERROR] [1.5] [rcl]: coloured\\x1b[0m\\n")
+            os.write(2, b"[ERROR] [rcl.rcl_init]: with its function name\\n")
             if sys.argv[1] == "parse":
                 raise RuntimeError("failed to initialize rcl: Couldn't parse remap rule: '-r x'")
             if sys.argv[1] == "other":  # as rcl says it, with the C++ file it came from
@@ -120,7 +121,7 @@ def test_rcl_lines_are_held_only_to_drop_them_when_the_one_line_says_it_all(ros_
                             "Failed to create log directory '/proc/x': 2", "False"]
     assert run("ok") == ["[WARN] [1.5] [rcl]: said by rcl \u00e9", "another library's line",
                          "ERROR rcl: Failed to parse global arguments", "\x1b[31m[ERROR] [1.5] [rcl]: coloured\x1b[0m",
-                         "True"]
+                         "[ERROR] [rcl.rcl_init]: with its function name", "True"]
     bug = run("bug")
     assert bug[:2] == ["[WARN] [1.5] [rcl]: said by rcl \u00e9", "another library's line"]
     assert bug[-1] == "ValueError: a bug"

@@ -528,8 +528,8 @@ def test_the_state_fit_runs_no_more_frames_than_the_regression_keeps(tiny_datase
     assert "frame stride of 2 instead of 1" in c["camera_state_fit"]["note"]
     assert c["camera_state"]["fit_frames"] == 12 + 12
     # The training episodes were given: the note asks for more of them, not for the option given already.
-    assert c["camera_state"]["episodes_note"].endswith("give more of the training episodes (--state-fit-episode; "
-                                                       "all by default)")
+    assert c["camera_state"]["episodes_note"].endswith("more of the policy's training episodes make it steadier "
+                                                       "(--state-fit-episode; all by default)")
 
 
 @pytest.mark.parametrize("episodes, evaluate, fit, needle", [

@@ -284,6 +284,11 @@ def test_a_relative_namespace_is_one_line_in_any_console_format(ros_env: dict) -
     assert res.returncode == 1 and len(lines) == 1, (res.returncode, lines)
     assert lines[0].startswith("replay_node: error: cannot read the ROS arguments: Couldn't parse remap rule")
     assert lines[0].endswith("(a namespace is absolute: -r __ns:=/robot7)"), lines
+    from pai_ros.ros.names import ros_arguments_hint  # the other spellings of the same rule
+
+    for rule in ("--remap __ns:=robot7", "-r replay_node:__ns:=robot7"):
+        assert ros_arguments_hint(f"Couldn't parse remap rule: '{rule}'. Error: Expected lexeme type 19, got 18") \
+            == "a namespace is absolute: -r __ns:=/robot7", rule
 
 
 @pytest.mark.parametrize("node, params_module", [

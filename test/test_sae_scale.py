@@ -164,6 +164,8 @@ def test_one_shard_of_a_collection_is_refused_naming_the_collection(tmp_path: Pa
                               "(--activations DIR), whose SAE then knows its policy, dataset and episodes")
     shutil.copy(shard, tmp_path / "alone.safetensors")  # the same file on its own is activations from elsewhere
     assert open_shards(tmp_path / "alone.safetensors").rows == 200  # shards hold 200 rows here
+    shutil.copy(shard, tmp_path / "c" / "merged.safetensors")  # a file of the user's own beside the shards
+    assert open_shards(tmp_path / "c" / "merged.safetensors").rows == 200
 
 
 def test_mixed_dtypes_are_refused_in_one_line(tmp_path: Path) -> None:

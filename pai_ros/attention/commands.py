@@ -78,7 +78,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="the predicted output measured and explained: the whole chunk or its first action "
                         "(default: chunk)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(handler=_run, on_interrupt="the episodes finished are kept, none half-written")
+    p.set_defaults(handler=_run, on_interrupt="what was finished is kept, nothing half-written")
 
 
 # What an option left out means, and which methods each method-specific option applies to: an option

@@ -84,7 +84,8 @@ class ResultsDir:
         parent = self.root.parent
         if self.root.name == ANALYSIS_DIR and _holds_features(parent) and not _holds_features(self.root):
             piece = f"the {ANALYSIS_DIR}/ folder"
-        elif _EPISODE_DIR.match(self.root.name) and (self.root / FEATURES_FILE).is_file():
+        elif (_EPISODE_DIR.match(self.root.name) and (self.root / FEATURES_FILE).is_file()
+              and (parent / RECORD_FILE).is_file()):  # not a bag2parquet output that happens to be named so
             piece = "one episode"
         else:
             return

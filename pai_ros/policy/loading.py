@@ -198,16 +198,22 @@ def check_config_fields(ckpt: Path, config: dict[str, Any]) -> None:
     if not unknown:
         return
     writer = writer_version(ckpt)
-    by = f", written by LeRobot {writer[0]} (per its {writer[1]})" if writer else ""
-    # A hub snapshot's files are links into the cache's shared blobs: an edit there changes the download.
-    edit = (f"copy it (cp -rL {ckpt} DIR, a new DIR), remove those fields from DIR/{CONFIG_FILE} and use DIR as the "
-            "policy path" if model_repo_of(ckpt) else f"remove those fields from {CONFIG_FILE}")
+    by = f"; a newer LeRobot wrote it ({writer[0]}, per its {writer[1]})" if writer else ""
+    version = lerobot.__version__
     # Not "upgrade LeRobot": pai_ros pins the LeRobot whose ACT internals its hooks read, and a
-    # newer one in the same environment breaks it. Options new since then mostly keep their old
-    # behaviour at their defaults, so the weights load once the fields are gone.
-    raise UserError(f"{ckpt / CONFIG_FILE} has {', '.join(unknown)}, unknown to the LeRobot {lerobot.__version__} "
-                    f"installed here{by}, which pai_ros needs (its hooks read that version's ACT): {edit}, "
-                    f"or train with LeRobot {lerobot.__version__}")
+    # newer one in the same environment breaks it.
+    if any("=" in entry for entry in unknown):
+        # A feature type or normalisation this LeRobot lacks changes what the network reads or
+        # predicts: no edit of config.json makes the weights mean the same.
+        advice = f"train the policy again with LeRobot {version}"
+    else:
+        # Top-level options added since then mostly keep their old behaviour at their defaults.
+        # A hub snapshot's files are links into the cache's shared blobs: an edit there changes the download.
+        edit = (f"copy it (cp -rL {ckpt} DIR, a new DIR), remove those fields from DIR/{CONFIG_FILE} and use DIR as "
+                "the policy path" if model_repo_of(ckpt) else f"remove those fields from {CONFIG_FILE}")
+        advice = f"{edit}, or train the policy again with LeRobot {version}"
+    raise UserError(f"{ckpt / CONFIG_FILE} has {', '.join(unknown)}, unknown to LeRobot {version} (installed here; "
+                    f"pai_ros needs that version: its hooks read its ACT){by}: {advice}")
 
 
 def writer_version(ckpt: Path) -> tuple[str, str] | None:

@@ -45,8 +45,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                       help="closed-loop episode set (same seed, same episodes; default 0)")
     loop.add_argument("--rate-hz", type=float, default=None,
                       help="closed-loop steps per second (default: the dataset's 15; lower it if many steps hold)")
-    p.set_defaults(handler=_run_demo, on_interrupt="the output directory is left unfinished: run it again with "
-                                               "--overwrite")
+    p.set_defaults(handler=_run_demo, on_interrupt="the demo assets' finished stages are kept; an output directory "
+                                               "already started needs --overwrite to run again")
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -25,9 +25,10 @@ RCLError = _rclpy.RCLError  # rcl's errors (rclpy raises them; its own modules n
 
 # rcl's own log lines: "[ERROR] [1796618474.91] [rcl]: Failed to parse global arguments" by default;
 # RCUTILS_CONSOLE_OUTPUT_FORMAT may lay them out otherwise ("ERROR rcl: ...") and
-# RCUTILS_COLORIZED_OUTPUT=1 colours them, so the logger's name is looked for as a field anywhere.
+# RCUTILS_COLORIZED_OUTPUT=1 colours them, so the logger's name is looked for as a word anywhere
+# ("[rcl.rcl_init]", "ERROR,rcl,..."; not "rclpy").
 _ANSI_COLOUR = re.compile(rb"\x1b\[[0-9;]*m")
-_RCL_NAME = re.compile(rb"(?:^|[\s\[(<{])rcl(?:[\])>}:\s]|$)")
+_RCL_NAME = re.compile(rb"(?<![\w-])rcl(?![\w-])")
 
 
 def _is_rcl_line(line: bytes) -> bool:

@@ -57,7 +57,7 @@ def ros_arguments_hint(reason: str) -> str | None:
         if text.count("[") > text.count("]"):
             return "the shell split the rule at a space: quote it whole: -p \"names:=['a', 'b']\""
         return "a parameter rule is name:=value, its value read as YAML: -p control_rate_hz:=30.0"
-    namespace = re.search(r"remap rule: '-r __ns:=([^'/][^']*)'", reason)
+    namespace = re.search(r"remap rule: '(?:-r|--remap) (?:[^:' ]+:)?__ns:=([^'/][^']*)'", reason)
     if namespace:  # rcl's own reason ("Expected lexeme type 19, got 18") does not say this
         return f"a namespace is absolute: -r __ns:=/{namespace.group(1)}"
     if "remap rule" in reason:

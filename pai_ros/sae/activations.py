@@ -40,6 +40,7 @@ COLLECT_FILE = "collect.json"
 KIND_CODES = {LATENT: 0, STATE: 1, ENV_STATE: 2, CAMERA: 3}
 META_TENSORS = ("episode_index", "frame_index", "token_index", "token_kind", "camera_index", "row", "col")
 EPISODE_MANIFEST = re.compile(r"^episode_(\d{6})\.json$")
+SHARD_NAME = re.compile(r"^episode_\d{6}-part\d{4}\.safetensors$")
 
 
 @dataclass(frozen=True)

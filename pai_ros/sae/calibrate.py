@@ -212,7 +212,7 @@ def _fit_camera_state(cal: Pass, extra: Pass | None, settings: ScoreSettings,
     if episodes < STEADY_STATE_FIT_EPISODES:
         # With --state-fit-dataset-root given already, more of its episodes (all by default) is the remedy.
         more = ("add the policy's training episodes (--state-fit-dataset-root)" if extra is None else
-                "give more of the training episodes (--state-fit-episode; all by default)")
+                "more of the policy's training episodes make it steadier (--state-fit-episode; all by default)")
         summary["episodes_note"] = (
             f"the camera-state regression learned from {episodes} episodes: with fewer than "
             f"{STEADY_STATE_FIT_EPISODES} it fits them better than new ones and its threshold flags more than "

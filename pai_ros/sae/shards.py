@@ -25,6 +25,7 @@ import torch
 from pai_ros.sae.activations import (
     COLLECT_FILE,
     META_TENSORS,
+    SHARD_NAME,
     ActivationSet,
     complete_episodes,
     incomplete_episodes,
@@ -119,7 +120,7 @@ def open_shards(path: str | Path) -> ShardSet:
     if not path.exists():
         raise ActivationFileError(f"activations not found: {path} "
                                   "(a `pai sae collect` directory or a .safetensors file)")
-    if (path.parent / COLLECT_FILE).is_file():
+    if (path.parent / COLLECT_FILE).is_file() and SHARD_NAME.match(path.name):
         # Read as a file from elsewhere, one shard trained an SAE that named no policy (so nothing
         # refused it for another policy later), with no episode held out whole.
         raise ActivationFileError(f"{path} is one shard of the collection {path.parent}: give the collection "
@@ -183,11 +184,15 @@ class RowReader:
         _read_into(shard, start, stop, raw)
         if raw is not out:
             out.copy_(raw)
-        # The sum is non-finite whenever an element is (and costs a fifteenth of isfinite().all()
-        # here); only then is every element checked (a huge but finite float32 sum is no error).
-        if not math.isfinite(float(out.sum())) and not torch.isfinite(out).all():
-            raise ActivationFileError(f"{shard.path}: tensor 'activations' contains NaN or inf (rows {start}-{stop})")
+        _check_finite(out, shard, start, stop)
         return out
+
+
+def _check_finite(rows: torch.Tensor, shard: Shard, start: int, stop: int) -> None:
+    # The sum is non-finite whenever an element is (and costs a fifteenth of isfinite().all()
+    # here); only then is every element checked (a huge but finite float32 sum is no error).
+    if not math.isfinite(float(rows.sum())) and not torch.isfinite(rows).all():
+        raise ActivationFileError(f"{shard.path}: tensor 'activations' contains NaN or inf (rows {start}-{stop})")
 
 
 def _read_into(shard: Shard, start: int, stop: int, raw: torch.Tensor) -> None:
@@ -238,7 +243,12 @@ def read_activations(path: str | Path) -> ActivationSet:
     meta: dict[str, list[np.ndarray]] = {k: [] for k in META_TENSORS} if data.info is not None else {}
     reader, at = RowReader(), 0
     for shard in data.shards:
-        acts[at:at + shard.rows] = reader.read(shard, 0, shard.rows)
+        rows = acts[at:at + shard.rows]
+        if shard.dtype == "float32":  # straight into the result: no second copy of a large file
+            _read_into(shard, 0, shard.rows, rows)
+            _check_finite(rows, shard, 0, shard.rows)
+        else:
+            rows.copy_(reader.read(shard, 0, shard.rows))
         at += shard.rows
         if meta:
             for name, values in read_rows(shard, 0, shard.rows, META_TENSORS).items():

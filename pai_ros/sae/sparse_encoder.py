@@ -9,7 +9,7 @@ backward pass that touches only the picks: ``W_enc``'s gradient is, per latent, 
 inputs that chose it, weighted by their gradients, which ``embedding_bag`` computes with the
 picks grouped by latent (the idea behind EleutherAI's sparsify's fused encoder; the code here
 is ours). A whole TopK training step of a 512 -> 4096 SAE (the default ACT's width) at batch
-1024 is 1.25x faster on this project's 2-core CPU; at the demo's 128 -> 1024 the two are at
+1024 is 1.24x faster on this project's 2-core CPU (1.37x at 4096); at the demo's 128 -> 1024 the two are at
 parity (``bench/bench_sae_step.py``).
 """
 
