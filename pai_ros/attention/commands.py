@@ -137,6 +137,7 @@ def _run(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy, resolve_checkpoint_dir
+    from pai_ros.policy.over_dataset import use_camera_rename
     from pai_ros.policy.runner import PolicyRunner
     from pai_ros.staging import check_apart, output_directory
 
@@ -167,6 +168,7 @@ def _run(args: argparse.Namespace) -> int:
         loaded = load_act_policy(args.policy_path, args.device)
         capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
         runner = PolicyRunner(loaded, args.mode, capture)
+        use_camera_rename(runner, args.rename_map)
         selection.check(runner.chunk_size, "--queries")
         render = RenderOptions(normalization=args.normalization, colormap=args.colormap, alpha=args.alpha,
                                videos=not args.no_videos)
@@ -194,9 +196,11 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
         faithfulness,
         write_report,
     )
+    from pai_ros.data.episodes import read_info
     from pai_ros.errors import UserError
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy, resolve_checkpoint_dir
+    from pai_ros.policy.over_dataset import check_dataset_fits, use_camera_rename
     from pai_ros.policy.runner import PolicyRunner
     from pai_ros.staging import output_directory
 
@@ -216,13 +220,18 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
                 "frames_per_episode": args.faithfulness_frames, "methods": sorted(methods)}
     if "integrated_gradients" in methods:
         settings.update(ig_steps=ig.steps, ig_baseline=ig.baseline)
+    if args.rename_map:
+        settings["camera_rename"] = args.rename_map
     report_dir = args.output_dir / "faithfulness"
     check_report_dir(report_dir, {**settings, "output": config.output, "steps": config.steps})
     with output_directory(args.output_dir):
         # Maps of fresh forward passes, one per frame: replan, whatever the checkpoint executes with.
         runner = PolicyRunner(load_act_policy(args.policy_path, args.device), "replan",
                               CaptureConfig(encoder_self_attention=True, encoder_output=False))
-        observations = [o for ep in args.episode for o in episode_observations(root, ep, args.faithfulness_frames)]
+        use_camera_rename(runner, args.rename_map)
+        check_dataset_fits(runner, read_info(root), root)
+        observations = [o for ep in args.episode
+                        for o in episode_observations(root, ep, args.faithfulness_frames, runner.camera_rename)]
         report = faithfulness(runner, observations, methods, config, ig, progress=not args.quiet)
         runner.close()
         title = f"{args.policy_path} on {root.name}, episodes {args.episode}, output {config.output}"

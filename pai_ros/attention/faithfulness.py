@@ -301,16 +301,18 @@ def check_report_dir(directory: Path, settings: dict) -> None:
                             f"{old[key]}; now {value}): write into another --output-dir, or remove it to replace it")
 
 
-def episode_observations(root: Path, episode: int, max_frames: int) -> list[Observation]:
-    """Up to ``max_frames`` frames of one episode, evenly spaced (first and last included)."""
+def episode_observations(root: Path, episode: int, max_frames: int,
+                         rename: dict[str, str] | None = None) -> list[Observation]:
+    """Up to ``max_frames`` frames of one episode, evenly spaced (first and last included);
+    ``rename``: dataset camera -> policy camera (the runner's ``camera_rename``)."""
     from pai_ros.data.episodes import episode_length, iter_episode, pick_evenly, read_info
 
     info = read_info(root)
     total = episode_length(info, root, episode)
-    frames = list(iter_episode(root, episode, info)) if total is None else None
+    frames = list(iter_episode(root, episode, info, rename=rename)) if total is None else None
     total = total if total is not None else len(frames)
     wanted = set(pick_evenly(total, max_frames))
-    source = frames if frames is not None else iter_episode(root, episode, info)
+    source = frames if frames is not None else iter_episode(root, episode, info, rename=rename)
     return [Observation(f.images, f.state, f.env_state) for i, f in enumerate(source) if i in wanted]
 
 

@@ -154,7 +154,7 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
                        partial / "actions.parquet")
         if render.videos:
             _write_videos(partial, dataset_root, info, episode, fps, frame_grids, frame_shares, render, method,
-                          queries_label, progress)
+                          queries_label, progress, runner.camera_rename)
         errors = np.asarray(act_rows["mae"], dtype=np.float64)
         # A dataset without recorded actions (e.g. pai bag2dataset without --action-topic): nothing to compare.
         mae = float(np.nanmean(errors)) if np.isfinite(errors).any() else math.nan
@@ -168,6 +168,8 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
                    "wasted_forwards": runner.stats.wasted_forwards - wasted0,
                    "latency": runner.stats.latency_summary(),
                    "seconds": round(time.monotonic() - start, 2)}
+        if runner.camera_rename:  # dataset camera -> the policy camera it was read as
+            summary["camera_rename"] = runner.camera_rename
         (partial / "summary.json").write_text(json_text(summary))
     return EpisodeResult(episode, final, summary["frames"], mae, summary["seconds"], mean_shares)
 
@@ -181,7 +183,8 @@ def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str
     runner.reset()
     total = episode_length(info, root, episode)
     live_method = "cross_attention" if method == "integrated_gradients" else method
-    for frame in tqdm(iter_episode(root, episode, info), total=total, desc=f"episode {episode}", unit="frame",
+    for frame in tqdm(iter_episode(root, episode, info, rename=runner.camera_rename), total=total,
+                      desc=f"episode {episode}", unit="frame",
                       disable=not progress):
         obs = Observation(frame.images, frame.state, frame.env_state)
         result = runner.step(obs)
@@ -230,7 +233,8 @@ def _run(runner: PolicyRunner, root: Path, info: dict, episode: int, method: str
 
 
 def _write_videos(out: Path, root: Path, info: dict, episode: int, fps: float, frame_grids, frame_shares,
-                  render: RenderOptions, method: str, queries_label: str, progress: bool) -> None:
+                  render: RenderOptions, method: str, queries_label: str, progress: bool,
+                  rename: dict[str, str]) -> None:
     """Second pass over the episode's frames: decode again (bounded memory), render, encode."""
     cams = list(frame_grids[0])
     if render.normalization == "episode":
@@ -245,7 +249,7 @@ def _write_videos(out: Path, root: Path, info: dict, episode: int, fps: float, f
     combined = Mp4Writer(out / "combined.mp4", fps)
     title = f"{method} / queries {queries_label} / {render.normalization} scale"
     try:
-        for i, frame in enumerate(tqdm(iter_episode(root, episode, info), total=len(frame_grids),
+        for i, frame in enumerate(tqdm(iter_episode(root, episode, info, rename=rename), total=len(frame_grids),
                                        desc=f"videos {episode}", unit="frame", disable=not progress)):
             if i >= len(frame_grids):
                 break

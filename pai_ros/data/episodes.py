@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,12 +246,14 @@ def pick_evenly(count: int, most: int) -> list[int]:
 
 
 def iter_picked_frames(root: Path, episodes: list[int], picked: set[tuple[int, int]],
-                       info: dict[str, Any] | None = None) -> Iterator[DatasetFrame]:
+                       info: dict[str, Any] | None = None,
+                       rename: Mapping[str, str] | None = None) -> Iterator[DatasetFrame]:
     """The frames ``picked`` (``(episode, frame_index)`` pairs) of ``episodes``, in that order."""
     info = info or read_info(root)
     for episode in episodes:
         if any(e == episode for e, _ in picked):
-            yield from (frame for frame in iter_episode(root, episode, info) if (episode, frame.frame_index) in picked)
+            yield from (frame for frame in iter_episode(root, episode, info, rename=rename)
+                        if (episode, frame.frame_index) in picked)
 
 
 def _to_uint8_hwc(chw: torch.Tensor) -> np.ndarray:
@@ -260,11 +262,12 @@ def _to_uint8_hwc(chw: torch.Tensor) -> np.ndarray:
 
 
 def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
-                 frame_stride: int = 1) -> Iterator[DatasetFrame]:
+                 frame_stride: int = 1, rename: Mapping[str, str] | None = None) -> Iterator[DatasetFrame]:
     """Frames of one episode in order, images as uint8 RGB (decoded once each).
 
     ``frame_stride``: only frames whose index is a multiple of it; the others are never decoded
     (LeRobot decodes each frame's video on its own, so a skipped frame costs nothing).
+    ``rename``: dataset camera -> the name the frame's images carry (a policy's; see camera_rename).
     """
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -274,7 +277,7 @@ def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
     with _damage_is_one_line(root, episode):
         ds = LeRobotDataset(repo_id=f"local/{root.name}", root=root, episodes=[episode],
                             video_backend=video_backend())
-    cams = camera_names(info)
+    cams, names = camera_names(info), rename or {}
     numeric = [k for k, ft in info["features"].items() if ft.get("dtype") in ("float32", "float64")
                and k not in ("observation.state", "observation.environment_state", "action", "timestamp")]
     # The index columns alone (no video): which rows are this episode's frames to yield.
@@ -288,7 +291,7 @@ def iter_episode(root: Path, episode: int, info: dict[str, Any] | None = None,
             episode_index=episode,
             frame_index=int(item["frame_index"]),
             timestamp=float(item["timestamp"]),
-            images={c: _to_uint8_hwc(item[f"observation.images.{c}"]) for c in cams},
+            images={names.get(c, c): _to_uint8_hwc(item[f"observation.images.{c}"]) for c in cams},
             state=item["observation.state"].numpy() if "observation.state" in item else None,
             env_state=item["observation.environment_state"].numpy() if "observation.environment_state" in item else None,
             action=item["action"].numpy() if "action" in item else None,

@@ -9,18 +9,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from pai_ros.data.camera_rename import parse_rename_map
 from pai_ros.errors import UserError
 from pai_ros.path_args import input_path
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dataset-root D`` or ``--dataset-repo-id ORG/NAME``: exactly one is required."""
+    """``--dataset-root D`` or ``--dataset-repo-id ORG/NAME`` (exactly one), and ``--rename-map``."""
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--dataset-root", type=input_path, metavar="D",
                        help="LeRobotDataset v3.0 directory (has meta/info.json)")
     group.add_argument("--dataset-repo-id", metavar="ORG/NAME",
                        help="hub dataset id, read from this machine only: LeRobot's HF_LEROBOT_HOME/ORG/NAME, "
                             "else the Hugging Face cache (nothing is downloaded)")
+    parser.add_argument("--rename-map", type=parse_rename_map, metavar="MAP",
+                        help="read a dataset camera as a policy camera of another name: DATASET=POLICY[,...] "
+                             "(top=front) or lerobot-train's JSON rename_map "
+                             "('{\"observation.images.top\": \"observation.images.front\"}'); default: the "
+                             "checkpoint's own rename_map, where the dataset has those cameras")
 
 
 def resolve_dataset_root(root: str | Path | None, repo_id: str | None) -> Path:

@@ -268,7 +268,7 @@ def _thumbnails(record: dict[str, Any], sources: list[Source], top: dict[int, li
     for episode in tqdm(sorted(wanted), desc="thumbnails", unit="episode", disable=not progress):
         codes = _token_codes(by_episode[episode], set(wanted[episode]))
         try:
-            for frame in iter_episode(root, episode, info):
+            for frame in iter_episode(root, episode, info, rename=record.get("camera_rename")):
                 row = frame.frame_index
                 if row in wanted[episode] and row in codes:
                     written.update(_frame_thumbnails(frame.images, cams, episode, row, wanted[episode][row],

@@ -76,6 +76,7 @@ def _record(args: argparse.Namespace) -> int:
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.features.record import record_features
     from pai_ros.policy.loading import resolve_checkpoint_dir
+    from pai_ros.policy.over_dataset import use_camera_rename
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.distributed import refuse_torchrun
     from pai_ros.sae.model import check_dimensions, load_sae
@@ -94,6 +95,7 @@ def _record(args: argparse.Namespace) -> int:
     info = read_info(root)
     episodes = select_episodes(info, root, args.episode)
     runner = activations_runner(args.policy_path, args.device)
+    use_camera_rename(runner, args.rename_map)
     check_dimensions(runner, loaded)
     loaded.sae.to(runner.device)
     if calibration is None:
@@ -159,6 +161,7 @@ def _effects(args: argparse.Namespace) -> int:
     from pai_ros.features.effects import EffectSettings, feature_effects, features_to_measure
     from pai_ros.features.results import RECORD_FILE, ResultsDir, rank_correlation_text
     from pai_ros.jsonfile import read_json
+    from pai_ros.policy.over_dataset import use_camera_rename
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.distributed import refuse_torchrun
     from pai_ros.sae.model import check_dimensions, load_sae
@@ -183,6 +186,7 @@ def _effects(args: argparse.Namespace) -> int:
     loaded = load_sae(record["sae_path"])
     features_to_measure(results, loaded, settings)  # refused now, not after the policy has loaded
     runner = activations_runner(record["policy_path"], args.device)
+    use_camera_rename(runner, record.get("camera_rename"), note=None)  # the cameras as they were recorded
     check_dimensions(runner, loaded)
     runner.capture.detach()  # effects read actions only: no activations to capture
     path = feature_effects(results, runner, loaded, settings, progress=not args.quiet)

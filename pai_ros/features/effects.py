@@ -81,7 +81,7 @@ def held_out_batches(runner: PolicyRunner, root: Path, episodes: list[int], fram
         raise UserError(f"the recorded episodes {episodes} of {root} have no frames")
     pick = {pairs[i] for i in pick_evenly(len(pairs), frames)}
     singles = [runner.preprocess(Observation(frame.images, frame.state, frame.env_state))
-               for frame in iter_picked_frames(root, episodes, pick, info)]
+               for frame in iter_picked_frames(root, episodes, pick, info, rename=runner.camera_rename)]
     # The preprocessor's batch also carries non-tensor entries (task text, complementary data): keep the first's.
     batches = [{k: torch.cat([b[k] for b in singles[i:i + batch_size]]) if torch.is_tensor(v) else v
                 for k, v in singles[i].items()} for i in range(0, len(singles), batch_size)]

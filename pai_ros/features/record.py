@@ -56,7 +56,8 @@ def _record_header(runner: PolicyRunner, loaded: LoadedSae, root: Path, info: di
     return {"pai_ros_version": __version__, "sae_id": loaded.sae_id, "sae_path": str(loaded.directory.resolve()),
             "num_features": loaded.cfg.d_sae, "policy_path": str(Path(runner.loaded.path).resolve()),
             "dataset_root": str(root.resolve()), "fps": info.get("fps"), "runner_mode": runner.mode,
-            "ood_threshold": calibration.threshold if calibration else None}
+            "ood_threshold": calibration.threshold if calibration else None,
+            "camera_rename": runner.camera_rename}  # dataset camera -> policy camera; thumbnails read it again
 
 
 def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +70,9 @@ def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     path = out / RECORD_FILE
     if path.is_file():
         old = read_json(path, "record metadata", want_object=True)
-        for key in ("sae_id", "policy_path", "dataset_root", "top_n"):
-            if key == "top_n" and key not in old:
-                continue  # recorded before top_n was written down
+        for key in ("sae_id", "policy_path", "dataset_root", "top_n", "camera_rename"):
+            if key in ("top_n", "camera_rename") and key not in old:
+                continue  # recorded before it was written down
             if old.get(key) != header[key]:
                 was, now = ("none: every token" if key == "top_n" and v is None else v
                             for v in (old.get(key), header[key]))

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,9 @@ class LoadedPolicy:
     postprocessor: Any  # PolicyProcessorPipeline: unnormalise -> cpu
     device: str
     migrated: bool = False  # a pre-0.4 checkpoint, migrated in memory
+    # The checkpoint's own ``--rename_map`` for cameras (dataset name -> policy name, short names):
+    # how a dataset it was trained on feeds it. See take_camera_rename.
+    camera_rename: dict[str, str] = field(default_factory=dict)
 
     @property
     def camera_keys(self) -> list[str]:
@@ -400,4 +403,23 @@ def load_act_policy(path: str | Path, device: str = "auto") -> LoadedPolicy:
     check_normalisation(ckpt, pre, post)
     check_weights_finite(ckpt, policy)
     return LoadedPolicy(path=ckpt, config=cfg, policy=policy, preprocessor=pre, postprocessor=post, device=device,
-                        migrated=legacy)
+                        migrated=legacy, camera_rename=take_camera_rename(pre))
+
+
+def take_camera_rename(pre: Any) -> dict[str, str]:
+    """The cameras of the preprocessor's rename step (``lerobot-train --rename_map``), which is then emptied.
+
+    pai_ros builds every batch with the policy's own key names, so a rename step left in place
+    could only rename them again (a map that swaps two cameras would swap them back). The map is
+    kept to read datasets with: a dataset the policy was trained on has the map's source names.
+    """
+    from lerobot.processor.rename_processor import RenameObservationsProcessorStep
+
+    from pai_ros.data.camera_rename import cameras_of
+
+    cameras: dict[str, str] = {}
+    for step in getattr(pre, "steps", ()):
+        if isinstance(step, RenameObservationsProcessorStep) and step.rename_map:
+            cameras.update(cameras_of(step.rename_map))
+            step.rename_map = {}
+    return cameras

@@ -8,6 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pai_ros.data.camera_rename import check_distinct, describe, renamed, source_of
 from pai_ros.data.episodes import (
     DatasetFrame,
     camera_names,
@@ -23,31 +24,67 @@ from pai_ros.policy.runner import PolicyRunner, TickResult
 ObservationTransform = Callable[[DatasetFrame, Observation], Observation]
 
 
+def use_camera_rename(runner: PolicyRunner, given: dict[str, str] | None,
+                      note: Callable[[str], None] | None = print) -> dict[str, str]:
+    """Read datasets with the checkpoint's own camera rename, ``given`` (``--rename-map``) over it.
+
+    A camera ``given`` maps replaces the checkpoint's entry for the same dataset camera or the same
+    policy camera: ``top=front`` means front now comes from top, whatever it came from before.
+    ``note`` hears it when the checkpoint's map is in force (the user did not write it). Returns
+    the rename in force, for the outputs' records.
+    """
+    if given:
+        kept = {s: t for s, t in runner.camera_rename.items() if s not in given and t not in given.values()}
+        runner.camera_rename = {**kept, **given}
+    saved = {s: t for s, t in runner.camera_rename.items() if s not in (given or {})}
+    if saved and note is not None:
+        note(f"note: cameras renamed as the checkpoint's rename map says ({describe(saved)}) where the dataset "
+             "has them; --rename-map changes that")
+    return dict(runner.camera_rename)
+
+
 def check_dataset_fits(runner: PolicyRunner, info: dict[str, Any], root: Path) -> None:
     """Refuse a dataset whose cameras, image sizes or state widths the policy cannot take.
 
     From ``meta/info.json`` alone, before any frame is decoded: otherwise the first frame says it,
     which for a second dataset (a calibration's state fit) comes after the whole first pass.
     Sizes are compared only where the feature's shape says unambiguously which axis is which.
+    Cameras are compared after the runner's rename (``--rename-map``, or the checkpoint's own).
     """
-    names = camera_names(info)
+    dataset_names = camera_names(info)
+    # Entries for cameras this dataset lacks do nothing (the checkpoint's map names its training
+    # data's cameras; another dataset may already use the policy's names).
+    rename = {s: t for s, t in runner.camera_rename.items() if s in dataset_names}
+    check_distinct(rename, dataset_names, str(root))
+    names = renamed(dataset_names, rename)
     missing = [c for c in runner.spec.cameras if c not in names]
     if missing:
-        raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {root} has {', '.join(names) or 'none'}")
+        unused = [n for n, after in zip(dataset_names, names) if after not in runner.spec.cameras]
+        first = missing[0]
+        if first in rename:  # the dataset has it, but the map (given or the checkpoint's) reads it as another
+            hint = f"the rename map reads {first} as {rename[first]} (--rename-map {first}={first} keeps its name)"
+        else:
+            hint = (f"to feed it another camera give --rename-map "
+                    f"{unused[0] + '=' + first if unused else 'DATASET_CAMERA=POLICY_CAMERA'}")
+        mapped = f" (renamed: {describe(rename)})" if rename else ""
+        raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {root} has {', '.join(names) or 'none'}"
+                        f"{mapped}; {hint}")
     try:
-        _check_shapes(runner, info["features"], root)
+        _check_shapes(runner, info["features"], root, rename)
     except (AttributeError, IndexError, TypeError, ValueError) as exc:  # a hand-edited info.json
         raise UserError(f"{root / 'meta' / 'info.json'} is damaged: its features' shapes cannot be read "
                         f"({type(exc).__name__}: {exc})") from None
 
 
-def _check_shapes(runner: PolicyRunner, features: dict[str, Any], root: Path) -> None:
+def _check_shapes(runner: PolicyRunner, features: dict[str, Any], root: Path, rename: dict[str, str]) -> None:
     for name, (_, h, w) in runner.spec.cameras.items():
+        source = source_of(name, rename)
         feature = next(ft for k, ft in features.items() if k.startswith("observation.images.")
-                       and k.rsplit(".", 1)[-1] == name)
+                       and k.rsplit(".", 1)[-1] == source)
         size = _image_size(feature)
         if size is not None and size != (h, w):
-            raise UserError(f"camera '{name}' of {root} is {size[0]}x{size[1]} (HxW); the policy was trained on "
+            called = f"camera '{source}' (read as '{name}')" if source != name else f"camera '{name}'"
+            raise UserError(f"{called} of {root} is {size[0]}x{size[1]} (HxW); the policy was trained on "
                             f"{h}x{w} images")
     for label, key, dim in (("state", "observation.state", runner.spec.state_dim),
                             ("environment state", "observation.environment_state", runner.spec.env_state_dim)):
@@ -89,7 +126,7 @@ def run_episode(runner: PolicyRunner, root: Path, episode: int, *, info: dict[st
     info = info or read_info(root)
     check_dataset_fits(runner, info, root)
     runner.reset()
-    frames = iter_episode(root, episode, info, frame_stride)
+    frames = iter_episode(root, episode, info, frame_stride, rename=runner.camera_rename)
     length = episode_length(info, root, episode)
     total = None if length is None else -(-length // frame_stride)
     for frame in tqdm(frames, total=total, desc=desc or f"episode {episode}",

@@ -95,6 +95,8 @@ class PolicyRunner:
         self.policy = loaded.policy
         self.mode = mode
         self.spec = ObservationSpec.from_config(cfg)
+        # Dataset camera -> policy camera for datasets read offline (over_dataset.use_camera_rename).
+        self.camera_rename: dict[str, str] = dict(loaded.camera_rename)
         self.capture = ActCapture(self.policy, capture or CaptureConfig()).attach()
         self.n_action_steps = int(cfg.n_action_steps)
         self.chunk_size = int(cfg.chunk_size)

@@ -276,6 +276,8 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
     fit = fit_threshold(cal.fvu, rule, sigmas)
     calibration = {"sae_id": loaded.sae_id, "pai_ros_version": __version__, "score": "per-frame FVU",
                    "policy_path": str(runner.loaded.path), "dataset_root": str(root), "episodes": episodes, **fit}
+    if runner.camera_rename:
+        calibration["camera_rename"] = runner.camera_rename
     seen = sae_training_note(loaded, root, episodes)
     if seen:
         calibration["sae_training_note"] = seen
@@ -302,7 +304,7 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
     probe = _fit_camera_state(cal, extra, score, calibration)
     if not evaluate:
         return CalibrationResult(calibration, positions=positions, camera_state=probe)
-    first = next(iter_episode(root, evaluate[0], info))
+    first = next(iter_episode(root, evaluate[0], info, rename=runner.camera_rename))
     shapes = {c: im.shape for c, im in first.images.items() if c in runner.spec.cameras}
     kinds = corruptions([c for c in runner.spec.cameras], shapes)
     clean = _pass(runner, loaded, root, evaluate, progress, "clean", probe=probe)

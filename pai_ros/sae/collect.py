@@ -86,10 +86,13 @@ def _differences(old: Any, new: Any) -> str:
 
 
 def _source(runner: PolicyRunner, dataset_root: Path, info: dict[str, Any]) -> dict[str, Any]:
-    return {"policy_path": str(Path(runner.loaded.path).resolve()), "policy_id": policy_fingerprint(runner.loaded.path),
-            "dataset_root": str(dataset_root.resolve()),
-            "dataset_fps": info.get("fps"), "hook": HOOK, "dim_model": int(runner.loaded.config.dim_model),
-            "runner_mode": runner.mode}
+    source = {"policy_path": str(Path(runner.loaded.path).resolve()),
+              "policy_id": policy_fingerprint(runner.loaded.path), "dataset_root": str(dataset_root.resolve()),
+              "dataset_fps": info.get("fps"), "hook": HOOK, "dim_model": int(runner.loaded.config.dim_model),
+              "runner_mode": runner.mode}
+    if runner.camera_rename:  # only then: collections without one resume as they were begun
+        source["camera_rename"] = runner.camera_rename
+    return source
 
 
 def _frames(info: dict[str, Any], root: Path, episodes: list[int], stride: int) -> int:

@@ -139,6 +139,7 @@ def _collect(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.policy.loading import resolve_checkpoint_dir
+    from pai_ros.policy.over_dataset import use_camera_rename
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.activations import TokenSelection
     from pai_ros.sae.collect import CollectSettings, collect_activations
@@ -158,6 +159,7 @@ def _collect(args: argparse.Namespace) -> int:
         info = read_info(root)
         episodes = select_episodes(info, root, args.episode)
         runner = activations_runner(args.policy_path, rank_device(args.device, world))
+        use_camera_rename(runner, args.rename_map, note=print if world.is_main else None)
         with output_directory(args.output):  # a failed first run leaves no empty directory behind
             result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet,
                                          max_disk=max_disk, world=world, report=print)
@@ -219,7 +221,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     from pai_ros.data.episodes import read_info, select_episodes
     from pai_ros.data.source import resolve_dataset_root
     from pai_ros.errors import UserError
-    from pai_ros.policy.over_dataset import check_dataset_fits
+    from pai_ros.policy.over_dataset import check_dataset_fits, use_camera_rename
     from pai_ros.policy.runner import activations_runner
     from pai_ros.sae.calibrate import (
         StateFit,
@@ -249,6 +251,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise UserError("--state-fit-episode needs --state-fit-dataset-root")
     check_episodes_apart(root, episodes, evaluate, state_fit)  # before the policy loads; calibrate checks too
     runner = activations_runner(args.policy_path, args.device)
+    use_camera_rename(runner, args.rename_map)
     check_dimensions(runner, loaded)
     if state_fit is not None:  # before the calibration pass, not after it
         check_dataset_fits(runner, fit_info, state_fit.root)
