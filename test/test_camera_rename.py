@@ -95,6 +95,10 @@ def test_a_renamed_camera_feeds_the_policy_the_dataset_camera_it_names(tiny_data
     assert set(pq.read_table(episode / "attention.parquet").column("camera").to_pylist()) == {"top", "wrist"}
     assert (episode / "top.mp4").is_file() and not (episode / "front.mp4").exists()
     assert json.loads((episode / "summary.json").read_text())["camera_rename"] == {"front": "top"}
+    # The same directory read with another map would mix two inputs under one policy: refused.
+    mixed = run_pai(*base, "--policy-path", str(top), "--output-dir", str(tmp_path / "renamed"),
+                    "--rename-map", "wrist=top,front=wrist", "--episode", "1")
+    assert mixed.returncode == 1 and "camera rename {'front': 'top'}; now" in mixed.stderr, mixed.stderr
 
 
 def test_the_checkpoints_own_rename_map_reads_its_training_data(tiny_dataset, tiny_act, tmp_path: Path) -> None:
@@ -116,7 +120,7 @@ def test_the_checkpoints_own_rename_map_reads_its_training_data(tiny_dataset, ti
     res = run_pai("attention", "--dataset-root", str(root), "--episode", "0", "--policy-path", str(ckpt),
                   "--output-dir", str(tmp_path / "out"), "--no-videos", "--quiet")
     assert res.returncode == 0, res.stderr
-    assert "cameras renamed as the checkpoint's rename map says (front -> top)" in res.stdout
+    assert "the dataset's cameras are read as the checkpoint's rename map says (front -> top)" in res.stdout
 
 
 def test_a_saved_rename_that_swaps_cameras_does_not_swap_the_live_batch(tiny_act, tmp_path: Path) -> None:
@@ -151,7 +155,23 @@ def test_two_cameras_renamed_to_one_name_are_refused(tiny_act) -> None:
     image = {"dtype": "video", "shape": [64, 80, 3], "names": ["height", "width", "channels"]}
     info = {"features": {"observation.images.front": image, "observation.images.wrist": image,
                          "observation.state": {"dtype": "float32", "shape": [3]}}}
-    with pytest.raises(UserError, match="two cameras of ds are both called wrist"):
+    with pytest.raises(UserError, match="two cameras of ds are both called wrist; --rename-map front=front reads"):
+        check_dataset_fits(runner, info, Path("ds"))
+
+
+def test_a_renamed_camera_of_another_size_is_named_by_both_names(tiny_act) -> None:
+    from pai_ros.errors import UserError
+    from pai_ros.policy.loading import load_act_policy
+    from pai_ros.policy.over_dataset import check_dataset_fits, use_camera_rename
+    from pai_ros.policy.runner import PolicyRunner
+
+    runner = PolicyRunner(load_act_policy(tiny_act, "cpu"), "replan")
+    use_camera_rename(runner, {"top": "front"})
+    hwc = ["height", "width", "channels"]
+    info = {"features": {"observation.images.top": {"dtype": "video", "shape": [32, 40, 3], "names": hwc},
+                         "observation.images.wrist": {"dtype": "video", "shape": [64, 80, 3], "names": hwc},
+                         "observation.state": {"dtype": "float32", "shape": [3]}}}
+    with pytest.raises(UserError, match="camera 'top' \\(read as 'front'\\) of ds is 32x40"):
         check_dataset_fits(runner, info, Path("ds"))
 
 
@@ -184,8 +204,11 @@ def test_collect_record_and_thumbnails_keep_the_rename(tiny_dataset, tmp_path: P
     assert other.returncode == 1 and "different source" in other.stderr, other.stderr
 
     train = run_pai("sae", "train", "--activations", str(acts), "--output", str(sae), "--steps", "20",
-                    "--batch-size", "64", "--k", "4", "--expansion", "2", "--eval-frames", "0", "--quiet")
+                    "--batch-size", "64", "--k", "4", "--expansion", "2", "--eval-frames", "4", "--quiet")
     assert train.returncode == 0, train.stderr
+    # Action recovery runs the policy on held-out frames: read with the collection's map, it is measured.
+    metrics = json.loads((sae / "metrics.json").read_text())
+    assert metrics["action_recovered"] is not None, metrics.get("action_recovery_note")
     record = run_pai("features", "record", *data, "--sae", str(sae), "--episode", "1", "--output-dir", str(rec),
                      "--rename-map", "front=top")
     assert record.returncode == 0, record.stderr

@@ -158,17 +158,19 @@ def _run(args: argparse.Namespace) -> int:
     check_episodes(info, args.episode, root)
     args.episode = list(dict.fromkeys(args.episode))  # given twice, written once
     if args.faithfulness:
-        return _faithfulness(args, root, ig)
+        return _faithfulness(args, root, info, ig)
     # The output is checked before the policy loads (seconds) and the episodes run (minutes).
+    queries = target.label() if args.method in GRADIENT_LIVE_METHODS else selection.label()
     check_output_dir(args.output_dir, policy_path=resolve_checkpoint_dir(args.policy_path), dataset_root=root,
-                     method=args.method,
-                     queries=target.label() if args.method in GRADIENT_LIVE_METHODS else selection.label())
+                     method=args.method, queries=queries)
     results = []
     with output_directory(args.output_dir):
         loaded = load_act_policy(args.policy_path, args.device)
         capture = CaptureConfig(encoder_self_attention=args.method == "rollout", encoder_output=False)
         runner = PolicyRunner(loaded, args.mode, capture)
-        use_camera_rename(runner, args.rename_map)
+        camera_rename = use_camera_rename(runner, args.rename_map, info)
+        check_output_dir(args.output_dir, policy_path=resolve_checkpoint_dir(args.policy_path), dataset_root=root,
+                         method=args.method, queries=queries, camera_rename=camera_rename)  # again, with the map
         selection.check(runner.chunk_size, "--queries")
         render = RenderOptions(normalization=args.normalization, colormap=args.colormap, alpha=args.alpha,
                                videos=not args.no_videos)
@@ -187,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
+def _faithfulness(args: argparse.Namespace, root: Path, info: dict, ig) -> int:
     from pai_ros.attention.faithfulness import (
         FAITHFULNESS_METHODS,
         FaithfulnessConfig,
@@ -196,7 +198,6 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
         faithfulness,
         write_report,
     )
-    from pai_ros.data.episodes import read_info
     from pai_ros.errors import UserError
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy, resolve_checkpoint_dir
@@ -220,16 +221,15 @@ def _faithfulness(args: argparse.Namespace, root: Path, ig) -> int:
                 "frames_per_episode": args.faithfulness_frames, "methods": sorted(methods)}
     if "integrated_gradients" in methods:
         settings.update(ig_steps=ig.steps, ig_baseline=ig.baseline)
-    if args.rename_map:
-        settings["camera_rename"] = args.rename_map
     report_dir = args.output_dir / "faithfulness"
     check_report_dir(report_dir, {**settings, "output": config.output, "steps": config.steps})
     with output_directory(args.output_dir):
         # Maps of fresh forward passes, one per frame: replan, whatever the checkpoint executes with.
         runner = PolicyRunner(load_act_policy(args.policy_path, args.device), "replan",
                               CaptureConfig(encoder_self_attention=True, encoder_output=False))
-        use_camera_rename(runner, args.rename_map)
-        check_dataset_fits(runner, read_info(root), root)
+        settings["camera_rename"] = use_camera_rename(runner, args.rename_map, info)
+        check_report_dir(report_dir, {**settings, "output": config.output, "steps": config.steps})  # with the map
+        check_dataset_fits(runner, info, root)
         observations = [o for ep in args.episode
                         for o in episode_observations(root, ep, args.faithfulness_frames, runner.camera_rename)]
         report = faithfulness(runner, observations, methods, config, ig, progress=not args.quiet)

@@ -45,7 +45,7 @@ from pai_ros.jsonfile import json_text, read_json
 from pai_ros.media.video import Mp4Writer, even_size
 from pai_ros.policy.layout import ENV_STATE, LATENT, STATE
 from pai_ros.policy.observation import Observation
-from pai_ros.policy.over_dataset import check_dataset_fits
+from pai_ros.policy.over_dataset import camera_rename_for, check_dataset_fits
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.staging import check_no_other_results, check_only_own_entries, staged_directory
 
@@ -104,7 +104,8 @@ def analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, outp
                             selection.label())
 
 
-def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path, method: str, queries: str) -> None:
+def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path, method: str, queries: str,
+                     camera_rename: dict[str, str] | None = None) -> None:
     """``output_dir`` holds no episodes of other results: an episode written again replaces its folder.
 
     Each episode's folder is replaced whole, so another run's episodes in the same directory (another
@@ -118,6 +119,8 @@ def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path,
     check_only_own_entries(output_dir, ("episode_", "faithfulness"), "pai attention", "--output-dir")
     want = {"policy_path": str(Path(policy_path).resolve()), "dataset_root": str(Path(dataset_root).resolve()),
             "method": method, "queries": queries}
+    if camera_rename is not None:  # known once the policy has loaded (its own map counts): checked again then
+        want["camera_rename"] = camera_rename
     for episode_dir in sorted(output_dir.glob("episode_*")):
         summary = episode_dir / "summary.json"
         if not summary.is_file():
@@ -125,10 +128,10 @@ def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path,
                             "another --output-dir")
         old = read_json(summary, "attention summary", want_object=True)
         for key, value in want.items():
-            if old.get(key) != value:
+            was = old.get(key, {} if key == "camera_rename" else None)  # no map recorded: none was in force
+            if was != value:
                 raise UserError(f"{output_dir} holds attention made with other settings ({episode_dir.name}: "
-                                f"{key.replace('_', ' ')} {old.get(key)}; now {value}); write into another "
-                                "--output-dir")
+                                f"{key.replace('_', ' ')} {was}; now {value}); write into another --output-dir")
 
 
 def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, output_dir: Path, method: str,
@@ -168,8 +171,9 @@ def _analyse_episode(runner: PolicyRunner, dataset_root: Path, episode: int, out
                    "wasted_forwards": runner.stats.wasted_forwards - wasted0,
                    "latency": runner.stats.latency_summary(),
                    "seconds": round(time.monotonic() - start, 2)}
-        if runner.camera_rename:  # dataset camera -> the policy camera it was read as
-            summary["camera_rename"] = runner.camera_rename
+        rename = camera_rename_for(runner, info)
+        if rename:  # dataset camera -> the policy camera it was read as
+            summary["camera_rename"] = rename
         (partial / "summary.json").write_text(json_text(summary))
     return EpisodeResult(episode, final, summary["frames"], mae, summary["seconds"], mean_shares)
 

@@ -85,6 +85,11 @@ def describe(rename: Mapping[str, str]) -> str:
     return ", ".join(f"{s} -> {t}" for s, t in rename.items())
 
 
+def as_argument(rename: Mapping[str, str]) -> str:
+    """``top=front,side=wrist``: the ``--rename-map`` that gives ``rename``."""
+    return ",".join(f"{s}={t}" for s, t in rename.items())
+
+
 def check_distinct(rename: Mapping[str, str], dataset_cameras: list[str], where: str) -> None:
     """No two cameras of the dataset end up with one name (which of them would the policy see?)."""
     from pai_ros.errors import UserError
@@ -92,5 +97,7 @@ def check_distinct(rename: Mapping[str, str], dataset_cameras: list[str], where:
     after = renamed(dataset_cameras, rename)
     twice = sorted({n for n in after if after.count(n) > 1})
     if twice:
+        # Keeping the renamed camera's own name resolves it (also against a checkpoint's map).
+        keep = as_argument({s: s for s, t in rename.items() if t in twice})
         raise UserError(f"with the rename map ({describe(rename)}) two cameras of {where} are both called "
-                        f"{', '.join(twice)}; rename the other one too, or name another camera")
+                        f"{', '.join(twice)}; --rename-map {keep} reads the renamed one under its own name")

@@ -95,7 +95,7 @@ def _record(args: argparse.Namespace) -> int:
     info = read_info(root)
     episodes = select_episodes(info, root, args.episode)
     runner = activations_runner(args.policy_path, args.device)
-    use_camera_rename(runner, args.rename_map)
+    use_camera_rename(runner, args.rename_map, info)
     check_dimensions(runner, loaded)
     loaded.sae.to(runner.device)
     if calibration is None:

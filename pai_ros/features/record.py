@@ -31,7 +31,7 @@ from pai_ros.features.tables import (
     unsteered_defaults,
 )
 from pai_ros.jsonfile import read_json, write_json_atomic
-from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
+from pai_ros.policy.over_dataset import camera_rename_for, check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.frame import encode_frame
 from pai_ros.sae.model import LoadedSae
@@ -57,7 +57,8 @@ def _record_header(runner: PolicyRunner, loaded: LoadedSae, root: Path, info: di
             "num_features": loaded.cfg.d_sae, "policy_path": str(Path(runner.loaded.path).resolve()),
             "dataset_root": str(root.resolve()), "fps": info.get("fps"), "runner_mode": runner.mode,
             "ood_threshold": calibration.threshold if calibration else None,
-            "camera_rename": runner.camera_rename}  # dataset camera -> policy camera; thumbnails read it again
+            "camera_rename": camera_rename_for(runner, info)}  # dataset camera -> policy camera: thumbnails and
+    # effects read the dataset with it again
 
 
 def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pai_ros.data.camera_rename import check_distinct, describe, renamed, source_of
+from pai_ros.data.camera_rename import as_argument, check_distinct, describe, renamed, source_of
 from pai_ros.data.episodes import (
     DatasetFrame,
     camera_names,
@@ -24,23 +24,37 @@ from pai_ros.policy.runner import PolicyRunner, TickResult
 ObservationTransform = Callable[[DatasetFrame, Observation], Observation]
 
 
-def use_camera_rename(runner: PolicyRunner, given: dict[str, str] | None,
+def use_camera_rename(runner: PolicyRunner, given: dict[str, str] | None, info: dict[str, Any] | None = None,
                       note: Callable[[str], None] | None = print) -> dict[str, str]:
     """Read datasets with the checkpoint's own camera rename, ``given`` (``--rename-map``) over it.
 
     A camera ``given`` maps replaces the checkpoint's entry for the same dataset camera or the same
     policy camera: ``top=front`` means front now comes from top, whatever it came from before.
-    ``note`` hears it when the checkpoint's map is in force (the user did not write it). Returns
-    the rename in force, for the outputs' records.
+    With the dataset's ``info``, ``note`` hears it when the checkpoint's map renames one of its
+    cameras (the user did not write that); returns the rename in force for it (see camera_rename_for).
     """
     if given:
         kept = {s: t for s, t in runner.camera_rename.items() if s not in given and t not in given.values()}
         runner.camera_rename = {**kept, **given}
-    saved = {s: t for s, t in runner.camera_rename.items() if s not in (given or {})}
+    if info is None:
+        return dict(runner.camera_rename)
+    in_force = camera_rename_for(runner, info)
+    saved = {s: t for s, t in in_force.items() if s not in (given or {})}
     if saved and note is not None:
-        note(f"note: cameras renamed as the checkpoint's rename map says ({describe(saved)}) where the dataset "
-             "has them; --rename-map changes that")
-    return dict(runner.camera_rename)
+        note(f"note: the dataset's cameras are read as the checkpoint's rename map says ({describe(saved)}); "
+             "--rename-map changes that")
+    return in_force
+
+
+def camera_rename_for(runner: PolicyRunner, info: dict[str, Any]) -> dict[str, str]:
+    """The runner's camera rename for one dataset: the entries for cameras it has (what outputs record).
+
+    Entries for cameras a dataset lacks do nothing: the checkpoint's map names its training data's
+    cameras, and another dataset may already use the policy's names.
+    """
+    names = camera_names(info)
+    # A camera read under its own name (``top=top``, given to undo a checkpoint's entry) is no rename.
+    return {s: t for s, t in runner.camera_rename.items() if s in names and s != t}
 
 
 def check_dataset_fits(runner: PolicyRunner, info: dict[str, Any], root: Path) -> None:
@@ -52,9 +66,7 @@ def check_dataset_fits(runner: PolicyRunner, info: dict[str, Any], root: Path) -
     Cameras are compared after the runner's rename (``--rename-map``, or the checkpoint's own).
     """
     dataset_names = camera_names(info)
-    # Entries for cameras this dataset lacks do nothing (the checkpoint's map names its training
-    # data's cameras; another dataset may already use the policy's names).
-    rename = {s: t for s, t in runner.camera_rename.items() if s in dataset_names}
+    rename = camera_rename_for(runner, info)
     check_distinct(rename, dataset_names, str(root))
     names = renamed(dataset_names, rename)
     missing = [c for c in runner.spec.cameras if c not in names]
@@ -63,9 +75,10 @@ def check_dataset_fits(runner: PolicyRunner, info: dict[str, Any], root: Path) -
         first = missing[0]
         if first in rename:  # the dataset has it, but the map (given or the checkpoint's) reads it as another
             hint = f"the rename map reads {first} as {rename[first]} (--rename-map {first}={first} keeps its name)"
+        elif unused:  # the whole map to give: a new --rename-map replaces the one given before
+            hint = f"to feed it another camera give --rename-map {as_argument({**rename, unused[0]: first})}"
         else:
-            hint = (f"to feed it another camera give --rename-map "
-                    f"{unused[0] + '=' + first if unused else 'DATASET_CAMERA=POLICY_CAMERA'}")
+            hint = "to feed it another camera give --rename-map DATASET_CAMERA=POLICY_CAMERA"
         mapped = f" (renamed: {describe(rename)})" if rename else ""
         raise UserError(f"the policy needs camera(s) {', '.join(missing)}, but {root} has {', '.join(names) or 'none'}"
                         f"{mapped}; {hint}")

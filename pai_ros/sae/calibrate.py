@@ -28,7 +28,7 @@ from pai_ros.data.episodes import (
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import write_json_atomic
 from pai_ros.policy.layout import TokenLayout
-from pai_ros.policy.over_dataset import run_episode
+from pai_ros.policy.over_dataset import camera_rename_for, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.sae.camera_state import (
     CAMERA_STATE_FILE,
@@ -276,8 +276,9 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
     fit = fit_threshold(cal.fvu, rule, sigmas)
     calibration = {"sae_id": loaded.sae_id, "pai_ros_version": __version__, "score": "per-frame FVU",
                    "policy_path": str(runner.loaded.path), "dataset_root": str(root), "episodes": episodes, **fit}
-    if runner.camera_rename:
-        calibration["camera_rename"] = runner.camera_rename
+    rename = camera_rename_for(runner, info)
+    if rename:
+        calibration["camera_rename"] = rename
     seen = sae_training_note(loaded, root, episodes)
     if seen:
         calibration["sae_training_note"] = seen

@@ -24,7 +24,7 @@ from pai_ros.data.episodes import episode_length, episode_stem, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
 from pai_ros.policy.loading import policy_fingerprint
-from pai_ros.policy.over_dataset import check_dataset_fits, run_episode
+from pai_ros.policy.over_dataset import camera_rename_for, check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.require import require
 from pai_ros.sae.activations import (
@@ -90,8 +90,9 @@ def _source(runner: PolicyRunner, dataset_root: Path, info: dict[str, Any]) -> d
               "policy_id": policy_fingerprint(runner.loaded.path), "dataset_root": str(dataset_root.resolve()),
               "dataset_fps": info.get("fps"), "hook": HOOK, "dim_model": int(runner.loaded.config.dim_model),
               "runner_mode": runner.mode}
-    if runner.camera_rename:  # only then: collections without one resume as they were begun
-        source["camera_rename"] = runner.camera_rename
+    rename = camera_rename_for(runner, info)
+    if rename:  # only then: collections without one resume as they were begun
+        source["camera_rename"] = rename
     return source
 
 

@@ -159,7 +159,7 @@ def _collect(args: argparse.Namespace) -> int:
         info = read_info(root)
         episodes = select_episodes(info, root, args.episode)
         runner = activations_runner(args.policy_path, rank_device(args.device, world))
-        use_camera_rename(runner, args.rename_map, note=print if world.is_main else None)
+        use_camera_rename(runner, args.rename_map, info, note=print if world.is_main else None)
         with output_directory(args.output):  # a failed first run leaves no empty directory behind
             result = collect_activations(runner, root, episodes, args.output, settings, progress=not args.quiet,
                                          max_disk=max_disk, world=world, report=print)
@@ -251,7 +251,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise UserError("--state-fit-episode needs --state-fit-dataset-root")
     check_episodes_apart(root, episodes, evaluate, state_fit)  # before the policy loads; calibrate checks too
     runner = activations_runner(args.policy_path, args.device)
-    use_camera_rename(runner, args.rename_map)
+    use_camera_rename(runner, args.rename_map, info)
     check_dimensions(runner, loaded)
     if state_fit is not None:  # before the calibration pass, not after it
         check_dataset_fits(runner, fit_info, state_fit.root)

@@ -93,10 +93,11 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
     policy_path, root = Path(source["policy_path"]), Path(source["dataset_root"])
     if not policy_path.exists() or not root.exists():
         return _not_measured(f"{policy_path} or {root} is gone")
-    from pai_ros.data.episodes import iter_picked_frames, pick_evenly
+    from pai_ros.data.episodes import iter_picked_frames, pick_evenly, read_info
     from pai_ros.policy.capture import CaptureConfig
     from pai_ros.policy.loading import load_act_policy
     from pai_ros.policy.observation import Observation
+    from pai_ros.policy.over_dataset import check_dataset_fits, use_camera_rename
     from pai_ros.policy.runner import PolicyRunner
 
     episodes = split.heldout_episodes or data.episodes
@@ -112,9 +113,13 @@ def measure_action_recovery(sae: SparseAutoencoder, data: ShardSet, split: Strea
             # The policy at that path may have been replaced since the collection (another width,
             # or the same width and other weights): the metric would then be about another policy.
             check_policy_of_tokens(runner, sae.d_in, source, "the trained SAE")
+            # The cameras as they were collected (a collection without a map read them as the checkpoint says).
+            use_camera_rename(runner, source.get("camera_rename"), note=None)
+            check_dataset_fits(runner, read_info(root), root)
             batches = [runner.preprocess(Observation(frame.images, frame.state, frame.env_state))
-                       for frame in tqdm(iter_picked_frames(root, episodes, pick), total=len(pick), leave=False,
-                                         desc="action recovery frames", unit="frame", disable=not progress)]
+                       for frame in tqdm(iter_picked_frames(root, episodes, pick, rename=runner.camera_rename),
+                                         total=len(pick), leave=False, desc="action recovery frames", unit="frame",
+                                         disable=not progress)]
         finally:
             runner.close()
     except UserError as exc:
