@@ -98,7 +98,8 @@ def test_a_renamed_camera_feeds_the_policy_the_dataset_camera_it_names(tiny_data
     # The same directory read with another map would mix two inputs under one policy: refused.
     mixed = run_pai(*base, "--policy-path", str(top), "--output-dir", str(tmp_path / "renamed"),
                     "--rename-map", "wrist=top,front=wrist", "--episode", "1")
-    assert mixed.returncode == 1 and "camera rename {'front': 'top'}; now" in mixed.stderr, mixed.stderr
+    assert mixed.returncode == 1 and "camera rename front -> top; now wrist -> top, front -> wrist" in mixed.stderr, \
+        mixed.stderr
 
 
 def test_the_checkpoints_own_rename_map_reads_its_training_data(tiny_dataset, tiny_act, tmp_path: Path) -> None:
@@ -220,3 +221,19 @@ def test_collect_record_and_thumbnails_keep_the_rename(tiny_dataset, tmp_path: P
     assert "thumbnails_note" not in analysis, analysis.get("thumbnails_note")
     thumbs = [t for f in analysis["features"] for fr in f["top_frames"] for t in fr["thumbnails"]]
     assert "top" in thumbs  # drawn from the dataset's front camera, under the policy's name
+
+
+def test_a_recording_from_before_the_map_was_recorded_read_its_cameras_as_named(tmp_path: Path) -> None:
+    # record.json written before camera_rename was: nothing renamed then, so continuing it with a map
+    # would put two readings of the cameras in one recording.
+    from pai_ros.errors import UserError
+    from pai_ros.features.record import open_output
+
+    out = tmp_path / "rec"
+    out.mkdir()
+    before = {"sae_id": "s", "policy_path": "p", "dataset_root": "d", "top_n": 5, "episodes": [0]}
+    (out / "record.json").write_text(json.dumps(before))
+    with pytest.raises(UserError, match=r"camera rename none; now front -> top\)"):
+        open_output(out, {**before, "episodes": [], "camera_rename": {"front": "top"}})
+    header = open_output(out, {**before, "episodes": [], "camera_rename": {}})
+    assert header["episodes"] == [0] and header["camera_rename"] == {}

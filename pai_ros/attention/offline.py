@@ -39,6 +39,7 @@ from pai_ros.attention.render import (
     normalize,
     overlay,
 )
+from pai_ros.data.camera_rename import describe
 from pai_ros.data.episodes import episode_length, episode_stem, iter_episode, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import json_text, read_json
@@ -130,6 +131,8 @@ def check_output_dir(output_dir: Path, *, policy_path: Path, dataset_root: Path,
         for key, value in want.items():
             was = old.get(key, {} if key == "camera_rename" else None)  # no map recorded: none was in force
             if was != value:
+                if key == "camera_rename":
+                    was, value = describe(was), describe(value)
                 raise UserError(f"{output_dir} holds attention made with other settings ({episode_dir.name}: "
                                 f"{key.replace('_', ' ')} {was}; now {value}); write into another --output-dir")
 

@@ -81,8 +81,8 @@ def source_of(camera: str, rename: Mapping[str, str] | None) -> str:
 
 
 def describe(rename: Mapping[str, str]) -> str:
-    """``top -> front, side -> wrist``: for notes and summaries."""
-    return ", ".join(f"{s} -> {t}" for s, t in rename.items())
+    """``top -> front, side -> wrist`` (``none`` for no map): for notes and summaries."""
+    return ", ".join(f"{s} -> {t}" for s, t in rename.items()) or "none"
 
 
 def as_argument(rename: Mapping[str, str]) -> str:

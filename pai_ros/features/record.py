@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pai_ros import __version__
+from pai_ros.data.camera_rename import describe
 from pai_ros.data.episodes import episode_stem, read_info
 from pai_ros.errors import UserError
 from pai_ros.features.results import ANALYSIS_DIR, NAMES_FILE, RECORD_FILE
@@ -71,12 +72,14 @@ def open_output(out: Path, header: dict[str, Any]) -> dict[str, Any]:
     path = out / RECORD_FILE
     if path.is_file():
         old = read_json(path, "record metadata", want_object=True)
+        # Recorded before the map was written down: it read the dataset's cameras as named (no map).
+        old_values = {"camera_rename": {}, **old}
         for key in ("sae_id", "policy_path", "dataset_root", "top_n", "camera_rename"):
-            if key in ("top_n", "camera_rename") and key not in old:
+            if key == "top_n" and key not in old:
                 continue  # recorded before it was written down
-            if old.get(key) != header[key]:
-                was, now = ("none: every token" if key == "top_n" and v is None else v
-                            for v in (old.get(key), header[key]))
+            if old_values.get(key) != header[key]:
+                was, now = (describe(v) if key == "camera_rename" else "none: every token" if key == "top_n"
+                            and v is None else v for v in (old_values.get(key), header[key]))
                 raise UserError(f"{out} holds features recorded with other settings ({key.replace('_', ' ')} "
                                 f"{was}; now {now}); record into a new --output-dir")
         header = {**old, **{k: v for k, v in header.items() if k != "episodes"}}
