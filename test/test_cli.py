@@ -145,6 +145,15 @@ def test_a_tilde_the_shell_left_alone_is_the_home_directory(tmp_path) -> None:
     assert not (REPO / "~").exists()
 
 
+def test_a_home_that_is_not_on_this_machine_is_one_line(tmp_path) -> None:
+    # ~alice/... copied from another machine: pathlib raises RuntimeError, which was a traceback.
+    res = run_pai("attention", "--dataset-root", str(tmp_path), "--episode", "0", "--policy-path",
+                  "~nosuchuser_pai/ckpt", "--output-dir", str(tmp_path / "out"))
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert "~nosuchuser_pai/ckpt: ~nosuchuser_pai is no home directory on this machine" in res.stderr
+    assert res.stderr.strip().count("\n") == 0, res.stderr
+
+
 def test_a_misspelt_option_is_named_by_its_command_with_the_nearest_one(tmp_path) -> None:
     # "pai: error: unrecognized arguments" pointed at `pai --help`, which lists no command's options,
     # and a misspelt required option read only "the following arguments are required".

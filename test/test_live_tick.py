@@ -691,6 +691,18 @@ def test_run_time_changes_apply_all_or_nothing(tiny_act: Path, tiny_sae: Path, t
             reconfigure(live, [("heatmap_method", "rollout"), ("sae_path", str(tmp_path / "nowhere"))])
         assert live.heatmap_method == method and live.runner.explainer is explainer
         assert isinstance(live.step(inputs(T0 + S), T0 + S), TickOutput)
+        # Not only the user's errors: a GPU out of memory while loading (or an unreadable cfg.json) refuses
+        # the request whole and the node goes on; it ended the node.
+        def out_of_memory(path: str) -> str:
+            import torch
+
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB")
+
+        live.reload_sae = out_of_memory
+        with pytest.raises(UserError, match=r"^SAE not reloaded, keeping .* \(the request's other changes were "
+                                            r"undone\): OutOfMemoryError: CUDA out of memory"):
+            reconfigure(live, [("heatmap_method", "rollout"), ("sae_path", str(other))])
+        assert live.heatmap_method == method and live.sae_path == str(tiny_sae)
     finally:
         live.close()
 

@@ -90,6 +90,9 @@ def test_a_node_parameter_with_a_tilde_loads_from_home(tmp_path, trained, monkey
     sae_id = save_sae(trained[0].sae, tmp_path / "sae")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert load_sae("~/sae").sae_id == sae_id
+    # ~alice/sae from another machine's launch file: one line, not pathlib's RuntimeError.
+    with pytest.raises(UserError, match="^~nosuchuser_pai/sae: ~nosuchuser_pai is no home directory"):
+        load_sae("~nosuchuser_pai/sae")
 
 
 def test_save_load_round_trip_with_saelens_names(tmp_path, trained) -> None:

@@ -82,6 +82,7 @@ from pai_ros import __version__
 from pai_ros.bags.errors import BagWriteError, UnknownMessageType
 from pai_ros.bags.typestore import ensure_type, typestore
 from pai_ros.errors import UserError
+from pai_ros.path_args import expand_home
 from pai_ros.require import require
 from pai_ros.staging import staged_file
 
@@ -114,7 +115,7 @@ class BagWriter:
 
     def __init__(self, path: str | Path, *, compression: str = "none", max_bag_size_mb: float = 0,
                  version: int = 8, store: Typestore | None = None, flush_period_s: float = 1.0) -> None:
-        self.path = Path(path).expanduser()  # the recorder's output:=~/bags: no shell expands it there
+        self.path = expand_home(path)  # the recorder's output:=~/bags: no shell expands it there
         if compression not in COMPRESSIONS:
             raise UserError(f"compression must be one of {', '.join(COMPRESSIONS)}, got {compression!r}")
         require("max_bag_size_mb", max_bag_size_mb, at_least=0, note=" (0: no splitting)")

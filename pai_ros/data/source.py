@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pai_ros.data.camera_rename import parse_rename_map
 from pai_ros.errors import UserError
-from pai_ros.path_args import input_path
+from pai_ros.path_args import expand_home, input_path
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,14 +34,14 @@ def resolve_dataset_root(root: str | Path | None, repo_id: str | None) -> Path:
     if root and repo_id:
         raise UserError("give a dataset directory or a hub dataset id, not both")
     if root:
-        return Path(root).expanduser()
+        return expand_home(root)
     if repo_id:
         from pai_ros.hub import resolve_dataset
 
         try:
             return resolve_dataset(repo_id)
         except UserError:
-            if not Path(repo_id).expanduser().is_dir():
+            if not expand_home(repo_id).is_dir():
                 raise
         # A directory given as an id: ids are looked up in the hub caches only, so say which option reads it.
         raise UserError(f"'{repo_id}' is a directory here, not a hub dataset id that is cached: give it as the "

@@ -38,7 +38,8 @@ def reconfigure(live: LiveTick, changes: Iterable[tuple[str, Any]]) -> list[str]
             elif name == "heatmap_method" and value != live.heatmap_method:
                 undo.append(live.set_heatmap_method(value))  # its undo cannot be refused
                 done.append(f"heatmap_method is now {value}")
-        except UserError as exc:
+        except Exception as exc:  # noqa: BLE001 - not only UserError: an unreadable cfg.json (PermissionError),
+            # '~nosuchuser' (RuntimeError) or a GPU out of memory must refuse the request, not end the node
             for step in reversed(undo):
                 step()
             if name == "sae_path":
@@ -46,7 +47,8 @@ def reconfigure(live: LiveTick, changes: Iterable[tuple[str, Any]]) -> list[str]
             else:
                 kept = f"heatmap_method not changed, keeping {live.heatmap_method}"
             undone = " (the request's other changes were undone)" if undo else ""
-            raise UserError(f"{kept}{undone}: {exc}") from None
+            why = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            raise UserError(f"{kept}{undone}: {why}") from None
     return done
 
 

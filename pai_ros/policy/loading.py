@@ -26,7 +26,7 @@ from typing import Any
 from pai_ros.errors import UserError
 from pai_ros.hub import is_repo_id, model_download_command, model_repo_of, resolve_model
 from pai_ros.jsonfile import read_json
-from pai_ros.path_args import input_path
+from pai_ros.path_args import expand_home, input_path
 from pai_ros.policy.errors import weights_mismatch
 from pai_ros.wording import listed
 
@@ -72,7 +72,7 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     A path that does not exist but reads like a hub id (``org/name``) is looked up in the local
     Hugging Face cache; a local directory of the same name wins, as in LeRobot.
     """
-    p = Path(path).expanduser()
+    p = expand_home(path)
     if not p.exists() and is_repo_id(str(path)):
         p = resolve_model(str(path))
     if not p.exists():

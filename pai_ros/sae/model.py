@@ -39,6 +39,7 @@ from torch import nn
 
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
+from pai_ros.path_args import expand_home
 from pai_ros.sae.errors import SaeFileError, SaeMismatch
 from pai_ros.sae.largest import largest_entries
 from pai_ros.sae.sparse_encoder import bags_of, chosen_pre_activations
@@ -331,7 +332,7 @@ def load_sae(directory: str | Path, device: str = "cpu") -> LoadedSae:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    directory = Path(directory).expanduser()  # a node's sae_path:=~/sae: no shell expands it there
+    directory = expand_home(directory)  # a node's sae_path:=~/sae: no shell expands it there
     if not directory.is_dir():
         raise SaeFileError(f"{directory} is a file, not an SAE directory (the directory `pai sae train` writes)"
                            if directory.exists() else f"SAE directory not found: {directory} (train one with "
