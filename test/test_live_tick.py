@@ -615,6 +615,52 @@ def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> No
         LiveTick.create(LiveConfig.defaults(str(tiny_act), action_scale=[1.0, 2.0], action_offset=[0.0] * 4))
     with pytest.raises(UserError, match="action_scale must not contain 0"):
         LiveConfig.defaults(str(tiny_act), action_scale=[1.0, 0.0, 1.0])
+    # Applied in float32: 1e-39 is subnormal there (0.5 became inf), 1e-50 is 0 (a lost joint), 1e39 is inf.
+    for label, value in (("action_scale", 1e-39), ("state_scale", 1e-50), ("action_offset", 1e39)):
+        with pytest.raises(UserError, match=f"^{label} must (not contain 0 or a number too small for float32|"
+                                            "hold finite float32 numbers)"):
+            LiveConfig.defaults(str(tiny_act), **{label: [1.0, value, 1.0]})
+    # Within float32 but overflowing it together: no action goes out, and the tick says which parameters.
+    overflow, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), action_scale=[1e-30] * 3,
+                                                      action_offset=[3e38] * 3, **common))
+    try:
+        refused = overflow.step(inputs(T0), T0)
+        assert isinstance(refused, Rejection) and "action in the robot's units is not finite" in refused.reason
+        assert "check action_scale and action_offset" in refused.reason
+    finally:
+        overflow.close()
+
+
+def test_a_picture_that_fails_never_stops_the_action(tiny_act: Path, tiny_sae: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Features and heatmaps explain an action already computed: their failure (a GPU out of memory, a
+    bug) leaves the action as it is, says so on /diagnostics every tick and in the log once."""
+    import pai_ros.live.tick as tick_module
+
+    common = dict(state_joint_names=list(NAMES), mode="replan")
+    plain, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), **common))
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), sae_path=str(tiny_sae), **common))
+    try:
+        expected = plain.step(inputs(T0), T0).action
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+        monkeypatch.setattr(live, "_features", broken)
+        monkeypatch.setattr(tick_module, "maps_for_tick", broken)
+        for tick in range(2):
+            out = live.step(inputs(T0 + tick * S), T0 + tick * S)
+            assert isinstance(out, TickOutput), out
+            np.testing.assert_array_equal(out.action, expected)
+            assert out.features is None and out.heatmaps == {} and out.feature_heatmaps == {}
+            level, message = out.status
+            assert level == Level.WARN and "no features this tick: RuntimeError('CUDA error" in message
+            assert "no heatmap this tick: RuntimeError('CUDA error" in message
+        said = [w for w in live.warnings if "the action goes out as computed; said once" in w]
+        assert len(said) == 2, live.warnings  # one line per picture, not one per tick
+    finally:
+        live.close()
+        plain.close()
 
 
 def test_a_gradient_method_refused_at_start_still_acts_with_cross_attention(tiny_act: Path,

@@ -118,6 +118,18 @@ def test_steering_changes_actions_only_while_in_force(steerable: LiveTick, tiny_
         plain.close()
 
 
+def test_steering_ends_when_the_tick_clock_goes_back() -> None:
+    # use_sim_time with a simulator reset or a looping bag: /clock jumps back to ~0. An expiry at
+    # t = 530 s would then keep the feature steered (the actions changed) for 530 s more.
+    from pai_ros.live.steering import SteeringControl
+
+    control = SteeringControl(allowed=True, max_value=50.0, max_duration_s=10.0)
+    control.request([1], "ablate", [], 2.0, 528 * S, "sae", 8)
+    assert control.current(529 * S, "sae").remaining_s == pytest.approx(1.0)
+    assert control.current(1 * S, "sae") is None  # the clock went back
+    assert control.current(529 * S, "sae") is None  # and it stays ended when time comes round again
+
+
 def test_steering_requests_are_refused_with_reasons(steerable: LiveTick, tiny_act: Path) -> None:
     with pytest.raises(UserError, match=r"duration_s must lie in \(0, "):
         steerable.steer([1], "ablate", [], 11.0, T0)

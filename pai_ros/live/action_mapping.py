@@ -50,5 +50,6 @@ class ActionMapping:
         """Policy actions (``[..., dim]``) in the robot's units, clamped."""
         if self.conversion is not None:
             scale, offset = self.conversion
-            actions = ((actions - offset) / scale).astype(np.float32)
+            with np.errstate(over="ignore"):  # the tick refuses a non-finite action and says why
+                actions = ((actions - offset) / scale).astype(np.float32)
         return np.clip(actions, *self.clamp) if self.clamp is not None else actions

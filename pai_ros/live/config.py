@@ -29,6 +29,9 @@ from pai_ros.paramspec import defaults
 from pai_ros.policy.runner import MODES
 from pai_ros.require import require
 
+_FLOAT32_MAX = 3.4028234663852886e38  # numpy.finfo(numpy.float32).max, without importing numpy here
+_FLOAT32_TINY = 1.1754943508222875e-38  # the smallest normal float32: below it, 1/scale overflows
+
 LEROBOT_IMAGE_PREFIX = "observation.images."
 
 
@@ -123,10 +126,12 @@ class LiveConfig:
                 raise UserError(f"{label} contains NaN")
         for label in ("state_scale", "state_offset", "action_scale", "action_offset"):
             values = getattr(self, label)
-            if not all(math.isfinite(v) for v in values):
-                raise UserError(f"{label} must hold finite numbers, got {list(values)}")
-            if label.endswith("scale") and any(v == 0 for v in values):
-                raise UserError(f"{label} must not contain 0 (a joint would be lost), got {list(values)}")
+            # Applied in float32 (the policy's dtype): 1e39 is inf there, and 1e-39 turns 0.5 into inf.
+            if not all(math.isfinite(v) and abs(v) <= _FLOAT32_MAX for v in values):
+                raise UserError(f"{label} must hold finite float32 numbers, got {list(values)}")
+            if label.endswith("scale") and any(abs(v) < _FLOAT32_TINY for v in values):
+                raise UserError(f"{label} must not contain 0 or a number too small for float32 (1e-38; a joint "
+                                f"would be lost), got {list(values)}")
         try:
             RelevanceTarget.parse(self.relevance_target)
         except ValueError as exc:

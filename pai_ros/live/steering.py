@@ -39,7 +39,7 @@ class SteeringControl:
     def __init__(self, allowed: bool, max_value: float, max_duration_s: float) -> None:
         self.allowed, self.max_value, self.max_duration_s = allowed, max_value, max_duration_s
         self._lock = threading.Lock()
-        self._current: tuple[Steering, str, int] | None = None  # steering, sae_id, expires at (ns)
+        self._current: tuple[Steering, str, int, int] | None = None  # steering, sae_id, set at, expires at (ns)
         self.steered_ticks = 0
 
     def request(self, features: list[int], mode: str, values: list[float], duration_s: float, now_ns: int,
@@ -52,7 +52,7 @@ class SteeringControl:
         require("duration_s", duration_s, above=0, at_most=self.max_duration_s, note=" (steering_max_duration_s)")
         steering = Steering.build(features, mode, values, num_features=num_features, max_value=self.max_value)
         with self._lock:
-            self._current = (steering, sae_id, now_ns + round(duration_s * NS_PER_S))
+            self._current = (steering, sae_id, now_ns, now_ns + round(duration_s * NS_PER_S))
         return f"steering: {steering.describe()} for {duration_s:g} s"
 
     def clear(self) -> bool:
@@ -62,12 +62,14 @@ class SteeringControl:
         return was
 
     def current(self, now_ns: int, sae_id: str | None) -> ActiveSteering | None:
-        """The steering for a tick at ``now_ns`` (None once expired, or when the SAE changed)."""
+        """The steering for a tick at ``now_ns`` (None once expired, when the SAE changed, or when the
+        clock went back: a simulator's reset or a looping bag's /clock would stretch it by the jump)."""
         with self._lock:
             if self._current is None:
                 return None
-            steering, for_sae, expires = self._current
-            if now_ns >= expires or for_sae != sae_id:  # another SAE's feature i means something else
+            steering, for_sae, set_at, expires = self._current
+            # another SAE's feature i means something else
+            if now_ns >= expires or now_ns < set_at or for_sae != sae_id:
                 self._current = None
                 return None
         return ActiveSteering(steering, for_sae, (expires - now_ns) / NS_PER_S)

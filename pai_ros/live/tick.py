@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -136,6 +137,7 @@ class LiveTick:
         # environment_state_topic, so nothing about it can stop the node.
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
+        self._picture_failures: set[tuple[str, type]] = set()  # (what, exception type) warned once in the log
         self._sae_file_problem_said: str | None = None  # the SAE file problem last logged
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
         self.refusals = RefusalLog(observe_only=not config.publish_actions)
@@ -345,20 +347,28 @@ class LiveTick:
             if self._steer_hook is not None:
                 self._steer_hook.disarm()
         steering = self._executed_steering(result, active)
-        features, feature_maps = self._features(sae, result, observation.state, camera_rgb)
+        action, plan = self.actions.to_robot(result.action), self.actions.to_robot(self._plan(result))
+        if not (np.all(np.isfinite(action)) and np.all(np.isfinite(plan))):  # action_scale/offset overflowed
+            return Rejection(f"the action in the robot's units is not finite ({action.tolist()}): check "
+                             "action_scale and action_offset")
         method = self.heatmap_method
-        maps = maps_for_tick(result, method, self.config.heatmap_queries, label=self.relevance_target.label())
-        shown, shares, heatmaps = self._heatmaps(inputs, camera_rgb, result, maps)
+        (features, feature_maps), features_error = self._picture(
+            "features", lambda: self._features(sae, result, observation.state, camera_rgb), (None, {}))
+        (shown, shares, heatmaps), maps_error = self._picture("heatmap", lambda: self._heatmaps(
+            inputs, camera_rgb, result, maps_for_tick(result, method, self.config.heatmap_queries,
+                                                      label=self.relevance_target.label())),
+            (self._heatmap_frames(inputs, camera_rgb), {}, {}))
         # Read once: the controller check may answer while this tick runs.
         held = self.controller_gate.held() if self.controller_gate is not None else ()
         capture = result.capture or result.executed_capture
         explanation_error = capture.explanation_error if capture is not None else None
-        status = self._status(held, features, method, explanation_error, steering)
+        status = self._status(held, features, method, explanation_error, steering,
+                              tuple(e for e in (features_error, maps_error) if e))
         latency = time.perf_counter() - start
         return TickOutput(
             stamp_ns=min(stamps.values()),  # an observation is as old as its oldest part
-            action=self.actions.to_robot(result.action), action_names=self.actions.names,
-            plan=self.actions.to_robot(self._plan(result)), heatmap_method=method, shares=shares,
+            action=action, action_names=self.actions.names,
+            plan=plan, heatmap_method=method, shares=shares,
             heatmaps=heatmaps, camera_frame_ids={c: inputs.cameras[c].frame_id for c in self.cameras},
             camera_stamps_ns={c: inputs.cameras[c].effective_ns for c in self.cameras},  # unstamped: arrival
             features=features, feature_heatmaps=feature_maps, steering=steering, latency_s=latency,
@@ -429,12 +439,28 @@ class LiveTick:
                                                        colormap=self.config.heatmap_colormap)
         return features, feature_maps
 
+    def _picture(self, what: str, make: Callable[[], Any], fallback: Any) -> tuple[Any, str | None]:
+        """``make()``, or ``fallback`` and why not: a picture that cannot be made never stops the
+        action it explains (the action is already computed; /diagnostics says what is missing)."""
+        try:
+            return make(), None
+        except Exception as exc:  # noqa: BLE001 - any failure of the interpretation, not of the policy
+            why = f"no {what} this tick: {exc!r}"
+            if (what, type(exc)) not in self._picture_failures:  # the log once per kind; /diagnostics each tick
+                self._picture_failures.add((what, type(exc)))
+                self.warnings.append(f"{why} (the action goes out as computed; said once)")
+            return fallback, why
+
+    def _heatmap_frames(self, inputs: TickInputs, camera_rgb: dict[str, np.ndarray]) -> _Frames:
+        """This tick's frames of the cameras shown with heatmaps, with their stamps and frame ids."""
+        return _Frames({c: camera_rgb[c] for c in self.heatmap_cameras},
+                       {c: inputs.cameras[c].effective_ns for c in self.heatmap_cameras},
+                       {c: inputs.cameras[c].frame_id for c in self.heatmap_cameras})
+
     def _heatmaps(self, inputs: TickInputs, camera_rgb: dict[str, np.ndarray], result, maps
                   ) -> tuple[_Frames, dict[str, float], dict[str, np.ndarray]]:
         """The frames the maps explain (this tick's, or their chunk's), the maps' shares and overlays."""
-        frames = _Frames({c: camera_rgb[c] for c in self.heatmap_cameras},
-                         {c: inputs.cameras[c].effective_ns for c in self.heatmap_cameras},
-                         {c: inputs.cameras[c].frame_id for c in self.heatmap_cameras})
+        frames = self._heatmap_frames(inputs, camera_rgb)
         if result.capture is not None and result.executed_capture is result.capture:
             self._chunk_frames = frames  # this forward pass made the chunk that later ticks execute
         shown = frames if maps is None or maps.fresh or self._chunk_frames is None else self._chunk_frames
@@ -448,7 +474,8 @@ class LiveTick:
         return shown, maps.shares, heatmaps
 
     def _status(self, held: tuple[str, ...], features: FeaturesOutput | None, method: str,
-                explanation_error: str | None, steering: ActiveSteering | None) -> tuple[Level, str]:
+                explanation_error: str | None, steering: ActiveSteering | None,
+                picture_errors: tuple[str, ...] = ()) -> tuple[Level, str]:
         """What /diagnostics says after an accepted tick: acting or not, and every warning about it."""
         level, message = Level.OK, ("observe-only: interpreting, not acting" if not self.config.publish_actions
                                     else "holding actions" if self._holds_all(held) else "publishing actions")
@@ -464,6 +491,8 @@ class LiveTick:
             # The action went out as always; only the picture is missing this tick.
             level = Level.WARN
             message += f"; no heatmap this tick: {explanation_error}"
+        for error in picture_errors:  # as above: the action went out, a picture is missing
+            level, message = Level.WARN, f"{message}; {error}"
         if steering is not None:
             # The robot is not running the policy it was trained as: nobody should miss that. No time
             # left here: in queue and chunk modes this is the executing chunk's steering, as it was
