@@ -631,6 +631,22 @@ def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> No
         overflow.close()
 
 
+def test_the_first_refusal_after_acting_says_where_to_stop(tiny_act: Path) -> None:
+    """A controller given a whole plan would execute the rest of it after a fault: the first refusal
+    carries the last action sent (the node sends it as a one-point trajectory), later ones nothing."""
+    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="chunk"))
+    try:
+        assert live.step(inputs(T0), T0 - S).stop_at is None  # refused before any action: nothing to stop
+        sent = [live.step(inputs(T0 + i * S // 10), T0 + i * S // 10) for i in range(3)]
+        assert all(isinstance(o, TickOutput) for o in sent)
+        first = live.step(inputs(T0), T0 + 10 * S)  # stale inputs
+        assert isinstance(first, Rejection)
+        np.testing.assert_array_equal(first.stop_at, sent[-1].action)
+        assert live.step(inputs(T0), T0 + 11 * S).stop_at is None
+    finally:
+        live.close()
+
+
 def test_a_picture_that_fails_never_stops_the_action(tiny_act: Path, tiny_sae: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Features and heatmaps explain an action already computed: their failure (a GPU out of memory, a

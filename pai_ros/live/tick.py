@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -138,6 +138,7 @@ class LiveTick:
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
         self._picture_failures: set[tuple[str, type]] = set()  # (what, exception type) warned once in the log
+        self._last_sent: np.ndarray | None = None  # the last action that went out, until a refusal stops there
         self._sae_file_problem_said: str | None = None  # the SAE file problem last logged
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
         self.refusals = RefusalLog(observe_only=not config.publish_actions)
@@ -290,6 +291,8 @@ class LiveTick:
         if isinstance(outcome, Rejection):
             self.health.reject(outcome.reason, computed.latency_s if computed is not None else None)
             self._forget_plan()
+            if self._last_sent is not None:  # the first refusal after acting: stop where the last action said
+                outcome, self._last_sent = replace(outcome, stop_at=self._last_sent), None
             line = self.refusals.refused(outcome.reason, now_ns)
             if line is not None:
                 self.warnings.append(line)
@@ -300,6 +303,7 @@ class LiveTick:
         if outcome.steering is not None:
             self.steering.steered_ticks += 1
         sent = self.config.publish_actions and not self._holds_all(outcome.held_outputs)
+        self._last_sent = outcome.action if sent else self._last_sent
         self.health.acted(outcome.latency_s, sent, *outcome.status)
         return outcome
 

@@ -189,12 +189,16 @@ class PolicyNode(Node):
             self.get_logger().warning(self.live.warnings.pop(0))
         while self.live.infos:
             self.get_logger().info(self.live.infos.pop(0))
-        if isinstance(out, TickOutput):
-            try:
+        try:
+            if isinstance(out, TickOutput):
                 self._publish(out)
-            except Exception as exc:  # noqa: BLE001 - keep the node alive; say what failed
-                if self.context.ok():  # not the shutdown racing this tick
-                    self.get_logger().error(f"publishing the tick's outputs failed: {exc!r}")
+            elif out.stop_at is not None and self.config.trajectory_points == "chunk" \
+                    and "joint_trajectory" in self.action_pubs:  # cancel the rest of the plan sent before
+                self.action_pubs["joint_trajectory"].publish(joint_trajectory(
+                    list(self.live.actions.names), out.stop_at, to_stamp(now()), self.config.period_s))
+        except Exception as exc:  # noqa: BLE001 - keep the node alive; say what failed
+            if self.context.ok():  # not the shutdown racing this tick
+                self.get_logger().error(f"publishing the tick's outputs failed: {exc!r}")
 
     def _publish(self, out: TickOutput) -> None:
         stamp, names = to_stamp(out.stamp_ns), list(out.action_names)
