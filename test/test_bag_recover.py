@@ -59,6 +59,44 @@ def killed_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def killed_recording(tmp_path: Path, messages: int = 5, silent: tuple[str, ...] = ()) -> Path:
+    """What a recorder killed after flushing ``messages`` per topic leaves; ``silent``: topics subscribed
+    (declared) that received nothing."""
+    w = BagWriter(tmp_path / "bag", flush_period_s=0)
+    for topic in silent:
+        w.add_topic(topic, "std_msgs/msg/String")
+    for i in range(messages):
+        write(w, i)
+    w.flush()
+    killed = killed_copy(tmp_path / "bag", tmp_path / "killed")
+    w.close()
+    return killed
+
+
+def test_a_killed_recover_leaves_nothing_behind_after_the_next(tmp_path: Path) -> None:
+    """The hidden staging folder of a recover that was killed goes when the same output is recovered again."""
+    killed = killed_recording(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    left = tmp_path / f".killed_recovered.partial-{int(dead.stdout)}"  # a pid whose process has exited
+    (left / "killed_recovered_0").mkdir(parents=True)
+    (left / "killed_recovered_0" / "killed_recovered_0.mcap").write_bytes(b"half")
+    report = recover_bag(killed)
+    assert read_bag(report.output) == {t: list(range(5)) for t in TOPICS}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag", "killed", "killed_recovered"]
+
+
+def test_a_recorded_topic_with_no_message_is_in_the_recovered_bag(tmp_path: Path) -> None:
+    from rosbags.rosbag2 import Reader
+
+    killed = killed_recording(tmp_path, silent=("/silent",))
+    report = recover_bag(killed)
+    assert {t: r.messages for t, r in report.topics.items()} == {"/silent": 0, **{t: 5 for t in TOPICS}}
+    with Reader(report.output) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections} == {"/silent": 0, **{t: 5 for t in TOPICS}}
+        assert next(c for c in reader.connections if c.topic == "/silent").msgtype == "std_msgs/msg/String"
+
+
 def test_unfinished_bag_recovers_exactly_what_was_flushed(tmp_path: Path) -> None:
     w = BagWriter(tmp_path / "bag", flush_period_s=0)  # flush only when told: the test decides
     for i in range(30):

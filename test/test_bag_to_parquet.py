@@ -278,6 +278,23 @@ def test_split_zstd_bag_and_single_files(tmp_path: Path) -> None:
     assert bag_to_parquet(bag, tmp_path / "o2", progress=False).tables == summary.tables
 
 
+def test_eleven_or_more_split_files_without_metadata_are_read_in_recording_order(tmp_path: Path) -> None:
+    """Split files sort by number: as text, bag_10 and bag_11 would come between bag_1 and bag_2."""
+    from pai_ros.bags.reading import find_sources
+
+    bag = tmp_path / "split"
+    with BagWriter(bag, max_bag_size_mb=0.00001) as w:  # every message is over the limit: a file each
+        for i in range(12):
+            act = T["sensor_msgs/msg/JointState"](header=hdr(i), name=["a"], position=np.array([i], float),
+                                                  velocity=np.array([], float), effort=np.array([], float))
+            w.write("/robot/action", "sensor_msgs/msg/JointState", ser(act, "sensor_msgs/msg/JointState"),
+                    T0 + i * PERIOD_NS)
+    (bag / "metadata.yaml").unlink()
+    assert [p.name for p in find_sources(bag)] == [f"split_{k}.mcap" for k in range(12)]
+    bag_to_parquet(bag, tmp_path / "o", progress=False, videos=False)
+    assert [r["position"] for r in table(tmp_path / "o", "actions")] == [[float(i)] for i in range(12)]
+
+
 def test_sqlite3_bag(tmp_path: Path) -> None:
     from rosbags.rosbag2 import StoragePlugin, Writer
 

@@ -159,6 +159,27 @@ def test_topic_first_seen_later_is_added_then(tmp_path: Path) -> None:
         assert [m.sae_id for _, m in got["/features"]] == ["sae-0", "sae-1", "sae-2", "sae-3"]
 
 
+def test_a_declared_topic_that_stays_silent_is_in_the_bag_and_in_every_split_file(tmp_path: Path) -> None:
+    """A subscribed topic that received nothing is listed with 0 messages (rosbags connects a topic on its
+    first write, so it vanished from metadata.yaml while the recorder counted it)."""
+    from rosbags.rosbag2 import Reader
+
+    bag = tmp_path / "bag"
+    with BagWriter(bag, max_bag_size_mb=0.0005) as writer:
+        writer.add_topic("/silent", "std_msgs/msg/String")
+        write_all(writer, 6, topics=("/joint_states",))
+        writer.add_topic("/late_silent", "std_msgs/msg/String")  # declared after messages were flushed
+        write_all(writer, 1, topics=("/joint_states",))
+    assert len(writer.files) > 1
+    with Reader(bag) as reader:
+        assert {c.topic: c.msgcount for c in reader.connections} == {"/silent": 0, "/late_silent": 0,
+                                                                     "/joint_states": 7}
+    for f in writer.files:  # each split file on its own lists what the bag had by then
+        with Reader(f) as reader:
+            assert "/silent" in {c.topic for c in reader.connections}
+    assert {t: len(v) for t, v in read_mcap(bag).items()} == {"/joint_states": 7}
+
+
 def test_zstd_compression_is_smaller_and_reads_back(tmp_path: Path) -> None:
     sizes = {}
     for mode in ("none", "zstd"):

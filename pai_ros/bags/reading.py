@@ -7,7 +7,8 @@ or truncated data, never rosbags' traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,17 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
 
+_SPLIT_INDEX = re.compile(r"_(\d+)$")  # rosbag2 names split files BAG_0, BAG_1, ... BAG_10
+
+
+def in_split_order(files: Iterable[Path]) -> list[Path]:
+    """Storage files in recording order: by split number, not as text (``_10`` after ``_9``, not ``_1``)."""
+    def order(p: Path) -> tuple[int, str]:
+        m = _SPLIT_INDEX.search(p.stem)
+        return (int(m.group(1)) if m else -1, p.name)
+
+    return sorted(files, key=order)
+
 
 def find_sources(bag: Path) -> list[Path]:
     """What rosbags should open: the bag directory, or its storage files when it has no metadata."""
@@ -38,7 +50,7 @@ def find_sources(bag: Path) -> list[Path]:
         if unfinished_files(bag):  # a recorder stopped without closing the bag (killed, disk full)
             raise UserError(f"{bag} is an unfinished recording (no metadata.yaml); run `pai bag recover {bag}` "
                             "first and convert the recovered bag")
-        files = sorted(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
+        files = in_split_order(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3") and p.is_file())
         if not files:
             raise UserError(f"{bag} is not a rosbag2 bag (no metadata.yaml and no .mcap or .db3 file)")
         return files

@@ -25,22 +25,20 @@ journal makes it a different problem, and ``ros2 bag reindex`` covers it).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pai_ros.bags.mcap_scan import Channel, FileScan, McapScanner, Schema
+from pai_ros.bags.reading import in_split_order
 from pai_ros.errors import UserError
-from pai_ros.staging import check_apart, staging_path
+from pai_ros.staging import check_apart, remove_abandoned_staging, staging_path
 
 PROGRESS_DELAY_S = 1.0  # a recovery that takes less prints no bar (nor a bar before a one-line error)
 
 
 # ------------------------------------------------------------------ bags
-
-
-_SPLIT_INDEX = re.compile(r"_(\d+)$")
 
 
 def storage_files(bag: Path) -> list[Path]:
@@ -59,12 +57,7 @@ def storage_files(bag: Path) -> list[Path]:
     files += [d / f"{d.name}.mcap" for d in bag.iterdir() if d.is_dir() and (d / f"{d.name}.mcap").is_file()]
     if not files:
         raise UserError(f"{bag} holds no .mcap file to recover")
-
-    def order(p: Path) -> tuple[int, str]:
-        m = _SPLIT_INDEX.search(p.stem)
-        return (int(m.group(1)) if m else -1, p.name)
-
-    return sorted(files, key=order)
+    return in_split_order(files)
 
 
 def unfinished_files(bag: Path) -> list[Path]:
@@ -152,6 +145,29 @@ def _qos(channel: Channel) -> list:
         return []
 
 
+def _add_connection(writer: Any, channel: Channel, schema: Schema | None) -> Any:
+    """The output bag's connection for a recorded channel, with the recording's own definition and QoS;
+    :class:`UserError` when its message type cannot be known."""
+    if schema is None or not schema.name:
+        raise UserError("the channel has no schema, so no message type")
+    return writer.add_connection(channel.topic, schema.name, msgdef=schema.data.decode("utf-8", errors="replace"),
+                                 rihs01=_type_hash(schema.name, schema),
+                                 serialization_format=channel.encoding or "cdr", offered_qos_profiles=_qos(channel))
+
+
+def _connect_silent(writer: Any, silent: dict[str, tuple[Channel, Schema | None]], report: RecoveryReport) -> None:
+    """Connections for the recorded topics none of whose messages was read: the recovered bag lists them
+    (with 0 messages) as the recording did, unless their type cannot be known (then they are left out)."""
+    for topic, (channel, schema) in silent.items():
+        if report.topics[topic].messages:  # its messages were in a later file
+            continue
+        try:
+            _add_connection(writer, channel, schema)
+        except UserError as exc:
+            del report.topics[topic]
+            report.skipped[topic] = str(exc)
+
+
 def default_output(bag: Path) -> Path:
     name = bag.stem if bag.is_file() else bag.name
     return bag.parent / f"{name}_recovered"
@@ -198,6 +214,7 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
         raise UserError(f"{out} already exists; choose another output (-o)")
     check_apart(out, {"bag": bag})
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(out)  # what a killed recover of the same output left (hidden, never reused)
     staging = staging_path(out)
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -210,6 +227,7 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
         writer = Writer(inner, version=8, storage_plugin=StoragePlugin.MCAP)
         writer.set_custom_data("pai_ros.recovered_from", str(bag.resolve()))
         connections: dict[tuple[str, str], object] = {}
+        silent: dict[str, tuple[Channel, Schema | None]] = {}  # recorded topics with no message read (yet)
         for path in files:
             scanner = McapScanner(path)
             read_before = bar.n
@@ -228,16 +246,10 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
                 conn = connections.get(key)
                 if conn is None:
                     try:
-                        if not msgtype:
-                            raise UserError("the channel has no schema, so no message type")
-                        digest = _type_hash(msgtype, schema)
+                        conn = _add_connection(writer, channel, schema)
                     except UserError as exc:
                         report.skipped[channel.topic] = str(exc)
                         continue
-                    msgdef = schema.data.decode("utf-8", errors="replace") if schema else ""
-                    conn = writer.add_connection(channel.topic, msgtype, msgdef=msgdef, rihs01=digest,
-                                                 serialization_format=channel.encoding or "cdr",
-                                                 offered_qos_profiles=_qos(channel))
                     connections[key] = conn
                     report.topics.setdefault(channel.topic, TopicReport(channel.topic, msgtype))
                 writer.write(conn, log_time, data)
@@ -251,9 +263,11 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
                 if channel.topic not in report.topics and channel.topic not in report.skipped:
                     schema = scanner.schemas.get(channel.schema_id)
                     report.topics[channel.topic] = TopicReport(channel.topic, schema.name if schema else "?")
+                    silent[channel.topic] = (channel, schema)
         if not opened:
             problems = "; ".join(f"{s.path.name}: {s.problem}" for s in report.files if s.problem)
             raise UserError(f"no readable message in {bag}" + (f" ({problems})" if problems else ""))
+        _connect_silent(writer, silent, report)
         writer.close()
         opened = False
         os.replace(inner, out)

@@ -110,7 +110,8 @@ class BagWriter:
     """A rosbag2 (MCAP) bag written from raw CDR bytes, with lazy topics and optional splits.
 
     ``write`` may be called from several threads. Topics are registered on their first message
-    (or earlier with :meth:`add_topic`, which also records the publishers' QoS for playback).
+    (or earlier with :meth:`add_topic`, which also records the publishers' QoS for playback and
+    puts the topic in the bag even if no message ever comes).
     """
 
     def __init__(self, path: str | Path, *, compression: str = "none", max_bag_size_mb: float = 0,
@@ -194,6 +195,9 @@ class BagWriter:
             self._qos[topic] = list(offered_qos)
             self._types.setdefault(topic, msgtype)
             self._counts.setdefault(topic, 0)
+            # Connected now, not on the first message: a subscribed topic that stays silent is in the bag too.
+            if not self._closed and (topic, msgtype) not in self._split.connections:
+                self._connect(topic, msgtype)
 
     def write(self, topic: str, msgtype: str, rawdata: bytes | memoryview, timestamp_ns: int) -> None:
         """Append one serialised (CDR) message as is; ``timestamp_ns`` is the bag (receive) time."""
@@ -205,8 +209,7 @@ class BagWriter:
             size = len(rawdata)
             try:
                 if self.max_bytes and self._split.payload_bytes and self._split.payload_bytes + size > self.max_bytes:
-                    self._finish_split()
-                    self._split = self._open_split(self._split.index + 1)
+                    self._next_split()
                 conn = self._split.connections.get((topic, msgtype))
                 if conn is None:
                     conn = self._connect(topic, msgtype)
@@ -274,6 +277,15 @@ class BagWriter:
         self._split.connections[(topic, msgtype)] = conn
         self._types.setdefault(topic, msgtype)
         return conn
+
+    def _next_split(self) -> None:
+        """Finish the current file and open the next, with every topic the bag has so far (each file lists
+        all of them, as a silent topic would otherwise be in the first file only)."""
+        done = self._split
+        self._finish_split()
+        self._split = self._open_split(done.index + 1)
+        for topic, msgtype in done.connections:
+            self._connect(topic, msgtype)
 
     def _split_name(self, index: int) -> str:
         return f"{self.path.name}_{index}"

@@ -86,6 +86,8 @@ def read_info(root: Path) -> dict[str, Any]:
     if missing or not isinstance(info.get("features"), dict):
         raise UserError(f"{info_path} lacks {', '.join(missing) or 'a features mapping'}: not a complete "
                         "LeRobotDataset v3.0 info.json")
+    # Every reader divides by it (replay timer, frame timestamps): here, not a ZeroDivisionError there.
+    require(f"fps in {info_path}", info["fps"], above=0)
     return info
 
 
