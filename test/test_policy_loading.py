@@ -59,6 +59,20 @@ def _copy(tiny_act: Path, tmp_path: Path) -> Path:
     return dst
 
 
+def test_the_policy_is_fingerprinted_once_from_the_weights_it_loaded(tiny_act: Path, tmp_path: Path) -> None:
+    # A live node checks each SAE it reloads against the policy: hashing a real checkpoint's weights
+    # every time stalled its ticks, and a file changed on disk since is not the policy running.
+    from pai_ros.policy.loading import policy_fingerprint
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_act, ckpt)
+    loaded = load_act_policy(ckpt, "cpu")
+    first = loaded.fingerprint
+    assert first == policy_fingerprint(tiny_act)
+    (ckpt / "model.safetensors").unlink()
+    assert loaded.fingerprint == first
+
+
 def test_missing_path(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         load_act_policy(tmp_path / "nope", "cpu")

@@ -20,6 +20,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,12 @@ class LoadedPolicy:
     @property
     def camera_names(self) -> list[str]:
         return [k.rsplit(".", 1)[-1] for k in self.camera_keys]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """:func:`policy_fingerprint` of the checkpoint, hashed once: a live node checks every SAE it
+        reloads against it, and hashing a real checkpoint's weights again stalled its ticks."""
+        return policy_fingerprint(self.path)
 
 
 def resolve_checkpoint_dir(path: str | Path) -> Path:

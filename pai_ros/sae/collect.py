@@ -23,7 +23,6 @@ from pai_ros import __version__
 from pai_ros.data.episodes import episode_length, episode_stem, read_info
 from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json, write_json_atomic
-from pai_ros.policy.loading import policy_fingerprint
 from pai_ros.policy.over_dataset import camera_rename_for, check_dataset_fits, run_episode
 from pai_ros.policy.runner import PolicyRunner
 from pai_ros.require import require
@@ -87,7 +86,7 @@ def _differences(old: Any, new: Any) -> str:
 
 def _source(runner: PolicyRunner, dataset_root: Path, info: dict[str, Any]) -> dict[str, Any]:
     source = {"policy_path": str(Path(runner.loaded.path).resolve()),
-              "policy_id": policy_fingerprint(runner.loaded.path), "dataset_root": str(dataset_root.resolve()),
+              "policy_id": runner.loaded.fingerprint, "dataset_root": str(dataset_root.resolve()),
               "dataset_fps": info.get("fps"), "hook": HOOK, "dim_model": int(runner.loaded.config.dim_model),
               "runner_mode": runner.mode}
     rename = camera_rename_for(runner, info)

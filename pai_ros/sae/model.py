@@ -295,14 +295,12 @@ def check_dimensions(runner: PolicyRunner, loaded: LoadedSae) -> None:
 def check_policy_of_tokens(runner: PolicyRunner, d_in: int, source: dict[str, Any] | None, sae: str) -> None:
     """``check_dimensions`` for an SAE given by its width and ``source`` (``sae`` names it in the line),
     also before it is saved: ``pai sae train`` checks the collection's policy against its record."""
-    from pai_ros.policy.loading import policy_fingerprint
-
     dim = int(runner.loaded.config.dim_model)
     if d_in != dim:
         raise SaeMismatch(f"{sae} reads {d_in}-dim activations but the policy's "
                           f"encoder outputs {dim}-dim tokens (dim_model): train the SAE on this policy's activations")
     trained_on = (source or {}).get("policy_id")
-    if trained_on and trained_on != policy_fingerprint(runner.loaded.path):
+    if trained_on and trained_on != runner.loaded.fingerprint:
         raise SaeMismatch(f"{sae} was trained on another policy's tokens (policy "
                           f"{trained_on}, from {source.get('policy_path')}), not on {runner.loaded.path}: "
                           "its features would not mean the same here; train an SAE on this policy's activations")
