@@ -631,6 +631,31 @@ def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> No
         overflow.close()
 
 
+def test_diagnostics_say_when_ticks_fall_behind_the_control_rate() -> None:
+    """The last finished tick said OK while half the periods were skipped (a chunk trained at 30 Hz
+    playing at 15) or while one tick never ended: the pace since the last report is judged too."""
+    from pai_ros.live.health import Health
+
+    health = Health()
+    for _ in range(4):  # on time
+        health.tick_started()
+        health.acted(0.01, True, Level.OK, "publishing actions")
+    report = health.report()
+    assert report.level == Level.OK and report.message == "publishing actions" and report.skipped_since_last == 0
+    for _ in range(4):  # every other period skipped
+        health.tick_started()
+        health.skipped()
+        health.acted(0.06, True, Level.OK, "publishing actions")
+    report = health.report()
+    assert report.level == Level.WARN and report.skipped_since_last == 4
+    assert "falling behind: 4 of 8 control periods skipped since the last report; a tick takes" in report.message
+    for _ in range(3):  # a tick that never ends
+        health.skipped()
+    report = health.report()
+    assert report.level == Level.ERROR and "no tick started since the last report, 3 control periods" in report.message
+    assert health.report().level == Level.OK  # a window with no tick due says what the last tick said
+
+
 def test_the_first_refusal_after_acting_says_where_to_stop(tiny_act: Path) -> None:
     """A controller given a whole plan would execute the rest of it after a fault: the first refusal
     carries the last action sent (the node sends it as a one-point trajectory), later ones nothing."""

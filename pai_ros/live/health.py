@@ -18,6 +18,7 @@ import numpy as np
 from pai_ros.diagnostic_level import Level
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_BEHIND_FRACTION = 0.5  # half the control periods skipped: the policy acts at half its rate or less
 
 
 def reason_kind(reason: str) -> str:
@@ -45,6 +46,7 @@ class HealthReport:
     rejections_since_last: str  # "N x reason; ..." since the previous report
     tick_mean_ms: float
     tick_p99_ms: float
+    skipped_since_last: int = 0  # control periods skipped since the previous report
 
 
 class Health:
@@ -54,6 +56,7 @@ class Health:
         self._lock = threading.Lock()
         self._lost = refusal_words(observe_only)[0]
         self._ticks = self._actions = self._skipped = self._rejected = 0
+        self._window_started = self._window_skipped = 0  # since the previous report
         self._level, self._message = Level.WARN, "waiting for the first observation"
         self._ages: dict[str, float] = {}
         # Whole ticks that computed an action (published, or refused because it came too late).
@@ -66,11 +69,13 @@ class Health:
     def tick_started(self) -> None:
         with self._lock:
             self._ticks += 1
+            self._window_started += 1
 
     def skipped(self) -> None:
         """A tick came due while the previous one was still computing (never queued)."""
         with self._lock:
             self._skipped += 1
+            self._window_skipped += 1
 
     def reject(self, reason: str, seconds: float | None = None) -> None:
         """No action this tick, and why; ``seconds``: the tick ran to the end (too late) and took that long."""
@@ -109,9 +114,26 @@ class Health:
             ms = np.asarray(self._tick_s, dtype=np.float64) * 1000.0
             recent = "; ".join(f"{n} x {reason}" for n, reason in self._recent.values())
             self._recent = {}
+            level, message = self._pace(self._level, self._message, float(ms.mean()) if ms.size else None)
+            skipped_now, self._window_started, self._window_skipped = self._window_skipped, 0, 0
             return HealthReport(
-                level=self._level, message=self._message, ticks=self._ticks, actions=self._actions,
+                level=level, message=message, ticks=self._ticks, actions=self._actions,
                 skipped=self._skipped, rejected=self._rejected, ages_s=dict(self._ages),
                 rejections_since_last=recent,
                 tick_mean_ms=float(ms.mean()) if ms.size else float("nan"),
-                tick_p99_ms=float(np.percentile(ms, 99)) if ms.size else float("nan"))
+                tick_p99_ms=float(np.percentile(ms, 99)) if ms.size else float("nan"), skipped_since_last=skipped_now)
+
+    def _pace(self, level: Level, message: str, tick_mean_ms: float | None) -> tuple[Level, str]:
+        """The last tick's status, unless the ticks since the previous report fell behind the control
+        rate: a chunk trained at 30 Hz then plays out slower, and a tick that never ends stops the robot,
+        while the last finished tick would still read OK (called under the lock)."""
+        started, skipped = self._window_started, self._window_skipped
+        if skipped and not started:
+            return Level.ERROR, (f"{self._lost}: no tick started since the last report, {skipped} control periods "
+                                 "skipped: the tick in progress is stuck or far slower than the period")
+        if skipped >= 2 and skipped >= _BEHIND_FRACTION * (started + skipped):
+            took = f"; a tick takes {tick_mean_ms:.0f} ms" if tick_mean_ms is not None else ""
+            return max(level, Level.WARN), (f"{message}; falling behind: {skipped} of {started + skipped} control "
+                                            f"periods skipped since the last report{took}: use a cheaper "
+                                            "heatmap_method, a GPU, or a lower control_rate_hz")
+        return level, message

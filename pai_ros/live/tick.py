@@ -530,6 +530,7 @@ class LiveTick:
         sae = self.sae
         values = {
             "ticks": report.ticks, "actions_published": report.actions, "skipped_ticks": report.skipped,
+            "skipped_since_last": report.skipped_since_last,
             "rejected_ticks": report.rejected, "forwards": stats.forwards, "wasted_forwards": stats.wasted_forwards,
             # latency_*: the whole tick (conversion, policy, heatmaps); policy_*: the core runner alone.
             "latency_mean_ms": f"{report.tick_mean_ms:.1f}", "latency_p99_ms": f"{report.tick_p99_ms:.1f}",
