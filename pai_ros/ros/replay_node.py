@@ -61,6 +61,8 @@ PARAMS = [
 ]
 ENV_STATE_TYPES = ("float32_multi_array", "joint_state")
 _END = object()
+# Counting subscribers is cheap but not free, and discovery under load takes seconds: 10 looks a second.
+_SUBSCRIBER_POLL_NS = 100_000_000
 
 
 class ReplayNode(Node):
@@ -128,6 +130,9 @@ class ReplayNode(Node):
                 self._waiting_said = True
                 self.get_logger().info(f"waiting for {wanted} subscriber(s) on {', '.join(lacking)} "
                                        "(wait_for_subscribers) before replaying")
+            if self._start.timer_period_ns != _SUBSCRIBER_POLL_NS:  # the start delay (by default 1 ms) is over
+                self._start.cancel()
+                self._start = self.create_timer(_SUBSCRIBER_POLL_NS / 1e9, self._begin)
             return  # the start timer fires again; discovery under load can take seconds
         self._start.cancel()
         self._timer = self.create_timer(1.0 / (self.fps * self.p["rate_factor"]), self._publish_next)
