@@ -28,7 +28,7 @@ from pai_ros.bags.to_parquet import bag_to_parquet, safe_file_stem
 from pai_ros.bags.typestore import FEATURE_ACTIVATIONS_TYPE, typestore
 from pai_ros.bags.writer import BagWriter
 from pai_ros.errors import UserError
-from pai_ros.media.video import count_frames
+from pai_ros.media.video import count_frames, frame_times
 
 REPO = Path(__file__).resolve().parents[1]
 STORE = typestore()
@@ -239,6 +239,23 @@ def test_frames_index_and_videos(converted) -> None:
         info = summary.videos[topic]
         assert info.frames == N and info.fps == pytest.approx(20.0)
         assert (info.width, info.height) == (w + w % 2, h + h % 2)
+
+
+def test_a_camera_that_dropped_frames_plays_as_long_as_it_was_recorded(tmp_path: Path) -> None:
+    # 20 Hz with every third frame lost, and two frames received at the same time: each frame is shown
+    # when it arrived, so the video lasts as the recording did and keeps in step with recv_ns.
+    pixels = np.full((16, 20, 3), 90, np.uint8)
+    kept = [i for i in range(30) if i % 3 != 2]
+    with BagWriter(tmp_path / "bag") as w:
+        for i in kept:
+            w.write("/cam/image_raw", "sensor_msgs/msg/Image", raw_image(i, "rgb8", pixels), T0 + i * PERIOD_NS)
+        w.write("/cam/image_raw", "sensor_msgs/msg/Image", raw_image(30, "rgb8", pixels), T0 + kept[-1] * PERIOD_NS)
+    bag_to_parquet(tmp_path / "bag", tmp_path / "out", progress=False)
+    times = frame_times(tmp_path / "out" / "cam__image_raw.mp4")
+    assert len(times) == len(kept) + 1
+    expected = [(i - kept[0]) * PERIOD_NS / 1e9 for i in kept]
+    assert times[:-1] == pytest.approx(expected, abs=1e-4)
+    assert times[-1] == pytest.approx(expected[-1] + 1e-3, abs=1e-4)  # received with the one before: just after
 
 
 def test_red_stays_red_from_rgb8_bgr8_and_jpeg(converted) -> None:

@@ -300,8 +300,16 @@ def safe_file_stem(topic: str) -> str:
     return stem or "root"
 
 
+_MIN_FRAME_GAP_S = 1e-3  # frames received together are shown 1 ms apart (the MP4's times must increase)
+
+
 class _VideoTrack:
-    """One image topic's MP4: waits for FPS_PROBE_FRAMES frames to fix the rate, then streams."""
+    """One image topic's MP4: waits for FPS_PROBE_FRAMES frames to fix the nominal rate, then streams.
+
+    Each frame is shown at its receive time (a variable frame rate): a camera that dropped frames
+    or a heatmap topic with skipped ticks otherwise played shorter than it was recorded, and the
+    video drifted away from the tables' ``recv_ns``.
+    """
 
     def __init__(self, path: Path, fallback_fps: float) -> None:
         self.path = path
@@ -311,6 +319,7 @@ class _VideoTrack:
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self.fps = fallback_fps
+        self._last_s: float | None = None  # the time the previous frame was shown at
 
     def add(self, recv_ns: int, rgb: np.ndarray) -> None:
         from pai_ros.media.video import even_size
@@ -326,7 +335,14 @@ class _VideoTrack:
             if len(self.buffer) >= FPS_PROBE_FRAMES:
                 self._open()
         else:
-            self.writer.write(rgb)
+            self._write(recv_ns, rgb)
+
+    def _write(self, recv_ns: int, rgb: np.ndarray) -> None:
+        at_s = recv_ns / 1e9
+        if self._last_s is not None and at_s <= self._last_s + _MIN_FRAME_GAP_S:  # one receive time for two
+            at_s = self._last_s + _MIN_FRAME_GAP_S  # frames (or a bag merged out of order): show it just after
+        self.writer.write(rgb, at_s=at_s)
+        self._last_s = at_s
 
     def _open(self) -> None:
         from pai_ros.media.video import Mp4Writer
@@ -337,8 +353,8 @@ class _VideoTrack:
             self.fps = min(240.0, max(1.0, 1e9 / statistics.median(gaps)))
         self.fps = round(self.fps, 3)
         self.writer = Mp4Writer(self.path, self.fps)
-        for _, rgb in self.buffer:
-            self.writer.write(rgb)
+        for recv_ns, rgb in self.buffer:
+            self._write(recv_ns, rgb)
         self.buffer.clear()
 
     def close(self) -> None:
