@@ -92,6 +92,29 @@ def test_replan_mode_executes_the_first_action_of_each_fresh_chunk(queue_ckpt: P
     assert runner.stats.forwards == 3 and runner.stats.wasted_forwards == 0
 
 
+def test_a_gradient_pass_out_of_memory_still_gives_the_action(queue_ckpt: Path, monkeypatch) -> None:
+    # The gradient heatmap's graph needs far more memory than the action; when the GPU runs out in
+    # that pass, the action comes from a plain forward pass (the same numbers) and only the map is lost.
+    from pai_ros.attention.explainers import make_explainer
+
+    obs = _observations(1, seed=6)[0]
+    expected = PolicyRunner(load_act_policy(queue_ckpt, "cpu"), "replan").step(obs).action
+    runner = PolicyRunner(load_act_policy(queue_ckpt, "cpu"), "replan")
+    runner.explainer = make_explainer(runner.policy, "input_gradient").attach()
+    model, forward = runner.policy.model, runner.policy.model.forward
+
+    def forward_without_memory_for_gradients(*args, **kwargs):
+        if torch.is_grad_enabled():
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", forward_without_memory_for_gradients)
+    result = runner.step(obs)
+    np.testing.assert_array_equal(result.action, expected)
+    assert result.capture.explanation_error.startswith("input_gradient ran out of memory; this action came from")
+    assert "input_gradient" not in result.capture.explanations
+
+
 def test_reset_starts_a_new_episode(queue_ckpt: Path) -> None:
     runner = PolicyRunner(load_act_policy(queue_ckpt, "cpu"), "queue")
     obs = _observations(3)

@@ -146,17 +146,27 @@ class PolicyRunner:
             chunk = self.policy.predict_action_chunk(batch)  # (1, chunk_size, action_dim), normalised
         else:
             explainer.begin()
-            with torch.enable_grad():
-                # predict_action_chunk's body (it is wrapped in no_grad), run with gradients; the
-                # numbers are the same (tested bit for bit), the graph is only read by the explainer.
-                grad_batch = dict(batch)
-                if self.policy.config.image_features:
-                    grad_batch["observation.images"] = [batch[k] for k in self.policy.config.image_features]
-                chunk = self.policy.model(grad_batch)[0]
-                try:
-                    explanation = explainer.explain(chunk).detach()
-                except Exception as exc:  # noqa: BLE001 - the action does not depend on the explanation
-                    error = f"{explainer.name} failed: {exc}"
+            try:
+                with torch.enable_grad():
+                    # predict_action_chunk's body (it is wrapped in no_grad), run with gradients; the
+                    # numbers are the same (tested bit for bit), the graph is only read by the explainer.
+                    grad_batch = dict(batch)
+                    if self.policy.config.image_features:
+                        grad_batch["observation.images"] = [batch[k] for k in self.policy.config.image_features]
+                    chunk = self.policy.model(grad_batch)[0]
+                    try:
+                        explanation = explainer.explain(chunk).detach()
+                    except Exception as exc:  # noqa: BLE001 - the action does not depend on the explanation
+                        error = f"{explainer.name} failed: {exc}"
+            except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+                # The graph kept for the gradients needs far more memory than the action (checked when
+                # the method was chosen; the free memory can shrink since): the action must not be lost.
+                del exc
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                self.capture.reset()
+                chunk = self.policy.predict_action_chunk(batch)
+                error = f"{explainer.name} ran out of memory; this action came from a forward pass without gradients"
             chunk = chunk.detach()
         self.stats.forwards += 1
         capture = self.capture.collect()
