@@ -161,6 +161,24 @@ def test_names_order_the_list_and_page_input_is_checked(tmp_path: Path) -> None:
     assert browser.default_episode(5) == 3  # the episode of its strongest frame
 
 
+def test_a_save_keeps_what_it_does_not_know_and_reads_null_as_empty(tmp_path: Path) -> None:
+    """A null name read as the text "None", and keys of a newer version or a hand edit were dropped:
+    the next browser save wrote both back."""
+    from pai_ros.features.names import load_names, save_name
+
+    path = tmp_path / "names.json"
+    path.write_text(json.dumps({"5": {"name": None, "description": "x", "reviewer": "ada"},
+                                "17": {"name": "grasp", "description": None, "tags": ["gripper"]}}))
+    names = load_names(path)
+    assert names[5]["name"] == "" and names[17]["description"] == "" and names[17]["updated"] == ""
+    assert names[5]["reviewer"] == "ada" and names[17]["tags"] == ["gripper"]
+    save_name(path, 5, "lift", "arm goes up")
+    saved = json.loads(path.read_text())
+    assert saved["5"]["name"] == "lift" and saved["5"]["reviewer"] == "ada"  # the saved feature keeps its keys
+    assert saved["17"] == {"name": "grasp", "description": "", "updated": "", "tags": ["gripper"]}
+    assert "None" not in path.read_text()
+
+
 def test_a_save_the_file_system_refuses_is_an_error_toast(tmp_path: Path) -> None:
     """A read-only results directory was a server traceback in the terminal and Errno text in the
     browser. Tests run as root, where no directory is read-only: names.json as a directory makes

@@ -38,7 +38,10 @@ def test_effects_rank_features_by_what_they_do_to_the_actions(recording: Path) -
     rows = effects["features"]
     assert [r["feature"] for r in sorted(rows, key=lambda r: r["activation_rank"])] == \
         [f["feature"] for f in analysis["features"][:8]]
-    assert [r["effect_rank"] for r in rows] == list(range(1, 9))
+    # Ranked by effect, largest first; features with the same effect (0 when one never fires) share a rank.
+    assert [r["effect_rank"] for r in rows] == [1 + sum(o["ablate_effect"] > r["ablate_effect"] for o in rows)
+                                                for r in rows]
+    assert rows[0]["effect_rank"] == 1
     assert [r["ablate_effect"] for r in rows] == sorted((r["ablate_effect"] for r in rows), reverse=True)
     assert rows[0]["ablate_effect"] > 0 and all(r["clamp_effect"] > 0 for r in rows)
     assert all(r["clamp_value"] == pytest.approx(next(f["stats"]["max"] for f in analysis["features"]
@@ -73,7 +76,7 @@ def test_effects_narrowed_to_action_dimensions_and_a_horizon(recording: Path, tm
     # One feature has no rank correlation (null in effects.json): the page says n/a, not a TypeError.
     one = effects("--top-features", "1")
     assert len(one["features"]) == 1 and one["rank_correlation_effect_vs_activation"] is None
-    assert "rank correlation with this ranking n/a (one feature)" in FeatureBrowser(ResultsDir(copy)).summary_markdown()
+    assert "rank correlation with this ranking n/a (one feature," in FeatureBrowser(ResultsDir(copy)).summary_markdown()
     for bad, why in ((("--action-dims", "3"), "the policy's actions have 3 dimensions"),
                      (("--action-dims", "1", "1"), "--action-dims must be distinct"),
                      (("--horizon", "0"), "--horizon must be at least 1"),
@@ -86,6 +89,31 @@ def test_effects_narrowed_to_action_dimensions_and_a_horizon(recording: Path, tm
     res = run_pai(*common, "--horizon", "100000")
     assert res.returncode == 1, res.stderr
     assert "--horizon 100000: the policy predicts chunks of 10 actions" in res.stderr, res.stderr
+
+
+def test_rank_correlation_averages_ties_and_is_not_measured_without_a_ranking() -> None:
+    """Effects are often exactly 0: ties must not keep the activation order (all-zero effects gave 1.0)."""
+    import numpy as np
+
+    from pai_ros.features.effects import spearman
+
+    activation = np.array([8.0, 7.0, 6.0, 5.0, 4.0])
+    assert spearman(np.zeros(5), activation) is None  # nothing changed: no ranking by effect to compare
+    assert spearman(activation, np.ones(5)) is None
+    assert spearman(np.array([1.0]), np.array([2.0])) is None
+    # scipy.stats.spearmanr([1, 2, 2, 3, 0, 0], [6, 5, 4, 3, 2, 1]).statistic, written out: average ranks
+    # [3, 4.5, 4.5, 6, 1.5, 1.5] against [6, 5, 4, 3, 2, 1].
+    assert spearman(np.array([1.0, 2, 2, 3, 0, 0]), np.array([6.0, 5, 4, 3, 2, 1])) == pytest.approx(0.4413674148)
+    assert spearman(activation, activation) == pytest.approx(1.0)
+
+
+def test_equal_effects_share_a_rank() -> None:
+    import numpy as np
+
+    from pai_ros.features.effects import effect_ranks
+
+    assert effect_ranks(np.array([0.0, 0.3, 0.0, 0.5, 0.3, 0.0])).tolist() == [4, 2, 4, 1, 2, 4]
+    assert effect_ranks(np.zeros(3)).tolist() == [1, 1, 1]
 
 
 def test_the_browser_shows_effects_of_this_analysis_only(recording: Path, tmp_path: Path) -> None:

@@ -358,6 +358,25 @@ def test_record_matches_the_bag2parquet_schema_and_the_token_codes(pipeline) -> 
         assert row["mean_l0"] == pytest.approx(len(tok["feature_index"]) / row["num_tokens"])
 
 
+def test_variance_of_an_always_on_feature_is_exact(tmp_path) -> None:
+    """E[x^2] - E[x]^2 cancels nearly all digits for a feature at 5 +- 0.02: its sums must not be float32."""
+    from pai_ros.features.analyse import _pass_statistics
+    from pai_ros.features.results import Source
+    from pai_ros.features.tables import FEATURES_REQUIRED
+
+    values = (5 + 0.02 * np.random.default_rng(0).standard_normal((2000, 8))).astype(np.float32)
+    rows = [{"stamp_ns": i, "recv_ns": i, "topic": "/features", "sae_id": "s", "num_features": 8,
+             "feature_indices": list(range(8)), "activations": v.tolist(), "token_counts": [1] * 8, "num_tokens": 8,
+             "mean_l0": 8.0, "reconstruction_error": 0.1, "ood_threshold": float("nan"), "is_ood": False}
+            for i, v in enumerate(values)]
+    path = tmp_path / "features.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=FEATURES_REQUIRED), path)
+    stats, _sae_id, _f, frames = _pass_statistics([Source(0, path, None)], progress=False)
+    assert frames == 2000
+    np.testing.assert_allclose(stats["variance"], np.var(values.astype(np.float64), axis=0), rtol=1e-6)
+    np.testing.assert_allclose(stats["mean"], values.astype(np.float64).mean(axis=0), rtol=1e-12)
+
+
 def test_analysis_ranks_deduplicates_and_draws(pipeline) -> None:
     results = pipeline["results"]
     analysis = json.loads((results / "analysis" / "analysis.json").read_text())
@@ -446,6 +465,21 @@ def test_calibrating_on_the_saes_own_training_episodes_is_said(pipeline) -> None
     loaded = load_sae(pipeline["sae"])
     assert sae_training_note(loaded, pipeline["root"], [2]) is None  # held out: nothing to say
     assert sae_training_note(loaded, pipeline["work"], [0, 1]) is None  # another dataset's episodes 0 and 1
+
+
+def test_evaluating_on_the_saes_own_training_episodes_is_said(pipeline, tmp_path) -> None:
+    """Clean frames the SAE trained on reconstruct too well: the AUROCs flatter it, said in the report."""
+    assert "sae_training_note" not in json.loads((pipeline["sae"] / "ood_report.json").read_text())  # held-out 2
+    sae = tmp_path / "sae"
+    shutil.copytree(pipeline["sae"], sae)
+    out = ok(run_pai("sae", "calibrate", "--sae", str(sae), "--policy-path", str(pipeline["policy"]),
+                     "--dataset-root", str(pipeline["root"]), "--episode", "2", "--evaluate-episode", "0", "--quiet"))
+    note = ("1 of the 1 evaluation episodes (0) are among those the SAE was trained on: it reconstructs their clean "
+            "frames better than new data, so these AUROCs are higher and the clean flagged fraction lower than on new "
+            "data; evaluate on episodes it did not see (it held out 2)")
+    assert json.loads((sae / "ood_report.json").read_text())["sae_training_note"] == note
+    assert f"note: {note}" in out
+    assert "sae_training_note" not in json.loads((sae / "ood.json").read_text())  # calibrated on held-out 2
 
 
 def test_calibrate_help_states_the_fit_frame_limit_the_code_uses() -> None:

@@ -2,6 +2,7 @@
 bad files give one clear line, and the frame-level reduction the node publishes is exact."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,6 +208,27 @@ def test_auroc_and_threshold() -> None:
     assert sigma["threshold"] == pytest.approx(50.5 + 2 * np.std(np.arange(1, 101), ddof=1))
     with pytest.raises(UserError):
         fit_threshold(np.array([1.0]))
+
+
+def test_auroc_leaves_non_finite_scores_out_of_both_sides() -> None:
+    """As fit_threshold does: ranked, a NaN counted as the most OOD frame (this pair gave 0.6875)."""
+    nan, inf = float("nan"), float("inf")
+    neg = np.array([1, 2, 3, 4.0])
+    assert auroc(neg, np.array([1.5, 2.5, nan, nan])) == auroc(neg, np.array([1.5, 2.5])) == 0.375
+    assert auroc(np.array([1, 2, 3, 4, nan, inf, -inf]), np.array([1.5, 2.5])) == 0.375
+    assert np.isnan(auroc(neg, np.array([nan, nan])))  # nothing left to compare
+
+
+def test_calibration_summary_says_what_the_auroc_left_out_and_an_evaluation_the_sae_saw() -> None:
+    from pai_ros.sae.calibrate import CalibrationResult, summary_lines
+
+    note = "1 of the 1 evaluation episodes (0) are among those the SAE was trained on: ..."
+    report = {"sae_training_note": note, "clean": {"frames": 5, "non_finite_frames": 2, "flagged_fraction": 0.0},
+              "corruptions": {"noise": {"frames": 5, "auroc": 0.9, "flagged_fraction": 0.4}}}
+    calibration = {"threshold": 0.1, "rule": "p99", "frames": 5}
+    lines = summary_lines(CalibrationResult(calibration, report), [Path("ood.json")])
+    assert f"note: {note}" in lines
+    assert lines[-1].endswith("(2 clean and 0 corrupted frames with a non-finite error left out of the AUROC)")
 
 
 @pytest.mark.parametrize("dead_fraction", [0.01, 0.2, 1.0])

@@ -36,6 +36,7 @@ from pai_ros.jsonfile import write_json_atomic
 from pai_ros.plotting import pyplot, save_figure
 from pai_ros.policy.observation import Observation
 from pai_ros.policy.runner import PolicyRunner
+from pai_ros.ranks import average_ranks
 from pai_ros.require import require
 from pai_ros.sae.model import LoadedSae
 from pai_ros.sae.steering import Steering, SteeringHook
@@ -133,11 +134,19 @@ def _check_measured_span(runner: PolicyRunner, settings: EffectSettings) -> None
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Rank correlation (no ties expected in effects; ties broken by order); None below two values."""
-    if len(a) < 2:
+    """Spearman's rank correlation, ties at their average rank; None (not measured) below two values or
+    when either side is constant (effects are often exactly 0: all tied is no ranking to correlate)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(np.corrcoef(average_ranks(a), average_ranks(b))[0, 1])
+
+
+def effect_ranks(effects: np.ndarray) -> np.ndarray:
+    """1-based rank of each effect, largest first; equal effects share the best rank of their tie
+    ("1, 2, 2, 4"), rather than taking distinct ranks in the order of the activation ranking."""
+    effects = np.asarray(effects, dtype=np.float64)
+    return 1 + (effects[None, :] > effects[:, None]).sum(axis=1)
 
 
 def features_to_measure(results: ResultsDir, loaded: LoadedSae, settings: EffectSettings) -> list[dict[str, Any]]:
@@ -174,9 +183,7 @@ def feature_effects(results: ResultsDir, runner: PolicyRunner, loaded: LoadedSae
     change = chunk_changes(runner, loaded, batches, steerings, progress, action_dims=settings.action_dims,
                            horizon=settings.horizon)
     ablate, clamp = change[0::2], change[1::2]
-    by_effect = np.argsort(-ablate, kind="stable")
-    effect_rank = np.empty(len(ranked), int)
-    effect_rank[by_effect] = np.arange(1, len(ranked) + 1)
+    effect_rank = effect_ranks(ablate)
     rows = [{"feature": int(f["feature"]), "activation_rank": int(f["rank"]), "effect_rank": int(effect_rank[i]),
              "ablate_effect": float(ablate[i]), "clamp_effect": float(clamp[i]),
              "clamp_value": float(steerings[2 * i + 1].values[0]), "activation_score": float(f["score"])}

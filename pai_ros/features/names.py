@@ -31,9 +31,15 @@ def load_names(path: Path) -> dict[int, dict[str, Any]]:
             raise UserError(f"{path}: '{key}' is not a feature index") from None
         if not isinstance(entry, dict):
             raise UserError(f"{path}: feature {key} must map to {{name, description}}")
-        out[feature] = {"name": str(entry.get("name", "")), "description": str(entry.get("description", "")),
-                        "updated": str(entry.get("updated", ""))}
+        # Keys this version does not know (a newer version's, a hand-added note) stay, so the next save
+        # writes them back; the known ones are text, a null one empty (str(None) saved back as "None").
+        out[feature] = {**entry, **{key: _text(entry.get(key)) for key in ("name", "description", "updated")}}
     return out
+
+
+def _text(value: Any) -> str:
+    """A names.json field as text: a missing or null one is empty."""
+    return "" if value is None else str(value)
 
 
 def save_name(path: Path, feature: int, name: str, description: str) -> dict[int, dict[str, Any]]:
@@ -43,7 +49,7 @@ def save_name(path: Path, feature: int, name: str, description: str) -> dict[int
         raise UserError(f"name (max {MAX_NAME}) or description (max {MAX_DESCRIPTION} characters) is too long")
     names = load_names(path)
     if name or description:
-        names[int(feature)] = {"name": name, "description": description,
+        names[int(feature)] = {**names.get(int(feature), {}), "name": name, "description": description,
                                "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     else:
         names.pop(int(feature), None)

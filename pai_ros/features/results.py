@@ -44,8 +44,8 @@ _EPISODE_DIR = re.compile(r"^episode_(\d{6})$")
 
 
 def rank_correlation_text(rho: float | None) -> str:
-    """``effects.json``'s rank correlation as people read it: None (one feature) is "n/a"."""
-    return "n/a (one feature)" if rho is None else f"{rho:.2f}"
+    """``effects.json``'s rank correlation as people read it: None (not measured) is "n/a" and why."""
+    return "n/a (one feature, or all effects or all activation scores equal)" if rho is None else f"{rho:.2f}"
 
 
 @dataclass(frozen=True)

@@ -241,13 +241,11 @@ def check_episodes_apart(root: Path, episodes: list[int], evaluate: list[int] | 
                             "of the same dataset: the camera-state regression must learn from other episodes")
 
 
-def sae_training_note(loaded: LoadedSae, root: Path, episodes: list[int]) -> str | None:
-    """Why a threshold fitted on episodes the SAE was trained on is too low, or None.
+def _trained_on(loaded: LoadedSae, root: Path, episodes: list[int]) -> tuple[list[int], str] | None:
+    """Which of ``root``'s ``episodes`` the SAE was trained on, and the hint to use the ones it held out.
 
-    The SAE reconstructs its own training tokens better than new ones: on the demo, 8 of its training
-    episodes gave a p99 threshold of 0.0148 against 0.0285 from 8 episodes it held out of the same
-    dataset (whose median frame, 0.0117, is close to that threshold). An SAE from before
-    ``training_episodes`` was recorded in its metrics gets no note.
+    None when it saw none of them, trained on another dataset, or is from before ``training_episodes``
+    was recorded in its metrics (or they are damaged): nothing to say then.
     """
     try:
         metrics = json.loads((loaded.directory / METRICS_FILE).read_text(encoding="utf-8"))
@@ -259,10 +257,38 @@ def sae_training_note(loaded: LoadedSae, root: Path, episodes: list[int]) -> str
     seen = sorted(trained & set(episodes))
     if not seen or trained_root.resolve() != Path(root).resolve():
         return None
-    unseen = f" (it held out {episode_ranges(held)})" if held else ""
+    return seen, f" (it held out {episode_ranges(held)})" if held else ""
+
+
+def sae_training_note(loaded: LoadedSae, root: Path, episodes: list[int]) -> str | None:
+    """Why a threshold fitted on episodes the SAE was trained on is too low, or None.
+
+    The SAE reconstructs its own training tokens better than new ones: on the demo, 8 of its training
+    episodes gave a p99 threshold of 0.0148 against 0.0285 from 8 episodes it held out of the same
+    dataset (whose median frame, 0.0117, is close to that threshold).
+    """
+    trained = _trained_on(loaded, root, episodes)
+    if trained is None:
+        return None
+    seen, unseen = trained
     return (f"{len(seen)} of the {len(episodes)} calibration episodes ({episode_ranges(seen)}) are among those the SAE "
             "was trained on: it reconstructs them better than new data, so this threshold is lower than it should "
             f"be and flags more ordinary frames than its target; calibrate on episodes it did not see{unseen}")
+
+
+def evaluation_training_note(loaded: LoadedSae, root: Path, episodes: list[int]) -> str | None:
+    """Why an evaluation on episodes the SAE was trained on flatters it, or None.
+
+    Their clean frames reconstruct better than new data would, so they sit further below the corrupted
+    ones than new clean frames do: the AUROCs read higher, and fewer clean frames are flagged.
+    """
+    trained = _trained_on(loaded, root, episodes)
+    if trained is None:
+        return None
+    seen, unseen = trained
+    return (f"{len(seen)} of the {len(episodes)} evaluation episodes ({episode_ranges(seen)}) are among those the SAE "
+            "was trained on: it reconstructs their clean frames better than new data, so these AUROCs are higher "
+            f"and the clean flagged fraction lower than on new data; evaluate on episodes it did not see{unseen}")
 
 
 def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int], *, rule: str = "p99",
@@ -315,12 +341,15 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
     report = {
         "sae_id": loaded.sae_id, "calibration_episodes": episodes, "evaluation_episodes": evaluate,
         "threshold": threshold, "rule": rule,
-        "clean": {"frames": int(clean.fvu.size), "mean_error": float(clean.fvu.mean()),
+        "clean": {"frames": int(clean.fvu.size), **_non_finite(clean.fvu), "mean_error": float(clean.fvu.mean()),
                   "flagged_fraction": float((clean.fvu > threshold).mean())},
-        "corruptions": {name: {"frames": int(c.fvu.size), "mean_error": float(c.fvu.mean()),
+        "corruptions": {name: {"frames": int(c.fvu.size), **_non_finite(c.fvu), "mean_error": float(c.fvu.mean()),
                                "auroc": auroc(clean.fvu, c.fvu), "flagged_fraction": float((c.fvu > threshold).mean())}
                         for name, c in corrupted.items()},
     }
+    flattered = evaluation_training_note(loaded, root, evaluate)
+    if flattered:
+        report["sae_training_note"] = flattered
     clean_scores, corrupted_scores = None, {}
     if positions is not None:
         st = calibration["position_score"]["threshold"]
@@ -348,6 +377,13 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
         report["note"] = "swapped_cameras needs two or more cameras of the same size"
     return CalibrationResult(calibration, report, clean.fvu, {n: c.fvu for n, c in corrupted.items()}, positions,
                              clean_scores, corrupted_scores, probe)
+
+
+def _non_finite(errors: np.ndarray) -> dict[str, int]:
+    """``{"non_finite_frames": n}`` for the ``n`` frames whose error is NaN or infinite (left out of the
+    AUROC), nothing when there are none."""
+    n = int((~np.isfinite(errors)).sum())
+    return {"non_finite_frames": n} if n else {}
 
 
 def _over_own_threshold(p: Pass) -> dict[str, float]:
@@ -420,6 +456,8 @@ def summary_lines(result: CalibrationResult, written: list[Path]) -> list[str]:
     elif c.get("camera_state_skipped"):
         say(f"no camera-state score: {c['camera_state_skipped']}")
     if result.report:
+        if result.report.get("sae_training_note"):
+            say(f"note: {result.report['sae_training_note']}")
         for name, r in result.report["corruptions"].items():
             score = f"; per-position score AUROC {r['score_auroc']:.3f}" if "score_auroc" in r else ""
             if "camera_state_auroc" in r:
@@ -429,6 +467,10 @@ def summary_lines(result: CalibrationResult, written: list[Path]) -> list[str]:
             if r.get("camera_state_over_own_threshold"):
                 score += " (over their own threshold: " + ", ".join(
                     f"{cam} {v:.0%}" for cam, v in r["camera_state_over_own_threshold"].items()) + ")"
+            clean_left = result.report["clean"].get("non_finite_frames", 0)
+            if clean_left or r.get("non_finite_frames"):
+                score += (f" ({clean_left} clean and {r.get('non_finite_frames', 0)} corrupted frames with a "
+                          "non-finite error left out of the AUROC)")
             say(f"  {name}: AUROC {r['auroc']:.3f}, flagged {r['flagged_fraction']:.1%} "
                 f"(clean flagged {result.report['clean']['flagged_fraction']:.1%}){score}")
     return lines

@@ -28,6 +28,7 @@ from pai_ros.errors import UserError
 from pai_ros.jsonfile import read_json
 from pai_ros.policy.layout import TokenLayout
 from pai_ros.policy.observation import Observation
+from pai_ros.ranks import average_ranks
 from pai_ros.sae.camera_state import CameraStateProbe, CameraStateReading, load_probe
 from pai_ros.sae.errors import CannotFit, SaeFileError
 from pai_ros.sae.position_score import (
@@ -76,8 +77,7 @@ class Calibration:
 
 def fit_threshold(errors: np.ndarray, rule: str = "p99", sigmas: float = 3.0) -> dict[str, Any]:
     """Summary of calibration errors and the threshold ``rule`` picks from it."""
-    errors = np.asarray(errors, dtype=np.float64)
-    errors = errors[np.isfinite(errors)]
+    errors = finite(errors)
     if errors.size < 2:
         raise CannotFit(f"need at least 2 calibration frames with a finite error, got {errors.size}")
     if rule not in RULES:
@@ -91,21 +91,23 @@ def fit_threshold(errors: np.ndarray, rule: str = "p99", sigmas: float = 3.0) ->
 
 
 def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
-    """Probability that a positive (OOD) frame scores above a negative one (ties count half)."""
-    neg = np.asarray(negatives, dtype=np.float64)
-    pos = np.asarray(positives, dtype=np.float64)
+    """Probability that a positive (OOD) frame scores above a negative one (ties count half).
+
+    Non-finite scores are left out of both sides, as :func:`fit_threshold` leaves them out: ranked,
+    a NaN would count as the most out-of-distribution frame of all.
+    """
+    neg, pos = finite(negatives), finite(positives)
     if neg.size == 0 or pos.size == 0:
         return float("nan")
-    scores = np.concatenate([neg, pos])
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(scores.size, dtype=np.float64)
-    ranks[order] = np.arange(1, scores.size + 1)
-    # Average ranks over ties (Mann-Whitney U).
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    sums = np.bincount(inverse, weights=ranks)
-    ranks = (sums / counts)[inverse]
+    ranks = average_ranks(np.concatenate([neg, pos]))  # Mann-Whitney U
     u = ranks[neg.size:].sum() - pos.size * (pos.size + 1) / 2.0
     return float(u / (neg.size * pos.size))
+
+
+def finite(scores: np.ndarray) -> np.ndarray:
+    """The finite ones of ``scores``, as float64."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return scores[np.isfinite(scores)]
 
 
 def load_calibration(sae_dir: Path, sae_id: str) -> tuple[Calibration | None, str]:
