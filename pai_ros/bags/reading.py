@@ -7,12 +7,12 @@ or truncated data, never rosbags' traceback.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pai_ros.bags.errors import CorruptBag
+from pai_ros.bags.split_order import in_split_order
 from pai_ros.errors import UserError
 
 if TYPE_CHECKING:
@@ -25,17 +25,6 @@ JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 DIAGNOSTICS = "diagnostic_msgs/msg/DiagnosticArray"
-
-_SPLIT_INDEX = re.compile(r"_(\d+)$")  # rosbag2 names split files BAG_0, BAG_1, ... BAG_10
-
-
-def in_split_order(files: Iterable[Path]) -> list[Path]:
-    """Storage files in recording order: by split number, not as text (``_10`` after ``_9``, not ``_1``)."""
-    def order(p: Path) -> tuple[int, str]:
-        m = _SPLIT_INDEX.search(p.stem)
-        return (int(m.group(1)) if m else -1, p.name)
-
-    return sorted(files, key=order)
 
 
 def find_sources(bag: Path) -> list[Path]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pai_ros.bags.mcap_scan import Channel, FileScan, McapScanner, Schema
-from pai_ros.bags.reading import in_split_order
+from pai_ros.bags.split_order import in_split_order
 from pai_ros.errors import UserError
 from pai_ros.staging import check_apart, remove_abandoned_staging, staging_path
 
