@@ -179,6 +179,53 @@ def test_a_save_keeps_what_it_does_not_know_and_reads_null_as_empty(tmp_path: Pa
     assert "None" not in path.read_text()
 
 
+def test_a_name_saved_in_another_tab_is_not_overwritten_unseen(tmp_path: Path) -> None:
+    # Tab A shows feature 42 unnamed; tab B names it; A's save (its stale form) overwrote B's name.
+    from pai_ros.ui.browser import FeatureBrowser
+
+    browser = FeatureBrowser(ResultsDir(make_results(tmp_path / "results")))
+    tab_a, tab_b = browser.shown_version(42), browser.shown_version(42)
+    assert "Saved" in browser.save(42, "lift", "", shown=tab_b)
+    with pytest.raises(UserError, match=r"^feature #42 was changed elsewhere since this page showed it \(now “lift”, "
+                                        r"saved .*\); pick the feature again to see it, then save$"):
+        browser.save(42, "", "a description", shown=tab_a)
+    assert browser.names()[42]["name"] == "lift"
+    # Picked again, the form is current: the save goes through, and so does the next one from that form.
+    again = browser.shown_version(42)
+    assert "Saved" in browser.save(42, "lift", "arm goes up", shown=again)
+    assert "Saved" in browser.save(42, "lift high", "arm goes up", shown=browser.shown_version(42))
+
+
+SAVES = 150  # per process: without the lock, measured to lose names every run
+
+
+def _save_many(path: str, first: int, start) -> None:
+    from pai_ros.features.names import save_name
+
+    start.wait()  # both processes save at the same time, not one after the other's start-up
+    for feature in range(first, first + SAVES):
+        save_name(Path(path), feature, f"f{feature}", "")
+
+
+def test_two_servers_saving_at_once_lose_no_name(tmp_path: Path) -> None:
+    """Two `pai features ui` on one results directory: each save reads, changes and replaces
+    names.json, so without a lock between processes one's save dropped the other's."""
+    import multiprocessing
+
+    from pai_ros.features.names import load_names
+
+    path = tmp_path / "names.json"
+    spawn = multiprocessing.get_context("spawn")
+    start = spawn.Barrier(2)
+    workers = [spawn.Process(target=_save_many, args=(str(path), first, start)) for first in (0, 1000)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    assert sorted(load_names(path)) == [*range(SAVES), *range(1000, 1000 + SAVES)]
+
+
 def test_a_save_the_file_system_refuses_is_an_error_toast(tmp_path: Path) -> None:
     """A read-only results directory was a server traceback in the terminal and Errno text in the
     browser. Tests run as root, where no directory is read-only: names.json as a directory makes
@@ -370,6 +417,24 @@ def test_browse_and_name_a_feature(server: tuple[str, Path, Proc]) -> None:
             assert saved["5"]["name"] == "gripper closes"
             assert saved["5"]["description"] == "fires while the gripper closes on the cube"
             expect(page.locator("#feature-list input")).to_have_value("#5 · gripper closes")
+
+            # A second tab shows #5; the first renames it; the second's save from its older form is refused
+            # (the error toast says why) and the first tab's name stays.
+            other = context.new_page()
+            other.set_default_timeout(30_000)
+            other.goto(url, wait_until="domcontentloaded")
+            expect(other.locator("#feature-title")).to_contain_text("Feature #5 · gripper closes")
+            page.locator("#feature-name input, #feature-name textarea").fill("gripper closes tight")
+            page.locator("#save-name").click()
+            expect(page.locator("#save-status")).to_contain_text("Saved feature #5 as “gripper closes tight”")
+            other.locator("#feature-description textarea").fill("an edit from an older form")
+            other.locator("#save-name").click()
+            expect(other.get_by_text("was changed elsewhere since this page showed it").first).to_be_visible()
+            assert json.loads((root / "names.json").read_text())["5"]["name"] == "gripper closes tight"
+            other.close()
+            page.locator("#feature-name input, #feature-name textarea").fill("gripper closes")
+            page.locator("#save-name").click()
+            expect(page.locator("#save-status")).to_contain_text("Saved feature #5 as “gripper closes”")
 
             page.reload(wait_until="domcontentloaded")
             # Named features come first, so the named one is now first and shown on load.

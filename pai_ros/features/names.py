@@ -6,7 +6,12 @@ load so a hand-edited file with a mistake gives one clear line.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
+import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,16 +47,47 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def save_name(path: Path, feature: int, name: str, description: str) -> dict[int, dict[str, Any]]:
-    """Set (or, with both empty, remove) one feature's name; returns all names."""
+def shown_version(entry: dict[str, Any] | None) -> str:
+    """What a form showed of a feature's entry, to tell at save time whether it changed since."""
+    entry = entry or {}
+    return json.dumps([entry.get("name", ""), entry.get("description", ""), entry.get("updated", "")])
+
+
+def save_name(path: Path, feature: int, name: str, description: str, *,
+              shown: str | None = None) -> dict[int, dict[str, Any]]:
+    """Set (or, with both empty, remove) one feature's name; returns all names.
+
+    ``shown``: :func:`shown_version` of the entry the form was filled from. When the entry changed
+    since (another tab, another browser server on the same results), the save is refused with
+    :class:`UserError` instead of overwriting that name unseen.
+    """
     name, description = name.strip(), description.strip()
     if len(name) > MAX_NAME or len(description) > MAX_DESCRIPTION:
         raise UserError(f"name (max {MAX_NAME}) or description (max {MAX_DESCRIPTION} characters) is too long")
-    names = load_names(path)
-    if name or description:
-        names[int(feature)] = {**names.get(int(feature), {}), "name": name, "description": description,
-                               "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    else:
-        names.pop(int(feature), None)
-    write_json_atomic(path, {str(k): v for k, v in sorted(names.items())})
+    feature = int(feature)
+    with _names_locked(path):  # read, change, replace: two servers' saves must not interleave
+        names = load_names(path)
+        now = names.get(feature)
+        if shown is not None and shown_version(now) != shown:
+            said = f"now “{now['name']}”, saved {now['updated']}" if now and now.get("name") else (
+                f"saved {now['updated']}" if now else "its name removed")
+            raise UserError(f"feature #{feature} was changed elsewhere since this page showed it ({said}); pick the "
+                            "feature again to see it, then save")
+        if name or description:
+            names[feature] = {**(now or {}), "name": name, "description": description,
+                              "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+        else:
+            names.pop(feature, None)
+        write_json_atomic(path, {str(k): v for k, v in sorted(names.items())})
     return names
+
+
+@contextlib.contextmanager
+def _names_locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on the folder of ``names.json`` (no lock file left beside the results)."""
+    fd = os.open(Path(path).parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

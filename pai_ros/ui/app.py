@@ -27,7 +27,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from pai_ros.errors import UserError
-from pai_ros.features.names import MAX_DESCRIPTION, MAX_NAME
+from pai_ros.features.names import MAX_DESCRIPTION, MAX_NAME, shown_version
 from pai_ros.features.results import ResultsDir
 from pai_ros.ui.browser import FeatureBrowser
 from pai_ros.ui.offline import OfflinePageMiddleware
@@ -103,8 +103,9 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
                         gr.Markdown("### Top frames")
                         top_frames = gr.Markdown(elem_id="top-frames")
 
+        shown = gr.State("")  # the names.json entry the form was filled from (see names.save_name)
         feature_outputs = [title, name, description, status, *galleries.values(), notice, episode, timeline,
-                           stats, top_frames]
+                           stats, top_frames, shown]
 
         @_as_gradio_error
         def show_feature(feature: int) -> list[Any]:
@@ -115,7 +116,7 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
             return [browser.title(feature), entry.get("name", ""), entry.get("description", ""), "",
                     *([(t.image, t.caption) for t in images[c]] for c in browser.cameras), notice_text,
                     default_episode, browser.timeline_figure(feature, default_episode),
-                    browser.statistics_markdown(feature), browser.top_frames_markdown(feature)]
+                    browser.statistics_markdown(feature), browser.top_frames_markdown(feature), shown_version(entry)]
 
         @_as_gradio_error
         def refresh_list() -> Any:
@@ -139,9 +140,10 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
             return pick_frame
 
         @_as_gradio_error
-        def save_name(feature: int, new_name: str, new_description: str) -> list[Any]:
-            message = browser.save(feature, new_name, new_description)
-            return [message, gr.update(choices=browser.choices(), value=int(feature)), browser.title(feature)]
+        def save_name(feature: int, new_name: str, new_description: str, form_shown: str) -> list[Any]:
+            message = browser.save(feature, new_name, new_description, shown=form_shown)
+            return [message, gr.update(choices=browser.choices(), value=int(feature)), browser.title(feature),
+                    browser.shown_version(feature)]
 
         demo.load(refresh_list, outputs=feature_list).then(show_feature, inputs=feature_list,
                                                            outputs=feature_outputs)
@@ -149,7 +151,8 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
         episode.input(show_episode, inputs=[feature_list, episode], outputs=timeline)
         for camera, gallery in galleries.items():
             gallery.select(frame_picker(camera), inputs=feature_list, outputs=[episode, timeline])
-        save.click(save_name, inputs=[feature_list, name, description], outputs=[status, feature_list, title],
+        save.click(save_name, inputs=[feature_list, name, description, shown],
+                   outputs=[status, feature_list, title, shown],
                    concurrency_limit=1)  # one save at a time: names.json is read, changed, replaced
     return demo
 

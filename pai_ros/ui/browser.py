@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from pai_ros.errors import UserError
-from pai_ros.features.names import load_names, save_name
+from pai_ros.features.names import load_names, save_name, shown_version
 from pai_ros.features.results import ResultsDir, rank_correlation_text
 
 # Statistics of analysis.json in the order and wording the table shows; unknown ones follow.
@@ -87,6 +87,10 @@ class FeatureBrowser:
         self.unrecorded = results.unrecorded_episodes()  # episodes an interrupted `pai features record` never reached
 
     # ------------------------------------------------------------------ the feature list
+
+    def shown_version(self, feature: Any) -> str:
+        """What the form shows of the feature's names.json entry now (handed back with a save)."""
+        return shown_version(self.names().get(int(self.entry(feature)["feature"])))
 
     def names(self) -> dict[int, dict[str, Any]]:
         """names.json as it is now on disk (another browser tab may have saved since)."""
@@ -259,10 +263,11 @@ class FeatureBrowser:
 
     # ------------------------------------------------------------------ naming
 
-    def save(self, feature: Any, name: str | None, description: str | None) -> str:
-        """Store a name (atomically, in names.json) and say what was stored."""
+    def save(self, feature: Any, name: str | None, description: str | None, shown: str | None = None) -> str:
+        """Store a name (atomically, in names.json) and say what was stored; ``shown``: see
+        :func:`~pai_ros.features.names.save_name` (a name changed elsewhere meanwhile is not overwritten)."""
         key = int(self.entry(feature)["feature"])
-        names = save_name(self.results.names_path, key, name or "", description or "")
+        names = save_name(self.results.names_path, key, name or "", description or "", shown=shown)
         where = Path(self.results.names_path).name
         if key not in names:
             return f"Removed the name of feature #{key} from {where}."
