@@ -633,7 +633,7 @@ def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> No
 
 def test_diagnostics_say_when_ticks_fall_behind_the_control_rate() -> None:
     """The last finished tick said OK while half the periods were skipped (a chunk trained at 30 Hz
-    playing at 15) or while one tick never ended: the pace since the last report is judged too."""
+    playing at 15) or while one tick never ended: the pace since the last report is a status of its own."""
     from pai_ros.live.health import Health
 
     health = Health()
@@ -641,19 +641,21 @@ def test_diagnostics_say_when_ticks_fall_behind_the_control_rate() -> None:
         health.tick_started()
         health.acted(0.01, True, Level.OK, "publishing actions")
     report = health.report()
-    assert report.level == Level.OK and report.message == "publishing actions" and report.skipped_since_last == 0
+    assert report.pace == (Level.OK, "keeping up: 0 of 4 control periods skipped since the last report")
     for _ in range(4):  # every other period skipped
         health.tick_started()
         health.skipped()
         health.acted(0.06, True, Level.OK, "publishing actions")
     report = health.report()
-    assert report.level == Level.WARN and report.skipped_since_last == 4
-    assert "falling behind: 4 of 8 control periods skipped since the last report; a tick takes" in report.message
+    assert report.level == Level.OK and report.message == "publishing actions"  # acting: as the tick says
+    assert report.pace[0] == Level.WARN and report.skipped_since_last == 4
+    assert report.pace[1].startswith("falling behind: 4 of 8 control periods skipped since the last report; a tick "
+                                     "takes")
     for _ in range(3):  # a tick that never ends
         health.skipped()
-    report = health.report()
-    assert report.level == Level.ERROR and "no tick started since the last report, 3 control periods" in report.message
-    assert health.report().level == Level.OK  # a window with no tick due says what the last tick said
+    pace = health.report().pace
+    assert pace[0] == Level.ERROR and pace[1].startswith("no tick started since the last report, 3 control periods")
+    assert health.report().pace[0] == Level.OK  # a window with no tick due
 
 
 def test_the_first_refusal_after_acting_says_where_to_stop(tiny_act: Path) -> None:

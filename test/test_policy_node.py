@@ -53,6 +53,9 @@ def test_heatmaps_actions_and_diagnostics(tiny_act: Path, ros_env: dict) -> None
         assert abs(sum(shares["position"]) - 1.0) < 1e-4
         ok = probe.wait_for(lambda m: m["topic"] == "/diagnostics" and diag(m)["level"] == 0, 30)
         values = diag(ok)["values"]
+        # Beside it, whether the ticks keep up with the control rate (a slow tick is no reason not to act).
+        pace = [s for s in ok["status"][1:] if s["name"] == "policy_node: pace"]
+        assert len(pace) == 1 and pace[0]["message"].startswith(("keeping up: ", "falling behind: ")), ok["status"]
         for key in ("latency_mean_ms", "latency_p99_ms", "skipped_ticks", "age_front_s", "mode", "device"):
             assert key in values
         # Actions keep coming, never from an older observation than the one before. The rate itself is

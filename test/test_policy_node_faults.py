@@ -94,7 +94,7 @@ def test_every_fault_rejects_explains_and_recovers(tiny_act: Path, ros_env: dict
         # Recovery without restart: actions and an OK status again before the next fault.
         assert any(end < a["recv_ns"] < next_start for a in actions), f"{name}: no action after the fault"
         assert any(end < m["recv_ns"] < next_start and diag(m)["level"] == 0 for m in diags), \
-            f"{name}: diagnostics never OK again"
+            f"{name}: diagnostics never OK again: {[reasons(m) for m in diags if end < m['recv_ns'] < next_start]}"
     # The terminal says it too (a user without `ros2 topic echo` sees why no action goes out), and
     # when acting resumes; a WARN per fault kind, not one per refused tick.
     said = [line for line in node.lines if "no action: " in line]

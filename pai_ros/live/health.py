@@ -47,6 +47,9 @@ class HealthReport:
     tick_mean_ms: float
     tick_p99_ms: float
     skipped_since_last: int = 0  # control periods skipped since the previous report
+    # Whether the ticks keep up with the control rate since the previous report: a status of its own,
+    # beside the one about acting (a slow but correct tick is not a reason not to act).
+    pace: tuple[Level, str] = (Level.OK, "")
 
 
 class Health:
@@ -114,26 +117,26 @@ class Health:
             ms = np.asarray(self._tick_s, dtype=np.float64) * 1000.0
             recent = "; ".join(f"{n} x {reason}" for n, reason in self._recent.values())
             self._recent = {}
-            level, message = self._pace(self._level, self._message, float(ms.mean()) if ms.size else None)
+            pace = self._pace(float(ms.mean()) if ms.size else None)
             skipped_now, self._window_started, self._window_skipped = self._window_skipped, 0, 0
             return HealthReport(
-                level=level, message=message, ticks=self._ticks, actions=self._actions,
+                level=self._level, message=self._message, ticks=self._ticks, actions=self._actions,
                 skipped=self._skipped, rejected=self._rejected, ages_s=dict(self._ages),
                 rejections_since_last=recent,
                 tick_mean_ms=float(ms.mean()) if ms.size else float("nan"),
-                tick_p99_ms=float(np.percentile(ms, 99)) if ms.size else float("nan"), skipped_since_last=skipped_now)
+                tick_p99_ms=float(np.percentile(ms, 99)) if ms.size else float("nan"), skipped_since_last=skipped_now,
+                pace=pace)
 
-    def _pace(self, level: Level, message: str, tick_mean_ms: float | None) -> tuple[Level, str]:
-        """The last tick's status, unless the ticks since the previous report fell behind the control
-        rate: a chunk trained at 30 Hz then plays out slower, and a tick that never ends stops the robot,
-        while the last finished tick would still read OK (called under the lock)."""
+    def _pace(self, tick_mean_ms: float | None) -> tuple[Level, str]:
+        """Whether the ticks since the previous report kept up with the control rate: a chunk trained
+        at 30 Hz plays out slower when half the periods are skipped, and a tick that never ends stops
+        the robot, while the last finished tick still reads OK (called under the lock)."""
         started, skipped = self._window_started, self._window_skipped
         if skipped and not started:
-            return Level.ERROR, (f"{self._lost}: no tick started since the last report, {skipped} control periods "
-                                 "skipped: the tick in progress is stuck or far slower than the period")
+            return Level.ERROR, (f"no tick started since the last report, {skipped} control periods skipped: the "
+                                 "tick in progress is stuck or far slower than the period")
+        took = f"; a tick takes {tick_mean_ms:.0f} ms" if tick_mean_ms is not None else ""
         if skipped >= 2 and skipped >= _BEHIND_FRACTION * (started + skipped):
-            took = f"; a tick takes {tick_mean_ms:.0f} ms" if tick_mean_ms is not None else ""
-            return max(level, Level.WARN), (f"{message}; falling behind: {skipped} of {started + skipped} control "
-                                            f"periods skipped since the last report{took}: use a cheaper "
-                                            "heatmap_method, a GPU, or a lower control_rate_hz")
-        return level, message
+            return Level.WARN, (f"falling behind: {skipped} of {started + skipped} control periods skipped since the "
+                                f"last report{took}: use a cheaper heatmap_method, a GPU, or a lower control_rate_hz")
+        return Level.OK, f"keeping up: {skipped} of {started + skipped} control periods skipped since the last report"

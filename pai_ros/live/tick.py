@@ -87,6 +87,7 @@ class Diagnostics:
     message: str
     values: dict[str, str]
     hardware_id: str
+    pace: tuple[Level, str] = (Level.OK, "")  # its own status: do the ticks keep up with the control rate
 
 
 class LiveTick:
@@ -571,7 +572,8 @@ class LiveTick:
             if verdict.problem:  # joints that do not match are an error; no answer yet is a warning
                 level = max(level, Level.ERROR if verdict.verified else Level.WARN)
                 message = f"{message}; not sending to the controller: {verdict.problem}"
-        return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path))
+        return Diagnostics(level, message, {k: str(v) for k, v in values.items()}, str(self.runner.loaded.path),
+                           report.pace)
 
     def close(self) -> None:
         if self.runner.explainer is not None:

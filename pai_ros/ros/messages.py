@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -220,13 +221,15 @@ def status_name(node: Any, task: str) -> str:
 
 
 def diagnostic_array(name: str, level: int, message: str, values: dict[str, str], hardware_id: str,
-                     stamp: Time) -> DiagnosticArray:
+                     stamp: Time, more: Sequence[tuple[str, int, str]] = ()) -> DiagnosticArray:
+    """One status (``more``: further ``(name, level, message)`` statuses of the same hardware, after it)."""
     # DiagnosticStatus.level is a ROS byte: rclpy wants a one-byte bytes value (as its OK/WARN/ERROR constants).
     status = DiagnosticStatus(level=bytes([int(level)]), name=name, message=message, hardware_id=hardware_id,
                               values=[KeyValue(key=k, value=v) for k, v in values.items()])
     arr = DiagnosticArray()
     arr.header.stamp = stamp
-    arr.status = [status]
+    arr.status = [status, *(DiagnosticStatus(level=bytes([int(lv)]), name=n, message=m, hardware_id=hardware_id)
+                            for n, lv, m in more)]
     return arr
 
 

@@ -232,7 +232,7 @@ class PolicyNode(Node):
             self.get_logger().warning(line)
         d = self.live.diagnostics(now.nanoseconds)
         self.diag_pub.publish(diagnostic_array(status_name(self, "policy"), d.level, d.message, d.values,
-                                               d.hardware_id, now.to_msg()))
+                                               d.hardware_id, now.to_msg(), [(status_name(self, "pace"), *d.pace)]))
 
     def shutdown(self) -> None:
         """Stop ticking and wait for the tick in progress (the node may keep spinning afterwards)."""
