@@ -194,6 +194,12 @@ def test_a_name_saved_in_another_tab_is_not_overwritten_unseen(tmp_path: Path) -
     again = browser.shown_version(42)
     assert "Saved" in browser.save(42, "lift", "arm goes up", shown=again)
     assert "Saved" in browser.save(42, "lift high", "arm goes up", shown=browser.shown_version(42))
+    # What the form shows after a save is the entry that save wrote, not names.json read again later
+    # (another server's save in between would pass for it, and the next save would overwrite that unseen).
+    message, form = browser.save_shown(42, "lift higher", "arm goes up", browser.shown_version(42))
+    browser.save(42, "elsewhere", "", shown=browser.shown_version(42))
+    with pytest.raises(UserError, match="changed elsewhere"):
+        browser.save(42, "lift higher", "and more", shown=form)
 
 
 SAVES = 150  # per process: without the lock, measured to lose names every run

@@ -114,6 +114,17 @@ def test_equal_effects_share_a_rank() -> None:
 
     assert effect_ranks(np.array([0.0, 0.3, 0.0, 0.5, 0.3, 0.0])).tolist() == [4, 2, 4, 1, 2, 4]
     assert effect_ranks(np.zeros(3)).tolist() == [1, 1, 1]
+    # A non-finite effect is no measurement: last, not first (every comparison with NaN is False).
+    assert effect_ranks(np.array([np.nan, 0.5, 0.0, np.inf])).tolist() == [3, 1, 2, 3]
+
+
+def test_the_rank_correlation_leaves_out_non_finite_effects() -> None:
+    import numpy as np
+
+    from pai_ros.features.effects import spearman
+
+    assert spearman(np.array([3.0, 2.0, 1.0, np.nan]), np.array([1.0, 2.0, 3.0, 4.0])) == -1.0
+    assert spearman(np.array([np.nan, 1.0, np.nan]), np.array([1.0, 2.0, 3.0])) is None  # one pair left
 
 
 def test_the_browser_shows_effects_of_this_analysis_only(recording: Path, tmp_path: Path) -> None:

@@ -231,6 +231,16 @@ def test_calibration_summary_says_what_the_auroc_left_out_and_an_evaluation_the_
     assert lines[-1].endswith("(2 clean and 0 corrupted frames with a non-finite error left out of the AUROC)")
 
 
+def test_a_passs_error_statistics_are_over_the_frames_the_auroc_counts() -> None:
+    # NaN frames were left out of the AUROC but made the mean error NaN (null) and counted as not flagged.
+    from pai_ros.sae.calibrate import _error_stats
+
+    stats = _error_stats(np.array([0.1, np.nan, 0.3, np.inf]), threshold=0.2)
+    assert stats == {"frames": 4, "non_finite_frames": 2, "mean_error": pytest.approx(0.2), "flagged_fraction": 0.5}
+    assert _error_stats(np.array([0.1, 0.3]), threshold=0.2) == {"frames": 2, "mean_error": pytest.approx(0.2),
+                                                                 "flagged_fraction": 0.5}
+
+
 @pytest.mark.parametrize("dead_fraction", [0.01, 0.2, 1.0])
 def test_aux_loss_over_the_dead_columns_equals_masking_the_live_ones(dead_fraction: float) -> None:
     """AuxK ranks only the dead latents: the loss and every gradient must equal ranking all latents

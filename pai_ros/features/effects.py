@@ -134,9 +134,12 @@ def _check_measured_span(runner: PolicyRunner, settings: EffectSettings) -> None
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Spearman's rank correlation, ties at their average rank; None (not measured) below two values or
-    when either side is constant (effects are often exactly 0: all tied is no ranking to correlate)."""
+    """Spearman's rank correlation, ties at their average rank, over the pairs with both values finite;
+    None (not measured) below two such pairs or when either side is constant (effects are often
+    exactly 0: all tied is no ranking to correlate)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    both = np.isfinite(a) & np.isfinite(b)
+    a, b = a[both], b[both]
     if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
     return float(np.corrcoef(average_ranks(a), average_ranks(b))[0, 1])
@@ -144,8 +147,10 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def effect_ranks(effects: np.ndarray) -> np.ndarray:
     """1-based rank of each effect, largest first; equal effects share the best rank of their tie
-    ("1, 2, 2, 4"), rather than taking distinct ranks in the order of the activation ranking."""
+    ("1, 2, 2, 4"), rather than taking distinct ranks in the order of the activation ranking. A
+    non-finite effect (a steered prediction that overflowed) is measured as nothing: it ranks last."""
     effects = np.asarray(effects, dtype=np.float64)
+    effects = np.where(np.isfinite(effects), effects, -np.inf)
     return 1 + (effects[None, :] > effects[:, None]).sum(axis=1)
 
 

@@ -12,6 +12,7 @@ flags far more than its target).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from pai_ros.sae.ood import (
     OOD_FILE,
     auroc,
     corruptions,
+    finite,
     fit_threshold,
 )
 from pai_ros.sae.plots import plot_ood
@@ -341,10 +343,8 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
     report = {
         "sae_id": loaded.sae_id, "calibration_episodes": episodes, "evaluation_episodes": evaluate,
         "threshold": threshold, "rule": rule,
-        "clean": {"frames": int(clean.fvu.size), **_non_finite(clean.fvu), "mean_error": float(clean.fvu.mean()),
-                  "flagged_fraction": float((clean.fvu > threshold).mean())},
-        "corruptions": {name: {"frames": int(c.fvu.size), **_non_finite(c.fvu), "mean_error": float(c.fvu.mean()),
-                               "auroc": auroc(clean.fvu, c.fvu), "flagged_fraction": float((c.fvu > threshold).mean())}
+        "clean": _error_stats(clean.fvu, threshold),
+        "corruptions": {name: {**_error_stats(c.fvu, threshold), "auroc": auroc(clean.fvu, c.fvu)}
                         for name, c in corrupted.items()},
     }
     flattered = evaluation_training_note(loaded, root, evaluate)
@@ -379,11 +379,14 @@ def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: lis
                              clean_scores, corrupted_scores, probe)
 
 
-def _non_finite(errors: np.ndarray) -> dict[str, int]:
-    """``{"non_finite_frames": n}`` for the ``n`` frames whose error is NaN or infinite (left out of the
-    AUROC), nothing when there are none."""
-    n = int((~np.isfinite(errors)).sum())
-    return {"non_finite_frames": n} if n else {}
+def _error_stats(errors: np.ndarray, threshold: float) -> dict[str, Any]:
+    """A pass's frames, mean error and share over ``threshold``, all over its frames with a finite error
+    (as the AUROC is), with ``non_finite_frames`` saying how many others there were, when any."""
+    kept = finite(errors)
+    n = int(np.asarray(errors).size - kept.size)
+    return {"frames": int(np.asarray(errors).size), **({"non_finite_frames": n} if n else {}),
+            "mean_error": float(kept.mean()) if kept.size else math.nan,  # NaN as the AUROC of no frame
+            "flagged_fraction": float((kept > threshold).mean()) if kept.size else math.nan}
 
 
 def _over_own_threshold(p: Pass) -> dict[str, float]:

@@ -141,9 +141,9 @@ def build_app(browser: FeatureBrowser) -> gr.Blocks:
 
         @_as_gradio_error
         def save_name(feature: int, new_name: str, new_description: str, form_shown: str) -> list[Any]:
-            message = browser.save(feature, new_name, new_description, shown=form_shown)
+            message, now_shown = browser.save_shown(feature, new_name, new_description, form_shown)
             return [message, gr.update(choices=browser.choices(), value=int(feature)), browser.title(feature),
-                    browser.shown_version(feature)]
+                    now_shown]
 
         demo.load(refresh_list, outputs=feature_list).then(show_feature, inputs=feature_list,
                                                            outputs=feature_outputs)

@@ -264,13 +264,21 @@ class FeatureBrowser:
     # ------------------------------------------------------------------ naming
 
     def save(self, feature: Any, name: str | None, description: str | None, shown: str | None = None) -> str:
-        """Store a name (atomically, in names.json) and say what was stored; ``shown``: see
-        :func:`~pai_ros.features.names.save_name` (a name changed elsewhere meanwhile is not overwritten)."""
+        """Store a name (atomically, in names.json) and say what was stored; see :meth:`save_shown`."""
+        return self.save_shown(feature, name, description, shown)[0]
+
+    def save_shown(self, feature: Any, name: str | None, description: str | None,
+                   shown: str | None = None) -> tuple[str, str]:
+        """:meth:`save`, and what the form now shows of the entry, as the save wrote it (read again after
+        the lock is released, another server's save in between would pass for what the form shows).
+
+        ``shown``: see :func:`~pai_ros.features.names.save_name` (a name changed elsewhere meanwhile is
+        not overwritten)."""
         key = int(self.entry(feature)["feature"])
         names = save_name(self.results.names_path, key, name or "", description or "", shown=shown)
         where = Path(self.results.names_path).name
         if key not in names:
-            return f"Removed the name of feature #{key} from {where}."
+            return f"Removed the name of feature #{key} from {where}.", shown_version(None)
         saved = names[key]
         what = f"as “{saved['name']}”" if saved["name"] else "(description only)"
-        return f"Saved feature #{key} {what} in {where} at {saved['updated']}."
+        return f"Saved feature #{key} {what} in {where} at {saved['updated']}.", shown_version(saved)
