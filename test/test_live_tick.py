@@ -620,9 +620,11 @@ def test_unit_conversions_between_the_robot_and_the_policy(tiny_act: Path) -> No
         with pytest.raises(UserError, match=f"^{label} must (not contain 0 or a number too small for float32|"
                                             "hold finite float32 numbers)"):
             LiveConfig.defaults(str(tiny_act), **{label: [1.0, value, 1.0]})
-    # Within float32 but overflowing it together: no action goes out, and the tick says which parameters.
+    # Within float32 but overflowing it together: no action goes out, and the tick says which parameters
+    # (also with a clamp, which would have made the overflow the joint limit).
     overflow, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), action_scale=[1e-30] * 3,
-                                                      action_offset=[3e38] * 3, **common))
+                                                      action_offset=[3e38] * 3, action_min=[-1.0] * 3,
+                                                      action_max=[1.0] * 3, **common))
     try:
         refused = overflow.step(inputs(T0), T0)
         assert isinstance(refused, Rejection) and "action in the robot's units is not finite" in refused.reason
@@ -660,16 +662,34 @@ def test_diagnostics_say_when_ticks_fall_behind_the_control_rate() -> None:
 
 def test_the_first_refusal_after_acting_says_where_to_stop(tiny_act: Path) -> None:
     """A controller given a whole plan would execute the rest of it after a fault: the first refusal
-    carries the last action sent (the node sends it as a one-point trajectory), later ones nothing."""
-    live, _ = LiveTick.create(LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="chunk"))
+    carries the point of the last plan sent that the arm is heading to (the node sends it as a
+    one-point trajectory), later ones nothing. Not the plan's first point: by the time a slow tick is
+    refused the arm may be far past it, and going back within one period would be a fast reversal."""
+    from pai_ros.live import ControllerGate
+
+    period = S // 10
+    config = LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="chunk", control_rate_hz=10.0)
+    live, _ = LiveTick.create(config)
     try:
         assert live.step(inputs(T0), T0 - S).stop_at is None  # refused before any action: nothing to stop
-        sent = [live.step(inputs(T0 + i * S // 10), T0 + i * S // 10) for i in range(3)]
-        assert all(isinstance(o, TickOutput) for o in sent)
-        first = live.step(inputs(T0), T0 + 10 * S)  # stale inputs
+        sent = live.step(inputs(T0), T0)
+        assert isinstance(sent, TickOutput) and len(sent.plan) >= 4
+        broken = inputs(T0 + period, state=(float("nan"), 0.5, 0.0))
+        first = live.step(broken, T0 + 2 * period + period // 2)  # point 2 is due at 3 periods after sending
         assert isinstance(first, Rejection)
-        np.testing.assert_array_equal(first.stop_at, sent[-1].action)
-        assert live.step(inputs(T0), T0 + 11 * S).stop_at is None
+        np.testing.assert_array_equal(first.stop_at, sent.plan[2])
+        assert live.step(broken, T0 + 3 * period).stop_at is None
+        # Long after the plan's end: its last point.
+        again = live.step(inputs(T0 + 10 * period), T0 + 10 * period)
+        assert isinstance(again, TickOutput)
+        last = live.step(inputs(T0, state=(float("nan"), 0.5, 0.0)), T0 + 100 * period)
+        np.testing.assert_array_equal(last.stop_at, again.plan[-1])
+        # A trajectory controller the gate holds got no plan: there is nothing to stop.
+        gate = live.controller_gate = ControllerGate("/arm_controller", ("joint_trajectory", "joint_state"))
+        gate.unusable("/arm_controller has no 'joints' parameter")
+        held = live.step(inputs(T0 + 101 * period), T0 + 101 * period)
+        assert isinstance(held, TickOutput) and held.held_outputs == ("joint_trajectory",)
+        assert live.step(broken, T0 + 102 * period).stop_at is None
     finally:
         live.close()
 

@@ -128,6 +128,9 @@ def test_steering_ends_when_the_tick_clock_goes_back() -> None:
     assert control.current(529 * S, "sae").remaining_s == pytest.approx(1.0)
     assert control.current(1 * S, "sae") is None  # the clock went back
     assert control.current(529 * S, "sae") is None  # and it stays ended when time comes round again
+    # A tick that read its time just before the request was accepted (it was decoding) steers.
+    control.request([1], "ablate", [], 2.0, 600 * S, "sae", 8)
+    assert control.current(600 * S - S // 2, "sae").remaining_s == pytest.approx(2.5)
 
 
 def test_steering_requests_are_refused_with_reasons(steerable: LiveTick, tiny_act: Path) -> None:

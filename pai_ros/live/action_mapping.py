@@ -48,8 +48,16 @@ class ActionMapping:
 
     def to_robot(self, actions: np.ndarray) -> np.ndarray:
         """Policy actions (``[..., dim]``) in the robot's units, clamped."""
-        if self.conversion is not None:
-            scale, offset = self.conversion
-            with np.errstate(over="ignore"):  # the tick refuses a non-finite action and says why
-                actions = ((actions - offset) / scale).astype(np.float32)
+        return self.clamped(self.in_robot_units(actions))
+
+    def in_robot_units(self, actions: np.ndarray) -> np.ndarray:
+        """Policy actions (``[..., dim]``) in the robot's units, not clamped (may overflow to inf)."""
+        if self.conversion is None:
+            return actions
+        scale, offset = self.conversion
+        with np.errstate(over="ignore"):  # the tick refuses a non-finite action and says why
+            return ((actions - offset) / scale).astype(np.float32)
+
+    def clamped(self, actions: np.ndarray) -> np.ndarray:
+        """``actions`` (robot units) inside ``action_min``/``action_max``."""
         return np.clip(actions, *self.clamp) if self.clamp is not None else actions

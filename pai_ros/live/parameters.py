@@ -12,7 +12,8 @@ from pai_ros.attention.render import COLORMAPS
 from pai_ros.paramspec import Param
 from pai_ros.policy.runner import MODES
 
-ACTION_OUTPUTS = ("joint_state", "joint_trajectory", "float64_multi_array")
+JOINT_TRAJECTORY = "joint_trajectory"  # the output a trajectory controller executes whole plans from
+ACTION_OUTPUTS = ("joint_state", JOINT_TRAJECTORY, "float64_multi_array")
 TRAJECTORY_POINTS = ("next", "chunk")
 ENVIRONMENT_STATE_TYPES = ("float32_multi_array", "joint_state")
 LIVE_NORMALIZATIONS = ("raw", "frame", "percentile")

@@ -19,6 +19,9 @@ from pai_ros.timestamps import NS_PER_S
 
 __all__ = ["ActiveSteering", "SteeringControl", "SteeringHook"]
 
+#: How far before a request's time a tick's time may lie and still be that tick (read before the
+#: request was accepted, decoding meanwhile), not a clock gone back; resets jump back much further.
+CLOCK_BACK_NS = 2 * NS_PER_S
 
 
 @dataclass(frozen=True)
@@ -63,13 +66,16 @@ class SteeringControl:
 
     def current(self, now_ns: int, sae_id: str | None) -> ActiveSteering | None:
         """The steering for a tick at ``now_ns`` (None once expired, when the SAE changed, or when the
-        clock went back: a simulator's reset or a looping bag's /clock would stretch it by the jump)."""
+        clock went back: a simulator's reset or a looping bag's /clock would stretch it by the jump).
+
+        A tick reads its time before it gets here, and a request may be accepted in between: a time a
+        little before the request's is that, not a clock going back (``CLOCK_BACK_NS``)."""
         with self._lock:
             if self._current is None:
                 return None
             steering, for_sae, set_at, expires = self._current
             # another SAE's feature i means something else
-            if now_ns >= expires or now_ns < set_at or for_sae != sae_id:
+            if now_ns >= expires or now_ns < set_at - CLOCK_BACK_NS or for_sae != sae_id:
                 self._current = None
                 return None
         return ActiveSteering(steering, for_sae, (expires - now_ns) / NS_PER_S)

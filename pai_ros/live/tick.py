@@ -33,6 +33,7 @@ from pai_ros.live.health import Health, Level
 from pai_ros.live.inputs import ENVIRONMENT_STATE, JOINT_STATES, TickInputs, VectorReading
 from pai_ros.live.joint_merge import JointStateMerge
 from pai_ros.live.observation_reader import ObservationReader
+from pai_ros.live.parameters import JOINT_TRAJECTORY
 from pai_ros.live.refusal_log import RefusalLog
 from pai_ros.live.rejection import Rejection
 from pai_ros.live.sae import FeaturesOutput, LiveSae
@@ -139,7 +140,7 @@ class LiveTick:
         self.topics = {name: resolve_topic(topic) for name, topic in topics.items() if name in self.input_names}
         self._unstamped: set[str] = set()  # inputs seen with header.stamp 0 (warned once, on /diagnostics)
         self._picture_failures: set[tuple[str, type]] = set()  # (what, exception type) warned once in the log
-        self._last_sent: np.ndarray | None = None  # the last action that went out, until a refusal stops there
+        self._last_sent: tuple[np.ndarray, int] | None = None  # the last plan sent and when (see _stop_point)
         self._sae_file_problem_said: str | None = None  # the SAE file problem last logged
         self.infos: list[str] = []  # the same at INFO level: acting again after refusals
         self.refusals = RefusalLog(observe_only=not config.publish_actions)
@@ -282,18 +283,22 @@ class LiveTick:
         start = time.perf_counter()
         self.health.tick_started()
         computed: TickOutput | None = None
+        ready_ns = now_ns  # when the action was ready to go out
         try:
             outcome = self._step(inputs, now_ns, start)
             if isinstance(outcome, TickOutput) and self.config.publish_actions:
                 computed = outcome
-                outcome = self._still_fresh(outcome, clock() if clock is not None else now_ns)
+                ready_ns = clock() if clock is not None else now_ns
+                outcome = self._still_fresh(outcome, ready_ns)
         except Exception as exc:  # noqa: BLE001 - a robot node keeps running; the reason is reported
             outcome = Rejection(f"internal error: {exc!r}")
         if isinstance(outcome, Rejection):
             self.health.reject(outcome.reason, computed.latency_s if computed is not None else None)
             self._forget_plan()
-            if self._last_sent is not None:  # the first refusal after acting: stop where the last action said
-                outcome, self._last_sent = replace(outcome, stop_at=self._last_sent), None
+            stop = self._stop_point(now_ns)
+            self._last_sent = None  # the first refusal after acting says where to stop; later ones nothing
+            if stop is not None:
+                outcome = replace(outcome, stop_at=stop)
             line = self.refusals.refused(outcome.reason, now_ns)
             if line is not None:
                 self.warnings.append(line)
@@ -304,7 +309,9 @@ class LiveTick:
         if outcome.steering is not None:
             self.steering.steered_ticks += 1
         sent = self.config.publish_actions and not self._holds_all(outcome.held_outputs)
-        self._last_sent = outcome.action if sent else self._last_sent
+        # The plan a trajectory controller now executes, and when it went out (None: none went to it).
+        to_controller = sent and JOINT_TRAJECTORY not in outcome.held_outputs
+        self._last_sent = (outcome.plan, ready_ns) if to_controller else None
         self.health.acted(outcome.latency_s, sent, *outcome.status)
         return outcome
 
@@ -316,6 +323,19 @@ class LiveTick:
         return Rejection(f"the action was ready {age_s:.3f} s after its observation (max_observation_age_s "
                          f"{round(self.config.max_observation_age_s, 3)}; this tick took {out.latency_s:.3f} s): use a "
                          f"cheaper heatmap_method, a GPU, or a larger max_observation_age_s")
+
+    def _stop_point(self, now_ns: int) -> np.ndarray | None:
+        """After a refusal, where a controller executing the last plan sent should stop: the point it is
+        heading to now (point i is due i + 1 periods after sending). Not the plan's first point: the
+        arm may be many points further by the time a slow tick is refused, and going back to it within
+        one period would be a fast reversal. None when no plan went to the controller, or it is held."""
+        if self._last_sent is None:
+            return None
+        if self.controller_gate is not None and JOINT_TRAJECTORY in self.controller_gate.held():
+            return None
+        plan, sent_ns = self._last_sent
+        heading = int((now_ns - sent_ns) // round(self.config.period_s * 1e9))
+        return plan[min(max(heading, 0), len(plan) - 1)]
 
     def _holds_all(self, held: tuple[str, ...]) -> bool:
         """No action leaves the node when ``held`` (a tick's reading of the gate) is held."""
@@ -352,10 +372,12 @@ class LiveTick:
             if self._steer_hook is not None:
                 self._steer_hook.disarm()
         steering = self._executed_steering(result, active)
-        action, plan = self.actions.to_robot(result.action), self.actions.to_robot(self._plan(result))
+        # Checked before the clamp, which would turn an overflow into the joint limit.
+        action, plan = self.actions.in_robot_units(result.action), self.actions.in_robot_units(self._plan(result))
         if not (np.all(np.isfinite(action)) and np.all(np.isfinite(plan))):  # action_scale/offset overflowed
             return Rejection(f"the action in the robot's units is not finite ({action.tolist()}): check "
                              "action_scale and action_offset")
+        action, plan = self.actions.clamped(action), self.actions.clamped(plan)
         method = self.heatmap_method
         (features, feature_maps), features_error = self._picture(
             "features", lambda: self._features(sae, result, observation.state, camera_rgb), (None, {}))

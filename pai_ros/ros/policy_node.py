@@ -32,6 +32,7 @@ from pai_ros.errors import UserError
 from pai_ros.live import PARAMS, RUN_TIME_PARAMETERS, LiveConfig, LiveTick, TickInputs, TickOutput, reconfigure
 from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.inputs import ENVIRONMENT_STATE, JOINT_STATES
+from pai_ros.live.parameters import JOINT_TRAJECTORY
 from pai_ros.msg import FeatureActivations
 from pai_ros.policy.loading import describe_checkpoint
 from pai_ros.ros import topics
@@ -193,8 +194,8 @@ class PolicyNode(Node):
             if isinstance(out, TickOutput):
                 self._publish(out)
             elif out.stop_at is not None and self.config.trajectory_points == "chunk" \
-                    and "joint_trajectory" in self.action_pubs:  # cancel the rest of the plan sent before
-                self.action_pubs["joint_trajectory"].publish(joint_trajectory(
+                    and JOINT_TRAJECTORY in self.action_pubs:  # cancel the rest of the plan sent before
+                self.action_pubs[JOINT_TRAJECTORY].publish(joint_trajectory(
                     list(self.live.actions.names), out.stop_at, to_stamp(now()), self.config.period_s))
         except Exception as exc:  # noqa: BLE001 - keep the node alive; say what failed
             if self.context.ok():  # not the shutdown racing this tick
