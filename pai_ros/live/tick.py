@@ -380,11 +380,11 @@ class LiveTick:
         action, plan = self.actions.clamped(action), self.actions.clamped(plan)
         method = self.heatmap_method
         (features, feature_maps), features_error = self._picture(
-            "features", lambda: self._features(sae, result, observation.state, camera_rgb), (None, {}))
+            "features", lambda: self._features(sae, result, observation.state, camera_rgb), lambda: (None, {}))
         (shown, shares, heatmaps), maps_error = self._picture("heatmap", lambda: self._heatmaps(
             inputs, camera_rgb, result, maps_for_tick(result, method, self.config.heatmap_queries,
                                                       label=self.relevance_target.label())),
-            (self._heatmap_frames(inputs, camera_rgb), {}, {}))
+            lambda: (self._heatmap_frames(inputs, camera_rgb), {}, {}))
         # Read once: the controller check may answer while this tick runs.
         held = self.controller_gate.held() if self.controller_gate is not None else ()
         capture = result.capture or result.executed_capture
@@ -466,8 +466,8 @@ class LiveTick:
                                                        colormap=self.config.heatmap_colormap)
         return features, feature_maps
 
-    def _picture(self, what: str, make: Callable[[], Any], fallback: Any) -> tuple[Any, str | None]:
-        """``make()``, or ``fallback`` and why not: a picture that cannot be made never stops the
+    def _picture(self, what: str, make: Callable[[], Any], fallback: Callable[[], Any]) -> tuple[Any, str | None]:
+        """``make()``, or ``fallback()`` and why not: a picture that cannot be made never stops the
         action it explains (the action is already computed; /diagnostics says what is missing)."""
         try:
             return make(), None
@@ -476,7 +476,7 @@ class LiveTick:
             if (what, type(exc)) not in self._picture_failures:  # the log once per kind; /diagnostics each tick
                 self._picture_failures.add((what, type(exc)))
                 self.warnings.append(f"{why} (the action goes out as computed; said once)")
-            return fallback, why
+            return fallback(), why
 
     def _heatmap_frames(self, inputs: TickInputs, camera_rgb: dict[str, np.ndarray]) -> _Frames:
         """This tick's frames of the cameras shown with heatmaps, with their stamps and frame ids."""

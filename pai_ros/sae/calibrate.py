@@ -269,13 +269,9 @@ def sae_training_note(loaded: LoadedSae, root: Path, episodes: list[int]) -> str
     episodes gave a p99 threshold of 0.0148 against 0.0285 from 8 episodes it held out of the same
     dataset (whose median frame, 0.0117, is close to that threshold).
     """
-    trained = _trained_on(loaded, root, episodes)
-    if trained is None:
-        return None
-    seen, unseen = trained
-    return (f"{len(seen)} of the {len(episodes)} calibration episodes ({episode_ranges(seen)}) are among those the SAE "
-            "was trained on: it reconstructs them better than new data, so this threshold is lower than it should "
-            f"be and flags more ordinary frames than its target; calibrate on episodes it did not see{unseen}")
+    return _training_note(loaded, root, episodes, "calibration", "it reconstructs them better than new data, so "
+                          "this threshold is lower than it should be and flags more ordinary frames than its target; "
+                          "calibrate")
 
 
 def evaluation_training_note(loaded: LoadedSae, root: Path, episodes: list[int]) -> str | None:
@@ -284,13 +280,19 @@ def evaluation_training_note(loaded: LoadedSae, root: Path, episodes: list[int])
     Their clean frames reconstruct better than new data would, so they sit further below the corrupted
     ones than new clean frames do: the AUROCs read higher, and fewer clean frames are flagged.
     """
+    return _training_note(loaded, root, episodes, "evaluation", "it reconstructs their clean frames better than new "
+                          "data, so these AUROCs are higher and the clean flagged fraction lower than on new data; "
+                          "evaluate")
+
+
+def _training_note(loaded: LoadedSae, root: Path, episodes: list[int], role: str, consequence: str) -> str | None:
+    """``role`` episodes among the SAE's training episodes: how many, ``consequence``, and which to use."""
     trained = _trained_on(loaded, root, episodes)
     if trained is None:
         return None
     seen, unseen = trained
-    return (f"{len(seen)} of the {len(episodes)} evaluation episodes ({episode_ranges(seen)}) are among those the SAE "
-            "was trained on: it reconstructs their clean frames better than new data, so these AUROCs are higher "
-            f"and the clean flagged fraction lower than on new data; evaluate on episodes it did not see{unseen}")
+    return (f"{len(seen)} of the {len(episodes)} {role} episodes ({episode_ranges(seen)}) are among those the SAE "
+            f"was trained on: {consequence} on episodes it did not see{unseen}")
 
 
 def calibrate(runner: PolicyRunner, loaded: LoadedSae, root: Path, episodes: list[int], *, rule: str = "p99",
