@@ -15,6 +15,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,15 @@ def test_every_output_type_carries_the_same_clamped_action(tiny_act: Path, ros_e
         # Every output resumes once the cameras are fresh again (waited for, not assumed).
         for topic in ("action", "action_trajectory", "action_commands"):
             probe.wait_for(lambda m, t=topic: m["topic"] == t and m["recv_ns"] > end, 30)
+        # Ctrl-C while acting: the controller is told where to stop (it would play out the plan sent
+        # last). One point, stamped when sent, after every action (checked with the other stops below).
+        signalled_ns = time.time_ns()
+        assert node.stop() == 0
+        acted = {a["stamp_ns"] for a in probe.messages("action")}
+        probe.wait_for(lambda m: m["topic"] == "action_trajectory" and m["recv_ns"] > signalled_ns
+                       and m["stamp_ns"] not in acted and len(m["points"]) == 1, 10)
+        assert any(line.endswith("told the trajectory controller to stop at the point it was heading to")
+                   for line in node.lines), node.lines[-5:]
     finally:
         for p in (robot, node, probe):
             p.stop()

@@ -694,6 +694,23 @@ def test_the_first_refusal_after_acting_says_where_to_stop(tiny_act: Path) -> No
         live.close()
 
 
+def test_a_node_that_stops_says_where_once(tiny_act: Path) -> None:
+    """Ctrl-C on the node: the point of the last plan sent that the arm is heading to, then nothing (a
+    second shutdown, or a refusal after it, sends no second stop)."""
+    period = S // 10
+    config = LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), mode="chunk", control_rate_hz=10.0)
+    live, _ = LiveTick.create(config)
+    try:
+        assert live.stopping(T0) is None  # nothing sent yet
+        sent = live.step(inputs(T0), T0)
+        assert isinstance(sent, TickOutput) and len(sent.plan) >= 3
+        np.testing.assert_array_equal(live.stopping(T0 + period + period // 2), sent.plan[1])
+        assert live.stopping(T0 + 2 * period) is None
+        assert live.step(inputs(T0, state=(float("nan"), 0.5, 0.0)), T0 + 3 * period).stop_at is None
+    finally:
+        live.close()
+
+
 def test_a_picture_that_fails_never_stops_the_action(tiny_act: Path, tiny_sae: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """Features and heatmaps explain an action already computed: their failure (a GPU out of memory, a

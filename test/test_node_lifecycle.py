@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from ros_processes import Probe, Proc
 
 pytestmark = pytest.mark.ros
 
@@ -132,3 +134,39 @@ def test_a_node_started_with_stderr_closed_still_says_what_is_wrong(ros_env: dic
     res = subprocess.run(f"{sys.executable} -m pai_ros.ros.replay_node --ros-args -p dataset_root:=/nonexistent 2>&-",
                          shell=True, capture_output=True, text=True, env=ros_env, timeout=120)
     assert res.returncode == 1 and "replay_node: error: " in res.stdout and "/nonexistent" in res.stdout, res
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_node_that_publishes_when_stopped_still_can(sig: int, ros_env: dict) -> None:
+    """policy_node tells a trajectory controller where to stop in its shutdown(); with rclpy's signal
+    handler the context was already down by then and nothing could be sent. The node publishes its
+    last word on the signal, a subscriber in another process gets it, and the exit is clean."""
+    script = textwrap.dedent("""
+        import sys
+        from rclpy.duration import Duration
+        from rclpy.node import Node
+        from std_msgs.msg import String
+        from pai_ros.ros.lifecycle import run_node
+
+        class Stopper(Node):
+            def __init__(self):
+                super().__init__("stopper")
+                self.pub = self.create_publisher(String, "last_word", 10)
+                self.create_timer(0.2, lambda: self.pub.publish(String(data="running")))
+
+            def shutdown(self):
+                self.pub.publish(String(data="stop here"))
+                self.pub.wait_for_all_acked(Duration(seconds=2.0))
+
+        sys.exit(run_node("stopper", Stopper, args=[], publishes_when_stopped=True))
+    """)
+    probe = Probe(["last_word:String"], ros_env)
+    node = Proc([sys.executable, "-c", script], ros_env, "stopper")
+    try:
+        probe.wait_for(lambda m: m["data"] == "running", 60)
+        assert node.stop(sig) == 0
+        probe.wait_for(lambda m: m["data"] == "stop here", 10)
+        assert "Traceback" not in "\n".join(node.lines), node.lines
+    finally:
+        for p in (node, probe):
+            p.stop()

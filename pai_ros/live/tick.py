@@ -324,6 +324,14 @@ class LiveTick:
                          f"{round(self.config.max_observation_age_s, 3)}; this tick took {out.latency_s:.3f} s): use a "
                          f"cheaper heatmap_method, a GPU, or a larger max_observation_age_s")
 
+    def stopping(self, now_ns: int) -> np.ndarray | None:
+        """The node stops acting (Ctrl-C, SIGTERM): the point a controller executing the last plan sent
+        should stop at, as after a refusal (see ``_stop_point``); None when there is nothing to stop.
+        Only once: the plan counts as stopped afterwards."""
+        stop = self._stop_point(now_ns)
+        self._last_sent = None
+        return stop
+
     def _stop_point(self, now_ns: int) -> np.ndarray | None:
         """After a refusal, where a controller executing the last plan sent should stop: the point it is
         heading to now (point i is due i + 1 periods after sending). Not the plan's first point: the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+from rclpy.signals import SignalHandlerOptions
 
 from pai_ros.cli_help import print_help
 from pai_ros.errors import UserError
@@ -99,21 +101,37 @@ def _write_stderr(data: bytes) -> None:
 
 
 def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = None,
-             spin: Callable[[Any], None] = rclpy.spin, params: Sequence[Param] = (), doc: str = "") -> int:
+             spin: Callable[[Any], None] | None = None, params: Sequence[Param] = (), doc: str = "",
+             publishes_when_stopped: bool = False) -> int:
     """0 after a normal end or Ctrl-C; 1 with ``<name>: error: ...`` on stderr for a user error.
 
     ``-h``/``--help`` prints the node's help (``doc`` and ``params``) and starts nothing.
+
+    ``publishes_when_stopped``: the node's ``shutdown()`` still publishes after Ctrl-C or SIGTERM (the
+    policy node tells a trajectory controller where to stop). rclpy's own signal handler shuts the
+    ROS context down before any Python code runs, after which nothing can be sent; here the signals
+    end the spin as KeyboardInterrupt instead, and the context goes down after ``shutdown()``.
     """
     if help_requested(sys.argv if args is None else args):
         print_help(node_help(name, doc, params))
         return 0
-    if not init_ros(name, args):
+    if publishes_when_stopped:
+        if not init_ros(name, args, signal_handler_options=SignalHandlerOptions.NO):
+            return 1
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
+        spin = spin or _spin_waking
+    elif not init_ros(name, args):
         return 1
+    spin = spin or rclpy.spin
     node = None
     try:
         try:
             node = factory()
-        except (UserError, KeyboardInterrupt, ExternalShutdownException):
+        except KeyboardInterrupt:
+            print(f"{name}: stopped while starting", file=sys.stderr)
+            return 0
+        except (UserError, ExternalShutdownException):
             raise
         except Exception:
             # Ctrl-C or SIGTERM while the node was starting (loading a policy takes seconds): rclpy's
@@ -146,3 +164,15 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
             pass
         rclpy.try_shutdown()
     return 0
+
+
+def _interrupt(signum: int, _frame: Any) -> None:
+    """SIGINT and SIGTERM end the spin as Ctrl-C does, with the ROS context still up."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _spin_waking(node: Any) -> None:
+    """``rclpy.spin`` that returns to Python every 0.1 s: without rclpy's signal handler, nothing else
+    wakes a wait with no timer due, and Python runs a signal's handler only between its own steps."""
+    while rclpy.ok():
+        rclpy.spin_once(node, timeout_sec=0.1)

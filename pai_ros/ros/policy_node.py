@@ -19,8 +19,10 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -193,13 +195,20 @@ class PolicyNode(Node):
         try:
             if isinstance(out, TickOutput):
                 self._publish(out)
-            elif out.stop_at is not None and self.config.trajectory_points == "chunk" \
-                    and JOINT_TRAJECTORY in self.action_pubs:  # cancel the rest of the plan sent before
-                self.action_pubs[JOINT_TRAJECTORY].publish(joint_trajectory(
-                    list(self.live.actions.names), out.stop_at, to_stamp(now()), self.config.period_s))
+            elif out.stop_at is not None:
+                self._send_stop(out.stop_at, now())
         except Exception as exc:  # noqa: BLE001 - keep the node alive; say what failed
             if self.context.ok():  # not the shutdown racing this tick
                 self.get_logger().error(f"publishing the tick's outputs failed: {exc!r}")
+
+    def _send_stop(self, point: np.ndarray, now_ns: int) -> bool:
+        """Cancel the rest of the plan a trajectory controller was sent (``trajectory_points:=chunk``): it
+        would go on executing it, planned from an older scene. True when a stop went out."""
+        if self.config.trajectory_points != "chunk" or JOINT_TRAJECTORY not in self.action_pubs:
+            return False
+        self.action_pubs[JOINT_TRAJECTORY].publish(joint_trajectory(
+            list(self.live.actions.names), point, to_stamp(now_ns), self.config.period_s))
+        return True
 
     def _publish(self, out: TickOutput) -> None:
         stamp, names = to_stamp(out.stamp_ns), list(out.action_names)
@@ -240,11 +249,18 @@ class PolicyNode(Node):
         self._closing = True
         self._tick_timer.cancel()
         self._worker.shutdown(wait=True, cancel_futures=True)
+        now_ns = self.get_clock().now().nanoseconds
+        stop = self.live.stopping(now_ns)
+        if stop is not None and self.context.ok() and self._send_stop(stop, now_ns):
+            # Delivered before the process goes, or the controller plays out the plan.
+            acked = self.action_pubs[JOINT_TRAJECTORY].wait_for_all_acked(Duration(seconds=1.0))
+            self.get_logger().info("stopping: told the trajectory controller to stop at the point it was heading "
+                                   f"to{'' if acked else ' (not acknowledged within 1 s)'}")
         self.live.close()
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node("policy_node", PolicyNode, args, params=PARAMS, doc=__doc__)
+    return run_node("policy_node", PolicyNode, args, params=PARAMS, doc=__doc__, publishes_when_stopped=True)
 
 
 if __name__ == "__main__":
