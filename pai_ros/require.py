@@ -48,7 +48,9 @@ def require(name: str, value: float, *, at_least: float | None = None, above: fl
     else:
         bound = "a finite number"
     verb = "be " if bound.startswith("a ") else ""
-    raise error(f"{name} must {verb}{bound}{note}, got {value}")
+    # Quoted when text: "30" from a JSON file read as "got 30" looked like a valid number refused.
+    shown = f"{value!r} (text)" if isinstance(value, str) else value
+    raise error(f"{name} must {verb}{bound}{note}, got {shown}")
 
 
 def _text(bound: float) -> str:

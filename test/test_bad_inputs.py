@@ -398,7 +398,7 @@ def test_damaged_dataset_files_are_one_line(damage, needle: str, tiny_dataset, t
     assert not (tmp_path / "out").exists()  # a failed run leaves no empty output directory behind
 
 
-@pytest.mark.parametrize("fps", [0, -30, float("nan"), float("inf"), "thirty", None])
+@pytest.mark.parametrize("fps", [0, -30, float("nan"), float("inf"), "thirty", "30", None])
 def test_an_info_json_whose_fps_is_not_a_positive_number_is_one_line(fps: object, tmp_path: Path) -> None:
     """fps 0 was a ZeroDivisionError in the replay node's timer, "thirty" a ValueError: every command and
     node reads info.json through read_info, which says it in one line."""
@@ -409,7 +409,8 @@ def test_an_info_json_whose_fps_is_not_a_positive_number_is_one_line(fps: object
     info_path.write_text(json.dumps({"codebase_version": "v3.0", "features": {}, "fps": fps, "total_episodes": 1}))
     with pytest.raises(UserError) as refused:
         read_info(tmp_path)
-    assert str(refused.value) == f"fps in {info_path} must be a positive number, got {fps}"
+    shown = f"'{fps}' (text)" if isinstance(fps, str) else fps  # "30" in quotes: a number written as text
+    assert str(refused.value) == f"fps in {info_path} must be a positive number, got {shown}"
 
 
 @pytest.mark.parametrize("command", [

@@ -45,6 +45,12 @@ def test_what_is_not_a_number_fails(value) -> None:
         require("x", value, at_least=1)
 
 
+def test_a_number_written_as_text_is_shown_as_text() -> None:
+    """'got 3' for the string "3" read as a valid number refused for no reason."""
+    with pytest.raises(UserError, match=r"^x must be at least 1, got '3' \(text\)$"):
+        require("x", "3", at_least=1)
+
+
 def test_a_huge_integer_is_compared_not_a_traceback() -> None:
     with pytest.raises(UserError, match="--episodes must lie in"):
         require("--episodes", 10**400, at_least=1, at_most=1000)
