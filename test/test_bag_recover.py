@@ -262,6 +262,44 @@ def test_split_bag_keeps_complete_files_and_the_flushed_part_of_the_last(tmp_pat
     assert {t: r.messages for t, r in report.topics.items()} == {t: 40 for t in TOPICS}
 
 
+def test_an_earlier_split_damaged_mid_way_ends_what_is_complete(tmp_path: Path) -> None:
+    """The messages of later files are kept, but the recording is complete only up to the damage: the
+    report said "up to" the newest message of all, hiding the gap. A file cut after its data section
+    (only its index lost) lost no message: no gap."""
+    w = BagWriter(tmp_path / "bag", flush_period_s=1e-9, max_bag_size_mb=0.001)  # a chunk per message, 4 files
+    for i in range(40):
+        write(w, i)
+    w.close()
+    first, *later = storage_files(tmp_path / "bag")
+    chunk_ends = _chunk_offsets(first, ends=True)
+    data = first.read_bytes()
+    summary_start = int.from_bytes(data[-28:-20], "little")  # the footer's first field, after the data end
+    assert later and len(chunk_ends) >= 4
+    in_first = len(chunk_ends) // 2  # whole messages of both topics, in writing order
+
+    def recover(cut_at: int, out: str) -> tuple[dict[str, list[int]], str]:
+        shutil.copytree(tmp_path / "bag", tmp_path / f"{out}_bag")
+        os.truncate(tmp_path / f"{out}_bag" / first.name, cut_at)
+        proc = subprocess.run([sys.executable, "-m", "pai_ros.cli", "bag", "recover", str(tmp_path / f"{out}_bag"),
+                               "-o", str(tmp_path / out)], capture_output=True, text=True, timeout=120, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        return read_bag(tmp_path / out), proc.stdout.strip().splitlines()[-1]
+
+    got, line = recover(chunk_ends[2 * (in_first // 2) - 1] + 3, "mid")
+    firsts = list(range(in_first // 2))  # the first file's messages up to the damage
+    assert got["/joint_states"][:len(firsts)] == firsts and got["/joint_states"][len(firsts)] > len(firsts)
+    later_messages = sum(sum(1 for _ in McapScanner(p).messages()) for p in later)
+    assert f"up to bag time {1_000_000 + firsts[-1]} ns" in line, line
+    assert f", then a gap; {later_messages} of them from later files -> " in line, line
+    assert summary_start > chunk_ends[-1]
+    got, line = recover(summary_start + 5, "index")
+    assert got == {t: list(range(40)) for t in TOPICS}
+    assert f"up to bag time {1_000_000 + 39} ns" in line and "gap" not in line, line
+    report = recover_bag(tmp_path / "index_bag", tmp_path / "index_again")
+    assert report.lines()[0].endswith(f"every message readable; its index is damaged at byte {summary_start} of "
+                                      f"{summary_start + 5} (ends inside a record header at byte {summary_start})")
+
+
 def test_bag2parquet_refuses_the_unfinished_bag_and_converts_the_recovered_one(tmp_path: Path) -> None:
     w = BagWriter(tmp_path / "bag", flush_period_s=1e-9)
     for i in range(8):

@@ -123,6 +123,8 @@ def _recover(args: argparse.Namespace) -> int:
     when = ("" if until is None else
             f" up to bag time {until} ns ({datetime.fromtimestamp(until / 1e9, timezone.utc):%Y-%m-%d %H:%M:%S.%f} UTC)")
     topics = sum(1 for t in report.topics.values() if t.messages)
+    if report.after_gap:  # a split file damaged mid-way: what it held after the damage is lost
+        when += f", then a gap; {report.after_gap} of them from later files"
     print(f"pai bag recover: {report.messages} messages on {topics} topics{when} -> {report.output}")
     return 0
 

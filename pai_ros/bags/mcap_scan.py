@@ -54,6 +54,7 @@ class FileScan:
     path: Path
     size: int = 0
     complete: bool = False  # the footer was reached: the file was closed normally
+    data_complete: bool = False  # the data section's end was reached: no message lost, whatever came after
     good_bytes: int = 0  # bytes from the start that were read without damage
     problem: str = ""  # why reading stopped before the footer ("" when complete)
     messages: int = 0
@@ -169,7 +170,7 @@ class McapScanner:
                 if opcode == FOOTER:
                     if bytes(buf[end:end + len(MAGIC)]) != MAGIC:
                         raise Damage(f"no closing magic bytes after the footer at byte {pos}")
-                    self.scan.complete, self.scan.good_bytes = True, size
+                    self.scan.complete, self.scan.data_complete, self.scan.good_bytes = True, True, size
                     return
                 if opcode == 0 or (0x10 <= opcode < 0x80):
                     raise Damage(f"invalid record opcode 0x{opcode:02x} at byte {pos}")
@@ -192,6 +193,7 @@ class McapScanner:
                     self.scan.messages += 1
                     yield rec
             after_data_end = after_data_end or opcode == 0x0F
+            self.scan.data_complete = after_data_end
             pos = self.scan.good_bytes = end
 
     def _chunk(self, r: _Reader, at: int) -> list:

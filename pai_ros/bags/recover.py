@@ -84,6 +84,9 @@ class RecoveryReport:
     files: list[FileScan] = field(default_factory=list)
     topics: dict[str, TopicReport] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # topic -> why its messages were left out
+    # Per file of ``files``: the newest bag time recovered from it, and how many messages.
+    file_ends: list[int | None] = field(default_factory=list)
+    file_messages: list[int] = field(default_factory=list)
 
     @property
     def messages(self) -> int:
@@ -91,9 +94,22 @@ class RecoveryReport:
 
     @property
     def complete_until_ns(self) -> int | None:
-        """Bag time up to which the recovered data is complete (the newest recovered message)."""
-        ends = [t.last_ns for t in self.topics.values() if t.last_ns is not None]
-        return max(ends) if ends else None
+        """Bag time up to which the recovered data is complete: the newest message up to and including
+        the first file whose messages were not all read. A split file damaged mid-way lost what was
+        recorded after the damage, though later files were read (see ``after_gap``)."""
+        newest: int | None = None
+        for scan, end in zip(self.files, self.file_ends):
+            if end is not None:
+                newest = end if newest is None else max(newest, end)
+            if not scan.data_complete:
+                break
+        return newest
+
+    @property
+    def after_gap(self) -> int:
+        """Messages recovered from files after the first one whose messages were not all read."""
+        damaged = next((i for i, scan in enumerate(self.files) if not scan.data_complete), len(self.files))
+        return sum(self.file_messages[damaged + 1:])
 
     @property
     def was_complete(self) -> bool:
@@ -106,6 +122,8 @@ class RecoveryReport:
                 state = "complete"
             elif f.good_bytes == f.size:
                 state = "unfinished (no summary or footer), every byte readable"
+            elif f.data_complete:  # only the index after the messages is damaged
+                state = f"every message readable; its index is damaged at byte {f.good_bytes} of {f.size} ({f.problem})"
             else:
                 state = f"readable up to byte {f.good_bytes} of {f.size}, then {f.problem}"
             out.append(f"{f.path}: {f.messages} messages, {state}")
@@ -231,6 +249,8 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
         for path in files:
             scanner = McapScanner(path)
             read_before = bar.n
+            file_end: int | None = None
+            file_messages = 0
             for channel, log_time, data in scanner.messages():
                 bar.update(read_before + scanner.scan.good_bytes - bar.n)
                 if not opened:
@@ -257,8 +277,12 @@ def recover_bag(bag: Path, output: Path | None = None, *, force: bool = False,
                 t.messages += 1
                 t.first_ns = log_time if t.first_ns is None else min(t.first_ns, log_time)
                 t.last_ns = log_time if t.last_ns is None else max(t.last_ns, log_time)
+                file_end = log_time if file_end is None else max(file_end, log_time)
+                file_messages += 1
             bar.update(read_before + path.stat().st_size - bar.n)  # the damaged rest counts as read
             report.files.append(scanner.scan)
+            report.file_ends.append(file_end)
+            report.file_messages.append(file_messages)
             for channel in scanner.channels.values():  # recorded topics whose messages were all lost
                 if channel.topic not in report.topics and channel.topic not in report.skipped:
                     schema = scanner.schemas.get(channel.schema_id)
