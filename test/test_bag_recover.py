@@ -97,6 +97,20 @@ def test_a_recorded_topic_with_no_message_is_in_the_recovered_bag(tmp_path: Path
         assert next(c for c in reader.connections if c.topic == "/silent").msgtype == "std_msgs/msg/String"
 
 
+def test_a_topic_declared_before_a_kill_with_nothing_flushed_since_is_in_the_recovered_bag(tmp_path: Path) -> None:
+    """Its channel record waited in memory for the next chunk: a recorder killed before that chunk left
+    no trace of the topic it had subscribed to."""
+    w = BagWriter(tmp_path / "bag", flush_period_s=0)
+    write(w, 0)
+    w.flush()
+    w.add_topic("/silent", "std_msgs/msg/String")
+    write(w, 1)  # not flushed: lost on a kill
+    killed = killed_copy(tmp_path / "bag", tmp_path / "killed")
+    w.close()
+    report = recover_bag(killed)
+    assert {t: r.messages for t, r in report.topics.items()} == {"/silent": 0, **{t: 1 for t in TOPICS}}
+
+
 def test_unfinished_bag_recovers_exactly_what_was_flushed(tmp_path: Path) -> None:
     w = BagWriter(tmp_path / "bag", flush_period_s=0)  # flush only when told: the test decides
     for i in range(30):

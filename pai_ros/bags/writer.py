@@ -195,9 +195,15 @@ class BagWriter:
             self._qos[topic] = list(offered_qos)
             self._types.setdefault(topic, msgtype)
             self._counts.setdefault(topic, 0)
-            # Connected now, not on the first message: a subscribed topic that stays silent is in the bag too.
-            if not self._closed and (topic, msgtype) not in self._split.connections:
+            # Connected now, not on the first message: a subscribed topic that stays silent is in the bag too,
+            # and flushed now: its channel record would otherwise wait in memory for the next chunk, so a
+            # recorder killed before then left no trace of it for `pai bag recover`.
+            if not self._closed and self.error is None and (topic, msgtype) not in self._split.connections:
                 self._connect(topic, msgtype)
+                try:
+                    self._flush_locked()
+                except OSError as exc:
+                    raise self._fail(exc) from None
 
     def write(self, topic: str, msgtype: str, rawdata: bytes | memoryview, timestamp_ns: int) -> None:
         """Append one serialised (CDR) message as is; ``timestamp_ns`` is the bag (receive) time."""
@@ -310,7 +316,7 @@ class BagWriter:
         """Close the pending chunk (if it holds messages) and flush; caller holds the lock."""
         split = self._split
         storage = split.storage
-        if storage.chunk.msgs:
+        if storage.chunk.bio.tell():  # messages, or only schema and channel records (a topic declared)
             storage.close_chunk()
         storage.bio.flush()
         split.durable_bytes = storage.bio.tell()
