@@ -35,6 +35,16 @@ def test_stamp_going_back_is_refused_once_then_rebaselined() -> None:
     assert g.check({"front": 95 * S + S // 10}, 95 * S + S // 10).reason is None
 
 
+def test_inputs_too_far_apart_are_refused_only_when_asked() -> None:
+    """A camera 0.2 s behind fresh joints passes the age check (0.25 s): not one moment of the scene."""
+    stamps = {"front": 10 * S - S // 5, "wrist": 10 * S - S // 20, "joint_states": 10 * S}
+    assert gate().check(stamps, 10 * S).reason is None  # 0: not checked
+    strict = InputGate(FreshnessLimits(max_age_s=0.25, max_skew_s=0.1, max_spread_s=0.1))
+    assert strict.check(stamps, 10 * S).reason == ("front is 0.200 s older than joint_states (max_input_spread_s "
+                                                   "0.1): the inputs are not one moment")
+    assert strict.check({"front": 11 * S - S // 20, "joint_states": 11 * S}, 11 * S).reason is None
+
+
 def test_the_same_message_seen_twice_is_not_going_back() -> None:
     g = gate()
     assert g.check({"front": 5 * S}, 5 * S).reason is None

@@ -694,6 +694,19 @@ def test_the_first_refusal_after_acting_says_where_to_stop(tiny_act: Path) -> No
         live.close()
 
 
+def test_inputs_further_apart_than_max_input_spread_s_are_refused(tiny_act: Path) -> None:
+    config = LiveConfig.defaults(str(tiny_act), state_joint_names=list(NAMES), max_observation_age_s=0.5,
+                                 max_input_spread_s=0.1)
+    live, _ = LiveTick.create(config)
+    try:
+        out = live.step(inputs(T0, joint_stamp=T0 + S // 5), T0 + S // 5)  # cameras 0.2 s behind the joints
+        assert isinstance(out, Rejection) and "0.200 s older than joint_states (max_input_spread_s 0.1)" in out.reason
+        assert isinstance(live.step(inputs(T0 + S // 2, joint_stamp=T0 + S // 2 + S // 20), T0 + S // 2 + S // 20),
+                          TickOutput)
+    finally:
+        live.close()
+
+
 def test_a_node_that_stops_says_where_once(tiny_act: Path) -> None:
     """Ctrl-C on the node: the point of the last plan sent that the arm is heading to, then nothing (a
     second shutdown, or a refusal after it, sends no second stop)."""

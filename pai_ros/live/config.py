@@ -79,6 +79,7 @@ class LiveConfig:
     mode: str = "auto"
     max_observation_age_s: float = 0.25
     max_clock_skew_s: float = 0.1
+    max_input_spread_s: float = 0.0
     resize_images: bool = False
     publish_actions: bool = True
     action_min: tuple[float, ...] = ()

@@ -102,7 +102,8 @@ class LiveTick:
         self.sae = sae
         self.sae_path = config.sae_path  # the SAE directory loaded now (see pai_ros.live.reconfigure)
         self.health = Health(observe_only=not config.publish_actions)
-        self.gate = InputGate(FreshnessLimits(config.max_observation_age_s, config.max_clock_skew_s))
+        self.gate = InputGate(FreshnessLimits(config.max_observation_age_s, config.max_clock_skew_s,
+                                              config.max_input_spread_s))
         self.cameras = self._camera_inputs()
         self.heatmap_cameras = self._heatmap_cameras()
         self.action_dim = int(runner.loaded.config.action_feature.shape[0])

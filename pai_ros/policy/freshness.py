@@ -20,6 +20,9 @@ from dataclasses import dataclass
 class FreshnessLimits:
     max_age_s: float  # older inputs are stale
     max_skew_s: float  # inputs stamped further ahead of our clock are from an unsynchronised clock
+    # Inputs of one observation stamped further apart than this are not one moment (0: not checked):
+    # a camera lagging max_age_s behind fresh joints would still pass the age check.
+    max_spread_s: float = 0.0
 
 
 @dataclass
@@ -76,4 +79,10 @@ class InputGate:
             name = max(stale, key=stale.get)
             return FreshnessVerdict(f"{name} is {stale[name]:.3f} s old (max_observation_age_s "
                                     f"{round(self.limits.max_age_s, 3)})", ages)
+        if self.limits.max_spread_s and len(stamps_ns) > 1:
+            oldest, newest = min(stamps_ns, key=stamps_ns.get), max(stamps_ns, key=stamps_ns.get)
+            spread_s = (stamps_ns[newest] - stamps_ns[oldest]) / 1e9
+            if spread_s > self.limits.max_spread_s:
+                return FreshnessVerdict(f"{oldest} is {spread_s:.3f} s older than {newest} (max_input_spread_s "
+                                        f"{round(self.limits.max_spread_s, 3)}): the inputs are not one moment", ages)
         return FreshnessVerdict(None, ages)
