@@ -19,36 +19,31 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float32MultiArray, Float64MultiArray
+from std_msgs.msg import Float32MultiArray
 from std_srvs.srv import Trigger
-from trajectory_msgs.msg import JointTrajectory
 
 from pai_ros.errors import UserError
 from pai_ros.live import PARAMS, RUN_TIME_PARAMETERS, LiveConfig, LiveTick, TickInputs, TickOutput, reconfigure
 from pai_ros.live.controllers import ControllerGate
 from pai_ros.live.inputs import ENVIRONMENT_STATE, JOINT_STATES
-from pai_ros.live.parameters import JOINT_TRAJECTORY
 from pai_ros.msg import FeatureActivations
 from pai_ros.policy.loading import describe_checkpoint
 from pai_ros.ros import topics
+from pai_ros.ros.action_outputs import RELIABLE, ActionOutputs
 from pai_ros.ros.controller_check import ControllerCheck
 from pai_ros.ros.lifecycle import run_node
 from pai_ros.ros.messages import (
     ImageDecoder,
     camera_frame,
     diagnostic_array,
-    float64_multi_array,
     header,
     joint_reading,
     joint_state,
-    joint_trajectory,
     live_feature_activations,
     mark_steering,
     rgb_image,
@@ -64,10 +59,6 @@ from pai_ros.srv import SteerFeatures
 
 __all__ = ["PARAMS", "PolicyNode", "main"]
 
-RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-ACTION_TOPICS = {"joint_state": (topics.ACTION, JointState),
-                 "joint_trajectory": (topics.ACTION_TRAJECTORY, JointTrajectory),
-                 "float64_multi_array": (topics.ACTION_COMMANDS, Float64MultiArray)}
 
 
 class PolicyNode(Node):
@@ -88,8 +79,7 @@ class PolicyNode(Node):
         if self.live.spec.env_state_dim:
             env_type = JointState if self.config.environment_state_type == "joint_state" else Float32MultiArray
             self._subscribe(env_type, self.config.environment_state_topic, ENVIRONMENT_STATE)
-        self.action_pubs = {out: self.create_publisher(ACTION_TOPICS[out][1], ACTION_TOPICS[out][0], RELIABLE)
-                            for out in self.config.action_output} if self.config.publish_actions else {}
+        self.actions = ActionOutputs(self, self.config, self.live.actions.names)
         self.shares_pub = self.create_publisher(JointState, topics.ATTENTION_SHARES, RELIABLE)
         self.heatmap_pubs = {c: self.create_publisher(Image, topics.HEATMAP.format(camera=c), RELIABLE)
                              for c in self.live.heatmap_cameras}
@@ -100,7 +90,7 @@ class PolicyNode(Node):
             for f in self.config.feature_heatmaps for c in self.live.heatmap_cameras}
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, RELIABLE)
         self.clock_watch = SimClockWatch(self, self.diag_pub)
-        gate = ControllerGate(self.config.controller, tuple(self.action_pubs))
+        gate = ControllerGate(self.config.controller, tuple(self.actions.pubs))
         self.controller: ControllerCheck | None = None  # kept: its timer asks until the controller answers
         if self.config.controller and gate.checked_outputs:
             resolved_service(self, f"{self.config.controller.rstrip('/')}/get_parameters", "controller")
@@ -117,11 +107,10 @@ class PolicyNode(Node):
         live = self.live
         inputs = ", ".join(f"{n}<-{live.topics[n]}" + (" (JPEG)" if n in live.cameras and live.cameras[n].compressed
                                                         else "") for n in live.input_names)
-        outputs = ", ".join(self.resolve_topic_name(ACTION_TOPICS[o][0]) for o in self.action_pubs)
         self.get_logger().info(
             f"ready: {describe_checkpoint(live.runner.loaded.path)} on {live.runner.device}, mode {live.runner.mode}, "
             f"{self.config.control_rate_hz:g} Hz, inputs {inputs}, images via {self.decoder.backend}, actions on "
-            f"{outputs or 'nothing (observe-only)'}, heatmaps: {live.heatmap_method}, "
+            f"{self.actions.describe()}, heatmaps: {live.heatmap_method}, "
             f"{live.sae.describe() if live.sae else 'no SAE'}")
 
     def _resolve_input_topic(self, topic: str) -> str:
@@ -196,33 +185,14 @@ class PolicyNode(Node):
             if isinstance(out, TickOutput):
                 self._publish(out)
             elif out.stop_at is not None:
-                self._send_stop(out.stop_at, now())
+                self.actions.send_stop(out.stop_at, now())
         except Exception as exc:  # noqa: BLE001 - keep the node alive; say what failed
             if self.context.ok():  # not the shutdown racing this tick
                 self.get_logger().error(f"publishing the tick's outputs failed: {exc!r}")
 
-    def _send_stop(self, point: np.ndarray, now_ns: int) -> bool:
-        """Cancel the rest of the plan a trajectory controller was sent (``trajectory_points:=chunk``): it
-        would go on executing it, planned from an older scene. True when a stop went out."""
-        if self.config.trajectory_points != "chunk" or JOINT_TRAJECTORY not in self.action_pubs:
-            return False
-        self.action_pubs[JOINT_TRAJECTORY].publish(joint_trajectory(
-            list(self.live.actions.names), point, to_stamp(now_ns), self.config.period_s))
-        return True
-
     def _publish(self, out: TickOutput) -> None:
-        stamp, names = to_stamp(out.stamp_ns), list(out.action_names)
-        for output, pub in self.action_pubs.items():
-            if output in out.held_outputs:  # as the tick decided (and counted): /diagnostics says why
-                continue
-            if output == "joint_state":
-                pub.publish(joint_state(names, out.action, stamp))
-            elif output == "joint_trajectory":  # its points are timed from now: the controller drops past ones
-                plan = out.plan if self.config.trajectory_points == "chunk" else out.plan[:1]
-                sent_after_s = (self.get_clock().now().nanoseconds - out.stamp_ns) / 1e9
-                pub.publish(joint_trajectory(names, plan, stamp, self.config.period_s, sent_after_s))
-            else:
-                pub.publish(float64_multi_array(out.action))
+        self.actions.publish(out)
+        stamp = to_stamp(out.stamp_ns)
         if out.shares:
             self.shares_pub.publish(joint_state(list(out.shares), list(out.shares.values()), stamp))
         stamps, ids = out.heatmap_stamps_ns, out.heatmap_frame_ids  # the explained frame's: RViz lines them up
@@ -251,9 +221,9 @@ class PolicyNode(Node):
         self._worker.shutdown(wait=True, cancel_futures=True)
         now_ns = self.get_clock().now().nanoseconds
         stop = self.live.stopping(now_ns)
-        if stop is not None and self.context.ok() and self._send_stop(stop, now_ns):
+        if stop is not None and self.context.ok() and self.actions.send_stop(stop, now_ns):
             # Delivered before the process goes, or the controller plays out the plan.
-            acked = self.action_pubs[JOINT_TRAJECTORY].wait_for_all_acked(Duration(seconds=1.0))
+            acked = self.actions.stop_delivered(1.0)
             self.get_logger().info("stopping: told the trajectory controller to stop at the point it was heading "
                                    f"to{'' if acked else ' (not acknowledged within 1 s)'}")
         self.live.close()
