@@ -29,6 +29,7 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray
 
 from pai_ros.data.episodes import DatasetFrame, camera_names, check_episodes, iter_episode, read_info, value_names
+from pai_ros.data.replay_schedule import ReplaySchedule
 from pai_ros.data.source import resolve_dataset_root
 from pai_ros.diagnostic_level import Level
 from pai_ros.errors import UserError
@@ -107,7 +108,8 @@ class ReplayNode(Node):
         self.published = 0
         self.finished = False
         self.failure: str | None = None  # why the replay stopped early (the process then exits 1)
-        self.behind = 0  # frame slots that came due before decoding had the frame ready
+        self.behind = 0  # timer ticks at which a due frame was not decoded yet
+        self.schedule = ReplaySchedule(round(1e9 / (self.fps * self.p["rate_factor"])))
         self._behind_reported = 0
         self.episode: int | None = None
         self.diag_pub = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, reliable)
@@ -135,7 +137,7 @@ class ReplayNode(Node):
                 self._start = self.create_timer(_SUBSCRIBER_POLL_NS / 1e9, self._begin)
             return  # the start timer fires again; discovery under load can take seconds
         self._start.cancel()
-        self._timer = self.create_timer(1.0 / (self.fps * self.p["rate_factor"]), self._publish_next)
+        self._timer = self.create_timer(self.schedule.period_ns / 1e9, self._publish_due)
 
     def _lacking_subscribers(self) -> list[str]:
         """The published topics with fewer than ``wait_for_subscribers`` subscribers (none when it is 0)."""
@@ -162,20 +164,24 @@ class ReplayNode(Node):
             self.failure = f"cannot read {self.root}: {exc}"
         self.frames.put(_END)
 
-    def _publish_next(self) -> None:
-        try:
-            frame = self.frames.get_nowait()
-        except queue.Empty:
-            self.behind += 1
-            return  # decoding is behind: skip this slot rather than block the executor
-        if frame is _END:
-            if self.failure is None:
-                self.get_logger().info(f"replay finished: {self.published} frames published")
-            self.finished = True
-            self._publish_diagnostics()  # the last word: finished, or why not
-            self._timer.cancel()
-            return
-        self._publish(frame)
+    def _publish_due(self) -> None:
+        """The frames whose time has come (see ReplaySchedule: late ones catch up)."""
+        now_ns = self.get_clock().now().nanoseconds
+        for _ in range(self.schedule.due(now_ns)):
+            try:
+                frame = self.frames.get_nowait()
+            except queue.Empty:
+                self.behind += 1
+                return  # decoding is behind: the frame goes out on a later tick rather than block the executor
+            if frame is _END:
+                if self.failure is None:
+                    self.get_logger().info(f"replay finished: {self.published} frames published")
+                self.finished = True
+                self._publish_diagnostics()  # the last word: finished, or why not
+                self._timer.cancel()
+                return
+            self._publish(frame)
+            self.schedule.sent_one(now_ns)
 
     def _publish(self, frame: DatasetFrame) -> None:
         stamp = self.get_clock().now().to_msg()
@@ -211,11 +217,11 @@ class ReplayNode(Node):
             if lacking:
                 message += f": fewer than {self.p['wait_for_subscribers']} subscriber(s) on {', '.join(lacking)}"
         elif behind:
-            level, message = Level.WARN, (f"decoding falls behind: {behind} frame slot(s) skipped since the last "
+            level, message = Level.WARN, (f"decoding falls behind: a frame was late {behind} time(s) since the last "
                                           "report (lower rate_factor)")
         else:
             level, message = Level.OK, f"replaying episode {self.episode}" if self.episode is not None else "replaying"
-        values = {"frames_published": str(self.published), "slots_skipped": str(self.behind),
+        values = {"frames_published": str(self.published), "frames_late": str(self.behind),
                   "episodes": " ".join(map(str, self.episodes)), "rate_factor": str(self.p["rate_factor"])}
         self.diag_pub.publish(diagnostic_array(status_name(self, "replay"), level, message, values, str(self.root),
                                                self.get_clock().now().to_msg()))
