@@ -136,32 +136,40 @@ def test_a_node_started_with_stderr_closed_still_says_what_is_wrong(ros_env: dic
     assert res.returncode == 1 and "replay_node: error: " in res.stdout and "/nonexistent" in res.stdout, res
 
 
+STOPPER = textwrap.dedent("""
+    import sys, time
+    from rclpy.duration import Duration
+    from rclpy.node import Node
+    from std_msgs.msg import String
+    from pai_ros.ros.lifecycle import run_node
+
+    class Stopper(Node):
+        def __init__(self):
+            super().__init__("stopper")
+            if sys.argv[1] == "slow_start":
+                print("STARTING", flush=True)
+                time.sleep(30)  # loading a policy
+            self.pub = self.create_publisher(String, "last_word", 10)
+            self.create_timer(0.2, lambda: self.pub.publish(String(data="running")))
+
+        def shutdown(self):
+            print("SHUTDOWN", flush=True)
+            if sys.argv[1] == "slow_stop":
+                time.sleep(1.0)  # a tick in progress
+            self.pub.publish(String(data="stop here"))
+            self.pub.wait_for_all_acked(Duration(seconds=2.0))
+
+    sys.exit(run_node("stopper", Stopper, args=[], publishes_when_stopped=True))
+""")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_node_that_publishes_when_stopped_still_can(sig: int, ros_env: dict) -> None:
     """policy_node tells a trajectory controller where to stop in its shutdown(); with rclpy's signal
     handler the context was already down by then and nothing could be sent. The node publishes its
     last word on the signal, a subscriber in another process gets it, and the exit is clean."""
-    script = textwrap.dedent("""
-        import sys
-        from rclpy.duration import Duration
-        from rclpy.node import Node
-        from std_msgs.msg import String
-        from pai_ros.ros.lifecycle import run_node
-
-        class Stopper(Node):
-            def __init__(self):
-                super().__init__("stopper")
-                self.pub = self.create_publisher(String, "last_word", 10)
-                self.create_timer(0.2, lambda: self.pub.publish(String(data="running")))
-
-            def shutdown(self):
-                self.pub.publish(String(data="stop here"))
-                self.pub.wait_for_all_acked(Duration(seconds=2.0))
-
-        sys.exit(run_node("stopper", Stopper, args=[], publishes_when_stopped=True))
-    """)
     probe = Probe(["last_word:String"], ros_env)
-    node = Proc([sys.executable, "-c", script], ros_env, "stopper")
+    node = Proc([sys.executable, "-c", STOPPER, "plain"], ros_env, "stopper")
     try:
         probe.wait_for(lambda m: m["data"] == "running", 60)
         assert node.stop(sig) == 0
@@ -170,3 +178,36 @@ def test_a_node_that_publishes_when_stopped_still_can(sig: int, ros_env: dict) -
     finally:
         for p in (node, probe):
             p.stop()
+
+
+def test_a_second_signal_while_stopping_does_not_cut_the_last_word(ros_env: dict) -> None:
+    """ros2 launch follows SIGINT with SIGTERM; a second Ctrl-C is a reflex. Raised as KeyboardInterrupt
+    inside shutdown(), it skipped the stop without a word."""
+    probe = Probe(["last_word:String"], ros_env)
+    node = Proc([sys.executable, "-c", STOPPER, "slow_stop"], ros_env, "stopper")
+    try:
+        probe.wait_for(lambda m: m["data"] == "running", 60)
+        node.popen.send_signal(signal.SIGINT)
+        node.wait_for_line(lambda line: line == "SHUTDOWN", 10)
+        node.popen.send_signal(signal.SIGTERM)
+        node.popen.send_signal(signal.SIGINT)
+        assert node.wait(30) == 0
+        probe.wait_for(lambda m: m["data"] == "stop here", 10)
+        said = [line for line in node.lines if "already stopping" in line]
+        assert len(said) == 2 and said[0] == ("stopper: already stopping (sending its last messages; kill -9 stops "
+                                              "it without them)"), node.lines
+        assert "Traceback" not in "\n".join(node.lines), node.lines
+    finally:
+        for p in (node, probe):
+            p.stop()
+
+
+def test_a_signal_while_a_node_that_publishes_when_stopped_starts_stops_it_at_once(ros_env: dict) -> None:
+    node = Proc([sys.executable, "-c", STOPPER, "slow_start"], ros_env, "stopper")
+    try:
+        node.wait_for_line(lambda line: line == "STARTING", 60)
+        node.popen.send_signal(signal.SIGINT)
+        assert node.wait(10) == 0  # not after the 30 s load
+        assert node.lines[-1] == "stopper: stopped while starting" and "SHUTDOWN" not in node.lines, node.lines
+    finally:
+        node.stop()

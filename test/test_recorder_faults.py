@@ -243,3 +243,30 @@ def test_disk_full_is_one_error_a_diagnostic_and_exit_1_and_the_rest_recovers(ro
     got = _read_bag(tmp_path / "recovered")
     _assert_gap_free(got)
     assert reported == on_disk == {t: len(seq) for t, seq in got.items()}
+
+
+def test_a_disk_error_while_declaring_a_topic_stops_the_recording_not_the_topic(ros_env: dict[str, str],
+                                                                                 tmp_path: Path) -> None:
+    """Declaring a topic writes to the bag (its channel record is flushed at once): a full disk then is the
+    recording's write error (ERROR, exit 1), not "cannot record <topic>" while the recorder runs on."""
+    import errno
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import rclpy
+        from pai_ros.bags.errors import BagWriteError
+        from pai_ros.ros.recorder_node import RecorderNode
+
+        rclpy.init(args=["--ros-args", "-p", "output:={tmp_path / 'bag'}"])
+        node = RecorderNode()
+        def full(*_args, **_kwargs):
+            raise BagWriteError("cannot write the bag: no space left on device", {errno.ENOSPC})
+        node.writer.add_topic = full
+        node._subscribe("/joint_states", ["sensor_msgs/msg/JointState"], [])
+        print("FATAL", node.ledger.fatal is not None, "REFUSED", sorted(node.ledger.refused), flush=True)
+        node.destroy_node()
+        rclpy.shutdown()
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ros_env, timeout=120)
+    assert "FATAL True REFUSED []" in res.stdout, res.stdout + res.stderr
+    assert "no space left on device" in res.stderr and "cannot record /joint_states" not in res.stderr, res.stderr

@@ -47,3 +47,13 @@ def test_a_clock_that_goes_back_restarts_the_schedule() -> None:
     assert s.due(10 * P) == 1 and s.start_ns is None and s.sent == 0
     s.sent_one(10 * P)
     assert s.due(11 * P) == 1 and s.due(11 * P + P // 10) == 1
+
+
+def test_a_backlog_of_more_than_a_second_is_not_caught_up() -> None:
+    """A 3 s stall (a clock stepped forward, a decoder stuck longer than its queue): catching up would play
+    3 s at double speed. One frame, then on time from there."""
+    s = ReplaySchedule(P)
+    run(s, [k * P for k in range(3)])
+    assert s.due(33 * P) == 1
+    s.sent_one(33 * P)
+    assert [s.due(t) for t in (34 * P, 35 * P)] == [1, 2]  # frame 4 due at 34 P; 35 P: frames 4 and 5

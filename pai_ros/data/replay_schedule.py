@@ -4,7 +4,8 @@ Pure (no ROS): the replay node asks, at each timer tick, how many frames are due
 that was not decoded in time goes out as soon as it is, and the frames after it catch up at up
 to ``MAX_PER_TICK`` per tick, so a decoding hiccup delays the replay for a moment instead of
 stretching everything after it (it used to fall one period behind the dataset's time per late
-frame, for good). Several frames at once rather than dropped ones: a recorder of the replay keeps
+frame, for good). A backlog of more than a second is not caught up (that would be seconds at
+double speed): the replay then goes on from where it is. Several frames at once rather than dropped ones: a recorder of the replay keeps
 every frame; a policy node reading the latest frame acts on the newest.
 """
 
@@ -35,7 +36,18 @@ class ReplaySchedule:
         # Frame k is due k periods after frame 0; the timer may fire a little early, so a slot counts from
         # half a period before.
         due = (now_ns - self.start_ns + self.period_ns // 2) // self.period_ns + 1
-        return int(max(0, min(due - self.sent, MAX_PER_TICK)))
+        backlog = due - self.sent
+        if backlog > self.max_backlog:
+            # More than a second behind (a stall longer than the decoded-ahead queue, a clock stepped forward):
+            # caught up at twice the rate, it would play that long at double speed. Behind for good instead.
+            self.start_ns += (backlog - 1) * self.period_ns
+            backlog = 1
+        return int(max(0, min(backlog, MAX_PER_TICK)))
+
+    @property
+    def max_backlog(self) -> int:
+        """Frames of one second: a replay further behind than this is not caught up."""
+        return max(2, -(-1_000_000_000 // self.period_ns))
 
     def sent_one(self, now_ns: int) -> None:
         if self.start_ns is None:

@@ -8,11 +8,12 @@ import re
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.signals import SignalHandlerOptions
 
@@ -109,18 +110,20 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
 
     ``publishes_when_stopped``: the node's ``shutdown()`` still publishes after Ctrl-C or SIGTERM (the
     policy node tells a trajectory controller where to stop). rclpy's own signal handler shuts the
-    ROS context down before any Python code runs, after which nothing can be sent; here the signals
-    end the spin as KeyboardInterrupt instead, and the context goes down after ``shutdown()``.
+    ROS context down before any Python code runs, after which nothing can be sent; here
+    :class:`_StopSignals` ends the spin instead, and the context goes down after ``shutdown()``.
     """
     if help_requested(sys.argv if args is None else args):
         print_help(node_help(name, doc, params))
         return 0
+    signals: _StopSignals | None = None
     if publishes_when_stopped:
+        if spin is not None:
+            raise TypeError("run_node: publishes_when_stopped spins the node itself")
         if not init_ros(name, args, signal_handler_options=SignalHandlerOptions.NO):
             return 1
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
-        spin = spin or _spin_waking
+        signals = _StopSignals(name)
+        spin = signals.spin
     elif not init_ros(name, args):
         return 1
     spin = spin or rclpy.spin
@@ -128,6 +131,8 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
     try:
         try:
             node = factory()
+            if signals is not None:
+                signals.running = True
         except KeyboardInterrupt:
             print(f"{name}: stopped while starting", file=sys.stderr)
             return 0
@@ -163,16 +168,50 @@ def run_node(name: str, factory: Callable[[], Any], args: list[str] | None = Non
         except KeyboardInterrupt:  # a second Ctrl-C while closing: stop now, without a traceback
             pass
         rclpy.try_shutdown()
+        if signals is not None:
+            signals.restore()
     return 0
 
 
-def _interrupt(signum: int, _frame: Any) -> None:
-    """SIGINT and SIGTERM end the spin as Ctrl-C does, with the ROS context still up."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+class _StopSignals:
+    """SIGINT and SIGTERM for a node that still publishes in its ``shutdown()``.
 
+    While the node starts, a signal stops it at once (KeyboardInterrupt: there is nothing to send
+    yet). Once it runs, the first signal only sets a flag that :meth:`spin` reads when it wakes (at
+    most 0.1 s later): an exception raised wherever the main thread happens to be could land inside
+    the executor or a callback. Later signals are ignored, with a line, while ``shutdown()`` sends its
+    last messages (a tick in progress and 1 s for the stop to be acknowledged): ``ros2 launch``
+    follows SIGINT with SIGTERM after 5 s, and a second Ctrl-C is a reflex. ``kill -9`` stops it
+    without them.
+    """
 
-def _spin_waking(node: Any) -> None:
-    """``rclpy.spin`` that returns to Python every 0.1 s: without rclpy's signal handler, nothing else
-    wakes a wait with no timer due, and Python runs a signal's handler only between its own steps."""
-    while rclpy.ok():
-        rclpy.spin_once(node, timeout_sec=0.1)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.running = False  # the node exists: signals now ask it to stop
+        self.requested = threading.Event()
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if not self.running:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        if self.requested.is_set():
+            _write_stderr(f"{self.name}: already stopping (sending its last messages; kill -9 stops it without "
+                          "them)\n".encode())
+            return
+        self.requested.set()
+
+    def spin(self, node: Any) -> None:
+        """Spin until a signal asks to stop. The executor wakes every 0.1 s to look: without rclpy's
+        signal handler nothing else wakes a wait with no timer due."""
+        executor = SingleThreadedExecutor(context=node.context)
+        executor.add_node(node)
+        try:
+            while rclpy.ok(context=node.context) and not self.requested.is_set():
+                executor.spin_once(timeout_sec=0.1)
+        finally:
+            executor.remove_node(node)
+            executor.shutdown(timeout_sec=1.0)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

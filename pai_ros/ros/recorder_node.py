@@ -242,6 +242,9 @@ class RecorderNode(Node):
         try:
             cls = _message_class(msgtype)
             self.writer.add_topic(topic, msgtype, [_to_bag_qos(i.qos_profile) for i in publishers])
+        except BagWriteError as exc:  # the disk, not the topic (declaring it writes to the bag): stop as for a write
+            self._on_write_error(exc)
+            return
         except (ImportError, AttributeError, ValueError, UserError) as exc:
             self.ledger.refuse(topic)
             self.get_logger().error(f"cannot record {topic} [{msgtype}]: {exc}")

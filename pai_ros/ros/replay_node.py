@@ -171,7 +171,8 @@ class ReplayNode(Node):
             try:
                 frame = self.frames.get_nowait()
             except queue.Empty:
-                self.behind += 1
+                if self.schedule.start_ns is not None:  # not the decoder starting up
+                    self.behind += 1
                 return  # decoding is behind: the frame goes out on a later tick rather than block the executor
             if frame is _END:
                 if self.failure is None:
