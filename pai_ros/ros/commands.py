@@ -53,6 +53,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from pai_ros.errors import UserError
     from pai_ros.staging import output_directory
 
+    loop = _checked_options(args)  # in a fraction of a second: importing torch and ROS below takes seconds
     try:
         # The demo's modules import these only when they run: ask here (a plain `pip install .` has
         # neither rclpy nor the message package that colcon builds).
@@ -65,26 +66,12 @@ def _run_demo(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UserError(f"pai demo needs ROS 2 (rclpy and the built pai_ros overlay): {exc}; "
                         "run `make setup` and `source scripts/env.sh`") from None
-    if args.closed_loop:
-        episodes = 3 if args.episodes is None else args.episodes
-        seed = 0 if args.seed is None else args.seed
-        rate_hz = 15.0 if args.rate_hz is None else args.rate_hz
-        require("--episodes", episodes, at_least=1)
-        require("--rate-hz", rate_hz, at_least=0.1, at_most=1000)
-        if args.duration is not None or args.episode != 0 or args.rate_factor != 1.0:
-            raise UserError("--episode, --duration and --rate-factor are for the replay demo; with --closed-loop "
-                            "use --episodes and --rate-hz")
+    if loop is not None:
+        episodes, seed, rate_hz = loop
         with output_directory(args.output_dir):
             res = run_closed_loop_demo(args.output_dir, episodes=episodes, seed=seed, rate_hz=rate_hz,
                                        overwrite=args.overwrite, progress=not args.quiet)
         return _print_closed_loop(res)
-    if args.episodes is not None or args.seed is not None or args.rate_hz is not None:
-        raise UserError("--episodes, --seed and --rate-hz are for --closed-loop; the replay demo takes --episode, "
-                        "--duration and --rate-factor")
-    require("--episode", args.episode, at_least=0, note=" (a held-out demo episode)")  # before minutes of building
-    require("--rate-factor", args.rate_factor, above=0, at_most=1)
-    if args.duration is not None:
-        require("--duration", args.duration, above=0, note=" of seconds")
     with output_directory(args.output_dir):
         res = run_demo(args.output_dir, episode=args.episode, duration_s=args.duration, overwrite=args.overwrite,
                        progress=not args.quiet, rate_factor=args.rate_factor)
@@ -112,6 +99,31 @@ def _run_demo(args: argparse.Namespace) -> int:
     print("  live view on a ROS 2 install: run `pai demo` again and, on the same ROS_DOMAIN_ID, "
           "`ros2 run rqt_image_view rqt_image_view /attention/front/heatmap`")
     return 0
+
+
+def _checked_options(args: argparse.Namespace) -> tuple[int, int, float] | None:
+    """Refuse options that do not fit together or lie out of range, before minutes of building assets;
+    with ``--closed-loop`` its (episodes, seed, rate_hz), defaults filled in."""
+    from pai_ros.errors import UserError
+
+    if args.closed_loop:
+        episodes = 3 if args.episodes is None else args.episodes
+        seed = 0 if args.seed is None else args.seed
+        rate_hz = 15.0 if args.rate_hz is None else args.rate_hz
+        require("--episodes", episodes, at_least=1)
+        require("--rate-hz", rate_hz, at_least=0.1, at_most=1000)
+        if args.duration is not None or args.episode != 0 or args.rate_factor != 1.0:
+            raise UserError("--episode, --duration and --rate-factor are for the replay demo; with --closed-loop "
+                            "use --episodes and --rate-hz")
+        return episodes, seed, rate_hz
+    if args.episodes is not None or args.seed is not None or args.rate_hz is not None:
+        raise UserError("--episodes, --seed and --rate-hz are for --closed-loop; the replay demo takes --episode, "
+                        "--duration and --rate-factor")
+    require("--episode", args.episode, at_least=0, note=" (a held-out demo episode)")
+    require("--rate-factor", args.rate_factor, above=0, at_most=1)
+    if args.duration is not None:
+        require("--duration", args.duration, above=0, note=" of seconds")
+    return None
 
 
 def _print_closed_loop(res) -> int:
