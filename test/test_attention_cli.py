@@ -140,6 +140,25 @@ def test_bad_inputs_are_one_line_and_leave_no_output(tiny_dataset, tiny_act, tmp
     assert not list((tmp_path / "out").glob("episode_*")) if (tmp_path / "out").exists() else True
 
 
+@pytest.mark.parametrize("command", [
+    ["attention", "--dataset-root", "/nowhere", "--policy-path", "/nowhere", "--episode", "0", "--output-dir", "/nowhere",
+     "--method", "gradcam"],
+    ["attention", "--dataset-root", "/nowhere", "--policy-path", "/nowhere", "--episode", "0", "--output-dir", "/nowhere",
+     "--faithfulness-steps", "4"],
+    ["demo", "--rate-factor", "0"],
+])
+def test_a_wrong_option_is_refused_before_torch_and_ros_are_imported(command: list[str]) -> None:
+    """Importing torch takes seconds: a typo in an option was said only after it (5 s for pai demo)."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from pai_ros.cli import main; rc = main(sys.argv[1:]); "
+              "print(rc, 'torch' in sys.modules, 'rclpy' in sys.modules)")
+    res = subprocess.run([sys.executable, "-c", script, *command], capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == ["1", "False", "False"], res.stdout + res.stderr
+    assert res.stderr.count("\n") == 1 and "error:" in res.stderr, res.stderr
+
+
 def test_policy_camera_missing_from_dataset(tiny_dataset, tmp_path: Path) -> None:
     from pai_ros.policy.random_init import save_random_act
 

@@ -22,68 +22,14 @@ Methods (each gives a weight vector over the encoder's source tokens, ``[S]``, t
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import torch
 
-from pai_ros.errors import UserError
+# The method names and the query selection need no torch (option checks import them from there);
+# re-exported here, where they are used and where they used to live.
+from pai_ros.attention.selection import GRADIENT_LIVE_METHODS, LIVE_METHODS, METHODS, QuerySelection
 
-METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient", "integrated_gradients")
-LIVE_METHODS = ("cross_attention", "rollout", "relevance", "relevance_cross", "input_gradient")
-# Methods that need the runner's explainer (a backward pass inside the tick).
-GRADIENT_LIVE_METHODS = ("relevance", "relevance_cross", "input_gradient")
-
-
-@dataclass(frozen=True)
-class QuerySelection:
-    """Which decoder queries (= which future actions of the chunk) a map explains.
-
-    ``mean`` averages all queries; ``index`` one query ``k``; ``range`` queries
-    ``start..stop-1``; ``executed`` the query whose action is executed this tick (resolved by
-    the runner: in queue mode, tick t executes query t - t0 of the chunk predicted at t0).
-    """
-
-    kind: str = "mean"
-    start: int = 0
-    stop: int | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> QuerySelection:
-        text = text.strip()
-        if text in ("mean", "all"):
-            return cls("mean")
-        if text == "executed":
-            return cls("executed")
-        if re.fullmatch(r"\d+", text):
-            return cls("index", int(text), int(text) + 1)
-        m = re.fullmatch(r"(\d+):(\d+)", text)
-        if m and int(m.group(1)) < int(m.group(2)):
-            return cls("range", int(m.group(1)), int(m.group(2)))
-        raise ValueError(f"query selection '{text}' is not one of: mean, executed, K, A:B (A < B)")
-
-    def check(self, num_queries: int, option: str) -> None:
-        """A fixed query (K or A:B) past the policy's chunk is a set-up error: one line, before any work."""
-        if self.kind in ("index", "range") and not self.stop <= num_queries:
-            raise UserError(f"{option} {self.label()}: the policy predicts chunks of {num_queries} actions "
-                            f"(queries 0..{num_queries - 1})")
-
-    def resolve(self, num_queries: int, executed: int | None = None) -> slice:
-        if self.kind == "mean":
-            return slice(0, num_queries)
-        if self.kind == "executed":
-            if executed is None:
-                raise ValueError("the executed query is only known inside the runner")
-            start, stop = executed, executed + 1
-        else:
-            start, stop = self.start, self.stop if self.stop is not None else self.start + 1
-        if not (0 <= start < stop <= num_queries):
-            raise ValueError(f"query selection {start}:{stop} is outside the chunk of {num_queries} queries")
-        return slice(start, stop)
-
-    def label(self) -> str:
-        return {"mean": "mean", "executed": "executed"}.get(
-            self.kind, str(self.start) if self.kind == "index" else f"{self.start}:{self.stop}")
+__all__ = ["GRADIENT_LIVE_METHODS", "LIVE_METHODS", "METHODS", "QuerySelection", "reduce_queries", "rollout_matrix",
+           "token_weights"]
 
 
 def reduce_queries(cross: torch.Tensor, queries: slice) -> torch.Tensor:

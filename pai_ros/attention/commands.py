@@ -128,30 +128,35 @@ def check_options_apply(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pai_ros.attention.attribution import GRADIENT_LIVE_METHODS, METHODS, QuerySelection
-    from pai_ros.attention.integrated_gradients import IGConfig
-    from pai_ros.attention.offline import RenderOptions, analyse_episode, check_output_dir
-    from pai_ros.attention.relevance import RelevanceTarget
-    from pai_ros.data.episodes import check_episodes, read_info
-    from pai_ros.data.source import resolve_dataset_root
+    from pai_ros.attention.selection import GRADIENT_LIVE_METHODS, METHODS, QuerySelection, RelevanceTarget
     from pai_ros.errors import UserError
-    from pai_ros.policy.capture import CaptureConfig
-    from pai_ros.policy.loading import load_act_policy, resolve_checkpoint_dir
-    from pai_ros.policy.over_dataset import use_camera_rename
-    from pai_ros.policy.runner import PolicyRunner
-    from pai_ros.staging import check_apart, output_directory
 
+    # What the options alone can say is said first, in a fraction of a second: torch takes seconds to import.
     if args.method is not None and args.method not in METHODS:
         raise UserError(f"unknown method '{args.method}' (choose from {', '.join(METHODS)})")
     check_options_apply(args)
     require("--ig-steps", args.ig_steps, at_least=1)
     try:
         selection = QuerySelection.parse(args.queries)
-        ig = IGConfig(steps=args.ig_steps, baseline=args.ig_baseline)
         target = RelevanceTarget.parse(args.relevance_target)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     require("--alpha", args.alpha, at_least=0, at_most=1)
+
+    from pai_ros.attention.integrated_gradients import IGConfig
+    from pai_ros.attention.offline import RenderOptions, analyse_episode, check_output_dir
+    from pai_ros.data.episodes import check_episodes, read_info
+    from pai_ros.data.source import resolve_dataset_root
+    from pai_ros.policy.capture import CaptureConfig
+    from pai_ros.policy.loading import load_act_policy, resolve_checkpoint_dir
+    from pai_ros.policy.over_dataset import use_camera_rename
+    from pai_ros.policy.runner import PolicyRunner
+    from pai_ros.staging import check_apart, output_directory
+
+    try:
+        ig = IGConfig(steps=args.ig_steps, baseline=args.ig_baseline)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     root = resolve_dataset_root(args.dataset_root, args.dataset_repo_id)
     check_apart(args.output_dir, {"dataset": root, "checkpoint": resolve_checkpoint_dir(args.policy_path)})
     info = read_info(root)

@@ -39,53 +39,14 @@ the average one. For ``dim:K``, ``F`` is that dimension's value (signed).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from pai_ros.attention.errors import NoGradientError
+from pai_ros.attention.selection import RELEVANCE_METHODS, RelevanceTarget  # torch-free: for option checks too
 from pai_ros.errors import UserError
-
-RELEVANCE_METHODS = ("relevance", "relevance_cross")
-
-
-@dataclass(frozen=True)
-class RelevanceTarget:
-    """Which output the relevance explains: ``first``, ``chunk`` or ``dim:K`` (see the module doc)."""
-
-    kind: str = "first"
-    dim: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> RelevanceTarget:
-        text = text.strip()
-        if text in ("first", "chunk"):
-            return cls(text)
-        m = re.fullmatch(r"dim:(\d+)", text)
-        if m:
-            return cls("dim", int(m.group(1)))
-        raise ValueError(f"relevance target '{text}' is not one of: first, chunk, dim:K")
-
-    def label(self) -> str:
-        return f"dim:{self.dim}" if self.kind == "dim" else self.kind
-
-    def scalar(self, chunk: torch.Tensor) -> torch.Tensor:
-        """``F`` for a ``(B, Q, D)`` normalised chunk (summed over the batch: samples are independent)."""
-        if self.kind == "dim":
-            if not 0 <= self.dim < chunk.shape[-1]:
-                raise UserError(f"relevance target dim:{self.dim} is outside the policy's "
-                                f"{chunk.shape[-1]} action dimensions")
-            return chunk[:, 0, self.dim].sum()
-        y = chunk[:, :1] if self.kind == "first" else chunk
-        y = y.reshape(y.shape[0], -1)
-        direction = y.detach() / y.detach().norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return (y * direction).sum()
-
-    def rows(self, num_queries: int) -> slice:
-        """The decoder queries whose rows of ``R_qe`` are read."""
-        return slice(0, num_queries) if self.kind == "chunk" else slice(0, 1)
 
 
 @dataclass
