@@ -5,8 +5,9 @@ that was not decoded in time goes out as soon as it is, and the frames after it 
 to ``MAX_PER_TICK`` per tick, so a decoding hiccup delays the replay for a moment instead of
 stretching everything after it (it used to fall one period behind the dataset's time per late
 frame, for good). A backlog of more than a second is not caught up (that would be seconds at
-double speed): the replay then goes on from where it is. Several frames at once rather than dropped ones: a recorder of the replay keeps
-every frame; a policy node reading the latest frame acts on the newest.
+double speed): the replay then goes on from where it is. Several frames at once rather than
+dropped ones: a recorder of the replay keeps every frame; a policy node reading the latest frame
+acts on the newest.
 """
 
 from __future__ import annotations

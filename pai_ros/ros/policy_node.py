@@ -60,7 +60,6 @@ from pai_ros.srv import SteerFeatures
 __all__ = ["PARAMS", "PolicyNode", "main"]
 
 
-
 class PolicyNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("policy_node", **node_kwargs)
