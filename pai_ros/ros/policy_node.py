@@ -214,7 +214,8 @@ class PolicyNode(Node):
                                                d.hardware_id, now.to_msg(), [(status_name(self, "pace"), *d.pace)]))
 
     def shutdown(self) -> None:
-        """Stop ticking and wait for the tick in progress (the node may keep spinning afterwards)."""
+        """Stop ticking, wait for the tick in progress, and tell a trajectory controller executing a plan
+        (``trajectory_points:=chunk``) where to stop. The node may keep spinning afterwards."""
         self._closing = True
         self._tick_timer.cancel()
         self._worker.shutdown(wait=True, cancel_futures=True)
