@@ -24,7 +24,9 @@ from test_policy_node import diag, start_node, start_robot
 
 pytestmark = pytest.mark.ros
 OUTPUTS = "action_output:=['joint_state', 'joint_trajectory', 'float64_multi_array']"
-TOPICS = ["action:JointState", "action_trajectory:JointTrajectory", "action_commands:Float64MultiArray",
+# The trajectory reliable, as a controller subscribes: the stop sent at Ctrl-C waits for its ack
+# (a best-effort reader can lose it with the exiting process).
+TOPICS = ["action:JointState", "action_trajectory:JointTrajectory:reliable", "action_commands:Float64MultiArray",
           "/diagnostics:DiagnosticArray"]
 PERIOD_NS = 100_000_000  # start_node runs the node at 10 Hz
 MAX_AGE_S = 0.5  # the max_observation_age_s start_node sets

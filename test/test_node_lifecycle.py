@@ -168,7 +168,7 @@ def test_a_node_that_publishes_when_stopped_still_can(sig: int, ros_env: dict) -
     """policy_node tells a trajectory controller where to stop in its shutdown(); with rclpy's signal
     handler the context was already down by then and nothing could be sent. The node publishes its
     last word on the signal, a subscriber in another process gets it, and the exit is clean."""
-    probe = Probe(["last_word:String"], ros_env)
+    probe = Probe(["last_word:String:reliable"], ros_env)  # reliable: the node waits for its ack
     node = Proc([sys.executable, "-c", STOPPER, "plain"], ros_env, "stopper")
     try:
         probe.wait_for(lambda m: m["data"] == "running", 60)
@@ -183,7 +183,7 @@ def test_a_node_that_publishes_when_stopped_still_can(sig: int, ros_env: dict) -
 def test_a_second_signal_while_stopping_does_not_cut_the_last_word(ros_env: dict) -> None:
     """ros2 launch follows SIGINT with SIGTERM; a second Ctrl-C is a reflex. Raised as KeyboardInterrupt
     inside shutdown(), it skipped the stop without a word."""
-    probe = Probe(["last_word:String"], ros_env)
+    probe = Probe(["last_word:String:reliable"], ros_env)  # reliable: the node waits for its ack
     node = Proc([sys.executable, "-c", STOPPER, "slow_stop"], ros_env, "stopper")
     try:
         probe.wait_for(lambda m: m["data"] == "running", 60)

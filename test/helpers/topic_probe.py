@@ -1,17 +1,18 @@
 """An independent subscriber process for tests: prints one JSON line per received message.
 
-    python topic_probe.py TOPIC:TYPE[:latched] [TOPIC:TYPE[:latched] ...]
+    python topic_probe.py TOPIC:TYPE[:latched|:reliable] [TOPIC:TYPE[:latched|:reliable] ...]
 TYPE is Image, CompressedImage, JointState, JointTrajectory, Float64MultiArray, Float32MultiArray,
 DiagnosticArray, String or FeatureActivations. The first
 line is READY once every subscription exists. Subscriptions are best effort (they match
 reliable and best-effort publishers alike), except ``:latched`` ones: reliable and transient-local,
 for publishers that keep their messages for late subscribers (a message published before this
 probe discovered the publisher still arrives, where a best-effort subscription would miss it),
-and DiagnosticArray topics (/diagnostics): reliable, as diagnostic_aggregator subscribes, so they
-match only reliable publishers (every pai_ros node publishes /diagnostics so). A node's last word
-is published just before it exits, and it waits for reliable readers to acknowledge it; a
-best-effort reader gets no such wait, so under load the last word was lost with the exiting
-process (a CI run failed on exactly that).
+``:reliable`` ones (reliable, volatile: they match only reliable publishers), and DiagnosticArray
+topics (/diagnostics): reliable, as diagnostic_aggregator subscribes (every pai_ros node publishes
+/diagnostics so). A node's last word is published just before it exits, and it waits for reliable
+readers to acknowledge it; a best-effort reader gets no such wait, so under load the last word was
+lost with the exiting process: subscribe to a last word ``:reliable`` or ``:latched`` (CI runs
+failed on exactly that, last on a node's last word after Ctrl-C).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from trajectory_msgs.msg import JointTrajectory
 # The latched publishers' own profile (reliable, transient-local), so the subscription matches what they offer.
 from pai_ros.ros.sim_node import LATCHED
 
-DIAGNOSTIC_ARRAY_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 TYPES = {"Image": Image, "CompressedImage": CompressedImage, "JointState": JointState,
          "DiagnosticArray": DiagnosticArray, "JointTrajectory": JointTrajectory,
@@ -83,10 +84,12 @@ def main(specs: list[str]) -> None:
     node = rclpy.create_node("topic_probe")
     for spec in specs:
         topic, type_name, *flags = spec.split(":")
+        if flags not in ([], ["latched"], ["reliable"]):
+            raise SystemExit(f"topic_probe: unknown flags {flags} in {spec!r}")
         if flags == ["latched"]:
             qos = LATCHED
-        elif type_name == "DiagnosticArray":
-            qos = DIAGNOSTIC_ARRAY_QOS
+        elif flags == ["reliable"] or type_name == "DiagnosticArray":
+            qos = RELIABLE
         else:
             qos = qos_profile_sensor_data
         if type_name == "FeatureActivations":
