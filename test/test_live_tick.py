@@ -269,6 +269,8 @@ def test_an_action_ready_after_its_observation_went_stale_is_refused(tiny_act: P
     ({"feature_heatmaps": [3]}, "feature_heatmaps needs sae_path"),
     ({"allow_steering": True}, "allow_steering needs sae_path"),
     ({"trajectory_points": "all"}, "trajectory_points 'all' is not one of"),
+    ({"max_input_spread_s": 0.35}, "max_input_spread_s 0.35 never refuses anything: inputs that pass "
+     "max_observation_age_s 0.25 and max_clock_skew_s 0.1 are at most 0.35 s apart"),
     ({"speed": 3}, "unknown policy_node parameter(s): speed"),
 ])
 def test_bad_configuration_is_one_line(overrides: dict, message: str) -> None:

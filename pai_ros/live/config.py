@@ -138,6 +138,14 @@ class LiveConfig:
         except ValueError as exc:
             raise UserError(str(exc)) from None
         require("control_rate_hz", self.control_rate_hz, above=0)
+        # Inputs that pass the age and skew checks are at most age + skew apart: a spread limit at or
+        # above that reads as a check but never refuses anything.
+        reach_s = self.max_observation_age_s + self.max_clock_skew_s
+        if self.max_input_spread_s and self.max_input_spread_s >= reach_s:
+            raise UserError(f"max_input_spread_s {self.max_input_spread_s} never refuses anything: inputs that pass "
+                            f"max_observation_age_s {self.max_observation_age_s} and max_clock_skew_s "
+                            f"{self.max_clock_skew_s} are at most {round(reach_s, 6)} s apart (set it below that, "
+                            "or 0 not to check)")
         if any(f < 0 for f in self.feature_heatmaps):
             raise UserError(f"feature_heatmaps holds negative indices: {list(self.feature_heatmaps)}")
         if self.feature_heatmaps and not self.sae_path:

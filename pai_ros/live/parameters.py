@@ -62,8 +62,9 @@ PARAMS: list[Param] = [
           "ready, are stale: no action is published",
           min=0.001, max=60.0, read_only=True),
     Param("max_input_spread_s", 0.0, "inputs of one observation stamped further apart than this (a camera lagging "
-          "behind the joints) are refused: no action is published (0: not checked)", min=0.0, max=60.0,
-          read_only=True),
+          "behind the joints) are refused: no action is published (0: not checked; a value at or above "
+          "max_observation_age_s + max_clock_skew_s could never refuse anything and is refused at start)",
+          min=0.0, max=60.0, read_only=True),
     Param("max_clock_skew_s", 0.1, "inputs stamped further than this ahead of this node's clock are refused "
           "(the robot's clock and this one disagree): no action is published", min=0.0, max=60.0, read_only=True),
     Param("resize_images", False, "resize camera images whose size differs from the policy's input "
