@@ -6,8 +6,6 @@ Everything is built locally in seconds; nothing is downloaded.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
+from pai_runner import run_pai  # noqa: F401  (the tests' `from conftest import run_pai`)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,10 +71,6 @@ def ros_env() -> dict[str, str]:
     return env
 
 
-def run_pai(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the real `pai` command line in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "pai_ros.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=REPO)
 
 
 # ------------------------------------------------------------------ models and data

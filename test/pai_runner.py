@@ -1,0 +1,128 @@
+"""The tests' way to run the real `pai` command line: each command in a process of its own.
+
+By default a command runs in a child forked from helpers/pai_forkserver.py, a process that imported
+torch and LeRobot once for the whole run (see its docstring for what is the same as a fresh
+``python -m pai_ros.cli`` and what is not). A fresh interpreter is used instead when the test runs
+the command with another environment than the server started with, or when
+``PAI_TEST_FRESH_PROCESSES=1`` asks for it (to rule the server out when a test fails).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import locale
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SERVER = Path(__file__).resolve().parent / "helpers" / "pai_forkserver.py"
+
+
+class ForkServer:
+    """One running pai_forkserver.py and the environment it started with."""
+
+    def __init__(self) -> None:
+        self.env = _compared(os.environ)
+        self._lock = threading.Lock()
+        self._dir = tempfile.TemporaryDirectory(prefix="pai-forkserver-")
+        self._count = 0
+        self._buffer = b""
+        self.popen = subprocess.Popen([sys.executable, str(SERVER), str(REPO)], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, cwd=REPO)
+        ready = self._reply(120)
+        if ready != {"ready": True}:
+            raise RuntimeError(f"pai_forkserver did not start: {ready}")
+
+    def _reply(self, timeout: float) -> dict | None:
+        """The server's next line, or None when none is complete within ``timeout`` seconds. Read from the
+        descriptor, not a buffered file: a buffer could hold the next line where select() cannot see it."""
+        assert self.popen.stdout is not None
+        fd = self.popen.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([fd], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError(f"pai_forkserver ended (exit status {self.popen.wait()})")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+        """As ``subprocess.run([python, -m, pai_ros.cli, *args], capture_output=True, text=True, cwd=REPO,
+        timeout=timeout)`` would answer."""
+        with self._lock:
+            self._count += 1
+            out, err = (Path(self._dir.name) / f"{self._count}.{name}" for name in ("out", "err"))
+            assert self.popen.stdin is not None
+            self.popen.stdin.write((json.dumps({"argv": args, "cwd": str(REPO), "env": dict(os.environ),
+                                                "stdout": str(out), "stderr": str(err)}) + "\n").encode())
+            self.popen.stdin.flush()
+            started = self._reply(30)
+            if started is None:
+                raise RuntimeError("pai_forkserver did not start the command within 30 s")
+            done = self._reply(timeout)
+            if done is None:
+                os.kill(started["pid"], signal.SIGKILL)
+                self._reply(30)
+                raise subprocess.TimeoutExpired(command(args), timeout, _text(out), _text(err))
+            result = subprocess.CompletedProcess(command(args), done["rc"], _text(out), _text(err))
+            for path in (out, err):
+                path.unlink(missing_ok=True)
+            return result
+
+    def close(self) -> None:
+        if self.popen.poll() is None:
+            assert self.popen.stdin is not None
+            self.popen.stdin.close()  # the server's loop ends on end of input
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._dir.cleanup()
+
+
+def _compared(env: Mapping[str, str]) -> dict[str, str]:
+    """The environment but for what pytest changes per test (PYTEST_CURRENT_TEST), which nothing reads at import."""
+    return {k: v for k, v in env.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+def _text(path: Path) -> str:
+    """What ``text=True`` makes of a captured stream: the locale's decoding and universal newlines
+    (tqdm's carriage returns become line ends)."""
+    data = path.read_bytes() if path.exists() else b""
+    return data.decode(locale.getpreferredencoding(False)).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def command(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pai_ros.cli", *args]
+
+
+_server: list[ForkServer] = []
+
+
+def _fork_server() -> ForkServer:
+    if not _server:
+        _server.append(ForkServer())
+        atexit.register(_server[0].close)
+    return _server[0]
+
+
+def run_pai(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `pai` command line in a process of its own (see the module docstring)."""
+    fresh = os.environ.get("PAI_TEST_FRESH_PROCESSES") == "1"
+    if not fresh and _compared(env if env is not None else os.environ) == _fork_server().env:
+        return _fork_server().run(list(args), timeout)
+    return subprocess.run(command(list(args)), capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
