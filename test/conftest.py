@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pai_runner
 import pytest
 from hypothesis import settings
 from hypothesis.database import DirectoryBasedExampleDatabase
@@ -45,6 +46,16 @@ settings.register_profile("dev", parent=_DEFAULT)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ros: needs rclpy and the colcon-built overlay (real DDS)")
     config.addinivalue_line("markers", "slow: takes more than ~20 s (still part of make test)")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """How the `pai` commands ran (pai_runner.py): a fresh interpreter costs seconds of imports each."""
+    forked = pai_runner._server[0].commands_run if pai_runner._server else 0
+    fresh = sum(pai_runner.fresh_runs.values())
+    if forked or fresh:
+        why = "; ".join(f"{n} with {keys} differing" for keys, n in pai_runner.fresh_runs.items())
+        terminalreporter.write_line(f"pai commands: {forked} forked from one process, {fresh} in fresh interpreters"
+                                    + (f" (environment: {why})" if why else ""))
 
 
 # ------------------------------------------------------------------ ROS isolation

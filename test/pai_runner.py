@@ -34,7 +34,7 @@ class ForkServer:
         self.env = _compared(os.environ)
         self._lock = threading.Lock()
         self._dir = tempfile.TemporaryDirectory(prefix="pai-forkserver-")
-        self._count = 0
+        self.commands_run = 0
         self._buffer = b""
         self.popen = subprocess.Popen([sys.executable, str(SERVER), str(REPO)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, cwd=REPO)
@@ -63,8 +63,8 @@ class ForkServer:
         """As ``subprocess.run([python, -m, pai_ros.cli, *args], capture_output=True, text=True, cwd=REPO,
         timeout=timeout)`` would answer."""
         with self._lock:
-            self._count += 1
-            out, err = (Path(self._dir.name) / f"{self._count}.{name}" for name in ("out", "err"))
+            self.commands_run += 1
+            out, err = (Path(self._dir.name) / f"{self.commands_run}.{name}" for name in ("out", "err"))
             assert self.popen.stdin is not None
             self.popen.stdin.write((json.dumps({"argv": args, "cwd": str(REPO), "env": dict(os.environ),
                                                 "stdout": str(out), "stderr": str(err)}) + "\n").encode())
@@ -94,9 +94,15 @@ class ForkServer:
         self._dir.cleanup()
 
 
+# Set by what the pytest process itself imports, not by a test: PYTEST_CURRENT_TEST changes with each
+# test; OpenCV's import prepends its library folder to LD_LIBRARY_PATH (read by the loader at a
+# process's start only: the server has its libraries loaded); pygame's import sets its prompt switch.
+NOT_COMPARED = frozenset({"PYTEST_CURRENT_TEST", "LD_LIBRARY_PATH", "PYGAME_HIDE_SUPPORT_PROMPT"})
+
+
 def _compared(env: Mapping[str, str]) -> dict[str, str]:
-    """The environment but for what pytest changes per test (PYTEST_CURRENT_TEST), which nothing reads at import."""
-    return {k: v for k, v in env.items() if k != "PYTEST_CURRENT_TEST"}
+    """The environment as far as it decides whether a forked command would see what a fresh one sees."""
+    return {k: v for k, v in env.items() if k not in NOT_COMPARED}
 
 
 def _text(path: Path) -> str:
@@ -111,6 +117,9 @@ def command(args: list[str]) -> list[str]:
 
 
 _server: list[ForkServer] = []
+# Commands run in fresh interpreters because their environment differed, by the variables that differed
+# (conftest prints it at the end: a variable missing from NOT_COMPARED shows here as lost time).
+fresh_runs: dict[str, int] = {}
 
 
 def _fork_server() -> ForkServer:
@@ -122,7 +131,10 @@ def _fork_server() -> ForkServer:
 
 def run_pai(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real `pai` command line in a process of its own (see the module docstring)."""
-    fresh = os.environ.get("PAI_TEST_FRESH_PROCESSES") == "1"
-    if not fresh and _compared(env if env is not None else os.environ) == _fork_server().env:
-        return _fork_server().run(list(args), timeout)
+    if os.environ.get("PAI_TEST_FRESH_PROCESSES") != "1":
+        server, now = _fork_server(), _compared(env if env is not None else os.environ)
+        if now == server.env:
+            return server.run(list(args), timeout)
+        differ = " ".join(sorted(k for k in set(now) | set(server.env) if now.get(k) != server.env.get(k)))
+        fresh_runs[differ] = fresh_runs.get(differ, 0) + 1
     return subprocess.run(command(list(args)), capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
