@@ -3,8 +3,9 @@
 By default a command runs in a child forked from helpers/pai_forkserver.py, a process that imported
 torch and LeRobot once for the whole run (see its docstring for what is the same as a fresh
 ``python -m pai_ros.cli`` and what is not). A fresh interpreter is used instead when the test runs
-the command with another environment than the server started with, or when
-``PAI_TEST_FRESH_PROCESSES=1`` asks for it (to rule the server out when a test fails).
+the command with another environment than the server started with, when the server could not
+start or stopped answering (the run's last lines say so), or when ``PAI_TEST_FRESH_PROCESSES=1``
+asks for it (to rule the server out when a test fails).
 """
 
 from __future__ import annotations
@@ -35,12 +36,21 @@ class ForkServer:
         self._lock = threading.Lock()
         self._dir = tempfile.TemporaryDirectory(prefix="pai-forkserver-")
         self.commands_run = 0
+        self.broken: str | None = None  # why the server is no longer used (its commands then run fresh)
         self._buffer = b""
         self.popen = subprocess.Popen([sys.executable, str(SERVER), str(REPO)], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, cwd=REPO)
-        ready = self._reply(120)
-        if ready != {"ready": True}:
-            raise RuntimeError(f"pai_forkserver did not start: {ready}")
+        try:
+            ready = self._reply(120)
+        except (RuntimeError, ValueError) as exc:
+            ready = {"error": str(exc)}
+        if ready is None or not ready.get("ready"):
+            self.close()
+            raise RuntimeError(f"it did not start: {ready or 'no answer in 120 s'}")
+        if ready.get("said"):
+            # A fresh interpreter would print these lines in every command that imports those modules.
+            self.close()
+            raise RuntimeError(f"its imports printed {ready['said'][:300]!r}")
 
     def _reply(self, timeout: float) -> dict | None:
         """The server's next line, or None when none is complete within ``timeout`` seconds. Read from the
@@ -59,28 +69,39 @@ class ForkServer:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
 
-    def run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
-        """As ``subprocess.run([python, -m, pai_ros.cli, *args], capture_output=True, text=True, cwd=REPO,
-        timeout=timeout)`` would answer."""
+    def run(self, args: list[str], env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess:
+        """As ``subprocess.run([python, -m, pai_ros.cli, *args], capture_output=True, text=True, env=env,
+        cwd=REPO, timeout=timeout)`` would answer."""
         with self._lock:
-            self.commands_run += 1
-            out, err = (Path(self._dir.name) / f"{self.commands_run}.{name}" for name in ("out", "err"))
-            assert self.popen.stdin is not None
-            self.popen.stdin.write((json.dumps({"argv": args, "cwd": str(REPO), "env": dict(os.environ),
-                                                "stdout": str(out), "stderr": str(err)}) + "\n").encode())
-            self.popen.stdin.flush()
-            started = self._reply(30)
-            if started is None:
-                raise RuntimeError("pai_forkserver did not start the command within 30 s")
-            done = self._reply(timeout)
-            if done is None:
+            try:
+                return self._run(args, env, timeout)
+            except (OSError, RuntimeError, ValueError, KeyError) as exc:  # the server died or answered nonsense
+                self.broken = f"{type(exc).__name__}: {exc}"
+                raise
+
+    def _run(self, args: list[str], env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess:
+        self.commands_run += 1
+        out, err = (Path(self._dir.name) / f"{self.commands_run}.{name}" for name in ("out", "err"))
+        assert self.popen.stdin is not None
+        self.popen.stdin.write((json.dumps({"argv": args, "cwd": str(REPO), "env": dict(env), "stdout": str(out),
+                                            "stderr": str(err)}) + "\n").encode())
+        self.popen.stdin.flush()
+        started = self._reply(30)
+        if started is None:
+            raise RuntimeError("it did not start a command within 30 s")
+        done = self._reply(timeout)
+        if done is None:
+            try:
                 os.kill(started["pid"], signal.SIGKILL)
-                self._reply(30)
-                raise subprocess.TimeoutExpired(command(args), timeout, _text(out), _text(err))
-            result = subprocess.CompletedProcess(command(args), done["rc"], _text(out), _text(err))
-            for path in (out, err):
-                path.unlink(missing_ok=True)
-            return result
+            except ProcessLookupError:  # it ended just now and the server reaped it: its status is on the way
+                pass
+            if self._reply(30) is None:
+                raise RuntimeError(f"a command killed after its timeout did not end: pid {started['pid']}")
+            raise subprocess.TimeoutExpired(command(args), timeout, _text(out), _text(err))
+        result = subprocess.CompletedProcess(command(args), done["rc"], _text(out), _text(err))
+        for path in (out, err):
+            path.unlink(missing_ok=True)
+        return result
 
     def close(self) -> None:
         if self.popen.poll() is None:
@@ -117,24 +138,32 @@ def command(args: list[str]) -> list[str]:
 
 
 _server: list[ForkServer] = []
+# Why no server is used, when it could not start (every command then runs in a fresh interpreter).
+unavailable: list[str] = []
 # Commands run in fresh interpreters because their environment differed, by the variables that differed
 # (conftest prints it at the end: a variable missing from NOT_COMPARED shows here as lost time).
 fresh_runs: dict[str, int] = {}
 
 
-def _fork_server() -> ForkServer:
-    if not _server:
-        _server.append(ForkServer())
+def _fork_server() -> ForkServer | None:
+    if not _server and not unavailable:
+        try:
+            _server.append(ForkServer())
+        except RuntimeError as exc:
+            unavailable.append(f"pai_forkserver: {exc}")
+            return None
         atexit.register(_server[0].close)
-    return _server[0]
+    return _server[0] if _server and _server[0].broken is None else None
 
 
 def run_pai(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the real `pai` command line in a process of its own (see the module docstring)."""
-    if os.environ.get("PAI_TEST_FRESH_PROCESSES") != "1":
-        server, now = _fork_server(), _compared(env if env is not None else os.environ)
+    used = env if env is not None else os.environ
+    server = None if os.environ.get("PAI_TEST_FRESH_PROCESSES") == "1" else _fork_server()
+    if server is not None:
+        now = _compared(used)
         if now == server.env:
-            return server.run(list(args), timeout)
+            return server.run(list(args), used, timeout)
         differ = " ".join(sorted(k for k in set(now) | set(server.env) if now.get(k) != server.env.get(k)))
         fresh_runs[differ] = fresh_runs.get(differ, 0) + 1
     return subprocess.run(command(list(args)), capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)

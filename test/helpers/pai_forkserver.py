@@ -16,7 +16,8 @@ Protocol, on this process's standard input and output (one JSON object per line)
     -> {"argv": [...], "cwd": "...", "env": {...}, "stdout": PATH, "stderr": PATH}
     <- {"pid": N}    the child runs; the client may kill N when its timeout passes
     <- {"rc": N}     as subprocess reports it (negative: ended by that signal)
-The first line the server writes is {"ready": true}, once the imports are done.
+The first line the server writes is {"ready": true, "said": TEXT}, once the imports are done (TEXT: what
+they printed on stderr).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ import gc
 import json
 import os
 import runpy
+import signal
 import sys
+import tempfile
 import threading
 from typing import NoReturn
 
@@ -46,6 +49,7 @@ def run_child(request: dict, repo: str) -> NoReturn:
     os.environ.clear()  # the test's environment now (the client checked that import-time variables match)
     os.environ.update(request["env"])
     sys.argv = [os.path.join(repo, "pai_ros", "cli.py"), *request["argv"]]
+    interrupted = False
     try:
         runpy.run_module("pai_ros.cli", run_name="__main__", alter_sys=True)
         code = 0
@@ -55,17 +59,40 @@ def run_child(request: dict, repo: str) -> NoReturn:
         else:
             print(exc.code, file=sys.stderr)
             code = 1
-    except BaseException:  # an uncaught exception: its traceback and status 1
-        sys.excepthook(*sys.exc_info())
+    except BaseException as exc:  # an uncaught exception: its traceback and status 1
+        sys.excepthook(type(exc), exc, exc.__traceback__)
         code = 1
+        interrupted = isinstance(exc, KeyboardInterrupt)
     # An interpreter's exit, in its order (threads joined, atexit handlers, streams flushed), without
     # tearing down the modules: in a child of a process that imported torch that took ~1 s of
     # copy-on-write page faults, where the command itself may take 0.2 s.
     threading._shutdown()  # type: ignore[attr-defined]
     atexit._run_exitfuncs()
+    gc.collect()  # the interpreter's last collection: a file object in a cycle is flushed and closed here
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+    if interrupted:  # as Python ends on an uncaught KeyboardInterrupt: killed by SIGINT (status -2)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     os._exit(code)
+
+
+def preload() -> str:
+    """Import PRELOAD; what the imports printed on stderr (a fresh interpreter would print it in each command
+    that imports them, a forked child never: the client does not use a server whose imports said anything)."""
+    sys.stderr.flush()
+    kept = os.dup(2)
+    with tempfile.TemporaryFile() as said:
+        os.dup2(said.fileno(), 2)
+        try:
+            for name in PRELOAD:
+                __import__(name)
+        finally:
+            sys.stderr.flush()
+            os.dup2(kept, 2)
+            os.close(kept)
+        said.seek(0)
+        return said.read().decode(errors="replace")
 
 
 def main(repo: str) -> None:
@@ -75,10 +102,9 @@ def main(repo: str) -> None:
     for fd in (0, 1):  # a child's stdin is empty, and nothing a child prints can reach the protocol
         os.dup2(devnull, fd)
     sys.path[0] = repo  # as `python -m` run from the repository has it (not this file's folder)
-    for name in PRELOAD:
-        __import__(name)
+    said = preload()
     gc.freeze()  # what was imported stays out of the children's collections (fewer pages copied on write)
-    print(json.dumps({"ready": True}), file=protocol_out)
+    print(json.dumps({"ready": True, "said": said}), file=protocol_out)
     for line in protocol_in:
         request = json.loads(line)
         sys.stdout.flush()
