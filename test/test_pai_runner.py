@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pai_runner
 import pytest
-from pai_runner import REPO, ForkServer, _fork_server, command, run_pai
+from pai_runner import NOT_COMPARED, REPO, ForkServer, _fork_server, command, run_pai
 
 
 def server() -> ForkServer:
@@ -70,8 +70,10 @@ def test_a_command_past_its_timeout_is_killed_and_reported_as_subprocess_would(t
 def test_run_pai_forks_in_the_servers_environment_and_fresh_processes_can_be_asked_for(monkeypatch) -> None:
     forks = server()
     counted = forks.commands_run
-    assert run_pai("demo", "--rate-factor", "0").returncode == 1 and forks.commands_run == counted + 1
+    # The server's environment, given explicitly: whatever earlier tests left in os.environ, this one forks.
+    same = {**forks.env, **{k: v for k, v in os.environ.items() if k in NOT_COMPARED}}
+    assert run_pai("demo", "--rate-factor", "0", env=same).returncode == 1 and forks.commands_run == counted + 1
     monkeypatch.setenv("PAI_TEST_FRESH_PROCESSES", "1")
-    res = run_pai("demo", "--rate-factor", "0")
+    res = run_pai("demo", "--rate-factor", "0", env=same)
     assert res.returncode == 1 and res.stderr.startswith("pai demo: error:"), res.stderr
     assert forks.commands_run == counted + 1
