@@ -50,15 +50,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter) -> None:
     """How the `pai` commands ran (pai_runner.py): a fresh interpreter costs seconds of imports each."""
-    server = pai_runner._server[0] if pai_runner._server else None
-    forked, fresh = server.commands_run if server else 0, sum(pai_runner.fresh_runs.values())
-    if forked or fresh:
-        why = "; ".join(f"{n} with {keys} differing" for keys, n in pai_runner.fresh_runs.items())
-        terminalreporter.write_line(f"pai commands: {forked} forked from one process, {fresh} in fresh interpreters"
-                                    + (f" (environment: {why})" if why else ""))
-    for reason in pai_runner.unavailable + ([f"pai_forkserver stopped: {server.broken}"] if server and server.broken
-                                            else []):
-        terminalreporter.write_line(f"{reason}; later commands ran in fresh interpreters")
+    for line in pai_runner.summary_lines():
+        terminalreporter.write_line(line)
 
 
 # ------------------------------------------------------------------ ROS isolation
@@ -83,8 +76,6 @@ def ros_env() -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     })
     return env
-
-
 
 
 # ------------------------------------------------------------------ models and data

@@ -97,11 +97,12 @@ class ForkServer:
                 pass
             if self._reply(30) is None:
                 raise RuntimeError(f"a command killed after its timeout did not end: pid {started['pid']}")
-            raise subprocess.TimeoutExpired(command(args), timeout, _text(out), _text(err))
-        result = subprocess.CompletedProcess(command(args), done["rc"], _text(out), _text(err))
+        said = _text(out), _text(err)
         for path in (out, err):
             path.unlink(missing_ok=True)
-        return result
+        if done is None:
+            raise subprocess.TimeoutExpired(command(args), timeout, *said)
+        return subprocess.CompletedProcess(command(args), done["rc"], *said)
 
     def close(self) -> None:
         if self.popen.poll() is None:
@@ -171,3 +172,16 @@ def run_pai(*args: str, env: dict[str, str] | None = None, timeout: float = 600)
         differ = " ".join(sorted(k for k in set(now) | set(server.env) if now.get(k) != server.env.get(k)))
         fresh_runs[differ] = fresh_runs.get(differ, 0) + 1
     return subprocess.run(command(list(args)), capture_output=True, text=True, env=env, timeout=timeout, cwd=REPO)
+
+
+def summary_lines() -> list[str]:
+    """What the run's end says: how many commands forked, how many ran fresh and why."""
+    server = _server[0] if _server else None
+    forked, fresh = server.commands_run if server else 0, sum(fresh_runs.values())
+    lines = []
+    if forked or fresh:
+        why = "; ".join(f"{n} with {keys} differing" for keys, n in fresh_runs.items())
+        lines.append(f"pai commands: {forked} forked from one process, {fresh} in fresh interpreters"
+                     + (f" (environment: {why})" if why else ""))
+    stopped = [f"pai_forkserver stopped: {server.broken}"] if server and server.broken else []
+    return lines + [f"{reason}; later commands ran in fresh interpreters" for reason in unavailable + stopped]
